@@ -1,0 +1,53 @@
+"""The ``trace2skill`` command line: a thin layer over the Python API.
+
+Each command group lives in its own module of this package and is registered here.
+User mistakes raise :class:`toolkit.errors.ToolkitError`; they are printed as one line
+(``Error: ...``) with exit code 1. ``-v`` shows the traceback as well.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from toolkit.errors import ToolkitError
+
+
+class _Group(click.Group):
+    """Turns ToolkitError into one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ToolkitError as exc:
+            if ctx.find_root().params.get("verbose"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(package_name="trace2skill")
+def main(verbose: bool) -> None:
+    """Evolve agent skills from execution trajectories, reviewed like code in git.
+
+    \b
+    Start with:
+      trace2skill skill validate skills/gsm8k-math
+      trace2skill skill sections skills/gsm8k-math
+      trace2skill patch apply fix.json skills/gsm8k-math --dry-run
+    """
+
+
+def _register() -> None:
+    # Each module of this package exports COMMANDS, the click commands/groups it adds.
+    from toolkit.cli import model, patch, repo, skill
+
+    for module in (skill, patch, model, repo):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register()

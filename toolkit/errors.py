@@ -1,0 +1,32 @@
+"""Errors a user can act on.
+
+Every exception raised for a user mistake (bad input, missing file, invalid patch) derives
+from :class:`ToolkitError`. The CLI prints its message as one line and exits non-zero; any
+other exception is a bug and shows a traceback.
+"""
+
+from __future__ import annotations
+
+
+class ToolkitError(Exception):
+    """Base class of errors caused by input the user can fix."""
+
+
+class SkillError(ToolkitError):
+    """A skill folder cannot be loaded (missing SKILL.md, bad frontmatter, bad encoding)."""
+
+
+class PatchError(ToolkitError):
+    """A patch file cannot be loaded or is malformed."""
+
+
+class RepoError(ToolkitError):
+    """A git repository is unusable for the requested operation."""
+
+
+class LLMError(ToolkitError):
+    """An LLM call failed permanently (auth, bad request, retries exhausted)."""
+
+
+class ModelInstallError(ToolkitError):
+    """The embedded model could not be installed or verified."""
