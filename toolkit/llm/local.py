@@ -1,0 +1,383 @@
+"""The ``local/...`` litellm provider: llama-cpp-python running the embedded model in-process.
+
+``local/qwen2.5-coder-1.5b`` (default tier), ``local/qwen2.5-coder-0.5b`` (small tier) or
+``local/<path>.gguf`` select the weights (see :mod:`toolkit.llm.model_store`). Each model file
+is loaded once per process and kept; one llama.cpp context serves one request at a time, so a
+lock per context serialises calls and async calls run the sync path in a worker thread.
+
+Structured output goes through llama.cpp's grammar: a JSON schema in ``response_format``
+(``{"type": "json_object", "schema": ...}``, OpenAI's ``json_schema`` shape, or a pydantic
+model class) constrains sampling so the reply is valid JSON of that shape. Bound every list
+and string in such a schema (``maxItems``/``maxLength``), or generation can run past
+``max_tokens`` and be cut off mid-object.
+
+llama-cpp-python is the optional ``local`` extra; it is imported on first use, so importing
+this module (as the gateway does to register the provider) never needs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# This module is imported by toolkit.llm._litellm after litellm; importing it directly must
+# not make litellm fetch its cost map from the network either.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from litellm import BadRequestError, ContextWindowExceededError, CustomLLM  # noqa: E402
+from litellm.types.utils import Choices, Message, ModelResponse, Usage  # noqa: E402
+
+from toolkit.errors import ModelInstallError  # noqa: E402
+from toolkit.llm import model_store  # noqa: E402
+
+N_CTX_ENV = "TRACE2SKILL_LOCAL_N_CTX"
+"""Context length in tokens (default 8192; Qwen2.5 was trained to 32768)."""
+
+N_THREADS_ENV = "TRACE2SKILL_LOCAL_THREADS"
+"""CPU threads for llama.cpp (default: every core this process may use)."""
+
+DEFAULT_N_CTX = 8192
+DEFAULT_MAX_TOKENS = 1024
+_COST_HEADER = "llm_provider-x-litellm-response-cost"
+
+
+@dataclass
+class _LoadedModel:
+    """One llama.cpp model + context, shared by every call in the process."""
+
+    llama: Any  # llama_cpp.Llama, typed loosely because the import is lazy
+    formatter: Any  # llama_cpp.llama_chat_format.Jinja2ChatFormatter
+    lock: threading.Lock
+    n_ctx: int
+
+
+_loaded: dict[tuple[Path, int, int], _LoadedModel] = {}
+_load_lock = threading.Lock()
+_grammars: dict[str, Any] = {}
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ModelInstallError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise ModelInstallError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+        import llama_cpp.llama_chat_format
+        import llama_cpp.llama_grammar
+    except ImportError as exc:
+        raise ModelInstallError(
+            "the embedded model needs llama-cpp-python: pip install 'trace2skill[local]' "
+            f"(or `make venv`); import failed: {exc}"
+        ) from exc
+    return llama_cpp
+
+
+def load_model(path: Path, *, n_ctx: int | None = None, n_threads: int | None = None) -> Any:
+    """Return the process-wide ``llama_cpp.Llama`` for ``path`` (loaded on first use)."""
+    return _load(path, n_ctx, n_threads).llama
+
+
+def _load(path: Path, n_ctx: int | None, n_threads: int | None) -> _LoadedModel:
+    ctx = n_ctx or _env_int(N_CTX_ENV, DEFAULT_N_CTX)
+    threads = n_threads or _env_int(N_THREADS_ENV, _cpu_count())
+    key = (path.resolve(), ctx, threads)
+    with _load_lock:
+        if key in _loaded:
+            return _loaded[key]
+        llama_cpp = _import_llama_cpp()
+        try:
+            llama = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelInstallError(f"llama.cpp could not load {path}: {exc}") from exc
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelInstallError(f"{path} has no chat template in its GGUF metadata")
+        eos = llama.token_eos()
+        bos = llama.token_bos()
+        formatter = llama_cpp.llama_chat_format.Jinja2ChatFormatter(
+            template=template,
+            eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
+            stop_token_ids=[eos],
+        )
+        loaded = _LoadedModel(llama=llama, formatter=formatter, lock=threading.Lock(), n_ctx=ctx)
+        _loaded[key] = loaded
+        return loaded
+
+
+def schema_from_response_format(response_format: Any) -> dict[str, Any] | None:
+    """The JSON schema requested by an OpenAI/litellm ``response_format``, or None.
+
+    Accepts ``{"type": "json_object", "schema": S}``, ``{"type": "json_schema",
+    "json_schema": {"schema": S}}`` and a pydantic model class. ``{"type": "json_object"}``
+    without a schema yields ``{}``: any JSON object. ``{"type": "text"}`` yields None.
+    """
+    if response_format is None:
+        return None
+    if isinstance(response_format, type) and hasattr(response_format, "model_json_schema"):
+        return dict(response_format.model_json_schema())
+    if not isinstance(response_format, dict):
+        raise ValueError(f"unsupported response_format {response_format!r}")
+    kind = response_format.get("type")
+    if kind == "json_object":
+        schema = response_format.get("schema") or {}
+        return {"type": "object", **schema} if not schema else dict(schema)
+    if kind == "json_schema":
+        inner = response_format.get("json_schema") or {}
+        return dict(inner.get("schema") or {"type": "object"})
+    if kind in (None, "text"):
+        return None
+    raise ValueError(f"unsupported response_format type {kind!r}")
+
+
+def _grammar(schema: dict[str, Any]) -> Any:
+    """Compile (and memoise) the llama.cpp grammar of a JSON schema."""
+    key = json.dumps(schema, sort_keys=True)
+    cached = _grammars.get(key)
+    if cached is not None:
+        return cached
+    llama_grammar = _import_llama_cpp().llama_grammar
+    try:
+        grammar = llama_grammar.LlamaGrammar.from_json_schema(key, verbose=False)
+    except Exception as exc:  # the converter raises bare Exceptions for unsupported schemas
+        raise ValueError(f"JSON schema cannot be turned into a llama.cpp grammar: {exc}") from exc
+    _grammars[key] = grammar
+    return grammar
+
+
+def _text_content(content: Any) -> str:
+    """Message content as one string (OpenAI allows a list of typed parts)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part.get("text", "") if isinstance(part, dict) else str(part) for part in content
+        )
+    return str(content)
+
+
+def _as_list(value: str | list[str] | None) -> list[str]:
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _plain_messages(messages: list[Any]) -> list[dict[str, Any]]:
+    plain = []
+    for message in messages:
+        item = dict(message) if not isinstance(message, dict) else message
+        plain.append(
+            {"role": item.get("role", "user"), "content": _text_content(item.get("content"))}
+        )
+    return plain
+
+
+class LocalLLM(CustomLLM):
+    """litellm custom provider serving GGUF models in-process with llama-cpp-python.
+
+    Registered by :func:`toolkit.llm._litellm.get_litellm` as provider ``local``. Zero cost;
+    usage counts real tokens. ``n_ctx``/``n_threads`` override the env defaults.
+    """
+
+    def __init__(self, *, n_ctx: int | None = None, n_threads: int | None = None) -> None:
+        super().__init__()
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        _register_zero_cost()
+
+    def completion(  # noqa: D102 - litellm's CustomLLM signature
+        self,
+        model: str,
+        messages: list,
+        api_base: str,
+        custom_prompt_dict: dict,
+        model_response: ModelResponse,
+        print_verbose: Any,
+        encoding: Any,
+        api_key: Any,
+        logging_obj: Any,
+        optional_params: dict,
+        acompletion: Any = None,
+        litellm_params: Any = None,
+        logger_fn: Any = None,
+        headers: dict | None = None,
+        timeout: Any = None,
+        client: Any = None,
+    ) -> ModelResponse:
+        return self._complete(model, messages, model_response, optional_params)
+
+    async def acompletion(  # noqa: D102 - litellm's CustomLLM signature
+        self,
+        model: str,
+        messages: list,
+        api_base: str,
+        custom_prompt_dict: dict,
+        model_response: ModelResponse,
+        print_verbose: Any,
+        encoding: Any,
+        api_key: Any,
+        logging_obj: Any,
+        optional_params: dict,
+        acompletion: Any = None,
+        litellm_params: Any = None,
+        logger_fn: Any = None,
+        headers: dict | None = None,
+        timeout: Any = None,
+        client: Any = None,
+    ) -> ModelResponse:
+        # llama.cpp blocks; a worker thread keeps the event loop responsive.
+        return await asyncio.to_thread(
+            self._complete, model, messages, model_response, optional_params
+        )
+
+    def _complete(
+        self,
+        model: str,
+        messages: list[Any],
+        model_response: ModelResponse,
+        optional_params: dict[str, Any],
+    ) -> ModelResponse:
+        full_model = f"{model_store.PROVIDER}/{model}"
+        try:
+            path = model_store.resolve(model)
+            loaded = _load(path, self.n_ctx, self.n_threads)
+            schema = schema_from_response_format(optional_params.get("response_format"))
+            grammar = _grammar(schema) if schema is not None else None
+        except (ModelInstallError, ValueError) as exc:
+            # BadRequestError: litellm passes it through as non-retryable (other exception
+            # types become APIConnectionError, which callers would retry).
+            raise BadRequestError(str(exc), model=full_model, llm_provider="local") from exc
+
+        formatted = loaded.formatter(messages=_plain_messages(messages))
+        prompt = loaded.llama.tokenize(
+            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+        )
+        max_tokens = (
+            optional_params.get("max_tokens")
+            or optional_params.get("max_completion_tokens")
+            or min(DEFAULT_MAX_TOKENS, max(loaded.n_ctx - len(prompt), 1))
+        )
+        if len(prompt) + max_tokens > loaded.n_ctx:
+            raise ContextWindowExceededError(
+                message=(
+                    f"prompt ({len(prompt)} tokens) + max_tokens ({max_tokens}) exceeds the "
+                    f"context window of {loaded.n_ctx} tokens (set {N_CTX_ENV} to enlarge it)"
+                ),
+                model=full_model,
+                llm_provider="local",
+            )
+        stop = _as_list(optional_params.get("stop")) + _as_list(formatted.stop)
+        sampling: dict[str, Any] = {
+            key: optional_params[key]
+            for key in ("temperature", "top_p", "seed")
+            if optional_params.get(key) is not None
+        }
+        with loaded.lock:
+            result = loaded.llama.create_completion(
+                prompt=prompt,
+                max_tokens=max_tokens,
+                stop=stop,
+                stopping_criteria=formatted.stopping_criteria,
+                grammar=grammar,
+                **sampling,
+            )
+        choice = result["choices"][0]
+        usage = result["usage"]
+        return _fill_response(
+            model_response,
+            model=full_model,
+            text=choice["text"],
+            finish_reason=choice.get("finish_reason") or "stop",
+            prompt_tokens=usage["prompt_tokens"],
+            completion_tokens=usage["completion_tokens"],
+        )
+
+
+def _fill_response(
+    response: ModelResponse,
+    *,
+    model: str,
+    text: str,
+    finish_reason: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> ModelResponse:
+    response.id = f"chatcmpl-local-{uuid.uuid4().hex}"
+    response.created = int(time.time())
+    response.model = model
+    response.choices = [
+        Choices(
+            index=0,
+            finish_reason=finish_reason,
+            message=Message(role="assistant", content=text),
+        )
+    ]
+    response.usage = Usage(  # type: ignore[attr-defined]
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
+    )
+    # litellm prices a response from this header before looking the model up in its cost
+    # map, so local models (any .gguf path included) cost 0 without a lookup warning.
+    hidden = getattr(response, "_hidden_params", None) or {}
+    headers = dict(hidden.get("additional_headers") or {})
+    headers[_COST_HEADER] = 0.0
+    hidden["additional_headers"] = headers
+    response._hidden_params = hidden
+    return response
+
+
+def _register_zero_cost() -> None:
+    """Give the tiers a zero-cost entry in litellm's cost map (for ``completion_cost``)."""
+    import litellm
+
+    entries = {
+        tier.model: {
+            "input_cost_per_token": 0.0,
+            "output_cost_per_token": 0.0,
+            "cache_creation_input_token_cost": 0.0,
+            "cache_read_input_token_cost": 0.0,
+            "litellm_provider": model_store.PROVIDER,
+            "mode": "chat",
+            "max_input_tokens": 32768,
+            "max_output_tokens": 32768,
+            "max_tokens": 32768,
+            "supports_response_schema": True,
+        }
+        for tier in model_store.TIERS.values()
+    }
+    missing = {k: v for k, v in entries.items() if k not in litellm.model_cost}
+    if missing:
+        litellm.register_model(missing)
