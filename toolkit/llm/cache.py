@@ -1,0 +1,110 @@
+"""Content-addressed on-disk cache of model responses.
+
+The key is the sha256 of the canonical JSON of (model, messages, params, schema). Each entry
+is one small JSON file at ``<dir>/<key[:2]>/<key[2:4]>/<key>.json``, so a lookup is one
+``open`` whatever the number of entries. Writes go to a temp file in the same directory and
+are moved into place with ``os.replace``: a process killed mid-write leaves at worst a stray
+temp file, never a truncated entry. An entry that fails to parse is treated as a miss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+CACHE_SCHEMA_VERSION = 1
+
+# Call parameters that do not change what the model answers, so they stay out of the key.
+_NON_SEMANTIC_PARAMS = frozenset(
+    {"api_key", "timeout", "num_retries", "max_retries", "metadata", "headers", "extra_headers"}
+)
+
+
+class CacheEntry(BaseModel):
+    """One cached model response."""
+
+    schema_version: int = CACHE_SCHEMA_VERSION
+    """Format version of this record."""
+    key: str
+    """The sha256 cache key this entry is stored under."""
+    model: str
+    """Model string of the call."""
+    text: str
+    """The final response text (after any repair round)."""
+    tokens_in: int = 0
+    """Prompt tokens the original call used."""
+    tokens_out: int = 0
+    """Completion tokens the original call used."""
+    cost_usd: float = 0.0
+    """Cost of the original call in USD (0 for local and fake models)."""
+
+
+def cache_key(
+    model: str,
+    messages: list[dict[str, Any]],
+    params: dict[str, Any],
+    schema: dict[str, Any] | None,
+) -> str:
+    """Return the sha256 hex digest identifying a call's (model, messages, params, schema)."""
+    semantic = {k: v for k, v in params.items() if k not in _NON_SEMANTIC_PARAMS and v is not None}
+    payload = json.dumps(
+        {"model": model, "messages": messages, "params": semantic, "schema": schema},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """A directory of :class:`CacheEntry` files addressed by :func:`cache_key`."""
+
+    def __init__(self, directory: Path | str) -> None:
+        """Use ``directory`` (created lazily on first write)."""
+        self.directory = Path(directory)
+
+    def path_for(self, key: str) -> Path:
+        """The file an entry with ``key`` lives in."""
+        return self.directory / key[:2] / key[2:4] / f"{key}.json"
+
+    def get(self, key: str) -> CacheEntry | None:
+        """Return the entry for ``key``, or None if absent or unreadable (a miss)."""
+        try:
+            with open(self.path_for(key), "rb") as fh:
+                data = fh.read()
+        except OSError:
+            return None
+        try:
+            entry = CacheEntry.model_validate_json(data)
+        except ValidationError:
+            return None
+        return entry if entry.key == key else None
+
+    def put(self, entry: CacheEntry) -> None:
+        """Store ``entry`` atomically (temp file in the same dir, then ``os.replace``)."""
+        target = self.path_for(entry.key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(entry.model_dump_json().encode("utf-8"))
+            os.replace(tmp, target)
+        except BaseException:
+            # Never leave the temp file behind on failure (disk full, KeyboardInterrupt).
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def __len__(self) -> int:
+        """Number of entries on disk (walks the directory: for tests and tooling only)."""
+        if not self.directory.exists():
+            return 0
+        return sum(1 for _ in self.directory.glob("*/*/*.json") if not _.name.startswith("."))

