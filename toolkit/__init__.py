@@ -6,3 +6,19 @@ The public Python API is re-exported here so a notebook calls what the CLI calls
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from toolkit.patch import Edit, Patch, PatchResult, apply_patch, load_patch, write_result
+from toolkit.skill import Budgets, Skill, load_skill, validate_skill
+
+__all__ = [
+    "Budgets",
+    "Edit",
+    "Patch",
+    "PatchResult",
+    "Skill",
+    "apply_patch",
+    "load_patch",
+    "load_skill",
+    "validate_skill",
+    "write_result",
+]

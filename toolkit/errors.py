@@ -16,8 +16,23 @@ class SkillError(ToolkitError):
     """A skill folder cannot be loaded (missing SKILL.md, bad frontmatter, bad encoding)."""
 
 
+class SectionLookupError(SkillError):
+    """A section name matches no section, or more than one.
+
+    ``reason`` is ``section-missing`` or ``section-ambiguous`` (patch rejection codes).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class PatchError(ToolkitError):
     """A patch file cannot be loaded or is malformed."""
+
+
+class PatchRejected(PatchError):
+    """A patch did not apply cleanly (strict mode, or writing a rejected result)."""
 
 
 class RepoError(ToolkitError):
