@@ -1,0 +1,105 @@
+"""Run bundles: a run's refs as one file (``runs/<run>/refs.bundle``), importable anywhere.
+
+Export writes ``git bundle create`` to a temporary name and renames it, so a reader never
+sees half a bundle. Import verifies the bundle, unpacks its objects without touching any ref
+(``git bundle unbundle``), then moves all the run's refs in one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from toolkit.errors import RepoError
+from toolkit.repo.plumbing import ZERO_OID
+from toolkit.repo.store import REF_ROOT, SkillRepo, check_id, run_prefix
+
+
+class BundleInfo(BaseModel):
+    """What a bundle holds."""
+
+    schema_version: int = 1
+    run: str
+    path: str
+    refs: dict[str, str]
+    """Full ref name -> commit id."""
+
+
+def export_bundle(repo: SkillRepo, run: str, path: str | Path | None = None) -> BundleInfo:
+    """Write every ref of ``run`` to ``path`` (default ``runs/<run>/refs.bundle``).
+
+    The bundle is self-contained (it includes the history the refs need), so it imports into
+    any repository.
+    """
+    refs = repo.git.refs(run_prefix(run))
+    if not refs:
+        raise RepoError(f"no run {run!r} in {repo.root}")
+    target = Path(path) if path is not None else repo.root / "runs" / run / "refs.bundle"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        repo.git.run(["bundle", "create", "--quiet", str(tmp.resolve()), *sorted(refs)])
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return BundleInfo(run=run, path=str(target), refs=refs)
+
+
+def read_bundle(repo: SkillRepo, path: str | Path) -> BundleInfo:
+    """Verify a bundle against ``repo`` and return the run it holds."""
+    bundle = Path(path)
+    if not bundle.is_file():
+        raise RepoError(f"{path} does not exist")
+    # verify checks the header, the pack and that the prerequisites are present
+    proc = repo.git.run(
+        ["bundle", "verify", "--quiet", str(bundle.resolve())], ok_codes=(0, 1, 128)
+    )
+    if proc.returncode != 0:
+        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise RepoError(
+            f"{path} is not a valid bundle for this repository: "
+            f"{detail[-1] if detail else 'verification failed'}"
+        )
+    heads = repo.git.out("bundle", "list-heads", str(bundle.resolve()))
+    refs: dict[str, str] = {}
+    for line in heads.splitlines():
+        oid, _, name = line.partition(" ")
+        refs[name] = oid
+    runs = {
+        name[len(REF_ROOT) + 1 :].split("/", 1)[0]
+        for name in refs
+        if name.startswith(REF_ROOT + "/")
+    }
+    if len(runs) != 1 or any(not name.startswith(REF_ROOT + "/") for name in refs):
+        raise RepoError(
+            f"{path} is not a trace2skill run bundle (refs: {', '.join(sorted(refs))[:200]})"
+        )
+    run = check_id(runs.pop())
+    return BundleInfo(run=run, path=str(bundle), refs=refs)
+
+
+def import_bundle(repo: SkillRepo, path: str | Path, *, force: bool = False) -> BundleInfo:
+    """Import a run bundle: refs land under ``refs/heads/t2s/<run>/``.
+
+    Refuses when the run already exists, unless ``force`` (then the run's refs are replaced
+    as a whole: refs not in the bundle are deleted, in the same transaction).
+    """
+    info = read_bundle(repo, path)
+    with repo.run_lock(info.run):
+        existing = repo.git.refs(run_prefix(info.run))
+        if existing and not force:
+            raise RepoError(f"run {info.run!r} already exists here: use --force to replace it")
+        repo.git.run(["bundle", "unbundle", str(Path(path).resolve())])
+        commands = [
+            f"update {name} {oid} {existing.get(name, ZERO_OID)}"
+            for name, oid in sorted(info.refs.items())
+        ]
+        commands += [
+            f"delete {name} {oid}"
+            for name, oid in sorted(existing.items())
+            if name not in info.refs
+        ]
+        repo.git.update_refs(commands)
+    return info

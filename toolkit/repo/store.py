@@ -1,0 +1,292 @@
+"""The skill store: a user's git repository plus the refs of trace2skill runs.
+
+A run ``R`` only ever writes refs under ``refs/heads/t2s/R/``; the user's working tree, index
+and current branch are never touched (objects are written with plumbing, a temporary index is
+used to snapshot the skill folder). Writers of one run hold a lock file
+``<git-common-dir>/trace2skill/<run>.lock`` so two processes cannot interleave.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import git
+from filelock import FileLock, Timeout
+
+from toolkit.errors import RepoError
+from toolkit.repo.plumbing import ZERO_OID, Changes, CommitSpec, Git
+from toolkit.repo.trailers import Trailers, format_message
+
+REF_ROOT = "refs/heads/t2s"
+_ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def sanitize_run_id(raw: str) -> str:
+    """Turn any user-given name into a valid run id (``[A-Za-z0-9._-]``, at most 64 chars).
+
+    >>> sanitize_run_id("My run: 2026/01 (test)")
+    'My-run-2026-01-test'
+    """
+    text = re.sub(r"[^A-Za-z0-9._-]+", "-", raw.strip())
+    text = re.sub(r"\.{2,}", ".", text)
+    text = re.sub(r"-{2,}", "-", text).strip("-._")[:64].strip("-._")
+    while text.endswith(".lock"):
+        text = text[: -len(".lock")].rstrip("-._")
+    if not text:
+        raise RepoError(f"cannot make a run id from {raw!r}: use letters, digits, '.', '_', '-'")
+    return text
+
+
+def check_id(value: str, what: str = "run id") -> str:
+    """Return ``value`` if it is a valid run/patch/group id, else raise RepoError."""
+    if not _ID_OK.match(value) or ".." in value or value.endswith(".lock"):
+        raise RepoError(
+            f"invalid {what} {value!r}: use letters, digits, '.', '_', '-' (see sanitize_run_id)"
+        )
+    return value
+
+
+def run_prefix(run: str) -> str:
+    """The ref prefix of a run, e.g. ``refs/heads/t2s/r1/``."""
+    return f"{REF_ROOT}/{check_id(run)}/"
+
+
+class SkillRepo:
+    """A git repository holding skills and trace2skill runs.
+
+    Open with :meth:`open`. All bulk writes go through :attr:`git` (plumbing, one process per
+    batch); GitPython (:attr:`repo`) is used for discovery, config and HEAD.
+    """
+
+    def __init__(self, repo: git.Repo) -> None:
+        self.repo = repo
+        self.root = Path(repo.working_tree_dir or "").resolve()
+        self.common_dir = Path(repo.common_dir).resolve()
+        self.git = Git(self.root, self.common_dir)
+        self._locks: dict[str, FileLock] = {}
+
+    @classmethod
+    def open(cls, path: str | Path = ".") -> SkillRepo:
+        """Find the repository containing ``path``; refuse bare repositories."""
+        target = Path(path)
+        if not target.exists():
+            raise RepoError(f"{path} does not exist")
+        try:
+            repo = git.Repo(target, search_parent_directories=True)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise RepoError(
+                f"{path} is not inside a git repository (run `git init` first)"
+            ) from None
+        if repo.bare or repo.working_tree_dir is None:
+            raise RepoError(f"{path} is a bare repository: use a clone with a working tree")
+        return cls(repo)
+
+    # ------------------------------------------------------------------ locking
+
+    @contextmanager
+    def run_lock(self, run: str) -> Iterator[None]:
+        """Hold the run's lock file; a second process gets a clear RepoError at once."""
+        check_id(run)
+        lock = self._locks.get(run)
+        if lock is None:
+            path = self.common_dir / "trace2skill" / f"{run}.lock"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = self._locks[run] = FileLock(path, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RepoError(
+                f"run {run!r} is being written by another process (lock {lock.lock_file}); "
+                "wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # ------------------------------------------------------------------ refs
+
+    def run_refs(self, run: str) -> dict[str, str]:
+        """Short ref name (``t2s/R/...``) -> commit id for every ref of ``run``."""
+        prefix = run_prefix(run)
+        return {name[len("refs/heads/") :]: oid for name, oid in self.git.refs(prefix).items()}
+
+    def runs(self) -> list[str]:
+        """Ids of every run with refs in this repository, sorted."""
+        names = self.git.refs(REF_ROOT + "/")
+        return sorted({name[len(REF_ROOT) + 1 :].split("/", 1)[0] for name in names})
+
+    def write(
+        self,
+        run: str,
+        commits: Sequence[tuple[str, CommitSpec]],
+        *,
+        replace: bool = False,
+    ) -> list[str]:
+        """Write ``(ref, spec)`` commits in one batch and then move their refs atomically.
+
+        ``ref`` is a short name under the run (``patch/p1`` -> ``refs/heads/t2s/<run>/patch/p1``)
+        or "" for a commit that gets no ref. A ref that already points at the same commit is
+        left alone (re-running is idempotent); one pointing elsewhere is an error unless
+        ``replace``. Returns the commit ids in input order.
+        """
+        with self.run_lock(run):
+            oids = self.git.write_commits([spec for _, spec in commits])
+            self._move_refs(
+                run, {ref: oid for (ref, _), oid in zip(commits, oids, strict=True) if ref}, replace
+            )
+        return oids
+
+    def _move_refs(self, run: str, targets: Mapping[str, str], replace: bool) -> None:
+        prefix = run_prefix(run)
+        existing = self.git.refs(prefix)
+        commands = []
+        for short, oid in targets.items():
+            for part in short.split("/"):
+                check_id(part, "ref name part")
+            full = prefix + short
+            old = existing.get(full)
+            if old == oid:
+                continue
+            if old is not None and not replace:
+                raise RepoError(
+                    f"{full[len('refs/heads/') :]} already exists at {old[:12]} "
+                    "(a different commit); use a new run id or replace it"
+                )
+            commands.append(f"update {full} {oid} {old or ZERO_OID}")
+        self.git.update_refs(commands)
+
+    def set_refs(self, run: str, targets: Mapping[str, str], *, replace: bool = False) -> None:
+        """Point short refs of ``run`` at existing commits in one transaction."""
+        with self.run_lock(run):
+            self._move_refs(run, targets, replace)
+
+    def delete_run(self, run: str) -> list[str]:
+        """Delete every ref of ``run`` in one transaction; return the deleted short names."""
+        with self.run_lock(run):
+            refs = self.git.refs(run_prefix(run))
+            if not refs:
+                raise RepoError(f"no run {run!r} in {self.root}")
+            self.git.update_refs([f"delete {name} {oid}" for name, oid in refs.items()])
+        return sorted(name[len("refs/heads/") :] for name in refs)
+
+    # ------------------------------------------------------------------ reading
+
+    def rev(self, spec: str) -> str:
+        """Resolve a revision to a commit id (RepoError if unknown)."""
+        oid = self.git.resolve([f"{spec}^{{commit}}"])[0]
+        if oid is None:
+            raise RepoError(f"unknown revision {spec!r}")
+        return oid
+
+    def tree_of(self, commits: Sequence[str]) -> list[str]:
+        """Tree ids of many commits in one process."""
+        trees = self.git.resolve([f"{c}^{{tree}}" for c in commits])
+        missing = [c for c, t in zip(commits, trees, strict=True) if t is None]
+        if missing:
+            raise RepoError(f"unknown commit {missing[0]!r}")
+        return [t for t in trees if t is not None]
+
+    def read_files(self, items: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """Contents of ``(revision, path)`` pairs (None where absent), one process."""
+        return self.git.read_objects([f"{rev}:{path}" for rev, path in items])
+
+    def messages(self, commits: Sequence[str]) -> list[str]:
+        """Full commit messages of many commits in one process."""
+        raws = self.git.read_objects(list(commits))
+        out = []
+        for commit, raw in zip(commits, raws, strict=True):
+            if raw is None:
+                raise RepoError(f"unknown commit {commit!r}")
+            out.append(
+                raw.split(b"\n\n", 1)[1].decode("utf-8", "replace") if b"\n\n" in raw else ""
+            )
+        return out
+
+    def relpath(self, path: str | Path) -> str:
+        """``path`` (absolute, or relative to the cwd) as a POSIX path relative to the root."""
+        absolute = Path(path).resolve()
+        try:
+            rel = absolute.relative_to(self.root)
+        except ValueError:
+            raise RepoError(f"{path} is outside the repository {self.root}") from None
+        return rel.as_posix() if str(rel) != "." else ""
+
+    # ------------------------------------------------------------------ base snapshot
+
+    def snapshot_base(
+        self,
+        run: str,
+        skill_dir: str | Path,
+        *,
+        timestamp: int,
+        allow_dirty: bool = False,
+        changes: Changes | None = None,
+        subject: str | None = None,
+    ) -> str:
+        """Commit S0 as ``t2s/<run>/base``: the user's HEAD tree with the skill folder as on disk.
+
+        The parent is the user's HEAD commit. ``changes`` (repo-relative paths) are applied on
+        top, e.g. an LLM-drafted skill for Creation mode. Refuses a detached HEAD, a repository
+        without commits, an existing run, and uncommitted changes in the skill folder (unless
+        ``allow_dirty``). Returns the base commit id.
+        """
+        check_id(run)
+        if self.repo.head.is_detached:
+            raise RepoError("HEAD is detached: check out a branch before snapshotting a skill")
+        if not self.repo.head.is_valid():
+            raise RepoError("the repository has no commits yet: commit the skill first")
+        rel = self.relpath(skill_dir)
+        if not (self.root / rel).is_dir():
+            raise RepoError(f"{skill_dir} is not a directory")
+        status = self.git.out(
+            "--no-optional-locks",
+            "status",
+            "--porcelain",
+            "--untracked-files=all",
+            "--",
+            rel or ".",
+        )
+        if status and not allow_dirty:
+            first = status.splitlines()[0]
+            raise RepoError(
+                f"{rel or '.'} has uncommitted changes ({first.strip()}...): commit them "
+                "or pass allow_dirty / --allow-dirty"
+            )
+        head = self.repo.head.commit.hexsha
+        with self.run_lock(run):
+            if self.run_refs(run):
+                raise RepoError(f"run {run!r} already exists: pick another id or delete it")
+            tree = self._tree_with_folder(head, rel)
+            message = format_message(
+                subject or f"trace2skill: base of run {run}", Trailers(run=run, kind="base")
+            )
+            spec = CommitSpec(
+                parents=[head],
+                message=message,
+                timestamp=timestamp,
+                tree=tree,
+                changes=dict(changes or {}),
+            )
+            return self.write(run, [("base", spec)])[0]
+
+    def _tree_with_folder(self, head: str, rel: str) -> str:
+        """HEAD's tree with ``rel`` as on disk, via a temporary index (the user's is untouched)."""
+        fd, index = tempfile.mkstemp(prefix="index-", dir=self.git._scratch_dir())
+        os.close(fd)
+        os.unlink(index)  # git wants to create it itself
+        env = {"GIT_INDEX_FILE": index}
+        try:
+            self.git.run(["read-tree", head], env=env)
+            self.git.run(["add", "--all", "--", rel or "."], env=env)
+            return self.git.run(["write-tree"], env=env).stdout.decode().strip()
+        except subprocess.SubprocessError as exc:  # pragma: no cover - defensive
+            raise RepoError(f"could not snapshot {rel}: {exc}") from exc
+        finally:
+            Path(index).unlink(missing_ok=True)
