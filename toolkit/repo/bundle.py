@@ -91,7 +91,11 @@ def import_bundle(repo: SkillRepo, path: str | Path, *, force: bool = False) -> 
         existing = repo.git.refs(run_prefix(info.run))
         if existing and not force:
             raise RepoError(f"run {info.run!r} already exists here: use --force to replace it")
-        repo.git.run(["bundle", "unbundle", str(Path(path).resolve())])
+        try:
+            repo.git.run(["bundle", "unbundle", str(Path(path).resolve())])
+        except RepoError as exc:
+            # verify only checks the header and prerequisites; the pack is checked here
+            raise RepoError(f"{path} is corrupt or truncated ({exc}); no ref was changed") from None
         commands = [
             f"update {name} {oid} {existing.get(name, ZERO_OID)}"
             for name, oid in sorted(info.refs.items())
