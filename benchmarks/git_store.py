@@ -271,6 +271,54 @@ def raw_git(repo: Path, patches: list[tuple[str, bytes]]) -> tuple[str, int]:
     return children[0], conflicts
 
 
+# ---------------------------------------------------------------- toolkit
+
+
+def toolkit(repo_path: Path, patches: list[tuple[str, bytes]]) -> str:
+    """Do the whole workload through ``toolkit.repo``; return the final commit."""
+    from toolkit.repo import PatchCommit, Resolution, SkillRepo, consolidate, write_patches
+
+    store = SkillRepo.open(repo_path)
+    base = store.snapshot_base("bench", repo_path / "skills" / "bench", timestamp=RUN_TS)
+    commits = write_patches(
+        store,
+        "bench",
+        [
+            PatchCommit(
+                patch_id=pid,
+                changes={SKILL_PATH: content},
+                subject=f"patch {pid}",
+                trajectory=f"t-{pid}",
+                outcome="fail",
+                analyst="bench",
+                model="none",
+            )
+            for pid, content in patches
+        ],
+        timestamp=RUN_TS,
+    )
+
+    def stand_in(merges):  # type: ignore[no-untyped-def]
+        # conflicted files take the first child's version that differs from the base
+        wanted = []
+        for m in merges:
+            files = sorted({c.file for c in m.conflicts if c.file} | set(m.conflicted_files))
+            for f in files:
+                wanted.append((m.group, f, [base, *m.children]))
+        texts = iter(store.read_files([(rev, f) for _, f, revs in wanted for rev in revs]))
+        fixes: dict[str, dict[str, bytes | None]] = {}
+        for group, f, revs in wanted:
+            versions = [next(texts) for _ in revs]
+            pick = next((v for v in versions[1:] if v != versions[0]), versions[1])
+            fixes.setdefault(group, {})[f] = pick
+        return [Resolution(changes=fixes.get(m.group, {})) for m in merges]
+
+    children = [commits[pid] for pid, _ in patches]
+    return consolidate(
+        store, "bench", children, timestamp=RUN_TS, group_size=GROUP, resolve=stand_in
+    )
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -281,14 +329,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     patches = make_patches(args.patches, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        raw_repo = Path(tmp) / "raw"
+        raw_repo, tk_repo = Path(tmp) / "raw", Path(tmp) / "toolkit"
         make_repo(raw_repo)
+        make_repo(tk_repo)
         start = time.perf_counter()
         final, conflicts = raw_git(raw_repo, patches)
         raw_s = time.perf_counter() - start
-        tree = _git(raw_repo, ["rev-parse", f"{final}^{{tree}}"]).decode().strip()
-        print(f"raw_git: {raw_s:.2f}s final tree={tree[:12]} conflict hunks={conflicts}")
-        result = {"patches": args.patches, "raw_git_s": round(raw_s, 3)}
+        raw_tree = _git(raw_repo, ["rev-parse", f"{final}^{{tree}}"]).decode().strip()
+        print(f"raw_git: {raw_s:.2f}s final tree={raw_tree[:12]} conflict hunks={conflicts}")
+        start = time.perf_counter()
+        tk_final = toolkit(tk_repo, patches)
+        tk_s = time.perf_counter() - start
+        tk_tree = _git(tk_repo, ["rev-parse", f"{tk_final}^{{tree}}"]).decode().strip()
+        print(f"toolkit: {tk_s:.2f}s final tree={tk_tree[:12]}")
+        if tk_tree != raw_tree:
+            print("warning: toolkit and raw git produced different final trees", file=sys.stderr)
+        result = {
+            "patches": args.patches,
+            "toolkit_s": round(tk_s, 3),
+            "raw_git_s": round(raw_s, 3),
+            "ratio": round(tk_s / raw_s, 3),
+            "same_tree": tk_tree == raw_tree,
+        }
     print(json.dumps(result))
     return 0
 
