@@ -107,7 +107,11 @@ RejectReason = Literal[
     "bad-content",
     "conflict",
     "splits-code-fence",
+    "duplicate-content",
 ]
+
+# Ops that only add text: adding text the file already holds is rejected (re-applied patch).
+_ADDING_OPS = frozenset({"insert_after", "insert_before", "append_to_section", "add_section"})
 
 
 def _hash(data: Any) -> str:
@@ -375,7 +379,7 @@ class _Splice(BaseModel):
 # ---------------------------------------------------------------------------------------------
 
 
-def normalize_path(path: str) -> str:
+def _normalize_path(path: str) -> str:
     """Normalise an edit's path to a clean relative POSIX path inside the skill.
 
     Raises:
@@ -413,7 +417,7 @@ def _check_links(skill: Skill, path: str) -> None:
 
 
 def _static_checks(skill: Skill, edit: Edit, allow_protected: bool) -> str:
-    path = normalize_path(edit.file)
+    path = _normalize_path(edit.file)
     _check_links(skill, path)
     if not allow_protected and not is_editable(path):
         raise _Reject(
@@ -596,6 +600,21 @@ def _plan(current: _Text, edit: Edit) -> _Splice:
             writes=(sec.start_line, sec.subtree_end_line),
         )
     raise AssertionError(f"no text plan for {op}")  # create/delete_file handled by caller
+
+
+def _check_duplicate(current: _Text, content: str) -> None:
+    """Reject adding lines that already stand, in the same order, in the file."""
+    wanted = [line.strip() for line in split_lines(content.strip("\r\n"))]
+    if not any(re.search(r"\w", line) for line in wanted):
+        return
+    have = [line.strip() for line in current.lines]
+    for start in range(len(have) - len(wanted) + 1):
+        if have[start : start + len(wanted)] == wanted:
+            raise _Reject(
+                "duplicate-content",
+                f"{current.path}: the content is already present at line {start + 1}; "
+                "nothing to add",
+            )
 
 
 def _check_fences(current: _Text, splice: _Splice) -> None:
@@ -790,6 +809,8 @@ def _apply_one(files: dict[str, str | bytes], path: str, edit: Edit) -> str:
         raise _Reject("binary-file", f"{path} is not a UTF-8 text file")
     current = _Text(path, content)
     splice = _plan(current, edit)
+    if edit.op in _ADDING_OPS and edit.content is not None:
+        _check_duplicate(current, edit.content)
     _check_fences(current, splice)
     lines = current.lines
     new_text = "".join([*lines[: splice.start], *splice.new_lines, *lines[splice.end :]])
