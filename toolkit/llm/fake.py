@@ -123,17 +123,18 @@ class _Scenario:
             if fault is not None and fault not in _CONTENT_FAULTS:
                 # A request that errors does not use up the script: the retry gets the item.
                 return "", fault
-            peek = fault in _CONTENT_FAULTS
-            item = self._script_item(messages, consume=not peek)
+            if not callable(self.script):
+                item = self._script_item(messages, consume=fault not in _CONTENT_FAULTS)
+        if callable(self.script):
+            # Outside the lock: a script function may be slow, and calls overlap as in reality.
+            item = self.script(messages)
         if isinstance(item, FaultKind) and item in _CONTENT_FAULTS and fault is None:
             return _SAMPLE_JSON, item
         return item, fault
 
     def _script_item(self, messages: list[dict[str, Any]], consume: bool) -> ScriptItem:
-        if self.script is None:
+        if self.script is None or callable(self.script):
             return _last_user_text(messages)
-        if callable(self.script):
-            return self.script(messages)
         if self.position >= len(self.script):
             raise get_litellm().BadRequestError(
                 message=f"fake model script exhausted after {len(self.script)} replies",
