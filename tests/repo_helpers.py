@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -10,9 +11,17 @@ SKILL = "skills/demo/SKILL.md"
 BASE_TEXT = "".join(f"line {i}\n" for i in range(1, 21))
 
 
+# Fixed dates make the user's commit, hence every run commit, identical across repos.
+_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_DATE": "@1700000000 +0000",
+    "GIT_COMMITTER_DATE": "@1700000000 +0000",
+}
+
+
 def git(root: Path, *args: str) -> str:
     return subprocess.run(
-        ["git", *args], cwd=root, check=True, capture_output=True, text=True
+        ["git", *args], cwd=root, check=True, capture_output=True, text=True, env=_ENV
     ).stdout
 
 

@@ -143,7 +143,6 @@ def test_consolidate_tree_log_graph_and_determinism(tmp_path: Path) -> None:
     results = []
     for name in ("x", "y"):
         root = make_user_repo(tmp_path / name)
-        git(root, "commit", "-q", "--amend", "--no-edit", "--date=@1700000000")
         store = SkillRepo.open(root)
         before = user_state(root)
         store.snapshot_base("r1", root / "skills" / "demo", timestamp=TS)

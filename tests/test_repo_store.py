@@ -15,10 +15,10 @@ from toolkit.repo import (
     check_id,
     parse_trailers,
     sanitize_run_id,
+    set_result,
     write_ablations,
     write_only,
     write_patches,
-    write_result,
     write_sequence,
 )
 
@@ -189,8 +189,6 @@ def test_write_patches_is_deterministic(tmp_path: Path) -> None:
     ids = []
     for name in ("a", "b"):
         root = make_user_repo(tmp_path / name)
-        # same content, same dates: the user's commit id matches too
-        git(root, "commit", "-q", "--amend", "--no-edit", "--date=@1700000000")
         repo = SkillRepo.open(root)
         repo.snapshot_base("r1", root / "skills" / "demo", timestamp=TS)
         ids.append(write_patches(repo, "r1", _patches(), timestamp=TS))
@@ -272,7 +270,7 @@ def test_derived_branches(user_repo: Path) -> None:
     before = user_state(user_repo)
     repo = SkillRepo.open(user_repo)
     base = repo.snapshot_base("r1", user_repo / "skills" / "demo", timestamp=TS)
-    result = write_result(
+    result = set_result(
         repo, "r1", base, timestamp=TS, changes={SKILL: b"final\n"}, sources=["p0", "p1"]
     )
     assert git(user_repo, "rev-parse", "t2s/r1/result").strip() == result
@@ -329,3 +327,13 @@ def test_derived_branches(user_repo: Path) -> None:
     with pytest.raises(RepoError, match="no run"):
         repo.delete_run("r1")
     assert user_state(user_repo) == before
+
+
+def test_snapshot_refuses_repository_without_commits(tmp_path: Path) -> None:
+    root = tmp_path / "empty"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "skills" / "demo").mkdir(parents=True)
+    (root / SKILL).write_text(BASE_TEXT)
+    with pytest.raises(RepoError, match="no commits yet"):
+        SkillRepo.open(root).snapshot_base("r1", root / "skills" / "demo", timestamp=TS)

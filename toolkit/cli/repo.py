@@ -240,9 +240,7 @@ def repo_snapshot(skill_dir: Path, run: str, allow_dirty: bool, timestamp: int |
     repo = SkillRepo.open(_nearest_dir(skill_dir))
     run_id = sanitize_run_id(run)
     if timestamp is None:
-        if not repo.repo.head.is_valid():
-            raise RepoError("the repository has no commits yet: commit the skill first")
-        timestamp = repo.repo.head.commit.committed_date
+        timestamp = repo.commit_time(repo.head_commit())
     base = repo.snapshot_base(run_id, skill_dir, timestamp=timestamp, allow_dirty=allow_dirty)
     click.echo(f"run {run_id}: base {base[:12]} on t2s/{run_id}/base")
 

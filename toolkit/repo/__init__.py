@@ -9,10 +9,10 @@ from toolkit.repo.branches import (
     DerivedCommit,
     PatchCommit,
     base_of,
+    set_result,
     write_ablations,
     write_only,
     write_patches,
-    write_result,
     write_sequence,
 )
 from toolkit.repo.bundle import BundleInfo, export_bundle, import_bundle, read_bundle
@@ -72,6 +72,6 @@ __all__ = [
     "write_group_commits",
     "write_only",
     "write_patches",
-    "write_result",
+    "set_result",
     "write_sequence",
 ]

@@ -184,7 +184,7 @@ def write_sequence(
     return repo.write(run, specs, replace=True)
 
 
-def write_result(
+def set_result(
     repo: SkillRepo,
     run: str,
     commit: str,

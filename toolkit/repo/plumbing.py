@@ -98,7 +98,8 @@ class Git:
         if proc.returncode not in ok_codes:
             lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
             detail = lines[-1] if lines else f"exit status {proc.returncode}"
-            raise RepoError(f"git {args[0]} failed: {detail}")
+            command = next((a for a in args if not a.startswith("-")), "")
+            raise RepoError(f"git {command} failed: {detail}")
         return proc
 
     def out(self, *args: str, data: bytes | None = None) -> str:

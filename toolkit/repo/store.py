@@ -220,6 +220,23 @@ class SkillRepo:
 
     # ------------------------------------------------------------------ base snapshot
 
+    def head_commit(self) -> str:
+        """The user's HEAD commit; RepoError on a detached HEAD or a repository without commits."""
+        if self.repo.head.is_detached:
+            raise RepoError("HEAD is detached: check out a branch before snapshotting a skill")
+        oid = self.git.resolve(["HEAD^{commit}"])[0]
+        if oid is None:
+            raise RepoError("the repository has no commits yet: commit the skill first")
+        return oid
+
+    def commit_time(self, rev: str) -> int:
+        """Committer date (Unix seconds) of a revision."""
+        return int(self.git.out("log", "-1", "--format=%ct", self.rev(rev)))
+
+    def close(self) -> None:
+        """Stop GitPython's helper processes, if any were started."""
+        self.repo.close()
+
     def snapshot_base(
         self,
         run: str,
@@ -238,10 +255,7 @@ class SkillRepo:
         ``allow_dirty``). Returns the base commit id.
         """
         check_id(run)
-        if self.repo.head.is_detached:
-            raise RepoError("HEAD is detached: check out a branch before snapshotting a skill")
-        if not self.repo.head.is_valid():
-            raise RepoError("the repository has no commits yet: commit the skill first")
+        head = self.head_commit()
         rel = self.relpath(skill_dir)
         if not (self.root / rel).is_dir():
             raise RepoError(f"{skill_dir} is not a directory")
@@ -259,7 +273,6 @@ class SkillRepo:
                 f"{rel or '.'} has uncommitted changes ({first.strip()}...): commit them "
                 "or pass allow_dirty / --allow-dirty"
             )
-        head = self.repo.head.commit.hexsha
         with self.run_lock(run):
             if self.run_refs(run):
                 raise RepoError(f"run {run!r} already exists: pick another id or delete it")
