@@ -81,7 +81,14 @@ def skill_and_patch(draw: st.DrawFn) -> tuple[Skill, list[dict[str, Any]], set[s
     for number, index in enumerate(targets):
         op = draw(
             st.sampled_from(
-                ["append_to_section", "insert_after", "replace_in_section", "delete_section"]
+                [
+                    "append_to_section",
+                    "insert_after",
+                    "insert_before",
+                    "replace_in_section",
+                    "delete_section",
+                    "add_section",
+                ]
             )
         )
         section = f"Part {index}"
@@ -91,8 +98,15 @@ def skill_and_patch(draw: st.DrawFn) -> tuple[Skill, list[dict[str, Any]], set[s
         edit: dict[str, Any] = {"file": "SKILL.md", "op": op, "target_section": section}
         if op == "append_to_section":
             edit["content"] = content
-        elif op == "insert_after":
+        elif op in ("insert_after", "insert_before"):
             edit.update(target_text=line, content=content)
+        elif op == "add_section":
+            edit = {
+                "file": "SKILL.md",
+                "op": op,
+                "after_section": section,
+                "content": f"## New {number}\n\n{content}\n",
+            }
         elif op == "replace_in_section":
             edit.update(old_text=line, content=content)
         edits.append(edit)

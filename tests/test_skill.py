@@ -192,6 +192,7 @@ SECTIONS = parse_markdown(
         ("  notes  ", "guide/notes"),
         ("NOTES", "guide/notes"),
         ("notes/inspect-the-data", "guide/notes/inspect-the-data"),
+        ("Guide > Notes > Inspect the data", "guide/notes/inspect-the-data"),
     ],
 )
 def test_find_section_rules(query: str, expected: str) -> None:
@@ -258,6 +259,7 @@ def test_non_utf8_editable_file_is_a_clear_error(tmp_path: Path, path: str) -> N
         load_skill(folder)
     issues = validate_dir(folder)
     assert has_errors(issues)
+    assert (issues[0].code, issues[0].file) == ("encoding", path)
     assert path in issues[0].message
 
 
@@ -409,3 +411,9 @@ def test_missing_skill_md_in_memory() -> None:
     assert [i.code for i in issues] == ["missing-skill-md"]
     with pytest.raises(SkillError, match="no SKILL.md"):
         _ = Skill.from_files("x", {}).sections
+
+
+@pytest.mark.parametrize("path", ["../x.md", "/abs.md", "a//b.md", "./SKILL.md", "a\\b", ""])
+def test_from_files_rejects_unclean_paths(path: str) -> None:
+    with pytest.raises(SkillError, match="invalid file path"):
+        Skill.from_files("x", {path: "x"})

@@ -15,9 +15,12 @@ a :class:`PatchResult`; nothing touches the disk until :func:`write_result`. How
    the same file conflict when their ranges overlap and at least one writes; both are
    withheld (rejected with reason ``conflict``). Two insertions at the same spot do not
    conflict: they apply in patch order.
-3. **Apply in order** against the progressively edited files. An edit whose anchor is
-   missing or ambiguous in its scope, or whose change would alter how the rest of the file
-   is fenced (i.e. split a fenced code block), is rejected and skipped; the others apply.
+3. **Apply in order** against the progressively edited files. An edit is rejected and
+   skipped (the others still apply) when its anchor or section is missing or ambiguous in
+   its scope, when it would alter how the rest of the file is fenced (i.e. split a fenced
+   code block), when it adds lines already present in that order (``duplicate-content``: a
+   re-applied patch), or when ``add_section`` would repeat an existing heading path
+   (``section-exists``).
 4. **Check the result**: the edited skill is validated (spec + size budgets). Any error that
    the original skill did not already have, and any reference file created by the patch but
    not mentioned in the final SKILL.md, is a result issue. If there is one, the patch is
@@ -53,6 +56,7 @@ from toolkit.skill import (
     Budgets,
     Issue,
     ParsedDoc,
+    Section,
     Skill,
     detect_newline,
     fence_state_after,
@@ -135,7 +139,8 @@ class Edit(BaseModel):
     old_text: str | None = None
     """Text that ``replace_in_section`` replaces (must occur once in scope)."""
     after_section: str | None = None
-    """Section after which (and after its subsections) ``add_section`` inserts."""
+    """Section after which (and after its subsections) ``add_section`` inserts; when it is
+    absent ``target_section`` plays this role, and with neither the section goes last."""
     content: str | None = None
     """New text: inserted lines, replacement, a whole section, or a new file's text."""
     id: str | None = None
@@ -462,7 +467,7 @@ class _Text:
             return value.replace("\n", "\r\n")
         return value
 
-    def section(self, query: str):  # noqa: ANN201 - Section
+    def section(self, query: str) -> Section:
         try:
             return find_section(self.doc.sections, query)
         except SectionLookupError as exc:

@@ -324,7 +324,8 @@ def find_section(sections: list[Section], query: str) -> Section:
     than one match under that rule is an ambiguity (:class:`SectionLookupError` with reason
     ``section-ambiguous``), never a guess:
 
-    1. the section id (``workflow/inspect-the-data``);
+    1. the section id (``workflow/inspect-the-data``), or the heading path joined by
+       `` > `` (``Workflow > Inspect the data``);
     2. the heading text exactly (``Inspect the data``); a query starting with ``#`` marks
        (``## Workflow``) also requires that heading level;
     3. the heading text ignoring case and runs of whitespace;
@@ -339,6 +340,15 @@ def find_section(sections: list[Section], query: str) -> Section:
     by_id = [s for s in sections if s.id == query]
     if by_id:
         return by_id[0]
+    if " > " in query:
+        wanted = [part.strip() for part in query.split(" > ")]
+        by_path = [s for s in sections if s.level > 0 and s.path == wanted]
+        if len(by_path) == 1:
+            return by_path[0]
+        if len(by_path) > 1:
+            raise SectionLookupError(
+                "section-ambiguous", f"section {query!r} is ambiguous: {len(by_path)} sections"
+            )
     level: int | None = None
     text = query
     marks = re.match(r"^(#{1,6})\s+(.*)$", query)
@@ -457,10 +467,14 @@ class Skill(BaseModel):
         """Build a skill from an in-memory file map (no disk access).
 
         Raises:
-            SkillError: if SKILL.md or a references/*.md file is bytes that are not UTF-8.
+            SkillError: a path is not a clean relative POSIX path, or SKILL.md or a
+            references/*.md file is bytes that are not UTF-8.
         """
         decoded: dict[str, str | bytes] = {}
         for path, content in files.items():
+            parts = path.split("/")
+            if not path or path.startswith("/") or "\\" in path or {"", ".", ".."} & set(parts):
+                raise SkillError(f"invalid file path {path!r} in skill {name!r}")
             if isinstance(content, bytes) and is_editable(path):
                 content = _decode_editable(path, content)
             decoded[path] = content
@@ -518,12 +532,20 @@ class Skill(BaseModel):
         return find_section(self.parsed(file).sections, query)
 
 
+class SkillEncodingError(SkillError):
+    """SKILL.md or a references/*.md file is not UTF-8 (``path`` names it)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 def _decode_editable(path: str, content: bytes) -> str:
     try:
         return content.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SkillError(
-            f"{path} is not valid UTF-8 (byte {exc.start}); save it as UTF-8 text"
+        raise SkillEncodingError(
+            path, f"{path} is not valid UTF-8 (byte {exc.start}); save it as UTF-8 text"
         ) from None
 
 
@@ -753,8 +775,8 @@ def validate_dir(path: str | os.PathLike[str], budgets: Budgets | None = None) -
         ]
     try:
         skill = load_skill(root)
-    except SkillError as exc:
-        return [Issue(code="encoding", file=".", message=str(exc))]
+    except SkillEncodingError as exc:
+        return [Issue(code="encoding", file=exc.path, message=str(exc))]
     return validate_skill(skill, budgets)
 
 
