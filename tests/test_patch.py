@@ -686,3 +686,12 @@ def test_write_result_creates_deletes_and_keeps_modes(skill_dir: Path) -> None:
     assert (skill_dir / "SKILL.md").stat().st_mode & 0o777 == 0o600
     assert not list(skill_dir.rglob(".t2s-*"))
     assert load_skill(skill_dir).files == result.proposed
+
+
+def test_content_line_endings_follow_the_file() -> None:
+    result = one(demo(), edit("insert_after", target_text="2. Compute.", content="3. A.\r\n4. B."))
+    assert "2. Compute.\n3. A.\n4. B.\n" in proposed(result)
+    result = one(
+        demo(), edit("insert_after", target_text="1. Inspect the data.\r\n2.", content="x")
+    )
+    assert result.clean

@@ -462,10 +462,9 @@ class _Text:
         return bisect.bisect_right(self.starts, offset) - 1
 
     def adapt(self, value: str) -> str:
-        """Give LLM-written text the file's line endings."""
-        if self.newline == "\r\n" and "\r\n" not in value:
-            return value.replace("\n", "\r\n")
-        return value
+        """Give LLM-written text the file's line endings (whatever endings it came with)."""
+        value = value.replace("\r\n", "\n")
+        return value.replace("\n", "\r\n") if self.newline == "\r\n" else value
 
     def section(self, query: str) -> Section:
         try:
@@ -663,18 +662,20 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
 
 
 def _original_touch(
-    original: Mapping[str, str | bytes], path: str, edit: Edit
+    original: Mapping[str, str | bytes], path: str, edit: Edit, cache: dict[str, _Text]
 ) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
     """(reads, writes) line ranges of the edit in the original file, if resolvable there."""
     content = original.get(path)
     if not isinstance(content, str):
         return None, None
+    if path not in cache:
+        cache[path] = _Text(path, content)
     if edit.op == "delete_file":
-        return None, (1, max(1, len(split_lines(content))))
+        return None, (1, max(1, len(cache[path].lines)))
     if edit.op == "create":
         return None, None
     try:
-        splice = _plan(_Text(path, content), edit)
+        splice = _plan(cache[path], edit)
     except _Reject:
         # Not resolvable in the original (e.g. anchored on text an earlier edit adds): it is
         # checked against the edited text when applied.
@@ -708,6 +709,7 @@ def apply_patch(
     reports: list[EditReport | None] = [None] * len(patch.edits)
     paths: list[str] = [""] * len(patch.edits)
     touches: dict[int, tuple[tuple[int, int] | None, tuple[int, int] | None]] = {}
+    parsed_originals: dict[str, _Text] = {}
 
     def reject(index: int, reason: RejectReason, message: str) -> None:
         edit = patch.edits[index]
@@ -729,7 +731,7 @@ def apply_patch(
         except _Reject as exc:
             reject(index, exc.reason, exc.message)
             continue
-        touches[index] = _original_touch(original, paths[index], edit)
+        touches[index] = _original_touch(original, paths[index], edit, parsed_originals)
 
     # Conflicts: overlapping original ranges where at least one edit writes.
     partners: dict[int, list[int]] = {}

@@ -98,6 +98,10 @@ def detect_newline(text: str) -> str:
 
 def fence_step(state: FenceState, line: str) -> FenceState:
     """Advance the fenced-code parser by one line (CommonMark fence rules)."""
+    # Fast path: a fence line starts (after <= 3 spaces) with the fence character.
+    head = line.lstrip(" ")[:1]
+    if (state is None and head not in ("`", "~")) or (state is not None and head != state[0]):
+        return state
     bare = strip_eol(line)
     if state is None:
         match = _FENCE_OPEN_RE.match(bare)
@@ -122,6 +126,8 @@ def fence_state_after(lines: Iterable[str], state: FenceState = None) -> FenceSt
 
 def parse_heading(line: str) -> tuple[int, str] | None:
     """Return (level, text) if ``line`` is an ATX heading, else ``None``."""
+    if not line.lstrip(" ").startswith("#"):
+        return None  # fast path for the common case
     match = _HEADING_RE.match(strip_eol(line))
     if match is None:
         return None

@@ -71,7 +71,10 @@ def apply_command(patch_file: Path, skill_dir: Path, dry_run: bool, allow_protec
         click.echo("dry run: nothing written")
         return
     written = write_result(skill_dir, result)
-    click.echo(f"wrote {len(written)} file(s): {', '.join(written)}")
+    if written:
+        click.echo(f"wrote {len(written)} file(s): {', '.join(written)}")
+    else:
+        click.echo("no changes: nothing written")
 
 
 @patch_group.command("check")
