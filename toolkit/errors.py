@@ -45,3 +45,7 @@ class LLMError(ToolkitError):
 
 class ModelInstallError(ToolkitError):
     """The embedded model could not be installed or verified."""
+
+
+class SandboxError(ToolkitError):
+    """The code sandbox cannot start or was used wrongly (bad task files, closed session)."""
