@@ -695,3 +695,26 @@ def test_content_line_endings_follow_the_file() -> None:
         demo(), edit("insert_after", target_text="1. Inspect the data.\r\n2.", content="x")
     )
     assert result.clean
+
+
+def test_over_budget_file_may_shrink_but_not_grow() -> None:
+    long_skill = demo(**{"references/long.md": "# Long\n" + "x\n" * 400})
+    long_skill = Skill.from_files(
+        "demo",
+        {**long_skill.files, "SKILL.md": SKILL_MD + "\nSee references/long.md.\n"},
+    )
+    shrink = one(
+        long_skill,
+        edit(
+            "replace_in_section",
+            file="references/long.md",
+            old_text="# Long\nx\n",
+            content="# Long\n",
+        ),
+    )
+    assert shrink.clean
+    grow = one(
+        long_skill,
+        edit("append_to_section", file="references/long.md", target_section="Long", content="y"),
+    )
+    assert [i.code for i in grow.issues] == ["too-long"] and not grow.valid

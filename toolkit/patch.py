@@ -22,11 +22,31 @@ a :class:`PatchResult`; nothing touches the disk until :func:`write_result`. How
    re-applied patch), or when ``add_section`` would repeat an existing heading path
    (``section-exists``).
 4. **Check the result**: the edited skill is validated (spec + size budgets). Any error that
-   the original skill did not already have, and any reference file created by the patch but
-   not mentioned in the final SKILL.md, is a result issue. If there is one, the patch is
+   the original skill did not already have (a file already over budget counts only if it
+   grows), and any reference file created by the patch but not mentioned in the final
+   SKILL.md, is a result issue. If there is one, the patch is
    **withheld as a whole**: :attr:`PatchResult.files` is the original file map,
    :attr:`PatchResult.proposed` still holds the edited files so the diff can be reviewed,
    and :func:`write_result` refuses to write.
+
+The ops (fields in brackets are optional):
+
+* ``insert_after`` / ``insert_before`` (``target_text``, ``content``, [``target_section``]):
+  ``content`` goes on new line(s) after the last line / before the first line of the
+  anchor's occurrence.
+* ``append_to_section`` (``target_section``, ``content``): after the last non-blank line of
+  the section's own text, i.e. before its first subsection or the next heading; the blank
+  lines that separated it from the next heading stay after the new text.
+* ``replace_in_section`` (``old_text``, ``content``, [``target_section``]): the one
+  occurrence of ``old_text`` becomes ``content`` ("" deletes it).
+* ``add_section`` (``content`` starting with a heading line, [``after_section``]): a new
+  section placed after ``after_section`` and its subsections (or at the end of the file),
+  separated from its neighbours by blank lines.
+* ``delete_section`` (``target_section``): the section and all its subsections.
+* ``create`` (``content``): a new file; ``delete_file``: removes a file.
+
+Inserted text gets the file's line endings and ends with a newline (unless it lands at the
+end of a file that has no final newline, which keeps it that way).
 
 Anchor rules: ``target_text`` and ``old_text`` match exactly (case, spaces), except that
 ``\\n`` in them matches ``\\r\\n`` in a CRLF file. They must occur exactly once in their
@@ -843,16 +863,27 @@ def _result_issues(
         new_skill = Skill.from_files(skill.name, files, root=skill.root)
     except SkillError as exc:  # e.g. bytes written into a references file
         return [Issue(code="encoding", file=".", message=str(exc))]
-    before = {(i.code, i.file, i.message) for i in validate_skill(skill, budgets)}
     created_refs = {
         paths[r.index]: r.index
         for r in reports
         if r.status == "applied" and r.op == "create" and is_reference(paths[r.index])
     }
     issues: list[Issue] = []
+    old_issues = validate_skill(skill, budgets)
+    before = {(i.code, i.file, i.message) for i in old_issues}
+    over_budget = {i.file for i in old_issues if i.code == "too-long"}
     for issue in validate_skill(new_skill, budgets):
         if (issue.code, issue.file, issue.message) in before:
             continue
+        if issue.code == "too-long" and issue.file in over_budget:
+            # Already over budget: only growing it further is a new problem.
+            old_text, new_text = skill.files.get(issue.file), files.get(issue.file)
+            if (
+                isinstance(old_text, str)
+                and isinstance(new_text, str)
+                and len(split_lines(new_text)) <= len(split_lines(old_text))
+            ):
+                continue
         if issue.code == "unlinked-reference" and issue.file in created_refs:
             continue  # reported as an error below
         issues.append(issue)
