@@ -190,3 +190,64 @@ def test_patch_check(tmp_path: Path, skill_dir: Path) -> None:
     assert code == 1 and payload["clean"] is False
     assert payload["edits"][0]["reason"] == "anchor-missing"
     assert snapshot(skill_dir) == before
+
+
+def _break_encoding(folder: Path) -> None:
+    (folder / "references" / "column-types.md").write_bytes(b"# Caf\xe9\n")
+
+
+def _remove_skill_md(folder: Path) -> None:
+    (folder / "SKILL.md").unlink()
+
+
+def _rename_folder_name(folder: Path) -> None:
+    text = (folder / "SKILL.md").read_text().replace("name: csv-report", "name: other")
+    (folder / "SKILL.md").write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_break_encoding, "references/column-types.md is not valid UTF-8"),
+        (_remove_skill_md, "has no SKILL.md"),
+    ],
+)
+def test_patch_apply_on_unloadable_skill_changes_nothing(
+    skill_dir: Path, damage: object, message: str
+) -> None:
+    damage(skill_dir)  # type: ignore[operator]
+    before = snapshot(skill_dir)
+    code, _, err = invoke("patch", "apply", PATCHES / "append_to_section.json", skill_dir)
+    assert code == 1 and message in err and err.count("\n") == 1
+    assert snapshot(skill_dir) == before
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "code_name"),
+    [
+        ("name: csv-report", "name: other", "name-mismatch"),
+        ("license: Apache-2.0", "version: 2", "unknown-field"),
+        ("---\n\nUse this", "--\n\nUse this", "malformed-frontmatter"),
+    ],
+)
+def test_patch_breaking_the_skill_is_withheld(
+    tmp_path: Path, skill_dir: Path, old: str, new: str, code_name: str
+) -> None:
+    path = tmp_path / "p.json"
+    edit = {"file": "SKILL.md", "op": "replace_in_section", "old_text": old, "content": new}
+    path.write_text(json.dumps({"reasoning": "r", "edits": [edit]}))
+    before = snapshot(skill_dir)
+    code, out, err = invoke("patch", "apply", path, skill_dir)
+    assert code == 1
+    assert f": {code_name}: " in out and "withheld" in out
+    assert "nothing written" in err
+    assert snapshot(skill_dir) == before
+
+
+def test_validate_reports_existing_damage(skill_dir: Path) -> None:
+    _rename_folder_name(skill_dir)
+    code, out, _ = invoke("skill", "validate", skill_dir)
+    assert code == 1 and "[name-mismatch]" in out
+    _break_encoding(skill_dir)
+    code, out, _ = invoke("skill", "validate", skill_dir)
+    assert code == 1 and "[encoding]" in out

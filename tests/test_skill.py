@@ -376,6 +376,17 @@ def test_specific_issue_codes(tmp_path: Path) -> None:
     path = make_skill(tmp_path, "extra", "---\nname: extra\ndescription: d\nversion: 2\n---\n")
     assert [i.code for i in validate_dir(path)] == ["unknown-field"]
     assert [i.code for i in validate_dir(tmp_path / "nope")] == ["missing-path"]
+    expected = {
+        "uppercase-name": {"invalid-name"},
+        "long-description": {"invalid-description"},
+        "long-compat": {"invalid-compatibility"},
+        "missing-description": {"missing-field"},
+        "bad-yaml": {"malformed-frontmatter"},
+    }
+    for case, codes in expected.items():
+        folder, skill_md = AGREEMENT_CASES[case]
+        path = make_skill(tmp_path / "codes", folder, skill_md)
+        assert {i.code for i in validate_dir(path) if i.spec} == codes, case
 
 
 def test_budgets_are_enforced_and_configurable() -> None:

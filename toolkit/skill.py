@@ -417,18 +417,18 @@ class Issue(BaseModel):
 
 def _spec_code(message: str) -> str:
     """Map a skills-ref message to a stable code."""
-    checks = [
-        ("Directory name", "name-mismatch"),
-        ("Unexpected fields", "unknown-field"),
-        ("Missing required field", "missing-field"),
-        ("Missing required file", "missing-skill-md"),
-        ("Description", "invalid-description"),
-        ("'description'", "invalid-description"),
-        ("ompatibility", "invalid-compatibility"),
-        ("ame", "invalid-name"),
+    checks = [  # first match wins: the order matters
+        ("directory name", "name-mismatch"),
+        ("unexpected fields", "unknown-field"),
+        ("missing required field", "missing-field"),
+        ("missing required file", "missing-skill-md"),
+        ("description", "invalid-description"),
+        ("compatibility", "invalid-compatibility"),
+        ("name", "invalid-name"),
     ]
+    lowered = message.lower()
     for needle, code in checks:
-        if needle in message:
+        if needle in lowered:
             return code
     return "invalid-frontmatter"
 
