@@ -240,6 +240,20 @@ def test_unresponsive_worker_is_killed_and_replaced(pool: SandboxPool, run: Runn
     _assert_pool_works(pool, run)
 
 
+def test_cancelled_call_does_not_desync_the_session(pool: SandboxPool, run: Runner) -> None:
+    async def scenario() -> tuple[RunResult, int]:
+        async with pool.session({"keep.txt": "kept"}) as sb:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(sb.run("import time\ntime.sleep(30)", wall_s=20), 0.5)
+            # The reply of the cancelled snippet must not be taken for this one's.
+            return await sb.run("print(open('keep.txt').read())"), sb.restarts
+
+    after, restarts = run(scenario())
+    assert after.error is None and after.stdout == "kept\n"
+    assert restarts == 1
+    _assert_pool_works(pool, run)
+
+
 def test_worker_exit_is_recovered(pool: SandboxPool, run: Runner) -> None:
     async def scenario() -> tuple[RunResult, RunResult, RunResult]:
         async with pool.session() as sb:
@@ -441,6 +455,31 @@ def test_state_isolated_between_sessions(pool: SandboxPool, run: Runner) -> None
         # Each worker sees only its own dir: the other session's path does not exist for it.
         assert in_a.stdout.splitlines()[2] == "False"
         assert in_b.stdout.splitlines()[2] == "False"
+
+
+def test_shared_interpreter_state_reset_between_sessions(pool: SandboxPool, run: Runner) -> None:
+    async def scenario() -> RunResult:
+        # Same pool, both workers: change shared state in two sessions, then look in two more.
+        changes = (
+            "import pandas as pd, builtins, os, sys\n"
+            "pd.set_option('display.max_rows', 3)\n"
+            "builtins.injected = 1\n"
+            "sys.path.insert(0, '/nowhere')\n"
+            "os.chdir('/')\n"
+        )
+        await asyncio.gather(_in_session(pool, changes), _in_session(pool, changes))
+        look = (
+            "import pandas as pd, builtins, os, sys\n"
+            "print(pd.get_option('display.max_rows'), hasattr(builtins, 'injected'),"
+            " '/nowhere' in sys.path, os.getcwd() == os.environ['HOME'])"
+        )
+        results = await asyncio.gather(_in_session(pool, look), _in_session(pool, look))
+        assert results[0].stdout == results[1].stdout
+        return results[0]
+
+    result = run(scenario())
+    assert result.error is None, result.render()
+    assert result.stdout == "60 False False True\n"
 
 
 def test_dirty_worker_is_replaced(pool: SandboxPool, run: Runner) -> None:

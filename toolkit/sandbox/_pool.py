@@ -76,17 +76,26 @@ class _Worker:
         self.info = info
         self.sessions = 0
         self.dirty = False
+        # A request was interrupted (cancelled, timed out): its reply may still arrive, so the
+        # stream is out of step and the worker can only be retired.
+        self.broken = False
 
     async def request(self, obj: dict[str, Any], timeout: float, max_bytes: int) -> dict:
         """Send one request and read its response, or raise _WorkerGone."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
+        if self.broken:
+            raise _WorkerGone("worker is out of step with the pool")
         body = json.dumps(obj).encode()
         try:
             self.proc.stdin.write(_HEADER.pack(len(body)) + body)
             await self.proc.stdin.drain()
+            return await read_frame(self.proc.stdout, timeout, max_bytes)
         except (BrokenPipeError, ConnectionResetError) as exc:
+            self.broken = self.dirty = True
             raise _WorkerGone(f"worker exited ({exc})") from exc
-        return await read_frame(self.proc.stdout, timeout, max_bytes)
+        except BaseException:
+            self.broken = self.dirty = True
+            raise
 
     async def kill(self) -> None:
         """Kill the worker and everything in its namespace (or process group), then clean up."""
@@ -483,7 +492,11 @@ class Session:
             "output_bytes": out,
             "traceback_chars": lim.traceback_chars,
         }
+        if self._worker.broken:
+            # An earlier call was cancelled mid-snippet: start over on a fresh worker first.
+            await self._restart()
         worker = self._worker
+        assert worker is not None
         try:
             resp = await worker.request(
                 req,
@@ -491,9 +504,9 @@ class Session:
                 2 * out + lim.traceback_chars * 4 + _PROTOCOL_SLACK,
             )
         except _WorkerGone as exc:
-            return await self._recover(worker, exc, wall)
+            return await self._recover(exc, wall)
         if not resp.get("ok"):
-            return await self._recover(worker, _WorkerGone(str(resp.get("protocol_error"))), wall)
+            return await self._recover(_WorkerGone(str(resp.get("protocol_error"))), wall)
         if resp.get("dirty"):
             worker.dirty = True
         try:
@@ -501,33 +514,36 @@ class Session:
                 {k: v for k, v in resp.items() if k not in ("ok", "dirty")}
             )
         except ValueError as exc:
-            return await self._recover(worker, _WorkerGone(f"malformed result ({exc})"), wall)
+            return await self._recover(_WorkerGone(f"malformed result ({exc})"), wall)
 
-    async def _recover(self, worker: _Worker, exc: _WorkerGone, wall: float) -> RunResult:
-        """Replace a killed worker, move the task dir to it, and report the snippet's fate."""
-        code = worker.proc.returncode
-        assert self._dir is not None
+    async def _restart(self) -> int | None:
+        """Replace this session's worker, moving the task dir to the new one; exit status."""
+        worker = self._worker
+        assert worker is not None and self._dir is not None and self._pool._base is not None
         # Keep the task files: move them out before the old worker dir is removed.
-        keep = self._pool._base / f"keep-{secrets.token_hex(8)}" if self._pool._base else None
-        if keep is not None:
-            os.rename(self._dir, keep)
+        keep = self._pool._base / f"keep-{secrets.token_hex(8)}"
+        os.rename(self._dir, keep)
         await worker.kill()
         self._pool._all.discard(worker)
         self.restarts += 1
         try:
             replacement = await self._pool._start_worker()
         except BaseException:
-            if keep is not None:
-                shutil.rmtree(keep, ignore_errors=True)
+            shutil.rmtree(keep, ignore_errors=True)
             self._worker = None
             self._dir = None
+            # The session held a pool slot: hand it back as "start one when needed".
             self._pool._idle.put_nowait(None)
             raise
         self._worker = replacement
         self._dir = replacement.dir / f"s-{secrets.token_hex(16)}"
-        if keep is not None:
-            os.rename(keep, self._dir)
+        os.rename(keep, self._dir)
         await self._open_on(replacement)
+        return worker.proc.returncode
+
+    async def _recover(self, exc: _WorkerGone, wall: float) -> RunResult:
+        """Replace a killed worker and report the snippet's fate."""
+        code = await self._restart()
         if exc.timed_out:
             error = SnippetError(
                 type="TimeoutError",

@@ -175,6 +175,26 @@ def _drain_capture(fd, capture):
     return text, hidden > 0
 
 
+def _pandas_options():
+    """Snapshot of pandas' option values (empty without pandas)."""
+    pd = sys.modules.get("pandas")
+    if pd is None:
+        return {}
+    try:
+        from pandas._config import config
+
+        keys = list(config._registered_options)
+    except Exception:
+        return {}
+    values = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for key in keys:
+            with contextlib.suppress(Exception):
+                values[key] = pd.get_option(key)
+    return values
+
+
 def _current_vm_bytes():
     try:
         with open("/proc/self/status", "rb") as f:
@@ -279,6 +299,11 @@ class Worker:
         self.base_builtins = dict(vars(builtins))
         self.base_path = list(sys.path)
         self.base_threads = threading.active_count()
+        self.pandas_options = _pandas_options()
+        # Startup objects (pandas, numpy) move to the permanent generation, so the full
+        # collection after each session only scans what the session created.
+        gc.collect()
+        gc.freeze()
         self.reserve = bytearray(_RESERVE_BYTES)
         self.out_fd = _memfd("stdout")
         self.err_fd = _memfd("stderr")
@@ -314,10 +339,14 @@ class Worker:
         sys.stderr = self.err
         warnings.resetwarnings()
         pd = sys.modules.get("pandas")
-        if pd is not None:
-            with warnings.catch_warnings(), contextlib.suppress(Exception):
-                warnings.simplefilter("ignore")
-                pd.reset_option("all")
+        if pd is not None and self.pandas_options:
+            # Only put back what changed: pd.reset_option("all") is slow, warns, and fails
+            # half-way without matplotlib.
+            for key, value in self.pandas_options.items():
+                with warnings.catch_warnings(), contextlib.suppress(Exception):
+                    warnings.simplefilter("ignore")
+                    if pd.get_option(key) is not value and pd.get_option(key) != value:
+                        pd.set_option(key, value)
 
     def start_session(self, req):
         self._reset_interpreter()
@@ -329,6 +358,10 @@ class Worker:
         return {"ok": True}
 
     def end_session(self, req):
+        if self.namespace is not None:
+            # Functions hold their globals (this dict): clearing it breaks those cycles, so
+            # the session's data is freed now, not at some later collection.
+            self.namespace.clear()
         self.namespace = None
         killed = _kill_leftovers()
         os.chdir(self.worker_dir)
