@@ -1,0 +1,149 @@
+import json
+
+import pytest
+
+from toolkit.tasks import TaskError, get_suite
+
+
+def write_jsonl(path, records):
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def qa_file(tmp_path):
+    (tmp_path / "data.csv").write_text("x,y\n1,2\n", encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "notes.txt").write_text("hello", encoding="utf-8")
+    return write_jsonl(
+        tmp_path / "qa.jsonl",
+        [
+            {"id": "q1", "question": "Capital of France?", "answer": "Paris", "split": "train"},
+            {"id": 2, "question": "2+2?", "answer": 4, "files": ["data.csv"], "split": "test"},
+            {
+                "id": "q3",
+                "question": "Colour?",
+                "answer": ["grey", "gray"],
+                "files": {"input/notes.txt": "sub/notes.txt"},
+            },
+        ],
+    )
+
+
+def test_exact_scoring(qa_file):
+    suite = get_suite("jsonl", path=qa_file)
+    tasks = {t.id: t for t in suite.load("all").tasks}
+    assert set(tasks) == {"q1", "2", "q3"}
+    assert suite.score(tasks["q1"], "  paris ").passed  # case and outer whitespace ignored
+    assert not suite.score(tasks["q1"], "Paris, France").passed
+    assert suite.score(tasks["q3"], "Gray").passed  # any accepted alternative
+    assert suite.score(tasks["2"], 4).passed
+    strict = get_suite("jsonl", path=qa_file, ignore_case=False)
+    assert not strict.score(tasks["q1"], "paris").passed
+
+
+def test_numeric_scoring(qa_file, tmp_path):
+    path = write_jsonl(
+        tmp_path / "num.jsonl",
+        [
+            {"id": "n1", "question": "?", "answer": "1,250.5"},
+            {"id": "n2", "question": "?", "answer": 3},
+        ],
+    )
+    suite = get_suite("jsonl", path=path, scoring="numeric", tolerance=0.01)
+    n1, n2 = suite.load("all").tasks
+    assert suite.score(n1, "It costs $1,250.50").passed
+    assert suite.score(n1, 1250.505).passed
+    assert not suite.score(n1, "1251").passed
+    assert suite.score(n2, "3").passed
+    assert "no number" in suite.score(n2, "three").details
+
+
+def test_regex_scoring(tmp_path):
+    path = write_jsonl(
+        tmp_path / "re.jsonl", [{"id": "r", "question": "?", "answer": r"\d{4}-\d{2}"}]
+    )
+    suite = get_suite("jsonl", path=path, scoring="regex")
+    (task,) = suite.load("all").tasks
+    assert suite.score(task, " 2024-05 ").passed
+    assert not suite.score(task, "2024-05-01").passed  # the whole answer must match
+
+
+@pytest.mark.parametrize("answer", [None, True, [1], {"a": 1}, object()])
+def test_unexpected_answer_types(qa_file, answer):
+    for scoring in ("exact", "numeric", "regex"):
+        suite = get_suite("jsonl", path=qa_file, scoring="exact")
+        task = suite.load("all").tasks[0]
+        score = get_suite("jsonl", path=qa_file, scoring=scoring).score(task, answer)
+        assert not score.passed and score.details
+
+
+def test_splits_and_files(qa_file, tmp_path):
+    suite = get_suite("jsonl", path=qa_file)
+    assert suite.load("train").ids[0] == "q1"
+    assert "2" in suite.load("test").ids
+    tasks = {t.id: t for t in suite.load("all").tasks}
+    written = suite.build_workspace(tasks["q3"], tmp_path / "ws")
+    assert written == [tmp_path / "ws" / "input" / "notes.txt"]
+    assert written[0].read_text() == "hello"
+    suite.build_workspace(tasks["2"], tmp_path / "ws2")
+    assert (tmp_path / "ws2" / "data.csv").read_text() == "x,y\n1,2\n"
+    assert "data.csv" in suite.summarise(tasks["2"])
+
+
+def test_bad_lines_get_one_clear_error_each(tmp_path):
+    path = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [
+            {"id": "ok", "question": "?", "answer": "1"},
+            "{broken",
+            {"question": "?", "answer": "1"},
+            {"id": "x2", "question": "", "answer": "1"},
+            {"id": "x3", "question": "?", "answer": {"a": 1}},
+            {"id": "x4", "question": "?", "answer": "1", "files": ["missing.csv"]},
+            {"id": "x5", "question": "?", "answer": "1", "files": ["/etc/passwd"]},
+            {"id": "x6", "question": "?", "answer": "1", "split": "dev"},
+            {"id": "x7", "question": "?", "answer": "1", "files": {"../out.txt": "bad.jsonl"}},
+            {"id": "ok", "question": "?", "answer": "2"},
+        ],
+    )
+    result = get_suite("jsonl", path=path).load("all")
+    assert result.ids == ["ok"]
+    errors = {e.line: e for e in result.bad_rows}
+    assert sorted(errors) == list(range(2, 11))
+    assert "invalid JSON" in errors[2].message
+    assert "id" in errors[3].message
+    assert "question" in errors[4].message
+    assert "answer" in errors[5].message
+    assert "missing.csv" in errors[6].message
+    assert "relative" in errors[7].message
+    assert "split" in errors[8].message
+    assert ".." in errors[9].message
+    assert errors[10].message == "duplicate id"
+
+
+def test_rule_specific_validation(tmp_path):
+    path = write_jsonl(
+        tmp_path / "q.jsonl",
+        [
+            {"id": "a", "question": "?", "answer": "abc"},
+            {"id": "b", "question": "?", "answer": "(["},
+        ],
+    )
+    numeric = get_suite("jsonl", path=path, scoring="numeric").load("all")
+    assert numeric.ids == [] and "not a number" in numeric.bad_rows[0].message
+    regex = get_suite("jsonl", path=path, scoring="regex").load("all")
+    assert regex.ids == ["a"] and "regex" in regex.bad_rows[0].message
+
+
+def test_options_are_checked(tmp_path):
+    with pytest.raises(TaskError, match="path"):
+        get_suite("jsonl")
+    with pytest.raises(TaskError, match="scoring"):
+        get_suite("jsonl", path=tmp_path / "x.jsonl", scoring="fuzzy")
+    with pytest.raises(TaskError, match="not found"):
+        get_suite("jsonl", path=tmp_path / "x.jsonl").load("all")
+    (tmp_path / "latin1.jsonl").write_bytes(b'{"id": "\xe9"}\n')
+    with pytest.raises(TaskError, match="cannot read"):
+        get_suite("jsonl", path=tmp_path / "latin1.jsonl").load("all")
