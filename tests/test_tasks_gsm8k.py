@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from toolkit.tasks import VENDORED_DATA_DIR, get_suite
@@ -54,6 +55,8 @@ def test_extract_number(text, expected):
         ("18 dollars", True),
         ("The total is 18.", True),
         ("17", False),
+        (np.int64(18), True),
+        (np.float32(18.0), True),
     ],
 )
 def test_score_number(answer, passed):

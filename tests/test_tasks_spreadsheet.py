@@ -263,6 +263,8 @@ def test_one_file_for_several_cases_is_refused(tiny):
     write_outputs(workspace, [11, 12])
     score = suite.score(task, workspace / "1_output.xlsx")
     assert not score.passed and "one file" in score.details
+    score = suite.score(task, workspace / "gone")
+    assert not score.passed and "does not exist" in score.details
 
 
 def test_garbage_output_fails_that_case_only(tiny):

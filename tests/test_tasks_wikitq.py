@@ -2,6 +2,7 @@ import csv
 import io
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -197,6 +198,10 @@ def test_numbers_as_answers():
     assert score_wtq(["0.3"], ["0.3"], 0.1 + 0.2).passed
     assert score_wtq(["1960", "1961"], ["1960.0", "1961.0"], [1961, "1960"]).passed
     assert not score_wtq(["8"], ["8.0"], float("nan")).passed
+    # numpy numbers (what pandas code returns) count as numbers; numpy bools do not.
+    assert score_wtq(["8"], ["8.0"], np.int64(8)).passed
+    assert score_wtq(["8", "9"], ["8.0", "9.0"], [np.float64(9.0), np.int32(8)]).passed
+    assert "bool" in score_wtq(["8"], ["8.0"], np.bool_(True)).details
 
 
 # -- the suite on the vendored data ----------------------------------------------------------

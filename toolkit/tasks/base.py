@@ -9,6 +9,7 @@ dict, a bool...): the score fails with a detail saying why.
 from __future__ import annotations
 
 import json
+import numbers
 import random
 import shutil
 from abc import ABC, abstractmethod
@@ -148,6 +149,22 @@ def error_message(exc: Exception) -> str:
             parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
         return "; ".join(parts)
     return str(exc) or type(exc).__name__
+
+
+def scalar_text(value: object) -> str | None:
+    """Text of a string or real number answer (numpy numbers too); None for anything else.
+
+    Booleans are refused: ``True`` is an int in Python but never a meant answer.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):  # numpy bools are no numbers.Real either
+        return None
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return repr(float(value))
+    return None
 
 
 def seeded_subset(tasks: Sequence[Task], limit: int | None, seed: int) -> list[Task]:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from toolkit.tasks.base import Score, Suite, Task, iter_jsonl
+from toolkit.tasks.base import Score, Suite, Task, iter_jsonl, scalar_text
 from toolkit.tasks.datadir import resolve_data_dir
 from toolkit.tasks.splits import hash_split
 
@@ -73,17 +73,15 @@ def score_number(gold: str, answer: object, tolerance: float = DEFAULT_TOLERANCE
     gold_norm = [format_number(target)]
     if answer is None:
         return Score.fail("no answer given", gold=gold_norm)
-    if isinstance(answer, bool) or not isinstance(answer, int | float | str):
+    text = scalar_text(answer)
+    if text is None:
         return Score.fail(
             f"answer is a {type(answer).__name__}; expected a number or a string",
             gold=gold_norm,
         )
-    if isinstance(answer, str):
-        value = extract_number(answer)
-        if value is None:
-            return Score.fail("no number found in the answer", gold=gold_norm)
-    else:
-        value = float(answer)
+    value = extract_number(text) if isinstance(answer, str) else float(text)
+    if value is None:
+        return Score.fail("no number found in the answer", gold=gold_norm)
     if math.isnan(value) or math.isinf(value):
         return Score.fail(f"answer is not a finite number: {value}", gold=gold_norm)
     passed = abs(value - target) <= tolerance

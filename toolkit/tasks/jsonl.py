@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from toolkit.tasks.base import Score, Suite, Task, TaskError, TaskFile, iter_jsonl
+from toolkit.tasks.base import Score, Suite, Task, TaskError, TaskFile, iter_jsonl, scalar_text
 from toolkit.tasks.gsm8k import extract_number, format_number
 from toolkit.tasks.splits import hash_split
 
@@ -42,12 +42,6 @@ class JsonlRecord(BaseModel):
     answer: str | int | float | list[str | int | float]
     files: list[str] | dict[str, str] | None = None
     split: Literal["train", "test"] | None = None
-
-
-def _scalar_text(value: object) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None
-    return value if isinstance(value, str) else repr(value)
 
 
 def _exact_norm(text: str, ignore_case: bool) -> str:
@@ -90,7 +84,7 @@ class JsonlSuite(Suite):
         """Validate one line: fields, answer usable by the scoring rule, files present."""
         record = JsonlRecord.model_validate(raw)
         raw_answers = record.answer if isinstance(record.answer, list) else [record.answer]
-        answers = [_scalar_text(a) or "" for a in raw_answers]
+        answers = [scalar_text(a) or "" for a in raw_answers]
         if not answers:
             raise ValueError("answer list is empty")
         for gold in answers:
@@ -129,14 +123,14 @@ class JsonlSuite(Suite):
         """Score with the suite's rule; a match with any accepted answer passes."""
         if answer is None:
             return Score.fail("no answer given", gold=task.answers)
-        if isinstance(answer, bool) or not isinstance(answer, str | int | float):
+        text = scalar_text(answer)
+        if text is None:
             return Score.fail(
                 f"answer is a {type(answer).__name__}; expected a string or a number",
                 gold=task.answers,
             )
-        text = answer if isinstance(answer, str) else repr(answer)
         if self.scoring == "numeric":
-            return self._score_numeric(task, answer, text)
+            return self._score_numeric(task, isinstance(answer, str), text)
         if self.scoring == "regex":
             flags = re.IGNORECASE if self.ignore_case else 0
             stripped = text.strip()
@@ -159,8 +153,8 @@ class JsonlSuite(Suite):
             details="equals an accepted answer" if passed else "equals no accepted answer",
         )
 
-    def _score_numeric(self, task: Task, answer: str | int | float, text: str) -> Score:
-        value = extract_number(text) if isinstance(answer, str) else float(answer)
+    def _score_numeric(self, task: Task, free_text: bool, text: str) -> Score:
+        value = extract_number(text) if free_text else float(text)
         golds = [extract_number(g) for g in task.answers]
         gold_norm = [format_number(g) for g in golds if g is not None]
         if value is None:

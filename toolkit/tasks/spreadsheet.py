@@ -374,6 +374,8 @@ def _output_paths(cases: Sequence[TestCase], answer: object) -> list[Path | None
             return [path / c.output for c in cases]
         if len(cases) == 1:
             return [path]
+        if not path.exists():
+            return f"answer path does not exist: {path}"
         return (
             f"answer is one file but the task has {len(cases)} test cases; "
             "give the workspace directory or one path per case"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.tasks import wikitq_eval
-from toolkit.tasks.base import Score, Suite, Task, TaskFile, iter_jsonl
+from toolkit.tasks.base import Score, Suite, Task, TaskFile, iter_jsonl, scalar_text
 from toolkit.tasks.datadir import resolve_data_dir
 
 DATA_FILE = "wikitablequestions/wtq_subset.jsonl"
@@ -54,13 +54,8 @@ def prediction_items(answer: object) -> list[str] | str:
     """
 
     def scalar(x: object) -> str | None:
-        if isinstance(x, bool):
-            return None
-        if isinstance(x, str):
-            return x.strip()
-        if isinstance(x, int | float):
-            return repr(x)
-        return None
+        text = scalar_text(x)
+        return text.strip() if text is not None else None
 
     if answer is None:
         return "no answer given"
