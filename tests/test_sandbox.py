@@ -154,11 +154,12 @@ def test_stderr_and_subprocess_output_captured(pool: SandboxPool, run: Runner) -
         "import sys, subprocess\n"
         "print('py-out')\n"
         "print('py-err', file=sys.stderr)\n"
+        "sys.stdout.buffer.write(b'raw-bytes\\n')\n"
         "_ = subprocess.run(['echo', 'child-out'])\n"
     )
     result = run(_in_session(pool, code))
     assert result.error is None, result.render()
-    assert result.stdout == "py-out\nchild-out\n"
+    assert result.stdout == "py-out\nraw-bytes\nchild-out\n"
     assert result.stderr == "py-err\n"
 
 

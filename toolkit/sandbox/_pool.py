@@ -372,6 +372,7 @@ class Session:
         self.limits = limits
         self._worker: _Worker | None = None
         self._dir: Path | None = None
+        self._lock = asyncio.Lock()
         self.restarts = 0
 
     @property
@@ -477,7 +478,22 @@ class Session:
         memory_mb: int | None = None,
         output_bytes: int | None = None,
     ) -> RunResult:
-        """Run one snippet in this session's namespace; limits default to the session's."""
+        """Run one snippet in this session's namespace; limits default to the session's.
+
+        Calls on one session run one at a time, in order. A snippet's failure (exception,
+        limit, crash) is in the result, never raised.
+        """
+        async with self._lock:
+            return await self._run(code, cpu_s, wall_s, memory_mb, output_bytes)
+
+    async def _run(
+        self,
+        code: str,
+        cpu_s: float | None,
+        wall_s: float | None,
+        memory_mb: int | None,
+        output_bytes: int | None,
+    ) -> RunResult:
         if self._worker is None:
             raise SandboxError("the sandbox session is not open (use `async with pool.session()`)")
         lim = self.limits

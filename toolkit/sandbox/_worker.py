@@ -99,6 +99,7 @@ class _Capture:
         self.limit = 0
         self.written = 0
         self.dropped = 0
+        self.buffer = _BinaryCapture(self)
 
     def reset(self, limit):
         self.limit = limit
@@ -108,20 +109,22 @@ class _Capture:
     def write(self, s):
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        data = s.encode("utf-8", "replace")
+        self.write_bytes(s.encode("utf-8", "replace"))
+        return len(s)
+
+    def write_bytes(self, data):
         room = self.limit - self.written
         if room <= 0:
             self.dropped += len(data)
-            return len(s)
+            return
         part = data[:room]
         try:
             os.write(self._fd, part)
         except OSError:
             self.dropped += len(data)
-            return len(s)
+            return
         self.written += len(part)
         self.dropped += len(data) - len(part)
-        return len(s)
 
     def writelines(self, lines):
         for line in lines:
@@ -148,6 +151,30 @@ class _Capture:
     @property
     def closed(self):
         return False
+
+
+class _BinaryCapture:
+    """``sys.stdout.buffer`` for code that writes bytes; shares the text capture's cap."""
+
+    def __init__(self, text):
+        self._text = text
+
+    def write(self, data):
+        data = bytes(data)
+        self._text.write_bytes(data)
+        return len(data)
+
+    def flush(self):
+        pass
+
+    def fileno(self):
+        return self._text.fileno()
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
 
 
 def _memfd(name):
@@ -224,34 +251,53 @@ def _kill_leftovers():
             except PermissionError:
                 break
             killed += _reap(block=True)
-    elif os.getsid(0) == os.getpid():
-        # No PID namespace: kill what shares our session (start_new_session made us leader;
-        # never do this in a session we do not lead, it would hit our parent's processes).
-        sid = os.getsid(0)
-        for _ in range(50):
-            found = []
-            for name in os.listdir("/proc"):
-                if not name.isdigit() or int(name) == os.getpid():
-                    continue
-                try:
-                    with open(f"/proc/{name}/stat", "rb") as f:
-                        fields = f.read().rsplit(b")", 1)[1].split()
-                    if int(fields[3]) == sid and fields[0] != b"Z":
-                        found.append(int(name))
-                except (OSError, IndexError, ValueError):
-                    continue
+    else:
+        # No PID namespace: as a child subreaper (set at start) every orphan the snippet
+        # leaves is re-parented to us, so its processes are exactly our descendants.
+        for _ in range(100):
+            found = _descendants(os.getpid())
             if not found:
                 break
             for pid in found:
-                try:
+                with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
                     killed += 1
-                except OSError:
-                    pass
             time.sleep(0.01)
             _reap(block=False)
     _reap(block=False)
     return killed
+
+
+def _descendants(root):
+    """Live (non-zombie) processes below ``root``, from /proc's parent links."""
+    children = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != b"Z":
+            children.setdefault(int(fields[1]), []).append(int(name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _become_subreaper():
+    """PR_SET_CHILD_SUBREAPER: orphans of the snippet come back to us (Linux; best effort)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _reap(block):
@@ -503,6 +549,8 @@ def main():
     worker_dir = sys.argv[1]
     preload = [m for m in (sys.argv[2] if len(sys.argv) > 2 else "").split(",") if m]
     os.chdir(worker_dir)
+    if os.getpid() != 1:
+        _become_subreaper()
     signal.signal(signal.SIGXCPU, _on_sigxcpu)
     signal.signal(signal.SIGALRM, _on_sigalrm)
     # Over-long files fail with EFBIG in the worker instead of killing it.
