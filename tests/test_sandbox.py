@@ -36,10 +36,16 @@ SECRET_NAME = "T2S_TEST_PLANTED_SECRET"
 SECRET_VALUE = "hunter2-" + "x9q7"  # built at run time so a grep of the source can't match it
 
 FULL = check_protections()
-needs_full = pytest.mark.skipif(
-    not FULL.full,
-    reason="sandbox protections unavailable here: " + "; ".join(FULL.missing),
-)
+
+
+def needs(*protections: str) -> pytest.MarkDecorator:
+    """Skip unless these protections are in force here (each test needs only its own)."""
+    absent = [name for name in protections if not getattr(FULL, name)]
+    return pytest.mark.skipif(
+        bool(absent),
+        reason=f"sandbox protections {absent} unavailable here: " + "; ".join(FULL.missing),
+    )
+
 
 Runner = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -271,7 +277,7 @@ def test_worker_exit_is_recovered(pool: SandboxPool, run: Runner) -> None:
     _assert_pool_works(pool, run)
 
 
-@needs_full
+@needs("unprivileged_user")
 def test_fork_bomb_is_contained(pool: SandboxPool, run: Runner) -> None:
     python_bomb = run(_in_session(pool, "import os\nwhile True:\n    os.fork()", wall_s=10))
     assert python_bomb.error is not None
@@ -281,7 +287,8 @@ def test_fork_bomb_is_contained(pool: SandboxPool, run: Runner) -> None:
         _in_session(pool, "import os\nos.system('f(){ f | f & }; f')\nimport time\ntime.sleep(1)")
     )
     assert not shell_bomb.killed
-    assert shell_bomb.killed_processes > 0
+    # Either the process limit stopped it or the leftovers were killed after the snippet.
+    assert "fork" in shell_bomb.stderr.lower() or shell_bomb.killed_processes > 0
     _assert_pool_works(pool, run)
 
 
@@ -312,7 +319,7 @@ def test_output_flood_is_truncated(pool: SandboxPool, run: Runner) -> None:
     _assert_pool_works(pool, run)
 
 
-@needs_full
+@needs("unprivileged_user")
 def test_cannot_read_outside_its_dir(pool: SandboxPool, run: Runner) -> None:
     code = (
         "import os\n"
@@ -331,14 +338,18 @@ def test_cannot_read_outside_its_dir(pool: SandboxPool, run: Runner) -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == "/etc/shadow PermissionError"
     assert lines[1] == "/root PermissionError"
-    assert lines[2] == f"/proc/{os.getpid()}/environ FileNotFoundError"
-    # Its own PID namespace: only the worker itself (PID 1) is visible.
-    assert lines[3] == "[1]"
-    # /tmp is a private empty tmpfs except the path down to its own worker dir.
-    assert len(eval(lines[4])) == 1
+    if FULL.pid_namespace:
+        # Its own PID namespace: only the worker itself (PID 1) is visible.
+        assert lines[2] == f"/proc/{os.getpid()}/environ FileNotFoundError"
+        assert lines[3] == "[1]"
+    else:
+        assert lines[2] == f"/proc/{os.getpid()}/environ PermissionError"
+    if FULL.private_tmp:
+        # /tmp is a private empty tmpfs except the path down to its own worker dir.
+        assert len(eval(lines[4])) == 1
 
 
-@needs_full
+@needs("unprivileged_user")
 def test_planted_secret_not_visible(pool: SandboxPool, run: Runner) -> None:
     code = (
         "import os, glob\n"
@@ -360,7 +371,7 @@ def test_planted_secret_not_visible(pool: SandboxPool, run: Runner) -> None:
     assert "OPENBLAS_NUM_THREADS" in lines[2]
 
 
-@needs_full
+@needs("network_namespace")
 def test_socket_has_no_network(pool: SandboxPool, run: Runner) -> None:
     code = (
         "import socket\n"
@@ -376,7 +387,7 @@ def test_socket_has_no_network(pool: SandboxPool, run: Runner) -> None:
     assert result.stdout.strip() == str(errno.ENETUNREACH)
 
 
-@needs_full
+@needs("unprivileged_user", "private_tmp")
 def test_cannot_write_outside_its_dir(pool: SandboxPool, run: Runner) -> None:
     outside = Path(tempfile.gettempdir()) / "t2s-sandbox-escape-probe"
     code = (
