@@ -473,7 +473,8 @@ def test_shared_interpreter_state_reset_between_sessions(pool: SandboxPool, run:
     async def scenario() -> RunResult:
         # Same pool, both workers: change shared state in two sessions, then look in two more.
         changes = (
-            "import pandas as pd, builtins, os, sys\n"
+            "import pandas as pd, builtins, os, sys, warnings\n"
+            "warnings.simplefilter('error')\n"
             "pd.set_option('display.max_rows', 3)\n"
             "builtins.injected = 1\n"
             "sys.path.insert(0, '/nowhere')\n"
@@ -481,9 +482,10 @@ def test_shared_interpreter_state_reset_between_sessions(pool: SandboxPool, run:
         )
         await asyncio.gather(_in_session(pool, changes), _in_session(pool, changes))
         look = (
-            "import pandas as pd, builtins, os, sys\n"
+            "import pandas as pd, builtins, os, sys, warnings\n"
             "print(pd.get_option('display.max_rows'), hasattr(builtins, 'injected'),"
-            " '/nowhere' in sys.path, os.getcwd() == os.environ['HOME'])"
+            " '/nowhere' in sys.path, os.getcwd() == os.environ['HOME'],"
+            " warnings.filters[0][0] == 'error')"
         )
         results = await asyncio.gather(_in_session(pool, look), _in_session(pool, look))
         assert results[0].stdout == results[1].stdout
@@ -491,7 +493,7 @@ def test_shared_interpreter_state_reset_between_sessions(pool: SandboxPool, run:
 
     result = run(scenario())
     assert result.error is None, result.render()
-    assert result.stdout == "60 False False True\n"
+    assert result.stdout == "60 False False True False\n"
 
 
 def test_dirty_worker_is_replaced(pool: SandboxPool, run: Runner) -> None:

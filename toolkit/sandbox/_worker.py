@@ -344,6 +344,7 @@ class Worker:
         self.base_environ = dict(os.environ)
         self.base_builtins = dict(vars(builtins))
         self.base_path = list(sys.path)
+        self.base_warning_filters = list(warnings.filters)
         self.base_threads = threading.active_count()
         self.pandas_options = _pandas_options()
         # Startup objects (pandas, numpy) move to the permanent generation, so the full
@@ -383,7 +384,10 @@ class Worker:
         sys.path[:] = self.base_path
         sys.stdout = self.out
         sys.stderr = self.err
-        warnings.resetwarnings()
+        warnings.filters[:] = self.base_warning_filters
+        mutated = getattr(warnings, "_filters_mutated", None)  # private; clears filter caches
+        if mutated is not None:
+            mutated()
         pd = sys.modules.get("pandas")
         if pd is not None and self.pandas_options:
             # Only put back what changed: pd.reset_option("all") is slow, warns, and fails
