@@ -162,16 +162,18 @@ def schema_from_response_format(response_format: Any) -> dict[str, Any] | None:
 
 def _grammar(schema: dict[str, Any]) -> Any:
     """Compile (and memoise) the llama.cpp grammar of a JSON schema."""
-    key = json.dumps(schema, sort_keys=True)
-    cached = _grammars.get(key)
+    # Property order matters: the grammar emits keys in schema order (reasoning before
+    # edits), so the schema is serialised as given, not with sorted keys.
+    text = json.dumps(schema)
+    cached = _grammars.get(text)
     if cached is not None:
         return cached
     llama_grammar = _import_llama_cpp().llama_grammar
     try:
-        grammar = llama_grammar.LlamaGrammar.from_json_schema(key, verbose=False)
+        grammar = llama_grammar.LlamaGrammar.from_json_schema(text, verbose=False)
     except Exception as exc:  # the converter raises bare Exceptions for unsupported schemas
         raise ValueError(f"JSON schema cannot be turned into a llama.cpp grammar: {exc}") from exc
-    _grammars[key] = grammar
+    _grammars[text] = grammar
     return grammar
 
 
