@@ -247,6 +247,18 @@ class Gateway:
             key=key,
         )
 
+    def cache_key_for(
+        self,
+        messages: Messages | str,
+        model: str | None = None,
+        response_model: type[BaseModel] | None = None,
+        **params: Any,
+    ) -> str:
+        """The cache key :meth:`complete` would use for these arguments (to pre-fill a cache)."""
+        plan = self._plan(messages, model, response_model, True, params)
+        assert plan.key is not None
+        return plan.key
+
     @staticmethod
     def _supports_schema(model: str) -> bool:
         try:
