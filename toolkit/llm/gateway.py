@@ -268,18 +268,15 @@ class Gateway:
 
     # ---- shared pieces ----------------------------------------------------------------
 
-    def _from_cache(self, plan: _Plan) -> CacheEntry | None:
+    def _from_cache(self, plan: _Plan) -> tuple[CacheEntry, Any] | None:
+        """The cached entry and its parsed value; None on a miss or an unusable entry."""
         if plan.key is None:
             return None
         entry = self.cache.get(plan.key)
         if entry is None:
             return None
-        if plan.response_model is not None:
-            try:
-                parse_structured(entry.text, plan.response_model)
-            except StructuredOutputError:
-                return None
-        return entry
+        value, problem = self._check_structured(plan, entry.text)
+        return None if problem is not None else (entry, value)
 
     def _account(self, plan: _Plan, response: Any, stats: _Stats) -> str:
         usage = getattr(response, "usage", None)
@@ -421,8 +418,7 @@ class Gateway:
         stats = _Stats()
         hit = self._from_cache(plan)
         if hit is not None:
-            value, _ = self._check_structured(plan, hit.text)
-            return self._finish(plan, started, t0, stats, hit.text, value, True, None)  # type: ignore[return-value]
+            return self._finish(plan, started, t0, stats, hit[0].text, hit[1], True, None)  # type: ignore[return-value]
         try:
             text = self._request(plan, plan.messages, stats)
             value, problem = self._check_structured(plan, text)
@@ -490,8 +486,7 @@ class Gateway:
         stats = _Stats()
         hit = self._from_cache(plan)
         if hit is not None:
-            value, _ = self._check_structured(plan, hit.text)
-            return self._finish(plan, started, t0, stats, hit.text, value, True, None)  # type: ignore[return-value]
+            return self._finish(plan, started, t0, stats, hit[0].text, hit[1], True, None)  # type: ignore[return-value]
         try:
             text = await self._arequest(plan, plan.messages, stats)
             value, problem = self._check_structured(plan, text)
