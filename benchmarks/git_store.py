@@ -277,7 +277,14 @@ def raw_git(repo: Path, patches: list[tuple[str, bytes]]) -> tuple[str, int]:
 
 def toolkit(repo_path: Path, patches: list[tuple[str, bytes]]) -> str:
     """Do the whole workload through ``toolkit.repo``; return the final commit."""
-    from toolkit.repo import PatchCommit, Resolution, SkillRepo, consolidate, write_patches
+    from toolkit.repo import (
+        GroupMerge,
+        PatchCommit,
+        Resolution,
+        SkillRepo,
+        consolidate,
+        write_patches,
+    )
 
     store = SkillRepo.open(repo_path)
     base = store.snapshot_base("bench", repo_path / "skills" / "bench", timestamp=RUN_TS)
@@ -299,7 +306,7 @@ def toolkit(repo_path: Path, patches: list[tuple[str, bytes]]) -> str:
         timestamp=RUN_TS,
     )
 
-    def stand_in(merges):  # type: ignore[no-untyped-def]
+    def stand_in(merges: list[GroupMerge]) -> list[Resolution]:
         # conflicted files take the first child's version that differs from the base
         wanted = []
         for m in merges:

@@ -12,7 +12,9 @@ from toolkit.repo import (
     DerivedCommit,
     PatchCommit,
     SkillRepo,
+    Trailers,
     check_id,
+    format_message,
     parse_trailers,
     sanitize_run_id,
     set_result,
@@ -337,3 +339,20 @@ def test_snapshot_refuses_repository_without_commits(tmp_path: Path) -> None:
     (root / SKILL).write_text(BASE_TEXT)
     with pytest.raises(RepoError, match="no commits yet"):
         SkillRepo.open(root).snapshot_base("r1", root / "skills" / "demo", timestamp=TS)
+
+
+def test_trailers_round_trip_and_body_cannot_spoof() -> None:
+    trailers = Trailers(
+        run="r1",
+        kind="merge",
+        level=2,
+        group="g0001",
+        sources=["p1", "p2"],
+        support=2,
+        model="m",
+    )
+    message = format_message("Merge\nlessons", trailers, body="Trace2Skill-Run: evil\n\nmore")
+    assert message.startswith("Merge lessons\n\n")
+    assert parse_trailers(message) == trailers
+    assert parse_trailers("plain commit\n\nTrace2Skill-Run: r1\n\nSigned-off-by: x\n") is None
+    assert parse_trailers("no trailers") is None

@@ -91,7 +91,9 @@ def format_message(subject: str, trailers: Trailers, body: str = "") -> str:
 def parse_trailers(message: str) -> Trailers | None:
     """Read the trailers back from a commit message; None if it is not a trace2skill commit."""
     values: dict[str, object] = {}
-    for line in message.splitlines():
+    # only the last paragraph holds trailers, so a body line cannot pose as one
+    paragraphs = [p for p in message.strip().split("\n\n") if p.strip()]
+    for line in (paragraphs[-1] if paragraphs else "").splitlines():
         if not line.startswith(PREFIX) or ": " not in line:
             continue
         key, _, value = line[len(PREFIX) :].partition(": ")
