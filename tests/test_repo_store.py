@@ -9,6 +9,7 @@ import pytest
 from tests.repo_helpers import BASE_TEXT, SKILL, TS, edit_line, git, make_user_repo, user_state
 from toolkit.errors import RepoError
 from toolkit.repo import (
+    CommitSpec,
     DerivedCommit,
     PatchCommit,
     SkillRepo,
@@ -356,3 +357,15 @@ def test_trailers_round_trip_and_body_cannot_spoof() -> None:
     assert parse_trailers(message) == trailers
     assert parse_trailers("plain commit\n\nTrace2Skill-Run: r1\n\nSigned-off-by: x\n") is None
     assert parse_trailers("no trailers") is None
+
+
+def test_failed_batch_leaves_no_refs(user_repo: Path) -> None:
+    repo = SkillRepo.open(user_repo)
+    base = repo.snapshot_base("r1", user_repo / "skills" / "demo", timestamp=TS)
+    before = git(user_repo, "for-each-ref")
+    good = CommitSpec([base], "ok\n", TS, changes={SKILL: b"x\n"})
+    broken = CommitSpec([base], "broken\n", TS, tree="1" * 40)  # no such tree
+    with pytest.raises(RepoError, match="fast-import failed"):
+        repo.write("r1", [("patch/a", good), ("patch/b", broken)])
+    assert git(user_repo, "for-each-ref") == before
+    assert not list((user_repo / ".git").glob("fast_import_crash_*"))

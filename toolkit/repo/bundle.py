@@ -40,7 +40,9 @@ def export_bundle(repo: SkillRepo, run: str, path: str | Path | None = None) -> 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        repo.git.run(["bundle", "create", "--quiet", str(tmp.resolve()), *sorted(refs)])
+        # refs on stdin: a run can have thousands, more than a command line holds
+        names = "".join(name + "\n" for name in sorted(refs)).encode()
+        repo.git.run(["bundle", "create", "--quiet", str(tmp.resolve()), "--stdin"], names)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

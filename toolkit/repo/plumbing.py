@@ -182,14 +182,21 @@ class Git:
         parts.append(f"reset {scratch}\n\ndone\n".encode())
         fd, marks_path = tempfile.mkstemp(prefix="marks-", dir=self._scratch_dir())
         os.close(fd)
+        crashes = set(self.git_dir.glob("fast_import_crash_*"))
         try:
             self.run(
                 ["fast-import", "--quiet", "--done", f"--export-marks={marks_path}"],
                 b"".join(parts),
             )
-            marks = dict(line.split() for line in Path(marks_path).read_text().splitlines() if line)
+            lines = Path(marks_path).read_text().splitlines()
+        except RepoError:
+            # fast-import leaves a crash report in the git dir; the error says enough
+            for report in set(self.git_dir.glob("fast_import_crash_*")) - crashes:
+                report.unlink(missing_ok=True)
+            raise
         finally:
             Path(marks_path).unlink(missing_ok=True)
+        marks = dict(line.split() for line in lines if line)
         return [marks[f":{i}"] for i in range(1, len(commits) + 1)]
 
     def _scratch_dir(self) -> Path:
