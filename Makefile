@@ -10,7 +10,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 # litellm otherwise fetches its cost map from the network at import time.
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv sysdeps demo test lint bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,14 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP)
 
+# LibreOffice (spreadsheet scoring) and the sandbox's world-readable Python; idempotent.
+sysdeps:
+	bash scripts/install_system_deps.sh
+
 demo: venv
 	@bash scripts/demo.sh
 
-test: venv
+test: venv sysdeps
 	$(BIN)/python -m pytest
 
 lint: venv
@@ -33,6 +37,8 @@ lint: venv
 bench: venv
 	$(BIN)/python benchmarks/git_store.py
 	$(BIN)/python benchmarks/llm_gateway.py
+	$(BIN)/python benchmarks/patch_engine.py
+	$(BIN)/python benchmarks/sandbox.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -34,7 +34,7 @@ def main(verbose: bool) -> None:
     """Evolve agent skills from execution trajectories, reviewed like code in git.
 
     \b
-    Start with:
+    Examples:
       trace2skill skill validate skills/gsm8k-math
       trace2skill skill sections skills/gsm8k-math
       trace2skill patch apply fix.json skills/gsm8k-math --dry-run

@@ -1,0 +1,52 @@
+"""Generate docs/cli.md from the CLI's own --help texts (the help is the source of truth).
+
+Usage:
+    .venv/bin/python scripts/cli_reference.py          # rewrite docs/cli.md
+    .venv/bin/python scripts/cli_reference.py --check  # exit 1 if docs/cli.md is stale
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from toolkit.cli import main
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+HEADER = (
+    "# Command reference\n\n"
+    "Generated from `trace2skill --help` by `scripts/cli_reference.py`; a test fails when it is\n"
+    "stale. Regenerate with `.venv/bin/python scripts/cli_reference.py`.\n"
+)
+
+
+def _walk(command: click.Command, path: list[str], out: list[str]) -> None:
+    ctx = click.Context(command, info_name=" ".join(path), terminal_width=100)
+    level = "#" * min(len(path) + 1, 4)
+    out.append(f"\n{level} `{' '.join(path)}`\n\n```text\n{command.get_help(ctx).rstrip()}\n```\n")
+    if isinstance(command, click.Group):
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            if sub is not None and not sub.hidden:
+                _walk(sub, [*path, name], out)
+
+
+def render() -> str:
+    """Return the whole reference as markdown."""
+    out = [HEADER]
+    _walk(main, ["trace2skill"], out)
+    return "".join(out)
+
+
+if __name__ == "__main__":
+    text = render()
+    if "--check" in sys.argv:
+        current = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+        if current != text:
+            print(f"{DOC} is stale: run .venv/bin/python scripts/cli_reference.py", file=sys.stderr)
+            sys.exit(1)
+    else:
+        DOC.write_text(text, encoding="utf-8")
+        print(f"wrote {DOC}")
