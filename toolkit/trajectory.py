@@ -1,0 +1,403 @@
+"""Trajectory records: what one agent did on one task with one skill, step by step.
+
+A :class:`Trajectory` is one line of ``runs/<run-id>/trajectories.jsonl``. It records the task,
+the skill version (:func:`skill_commit`: a git tree id of the skill folder), the model, the seed
+and the skill delivery; every :class:`Step` (thought, tool call, observation, tokens, latency);
+the final answer and the suite's :class:`Verdict`; and the :class:`SectionUse` list (which skill
+sections or files the agent read or cited, per step), which attribution and the analysts read.
+
+JSONL I/O is crash-safe: :func:`append_jsonl` writes each record as one line with one
+``os.write`` on an ``O_APPEND`` descriptor under an exclusive ``flock``, so concurrent writers
+(tasks, threads, processes) never interleave; :func:`read_jsonl` tolerates a torn last line
+(a process killed mid-write): it is reported in :attr:`JsonlRead.torn` and ignored, and the
+next append cuts it off before writing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from toolkit.errors import ToolkitError
+from toolkit.skill import SKILL_MD, Skill
+
+TRAJECTORY_SCHEMA_VERSION = 1
+
+Delivery = Literal["system", "progressive", "none"]
+"""How the skill reaches the agent: ``system`` (whole SKILL.md in the system prompt, as in the
+paper), ``progressive`` (headings and section ids in the prompt, bodies read on demand with
+``read_skill_file``), ``none`` (no-skill baseline). Imported trajectories use ``imported``."""
+
+StopReason = Literal["submitted", "max_turns", "token_budget", "error"]
+"""Why a trajectory ended: the agent submitted, it ran out of turns or tokens, or a model call
+failed (the run goes on with the next task)."""
+
+DELIVERIES: tuple[str, ...] = ("system", "progressive", "none")
+NO_SKILL_COMMIT = "none"
+"""``skill_commit`` of a no-skill trajectory."""
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class TrajectoryError(ToolkitError):
+    """A trajectories file is unreadable or holds a record that is not a trajectory."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Records
+# ---------------------------------------------------------------------------------------------
+
+
+class Action(BaseModel):
+    """One tool call."""
+
+    tool: str = Field(description="Tool name: python, read_skill_file or submit (or imported).")
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Tool arguments: code (python), path/section (read_skill_file), answer.",
+    )
+
+
+class Step(BaseModel):
+    """One ReAct step: one model call (thought + one tool call) and the tool's observation."""
+
+    index: int = Field(ge=0, description="0-based position in the trajectory.")
+    thought: str = Field(default="", description="The model's reasoning for this step.")
+    action: Action = Field(description="The tool call the model chose.")
+    observation: str = Field(
+        default="", description="What the tool returned, as the model saw it (truncated)."
+    )
+    observation_truncated: bool = Field(
+        default=False, description="The observation was cut to the agent's limit."
+    )
+    cited_sections: list[str] = Field(
+        default_factory=list, description="Skill section ids the model said it followed."
+    )
+    read_sections: list[str] = Field(
+        default_factory=list,
+        description="Section refs read with read_skill_file (``file#section-id``).",
+    )
+    read_files: list[str] = Field(
+        default_factory=list, description="Whole skill files read with read_skill_file."
+    )
+    tokens_in: int = Field(default=0, description="Prompt tokens of the step's model call.")
+    tokens_out: int = Field(default=0, description="Completion tokens of the step's model call.")
+    latency_s: float = Field(default=0.0, description="Seconds the model call took.")
+    tool_s: float = Field(default=0.0, description="Seconds the tool took.")
+    cache_hit: bool = Field(default=False, description="The model reply came from the cache.")
+    call_id: str | None = Field(default=None, description="Id of the call in llm_calls.jsonl.")
+    error: str | None = Field(
+        default=None,
+        description="Why the tool call failed (bad arguments, snippet exception, time limit); "
+        "the loop went on with this as the observation.",
+    )
+
+
+class SectionUse(BaseModel):
+    """One use of a skill section or file by the agent."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step: int = Field(ge=0, description="Index of the step that used it.")
+    kind: Literal["read", "cited"] = Field(description="Read with read_skill_file, or cited.")
+    file: str = Field(description="Skill file: 'SKILL.md' or 'references/<name>.md'.")
+    section_id: str | None = Field(
+        default=None, description="Section id within the file; None when the whole file."
+    )
+
+    @property
+    def ref(self) -> str:
+        """``file#section-id`` (or just ``file``): one string naming what was used."""
+        return self.file if self.section_id is None else f"{self.file}#{self.section_id}"
+
+
+class Verdict(BaseModel):
+    """The suite's judgement of the final answer."""
+
+    passed: bool = Field(description="True when the answer is correct under the suite's rule.")
+    score: float = Field(default=0.0, ge=0.0, le=1.0, description="Score in [0, 1].")
+    details: str = Field(default="", description="One line explaining the verdict.")
+    predicted: list[str] = Field(default_factory=list, description="Normalised prediction.")
+    gold: list[str] = Field(default_factory=list, description="Normalised gold answer.")
+
+
+class Trajectory(BaseModel):
+    """One agent run on one task with one skill version: a line of trajectories.jsonl."""
+
+    schema_version: int = Field(default=TRAJECTORY_SCHEMA_VERSION, description="Format version.")
+    id: str = Field(
+        description="Content hash of (suite, task, skill commit, model, seed, delivery)."
+    )
+    task_id: str = Field(description="Task id within its suite.")
+    suite: str = Field(description="Suite name, e.g. 'gsm8k' (empty for imports without one).")
+    split: str = Field(default="", description="Split the task was drawn from.")
+    question: str = Field(default="", description="The task's question or instruction.")
+    skill_name: str | None = Field(default=None, description="Skill folder name; None: no skill.")
+    skill_commit: str = Field(
+        default=NO_SKILL_COMMIT,
+        description="Git tree id of the skill folder (see skill_commit()); 'none' without skill.",
+    )
+    model: str = Field(description="litellm model string of the agent.")
+    seed: int = Field(default=0, description="Run seed.")
+    sample_seed: int = Field(default=0, description="Sampling seed of this task (from seed+task).")
+    temperature: float | None = Field(default=None, description="Sampling temperature.")
+    delivery: str = Field(description="system | progressive | none | imported.")
+    steps: list[Step] = Field(default_factory=list, description="The steps, in order.")
+    final_answer: str | None = Field(default=None, description="The submitted answer, if any.")
+    verdict: Verdict = Field(description="The suite's verdict on the final answer.")
+    section_uses: list[SectionUse] = Field(
+        default_factory=list, description="Every read and citation of a skill section or file."
+    )
+    tokens_in: int = Field(default=0, description="Prompt tokens over all steps.")
+    tokens_out: int = Field(default=0, description="Completion tokens over all steps.")
+    cost_usd: float = Field(default=0.0, description="Model cost in USD over all steps.")
+    latency_s: float = Field(default=0.0, description="Wall seconds from start to verdict.")
+    started_at: float = Field(default=0.0, description="Start, Unix epoch seconds.")
+    ended_at: float = Field(default=0.0, description="End, Unix epoch seconds.")
+    stop_reason: StopReason = Field(description="submitted | max_turns | token_budget | error.")
+    error: str | None = Field(default=None, description="The model error when stop_reason=error.")
+    source: Literal["rollout", "import"] = Field(
+        default="rollout", description="Produced by our agent, or imported from another harness."
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Extra fields (agent config, imported extras)."
+    )
+
+    @property
+    def passed(self) -> bool:
+        """Shortcut for ``verdict.passed``."""
+        return self.verdict.passed
+
+    def sections_used(self, kind: Literal["read", "cited"] | None = None) -> set[str]:
+        """Refs (``file#section``) of the sections used, of one kind or both."""
+        return {u.ref for u in self.section_uses if kind is None or u.kind == kind}
+
+
+# ---------------------------------------------------------------------------------------------
+# Ids and seeds (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+def _digest(parts: Iterable[object]) -> str:
+    payload = json.dumps(list(parts), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def trajectory_id(
+    suite: str, task_id: str, skill_commit: str, model: str, seed: int, delivery: str
+) -> str:
+    """The id of a trajectory: 16 hex chars of a hash of what determines it.
+
+    Re-running the same task with the same skill version, model, seed and delivery gives the
+    same id, which is how ``resume`` recognises finished work.
+    """
+    return _digest([suite, task_id, skill_commit, model, seed, delivery])[:16]
+
+
+def task_seed(seed: int, task_id: str) -> int:
+    """The sampling seed of one task: a hash of the run seed and the task id (31 bits).
+
+    Tasks get different seeds in one run, and the same seeds in every run with that seed.
+    """
+    return int(_digest(["task-seed", seed, task_id])[:8], 16) & 0x7FFFFFFF
+
+
+def _git_object(kind: str, data: bytes) -> bytes:
+    return hashlib.sha1(f"{kind} {len(data)}\0".encode() + data, usedforsecurity=False).digest()
+
+
+def _tree_hash(entries: Mapping[str, Any]) -> bytes:
+    """Git tree hash of a nested {name: bytes | (mode, bytes) | dict} mapping."""
+    rows = []
+    for name, value in entries.items():
+        if isinstance(value, dict):
+            rows.append((name + "/", b"40000 " + name.encode() + b"\0" + _tree_hash(value)))
+        else:
+            mode, data = value
+            rows.append((name, mode + b" " + name.encode() + b"\0" + _git_object("blob", data)))
+    # git orders tree entries by name, a directory sorting as if its name ended with "/".
+    rows.sort(key=lambda row: row[0].encode())
+    return _git_object("tree", b"".join(row for _, row in rows))
+
+
+def skill_commit(skill: Skill | None) -> str:
+    """The version id of a skill: the git tree id its folder would have (``none`` if None).
+
+    For a folder committed unchanged in git this equals ``git rev-parse HEAD:<folder>``; for
+    an on-disk or in-memory skill it is a pure content hash computed the same way, so the same
+    content always has the same id wherever it lives. Executable bits are read from disk when
+    the skill was loaded from a folder.
+    """
+    if skill is None:
+        return NO_SKILL_COMMIT
+    tree: dict[str, Any] = {}
+    for path, content in skill.files.items():
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        mode = b"100644"
+        if skill.root is not None:
+            try:
+                if os.stat(Path(skill.root, path)).st_mode & 0o111:
+                    mode = b"100755"
+            except OSError:
+                pass
+        node = tree
+        *dirs, name = path.split("/")
+        for part in dirs:
+            node = node.setdefault(part, {})
+        node[name] = (mode, data)
+    return _tree_hash(tree).hex()
+
+
+# ---------------------------------------------------------------------------------------------
+# JSONL I/O
+# ---------------------------------------------------------------------------------------------
+
+
+class JsonlRead(BaseModel, Generic[M]):
+    """Records read from a JSONL file, and the torn last line that was skipped (if any)."""
+
+    records: list[M]
+    torn: str | None = None
+    """Description of an incomplete last line (a writer killed mid-line), which was ignored."""
+
+
+def _cut_torn_tail(fd: int) -> None:
+    """Truncate a last line that has no newline (left by a writer killed mid-write)."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    # Walk back to the previous newline in chunks; everything after it is the torn line.
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        chunk = os.pread(fd, end - start, start)
+        cut = chunk.rfind(b"\n")
+        if cut != -1:
+            os.ftruncate(fd, start + cut + 1)
+            return
+        end = start
+    os.ftruncate(fd, 0)
+
+
+def append_jsonl(path: Path, records: BaseModel | Iterable[BaseModel]) -> None:
+    """Append records to ``path``, one JSON line each, atomically.
+
+    All lines go out in one ``os.write`` on an ``O_APPEND`` descriptor under an exclusive
+    ``flock``: concurrent writers never interleave, and a kill leaves at most one torn last
+    line, which the next append cuts off first (and :func:`read_jsonl` ignores).
+    """
+    items = [records] if isinstance(records, BaseModel) else list(records)
+    if not items:
+        return
+    data = "".join(r.model_dump_json() + "\n" for r in items).encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Read-write so the torn-tail check can pread; O_APPEND keeps every write at the end.
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            _cut_torn_tail(fd)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def read_jsonl(path: Path, model: type[M]) -> JsonlRead[M]:
+    """Read a JSONL file of ``model`` records.
+
+    A last line without a newline that does not parse is a torn write: it is skipped and
+    described in :attr:`JsonlRead.torn`. A missing file reads as empty.
+
+    Raises:
+        TrajectoryError: a complete line is not valid JSON or not a valid record (the message
+            gives the file, the line number and what is wrong).
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return JsonlRead[model](records=[])  # type: ignore[valid-type]
+    except OSError as exc:
+        raise TrajectoryError(f"cannot read {path}: {exc}") from None
+    lines = raw.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    records: list[M] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(model.model_validate_json(line))
+        except ValidationError as exc:
+            raise TrajectoryError(f"{path}:{number}: {_validation_line(exc)}") from None
+    torn = None
+    if tail.strip():
+        try:
+            records.append(model.model_validate_json(tail))
+        except ValidationError:
+            torn = (
+                f"{path}:{len(lines) + 1}: ignored an incomplete last line ({len(tail)} bytes, "
+                "no newline; a writer was probably killed mid-write)"
+            )
+    return JsonlRead[model](records=records, torn=torn)  # type: ignore[valid-type]
+
+
+def _validation_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    if err["type"] == "json_invalid":
+        return f"not valid JSON ({err['msg']})"
+    loc = ".".join(str(p) for p in err["loc"])
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{loc or 'record'}: {err['msg']}{more}"
+
+
+def read_trajectories(path: Path) -> JsonlRead[Trajectory]:
+    """Read ``trajectories.jsonl`` (or a run directory holding one); see :func:`read_jsonl`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "trajectories.jsonl"
+    return read_jsonl(path, Trajectory)
+
+
+def append_trajectory(path: Path, trajectory: Trajectory) -> None:
+    """Append one trajectory to ``path`` atomically (see :func:`append_jsonl`)."""
+    append_jsonl(path, trajectory)
+
+
+def trajectory_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a trajectories.jsonl line, for other tools reading our runs."""
+    return Trajectory.model_json_schema()
+
+
+__all__ = [
+    "DELIVERIES",
+    "NO_SKILL_COMMIT",
+    "SKILL_MD",
+    "TRAJECTORY_SCHEMA_VERSION",
+    "Action",
+    "Delivery",
+    "JsonlRead",
+    "SectionUse",
+    "Step",
+    "StopReason",
+    "Trajectory",
+    "TrajectoryError",
+    "Verdict",
+    "append_jsonl",
+    "append_trajectory",
+    "read_jsonl",
+    "read_trajectories",
+    "skill_commit",
+    "task_seed",
+    "trajectory_id",
+    "trajectory_json_schema",
+]
