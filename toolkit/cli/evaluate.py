@@ -1,0 +1,306 @@
+"""CLI commands: ``trace2skill eval`` (pass rate with a CI) and ``trace2skill compare`` (paired)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from toolkit.cli.llm import llm_options
+
+if TYPE_CHECKING:
+    from toolkit.evaluate import Comparison, EvalResult
+    from toolkit.llm.config import LLMConfig
+
+
+def _run_dir(run_dir: Path | None, suite: str, split: str) -> Path:
+    # A fixed default lets repeated commands reuse finished rollouts (and the response cache).
+    return run_dir if run_dir is not None else Path("runs") / f"eval-{suite}-{split}"
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _skill_label(skill: str, commit: str) -> str:
+    return "no skill" if commit == "none" else f"{skill}@{commit[:10]}"
+
+
+def _eval_lines(result: EvalResult) -> list[str]:
+    s = result.summary
+    rate = s.pass_rate
+    mde = "none (n < 4)" if s.mde is None else _fmt(s.mde)
+    if rate.rate is None:
+        head = f"pass rate n/a (n=0), MDE at this n: {mde}"
+    else:
+        head = (
+            f"pass rate {_fmt(rate.rate)} [{_fmt(rate.ci.low)}, {_fmt(rate.ci.high)}] "
+            f"(n={s.n}), MDE at this n: {mde}"
+        )
+    return [
+        f"{s.suite}/{s.split}  {_skill_label(s.skill, s.skill_commit)}  model {s.model}  "
+        f"seed {s.seed}  delivery {s.delivery}",
+        head,
+        f"passed {s.passed}/{s.n}; Wilson 95% [{_fmt(rate.wilson.low)}, "
+        f"{_fmt(rate.wilson.high)}]; {s.seconds_per_task:.1f} s/task, "
+        f"{s.tokens_per_task:,.0f} tokens/task; model errors {s.errors}",
+        f"results: {result.path}",
+    ]
+
+
+def _compare_lines(comparison: Comparison) -> list[str]:
+    p = comparison.paired
+    a, b = comparison.a, comparison.b
+    only_a = sum(d.reason == "only-in-a" for d in comparison.dropped)
+    only_b = len(comparison.dropped) - only_a
+    if p.difference is None:
+        head = "B - A: n/a (no task was evaluated in both)"
+    else:
+        head = (
+            f"B - A: {p.difference:+.2f} [{p.ci.low:+.2f}, {p.ci.high:+.2f}] (n={p.n} pairs), "
+            f"p={p.p_value:.4g} (exact McNemar)"
+        )
+    mde = "none (n < 4)" if p.mde is None else _fmt(p.mde)
+    mde_cons = "none (n < 4)" if p.mde_conservative is None else _fmt(p.mde_conservative)
+    return [
+        f"{comparison.suite}/{comparison.split}",
+        f"A: {_skill_label(a.skill, a.skill_commit)} ({a.model}, seed {a.seed}, {a.delivery}) "
+        f"pass rate {_fmt(p.rate_a)}",
+        f"B: {_skill_label(b.skill, b.skill_commit)} ({b.model}, seed {b.seed}, {b.delivery}) "
+        f"pass rate {_fmt(p.rate_b)}",
+        head,
+        f"discordant: only A passed {p.only_a}, only B passed {p.only_b}; "
+        f"both passed {p.both_pass}, both failed {p.both_fail}",
+        f"MDE at this n: {mde} (observed discordance), {mde_cons} (discordance 0.5)",
+        f"dropped: {len(comparison.dropped)} ({only_a} only in A, {only_b} only in B)",
+    ]
+
+
+def _evaluate(
+    skill: str,
+    *,
+    suite: str,
+    split: str,
+    limit: int | None,
+    seed: int,
+    run_dir: Path | None,
+    delivery: str | None,
+    data_dir: Path | None,
+    parallel: int,
+    resamples: int,
+    llm_config: LLMConfig,
+) -> EvalResult:
+    from toolkit.evaluate import NO_SKILL, evaluate
+    from toolkit.llm import configure
+
+    configure(llm_config)
+    return evaluate(
+        None if skill.strip().lower() == NO_SKILL else skill,
+        suite,
+        split,
+        llm_config.model,
+        run_dir=_run_dir(run_dir, suite, split),
+        seed=seed,
+        limit=limit,
+        delivery=None if skill.strip().lower() == NO_SKILL else delivery,
+        concurrency=parallel,
+        resamples=resamples,
+        data_dir=data_dir,
+        progress=True,
+    )
+
+
+def _common(func: Any) -> Any:
+    options = [
+        click.option("--suite", help="Task suite: gsm8k, wikitq, spreadsheet or jsonl."),
+        click.option("--split", default="test", show_default=True, help="Split to evaluate on."),
+        click.option(
+            "--limit",
+            type=click.IntRange(min=1),
+            help="Evaluate a seeded subset of at most this many tasks.",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Run seed: task subset, sampling seeds, bootstrap seed.",
+        ),
+        click.option(
+            "--run-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Run directory (default: runs/eval-<suite>-<split>); finished tasks in it "
+            "are reused.",
+        ),
+        click.option(
+            "--delivery",
+            type=click.Choice(["system", "progressive"]),
+            default="system",
+            show_default=True,
+            help="Skill in the system prompt, or loaded section by section on demand.",
+        ),
+        click.option(
+            "--data-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Data root (default: $TRACE2SKILL_DATA_DIR, ../shared/data or the vendored "
+            "slice).",
+        ),
+        click.option(
+            "--parallel",
+            type=click.IntRange(min=1),
+            default=4,
+            show_default=True,
+            help="Tasks rolled out at once.",
+        ),
+        click.option(
+            "--resamples",
+            type=click.IntRange(min=1),
+            default=10_000,
+            show_default=True,
+            help="Bootstrap resamples.",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.command("eval")
+@click.option(
+    "--skill", required=True, metavar="PATH|none", help="Skill folder, or none (no skill)."
+)
+@_common
+@llm_options
+def eval_cmd(
+    skill: str,
+    suite: str | None,
+    split: str,
+    limit: int | None,
+    seed: int,
+    run_dir: Path | None,
+    delivery: str,
+    data_dir: Path | None,
+    parallel: int,
+    resamples: int,
+    as_json: bool,
+    llm_config: LLMConfig,
+) -> None:
+    """Evaluate a skill (or no skill) on a split: pass rate with a bootstrap 95% CI.
+
+    Rolls the agent out on each task (tasks already done in the run directory with the same
+    skill version, model, seed and delivery are reused) and stores per-task records and a
+    summary in RUN_DIR/evals/<skill-commit>/<split>.jsonl. The MDE is the smallest paired
+    difference a comparison at this n detects (alpha 0.05, power 0.8).
+
+    \b
+    Examples:
+      trace2skill eval --skill skills/gsm8k-math --suite gsm8k --split test --limit 50
+      trace2skill eval --skill none --suite gsm8k --limit 50 --run-dir runs/base
+      trace2skill eval --skill skills/wikitq-table-qa --suite wikitq --delivery progressive
+      trace2skill eval --skill none --suite gsm8k --limit 3 --model fake/echo --json
+    """
+    from toolkit.evaluate import EvalError
+
+    if not suite:
+        raise EvalError("--suite is required (gsm8k, wikitq, spreadsheet or jsonl)")
+    result = _evaluate(
+        skill,
+        suite=suite,
+        split=split,
+        limit=limit,
+        seed=seed,
+        run_dir=run_dir,
+        delivery=delivery,
+        data_dir=data_dir,
+        parallel=parallel,
+        resamples=resamples,
+        llm_config=llm_config,
+    )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"summary": result.summary.model_dump(mode="json"), "path": str(result.path)}
+            )
+        )
+        return
+    for line in _eval_lines(result):
+        click.echo(line)
+
+
+def _side(
+    spec: str,
+    *,
+    suite: str | None,
+    split: str,
+    seed: int,
+    common: dict[str, Any],
+    llm_config: LLMConfig,
+) -> EvalResult:
+    from toolkit.evaluate import EvalError, load_eval
+
+    if spec.endswith(".jsonl") and Path(spec).is_file():
+        return load_eval(spec, suite=suite, seed=seed)
+    if not suite:
+        raise EvalError(f"--suite is required to evaluate {spec!r} (or give stored .jsonl files)")
+    return _evaluate(spec, suite=suite, split=split, seed=seed, llm_config=llm_config, **common)
+
+
+@click.command()
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@_common
+@llm_options
+def compare(
+    a: str,
+    b: str,
+    suite: str | None,
+    split: str,
+    limit: int | None,
+    seed: int,
+    run_dir: Path | None,
+    delivery: str,
+    data_dir: Path | None,
+    parallel: int,
+    resamples: int,
+    as_json: bool,
+    llm_config: LLMConfig,
+) -> None:
+    """Compare condition B with condition A on the same tasks and seeds (paired).
+
+    A and B are skill folders, none (no skill), or stored eval files
+    (RUN_DIR/evals/<commit>/<split>.jsonl). Skills are evaluated first (finished tasks
+    reused). Tasks are paired by (task id, seed); tasks in only one side are dropped and
+    counted. Prints B - A with a paired bootstrap 95% CI, the exact McNemar p-value (the
+    exact paired permutation test for pass/fail outcomes) and the discordant counts.
+
+    \b
+    Examples:
+      trace2skill compare none skills/gsm8k-math --suite gsm8k --split test --limit 50
+      trace2skill compare skills/v1 skills/v2 --suite wikitq --limit 20 --run-dir runs/ab
+      trace2skill compare runs/ab/evals/none/test.jsonl runs/ab/evals/4b1c.../test.jsonl
+    """
+    from toolkit.evaluate import pair_results
+
+    common = {
+        "limit": limit,
+        "run_dir": run_dir,
+        "delivery": delivery,
+        "data_dir": data_dir,
+        "parallel": parallel,
+        "resamples": resamples,
+    }
+    side = {"suite": suite, "split": split, "seed": seed, "common": common}
+    result_a = _side(a, llm_config=llm_config, **side)
+    result_b = _side(b, llm_config=llm_config, **side)
+    comparison = pair_results(result_a, result_b, resamples=resamples, seed=seed)
+    if as_json:
+        click.echo(comparison.model_dump_json())
+        return
+    for line in _compare_lines(comparison):
+        click.echo(line)
+
+
+COMMANDS: list[click.Command] = [eval_cmd, compare]

@@ -1,0 +1,541 @@
+"""Evaluation: pass rates with confidence intervals, stored per skill version, and comparisons.
+
+:func:`evaluate` rolls out the agent with one skill (or none) on a split through
+:func:`toolkit.rollout.run_rollouts` (finished tasks are reused: trajectory ids are hashes of
+task, skill version, model, seed and delivery), then writes the outcome to
+``run_dir/evals/<skill-commit>/<split>.jsonl``: one :class:`EvalRecord` per task (task id,
+seed, model, passed, score, trajectory id) and one :class:`EvalSummary` (pass rate with a
+bootstrap and a Wilson interval, the minimum detectable effect, tokens and seconds per task).
+Files are append-only; a line identical to one already there is not written again, so a
+re-run of finished work leaves the file byte-identical.
+
+:func:`compare` pairs two evaluations by ``(task_id, seed)``, keeps only the pairs present in
+both (the others are listed as dropped, with the reason) and reports the paired difference
+B - A with a paired bootstrap CI, the exact McNemar p-value and the discordant counts (see
+:mod:`toolkit.stats`)::
+
+    base = evaluate(None, "gsm8k", "test", run_dir="runs/demo", limit=50)
+    s0 = evaluate("skills/gsm8k-math", "gsm8k", "test", run_dir="runs/demo", limit=50)
+    print(compare(base, s0).paired.difference)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, RootModel
+
+from toolkit.errors import ToolkitError
+from toolkit.skill import Skill
+from toolkit.stats import (
+    DEFAULT_RESAMPLES,
+    PairedComparison,
+    PassRate,
+    minimum_detectable_effect,
+    paired_comparison,
+    pass_rate,
+)
+from toolkit.tasks import Suite, get_suite
+from toolkit.trajectory import (
+    NO_SKILL_COMMIT,
+    Trajectory,
+    TrajectoryError,
+    append_jsonl,
+    read_jsonl,
+    read_trajectories,
+)
+
+EVAL_SCHEMA_VERSION = 1
+#: What ``--skill`` takes for the no-skill baseline.
+NO_SKILL = "none"
+
+
+class EvalError(ToolkitError):
+    """An evaluation cannot run or a stored evaluation cannot be read as asked."""
+
+
+class EvalRecord(BaseModel):
+    """One task's outcome in one evaluation: a line of ``evals/<commit>/<split>.jsonl``."""
+
+    schema_version: int = Field(default=EVAL_SCHEMA_VERSION, description="Format version.")
+    kind: Literal["task"] = Field(default="task", description="Line type: a per-task record.")
+    suite: str = Field(description="Suite name, e.g. 'gsm8k'.")
+    split: str = Field(description="Split name, e.g. 'test'.")
+    skill_commit: str = Field(description="Git tree id of the skill; 'none' for no skill.")
+    model: str = Field(description="litellm model string of the agent.")
+    seed: int = Field(description="Run seed of the trajectory.")
+    delivery: str = Field(description="How the skill reached the agent: system/progressive/none.")
+    task_id: str = Field(description="Task id within the suite.")
+    passed: bool = Field(description="The suite's verdict.")
+    score: float = Field(description="The suite's score in [0, 1].")
+    trajectory_id: str = Field(description="Id of the trajectory in trajectories.jsonl.")
+    tokens: int = Field(description="Prompt + completion tokens of the trajectory.")
+    seconds: float = Field(description="Wall seconds of the trajectory.")
+    error: str | None = Field(default=None, description="Model error, when the rollout failed.")
+
+
+class EvalSummary(BaseModel):
+    """The figures of one evaluation (skill version x model x split x seed x delivery)."""
+
+    schema_version: int = Field(default=EVAL_SCHEMA_VERSION, description="Format version.")
+    kind: Literal["summary"] = Field(default="summary", description="Line type: a summary.")
+    suite: str = Field(description="Suite name.")
+    split: str = Field(description="Split name.")
+    skill: str = Field(description="Skill name, or 'none' for the no-skill baseline.")
+    skill_commit: str = Field(description="Git tree id of the skill; 'none' for no skill.")
+    model: str = Field(description="litellm model string of the agent.")
+    seed: int = Field(description="Run seed (task subset, sampling seeds, bootstrap seed).")
+    delivery: str = Field(description="system, progressive or none.")
+    limit: int | None = Field(description="The --limit asked for (None: the whole split).")
+    task_ids: list[str] = Field(description="The evaluated tasks, in task order.")
+    n: int = Field(description="Number of tasks evaluated.")
+    passed: int = Field(description="Number of passing tasks.")
+    pass_rate: PassRate = Field(description="Pass rate with bootstrap and Wilson 95% CIs.")
+    mde: float | None = Field(
+        description="Minimum detectable paired difference at this n (alpha 0.05, power 0.8, "
+        "discordant rate 0.5 assumed); None when n < 4."
+    )
+    mean_score: float | None = Field(
+        description="Mean score (differs from the pass rate "
+        "only for soft-scored suites); None when n == 0."
+    )
+    errors: int = Field(description="Tasks whose rollout ended in a model error (count as fail).")
+    tokens_per_task: float = Field(description="Mean prompt + completion tokens per task.")
+    seconds_per_task: float = Field(description="Mean wall seconds per task.")
+
+
+class _EvalLine(RootModel[Annotated[EvalRecord | EvalSummary, Field(discriminator="kind")]]):
+    """One line of an eval file: a task record or a summary."""
+
+
+class EvalResult(BaseModel):
+    """An evaluation: its summary, its per-task records and the file they are stored in."""
+
+    summary: EvalSummary
+    records: list[EvalRecord] = Field(description="One record per task, in task order.")
+    path: Path | None = Field(default=None, description="The eval file (None if not stored).")
+
+    @property
+    def n(self) -> int:
+        """Number of tasks."""
+        return self.summary.n
+
+    @property
+    def rate(self) -> float | None:
+        """Pass rate; None when n == 0."""
+        return self.summary.pass_rate.rate
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        """Bootstrap 95% percentile interval of the pass rate."""
+        return (self.summary.pass_rate.ci.low, self.summary.pass_rate.ci.high)
+
+    @property
+    def mde(self) -> float | None:
+        """Minimum detectable effect at this n (see :class:`EvalSummary`)."""
+        return self.summary.mde
+
+    @property
+    def tokens_per_task(self) -> float:
+        """Mean tokens per task."""
+        return self.summary.tokens_per_task
+
+    @property
+    def seconds_per_task(self) -> float:
+        """Mean seconds per task."""
+        return self.summary.seconds_per_task
+
+
+class Condition(BaseModel):
+    """Which evaluation one side of a comparison is."""
+
+    skill: str
+    skill_commit: str
+    model: str
+    seed: int
+    delivery: str
+    n: int = Field(description="Tasks in that evaluation (before pairing).")
+    path: Path | None = None
+
+
+class DroppedPair(BaseModel):
+    """A task present in only one of the two evaluations, left out of the pairing."""
+
+    task_id: str
+    seed: int
+    reason: Literal["only-in-a", "only-in-b"]
+
+
+class Comparison(BaseModel):
+    """B against A on the (task_id, seed) pairs both evaluated; the difference is B - A."""
+
+    schema_version: int = Field(default=EVAL_SCHEMA_VERSION, description="Format version.")
+    suite: str
+    split: str
+    a: Condition
+    b: Condition
+    paired: PairedComparison = Field(description="Counts, difference, CI, p-value, MDE.")
+    pairs: list[tuple[str, int]] = Field(description="The (task_id, seed) pairs compared.")
+    dropped: list[DroppedPair] = Field(description="Tasks left out: in only one evaluation.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure parts: records from trajectories, summaries, pairing
+# ---------------------------------------------------------------------------------------------
+
+
+def record_of(trajectory: Trajectory, split: str) -> EvalRecord:
+    """The eval record of one trajectory."""
+    return EvalRecord(
+        suite=trajectory.suite,
+        split=split,
+        skill_commit=trajectory.skill_commit,
+        model=trajectory.model,
+        seed=trajectory.seed,
+        delivery=trajectory.delivery,
+        task_id=trajectory.task_id,
+        passed=trajectory.verdict.passed,
+        score=trajectory.verdict.score,
+        trajectory_id=trajectory.id,
+        tokens=trajectory.tokens_in + trajectory.tokens_out,
+        seconds=trajectory.latency_s,
+        error=trajectory.error if trajectory.stop_reason == "error" else None,
+    )
+
+
+def summarise(
+    records: Sequence[EvalRecord],
+    *,
+    suite: str,
+    split: str,
+    skill: str,
+    skill_commit: str,
+    model: str,
+    seed: int,
+    delivery: str,
+    limit: int | None,
+    resamples: int = DEFAULT_RESAMPLES,
+) -> EvalSummary:
+    """The summary of ``records``: pass rate with CIs (bootstrap seeded with ``seed``), MDE,
+    mean tokens and seconds per task."""
+    n = len(records)
+    return EvalSummary(
+        suite=suite,
+        split=split,
+        skill=skill,
+        skill_commit=skill_commit,
+        model=model,
+        seed=seed,
+        delivery=delivery,
+        limit=limit,
+        task_ids=[r.task_id for r in records],
+        n=n,
+        passed=sum(r.passed for r in records),
+        pass_rate=pass_rate([r.passed for r in records], resamples=resamples, seed=seed),
+        mde=minimum_detectable_effect(n),
+        mean_score=sum(r.score for r in records) / n if n else None,
+        errors=sum(r.error is not None for r in records),
+        tokens_per_task=sum(r.tokens for r in records) / n if n else 0.0,
+        seconds_per_task=sum(r.seconds for r in records) / n if n else 0.0,
+    )
+
+
+def _condition(result: EvalResult) -> Condition:
+    s = result.summary
+    return Condition(
+        skill=s.skill,
+        skill_commit=s.skill_commit,
+        model=s.model,
+        seed=s.seed,
+        delivery=s.delivery,
+        n=s.n,
+        path=result.path,
+    )
+
+
+def pair_results(
+    a: EvalResult, b: EvalResult, *, resamples: int = DEFAULT_RESAMPLES, seed: int | None = None
+) -> Comparison:
+    """Pair two evaluations by ``(task_id, seed)`` and compare B with A.
+
+    Pairs keep A's task order. Bootstrap seed: ``seed``, else A's evaluation seed.
+
+    Raises:
+        EvalError: the evaluations are of different suites or splits.
+    """
+    sa, sb = a.summary, b.summary
+    if (sa.suite, sa.split) != (sb.suite, sb.split):
+        raise EvalError(
+            f"cannot pair {sa.suite}/{sa.split} with {sb.suite}/{sb.split}: "
+            "compare evaluations of the same suite and split"
+        )
+    by_key_a = {(r.task_id, r.seed): r for r in a.records}
+    by_key_b = {(r.task_id, r.seed): r for r in b.records}
+    pairs = [key for key in by_key_a if key in by_key_b]
+    dropped = [
+        DroppedPair(task_id=t, seed=s, reason="only-in-a")
+        for t, s in by_key_a
+        if (t, s) not in by_key_b
+    ] + [
+        DroppedPair(task_id=t, seed=s, reason="only-in-b")
+        for t, s in by_key_b
+        if (t, s) not in by_key_a
+    ]
+    paired = paired_comparison(
+        [by_key_a[k].passed for k in pairs],
+        [by_key_b[k].passed for k in pairs],
+        resamples=resamples,
+        seed=sa.seed if seed is None else seed,
+    )
+    return Comparison(
+        suite=sa.suite,
+        split=sa.split,
+        a=_condition(a),
+        b=_condition(b),
+        paired=paired,
+        pairs=pairs,
+        dropped=dropped,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage
+# ---------------------------------------------------------------------------------------------
+
+
+def eval_path(run_dir: str | Path, skill_commit: str, split: str) -> Path:
+    """``run_dir/evals/<skill-commit>/<split>.jsonl``."""
+    return Path(run_dir) / "evals" / skill_commit / f"{split}.jsonl"
+
+
+def _read_lines(path: Path) -> list[EvalRecord | EvalSummary]:
+    try:
+        read = read_jsonl(path, _EvalLine)
+    except TrajectoryError as exc:
+        raise EvalError(f"not an eval file: {exc}") from None
+    return [line.root for line in read.records]
+
+
+def store(result: EvalResult, path: Path) -> None:
+    """Append ``result`` to the eval file ``path``: its records, then its summary.
+
+    Lines identical to lines already in the file are skipped, so storing the same result
+    again leaves the file unchanged (byte-identical re-runs). One atomic append per call.
+    """
+    existing = {line.model_dump_json() for line in _read_lines(path)} if path.exists() else set()
+    new: list[BaseModel] = []
+    for line in [*result.records, result.summary]:
+        text = line.model_dump_json()
+        if text not in existing:
+            existing.add(text)
+            new.append(line)
+    append_jsonl(path, new)
+
+
+def _key(line: EvalRecord | EvalSummary) -> tuple[str, str, int, str]:
+    # What tells evaluations in one file apart: the file itself fixes commit and split.
+    return (line.suite, line.model, line.seed, line.delivery)
+
+
+def load_eval(
+    path: str | Path,
+    *,
+    suite: str | None = None,
+    model: str | None = None,
+    seed: int | None = None,
+    delivery: str | None = None,
+) -> EvalResult:
+    """Read an evaluation back from an eval file (its latest summary matching the filters).
+
+    Raises:
+        EvalError: missing or malformed file, no matching summary, or several different
+            evaluations match (the message lists them; narrow with ``model``/``seed``/
+            ``delivery``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EvalError(f"eval file not found: {path}")
+    lines = _read_lines(path)
+    summaries = [
+        line
+        for line in lines
+        if isinstance(line, EvalSummary)
+        and (suite is None or line.suite == suite)
+        and (model is None or line.model == model)
+        and (seed is None or line.seed == seed)
+        and (delivery is None or line.delivery == delivery)
+    ]
+    if not summaries:
+        raise EvalError(
+            f"{path}: no evaluation summary matches (suite={suite}, model={model}, "
+            f"seed={seed}, delivery={delivery})"
+        )
+    keys = {_key(s) for s in summaries}
+    if len(keys) > 1:
+        listed = "; ".join(
+            f"suite={su} model={m} seed={se} delivery={d}" for su, m, se, d in sorted(keys)
+        )
+        raise EvalError(f"{path} holds several evaluations ({listed}); choose one")
+    summary = summaries[-1]
+    # The latest record of each task of this evaluation.
+    latest: dict[str, EvalRecord] = {}
+    for line in lines:
+        if isinstance(line, EvalRecord) and _key(line) == _key(summary):
+            latest[line.task_id] = line
+    missing = [t for t in summary.task_ids if t not in latest]
+    if missing:
+        raise EvalError(f"{path}: summary lists tasks without records: {', '.join(missing[:5])}")
+    records = [latest[t] for t in summary.task_ids]
+    return EvalResult(summary=summary, records=records, path=path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_no_skill(skill: str | Path | Skill | None) -> bool:
+    return skill is None or (isinstance(skill, str) and skill.strip().lower() == NO_SKILL)
+
+
+def _resolve_suite(suite: str | Suite, split: str, data_dir: str | Path | None) -> Suite:
+    chosen = (
+        get_suite(suite, **({"data_dir": data_dir} if data_dir else {}))
+        if isinstance(suite, str)
+        else suite
+    )
+    chosen.check_split(split)
+    return chosen
+
+
+def evaluate(
+    skill: str | Path | Skill | None,
+    suite: str | Suite,
+    split: str,
+    model: str | None = None,
+    *,
+    run_dir: str | Path,
+    seed: int = 0,
+    limit: int | None = None,
+    delivery: str | None = None,
+    concurrency: int = 4,
+    resamples: int = DEFAULT_RESAMPLES,
+    data_dir: str | Path | None = None,
+    progress: bool = False,
+    **rollout_options: Any,
+) -> EvalResult:
+    """Evaluate ``skill`` (a folder, a :class:`Skill`, or None / ``"none"``) on ``split``.
+
+    Runs the missing rollouts (tasks already in ``run_dir/trajectories.jsonl`` with the same
+    skill version, model, seed and delivery are reused), then stores and returns the result.
+
+    Args:
+        skill: the skill, or None / ``"none"`` for the no-skill baseline.
+        suite: a suite name or a :class:`Suite`.
+        split: the split, e.g. ``test``.
+        model: litellm model string (default: the LLM config's model).
+        run_dir: the run directory (created if needed).
+        seed: run seed: task subset with ``limit``, sampling seeds, bootstrap seed.
+        limit: evaluate a seeded subset of at most this many tasks.
+        delivery: ``system`` (default with a skill) or ``progressive``; ``none`` without skill.
+        concurrency: tasks run at once.
+        resamples: bootstrap resamples.
+        data_dir: data root for a suite given by name.
+        progress: show the rollouts' progress bar.
+        **rollout_options: passed on to :func:`toolkit.rollout.run_rollouts` (``executor``).
+
+    Raises:
+        ToolkitError: unknown suite or split, bad skill, bad delivery, rollout failures.
+    """
+    from toolkit.rollout import run_rollouts
+
+    no_skill = _is_no_skill(skill)
+    if no_skill:
+        if delivery not in (None, "none"):
+            raise EvalError(
+                f"delivery {delivery!r} needs a skill; the no-skill baseline uses 'none'"
+            )
+        delivery = "none"
+    else:
+        delivery = delivery or "system"
+        if delivery == "none":
+            raise EvalError("delivery 'none' is the no-skill baseline: pass the skill as 'none'")
+    if limit is not None and limit < 1:
+        raise EvalError(f"limit must be >= 1, got {limit}")
+    suite_obj = _resolve_suite(suite, split, data_dir)
+    rolled = run_rollouts(
+        suite_obj,
+        split,
+        None if no_skill else skill,
+        model,
+        run_dir=run_dir,
+        seed=seed,
+        concurrency=concurrency,
+        limit=limit,
+        delivery=delivery,
+        resume=True,  # finished tasks of this exact condition are reused, never re-run
+        progress=progress,
+        **rollout_options,
+    )
+    by_id = {t.id: t for t in read_trajectories(Path(run_dir)).records}
+    missing = [i for i in rolled.trajectory_ids if i not in by_id]
+    if missing:
+        raise EvalError(f"{run_dir}: trajectories missing after the rollouts: {missing[:3]}")
+    records = [record_of(by_id[i], split) for i in rolled.trajectory_ids]
+    summary = summarise(
+        records,
+        suite=suite_obj.name,
+        split=split,
+        skill=rolled.skill_name or NO_SKILL,
+        skill_commit=rolled.skill_commit,
+        model=rolled.model,
+        seed=seed,
+        delivery=delivery,
+        limit=limit,
+        resamples=resamples,
+    )
+    path = eval_path(run_dir, rolled.skill_commit or NO_SKILL_COMMIT, split)
+    result = EvalResult(summary=summary, records=records, path=path)
+    store(result, path)
+    return result
+
+
+def compare(
+    a: EvalResult | str | Path,
+    b: EvalResult | str | Path,
+    *,
+    model: str | None = None,
+    seed: int | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+) -> Comparison:
+    """Compare evaluation B with evaluation A on the tasks both ran (see :func:`pair_results`).
+
+    ``a`` and ``b`` are results or eval files (read with :func:`load_eval` and the ``model``
+    and ``seed`` filters).
+    """
+    result_a = a if isinstance(a, EvalResult) else load_eval(a, model=model, seed=seed)
+    result_b = b if isinstance(b, EvalResult) else load_eval(b, model=model, seed=seed)
+    return pair_results(result_a, result_b, resamples=resamples)
+
+
+__all__ = [
+    "EVAL_SCHEMA_VERSION",
+    "NO_SKILL",
+    "Comparison",
+    "Condition",
+    "DroppedPair",
+    "EvalError",
+    "EvalRecord",
+    "EvalResult",
+    "EvalSummary",
+    "compare",
+    "eval_path",
+    "evaluate",
+    "load_eval",
+    "pair_results",
+    "record_of",
+    "store",
+    "summarise",
+]
