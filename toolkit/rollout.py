@@ -9,19 +9,277 @@ the stage status; model calls are logged to ``run_dir/llm_calls.jsonl``.
 
 Resuming: with ``resume=True`` the tasks whose trajectory id (a hash of task, skill version,
 model, seed and delivery) is already in the trajectories file are skipped; finished lines are
-never rewritten. Without ``resume`` an existing trajectories file is an error.
+never rewritten (a torn last line left by a kill is cut off). Without ``resume`` an existing
+trajectories file is an error, so a run is never mixed up with another by accident.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal, TextIO
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from toolkit.skill import Skill
-from toolkit.tasks import Suite
+from toolkit.agent import Agent, AgentConfig
+from toolkit.errors import ToolkitError
+from toolkit.executor import Executor, LocalExecutor
+from toolkit.llm.config import LLMConfig
+from toolkit.llm.gateway import Gateway
+from toolkit.sandbox import SandboxConfig, SandboxPool
+from toolkit.skill import Skill, load_skill
+from toolkit.tasks import Suite, Task, TaskError, get_suite
+from toolkit.tasks.splits import SplitsFile, load_splits, make_splits, save_splits, tasks_for_split
+from toolkit.trajectory import (
+    DELIVERIES,
+    Trajectory,
+    Verdict,
+    append_trajectory,
+    read_trajectories,
+    repair_jsonl,
+    skill_commit,
+    task_seed,
+    trajectory_id,
+)
 
 ROLLOUT_SCHEMA_VERSION = 1
+MANIFEST_SCHEMA_VERSION = 1
+TRAJECTORIES_FILE = "trajectories.jsonl"
+MANIFEST_FILE = "manifest.json"
+SPLITS_FILE = "splits.json"
+CALLS_FILE = "llm_calls.jsonl"
+
+
+class RolloutError(ToolkitError):
+    """A rollout cannot start as asked (existing run without resume, bad delivery...)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifest
+# ---------------------------------------------------------------------------------------------
+
+
+class StageRecord(BaseModel):
+    """The status of one stage of a run (``rollout``, ``evaluate``...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["running", "done", "failed", "interrupted"]
+    started_at: str = Field(description="ISO 8601 UTC time the stage (last) started.")
+    ended_at: str | None = Field(default=None, description="ISO 8601 UTC time it ended.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The stage's settings.")
+    counts: dict[str, Any] = Field(default_factory=dict, description="Result counts.")
+    error: str | None = Field(default=None, description="Why it failed.")
+
+
+class Manifest(BaseModel):
+    """``runs/<run-id>/manifest.json``: what the run is and how far each stage got."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+    run_id: str = Field(description="The run directory's name.")
+    created_at: str = Field(description="ISO 8601 UTC creation time.")
+    toolkit_version: str = Field(description="trace2skill version that last wrote it.")
+    stages: dict[str, StageRecord] = Field(default_factory=dict)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def toolkit_version() -> str:
+    """The installed trace2skill version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("trace2skill")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def read_manifest(run_dir: Path) -> Manifest | None:
+    """The run's manifest, or None when there is none yet.
+
+    Raises:
+        ToolkitError: the file exists but is not a valid manifest.
+    """
+    path = Path(run_dir) / MANIFEST_FILE
+    try:
+        return Manifest.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        raise ToolkitError(f"invalid run manifest {path}: {first}") from None
+
+
+def update_stage(run_dir: Path, stage: str, **fields: Any) -> Manifest:
+    """Create or update one stage's record in ``manifest.json`` (locked, atomic replace).
+
+    ``fields`` are :class:`StageRecord` fields; given ones replace the stored values, so a
+    stage can first write ``status="running"`` with its config, then ``status="done"`` with
+    its counts. Other stages' records are kept.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock_fd = os.open(run_dir / ".manifest.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        manifest = read_manifest(run_dir) or Manifest(
+            run_id=run_dir.resolve().name, created_at=_now(), toolkit_version=toolkit_version()
+        )
+        old = manifest.stages.get(stage)
+        merged = {**(old.model_dump() if old else {"started_at": _now()}), **fields}
+        manifest.stages[stage] = StageRecord.model_validate(merged)
+        manifest.toolkit_version = toolkit_version()
+        text = json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
+        fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=run_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, run_dir / MANIFEST_FILE)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return manifest
+    finally:
+        fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        os.close(lock_fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits
+# ---------------------------------------------------------------------------------------------
+
+
+def split_tasks(
+    suite: Suite, split: str, *, limit: int | None, seed: int, run_dir: Path
+) -> list[Task]:
+    """The tasks of ``split``, as recorded in ``run_dir/splits.json`` (recorded if new).
+
+    A split already in splits.json is reused as is (same task ids, data files unchanged), so
+    a resumed run and a later evaluation see exactly the same tasks. A new split is drawn
+    with the seed recorded in the file (the run's seed for a new file) and added.
+
+    Raises:
+        TaskError: a different suite or limit than recorded, changed data files, overlapping
+            splits.
+    """
+    suite.check_split(split)
+    path = run_dir / SPLITS_FILE
+    if path.exists():
+        splits = load_splits(path)
+        if splits.suite != suite.name:
+            raise TaskError(f"{path} is for suite {splits.suite!r}, not {suite.name!r}")
+        if split in splits.splits:
+            recorded = splits.limits.get(split)
+            if limit is not None and recorded != limit:
+                raise TaskError(
+                    f"{path} records split {split!r} with limit {recorded}, not {limit}; "
+                    "use the same --limit or another --run-dir"
+                )
+            return tasks_for_split(suite, splits, split)
+        new = make_splits(suite, {split: limit}, seed=splits.seed)
+        try:
+            merged = SplitsFile(
+                suite=suite.name,
+                seed=splits.seed,
+                limits={**splits.limits, split: limit},
+                splits={**splits.splits, split: new.splits[split]},
+                source_hashes={**splits.source_hashes, **new.source_hashes},
+            )
+        except ValidationError as exc:
+            message = exc.errors()[0]["msg"]
+            raise TaskError(f"cannot add split {split!r} to {path}: {message}") from None
+        save_splits(merged, path)
+        return suite.load_ids(new.splits[split])
+    splits = make_splits(suite, {split: limit}, seed=seed)
+    save_splits(splits, path)
+    return suite.load_ids(splits.splits[split])
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress bar
+# ---------------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A small progress bar on stderr: done/total, pass count, seconds per task, ETA.
+
+    On a terminal it redraws one line; elsewhere (logs, CI) it prints a line per 10%.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        *,
+        done: int = 0,
+        passed: int = 0,
+        stream: TextIO | None = None,
+    ) -> None:
+        """Start at ``done`` finished tasks of ``total`` (``passed`` of them passing)."""
+        self.label, self.total, self.done, self.passed = label, total, done, passed
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started = time.perf_counter()
+        self.new = 0
+        self._last_decile = -1
+
+    def line(self) -> str:
+        """The current status line."""
+        width = 24
+        frac = self.done / self.total if self.total else 1.0
+        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        elapsed = time.perf_counter() - self.started
+        rate = f"{elapsed / self.new:.1f} s/task" if self.new else "-- s/task"
+        eta = ""
+        if self.new and self.done < self.total:
+            eta = f" eta {elapsed / self.new * (self.total - self.done):.0f}s"
+        return (
+            f"{self.label} [{bar}] {self.done}/{self.total} pass {self.passed}/{self.done}"
+            f" {rate}{eta}"
+        )
+
+    def update(self, passed: bool) -> None:
+        """Count one finished task and redraw."""
+        self.done += 1
+        self.new += 1
+        self.passed += passed
+        self.draw()
+
+    def draw(self) -> None:
+        """Write the status (redraw on a terminal, every 10% elsewhere)."""
+        if self.tty:
+            self.stream.write("\r" + self.line())
+            self.stream.flush()
+            return
+        decile = int(10 * self.done / self.total) if self.total else 10
+        if decile != self._last_decile:
+            self._last_decile = decile
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        """End the line on a terminal."""
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollouts
+# ---------------------------------------------------------------------------------------------
 
 
 class RolloutSummary(BaseModel):
@@ -54,6 +312,300 @@ class RolloutSummary(BaseModel):
     )
 
 
+def resolve_skill(skill: str | Path | Skill | None) -> Skill | None:
+    """A loaded skill from a folder path (or the skill itself, or None)."""
+    if skill is None or isinstance(skill, Skill):
+        return skill
+    return load_skill(skill)
+
+
+def score_answer(suite: Suite, task: Task, answer: str | None, workspace: Path) -> Verdict:
+    """The suite's verdict on ``answer``.
+
+    SpreadsheetBench tasks are answered by files: their score reads the output workbooks the
+    agent wrote in its workspace, whatever it submitted.
+    """
+    target: object = workspace if suite.name == "spreadsheet" else answer
+    score = suite.score(task, target)
+    return Verdict(
+        passed=score.passed,
+        score=score.value,
+        details=score.details,
+        predicted=score.predicted,
+        gold=score.gold,
+    )
+
+
+async def arun_rollouts(
+    suite: str | Suite,
+    split: str,
+    skill: str | Path | Skill | None,
+    model: str | None = None,
+    *,
+    run_dir: str | Path,
+    seed: int = 0,
+    concurrency: int = 4,
+    limit: int | None = None,
+    delivery: str | None = None,
+    resume: bool = False,
+    executor: Executor | None = None,
+    progress: bool = True,
+    agent_config: AgentConfig | None = None,
+    llm_config: LLMConfig | None = None,
+    sandbox_config: SandboxConfig | None = None,
+    trajectories_path: str | Path | None = None,
+    stage: str = "rollout",
+) -> RolloutSummary:
+    """Async :func:`run_rollouts` (same arguments)."""
+    wall0 = time.perf_counter()
+    suite_obj = get_suite(suite) if isinstance(suite, str) else suite
+    if concurrency < 1:
+        raise RolloutError(f"concurrency must be at least 1, got {concurrency}")
+    skill_obj = resolve_skill(skill)
+    delivery = delivery or ("system" if skill_obj is not None else "none")
+    if delivery not in DELIVERIES:
+        raise RolloutError(f"unknown delivery {delivery!r}; choose from {', '.join(DELIVERIES)}")
+    if delivery == "none":
+        skill_obj = None
+    elif skill_obj is None:
+        raise RolloutError(
+            f"delivery {delivery!r} needs a skill; use delivery 'none' for the no-skill baseline"
+        )
+    config = (agent_config or AgentConfig()).model_copy(update={"delivery": delivery})
+    run_path = Path(run_dir)
+    traj_path = Path(trajectories_path) if trajectories_path else run_path / TRAJECTORIES_FILE
+    manifest = read_manifest(run_path) if run_path.exists() else None
+    if not resume and (
+        (traj_path.exists() and traj_path.stat().st_size > 0)
+        or (manifest is not None and stage in manifest.stages)
+    ):
+        raise RolloutError(
+            f"{run_path} already holds a {stage} run ({traj_path.name}); pass --resume to "
+            "continue it, or choose a new --run-dir"
+        )
+    run_path.mkdir(parents=True, exist_ok=True)
+    tasks = split_tasks(suite_obj, split, limit=limit, seed=seed, run_dir=run_path)
+
+    llm = llm_config or LLMConfig.from_env()
+    llm = llm.model_copy(
+        update={
+            "calls_log": run_path / CALLS_FILE,
+            "concurrency": max(llm.concurrency, concurrency),
+            **({"model": model} if model else {}),
+        }
+    )
+    model_name = llm.model
+    commit = skill_commit(skill_obj)
+    ids = {
+        t.id: trajectory_id(suite_obj.name, t.id, commit, model_name, seed, delivery) for t in tasks
+    }
+
+    finished: dict[str, Trajectory] = {}
+    if traj_path.exists():
+        if repair_jsonl(traj_path):
+            print(f"note: cut an incomplete last line off {traj_path}", file=sys.stderr)
+        for record in read_trajectories(traj_path).records:
+            finished.setdefault(record.id, record)
+    todo = [t for t in tasks if ids[t.id] not in finished]
+    resumed = len(tasks) - len(todo)
+
+    stage_config = {
+        "suite": suite_obj.name,
+        "split": split,
+        "limit": limit,
+        "skill_name": skill_obj.name if skill_obj else None,
+        "skill_path": str(skill_obj.root) if skill_obj and skill_obj.root else None,
+        "skill_commit": commit,
+        "model": model_name,
+        "api_base": llm.api_base,
+        "delivery": delivery,
+        "seeds": {"run": seed, "per_task": "task_seed(run, task_id) + step index"},
+        "concurrency": concurrency,
+        "executor": (executor or LocalExecutor()).name,
+        "agent": config.model_dump(mode="json"),
+        "trajectories": os.path.relpath(traj_path, run_path),
+    }
+    update_stage(
+        run_path, stage, status="running", started_at=_now(), ended_at=None, config=stage_config
+    )
+
+    label = f"{stage} {suite_obj.name}/{split}"
+    already_passed = sum(finished[ids[t.id]].passed for t in tasks if ids[t.id] in finished)
+    bar = Progress(label, len(tasks), done=resumed, passed=already_passed) if progress else None
+    new: dict[str, Trajectory] = {}
+    gateway = Gateway(llm)
+    try:
+        if todo:
+            if bar is not None:
+                bar.draw()
+            agent = Agent(model_name, gateway, skill_obj, config)
+            pool_size = min(concurrency, len(todo))
+            async with SandboxPool(size=pool_size, config=sandbox_config) as pool:
+
+                async def run_one(task: Task) -> Trajectory:
+                    return await _rollout_one(
+                        task, suite_obj, split, agent, pool, skill_obj, commit, seed, ids[task.id]
+                    )
+
+                def on_result(_index: int, trajectory: Trajectory) -> None:
+                    append_trajectory(traj_path, trajectory)
+                    new[trajectory.id] = trajectory
+                    if bar is not None:
+                        bar.update(trajectory.passed)
+
+                await (executor or LocalExecutor()).map(
+                    run_one, todo, concurrency=concurrency, on_result=on_result
+                )
+    except BaseException as exc:
+        status = "failed" if isinstance(exc, Exception) else "interrupted"
+        with contextlib.suppress(Exception):
+            update_stage(
+                run_path,
+                stage,
+                status=status,
+                ended_at=_now(),
+                error=str(exc) or type(exc).__name__,
+                counts={"tasks": len(tasks), "finished": resumed + len(new)},
+            )
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        gateway.close()
+
+    everything = {**finished, **new}
+    done = [everything[ids[t.id]] for t in tasks if ids[t.id] in everything]
+    summary = _summarise(
+        done,
+        run_dir=run_path,
+        traj_path=traj_path,
+        suite=suite_obj.name,
+        split=split,
+        model=model_name,
+        skill=skill_obj,
+        commit=commit,
+        delivery=delivery,
+        seed=seed,
+        tasks=len(tasks),
+        ran=len(new),
+        resumed=resumed,
+        wall_s=time.perf_counter() - wall0,
+    )
+    update_stage(
+        run_path,
+        stage,
+        status="done",
+        ended_at=_now(),
+        error=None,
+        counts=summary.model_dump(
+            mode="json",
+            include={"tasks", "ran", "resumed", "passed", "errors", "pass_rate", "stop_reasons"},
+        ),
+    )
+    return summary
+
+
+async def _rollout_one(
+    task: Task,
+    suite: Suite,
+    split: str,
+    agent: Agent,
+    pool: SandboxPool,
+    skill: Skill | None,
+    commit: str,
+    seed: int,
+    traj_id: str,
+) -> Trajectory:
+    """One task: workspace, sandbox session, agent loop, verdict, trajectory record."""
+    started, t0 = time.time(), time.perf_counter()
+    summary = suite.summarise(task)
+    sample_seed = task_seed(seed, task.id)
+    with tempfile.TemporaryDirectory(prefix="t2s-task-") as tmp:
+        files: Path | None = None
+        if task.files:
+            files = Path(tmp)
+            suite.build_workspace(task, files)
+        async with pool.session(files) as session:
+            result = await agent.run(summary, session, seed=sample_seed)
+            # Scoring may read the workspace (spreadsheets), so it runs before the session
+            # closes; in a thread because LibreOffice recalculation blocks for ~1 s.
+            verdict = await asyncio.to_thread(
+                score_answer, suite, task, result.final_answer, session.path
+            )
+    latency = time.perf_counter() - t0
+    return Trajectory(
+        id=traj_id,
+        task_id=task.id,
+        suite=suite.name,
+        split=split,
+        question=task.question,
+        skill_name=skill.name if skill else None,
+        skill_commit=commit,
+        model=agent.model,
+        seed=seed,
+        sample_seed=sample_seed,
+        temperature=agent.config.temperature,
+        delivery=agent.config.delivery,
+        steps=result.steps,
+        final_answer=result.final_answer,
+        verdict=verdict,
+        section_uses=result.section_uses,
+        tokens_in=result.tokens_in,
+        tokens_out=result.tokens_out,
+        cost_usd=result.cost_usd,
+        latency_s=latency,
+        started_at=started,
+        ended_at=started + latency,
+        stop_reason=result.stop_reason,
+        error=result.error,
+        metadata={"max_turns": agent.config.max_turns},
+    )
+
+
+def _summarise(
+    done: list[Trajectory],
+    *,
+    run_dir: Path,
+    traj_path: Path,
+    suite: str,
+    split: str,
+    model: str,
+    skill: Skill | None,
+    commit: str,
+    delivery: str,
+    seed: int,
+    tasks: int,
+    ran: int,
+    resumed: int,
+    wall_s: float,
+) -> RolloutSummary:
+    passed = sum(t.passed for t in done)
+    return RolloutSummary(
+        run_dir=run_dir,
+        trajectories_path=traj_path,
+        suite=suite,
+        split=split,
+        model=model,
+        skill_name=skill.name if skill else None,
+        skill_commit=commit,
+        delivery=delivery,
+        seed=seed,
+        tasks=tasks,
+        ran=ran,
+        resumed=resumed,
+        passed=passed,
+        errors=sum(t.stop_reason == "error" for t in done),
+        pass_rate=passed / tasks if tasks else 0.0,
+        stop_reasons=dict(Counter(t.stop_reason for t in done)),
+        tokens_in=sum(t.tokens_in for t in done),
+        tokens_out=sum(t.tokens_out for t in done),
+        cost_usd=sum(t.cost_usd for t in done),
+        wall_s=wall_s,
+        seconds_per_task=sum(t.latency_s for t in done) / len(done) if done else 0.0,
+        trajectory_ids=[t.id for t in done],
+    )
+
+
 def run_rollouts(
     suite: str | Suite,
     split: str,
@@ -64,10 +616,15 @@ def run_rollouts(
     seed: int = 0,
     concurrency: int = 4,
     limit: int | None = None,
-    delivery: str = "system",
+    delivery: str | None = None,
     resume: bool = False,
-    executor: object | None = None,
+    executor: Executor | None = None,
     progress: bool = True,
+    agent_config: AgentConfig | None = None,
+    llm_config: LLMConfig | None = None,
+    sandbox_config: SandboxConfig | None = None,
+    trajectories_path: str | Path | None = None,
+    stage: str = "rollout",
 ) -> RolloutSummary:
     """Roll out the agent on ``split`` of ``suite`` with ``skill``; see the module docstring.
 
@@ -76,21 +633,49 @@ def run_rollouts(
         split: ``train``, ``test``... (recorded in ``run_dir/splits.json``; a split already
             recorded there is reused as is).
         skill: a skill folder, a loaded :class:`Skill`, or None for the no-skill baseline.
-        model: litellm model string (default: the LLM config's model).
+        model: litellm model string (default: ``llm_config``'s, else $TRACE2SKILL_MODEL or the
+            embedded model).
         run_dir: the run directory (created if needed).
-        seed: run seed (task subset with ``limit``, per-task sampling seeds).
-        concurrency: tasks run at once.
+        seed: run seed: the task subset with ``limit`` and the per-task sampling seeds.
+        concurrency: tasks run at once (also the floor of the model-request limit).
         limit: a seeded subset of at most this many tasks.
-        delivery: ``system``, ``progressive`` or ``none``.
-        resume: skip tasks already in the trajectories file.
-        executor: an :class:`toolkit.executor.Executor` (default: a LocalExecutor).
+        delivery: ``system``, ``progressive`` or ``none`` (default: ``system`` with a skill,
+            ``none`` without).
+        resume: skip tasks whose trajectory is already in the trajectories file.
+        executor: an :class:`~toolkit.executor.Executor` (default: :class:`LocalExecutor`).
         progress: draw a progress bar on stderr.
+        agent_config: turn and token budgets, sampling, observation limits.
+        llm_config: the gateway config (its calls log is redirected to the run's).
+        sandbox_config: the sandbox pool's config (limits, interpreter).
+        trajectories_path: where to append trajectories (default ``run_dir/trajectories.jsonl``;
+            an evaluation writes elsewhere in the same run).
+        stage: the stage name recorded in ``manifest.json``.
 
     Returns:
-        The :class:`RolloutSummary`.
+        The :class:`RolloutSummary` over every task of the split.
 
     Raises:
-        ToolkitError: bad suite/split/skill/delivery, or an existing trajectories file
-            without ``resume``.
+        ToolkitError: bad suite, split, skill or delivery; an existing trajectories file (or
+            stage) without ``resume``; a changed data file; a model config error.
     """
-    raise NotImplementedError("being written")
+    return asyncio.run(
+        arun_rollouts(
+            suite,
+            split,
+            skill,
+            model,
+            run_dir=run_dir,
+            seed=seed,
+            concurrency=concurrency,
+            limit=limit,
+            delivery=delivery,
+            resume=resume,
+            executor=executor,
+            progress=progress,
+            agent_config=agent_config,
+            llm_config=llm_config,
+            sandbox_config=sandbox_config,
+            trajectories_path=trajectories_path,
+            stage=stage,
+        )
+    )

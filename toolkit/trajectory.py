@@ -269,21 +269,31 @@ class JsonlRead(BaseModel, Generic[M]):
 
 
 def _cut_torn_tail(fd: int) -> None:
-    """Truncate a last line that has no newline (left by a writer killed mid-write)."""
+    """Make the file end at a line boundary before appending.
+
+    A last line without a newline is either a torn write (a writer killed mid-line: it is
+    cut off) or a complete JSON value whose newline is missing (a hand edit: the newline is
+    added), the same rule :func:`read_jsonl` applies when reading.
+    """
     size = os.fstat(fd).st_size
     if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
         return
-    # Walk back to the previous newline in chunks; everything after it is the torn line.
-    end = size
+    # Walk back to the previous newline in chunks; everything after it is the last line.
+    end, start_of_tail = size, 0
     while end > 0:
         start = max(0, end - 65536)
-        chunk = os.pread(fd, end - start, start)
-        cut = chunk.rfind(b"\n")
+        cut = os.pread(fd, end - start, start).rfind(b"\n")
         if cut != -1:
-            os.ftruncate(fd, start + cut + 1)
-            return
+            start_of_tail = start + cut + 1
+            break
         end = start
-    os.ftruncate(fd, 0)
+    tail = os.pread(fd, size - start_of_tail, start_of_tail)
+    try:
+        json.loads(tail)
+    except ValueError:
+        os.ftruncate(fd, start_of_tail)
+    else:
+        os.pwrite(fd, b"\n", size)
 
 
 def append_jsonl(path: Path, records: BaseModel | Iterable[BaseModel]) -> None:
@@ -313,10 +323,28 @@ def append_jsonl(path: Path, records: BaseModel | Iterable[BaseModel]) -> None:
         os.close(fd)
 
 
+def repair_jsonl(path: Path) -> bool:
+    """Cut a torn last line off ``path`` (under the writers' lock); True if one was cut."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            before = os.fstat(fd).st_size
+            _cut_torn_tail(fd)
+            return os.fstat(fd).st_size != before
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def read_jsonl(path: Path, model: type[M]) -> JsonlRead[M]:
     """Read a JSONL file of ``model`` records.
 
-    A last line without a newline that does not parse is a torn write: it is skipped and
+    A last line without a newline that is not valid JSON is a torn write: it is skipped and
     described in :attr:`JsonlRead.torn`. A missing file reads as empty.
 
     Raises:
@@ -342,12 +370,17 @@ def read_jsonl(path: Path, model: type[M]) -> JsonlRead[M]:
     torn = None
     if tail.strip():
         try:
-            records.append(model.model_validate_json(tail))
-        except ValidationError:
+            json.loads(tail)
+        except ValueError:
             torn = (
                 f"{path}:{len(lines) + 1}: ignored an incomplete last line ({len(tail)} bytes, "
                 "no newline; a writer was probably killed mid-write)"
             )
+        else:
+            try:
+                records.append(model.model_validate_json(tail))
+            except ValidationError as exc:
+                raise TrajectoryError(f"{path}:{len(lines) + 1}: {_validation_line(exc)}") from None
     return JsonlRead[model](records=records, torn=torn)  # type: ignore[valid-type]
 
 
@@ -396,6 +429,7 @@ __all__ = [
     "append_trajectory",
     "read_jsonl",
     "read_trajectories",
+    "repair_jsonl",
     "skill_commit",
     "task_seed",
     "trajectory_id",

@@ -1,0 +1,461 @@
+"""The agent harness: a ReAct loop where every step is one structured model call.
+
+Each step asks the model for ONE JSON object ``{thought, cited_sections, tool, args}``
+(:func:`action_model` builds its pydantic model per skill: ``cited_sections`` is an enum of the
+skill's section ids and reference files, every string and list is bounded so llama.cpp's
+grammar cannot run away). Tools:
+
+* ``python`` (``args.code``): runs in the task's sandbox session (variables persist between
+  steps, the task files are in the working directory);
+* ``read_skill_file`` (``args.path`` and/or ``args.section``): returns a skill file or one
+  section (with its subsections); every read is recorded as a :class:`SectionUse`;
+* ``submit`` (``args.answer``): ends the trajectory.
+
+Skill delivery (:data:`toolkit.trajectory.Delivery`): ``system`` puts the whole SKILL.md in the
+system prompt (as in the paper), with each heading tagged with its section id; ``progressive``
+lists only the headings and ids (plus the reference files) and the agent reads bodies on
+demand, which makes section use exact; ``none`` is the no-skill baseline.
+
+The chat is append-only (system, task, then assistant reply / observation pairs), so each call's
+prompt extends the previous one and a local model reuses its KV cache. Tool failures (bad
+arguments, exceptions, time limits) become observations and the loop goes on; a failed model
+call ends the trajectory with ``stop_reason="error"``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from toolkit.errors import LLMError, SectionLookupError, SkillError
+from toolkit.llm.gateway import Gateway
+from toolkit.sandbox import Session
+from toolkit.skill import SKILL_MD, Skill, find_section, split_lines, strip_eol
+from toolkit.trajectory import Action, SectionUse, Step, StopReason
+
+AGENT_SCHEMA_VERSION = 1
+
+TOOLS_WITH_SKILL = ("python", "read_skill_file", "submit")
+TOOLS_WITHOUT_SKILL = ("python", "submit")
+
+# Bounds of the response schema (llama.cpp's grammar needs every string and list bounded).
+MAX_THOUGHT_CHARS = 600
+MAX_CODE_CHARS = 2000
+MAX_PATH_CHARS = 200
+MAX_ANSWER_CHARS = 500
+MAX_CITED = 3
+
+
+class AgentConfig(BaseModel):
+    """How the agent runs: budgets, sampling and skill delivery."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: int = AGENT_SCHEMA_VERSION
+    delivery: Literal["system", "progressive", "none"] = Field(
+        "system", description="system | progressive | none (see the module docstring)."
+    )
+    max_turns: int = Field(6, ge=1, le=50, description="Most steps (model calls) per task.")
+    token_budget: int = Field(
+        60_000, ge=1, description="Most tokens (prompt + completion, all steps) per task."
+    )
+    max_tokens: int = Field(1024, ge=64, description="Most tokens generated per step.")
+    temperature: float = Field(0.7, ge=0.0, description="Sampling temperature (> 0 samples).")
+    observation_chars: int = Field(
+        2000, ge=100, description="Python output shown to the model (longer is cut with a note)."
+    )
+    skill_read_chars: int = Field(
+        6000, ge=100, description="Characters of a skill file or section one read returns."
+    )
+    python_wall_s: float | None = Field(
+        None, gt=0, description="Wall-clock limit of one python call (None: the sandbox's)."
+    )
+
+
+class ToolArgs(BaseModel):
+    """Arguments of a tool call (each tool uses its own; the others stay empty)."""
+
+    code: str = Field("", max_length=MAX_CODE_CHARS, description="python: the code to run.")
+    path: str = Field("", max_length=MAX_PATH_CHARS, description="read_skill_file: a file.")
+    section: str = Field(
+        "", max_length=MAX_PATH_CHARS, description="read_skill_file: a section id."
+    )
+    answer: str = Field("", max_length=MAX_ANSWER_CHARS, description="submit: the answer.")
+
+
+class AgentResult(BaseModel):
+    """What the loop produced for one task (the rollout adds the verdict)."""
+
+    steps: list[Step] = Field(default_factory=list)
+    final_answer: str | None = None
+    stop_reason: StopReason
+    error: str | None = None
+    section_uses: list[SectionUse] = Field(default_factory=list)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Skill views (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+def reference_files(skill: Skill) -> list[str]:
+    """The skill's markdown reference files (``references/*.md``), sorted."""
+    return sorted(p for p in skill.files if p.startswith("references/") and p.endswith(".md"))
+
+
+def citable_ids(skill: Skill | None) -> list[str]:
+    """What ``cited_sections`` may name: SKILL.md's section ids, then the reference files."""
+    if skill is None:
+        return []
+    ids = [s.id for s in skill.sections if s.level > 0]
+    return ids + reference_files(skill)
+
+
+def use_of(ref: str, step: int, kind: Literal["read", "cited"]) -> SectionUse:
+    """The :class:`SectionUse` of a citable id (a SKILL.md section id or a file path)."""
+    if ref.startswith("references/") or ref == SKILL_MD:
+        return SectionUse(step=step, kind=kind, file=ref)
+    return SectionUse(step=step, kind=kind, file=SKILL_MD, section_id=ref)
+
+
+def action_model(skill_ids: Sequence[str], tools: Sequence[str]) -> type[BaseModel]:
+    """The response model of one step, with ``cited_sections`` constrained to ``skill_ids``.
+
+    Without skill ids the field is left out. The JSON schema carries ``enum``, ``maxItems``
+    and ``maxLength`` bounds, so a grammar-constrained model can only cite real sections.
+    """
+    fields: dict[str, Any] = {
+        "thought": (str, Field(max_length=MAX_THOUGHT_CHARS, description="Your reasoning.")),
+    }
+    if skill_ids:
+        cited = Literal[tuple(skill_ids)]  # type: ignore[valid-type]
+        fields["cited_sections"] = (
+            list[cited],  # type: ignore[valid-type]
+            Field(max_length=MAX_CITED, description="Ids of the skill sections you follow."),
+        )
+    fields["tool"] = (Literal[tuple(tools)], Field(description="The tool to call."))  # type: ignore[valid-type]
+    fields["args"] = (ToolArgs, Field(description="The tool's arguments."))
+    return create_model("AgentStep", **fields)
+
+
+def annotated_skill_md(skill: Skill) -> str:
+    """SKILL.md without frontmatter, each heading line tagged with its section id."""
+    doc = skill.doc
+    parts = [doc.preamble.strip("\n") + "\n"] if doc.preamble.strip() else []
+    for section in doc.headed_sections:
+        lines = split_lines(section.text)
+        heading = strip_eol(lines[0]).rstrip()
+        parts.append(f"{heading} [{section.id}]\n" + "".join(lines[1:]))
+    return "".join(parts).strip("\n")
+
+
+def skill_index(skill: Skill) -> str:
+    """The progressive view: headings with their ids and the reference files, no bodies."""
+    rows = []
+    for section in skill.doc.headed_sections:
+        indent = "  " * (section.level - 1)
+        rows.append(f"{indent}- {section.id}: {section.heading}")
+    refs = []
+    for path in reference_files(skill):
+        headed = skill.parsed(path).headed_sections
+        title = headed[0].heading if headed else ""
+        refs.append(f"- {path}" + (f": {title}" if title else ""))
+    text = "Sections of SKILL.md (read one with read_skill_file, args.section = its id):\n"
+    text += "\n".join(rows)
+    if refs:
+        text += "\nReference files (read with read_skill_file, args.path):\n" + "\n".join(refs)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+def system_prompt(skill: Skill | None, config: AgentConfig) -> str:
+    """The system message: tools, one JSON example, rules, and the skill per delivery."""
+    with_skill = skill is not None and config.delivery != "none"
+    example: dict[str, Any] = {"thought": "I compute it in Python."}
+    if with_skill and skill is not None:
+        ids = citable_ids(skill)
+        example["cited_sections"] = ids[1:2] or ids[:1]
+    example["tool"] = "python"
+    example["args"] = {"code": "total = 8 * 5 * 12\nprint(total)"}
+    lines = [
+        "You solve a task step by step using tools.",
+        "Each reply is ONE JSON object, for example:",
+        json.dumps(example),
+        "",
+        "Tools:",
+        "- python: run Python code (args.code). The task files are in the current folder. "
+        "Use print() to see results. Variables persist between steps.",
+    ]
+    if with_skill:
+        lines.append(
+            "- read_skill_file: read a skill section (args.section = its id) "
+            "or a skill file (args.path)."
+        )
+    lines += [
+        "- submit: give the final answer (args.answer). This ends the task.",
+        "",
+        "Rules:",
+        "- Do all arithmetic, counting and comparing in python, never in your head.",
+        "- Read the python output before you submit; if it shows an error, fix the code.",
+        "- Submit as soon as you know the answer: args.answer holds the answer only.",
+        f"- You have at most {config.max_turns} steps.",
+    ]
+    if with_skill:
+        lines.append(
+            "- cited_sections: the ids of the skill sections that guide this step ([] if none)."
+        )
+    text = "\n".join(lines)
+    if with_skill and skill is not None:
+        header = f"\n\n# Skill: {skill.name}\n{skill.description}\n"
+        if config.delivery == "system":
+            text += header + "Follow this skill. Section ids are in [brackets].\n\n"
+            text += annotated_skill_md(skill)
+            refs = reference_files(skill)
+            if refs:
+                text += "\n\nReference files (read with read_skill_file, args.path): "
+                text += ", ".join(refs)
+        else:
+            text += header + "Follow this skill. " + skill_index(skill)
+    return text
+
+
+def task_message(summary: str, files: Sequence[str], config: AgentConfig) -> str:
+    """The first user message: the task summary, the workspace files and the step count."""
+    parts = [summary.strip()]
+    if files:
+        parts.append("Files in the current folder: " + ", ".join(files))
+    parts.append(turn_note(1, config.max_turns))
+    return "\n\n".join(parts)
+
+
+def turn_note(step: int, max_turns: int) -> str:
+    """Where the agent is in its step budget (1-based step)."""
+    if step >= max_turns:
+        return f"Step {step}/{max_turns} (last step): call submit with your answer now."
+    return f"Step {step}/{max_turns}. Reply with one JSON object."
+
+
+def truncate(text: str, limit: int, hint: str) -> tuple[str, bool]:
+    """Cut ``text`` to ``limit`` characters, noting how much was left out and what to do."""
+    if len(text) <= limit:
+        return text, False
+    kept = text[:limit]
+    return f"{kept}\n[... {len(text) - limit} more characters not shown; {hint}]", True
+
+
+# ---------------------------------------------------------------------------------------------
+# read_skill_file (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+class SkillRead(BaseModel):
+    """The outcome of one read_skill_file call."""
+
+    text: str = ""
+    error: str | None = None
+    file: str | None = None
+    section_id: str | None = None
+
+
+def _resolve_file(skill: Skill, path: str) -> str | None:
+    path = path.strip().removeprefix("./").lstrip("/")
+    if path in skill.files:
+        return path
+    # Small models drop the folder ("problem-patterns.md") or the extension.
+    matches = [
+        p
+        for p in skill.files
+        if p.rsplit("/", 1)[-1] in (path, path + ".md") or p in (path + ".md",)
+    ]
+    return matches[0] if len(matches) == 1 else None
+
+
+def read_skill(skill: Skill, path: str, section: str) -> SkillRead:
+    """Resolve a read_skill_file call: a whole file, or one section (with its subsections).
+
+    ``section`` may be an id, a heading, or ``file#id``; a section id of a reference file is
+    looked up there when ``path`` names no file. Unknown names give an error listing the
+    valid ones (the agent sees it as its observation).
+    """
+    path, section = path.strip(), section.strip()
+    if "#" in section and not path:
+        path, section = section.split("#", 1)
+    elif "#" in path and not section:
+        path, section = path.split("#", 1)
+    if not path and not section:
+        return SkillRead(error="read_skill_file needs args.section (a section id) or args.path")
+    file = SKILL_MD
+    if path:
+        resolved = _resolve_file(skill, path)
+        if resolved is None:
+            listing = ", ".join(sorted(p for p in skill.files if isinstance(skill.files[p], str)))
+            return SkillRead(error=f"no skill file {path!r}; files: {listing}")
+        file = resolved
+    try:
+        content = skill.text(file)
+    except SkillError as exc:
+        return SkillRead(error=str(exc))
+    if not section:
+        return SkillRead(text=content, file=file)
+    candidates = [file] if path else [SKILL_MD, *reference_files(skill)]
+    for candidate in candidates:
+        sections = skill.parsed(candidate).sections
+        try:
+            found = find_section(sections, section)
+        except SectionLookupError:
+            continue
+        lines = split_lines(skill.text(candidate))
+        text = "".join(lines[found.start_line - 1 : found.subtree_end_line])
+        return SkillRead(text=text, file=candidate, section_id=found.id)
+    ids = [s.id for s in skill.parsed(candidates[0]).sections if s.level > 0]
+    shown = ", ".join(ids[:20]) + (" ..." if len(ids) > 20 else "")
+    return SkillRead(error=f"no section {section!r} in {candidates[0]}; section ids: {shown}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+
+class Agent:
+    """A frozen agent: model, gateway, skill and config. :meth:`run` solves one task."""
+
+    def __init__(
+        self,
+        model: str,
+        gateway: Gateway,
+        skill: Skill | None,
+        config: AgentConfig | None = None,
+    ) -> None:
+        """Prepare the prompts and the response model once; they are shared by every task."""
+        self.model = model
+        self.gateway = gateway
+        self.config = config or AgentConfig()
+        self.skill = skill if self.config.delivery != "none" else None
+        self.skill_ids = citable_ids(self.skill)
+        tools = TOOLS_WITH_SKILL if self.skill is not None else TOOLS_WITHOUT_SKILL
+        self.response_model = action_model(self.skill_ids, tools)
+        self.system = system_prompt(self.skill, self.config)
+
+    async def run(self, summary: str, session: Session, *, seed: int) -> AgentResult:
+        """Solve one task whose prompt text is ``summary`` in ``session``; never raises for
+        model or tool failures (they end or continue the trajectory, recorded)."""
+        cfg = self.config
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": self.system},
+            {"role": "user", "content": task_message(summary, session.files(), cfg)},
+        ]
+        result = AgentResult(stop_reason="max_turns")
+        for index in range(cfg.max_turns):
+            if result.tokens_in + result.tokens_out >= cfg.token_budget:
+                result.stop_reason = "token_budget"
+                return result
+            try:
+                completion = await self.gateway.acomplete_full(
+                    messages,
+                    self.model,
+                    self.response_model,
+                    temperature=cfg.temperature,
+                    max_tokens=cfg.max_tokens,
+                    seed=seed + index,
+                )
+            except LLMError as exc:
+                result.stop_reason = "error"
+                result.error = str(exc)
+                return result
+            result.tokens_in += completion.tokens_in
+            result.tokens_out += completion.tokens_out
+            result.cost_usd += completion.cost_usd
+            reply = completion.value
+            step = Step(
+                index=index,
+                thought=reply.thought,
+                action=Action(tool=reply.tool, args=_used_args(reply.tool, reply.args)),
+                cited_sections=list(getattr(reply, "cited_sections", []) or []),
+                tokens_in=completion.tokens_in,
+                tokens_out=completion.tokens_out,
+                latency_s=completion.latency_s,
+                cache_hit=completion.cache_hit,
+                call_id=completion.call_id,
+            )
+            for ref in dict.fromkeys(step.cited_sections):
+                result.section_uses.append(use_of(ref, index, "cited"))
+            started = time.perf_counter()
+            submitted = await self._act(reply.tool, reply.args, step, session, result)
+            step.tool_s = time.perf_counter() - started
+            result.steps.append(step)
+            if submitted:
+                result.stop_reason = "submitted"
+                return result
+            messages.append({"role": "assistant", "content": completion.text})
+            note = turn_note(index + 2, cfg.max_turns)
+            messages.append(
+                {"role": "user", "content": f"Observation:\n{step.observation}\n\n{note}"}
+            )
+        return result
+
+    async def _act(
+        self, tool: str, args: ToolArgs, step: Step, session: Session, result: AgentResult
+    ) -> bool:
+        """Run the tool, filling the step's observation; True when the agent submitted."""
+        cfg = self.config
+        if tool == "submit":
+            answer = args.answer.strip()
+            if not answer:
+                step.error = "submit without args.answer"
+                step.observation = "Error: submit needs args.answer (the final answer)."
+                return False
+            result.final_answer = answer
+            step.observation = "Submitted."
+            return True
+        if tool == "python":
+            if not args.code.strip():
+                step.error = "python without args.code"
+                step.observation = "Error: python needs args.code (the code to run)."
+                return False
+            run = await session.run(args.code, wall_s=cfg.python_wall_s)
+            if run.error is not None:
+                step.error = f"{run.error.type}: {run.error.message}"[:300]
+            step.observation, step.observation_truncated = truncate(
+                run.render(), cfg.observation_chars, "print less, e.g. df.head() or len(x)"
+            )
+            return False
+        if tool == "read_skill_file" and self.skill is not None:
+            read = read_skill(self.skill, args.path, args.section)
+            if read.error is not None:
+                step.error = read.error[:300]
+                step.observation = f"Error: {read.error}"
+                return False
+            assert read.file is not None
+            if read.section_id is None:
+                step.read_files.append(read.file)
+            else:
+                step.read_sections.append(f"{read.file}#{read.section_id}")
+            result.section_uses.append(
+                SectionUse(step=step.index, kind="read", file=read.file, section_id=read.section_id)
+            )
+            step.observation, step.observation_truncated = truncate(
+                read.text, cfg.skill_read_chars, "read one section at a time with args.section"
+            )
+            return False
+        step.error = f"unknown tool {tool!r}"
+        step.observation = f"Error: unknown tool {tool!r}."
+        return False
+
+
+def _used_args(tool: str, args: ToolArgs) -> dict[str, str]:
+    """The arguments that matter for ``tool`` (empty ones dropped), as recorded in the step."""
+    wanted = {"python": ("code",), "read_skill_file": ("path", "section"), "submit": ("answer",)}
+    keys = wanted.get(tool, ("code", "path", "section", "answer"))
+    return {k: getattr(args, k) for k in keys if getattr(args, k)}
