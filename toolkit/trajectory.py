@@ -411,6 +411,346 @@ def trajectory_json_schema() -> dict[str, Any]:
     return Trajectory.model_json_schema()
 
 
+# ---------------------------------------------------------------------------------------------
+# Import from other harnesses (format: docs/trajectory-import.md)
+# ---------------------------------------------------------------------------------------------
+
+
+class ImportFunction(BaseModel):
+    """The function of an OpenAI-style tool call."""
+
+    name: str = Field(min_length=1)
+    arguments: str | dict[str, Any] = "{}"
+
+
+class ImportToolCall(BaseModel):
+    """An OpenAI-style tool call of an assistant message."""
+
+    id: str | None = None
+    type: str = "function"
+    function: ImportFunction
+
+
+class ImportMessage(BaseModel):
+    """One OpenAI-style chat message (other OpenAI fields are accepted and ignored)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[ImportToolCall] | None = None
+    tool_call_id: str | None = None
+    cited_sections: list[str] = Field(
+        default_factory=list, description="Our extension: skill section ids this step followed."
+    )
+
+    def text(self) -> str:
+        """The content as text (the text parts of a list content, joined)."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(str(part.get("text", "")) for part in self.content)
+
+
+class ImportOutcome(BaseModel):
+    """How the imported trajectory ended."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    passed: bool | None = Field(
+        default=None, description="The verdict; may be left out when a suite scores 'answer'."
+    )
+    score: float | None = Field(default=None, ge=0.0, le=1.0)
+    answer: str | int | float | None = None
+    details: str = ""
+
+
+class ImportRecord(BaseModel):
+    """One line of a trajectory import file (see docs/trajectory-import.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str = Field(min_length=1)
+    messages: list[ImportMessage] = Field(min_length=1)
+    outcome: ImportOutcome
+    id: str | None = Field(default=None, min_length=1)
+    model: str = "imported"
+    skill_name: str | None = None
+    skill_commit: str | None = None
+    suite: str | None = None
+    split: str = ""
+    question: str | None = None
+    seed: int = 0
+    tokens_in: int = Field(default=0, ge=0)
+    tokens_out: int = Field(default=0, ge=0)
+    cost_usd: float = Field(default=0.0, ge=0.0)
+    latency_s: float = Field(default=0.0, ge=0.0)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ImportLineError(BaseModel):
+    """A line of an import file that was not imported."""
+
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+class ImportReport(BaseModel):
+    """What :func:`import_trajectories` did."""
+
+    source: Path
+    trajectories_path: Path
+    imported: int = 0
+    already_present: int = 0
+    errors: list[ImportLineError] = Field(default_factory=list)
+    trajectory_ids: list[str] = Field(default_factory=list)
+
+
+def _tool_args(arguments: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(arguments, dict):
+        return arguments
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        return {"raw": arguments}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _skill_ref(args: Mapping[str, Any]) -> tuple[str, str | None] | None:
+    """(file, section id) of a read_skill_file call's arguments, if they name anything."""
+    path = str(args.get("path") or "").strip()
+    section = str(args.get("section") or "").strip()
+    if "#" in section and not path:
+        path, section = section.split("#", 1)
+    if not path and not section:
+        return None
+    return (path or SKILL_MD, section or None)
+
+
+def imported_steps(messages: list[ImportMessage]) -> tuple[list[Step], list[SectionUse], str]:
+    """Steps, section uses and the last plain assistant text of an OpenAI-style chat (pure).
+
+    Each tool call of an assistant message is a step whose observation is the matching
+    ``tool`` message; an assistant message without tool calls is a ``respond`` step.
+    """
+    results: dict[str, str] = {}
+    unmatched: list[str] = []
+    for message in messages:
+        if message.role == "tool":
+            if message.tool_call_id is not None:
+                results[message.tool_call_id] = message.text()
+            else:
+                unmatched.append(message.text())
+    steps: list[Step] = []
+    uses: list[SectionUse] = []
+    last_text = ""
+    for message in messages:
+        if message.role != "assistant":
+            continue
+        thought = message.text()
+        calls = message.tool_calls or []
+        if not calls:
+            last_text = thought
+            calls_or_none: list[ImportToolCall | None] = [None]
+        else:
+            calls_or_none = list(calls)
+        for call in calls_or_none:
+            index = len(steps)
+            if call is None:
+                action = Action(tool="respond", args={})
+                observation = ""
+            else:
+                action = Action(tool=call.function.name, args=_tool_args(call.function.arguments))
+                if call.id is not None and call.id in results:
+                    observation = results[call.id]
+                else:
+                    observation = unmatched.pop(0) if unmatched else ""
+            step = Step(
+                index=index,
+                thought=thought,
+                action=action,
+                observation=observation,
+                cited_sections=list(message.cited_sections),
+            )
+            for ref in dict.fromkeys(message.cited_sections):
+                file, section = (SKILL_MD, ref)
+                if ref.startswith("references/") or ref == SKILL_MD:
+                    file, section = ref, None
+                uses.append(SectionUse(step=index, kind="cited", file=file, section_id=section))
+            target = _skill_ref(action.args) if action.tool == "read_skill_file" else None
+            if target is not None:
+                file, section = target
+                uses.append(SectionUse(step=index, kind="read", file=file, section_id=section))
+                if section is None:
+                    step.read_files.append(file)
+                else:
+                    step.read_sections.append(f"{file}#{section}")
+            steps.append(step)
+    return steps, uses, last_text
+
+
+def _import_line(record: ImportRecord, suite: Any, tasks: dict[str, Any] | None) -> Trajectory:
+    """One import record as a :class:`Trajectory`; raises ValueError with a reason."""
+    suite_name = record.suite or (suite.name if suite is not None else "")
+    if suite is not None and record.suite and record.suite != suite.name:
+        raise ValueError(f"suite is {record.suite!r} but the import is for {suite.name!r}")
+    task = None
+    if tasks is not None:
+        task = tasks.get(record.task_id)
+        if task is None:
+            raise ValueError(f"task_id {record.task_id!r} is not a task of suite {suite.name!r}")
+    steps, uses, last_text = imported_steps(record.messages)
+    outcome = record.outcome
+    answer = str(outcome.answer) if outcome.answer is not None else (last_text or None)
+    if outcome.passed is not None:
+        score = outcome.score if outcome.score is not None else float(outcome.passed)
+        verdict = Verdict(
+            passed=outcome.passed, score=score, details=outcome.details or "imported outcome"
+        )
+    elif task is not None and outcome.answer is not None:
+        scored = suite.score(task, str(outcome.answer))
+        verdict = Verdict(
+            passed=scored.passed,
+            score=scored.value,
+            details=scored.details,
+            predicted=scored.predicted,
+            gold=scored.gold,
+        )
+    else:
+        raise ValueError(
+            "outcome.passed is missing (give it, or give outcome.answer and import with a "
+            "suite to score it)"
+        )
+    question = record.question
+    if question is None:
+        question = next((m.text() for m in record.messages if m.role == "user"), "")
+    commit = record.skill_commit or (NO_SKILL_COMMIT if record.skill_name is None else "unknown")
+    content = record.model_dump_json(exclude={"id"})
+    traj_id = (
+        record.id
+        or _digest(
+            [suite_name, record.task_id, commit, record.model, record.seed, "imported", content]
+        )[:16]
+    )
+    return Trajectory(
+        id=traj_id,
+        task_id=record.task_id,
+        suite=suite_name,
+        split=record.split or (task.split if task is not None else ""),
+        question=question,
+        skill_name=record.skill_name,
+        skill_commit=commit,
+        model=record.model,
+        seed=record.seed,
+        delivery="imported",
+        steps=steps,
+        final_answer=answer,
+        verdict=verdict,
+        section_uses=uses,
+        tokens_in=record.tokens_in,
+        tokens_out=record.tokens_out,
+        cost_usd=record.cost_usd,
+        latency_s=record.latency_s,
+        stop_reason="submitted" if answer is not None else "max_turns",
+        source="import",
+        metadata=record.metadata,
+    )
+
+
+def import_trajectories(
+    path: str | os.PathLike[str], run_dir: str | os.PathLike[str], *, suite: Any = None
+) -> ImportReport:
+    """Import trajectories from another harness into ``run_dir/trajectories.jsonl``.
+
+    ``path`` is a JSONL file in the format of docs/trajectory-import.md (OpenAI-style
+    ``messages``, an ``outcome``, a ``task_id``). Every line is validated on its own: good
+    lines are imported (all in one atomic append), bad ones are reported with their line
+    number and what is wrong. Lines whose trajectory id is already in the run are skipped, so
+    importing the same file twice adds nothing.
+
+    Args:
+        path: the import file.
+        run_dir: the run directory (created if needed).
+        suite: a suite name or :class:`~toolkit.tasks.Suite`: task ids are checked against it
+            and an ``outcome`` without ``passed`` is scored from its ``answer``.
+
+    Raises:
+        TrajectoryError: the file cannot be read.
+        ToolkitError: an unknown suite.
+    """
+    source = Path(path)
+    run_path = Path(run_dir)
+    try:
+        raw = source.read_bytes()
+    except OSError as exc:
+        raise TrajectoryError(f"cannot read {source}: {exc.strerror or exc}") from None
+    suite_obj = None
+    tasks = None
+    if suite is not None:
+        from toolkit.tasks import get_suite
+
+        suite_obj = get_suite(suite) if isinstance(suite, str) else suite
+        tasks = {t.id: t for t in suite_obj.load_all().tasks}
+    target = run_path / "trajectories.jsonl"
+    existing = {t.id for t in read_trajectories(target).records} if target.exists() else set()
+    report = ImportReport(source=source, trajectories_path=target)
+    good: list[Trajectory] = []
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            report.errors.append(ImportLineError(line=number, message=f"not UTF-8 ({exc.reason})"))
+            continue
+        try:
+            record = ImportRecord.model_validate_json(text)
+            trajectory = _import_line(record, suite_obj, tasks)
+        except ValidationError as exc:
+            report.errors.append(ImportLineError(line=number, message=_validation_line(exc)))
+            continue
+        except ValueError as exc:
+            report.errors.append(ImportLineError(line=number, message=str(exc)))
+            continue
+        if trajectory.id in existing:
+            report.already_present += 1
+            continue
+        existing.add(trajectory.id)
+        good.append(trajectory)
+    if good:
+        run_path.mkdir(parents=True, exist_ok=True)
+        append_jsonl(target, good)
+    report.imported = len(good)
+    report.trajectory_ids = [t.id for t in good]
+    if not good and not run_path.exists():
+        return report  # nothing imported: do not create a run directory for nothing
+    from toolkit.rollout import update_stage
+
+    update_stage(
+        run_path,
+        "import",
+        status="done",
+        ended_at=_now_iso(),
+        config={"source": str(source), "suite": suite_obj.name if suite_obj else None},
+        counts={
+            "imported": report.imported,
+            "already_present": report.already_present,
+            "bad_lines": len(report.errors),
+        },
+    )
+    return report
+
+
+def _now_iso() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 __all__ = [
     "DELIVERIES",
     "NO_SKILL_COMMIT",
@@ -418,6 +758,9 @@ __all__ = [
     "TRAJECTORY_SCHEMA_VERSION",
     "Action",
     "Delivery",
+    "ImportLineError",
+    "ImportRecord",
+    "ImportReport",
     "JsonlRead",
     "SectionUse",
     "Step",
@@ -427,6 +770,8 @@ __all__ = [
     "Verdict",
     "append_jsonl",
     "append_trajectory",
+    "import_trajectories",
+    "imported_steps",
     "read_jsonl",
     "read_trajectories",
     "repair_jsonl",

@@ -1,0 +1,303 @@
+"""CLI commands: ``trace2skill rollout`` and ``trace2skill trajectories import|show``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from toolkit.cli.llm import llm_options
+from toolkit.tasks import SUITES
+
+DEFAULT_CONCURRENCY = 4
+
+
+def _suite(name: str, data: Path | None) -> Any:
+    from toolkit.tasks import get_suite, suite_options
+
+    if data is None:
+        return get_suite(name)
+    # The jsonl suite reads one file (``path``); the others read a data folder.
+    key = "path" if "path" in suite_options(name) else "data_dir"
+    return get_suite(name, **{key: data})
+
+
+@click.command("rollout")
+@click.option(
+    "--suite", "suite_name", required=True, type=click.Choice(sorted(SUITES)),
+    help="Task suite to draw the tasks from.",
+)  # fmt: skip
+@click.option(
+    "--split", default="test", show_default=True, help="Split of the suite (train, test, all)."
+)
+@click.option(
+    "--skill", "skill_path", type=click.Path(file_okay=False, path_type=Path),
+    help="Skill folder the agent uses; leave out for the no-skill baseline.",
+)  # fmt: skip
+@click.option(
+    "--run-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory (trajectories.jsonl, manifest.json, splits.json, llm_calls.jsonl).",
+)  # fmt: skip
+@click.option("--limit", type=click.IntRange(min=0), help="Seeded subset of at most N tasks.")
+@click.option(
+    "--delivery", type=click.Choice(["system", "progressive", "none"]),
+    help="How the skill reaches the agent: whole SKILL.md in the system prompt, headings "
+    "with sections read on demand, or no skill (default: system with --skill, else none).",
+)  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True, help="Run seed.")
+@click.option("--resume", is_flag=True, help="Continue a killed run: finished tasks are kept.")
+@click.option(
+    "--max-turns", type=click.IntRange(min=1, max=50), default=6, show_default=True,
+    help="Most steps (model calls) per task.",
+)  # fmt: skip
+@click.option(
+    "--temperature", type=click.FloatRange(min=0), default=0.7, show_default=True,
+    help="Sampling temperature of the agent.",
+)  # fmt: skip
+@click.option(
+    "--data", type=click.Path(exists=True, path_type=Path),
+    help="Data folder of the suite (the JSONL file for --suite jsonl).",
+)  # fmt: skip
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@llm_options
+def rollout_command(
+    suite_name: str,
+    split: str,
+    skill_path: Path | None,
+    run_dir: Path,
+    limit: int | None,
+    delivery: str | None,
+    seed: int,
+    resume: bool,
+    max_turns: int,
+    temperature: float,
+    data: Path | None,
+    no_progress: bool,
+    as_json: bool,
+    llm_config: Any,
+) -> None:
+    """Run the agent with a skill on a split of a task suite and record its trajectories.
+
+    Each task gets a fresh sandbox with its files; the agent works in steps (one structured
+    model call each: python, read_skill_file or submit) and the suite scores its answer.
+    Trajectories are appended to RUN_DIR/trajectories.jsonl as they finish; --resume after
+    a kill skips the finished tasks. --concurrency sets the tasks run at once (default 4).
+
+    \b
+    Examples:
+      trace2skill rollout --suite gsm8k --split test --skill skills/gsm8k-math \\
+          --limit 20 --run-dir runs/gsm8k-s0
+      trace2skill rollout --suite wikitq --split train --skill skills/wikitq-table-qa \\
+          --delivery progressive --concurrency 8 --run-dir runs/wtq-prog
+      trace2skill rollout --suite gsm8k --limit 20 --run-dir runs/gsm8k-noskill
+      trace2skill rollout --suite gsm8k --skill skills/gsm8k-math --limit 20 \\
+          --run-dir runs/gsm8k-s0 --resume
+    """
+    from toolkit.agent import AgentConfig
+    from toolkit.rollout import run_rollouts
+
+    ctx = click.get_current_context()
+    given = ctx.get_parameter_source("concurrency") not in (
+        click.core.ParameterSource.DEFAULT,
+        None,
+    )
+    concurrency = llm_config.concurrency if given else DEFAULT_CONCURRENCY
+    summary = run_rollouts(
+        _suite(suite_name, data),
+        split,
+        skill_path,
+        run_dir=run_dir,
+        seed=seed,
+        concurrency=concurrency,
+        limit=limit,
+        delivery=delivery,
+        resume=resume,
+        progress=not no_progress,
+        agent_config=AgentConfig(max_turns=max_turns, temperature=temperature),
+        llm_config=llm_config,
+    )
+    if as_json:
+        click.echo(summary.model_dump_json())
+        return
+    stops = ", ".join(f"{k} {v}" for k, v in sorted(summary.stop_reasons.items())) or "-"
+    rows = [
+        ("run", str(summary.run_dir)),
+        ("model", summary.model),
+        ("skill", f"{summary.skill_name or '(none)'} @ {summary.skill_commit[:12]}"),
+        ("delivery", summary.delivery),
+        ("tasks", f"{summary.tasks} (ran {summary.ran}, resumed {summary.resumed})"),
+        ("passed", f"{summary.passed}/{summary.tasks} ({summary.pass_rate:.1%})"),
+        ("stopped", stops),
+        ("tokens", f"in {summary.tokens_in:,} / out {summary.tokens_out:,}"),
+        ("seconds", f"{summary.seconds_per_task:.1f} per task (wall {summary.wall_s:.1f})"),
+        ("cost", f"${summary.cost_usd:.4f}"),
+        ("trajectories", str(summary.trajectories_path)),
+    ]
+    _print_rows(rows)
+
+
+def _print_rows(rows: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+@click.group("trajectories")
+def trajectories_group() -> None:
+    """Import trajectories from other harnesses and inspect a run's trajectories.
+
+    \b
+    Examples:
+      trace2skill trajectories import their_runs.jsonl --run-dir runs/imported --suite gsm8k
+      trace2skill trajectories show runs/gsm8k-s0
+      trace2skill trajectories show runs/gsm8k-s0 --id 3f2a
+    """
+
+
+@trajectories_group.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--run-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory to add the trajectories to (created if needed).",
+)  # fmt: skip
+@click.option(
+    "--suite", "suite_name", type=click.Choice(sorted(SUITES)),
+    help="Check task ids against this suite and score outcomes that give only an answer.",
+)  # fmt: skip
+@click.option("--data", type=click.Path(exists=True, path_type=Path), help="Suite data.")
+def import_command(path: Path, run_dir: Path, suite_name: str | None, data: Path | None) -> None:
+    """Import a JSONL file of OpenAI-style chats with outcomes (docs/trajectory-import.md).
+
+    Each line needs task_id, messages and outcome {passed, score?, answer?}. Good lines are
+    imported, bad ones are listed with their line number; the exit code is 1 if any line
+    was bad. Importing the same file again adds nothing.
+
+    \b
+    Example:
+      trace2skill trajectories import exported.jsonl --run-dir runs/imported --suite gsm8k
+    """
+    from toolkit.trajectory import import_trajectories
+
+    suite = _suite(suite_name, data) if suite_name else None
+    report = import_trajectories(path, run_dir, suite=suite)
+    click.echo(
+        f"imported {report.imported} trajectories into {report.trajectories_path}"
+        f" ({report.already_present} already there, {len(report.errors)} bad lines)"
+    )
+    for error in report.errors:
+        click.echo(f"{path}:{error.line}: {error.message}", err=True)
+    if report.errors:
+        raise click.exceptions.Exit(1)
+
+
+@trajectories_group.command("show")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--id", "traj_id", help="Show one trajectory's steps (an id or its prefix).")
+@click.option("--task", "task_id", help="Show the trajectories of this task id.")
+@click.option(
+    "--outcome", type=click.Choice(["pass", "fail"]), help="Only passing or failing ones."
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Show at most N trajectories.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON lines.")
+def show_command(
+    path: Path,
+    traj_id: str | None,
+    task_id: str | None,
+    outcome: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """List the trajectories of a run (PATH: a run directory or a trajectories.jsonl).
+
+    With --id, print that trajectory step by step: thought, tool call, observation and the
+    skill sections read or cited.
+
+    \b
+    Examples:
+      trace2skill trajectories show runs/gsm8k-s0 --outcome fail
+      trace2skill trajectories show runs/gsm8k-s0 --id 3f2a
+      trace2skill trajectories show runs/gsm8k-s0/trajectories.jsonl --json --limit 1
+    """
+    from toolkit.errors import ToolkitError
+    from toolkit.trajectory import read_trajectories
+
+    read = read_trajectories(path)
+    if read.torn:
+        click.echo(f"warning: {read.torn}", err=True)
+    records = read.records
+    if traj_id:
+        records = [t for t in records if t.id.startswith(traj_id)]
+        if not records:
+            raise ToolkitError(f"no trajectory id starts with {traj_id!r} in {path}")
+        if len(records) > 1 and not as_json:
+            raise ToolkitError(
+                f"{len(records)} trajectory ids start with {traj_id!r}; give more characters"
+            )
+    if task_id:
+        records = [t for t in records if t.task_id == task_id]
+    if outcome:
+        records = [t for t in records if t.passed == (outcome == "pass")]
+    if limit:
+        records = records[:limit]
+    if as_json:
+        for record in records:
+            click.echo(record.model_dump_json())
+        return
+    if traj_id:
+        _show_one(records[0])
+        return
+    click.echo(f"{'id':<16}  {'task':<22} {'ok':<4} {'steps':>5}  {'stop':<12} answer")
+    for t in records:
+        answer = (t.final_answer or "").replace("\n", " | ")[:40]
+        click.echo(
+            f"{t.id:<16}  {t.task_id[:22]:<22} {'pass' if t.passed else 'FAIL':<4} "
+            f"{len(t.steps):>5}  {t.stop_reason:<12} {answer}"
+        )
+    passed = sum(t.passed for t in records)
+    click.echo(f"{len(records)} trajectories, {passed} passed")
+
+
+def _show_one(t: Any) -> None:
+    rows = [
+        ("id", t.id),
+        ("task", f"{t.suite}/{t.task_id} ({t.split})"),
+        ("skill", f"{t.skill_name or '(none)'} @ {t.skill_commit[:12]} ({t.delivery})"),
+        ("model", f"{t.model} (seed {t.seed})"),
+        ("verdict", f"{'PASS' if t.passed else 'FAIL'}: {t.verdict.details}"),
+        ("answer", repr(t.final_answer)),
+        ("stop", t.stop_reason + (f": {t.error}" if t.error else "")),
+        ("tokens", f"in {t.tokens_in:,} / out {t.tokens_out:,} in {t.latency_s:.1f} s"),
+    ]
+    _print_rows(rows)
+    click.echo(f"\nquestion: {t.question}")
+    for step in t.steps:
+        uses = []
+        if step.cited_sections:
+            uses.append("cited " + ", ".join(step.cited_sections))
+        if step.read_sections or step.read_files:
+            uses.append("read " + ", ".join(step.read_sections + step.read_files))
+        click.echo(
+            f"\n[{step.index}] {step.action.tool}" + (f"  ({'; '.join(uses)})" if uses else "")
+        )
+        if step.thought:
+            click.echo(f"  thought: {step.thought}")
+        for key, value in step.action.args.items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            click.echo(f"  {key}:\n" + _indent(text) if "\n" in text else f"  {key}: {text}")
+        if step.observation:
+            shown = (
+                step.observation
+                if len(step.observation) <= 800
+                else step.observation[:800] + " ..."
+            )
+            click.echo("  observation:\n" + _indent(shown))
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+COMMANDS: list[click.Command] = [rollout_command, trajectories_group]
