@@ -216,3 +216,163 @@ def test_record_of_flags_model_errors():
     )
     record = record_of(t, "test")
     assert isinstance(record, EvalRecord) and record.error == "timeout" and not record.passed
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: the real rollouts with the scripted fake model on the vendored gsm8k slice
+# ---------------------------------------------------------------------------------------------
+
+
+def _gsm8k_tasks():
+    from toolkit.tasks import VENDORED_DATA_DIR, get_suite
+
+    return get_suite("gsm8k", data_dir=VENDORED_DATA_DIR).load("test").tasks
+
+
+def _scripted_agent(passing_without: set[str], passing_with: set[str]):
+    """A fake model that submits the gold answer for a known subset of tasks, else a wrong one.
+
+    The condition is read off the system prompt: only an agent with a skill gets the
+    read_skill_file tool.
+    """
+    tasks = _gsm8k_tasks()
+
+    def reply(messages):
+        system = messages[0]["content"]
+        task_text = next(m["content"] for m in messages if m["role"] == "user")
+        task = next(t for t in tasks if t.question.strip() in task_text)
+        passing = passing_with if "read_skill_file" in system else passing_without
+        answer = task.answers[0] if task.id in passing else "-12345"
+        return {
+            "thought": "Known.",
+            "cited_sections": [],
+            "tool": "submit",
+            "args": {"answer": answer},
+        }
+
+    return reply
+
+
+@pytest.fixture
+def e2e(tmp_path):
+    from toolkit.llm import LLMConfig, fake_model
+    from toolkit.tasks import VENDORED_DATA_DIR
+
+    ids = [t.id for t in _gsm8k_tasks()]
+    without = set(ids[::3])  # every third task passes without the skill
+    with_skill = set(ids) - {ids[0]}  # all but the first pass with it
+    with fake_model(_scripted_agent(without, with_skill)) as model:
+        config = LLMConfig(model=model, cache=False, cache_dir=tmp_path / "cache")
+        yield {
+            "model": model,
+            "config": config,
+            "data_dir": VENDORED_DATA_DIR,
+            "ids": ids,
+            "without": without,
+            "with": with_skill,
+            "run": tmp_path / "run",
+        }
+
+
+def test_evaluate_and_compare_end_to_end(e2e):
+    from toolkit.trajectory import read_trajectories
+
+    kwargs = dict(
+        run_dir=e2e["run"],
+        seed=0,
+        limit=8,
+        data_dir=e2e["data_dir"],
+        llm_config=e2e["config"],
+        concurrency=2,
+        resamples=2000,
+    )
+    base = evaluate("none", "gsm8k", "test", e2e["model"], **kwargs)
+    skill = evaluate("skills/gsm8k-math", "gsm8k", "test", e2e["model"], **kwargs)
+
+    chosen = base.summary.task_ids
+    assert len(chosen) == 8 and set(chosen) <= set(e2e["ids"])
+    assert skill.summary.task_ids == chosen  # the same seeded subset for both conditions
+    assert base.summary.passed == len(set(chosen) & e2e["without"])
+    assert skill.summary.passed == len(set(chosen) & e2e["with"])
+    assert [r.passed for r in base.records] == [t in e2e["without"] for t in chosen]
+    assert base.summary.delivery == "none" and skill.summary.delivery == "system"
+    assert base.summary.model == e2e["model"] and base.tokens_per_task > 0
+
+    # Stored files, keyed by skill commit and split.
+    assert base.path == e2e["run"] / "evals" / "none" / "test.jsonl"
+    commit = skill.summary.skill_commit
+    assert len(commit) == 40 and skill.path == e2e["run"] / "evals" / commit / "test.jsonl"
+    lines = [json.loads(x) for x in skill.path.read_text().splitlines()]
+    assert [x["kind"] for x in lines] == ["task"] * 8 + ["summary"]
+    trajectories = {
+        t.id: t for t in read_trajectories(e2e["run"] / "evals" / "trajectories.jsonl").records
+    }
+    for line in lines[:-1]:
+        t = trajectories[line["trajectory_id"]]
+        assert (t.task_id, t.seed, t.model, t.verdict.passed) == (
+            line["task_id"],
+            line["seed"],
+            line["model"],
+            line["passed"],
+        )
+        assert t.skill_commit == commit
+    assert load_eval(skill.path) == skill
+
+    comparison = compare(base, skill, resamples=2000)
+    p = comparison.paired
+    only_b = len([t for t in chosen if t in e2e["with"] and t not in e2e["without"]])
+    only_a = len([t for t in chosen if t in e2e["without"] and t not in e2e["with"]])
+    assert (p.n, p.only_a, p.only_b) == (8, only_a, only_b)
+    assert comparison.dropped == []
+    assert comparison.pairs == [(t, 0) for t in chosen]
+
+    # A re-run reuses every trajectory and leaves the eval file byte-identical.
+    before = skill.path.read_bytes()
+    calls = e2e["model"].calls
+    again = evaluate("skills/gsm8k-math", "gsm8k", "test", e2e["model"], **kwargs)
+    assert e2e["model"].calls == calls
+    assert again.summary == skill.summary and skill.path.read_bytes() == before
+
+
+def test_cli_eval_and_compare_print_the_figures(e2e):
+    runner = CliRunner()
+    common = [
+        "--suite",
+        "gsm8k",
+        "--split",
+        "test",
+        "--limit",
+        "9",
+        "--run-dir",
+        str(e2e["run"]),
+        "--data-dir",
+        str(e2e["data_dir"]),
+        "--model",
+        e2e["model"],
+        "--no-cache",
+        "--resamples",
+        "2000",
+    ]
+    out = runner.invoke(main, ["eval", "--skill", "none", *common])
+    assert out.exit_code == 0, out.output
+    result = load_eval(e2e["run"] / "evals" / "none" / "test.jsonl")
+    rate = result.summary.pass_rate
+    expected = (
+        f"pass rate {rate.rate:.2f} [{rate.ci.low:.2f}, {rate.ci.high:.2f}] (n=9), "
+        f"MDE at this n: {result.mde:.2f}"
+    )
+    assert expected in out.stdout
+    assert result.summary.passed == len(set(result.summary.task_ids) & e2e["without"])
+
+    as_json = runner.invoke(main, ["eval", "--skill", "skills/gsm8k-math", *common, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.stdout)
+    assert data["summary"]["n"] == 9 and data["summary"]["delivery"] == "system"
+
+    out = runner.invoke(main, ["compare", "none", "skills/gsm8k-math", *common])
+    assert out.exit_code == 0, out.output
+    chosen = result.summary.task_ids
+    only_b = len([t for t in chosen if t in e2e["with"] and t not in e2e["without"]])
+    only_a = len([t for t in chosen if t in e2e["without"] and t not in e2e["with"]])
+    assert f"only A passed {only_a}, only B passed {only_b};" in out.stdout
+    assert "(n=9 pairs), p=" in out.stdout and "dropped: 0" in out.stdout

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, RootModel
 
 from toolkit.errors import ToolkitError
+from toolkit.llm.config import LLMConfig
 from toolkit.skill import Skill
 from toolkit.stats import (
     DEFAULT_RESAMPLES,
@@ -45,7 +46,11 @@ from toolkit.trajectory import (
     append_jsonl,
     read_jsonl,
     read_trajectories,
+    skill_commit,
 )
+
+if TYPE_CHECKING:
+    from toolkit.agent import AgentConfig
 
 EVAL_SCHEMA_VERSION = 1
 #: What ``--skill`` takes for the no-skill baseline.
@@ -305,6 +310,11 @@ def pair_results(
 # ---------------------------------------------------------------------------------------------
 
 
+def eval_trajectories_path(run_dir: str | Path) -> Path:
+    """``run_dir/evals/trajectories.jsonl``: the trajectories of every evaluation of the run."""
+    return Path(run_dir) / "evals" / "trajectories.jsonl"
+
+
 def eval_path(run_dir: str | Path, skill_commit: str, split: str) -> Path:
     """``run_dir/evals/<skill-commit>/<split>.jsonl``."""
     return Path(run_dir) / "evals" / skill_commit / f"{split}.jsonl"
@@ -424,12 +434,15 @@ def evaluate(
     resamples: int = DEFAULT_RESAMPLES,
     data_dir: str | Path | None = None,
     progress: bool = False,
+    llm_config: LLMConfig | None = None,
+    agent_config: AgentConfig | None = None,
     **rollout_options: Any,
 ) -> EvalResult:
     """Evaluate ``skill`` (a folder, a :class:`Skill`, or None / ``"none"``) on ``split``.
 
-    Runs the missing rollouts (tasks already in ``run_dir/trajectories.jsonl`` with the same
-    skill version, model, seed and delivery are reused), then stores and returns the result.
+    Runs the missing rollouts into ``run_dir/evals/trajectories.jsonl`` (kept apart from the
+    run's training trajectories; tasks already there with the same skill version, model, seed
+    and delivery are reused), then stores and returns the result.
 
     Args:
         skill: the skill, or None / ``"none"`` for the no-skill baseline.
@@ -444,12 +457,15 @@ def evaluate(
         resamples: bootstrap resamples.
         data_dir: data root for a suite given by name.
         progress: show the rollouts' progress bar.
-        **rollout_options: passed on to :func:`toolkit.rollout.run_rollouts` (``executor``).
+        llm_config: the gateway config (model, api base, cache); ``model`` wins over its model.
+        agent_config: the agent's turn and token budgets and sampling.
+        **rollout_options: passed on to :func:`toolkit.rollout.run_rollouts` (``executor``,
+            ``sandbox_config``).
 
     Raises:
         ToolkitError: unknown suite or split, bad skill, bad delivery, rollout failures.
     """
-    from toolkit.rollout import run_rollouts
+    from toolkit.rollout import resolve_skill, run_rollouts
 
     no_skill = _is_no_skill(skill)
     if no_skill:
@@ -465,11 +481,15 @@ def evaluate(
     if limit is not None and limit < 1:
         raise EvalError(f"limit must be >= 1, got {limit}")
     suite_obj = _resolve_suite(suite, split, data_dir)
+    skill_obj = None if no_skill else resolve_skill(skill)  # type: ignore[arg-type]
+    commit = skill_commit(skill_obj)
+    model_name = model or (llm_config or LLMConfig.from_env()).model
+    trajectories = eval_trajectories_path(run_dir)
     rolled = run_rollouts(
         suite_obj,
         split,
-        None if no_skill else skill,
-        model,
+        skill_obj,
+        model_name,
         run_dir=run_dir,
         seed=seed,
         concurrency=concurrency,
@@ -477,9 +497,14 @@ def evaluate(
         delivery=delivery,
         resume=True,  # finished tasks of this exact condition are reused, never re-run
         progress=progress,
+        llm_config=llm_config,
+        agent_config=agent_config,
+        trajectories_path=trajectories,
+        # One manifest stage per evaluated condition, so conditions do not overwrite each other.
+        stage=f"eval:{split}:{commit[:12]}:{delivery}:{model_name}:seed{seed}",
         **rollout_options,
     )
-    by_id = {t.id: t for t in read_trajectories(Path(run_dir)).records}
+    by_id = {t.id: t for t in read_trajectories(trajectories).records}
     missing = [i for i in rolled.trajectory_ids if i not in by_id]
     if missing:
         raise EvalError(f"{run_dir}: trajectories missing after the rollouts: {missing[:3]}")
@@ -532,6 +557,7 @@ __all__ = [
     "EvalSummary",
     "compare",
     "eval_path",
+    "eval_trajectories_path",
     "evaluate",
     "load_eval",
     "pair_results",

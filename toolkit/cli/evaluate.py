@@ -93,9 +93,7 @@ def _evaluate(
     llm_config: LLMConfig,
 ) -> EvalResult:
     from toolkit.evaluate import NO_SKILL, evaluate
-    from toolkit.llm import configure
 
-    configure(llm_config)
     return evaluate(
         None if skill.strip().lower() == NO_SKILL else skill,
         suite,
@@ -109,6 +107,7 @@ def _evaluate(
         resamples=resamples,
         data_dir=data_dir,
         progress=True,
+        llm_config=llm_config,
     )
 
 
