@@ -160,3 +160,27 @@ def test_usage_is_counted_and_cost_is_zero(small_model: str) -> None:
     assert response.usage.prompt_tokens > 5
     assert 1 <= response.usage.completion_tokens <= 4
     assert litellm.completion_cost(response) == 0.0
+
+
+def test_same_seed_same_sample_whatever_ran_before(small_model: str) -> None:
+    """Sampling (temperature > 0) with a seed does not depend on the KV cache's history."""
+    from toolkit.llm._litellm import get_litellm
+
+    litellm = get_litellm()
+    system = {"role": "system", "content": "You answer in one short sentence. " * 12}
+
+    def sample(variant: int, seed: int) -> str:
+        question = f"Name an animal and a color ({variant})."
+        response = litellm.completion(
+            model=small_model,
+            messages=[system, {"role": "user", "content": question}],
+            temperature=1.0,
+            seed=seed,
+            max_tokens=12,
+        )
+        return response.choices[0].message.content
+
+    first = sample(0, seed=11)
+    sample(1, seed=11)  # shares the system prompt: its KV entries are reused
+    sample(0, seed=12)
+    assert sample(0, seed=11) == first

@@ -18,6 +18,8 @@ this module (as the gateway does to register the provider) never needs it.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import json
 import os
 import threading
@@ -45,6 +47,9 @@ N_THREADS_ENV = "TRACE2SKILL_LOCAL_THREADS"
 
 DEFAULT_N_CTX = 8192
 DEFAULT_MAX_TOKENS = 1024
+# Prompts are evaluated in chunks of this many tokens starting at multiples of it (see
+# _prefill); small, so at most 63 tokens are recomputed per call.
+PREFILL_CHUNK = 64
 _COST_HEADER = "llm_provider-x-litellm-response-cost"
 
 
@@ -56,6 +61,8 @@ class _LoadedModel:
     formatter: Any  # llama_cpp.llama_chat_format.Jinja2ChatFormatter
     lock: threading.Lock
     n_ctx: int
+    canonical: int = 0
+    """How many leading tokens in the KV cache were evaluated in aligned prompt chunks."""
 
 
 _loaded: dict[tuple[Path, int, int], _LoadedModel] = {}
@@ -115,6 +122,7 @@ def _load(path: Path, n_ctx: int | None, n_threads: int | None) -> _LoadedModel:
                 n_ctx=ctx,
                 n_threads=threads,
                 n_threads_batch=threads,
+                n_batch=PREFILL_CHUNK,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -131,8 +139,19 @@ def _load(path: Path, n_ctx: int | None, n_threads: int | None) -> _LoadedModel:
             stop_token_ids=[eos],
         )
         loaded = _LoadedModel(llama=llama, formatter=formatter, lock=threading.Lock(), n_ctx=ctx)
+        if not _loaded:
+            atexit.register(_close_all)
         _loaded[key] = loaded
         return loaded
+
+
+def _close_all() -> None:
+    """Free llama.cpp models before interpreter teardown (their __del__ fails that late)."""
+    with _load_lock:
+        for loaded in _loaded.values():
+            with contextlib.suppress(Exception):
+                loaded.llama.close()
+        _loaded.clear()
 
 
 def schema_from_response_format(response_format: Any) -> dict[str, Any] | None:
@@ -307,6 +326,7 @@ class LocalLLM(CustomLLM):
             if optional_params.get(key) is not None
         }
         with loaded.lock:
+            _prefill(loaded, prompt)
             result = loaded.llama.create_completion(
                 prompt=prompt,
                 max_tokens=max_tokens,
@@ -325,6 +345,34 @@ class LocalLLM(CustomLLM):
             prompt_tokens=usage["prompt_tokens"],
             completion_tokens=usage["completion_tokens"],
         )
+
+
+def _prefill(loaded: _LoadedModel, prompt: list[int]) -> None:
+    """Evaluate ``prompt`` into the KV cache so the result does not depend on earlier calls.
+
+    llama.cpp's logits differ in the last bits with how a prompt was split into batches, and
+    llama-cpp-python reuses any cached prefix, so the same prompt and seed could sample
+    differently depending on what ran before. Here every prompt is evaluated in chunks of
+    PREFILL_CHUNK tokens aligned at multiples of PREFILL_CHUNK, and a cached prefix is reused
+    only up to the last full aligned chunk of an earlier *prompt* (generated tokens were
+    evaluated one at a time, so they are recomputed). The KV cache then holds exactly what a
+    fresh evaluation would, and create_completion samples from it without re-evaluating.
+    Uses llama-cpp-python internals (pinned 0.3.36): ``_input_ids`` and ``n_tokens``.
+    """
+    import numpy as np
+
+    llama = loaded.llama
+    limit = min(llama.n_tokens, loaded.canonical, len(prompt))
+    cached = np.asarray(llama._input_ids[:limit])
+    mismatch = np.flatnonzero(cached != np.asarray(prompt[:limit], dtype=cached.dtype))
+    common = int(mismatch[0]) if mismatch.size else limit
+    # Keep at least one prompt token to evaluate: sampling needs fresh logits.
+    start = min(common, len(prompt) - 1) // PREFILL_CHUNK * PREFILL_CHUNK
+    loaded.canonical = 0  # until the evaluation below completes
+    # eval() drops KV entries from n_tokens on before decoding.
+    llama.n_tokens = start
+    llama.eval(prompt[start:])
+    loaded.canonical = len(prompt) // PREFILL_CHUNK * PREFILL_CHUNK
 
 
 def _fill_response(
