@@ -1,0 +1,162 @@
+"""Importing trajectories from other harnesses: good lines in, bad lines reported."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from toolkit.cli import main
+from toolkit.rollout import read_manifest
+from toolkit.trajectory import TrajectoryError, import_trajectories, read_trajectories
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "trajectory-import.md"
+
+
+def chat(answer: str = "480", code: str = "print(8 * 5 * 12)") -> list[dict[str, Any]]:
+    return [
+        {"role": "system", "content": "Solve it."},
+        {"role": "user", "content": "How much does Mark make a week?"},
+        {
+            "role": "assistant",
+            "content": "Weekly pay is hours times rate.",
+            "cited_sections": ["gsm8k-math/workflow"],
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "python", "arguments": json.dumps({"code": code})},
+                },
+                {
+                    "id": "c2",
+                    "type": "function",
+                    "function": {"name": "read_skill_file", "arguments": {"section": "Pitfalls"}},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c2", "content": "## Pitfalls ..."},
+        {"role": "tool", "tool_call_id": "c1", "content": "480"},
+        {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+    ]
+
+
+def write_lines(path: Path, lines: list[Any]) -> Path:
+    path.write_text(
+        "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_good_lines_imported_bad_lines_reported(tmp_path: Path) -> None:
+    good = {
+        "task_id": "gsm8k-test-893",
+        "messages": chat(),
+        "outcome": {"passed": True},
+        "model": "openai/gpt-4o-mini",
+        "skill_name": "gsm8k-math",
+        "tokens_in": 120,
+    }
+    lines = [
+        good,
+        "{not json",
+        {"task_id": "t2", "messages": chat(), "outcome": {"passed": "maybe"}},
+        {"task_id": "t3", "messages": [], "outcome": {"passed": False}},
+        {"task_id": "t4", "messages": chat(), "outcome": {"answer": "480"}},
+        {"task_id": "t5", "messages": chat(), "outcome": {"passed": False}, "colour": "red"},
+        {"task_id": "t6", "messages": [{"role": "robot", "content": "x"}], "outcome": {}},
+        {**good, "task_id": "gsm8k-test-564", "outcome": {"passed": False, "score": 0.25}},
+    ]
+    source = write_lines(tmp_path / "in.jsonl", lines)
+    report = import_trajectories(source, tmp_path / "run")
+    assert report.imported == 2 and report.already_present == 0
+    errors = {e.line: e.message for e in report.errors}
+    assert set(errors) == {2, 3, 4, 5, 6, 7}
+    assert "not valid JSON" in errors[2]
+    assert errors[3].startswith("outcome.passed")
+    assert errors[4].startswith("messages")
+    assert "outcome.passed is missing" in errors[5]
+    assert errors[6].startswith("colour") and "Extra inputs" in errors[6]
+    assert "role" in errors[7]
+
+    first, second = read_trajectories(tmp_path / "run").records
+    assert first.task_id == "gsm8k-test-893" and first.passed and first.verdict.score == 1.0
+    assert first.source == "import" and first.delivery == "imported"
+    assert first.model == "openai/gpt-4o-mini" and first.tokens_in == 120
+    assert first.question == "How much does Mark make a week?"
+    assert [s.action.tool for s in first.steps] == ["python", "read_skill_file", "respond"]
+    python, read, respond = first.steps
+    assert python.action.args == {"code": "print(8 * 5 * 12)"} and python.observation == "480"
+    assert read.observation == "## Pitfalls ..." and read.read_sections == ["SKILL.md#Pitfalls"]
+    assert respond.thought == "480" and first.final_answer == "480"
+    assert {(u.kind, u.ref) for u in first.section_uses} == {
+        ("cited", "SKILL.md#gsm8k-math/workflow"),
+        ("read", "SKILL.md#Pitfalls"),
+    }
+    assert not second.passed and second.verdict.score == 0.25
+    stage = read_manifest(tmp_path / "run").stages["import"]  # type: ignore[union-attr]
+    assert stage.counts == {"imported": 2, "already_present": 0, "bad_lines": 6}
+
+    # Idempotent: importing the same file again adds nothing.
+    again = import_trajectories(source, tmp_path / "run")
+    assert again.imported == 0 and again.already_present == 2
+    assert len(read_trajectories(tmp_path / "run").records) == 2
+
+
+def test_suite_checks_ids_and_scores_answers(tmp_path: Path) -> None:
+    lines = [
+        {"task_id": "gsm8k-test-893", "messages": chat(), "outcome": {"answer": 480}},
+        {"task_id": "gsm8k-test-893", "messages": chat("17"), "outcome": {"answer": "17"}},
+        {"task_id": "no-such-task", "messages": chat(), "outcome": {"passed": True}},
+    ]
+    report = import_trajectories(
+        write_lines(tmp_path / "in.jsonl", lines), tmp_path / "run", suite="gsm8k"
+    )
+    assert report.imported == 2
+    assert [(e.line, "not a task of suite 'gsm8k'" in e.message) for e in report.errors] == [
+        (3, True)
+    ]
+    right, wrong = read_trajectories(tmp_path / "run").records
+    assert right.passed and right.verdict.gold == ["480"] and right.split == "test"
+    assert not wrong.passed and right.suite == wrong.suite == "gsm8k"
+
+
+def test_nothing_good_creates_no_run_dir(tmp_path: Path) -> None:
+    source = write_lines(tmp_path / "in.jsonl", ["[]", "{}"])
+    report = import_trajectories(source, tmp_path / "run")
+    assert report.imported == 0 and len(report.errors) == 2
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(TrajectoryError, match="cannot read"):
+        import_trajectories(tmp_path / "missing.jsonl", tmp_path / "run")
+
+
+def test_documented_example_imports(tmp_path: Path) -> None:
+    block = re.search(r"## Example line.*?```json\n(.*?)```", DOC.read_text(), re.DOTALL)
+    assert block is not None
+    record = json.loads(block.group(1))
+    report = import_trajectories(
+        write_lines(tmp_path / "in.jsonl", [record]), tmp_path / "run", suite="gsm8k"
+    )
+    assert report.imported == 1 and not report.errors
+    [t] = read_trajectories(tmp_path / "run").records
+    assert t.passed and t.steps[0].observation == "480"
+
+
+def test_cli_import_reports_bad_lines(tmp_path: Path) -> None:
+    lines = [
+        {"task_id": "gsm8k-test-893", "messages": chat(), "outcome": {"passed": True}},
+        {"task_id": "x", "messages": chat(), "outcome": {"passed": True, "score": 3}},
+    ]
+    source = write_lines(tmp_path / "in.jsonl", lines)
+    result = CliRunner().invoke(
+        main, ["trajectories", "import", str(source), "--run-dir", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 1
+    assert "imported 1 trajectories" in result.output and "1 bad lines" in result.output
+    assert f"{source}:2: outcome.score" in result.output
+    shown = CliRunner().invoke(main, ["trajectories", "show", str(tmp_path / "run")])
+    assert shown.exit_code == 0 and "gsm8k-test-893" in shown.output
