@@ -162,6 +162,24 @@ def test_verify_replaces_a_corrupted_file(models, tier, downloader):
     assert path.read_bytes() == CONTENT
 
 
+def test_info_verify_reports_a_corrupted_file(models, tier, downloader, monkeypatch):
+    fake = tier.model_copy(update={"name": "small"})
+    monkeypatch.setitem(model_store.TIERS, "small", fake)
+    model_store.install(fake, downloader=downloader)
+    path = models / fake.filename
+    stat = path.stat()
+    path.write_bytes(CONTENT[:-1] + b"?")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    quick = {s.tier: s for s in model_store.info()}
+    assert quick["small"].installed  # the manifest still matches size and mtime
+    checked = {s.tier: s for s in model_store.info(verify=True)}
+    assert not checked["small"].installed
+    assert "install --tier small --verify" in (checked["small"].problem or "")
+    assert path.exists()  # reported, not deleted, but no longer loaded
+    with pytest.raises(ModelInstallError, match="no valid manifest"):
+        model_store.resolve(fake.model)
+
+
 def test_hash_mismatch_is_an_error_and_leaves_nothing_behind(models, tmp_path):
     bad = make_tier(sha256="0" * 64)
     build_wheels(tmp_path / "wheels", bad, PARTS)

