@@ -13,6 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from toolkit.agent import (
+    MAX_CITED,
+    MAX_GRAMMAR_STRING,
     Agent,
     AgentConfig,
     AgentResult,
@@ -119,6 +121,24 @@ def test_action_model_enum_bounds_and_rejection() -> None:
         model.model_validate(act("python", [WORKFLOW] * 4, code="x"))
     with pytest.raises(ValidationError):
         model.model_validate(act("python", [], code="x" * 5000))
+
+
+def test_every_string_and_list_is_bounded_for_the_grammar() -> None:
+    schema = action_model(citable_ids(GSM8K_SKILL), ("python", "submit")).model_json_schema()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "string" and "enum" not in node:
+                assert 0 < node["maxLength"] <= MAX_GRAMMAR_STRING, node
+            if node.get("type") == "array":
+                assert node["maxItems"] <= MAX_CITED, node
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
 
 
 def test_action_model_without_skill_has_no_citations() -> None:

@@ -43,8 +43,11 @@ TOOLS_WITH_SKILL = ("python", "read_skill_file", "submit")
 TOOLS_WITHOUT_SKILL = ("python", "submit")
 
 # Bounds of the response schema (llama.cpp's grammar needs every string and list bounded).
+# llama.cpp expands a maxLength into nested rules and refuses (llama-cpp-python 0.3.36 then
+# crashes) past its repetition threshold: measured, 1000 works and 1500 does not.
+MAX_GRAMMAR_STRING = 1000
 MAX_THOUGHT_CHARS = 600
-MAX_CODE_CHARS = 2000
+MAX_CODE_CHARS = MAX_GRAMMAR_STRING
 MAX_PATH_CHARS = 200
 MAX_ANSWER_CHARS = 500
 MAX_CITED = 3

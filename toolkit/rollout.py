@@ -355,8 +355,11 @@ async def arun_rollouts(
     sandbox_config: SandboxConfig | None = None,
     trajectories_path: str | Path | None = None,
     stage: str = "rollout",
+    sandbox_pool: SandboxPool | None = None,
 ) -> RolloutSummary:
-    """Async :func:`run_rollouts` (same arguments)."""
+    """Async :func:`run_rollouts` (same arguments, plus ``sandbox_pool``: a started pool to
+    borrow sessions from instead of starting one; it stays open, so a long-lived process
+    (an evaluation of several conditions, a benchmark) pays the worker start-up once)."""
     wall0 = time.perf_counter()
     suite_obj = get_suite(suite) if isinstance(suite, str) else suite
     if concurrency < 1:
@@ -440,7 +443,10 @@ async def arun_rollouts(
                 bar.draw()
             agent = Agent(model_name, gateway, skill_obj, config)
             pool_size = min(concurrency, len(todo))
-            async with SandboxPool(size=pool_size, config=sandbox_config) as pool:
+            async with contextlib.AsyncExitStack() as stack:
+                pool = sandbox_pool or await stack.enter_async_context(
+                    SandboxPool(size=pool_size, config=sandbox_config)
+                )
 
                 async def run_one(task: Task) -> Trajectory:
                     return await _rollout_one(

@@ -1,0 +1,188 @@
+"""Rollout throughput: our agent + sandbox + gateway vs bare litellm calls, same fake model.
+
+256 rollouts of 4 steps (3 python steps running a small pandas snippet on a 100-row table in
+the sandbox, then submit) with the fake model at 200 ms per call, 32 at once. The baseline in
+the same process makes the same number of bare ``litellm.acompletion`` calls (4 per rollout,
+sequential within a rollout, 32 rollouts at once) through the same fake provider. Also the
+median wall time of one python tool call (100-row table, after warm-up).
+
+Usage:
+    .venv/bin/python benchmarks/rollouts.py [--rollouts 256] [--concurrency 32] [--latency 0.2]
+
+The last line is one JSON object with ``throughput_ratio`` (ours / bare, target >= 0.9),
+``parallel_efficiency`` (ours / the ideal concurrency / (4 * latency) rollouts/s) and
+``python_tool_median_ms`` (target < 100).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from toolkit.agent import AgentConfig  # noqa: E402
+from toolkit.llm import LLMConfig, fake_model, get_litellm  # noqa: E402
+from toolkit.rollout import arun_rollouts  # noqa: E402
+from toolkit.sandbox import SandboxConfig, SandboxDegradedWarning, SandboxPool  # noqa: E402
+from toolkit.tasks import Score, Suite, Task, TaskFile  # noqa: E402
+from toolkit.trajectory import read_trajectories  # noqa: E402
+
+STEPS = 4
+ROOT = Path(__file__).resolve().parents[1]
+SNIPPET = (
+    "import pandas as pd\n"
+    "df = pd.read_csv('table.csv')\n"
+    "print(df[df.value > 50].groupby('group').value.sum().to_dict())"
+)
+
+
+def table(seed: int, rows: int = 100) -> str:
+    lines = ["id,group,value"]
+    lines += [f"{i},{'abcd'[(i * 7 + seed) % 4]},{(i * 37 + seed) % 100}" for i in range(rows)]
+    return "\n".join(lines) + "\n"
+
+
+class BenchSuite(Suite):
+    """N synthetic tasks, each with a 100-row table.csv."""
+
+    name = "bench"
+    splits = ("all",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def iter_rows(self) -> Iterator[tuple[str, int, Any]]:
+        for i in range(self.n):
+            yield "bench", i + 1, {"id": f"bench-{i}"}
+
+    def parse_row(self, raw: Any) -> Task:
+        seed = int(raw["id"].split("-")[1])
+        return Task(
+            id=raw["id"],
+            suite=self.name,
+            split="all",
+            question=f"Task {raw['id']}: sum of values over 50 per group?",
+            answers=["ok"],
+            files=[TaskFile(path="table.csv", text=table(seed))],
+        )
+
+    def source_files(self) -> list[Path]:
+        return []
+
+    def score(self, task: Task, answer: object) -> Score:
+        ok = answer == "ok"
+        return Score(passed=ok, value=float(ok), details="bench")
+
+    def summarise(self, task: Task) -> str:
+        return task.question + "\nThe table is in table.csv (100 rows)."
+
+
+def script(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    step = sum(m["role"] == "assistant" for m in messages)
+    if step < STEPS - 1:
+        return {"thought": "look", "tool": "python", "args": {"code": SNIPPET}}
+    return {"thought": "done", "tool": "submit", "args": {"answer": "ok"}}
+
+
+async def ours(args: argparse.Namespace, pool: SandboxPool, model: str, run_dir: Path) -> float:
+    t0 = time.perf_counter()
+    summary = await arun_rollouts(
+        BenchSuite(args.rollouts),
+        "all",
+        None,
+        model,
+        run_dir=run_dir,
+        concurrency=args.concurrency,
+        progress=False,
+        agent_config=AgentConfig(max_turns=STEPS),
+        llm_config=LLMConfig(model=model, cache=False, concurrency=args.concurrency),
+        sandbox_pool=pool,
+    )
+    wall = time.perf_counter() - t0
+    assert summary.passed == args.rollouts, summary
+    steps = {len(t.steps) for t in read_trajectories(run_dir).records}
+    assert steps == {STEPS}, steps
+    return wall
+
+
+async def bare(args: argparse.Namespace, model: str) -> float:
+    litellm = get_litellm()
+    sem = asyncio.Semaphore(args.concurrency)
+    messages = [{"role": "system", "content": "bench"}, {"role": "user", "content": "go"}]
+
+    async def rollout() -> None:
+        async with sem:
+            for _ in range(STEPS):
+                await litellm.acompletion(model=model, messages=messages)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(rollout() for _ in range(args.rollouts)))
+    return time.perf_counter() - t0
+
+
+async def python_tool_ms(pool: SandboxPool, repeats: int = 60) -> float:
+    async with pool.session({"table.csv": table(1)}) as session:
+        for _ in range(5):  # warm-up: pandas' first read_csv and groupby
+            await session.run(SNIPPET)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            result = await session.run(SNIPPET)
+            times.append((time.perf_counter() - t0) * 1000)
+            assert result.ok, result.render()
+    return statistics.median(times)
+
+
+async def main(args: argparse.Namespace) -> dict[str, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SandboxDegradedWarning)
+        pool = SandboxPool(size=args.concurrency, config=SandboxConfig())
+        t0 = time.perf_counter()
+        await pool.start()
+    print(f"sandbox pool of {args.concurrency} started in {time.perf_counter() - t0:.1f} s")
+    try:
+        tool_ms = await python_tool_ms(pool)
+        with fake_model(script, latency=args.latency) as model:
+            with tempfile.TemporaryDirectory() as tmp:
+                # Warm-up: litellm's first call and the agent's code paths.
+                warm = argparse.Namespace(**{**vars(args), "rollouts": args.concurrency})
+                await ours(warm, pool, model, Path(tmp) / "warm")
+                await bare(warm, model)
+                ours_s = await ours(args, pool, model, Path(tmp) / "run")
+            bare_s = await bare(args, model)
+    finally:
+        await pool.close()
+    ideal = args.concurrency / (STEPS * args.latency)
+    ours_tp = args.rollouts / ours_s
+    bare_tp = args.rollouts / bare_s
+    print(f"ours: {args.rollouts} rollouts in {ours_s:.2f} s = {ours_tp:.1f} rollouts/s")
+    print(
+        f"bare litellm: {args.rollouts * STEPS} calls in {bare_s:.2f} s = {bare_tp:.1f} rollouts/s"
+    )
+    print(f"ideal: {ideal:.1f} rollouts/s; python tool median {tool_ms:.1f} ms")
+    return {
+        "throughput_ratio": round(ours_tp / bare_tp, 3),
+        "parallel_efficiency": round(ours_tp / ideal, 3),
+        "python_tool_median_ms": round(tool_ms, 2),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rollouts", type=int, default=256)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--latency", type=float, default=0.2)
+    figures = asyncio.run(main(parser.parse_args()))
+    sys.stdout.flush()
+    print(json.dumps(figures))
