@@ -33,6 +33,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from pydantic import BaseModel, Field  # noqa: E402
 
 from toolkit.llm import model_store  # noqa: E402
+from toolkit.llm.local import PREFILL_CHUNK  # noqa: E402
 
 PROMPT_WORDS = (
     "The agent read the spreadsheet, summed the revenue column, compared it with the target "
@@ -73,6 +74,7 @@ def speed(path: Path, threads: int | None) -> dict[str, float]:
         n_ctx=8192,
         n_threads=threads or len(os.sched_getaffinity(0)),
         n_threads_batch=threads or len(os.sched_getaffinity(0)),
+        n_batch=PREFILL_CHUNK,  # as the local provider runs it
         verbose=False,
     )
     load_s = time.perf_counter() - started
