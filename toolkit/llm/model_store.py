@@ -368,10 +368,17 @@ def _install_lock(tier: ModelTier, progress: Progress) -> Iterator[None]:
         lock.release()
 
 
+def _download_prefix(tier: ModelTier) -> str:
+    return f".download-{tier.filename}-"
+
+
 def _clean_stale_partials(tier: ModelTier) -> None:
-    # Only called under the install lock, so no live install owns these.
+    # Only called under the tier's install lock, so no live install owns these: they are
+    # what a killed install left (a partial GGUF, a download dir of up to 2 GB).
     for stale in models_dir().glob(f".{tier.filename}.*.partial"):
         stale.unlink(missing_ok=True)
+    for stale in models_dir().glob(f"{_download_prefix(tier)}*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def install(
@@ -423,7 +430,7 @@ def install(
 
         partial = directory / f".{spec.filename}.{os.getpid()}.partial"
         try:
-            with tempfile.TemporaryDirectory(prefix=".download-", dir=directory) as work:
+            with tempfile.TemporaryDirectory(prefix=_download_prefix(spec), dir=directory) as work:
                 fetch(spec.requirements(), Path(work), lambda n: report("download", n, None))
                 sha = _assemble(spec, Path(work), partial, report)
             os.replace(partial, final)
