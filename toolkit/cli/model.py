@@ -45,11 +45,18 @@ class _ProgressLine:
                 click.echo(f"\r{text}\x1b[K", nl=False, err=True)
                 self.last_emit = now
             return
-        # Logs (CI): a line when a phase starts and at each 25% of a known total.
+        # Logs (CI): a line when a phase starts, then at each 25% of a known total, or every
+        # 10 s when the total is unknown (the download).
         fraction = done / total if total else 0.0
-        if new_phase or (total and fraction - self.last_fraction >= 0.25) or done == total:
+        due = (
+            fraction - self.last_fraction >= 0.25 or done == total
+            if total
+            else now - self.last_emit >= 10
+        )
+        if new_phase or due:
             click.echo(text, err=True)
             self.last_fraction = fraction
+            self.last_emit = now
 
     def close(self) -> None:
         if self.tty and self.phase is not None:
