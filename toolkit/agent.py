@@ -82,6 +82,12 @@ class AgentConfig(BaseModel):
 class ToolArgs(BaseModel):
     """Arguments of a tool call (each tool uses its own; the others stay empty)."""
 
+    # The JSON schema lists every key as required although validation lets them default to
+    # "": a grammar-constrained model then writes all four keys in a fixed order (a small
+    # model given optional keys tends to write "args": {}, and optional keys make the
+    # llama.cpp grammar branch at every key), while other providers may leave unused ones out.
+    model_config = ConfigDict(json_schema_extra={"required": ["code", "path", "section", "answer"]})
+
     code: str = Field("", max_length=MAX_CODE_CHARS, description="python: the code to run.")
     path: str = Field("", max_length=MAX_PATH_CHARS, description="read_skill_file: a file.")
     section: str = Field(
@@ -188,9 +194,15 @@ def system_prompt(skill: Skill | None, config: AgentConfig) -> str:
     example: dict[str, Any] = {"thought": "I compute it in Python."}
     if with_skill and skill is not None:
         ids = citable_ids(skill)
-        example["cited_sections"] = ids[1:2] or ids[:1]
+        workflow = [i for i in ids if i.rsplit("/", 1)[-1] == "workflow"]
+        example["cited_sections"] = workflow[:1] or ids[1:2] or ids[:1]
     example["tool"] = "python"
-    example["args"] = {"code": "total = 8 * 5 * 12\nprint(total)"}
+    example["args"] = {
+        "code": "total = 8 * 5 * 12\nprint(total)",
+        "path": "",
+        "section": "",
+        "answer": "",
+    }
     lines = [
         "You solve a task step by step using tools.",
         "Each reply is ONE JSON object, for example:",
