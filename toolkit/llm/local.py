@@ -11,6 +11,11 @@ model class) constrains sampling so the reply is valid JSON of that shape. Bound
 and string in such a schema (``maxItems``/``maxLength``), or generation can run past
 ``max_tokens`` and be cut off mid-object.
 
+Sampling is reproducible: a prompt is always evaluated the same way whatever the KV cache
+held before (see :func:`_prefill`), so the same messages, parameters and ``seed`` give the
+same reply on the same machine. Without a seed, llama-cpp-python derives each call's seed
+from the previous one, starting at a fixed value per process. Streaming is not supported.
+
 llama-cpp-python is the optional ``local`` extra; it is imported on first use, so importing
 this module (as the gateway does to register the provider) never needs it.
 """
@@ -296,15 +301,15 @@ class LocalLLM(CustomLLM):
             loaded = _load(path, self.n_ctx, self.n_threads)
             schema = schema_from_response_format(optional_params.get("response_format"))
             grammar = _grammar(schema) if schema is not None else None
+            # The chat template raises ValueError for conversations it cannot render.
+            formatted = loaded.formatter(messages=_plain_messages(messages))
+            prompt = loaded.llama.tokenize(
+                formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+            )
         except (ModelInstallError, ValueError) as exc:
             # BadRequestError: litellm passes it through as non-retryable (other exception
             # types become APIConnectionError, which callers would retry).
             raise BadRequestError(str(exc), model=full_model, llm_provider="local") from exc
-
-        formatted = loaded.formatter(messages=_plain_messages(messages))
-        prompt = loaded.llama.tokenize(
-            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
-        )
         max_tokens = (
             optional_params.get("max_tokens")
             or optional_params.get("max_completion_tokens")
