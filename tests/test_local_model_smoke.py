@@ -184,3 +184,31 @@ def test_same_seed_same_sample_whatever_ran_before(small_model: str) -> None:
     sample(1, seed=11)  # shares the system prompt: its KV entries are reused
     sample(0, seed=12)
     assert sample(0, seed=11) == first
+
+
+def test_a_grammar_llama_cpp_rejects_is_an_error_not_a_crash(small_model: str) -> None:
+    """llama.cpp refuses string bounds over 1000 chars; unchecked, the process segfaults."""
+    from toolkit.llm._litellm import get_litellm
+
+    litellm = get_litellm()
+    schema = {
+        "type": "object",
+        "properties": {"code": {"type": "string", "maxLength": 1001}},
+        "required": ["code"],
+    }
+    with pytest.raises(litellm.BadRequestError, match="rejected the grammar"):
+        litellm.completion(
+            model=small_model,
+            messages=[{"role": "user", "content": "Write code."}],
+            response_format={"type": "json_object", "schema": schema},
+            max_tokens=8,
+        )
+    schema["properties"]["code"]["maxLength"] = 1000
+    response = litellm.completion(
+        model=small_model,
+        messages=[{"role": "user", "content": "Reply with JSON holding a short Python line."}],
+        response_format={"type": "json_object", "schema": schema},
+        temperature=0,
+        max_tokens=40,
+    )
+    assert response.choices[0].message.content.startswith("{")

@@ -184,21 +184,45 @@ def schema_from_response_format(response_format: Any) -> dict[str, Any] | None:
     raise ValueError(f"unsupported response_format type {kind!r}")
 
 
-def _grammar(schema: dict[str, Any]) -> Any:
-    """Compile (and memoise) the llama.cpp grammar of a JSON schema."""
+def _grammar(schema: dict[str, Any], llama: Any = None) -> Any:
+    """Compile (and memoise) the llama.cpp grammar of a JSON schema.
+
+    With ``llama`` given, the grammar is also parsed by llama.cpp itself once: it rejects
+    grammars it finds too big (any string ``maxLength`` over 1000) and
+    llama-cpp-python would then crash the process with a NULL sampler, so a rejection
+    becomes a ValueError here instead.
+    """
     # Property order matters: the grammar emits keys in schema order (reasoning before
     # edits), so the schema is serialised as given, not with sorted keys.
     text = json.dumps(schema)
     cached = _grammars.get(text)
     if cached is not None:
         return cached
-    llama_grammar = _import_llama_cpp().llama_grammar
+    llama_cpp = _import_llama_cpp()
     try:
-        grammar = llama_grammar.LlamaGrammar.from_json_schema(text, verbose=False)
+        grammar = llama_cpp.llama_grammar.LlamaGrammar.from_json_schema(text, verbose=False)
     except Exception as exc:  # the converter raises bare Exceptions for unsupported schemas
         raise ValueError(f"JSON schema cannot be turned into a llama.cpp grammar: {exc}") from exc
-    _grammars[text] = grammar
+    if llama is not None:
+        _check_grammar(llama_cpp, llama, grammar)
+        _grammars[text] = grammar
     return grammar
+
+
+def _check_grammar(llama_cpp: Any, llama: Any, grammar: Any) -> None:
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    # llama.cpp prints the whole grammar to stderr when it rejects one.
+    with suppress_stdout_stderr(disable=False):
+        sampler = llama_cpp.llama_sampler_init_grammar(
+            llama._model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+        )
+    if not sampler:
+        raise ValueError(
+            "llama.cpp rejected the grammar of this JSON schema as too large: lower the "
+            "maxLength/maxItems bounds (a string maxLength of at most 1000 works)"
+        )
+    llama_cpp.llama_sampler_free(sampler)
 
 
 def _text_content(content: Any) -> str:
@@ -300,7 +324,7 @@ class LocalLLM(CustomLLM):
             path = model_store.resolve(model)
             loaded = _load(path, self.n_ctx, self.n_threads)
             schema = schema_from_response_format(optional_params.get("response_format"))
-            grammar = _grammar(schema) if schema is not None else None
+            grammar = _grammar(schema, loaded.llama) if schema is not None else None
             # The chat template raises ValueError for conversations it cannot render.
             formatted = loaded.formatter(messages=_plain_messages(messages))
             prompt = loaded.llama.tokenize(
