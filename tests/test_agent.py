@@ -254,6 +254,10 @@ def test_turn_budget_stops(loop, pool, gateway) -> None:
     assert result.stop_reason == "max_turns" and len(result.steps) == 3
     assert result.final_answer is None and model.calls == 3
     assert "(last step)" in model.requests[-1].messages[-1]["content"]
+    second = model.requests[1].messages[-1]["content"]
+    assert "If the output above answers the question, call submit" in second
+    assert "You repeated your previous step" in model.requests[2].messages[-1]["content"]
+    assert "You repeated" not in second
 
 
 def test_token_budget_stops(loop, pool, gateway) -> None:

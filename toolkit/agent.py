@@ -254,10 +254,19 @@ def task_message(summary: str, files: Sequence[str], config: AgentConfig) -> str
     return "\n\n".join(parts)
 
 
-def turn_note(step: int, max_turns: int) -> str:
-    """Where the agent is in its step budget (1-based step)."""
+def turn_note(step: int, max_turns: int, after: str | None = None) -> str:
+    """Where the agent is in its step budget (1-based step) and what to do next.
+
+    ``after`` is the tool of the previous step: after python output, a small model tends to
+    re-run the same code until its turns run out, so the note asks it to submit if it can.
+    """
     if step >= max_turns:
         return f"Step {step}/{max_turns} (last step): call submit with your answer now."
+    if after == "python":
+        return (
+            f"Step {step}/{max_turns}. If the output above answers the question, call submit "
+            "with it now. Otherwise fix or extend the code."
+        )
     return f"Step {step}/{max_turns}. Reply with one JSON object."
 
 
@@ -414,7 +423,9 @@ class Agent:
                 result.stop_reason = "submitted"
                 return result
             messages.append({"role": "assistant", "content": completion.text})
-            note = turn_note(index + 2, cfg.max_turns)
+            note = turn_note(index + 2, cfg.max_turns, step.action.tool)
+            if index > 0 and _same_action(step, result.steps[-2]):
+                note = "You repeated your previous step; do something else. " + note
             messages.append(
                 {"role": "user", "content": f"Observation:\n{step.observation}\n\n{note}"}
             )
@@ -467,6 +478,10 @@ class Agent:
         step.error = f"unknown tool {tool!r}"
         step.observation = f"Error: unknown tool {tool!r}."
         return False
+
+
+def _same_action(a: Step, b: Step) -> bool:
+    return a.action == b.action
 
 
 def _used_args(tool: str, args: ToolArgs) -> dict[str, str]:
