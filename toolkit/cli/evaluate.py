@@ -15,9 +15,12 @@ if TYPE_CHECKING:
     from toolkit.llm.config import LLMConfig
 
 
-def _run_dir(run_dir: Path | None, suite: str, split: str) -> Path:
-    # A fixed default lets repeated commands reuse finished rollouts (and the response cache).
-    return run_dir if run_dir is not None else Path("runs") / f"eval-{suite}-{split}"
+def _run_dir(run_dir: Path | None, suite: str, split: str, limit: int | None, seed: int) -> Path:
+    # A run directory fixes its task subset (splits.json), so the default name carries what
+    # draws it; repeating a command reuses the finished rollouts.
+    if run_dir is not None:
+        return run_dir
+    return Path("runs") / f"eval-{suite}-{split}-n{limit or 'all'}-s{seed}"
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -99,7 +102,7 @@ def _evaluate(
         suite,
         split,
         llm_config.model,
-        run_dir=_run_dir(run_dir, suite, split),
+        run_dir=_run_dir(run_dir, suite, split, limit, seed),
         seed=seed,
         limit=limit,
         delivery=None if skill.strip().lower() == NO_SKILL else delivery,
@@ -130,8 +133,8 @@ def _common(func: Any) -> Any:
         click.option(
             "--run-dir",
             type=click.Path(file_okay=False, path_type=Path),
-            help="Run directory (default: runs/eval-<suite>-<split>); finished tasks in it "
-            "are reused.",
+            help="Run directory (default: runs/eval-<suite>-<split>-n<limit>-s<seed>); "
+            "finished tasks in it are reused. It keeps the task subset it was created with.",
         ),
         click.option(
             "--delivery",
@@ -192,7 +195,9 @@ def eval_cmd(
     Rolls the agent out on each task (tasks already done in the run directory with the same
     skill version, model, seed and delivery are reused) and stores per-task records and a
     summary in RUN_DIR/evals/<skill-commit>/<split>.jsonl. The MDE is the smallest paired
-    difference a comparison at this n detects (alpha 0.05, power 0.8).
+    difference a comparison at this n detects (alpha 0.05, power 0.8). To grow n, run again
+    with a larger --limit (a new run directory): with the response cache on, tasks already
+    run come back from the cache.
 
     \b
     Examples:
