@@ -248,16 +248,58 @@ def test_unknown_citation_fails_the_call(loop, pool, gateway) -> None:
 
 
 def test_turn_budget_stops(loop, pool, gateway) -> None:
+    counter = iter(range(100))
     result, model = solve(
-        loop, pool, gateway, lambda m: act("python", [], code="print(1)"), max_turns=3
+        loop,
+        pool,
+        gateway,
+        lambda m: act("python", [], code=f"print({next(counter)})"),
+        max_turns=3,
+        force_submit=False,
     )
     assert result.stop_reason == "max_turns" and len(result.steps) == 3
     assert result.final_answer is None and model.calls == 3
     assert "(last step)" in model.requests[-1].messages[-1]["content"]
     second = model.requests[1].messages[-1]["content"]
     assert "If the output above answers the question, call submit" in second
+
+
+def tools_allowed(request: Any) -> list[str]:
+    tool = request.params["response_format"]["schema"]["properties"]["tool"]
+    return tool.get("enum") or [tool["const"]]
+
+
+def test_last_turn_and_repeats_force_submit(loop, pool, gateway) -> None:
+    def script(messages):
+        if "call submit with your answer now" in messages[-1]["content"]:
+            return act("submit", [], answer="7")
+        return act("python", [], code="print(7)")
+
+    result, model = solve(loop, pool, gateway, script, max_turns=5)
+    # Step 1 repeats step 0, so step 2 may only submit.
+    assert [s.action.tool for s in result.steps] == ["python", "python", "submit"]
     assert "You repeated your previous step" in model.requests[2].messages[-1]["content"]
-    assert "You repeated" not in second
+    assert [tools_allowed(r) for r in model.requests] == [
+        ["python", "read_skill_file", "submit"],
+        ["python", "read_skill_file", "submit"],
+        ["submit"],
+    ]
+    assert result.stop_reason == "submitted" and result.final_answer == "7"
+
+    counter = iter(range(100))
+    last, model = solve(
+        loop,
+        pool,
+        gateway,
+        lambda m: (
+            script(m)
+            if "(last step)" in m[-1]["content"]
+            else act("python", [], code=f"print({next(counter)})")
+        ),
+        max_turns=3,
+    )
+    assert [tools_allowed(r) for r in model.requests][-1] == ["submit"]
+    assert last.stop_reason == "submitted" and len(last.steps) == 3
 
 
 def test_token_budget_stops(loop, pool, gateway) -> None:

@@ -74,6 +74,11 @@ class AgentConfig(BaseModel):
     skill_read_chars: int = Field(
         6000, ge=100, description="Characters of a skill file or section one read returns."
     )
+    force_submit: bool = Field(
+        True,
+        description="On the last turn, and right after the agent repeated a step, the "
+        "response schema allows only submit (a small model otherwise loops to the end).",
+    )
     python_wall_s: float | None = Field(
         None, gt=0, description="Wall-clock limit of one python call (None: the sandbox's)."
     )
@@ -370,6 +375,7 @@ class Agent:
         self.skill_ids = citable_ids(self.skill)
         tools = TOOLS_WITH_SKILL if self.skill is not None else TOOLS_WITHOUT_SKILL
         self.response_model = action_model(self.skill_ids, tools)
+        self.submit_model = action_model(self.skill_ids, ("submit",))
         self.system = system_prompt(self.skill, self.config)
 
     async def run(self, summary: str, session: Session, *, seed: int) -> AgentResult:
@@ -381,7 +387,10 @@ class Agent:
             {"role": "user", "content": task_message(summary, session.files(), cfg)},
         ]
         result = AgentResult(stop_reason="max_turns")
+        must_submit = False
         for index in range(cfg.max_turns):
+            if cfg.force_submit and index == cfg.max_turns - 1:
+                must_submit = True
             if result.tokens_in + result.tokens_out >= cfg.token_budget:
                 result.stop_reason = "token_budget"
                 return result
@@ -389,7 +398,7 @@ class Agent:
                 completion = await self.gateway.acomplete_full(
                     messages,
                     self.model,
-                    self.response_model,
+                    self.submit_model if must_submit else self.response_model,
                     temperature=cfg.temperature,
                     max_tokens=cfg.max_tokens,
                     seed=seed + index,
@@ -425,7 +434,12 @@ class Agent:
             messages.append({"role": "assistant", "content": completion.text})
             note = turn_note(index + 2, cfg.max_turns, step.action.tool)
             if index > 0 and _same_action(step, result.steps[-2]):
-                note = "You repeated your previous step; do something else. " + note
+                must_submit = cfg.force_submit
+                note = (
+                    "You repeated your previous step: call submit with your answer now."
+                    if must_submit
+                    else "You repeated your previous step; do something else. " + note
+                )
             messages.append(
                 {"role": "user", "content": f"Observation:\n{step.observation}\n\n{note}"}
             )
