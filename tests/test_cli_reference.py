@@ -10,7 +10,7 @@ def test_cli_reference_is_current() -> None:
     module = runpy.run_path(str(ROOT / "scripts" / "cli_reference.py"))
     expected = module["render"]()
     current = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
-    assert current == expected, "docs/cli.md is stale: run .venv/bin/python scripts/cli_reference.py"
+    assert current == expected, "stale docs/cli.md: run .venv/bin/python scripts/cli_reference.py"
 
 
 def test_every_command_help_has_an_example() -> None:
