@@ -196,14 +196,18 @@ def skill_index(skill: Skill) -> str:
 def system_prompt(skill: Skill | None, config: AgentConfig) -> str:
     """The system message: tools, one JSON example, rules, and the skill per delivery."""
     with_skill = skill is not None and config.delivery != "none"
-    example: dict[str, Any] = {"thought": "I compute it in Python."}
+    # The example's thought plans before the code: small models copy its length and shape.
+    example: dict[str, Any] = {
+        "thought": "Asked: the total cost. 4 boxes of 12 pens at 3 dollars per pen, "
+        "so cost = boxes * pens_per_box * price. I compute it in Python."
+    }
     if with_skill and skill is not None:
         ids = citable_ids(skill)
         workflow = [i for i in ids if i.rsplit("/", 1)[-1] == "workflow"]
         example["cited_sections"] = workflow[:1] or ids[1:2] or ids[:1]
     example["tool"] = "python"
     example["args"] = {
-        "code": "total = 8 * 5 * 12\nprint(total)",
+        "code": "boxes = 4\npens_per_box = 12\nprice = 3\nprint(boxes * pens_per_box * price)",
         "path": "",
         "section": "",
         "answer": "",
@@ -226,6 +230,7 @@ def system_prompt(skill: Skill | None, config: AgentConfig) -> str:
         "- submit: give the final answer (args.answer). This ends the task.",
         "",
         "Rules:",
+        "- In thought, first say what is asked, then plan the next step.",
         "- Do all arithmetic, counting and comparing in python, never in your head.",
         "- Read the python output before you submit; if it shows an error, fix the code.",
         "- Submit as soon as you know the answer: args.answer holds the answer only.",
