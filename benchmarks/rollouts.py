@@ -91,7 +91,9 @@ class BenchSuite(Suite):
 def script(messages: list[dict[str, Any]]) -> dict[str, Any]:
     step = sum(m["role"] == "assistant" for m in messages)
     if step < STEPS - 1:
-        return {"thought": "look", "tool": "python", "args": {"code": SNIPPET}}
+        # A different comment per step: the agent forces submit after a repeated step.
+        code = f"{SNIPPET}  # step {step}"
+        return {"thought": "look", "tool": "python", "args": {"code": code}}
     return {"thought": "done", "tool": "submit", "args": {"answer": "ok"}}
 
 

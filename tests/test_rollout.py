@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from toolkit.cli import main
 from toolkit.executor import LocalExecutor
 from toolkit.llm import FaultKind, LLMConfig, fake_model, read_calls
-from toolkit.rollout import RolloutError, read_manifest, run_rollouts
+from toolkit.rollout import RolloutError, read_manifest, run_rollouts, workspace_files
 from toolkit.skill import load_skill
 from toolkit.tasks import get_suite, load_splits
 from toolkit.trajectory import (
@@ -415,3 +415,16 @@ def test_cli_rollout_show_and_refusal(tmp_path: Path) -> None:
     for command in (["rollout", "--help"], ["trajectories", "import", "--help"]):
         helped = runner.invoke(main, command)
         assert helped.exit_code == 0 and "Example" in helped.output
+
+
+def test_workspace_files_match_build_workspace(tmp_path: Path) -> None:
+    for suite in (get_suite("spreadsheet"), WIKITQ, GSM8K):
+        task = suite.load("test", limit=1, seed=0).tasks[0]
+        files = workspace_files(suite, task)
+        written = suite.build_workspace(task, tmp_path / suite.name)
+        expected = {
+            p.relative_to(tmp_path / suite.name).as_posix(): p.read_bytes() for p in written
+        }
+        got = {k: v.encode() if isinstance(v, str) else v for k, v in (files or {}).items()}
+        assert got == expected
+    assert workspace_files(GSM8K, GSM8K.load("test", limit=1).tasks[0]) is None

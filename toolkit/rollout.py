@@ -511,6 +511,38 @@ async def arun_rollouts(
     return summary
 
 
+def workspace_files(suite: Suite, task: Task) -> dict[str, str | bytes] | None:
+    """The task's input files as the sandbox session's file map (None when there are none).
+
+    Equivalent to :meth:`Suite.build_workspace` without a temporary folder in between (the
+    session writes the files into its own task dir); a suite that overrides
+    ``build_workspace`` gets it called on a temporary folder instead.
+    """
+    if not task.files:
+        return None
+    if type(suite).build_workspace is not Suite.build_workspace:
+        with tempfile.TemporaryDirectory(prefix="t2s-task-") as tmp:
+            suite.build_workspace(task, Path(tmp))
+            return {
+                p.relative_to(tmp).as_posix(): p.read_bytes()
+                for p in sorted(Path(tmp).rglob("*"))
+                if p.is_file()
+            }
+    files: dict[str, str | bytes] = {}
+    for item in task.files:
+        if item.text is not None:
+            files[item.path] = item.text
+        elif item.data is not None:
+            files[item.path] = item.data
+        else:
+            assert item.source is not None
+            try:
+                files[item.path] = Path(item.source).read_bytes()
+            except OSError as exc:
+                raise TaskError(f"task input file is missing: {item.source} ({exc})") from None
+    return files
+
+
 async def _rollout_one(
     task: Task,
     suite: Suite,
@@ -526,18 +558,16 @@ async def _rollout_one(
     started, t0 = time.time(), time.perf_counter()
     summary = suite.summarise(task)
     sample_seed = task_seed(seed, task.id)
-    with tempfile.TemporaryDirectory(prefix="t2s-task-") as tmp:
-        files: Path | None = None
-        if task.files:
-            files = Path(tmp)
-            suite.build_workspace(task, files)
-        async with pool.session(files) as session:
-            result = await agent.run(summary, session, seed=sample_seed)
-            # Scoring may read the workspace (spreadsheets), so it runs before the session
-            # closes; in a thread because LibreOffice recalculation blocks for ~1 s.
+    async with pool.session(workspace_files(suite, task)) as session:
+        result = await agent.run(summary, session, seed=sample_seed)
+        # Scoring may read the workspace (spreadsheets), so it runs before the session
+        # closes; those go to a thread because LibreOffice recalculation blocks for ~1 s.
+        if suite.name == "spreadsheet":
             verdict = await asyncio.to_thread(
                 score_answer, suite, task, result.final_answer, session.path
             )
+        else:
+            verdict = score_answer(suite, task, result.final_answer, session.path)
     latency = time.perf_counter() - t0
     return Trajectory(
         id=traj_id,
