@@ -24,7 +24,6 @@ call ends the trajectory with ``stop_reason="error"``.
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections.abc import Sequence
@@ -143,17 +142,18 @@ def use_of(ref: str, step: int, kind: Literal["read", "cited"]) -> SectionUse:
 class _CachedSchema(BaseModel):
     """Base of the step models: the gateway asks for the JSON schema on every call, and
     building it costs ~2 ms (a third of the harness's own CPU per step), so the default
-    schema is built once per class and a copy handed out."""
+    schema is built once per class and a fresh copy handed out (decoding its JSON is ~10x
+    cheaper than ``copy.deepcopy``)."""
 
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:  # noqa: D102
         if args or kwargs:
             return super().model_json_schema(*args, **kwargs)
-        cached = cls.__dict__.get("_t2s_schema")
+        cached = cls.__dict__.get("_t2s_schema_json")
         if cached is None:
-            cached = super().model_json_schema()
-            cls._t2s_schema = cached  # type: ignore[attr-defined]
-        return copy.deepcopy(cached)
+            cached = json.dumps(super().model_json_schema())
+            cls._t2s_schema_json = cached  # type: ignore[attr-defined]
+        return json.loads(cached)
 
 
 def action_model(skill_ids: Sequence[str], tools: Sequence[str]) -> type[BaseModel]:
