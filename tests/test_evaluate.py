@@ -66,6 +66,7 @@ def test_summarise_figures():
     assert result.ci[0] < 0.6 < result.ci[1]
     assert s.pass_rate.wilson.low < 0.6 < s.pass_rate.wilson.high
     assert result.tokens_per_task == 120 and result.seconds_per_task == 2.0
+    assert s.seconds_median == 2.0
     assert result.mde is not None and 0.5 < result.mde < 0.7
     assert s.task_ids == [f"t{i}" for i in range(10)]
     assert s.schema_version == 1 and s.kind == "summary"
@@ -75,6 +76,7 @@ def test_summarise_empty_is_defined():
     result = _result({}, commit="none")
     assert result.n == 0 and result.rate is None and result.mde is None
     assert result.tokens_per_task == 0.0 and result.summary.mean_score is None
+    assert result.summary.seconds_median is None
 
 
 def test_pairing_drops_unmatched_and_reports_why():

@@ -21,6 +21,7 @@ B - A with a paired bootstrap CI, the exact McNemar p-value and the discordant c
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -109,6 +110,10 @@ class EvalSummary(BaseModel):
     errors: int = Field(description="Tasks whose rollout ended in a model error (count as fail).")
     tokens_per_task: float = Field(description="Mean prompt + completion tokens per task.")
     seconds_per_task: float = Field(description="Mean wall seconds per task.")
+    seconds_median: float | None = Field(
+        default=None,
+        description="Median wall seconds per task (robust to a cold model start); None: n=0.",
+    )
 
 
 class _EvalLine(RootModel[Annotated[EvalRecord | EvalSummary, Field(discriminator="kind")]]):
@@ -244,6 +249,7 @@ def summarise(
         errors=sum(r.error is not None for r in records),
         tokens_per_task=sum(r.tokens for r in records) / n if n else 0.0,
         seconds_per_task=sum(r.seconds for r in records) / n if n else 0.0,
+        seconds_median=statistics.median(r.seconds for r in records) if n else None,
     )
 
 

@@ -47,7 +47,8 @@ def _eval_lines(result: EvalResult) -> list[str]:
         f"seed {s.seed}  delivery {s.delivery}",
         head,
         f"passed {s.passed}/{s.n}; Wilson 95% [{_fmt(rate.wilson.low)}, "
-        f"{_fmt(rate.wilson.high)}]; {s.seconds_per_task:.1f} s/task, "
+        f"{_fmt(rate.wilson.high)}]; {s.seconds_per_task:.1f} s/task "
+        f"(median {_fmt(s.seconds_median, 1)}), "
         f"{s.tokens_per_task:,.0f} tokens/task; model errors {s.errors}",
         f"results: {result.path}",
     ]
