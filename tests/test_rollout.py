@@ -428,3 +428,16 @@ def test_workspace_files_match_build_workspace(tmp_path: Path) -> None:
         got = {k: v.encode() if isinstance(v, str) else v for k, v in (files or {}).items()}
         assert got == expected
     assert workspace_files(GSM8K, GSM8K.load("test", limit=1).tasks[0]) is None
+
+
+def test_bad_requests_leave_no_run_dir(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="no split 'dev'"):
+        run_rollouts("gsm8k", "dev", None, "fake/echo", run_dir=tmp_path / "a", progress=False)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    with pytest.raises(RolloutError, match="has no tasks; 1 malformed rows"):
+        run_rollouts(
+            get_suite("jsonl", path=bad), "all", None, "fake/echo",
+            run_dir=tmp_path / "b", progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -386,8 +387,19 @@ async def arun_rollouts(
             f"{run_path} already holds a {stage} run ({traj_path.name}); pass --resume to "
             "continue it, or choose a new --run-dir"
         )
+    suite_obj.check_split(split)
+    created = not run_path.exists()
     run_path.mkdir(parents=True, exist_ok=True)
-    tasks = split_tasks(suite_obj, split, limit=limit, seed=seed, run_dir=run_path)
+    try:
+        tasks = split_tasks(suite_obj, split, limit=limit, seed=seed, run_dir=run_path)
+        if not tasks:
+            bad = suite_obj.load_all().bad_rows
+            why = f"; {len(bad)} malformed rows were skipped, first: {bad[0]}" if bad else ""
+            raise RolloutError(f"split {split!r} of suite {suite_obj.name!r} has no tasks{why}")
+    except BaseException:
+        if created:  # leave no half-made run directory behind a bad request
+            shutil.rmtree(run_path, ignore_errors=True)
+        raise
 
     llm = llm_config or LLMConfig.from_env()
     llm = llm.model_copy(
