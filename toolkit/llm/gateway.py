@@ -27,8 +27,9 @@ import re
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -113,6 +114,45 @@ class _Stats:
         self.retries = 0
         self.requests = 0
         self.repairs = 0
+
+
+@dataclass(slots=True)
+class _Call:
+    """One logical call in progress: its plan, counters and start times (internal)."""
+
+    plan: _Plan
+    stats: _Stats = field(default_factory=_Stats)
+    started: float = field(default_factory=time.time)
+    t0: float = field(default_factory=time.perf_counter)
+
+
+class _FailureScope:
+    """Wraps a call's model requests: an exception in it is logged as the call's record;
+    an ``LLMError`` passes through, any other becomes one ``LLMError``."""
+
+    __slots__ = ("_gateway", "_call")
+
+    def __init__(self, gateway: Gateway, call: _Call) -> None:
+        self._gateway = gateway
+        self._call = call
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        # Only Exception: a cancelled task or Ctrl-C is not a failed call.
+        if not isinstance(exc, Exception):
+            return False
+        call = self._call
+        self._gateway._record(call, None, False, exc)
+        if isinstance(exc, LLMError):
+            return False
+        raise self._gateway._llm_error(call.plan, exc, call.stats) from None
 
 
 def _transient_types(litellm: Any) -> tuple[type[BaseException], ...]:
@@ -266,7 +306,23 @@ class Gateway:
         except Exception:  # unknown model: fall back to JSON in the text
             return False
 
-    # ---- shared pieces ----------------------------------------------------------------
+    # ---- shared pieces (no I/O of their own but the cache and the calls log) -------------
+
+    def _begin(
+        self,
+        messages: Messages | str,
+        model: str | None,
+        response_model: type[BaseModel] | None,
+        cache: bool | None,
+        params: dict[str, Any],
+    ) -> tuple[_Call, Completion | None]:
+        """Plan a call and start its clock; the completion too when the cache has it."""
+        call = _Call(self._plan(messages, model, response_model, cache, params))
+        hit = self._from_cache(call.plan)
+        if hit is None:
+            return call, None
+        entry, value = hit
+        return call, self._succeed(call, entry.text, value, cache_hit=True)
 
     def _from_cache(self, plan: _Plan) -> tuple[CacheEntry, Any] | None:
         """The cached entry and its parsed value; None on a miss or an unusable entry."""
@@ -278,12 +334,14 @@ class Gateway:
         value, problem = self._check_structured(plan, entry.text)
         return None if problem is not None else (entry, value)
 
-    def _account(self, plan: _Plan, response: Any, stats: _Stats) -> str:
+    def _account(self, call: _Call, response: Any) -> str:
+        """Add a response's usage and cost to the call's counters; return its text."""
+        stats = call.stats
         usage = getattr(response, "usage", None)
         if usage is not None:
             stats.tokens_in += int(getattr(usage, "prompt_tokens", 0) or 0)
             stats.tokens_out += int(getattr(usage, "completion_tokens", 0) or 0)
-        if not plan.model.startswith(_GRAMMAR_PROVIDERS):
+        if not call.plan.model.startswith(_GRAMMAR_PROVIDERS):
             # A model missing from litellm's cost map has an unknown cost: count it as 0.
             with contextlib.suppress(Exception):
                 stats.cost += float(get_litellm().completion_cost(completion_response=response))
@@ -296,6 +354,16 @@ class Gateway:
         # "Equal jitter": at least half the delay, so retries spread but still back off.
         return ceiling / 2 + random.random() * ceiling / 2
 
+    def _retry_delay(self, call: _Call, exc: Exception, attempt: int) -> float:
+        """Seconds to wait before retrying after ``exc``; re-raises it if it is permanent
+        or the retries are used up."""
+        if not is_transient(exc, call.plan.model) or attempt >= self.config.max_retries:
+            raise exc
+        delay = self._backoff(attempt)
+        logger.info("retrying %s in %.2fs: %s", call.plan.model, delay, _error_line(exc))
+        call.stats.retries += 1
+        return delay
+
     def _llm_error(self, plan: _Plan, exc: BaseException, stats: _Stats) -> LLMError:
         name = type(exc).__name__
         if is_transient(exc, plan.model):
@@ -305,18 +373,12 @@ class Gateway:
             )
         return LLMError(f"{plan.model}: {name}: {_error_line(exc)}")
 
-    def _finish(
-        self,
-        plan: _Plan,
-        started: float,
-        t0: float,
-        stats: _Stats,
-        text: str | None,
-        value: Any,
-        cache_hit: bool,
-        error: BaseException | None,
-    ) -> Completion | None:
-        latency = time.perf_counter() - t0
+    def _record(
+        self, call: _Call, text: str | None, cache_hit: bool, error: BaseException | None
+    ) -> tuple[str, float]:
+        """Cache a fresh reply and log the call's record; return (call id, latency)."""
+        plan, stats = call.plan, call.stats
+        latency = time.perf_counter() - call.t0
         call_id = os.urandom(8).hex()
         if error is None and text is not None and not cache_hit and plan.key is not None:
             self.cache.put(
@@ -338,8 +400,8 @@ class Gateway:
                     tokens_out=stats.tokens_out,
                     cost_usd=stats.cost,
                     latency_s=latency,
-                    started_at=started,
-                    ended_at=started + latency,
+                    started_at=call.started,
+                    ended_at=call.started + latency,
                     cache_hit=cache_hit,
                     cache_key=plan.key,
                     retries=stats.retries,
@@ -350,12 +412,16 @@ class Gateway:
                     error_message=None if error is None else _error_line(error),
                 )
             )
-        if error is not None:
-            return None
+        return call_id, latency
+
+    def _succeed(self, call: _Call, text: str, value: Any, cache_hit: bool = False) -> Completion:
+        """Record a successful call and build its :class:`Completion`."""
+        call_id, latency = self._record(call, text, cache_hit, None)
+        stats = call.stats
         return Completion(
             text=text or "",
             value=value,
-            model=plan.model,
+            model=call.plan.model,
             call_id=call_id,
             cache_hit=cache_hit,
             tokens_in=stats.tokens_in,
@@ -366,6 +432,10 @@ class Gateway:
             repair_rounds=stats.repairs,
         )
 
+    def _recording_failure(self, call: _Call) -> _FailureScope:
+        """A ``with`` scope that records a failed call (see :class:`_FailureScope`)."""
+        return _FailureScope(self, call)
+
     def _check_structured(self, plan: _Plan, text: str) -> tuple[Any, str | None]:
         """(value, None) if ``text`` validates, else (None, the error to show the model)."""
         if plan.response_model is None:
@@ -375,33 +445,42 @@ class Gateway:
         except StructuredOutputError as exc:
             return None, str(exc)
 
-    def _structured_failure(self, plan: _Plan, error: str) -> LLMError:
-        return LLMError(
-            f"{plan.model}: no valid {plan.response_model.__name__} after one repair round: "
-            f"{redact(error)[:_MAX_ERROR_CHARS]}"
-        )
+    def _first_reply(self, call: _Call, text: str) -> tuple[Any, Messages | None]:
+        """Validate the first reply: (value, None), or (None, the repair round's messages)."""
+        plan = call.plan
+        value, problem = self._check_structured(plan, text)
+        if problem is None:
+            return value, None
+        call.stats.repairs += 1
+        return None, repair_messages(plan.messages, text, problem, plan.schema or {})
+
+    def _repaired_reply(self, call: _Call, text: str) -> Any:
+        """Validate the repair round's reply; there is no second repair round."""
+        plan = call.plan
+        value, problem = self._check_structured(plan, text)
+        if problem is not None:
+            raise LLMError(
+                f"{plan.model}: no valid {plan.response_model.__name__} after one repair round: "
+                f"{redact(problem)[:_MAX_ERROR_CHARS]}"
+            )
+        return value
 
     # ---- sync -------------------------------------------------------------------------
 
-    def _request(self, plan: _Plan, messages: Messages, stats: _Stats) -> str:
+    def _request(self, call: _Call, messages: Messages) -> str:
         litellm = get_litellm()
         attempt = 0
         while True:
-            stats.requests += 1
+            call.stats.requests += 1
             try:
                 with self._thread_sem:
                     response = litellm.completion(
-                        model=plan.model, messages=messages, **plan.kwargs
+                        model=call.plan.model, messages=messages, **call.plan.kwargs
                     )
-                return self._account(plan, response, stats)
+                return self._account(call, response)
             except Exception as exc:
-                if not is_transient(exc, plan.model) or attempt >= self.config.max_retries:
-                    raise
-                delay = self._backoff(attempt)
-                logger.info("retrying %s in %.2fs: %s", plan.model, delay, _error_line(exc))
+                time.sleep(self._retry_delay(call, exc, attempt))
                 attempt += 1
-                stats.retries += 1
-                time.sleep(delay)
 
     def complete_full(
         self,
@@ -413,29 +492,16 @@ class Gateway:
         **params: Any,
     ) -> Completion:
         """Make one logical call and return the :class:`Completion` (see :func:`complete`)."""
-        plan = self._plan(messages, model, response_model, cache, params)
-        started, t0 = time.time(), time.perf_counter()
-        stats = _Stats()
-        hit = self._from_cache(plan)
-        if hit is not None:
-            return self._finish(plan, started, t0, stats, hit[0].text, hit[1], True, None)  # type: ignore[return-value]
-        try:
-            text = self._request(plan, plan.messages, stats)
-            value, problem = self._check_structured(plan, text)
-            if problem is not None:
-                stats.repairs += 1
-                fix = repair_messages(plan.messages, text, problem, plan.schema or {})
-                text = self._request(plan, fix, stats)
-                value, problem = self._check_structured(plan, text)
-                if problem is not None:
-                    raise self._structured_failure(plan, problem)
-        except LLMError as exc:
-            self._finish(plan, started, t0, stats, None, None, False, exc)
-            raise
-        except Exception as exc:
-            self._finish(plan, started, t0, stats, None, None, False, exc)
-            raise self._llm_error(plan, exc, stats) from None
-        return self._finish(plan, started, t0, stats, text, value, False, None)  # type: ignore[return-value]
+        call, cached = self._begin(messages, model, response_model, cache, params)
+        if cached is not None:
+            return cached
+        with self._recording_failure(call):
+            text = self._request(call, call.plan.messages)
+            value, repair = self._first_reply(call, text)
+            if repair is not None:
+                text = self._request(call, repair)
+                value = self._repaired_reply(call, text)
+        return self._succeed(call, text, value)
 
     # ---- async ------------------------------------------------------------------------
 
@@ -450,26 +516,21 @@ class Gateway:
                     self._loop_sems[loop] = sem
         return sem
 
-    async def _arequest(self, plan: _Plan, messages: Messages, stats: _Stats) -> str:
+    async def _arequest(self, call: _Call, messages: Messages) -> str:
         litellm = get_litellm()
         sem = self._loop_semaphore()
         attempt = 0
         while True:
-            stats.requests += 1
+            call.stats.requests += 1
             try:
                 async with sem:
                     response = await litellm.acompletion(
-                        model=plan.model, messages=messages, **plan.kwargs
+                        model=call.plan.model, messages=messages, **call.plan.kwargs
                     )
-                return self._account(plan, response, stats)
+                return self._account(call, response)
             except Exception as exc:
-                if not is_transient(exc, plan.model) or attempt >= self.config.max_retries:
-                    raise
-                delay = self._backoff(attempt)
-                logger.info("retrying %s in %.2fs: %s", plan.model, delay, _error_line(exc))
+                await asyncio.sleep(self._retry_delay(call, exc, attempt))
                 attempt += 1
-                stats.retries += 1
-                await asyncio.sleep(delay)
 
     async def acomplete_full(
         self,
@@ -481,29 +542,16 @@ class Gateway:
         **params: Any,
     ) -> Completion:
         """Async :meth:`complete_full`."""
-        plan = self._plan(messages, model, response_model, cache, params)
-        started, t0 = time.time(), time.perf_counter()
-        stats = _Stats()
-        hit = self._from_cache(plan)
-        if hit is not None:
-            return self._finish(plan, started, t0, stats, hit[0].text, hit[1], True, None)  # type: ignore[return-value]
-        try:
-            text = await self._arequest(plan, plan.messages, stats)
-            value, problem = self._check_structured(plan, text)
-            if problem is not None:
-                stats.repairs += 1
-                fix = repair_messages(plan.messages, text, problem, plan.schema or {})
-                text = await self._arequest(plan, fix, stats)
-                value, problem = self._check_structured(plan, text)
-                if problem is not None:
-                    raise self._structured_failure(plan, problem)
-        except LLMError as exc:
-            self._finish(plan, started, t0, stats, None, None, False, exc)
-            raise
-        except Exception as exc:
-            self._finish(plan, started, t0, stats, None, None, False, exc)
-            raise self._llm_error(plan, exc, stats) from None
-        return self._finish(plan, started, t0, stats, text, value, False, None)  # type: ignore[return-value]
+        call, cached = self._begin(messages, model, response_model, cache, params)
+        if cached is not None:
+            return cached
+        with self._recording_failure(call):
+            text = await self._arequest(call, call.plan.messages)
+            value, repair = self._first_reply(call, text)
+            if repair is not None:
+                text = await self._arequest(call, repair)
+                value = self._repaired_reply(call, text)
+        return self._succeed(call, text, value)
 
     # ---- value-returning conveniences -------------------------------------------------
 
