@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import inspect
 import json
 import os
 import threading
@@ -254,6 +255,18 @@ def _plain_messages(messages: list[Any]) -> list[dict[str, Any]]:
     return plain
 
 
+_CUSTOM_LLM_SIGNATURE = inspect.signature(CustomLLM.completion)
+
+
+def _request_args(
+    provider: CustomLLM, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str, list[Any], ModelResponse, dict[str, Any]]:
+    """(model, messages, model_response, optional_params) from a call in CustomLLM's
+    ``completion`` signature; a call that does not fit it raises TypeError."""
+    bound = _CUSTOM_LLM_SIGNATURE.bind(provider, *args, **kwargs).arguments
+    return bound["model"], bound["messages"], bound["model_response"], bound["optional_params"]
+
+
 class LocalLLM(CustomLLM):
     """litellm custom provider serving GGUF models in-process with llama-cpp-python.
 
@@ -267,50 +280,16 @@ class LocalLLM(CustomLLM):
         self.n_threads = n_threads
         _register_zero_cost()
 
-    def completion(  # noqa: D102 - litellm's CustomLLM signature
-        self,
-        model: str,
-        messages: list,
-        api_base: str,
-        custom_prompt_dict: dict,
-        model_response: ModelResponse,
-        print_verbose: Any,
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict,
-        acompletion: Any = None,
-        litellm_params: Any = None,
-        logger_fn: Any = None,
-        headers: dict | None = None,
-        timeout: Any = None,
-        client: Any = None,
-    ) -> ModelResponse:
-        return self._complete(model, messages, model_response, optional_params)
+    # litellm calls a custom provider with keyword arguments in CustomLLM's signature; both
+    # methods accept that signature (bound against it) and use four of its arguments.
+    def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        """Answer one chat request (litellm's ``CustomLLM.completion`` arguments)."""
+        return self._complete(*_request_args(self, args, kwargs))
 
-    async def acompletion(  # noqa: D102 - litellm's CustomLLM signature
-        self,
-        model: str,
-        messages: list,
-        api_base: str,
-        custom_prompt_dict: dict,
-        model_response: ModelResponse,
-        print_verbose: Any,
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict,
-        acompletion: Any = None,
-        litellm_params: Any = None,
-        logger_fn: Any = None,
-        headers: dict | None = None,
-        timeout: Any = None,
-        client: Any = None,
-    ) -> ModelResponse:
+    async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        """Async :meth:`completion`."""
         # llama.cpp blocks; a worker thread keeps the event loop responsive.
-        return await asyncio.to_thread(
-            self._complete, model, messages, model_response, optional_params
-        )
+        return await asyncio.to_thread(self._complete, *_request_args(self, args, kwargs))
 
     def _complete(
         self,
