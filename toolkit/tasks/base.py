@@ -309,3 +309,32 @@ def iter_jsonl(path: Path) -> Iterator[tuple[str, int, Any]]:
             yield path.name, number, json.loads(line)
         except json.JSONDecodeError as exc:
             yield path.name, number, ValueError(f"invalid JSON: {exc.msg} (column {exc.colno})")
+
+
+def json_object(raw: Any) -> dict[str, Any]:
+    """``raw`` when it is a JSON object (a dict).
+
+    Raises:
+        ValueError: it is not, so the loader reports the row as bad.
+    """
+    if not isinstance(raw, dict):
+        raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+class JsonlFileSuite(Suite):
+    """A suite whose tasks are the lines of one JSONL file, :attr:`path` (set by ``__init__``).
+
+    Subclasses implement :meth:`parse_row`, :meth:`score` and :meth:`summarise`.
+    """
+
+    #: The JSONL data file.
+    path: Path
+
+    def source_files(self) -> list[Path]:
+        """The JSONL data file."""
+        return [self.path]
+
+    def iter_rows(self) -> Iterator[tuple[str, int, Any]]:
+        """Yield each JSONL line, decoded (a decoding error is yielded as a ValueError)."""
+        yield from iter_jsonl(self.path)

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from toolkit.tasks.base import Score, Suite, Task, iter_jsonl, scalar_text
+from toolkit.tasks.base import JsonlFileSuite, Score, Task, json_object, scalar_text
 from toolkit.tasks.datadir import resolve_data_dir
 from toolkit.tasks.splits import hash_split
 
@@ -95,11 +94,10 @@ def score_number(gold: str, answer: object, tolerance: float = DEFAULT_TOLERANCE
     )
 
 
-class GSM8KSuite(Suite):
+class GSM8KSuite(JsonlFileSuite):
     """GSM8K final-number questions."""
 
     name = "gsm8k"
-    splits = ("train", "test", "all")
 
     def __init__(
         self,
@@ -112,18 +110,9 @@ class GSM8KSuite(Suite):
         self.path = Path(file) if file is not None else self.data_dir / DATA_FILE
         self.tolerance = float(tolerance)
 
-    def source_files(self) -> list[Path]:
-        """The JSONL data file."""
-        return [self.path]
-
-    def iter_rows(self) -> Iterator[tuple[str, int, Any]]:
-        """Yield each decoded JSONL line."""
-        yield from iter_jsonl(self.path)
-
     def parse_row(self, raw: Any) -> Task:
         """Build a task; the solution is kept in metadata and never shown to the agent."""
-        if not isinstance(raw, dict):
-            raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
+        raw = json_object(raw)
         solution = raw["solution"]
         if not isinstance(solution, str) or not isinstance(raw["question"], str):
             raise ValueError("question and solution must be strings")

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from toolkit.tasks.base import Score, Suite, Task, TaskError, TaskFile, iter_jsonl, scalar_text
+from toolkit.tasks.base import JsonlFileSuite, Score, Task, TaskError, TaskFile, scalar_text
 from toolkit.tasks.gsm8k import extract_number, format_number
 from toolkit.tasks.splits import hash_split
 
@@ -49,11 +48,10 @@ def _exact_norm(text: str, ignore_case: bool) -> str:
     return text.casefold() if ignore_case else text
 
 
-class JsonlSuite(Suite):
+class JsonlSuite(JsonlFileSuite):
     """Tasks from a user JSONL file with exact, numeric or regex scoring."""
 
     name = "jsonl"
-    splits = ("train", "test", "all")
 
     def __init__(
         self,
@@ -71,14 +69,6 @@ class JsonlSuite(Suite):
         self.scoring: ScoringRule = scoring
         self.tolerance = float(tolerance)
         self.ignore_case = ignore_case
-
-    def source_files(self) -> list[Path]:
-        """The user's JSONL file."""
-        return [self.path]
-
-    def iter_rows(self) -> Iterator[tuple[str, int, Any]]:
-        """Yield each decoded line."""
-        yield from iter_jsonl(self.path)
 
     def parse_row(self, raw: Any) -> Task:
         """Validate one line: fields, answer usable by the scoring rule, files present."""

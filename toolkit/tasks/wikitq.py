@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from toolkit.tasks import wikitq_eval
-from toolkit.tasks.base import Score, Suite, Task, TaskFile, iter_jsonl, scalar_text
+from toolkit.tasks.base import JsonlFileSuite, Score, Task, TaskFile, json_object, scalar_text
 from toolkit.tasks.datadir import resolve_data_dir
 
 DATA_FILE = "wikitablequestions/wtq_subset.jsonl"
@@ -115,29 +114,19 @@ def score_wtq(gold: list[str], gold_canon: list[str] | None, answer: object) -> 
     return Score(passed=False, value=0.0, predicted=first_norm, gold=gold_norm, details=why)
 
 
-class WikiTQSuite(Suite):
+class WikiTQSuite(JsonlFileSuite):
     """WikiTableQuestions table QA, scored with the official evaluator."""
 
     name = "wikitq"
-    splits = ("train", "test", "all")
 
     def __init__(self, data_dir: str | Path | None = None, file: str | Path | None = None):
         """Read ``file`` (default ``<data root>/wikitablequestions/wtq_subset.jsonl``)."""
         self.data_dir = resolve_data_dir(data_dir)
         self.path = Path(file) if file is not None else self.data_dir / DATA_FILE
 
-    def source_files(self) -> list[Path]:
-        """The JSONL data file."""
-        return [self.path]
-
-    def iter_rows(self) -> Iterator[tuple[str, int, Any]]:
-        """Yield each JSONL line, decoded (a decoding error is yielded as the raw text)."""
-        yield from iter_jsonl(self.path)
-
     def parse_row(self, raw: Any) -> Task:
         """Build a task; the table is re-written as standard CSV in ``table.csv``."""
-        if not isinstance(raw, dict):
-            raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
+        raw = json_object(raw)
         answers = raw["answers"]
         canon = raw.get("answers_canon")
         if not (isinstance(answers, list) and answers and all(isinstance(a, str) for a in answers)):
