@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +80,20 @@ def score_number(gold: str, answer: object, tolerance: float = DEFAULT_TOLERANCE
             gold=gold_norm,
         )
     value = extract_number(text) if isinstance(answer, str) else float(text)
+    return score_value(value, [target], tolerance)
+
+
+def score_value(value: float | None, golds: Sequence[float | None], tolerance: float) -> Score:
+    """Pass when ``value`` is within ``tolerance`` of a gold number (None golds never match).
+
+    ``value`` is the answer's number, None when the answer held none.
+    """
+    gold_norm = [format_number(g) for g in golds if g is not None]
     if value is None:
         return Score.fail("no number found in the answer", gold=gold_norm)
     if math.isnan(value) or math.isinf(value):
         return Score.fail(f"answer is not a finite number: {value}", gold=gold_norm)
-    passed = abs(value - target) <= tolerance
+    passed = any(g is not None and abs(value - g) <= tolerance for g in golds)
     return Score(
         passed=passed,
         value=1.0 if passed else 0.0,

@@ -17,7 +17,6 @@ or ``regex`` (the gold is a pattern the whole stripped answer must match).
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -25,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolkit.tasks.base import JsonlFileSuite, Score, Task, TaskError, TaskFile, scalar_text
-from toolkit.tasks.gsm8k import extract_number, format_number
+from toolkit.tasks.gsm8k import extract_number, score_value
 from toolkit.tasks.splits import hash_split
 
 ScoringRule = Literal["exact", "numeric", "regex"]
@@ -146,20 +145,7 @@ class JsonlSuite(JsonlFileSuite):
     def _score_numeric(self, task: Task, free_text: bool, text: str) -> Score:
         value = extract_number(text) if free_text else float(text)
         golds = [extract_number(g) for g in task.answers]
-        gold_norm = [format_number(g) for g in golds if g is not None]
-        if value is None:
-            return Score.fail("no number found in the answer", gold=gold_norm)
-        if math.isnan(value) or math.isinf(value):
-            return Score.fail(f"answer is not a finite number: {value}", gold=gold_norm)
-        passed = any(g is not None and abs(value - g) <= self.tolerance for g in golds)
-        return Score(
-            passed=passed,
-            value=1.0 if passed else 0.0,
-            predicted=[format_number(value)],
-            gold=gold_norm,
-            details="equal within tolerance" if passed else "differs from the gold number",
-            info={"tolerance": self.tolerance},
-        )
+        return score_value(value, golds, self.tolerance)
 
     def summarise(self, task: Task) -> str:
         """The question and the names of the workspace files."""
