@@ -378,3 +378,31 @@ def test_cli_eval_and_compare_print_the_figures(e2e):
     only_a = len([t for t in chosen if t in e2e["without"] and t not in e2e["with"]])
     assert f"only A passed {only_a}, only B passed {only_b};" in out.stdout
     assert "(n=9 pairs), p=" in out.stdout and "dropped: 0" in out.stdout
+
+
+def test_cached_replays_are_counted_apart():
+    from toolkit.trajectory import Action, Step
+
+    def steps(cached: bool) -> list[Step]:
+        return [Step(index=0, action=Action(tool="submit"), cache_hit=cached)]
+
+    fresh = _trajectory("t1", True, commit="none").model_copy(update={"steps": steps(False)})
+    replay = _trajectory("t2", True, commit="none").model_copy(
+        update={"steps": steps(True), "latency_s": 0.1}
+    )
+    records = [record_of(fresh, "test"), record_of(replay, "test")]
+    assert [(r.cached_steps, r.steps) for r in records] == [(0, 1), (1, 1)]
+    s = summarise(
+        records,
+        suite="gsm8k",
+        split="test",
+        skill="none",
+        skill_commit="none",
+        model="fake/m",
+        seed=0,
+        delivery="none",
+        limit=None,
+        resamples=100,
+    )
+    assert s.cached_tasks == 1 and s.seconds_per_fresh_task == 2.0
+    assert s.seconds_per_task == pytest.approx(1.05)

@@ -80,6 +80,10 @@ class EvalRecord(BaseModel):
     tokens: int = Field(description="Prompt + completion tokens of the trajectory.")
     seconds: float = Field(description="Wall seconds of the trajectory.")
     error: str | None = Field(default=None, description="Model error, when the rollout failed.")
+    cached_steps: int = Field(
+        default=0, description="Steps whose model reply came from the response cache."
+    )
+    steps: int = Field(default=0, description="Steps of the trajectory.")
 
 
 class EvalSummary(BaseModel):
@@ -113,6 +117,16 @@ class EvalSummary(BaseModel):
     seconds_median: float | None = Field(
         default=None,
         description="Median wall seconds per task (robust to a cold model start); None: n=0.",
+    )
+    cached_tasks: int = Field(
+        default=0,
+        description="Tasks with at least one reply from the response cache: their seconds "
+        "are mostly replay time, not model time.",
+    )
+    seconds_per_fresh_task: float | None = Field(
+        default=None,
+        description="Mean wall seconds over the tasks with no cached reply (the model cost); "
+        "None when every task used the cache.",
     )
 
 
@@ -212,6 +226,8 @@ def record_of(trajectory: Trajectory, split: str) -> EvalRecord:
         tokens=trajectory.tokens_in + trajectory.tokens_out,
         seconds=trajectory.latency_s,
         error=trajectory.error if trajectory.stop_reason == "error" else None,
+        cached_steps=sum(step.cache_hit for step in trajectory.steps),
+        steps=len(trajectory.steps),
     )
 
 
@@ -231,6 +247,7 @@ def summarise(
     """The summary of ``records``: pass rate with CIs (bootstrap seeded with ``seed``), MDE,
     mean tokens and seconds per task."""
     n = len(records)
+    fresh = [r for r in records if r.cached_steps == 0]
     return EvalSummary(
         suite=suite,
         split=split,
@@ -250,6 +267,8 @@ def summarise(
         tokens_per_task=sum(r.tokens for r in records) / n if n else 0.0,
         seconds_per_task=sum(r.seconds for r in records) / n if n else 0.0,
         seconds_median=statistics.median(r.seconds for r in records) if n else None,
+        cached_tasks=len(records) - len(fresh),
+        seconds_per_fresh_task=sum(r.seconds for r in fresh) / len(fresh) if fresh else None,
     )
 
 

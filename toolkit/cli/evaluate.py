@@ -50,6 +50,14 @@ def _eval_lines(result: EvalResult) -> list[str]:
         f"{_fmt(rate.wilson.high)}]; {s.seconds_per_task:.1f} s/task "
         f"(median {_fmt(s.seconds_median, 1)}), "
         f"{s.tokens_per_task:,.0f} tokens/task; model errors {s.errors}",
+        *(
+            [
+                f"{s.cached_tasks} of {s.n} tasks replayed from the response cache; "
+                f"model time {_fmt(s.seconds_per_fresh_task, 1)} s per uncached task"
+            ]
+            if s.cached_tasks
+            else []
+        ),
         f"results: {result.path}",
     ]
 
