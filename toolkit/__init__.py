@@ -7,6 +7,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from toolkit.evaluate import EvalResult, compare, evaluate, load_eval
+from toolkit.llm import acomplete, complete
 from toolkit.patch import Edit, Patch, PatchResult, apply_patch, load_patch, write_result
 from toolkit.repo import SkillRepo, blame_file, export_bundle, import_bundle, sanitize_run_id
 from toolkit.rollout import RolloutSummary, run_rollouts
@@ -15,6 +17,7 @@ from toolkit.trajectory import Trajectory, import_trajectories, read_trajectorie
 
 __all__ = [
     "Budgets",
+    "EvalResult",
     "Edit",
     "Patch",
     "PatchResult",
@@ -22,11 +25,16 @@ __all__ = [
     "Skill",
     "SkillRepo",
     "Trajectory",
+    "acomplete",
     "apply_patch",
     "blame_file",
+    "compare",
+    "complete",
+    "evaluate",
     "export_bundle",
     "import_bundle",
     "import_trajectories",
+    "load_eval",
     "load_patch",
     "load_skill",
     "read_trajectories",

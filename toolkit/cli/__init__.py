@@ -36,8 +36,10 @@ def main(verbose: bool) -> None:
     \b
     Examples:
       trace2skill skill validate skills/gsm8k-math
-      trace2skill skill sections skills/gsm8k-math
       trace2skill patch apply fix.json skills/gsm8k-math --dry-run
+      trace2skill model install
+      trace2skill eval --skill skills/gsm8k-math --suite gsm8k --limit 20
+      trace2skill compare none skills/gsm8k-math --suite gsm8k --limit 20
     """
 
 
