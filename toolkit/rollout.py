@@ -32,6 +32,7 @@ from typing import Any, Literal, TextIO
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolkit.agent import Agent, AgentConfig
+from toolkit.atomic import write_atomic
 from toolkit.errors import ToolkitError
 from toolkit.executor import Executor, LocalExecutor
 from toolkit.llm.config import LLMConfig
@@ -144,14 +145,7 @@ def update_stage(run_dir: Path, stage: str, **fields: Any) -> Manifest:
         manifest.stages[stage] = StageRecord.model_validate(merged)
         manifest.toolkit_version = toolkit_version()
         text = json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=run_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, run_dir / MANIFEST_FILE)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(run_dir / MANIFEST_FILE, text, prefix=".manifest-", suffix="")
         return manifest
     finally:
         fcntl.flock(lock_fd, fcntl.LOCK_UN)

@@ -9,15 +9,14 @@ temp file, never a truncated entry. An entry that fails to parse is treated as a
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+
+from toolkit.atomic import write_atomic
 
 CACHE_SCHEMA_VERSION = 1
 
@@ -92,16 +91,7 @@ class ResponseCache:
         """Store ``entry`` atomically (temp file in the same dir, then ``os.replace``)."""
         target = self.path_for(entry.key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(entry.model_dump_json().encode("utf-8"))
-            os.replace(tmp, target)
-        except BaseException:
-            # Never leave the temp file behind on failure (disk full, KeyboardInterrupt).
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomic(target, entry.model_dump_json(), prefix=".tmp-", suffix=".json")
 
     def __len__(self) -> int:
         """Number of entries on disk (walks the directory: for tests and tooling only)."""

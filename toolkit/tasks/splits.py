@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from toolkit.atomic import write_atomic
 from toolkit.tasks.base import Suite, Task, TaskError
 
 SPLITS_SCHEMA_VERSION = 1
@@ -106,14 +105,7 @@ def save_splits(splits: SplitsFile, path: Path) -> None:
     """Write ``splits`` to ``path`` atomically (temp file + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(splits.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".splits-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text, prefix=".splits-", suffix="")
 
 
 def load_splits(path: Path) -> SplitsFile:
