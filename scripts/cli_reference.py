@@ -22,15 +22,24 @@ HEADER = (
 )
 
 
-def _walk(command: click.Command, path: list[str], out: list[str]) -> None:
-    ctx = click.Context(command, info_name=" ".join(path), terminal_width=100)
+def _walk(
+    command: click.Command,
+    path: list[str],
+    out: list[str],
+    parent: click.Context | None = None,
+) -> None:
+    # Chained to the parent context, as on the command line: subcommands inherit settings
+    # such as ``-h`` for help (click also caches the help option on first use, so a context
+    # without the chain would render differently depending on what ran before).
+    settings = {"terminal_width": 100, **command.context_settings}
+    ctx = click.Context(command, info_name=path[-1], parent=parent, **settings)
     level = "#" * min(len(path) + 1, 4)
     out.append(f"\n{level} `{' '.join(path)}`\n\n```text\n{command.get_help(ctx).rstrip()}\n```\n")
     if isinstance(command, click.Group):
         for name in command.list_commands(ctx):
             sub = command.get_command(ctx, name)
             if sub is not None and not sub.hidden:
-                _walk(sub, [*path, name], out)
+                _walk(sub, [*path, name], out, ctx)
 
 
 def render() -> str:
