@@ -331,7 +331,7 @@ def test_cannot_read_outside_its_dir(pool: SandboxPool, run: Runner) -> None:
         "    except OSError as e:\n"
         "        print(t, type(e).__name__)\n"
         "print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\n"
-        "print(os.listdir('/tmp'))\n"
+        "print([os.listdir(d) for d in ('/tmp', '/dev/shm') if os.path.isdir(d)])\n"
     )
     result = run(_in_session(pool, code))
     assert result.error is None, result.render()
@@ -345,8 +345,9 @@ def test_cannot_read_outside_its_dir(pool: SandboxPool, run: Runner) -> None:
     else:
         assert lines[2] == f"/proc/{os.getpid()}/environ PermissionError"
     if FULL.private_tmp:
-        # /tmp is a private empty tmpfs except the path down to its own worker dir.
-        assert len(eval(lines[4])) == 1
+        # /tmp and /dev/shm are private empty tmpfs mounts, except the path down to its own
+        # worker dir in the one that holds the pool's base dir.
+        assert sum(len(names) for names in eval(lines[4])) == 1
 
 
 @needs("unprivileged_user")
@@ -455,6 +456,7 @@ def test_state_isolated_between_sessions(pool: SandboxPool, run: Runner) -> None
                     f"print(os.path.exists({str(other)!r}))\n"
                 )
 
+            await asyncio.gather(a.ready(), b.ready())  # their paths exist once ready
             results = await asyncio.gather(a.run(probe(b.path)), b.run(probe(a.path)))
         return setup, results[0], results[1]
 
@@ -557,7 +559,52 @@ def test_session_misuse_is_a_clear_error(pool: SandboxPool, run: Runner) -> None
     session: Session = pool.session()
     with pytest.raises(SandboxError, match="not open"):
         run(session.run("1"))
+    with pytest.raises(SandboxError, match="not open"):
+        session.path  # noqa: B018
+
+    async def path_before_ready() -> list[str]:
+        async with pool.session({"a.txt": "x"}) as fresh:
+            listed = await fresh.list_files()  # known at once, set-up or not
+            await fresh.ready()
+            assert fresh.path.is_dir()
+            return listed
+
+    assert run(path_before_ready()) == ["a.txt"]
     with pytest.raises(SandboxError, match="at least 1"):
         SandboxPool(size=0)
     with pytest.raises(SandboxError, match="not started"):
         run(_in_session(SandboxPool(size=1), "1"))
+
+
+def test_session_dirs_go_to_the_configured_base(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from toolkit.sandbox._pool import BASE_DIR_ENV, default_base_parent
+
+    monkeypatch.setenv(BASE_DIR_ENV, str(tmp_path))
+    assert default_base_parent() == tmp_path
+
+    async def scenario() -> tuple[Path, RunResult]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SandboxDegradedWarning)
+            pool = SandboxPool(size=1)
+            async with pool, pool.session({"t.csv": "a\n1\n"}) as session:
+                result = await session.run("print(open('t.csv').read().split())")
+                return session.path, result
+
+    path, result = asyncio.run(scenario())
+    assert path.is_relative_to(tmp_path)
+    assert result.stdout == "['a', '1']\n", result.render()
+    assert not path.exists()  # the session removed its dir
+    assert list(tmp_path.iterdir()) == []  # and the pool its base
+
+
+def test_default_base_is_a_roomy_tmpfs_or_the_temp_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolkit.sandbox._pool import BASE_DIR_ENV, default_base_parent
+
+    monkeypatch.delenv(BASE_DIR_ENV, raising=False)
+    chosen = default_base_parent()
+    if chosen is not None:
+        assert chosen == Path("/dev/shm")
+        stats = os.statvfs(chosen)
+        assert stats.f_bavail * stats.f_frsize >= 1 << 30

@@ -404,9 +404,10 @@ class Agent:
         """Solve one task whose prompt text is ``summary`` in ``session``; never raises for
         model or tool failures (they end or continue the trajectory, recorded)."""
         cfg = self.config
+        files = await session.list_files()
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": self.system},
-            {"role": "user", "content": task_message(summary, session.files(), cfg)},
+            {"role": "user", "content": task_message(summary, files, cfg)},
         ]
         result = AgentResult(stop_reason="max_turns")
         must_submit = False

@@ -566,6 +566,7 @@ async def _rollout_one(
     sample_seed = task_seed(seed, task.id)
     async with pool.session(workspace_files(suite, task)) as session:
         result = await agent.run(summary, session, seed=sample_seed)
+        await session.ready()  # the workspace exists even if the agent ran no code
         # Scoring may read the workspace (spreadsheets), so it runs before the session
         # closes; those go to a thread because LibreOffice recalculation blocks for ~1 s.
         if suite.name == "spreadsheet":
