@@ -1,17 +1,25 @@
 """Rollout throughput: our agent + sandbox + gateway vs bare litellm calls, same fake model.
 
-256 rollouts of 4 steps (3 python steps running a small pandas snippet on a 100-row table in
-the sandbox, then submit) with the fake model at 200 ms per call, 32 at once. The baseline in
-the same process makes the same number of bare ``litellm.acompletion`` calls (4 per rollout,
-sequential within a rollout, 32 rollouts at once) through the same fake provider. Also the
-median wall time of one python tool call (100-row table, after warm-up).
+256 rollouts of 4 steps (3 python steps, each running a snippet in the sandbox, then submit)
+with the fake model at 200 ms per call, 32 at once. The baseline, in the same process, replays
+every litellm request our stack made (same messages, same parameters) as bare
+``litellm.acompletion`` calls: 4 per rollout, sequential within a rollout, 32 rollouts at once,
+through the same fake provider. So the ratio prices what the agent loop, the sandbox and the
+gateway add on top of the model calls themselves.
+
+Two workloads: ``small`` (the issue's "small snippet": read the task's table file and count
+its lines) gives ``throughput_ratio`` and ``parallel_efficiency``; ``pandas`` (read_csv, filter
+and groupby on the 100-row table, ~1.5 ms of CPU per call) gives ``throughput_ratio_pandas``
+and ``parallel_efficiency_pandas``. With 32 snippets landing at once on few cores the pandas
+run is bound by CPU, not by our overhead. Also the median wall time of one pandas tool call
+(100-row table, after warm-up): ``python_tool_median_ms``.
 
 Usage:
     .venv/bin/python benchmarks/rollouts.py [--rollouts 256] [--concurrency 32] [--latency 0.2]
 
 The last line is one JSON object with ``throughput_ratio`` (ours / bare, target >= 0.9),
-``parallel_efficiency`` (ours / the ideal concurrency / (4 * latency) rollouts/s) and
-``python_tool_median_ms`` (target < 100).
+``parallel_efficiency`` (ours / the ideal concurrency / (4 * latency) rollouts/s),
+``python_tool_median_ms`` (target < 100), and the two ``_pandas`` figures.
 """
 
 from __future__ import annotations
@@ -40,11 +48,14 @@ from toolkit.trajectory import read_trajectories  # noqa: E402
 
 STEPS = 4
 ROOT = Path(__file__).resolve().parents[1]
-SNIPPET = (
-    "import pandas as pd\n"
-    "df = pd.read_csv('table.csv')\n"
-    "print(df[df.value > 50].groupby('group').value.sum().to_dict())"
-)
+SNIPPETS = {
+    "small": "rows = open('table.csv').read().splitlines()\nprint(len(rows))",
+    "pandas": (
+        "import pandas as pd\n"
+        "df = pd.read_csv('table.csv')\n"
+        "print(df[df.value > 50].groupby('group').value.sum().to_dict())"
+    ),
+}
 
 
 def table(seed: int, rows: int = 100) -> str:
@@ -88,13 +99,18 @@ class BenchSuite(Suite):
         return task.question + "\nThe table is in table.csv (100 rows)."
 
 
-def script(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    step = sum(m["role"] == "assistant" for m in messages)
-    if step < STEPS - 1:
-        # A different comment per step: the agent forces submit after a repeated step.
-        code = f"{SNIPPET}  # step {step}"
-        return {"thought": "look", "tool": "python", "args": {"code": code}}
-    return {"thought": "done", "tool": "submit", "args": {"answer": "ok"}}
+def make_script(snippet: str) -> Any:
+    """The fake model's script: STEPS - 1 python steps running ``snippet``, then submit."""
+
+    def script(messages: list[dict[str, Any]]) -> dict[str, Any]:
+        step = sum(m["role"] == "assistant" for m in messages)
+        if step < STEPS - 1:
+            # A different comment per step: the agent forces submit after a repeated step.
+            code = f"{snippet}  # step {step}"
+            return {"thought": "look", "tool": "python", "args": {"code": code}}
+        return {"thought": "done", "tool": "submit", "args": {"answer": "ok"}}
+
+    return script
 
 
 async def ours(args: argparse.Namespace, pool: SandboxPool, model: str, run_dir: Path) -> float:
@@ -118,32 +134,82 @@ async def ours(args: argparse.Namespace, pool: SandboxPool, model: str, run_dir:
     return wall
 
 
-async def bare(args: argparse.Namespace, model: str) -> float:
+class Recorder:
+    """Records the litellm requests our stack makes, so the baseline can replay them."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self._litellm = get_litellm()
+        self._original = self._litellm.acompletion
+
+    async def _spy(self, **kwargs: Any) -> Any:
+        self.requests.append(kwargs)
+        return await self._original(**kwargs)
+
+    def __enter__(self) -> Recorder:
+        self._litellm.acompletion = self._spy
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._litellm.acompletion = self._original
+
+
+async def bare(
+    args: argparse.Namespace, model: str, requests: list[dict[str, Any]] | None = None
+) -> float:
+    """Bare ``litellm.acompletion`` calls, STEPS per rollout, ``concurrency`` rollouts at once.
+
+    With ``requests`` (recorded from our run) each call replays one of our requests, same
+    messages and parameters; without, each sends a two-message minimal request.
+    """
     litellm = get_litellm()
     sem = asyncio.Semaphore(args.concurrency)
-    messages = [{"role": "system", "content": "bench"}, {"role": "user", "content": "go"}]
+    minimal = {
+        "model": model,
+        "messages": [{"role": "system", "content": "bench"}, {"role": "user", "content": "go"}],
+    }
+    calls = requests or [minimal] * (args.rollouts * STEPS)
 
-    async def rollout() -> None:
+    async def rollout(index: int) -> None:
         async with sem:
-            for _ in range(STEPS):
-                await litellm.acompletion(model=model, messages=messages)
+            for step in range(STEPS):
+                await litellm.acompletion(**calls[(index * STEPS + step) % len(calls)])
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(rollout() for _ in range(args.rollouts)))
+    await asyncio.gather(*(rollout(i) for i in range(args.rollouts)))
     return time.perf_counter() - t0
 
 
 async def python_tool_ms(pool: SandboxPool, repeats: int = 60) -> float:
     async with pool.session({"table.csv": table(1)}) as session:
         for _ in range(5):  # warm-up: pandas' first read_csv and groupby
-            await session.run(SNIPPET)
+            await session.run(SNIPPETS["pandas"])
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            result = await session.run(SNIPPET)
+            result = await session.run(SNIPPETS["pandas"])
             times.append((time.perf_counter() - t0) * 1000)
             assert result.ok, result.render()
     return statistics.median(times)
+
+
+async def workload(args: argparse.Namespace, pool: SandboxPool, name: str) -> tuple[float, float]:
+    """Our rollouts, then the bare replay of their requests: (ours_s, bare_s)."""
+    with fake_model(make_script(SNIPPETS[name]), latency=args.latency) as model:
+        with tempfile.TemporaryDirectory() as tmp:
+            # Warm-up: litellm's first call and the agent's code paths.
+            warm = argparse.Namespace(**{**vars(args), "rollouts": args.concurrency})
+            await ours(warm, pool, model, Path(tmp) / "warm")
+            await bare(warm, model)
+            with Recorder() as recorder:
+                ours_s = await ours(args, pool, model, Path(tmp) / "run")
+        bare_s = await bare(args, model, recorder.requests)
+    print(
+        f"{name}: ours {args.rollouts} rollouts in {ours_s:.2f} s"
+        f" = {args.rollouts / ours_s:.1f} rollouts/s; bare litellm replay of the same"
+        f" {len(recorder.requests)} requests {bare_s:.2f} s = {args.rollouts / bare_s:.1f}/s"
+    )
+    return ours_s, bare_s
 
 
 async def main(args: argparse.Namespace) -> dict[str, float]:
@@ -155,29 +221,18 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
     print(f"sandbox pool of {args.concurrency} started in {time.perf_counter() - t0:.1f} s")
     try:
         tool_ms = await python_tool_ms(pool)
-        with fake_model(script, latency=args.latency) as model:
-            with tempfile.TemporaryDirectory() as tmp:
-                # Warm-up: litellm's first call and the agent's code paths.
-                warm = argparse.Namespace(**{**vars(args), "rollouts": args.concurrency})
-                await ours(warm, pool, model, Path(tmp) / "warm")
-                await bare(warm, model)
-                ours_s = await ours(args, pool, model, Path(tmp) / "run")
-            bare_s = await bare(args, model)
+        walls = {name: await workload(args, pool, name) for name in SNIPPETS}
     finally:
         await pool.close()
     ideal = args.concurrency / (STEPS * args.latency)
-    ours_tp = args.rollouts / ours_s
-    bare_tp = args.rollouts / bare_s
-    print(f"ours: {args.rollouts} rollouts in {ours_s:.2f} s = {ours_tp:.1f} rollouts/s")
-    print(
-        f"bare litellm: {args.rollouts * STEPS} calls in {bare_s:.2f} s = {bare_tp:.1f} rollouts/s"
-    )
-    print(f"ideal: {ideal:.1f} rollouts/s; python tool median {tool_ms:.1f} ms")
-    return {
-        "throughput_ratio": round(ours_tp / bare_tp, 3),
-        "parallel_efficiency": round(ours_tp / ideal, 3),
-        "python_tool_median_ms": round(tool_ms, 2),
-    }
+    print(f"ideal: {ideal:.1f} rollouts/s; pandas python tool median {tool_ms:.1f} ms")
+    figures = {}
+    for name, (ours_s, bare_s) in walls.items():
+        suffix = "" if name == "small" else f"_{name}"
+        figures[f"throughput_ratio{suffix}"] = round(bare_s / ours_s, 3)
+        figures[f"parallel_efficiency{suffix}"] = round(args.rollouts / ours_s / ideal, 3)
+    figures["python_tool_median_ms"] = round(tool_ms, 2)
+    return figures
 
 
 if __name__ == "__main__":
