@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from pydantic import BaseModel
 
+from toolkit.agent import AgentConfig, agent_fingerprint
 from toolkit.cli import main
 from toolkit.executor import LocalExecutor
 from toolkit.llm import FaultKind, LLMConfig, fake_model, read_calls
@@ -112,12 +113,23 @@ def test_gsm8k_rollout_records_verdicts(tmp_path: Path) -> None:
             t.skill_commit == commit and t.delivery == "system" and t.model == "fake/rollout-gsm8k"
         )
         assert t.sample_seed == task_seed(0, t.task_id) and t.temperature == 0.7
-        assert t.id == trajectory_id("gsm8k", t.task_id, commit, t.model, 0, "system")
+        assert t.id == trajectory_id(
+            "gsm8k", t.task_id, commit, t.model, 0, "system", agent_fingerprint(AgentConfig())
+        )
         assert [s.action.tool for s in t.steps] == ["python", "submit"]
         assert [u.ref for u in t.section_uses] == ["SKILL.md#gsm8k-math/workflow"]
         assert t.tokens_in == sum(s.tokens_in for s in t.steps) > 0
     assert summary.trajectory_ids == [
-        trajectory_id("gsm8k", t.id, commit, "fake/rollout-gsm8k", 0, "system") for t in tasks
+        trajectory_id(
+            "gsm8k",
+            t.id,
+            commit,
+            "fake/rollout-gsm8k",
+            0,
+            "system",
+            agent_fingerprint(AgentConfig()),
+        )
+        for t in tasks
     ]
     splits = load_splits(run_dir / "splits.json")
     assert splits.splits == {"test": [t.id for t in tasks]}
@@ -441,3 +453,30 @@ def test_bad_requests_leave_no_run_dir(tmp_path: Path) -> None:
             run_dir=tmp_path / "b", progress=False,
         )  # fmt: skip
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_changed_agent_does_not_reuse_finished_work(tmp_path: Path) -> None:
+    assert agent_fingerprint(AgentConfig()) == agent_fingerprint(AgentConfig())
+    assert agent_fingerprint(AgentConfig()) != agent_fingerprint(AgentConfig(max_turns=5))
+    options: dict[str, Any] = {
+        "run_dir": tmp_path / "run",
+        "limit": 2,
+        "concurrency": 1,
+        "llm_config": llm_config(tmp_path),
+        "progress": False,
+    }
+    with fake_model(gsm8k_agent(), name="rollout-agent-change") as model:
+        first = run_rollouts("gsm8k", "test", GSM8K_SKILL, model, **options)
+        same = run_rollouts("gsm8k", "test", GSM8K_SKILL, model, resume=True, **options)
+        changed = run_rollouts(
+            "gsm8k",
+            "test",
+            GSM8K_SKILL,
+            model,
+            resume=True,
+            agent_config=AgentConfig(max_turns=5),
+            **options,
+        )
+    assert (first.ran, same.ran, same.resumed) == (2, 0, 2)
+    assert changed.ran == 2 and changed.resumed == 0
+    assert set(changed.trajectory_ids).isdisjoint(first.trajectory_ids)

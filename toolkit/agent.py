@@ -24,6 +24,7 @@ call ends the trajectory with ``stop_reason="error"``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -295,6 +296,23 @@ def turn_note(step: int, max_turns: int, after: str | None = None) -> str:
             "with it now. Otherwise fix or extend the code."
         )
     return f"Step {step}/{max_turns}. Reply with one JSON object."
+
+
+def agent_fingerprint(config: AgentConfig) -> str:
+    """12 hex chars naming the agent's behaviour: its config and its prompt texts.
+
+    Part of every trajectory id, so finished work is reused only by the same agent: change a
+    budget, the sampling or the wording of the prompts and tasks run afresh.
+    """
+    texts = [
+        config.model_dump_json(),
+        system_prompt(None, config),
+        task_message("", ["table.csv"], config),
+        turn_note(1, config.max_turns),
+        turn_note(2, config.max_turns, "python"),
+        turn_note(config.max_turns, config.max_turns),
+    ]
+    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12]
 
 
 def truncate(text: str, limit: int, hint: str) -> tuple[str, bool]:

@@ -2,7 +2,7 @@
 
 :func:`evaluate` rolls out the agent with one skill (or none) on a split through
 :func:`toolkit.rollout.run_rollouts` (finished tasks are reused: trajectory ids are hashes of
-task, skill version, model, seed and delivery), then writes the outcome to
+task, skill version, model, seed, delivery and agent fingerprint), then writes the outcome to
 ``run_dir/evals/<skill-commit>/<split>.jsonl``: one :class:`EvalRecord` per task (task id,
 seed, model, passed, score, trajectory id) and one :class:`EvalSummary` (pass rate with a
 bootstrap and a Wilson interval, the minimum detectable effect, tokens and seconds per task).
@@ -466,8 +466,8 @@ def evaluate(
     """Evaluate ``skill`` (a folder, a :class:`Skill`, or None / ``"none"``) on ``split``.
 
     Runs the missing rollouts into ``run_dir/evals/trajectories.jsonl`` (kept apart from the
-    run's training trajectories; tasks already there with the same skill version, model, seed
-    and delivery are reused), then stores and returns the result.
+    run's training trajectories; tasks already there with the same skill version, model, seed,
+    delivery and agent settings are reused), then stores and returns the result.
 
     Args:
         skill: the skill, or None / ``"none"`` for the no-skill baseline.

@@ -8,7 +8,8 @@ with the suite and append the :class:`~toolkit.trajectory.Trajectory` to
 the stage status; model calls are logged to ``run_dir/llm_calls.jsonl``.
 
 Resuming: with ``resume=True`` the tasks whose trajectory id (a hash of task, skill version,
-model, seed and delivery) is already in the trajectories file are skipped; finished lines are
+model, seed, delivery and the agent's fingerprint) is already in the trajectories file are
+skipped; finished lines are
 never rewritten (a torn last line left by a kill is cut off). Without ``resume`` an existing
 trajectories file is an error, so a run is never mixed up with another by accident.
 """
@@ -31,7 +32,7 @@ from typing import Any, Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from toolkit.agent import Agent, AgentConfig
+from toolkit.agent import Agent, AgentConfig, agent_fingerprint
 from toolkit.atomic import write_atomic
 from toolkit.errors import ToolkitError
 from toolkit.executor import Executor, LocalExecutor
@@ -405,8 +406,10 @@ async def arun_rollouts(
     )
     model_name = llm.model
     commit = skill_commit(skill_obj)
+    fingerprint = agent_fingerprint(config)
     ids = {
-        t.id: trajectory_id(suite_obj.name, t.id, commit, model_name, seed, delivery) for t in tasks
+        t.id: trajectory_id(suite_obj.name, t.id, commit, model_name, seed, delivery, fingerprint)
+        for t in tasks
     }
 
     finished: dict[str, Trajectory] = {}
@@ -432,6 +435,7 @@ async def arun_rollouts(
         "concurrency": concurrency,
         "executor": (executor or LocalExecutor()).name,
         "agent": config.model_dump(mode="json"),
+        "agent_fingerprint": fingerprint,
         "trajectories": os.path.relpath(traj_path, run_path),
     }
     update_stage(

@@ -191,14 +191,25 @@ def _digest(parts: Iterable[object]) -> str:
 
 
 def trajectory_id(
-    suite: str, task_id: str, skill_commit: str, model: str, seed: int, delivery: str
+    suite: str,
+    task_id: str,
+    skill_commit: str,
+    model: str,
+    seed: int,
+    delivery: str,
+    agent: str = "",
 ) -> str:
     """The id of a trajectory: 16 hex chars of a hash of what determines it.
 
-    Re-running the same task with the same skill version, model, seed and delivery gives the
-    same id, which is how ``resume`` recognises finished work.
+    Re-running the same task with the same skill version, model, seed, delivery and agent
+    (``agent``: the agent's fingerprint, see ``toolkit.agent.agent_fingerprint``; empty for
+    imported trajectories) gives the same id, which is how ``resume`` and ``eval`` recognise
+    finished work, and why a changed agent (budgets, sampling, prompts) does not reuse it.
     """
-    return _digest([suite, task_id, skill_commit, model, seed, delivery])[:16]
+    parts: list[Any] = [suite, task_id, skill_commit, model, seed, delivery]
+    if agent:
+        parts.append(agent)
+    return _digest(parts)[:16]
 
 
 def task_seed(seed: int, task_id: str) -> int:

@@ -202,11 +202,11 @@ def eval_cmd(
     """Evaluate a skill (or no skill) on a split: pass rate with a bootstrap 95% CI.
 
     Rolls the agent out on each task (tasks already done in the run directory with the same
-    skill version, model, seed and delivery are reused) and stores per-task records and a
-    summary in RUN_DIR/evals/<skill-commit>/<split>.jsonl. The MDE is the smallest paired
-    difference a comparison at this n detects (alpha 0.05, power 0.8). To grow n, run again
-    with a larger --limit (a new run directory): with the response cache on, tasks already
-    run come back from the cache.
+    skill version, model, seed, delivery and agent settings are reused) and stores per-task
+    records and a summary in RUN_DIR/evals/<skill-commit>/<split>.jsonl. The MDE is the
+    smallest paired difference a comparison at this n detects (alpha 0.05, power 0.8). To
+    grow n, run again with a larger --limit (a new run directory): with the response cache
+    on, tasks already run come back from the cache.
 
     \b
     Examples:
