@@ -608,3 +608,10 @@ def test_default_base_is_a_roomy_tmpfs_or_the_temp_dir(monkeypatch: pytest.Monke
         assert chosen == Path("/dev/shm")
         stats = os.statvfs(chosen)
         assert stats.f_bavail * stats.f_frsize >= 1 << 30
+
+
+def test_file_system_type_of_a_path() -> None:
+    from toolkit.sandbox._pool import _fs_type
+
+    assert _fs_type(Path("/proc/self")) == "proc"
+    assert _fs_type(Path("/")) is not None
