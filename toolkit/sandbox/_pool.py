@@ -4,12 +4,14 @@ Data flow: ``SandboxPool.start`` probes the protections, makes a base dir (root-
 traversable, not listable; on tmpfs when it can, see ``default_base_parent``) and starts
 ``size`` workers, each with a private worker dir ``<base>/w-<random>`` (owned by the sandbox
 uid, 0700) holding a copy of the worker program. ``pool.session(files=...)`` borrows an idle
-worker, creates the task dir ``<worker-dir>/s-<random>`` with the caller's files (in a thread),
-and tells the worker to start a fresh namespace there. ``Session.run`` sends one snippet and
-waits at most its wall limit plus a grace period; a worker that overruns, dies or breaks the
-protocol is killed and replaced (the task dir moves to the new worker). On exit the session
-ends in the background: the worker resets, the task dir is deleted and the worker returns to
-the pool, or is replaced if it is dirty (a thread left running) or has served its quota.
+worker, creates the task dir ``<worker-dir>/s-<random>`` with the caller's files (in a thread
+unless on tmpfs), and tells the worker to start a fresh namespace there. ``Session.run``
+sends one snippet and waits at most its wall limit plus a grace period; a worker that
+overruns, dies or breaks the protocol is killed and replaced (the task dir moves to the new
+worker). Opening runs in the background (``run`` and ``ready`` wait for it). On exit the
+session ends in the background too: the worker resets, the task dir is deleted and the worker
+returns to the pool, or is replaced if it is dirty (a thread left running) or has served its
+quota.
 """
 
 from __future__ import annotations
