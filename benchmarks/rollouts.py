@@ -19,9 +19,8 @@ Usage:
         [--repeat 3]
 
 The last line is one JSON object, medians over the repeats: ``throughput_ratio`` (ours /
-bare, target >= 0.9),
-``parallel_efficiency`` (ours / the ideal concurrency / (4 * latency) rollouts/s),
-``python_tool_median_ms`` (target < 100), and the two ``_pandas`` figures.
+bare, target >= 0.9), ``parallel_efficiency`` (ours / the ideal concurrency / (4 * latency)
+rollouts/s), ``python_tool_median_ms`` (target < 100), and the two ``_pandas`` figures.
 """
 
 from __future__ import annotations

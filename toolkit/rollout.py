@@ -9,9 +9,9 @@ the stage status; model calls are logged to ``run_dir/llm_calls.jsonl``.
 
 Resuming: with ``resume=True`` the tasks whose trajectory id (a hash of task, skill version,
 model, seed, delivery and the agent's fingerprint) is already in the trajectories file are
-skipped; finished lines are
-never rewritten (a torn last line left by a kill is cut off). Without ``resume`` an existing
-trajectories file is an error, so a run is never mixed up with another by accident.
+skipped; finished lines are never rewritten (a torn last line left by a kill is cut off).
+Without ``resume`` an existing trajectories file is an error, so a run is never mixed up with
+another by accident.
 """
 
 from __future__ import annotations
