@@ -215,12 +215,12 @@ def system_prompt(skill: Skill | None, config: AgentConfig) -> str:
     """The system message: tools, one JSON example, rules, and the skill per delivery."""
     with_skill = skill is not None and config.delivery != "none"
     # The example's thought plans before the code: small models copy its length and shape.
-    # They also copied its code verbatim (a word problem's arithmetic printed the example's
-    # answer in 10 of 50 GSM8K runs), so the example is a made-up task, said to be one, with
-    # a rule below to write code for the real task.
+    # The 1.5B also copies its code verbatim as a first step (12 of 50 GSM8K tasks without a
+    # skill, 0 of 19 with one); a simpler made-up example plus a "never reuse the example"
+    # rule was copied more (16 of 50), so this one stays until something measures better.
     example: dict[str, Any] = {
-        "thought": "Asked: how many days are in 3 weeks. days = weeks * 7, "
-        "so I compute it in Python."
+        "thought": "Asked: the total cost. 4 boxes of 12 pens at 3 dollars per pen, "
+        "so cost = boxes * pens_per_box * price. I compute it in Python."
     }
     if with_skill and skill is not None:
         ids = citable_ids(skill)
@@ -228,14 +228,14 @@ def system_prompt(skill: Skill | None, config: AgentConfig) -> str:
         example["cited_sections"] = workflow[:1] or ids[1:2] or ids[:1]
     example["tool"] = "python"
     example["args"] = {
-        "code": "weeks = 3\nprint(weeks * 7)",
+        "code": "boxes = 4\npens_per_box = 12\nprice = 3\nprint(boxes * pens_per_box * price)",
         "path": "",
         "section": "",
         "answer": "",
     }
     lines = [
         "You solve a task step by step using tools.",
-        "Each reply is ONE JSON object. The format, shown for a made-up task:",
+        "Each reply is ONE JSON object, for example:",
         json.dumps(example),
         "",
         "Tools:",
@@ -252,7 +252,6 @@ def system_prompt(skill: Skill | None, config: AgentConfig) -> str:
         "",
         "Rules:",
         "- In thought, first say what is asked, then plan the next step.",
-        "- Write code for YOUR task, with its own numbers and files: never reuse the example's.",
         "- Do all arithmetic, counting and comparing in python, never in your head.",
         "- Read the python output before you submit; if it shows an error, fix the code.",
         "- Submit as soon as you know the answer: args.answer holds the answer only.",
