@@ -538,19 +538,7 @@ def workspace_files(suite: Suite, task: Task) -> dict[str, str | bytes] | None:
                 for p in sorted(Path(tmp).rglob("*"))
                 if p.is_file()
             }
-    files: dict[str, str | bytes] = {}
-    for item in task.files:
-        if item.text is not None:
-            files[item.path] = item.text
-        elif item.data is not None:
-            files[item.path] = item.data
-        else:
-            assert item.source is not None
-            try:
-                files[item.path] = Path(item.source).read_bytes()
-            except OSError as exc:
-                raise TaskError(f"task input file is missing: {item.source} ({exc})") from None
-    return files
+    return {item.path: item.content() for item in task.files}
 
 
 async def _rollout_one(

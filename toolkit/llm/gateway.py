@@ -308,16 +308,9 @@ class Gateway:
 
     # ---- shared pieces (no I/O of their own but the cache and the calls log) -------------
 
-    def _begin(
-        self,
-        messages: Messages | str,
-        model: str | None,
-        response_model: type[BaseModel] | None,
-        cache: bool | None,
-        params: dict[str, Any],
-    ) -> tuple[_Call, Completion | None]:
-        """Plan a call and start its clock; the completion too when the cache has it."""
-        call = _Call(self._plan(messages, model, response_model, cache, params))
+    def _begin(self, plan: _Plan) -> tuple[_Call, Completion | None]:
+        """Start a planned call's clock; the completion too when the cache has it."""
+        call = _Call(plan)
         hit = self._from_cache(call.plan)
         if hit is None:
             return call, None
@@ -492,7 +485,7 @@ class Gateway:
         **params: Any,
     ) -> Completion:
         """Make one logical call and return the :class:`Completion` (see :func:`complete`)."""
-        call, cached = self._begin(messages, model, response_model, cache, params)
+        call, cached = self._begin(self._plan(messages, model, response_model, cache, params))
         if cached is not None:
             return cached
         with self._recording_failure(call):
@@ -542,7 +535,7 @@ class Gateway:
         **params: Any,
     ) -> Completion:
         """Async :meth:`complete_full`."""
-        call, cached = self._begin(messages, model, response_model, cache, params)
+        call, cached = self._begin(self._plan(messages, model, response_model, cache, params))
         if cached is not None:
             return cached
         with self._recording_failure(call):

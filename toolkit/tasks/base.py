@@ -56,6 +56,22 @@ class TaskFile(BaseModel):
             raise ValueError(f"{self.path}: give exactly one of text, data or source")
         return self
 
+    def content(self) -> str | bytes:
+        """The file's content: its text, its data, or the bytes of its source file.
+
+        Raises:
+            TaskError: the source file is missing.
+        """
+        if self.text is not None:
+            return self.text
+        if self.data is not None:
+            return self.data
+        assert self.source is not None
+        try:
+            return Path(self.source).read_bytes()
+        except OSError as exc:
+            raise TaskError(f"task input file is missing: {self.source} ({exc})") from None
+
     def write(self, root: Path) -> Path:
         """Write this file under ``root`` and return its path."""
         target = root / self.path
