@@ -22,6 +22,7 @@ done
 $T skill sections skills/gsm8k-math
 
 say "3/5 Stage 1 + evaluation: the agent with S0 on $LIMIT bundled GSM8K test tasks (real model; a few minutes on 2 cores)"
+$T tasks check --suite gsm8k --split test --no-progress
 $T eval --skill skills/gsm8k-math --suite gsm8k --split test --limit "$LIMIT" --run-dir "$RUN_DIR"
 $T llm calls "$RUN_DIR"
 

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -190,11 +191,12 @@ def test_cli_compare_stored_files(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["eval", "--skill", "none", "--suite", "nope"], "unknown task suite 'nope'"),
         (["eval", "--skill", "none", "--suite", "gsm8k", "--split", "dev"], "no split 'dev'"),
         (["eval", "--skill", "none"], "--suite is required"),
         (["compare", "none", "skills/gsm8k-math"], "--suite is required"),
-        (["compare", "none", "none", "--suite", "nope"], "unknown task suite"),
+        (["eval", "--skill", "none", "--suite", "jsonl"], "--suite jsonl needs --data"),
+        (["eval", "--skill", "none", "--suite", "gsm8k", "--scoring", "numeric"], "jsonl only"),
+        (["compare", "none", "none", "--data", "."], "need --suite"),
     ],
 )
 def test_cli_bad_input_is_one_line(args, message, tmp_path):
@@ -203,6 +205,42 @@ def test_cli_bad_input_is_one_line(args, message, tmp_path):
     assert out.output.startswith("Error: ") and message in out.output
     assert out.output.count("\n") == 1
     assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("command", [["eval", "--skill", "none"], ["compare", "none", "none"]])
+def test_cli_unknown_suite_lists_the_valid_ones(command, tmp_path):
+    out = CliRunner().invoke(main, [*command, "--suite", "nope", "--run-dir", str(tmp_path)])
+    assert out.exit_code == 2
+    assert "'nope' is not one of 'gsm8k', 'jsonl', 'spreadsheet', 'wikitq'" in out.output
+
+
+def test_cli_eval_on_a_users_jsonl_tasks_with_numeric_scoring(tmp_path):
+    """A user's own tasks: --suite jsonl --data FILE with the scoring rule chosen on the CLI."""
+    from toolkit.llm import fake_model
+
+    tasks = tmp_path / "mine.jsonl"
+    rows = [{"id": f"q{i}", "question": f"What is {i} times 3?", "answer": 3 * i} for i in range(6)]
+    tasks.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def reply(messages):
+        # Right for even i, in words that only numeric scoring accepts; wrong for odd i.
+        user = next(m["content"] for m in messages if m["role"] == "user")
+        i = int(re.search(r"What is (\d+) times 3", user).group(1))
+        answer = f"It is {3 * i}.0" if i % 2 == 0 else "none"
+        return {"thought": "", "cited_sections": [], "tool": "submit", "args": {"answer": answer}}
+
+    common = ["--skill", "none", "--suite", "jsonl", "--data", str(tasks), "--split", "all"]
+    with fake_model(reply) as model:
+        runner = CliRunner()
+        for scoring, passed in (("numeric", 3), ("exact", 0)):
+            out = runner.invoke(
+                main,
+                ["eval", *common, "--scoring", scoring, "--model", model, "--no-cache"]
+                + ["--run-dir", str(tmp_path / scoring), "--json"],
+            )
+            assert out.exit_code == 0, out.output
+            summary = json.loads(out.stdout)["summary"]
+            assert (summary["suite"], summary["n"], summary["passed"]) == ("jsonl", 6, passed)
 
 
 def test_evaluate_rejects_bad_delivery(tmp_path):

@@ -449,3 +449,23 @@ def test_unconvertible_output_fails_its_case_and_the_others_still_recalculate(tm
     assert [c["passed"] for c in score.info["cases"]] == [True, False]
     assert [c["recalculated"] for c in score.info["cases"]] == [True, False]
     assert "case 2: cannot open output" in score.details
+
+
+@needs_soffice
+def test_check_flags_a_gold_workbook_whose_stored_values_libreoffice_recalculates(tmp_path):
+    """tasks check: a stale cached gold value is a task no agent can pass."""
+    from toolkit.tasks.check import check_suite
+
+    root = make_dataset(tmp_path / "data", cases=2)
+    answer = root / "spreadsheetbench" / "spreadsheet" / "t1" / "2_t1_answer.xlsx"
+    _stale_workbook(answer)  # A1=2, A2=3, A3 = A1+A2 stored as 99
+    suite = get_suite("spreadsheet", data_dir=root, cache_dir=tmp_path / "cache")
+    report = check_suite(suite)
+    assert not report.ok and report.checked == 1
+    (failure,) = report.failures
+    assert failure.id == "t1"
+    assert "case 2: value differs at 'S'!A3: gold 99, got 5" in failure.details
+    assert failure.details.startswith("1/2 test cases pass")
+
+    make_book(answer, {"S": {"A1": 2, "A2": 3, "A3": "=A1+A2"}})  # no cached value: recalculated
+    assert check_suite(suite).ok

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from toolkit.cli.llm import llm_options
+from toolkit.cli.suites import suite_options
 
 if TYPE_CHECKING:
     from toolkit.evaluate import Comparison, EvalResult
     from toolkit.llm.config import LLMConfig
+    from toolkit.tasks import Suite
 
 
 def _run_dir(run_dir: Path | None, suite: str, split: str, limit: int | None, seed: int) -> Path:
@@ -93,13 +95,12 @@ def _compare_lines(comparison: Comparison) -> list[str]:
 def _evaluate(
     skill: str,
     *,
-    suite: str,
+    suite: Suite,
     split: str,
     limit: int | None,
     seed: int,
     run_dir: Path | None,
     delivery: str | None,
-    data_dir: Path | None,
     parallel: int,
     resamples: int,
     llm_config: LLMConfig,
@@ -111,13 +112,12 @@ def _evaluate(
         suite,
         split,
         llm_config.model,
-        run_dir=_run_dir(run_dir, suite, split, limit, seed),
+        run_dir=_run_dir(run_dir, suite.name, split, limit, seed),
         seed=seed,
         limit=limit,
         delivery=None if skill.strip().lower() == NO_SKILL else delivery,
         concurrency=parallel,
         resamples=resamples,
-        data_dir=data_dir,
         progress=True,
         llm_config=llm_config,
     )
@@ -125,7 +125,7 @@ def _evaluate(
 
 def _common(func: Any) -> Any:
     options = [
-        click.option("--suite", help="Task suite: gsm8k, wikitq, spreadsheet or jsonl."),
+        suite_options(required=False, help_suite="Task suite to evaluate on."),
         click.option("--split", default="test", show_default=True, help="Split to evaluate on."),
         click.option(
             "--limit",
@@ -151,12 +151,6 @@ def _common(func: Any) -> Any:
             default="system",
             show_default=True,
             help="Skill in the system prompt, or loaded section by section on demand.",
-        ),
-        click.option(
-            "--data-dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            help="Data root (default: $TRACE2SKILL_DATA_DIR, ../shared/data or the vendored "
-            "slice).",
         ),
         click.option(
             "--parallel",
@@ -187,13 +181,12 @@ def _common(func: Any) -> Any:
 @llm_options
 def eval_cmd(
     skill: str,
-    suite: str | None,
+    suite: Suite | None,
     split: str,
     limit: int | None,
     seed: int,
     run_dir: Path | None,
     delivery: str,
-    data_dir: Path | None,
     parallel: int,
     resamples: int,
     as_json: bool,
@@ -227,7 +220,6 @@ def eval_cmd(
         seed=seed,
         run_dir=run_dir,
         delivery=delivery,
-        data_dir=data_dir,
         parallel=parallel,
         resamples=resamples,
         llm_config=llm_config,
@@ -246,7 +238,7 @@ def eval_cmd(
 def _side(
     spec: str,
     *,
-    suite: str | None,
+    suite: Suite | None,
     split: str,
     seed: int,
     common: dict[str, Any],
@@ -255,7 +247,7 @@ def _side(
     from toolkit.evaluate import EvalError, load_eval
 
     if spec.endswith(".jsonl") and Path(spec).is_file():
-        return load_eval(spec, suite=suite, seed=seed)
+        return load_eval(spec, suite=suite.name if suite else None, seed=seed)
     if not suite:
         raise EvalError(f"--suite is required to evaluate {spec!r} (or give stored .jsonl files)")
     return _evaluate(spec, suite=suite, split=split, seed=seed, llm_config=llm_config, **common)
@@ -269,13 +261,12 @@ def _side(
 def compare(
     a: str,
     b: str,
-    suite: str | None,
+    suite: Suite | None,
     split: str,
     limit: int | None,
     seed: int,
     run_dir: Path | None,
     delivery: str,
-    data_dir: Path | None,
     parallel: int,
     resamples: int,
     as_json: bool,
@@ -301,7 +292,6 @@ def compare(
         "limit": limit,
         "run_dir": run_dir,
         "delivery": delivery,
-        "data_dir": data_dir,
         "parallel": parallel,
         "resamples": resamples,
     }

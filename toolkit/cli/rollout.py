@@ -9,26 +9,14 @@ from typing import Any
 import click
 
 from toolkit.cli.llm import llm_options
-from toolkit.tasks import SUITES
+from toolkit.cli.suites import suite_options
+from toolkit.tasks import Suite
 
 DEFAULT_CONCURRENCY = 4
 
 
-def _suite(name: str, data: Path | None) -> Any:
-    from toolkit.tasks import get_suite, suite_options
-
-    if data is None:
-        return get_suite(name)
-    # The jsonl suite reads one file (``path``); the others read a data folder.
-    key = "path" if "path" in suite_options(name) else "data_dir"
-    return get_suite(name, **{key: data})
-
-
 @click.command("rollout")
-@click.option(
-    "--suite", "suite_name", required=True, type=click.Choice(sorted(SUITES)),
-    help="Task suite to draw the tasks from.",
-)  # fmt: skip
+@suite_options(required=True, help_suite="Task suite to draw the tasks from.")
 @click.option(
     "--split", default="test", show_default=True, help="Split of the suite (train, test, all)."
 )
@@ -56,15 +44,11 @@ def _suite(name: str, data: Path | None) -> Any:
     "--temperature", type=click.FloatRange(min=0), default=0.7, show_default=True,
     help="Sampling temperature of the agent.",
 )  # fmt: skip
-@click.option(
-    "--data", type=click.Path(exists=True, path_type=Path),
-    help="Data folder of the suite (the JSONL file for --suite jsonl).",
-)  # fmt: skip
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @llm_options
 def rollout_command(
-    suite_name: str,
+    suite: Suite,
     split: str,
     skill_path: Path | None,
     run_dir: Path,
@@ -74,7 +58,6 @@ def rollout_command(
     resume: bool,
     max_turns: int,
     temperature: float,
-    data: Path | None,
     no_progress: bool,
     as_json: bool,
     llm_config: Any,
@@ -106,7 +89,7 @@ def rollout_command(
     )
     concurrency = llm_config.concurrency if given else DEFAULT_CONCURRENCY
     summary = run_rollouts(
-        _suite(suite_name, data),
+        suite,
         split,
         skill_path,
         run_dir=run_dir,
@@ -163,12 +146,11 @@ def trajectories_group() -> None:
     "--run-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
     help="Run directory to add the trajectories to (created if needed).",
 )  # fmt: skip
-@click.option(
-    "--suite", "suite_name", type=click.Choice(sorted(SUITES)),
-    help="Check task ids against this suite and score outcomes that give only an answer.",
-)  # fmt: skip
-@click.option("--data", type=click.Path(exists=True, path_type=Path), help="Suite data.")
-def import_command(path: Path, run_dir: Path, suite_name: str | None, data: Path | None) -> None:
+@suite_options(
+    required=False,
+    help_suite="Check task ids against this suite and score outcomes that give only an answer.",
+)
+def import_command(path: Path, run_dir: Path, suite: Suite | None) -> None:
     """Import a JSONL file of OpenAI-style chats with outcomes (docs/trajectory-import.md).
 
     Each line needs task_id, messages and outcome {passed, score?, answer?}. Good lines are
@@ -181,7 +163,6 @@ def import_command(path: Path, run_dir: Path, suite_name: str | None, data: Path
     """
     from toolkit.trajectory import import_trajectories
 
-    suite = _suite(suite_name, data) if suite_name else None
     report = import_trajectories(path, run_dir, suite=suite)
     click.echo(
         f"imported {report.imported} trajectories into {report.trajectories_path}"

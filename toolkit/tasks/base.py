@@ -232,6 +232,13 @@ class Suite(ABC):
     def summarise(self, task: Task) -> str:
         """Short prompt text: the question, the workspace files and a preview of them."""
 
+    def reference_answers(self, task: Task) -> list[object]:
+        """Answers that must score as correct: each gold item (``tasks check`` scores them).
+
+        Empty when the suite cannot state a correct answer (a regex gold is a pattern).
+        """
+        return list(task.answers)
+
     def build_workspace(self, task: Task, directory: Path) -> list[Path]:
         """Write the task's input files into ``directory`` (created if needed).
 

@@ -142,6 +142,10 @@ class JsonlSuite(JsonlFileSuite):
             details="equals an accepted answer" if passed else "equals no accepted answer",
         )
 
+    def reference_answers(self, task: Task) -> list[object]:
+        """Each accepted answer; none for regex scoring, whose golds are patterns."""
+        return [] if self.scoring == "regex" else list(task.answers)
+
     def _score_numeric(self, task: Task, free_text: bool, text: str) -> Score:
         value = extract_number(text) if free_text else float(text)
         golds = [extract_number(g) for g in task.answers]

@@ -230,6 +230,15 @@ class SpreadsheetSuite(Suite):
 
     # -- scoring -------------------------------------------------------------------------
 
+    def reference_answers(self, task: Task) -> list[object]:
+        """The answer workbooks themselves, as if an agent had written them.
+
+        They are recalculated like an agent's output, so a task whose cached gold values
+        LibreOffice computes differently fails here: no agent can pass it.
+        """
+        cases = [TestCase.model_validate(c) for c in task.metadata["test_cases"]]
+        return [{case.number: Path(case.answer) for case in cases}]
+
     def score(self, task: Task, answer: object) -> Score:
         """Compare the agent's output workbooks with the gold answers, case by case.
 

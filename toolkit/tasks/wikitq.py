@@ -160,6 +160,11 @@ class WikiTQSuite(JsonlFileSuite):
         """Official WikiTQ evaluation of ``answer`` (a string, a number or a list of items)."""
         return score_wtq(task.answers, task.metadata.get("answers_canon"), answer)
 
+    def reference_answers(self, task: Task) -> list[object]:
+        """The gold item list, as given and in its canonical form: both must pass."""
+        canon = task.metadata.get("answers_canon")
+        return [task.answers] + ([canon] if canon else [])
+
     def summarise(self, task: Task, max_rows: int = 5) -> str:
         """The question, the table's shape and columns, and its first rows."""
         table = next(f for f in task.files if f.path == TABLE_FILE)

@@ -1,0 +1,94 @@
+"""Check a suite's data before spending model time on it.
+
+Loads every row (malformed rows are reported, as the loader always does) and scores each
+task's reference answers (:meth:`Suite.reference_answers`) with the suite's own rule. A
+reference that fails names a task no agent can pass: a gold answer the scorer cannot read, a
+numeric gold with no number, or a SpreadsheetBench answer workbook whose cached values
+LibreOffice recalculates differently.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pydantic import BaseModel, Field
+
+from toolkit.progress import Progress
+from toolkit.tasks.base import RowError, Suite, seeded_subset
+
+
+class ReferenceFailure(BaseModel):
+    """A task whose reference answer does not pass its own scorer."""
+
+    id: str
+    split: str
+    details: str = Field(description="The scorer's verdict on the reference answer.")
+
+
+class SuiteCheck(BaseModel):
+    """The result of :func:`check_suite`."""
+
+    suite: str
+    split: str = Field(description="The split checked ('all' for every task).")
+    splits: dict[str, int] = Field(description="Tasks per split over the whole data.")
+    bad_rows: list[RowError] = Field(default_factory=list)
+    checked: int = Field(description="Tasks whose reference answers were scored.")
+    unchecked: list[str] = Field(
+        default_factory=list, description="Tasks with no reference answer to score."
+    )
+    failures: list[ReferenceFailure] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no row was skipped and every reference passed."""
+        return not self.bad_rows and not self.failures
+
+
+def check_suite(
+    suite: Suite,
+    split: str = "all",
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> SuiteCheck:
+    """Load ``suite`` and score the reference answers of the tasks of ``split``.
+
+    Args:
+        suite: the suite to check.
+        split: the split whose tasks are scored (``all`` for every task).
+        limit: score a seeded subset of at most this many tasks.
+        seed: the subset's seed.
+        progress: a bar to advance per task (its total is set to the tasks checked).
+
+    Raises:
+        TaskError: unknown split or unreadable data file; RecalcError when LibreOffice is
+            needed and fails (an environment problem, not a data one).
+    """
+    suite.check_split(split)
+    loaded = suite.load_all()
+    tasks = [t for t in loaded.tasks if split == "all" or t.split == split]
+    tasks = seeded_subset(tasks, limit, seed)
+    if progress is not None:
+        progress.total = len(tasks)
+        progress.draw()
+    failures: list[ReferenceFailure] = []
+    unchecked: list[str] = []
+    for task in tasks:
+        references = suite.reference_answers(task)
+        if not references:
+            unchecked.append(task.id)
+        failed = next((s for s in (suite.score(task, r) for r in references) if not s.passed), None)
+        if failed is not None:
+            failures.append(ReferenceFailure(id=task.id, split=task.split, details=failed.details))
+        if progress is not None:
+            progress.update(bool(references) and failed is None)
+    return SuiteCheck(
+        suite=suite.name,
+        split=split,
+        splits=dict(sorted(Counter(t.split for t in loaded.tasks).items())),
+        bad_rows=loaded.bad_rows,
+        checked=len(tasks) - len(unchecked),
+        unchecked=unchecked,
+        failures=failures,
+    )
