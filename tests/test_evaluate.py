@@ -1,5 +1,8 @@
 import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -18,7 +21,10 @@ from toolkit.evaluate import (
     store,
     summarise,
 )
-from toolkit.trajectory import Trajectory, Verdict, trajectory_id
+from toolkit.skill import load_skill
+from toolkit.trajectory import Trajectory, Verdict, skill_commit, trajectory_id
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _trajectory(task_id: str, passed: bool, *, commit: str, seed: int = 0) -> Trajectory:
@@ -444,3 +450,41 @@ def test_cached_replays_are_counted_apart():
     )
     assert s.cached_tasks == 1 and s.seconds_per_fresh_task == 2.0
     assert s.seconds_per_task == pytest.approx(1.05)
+
+
+def test_cli_eval_of_a_committed_skill_is_the_same_version_as_its_folder(
+    e2e, tmp_path, monkeypatch
+):
+    """--skill REV:PATH evaluates the committed folder; unchanged, it reuses the folder's work."""
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "skills" / "gsm8k-math", repo / "skills" / "gsm8k-math")
+    for args in (["init", "-q"], ["add", "."]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-qm", "s0"],
+        cwd=repo,
+        check=True,
+    )
+    monkeypatch.chdir(repo)
+    common = ["--suite", "gsm8k", "--limit", "3", "--data", str(e2e["data_dir"])]
+    common += ["--model", e2e["model"], "--no-cache", "--run-dir", str(e2e["run"]), "--json"]
+    runner = CliRunner()
+    out = runner.invoke(main, ["eval", "--skill", "HEAD:skills/gsm8k-math", *common])
+    assert out.exit_code == 0, out.output
+    committed = json.loads(out.stdout)["summary"]
+    tree = subprocess.run(
+        ["git", "rev-parse", "HEAD:skills/gsm8k-math"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+    assert committed["skill_commit"] == tree
+    assert committed["skill"] == "gsm8k-math" and committed["n"] == 3
+
+    calls = e2e["model"].calls
+    out = runner.invoke(main, ["eval", "--skill", "skills/gsm8k-math", *common])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["summary"] == committed
+    assert e2e["model"].calls == calls  # same version id: every rollout reused
+    assert skill_commit(load_skill(repo / "skills" / "gsm8k-math")) == tree
+
+    bad = runner.invoke(main, ["eval", "--skill", "HEAD:skills/nope", *common])
+    assert bad.exit_code == 1
+    assert bad.output == "Error: HEAD has no folder 'skills/nope'\n"

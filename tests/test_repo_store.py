@@ -369,3 +369,40 @@ def test_failed_batch_leaves_no_refs(user_repo: Path) -> None:
         repo.write("r1", [("patch/a", good), ("patch/b", broken)])
     assert git(user_repo, "for-each-ref") == before
     assert not list((user_repo / ".git").glob("fast_import_crash_*"))
+
+
+def test_load_skill_at_a_revision(user_repo: Path) -> None:
+    """REV:PATH skills: the content and version id of the folder as committed."""
+    from toolkit.skill import SkillError, load_skill
+    from toolkit.trajectory import skill_commit
+
+    script = user_repo / "skills" / "demo" / "scripts" / "check.py"
+    script.parent.mkdir()
+    script.write_text("print('ok')\n")
+    script.chmod(0o755)
+    (user_repo / "skills" / "demo" / "logo.bin").write_bytes(b"\x00\xff")
+    git(user_repo, "add", ".")
+    git(user_repo, "commit", "-q", "-m", "script")
+    on_disk = load_skill(user_repo / "skills" / "demo")
+    (user_repo / SKILL).write_text("changed on disk, not committed\n")
+
+    repo = SkillRepo.open(user_repo)
+    skill = repo.load_skill("main", "skills/demo/")
+    assert skill.name == "demo" and skill.files == on_disk.files
+    assert skill.executables == {"scripts/check.py"}
+    assert skill.files["scripts/check.py"] == "print('ok')\n"  # text, readable by the agent
+    committed = git(user_repo, "rev-parse", "main:skills/demo").strip()
+    assert skill_commit(skill) == committed == skill_commit(on_disk)
+    older = repo.load_skill("HEAD~1", "skills/demo")
+    assert "scripts/check.py" not in older.files
+    assert skill_commit(older) == git(user_repo, "rev-parse", "HEAD~1:skills/demo").strip()
+
+    with pytest.raises(RepoError, match="unknown revision 'nope'"):
+        repo.load_skill("nope", "skills/demo")
+    with pytest.raises(RepoError, match="main has no folder 'skills/other'"):
+        repo.load_skill("main", "skills/other")
+    with pytest.raises(RepoError, match="has no folder 'README.md'"):
+        repo.load_skill("main", "README.md")
+    with pytest.raises(SkillError, match="main:skills has no SKILL.md"):
+        repo.load_skill("main", "skills")
+    repo.close()

@@ -240,10 +240,28 @@ class RolloutSummary(BaseModel):
     )
 
 
-def resolve_skill(skill: str | Path | Skill | None) -> Skill | None:
-    """A loaded skill from a folder path (or the skill itself, or None)."""
+def resolve_skill(skill: str | Path | Skill | None, repo: str | Path = ".") -> Skill | None:
+    """The skill ``skill`` names: a folder, or ``REV:PATH``, or the skill itself, or None.
+
+    ``REV:PATH`` is the folder PATH (from the root of the git repository holding ``repo``)
+    as committed in revision REV, e.g. ``t2s/run1/base:skills/gsm8k-math`` or
+    ``HEAD~3:skills/gsm8k-math``; an existing folder of that name wins.
+
+    Raises:
+        SkillError: no such folder, or not a skill. RepoError: bad revision or path.
+    """
     if skill is None or isinstance(skill, Skill):
         return skill
+    text = str(skill)
+    if ":" in text and not Path(text).exists():
+        from toolkit.repo import SkillRepo
+
+        rev, _, path = text.partition(":")
+        store = SkillRepo.open(repo)
+        try:
+            return store.load_skill(rev, path)
+        finally:
+            store.close()
     return load_skill(skill)
 
 

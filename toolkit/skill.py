@@ -465,10 +465,17 @@ class Skill(BaseModel):
     """The folder on disk, when loaded from disk."""
     external_links: frozenset[str] = frozenset()
     """Relative paths that are symlinks resolving outside the folder (never read)."""
+    executables: frozenset[str] = frozenset()
+    """Files with the executable bit, for a skill read from git (on disk: read from root)."""
 
     @classmethod
     def from_files(
-        cls, name: str, files: Mapping[str, str | bytes], *, root: Path | None = None
+        cls,
+        name: str,
+        files: Mapping[str, str | bytes],
+        *,
+        root: Path | None = None,
+        executables: Iterable[str] = (),
     ) -> Skill:
         """Build a skill from an in-memory file map (no disk access).
 
@@ -481,10 +488,13 @@ class Skill(BaseModel):
             parts = path.split("/")
             if not path or path.startswith("/") or "\\" in path or {"", ".", ".."} & set(parts):
                 raise SkillError(f"invalid file path {path!r} in skill {name!r}")
-            if isinstance(content, bytes) and is_editable(path):
-                content = _decode_editable(path, content)
-            decoded[path] = content
-        return cls(name=name, files=dict(sorted(decoded.items())), root=root)
+            decoded[path] = file_content(path, content) if isinstance(content, bytes) else content
+        return cls(
+            name=name,
+            files=dict(sorted(decoded.items())),
+            root=root,
+            executables=frozenset(executables),
+        )
 
     @property
     def has_skill_md(self) -> bool:
@@ -555,6 +565,23 @@ def _decode_editable(path: str, content: bytes) -> str:
         ) from None
 
 
+def file_content(path: str, data: bytes) -> str | bytes:
+    """A skill file's content as the skill holds it: text for SKILL.md, references and other
+    text files that are UTF-8, bytes for everything else.
+
+    Raises:
+        SkillEncodingError: SKILL.md or a references/*.md file is not UTF-8.
+    """
+    if is_editable(path):
+        return _decode_editable(path, data)
+    if PurePosixPath(path).suffix.lower() in TEXT_SUFFIXES:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data
+    return data
+
+
 def load_skill(path: str | os.PathLike[str]) -> Skill:
     """Load a skill folder from disk.
 
@@ -592,16 +619,7 @@ def load_skill(path: str | os.PathLike[str]) -> Skill:
                 continue
             if not full.is_file():
                 continue  # dangling links, sockets, fifos
-            data = full.read_bytes()
-            if is_editable(rel):
-                files[rel] = _decode_editable(rel, data)
-            elif PurePosixPath(rel).suffix.lower() in TEXT_SUFFIXES:
-                try:
-                    files[rel] = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    files[rel] = data
-            else:
-                files[rel] = data
+            files[rel] = file_content(rel, full.read_bytes())
     if SKILL_MD not in files:
         raise SkillError(f"{root} has no SKILL.md (a skill folder must contain SKILL.md)")
     return Skill(

@@ -243,15 +243,15 @@ def skill_commit(skill: Skill | None) -> str:
 
     For a folder committed unchanged in git this equals ``git rev-parse HEAD:<folder>``; for
     an on-disk or in-memory skill it is a pure content hash computed the same way, so the same
-    content always has the same id wherever it lives. Executable bits are read from disk when
-    the skill was loaded from a folder.
+    content always has the same id wherever it lives. Executable bits come from
+    :attr:`Skill.executables`, or from disk when the skill was loaded from a folder.
     """
     if skill is None:
         return NO_SKILL_COMMIT
     tree: dict[str, Any] = {}
     for path, content in skill.files.items():
         data = content.encode("utf-8") if isinstance(content, str) else content
-        mode = b"100644"
+        mode = b"100755" if path in skill.executables else b"100644"
         if skill.root is not None:
             try:
                 if os.stat(Path(skill.root, path)).st_mode & 0o111:

@@ -175,7 +175,11 @@ def _common(func: Any) -> Any:
 
 @click.command("eval")
 @click.option(
-    "--skill", required=True, metavar="PATH|none", help="Skill folder, or none (no skill)."
+    "--skill",
+    required=True,
+    metavar="PATH|REV:PATH|none",
+    help="Skill folder, a folder as committed in git (REV:PATH, e.g. "
+    "t2s/run1/base:skills/gsm8k-math), or none (no skill).",
 )
 @_common
 @llm_options
@@ -206,6 +210,7 @@ def eval_cmd(
       trace2skill eval --skill skills/gsm8k-math --suite gsm8k --split test --limit 50
       trace2skill eval --skill none --suite gsm8k --limit 50 --run-dir runs/base
       trace2skill eval --skill skills/wikitq-table-qa --suite wikitq --delivery progressive
+      trace2skill eval --skill t2s/run1/base:skills/gsm8k-math --suite gsm8k --limit 50
       trace2skill eval --skill none --suite gsm8k --limit 3 --model fake/echo --json
     """
     from toolkit.evaluate import EvalError
@@ -274,16 +279,18 @@ def compare(
 ) -> None:
     """Compare condition B with condition A on the same tasks and seeds (paired).
 
-    A and B are skill folders, none (no skill), or stored eval files
-    (RUN_DIR/evals/<commit>/<split>.jsonl). Skills are evaluated first (finished tasks
-    reused). Tasks are paired by (task id, seed); tasks in only one side are dropped and
-    counted. Prints B - A with a paired bootstrap 95% CI, the exact McNemar p-value (the
-    exact paired permutation test for pass/fail outcomes) and the discordant counts.
+    A and B are skill folders, folders as committed in git (REV:PATH), none (no skill), or
+    stored eval files (RUN_DIR/evals/<commit>/<split>.jsonl). Skills are evaluated first
+    (finished tasks reused). Tasks are paired by (task id, seed); tasks in only one side are
+    dropped and counted. Prints B - A with a paired bootstrap 95% CI, the exact McNemar
+    p-value (the exact paired permutation test for pass/fail outcomes) and the discordant
+    counts.
 
     \b
     Examples:
       trace2skill compare none skills/gsm8k-math --suite gsm8k --split test --limit 50
       trace2skill compare skills/v1 skills/v2 --suite wikitq --limit 20 --run-dir runs/ab
+      trace2skill compare HEAD~1:skills/gsm8k-math skills/gsm8k-math --suite gsm8k --limit 50
       trace2skill compare runs/ab/evals/none/test.jsonl runs/ab/evals/4b1c.../test.jsonl
     """
     from toolkit.evaluate import pair_results

@@ -21,8 +21,9 @@ DEFAULT_CONCURRENCY = 4
     "--split", default="test", show_default=True, help="Split of the suite (train, test, all)."
 )
 @click.option(
-    "--skill", "skill_path", type=click.Path(file_okay=False, path_type=Path),
-    help="Skill folder the agent uses; leave out for the no-skill baseline.",
+    "--skill", "skill_path", metavar="PATH|REV:PATH",
+    help="Skill the agent uses: a folder, or a folder as committed in git (REV:PATH, e.g. "
+    "t2s/run1/base:skills/gsm8k-math); leave out for the no-skill baseline.",
 )  # fmt: skip
 @click.option(
     "--run-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -50,7 +51,7 @@ DEFAULT_CONCURRENCY = 4
 def rollout_command(
     suite: Suite,
     split: str,
-    skill_path: Path | None,
+    skill_path: str | None,
     run_dir: Path,
     limit: int | None,
     delivery: str | None,
@@ -78,6 +79,8 @@ def rollout_command(
       trace2skill rollout --suite gsm8k --limit 20 --run-dir runs/gsm8k-noskill
       trace2skill rollout --suite gsm8k --skill skills/gsm8k-math --limit 20 \\
           --run-dir runs/gsm8k-s0 --resume
+      trace2skill rollout --suite gsm8k --skill HEAD~1:skills/gsm8k-math --limit 20 \\
+          --run-dir runs/gsm8k-previous
     """
     from toolkit.agent import AgentConfig
     from toolkit.rollout import run_rollouts

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import git
 from filelock import FileLock, Timeout
@@ -22,6 +22,7 @@ from filelock import FileLock, Timeout
 from toolkit.errors import RepoError
 from toolkit.repo.plumbing import ZERO_OID, Changes, CommitSpec, Git
 from toolkit.repo.trailers import Trailers, format_message
+from toolkit.skill import SKILL_MD, Skill, SkillError
 
 REF_ROOT = "refs/heads/t2s"
 _ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -196,6 +197,39 @@ class SkillRepo:
     def read_files(self, items: Sequence[tuple[str, str]]) -> list[bytes | None]:
         """Contents of ``(revision, path)`` pairs (None where absent), one process."""
         return self.git.read_objects([f"{rev}:{path}" for rev, path in items])
+
+    def load_skill(self, rev: str, path: str) -> Skill:
+        """The skill folder ``path`` (from the repository root) as committed in ``rev``.
+
+        Its version id (:func:`toolkit.trajectory.skill_commit`) is the folder's git tree id,
+        so it equals that of the same folder on disk when nothing changed.
+
+        Raises:
+            RepoError: unknown revision, or no folder ``path`` in it.
+            SkillError: the folder has no SKILL.md, or one of its markdown files is not UTF-8.
+        """
+        commit = self.rev(rev)
+        rel = PurePosixPath(path.strip("/") or ".").as_posix()
+        spec = commit if rel == "." else f"{commit}:{rel}"
+        listing = self.git.run(["ls-tree", "-r", "-z", spec], ok_codes=(0, 128))
+        if listing.returncode:
+            raise RepoError(f"{rev} has no folder {rel!r}")
+        entries: list[tuple[bytes, str, str]] = []
+        for item in listing.stdout.split(b"\0"):
+            if not item:
+                continue
+            meta, name = item.split(b"\t", 1)
+            mode, kind, oid = meta.split()
+            if kind == b"blob" and mode != b"120000":  # submodules and symlinks are skipped
+                entries.append((mode, oid.decode(), name.decode("utf-8", "surrogateescape")))
+        if SKILL_MD not in {name for _, _, name in entries}:
+            raise SkillError(f"{rev}:{rel} has no SKILL.md (a skill folder must contain SKILL.md)")
+        blobs = self.git.read_objects([oid for _, oid, _ in entries])
+        return Skill.from_files(
+            PurePosixPath(rel).name if rel != "." else self.root.name,
+            {name: data or b"" for (_, _, name), data in zip(entries, blobs, strict=True)},
+            executables=[name for mode, _, name in entries if mode == b"100755"],
+        )
 
     def messages(self, commits: Sequence[str]) -> list[str]:
         """Full commit messages of many commits in one process."""
