@@ -196,6 +196,11 @@ def seeded_subset(tasks: Sequence[Task], limit: int | None, seed: int) -> list[T
     return [tasks[i] for i in picked]
 
 
+def split_subset(tasks: Sequence[Task], split: str, limit: int | None, seed: int) -> list[Task]:
+    """The tasks of ``split`` (``all``: every task), then :func:`seeded_subset` of them."""
+    return seeded_subset([t for t in tasks if split == "all" or t.split == split], limit, seed)
+
+
 class Suite(ABC):
     """A benchmark: loads tasks per split, prepares workspaces and scores answers.
 
@@ -292,8 +297,9 @@ class Suite(ABC):
         """
         self.check_split(split)
         result = self.load_all()
-        tasks = [t for t in result.tasks if split == "all" or t.split == split]
-        return LoadResult(tasks=seeded_subset(tasks, limit, seed), bad_rows=result.bad_rows)
+        return LoadResult(
+            tasks=split_subset(result.tasks, split, limit, seed), bad_rows=result.bad_rows
+        )
 
     def load_ids(self, ids: Sequence[str]) -> list[Task]:
         """Load the tasks with these ids, in the given order.

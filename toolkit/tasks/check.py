@@ -2,9 +2,9 @@
 
 Loads every row (malformed rows are reported, as the loader always does) and scores each
 task's reference answers (:meth:`Suite.reference_answers`) with the suite's own rule. A
-reference that fails names a task no agent can pass: a gold answer the scorer cannot read, a
-numeric gold with no number, or a SpreadsheetBench answer workbook whose cached values
-LibreOffice recalculates differently.
+reference that fails names a task no agent can pass: a WikiTQ gold that the official
+evaluator does not match with itself, or a SpreadsheetBench answer workbook whose stored
+values LibreOffice recalculates differently.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections import Counter
 from pydantic import BaseModel, Field
 
 from toolkit.progress import Progress
-from toolkit.tasks.base import RowError, Suite, seeded_subset
+from toolkit.tasks.base import RowError, Suite, split_subset
 
 
 class ReferenceFailure(BaseModel):
@@ -67,8 +67,7 @@ def check_suite(
     """
     suite.check_split(split)
     loaded = suite.load_all()
-    tasks = [t for t in loaded.tasks if split == "all" or t.split == split]
-    tasks = seeded_subset(tasks, limit, seed)
+    tasks = split_subset(loaded.tasks, split, limit, seed)
     if progress is not None:
         progress.total = len(tasks)
         progress.draw()
