@@ -453,7 +453,7 @@ def test_unconvertible_output_fails_its_case_and_the_others_still_recalculate(tm
 
 @needs_soffice
 def test_check_flags_a_gold_workbook_whose_stored_values_libreoffice_recalculates(tmp_path):
-    """tasks check: a stale cached gold value is a task no agent can pass."""
+    """tasks check: a stale cached gold value is a gold its own scorer rejects."""
     from toolkit.tasks.check import check_suite
 
     root = make_dataset(tmp_path / "data", cases=2)

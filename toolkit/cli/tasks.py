@@ -93,7 +93,8 @@ def list_command(suite: Suite, split: str, limit: int | None, seed: int, as_json
             f"{task.id:<{id_w}}  {task.split:<5}  {_clip(_gold(task), gold_w):<{gold_w}}  "
             f"{_clip(task.question, question_w)}"
         )
-    click.echo(f"{len(loaded.tasks)} tasks", err=True)
+    n = len(loaded.tasks)
+    click.echo(f"{n} task{'s' if n != 1 else ''}", err=True)
 
 
 @tasks_group.command("show")
@@ -129,10 +130,11 @@ def check_command(
     """Check a suite's data: malformed rows, and gold answers that fail their own scorer.
 
     Every row is loaded (a malformed one is reported and skipped, as in a run). Each task's
-    gold answer is then scored as if an agent had given it; one that fails marks a task no
-    agent can pass. For spreadsheet, the answer workbooks go through the same LibreOffice
-    recalculation as an agent's output (a few seconds per task), so this finds tasks whose
-    stored values LibreOffice computes differently. Regex golds (jsonl) cannot be checked.
+    gold answer is then scored as if an agent had given it; one that fails marks a task whose
+    gold its own scorer rejects. For spreadsheet, the answer workbooks go through the same
+    LibreOffice recalculation as an agent's output (a few seconds per task), so this finds
+    tasks whose stored values LibreOffice computes differently (an agent writing the gold's
+    formulas fails them too). Regex golds (jsonl) cannot be checked.
 
     The exit code is 1 when a row was skipped or a gold answer failed, so CI can run it.
 

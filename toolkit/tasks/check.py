@@ -2,9 +2,10 @@
 
 Loads every row (malformed rows are reported, as the loader always does) and scores each
 task's reference answers (:meth:`Suite.reference_answers`) with the suite's own rule. A
-reference that fails names a task no agent can pass: a WikiTQ gold that the official
-evaluator does not match with itself, or a SpreadsheetBench answer workbook whose stored
-values LibreOffice recalculates differently.
+reference that fails names a task whose gold its own scorer rejects: a WikiTQ gold that the
+official evaluator does not match with itself, or a SpreadsheetBench answer workbook whose
+stored values LibreOffice recalculates differently (an agent writing the gold's formulas
+fails that task too).
 """
 
 from __future__ import annotations

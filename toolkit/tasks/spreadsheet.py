@@ -234,7 +234,8 @@ class SpreadsheetSuite(Suite):
         """The answer workbooks themselves, as if an agent had written them.
 
         They are recalculated like an agent's output, so a task whose cached gold values
-        LibreOffice computes differently fails here: no agent can pass it.
+        LibreOffice computes differently fails here, as would an agent writing the same
+        formulas.
         """
         cases = [TestCase.model_validate(c) for c in task.metadata["test_cases"]]
         return [{case.number: Path(case.answer) for case in cases}]
