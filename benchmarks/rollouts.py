@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -208,8 +209,12 @@ async def workload(
         await ours(warm, pool, model, Path(tmp) / "warm")
         await bare(warm, model)
         for attempt in range(args.repeat):
+            # Each side starts with no garbage left by the other: a full collection walks the
+            # whole heap (litellm's included) and stalls the loop for ~250 ms.
+            gc.collect()
             with Recorder() as recorder:
                 ours_s = await ours(args, pool, model, Path(tmp) / f"run-{attempt}")
+            gc.collect()
             bare_s = await bare(args, model, recorder.requests)
             walls.append((ours_s, bare_s))
             print(

@@ -480,3 +480,25 @@ def test_a_changed_agent_does_not_reuse_finished_work(tmp_path: Path) -> None:
     assert (first.ran, same.ran, same.resumed) == (2, 0, 2)
     assert changed.ran == 2 and changed.resumed == 0
     assert set(changed.trajectory_ids).isdisjoint(first.trajectory_ids)
+
+
+def test_the_heap_is_frozen_for_the_run_only(tmp_path: Path) -> None:
+    """A full collection mid-run would walk litellm's whole heap and stall every rollout."""
+    import gc
+
+    seen: list[int] = []
+    agent = gsm8k_agent()
+
+    def script(messages: list[dict[str, Any]]) -> Any:
+        seen.append(gc.get_freeze_count())
+        return agent(messages)
+
+    assert gc.get_freeze_count() == 0
+    with fake_model(script) as model:
+        summary = run_rollouts(
+            "gsm8k", "test", None, model, run_dir=tmp_path / "run", limit=2,
+            llm_config=llm_config(tmp_path), progress=False,
+        )  # fmt: skip
+    assert summary.passed == 2 and len(seen) == 4
+    assert min(seen) > 1000  # the modules and litellm's state were frozen during the run
+    assert gc.get_freeze_count() == 0  # and handed back to the collector after it
