@@ -16,7 +16,7 @@ run is bound by CPU, not by our overhead. Also the median wall time of one panda
 
 Usage:
     .venv/bin/python benchmarks/rollouts.py [--rollouts 256] [--concurrency 32] [--latency 0.2]
-        [--repeat 3]
+        [--repeat 5]
 
 The last line is one JSON object, medians over the repeats: ``throughput_ratio`` (ours /
 bare, target >= 0.9), ``parallel_efficiency`` (ours / the ideal concurrency / (4 * latency)
@@ -258,7 +258,7 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument(
-        "--repeat", type=int, default=3, help="measured runs per workload (medians reported)"
+        "--repeat", type=int, default=5, help="measured runs per workload (medians reported)"
     )
     figures = asyncio.run(main(parser.parse_args()))
     sys.stdout.flush()
