@@ -12,6 +12,9 @@ import asyncio
 import errno
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Coroutine, Iterator
@@ -615,3 +618,43 @@ def test_file_system_type_of_a_path() -> None:
 
     assert _fs_type(Path("/proc/self")) == "proc"
     assert _fs_type(Path("/")) is not None
+
+
+def test_a_killed_pools_dir_is_swept_by_the_next_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL skips close(): the next pool removes what a dead process left, nothing else."""
+    from toolkit.sandbox._pool import BASE_DIR_ENV
+
+    monkeypatch.setenv(BASE_DIR_ENV, str(tmp_path))
+    killed = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c",
+         "import asyncio, os, signal\n"
+         "from toolkit.sandbox import SandboxPool\n"
+         "async def go():\n"
+         "    pool = SandboxPool(size=1)\n"
+         "    await pool.start()\n"
+         "    async with pool.session({'a.txt': 'x'}) as session:\n"
+         "        await session.ready()\n"
+         "        os.kill(os.getpid(), signal.SIGKILL)\n"
+         "asyncio.run(go())\n"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (stale,) = tmp_path.iterdir()
+    assert any(stale.rglob("a.txt"))  # the task dir is still there
+    starting = tmp_path / "t2s-sandbox-starting"  # no owner file yet: left alone
+    starting.mkdir()
+    foreign = tmp_path / "other-tool"
+    foreign.mkdir()
+
+    async def scenario() -> list[Path]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SandboxDegradedWarning)
+            async with SandboxPool(size=1) as pool:
+                assert pool._base is not None and pool._base.exists()
+                return sorted(tmp_path.iterdir())
+
+    during = asyncio.run(scenario())
+    assert stale not in during and starting in during and foreign in during
+    assert sorted(tmp_path.iterdir()) == [foreign, starting]  # and the new pool cleaned up

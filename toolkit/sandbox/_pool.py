@@ -54,6 +54,9 @@ _HEADER = struct.Struct(">I")
 _PROTOCOL_SLACK = 1024 * 1024
 BASE_DIR_ENV = "TRACE2SKILL_SANDBOX_DIR"
 _MIN_SHM_BYTES = 1 << 30
+_BASE_PREFIX = "t2s-sandbox-"
+# In each pool's dir: "<pid> <start time>" of the process that owns it.
+_OWNER_FILE = "owner"
 
 #: Files given to a session: a directory (its contents are copied), or a map of relative path
 #: to content.
@@ -208,6 +211,38 @@ def default_base_parent() -> Path | None:
     return shm if usable else None
 
 
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot), None if it is gone.
+
+    Together with the pid it names one process: a pid reused later has another start time.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def sweep_stale_pools(parent: Path) -> list[Path]:
+    """Remove the dirs that pools of dead processes left in ``parent``; return them.
+
+    ``close()`` removes a pool's dir, but a process killed with SIGKILL never runs it, and on
+    /dev/shm what it leaves takes memory. A dir is removed only when its owner file names a
+    process that no longer exists; a dir without one (a pool starting now) is left alone.
+    """
+    removed = []
+    for base in parent.glob(f"{_BASE_PREFIX}*"):
+        try:
+            pid, started = (base / _OWNER_FILE).read_text().split()
+        except (OSError, ValueError):
+            continue
+        if not pid.isdigit() or _process_start(int(pid)) == started:
+            continue
+        shutil.rmtree(base, ignore_errors=True)
+        removed.append(base)
+    return removed
+
+
 def _fs_type(path: Path) -> str | None:
     """The type of the file system holding ``path`` (its longest mount point), from
     /proc/self/mounts; None when unknown."""
@@ -300,8 +335,10 @@ class SandboxPool:
                 stacklevel=2,
             )
         self._worker_script = resources.files("toolkit.sandbox").joinpath("_worker.py").read_bytes()
-        parent = self._base_parent or default_base_parent()
-        self._base = Path(tempfile.mkdtemp(prefix="t2s-sandbox-", dir=parent)).resolve()
+        parent = self._base_parent or default_base_parent() or Path(tempfile.gettempdir())
+        await asyncio.to_thread(sweep_stale_pools, parent)
+        self._base = Path(tempfile.mkdtemp(prefix=_BASE_PREFIX, dir=parent)).resolve()
+        (self._base / _OWNER_FILE).write_text(f"{os.getpid()} {_process_start(os.getpid())}")
         self._memory_fs = _fs_type(self._base) in ("tmpfs", "ramfs")
         # Traversable but not listable: a worker cannot discover another worker's dirs.
         os.chmod(self._base, 0o711)
