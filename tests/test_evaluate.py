@@ -1,12 +1,13 @@
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from tests.repo_helpers import git
+from tests.test_tasks_jsonl import write_jsonl
 from toolkit.cli import main
 from toolkit.evaluate import (
     EvalError,
@@ -226,7 +227,7 @@ def test_cli_eval_on_a_users_jsonl_tasks_with_numeric_scoring(tmp_path):
 
     tasks = tmp_path / "mine.jsonl"
     rows = [{"id": f"q{i}", "question": f"What is {i} times 3?", "answer": 3 * i} for i in range(6)]
-    tasks.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(tasks, rows)
 
     def reply(messages):
         # Right for even i, in words that only numeric scoring accepts; wrong for odd i.
@@ -458,13 +459,9 @@ def test_cli_eval_of_a_committed_skill_is_the_same_version_as_its_folder(
     """--skill REV:PATH evaluates the committed folder; unchanged, it reuses the folder's work."""
     repo = tmp_path / "repo"
     shutil.copytree(ROOT / "skills" / "gsm8k-math", repo / "skills" / "gsm8k-math")
-    for args in (["init", "-q"], ["add", "."]):
-        subprocess.run(["git", *args], cwd=repo, check=True)
-    subprocess.run(
-        ["git", "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-qm", "s0"],
-        cwd=repo,
-        check=True,
-    )
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-qm", "s0")
     monkeypatch.chdir(repo)
     common = ["--suite", "gsm8k", "--limit", "3", "--data", str(e2e["data_dir"])]
     common += ["--model", e2e["model"], "--no-cache", "--run-dir", str(e2e["run"]), "--json"]
@@ -472,9 +469,7 @@ def test_cli_eval_of_a_committed_skill_is_the_same_version_as_its_folder(
     out = runner.invoke(main, ["eval", "--skill", "HEAD:skills/gsm8k-math", *common])
     assert out.exit_code == 0, out.output
     committed = json.loads(out.stdout)["summary"]
-    tree = subprocess.run(
-        ["git", "rev-parse", "HEAD:skills/gsm8k-math"], cwd=repo, capture_output=True, text=True
-    ).stdout.strip()
+    tree = git(repo, "rev-parse", "HEAD:skills/gsm8k-math").strip()
     assert committed["skill_commit"] == tree
     assert committed["skill"] == "gsm8k-math" and committed["n"] == 3
 

@@ -5,6 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from tests.test_tasks_jsonl import write_jsonl
 from toolkit.cli import main
 from toolkit.tasks import VENDORED_DATA_DIR, get_suite
 from toolkit.tasks.check import check_suite
@@ -23,23 +24,18 @@ def test_every_vendored_gold_passes_its_own_scorer(name):
     assert test_only.checked == 3 and test_only.splits == report.splits
 
 
-def _user_file(tmp_path, rows, bad_lines=()):
-    path = tmp_path / "mine.jsonl"
-    lines = [json.dumps(r) for r in rows] + list(bad_lines)
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def test_check_reports_bad_rows_and_regex_golds_it_cannot_score(tmp_path):
     rows = [{"id": "a", "question": "Colour?", "answer": "re+d"}, {"id": "b", "question": "?"}]
-    path = _user_file(tmp_path, rows, ['{"id": "c", "question": "Q", "answer": 1'])
+    path = write_jsonl(tmp_path / "mine.jsonl", [*rows, '{"id": "c", "question": "Q", "answer": 1'])
     report = check_suite(get_suite("jsonl", path=path, scoring="regex"))
     assert [(r.line, r.id) for r in report.bad_rows] == [(2, "b"), (3, None)]
     assert report.unchecked == ["a"] and report.checked == 0 and not report.ok
 
 
 def test_cli_check_exit_code_and_report(tmp_path):
-    good = _user_file(tmp_path, [{"id": "a", "question": "2+2?", "answer": ["4", "four"]}])
+    good = write_jsonl(
+        tmp_path / "mine.jsonl", [{"id": "a", "question": "2+2?", "answer": ["4", "four"]}]
+    )
     runner = CliRunner()
     out = runner.invoke(main, ["tasks", "check", "--suite", "jsonl", "--data", str(good)])
     assert out.exit_code == 0, out.output
@@ -48,7 +44,7 @@ def test_cli_check_exit_code_and_report(tmp_path):
 
     bad = tmp_path / "bad" / "mine.jsonl"
     bad.parent.mkdir()
-    bad.write_text('{"id": "a", "question": "2+2?", "answer": "four"}\nnot json\n')
+    write_jsonl(bad, [{"id": "a", "question": "2+2?", "answer": "four"}, "not json"])
     out = runner.invoke(
         main,
         ["tasks", "check", "--suite", "jsonl", "--data", str(bad), "--scoring", "numeric"]
