@@ -463,14 +463,15 @@ def evaluate(
     agent_config: AgentConfig | None = None,
     **rollout_options: Any,
 ) -> EvalResult:
-    """Evaluate ``skill`` (a folder, a :class:`Skill`, or None / ``"none"``) on ``split``.
+    """Evaluate ``skill`` (a folder, ``REV:PATH``, a :class:`Skill`, or None / ``"none"``).
 
     Runs the missing rollouts into ``run_dir/evals/trajectories.jsonl`` (kept apart from the
     run's training trajectories; tasks already there with the same skill version, model, seed,
     delivery and agent settings are reused), then stores and returns the result.
 
     Args:
-        skill: the skill, or None / ``"none"`` for the no-skill baseline.
+        skill: the skill (see :func:`toolkit.rollout.resolve_skill`), or None / ``"none"``
+            for the no-skill baseline.
         suite: a suite name or a :class:`Suite`.
         split: the split, e.g. ``test``.
         model: litellm model string (default: the LLM config's model).
