@@ -413,6 +413,8 @@ class Issue(BaseModel):
     """True when the message comes verbatim from the Agent Skills reference validator."""
     edit: int | None = None
     """Index of the patch edit that caused it (patch result checks only)."""
+    line: int | None = None
+    """1-based line number in ``file`` where the problem is, when it has one."""
 
 
 def _spec_code(message: str) -> str:
@@ -729,6 +731,9 @@ def validate_skill(skill: Skill, budgets: Budgets | None = None) -> list[Issue]:
                 message=f"skill name {name!r} is not ASCII; git refs and URLs prefer a-z0-9-",
             )
         )
+    for path, content in skill.files.items():
+        if path == SKILL_MD or (is_reference(path) and isinstance(content, str)):
+            issues.extend(markdown_damage(path, content))
     linked = linked_references(text)
     for path in sorted(linked):
         if path not in skill.files:
@@ -750,6 +755,64 @@ def validate_skill(skill: Skill, budgets: Budgets | None = None) -> list[Issue]:
                     message=f"{path} is not linked from SKILL.md, so agents may never read it",
                 )
             )
+    return issues
+
+
+_GLUED_HEADING_RE = re.compile(r"^ {0,3}#{1,6}[^#\s]")
+_GLUED_FENCE_RE = re.compile(r"\S.*?(`{3,}|~{3,})[ \t]*$")
+
+
+def markdown_damage(path: str, text: str) -> list[Issue]:
+    """Find markdown damage that silently changes a file's sections (warnings with lines).
+
+    A fence that is never closed turns the rest of the file into code, so headings after it
+    are not sections; a fence glued to a heading or to text (`````## Step````` or
+    ``text`````) opens or fails to close a code block where the author meant the opposite;
+    ``##Heading`` (no space) is plain text in CommonMark. Patches anchored on such headings
+    fail with ``section-missing``; this names the line to repair.
+    """
+    issues: list[Issue] = []
+
+    def warn(code: str, number: int, message: str) -> None:
+        issues.append(Issue(code=code, file=path, line=number, severity="warning", message=message))
+
+    state: FenceState = None
+    opened_at = 0
+    for number, line in enumerate(split_lines(text), start=1):
+        bare = strip_eol(line)
+        before = state
+        state = fence_step(state, line)
+        if before is None and state is not None:
+            opened_at = number
+            info = _FENCE_OPEN_RE.match(bare).group(2).strip()  # type: ignore[union-attr]
+            if info.startswith("#"):
+                warn(
+                    "fence-glued-heading",
+                    number,
+                    f"line {number} opens a code fence and a heading at once ({bare.strip()!r});"
+                    " put the fence and the heading on separate lines",
+                )
+        elif before is not None and state is not None and _GLUED_FENCE_RE.match(bare):
+            warn(
+                "fence-glued-text",
+                number,
+                f"line {number} ends with a fence marker after text, which does not close the"
+                f" code block opened at line {opened_at}; put the fence on its own line",
+            )
+        elif state is None and before is None and _GLUED_HEADING_RE.match(bare):
+            warn(
+                "heading-no-space",
+                number,
+                f"line {number} looks like a heading but has no space after '#'"
+                f" ({bare.strip()[:40]!r}), so it is plain text, not a section",
+            )
+    if state is not None:
+        warn(
+            "unclosed-fence",
+            opened_at,
+            f"the code fence opened at line {opened_at} is never closed, so everything after"
+            " it is code and its headings are not sections",
+        )
     return issues
 
 

@@ -51,7 +51,8 @@ def validate_command(
         click.echo(json.dumps([issue.model_dump() for issue in issues], indent=2))
     else:
         for issue in issues:
-            click.echo(f"{issue.severity:<7} {issue.file}: [{issue.code}] {issue.message}")
+            where = f"{issue.file}:{issue.line}" if issue.line else issue.file
+            click.echo(f"{issue.severity:<7} {where}: [{issue.code}] {issue.message}")
         errors = sum(issue.severity == "error" for issue in issues)
         warnings = len(issues) - errors
         verdict = "invalid" if errors else "valid"
