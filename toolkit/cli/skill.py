@@ -39,7 +39,9 @@ def validate_command(
 
     Lists every issue (errors and warnings); exits 1 if there is any error.
     Spec checks are those of the skills-ref reference validator; the toolkit adds
-    frontmatter layout, line budgets and reference links.
+    frontmatter layout, line budgets, reference links, and markdown damage that
+    changes which headings are sections (unclosed fences, fences glued to headings
+    or text, '##Heading' with no space), each with its line number.
 
     \b
     Example:
