@@ -19,7 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
@@ -501,13 +501,16 @@ class ImportRecord(BaseModel):
 
 
 class ImportLineError(BaseModel):
-    """A line of an import file that was not imported."""
+    """A line of an import file that was not imported (line 0: the file as a whole)."""
 
     line: int
     message: str
+    file: str | None = None
+    """The file, when the import read several (official logs: one file per task)."""
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.message}"
+        where = f"line {self.line}" if self.line else "file"
+        return f"{self.file}: {where}: {self.message}" if self.file else f"{where}: {self.message}"
 
 
 class ImportReport(BaseModel):
@@ -515,6 +518,7 @@ class ImportReport(BaseModel):
 
     source: Path
     trajectories_path: Path
+    format: Literal["chat", "official"] = "chat"
     imported: int = 0
     already_present: int = 0
     errors: list[ImportLineError] = Field(default_factory=list)
@@ -560,6 +564,12 @@ def imported_steps(messages: list[ImportMessage]) -> tuple[list[Step], list[Sect
     uses: list[SectionUse] = []
     last_text = ""
     for message in messages:
+        if message.role == "user" and steps:
+            # ReAct harnesses send observations back as user messages: keep each one as the
+            # observation of the step before it (several are joined).
+            before = steps[-1].observation
+            steps[-1].observation = f"{before}\n{message.text()}" if before else message.text()
+            continue
         if message.role != "assistant":
             continue
         thought = message.text()
@@ -672,33 +682,108 @@ def _import_line(record: ImportRecord, suite: Any, tasks: dict[str, Any] | None)
     )
 
 
+ImportFormat = Literal["auto", "chat", "official"]
+
+
+def _chat_records(raw: bytes) -> Iterator[tuple[int, ImportRecord | ImportLineError]]:
+    """(line number, record) of a chat-format import file, or an error per bad line."""
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, ImportRecord.model_validate_json(line.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            yield number, ImportLineError(line=number, message=f"not UTF-8 ({exc.reason})")
+        except ValidationError as exc:
+            yield number, ImportLineError(line=number, message=_validation_line(exc))
+
+
+def _official_records(
+    files: list[Path], results: Mapping[str, bool] | None
+) -> Iterator[tuple[int, ImportRecord | ImportLineError]]:
+    """One record per official log file, or the errors that kept it out."""
+    from toolkit.official_logs import parse_official_log
+
+    for file in files:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            yield 0, ImportLineError(line=0, file=file.name, message=f"cannot read: {exc}")
+            continue
+        log = parse_official_log(file, text, results)
+        for error in log.errors:
+            yield 0, error.model_copy(update={"file": file.name})
+        if log.record is not None:
+            yield 0, log.record
+
+
+def _detect_format(source: Path, raw: bytes | None) -> Literal["chat", "official"]:
+    from toolkit.official_logs import looks_official
+
+    if raw is None:
+        return "official"  # a folder: official logs are one file per task
+    first = next((line for line in raw.split(b"\n") if line.strip()), b"")
+    return "official" if looks_official(first.decode("utf-8", "replace")) else "chat"
+
+
 def import_trajectories(
-    path: str | os.PathLike[str], run_dir: str | os.PathLike[str], *, suite: Any = None
+    path: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str],
+    *,
+    suite: Any = None,
+    format: ImportFormat = "auto",
+    results: str | os.PathLike[str] | Mapping[str, bool] | None = None,
 ) -> ImportReport:
     """Import trajectories from another harness into ``run_dir/trajectories.jsonl``.
 
-    ``path`` is a JSONL file in the format of docs/trajectory-import.md (OpenAI-style
-    ``messages``, an ``outcome``, a ``task_id``). Every line is validated on its own: good
-    lines are imported (all in one atomic append), bad ones are reported with their line
-    number and what is wrong. Lines whose trajectory id is already in the run are skipped, so
-    importing the same file twice adds nothing.
+    Two formats (docs/trajectory-import.md): ``chat``, a JSONL file with one OpenAI-style
+    chat per line (``messages``, an ``outcome``, a ``task_id``); and ``official``, the agent
+    logs of the official Trace2Skill pipeline (one JSONL file per task, or a folder of them;
+    see :mod:`toolkit.official_logs`). ``auto`` tells them apart by the first record. Every
+    line or file is validated on its own: good ones are imported (all in one atomic append),
+    bad ones are reported with what is wrong. Trajectories already in the run are skipped,
+    so importing the same file twice adds nothing.
 
     Args:
-        path: the import file.
-        run_dir: the run directory (created if needed).
+        path: the import file (or, for official logs, a folder of them).
+        run_dir: the run directory (created if anything is imported).
         suite: a suite name or :class:`~toolkit.tasks.Suite`: task ids are checked against it
             and an ``outcome`` without ``passed`` is scored from its ``answer``.
+        format: ``auto``, ``chat`` or ``official``.
+        results: official logs only: verdicts by task id (a mapping or a results file, see
+            :func:`toolkit.official_logs.read_results`) that override each log's own
+            ``success`` flag.
 
     Raises:
-        TrajectoryError: the file cannot be read.
+        TrajectoryError: the file cannot be read, or the results file is malformed.
         ToolkitError: an unknown suite.
     """
     source = Path(path)
     run_path = Path(run_dir)
-    try:
-        raw = source.read_bytes()
-    except OSError as exc:
-        raise TrajectoryError(f"cannot read {source}: {exc.strerror or exc}") from None
+    raw: bytes | None = None
+    if source.is_dir():
+        files = sorted(source.glob("*.jsonl"))
+        if not files:
+            raise TrajectoryError(f"{source} is a folder with no *.jsonl agent logs")
+    else:
+        try:
+            raw = source.read_bytes()
+        except OSError as exc:
+            raise TrajectoryError(f"cannot read {source}: {exc.strerror or exc}") from None
+        files = [source]
+    kind = _detect_format(source, raw) if format == "auto" else format
+    if kind == "chat" and raw is None:
+        raise TrajectoryError(f"{source} is a folder; the chat format is one JSONL file")
+    verdicts: Mapping[str, bool] | None = None
+    if results is not None and not isinstance(results, Mapping):
+        from toolkit.official_logs import read_results
+
+        try:
+            verdicts = read_results(Path(results))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise TrajectoryError(f"cannot read the results file: {exc}") from None
+    elif results is not None:
+        verdicts = results
     suite_obj = None
     tasks = None
     if suite is not None:
@@ -708,24 +793,18 @@ def import_trajectories(
         tasks = {t.id: t for t in suite_obj.load_all().tasks}
     target = run_path / "trajectories.jsonl"
     existing = {t.id for t in read_trajectories(target).records} if target.exists() else set()
-    report = ImportReport(source=source, trajectories_path=target)
+    report = ImportReport(source=source, trajectories_path=target, format=kind)
     good: list[Trajectory] = []
-    for number, line in enumerate(raw.split(b"\n"), start=1):
-        if not line.strip():
+    items = _official_records(files, verdicts) if kind == "official" else _chat_records(raw or b"")
+    for number, item in items:
+        if isinstance(item, ImportLineError):
+            report.errors.append(item)
             continue
         try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            report.errors.append(ImportLineError(line=number, message=f"not UTF-8 ({exc.reason})"))
-            continue
-        try:
-            record = ImportRecord.model_validate_json(text)
-            trajectory = _import_line(record, suite_obj, tasks)
-        except ValidationError as exc:
-            report.errors.append(ImportLineError(line=number, message=_validation_line(exc)))
-            continue
+            trajectory = _import_line(item, suite_obj, tasks)
         except ValueError as exc:
-            report.errors.append(ImportLineError(line=number, message=str(exc)))
+            file = item.metadata.get("official_log") if kind == "official" else None
+            report.errors.append(ImportLineError(line=number, message=str(exc), file=file))
             continue
         if trajectory.id in existing:
             report.already_present += 1
@@ -746,7 +825,11 @@ def import_trajectories(
         "import",
         status="done",
         ended_at=_now_iso(),
-        config={"source": str(source), "suite": suite_obj.name if suite_obj else None},
+        config={
+            "source": str(source),
+            "format": kind,
+            "suite": suite_obj.name if suite_obj else None,
+        },
         counts={
             "imported": report.imported,
             "already_present": report.already_present,

@@ -144,35 +144,64 @@ def trajectories_group() -> None:
 
 
 @trajectories_group.command("import")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--run-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
     help="Run directory to add the trajectories to (created if needed).",
 )  # fmt: skip
+@click.option(
+    "--format", "fmt", type=click.Choice(["auto", "chat", "official"]), default="auto",
+    show_default=True,
+    help="chat: one OpenAI-style chat per line; official: the official Trace2Skill agent "
+    "logs (one file per task, or a folder of them); auto: tell by the first record.",
+)  # fmt: skip
+@click.option(
+    "--results",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Official logs: a JSON/JSONL file of verdicts by task id (e.g. from the official "
+    "evaluate_outputs.py) that overrides each log's own 'success' flag.",
+)
 @suite_options(
     required=False,
     help_suite="Check task ids against this suite and score outcomes that give only an answer.",
 )
-def import_command(path: Path, run_dir: Path, suite: Suite | None) -> None:
-    """Import a JSONL file of OpenAI-style chats with outcomes (docs/trajectory-import.md).
+def import_command(
+    path: Path, run_dir: Path, fmt: str, results: Path | None, suite: Suite | None
+) -> None:
+    """Import trajectories from another harness (docs/trajectory-import.md).
 
-    Each line needs task_id, messages and outcome {passed, score?, answer?}. Good lines are
-    imported, bad ones are listed with their line number; the exit code is 1 if any line
-    was bad. Importing the same file again adds nothing.
+    PATH is a JSONL file of OpenAI-style chats (each line: task_id, messages, outcome
+    {passed, score?, answer?}), or the official Trace2Skill agent logs
+    (<agent>_<task id>.jsonl with session_start / message / result records; a file or a
+    folder). Every message is kept: ReAct observations sent back as user messages become
+    the observation of the step before them. Good lines (or files) are imported, bad ones
+    are all listed with what is wrong; the exit code is 1 if any was bad. Importing the
+    same input again adds nothing.
 
     \b
-    Example:
+    Examples:
       trace2skill trajectories import exported.jsonl --run-dir runs/imported --suite gsm8k
+      trace2skill trajectories import official_logs/ --run-dir runs/official \\
+          --results eval_results.json
     """
     from toolkit.trajectory import import_trajectories
 
-    report = import_trajectories(path, run_dir, suite=suite)
-    click.echo(
-        f"imported {report.imported} trajectories into {report.trajectories_path}"
-        f" ({report.already_present} already there, {len(report.errors)} bad lines)"
-    )
+    report = import_trajectories(path, run_dir, suite=suite, format=fmt, results=results)
+    bad = "bad files" if report.format == "official" else "bad lines"
+    if report.imported:
+        click.echo(
+            f"imported {report.imported} trajectories ({report.format} format) into"
+            f" {report.trajectories_path} ({report.already_present} already there,"
+            f" {len(report.errors)} {bad})"
+        )
+    else:
+        click.echo(
+            f"imported nothing ({report.format} format): {report.already_present} already"
+            f" there, {len(report.errors)} {bad}; {report.trajectories_path} was not written"
+        )
     for error in report.errors:
-        click.echo(f"{path}:{error.line}: {error.message}", err=True)
+        line = f"{path}:{error.line}: {error.message}" if error.file is None else str(error)
+        click.echo(line, err=True)
     if report.errors:
         raise click.exceptions.Exit(1)
 

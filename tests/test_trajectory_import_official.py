@@ -1,0 +1,114 @@
+"""Importing the official Trace2Skill agent logs: every message kept, outcomes, clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from toolkit.cli import main
+from toolkit.official_logs import parse_official_log, read_results
+from toolkit.trajectory import ImportMessage, import_trajectories, imported_steps
+
+LOGS = Path(__file__).parent / "fixtures" / "official_logs"
+GOOD = LOGS / "cli_skill_agent_13-1.jsonl"
+
+
+def test_official_log_keeps_observations_and_outcome(tmp_path: Path) -> None:
+    report = import_trajectories(GOOD, tmp_path / "run")
+    assert report.format == "official" and report.imported == 1 and not report.errors
+    trajectory = json.loads(report.trajectories_path.read_text())
+    assert trajectory["task_id"] == "13-1"
+    assert trajectory["verdict"]["passed"] is True
+    steps = trajectory["steps"]
+    assert [s["observation"] for s in steps] == [
+        "Observation: 12",
+        "Observation: saved /work/13-1_output.xlsx",
+        "",
+    ]
+    assert steps[0]["thought"].startswith("Thought: look at the sheet first.")
+    assert trajectory["question"].startswith("Fill column C")
+    assert trajectory["metadata"]["agent_name"] == "cli_skill_agent"
+
+
+def test_chat_format_keeps_react_observations_sent_as_user_messages() -> None:
+    messages = [
+        ImportMessage(role="user", content="Task: add"),
+        ImportMessage(role="assistant", content="Action: python"),
+        ImportMessage(role="user", content="Observation: 4"),
+        ImportMessage(role="user", content="Observation: (second)"),
+        ImportMessage(role="assistant", content="4"),
+    ]
+    steps, _, last = imported_steps(messages)
+    assert [s.observation for s in steps] == ["Observation: 4\nObservation: (second)", ""]
+    assert last == "4"
+
+
+def test_folder_import_with_results_file_overriding_success(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    results.write_text(
+        json.dumps([{"instance_id": "13-1", "score": 0}, {"id": "27-2", "passed": True}])
+    )
+    report = import_trajectories(LOGS, tmp_path / "run", results=results)
+    assert report.imported == 2 and not report.errors
+    verdicts = {
+        json.loads(line)["task_id"]: json.loads(line)["verdict"]["passed"]
+        for line in report.trajectories_path.read_text().splitlines()
+    }
+    assert verdicts == {"13-1": False, "27-2": True}
+    again = import_trajectories(LOGS, tmp_path / "run", results=results)
+    assert again.imported == 0 and again.already_present == 2
+
+
+def test_every_bad_line_is_reported_and_nothing_written(tmp_path: Path) -> None:
+    bad = tmp_path / "logs"
+    bad.mkdir()
+    lines = GOOD.read_text().splitlines()
+    broken = [lines[0], "{not json", json.dumps({"type": "tool_call"}), *lines[1:-1]]
+    (bad / "cli_skill_agent_9-9.jsonl").write_text("\n".join(broken) + "\n")
+    report = import_trajectories(bad, tmp_path / "run", format="official")
+    messages = [str(e) for e in report.errors]
+    assert report.imported == 0
+    assert any("line 2: not JSON" in m for m in messages)
+    assert any("line 3: unknown record type 'tool_call'" in m for m in messages)
+    assert any("no outcome for task '9-9'" in m for m in messages)
+    assert all(m.startswith("cli_skill_agent_9-9.jsonl: ") for m in messages)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_reports_all_errors_and_says_nothing_was_written(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    shutil.copytree(LOGS, logs)
+    (logs / "agent_1-1.jsonl").write_text('{"type": "session_start"}\n{"type": "message"}\n')
+    (logs / "agent_2-2.jsonl").write_text('{"type": "session_start"}\n[1]\n')
+    result = CliRunner().invoke(
+        main, ["trajectories", "import", str(logs), "--run-dir", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 1
+    assert "imported 2 trajectories (official format)" in result.output
+    assert "agent_1-1.jsonl: line 2:" in result.output
+    assert "agent_2-2.jsonl: line 2: unknown record type None" in result.output
+    only_bad = CliRunner().invoke(
+        main,
+        ["trajectories", "import", str(logs / "agent_1-1.jsonl"), "--run-dir",
+         str(tmp_path / "empty"), "--format", "official"],
+    )  # fmt: skip
+    assert only_bad.exit_code == 1
+    assert "imported nothing (official format)" in only_bad.output
+    assert "was not written" in only_bad.output
+
+
+def test_results_file_shapes(tmp_path: Path) -> None:
+    mapping = tmp_path / "a.json"
+    mapping.write_text(json.dumps({"1": True, "2": False}))
+    assert read_results(mapping) == {"1": True, "2": False}
+    jsonl = tmp_path / "b.jsonl"
+    jsonl.write_text('{"task_id": "1", "success": true}\n{"task_id": "2", "correct": false}\n')
+    assert read_results(jsonl) == {"1": True, "2": False}
+
+
+def test_parse_is_pure_and_names_task_from_file_name() -> None:
+    log = parse_official_log(Path("x/my_agent_5-3.jsonl"), GOOD.read_text())
+    assert log.record is not None and log.record.task_id == "my_agent_5-3"  # agent name differs
