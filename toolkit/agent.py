@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from toolkit import code_protocol
 from toolkit.errors import LLMError, SectionLookupError, SkillError
 from toolkit.llm.gateway import Gateway
 from toolkit.sandbox import Session
@@ -60,6 +61,11 @@ class AgentConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     schema_version: int = AGENT_SCHEMA_VERSION
+    protocol: Literal["json", "code"] = Field(
+        "json",
+        description="json: one grammar-constrained JSON action per step; code: plain-text "
+        "replies with fenced python blocks and a FINAL ANSWER line (toolkit.code_protocol).",
+    )
     delivery: Literal["system", "progressive", "none"] = Field(
         "system", description="system | progressive | none (see the module docstring)."
     )
@@ -211,8 +217,8 @@ def skill_index(skill: Skill) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def system_prompt(skill: Skill | None, config: AgentConfig) -> str:
-    """The system message: tools, one JSON example, rules, and the skill per delivery."""
+def _json_system_text(skill: Skill | None, config: AgentConfig) -> str:
+    """The json protocol's instructions: tools, one JSON example, rules."""
     with_skill = skill is not None and config.delivery != "none"
     # The example's thought plans before the code: small models copy its length and shape.
     # The 1.5B also copies its code verbatim as a first step (12 of 50 GSM8K tasks without a
@@ -261,19 +267,38 @@ def system_prompt(skill: Skill | None, config: AgentConfig) -> str:
         lines.append(
             "- cited_sections: the ids of the skill sections that guide this step ([] if none)."
         )
-    text = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def system_prompt(skill: Skill | None, config: AgentConfig) -> str:
+    """The system message: the protocol's instructions, then the skill per delivery."""
+    with_skill = skill is not None and config.delivery != "none"
+    if config.protocol == "code":
+        text = code_protocol.system_text(config.max_turns, with_skill)
+    else:
+        text = _json_system_text(skill, config)
     if with_skill and skill is not None:
-        header = f"\n\n# Skill: {skill.name}\n{skill.description}\n"
-        if config.delivery == "system":
-            text += header + "Follow this skill. Section ids are in [brackets].\n\n"
-            text += annotated_skill_md(skill)
-            refs = reference_files(skill)
-            if refs:
-                text += "\n\nReference files (read with read_skill_file, args.path): "
-                text += ", ".join(refs)
-        else:
-            text += header + "Follow this skill. " + skill_index(skill)
+        text += _skill_appendix(skill, config)
     return text
+
+
+def _skill_appendix(skill: Skill, config: AgentConfig) -> str:
+    """The skill as the system prompt shows it: whole (``system``) or as an index."""
+    code = config.protocol == "code"
+    header = f"\n\n# Skill: {skill.name}\n{skill.description}\n"
+    if config.delivery == "system":
+        text = header + "Follow this skill. Section ids are in [brackets].\n\n"
+        text += annotated_skill_md(skill)
+        refs = reference_files(skill)
+        if refs:
+            how = 'read_skill("references/...")' if code else "read_skill_file, args.path"
+            text += f"\n\nReference files (read with {how}): " + ", ".join(refs)
+        return text
+    index = skill_index(skill)
+    if code:
+        index = index.replace("read_skill_file, args.section = its id", 'read_skill("id")')
+        index = index.replace("read_skill_file, args.path", 'read_skill("path")')
+    return header + "Follow this skill. " + index
 
 
 def task_message(summary: str, files: Sequence[str], config: AgentConfig) -> str:
@@ -281,7 +306,10 @@ def task_message(summary: str, files: Sequence[str], config: AgentConfig) -> str
     parts = [summary.strip()]
     if files:
         parts.append("Files in the current folder: " + ", ".join(files))
-    parts.append(turn_note(1, config.max_turns))
+    if config.protocol == "code":
+        parts.append(code_protocol.turn_text(1, config.max_turns))
+    else:
+        parts.append(turn_note(1, config.max_turns))
     return "\n\n".join(parts)
 
 
@@ -314,6 +342,9 @@ def agent_fingerprint(config: AgentConfig) -> str:
         turn_note(1, config.max_turns),
         turn_note(2, config.max_turns, "python"),
         turn_note(config.max_turns, config.max_turns),
+        code_protocol.turn_text(2, config.max_turns),
+        code_protocol.turn_text(config.max_turns, config.max_turns),
+        code_protocol.SESSION_SETUP,
     ]
     return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12]
 
@@ -430,6 +461,8 @@ class Agent:
             {"role": "system", "content": self.system},
             {"role": "user", "content": task_message(summary, files, cfg)},
         ]
+        if cfg.protocol == "code":
+            return await self._run_code(messages, session, seed=seed)
         result = AgentResult(stop_reason="max_turns")
         must_submit = False
         for index in range(cfg.max_turns):
@@ -489,6 +522,141 @@ class Agent:
             )
         return result
 
+    async def _run_code(
+        self, messages: list[dict[str, Any]], session: Session, *, seed: int
+    ) -> AgentResult:
+        """The ``code`` protocol's loop: plain-text replies, fenced python, FINAL ANSWER."""
+        cfg = self.config
+        result = AgentResult(stop_reason="max_turns")
+        await session.run(code_protocol.SESSION_SETUP)
+        for index in range(cfg.max_turns):
+            if result.tokens_in + result.tokens_out >= cfg.token_budget:
+                result.stop_reason = "token_budget"
+                return result
+            try:
+                completion = await self.gateway.acomplete_full(
+                    messages,
+                    self.model,
+                    temperature=cfg.temperature,
+                    max_tokens=cfg.max_tokens,
+                    seed=seed + index,
+                )
+            except LLMError as exc:
+                result.stop_reason = "error"
+                result.error = str(exc)
+                return result
+            result.tokens_in += completion.tokens_in
+            result.tokens_out += completion.tokens_out
+            result.cost_usd += completion.cost_usd
+            reply = code_protocol.parse_reply(completion.text)
+            step = Step(
+                index=index,
+                thought=reply.prose[: MAX_THOUGHT_CHARS * 4],
+                action=Action(tool="respond", args={}),
+                tokens_in=completion.tokens_in,
+                tokens_out=completion.tokens_out,
+                latency_s=completion.latency_s,
+                cache_hit=completion.cache_hit,
+                call_id=completion.call_id,
+            )
+            started = time.perf_counter()
+            answer = await self._act_code(reply, step, session, result)
+            step.tool_s = time.perf_counter() - started
+            result.steps.append(step)
+            if answer is not None:
+                result.final_answer = answer
+                result.stop_reason = "submitted"
+                return result
+            messages.append({"role": "assistant", "content": completion.text})
+            note = code_protocol.turn_text(index + 2, cfg.max_turns)
+            messages.append({"role": "user", "content": f"{step.observation}\n\n{note}"})
+        return result
+
+    async def _act_code(
+        self,
+        reply: code_protocol.CodeReply,
+        step: Step,
+        session: Session,
+        result: AgentResult,
+    ) -> str | None:
+        """Do what a code-protocol reply asks; fill the step; return the accepted answer.
+
+        Skill reads first (exact, recorded even if the code fails), then the first python
+        block; a FINAL ANSWER line counts only when no code ran or the code ran cleanly, and
+        a ``submit()`` inside the code counts even if the code failed after it.
+        """
+        cfg = self.config
+        parts: list[str] = []
+        for ref in reply.reads:
+            parts.append(self._read_for_code(ref, step, result))
+        if reply.reads:
+            step.action = Action(tool="read_skill_file", args={"section": reply.reads[0]})
+        if reply.cut_off:
+            step.error = "reply cut off inside a code block"
+            parts.append(
+                "Your reply was cut off inside a code block (too long), so nothing ran. "
+                "Write shorter code."
+            )
+            _observe(step, parts)
+            return None
+        code_ok = True
+        submitted: str | None = None
+        if reply.code is not None:
+            step.action = Action(tool="python", args={"code": reply.code})
+            run = await session.run(reply.code, wall_s=cfg.python_wall_s)
+            output, submitted = code_protocol.submitted_answer(run.render())
+            if run.error is not None:
+                code_ok = False
+                step.error = f"{run.error.type}: {run.error.message}"[:300]
+            shown, step.observation_truncated = truncate(
+                output, cfg.observation_chars, "print less, e.g. df.head() or len(x)"
+            )
+            parts.append(f"Output:\n{shown}" if shown.strip() else "Output: (nothing printed)")
+            if reply.blocks > 1:
+                parts.append(
+                    f"Only the first of your {reply.blocks} code blocks ran: send one per reply."
+                )
+        if submitted:
+            step.action = Action(tool="submit", args={"answer": submitted})
+            _observe(step, parts)
+            return submitted
+        if reply.answer is not None:
+            if code_ok:
+                if reply.code is None:
+                    step.action = Action(tool="submit", args={"answer": reply.answer})
+                _observe(step, parts)
+                return reply.answer
+            parts.append("Your FINAL ANSWER was not accepted: the code above failed. Fix it.")
+        elif reply.code is None and not reply.reads:
+            step.error = "no code and no answer"
+            parts.append(
+                "Your reply had no ```python block and no FINAL ANSWER line. Write code to "
+                "run, or end with FINAL ANSWER: <answer>."
+            )
+        _observe(step, parts)
+        return None
+
+    def _read_for_code(self, ref: str, step: Step, result: AgentResult) -> str:
+        """Read one skill section or file named in a reply; the observation part."""
+        if self.skill is None:
+            step.error = "read_skill without a skill"
+            return "Error: there is no skill to read in this task."
+        path, section = (ref, "") if ref.startswith("references/") or ref == SKILL_MD else ("", ref)
+        read = read_skill(self.skill, path, section)
+        if read.error is not None:
+            step.error = read.error[:300]
+            return f"Error: {read.error}"
+        assert read.file is not None
+        if read.section_id is None:
+            step.read_files.append(read.file)
+        else:
+            step.read_sections.append(f"{read.file}#{read.section_id}")
+        result.section_uses.append(
+            SectionUse(step=step.index, kind="read", file=read.file, section_id=read.section_id)
+        )
+        text, _ = truncate(read.text, self.config.skill_read_chars, "read one section at a time")
+        return f"Skill {ref}:\n{text}"
+
     async def _act(
         self, tool: str, args: ToolArgs, step: Step, session: Session, result: AgentResult
     ) -> bool:
@@ -536,6 +704,10 @@ class Agent:
         step.error = f"unknown tool {tool!r}"
         step.observation = f"Error: unknown tool {tool!r}."
         return False
+
+
+def _observe(step: Step, parts: list[str]) -> None:
+    step.observation = "\n\n".join(parts)
 
 
 def _same_action(a: Step, b: Step) -> bool:

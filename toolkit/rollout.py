@@ -554,6 +554,7 @@ async def _rollout_one(
         sample_seed=sample_seed,
         temperature=agent.config.temperature,
         delivery=agent.config.delivery,
+        protocol=agent.config.protocol,
         steps=result.steps,
         final_answer=result.final_answer,
         verdict=verdict,

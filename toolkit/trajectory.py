@@ -149,6 +149,9 @@ class Trajectory(BaseModel):
     sample_seed: int = Field(default=0, description="Sampling seed of this task (from seed+task).")
     temperature: float | None = Field(default=None, description="Sampling temperature.")
     delivery: str = Field(description="system | progressive | none | imported.")
+    protocol: str = Field(
+        "json", description="How the agent talked to the model: json | code | imported."
+    )
     steps: list[Step] = Field(default_factory=list, description="The steps, in order.")
     final_answer: str | None = Field(default=None, description="The submitted answer, if any.")
     verdict: Verdict = Field(description="The suite's verdict on the final answer.")
@@ -668,6 +671,7 @@ def _import_line(record: ImportRecord, suite: Any, tasks: dict[str, Any] | None)
         model=record.model,
         seed=record.seed,
         delivery="imported",
+        protocol="imported",
         steps=steps,
         final_answer=answer,
         verdict=verdict,

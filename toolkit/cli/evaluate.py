@@ -101,10 +101,12 @@ def _evaluate(
     seed: int,
     run_dir: Path | None,
     delivery: str | None,
+    protocol: str,
     parallel: int,
     resamples: int,
     llm_config: LLMConfig,
 ) -> EvalResult:
+    from toolkit.agent import AgentConfig
     from toolkit.evaluate import NO_SKILL, evaluate
 
     return evaluate(
@@ -120,7 +122,19 @@ def _evaluate(
         resamples=resamples,
         progress=True,
         llm_config=llm_config,
+        agent_config=AgentConfig(protocol=protocol),
     )
+
+
+protocol_option = click.option(
+    "--protocol",
+    type=click.Choice(["json", "code"]),
+    default="json",
+    show_default=True,
+    help="How the agent talks to the model: json (one grammar-constrained JSON action per "
+    "step; any structured-output model) or code (plain text with fenced python blocks and a "
+    "FINAL ANSWER line, as models are trained to write).",
+)
 
 
 def _common(func: Any) -> Any:
@@ -152,6 +166,7 @@ def _common(func: Any) -> Any:
             show_default=True,
             help="Skill in the system prompt, or loaded section by section on demand.",
         ),
+        protocol_option,
         click.option(
             "--parallel",
             type=click.IntRange(min=1),
@@ -191,6 +206,7 @@ def eval_cmd(
     seed: int,
     run_dir: Path | None,
     delivery: str,
+    protocol: str,
     parallel: int,
     resamples: int,
     as_json: bool,
@@ -225,6 +241,7 @@ def eval_cmd(
         seed=seed,
         run_dir=run_dir,
         delivery=delivery,
+        protocol=protocol,
         parallel=parallel,
         resamples=resamples,
         llm_config=llm_config,
@@ -272,6 +289,7 @@ def compare(
     seed: int,
     run_dir: Path | None,
     delivery: str,
+    protocol: str,
     parallel: int,
     resamples: int,
     as_json: bool,
@@ -299,6 +317,7 @@ def compare(
         "limit": limit,
         "run_dir": run_dir,
         "delivery": delivery,
+        "protocol": protocol,
         "parallel": parallel,
         "resamples": resamples,
     }

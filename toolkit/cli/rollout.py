@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from toolkit.cli.evaluate import protocol_option
 from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
 from toolkit.tasks import Suite
@@ -35,6 +36,7 @@ DEFAULT_CONCURRENCY = 4
     help="How the skill reaches the agent: whole SKILL.md in the system prompt, headings "
     "with sections read on demand, or no skill (default: system with --skill, else none).",
 )  # fmt: skip
+@protocol_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed.")
 @click.option("--resume", is_flag=True, help="Continue a killed run: finished tasks are kept.")
 @click.option(
@@ -55,6 +57,7 @@ def rollout_command(
     run_dir: Path,
     limit: int | None,
     delivery: str | None,
+    protocol: str,
     seed: int,
     resume: bool,
     max_turns: int,
@@ -102,7 +105,7 @@ def rollout_command(
         delivery=delivery,
         resume=resume,
         progress=not no_progress,
-        agent_config=AgentConfig(max_turns=max_turns, temperature=temperature),
+        agent_config=AgentConfig(max_turns=max_turns, temperature=temperature, protocol=protocol),
         llm_config=llm_config,
     )
     if as_json:
@@ -278,6 +281,7 @@ def _show_one(t: Any) -> None:
         ("id", t.id),
         ("task", f"{t.suite}/{t.task_id} ({t.split})"),
         ("skill", f"{t.skill_name or '(none)'} @ {t.skill_commit[:12]} ({t.delivery})"),
+        ("protocol", t.protocol),
         ("model", f"{t.model} (seed {t.seed})"),
         ("verdict", f"{'PASS' if t.passed else 'FAIL'}: {t.verdict.details}"),
         ("answer", repr(t.final_answer)),

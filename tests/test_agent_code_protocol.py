@@ -1,0 +1,133 @@
+"""The code protocol: plain-text replies, fenced python in the sandbox, FINAL ANSWER."""
+
+from __future__ import annotations
+
+from tests.test_agent import GSM8K_SKILL, gateway, loop, pool, solve, step_no  # noqa: F401
+from toolkit.agent import AgentConfig, agent_fingerprint, system_prompt
+from toolkit.code_protocol import parse_reply, submitted_answer
+
+FENCE = "```"
+
+
+def code(body: str, before: str = "Plan: compute it.", after: str = "") -> str:
+    return f"{before}\n{FENCE}python\n{body}\n{FENCE}\n{after}"
+
+
+# ---- parser (pure) ---------------------------------------------------------------------------
+
+
+def test_parse_code_answer_reads_and_cut_off() -> None:
+    reply = parse_reply(code("print(6 * 7)", after='read_skill("gsm8k-math/workflow")'))
+    assert reply.code == "print(6 * 7)\n" and reply.blocks == 1 and reply.answer is None
+    assert reply.reads == ["gsm8k-math/workflow"] and not reply.cut_off
+    assert parse_reply("So it is 42.\n**Final Answer:** $\\boxed{42}$").answer == "42"
+    assert parse_reply("FINAL ANSWER: 1,200.").answer == "1,200"
+    two = parse_reply(code("a = 1") + code("print(a)"))
+    assert two.blocks == 2 and two.code == "a = 1\n"
+    cut = parse_reply(f"Let me write it.\n{FENCE}python\nfor i in range(")
+    assert cut.cut_off and cut.code is None
+    # A FINAL ANSWER inside code is code, not the answer.
+    assert parse_reply(code('print("FINAL ANSWER: 3")')).answer is None
+    # Other languages are not run.
+    assert parse_reply(f"{FENCE}bash\nls\n{FENCE}").code is None
+
+
+def test_submit_marker_is_read_and_removed() -> None:
+    from toolkit.code_protocol import SUBMIT_MARK
+
+    output, answer = submitted_answer(f"working\n{SUBMIT_MARK}42\n")
+    assert answer == "42" and output == "working\n"
+    assert submitted_answer("plain") == ("plain", None)
+
+
+def test_protocol_changes_prompt_and_fingerprint() -> None:
+    json_cfg, code_cfg = AgentConfig(), AgentConfig(protocol="code")
+    assert agent_fingerprint(json_cfg) != agent_fingerprint(code_cfg)
+    text = system_prompt(GSM8K_SKILL, code_cfg)
+    assert "FINAL ANSWER" in text and "[gsm8k-math/workflow]" in text
+    assert "JSON" not in text.split("# Skill")[0]
+    progressive = system_prompt(
+        GSM8K_SKILL, code_cfg.model_copy(update={"delivery": "progressive"})
+    )
+    assert 'read_skill("id")' in progressive and "args.section" not in progressive
+
+
+# ---- the loop over the fake model and the real sandbox ---------------------------------------
+
+
+def test_code_then_final_answer(loop, pool, gateway) -> None:  # noqa: F811
+    def script(messages):
+        if step_no(messages) == 0:
+            return code("x = 6 * 7\nprint(x)")
+        assert messages[-1]["content"].startswith("Output:\n42")
+        return "The output shows 42.\nFINAL ANSWER: 42"
+
+    result, model = solve(loop, pool, gateway, script, protocol="code")
+    assert result.stop_reason == "submitted" and result.final_answer == "42"
+    run, answer = result.steps
+    assert run.action.tool == "python" and run.action.args == {"code": "x = 6 * 7\nprint(x)\n"}
+    assert answer.action.tool == "submit" and answer.action.args == {"answer": "42"}
+    # Plain text calls: no response schema is sent.
+    assert all("response_format" not in r.params for r in model.requests)
+
+
+def test_submit_inside_code_ends_even_if_code_fails_after(loop, pool, gateway) -> None:  # noqa: F811
+    result, _ = solve(loop, pool, gateway, lambda m: code("submit(6 * 7)\n1 / 0"), protocol="code")
+    assert result.final_answer == "42" and result.stop_reason == "submitted"
+    assert "ZeroDivisionError" in result.steps[0].observation
+
+
+def test_answer_next_to_failing_code_is_refused(loop, pool, gateway) -> None:  # noqa: F811
+    def script(messages):
+        if step_no(messages) == 0:
+            return code("print(undefined_name)", after="FINAL ANSWER: 41")
+        assert "not accepted" in messages[-1]["content"]
+        return "FINAL ANSWER: 42"
+
+    result, _ = solve(loop, pool, gateway, script, protocol="code")
+    assert result.final_answer == "42"
+    assert "NameError" in (result.steps[0].error or "")
+
+
+def test_bad_replies_become_observations(loop, pool, gateway) -> None:  # noqa: F811
+    replies = [
+        "I think about it.",  # no code, no answer
+        code("a = 6") + code("print(a)"),  # two blocks: the first runs
+        f"{FENCE}python\nprint(",  # cut off
+        'read_skill("no-such-section")',  # unknown section
+        "FINAL ANSWER: 42",
+    ]
+
+    def script(messages):
+        return replies[step_no(messages)]
+
+    result, model = solve(loop, pool, gateway, script, protocol="code", max_turns=6)
+    assert result.final_answer == "42"
+    observations = [s.observation for s in result.steps]
+    assert "no ```python block and no FINAL ANSWER" in observations[0]
+    assert "Only the first of your 2 code blocks ran" in observations[1]
+    assert "cut off" in observations[2]
+    assert observations[3].startswith("Error:")
+    assert [s.error is not None for s in result.steps] == [True, False, True, True, False]
+
+
+def test_skill_reads_are_recorded(loop, pool, gateway) -> None:  # noqa: F811
+    def script(messages):
+        if step_no(messages) == 0:
+            return 'First the workflow.\nread_skill("gsm8k-math/workflow")'
+        assert "Skill gsm8k-math/workflow:" in messages[-1]["content"]
+        return "FINAL ANSWER: 42"
+
+    result, _ = solve(loop, pool, gateway, script, protocol="code", delivery="progressive")
+    assert [(u.kind, u.ref) for u in result.section_uses] == [
+        ("read", "SKILL.md#gsm8k-math/workflow")
+    ]
+    assert result.steps[0].action.tool == "read_skill_file"
+
+
+def test_no_answer_by_the_last_turn_stops(loop, pool, gateway) -> None:  # noqa: F811
+    result, model = solve(
+        loop, pool, gateway, lambda m: code("print(1)"), protocol="code", max_turns=3
+    )
+    assert result.stop_reason == "max_turns" and result.final_answer is None
+    assert "(last)" in model.requests[-1].messages[-1]["content"]

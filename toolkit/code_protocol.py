@@ -1,0 +1,126 @@
+"""The ``code`` agent protocol: plain-text replies with fenced Python, parsed (pure).
+
+In the ``json`` protocol every step is one grammar-constrained JSON object, so a small model
+writes its code inside a JSON string. In the ``code`` protocol the model replies in plain
+text, as it was trained to: a fenced ```python block is run in the task's sandbox session and
+its output comes back; the answer is a ``FINAL ANSWER: ...`` line or a ``submit(...)`` call
+inside the code; ``read_skill("section-id")`` reads a skill section. This module holds the
+prompts and the reply parser; :class:`toolkit.agent.Agent` runs the loop.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, Field
+
+SUBMIT_MARK = "\x1e<<submit>>"
+"""Printed by the sandbox's ``submit()``; the harness reads the answer after it."""
+
+# Defined once per task in the sandbox session: submit() prints a marker the harness parses;
+# read_skill() only acknowledges (the harness reads the section from the reply text, so the
+# read is exact and recorded even when the code around it fails).
+SESSION_SETUP = (
+    "def submit(answer):\n"
+    f"    print({SUBMIT_MARK!r} + str(answer))\n"
+    "def read_skill(section_id):\n"
+    "    print(f'(skill section {section_id} is shown below)')\n"
+)
+
+_BLOCK_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
+_FINAL_RE = re.compile(r"(?im)^[ \t>*_#-]*final[ \t]+answer[ \t*_]*[:：][ \t]*(.+?)[ \t]*$")
+_READ_RE = re.compile(r"""read_skill\(\s*["']([^"'\n]{1,200})["']\s*\)""")
+_CODE_LANGS = frozenset({"", "python", "py", "python3", "ipython"})
+
+
+class CodeReply(BaseModel):
+    """What one plain-text reply asks for."""
+
+    prose: str = Field(description="The reply without its code blocks (the step's thought).")
+    code: str | None = Field(None, description="The first Python block, if any.")
+    blocks: int = Field(0, description="How many Python blocks the reply held.")
+    answer: str | None = Field(None, description="The last FINAL ANSWER line outside code.")
+    reads: list[str] = Field(default_factory=list, description="read_skill(...) section ids.")
+    cut_off: bool = Field(False, description="A code fence was opened and never closed.")
+
+
+def parse_reply(text: str) -> CodeReply:
+    """Parse a plain-text reply: code blocks, the final answer, skill reads (pure)."""
+    blocks = [m.group(2) for m in _BLOCK_RE.finditer(text) if m.group(1).lower() in _CODE_LANGS]
+    outside = _BLOCK_RE.sub("\n", text)
+    cut_off = "```" in outside  # an odd fence left over: the reply stopped inside a block
+    if cut_off:
+        outside = outside[: outside.index("```")]
+    answers = [_clean_answer(m.group(1)) for m in _FINAL_RE.finditer(outside)]
+    answers = [a for a in answers if a]
+    return CodeReply(
+        prose=outside.strip(),
+        code=blocks[0] if blocks else None,
+        blocks=len(blocks),
+        answer=answers[-1] if answers else None,
+        reads=list(dict.fromkeys(_READ_RE.findall(text))),
+        cut_off=cut_off,
+    )
+
+
+def _clean_answer(raw: str) -> str:
+    """Strip markdown emphasis, LaTeX boxes and a trailing full stop from an answer."""
+    value = raw.strip().strip("*_`").strip()
+    boxed = re.fullmatch(r"\$*\\boxed\{(.*)\}\$*", value)
+    if boxed:
+        value = boxed.group(1)
+    return value.rstrip(".").strip()
+
+
+def submitted_answer(output: str) -> tuple[str, str | None]:
+    """(output without submit markers, the last submitted answer or None)."""
+    if SUBMIT_MARK not in output:
+        return output, None
+    kept: list[str] = []
+    answer: str | None = None
+    for line in output.split("\n"):
+        if SUBMIT_MARK in line:
+            before, _, value = line.partition(SUBMIT_MARK)
+            answer = value.strip()
+            if before:
+                kept.append(before)
+        else:
+            kept.append(line)
+    return "\n".join(kept), answer
+
+
+def system_text(max_turns: int, with_skill: bool) -> str:
+    """The code protocol's instructions (the skill is appended by the agent)."""
+    lines = [
+        "You solve a task step by step. To run Python, write ONE fenced block:",
+        "```python",
+        "print(4 * 12 * 3)",
+        "```",
+        "I run it in a persistent Python session (variables stay between blocks; the task's "
+        "files are in the current folder) and reply with its output. Use print() to see "
+        "results.",
+        "When you know the answer, end your reply with a line:",
+        "FINAL ANSWER: <the answer only>",
+        "",
+        "Rules:",
+        "- First say what is asked and plan; then write code for this task.",
+        "- Do all arithmetic, counting and comparing in Python, never in your head.",
+        "- Wait for the output of your code before you give the final answer.",
+        f"- You have at most {max_turns} replies.",
+    ]
+    if with_skill:
+        lines.append(
+            '- To read a skill section, write read_skill("section-id") on its own line '
+            "(ids are in [brackets])."
+        )
+    return "\n".join(lines)
+
+
+def turn_text(step: int, max_turns: int) -> str:
+    """Where the agent is in its reply budget (1-based step)."""
+    if step >= max_turns:
+        return f"Reply {step}/{max_turns} (last): write FINAL ANSWER: <answer> now."
+    return (
+        f"Reply {step}/{max_turns}. If this answers the question, write FINAL ANSWER: "
+        "<answer>. Otherwise fix or extend the code."
+    )
