@@ -131,3 +131,27 @@ def test_no_answer_by_the_last_turn_stops(loop, pool, gateway) -> None:  # noqa:
     )
     assert result.stop_reason == "max_turns" and result.final_answer is None
     assert "(last)" in model.requests[-1].messages[-1]["content"]
+
+
+# ---- the plain condition -----------------------------------------------------------------------
+
+
+def test_plain_is_one_call_with_files_inlined_and_no_tools(loop, pool, gateway) -> None:  # noqa: F811
+    def script(messages):
+        assert (
+            len(messages) == 2 and "File table.csv:\nyear,count\n2001,5" in messages[1]["content"]
+        )
+        return "Count in 2001 is 5, so 6 * 7 = 42.\nFINAL ANSWER: 42"
+
+    result, model = solve(
+        loop, pool, gateway, script, protocol="plain", files={"table.csv": "year,count\n2001,5\n"}
+    )
+    assert result.final_answer == "42" and result.stop_reason == "submitted"
+    assert len(model.requests) == 1 and result.steps[0].action.args == {"answer": "42"}
+    assert "FINAL ANSWER" in model.requests[0].messages[0]["content"]
+
+
+def test_plain_without_answer_line_fails_cleanly(loop, pool, gateway) -> None:  # noqa: F811
+    result, _ = solve(loop, pool, gateway, lambda m: "It is probably 42.", protocol="plain")
+    assert result.final_answer is None and result.stop_reason == "max_turns"
+    assert result.steps[0].error == "no FINAL ANSWER line"

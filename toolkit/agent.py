@@ -24,6 +24,7 @@ call ends the trajectory with ``stop_reason="error"``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -53,6 +54,8 @@ MAX_CODE_CHARS = MAX_GRAMMAR_STRING
 MAX_PATH_CHARS = 200
 MAX_ANSWER_CHARS = 500
 MAX_CITED = 3
+# Task files the plain condition inlines (it has no tools to open anything else).
+PLAIN_TEXT_SUFFIXES = frozenset({"csv", "tsv", "txt", "json", "md", "html"})
 
 
 class AgentConfig(BaseModel):
@@ -61,10 +64,14 @@ class AgentConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     schema_version: int = AGENT_SCHEMA_VERSION
-    protocol: Literal["json", "code"] = Field(
+    protocol: Literal["json", "code", "plain"] = Field(
         "json",
         description="json: one grammar-constrained JSON action per step; code: plain-text "
-        "replies with fenced python blocks and a FINAL ANSWER line (toolkit.code_protocol).",
+        "replies with fenced python blocks and a FINAL ANSWER line (toolkit.code_protocol); "
+        "plain: one reply with no tools, the task's text files inlined (the model's own level).",
+    )
+    plain_file_chars: int = Field(
+        12_000, ge=0, description="plain: characters of task files inlined in the prompt."
     )
     delivery: Literal["system", "progressive", "none"] = Field(
         "system", description="system | progressive | none (see the module docstring)."
@@ -275,6 +282,8 @@ def system_prompt(skill: Skill | None, config: AgentConfig) -> str:
     with_skill = skill is not None and config.delivery != "none"
     if config.protocol == "code":
         text = code_protocol.system_text(config.max_turns, with_skill)
+    elif config.protocol == "plain":
+        text = code_protocol.PLAIN_SYSTEM
     else:
         text = _json_system_text(skill, config)
     if with_skill and skill is not None:
@@ -286,7 +295,7 @@ def _skill_appendix(skill: Skill, config: AgentConfig) -> str:
     """The skill as the system prompt shows it: whole (``system``) or as an index."""
     code = config.protocol == "code"
     header = f"\n\n# Skill: {skill.name}\n{skill.description}\n"
-    if config.delivery == "system":
+    if config.delivery == "system" or config.protocol == "plain":  # plain cannot read
         text = header + "Follow this skill. Section ids are in [brackets].\n\n"
         text += annotated_skill_md(skill)
         refs = reference_files(skill)
@@ -345,6 +354,7 @@ def agent_fingerprint(config: AgentConfig) -> str:
         code_protocol.turn_text(2, config.max_turns),
         code_protocol.turn_text(config.max_turns, config.max_turns),
         code_protocol.SESSION_SETUP,
+        code_protocol.plain_task_text("", {"t.csv": "a"}, config.plain_file_chars),
     ]
     return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12]
 
@@ -457,6 +467,8 @@ class Agent:
         model or tool failures (they end or continue the trajectory, recorded)."""
         cfg = self.config
         files = await session.list_files()
+        if cfg.protocol == "plain":
+            return await self._run_plain(summary, files, session, seed=seed)
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": self.system},
             {"role": "user", "content": task_message(summary, files, cfg)},
@@ -520,6 +532,60 @@ class Agent:
             messages.append(
                 {"role": "user", "content": f"Observation:\n{step.observation}\n\n{note}"}
             )
+        return result
+
+    async def _run_plain(
+        self, summary: str, files: list[str], session: Session, *, seed: int
+    ) -> AgentResult:
+        """The ``plain`` condition: one reply, no tools; text files inlined in the prompt."""
+        cfg = self.config
+        texts: dict[str, str] = {}
+        if files:
+            await session.ready()
+            for name in files:
+                if name.rsplit(".", 1)[-1].lower() in PLAIN_TEXT_SUFFIXES:
+                    data = await asyncio.to_thread(session.read_bytes, name)
+                    texts[name] = data.decode("utf-8", "replace")
+        messages = [
+            {"role": "system", "content": self.system},
+            {
+                "role": "user",
+                "content": code_protocol.plain_task_text(summary, texts, cfg.plain_file_chars),
+            },
+        ]
+        result = AgentResult(stop_reason="max_turns")
+        try:
+            completion = await self.gateway.acomplete_full(
+                messages,
+                self.model,
+                temperature=cfg.temperature,
+                max_tokens=cfg.max_tokens,
+                seed=seed,
+            )
+        except LLMError as exc:
+            result.stop_reason = "error"
+            result.error = str(exc)
+            return result
+        reply = code_protocol.parse_reply(completion.text)
+        step = Step(
+            index=0,
+            thought=completion.text,
+            action=Action(tool="submit" if reply.answer else "respond", args={}),
+            tokens_in=completion.tokens_in,
+            tokens_out=completion.tokens_out,
+            latency_s=completion.latency_s,
+            cache_hit=completion.cache_hit,
+            call_id=completion.call_id,
+        )
+        if reply.answer is not None:
+            step.action.args["answer"] = reply.answer
+            result.final_answer = reply.answer
+            result.stop_reason = "submitted"
+        else:
+            step.error = "no FINAL ANSWER line"
+        result.steps.append(step)
+        result.tokens_in, result.tokens_out = completion.tokens_in, completion.tokens_out
+        result.cost_usd = completion.cost_usd
         return result
 
     async def _run_code(

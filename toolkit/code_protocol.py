@@ -116,6 +116,26 @@ def system_text(max_turns: int, with_skill: bool) -> str:
     return "\n".join(lines)
 
 
+PLAIN_SYSTEM = (
+    "Answer the question. Think step by step, then end your reply with a line:\n"
+    "FINAL ANSWER: <the answer only>"
+)
+"""The ``plain`` condition: one reply, no tools (the model's own level)."""
+
+
+def plain_task_text(summary: str, files: dict[str, str], max_chars: int) -> str:
+    """The plain condition's user message: the task with its text files inlined (bounded)."""
+    parts = [summary.strip()]
+    budget = max_chars
+    for name, text in files.items():
+        shown = text if len(text) <= budget else text[:budget] + "\n[... cut ...]"
+        budget -= len(shown)
+        parts.append(f"File {name}:\n{shown}")
+        if budget <= 0:
+            break
+    return "\n\n".join(parts)
+
+
 def turn_text(step: int, max_turns: int) -> str:
     """Where the agent is in its reply budget (1-based step)."""
     if step >= max_turns:
