@@ -254,3 +254,58 @@ def test_cli_reference_budget(tmp_path: Path, skill_dir: Path) -> None:
     assert "references/column-types.md" in out
     code, _ = invoke("patch", "check", patch_file, skill_dir, "--max-reference-lines", "0")
     assert code == 2
+
+
+# --- duplicate-content looks at the landing section's code only ------------------------------
+
+CODE_SKILL = """---
+name: code
+description: Code examples.
+---
+
+# Code
+
+## Load
+
+```python
+import pandas as pd
+df = pd.read_csv("data.csv")
+```
+
+## Plot
+
+```python
+df.plot()
+```
+
+Keep plots small.
+"""
+
+
+def code_skill() -> Skill:
+    return Skill.from_files("code", {"SKILL.md": CODE_SKILL})
+
+
+def insert(anchor: str, content: str, section: str = "") -> dict[str, Any]:
+    return official("insert_before", target_text=anchor, target_section=section, content=content)
+
+
+def test_a_line_in_an_unrelated_code_block_is_not_a_duplicate() -> None:
+    patch = parse_patch({"edits": [insert("df.plot()", "import pandas as pd", "Plot")]})
+    result = apply_patch(code_skill(), patch)
+    assert result.clean, [r.message for r in result.edits]
+    text = result.files["SKILL.md"]
+    assert isinstance(text, str)
+    assert "```python\nimport pandas as pd\ndf.plot()\n```" in text
+    # Applying the same patch again is a repeat: the line now stands in the landing section.
+    again = apply_patch(Skill.from_files("code", {"SKILL.md": text}), patch)
+    assert again.edits[0].reason == "duplicate-content"
+
+
+def test_code_in_the_landing_section_and_prose_anywhere_still_count() -> None:
+    same_section = parse_patch(
+        {"edits": [insert('df = pd.read_csv("data.csv")', "import pandas as pd")]}
+    )
+    assert apply_patch(code_skill(), same_section).edits[0].reason == "duplicate-content"
+    prose = parse_patch({"edits": [insert("import pandas", "Keep plots small.")]})
+    assert apply_patch(code_skill(), prose).edits[0].reason == "duplicate-content"

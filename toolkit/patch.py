@@ -19,7 +19,8 @@ a :class:`PatchResult`; nothing touches the disk until :func:`write_result`. How
    skipped (the others still apply) when its anchor or section is missing or ambiguous in
    its scope, when it would alter how the rest of the file is fenced (i.e. split a fenced
    code block), when it adds lines already present in that order (``duplicate-content``: a
-   re-applied patch), or when ``add_section`` would repeat an existing heading path
+   re-applied patch; code blocks of other sections than the one it lands in do not count),
+   or when ``add_section`` would repeat an existing heading path
    (``section-exists``).
 4. **Check the result**: the edited skill is validated (spec + size budgets). Any error that
    the original skill did not already have (a file already over budget counts only if it
@@ -80,6 +81,7 @@ from toolkit.skill import (
     Skill,
     detect_newline,
     fence_state_after,
+    fence_step,
     find_section,
     is_editable,
     is_reference,
@@ -721,12 +723,35 @@ def _plan(current: _Text, edit: Edit) -> _Splice:
     raise AssertionError(f"no text plan for {op}")  # create/delete_file handled by caller
 
 
-def _check_duplicate(current: _Text, content: str) -> None:
-    """Reject adding lines that already stand, in the same order, in the file."""
+def _code_lines_elsewhere(current: _Text, at: int) -> set[int]:
+    """0-based lines inside fenced code blocks (fence lines included) of a markdown file,
+    except those in the section whose own text holds line ``at``."""
+    if not current.path.endswith(".md"):
+        return set()
+    first = current.doc.body_start_line - 1 if current.path == SKILL_MD else 0
+    skip_lo = skip_hi = -1
+    for sec in current.doc.sections:
+        if sec.start_line - 1 <= at < sec.end_line:
+            skip_lo, skip_hi = sec.start_line - 1, sec.end_line
+    code: set[int] = set()
+    state = None
+    for index in range(first, len(current.lines)):
+        after = fence_step(state, current.lines[index])
+        if (state is not None or after is not None) and not skip_lo <= index < skip_hi:
+            code.add(index)
+        state = after
+    return code
+
+
+def _check_duplicate(current: _Text, content: str, splice: _Splice) -> None:
+    """Reject adding lines that already stand, in the same order, in the file (a re-applied
+    patch). Code blocks of other sections do not count: a one-line ``import pandas as pd``
+    is not a repeat because an unrelated example elsewhere imports pandas too."""
     wanted = [line.strip() for line in split_lines(content.strip("\r\n"))]
     if not any(re.search(r"\w", line) for line in wanted):
         return
-    have = [line.strip() for line in current.lines]
+    code = _code_lines_elsewhere(current, max(splice.start - 1, 0))
+    have = [None if i in code else line.strip() for i, line in enumerate(current.lines)]
     for start in range(len(have) - len(wanted) + 1):
         if have[start : start + len(wanted)] == wanted:
             raise _Reject(
@@ -932,7 +957,7 @@ def _apply_one(files: dict[str, str | bytes], path: str, edit: Edit) -> str:
     current = _Text(path, content)
     splice = _plan(current, edit)
     if edit.op in _ADDING_OPS and edit.content is not None:
-        _check_duplicate(current, edit.content)
+        _check_duplicate(current, edit.content, splice)
     _check_fences(current, splice)
     lines = current.lines
     new_text = "".join([*lines[: splice.start], *splice.new_lines, *lines[splice.end :]])
