@@ -309,3 +309,19 @@ def test_code_in_the_landing_section_and_prose_anywhere_still_count() -> None:
     assert apply_patch(code_skill(), same_section).edits[0].reason == "duplicate-content"
     prose = parse_patch({"edits": [insert("import pandas", "Keep plots small.")]})
     assert apply_patch(code_skill(), prose).edits[0].reason == "duplicate-content"
+
+
+def test_fenced_reply_whose_content_holds_a_code_fence(tmp_path: Path) -> None:
+    body = json.dumps(
+        {
+            "edits": [
+                official("appendToSection", target_section="Pitfalls", content="```bash\nls\n```")
+            ]
+        },
+        indent=2,
+    )
+    path = tmp_path / "reply.md"
+    path.write_text(f"Patch:\n\n```json\n{body}\n```\n")
+    patch = load_patch(path)
+    assert patch.edits[0].content == "```bash\nls\n```"
+    assert apply_patch(load_skill(CSV_REPORT), patch).clean
