@@ -19,7 +19,8 @@ a :class:`PatchResult`; nothing touches the disk until :func:`write_result`. How
    skipped (the others still apply) when its anchor or section is missing or ambiguous in
    its scope, when it would alter how the rest of the file is fenced (i.e. split a fenced
    code block), when it adds lines already present in that order (``duplicate-content``: a
-   re-applied patch), or when ``add_section`` would repeat an existing heading path
+   re-applied patch; code blocks of other sections than the one it lands in do not count),
+   or when ``add_section`` would repeat an existing heading path
    (``section-exists``).
 4. **Check the result**: the edited skill is validated (spec + size budgets). Any error that
    the original skill did not already have (a file already over budget counts only if it
@@ -80,6 +81,7 @@ from toolkit.skill import (
     Skill,
     detect_newline,
     fence_state_after,
+    fence_step,
     find_section,
     is_editable,
     is_reference,
@@ -204,6 +206,8 @@ class Patch(BaseModel):
     """Ids of the leaf patches that support this one (empty for a leaf)."""
     support: int | None = None
     """How many leaf patches support it: len(set(sources)), or 1 for a leaf."""
+    normalizations: list[str] = Field(default_factory=list, exclude=True)
+    """What loading changed to fit the official pipeline's shapes onto ours (not stored)."""
 
     @model_validator(mode="after")
     def _fill_ids(self) -> Patch:
@@ -243,8 +247,64 @@ def _format_validation(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+# Op spellings the official pipeline (or its model) uses, keyed by the letters only: covers
+# camelCase (insertAfter), kebab-case and the official create_file / deleteFile names.
+_OP_KEYS: dict[str, str] = {
+    **{op.replace("_", ""): op for op in OPS},
+    "createfile": "create",
+    "newfile": "create",
+    "removefile": "delete_file",
+}
+
+
+def _normalize_edit(index: int, edit: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """Map one official-shaped edit onto ours, noting each change in ``notes``."""
+    edit = dict(edit)
+    op = edit.get("op")
+    if isinstance(op, str) and op not in OPS:
+        canonical = _OP_KEYS.get(re.sub(r"[^a-z]", "", op.lower()))
+        if canonical is not None:
+            edit["op"] = canonical
+            notes.append(f"edit {index}: op {op!r} read as {canonical!r}")
+    op = edit.get("op")
+    if op not in OPS:
+        return edit
+    # The official writer fills every field, "" meaning "not used": drop the unused ones
+    # (an empty target_section = whole file, an empty after_section = end of file).
+    emptied = [
+        name
+        for name in ("target_section", "target_text", "old_text", "after_section")
+        if edit.get(name) == "" and name not in _REQUIRED[op]
+    ]
+    for name in emptied:
+        del edit[name]
+    if emptied:
+        notes.append(f"edit {index}: empty {', '.join(emptied)} read as not given")
+    content = edit.get("content")
+    heading = edit.get("target_section")
+    if (
+        op == "add_section"
+        and isinstance(content, str)
+        and isinstance(heading, str)
+        and heading.strip()
+        and parse_heading(content.lstrip("\r\n").split("\n", 1)[0]) is None
+    ):
+        # Official shape: the new heading in target_section, only the body in content.
+        title = heading.strip()
+        line = title if parse_heading(title) is not None else f"## {title}"
+        body = content.strip("\r\n")
+        edit["content"] = f"{line}\n\n{body}" if body.strip() else line
+        del edit["target_section"]
+        notes.append(f"edit {index}: add_section heading {line!r} taken from target_section")
+    return edit
+
+
 def parse_patch(data: Any, *, source: str = "patch") -> Patch:
     """Validate a decoded JSON value as a :class:`Patch`.
+
+    Official-pipeline shapes are accepted and mapped onto ours (op aliases such as
+    ``createFile`` or ``insertAfter``, unused fields given as ``""``, ``add_section`` with
+    its heading in ``target_section``); :attr:`Patch.normalizations` lists what changed.
 
     Raises:
         PatchError: one line naming the edit index and field at fault.
@@ -254,22 +314,50 @@ def parse_patch(data: Any, *, source: str = "patch") -> Patch:
     edits = data.get("edits")
     if not isinstance(edits, list):
         raise PatchError(f"{source}: 'edits' must be a list of edit objects")
+    notes: list[str] = []
+    normalized = []
     for index, edit in enumerate(edits):
         if not isinstance(edit, dict):
             raise PatchError(f"{source}: edit {index}: must be an object, not {edit!r:.40}")
+        edit = _normalize_edit(index, edit, notes)
         op = edit.get("op")
         if op not in OPS:
             raise PatchError(
                 f"{source}: edit {index}: unknown op {op!r}; expected one of {', '.join(OPS)}"
             )
+        normalized.append(edit)
     try:
-        return Patch.model_validate(data)
+        patch = Patch.model_validate({**data, "edits": normalized})
     except ValidationError as exc:
         raise PatchError(f"{source}: {_format_validation(exc)}") from None
+    patch.normalizations = notes
+    return patch
+
+
+_FENCED_JSON = re.compile(r"```(?:json)?[ \t]*\r?\n(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+def _extract_json(text: str) -> tuple[Any, str] | None:
+    """The JSON object in a model reply: a fenced ```json block, or text around ``{...}``."""
+    candidates = [
+        (m.group(1), "read the JSON inside a ``` fence") for m in _FENCED_JSON.finditer(text)
+    ]
+    first, last = text.find("{"), text.rfind("}")
+    if 0 <= first < last:
+        candidates.append((text[first : last + 1], "ignored the text around the JSON object"))
+    for candidate, note in candidates:
+        try:
+            return json.loads(candidate), note
+        except json.JSONDecodeError:
+            continue
+    return None
 
 
 def load_patch(path: str | os.PathLike[str]) -> Patch:
-    """Read a patch JSON file (official format or ours).
+    """Read a patch JSON file (official format or ours), or a saved model reply holding one.
+
+    A reply that wraps the JSON object in a ```json fence or in prose is accepted;
+    this, like the shapes :func:`parse_patch` maps, is listed in ``normalizations``.
 
     Raises:
         PatchError: unreadable file, invalid JSON (with line and column), or a malformed
@@ -281,14 +369,23 @@ def load_patch(path: str | os.PathLike[str]) -> Patch:
     except OSError as exc:
         raise PatchError(f"cannot read patch {file}: {exc.strerror}") from None
     try:
-        data = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise PatchError(f"{file}: not UTF-8 text") from None
+    note = None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PatchError(
-            f"{file}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
-    return parse_patch(data, source=str(file))
+        found = _extract_json(text)
+        if found is None:
+            raise PatchError(
+                f"{file}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+            ) from None
+        data, note = found
+    patch = parse_patch(data, source=str(file))
+    if note is not None:
+        patch.normalizations.insert(0, note)
+    return patch
 
 
 # ---------------------------------------------------------------------------------------------
@@ -626,12 +723,35 @@ def _plan(current: _Text, edit: Edit) -> _Splice:
     raise AssertionError(f"no text plan for {op}")  # create/delete_file handled by caller
 
 
-def _check_duplicate(current: _Text, content: str) -> None:
-    """Reject adding lines that already stand, in the same order, in the file."""
+def _code_lines_elsewhere(current: _Text, at: int) -> set[int]:
+    """0-based lines inside fenced code blocks (fence lines included) of a markdown file,
+    except those in the section whose own text holds line ``at``."""
+    if not current.path.endswith(".md"):
+        return set()
+    first = current.doc.body_start_line - 1 if current.path == SKILL_MD else 0
+    skip_lo = skip_hi = -1
+    for sec in current.doc.sections:
+        if sec.start_line - 1 <= at < sec.end_line:
+            skip_lo, skip_hi = sec.start_line - 1, sec.end_line
+    code: set[int] = set()
+    state = None
+    for index in range(first, len(current.lines)):
+        after = fence_step(state, current.lines[index])
+        if (state is not None or after is not None) and not skip_lo <= index < skip_hi:
+            code.add(index)
+        state = after
+    return code
+
+
+def _check_duplicate(current: _Text, content: str, splice: _Splice) -> None:
+    """Reject adding lines that already stand, in the same order, in the file (a re-applied
+    patch). Code blocks of other sections do not count: a one-line ``import pandas as pd``
+    is not a repeat because an unrelated example elsewhere imports pandas too."""
     wanted = [line.strip() for line in split_lines(content.strip("\r\n"))]
     if not any(re.search(r"\w", line) for line in wanted):
         return
-    have = [line.strip() for line in current.lines]
+    code = _code_lines_elsewhere(current, max(splice.start - 1, 0))
+    have = [None if i in code else line.strip() for i, line in enumerate(current.lines)]
     for start in range(len(have) - len(wanted) + 1):
         if have[start : start + len(wanted)] == wanted:
             raise _Reject(
@@ -837,7 +957,7 @@ def _apply_one(files: dict[str, str | bytes], path: str, edit: Edit) -> str:
     current = _Text(path, content)
     splice = _plan(current, edit)
     if edit.op in _ADDING_OPS and edit.content is not None:
-        _check_duplicate(current, edit.content)
+        _check_duplicate(current, edit.content, splice)
     _check_fences(current, splice)
     lines = current.lines
     new_text = "".join([*lines[: splice.start], *splice.new_lines, *lines[splice.end :]])

@@ -9,7 +9,7 @@ import click
 
 from toolkit.errors import PatchRejected
 from toolkit.patch import PatchResult, apply_patch, load_patch, write_result
-from toolkit.skill import load_skill
+from toolkit.skill import Budgets, load_skill
 
 
 @click.group("patch")
@@ -23,7 +23,24 @@ def patch_group() -> None:
     """
 
 
-def _report(result: PatchResult) -> None:
+def _budget_options(command: click.Command) -> click.Command:
+    """--max-skill-lines / --max-reference-lines: the size budgets the result must fit."""
+    defaults = Budgets()
+    command = click.option(
+        "--max-reference-lines", type=click.IntRange(min=1), default=defaults.reference_lines,
+        show_default=True, help="Most lines a references/*.md file may have after the patch.",
+    )(command)  # fmt: skip
+    return click.option(
+        "--max-skill-lines", type=click.IntRange(min=1), default=defaults.skill_md_lines,
+        show_default=True,
+        help="Most lines SKILL.md may have after the patch (raise it for a long official "
+        "skill; a file already over budget may still shrink or keep its size).",
+    )(command)  # fmt: skip
+
+
+def _report(result: PatchResult, normalizations: list[str]) -> None:
+    for note in normalizations:
+        click.echo(f"  [normalized] {note}")
     for report in result.edits:
         tag = "applied " if report.status == "applied" else "REJECTED"
         line = f"  [{tag}] edit {report.index} {report.op} {report.file}"
@@ -35,10 +52,14 @@ def _report(result: PatchResult) -> None:
     click.echo(result.summary())
 
 
-def _run(patch_file: Path, skill_dir: Path, allow_protected: bool) -> PatchResult:
+def _run(
+    patch_file: Path, skill_dir: Path, allow_protected: bool, budgets: Budgets
+) -> tuple[PatchResult, list[str]]:
+    """Load and apply in memory; also return what loading normalized (official shapes)."""
     patch = load_patch(patch_file)
     skill = load_skill(skill_dir)
-    return apply_patch(skill, patch, allow_protected=allow_protected)
+    result = apply_patch(skill, patch, allow_protected=allow_protected, budgets=budgets)
+    return result, patch.normalizations
 
 
 @patch_group.command("apply")
@@ -49,19 +70,33 @@ def _run(patch_file: Path, skill_dir: Path, allow_protected: bool) -> PatchResul
     "--allow-protected", is_flag=True,
     help="Let edits touch scripts/, assets/ and other files besides SKILL.md and references/.",
 )  # fmt: skip
-def apply_command(patch_file: Path, skill_dir: Path, dry_run: bool, allow_protected: bool) -> None:
+@_budget_options
+def apply_command(
+    patch_file: Path,
+    skill_dir: Path,
+    dry_run: bool,
+    allow_protected: bool,
+    max_skill_lines: int,
+    max_reference_lines: int,
+) -> None:
     """Apply PATCH.json to SKILL_DIR: print the per-edit report and the unified diff.
 
     Files are written (atomically, file by file) only when every edit applied and the
     result passes validation; otherwise nothing is written and the exit code is 1.
 
+    PATCH.json may be in the official Trace2Skill shapes (op aliases such as createFile,
+    unused fields given as "", a model reply with the JSON in a ```json fence); each
+    such mapping is reported as a [normalized] line.
+
     \b
     Example:
       trace2skill patch apply fix.json skills/gsm8k-math --dry-run
       trace2skill patch apply fix.json skills/gsm8k-math
+      trace2skill patch apply official.json skills/xlsx --max-skill-lines 1000
     """
-    result = _run(patch_file, skill_dir, allow_protected)
-    _report(result)
+    budgets = Budgets(skill_md_lines=max_skill_lines, reference_lines=max_reference_lines)
+    result, notes = _run(patch_file, skill_dir, allow_protected, budgets)
+    _report(result, notes)
     diff = result.diff()
     if diff:
         click.echo(diff, nl=False)
@@ -82,7 +117,15 @@ def apply_command(patch_file: Path, skill_dir: Path, dry_run: bool, allow_protec
 @click.argument("skill_dir", type=click.Path(path_type=Path))
 @click.option("--allow-protected", is_flag=True, help="Check as if protected files were editable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def check_command(patch_file: Path, skill_dir: Path, allow_protected: bool, as_json: bool) -> None:
+@_budget_options
+def check_command(
+    patch_file: Path,
+    skill_dir: Path,
+    allow_protected: bool,
+    as_json: bool,
+    max_skill_lines: int,
+    max_reference_lines: int,
+) -> None:
     """Report, edit by edit, whether PATCH.json applies to SKILL_DIR; write nothing.
 
     Exits 1 if any edit is rejected or the result would be withheld.
@@ -90,18 +133,21 @@ def check_command(patch_file: Path, skill_dir: Path, allow_protected: bool, as_j
     \b
     Example:
       trace2skill patch check fix.json skills/gsm8k-math --json
+      trace2skill patch check official.json skills/xlsx --max-skill-lines 1000
     """
-    result = _run(patch_file, skill_dir, allow_protected)
+    budgets = Budgets(skill_md_lines=max_skill_lines, reference_lines=max_reference_lines)
+    result, notes = _run(patch_file, skill_dir, allow_protected, budgets)
     if as_json:
         payload = {
             "patch_id": result.patch_id,
             "clean": result.clean,
+            "normalizations": notes,
             "edits": [report.model_dump() for report in result.edits],
             "issues": [issue.model_dump() for issue in result.issues],
         }
         click.echo(json.dumps(payload, indent=2))
     else:
-        _report(result)
+        _report(result, notes)
     if not result.clean:
         raise click.exceptions.Exit(1)
 
