@@ -67,8 +67,9 @@ def test_code_then_final_answer(loop, pool, gateway) -> None:  # noqa: F811
     run, answer = result.steps
     assert run.action.tool == "python" and run.action.args == {"code": "x = 6 * 7\nprint(x)\n"}
     assert answer.action.tool == "submit" and answer.action.args == {"answer": "42"}
-    # Plain text calls: no response schema is sent.
+    # Plain text calls: no response schema; stop before the model invents the output.
     assert all("response_format" not in r.params for r in model.requests)
+    assert all("```output" in r.params.get("stop", []) for r in model.requests)
 
 
 def test_submit_inside_code_ends_even_if_code_fails_after(loop, pool, gateway) -> None:  # noqa: F811

@@ -354,6 +354,7 @@ def agent_fingerprint(config: AgentConfig) -> str:
         code_protocol.turn_text(2, config.max_turns),
         code_protocol.turn_text(config.max_turns, config.max_turns),
         code_protocol.SESSION_SETUP,
+        *code_protocol.STOP,
         code_protocol.plain_task_text("", {"t.csv": "a"}, config.plain_file_chars),
     ]
     return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12]
@@ -606,6 +607,7 @@ class Agent:
                     temperature=cfg.temperature,
                     max_tokens=cfg.max_tokens,
                     seed=seed + index,
+                    stop=code_protocol.STOP,
                 )
             except LLMError as exc:
                 result.stop_reason = "error"

@@ -27,6 +27,10 @@ SESSION_SETUP = (
     "    print(f'(skill section {section_id} is shown below)')\n"
 )
 
+STOP = ["```output", "\nOutput:", "\nObservation:"]
+"""Stop sequences of code-protocol calls: a model that finished a code block otherwise goes on
+to invent its output (and an answer from it) instead of waiting for the real one."""
+
 _BLOCK_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 _FINAL_RE = re.compile(r"(?im)^[ \t>*_#-]*final[ \t]+answer[ \t*_]*[:：][ \t]*(.+?)[ \t]*$")
 _READ_RE = re.compile(r"""read_skill\(\s*["']([^"'\n]{1,200})["']\s*\)""")
