@@ -32,6 +32,37 @@ def test_parse_code_answer_reads_and_cut_off() -> None:
     assert parse_reply(f"{FENCE}bash\nls\n{FENCE}").code is None
 
 
+def test_answer_beside_code_must_agree_with_the_output() -> None:
+    from toolkit.code_protocol import answer_in_output
+
+    assert answer_in_output("600", "total: 600\n")
+    assert answer_in_output("1,200", "1200.0")
+    assert answer_in_output("$42", "42")
+    assert answer_in_output("Paris", "['paris']")
+    assert not answer_in_output("300", "600")
+    assert not answer_in_output("30", "300")
+    assert not answer_in_output("", "600")
+
+
+def test_a_guess_beside_code_is_refused_when_the_output_disagrees(loop, pool, gateway) -> None:  # noqa: F811
+    def script(messages):
+        if step_no(messages) == 0:
+            return code("print(3 * 25 * 8)", after="FINAL ANSWER: 300")
+        assert "(300) was not accepted: it does not match the output" in messages[-1]["content"]
+        return "FINAL ANSWER: 600"
+
+    result, _ = solve(loop, pool, gateway, script, protocol="code")
+    assert result.final_answer == "600" and len(result.steps) == 2
+    agreed, _ = solve(
+        loop,
+        pool,
+        gateway,
+        lambda m: code("print(6 * 7)", after="FINAL ANSWER: 42"),
+        protocol="code",
+    )
+    assert agreed.final_answer == "42" and len(agreed.steps) == 1
+
+
 def test_submit_marker_is_read_and_removed() -> None:
     from toolkit.code_protocol import SUBMIT_MARK
 

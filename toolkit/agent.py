@@ -669,6 +669,7 @@ class Agent:
             return None
         code_ok = True
         submitted: str | None = None
+        output = ""
         if reply.code is not None:
             step.action = Action(tool="python", args={"code": reply.code})
             run = await session.run(reply.code, wall_s=cfg.python_wall_s)
@@ -689,12 +690,19 @@ class Agent:
             _observe(step, parts)
             return submitted
         if reply.answer is not None:
-            if code_ok:
-                if reply.code is None:
-                    step.action = Action(tool="submit", args={"answer": reply.answer})
+            if reply.code is None:
+                step.action = Action(tool="submit", args={"answer": reply.answer})
                 _observe(step, parts)
                 return reply.answer
-            parts.append("Your FINAL ANSWER was not accepted: the code above failed. Fix it.")
+            # Written before the model saw the output: a guess, unless the output agrees.
+            if code_ok and code_protocol.answer_in_output(reply.answer, output):
+                _observe(step, parts)
+                return reply.answer
+            why = "the code above failed" if not code_ok else "it does not match the output"
+            parts.append(
+                f"Your FINAL ANSWER ({reply.answer}) was not accepted: {why}. Read the output,"
+                " then give the final answer."
+            )
         elif reply.code is None and not reply.reads:
             step.error = "no code and no answer"
             parts.append(

@@ -76,6 +76,28 @@ def _clean_answer(raw: str) -> str:
     return value.rstrip(".").strip()
 
 
+def answer_in_output(answer: str, output: str) -> bool:
+    """Whether an answer written beside code agrees with the code's output (pure).
+
+    Compared without case, spaces, commas, ``$`` and ``%``; a number also matches its
+    integer/decimal twin (``42`` and ``42.0``).
+    """
+
+    def norm(text: str) -> str:
+        return re.sub(r"[\s,$%]", "", text.lower())
+
+    wanted = norm(answer)
+    if not wanted:
+        return False
+    try:
+        value = float(wanted)
+    except ValueError:
+        return wanted in norm(output)  # text: anywhere in the output
+    # A number must be one of the printed numbers (not a substring: 30 is not in 300).
+    numbers = re.findall(r"-?\d+(?:\.\d+)?", output.replace(",", ""))
+    return any(abs(float(n) - value) < 1e-9 for n in numbers)
+
+
 def submitted_answer(output: str) -> tuple[str, str | None]:
     """(output without submit markers, the last submitted answer or None)."""
     if SUBMIT_MARK not in output:
