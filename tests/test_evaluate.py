@@ -483,3 +483,32 @@ def test_cli_eval_of_a_committed_skill_is_the_same_version_as_its_folder(
     bad = runner.invoke(main, ["eval", "--skill", "HEAD:skills/nope", *common])
     assert bad.exit_code == 1
     assert bad.output == "Error: HEAD has no folder 'skills/nope'\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "local/qwen2.5-coder-1.5b"], 1),
+        (["--model", "openai/gpt-4o-mini"], 4),
+        (["--model", "local/qwen2.5-coder-1.5b", "--parallel", "3"], 3),
+    ],
+)
+@pytest.mark.parametrize("command", [["eval", "--skill", "none"], ["compare", "none", "none"]])
+def test_cli_parallel_default_follows_the_model(command, args, expected, monkeypatch, tmp_path):
+    """The embedded local model serves one request at a time: its tasks run one by one."""
+    import sys
+
+    from toolkit.errors import ToolkitError
+
+    seen = []
+
+    def fake_evaluate(*_args, concurrency, **_kwargs):
+        seen.append(concurrency)
+        raise ToolkitError("stop here")
+
+    monkeypatch.setattr(sys.modules["toolkit.evaluate"], "evaluate", fake_evaluate)
+    out = CliRunner().invoke(
+        main, [*command, "--suite", "gsm8k", "--run-dir", str(tmp_path), *args]
+    )
+    assert "stop here" in out.output
+    assert seen == [expected]

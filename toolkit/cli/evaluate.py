@@ -101,11 +101,12 @@ def _evaluate(
     seed: int,
     run_dir: Path | None,
     delivery: str | None,
-    parallel: int,
+    parallel: int | None,
     resamples: int,
     llm_config: LLMConfig,
 ) -> EvalResult:
     from toolkit.evaluate import NO_SKILL, evaluate
+    from toolkit.rollout import default_concurrency
 
     return evaluate(
         None if skill.strip().lower() == NO_SKILL else skill,
@@ -116,7 +117,7 @@ def _evaluate(
         seed=seed,
         limit=limit,
         delivery=None if skill.strip().lower() == NO_SKILL else delivery,
-        concurrency=parallel,
+        concurrency=parallel or default_concurrency(llm_config.model),
         resamples=resamples,
         progress=True,
         llm_config=llm_config,
@@ -155,9 +156,8 @@ def _common(func: Any) -> Any:
         click.option(
             "--parallel",
             type=click.IntRange(min=1),
-            default=4,
-            show_default=True,
-            help="Tasks rolled out at once.",
+            help="Tasks rolled out at once (default: 1 with the embedded local/ model, which "
+            "serves one request at a time; 4 with any other model).",
         ),
         click.option(
             "--resamples",
@@ -191,7 +191,7 @@ def eval_cmd(
     seed: int,
     run_dir: Path | None,
     delivery: str,
-    parallel: int,
+    parallel: int | None,
     resamples: int,
     as_json: bool,
     llm_config: LLMConfig,
@@ -272,7 +272,7 @@ def compare(
     seed: int,
     run_dir: Path | None,
     delivery: str,
-    parallel: int,
+    parallel: int | None,
     resamples: int,
     as_json: bool,
     llm_config: LLMConfig,

@@ -12,8 +12,6 @@ from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
 from toolkit.tasks import Suite
 
-DEFAULT_CONCURRENCY = 4
-
 
 @click.command("rollout")
 @suite_options(required=True, help_suite="Task suite to draw the tasks from.")
@@ -68,7 +66,8 @@ def rollout_command(
     Each task gets a fresh sandbox with its files; the agent works in steps (one structured
     model call each: python, read_skill_file or submit) and the suite scores its answer.
     Trajectories are appended to RUN_DIR/trajectories.jsonl as they finish; --resume after
-    a kill skips the finished tasks. --concurrency sets the tasks run at once (default 4).
+    a kill skips the finished tasks. --concurrency sets the tasks run at once (default 1
+    with the embedded local/ model, which serves one request at a time; 4 otherwise).
 
     \b
     Examples:
@@ -83,14 +82,14 @@ def rollout_command(
           --run-dir runs/gsm8k-previous
     """
     from toolkit.agent import AgentConfig
-    from toolkit.rollout import run_rollouts
+    from toolkit.rollout import default_concurrency, run_rollouts
 
     ctx = click.get_current_context()
     given = ctx.get_parameter_source("concurrency") not in (
         click.core.ParameterSource.DEFAULT,
         None,
     )
-    concurrency = llm_config.concurrency if given else DEFAULT_CONCURRENCY
+    concurrency = llm_config.concurrency if given else default_concurrency(llm_config.model)
     summary = run_rollouts(
         suite,
         split,
