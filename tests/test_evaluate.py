@@ -512,3 +512,30 @@ def test_cli_parallel_default_follows_the_model(command, args, expected, monkeyp
     )
     assert "stop here" in out.output
     assert seen == [expected]
+
+
+def test_trajectories_show_finds_the_eval_trajectories_of_a_run_dir(tmp_path):
+    """A run folder made by `eval` alone keeps its trajectories in evals/: `trajectories show
+    RUN_DIR` (the demo's closing hint) lists them and says where they are."""
+    from toolkit.llm import fake_model
+
+    tasks = tmp_path / "mine.jsonl"
+    write_jsonl(tasks, [{"id": f"q{i}", "question": f"{i}+1?", "answer": i + 1} for i in range(3)])
+
+    def reply(_messages):
+        return {"thought": "", "cited_sections": [], "tool": "submit", "args": {"answer": "1"}}
+
+    run_dir = tmp_path / "run"
+    runner = CliRunner()
+    with fake_model(reply) as model:
+        out = runner.invoke(
+            main,
+            ["eval", "--skill", "none", "--suite", "jsonl", "--data", str(tasks)]
+            + ["--split", "all", "--model", model, "--no-cache", "--run-dir", str(run_dir)],
+        )
+        assert out.exit_code == 0, out.output
+    assert not (run_dir / "trajectories.jsonl").exists()
+    shown = runner.invoke(main, ["trajectories", "show", str(run_dir)])
+    assert shown.exit_code == 0, shown.output
+    assert "3 trajectories, 1 passed" in shown.stdout
+    assert str(run_dir / "evals" / "trajectories.jsonl") in shown.stderr

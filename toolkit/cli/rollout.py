@@ -195,6 +195,9 @@ def show_command(
 ) -> None:
     """List the trajectories of a run (PATH: a run directory or a trajectories.jsonl).
 
+    A run directory with no trajectories.jsonl of its own (one only evaluated) shows its
+    evaluation trajectories, RUN_DIR/evals/trajectories.jsonl.
+
     With --id, print that trajectory step by step: thought, tool call, observation and the
     skill sections read or cited.
 
@@ -207,7 +210,7 @@ def show_command(
     from toolkit.errors import ToolkitError
     from toolkit.trajectory import read_trajectories
 
-    read = read_trajectories(path)
+    read = read_trajectories(_trajectories_file(path))
     if read.torn:
         click.echo(f"warning: {read.torn}", err=True)
     records = read.records
@@ -241,6 +244,20 @@ def show_command(
         )
     passed = sum(t.passed for t in records)
     click.echo(f"{len(records)} trajectories, {passed} passed")
+
+
+def _trajectories_file(path: Path) -> Path:
+    """The trajectories.jsonl that ``trajectories show PATH`` reads."""
+    from toolkit.evaluate import eval_trajectories_path
+
+    if not path.is_dir() or (path / "trajectories.jsonl").exists():
+        return path
+    evals = eval_trajectories_path(path)
+    if evals.exists():
+        # `eval` keeps its trajectories apart from the run's training ones; say where they are.
+        click.echo(f"{path} has no trajectories.jsonl; showing {evals}", err=True)
+        return evals
+    return path
 
 
 def _show_one(t: Any) -> None:
