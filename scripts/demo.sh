@@ -34,7 +34,8 @@ $T bundle export "$RUN_ID" -o "$RUN_DIR/refs.bundle"
 
 say "5/5 Not built yet"
 cat <<MSG
-The run is in $RUN_DIR (trajectories.jsonl, evals/, llm_calls.jsonl, manifest.json, refs.bundle).
+The run is in $RUN_DIR (evals/ with the trajectories and results, llm_calls.jsonl, manifest.json,
+refs.bundle).
 Trajectory analysts, consolidation with the LLM merge operator, attribution, the DuckDB index,
 the Streamlit app and pull requests are not built yet, so this demo stops after Stage 1, the
 evaluation and the git snapshot; there is no app to open yet.

@@ -483,3 +483,59 @@ def test_cli_eval_of_a_committed_skill_is_the_same_version_as_its_folder(
     bad = runner.invoke(main, ["eval", "--skill", "HEAD:skills/nope", *common])
     assert bad.exit_code == 1
     assert bad.output == "Error: HEAD has no folder 'skills/nope'\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "local/qwen2.5-coder-1.5b"], 1),
+        (["--model", "openai/gpt-4o-mini"], 4),
+        (["--model", "local/qwen2.5-coder-1.5b", "--parallel", "3"], 3),
+    ],
+)
+@pytest.mark.parametrize("command", [["eval", "--skill", "none"], ["compare", "none", "none"]])
+def test_cli_parallel_default_follows_the_model(command, args, expected, monkeypatch, tmp_path):
+    """The embedded local model serves one request at a time: its tasks run one by one."""
+    import sys
+
+    from toolkit.errors import ToolkitError
+
+    seen = []
+
+    def fake_evaluate(*_args, concurrency, **_kwargs):
+        seen.append(concurrency)
+        raise ToolkitError("stop here")
+
+    monkeypatch.setattr(sys.modules["toolkit.evaluate"], "evaluate", fake_evaluate)
+    out = CliRunner().invoke(
+        main, [*command, "--suite", "gsm8k", "--run-dir", str(tmp_path), *args]
+    )
+    assert "stop here" in out.output
+    assert seen == [expected]
+
+
+def test_trajectories_show_finds_the_eval_trajectories_of_a_run_dir(tmp_path):
+    """A run folder made by `eval` alone keeps its trajectories in evals/: `trajectories show
+    RUN_DIR` (the demo's closing hint) lists them and says where they are."""
+    from toolkit.llm import fake_model
+
+    tasks = tmp_path / "mine.jsonl"
+    write_jsonl(tasks, [{"id": f"q{i}", "question": f"{i}+1?", "answer": i + 1} for i in range(3)])
+
+    def reply(_messages):
+        return {"thought": "", "cited_sections": [], "tool": "submit", "args": {"answer": "1"}}
+
+    run_dir = tmp_path / "run"
+    runner = CliRunner()
+    with fake_model(reply) as model:
+        out = runner.invoke(
+            main,
+            ["eval", "--skill", "none", "--suite", "jsonl", "--data", str(tasks)]
+            + ["--split", "all", "--model", model, "--no-cache", "--run-dir", str(run_dir)],
+        )
+        assert out.exit_code == 0, out.output
+    assert not (run_dir / "trajectories.jsonl").exists()
+    shown = runner.invoke(main, ["trajectories", "show", str(run_dir)])
+    assert shown.exit_code == 0, shown.output
+    assert "3 trajectories, 1 passed" in shown.stdout
+    assert str(run_dir / "evals" / "trajectories.jsonl") in shown.stderr

@@ -90,3 +90,51 @@ def test_tiers_are_priced_at_zero():
     for tier in model_store.TIERS.values():
         entry = litellm.model_cost[tier.model]
         assert entry["input_cost_per_token"] == entry["output_cost_per_token"] == 0.0
+
+
+def test_concurrent_grammar_checks_leave_stdout_and_stderr_where_they_were():
+    """llama-cpp-python's silencing dup2's fds 1/2 and restores what it saved: two threads
+    interleaving it once left the process writing to /dev/null for good."""
+    import os
+    import threading
+    import time
+    import types
+
+    pytest.importorskip("llama_cpp")
+    first_inside = threading.Event()
+
+    def init_grammar(*_args):
+        first_inside.set()
+        time.sleep(0.2)  # the second thread starts its check meanwhile
+        return 1
+
+    fake_cpp = types.SimpleNamespace(
+        llama_sampler_init_grammar=init_grammar, llama_sampler_free=lambda _sampler: None
+    )
+    fake_llama = types.SimpleNamespace(_model=types.SimpleNamespace(vocab=None))
+    fake_grammar = types.SimpleNamespace(_grammar="root ::= x", _root="root")
+
+    def check():
+        local._check_grammar(fake_cpp, fake_llama, fake_grammar)
+
+    before = [os.fstat(fd) for fd in (1, 2)]
+    streams = (sys.stdout, sys.stderr)
+    saved = [os.dup(fd) for fd in (1, 2)]
+    try:
+        first = threading.Thread(target=check)
+        first.start()
+        first_inside.wait(5)
+        time.sleep(0.05)
+        second = threading.Thread(target=check)
+        second.start()
+        first.join()
+        second.join()
+        after = [os.fstat(fd) for fd in (1, 2)]
+        now = (sys.stdout, sys.stderr)
+    finally:  # put things back even when the check fails, or pytest loses its output
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+        sys.stdout, sys.stderr = streams
+    assert [(s.st_dev, s.st_ino) for s in after] == [(s.st_dev, s.st_ino) for s in before]
+    assert now == streams

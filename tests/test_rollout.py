@@ -429,6 +429,35 @@ def test_cli_rollout_show_and_refusal(tmp_path: Path) -> None:
         assert helped.exit_code == 0 and "Example" in helped.output
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "local/qwen2.5-coder-1.5b"], 1),
+        (["--model", "openai/gpt-4o-mini"], 4),
+        (["--model", "local/qwen2.5-coder-1.5b", "--concurrency", "3"], 3),
+    ],
+)
+def test_cli_rollout_concurrency_default_follows_the_model(
+    args: list[str], expected: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The embedded local model serves one request at a time: its tasks run one by one."""
+    import toolkit.rollout
+    from toolkit.errors import ToolkitError
+
+    seen = []
+
+    def fake_run_rollouts(*_args: Any, concurrency: int, **_kwargs: Any) -> None:
+        seen.append(concurrency)
+        raise ToolkitError("stop here")
+
+    monkeypatch.setattr(toolkit.rollout, "run_rollouts", fake_run_rollouts)
+    out = CliRunner().invoke(
+        main, ["rollout", "--suite", "gsm8k", "--run-dir", str(tmp_path), *args]
+    )
+    assert "stop here" in out.output
+    assert seen == [expected]
+
+
 def test_workspace_files_match_build_workspace(tmp_path: Path) -> None:
     for suite in (get_suite("spreadsheet"), WIKITQ, GSM8K):
         task = suite.load("test", limit=1, seed=0).tasks[0]

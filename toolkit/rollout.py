@@ -304,6 +304,17 @@ def score_answer(suite: Suite, task: Task, answer: str | None, workspace: Path) 
     )
 
 
+# The embedded llama.cpp provider has one context per model, so it serves one conversation at
+# a time: concurrent tasks would take turns and re-evaluate their whole prompts on each call.
+_SERIAL_PROVIDERS = ("local/",)
+
+
+def default_concurrency(model: str) -> int:
+    """Tasks rolled out at once by default for ``model``: 1 for the embedded local model
+    (one request at a time), else 4."""
+    return 1 if model.startswith(_SERIAL_PROVIDERS) else 4
+
+
 async def arun_rollouts(
     suite: str | Suite,
     split: str,

@@ -102,12 +102,13 @@ def _evaluate(
     run_dir: Path | None,
     delivery: str | None,
     protocol: str,
-    parallel: int,
+    parallel: int | None,
     resamples: int,
     llm_config: LLMConfig,
 ) -> EvalResult:
     from toolkit.agent import AgentConfig
     from toolkit.evaluate import NO_SKILL, evaluate
+    from toolkit.rollout import default_concurrency
 
     return evaluate(
         None if skill.strip().lower() == NO_SKILL else skill,
@@ -118,7 +119,7 @@ def _evaluate(
         seed=seed,
         limit=limit,
         delivery=None if skill.strip().lower() == NO_SKILL else delivery,
-        concurrency=parallel,
+        concurrency=parallel or default_concurrency(llm_config.model),
         resamples=resamples,
         progress=True,
         llm_config=llm_config,
@@ -172,9 +173,8 @@ def _common(func: Any) -> Any:
         click.option(
             "--parallel",
             type=click.IntRange(min=1),
-            default=4,
-            show_default=True,
-            help="Tasks rolled out at once.",
+            help="Tasks rolled out at once (default: 1 with the embedded local/ model, which "
+            "serves one request at a time; 4 with any other model).",
         ),
         click.option(
             "--resamples",
@@ -209,7 +209,7 @@ def eval_cmd(
     run_dir: Path | None,
     delivery: str,
     protocol: str,
-    parallel: int,
+    parallel: int | None,
     resamples: int,
     as_json: bool,
     llm_config: LLMConfig,
@@ -292,7 +292,7 @@ def compare(
     run_dir: Path | None,
     delivery: str,
     protocol: str,
-    parallel: int,
+    parallel: int | None,
     resamples: int,
     as_json: bool,
     llm_config: LLMConfig,

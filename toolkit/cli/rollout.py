@@ -13,8 +13,6 @@ from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
 from toolkit.tasks import Suite
 
-DEFAULT_CONCURRENCY = 4
-
 
 @click.command("rollout")
 @suite_options(required=True, help_suite="Task suite to draw the tasks from.")
@@ -71,7 +69,8 @@ def rollout_command(
     Each task gets a fresh sandbox with its files; the agent works in steps (one structured
     model call each: python, read_skill_file or submit) and the suite scores its answer.
     Trajectories are appended to RUN_DIR/trajectories.jsonl as they finish; --resume after
-    a kill skips the finished tasks. --concurrency sets the tasks run at once (default 4).
+    a kill skips the finished tasks. --concurrency sets the tasks run at once (default 1
+    with the embedded local/ model, which serves one request at a time; 4 otherwise).
 
     \b
     Examples:
@@ -86,14 +85,14 @@ def rollout_command(
           --run-dir runs/gsm8k-previous
     """
     from toolkit.agent import AgentConfig
-    from toolkit.rollout import run_rollouts
+    from toolkit.rollout import default_concurrency, run_rollouts
 
     ctx = click.get_current_context()
     given = ctx.get_parameter_source("concurrency") not in (
         click.core.ParameterSource.DEFAULT,
         None,
     )
-    concurrency = llm_config.concurrency if given else DEFAULT_CONCURRENCY
+    concurrency = llm_config.concurrency if given else default_concurrency(llm_config.model)
     summary = run_rollouts(
         suite,
         split,
@@ -228,6 +227,9 @@ def show_command(
 ) -> None:
     """List the trajectories of a run (PATH: a run directory or a trajectories.jsonl).
 
+    A run directory with no trajectories.jsonl of its own (one only evaluated) shows its
+    evaluation trajectories, RUN_DIR/evals/trajectories.jsonl.
+
     With --id, print that trajectory step by step: thought, tool call, observation and the
     skill sections read or cited.
 
@@ -240,7 +242,7 @@ def show_command(
     from toolkit.errors import ToolkitError
     from toolkit.trajectory import read_trajectories
 
-    read = read_trajectories(path)
+    read = read_trajectories(_trajectories_file(path))
     if read.torn:
         click.echo(f"warning: {read.torn}", err=True)
     records = read.records
@@ -274,6 +276,20 @@ def show_command(
         )
     passed = sum(t.passed for t in records)
     click.echo(f"{len(records)} trajectories, {passed} passed")
+
+
+def _trajectories_file(path: Path) -> Path:
+    """The trajectories.jsonl that ``trajectories show PATH`` reads."""
+    from toolkit.evaluate import eval_trajectories_path
+
+    if not path.is_dir() or (path / "trajectories.jsonl").exists():
+        return path
+    evals = eval_trajectories_path(path)
+    if evals.exists():
+        # `eval` keeps its trajectories apart from the run's training ones; say where they are.
+        click.echo(f"{path} has no trajectories.jsonl; showing {evals}", err=True)
+        return evals
+    return path
 
 
 def _show_one(t: Any) -> None:

@@ -74,6 +74,12 @@ class _LoadedModel:
 _loaded: dict[tuple[Path, int, int], _LoadedModel] = {}
 _load_lock = threading.Lock()
 _grammars: dict[str, Any] = {}
+# llama-cpp-python silences native output by dup2-ing the process's fds 1/2 (and swapping
+# sys.stdout/sys.stderr) and restoring what it saved. That is process-wide state: two threads
+# interleaving save/restore leave the later one restoring /dev/null, and every later line of
+# the program (progress, results) is lost. One lock held around every such redirection
+# (model loads, grammar checks) keeps the saves and restores nested.
+_stdio_lock = threading.RLock()
 
 
 def _cpu_count() -> int:
@@ -109,6 +115,15 @@ def _import_llama_cpp() -> Any:
     return llama_cpp
 
 
+@contextlib.contextmanager
+def _quiet_stdio() -> Any:
+    """Silence fds 1/2 (llama.cpp's native prints) for the block, one thread at a time."""
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    with _stdio_lock, suppress_stdout_stderr(disable=False):
+        yield
+
+
 def load_model(path: Path, *, n_ctx: int | None = None, n_threads: int | None = None) -> Any:
     """Return the process-wide ``llama_cpp.Llama`` for ``path`` (loaded on first use)."""
     return _load(path, n_ctx, n_threads).llama
@@ -123,14 +138,16 @@ def _load(path: Path, n_ctx: int | None, n_threads: int | None) -> _LoadedModel:
             return _loaded[key]
         llama_cpp = _import_llama_cpp()
         try:
-            llama = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=ctx,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_batch=PREFILL_CHUNK,
-                verbose=False,
-            )
+            # Llama() redirects fds 1/2 itself while it loads (verbose=False): hold the lock.
+            with _stdio_lock:
+                llama = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=ctx,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_batch=PREFILL_CHUNK,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
             raise ModelInstallError(f"llama.cpp could not load {path}: {exc}") from exc
         template = llama.metadata.get("tokenizer.chat_template")
@@ -211,10 +228,8 @@ def _grammar(schema: dict[str, Any], llama: Any = None) -> Any:
 
 
 def _check_grammar(llama_cpp: Any, llama: Any, grammar: Any) -> None:
-    from llama_cpp._utils import suppress_stdout_stderr
-
     # llama.cpp prints the whole grammar to stderr when it rejects one.
-    with suppress_stdout_stderr(disable=False):
+    with _quiet_stdio():
         sampler = llama_cpp.llama_sampler_init_grammar(
             llama._model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
         )
