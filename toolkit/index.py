@@ -381,22 +381,21 @@ def _write_parquet(
     con.execute(f'CREATE OR REPLACE TEMP TABLE "t_{table}" ({_columns_sql(table)})')
     if rows:
         # Columns in schema order; DuckDB casts each to its declared type on insert.
-        con.register("rows_frame", pd.DataFrame(rows, columns=list(SCHEMAS[table])))
+        columns = {c: [row.get(c) for row in rows] for c in SCHEMAS[table]}
+        con.register("rows_frame", pd.DataFrame(columns))
         con.execute(f'INSERT INTO "t_{table}" SELECT * FROM rows_frame')
         con.unregister("rows_frame")
     con.execute(f'COPY "t_{table}" TO {_sql_path(target)} (FORMAT parquet)')
 
 
-def _compact(index_dir: Path, run_id: str, tables: dict[str, list[dict]]) -> None:
+def _compact(
+    con: duckdb.DuckDBPyConnection, index_dir: Path, run_id: str, tables: dict[str, list[dict]]
+) -> None:
     """Write one run's Parquet files into a temp folder, then rename it into place."""
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{run_id}-", dir=index_dir))
     try:
-        con = duckdb.connect(":memory:")
-        try:
-            for table in TABLES:
-                _write_parquet(con, table, tables[table], tmp / f"{table}.parquet")
-        finally:
-            con.close()
+        for table in TABLES:
+            _write_parquet(con, table, tables[table], tmp / f"{table}.parquet")
         _replace_dir(tmp, index_dir / run_id)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -458,20 +457,21 @@ def build_index(runs_dir: str | Path = "runs", *, progress: bool = False) -> Ind
         from toolkit.progress import Progress
 
         bar = Progress("index", len(todo))
-    for run_id, run_dir, prints in todo:
-        try:
-            tables, problems = read_run(run_dir)
-        except ToolkitError as exc:
-            report.skipped.append(run_id)
-            report.problems.append(f"skipped run {run_id}: {exc}")
-        else:
-            _compact(index_dir, run_id, tables)
-            state.runs[run_id] = RunState(files=prints, skipped_lines=len(problems))
-            report.read.append(run_id)
-            report.skipped_lines += len(problems)
-            report.problems += problems
-        if bar is not None:
-            bar.update(run_id in report.read)
+    with duckdb.connect(":memory:") as con:
+        for run_id, run_dir, prints in todo:
+            try:
+                tables, problems = read_run(run_dir)
+            except ToolkitError as exc:
+                report.skipped.append(run_id)
+                report.problems.append(f"skipped run {run_id}: {exc}")
+            else:
+                _compact(con, index_dir, run_id, tables)
+                state.runs[run_id] = RunState(files=prints, skipped_lines=len(problems))
+                report.read.append(run_id)
+                report.skipped_lines += len(problems)
+                report.problems += problems
+            if bar is not None:
+                bar.update(run_id in report.read)
     if bar is not None:
         bar.close()
     for run_id in sorted(set(state.runs) - set(runs)):
