@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -214,7 +215,6 @@ def test_reindex_reads_only_new_or_changed_runs(runs):
     ]
 
     # A deleted run leaves the index; no temp folders are left behind.
-    import shutil
 
     shutil.rmtree(runs / "r3")
     removed = build_index(runs)
@@ -363,3 +363,18 @@ def test_index_of_a_real_evaluation_with_the_fake_model(tmp_path):
         calls = con.execute("SELECT count(*) FROM llm_calls").fetchone()[0]
         steps = con.execute("SELECT count(*) FROM steps").fetchone()[0]
         assert calls == steps == 8  # one submit step, one model call per task
+
+
+def test_readers_see_whole_runs_only(runs):
+    build_index(runs)
+    with connect(runs) as con:
+        # A half-written compaction (a build killed mid-run) is never read...
+        half = runs / INDEX_DIR / ".tmp-r9-x"
+        half.mkdir()
+        shutil.copy(runs / INDEX_DIR / "r1" / "runs.parquet", half / "runs.parquet")
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (2,)
+        # ...and a run compacted after connect() shows up in the open reader.
+        _write_run(runs, "r3", [_trajectory("t1", False, A)])
+        build_index(runs)
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (3,)
+    assert not half.exists()  # the next build cleared the leftover

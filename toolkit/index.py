@@ -503,14 +503,14 @@ def connect(runs_dir: str | Path = "runs") -> duckdb.DuckDBPyConnection:
     index_dir = Path(runs_dir) / INDEX_DIR
     if not index_dir.is_dir():
         raise RunIndexError(f"no index at {index_dir}; build it with: trace2skill index {runs_dir}")
-    run_dirs = sorted(p for p in index_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     con = duckdb.connect(":memory:")
     for table in TABLES:
-        files = [p / f"{table}.parquet" for p in run_dirs if (p / f"{table}.parquet").is_file()]
-        if files:
-            listed = ", ".join(_sql_path(f) for f in files)
+        # A glob resolved at each query, not a file list fixed now: a run re-compacted after
+        # connect() is still found. "[!.]*" leaves out the temp folders of a build under way.
+        if any(index_dir.glob(f"[!.]*/{table}.parquet")):
+            pattern = _sql_path(index_dir / "[!.]*" / f"{table}.parquet")
             con.execute(
-                f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet([{listed}], '
+                f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet({pattern}, '
                 "union_by_name = true)"
             )
         else:
