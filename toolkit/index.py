@@ -209,6 +209,9 @@ def _read_lines(path: Path, parse: Callable[[bytes], M | None], problems: list[s
         raw = path.read_bytes()
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        problems.append(f"{path}: unreadable, skipped ({exc.strerror or exc})")
+        return []
     records: list[M] = []
     for number, line in enumerate(raw.split(b"\n"), start=1):
         if not line.strip():
