@@ -1,0 +1,380 @@
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toolkit.cli import main
+from toolkit.evaluate import EvalResult, record_of, store, summarise
+from toolkit.index import INDEX_DIR, RunIndexError, build_index, connect, run_query
+from toolkit.llm.calls import LLMCallRecord
+from toolkit.queries import cost_by_model, flipped_tasks, pass_rate_by_skill, section_usage
+from toolkit.rollout import Manifest
+from toolkit.stats import pass_rate
+from toolkit.trajectory import (
+    Action,
+    SectionUse,
+    Step,
+    Trajectory,
+    Verdict,
+    append_jsonl,
+    trajectory_id,
+)
+
+A, B = "a" * 40, "b" * 40
+
+
+def _trajectory(task: str, passed: bool, commit: str, *, seed: int = 0, uses=()) -> Trajectory:
+    steps = [
+        Step(
+            index=0,
+            thought="look",
+            action=Action(tool="python", args={"code": "print(1)"}),
+            observation="1",
+            tokens_in=10,
+            tokens_out=5,
+            latency_s=0.5,
+            call_id=f"c-{task}-{commit[0]}-0",
+        ),
+        Step(
+            index=1,
+            action=Action(tool="submit", args={"answer": "42"}),
+            tokens_in=20,
+            tokens_out=3,
+            latency_s=0.25,
+            cache_hit=True,
+        ),
+    ]
+    return Trajectory(
+        id=trajectory_id("gsm8k", task, commit, "fake/m", seed, "system"),
+        task_id=task,
+        suite="gsm8k",
+        split="test",
+        skill_name="s",
+        skill_commit=commit,
+        model="fake/m",
+        seed=seed,
+        delivery="system",
+        steps=steps,
+        final_answer="42",
+        verdict=Verdict(passed=passed, score=float(passed)),
+        section_uses=[SectionUse(step=0, kind=k, file="SKILL.md", section_id=s) for k, s in uses],
+        tokens_in=30,
+        tokens_out=8,
+        cost_usd=0.01,
+        latency_s=1.5,
+        stop_reason="submitted",
+    )
+
+
+def _call(i: int, model: str, latency: float, *, cache_hit=False, error=None) -> LLMCallRecord:
+    return LLMCallRecord(
+        call_id=f"{model}-{i}",
+        model=model,
+        tokens_in=100,
+        tokens_out=10,
+        cost_usd=0.5,
+        latency_s=latency,
+        started_at=1.0,
+        ended_at=1.0 + latency,
+        cache_hit=cache_hit,
+        error=error,
+    )
+
+
+def _write_run(runs: Path, run_id: str, trajectories, *, calls=(), evals=()) -> Path:
+    run = runs / run_id
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text(
+        Manifest(
+            run_id=run_id, created_at="2026-12-05T00:00:00+00:00", toolkit_version="0.1"
+        ).model_dump_json()
+    )
+    append_jsonl(run / "trajectories.jsonl", trajectories)
+    if calls:
+        append_jsonl(run / "llm_calls.jsonl", calls)
+    if evals:
+        append_jsonl(run / "evals" / "trajectories.jsonl", evals)
+        records = [record_of(t, "test") for t in evals]
+        summary = summarise(
+            records,
+            suite="gsm8k",
+            split="test",
+            skill="s",
+            skill_commit=evals[0].skill_commit,
+            model="fake/m",
+            seed=0,
+            delivery="system",
+            limit=None,
+            resamples=100,
+        )
+        path = run / "evals" / evals[0].skill_commit / "test.jsonl"
+        store(EvalResult(summary=summary, records=records), path)
+    return run
+
+
+@pytest.fixture
+def runs(tmp_path):
+    runs = tmp_path / "runs"
+    # Run 1, skill A: t1 pass, t2 fail, t3 fail; run 2, skill B: t1 pass, t2 pass, t3 fail.
+    _write_run(
+        runs,
+        "r1",
+        [
+            _trajectory("t1", True, A, uses=[("read", "plan"), ("cited", "plan")]),
+            _trajectory("t2", False, A, uses=[("read", "plan")]),
+            _trajectory("t3", False, A),
+        ],
+        calls=[_call(0, "fake/m", 1.0), _call(1, "fake/m", 3.0, cache_hit=True)],
+    )
+    _write_run(
+        runs,
+        "r2",
+        [
+            _trajectory("t1", True, B),
+            _trajectory("t2", True, B, uses=[("read", "check")]),
+            _trajectory("t3", False, B),
+        ],
+        calls=[_call(0, "other/x", 2.0, error="Timeout")],
+        evals=[_trajectory("t4", True, B, seed=1), _trajectory("t5", False, B, seed=1)],
+    )
+    return runs
+
+
+def _rows(runs, sql):
+    with connect(runs) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_tables_hold_the_runs_rows(runs):
+    report = build_index(runs)
+    assert sorted(report.read) == ["r1", "r2"] and report.runs == 2 and report.problems == []
+    assert (runs / INDEX_DIR / "r1" / "steps.parquet").is_file()
+    assert _rows(
+        runs,
+        "SELECT run_id, trajectories, eval_trajectories, evals, llm_calls FROM runs ORDER BY 1",
+    ) == [
+        ("r1", 3, 0, 0, 2),
+        ("r2", 3, 2, 2, 1),
+    ]
+    assert _rows(runs, "SELECT origin, count(*) FROM trajectories GROUP BY 1 ORDER BY 1") == [
+        ("eval", 2),
+        ("rollout", 6),
+    ]
+    t1 = _trajectory("t1", True, A)
+    row = _rows(
+        runs,
+        f"SELECT task_id, skill_commit, passed, score, n_steps, tokens_in, cost_usd, stop_reason "
+        f"FROM trajectories WHERE id = '{t1.id}'",
+    )
+    assert row == [("t1", A, True, 1.0, 2, 30, 0.01, "submitted")]
+    assert _rows(
+        runs,
+        f"SELECT step, tool, args, tokens_in, latency_s, cache_hit, call_id FROM steps "
+        f"WHERE trajectory_id = '{t1.id}' ORDER BY step",
+    ) == [
+        (0, "python", '{"code": "print(1)"}', 10, 0.5, False, "c-t1-a-0"),
+        (1, "submit", '{"answer": "42"}', 20, 0.25, True, None),
+    ]
+    assert _rows(runs, "SELECT count(*) FROM steps") == [(16,)]
+    assert _rows(runs, "SELECT skill_commit, kind, ref FROM section_uses ORDER BY ALL") == [
+        (A, "cited", "SKILL.md#plan"),
+        (A, "read", "SKILL.md#plan"),
+        (A, "read", "SKILL.md#plan"),
+        (B, "read", "SKILL.md#check"),
+    ]
+    assert _rows(runs, "SELECT task_id, passed, seed, tokens FROM evals ORDER BY 1") == [
+        ("t4", True, 1, 38),
+        ("t5", False, 1, 38),
+    ]
+    assert _rows(
+        runs, "SELECT model, count(*), sum(tokens_in) FROM llm_calls GROUP BY 1 ORDER BY 1"
+    ) == [
+        ("fake/m", 2, 200),
+        ("other/x", 1, 100),
+    ]
+
+
+def test_reindex_reads_only_new_or_changed_runs(runs):
+    build_index(runs)
+    again = build_index(runs)
+    assert again.read == [] and again.unchanged == 2 and again.runs == 2
+    mtime = os.stat(runs / INDEX_DIR / "r1" / "runs.parquet").st_mtime_ns
+
+    append_jsonl(runs / "r2" / "trajectories.jsonl", _trajectory("t9", True, B))
+    _write_run(runs, "r3", [_trajectory("t1", False, A)])
+    changed = build_index(runs)
+    assert changed.read == ["r2", "r3"] and changed.unchanged == 1
+    assert os.stat(runs / INDEX_DIR / "r1" / "runs.parquet").st_mtime_ns == mtime
+    assert _rows(runs, "SELECT run_id, trajectories FROM runs ORDER BY 1") == [
+        ("r1", 3),
+        ("r2", 4),
+        ("r3", 1),
+    ]
+
+    # A deleted run leaves the index; no temp folders are left behind.
+
+    shutil.rmtree(runs / "r3")
+    removed = build_index(runs)
+    assert removed.removed == ["r3"] and removed.runs == 2
+    assert sorted(p.name for p in (runs / INDEX_DIR).iterdir()) == ["r1", "r2", "state.json"]
+
+
+def test_corrupt_lines_and_runs_are_reported_and_skipped(runs):
+    with open(runs / "r1" / "trajectories.jsonl", "ab") as fh:
+        fh.write(b'{"not": "a trajectory"}\n{"id": "torn')  # a bad line, then a torn tail
+    with open(runs / "r2" / "llm_calls.jsonl", "ab") as fh:
+        fh.write(b"garbage\n")
+    _write_run(runs, "broken", [_trajectory("t1", True, A)])
+    (runs / "broken" / "manifest.json").write_text("{half")
+    (runs / "not-a-run").mkdir()  # no manifest: not a run at all
+
+    report = build_index(runs)
+    assert sorted(report.read) == ["r1", "r2"] and report.skipped == ["broken"]
+    assert report.skipped_lines == 3
+    assert any("broken" in p and "manifest" in p for p in report.problems)
+    assert any("trajectories.jsonl:4" in p for p in report.problems)
+    assert any("llm_calls.jsonl:2" in p for p in report.problems)
+    assert _rows(runs, "SELECT run_id, trajectories, skipped_lines FROM runs ORDER BY 1") == [
+        ("r1", 3, 2),
+        ("r2", 3, 1),
+    ]
+
+    # The broken run is tried again each time, and indexed once it is repaired.
+    assert build_index(runs).skipped == ["broken"]
+    (runs / "broken" / "manifest.json").write_text(
+        Manifest(run_id="broken", created_at="x", toolkit_version="0.1").model_dump_json()
+    )
+    assert build_index(runs).read == ["broken"]
+
+
+def test_a_missing_file_is_an_empty_table(tmp_path):
+    runs = tmp_path / "runs"
+    run = _write_run(runs, "r1", [])
+    (run / "trajectories.jsonl").unlink(missing_ok=True)
+    report = build_index(runs)
+    assert report.read == ["r1"] and report.problems == []
+    assert _rows(runs, "SELECT count(*) FROM trajectories") == [(0,)]
+    assert _rows(runs, "SELECT count(*) FROM llm_calls") == [(0,)]
+
+
+def test_schema_change_rebuilds_everything(runs):
+    build_index(runs)
+    state = runs / INDEX_DIR / "state.json"
+    data = json.loads(state.read_text())
+    data["schema_version"] = 0
+    state.write_text(json.dumps(data))
+    assert sorted(build_index(runs).read) == ["r1", "r2"]
+
+
+def test_no_index_and_bad_sql_are_one_line(tmp_path, runs):
+    with pytest.raises(RunIndexError, match="no index"):
+        connect(tmp_path)
+    with pytest.raises(RunIndexError, match="runs folder not found"):
+        build_index(tmp_path / "nope")
+    build_index(runs)
+    with connect(runs) as con, pytest.raises(RunIndexError, match="query failed") as err:
+        run_query(con, "SELECT nope FROM trajectories")
+    assert "\n" not in str(err.value)
+
+
+def test_queries(runs):
+    build_index(runs)
+    with connect(runs) as con:
+        rates = {(r.skill_commit, r.n, r.passed) for r in pass_rate_by_skill(con, origin="rollout")}
+        assert rates == {(A, 3, 1), (B, 3, 2)}
+        both = {r.skill_commit: r for r in pass_rate_by_skill(con)}
+        expected = pass_rate([True, True, False, True, False])
+        assert both[B].n == 5 and both[B].rate == expected.rate
+        assert both[B].wilson_low == pytest.approx(expected.wilson.low)
+        assert both[B].ci_low <= both[B].rate <= both[B].ci_high
+
+        flips = flipped_tasks(con, A[:7], B[:7])
+        assert [(f.task_id, f.direction) for f in flips] == [("t2", "fixed")]
+        assert [(f.task_id, f.direction) for f in flipped_tasks(con, B, A)] == [("t2", "broken")]
+
+        usage = {(u.skill_commit, u.ref, u.kind): u for u in section_usage(con)}
+        read_plan = usage[(A, "SKILL.md#plan", "read")]
+        assert (read_plan.uses, read_plan.trajectories, read_plan.pass_rate) == (2, 2, 0.5)
+        assert usage[(A, "SKILL.md#plan", "cited")].pass_rate == 1.0
+        assert usage[(B, "SKILL.md#check", "read")].trajectories == 1
+
+        cost = {c.model: c for c in cost_by_model(con)}
+        fake = cost["fake/m"]
+        assert (fake.calls, fake.cache_hits, fake.errors, fake.tokens_in) == (2, 1, 0, 200)
+        assert fake.cost_usd == pytest.approx(1.0)
+        assert fake.latency_mean_s == pytest.approx(2.0) and fake.latency_p50_s == 2.0
+        assert cost["other/x"].errors == 1
+
+
+def test_cli_index_and_query(runs):
+    runner = CliRunner()
+    result = runner.invoke(main, ["index", str(runs)])
+    assert result.exit_code == 0, result.output
+    assert "2 read, 0 unchanged" in result.output and "trajectories 8" in result.output
+    again = runner.invoke(main, ["index", str(runs)])
+    assert "0 read, 2 unchanged" in again.output
+
+    sql = "SELECT run_id, count(*) AS n FROM trajectories GROUP BY 1 ORDER BY 1"
+    csv = runner.invoke(main, ["query", sql, "--runs-dir", str(runs), "--format", "csv"])
+    assert csv.exit_code == 0 and csv.output == "run_id,n\nr1,3\nr2,5\n"
+    js = runner.invoke(main, ["query", sql, "--runs-dir", str(runs), "--format", "json"])
+    assert json.loads(js.output) == [{"run_id": "r1", "n": 3}, {"run_id": "r2", "n": 5}]
+    table = runner.invoke(main, ["query", sql, "--runs-dir", str(runs)])
+    assert table.output.split() == ["run_id", "n", "r1", "3", "r2", "5"]
+
+    bad = runner.invoke(main, ["query", "SELEC 1", "--runs-dir", str(runs)])
+    assert bad.exit_code == 1 and bad.output.startswith("Error: query failed")
+    assert "Traceback" not in bad.output and bad.output.count("\n") == 1
+
+
+def test_index_of_a_real_evaluation_with_the_fake_model(tmp_path):
+    from tests.test_evaluate import _gsm8k_tasks, _scripted_agent
+    from toolkit.evaluate import evaluate
+    from toolkit.llm import LLMConfig, fake_model
+    from toolkit.tasks import VENDORED_DATA_DIR
+
+    ids = [t.id for t in _gsm8k_tasks()]
+    runs = tmp_path / "runs"
+    with fake_model(_scripted_agent(set(ids[::2]), set(ids))) as model:
+        config = LLMConfig(model=model, cache=False, cache_dir=tmp_path / "cache")
+        kwargs = dict(
+            run_dir=runs / "run1",
+            limit=4,
+            data_dir=VENDORED_DATA_DIR,
+            llm_config=config,
+            concurrency=1,
+            resamples=200,
+        )
+        base = evaluate("none", "gsm8k", "test", model, **kwargs)
+        skill = evaluate("skills/gsm8k-math", "gsm8k", "test", model, **kwargs)
+    report = build_index(runs)
+    assert report.read == ["run1"] and report.problems == []
+    with connect(runs) as con:
+        got = {r.skill_commit: (r.n, r.passed) for r in pass_rate_by_skill(con, origin="eval")}
+        assert got == {
+            "none": (4, base.summary.passed),
+            skill.summary.skill_commit: (4, skill.summary.passed),
+        }
+        evals = con.execute("SELECT count(*), sum(passed::INT) FROM evals").fetchone()
+        assert evals == (8, base.summary.passed + skill.summary.passed)
+        calls = con.execute("SELECT count(*) FROM llm_calls").fetchone()[0]
+        steps = con.execute("SELECT count(*) FROM steps").fetchone()[0]
+        assert calls == steps == 8  # one submit step, one model call per task
+
+
+def test_readers_see_whole_runs_only(runs):
+    build_index(runs)
+    with connect(runs) as con:
+        # A half-written compaction (a build killed mid-run) is never read...
+        half = runs / INDEX_DIR / ".tmp-r9-x"
+        half.mkdir()
+        shutil.copy(runs / INDEX_DIR / "r1" / "runs.parquet", half / "runs.parquet")
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (2,)
+        # ...and a run compacted after connect() shows up in the open reader.
+        _write_run(runs, "r3", [_trajectory("t1", False, A)])
+        build_index(runs)
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (3,)
+    assert not half.exists()  # the next build cleared the leftover
