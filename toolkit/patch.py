@@ -35,9 +35,12 @@ The ops (fields in brackets are optional):
 * ``insert_after`` / ``insert_before`` (``target_text``, ``content``, [``target_section``]):
   ``content`` goes on new line(s) after the last line / before the first line of the
   anchor's occurrence.
-* ``append_to_section`` (``target_section``, ``content``): after the last non-blank line of
-  the section's own text, i.e. before its first subsection or the next heading; the blank
-  lines that separated it from the next heading stay after the new text.
+* ``append_to_section`` (``target_section``, ``content``): where depends on ``append_mode``.
+  ``own-text`` (default): after the last non-blank line of the section's own text, i.e.
+  before its first subsection or the next heading; the blank lines that separated it from
+  the next heading stay after the new text. ``subtree`` (the official Trace2Skill
+  applicator's placement): after the last non-blank line of the section *and its
+  subsections*, preceded by one blank line.
 * ``replace_in_section`` (``old_text``, ``content``, [``target_section``]): the one
   occurrence of ``old_text`` becomes ``content`` ("" deletes it).
 * ``add_section`` (``content`` starting with a heading line, [``after_section``]): a new
@@ -86,6 +89,7 @@ from toolkit.skill import (
     is_editable,
     is_reference,
     linked_references,
+    markdown_damage,
     parse_heading,
     parse_markdown,
     split_lines,
@@ -138,6 +142,11 @@ RejectReason = Literal[
 
 # Ops that only add text: adding text the file already holds is rejected (re-applied patch).
 _ADDING_OPS = frozenset({"insert_after", "insert_before", "append_to_section", "add_section"})
+
+AppendMode = Literal["own-text", "subtree"]
+"""Where ``append_to_section`` puts its text: end of the section's own text (before its first
+subsection), or end of its whole subtree after a blank line (the official applicator)."""
+APPEND_MODES: tuple[str, ...] = get_args(AppendMode)
 
 
 def _hash(data: Any) -> str:
@@ -587,7 +596,32 @@ class _Text:
         try:
             return find_section(self.doc.sections, query)
         except SectionLookupError as exc:
-            raise _Reject(exc.reason, f"{self.path}: {exc}") from None  # type: ignore[arg-type]
+            message = f"{self.path}: {exc}"
+            if exc.reason == "section-missing":
+                message += self.missing_hint(query)
+            raise _Reject(exc.reason, message) from None  # type: ignore[arg-type]
+
+    def missing_hint(self, query: str) -> str:
+        """Why a section name matched nothing: the line that only looks like that heading
+        (and the markdown damage before it), or the nearest real section names."""
+        wanted = " ".join(query.strip().lstrip("#").split()).casefold()
+        starts = {s.start_line for s in self.doc.sections if s.level > 0}
+        for number, line in enumerate(self.lines, start=1):
+            text = " ".join(line.strip().lstrip("`~").strip().lstrip("#").split()).casefold()
+            if not wanted or text != wanted or number in starts or "#" not in line:
+                continue
+            damage = [i for i in markdown_damage(self.path, self.text) if (i.line or 0) <= number]
+            at = [i.message for i in damage if i.line == damage[-1].line]
+            why = "".join(f"; {message}" for message in at)
+            return (
+                f" (line {number} {line.strip()!r} looks like that heading but is not one: "
+                f"it is inside a code block or not a valid heading{why})"
+            )
+        names = {s.id: s.id for s in self.doc.sections if s.level > 0}
+        names.update({s.heading.casefold(): s.id for s in self.doc.sections if s.level > 0})
+        close = difflib.get_close_matches(wanted, list(names), n=3, cutoff=0.6)
+        ids = list(dict.fromkeys(names[c] for c in close))
+        return f"; did you mean {', '.join(repr(i) for i in ids)}?" if ids else ""
 
     def scope(self, target_section: str | None) -> tuple[int, int, str]:
         if target_section is None:
@@ -636,7 +670,7 @@ class _Text:
         return index, index + 1, [line + self.newline, *split_lines(tail)]
 
 
-def _plan(current: _Text, edit: Edit) -> _Splice:
+def _plan(current: _Text, edit: Edit, append_mode: AppendMode = "own-text") -> _Splice:
     """Compute the line splice an edit makes to ``current`` (raises _Reject)."""
     op = edit.op
     if op in ("insert_after", "insert_before"):
@@ -654,12 +688,16 @@ def _plan(current: _Text, edit: Edit) -> _Splice:
     if op == "append_to_section":
         assert edit.target_section is not None and edit.content is not None
         sec = current.section(edit.target_section)
+        stop = sec.subtree_end_line if append_mode == "subtree" else sec.end_line
         last = sec.start_line - 1
-        for index in range(sec.end_line - 1, sec.start_line - 2, -1):
+        for index in range(stop - 1, sec.start_line - 2, -1):
             if current.lines[index].strip():
                 last = index
                 break
-        start, end, lines = current.insert_after_line(last, current.block(edit.content))
+        block = current.block(edit.content)
+        if append_mode == "subtree":
+            block = [current.newline, *block]
+        start, end, lines = current.insert_after_line(last, block)
         return _Splice(
             start=start, end=end, new_lines=lines, reads=(sec.start_line, sec.start_line)
         )
@@ -802,7 +840,11 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
 
 
 def _original_touch(
-    original: Mapping[str, str | bytes], path: str, edit: Edit, cache: dict[str, _Text]
+    original: Mapping[str, str | bytes],
+    path: str,
+    edit: Edit,
+    cache: dict[str, _Text],
+    append_mode: AppendMode,
 ) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
     """(reads, writes) line ranges of the edit in the original file, if resolvable there."""
     content = original.get(path)
@@ -815,7 +857,7 @@ def _original_touch(
     if edit.op == "create":
         return None, None
     try:
-        splice = _plan(cache[path], edit)
+        splice = _plan(cache[path], edit, append_mode)
     except _Reject:
         # Not resolvable in the original (e.g. anchored on text an earlier edit adds): it is
         # checked against the edited text when applied.
@@ -830,6 +872,7 @@ def apply_patch(
     allow_protected: bool = False,
     budgets: Budgets | None = None,
     strict: bool = False,
+    append_mode: AppendMode = "own-text",
 ) -> PatchResult:
     """Apply a patch to a skill in memory, with the guardrails in the module docstring.
 
@@ -839,6 +882,8 @@ def apply_patch(
         allow_protected: Let edits touch files other than SKILL.md and references/*.md.
         budgets: Size budgets the result must fit (defaults: 500 / 300 lines).
         strict: Raise :class:`PatchRejected` unless the patch applies cleanly.
+        append_mode: Placement of ``append_to_section`` (see the module docstring);
+            ``subtree`` gives the official Trace2Skill applicator's result.
 
     Returns:
         A :class:`PatchResult`; ``result.clean`` tells whether every edit applied and the
@@ -871,7 +916,9 @@ def apply_patch(
         except _Reject as exc:
             reject(index, exc.reason, exc.message)
             continue
-        touches[index] = _original_touch(original, paths[index], edit, parsed_originals)
+        touches[index] = _original_touch(
+            original, paths[index], edit, parsed_originals, append_mode
+        )
 
     # Conflicts: overlapping original ranges where at least one edit writes.
     partners: dict[int, list[int]] = {}
@@ -903,7 +950,7 @@ def apply_patch(
             continue
         path = paths[index]
         try:
-            message = _apply_one(files, path, edit)
+            message = _apply_one(files, path, edit, append_mode)
         except _Reject as exc:
             reject(index, exc.reason, exc.message)
             continue
@@ -933,7 +980,9 @@ def apply_patch(
     return result
 
 
-def _apply_one(files: dict[str, str | bytes], path: str, edit: Edit) -> str:
+def _apply_one(
+    files: dict[str, str | bytes], path: str, edit: Edit, append_mode: AppendMode
+) -> str:
     """Apply one edit to ``files`` in place; return a short description."""
     if edit.op == "create":
         if path in files:
@@ -955,7 +1004,7 @@ def _apply_one(files: dict[str, str | bytes], path: str, edit: Edit) -> str:
     if isinstance(content, bytes):
         raise _Reject("binary-file", f"{path} is not a UTF-8 text file")
     current = _Text(path, content)
-    splice = _plan(current, edit)
+    splice = _plan(current, edit, append_mode)
     if edit.op in _ADDING_OPS and edit.content is not None:
         _check_duplicate(current, edit.content, splice)
     _check_fences(current, splice)

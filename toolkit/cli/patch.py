@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import click
 
 from toolkit.errors import PatchRejected
-from toolkit.patch import PatchResult, apply_patch, load_patch, write_result
+from toolkit.patch import (
+    APPEND_MODES,
+    AppendMode,
+    PatchResult,
+    apply_patch,
+    load_patch,
+    write_result,
+)
 from toolkit.skill import Budgets, load_skill
 
 
@@ -23,9 +31,53 @@ def patch_group() -> None:
     """
 
 
-def _budget_options(command: click.Command) -> click.Command:
-    """--max-skill-lines / --max-reference-lines: the size budgets the result must fit."""
+CONFIG_FILE = "trace2skill.toml"
+_CONFIG_KEYS = ("max-skill-lines", "max-reference-lines", "append-mode")
+
+
+def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    """Eager --config: the file's [patch] table becomes the defaults of the other options,
+    so a flag given on the command line still wins."""
+    path = value
+    if path is None and Path(CONFIG_FILE).is_file():
+        path = Path(CONFIG_FILE)
+    if path is None:
+        return None
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}") from None
+    table = data.get("patch", {})
+    if not isinstance(table, dict):
+        raise click.BadParameter(f"{path}: [patch] must be a table")
+    unknown = sorted(set(table) - set(_CONFIG_KEYS))
+    if unknown:
+        raise click.BadParameter(
+            f"{path}: unknown key(s) in [patch]: {', '.join(unknown)} "
+            f"(known: {', '.join(_CONFIG_KEYS)})"
+        )
+    ctx.default_map = {
+        **(ctx.default_map or {}),
+        **{k.replace("-", "_"): v for k, v in table.items()},
+    }
+    return path
+
+
+def _apply_options(command: click.Command) -> click.Command:
+    """Options of every command that applies a patch: budgets, append placement, config."""
     defaults = Budgets()
+    command = click.option(
+        "--config", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        is_eager=True, expose_value=False, callback=_load_config,
+        help=f"TOML file whose [patch] table sets defaults for {', '.join(_CONFIG_KEYS)} "
+        f"(default: ./{CONFIG_FILE} when present; flags still win).",
+    )(command)  # fmt: skip
+    command = click.option(
+        "--append-mode", type=click.Choice(APPEND_MODES), default="own-text", show_default=True,
+        help="Where append_to_section writes: 'own-text' ends the section's own text (before "
+        "its first subsection); 'subtree' ends the whole subtree after a blank line, as the "
+        "official Trace2Skill applicator does.",
+    )(command)  # fmt: skip
     command = click.option(
         "--max-reference-lines", type=click.IntRange(min=1), default=defaults.reference_lines,
         show_default=True, help="Most lines a references/*.md file may have after the patch.",
@@ -53,12 +105,20 @@ def _report(result: PatchResult, normalizations: list[str]) -> None:
 
 
 def _run(
-    patch_file: Path, skill_dir: Path, allow_protected: bool, budgets: Budgets
+    patch_file: Path,
+    skill_dir: Path,
+    allow_protected: bool,
+    max_skill_lines: int,
+    max_reference_lines: int,
+    append_mode: AppendMode,
 ) -> tuple[PatchResult, list[str]]:
     """Load and apply in memory; also return what loading normalized (official shapes)."""
     patch = load_patch(patch_file)
     skill = load_skill(skill_dir)
-    result = apply_patch(skill, patch, allow_protected=allow_protected, budgets=budgets)
+    budgets = Budgets(skill_md_lines=max_skill_lines, reference_lines=max_reference_lines)
+    result = apply_patch(
+        skill, patch, allow_protected=allow_protected, budgets=budgets, append_mode=append_mode
+    )
     return result, patch.normalizations
 
 
@@ -70,7 +130,7 @@ def _run(
     "--allow-protected", is_flag=True,
     help="Let edits touch scripts/, assets/ and other files besides SKILL.md and references/.",
 )  # fmt: skip
-@_budget_options
+@_apply_options
 def apply_command(
     patch_file: Path,
     skill_dir: Path,
@@ -78,6 +138,7 @@ def apply_command(
     allow_protected: bool,
     max_skill_lines: int,
     max_reference_lines: int,
+    append_mode: AppendMode,
 ) -> None:
     """Apply PATCH.json to SKILL_DIR: print the per-edit report and the unified diff.
 
@@ -92,10 +153,12 @@ def apply_command(
     Example:
       trace2skill patch apply fix.json skills/gsm8k-math --dry-run
       trace2skill patch apply fix.json skills/gsm8k-math
-      trace2skill patch apply official.json skills/xlsx --max-skill-lines 1000
+      trace2skill patch apply official.json skills/xlsx --max-skill-lines 1000 \\
+        --append-mode subtree
     """
-    budgets = Budgets(skill_md_lines=max_skill_lines, reference_lines=max_reference_lines)
-    result, notes = _run(patch_file, skill_dir, allow_protected, budgets)
+    result, notes = _run(
+        patch_file, skill_dir, allow_protected, max_skill_lines, max_reference_lines, append_mode
+    )
     _report(result, notes)
     diff = result.diff()
     if diff:
@@ -117,7 +180,7 @@ def apply_command(
 @click.argument("skill_dir", type=click.Path(path_type=Path))
 @click.option("--allow-protected", is_flag=True, help="Check as if protected files were editable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@_budget_options
+@_apply_options
 def check_command(
     patch_file: Path,
     skill_dir: Path,
@@ -125,6 +188,7 @@ def check_command(
     as_json: bool,
     max_skill_lines: int,
     max_reference_lines: int,
+    append_mode: AppendMode,
 ) -> None:
     """Report, edit by edit, whether PATCH.json applies to SKILL_DIR; write nothing.
 
@@ -135,8 +199,9 @@ def check_command(
       trace2skill patch check fix.json skills/gsm8k-math --json
       trace2skill patch check official.json skills/xlsx --max-skill-lines 1000
     """
-    budgets = Budgets(skill_md_lines=max_skill_lines, reference_lines=max_reference_lines)
-    result, notes = _run(patch_file, skill_dir, allow_protected, budgets)
+    result, notes = _run(
+        patch_file, skill_dir, allow_protected, max_skill_lines, max_reference_lines, append_mode
+    )
     if as_json:
         payload = {
             "patch_id": result.patch_id,
