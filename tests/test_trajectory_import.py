@@ -161,3 +161,14 @@ def test_cli_import_reports_bad_lines(tmp_path: Path) -> None:
     assert f"{source}:2: outcome.score" in result.output
     shown = CliRunner().invoke(main, ["trajectories", "show", str(tmp_path / "run")])
     assert shown.exit_code == 0 and "gsm8k-test-893" in shown.output
+
+
+def test_cli_verbose_shows_every_problem_of_a_bad_line(tmp_path: Path) -> None:
+    bad = {"task_id": "x", "messages": chat(), "outcome": {"passed": "maybe", "score": 3}}
+    source = write_lines(tmp_path / "in.jsonl", [bad])
+    args = ["trajectories", "import", str(source), "--run-dir", str(tmp_path / "run")]
+    terse = CliRunner().invoke(main, args)
+    assert terse.exit_code == 1 and "(+1 more; -v shows all)" in terse.output
+    verbose = CliRunner().invoke(main, ["-v", *args])
+    assert verbose.exit_code == 1
+    assert "    outcome.passed:" in verbose.output and "    outcome.score:" in verbose.output

@@ -398,13 +398,22 @@ def read_jsonl(path: Path, model: type[M]) -> JsonlRead[M]:
     return JsonlRead[model](records=records, torn=torn)  # type: ignore[valid-type]
 
 
+def _validation_details(exc: ValidationError) -> list[str]:
+    """Every problem of a validation error, one line each."""
+    out = []
+    for err in exc.errors():
+        if err["type"] == "json_invalid":
+            out.append(f"not valid JSON ({err['msg']})")
+            continue
+        loc = ".".join(str(p) for p in err["loc"])
+        out.append(f"{loc or 'record'}: {err['msg']}")
+    return out
+
+
 def _validation_line(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    if err["type"] == "json_invalid":
-        return f"not valid JSON ({err['msg']})"
-    loc = ".".join(str(p) for p in err["loc"])
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{loc or 'record'}: {err['msg']}{more}"
+    details = _validation_details(exc)
+    more = f" (+{len(details) - 1} more; -v shows all)" if len(details) > 1 else ""
+    return details[0] + more
 
 
 def read_trajectories(path: Path) -> JsonlRead[Trajectory]:
@@ -510,6 +519,8 @@ class ImportLineError(BaseModel):
     message: str
     file: str | None = None
     """The file, when the import read several (official logs: one file per task)."""
+    details: list[str] = Field(default_factory=list)
+    """Every problem on the line when there are several (``message`` shows the first)."""
 
     def __str__(self) -> str:
         where = f"line {self.line}" if self.line else "file"
@@ -699,7 +710,15 @@ def _chat_records(raw: bytes) -> Iterator[tuple[int, ImportRecord | ImportLineEr
         except UnicodeDecodeError as exc:
             yield number, ImportLineError(line=number, message=f"not UTF-8 ({exc.reason})")
         except ValidationError as exc:
-            yield number, ImportLineError(line=number, message=_validation_line(exc))
+            details = _validation_details(exc)
+            yield (
+                number,
+                ImportLineError(
+                    line=number,
+                    message=_validation_line(exc),
+                    details=details if len(details) > 1 else [],
+                ),
+            )
 
 
 def _official_records(

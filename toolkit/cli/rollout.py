@@ -201,9 +201,12 @@ def import_command(
             f"imported nothing ({report.format} format): {report.already_present} already"
             f" there, {len(report.errors)} {bad}; {report.trajectories_path} was not written"
         )
+    verbose = bool(click.get_current_context().find_root().params.get("verbose"))
     for error in report.errors:
         line = f"{path}:{error.line}: {error.message}" if error.file is None else str(error)
         click.echo(line, err=True)
+        for detail in error.details if verbose else []:
+            click.echo(f"    {detail}", err=True)
     if report.errors:
         raise click.exceptions.Exit(1)
 
