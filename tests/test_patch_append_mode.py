@@ -140,3 +140,52 @@ def test_config_file_errors_are_one_line(files: tuple[Path, Path], tmp_path: Pat
     code, out = run("patch", "check", patch, folder, "--config", bad)
     assert code == 2 and "sideways" in out
     assert "Traceback" not in out
+
+
+# The official applicator's result for each op on BODY, worked out from its code
+# (skill_evolver/skill_evolving_agent.py, _apply_patch_edit_to_content), given as official
+# edits (every field present, "" when unused). Where both accept an edit the results agree
+# line for line, blank lines aside (the official code doubles or drops separating blanks).
+OFFICIAL_CASES = [
+    (
+        {"op": "insert_after", "target_section": "## Workflow",
+         "target_text": "Read the table first.", "content": "Check units."},
+        BODY.replace("Read the table first.\n", "Read the table first.\nCheck units.\n"),
+    ),
+    (
+        {"op": "insert_before", "target_text": "Print the columns.", "content": "Look at dtypes."},
+        BODY.replace("Print the columns.\n", "Look at dtypes.\nPrint the columns.\n"),
+    ),
+    (
+        {"op": "replace_in_section", "target_section": "## Output",
+         "old_text": "Answer briefly.", "content": "Answer in one line."},
+        BODY.replace("Answer briefly.", "Answer in one line."),
+    ),
+    (
+        {"op": "delete_section", "target_section": "### Inspect"},
+        BODY.replace("\n### Inspect\n\nPrint the columns.\n\n", "\n"),
+    ),
+    (
+        {"op": "add_section", "target_section": "## Checks", "after_section": "## Workflow",
+         "content": "Verify the sum."},
+        BODY.replace("\n## Output", "\n## Checks\n\nVerify the sum.\n\n## Output"),
+    ),
+    (
+        {"op": "append_to_section", "target_section": "## Workflow", "content": "Check units."},
+        BODY.replace("Print the columns.\n", "Print the columns.\n\nCheck units.\n"),
+    ),
+]  # fmt: skip
+
+
+def _no_blanks(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(("edit", "official_body"), OFFICIAL_CASES, ids=lambda v: str(v)[:30])
+def test_official_shaped_edit_gives_the_official_result(edit: dict, official_body: str) -> None:
+    blank = {"target_section": "", "target_text": "", "old_text": "", "after_section": "",
+             "content": ""}  # fmt: skip
+    patch = parse_patch({"edits": [{"file": "SKILL.md", **blank, **edit}]})
+    result = apply_patch(skill(), patch, append_mode="subtree")
+    assert result.clean, result.summary()
+    assert _no_blanks(body_of(result)) == _no_blanks(official_body)
