@@ -138,3 +138,18 @@ def test_concurrent_grammar_checks_leave_stdout_and_stderr_where_they_were():
         sys.stdout, sys.stderr = streams
     assert [(s.st_dev, s.st_ino) for s in after] == [(s.st_dev, s.st_ino) for s in before]
     assert now == streams
+
+
+def test_tool_call_history_reaches_the_template_with_object_arguments():
+    call = {"id": "c1", "type": "function",
+            "function": {"name": "python", "arguments": '{"code": "print(1)"}'}}  # fmt: skip
+    messages = [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "1"},
+    ]
+    assistant, tool = local._plain_messages(messages)
+    assert assistant["tool_calls"][0]["function"] == {
+        "name": "python",
+        "arguments": {"code": "print(1)"},
+    }
+    assert tool == {"role": "tool", "content": "1", "tool_call_id": "c1"}

@@ -287,6 +287,8 @@ def _respond(scenario: _Scenario, model: str, messages: list[dict[str, Any]], pa
     if isinstance(item, FaultKind):
         _raise_fault(item, model)
         raise AssertionError("unreachable: content faults are resolved in next_item")
+    if isinstance(item, dict) and "tool_calls" in item and params.get("tools"):
+        return _tool_reply(litellm, model, messages, item)
     text = _render(item)
     finish_reason = "stop"
     if fault is not None:
@@ -306,6 +308,42 @@ def _respond(scenario: _Scenario, model: str, messages: list[dict[str, Any]], pa
                 "index": 0,
                 "finish_reason": finish_reason,
                 "message": {"role": "assistant", "content": text},
+            }
+        ],
+        usage=usage,
+    )
+
+
+def _tool_reply(litellm: Any, model: str, messages: list[dict[str, Any]], item: dict) -> Any:
+    """A native tool-call reply: ``{"tool_calls": [{"name", "arguments"}], "content"?}``
+    (arguments as a dict or, to script a malformed call, a string)."""
+    calls = []
+    for index, call in enumerate(item["tool_calls"]):
+        arguments = call.get("arguments", {})
+        calls.append(
+            {
+                "id": call.get("id", f"call_{index}"),
+                "type": "function",
+                "function": {
+                    "name": call["name"],
+                    "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+                },
+            }
+        )
+    content = item.get("content") or None
+    prompt_text = "".join(str(m.get("content", "")) for m in messages)
+    out = _count_tokens(json.dumps(item))
+    usage = litellm.Usage(
+        prompt_tokens=_count_tokens(prompt_text), completion_tokens=out,
+        total_tokens=_count_tokens(prompt_text) + out,
+    )  # fmt: skip
+    return litellm.ModelResponse(
+        model=f"{PROVIDER}/{model}",
+        choices=[
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {"role": "assistant", "content": content, "tool_calls": calls},
             }
         ],
         usage=usage,

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from toolkit.errors import LLMError
 from toolkit.llm._litellm import get_litellm, local_provider_error
@@ -47,6 +47,7 @@ from toolkit.llm.structured import (
     response_schema,
     schema_instruction,
 )
+from toolkit.llm.tool_calls import ToolCall, from_response_message, parse_reply_text, reply_text
 
 T = TypeVar("T", bound=BaseModel)
 Messages = list[dict[str, Any]]
@@ -88,6 +89,9 @@ class Completion(BaseModel):
     """Transient failures retried."""
     repair_rounds: int = 0
     """Structured-output repair rounds (0 or 1)."""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    """Native tool calls of a call made with ``tools=[...]`` (``text`` is then the reply's
+    plain content; the cache and calls log keep both as one JSON text)."""
 
 
 @dataclass(slots=True)
@@ -278,6 +282,10 @@ class Gateway:
             key_params = {k: v for k, v in call_params.items() if k != "response_format"}
             key = cache_key(model, messages, key_params, schema)
         kwargs = {"timeout": cfg.timeout, **call_params}
+        if call_params.get("tools"):
+            # litellm 1.106.2 imports its MCP gateway (and the optional `mcp` package) for
+            # any call with tools unless told to skip it; we never use MCP tools.
+            kwargs["_skip_mcp_handler"] = True
         return _Plan(
             model=model,
             messages=send_messages,
@@ -338,8 +346,11 @@ class Gateway:
             # A model missing from litellm's cost map has an unknown cost: count it as 0.
             with contextlib.suppress(Exception):
                 stats.cost += float(get_litellm().completion_cost(completion_response=response))
-        content = response.choices[0].message.content
-        return content if isinstance(content, str) else ""
+        message = response.choices[0].message
+        content = message.content if isinstance(message.content, str) else ""
+        if "tools" in call.plan.kwargs:
+            return reply_text(content, from_response_message(message))
+        return content
 
     def _backoff(self, attempt: int) -> float:
         cfg = self.config
@@ -411,8 +422,12 @@ class Gateway:
         """Record a successful call and build its :class:`Completion`."""
         call_id, latency = self._record(call, text, cache_hit, None)
         stats = call.stats
+        calls: list[ToolCall] = []
+        if "tools" in call.plan.kwargs:
+            text, calls = parse_reply_text(text or "")
         return Completion(
             text=text or "",
+            tool_calls=calls,
             value=value,
             model=call.plan.model,
             call_id=call_id,

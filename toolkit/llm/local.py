@@ -44,6 +44,8 @@ from litellm.types.utils import Choices, Message, ModelResponse, Usage  # noqa: 
 
 from toolkit.errors import ModelInstallError  # noqa: E402
 from toolkit.llm import model_store  # noqa: E402
+from toolkit.llm.kv_states import StateCache, common_prefix  # noqa: E402
+from toolkit.llm.tool_calls import ToolCall, from_response_message, split_hermes  # noqa: E402
 
 N_CTX_ENV = "TRACE2SKILL_LOCAL_N_CTX"
 """Context length in tokens (default 8192; Qwen2.5 was trained to 32768)."""
@@ -51,11 +53,17 @@ N_CTX_ENV = "TRACE2SKILL_LOCAL_N_CTX"
 N_THREADS_ENV = "TRACE2SKILL_LOCAL_THREADS"
 """CPU threads for llama.cpp (default: every core this process may use)."""
 
+STATE_CACHE_ENV = "TRACE2SKILL_LOCAL_STATE_CACHE_MB"
+"""RAM for stashed KV states of conversations taking turns on a context (default 2048; 0: off)."""
+
 DEFAULT_N_CTX = 8192
 DEFAULT_MAX_TOKENS = 1024
 # Prompts are evaluated in chunks of this many tokens starting at multiples of it (see
 # _prefill); small, so at most 63 tokens are recomputed per call.
 PREFILL_CHUNK = 64
+# Stash a context before a call overwrites it only when that would lose at least this many
+# evaluated prompt tokens (re-evaluating fewer costs less than saving and restoring them).
+STASH_MIN_TOKENS = 4 * PREFILL_CHUNK
 _COST_HEADER = "llm_provider-x-litellm-response-cost"
 
 
@@ -69,6 +77,8 @@ class _LoadedModel:
     n_ctx: int
     canonical: int = 0
     """How many leading tokens in the KV cache were evaluated in aligned prompt chunks."""
+    states: StateCache | None = None
+    """Stashed states of other conversations (None: disabled)."""
 
 
 _loaded: dict[tuple[Path, int, int], _LoadedModel] = {}
@@ -89,7 +99,7 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
     raw = os.environ.get(name)
     if not raw:
         return default
@@ -97,8 +107,8 @@ def _env_int(name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ModelInstallError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 1:
-        raise ModelInstallError(f"{name} must be at least 1, got {value}")
+    if value < minimum:
+        raise ModelInstallError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
@@ -161,7 +171,14 @@ def _load(path: Path, n_ctx: int | None, n_threads: int | None) -> _LoadedModel:
             bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
             stop_token_ids=[eos],
         )
-        loaded = _LoadedModel(llama=llama, formatter=formatter, lock=threading.Lock(), n_ctx=ctx)
+        budget_mb = _env_int(STATE_CACHE_ENV, 2048, minimum=0)
+        loaded = _LoadedModel(
+            llama=llama,
+            formatter=formatter,
+            lock=threading.Lock(),
+            n_ctx=ctx,
+            states=StateCache(budget_bytes=budget_mb * 1024**2) if budget_mb else None,
+        )
         if not _loaded:
             atexit.register(_close_all)
         _loaded[key] = loaded
@@ -261,12 +278,25 @@ def _as_list(value: str | list[str] | None) -> list[str]:
 
 
 def _plain_messages(messages: list[Any]) -> list[dict[str, Any]]:
+    """Messages as the chat template reads them: text content; an assistant's tool calls
+    with their arguments as objects (Hermes templates write them with ``tojson``)."""
     plain = []
     for message in messages:
         item = dict(message) if not isinstance(message, dict) else message
-        plain.append(
-            {"role": item.get("role", "user"), "content": _text_content(item.get("content"))}
-        )
+        out: dict[str, Any] = {
+            "role": item.get("role", "user"),
+            "content": _text_content(item.get("content")),
+        }
+        calls = from_response_message(item)
+        if calls:
+            out["tool_calls"] = [
+                {"id": c.id, "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments}}
+                for c in calls
+            ]  # fmt: skip
+        if item.get("tool_call_id"):
+            out["tool_call_id"] = item["tool_call_id"]
+        plain.append(out)
     return plain
 
 
@@ -320,7 +350,8 @@ class LocalLLM(CustomLLM):
             schema = schema_from_response_format(optional_params.get("response_format"))
             grammar = _grammar(schema, loaded.llama) if schema is not None else None
             # The chat template raises ValueError for conversations it cannot render.
-            formatted = loaded.formatter(messages=_plain_messages(messages))
+            tools = optional_params.get("tools") or None
+            formatted = loaded.formatter(messages=_plain_messages(messages), tools=tools)
             prompt = loaded.llama.tokenize(
                 formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
             )
@@ -349,6 +380,7 @@ class LocalLLM(CustomLLM):
             if optional_params.get(key) is not None
         }
         with loaded.lock:
+            _switch_conversation(loaded, prompt)
             _prefill(loaded, prompt)
             result = loaded.llama.create_completion(
                 prompt=prompt,
@@ -360,14 +392,43 @@ class LocalLLM(CustomLLM):
             )
         choice = result["choices"][0]
         usage = result["usage"]
+        text, calls = (choice["text"], [])
+        if tools:
+            text, calls = split_hermes(text)
         return _fill_response(
             model_response,
             model=full_model,
-            text=choice["text"],
+            text=text,
+            tool_calls=calls,
             finish_reason=choice.get("finish_reason") or "stop",
             prompt_tokens=usage["prompt_tokens"],
             completion_tokens=usage["completion_tokens"],
         )
+
+
+def _switch_conversation(loaded: _LoadedModel, prompt: list[int]) -> None:
+    """Stash the context's conversation if this prompt would overwrite it, and restore this
+    prompt's own conversation if one is stashed (see :mod:`toolkit.llm.kv_states`).
+
+    The restored KV holds exactly the aligned prompt evaluation :func:`_prefill` would make,
+    so replies do not depend on whether a state was restored.
+    """
+    states = loaded.states
+    if states is None:
+        return
+    llama = loaded.llama
+    held = min(llama.n_tokens, loaded.canonical)
+    current = common_prefix(llama._input_ids[:held], prompt)
+    entry, best = states.best(prompt)
+    if held - current >= STASH_MIN_TOKENS:
+        state = llama.save_state()
+        size = len(state.llama_state) + state.scores.nbytes + state.input_ids.nbytes
+        states.stash(llama._input_ids[:held], state, size)
+    if entry is not None and best // PREFILL_CHUNK > current // PREFILL_CHUNK:
+        seed = llama._seed  # load_state rewinds it: seedless calls keep their sequence
+        llama.load_state(states.take(entry))
+        llama._seed = seed
+        loaded.canonical = len(entry.tokens)
 
 
 def _prefill(loaded: _LoadedModel, prompt: list[int]) -> None:
@@ -406,6 +467,7 @@ def _fill_response(
     finish_reason: str,
     prompt_tokens: int,
     completion_tokens: int,
+    tool_calls: list[ToolCall] | None = None,
 ) -> ModelResponse:
     response.id = f"chatcmpl-local-{uuid.uuid4().hex}"
     response.created = int(time.time())
@@ -414,7 +476,11 @@ def _fill_response(
         Choices(
             index=0,
             finish_reason=finish_reason,
-            message=Message(role="assistant", content=text),
+            message=Message(
+                role="assistant",
+                content=text,
+                tool_calls=[c.openai() for c in tool_calls] if tool_calls else None,
+            ),
         )
     ]
     response.usage = Usage(  # type: ignore[attr-defined]
