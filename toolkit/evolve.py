@@ -754,7 +754,29 @@ def _stage_analyse(run: _Run) -> None:
 
 
 def _stage_consolidate(run: _Run) -> None:
-    raise EvolveError(_missing("consolidate", "toolkit.consolidate"))
+    # The merges of one level run concurrently inside the stage, without the executor, so
+    # the budget is checked before the stage, not between its merges.
+    try:
+        from toolkit.consolidate import ConsolidateConfig, run_consolidation
+    except ImportError:
+        raise EvolveError(_missing("consolidate", "toolkit.consolidate")) from None
+    cfg = run.config
+    summary = run_consolidation(
+        run.run_dir,
+        ConsolidateConfig(
+            merge_batch=cfg.merge_batch,
+            max_levels=cfg.max_levels,
+            strategy=cfg.merge_strategy,
+            author_model=run.author_model,
+            repo=run.repo.root,
+            skill_path=run.skill_path,
+            run=cfg.run_id,
+            resume=True,  # merges already written are reused, never redone
+            progress=run.progress,
+        ),
+        llm_config=run.llm,
+    )
+    run.stats["consolidate"].units = summary.groups
 
 
 def _missing(stage: str, module: str) -> str:
