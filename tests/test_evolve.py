@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from tests.repo_helpers import git
 from toolkit.cli import main
 from toolkit.errors import RepoError
 from toolkit.evolve import (
@@ -30,8 +31,6 @@ from toolkit.llm import LLMConfig, fake_model
 from toolkit.rollout import read_manifest
 from toolkit.tasks import get_suite
 from toolkit.trajectory import read_trajectories
-
-from tests.repo_helpers import git
 
 ROOT = Path(__file__).resolve().parents[1]
 WIKITQ_GOLD = {t.question: t for t in get_suite("wikitq").load("all").tasks}
@@ -98,10 +97,13 @@ def test_meter_counts_only_new_uncached_calls(tmp_path: Path) -> None:
 
 def test_lock_refuses_a_second_evolve_of_the_same_run(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "r1"
-    with evolve_lock(run_dir):
-        with pytest.raises(EvolveError, match="already being evolved .*pid"):
-            with evolve_lock(run_dir):
-                pass
+    held = evolve_lock(run_dir)
+    held.__enter__()
+    try:
+        with pytest.raises(EvolveError, match="already being evolved .*pid"), evolve_lock(run_dir):
+            pass
+    finally:
+        held.__exit__(None, None, None)
     with evolve_lock(run_dir):  # released: free again
         pass
 
