@@ -45,9 +45,22 @@ def main(verbose: bool) -> None:
 
 def _register() -> None:
     # Each module of this package exports COMMANDS, the click commands/groups it adds.
-    from toolkit.cli import evaluate, evolve, index, llm, model, patch, repo, rollout, skill, tasks
+    from toolkit.cli import (
+        consolidate,
+        evaluate,
+        evolve,
+        index,
+        llm,
+        model,
+        patch,
+        repo,
+        rollout,
+        skill,
+        tasks,
+    )
 
-    for module in (skill, patch, repo, llm, model, tasks, rollout, evaluate, index, evolve):
+    modules = (skill, patch, repo, llm, model, tasks, rollout, evaluate, index, consolidate)
+    for module in (*modules, evolve):
         for command in module.COMMANDS:
             main.add_command(command)
 
