@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from toolkit.atomic import write_atomic
 from toolkit.errors import ToolkitError
 from toolkit.executor import Executor, LocalExecutor
+from toolkit.runs import CALLS_FILE, REFS_BUNDLE
 
 if TYPE_CHECKING:
     from toolkit.evaluate import Comparison, EvalResult
@@ -54,7 +55,6 @@ EVOLVE_SCHEMA_VERSION = 1
 EVOLVE_STAGE = "evolve"
 SUMMARY_FILE = "summary.json"
 LOCK_FILE = ".evolve.lock"
-CALLS_FILE = "llm_calls.jsonl"
 
 #: The stages of an evolution, in order.
 STAGES: tuple[str, ...] = (
@@ -674,7 +674,7 @@ class _Run:
 
 def _record(run: _Run, status: str, error: str | None = None) -> None:
     """Write the evolve stage record: config and per-stage figures."""
-    from toolkit.rollout import update_stage
+    from toolkit.runs import update_stage
 
     update_stage(
         run.run_dir,
@@ -694,25 +694,16 @@ def _now() -> str:
 
 
 def _stage_base(run: _Run) -> None:
+    from toolkit.runs import run_epoch
+
     # Refused when the run's refs exist already (another run with this id) or the skill
     # folder has uncommitted changes without allow_dirty.
     run.repo.snapshot_base(
         run.config.run_id,
         run.config.skill,
-        timestamp=_created_at(run.run_dir),
+        timestamp=run_epoch(run.run_dir),
         allow_dirty=run.config.allow_dirty,
     )
-
-
-def _created_at(run_dir: Path) -> int:
-    from datetime import datetime
-
-    from toolkit.rollout import read_manifest
-
-    manifest = read_manifest(run_dir)
-    if manifest is None:
-        return int(time.time())
-    return int(datetime.fromisoformat(manifest.created_at).timestamp())
 
 
 def _stage_rollout(run: _Run) -> None:
@@ -832,7 +823,7 @@ def _stage_summary(run: _Run) -> None:
 
 def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
     """The :class:`EvolveSummary` of a run whose evaluations are done."""
-    from toolkit.rollout import read_manifest
+    from toolkit.runs import read_manifest
 
     s0, result = run.values["s0"], run.values["result"]
     refs = run.repo.run_refs(run.config.run_id)
@@ -893,7 +884,7 @@ def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
 def _stage_bundle(run: _Run) -> None:
     from toolkit.repo import export_bundle
 
-    export_bundle(run.repo, run.config.run_id, run.run_dir / "refs.bundle")
+    export_bundle(run.repo, run.config.run_id, run.run_dir / REFS_BUNDLE)
 
 
 _STAGE_FUNCS: dict[str, Callable[[_Run], None]] = {
@@ -910,7 +901,7 @@ _STAGE_FUNCS: dict[str, Callable[[_Run], None]] = {
 
 def load_config(run_dir: Path) -> EvolveConfig | None:
     """The config stored by an earlier ``evolve`` of ``run_dir``, or None."""
-    from toolkit.rollout import read_manifest
+    from toolkit.runs import read_manifest
 
     manifest = read_manifest(run_dir)
     record = manifest.stages.get(EVOLVE_STAGE) if manifest else None
@@ -923,7 +914,7 @@ def load_config(run_dir: Path) -> EvolveConfig | None:
 
 
 def _stored_stats(run_dir: Path) -> dict[str, StageStats]:
-    from toolkit.rollout import read_manifest
+    from toolkit.runs import read_manifest
 
     manifest = read_manifest(run_dir)
     record = manifest.stages.get(EVOLVE_STAGE) if manifest else None
