@@ -740,8 +740,53 @@ def _stage_rollout(run: _Run) -> None:
         )
 
 
+def analyst_choice(config: EvolveConfig) -> str:
+    """The analysts stage's choice for ``config`` (``error``, ``error-single``, ``success``
+    or ``combined``).
+
+    Raises:
+        EvolveError: ``combined`` with the single-call error analyst (not a paper setting).
+    """
+    if config.analysts == "error":
+        return "error" if config.error_analyst == "agentic" else "error-single"
+    if config.analysts == "combined" and config.error_analyst == "single":
+        raise EvolveError(
+            "--analysts combined uses the agentic error analyst; drop --error-analyst single"
+        )
+    return config.analysts
+
+
 def _stage_analyse(run: _Run) -> None:
-    raise EvolveError(_missing("analyse", "toolkit.analysts"))
+    try:
+        from toolkit.analysts import AnalyseConfig, run_analyses
+    except ImportError:
+        raise EvolveError(_missing("analyse", "toolkit.analysts")) from None
+    cfg = run.config
+    summary = run_analyses(
+        run.run_dir,
+        AnalyseConfig(
+            analyst=analyst_choice(cfg),  # type: ignore[arg-type]
+            model=run.author_model,
+            seed=cfg.seed,
+            concurrency=run.concurrency,
+            skill_path=str(run.repo.root / run.skill_path),
+            repo=str(run.repo.root),
+            run_id=cfg.run_id,
+        ),
+        resume=True,  # analyses already in analyses.jsonl are kept, never redone
+        progress=run.progress,
+        llm_config=run.llm,
+        executor=run.executor,
+        suite=run.suite(),
+    )
+    run.stats["analyse"].units = summary.trajectories
+    if summary.kept == 0:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.reasons.items())) or "none"
+        raise EvolveError(
+            f"no analysis passed the quality gate ({summary.dropped} dropped: {reasons}); "
+            f"nothing to consolidate. See {run.run_dir}/analyses.jsonl; a stronger "
+            "--author-model, more evolve tasks or --error-analyst single may help"
+        )
 
 
 def _stage_consolidate(run: _Run) -> None:
@@ -1035,6 +1080,7 @@ def _start(run: _Run, fresh: bool) -> None:
     folder and no refs behind."""
     try:
         check_skill(run.config.skill)
+        analyst_choice(run.config)
         suite = run.suite()
         for split in (run.config.evolve_split, run.config.test_split):
             suite.check_split(split)
