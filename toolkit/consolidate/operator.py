@@ -2,9 +2,9 @@
 
 The model only proposes; the code decides. Per group the operator
 
-1. re-checks each child against the base skill (edits that fail the guardrails are recorded
-   as dropped and not shown to the model) and pools equal edits by id, which already merges
-   their leaf patches (support);
+1. re-checks the children's edits against the base skill (edits that fail the guardrails
+   are recorded as dropped and not shown to the model) and pools equal edits by id, which
+   already merges their leaf patches (support);
 2. takes the union of the pooled edits without a model call when the group has one child, or
    under the ``git`` strategy when git found no conflict, else asks the model for one patch
    citing the pooled edit ids it used;
@@ -47,6 +47,8 @@ from toolkit.repo import GroupMerge, Resolution
 from toolkit.skill import Budgets, Skill
 
 Strategy = Literal["llm", "git"]
+# Rejections that come from two children touching the same text, not from a broken edit.
+_BETWEEN_CHILDREN = frozenset({"conflict", "duplicate-content", "section-exists"})
 
 
 class OperatorSettings(BaseModel):
@@ -110,7 +112,6 @@ class MergeOperator:
         self.level = 1
         self.forced = False
         self.outcomes: dict[str, GroupOutcome] = {}
-        self._checked: dict[str, tuple[set[str], list[DroppedEdit], set[str]]] = {}
 
     def register(self, nodes: list[Node]) -> None:
         """Make nodes known by their commit ids."""
@@ -134,47 +135,41 @@ class MergeOperator:
 
     # ------------------------------------------------------------------ one group
 
-    def _check_child(self, node: Node) -> tuple[set[str], list[DroppedEdit], set[str]]:
-        """(edit ids failing the guardrails, their records, repo paths the child changed)."""
-        if node.commit in self._checked:
-            return self._checked[node.commit]
+    def _check_children(self, nodes: list[Node]) -> tuple[set[str], list[DroppedEdit], set[str]]:
+        """(edit ids failing the guardrails, their records, repo paths the children change).
+
+        One guarded application of all the children's edits together: the edits rejected
+        for a reason of their own (bad path, missing anchor...) are the children's failures;
+        conflicts and duplicates between children are what the merge is for, so they count
+        as fine here.
+        """
         s = self.settings
+        pool = pool_edits(nodes)
+        check = Patch(reasoning="children", edits=list(pool.edits.values()))
         result = apply_patch(
-            self.skill, node.patch, allow_protected=s.allow_protected, budgets=s.budgets
+            self.skill, check, allow_protected=s.allow_protected, budgets=s.budgets
         )
-        bad = {r.id for r in result.rejected}
-        dropped = [
-            DroppedEdit(edit_id=r.id, reason=f"child {node.id}: {r.reason}: {r.message}")
-            for r in result.rejected
-        ]
-        if not result.valid:
-            issue = next(i for i in result.issues if i.severity == "error")
-            for edit in node.patch.edits:
-                if str(edit.id) not in bad:
-                    bad.add(str(edit.id))
-                    dropped.append(
-                        DroppedEdit(
-                            edit_id=str(edit.id),
-                            reason=f"child {node.id} fails validation: {issue.code}: "
-                            f"{issue.message}",
-                        )
-                    )
-        files = {self.prefix + p for p in result.changed_files}
-        self._checked[node.commit] = (bad, dropped, files)
+        bad: set[str] = set()
+        dropped: list[DroppedEdit] = []
+        for report in result.rejected:
+            if report.reason in _BETWEEN_CHILDREN:
+                continue
+            bad.add(report.id)
+            owners = ", ".join(pool.owners.get(report.id, []))
+            dropped.append(
+                DroppedEdit(
+                    edit_id=report.id, reason=f"child {owners}: {report.reason}: {report.message}"
+                )
+            )
+        files = {self.prefix + e.file.removeprefix("./") for e in check.edits}
+        files |= {self.prefix + p for p in result.changed_files}
         return bad, dropped, files
 
     async def merge_group(self, merge: GroupMerge) -> GroupOutcome:
         """Decide one group: merged, union, passed up or failed."""
         started = time.time()
         nodes = [self.nodes[c] for c in merge.children]
-        skip: set[str] = set()
-        dropped: list[DroppedEdit] = []
-        touched: set[str] = set()
-        for node in nodes:
-            bad, why, files = self._check_child(node)
-            skip |= bad
-            dropped += why
-            touched |= files
+        skip, dropped, touched = self._check_children(nodes)
         pool = pool_edits(nodes, skip)
         conflicts: dict[str, int] = defaultdict(int)
         for conflict in merge.conflicts:
