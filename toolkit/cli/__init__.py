@@ -40,12 +40,14 @@ def main(verbose: bool) -> None:
       trace2skill model install
       trace2skill eval --skill skills/gsm8k-math --suite gsm8k --limit 20
       trace2skill compare none skills/gsm8k-math --suite gsm8k --limit 20
+      trace2skill analyse runs/gsm8k-s0 --analyst combined
     """
 
 
 def _register() -> None:
     # Each module of this package exports COMMANDS, the click commands/groups it adds.
     from toolkit.cli import (
+        analyse,
         consolidate,
         evaluate,
         evolve,
@@ -59,8 +61,8 @@ def _register() -> None:
         tasks,
     )
 
-    modules = (skill, patch, repo, llm, model, tasks, rollout, evaluate, index, consolidate)
-    for module in (*modules, evolve):
+    modules = (skill, patch, repo, llm, model, tasks, rollout, evaluate, index)
+    for module in (*modules, analyse, consolidate, evolve):
         for command in module.COMMANDS:
             main.add_command(command)
 
