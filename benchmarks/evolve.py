@@ -3,7 +3,8 @@
 64 WikiTQ evolve tasks and 64 test tasks (the full data in ../shared/data, or
 $TRACE2SKILL_DATA_DIR), the fake model answering every call after 200 ms and playing every
 role (tests/evolve_helpers.py): the agent runs one python step on the table in the sandbox,
-then submits (half the evolve tasks wrongly, so 32 failures reach the agentic error analyst),
+then submits (half the tasks wrongly with S0, so 32 failures reach the agentic error
+analyst; rightly once the skill holds a lesson, so S* gains them on the test split),
 the analyst checks a fix with the verifier and writes a one-edit patch, the merge operator
 keeps every input edit. Everything else is the real toolkit: sandbox, gateway, git store,
 patch engine, consolidation, evaluation, bundle.
@@ -71,8 +72,10 @@ def main() -> None:
         data = Path("/work/shared/data")
     suite = get_suite("wikitq", data_dir=data)
     train = suite.load("train", limit=args.evolve, seed=0).tasks
-    gold = {t.id: t for t in [*train, *suite.load("test", limit=args.test, seed=0).tasks]}
-    wrong = {t.id for t in train[::2]}
+    test = suite.load("test", limit=args.test, seed=0).tasks
+    gold = {t.id: t for t in [*train, *test]}
+    # Half the tasks fail with S0; the agent gets them right once its skill holds a lesson.
+    wrong = {t.id for t in [*train[::2], *test[::2]]}
 
     with tempfile.TemporaryDirectory(prefix="t2s-bench-evolve-") as tmp:
         repo = Path(tmp) / "repo"

@@ -33,8 +33,14 @@ def _patch(task_id: str) -> dict[str, Any]:
     return {
         "reasoning": "the agent answered without checking the table",
         "edits": [
-            {"file": "SKILL.md", "op": "append_to_section", "target_section": "table-qa/pitfalls",
-             "target_text": "", "old_text": "", "content": lesson(task_id)}
+            {
+                "file": "SKILL.md",
+                "op": "append_to_section",
+                "target_section": "table-qa/pitfalls",
+                "target_text": "",
+                "old_text": "",
+                "content": lesson(task_id),
+            }
         ],  # fmt: skip
         "changelog_entries": ["Pitfalls: one more check before answering"],
     }
@@ -55,7 +61,9 @@ def method_script(
 
     Args:
         gold: task id -> task (its answers).
-        wrong: task ids the agent answers wrongly (the failures the error analysts see).
+        wrong: task ids the agent answers wrongly (the failures the error analysts see),
+            unless its skill holds one of the analysts' lessons (an evolved skill: the
+            tasks S* gains over S0).
         python_step: the agent first runs a snippet on the table in the sandbox.
     """
     by_question = {t.question: t for t in gold.values()}
@@ -93,7 +101,8 @@ def method_script(
             code = "rows = open('table.csv').read().splitlines()\nprint(len(rows))"
             return {"thought": "look at the table", "cited_sections": [], "tool": "python",
                     "args": {"code": code, "path": "", "section": "", "answer": ""}}  # fmt: skip
-        answer = "no idea" if task.id in wrong else "\n".join(task.answers)
+        learned = " before answering." in str(messages[0].get("content", ""))
+        answer = "no idea" if task.id in wrong and not learned else "\n".join(task.answers)
         return {"thought": "answer", "cited_sections": [], "tool": "submit",
                 "args": {"code": "", "path": "", "section": "", "answer": answer}}  # fmt: skip
 

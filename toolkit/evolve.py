@@ -585,7 +585,9 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def top_edits(run_dir: Path, patch_id: str | None, limit: int = 10) -> list[EditSupport]:
-    """The final patch's edits, highest support first (from ``patches/<id>.json``)."""
+    """The final patch's edits, highest support first: op and place from
+    ``patches/<id>.json``, leaf sources and support from the merge that made it
+    (``merges.jsonl``); a final patch that is a leaf has support 1 per edit."""
     if patch_id is None:
         return []
     from toolkit.patch import load_patch
@@ -594,17 +596,25 @@ def top_edits(run_dir: Path, patch_id: str | None, limit: int = 10) -> list[Edit
     if not path.exists():
         return []
     patch = load_patch(path)
-    edits = [
-        EditSupport(
-            id=edit.id or "",
-            op=str(edit.op),
-            file=edit.file,
-            target_section=edit.target_section,
-            support=edit.support or len(edit.sources or []) or 1,
-            sources=list(edit.sources or []),
+    merge = next(
+        (m for m in reversed(_jsonl(run_dir / "merges.jsonl")) if m.get("patch_id") == patch_id),
+        None,
+    )
+    provenance = {e.get("id"): e for e in (merge or {}).get("edits") or []}
+    edits = []
+    for edit in patch.edits:
+        known = provenance.get(edit.id, {})
+        sources = list(known.get("sources") or patch.sources or [])
+        edits.append(
+            EditSupport(
+                id=edit.id or "",
+                op=str(edit.op),
+                file=edit.file,
+                target_section=edit.target_section,
+                support=int(known.get("support") or len(sources) or 1),
+                sources=sources,
+            )
         )
-        for edit in patch.edits
-    ]
     return sorted(edits, key=lambda e: (-e.support, e.id))[:limit]
 
 
@@ -1085,6 +1095,7 @@ def _start(run: _Run, fresh: bool) -> None:
         for split in (run.config.evolve_split, run.config.test_split):
             suite.check_split(split)
         run.stage = "base"
+        run.echo(f"[1/{len(STAGES)}] base")
         _run_stage(run, "base")
     except BaseException:
         if fresh:
