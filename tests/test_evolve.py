@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from tests.repo_helpers import git
+from tests.evolve_helpers import method_script
+from tests.repo_helpers import git, user_state
 from toolkit.cli import main
 from toolkit.errors import RepoError
 from toolkit.evolve import (
+    STAGES,
     Budget,
     BudgetExceeded,
     EvolveConfig,
@@ -28,7 +30,7 @@ from toolkit.evolve import (
     parse_budget,
 )
 from toolkit.llm import LLMConfig, fake_model
-from toolkit.rollout import read_manifest
+from toolkit.runs import read_manifest
 from toolkit.tasks import get_suite
 from toolkit.trajectory import read_trajectories
 
@@ -130,7 +132,7 @@ def repo(tmp_path: Path) -> Path:
 def config_for(repo: Path, run_id: str = "r1", **overrides: Any) -> EvolveConfig:
     values: dict[str, Any] = {
         "run_id": run_id,
-        "runs_dir": repo / "runs",
+        "runs_dir": repo.parent / "runs",
         "skill": repo / "skills" / "wikitq-table-qa",
         "suite": "wikitq",
         "evolve_limit": 6,
@@ -162,7 +164,7 @@ def test_invalid_skill_is_refused_and_leaves_nothing(repo: Path, tmp_path: Path)
     git(repo, "commit", "-qam", "break the skill")
     with pytest.raises(EvolveError, match="does not validate"):
         evolve(config_for(repo), llm_config=llm(tmp_path), progress=False)
-    assert not (repo / "runs" / "r1").exists()
+    assert not (repo.parent / "runs" / "r1").exists()
     assert git(repo, "for-each-ref", "refs/heads/t2s") == ""
 
 
@@ -171,7 +173,7 @@ def test_dirty_skill_folder_is_refused_unless_allowed(repo: Path, tmp_path: Path
     skill_md.write_text(skill_md.read_text() + "\nA local note.\n")
     with pytest.raises(RepoError, match="uncommitted changes"):
         evolve(config_for(repo), llm_config=llm(tmp_path), progress=False)
-    assert not (repo / "runs" / "r1").exists()
+    assert not (repo.parent / "runs" / "r1").exists()
     assert git(repo, "for-each-ref", "refs/heads/t2s") == ""
 
 
@@ -183,7 +185,7 @@ def test_existing_run_needs_resume_and_resume_needs_a_run(repo: Path, tmp_path: 
             evolve(config, llm_config=llm(tmp_path), budget=Budget(calls=1), progress=False)
         with pytest.raises(EvolveError, match="already exists.*--resume"):
             evolve(config, llm_config=llm(tmp_path), progress=False)
-    stored = load_config(repo / "runs" / "r1")
+    stored = load_config(repo.parent / "runs" / "r1")
     assert stored is not None and stored.model == model and stored.evolve_limit == 6
 
 
@@ -191,7 +193,7 @@ def test_budget_stops_between_units_and_resume_finishes_the_stage(
     repo: Path, tmp_path: Path
 ) -> None:
     wrong = set(train_ids()[:2])
-    run_dir = repo / "runs" / "r1"
+    run_dir = repo.parent / "runs" / "r1"
     with fake_model(lambda m: agent_turn(m, wrong), name="evolve-budget") as model:
         config = config_for(repo, model=model)
         with pytest.raises(BudgetExceeded, match="calls 3/3.*rollout") as stop:
@@ -217,12 +219,12 @@ def test_cli_estimate_prints_and_writes_nothing(repo: Path) -> None:
     result = CliRunner().invoke(
         main,
         ["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq",
-         "--evolve-limit", "6", "--test-limit", "4", "--runs-dir", str(repo / "runs"),
+         "--evolve-limit", "6", "--test-limit", "4", "--runs-dir", str(repo.parent / "runs"),
          "--model", "fake/echo", "--estimate"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "estimate: about" in result.output and "rollout" in result.output
-    assert not (repo / "runs").exists()
+    assert not (repo.parent / "runs").exists()
 
 
 def test_cli_bad_budget_and_resume_without_run_are_one_line_errors(repo: Path) -> None:
@@ -230,8 +232,159 @@ def test_cli_bad_budget_and_resume_without_run_are_one_line_errors(repo: Path) -
     result = runner.invoke(main, ["evolve", "--resume"])
     assert result.exit_code == 1 and "needs --run-id" in result.output
     result = runner.invoke(main, ["evolve", "--resume", "--run-id", "nope", "--runs-dir",
-                                  str(repo / "runs")])  # fmt: skip
+                                  str(repo.parent / "runs")])  # fmt: skip
     assert result.exit_code == 1 and "no evolve run 'nope'" in result.output
     result = runner.invoke(main, ["evolve", "skills/x", "--suite", "wikitq", "--budget", "x=1"])
     assert result.exit_code == 1 and "bad budget item" in result.output
     assert "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole method
+# ---------------------------------------------------------------------------------------------
+
+
+def held_out_ids(n: int = 4) -> list[str]:
+    return [t.id for t in get_suite("wikitq").load("test", limit=n, seed=0).tasks]
+
+
+def method(name: str) -> Any:
+    """The fake model playing every role; S0 fails 2 evolve and 2 test tasks, S* none."""
+    wrong = set(train_ids()[:2]) | set(held_out_ids()[:2])
+    gold = {t.id: t for t in get_suite("wikitq").load("all").tasks}
+    return fake_model(method_script(gold, wrong), name=name)
+
+
+def run_files(run_dir: Path) -> dict[str, str]:
+    """The run's record files (what a resumed run must reproduce), timestamps left out."""
+    out = {}
+    for name in ("trajectories.jsonl", "evals/trajectories.jsonl"):
+        ids = sorted(json.loads(line)["id"] for line in (run_dir / name).read_text().splitlines())
+        out[name] = "\n".join(ids)
+    analyses = [json.loads(line) for line in (run_dir / "analyses.jsonl").read_text().splitlines()]
+    out["analyses"] = "\n".join(
+        sorted(f"{a['id']} {a['status']} {a['patch_id']}" for a in analyses)
+    )
+    merges = [json.loads(line) for line in (run_dir / "merges.jsonl").read_text().splitlines()]
+    out["merges"] = "\n".join(sorted(f"{m['level']} {m['group']} {m['patch_id']}" for m in merges))
+    out["patches"] = " ".join(sorted(p.name for p in (run_dir / "patches").iterdir()))
+    return out
+
+
+def test_evolve_end_to_end(repo: Path, tmp_path: Path) -> None:
+    before = user_state(repo)
+    run_dir = repo.parent / "runs" / "r1"
+    with method("evolve-e2e") as model:
+        lines: list[str] = []
+        summary = evolve(
+            config_for(repo, model=model), llm_config=llm(tmp_path), progress=False,
+            echo=lines.append,
+        )  # fmt: skip
+    assert [line.split()[-1] for line in lines] == list(STAGES)
+    # S0 failed 2 of 6 evolve tasks; two error analyses, both kept; one merge made S*.
+    assert (summary.evolve.n, summary.evolve.passed) == (6, 4)
+    assert summary.analyses == {"total": 2, "kept": 2, "dropped": 0}
+    assert summary.merges.get("merged") == 1 and summary.merges["levels"] == 1
+    assert (summary.s0.passed, summary.result.passed, summary.s0.n) == (2, 4, 4)
+    assert summary.difference == pytest.approx(0.5)
+    assert sorted(summary.gained) == sorted(held_out_ids()[:2]) and summary.lost == []
+    assert summary.top_edits and all(e.support == 1 for e in summary.top_edits)
+    assert {s for e in summary.top_edits for s in e.sources} == {
+        json.loads(line)["patch_id"]
+        for line in (run_dir / "analyses.jsonl").read_text().splitlines()
+    }
+    assert all(summary.stages[s].status == "done" for s in STAGES)
+    assert summary.stages["rollout"].calls == 6 and summary.stages["analyse"].calls > 0
+    assert json.loads((run_dir / "summary.json").read_text()) == summary.model_dump(mode="json")
+    # The git story: base, two patch commits, one octopus merge = S*.
+    log = git(repo, "log", "--format=%P|%s", "t2s/r1/base..t2s/r1/result").splitlines()
+    assert len(log) == 3 and len(log[0].split("|")[0].split()) == 2
+    skill = git(repo, "show", "t2s/r1/result:skills/wikitq-table-qa/SKILL.md")
+    assert skill.count(" before answering.") == 2
+    assert user_state(repo) == before  # the user's branch, index and files untouched
+    manifest = read_manifest(run_dir)
+    assert manifest is not None and manifest.stages["evolve"].status == "done"
+    # The bundle holds every ref of the run and imports into a fresh repository.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    git(fresh, "init", "-q")
+    git(fresh, "fetch", "-q", str(run_dir / "refs.bundle"), "refs/heads/t2s/*:refs/heads/t2s/*")
+    assert git(fresh, "rev-parse", "t2s/r1/result") == git(repo, "rev-parse", "t2s/r1/result")
+
+
+@pytest.mark.parametrize("stage", ["analyse", "consolidate", "eval-s0", "eval-result", "bundle"])
+def test_kill_at_a_stage_boundary_resumes_without_redoing_work(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    import toolkit.evolve as evolve_module
+
+    real = evolve_module._STAGE_FUNCS[stage]
+
+    def killed(_run: Any) -> None:
+        raise KeyboardInterrupt  # what Ctrl-C or a SIGINT looks like at that point
+
+    with method("evolve-kill") as model:
+        config = config_for(repo, model=model)
+        monkeypatch.setitem(evolve_module._STAGE_FUNCS, stage, killed)
+        with pytest.raises(KeyboardInterrupt):
+            evolve(config, llm_config=llm(tmp_path), progress=False)
+        stats = read_manifest(config.run_dir).stages["evolve"].counts["stages"]  # type: ignore[union-attr]
+        assert stats[stage]["status"] == "interrupted"
+        calls_at_kill = model.calls
+        monkeypatch.setitem(evolve_module._STAGE_FUNCS, stage, real)
+        summary = evolve(config, llm_config=llm(tmp_path), resume=True, progress=False)
+        resumed_calls = model.calls - calls_at_kill
+    with method("evolve-kill") as model:
+        whole = evolve(
+            config_for(repo, "r2", model=model), llm_config=llm(tmp_path), progress=False
+        )
+        by_stage = {s: whole.stages[s].calls for s in STAGES}
+    # Only the stages from the killed one on made model calls again.
+    later = STAGES[STAGES.index(stage) :]
+    assert resumed_calls == sum(by_stage[s] for s in later)
+    assert (summary.s0.passed, summary.result.passed) == (whole.s0.passed, whole.result.passed)
+    assert run_files(config.run_dir) == run_files(repo.parent / "runs" / "r2")
+    tree = "t2s/{}/result^{{tree}}"
+    assert git(repo, "rev-parse", tree.format("r1")) == git(repo, "rev-parse", tree.format("r2"))
+    assert (config.run_dir / "refs.bundle").is_file()
+
+
+def test_no_failures_for_error_analysts_is_a_clear_stop(repo: Path, tmp_path: Path) -> None:
+    gold = {t.id: t for t in get_suite("wikitq").load("all").tasks}
+    with fake_model(method_script(gold, set()), name="evolve-allpass") as model:
+        config = config_for(repo, model=model)
+        with pytest.raises(EvolveError, match="all 6 evolve tasks passed.*--analysts success"):
+            evolve(config, llm_config=llm(tmp_path), progress=False)
+        calls = model.calls
+        with pytest.raises(EvolveError, match="all 6 evolve tasks passed"):
+            evolve(config, llm_config=llm(tmp_path), resume=True, progress=False)
+        assert model.calls == calls  # the rollouts are kept, not redone
+    assert len(read_trajectories(config.run_dir).records) == 6
+
+
+def test_second_evolve_of_a_running_run_is_refused(repo: Path, tmp_path: Path) -> None:
+    config = config_for(repo, model="fake/echo")
+    with evolve_lock(config.run_dir), pytest.raises(EvolveError, match="already being evolved"):
+        evolve(config, llm_config=llm(tmp_path), progress=False)
+    assert git(repo, "for-each-ref", "refs/heads/t2s") == ""
+
+
+def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq",
+            "--evolve-limit", "6", "--test-limit", "4", "--runs-dir", str(repo.parent / "runs"),
+            "--run-id", "c1", "--parallel", "1", "--no-cache",
+            "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    with method("evolve-cli") as model:
+        stopped = runner.invoke(main, [*args, "--model", model, "--budget", "calls=4"])
+        assert stopped.exit_code == 3, stopped.output
+        assert "budget spent (calls 4/4) during stage rollout" in stopped.output
+        assert "--resume --run-id c1" in stopped.output
+        done = runner.invoke(main, ["evolve", "--resume", "--run-id", "c1", "--runs-dir",
+                                    str(repo.parent / "runs"), "--no-cache"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "estimate: about" in done.output
+    assert (
+        "S* - S0 (paired): +0.50" in done.output and "result branch: t2s/c1/result" in done.output
+    )
+    assert "support   1" in done.output

@@ -870,10 +870,17 @@ def _stage_summary(run: _Run) -> None:
     for name, stage in (("s0", _stage_eval_s0), ("result", _stage_eval_result)):
         if name not in run.values:  # resumed after both evaluations: cheap re-read
             stage(run)
-    summary = build_summary(run, pair_results(run.values["s0"], run.values["result"]))
+    run.values["summary"] = build_summary(run, pair_results(run.values["s0"], run.values["result"]))
+    _write_summary(run)
+
+
+def _write_summary(run: _Run) -> EvolveSummary:
+    """Write ``summary.json`` with the stage figures as they stand now."""
+    stages = {k: v.model_copy() for k, v in run.stats.items()}
+    summary = run.values["summary"].model_copy(update={"stages": stages})
     text = json.dumps(summary.model_dump(mode="json"), indent=2) + "\n"
     write_atomic(run.run_dir / SUMMARY_FILE, text, prefix=".summary-", suffix="")
-    run.values["summary"] = summary
+    return summary
 
 
 def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
@@ -932,7 +939,7 @@ def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
         mde=p.mde,
         gained=gained,
         lost=lost,
-        stages=run.stats,
+        stages={k: v.model_copy() for k, v in run.stats.items()},
     )
 
 
@@ -1080,7 +1087,7 @@ def evolve(
                 run.stage = name
                 _run_stage(run, name)
             _record(run, "done")
-            return run.values["summary"]
+            return _write_summary(run)  # with the figures of the stages after the summary
         finally:
             run.repo.close()
 
