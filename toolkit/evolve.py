@@ -652,10 +652,10 @@ class _Run:
 
         self.config = config
         self.run_dir = config.run_dir
-        self.llm = llm_config.model_copy(
-            update={"model": config.model, "calls_log": self.run_dir / CALLS_FILE}
-        )
         self.model = config.model or llm_config.model
+        self.llm = llm_config.model_copy(
+            update={"model": self.model, "calls_log": self.run_dir / CALLS_FILE}
+        )
         self.author_model = config.author_model or self.model
         self.meter = meter
         self.stats = stats
@@ -767,10 +767,8 @@ def analyst_choice(config: EvolveConfig) -> str:
 
 
 def _stage_analyse(run: _Run) -> None:
-    try:
-        from toolkit.analysts import AnalyseConfig, run_analyses
-    except ImportError:
-        raise EvolveError(_missing("analyse", "toolkit.analysts")) from None
+    from toolkit.analysts import AnalyseConfig, run_analyses
+
     cfg = run.config
     summary = run_analyses(
         run.run_dir,
@@ -802,10 +800,8 @@ def _stage_analyse(run: _Run) -> None:
 def _stage_consolidate(run: _Run) -> None:
     # The merges of one level run concurrently inside the stage, without the executor, so
     # the budget is checked before the stage, not between its merges.
-    try:
-        from toolkit.consolidate import ConsolidateConfig, run_consolidation
-    except ImportError:
-        raise EvolveError(_missing("consolidate", "toolkit.consolidate")) from None
+    from toolkit.consolidate import ConsolidateConfig, run_consolidation
+
     cfg = run.config
     summary = run_consolidation(
         run.run_dir,
@@ -823,10 +819,6 @@ def _stage_consolidate(run: _Run) -> None:
         llm_config=run.llm,
     )
     run.stats["consolidate"].units = summary.groups
-
-
-def _missing(stage: str, module: str) -> str:
-    return f"stage {stage} needs {module}, which this build of trace2skill does not have yet"
 
 
 def _evaluate(run: _Run, ref: str) -> EvalResult:
@@ -1065,8 +1057,8 @@ def evolve(
             raise EvolveError(
                 f"{run_dir} already holds files of another kind of run; choose another --run-id"
             )
-        if stored is not None:
-            config = stored
+        # A resume runs with the stored settings; a new run records the model it resolved.
+        config = stored or config.model_copy(update={"model": config.model or llm_config.model})
         meter = Meter(run_dir / CALLS_FILE, budget)
         try:
             run = _Run(config, llm_config, meter, _stored_stats(run_dir), progress, say)
@@ -1120,15 +1112,14 @@ def _run_stage(run: _Run, name: str) -> None:
     before, t0 = run.meter.read(), time.perf_counter()
     stats.status = "running"
     _record(run, "running")
-    status = "failed"
+    status, error = "failed", None
     try:
         _STAGE_FUNCS[name](run)
         status = "done"
-    except BudgetExceeded:
-        status = "interrupted"
-        raise
     except BaseException as exc:
-        status = "failed" if isinstance(exc, Exception) else "interrupted"
+        budget = isinstance(exc, BudgetExceeded) or not isinstance(exc, Exception)
+        status = "interrupted" if budget else "failed"
+        error = f"{name}: {exc}" if str(exc) else f"{name}: {type(exc).__name__}"
         raise
     finally:
         spent = run.meter.read() - before
@@ -1140,7 +1131,7 @@ def _run_stage(run: _Run, name: str) -> None:
         stats.tokens_out += spent.tokens_out
         stats.cost_usd += spent.cost_usd
         with contextlib.suppress(Exception):
-            _record(run, "running" if status == "done" else status)
+            _record(run, "running" if status == "done" else status, error)
 
 
 __all__ = [
