@@ -388,3 +388,16 @@ def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> Non
         "S* - S0 (paired): +0.50" in done.output and "result branch: t2s/c1/result" in done.output
     )
     assert "support   1" in done.output
+
+
+def test_no_successes_for_success_analysts_is_a_clear_stop(repo: Path, tmp_path: Path) -> None:
+    gold = {t.id: t for t in get_suite("wikitq").load("all").tasks}
+    with fake_model(method_script(gold, set(gold)), name="evolve-allfail") as model:
+        config = config_for(repo, model=model, analysts="success")
+        with pytest.raises(
+            EvolveError, match="none of the 6 evolve tasks passed.*--analysts error"
+        ):
+            evolve(config, llm_config=llm(tmp_path), progress=False)
+    manifest = read_manifest(config.run_dir)
+    assert manifest is not None and manifest.stages["evolve"].status == "failed"
+    assert "rollout: none of the 6" in (manifest.stages["evolve"].error or "")
