@@ -326,7 +326,9 @@ def test_resume_redoes_only_unfinished_groups(tmp_path: Path) -> None:
     # as if killed after level 1: the last line and the level-2 refs never got written
     path = run_dir / MERGES_FILE
     path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))
-    git(repo.root, "update-ref", "-d", f"refs/heads/t2s/{RUN}/L2/g0001")
+    # ... or killed after writing a level-2 commit (here: a different one) but not its line
+    level1 = repo.rev(f"t2s/{RUN}/L1/g0001")
+    git(repo.root, "update-ref", f"refs/heads/t2s/{RUN}/L2/g0001", level1)
     git(repo.root, "update-ref", "-d", f"refs/heads/t2s/{RUN}/result")
     with fake_model(keep_all, name="resumed-merger") as model:
         again = run_consolidation(
