@@ -30,7 +30,7 @@ from toolkit.consolidate import (
 from toolkit.errors import ToolkitError
 from toolkit.llm import FaultKind, fake_model
 from toolkit.patch import Edit
-from toolkit.repo import SkillRepo
+from toolkit.repo import GroupMerge, Resolution, SkillRepo, consolidate
 from toolkit.rollout import read_manifest
 from toolkit.skill import Budgets
 
@@ -365,3 +365,24 @@ def test_no_patches_is_one_clear_error(tmp_path: Path) -> None:
     repo, run_dir = make_run(tmp_path)
     with pytest.raises(ToolkitError, match="no patches to consolidate"):
         run_consolidation(run_dir, _config())
+
+
+def test_repo_consolidate_passes_declined_groups_up(tmp_path: Path) -> None:
+    repo, run_dir = make_run(tmp_path)
+    sections = ["Workflow", "Pitfalls", "Output"]
+    ids = add_leaves(repo, run_dir, [leaf(lesson(f"- In {s}.", s)) for s in sections])
+    commits = sorted(ids.values())
+    calls: list[int] = []
+
+    def decline_first_group_once(merges: list[GroupMerge]) -> list[Resolution]:
+        calls.append(len(merges))
+        return [Resolution(passed_up=len(calls) == 1 and i == 0) for i in range(len(merges))]
+
+    result = consolidate(
+        repo, RUN, commits, timestamp=1, group_size=2, resolve=decline_first_group_once
+    )
+    refs = repo.run_refs(RUN)
+    assert calls == [2, 2, 1] and refs[f"t2s/{RUN}/result"] == result
+    assert f"t2s/{RUN}/L1/g0001" not in refs and f"t2s/{RUN}/L1/g0002" in refs
+    skill = git(repo.root, "show", f"{result}:{SKILL_REL}/SKILL.md")
+    assert all(f"- In {s}." in skill for s in sections)
