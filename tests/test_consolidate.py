@@ -30,7 +30,7 @@ from toolkit.consolidate import (
 from toolkit.errors import ToolkitError
 from toolkit.llm import FaultKind, fake_model
 from toolkit.patch import Edit
-from toolkit.repo import SkillRepo
+from toolkit.repo import GroupMerge, Resolution, SkillRepo, consolidate
 from toolkit.rollout import read_manifest
 from toolkit.skill import Budgets
 
@@ -326,7 +326,9 @@ def test_resume_redoes_only_unfinished_groups(tmp_path: Path) -> None:
     # as if killed after level 1: the last line and the level-2 refs never got written
     path = run_dir / MERGES_FILE
     path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))
-    git(repo.root, "update-ref", "-d", f"refs/heads/t2s/{RUN}/L2/g0001")
+    # ... or killed after writing a level-2 commit (here: a different one) but not its line
+    level1 = repo.rev(f"t2s/{RUN}/L1/g0001")
+    git(repo.root, "update-ref", f"refs/heads/t2s/{RUN}/L2/g0001", level1)
     git(repo.root, "update-ref", "-d", f"refs/heads/t2s/{RUN}/result")
     with fake_model(keep_all, name="resumed-merger") as model:
         again = run_consolidation(
@@ -363,3 +365,24 @@ def test_no_patches_is_one_clear_error(tmp_path: Path) -> None:
     repo, run_dir = make_run(tmp_path)
     with pytest.raises(ToolkitError, match="no patches to consolidate"):
         run_consolidation(run_dir, _config())
+
+
+def test_repo_consolidate_passes_declined_groups_up(tmp_path: Path) -> None:
+    repo, run_dir = make_run(tmp_path)
+    sections = ["Workflow", "Pitfalls", "Output"]
+    ids = add_leaves(repo, run_dir, [leaf(lesson(f"- In {s}.", s)) for s in sections])
+    commits = sorted(ids.values())
+    calls: list[int] = []
+
+    def decline_first_group_once(merges: list[GroupMerge]) -> list[Resolution]:
+        calls.append(len(merges))
+        return [Resolution(passed_up=len(calls) == 1 and i == 0) for i in range(len(merges))]
+
+    result = consolidate(
+        repo, RUN, commits, timestamp=1, group_size=2, resolve=decline_first_group_once
+    )
+    refs = repo.run_refs(RUN)
+    assert calls == [2, 2, 1] and refs[f"t2s/{RUN}/result"] == result
+    assert f"t2s/{RUN}/L1/g0001" not in refs and f"t2s/{RUN}/L1/g0002" in refs
+    skill = git(repo.root, "show", f"{result}:{SKILL_REL}/SKILL.md")
+    assert all(f"- In {s}." in skill for s in sections)

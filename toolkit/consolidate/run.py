@@ -261,6 +261,11 @@ async def arun_consolidation(
                     if old is not None and old.child_commits == kids and old.commit == ref:
                         reuse[name] = old
                 todo = {n: kids for n, kids in groups.items() if n not in reuse}
+                # a commit written before a kill but never recorded is redone: drop its ref
+                stale = [
+                    f"t2s/{run}/L{level}/{n}" for n in todo if f"t2s/{run}/L{level}/{n}" in refs
+                ]
+                repo.git.update_refs([f"delete refs/heads/{r} {refs[r]}" for r in stale])
                 resumed += len(reuse)
                 operator.level, operator.forced = level, forced
                 bar = _Bar(config.progress, f"consolidate L{level}", len(groups), len(reuse))
