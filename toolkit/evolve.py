@@ -367,7 +367,7 @@ class Rates(BaseModel):
 
 
 #: Seconds per model call measured on the 2-core machine (see README "make demo").
-_SECONDS_PER_CALL = {"local/qwen2.5-coder-0.5b": 6.0, "local/": 15.0, "fake/": 0.2}
+_SECONDS_PER_CALL = {"local/qwen2.5-coder-0.5b": 15.0, "local/": 40.0, "fake/": 0.2}
 
 
 def default_rates(model: str) -> Rates:
