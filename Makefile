@@ -39,6 +39,7 @@ bench: venv
 	$(BIN)/python benchmarks/llm_gateway.py
 	$(BIN)/python benchmarks/patch_engine.py
 	$(BIN)/python benchmarks/sandbox.py
+	$(BIN)/python benchmarks/evolve.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -18,30 +18,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import gc
-import json
 import os
 import shutil
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolkit.agent import Agent, AgentConfig, agent_fingerprint
-from toolkit.atomic import write_atomic
 from toolkit.errors import ToolkitError
 from toolkit.executor import Executor, LocalExecutor
 from toolkit.llm._litellm import get_litellm
 from toolkit.llm.config import LLMConfig
 from toolkit.llm.gateway import Gateway
-from toolkit.progress import Progress
+from toolkit.runs import (
+    CALLS_FILE,
+    MANIFEST_FILE,
+    SPLITS_FILE,
+    TRAJECTORIES_FILE,
+    Manifest,
+    StageRecord,
+    StageSpec,
+    read_manifest,
+    run_stage,
+    toolkit_version,
+    update_stage,
+)
 from toolkit.sandbox import SandboxConfig, SandboxPool
 from toolkit.skill import Skill, load_skill
 from toolkit.tasks import Suite, Task, TaskError, get_suite
@@ -59,102 +66,34 @@ from toolkit.trajectory import (
 )
 
 ROLLOUT_SCHEMA_VERSION = 1
-MANIFEST_SCHEMA_VERSION = 1
-TRAJECTORIES_FILE = "trajectories.jsonl"
-MANIFEST_FILE = "manifest.json"
-SPLITS_FILE = "splits.json"
-CALLS_FILE = "llm_calls.jsonl"
+
+# Kept importable from here for callers written before toolkit.runs existed.
+__all__ = [
+    "CALLS_FILE",
+    "MANIFEST_FILE",
+    "SPLITS_FILE",
+    "TRAJECTORIES_FILE",
+    "Manifest",
+    "RolloutConfig",
+    "RolloutError",
+    "RolloutSummary",
+    "RolloutUnit",
+    "StageRecord",
+    "arun_rollouts",
+    "default_concurrency",
+    "read_manifest",
+    "resolve_skill",
+    "run_rollouts",
+    "score_answer",
+    "split_tasks",
+    "toolkit_version",
+    "update_stage",
+    "workspace_files",
+]
 
 
 class RolloutError(ToolkitError):
     """A rollout cannot start as asked (existing run without resume, bad delivery...)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Manifest
-# ---------------------------------------------------------------------------------------------
-
-
-class StageRecord(BaseModel):
-    """The status of one stage of a run (``rollout``, ``evaluate``...)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    status: Literal["running", "done", "failed", "interrupted"]
-    started_at: str = Field(description="ISO 8601 UTC time the stage (last) started.")
-    ended_at: str | None = Field(default=None, description="ISO 8601 UTC time it ended.")
-    config: dict[str, Any] = Field(default_factory=dict, description="The stage's settings.")
-    counts: dict[str, Any] = Field(default_factory=dict, description="Result counts.")
-    error: str | None = Field(default=None, description="Why it failed.")
-
-
-class Manifest(BaseModel):
-    """``runs/<run-id>/manifest.json``: what the run is and how far each stage got."""
-
-    model_config = ConfigDict(extra="allow")
-
-    schema_version: int = MANIFEST_SCHEMA_VERSION
-    run_id: str = Field(description="The run directory's name.")
-    created_at: str = Field(description="ISO 8601 UTC creation time.")
-    toolkit_version: str = Field(description="trace2skill version that last wrote it.")
-    stages: dict[str, StageRecord] = Field(default_factory=dict)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def toolkit_version() -> str:
-    """The installed trace2skill version."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("trace2skill")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-def read_manifest(run_dir: Path) -> Manifest | None:
-    """The run's manifest, or None when there is none yet.
-
-    Raises:
-        ToolkitError: the file exists but is not a valid manifest.
-    """
-    path = Path(run_dir) / MANIFEST_FILE
-    try:
-        return Manifest.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValidationError) as exc:
-        first = str(exc).splitlines()[0]
-        raise ToolkitError(f"invalid run manifest {path}: {first}") from None
-
-
-def update_stage(run_dir: Path, stage: str, **fields: Any) -> Manifest:
-    """Create or update one stage's record in ``manifest.json`` (locked, atomic replace).
-
-    ``fields`` are :class:`StageRecord` fields; given ones replace the stored values, so a
-    stage can first write ``status="running"`` with its config, then ``status="done"`` with
-    its counts. Other stages' records are kept.
-    """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock_fd = os.open(run_dir / ".manifest.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        manifest = read_manifest(run_dir) or Manifest(
-            run_id=run_dir.resolve().name, created_at=_now(), toolkit_version=toolkit_version()
-        )
-        old = manifest.stages.get(stage)
-        merged = {**(old.model_dump() if old else {"started_at": _now()}), **fields}
-        manifest.stages[stage] = StageRecord.model_validate(merged)
-        manifest.toolkit_version = toolkit_version()
-        text = json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
-        write_atomic(run_dir / MANIFEST_FILE, text, prefix=".manifest-", suffix="")
-        return manifest
-    finally:
-        fcntl.flock(lock_fd, fcntl.LOCK_UN)
-        os.close(lock_fd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,6 +254,64 @@ def default_concurrency(model: str) -> int:
     return 1 if model.startswith(_SERIAL_PROVIDERS) else 4
 
 
+class RolloutConfig(BaseModel):
+    """The resolved settings of one rollout stage: what ``manifest.json`` records, and what
+    every part of the stage reads instead of a relay of keyword arguments."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str = Field(description="Stage name in the manifest (rollout, eval...).")
+    suite: str
+    split: str
+    limit: int | None = None
+    seed: int = Field(description="Run seed: the task subset and the per-task sampling seeds.")
+    model: str
+    api_base: str | None = None
+    delivery: str
+    concurrency: int = Field(ge=1)
+    executor: str = "local"
+    agent: AgentConfig
+    skill_name: str | None = None
+    skill_path: str | None = None
+    skill_commit: str
+    trajectories: str = Field(description="The trajectories file, relative to the run folder.")
+
+    @property
+    def agent_fingerprint(self) -> str:
+        """Hash of the agent's config and prompts (part of every trajectory id)."""
+        return agent_fingerprint(self.agent)
+
+    def trajectory_id(self, task_id: str) -> str:
+        """The id the trajectory of ``task_id`` gets in this stage (the resume key)."""
+        return trajectory_id(
+            self.suite,
+            task_id,
+            self.skill_commit,
+            self.model,
+            self.seed,
+            self.delivery,
+            self.agent_fingerprint,
+        )
+
+    def manifest_config(self) -> dict[str, object]:
+        """The stage config as recorded in ``manifest.json``."""
+        data = self.model_dump(mode="json", exclude={"stage"})
+        data["seeds"] = {"run": self.seed, "per_task": "task_seed(run, task_id) + step index"}
+        data["agent_fingerprint"] = self.agent_fingerprint
+        del data["seed"]
+        return data
+
+
+class RolloutUnit(BaseModel):
+    """One task of a rollout stage, as plain data: its trajectory id (the resume key) and
+    task id; the rest comes from the stage's :class:`RolloutConfig`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    task_id: str
+
+
 async def arun_rollouts(
     suite: str | Suite,
     split: str,
@@ -353,7 +350,6 @@ async def arun_rollouts(
         raise RolloutError(
             f"delivery {delivery!r} needs a skill; use delivery 'none' for the no-skill baseline"
         )
-    config = (agent_config or AgentConfig()).model_copy(update={"delivery": delivery})
     run_path = Path(run_dir)
     traj_path = Path(trajectories_path) if trajectories_path else run_path / TRAJECTORIES_FILE
     manifest = read_manifest(run_path) if run_path.exists() else None
@@ -387,13 +383,24 @@ async def arun_rollouts(
             **({"model": model} if model else {}),
         }
     )
-    model_name = llm.model
-    commit = skill_commit(skill_obj)
-    fingerprint = agent_fingerprint(config)
-    ids = {
-        t.id: trajectory_id(suite_obj.name, t.id, commit, model_name, seed, delivery, fingerprint)
-        for t in tasks
-    }
+    config = RolloutConfig(
+        stage=stage,
+        suite=suite_obj.name,
+        split=split,
+        limit=limit,
+        seed=seed,
+        model=llm.model,
+        api_base=llm.api_base,
+        delivery=delivery,
+        concurrency=concurrency,
+        executor=(executor or LocalExecutor()).name,
+        agent=(agent_config or AgentConfig()).model_copy(update={"delivery": delivery}),
+        skill_name=skill_obj.name if skill_obj else None,
+        skill_path=str(skill_obj.root) if skill_obj and skill_obj.root else None,
+        skill_commit=skill_commit(skill_obj),
+        trajectories=os.path.relpath(traj_path, run_path),
+    )
+    units = [RolloutUnit(id=config.trajectory_id(t.id), task_id=t.id) for t in tasks]
 
     finished: dict[str, Trajectory] = {}
     if traj_path.exists():
@@ -401,107 +408,70 @@ async def arun_rollouts(
             print(f"note: cut an incomplete last line off {traj_path}", file=sys.stderr)
         for record in read_trajectories(traj_path).records:
             finished.setdefault(record.id, record)
-    todo = [t for t in tasks if ids[t.id] not in finished]
-    resumed = len(tasks) - len(todo)
+    done_before = [finished[u.id] for u in units if u.id in finished]
 
-    stage_config = {
-        "suite": suite_obj.name,
-        "split": split,
-        "limit": limit,
-        "skill_name": skill_obj.name if skill_obj else None,
-        "skill_path": str(skill_obj.root) if skill_obj and skill_obj.root else None,
-        "skill_commit": commit,
-        "model": model_name,
-        "api_base": llm.api_base,
-        "delivery": delivery,
-        "seeds": {"run": seed, "per_task": "task_seed(run, task_id) + step index"},
-        "concurrency": concurrency,
-        "executor": (executor or LocalExecutor()).name,
-        "agent": config.model_dump(mode="json"),
-        "agent_fingerprint": fingerprint,
-        "trajectories": os.path.relpath(traj_path, run_path),
-    }
-    update_stage(
-        run_path, stage, status="running", started_at=_now(), ended_at=None, config=stage_config
-    )
-
-    label = f"{stage} {suite_obj.name}/{split}"
-    already_passed = sum(finished[ids[t.id]].passed for t in tasks if ids[t.id] in finished)
-    bar = Progress(label, len(tasks), done=resumed, passed=already_passed) if progress else None
-    new: dict[str, Trajectory] = {}
     gateway = Gateway(llm)
-    try:
-        if todo:
-            if bar is not None:
-                bar.draw()
-            agent = Agent(model_name, gateway, skill_obj, config)
-            pool_size = min(concurrency, len(todo))
-            async with contextlib.AsyncExitStack() as stack:
-                stack.enter_context(_frozen_heap())
-                pool = sandbox_pool or await stack.enter_async_context(
-                    SandboxPool(size=pool_size, config=sandbox_config)
-                )
+    agent = Agent(config.model, gateway, skill_obj, config.agent)
+    by_id = {t.id: t for t in tasks}
+    pools: list[SandboxPool] = [sandbox_pool] if sandbox_pool is not None else []
 
-                async def run_one(task: Task) -> Trajectory:
-                    return await _rollout_one(
-                        task, suite_obj, split, agent, pool, skill_obj, commit, seed, ids[task.id]
-                    )
+    @contextlib.asynccontextmanager
+    async def resources() -> AsyncIterator[None]:
+        with _frozen_heap():
+            if sandbox_pool is not None:
+                yield
+                return
+            pending = sum(u.id not in finished for u in units)
+            async with SandboxPool(size=min(concurrency, pending), config=sandbox_config) as pool:
+                pools.append(pool)
+                yield
 
-                def on_result(_index: int, trajectory: Trajectory) -> None:
-                    append_trajectory(traj_path, trajectory)
-                    new[trajectory.id] = trajectory
-                    if bar is not None:
-                        bar.update(trajectory.passed)
+    async def work(unit: RolloutUnit) -> Trajectory:
+        return await _rollout_one(unit, by_id[unit.task_id], suite_obj, agent, pools[0], config)
 
-                await (executor or LocalExecutor()).map(
-                    run_one, todo, concurrency=concurrency, on_result=on_result
-                )
-    except BaseException as exc:
-        status = "failed" if isinstance(exc, Exception) else "interrupted"
-        with contextlib.suppress(Exception):
-            update_stage(
-                run_path,
-                stage,
-                status=status,
-                ended_at=_now(),
-                error=str(exc) or type(exc).__name__,
-                counts={"tasks": len(tasks), "finished": resumed + len(new)},
-            )
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-        gateway.close()
+    summary: RolloutSummary | None = None
 
-    everything = {**finished, **new}
-    done = [everything[ids[t.id]] for t in tasks if ids[t.id] in everything]
-    summary = _summarise(
-        done,
-        run_dir=run_path,
-        traj_path=traj_path,
-        suite=suite_obj.name,
-        split=split,
-        model=model_name,
-        skill=skill_obj,
-        commit=commit,
-        delivery=delivery,
-        seed=seed,
-        tasks=len(tasks),
-        ran=len(new),
-        resumed=resumed,
-        wall_s=time.perf_counter() - wall0,
-    )
-    update_stage(
-        run_path,
-        stage,
-        status="done",
-        ended_at=_now(),
-        error=None,
-        counts=summary.model_dump(
+    def counts(new: list[Trajectory]) -> dict[str, object]:
+        nonlocal summary
+        everything = {**finished, **{t.id: t for t in new}}
+        done = [everything[u.id] for u in units if u.id in everything]
+        summary = _summarise(
+            done,
+            config,
+            run_dir=run_path,
+            traj_path=traj_path,
+            skill=skill_obj,
+            tasks=len(tasks),
+            ran=len(new),
+            resumed=len(done_before),
+            wall_s=time.perf_counter() - wall0,
+        )
+        return summary.model_dump(
             mode="json",
             include={"tasks", "ran", "resumed", "passed", "errors", "pass_rate", "stop_reasons"},
-        ),
+        )
+
+    spec: StageSpec[RolloutUnit, Trajectory] = StageSpec(
+        run_dir=run_path,
+        name=stage,
+        label=f"{stage} {suite_obj.name}/{split}",
+        config=config.manifest_config(),
+        units=units,
+        finished=finished.keys(),
+        work=work,
+        save=lambda trajectory: append_trajectory(traj_path, trajectory),
+        passed=lambda trajectory: trajectory.passed,
+        already_passed=sum(t.passed for t in done_before),
+        resources=resources,
+        executor=executor,
+        concurrency=concurrency,
+        progress=progress,
     )
+    try:
+        await run_stage(spec, counts)
+    finally:
+        gateway.close()
+    assert summary is not None  # set by counts() when the stage finished
     return summary
 
 
@@ -526,20 +496,17 @@ def workspace_files(suite: Suite, task: Task) -> dict[str, str | bytes] | None:
 
 
 async def _rollout_one(
+    unit: RolloutUnit,
     task: Task,
     suite: Suite,
-    split: str,
     agent: Agent,
     pool: SandboxPool,
-    skill: Skill | None,
-    commit: str,
-    seed: int,
-    traj_id: str,
+    config: RolloutConfig,
 ) -> Trajectory:
     """One task: workspace, sandbox session, agent loop, verdict, trajectory record."""
     started, t0 = time.time(), time.perf_counter()
     summary = suite.summarise(task)
-    sample_seed = task_seed(seed, task.id)
+    sample_seed = task_seed(config.seed, task.id)
     async with pool.session(workspace_files(suite, task)) as session:
         result = await agent.run(summary, session, seed=sample_seed)
         await session.ready()  # the workspace exists even if the agent ran no code
@@ -553,15 +520,15 @@ async def _rollout_one(
             verdict = score_answer(suite, task, result.final_answer, session.path)
     latency = time.perf_counter() - t0
     return Trajectory(
-        id=traj_id,
+        id=unit.id,
         task_id=task.id,
         suite=suite.name,
-        split=split,
+        split=config.split,
         question=task.question,
-        skill_name=skill.name if skill else None,
-        skill_commit=commit,
+        skill_name=config.skill_name,
+        skill_commit=config.skill_commit,
         model=agent.model,
-        seed=seed,
+        seed=config.seed,
         sample_seed=sample_seed,
         temperature=agent.config.temperature,
         delivery=agent.config.delivery,
@@ -584,16 +551,11 @@ async def _rollout_one(
 
 def _summarise(
     done: list[Trajectory],
+    config: RolloutConfig,
     *,
     run_dir: Path,
     traj_path: Path,
-    suite: str,
-    split: str,
-    model: str,
     skill: Skill | None,
-    commit: str,
-    delivery: str,
-    seed: int,
     tasks: int,
     ran: int,
     resumed: int,
@@ -603,13 +565,13 @@ def _summarise(
     return RolloutSummary(
         run_dir=run_dir,
         trajectories_path=traj_path,
-        suite=suite,
-        split=split,
-        model=model,
+        suite=config.suite,
+        split=config.split,
+        model=config.model,
         skill_name=skill.name if skill else None,
-        skill_commit=commit,
-        delivery=delivery,
-        seed=seed,
+        skill_commit=config.skill_commit,
+        delivery=config.delivery,
+        seed=config.seed,
         tasks=tasks,
         ran=ran,
         resumed=resumed,

@@ -26,6 +26,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolkit.errors import ToolkitError
+from toolkit.runs import TRAJECTORIES_FILE, now_iso, update_stage
 from toolkit.skill import SKILL_MD, Skill
 
 TRAJECTORY_SCHEMA_VERSION = 1
@@ -420,7 +421,7 @@ def read_trajectories(path: Path) -> JsonlRead[Trajectory]:
     """Read ``trajectories.jsonl`` (or a run directory holding one); see :func:`read_jsonl`."""
     path = Path(path)
     if path.is_dir():
-        path = path / "trajectories.jsonl"
+        path = path / TRAJECTORIES_FILE
     return read_jsonl(path, Trajectory)
 
 
@@ -814,7 +815,7 @@ def import_trajectories(
 
         suite_obj = get_suite(suite) if isinstance(suite, str) else suite
         tasks = {t.id: t for t in suite_obj.load_all().tasks}
-    target = run_path / "trajectories.jsonl"
+    target = run_path / TRAJECTORIES_FILE
     existing = {t.id for t in read_trajectories(target).records} if target.exists() else set()
     report = ImportReport(source=source, trajectories_path=target, format=kind)
     good: list[Trajectory] = []
@@ -841,13 +842,11 @@ def import_trajectories(
     report.trajectory_ids = [t.id for t in good]
     if not good and not run_path.exists():
         return report  # nothing imported: do not create a run directory for nothing
-    from toolkit.rollout import update_stage
-
     update_stage(
         run_path,
         "import",
         status="done",
-        ended_at=_now_iso(),
+        ended_at=now_iso(),
         config={
             "source": str(source),
             "format": kind,
@@ -860,12 +859,6 @@ def import_trajectories(
         },
     )
     return report
-
-
-def _now_iso() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 __all__ = [

@@ -40,14 +40,29 @@ def main(verbose: bool) -> None:
       trace2skill model install
       trace2skill eval --skill skills/gsm8k-math --suite gsm8k --limit 20
       trace2skill compare none skills/gsm8k-math --suite gsm8k --limit 20
+      trace2skill analyse runs/gsm8k-s0 --analyst combined
     """
 
 
 def _register() -> None:
     # Each module of this package exports COMMANDS, the click commands/groups it adds.
-    from toolkit.cli import evaluate, index, llm, model, patch, repo, rollout, skill, tasks
+    from toolkit.cli import (
+        analyse,
+        consolidate,
+        evaluate,
+        evolve,
+        index,
+        llm,
+        model,
+        patch,
+        repo,
+        rollout,
+        skill,
+        tasks,
+    )
 
-    for module in (skill, patch, repo, llm, model, tasks, rollout, evaluate, index):
+    modules = (skill, patch, repo, llm, model, tasks, rollout, evaluate, index)
+    for module in (*modules, analyse, consolidate, evolve):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -52,6 +52,13 @@ def _describe(record: LineProvenance) -> str:
         )
     if record.trajectories:
         lines.append(f"  trajectories  {', '.join(record.trajectories)}")
+    edit_id = getattr(record, "edit_id", None)
+    if edit_id:
+        merge = getattr(record, "merge", None) or ""
+        lines.append(
+            f"  edit     {edit_id} (support {record.support}), merge {merge[:12]} "
+            f"L{getattr(record, 'merge_level', '?')} {getattr(record, 'merge_group', '')}"
+        )
     return "\n".join(lines)
 
 
@@ -61,17 +68,28 @@ def _describe(record: LineProvenance) -> str:
     "--ref", default="HEAD", show_default=True, help="Revision to blame, e.g. t2s/R/result."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of text.")
-def provenance(location: str, ref: str, as_json: bool) -> None:
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The run folder of a consolidated run: each line of S* is matched to the edit of "
+    "the final patch that wrote it, with every leaf patch behind that edit (its support).",
+)
+def provenance(location: str, ref: str, as_json: bool, run_dir: Path | None) -> None:
     """Show which commit, patches and trajectories a skill line came from.
 
     Runs git blame on FILE at REF; the commit's trailers lead to the leaf patches (a merge
-    lists the patches it consolidates) and the patch commits to their trajectories. Without
-    :LINE every line is shown.
+    lists the patches it consolidates) and the patch commits to their trajectories. With
+    --run-dir (a consolidated run) each line is also led to the edit of the final patch
+    that wrote it, the merge that wrote or kept it, all the leaf patches pooled into that
+    edit and the trajectories behind them (the edit's support). Without :LINE every line
+    is shown.
 
     \b
     Examples:
       trace2skill provenance skills/gsm8k-math/SKILL.md:42 --ref t2s/r1/result
       trace2skill provenance skills/gsm8k-math/SKILL.md --ref t2s/r1/result --json
+      trace2skill provenance skills/gsm8k-math/SKILL.md:42 --ref t2s/r1/result \\
+          --run-dir runs/r1
     """
     file_part, sep, line_part = location.rpartition(":")
     if not sep or not line_part.isdigit():
@@ -79,7 +97,12 @@ def provenance(location: str, ref: str, as_json: bool) -> None:
     path = Path(file_part)
     repo = SkillRepo.open(_nearest_dir(path))
     rel = repo.relpath(path)
-    records = blame_file(repo, rel, ref)
+    if run_dir is not None:
+        from toolkit.consolidate.provenance import skill_lines
+
+        records: list[LineProvenance] = list(skill_lines(repo, rel, ref, run_dir))
+    else:
+        records = blame_file(repo, rel, ref)
     if line_part:
         number = int(line_part)
         if not 1 <= number <= len(records):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import re
 from typing import Any, TypeVar
@@ -18,7 +20,16 @@ class StructuredOutputError(ValueError):
 
 
 def response_schema(response_model: type[BaseModel]) -> dict[str, Any]:
-    """The JSON schema of ``response_model`` as sent to providers and hashed into cache keys."""
+    """The JSON schema of ``response_model`` as sent to providers and hashed into cache keys.
+
+    Built once per class (pydantic takes ~10 ms for a patch-sized model, paid on every call
+    otherwise); each caller gets its own copy, since providers may adjust it.
+    """
+    return copy.deepcopy(_schema_of(response_model))
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_of(response_model: type[BaseModel]) -> dict[str, Any]:
     return response_model.model_json_schema()
 
 

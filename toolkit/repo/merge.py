@@ -82,6 +82,8 @@ class Resolution(BaseModel):
     sources: list[str] | None = None
     """Leaf patch ids behind the result; None = all leaves of all children."""
     model: str | None = None
+    passed_up: bool = False
+    """The resolver declined the group: no commit is written and its children pass up a level."""
 
 
 Resolver = Callable[[list[GroupMerge]], list[Resolution]]
@@ -256,20 +258,25 @@ def write_group_commits(
 
     The tree is the union tree plus the resolution's changes; every file left with conflict
     markers must be resolved. Trailers carry the leaf patches (sources) and their count.
+    Groups whose resolution is ``passed_up`` get no commit (and no entry in the result).
     """
     if len(merges) != len(resolutions):
         raise RepoError("one resolution per group is required")
     all_children = [c for m in merges for c in m.children]
     leaves = iter(leaf_sources(repo, all_children))
     specs = []
+    written = []
     for merge, res in zip(merges, resolutions, strict=True):
+        child_leaves = [next(leaves) for _ in merge.children]
+        if res.passed_up:
+            continue
+        written.append(merge)
         unresolved = [f for f in merge.conflicted_files if f not in res.changes]
         if unresolved:
             raise RepoError(
                 f"group {merge.group} (level {level}) leaves conflicts unresolved in "
                 f"{', '.join(f or '<tree>' for f in unresolved)}"
             )
-        child_leaves = [next(leaves) for _ in merge.children]
         if res.sources is not None:
             sources = sorted(set(res.sources))
         else:
@@ -295,8 +302,8 @@ def write_group_commits(
             tree=merge.union_tree,
         )
         specs.append((f"L{level}/{merge.group}", spec))
-    oids = repo.write(run, specs)
-    return {m.group: oid for m, oid in zip(merges, oids, strict=True)}
+    oids = repo.write(run, specs) if specs else []
+    return {m.group: oid for m, oid in zip(written, oids, strict=True)}
 
 
 def union_resolver(merges: list[GroupMerge]) -> list[Resolution]:
@@ -346,14 +353,17 @@ def consolidate(
     with repo.run_lock(run):
         while len(current) > 1 or level == 0:
             level += 1
+            groups = plan_groups(current, group_size)
             commits, _ = consolidate_level(
-                repo,
-                run,
-                level,
-                plan_groups(current, group_size),
-                timestamp=timestamp,
-                resolve=resolve,
+                repo, run, level, groups, timestamp=timestamp, resolve=resolve
             )
-            current = list(commits.values())
+            if not commits and len(current) > 1:
+                raise RepoError(f"level {level}: the resolver passed every group up")
+            # a group the resolver declined passes its children up unchanged
+            current = [
+                c
+                for name, kids in groups.items()
+                for c in ([commits[name]] if name in commits else kids)
+            ]
         repo.set_refs(run, {"result": current[0]}, replace=True)
     return current[0]

@@ -1,0 +1,366 @@
+"""The analyse stage end to end with the scripted fake model: a real git repository holding
+the skill, real gsm8k tasks (vendored slice), the real sandbox for the agentic analyst."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from toolkit.analysts import (
+    AnalyseConfig,
+    AnalysisRecord,
+    analysis_id,
+    check_patch,
+    leaked_values,
+    mask_values,
+    run_analyses,
+)
+from toolkit.analysts.replies import PatchReply
+from toolkit.cli import main
+from toolkit.errors import ToolkitError
+from toolkit.llm import FaultKind, LLMConfig, fake_model
+from toolkit.patch import Patch, apply_patch
+from toolkit.repo import SkillRepo, parse_trailers
+from toolkit.runs import read_manifest, update_stage
+from toolkit.skill import load_skill
+from toolkit.tasks import get_suite
+from toolkit.trajectory import Action, Step, Trajectory, Verdict, append_jsonl, read_jsonl
+from toolkit.trajectory import skill_commit as tree_id
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = get_suite("gsm8k").load("test", limit=3, seed=0).tasks  # answers 540, 163, 26
+SECTION = "gsm8k-math/pitfalls"
+
+
+def git(root: Path, *args: str) -> str:
+    env = {"GIT_AUTHOR_DATE": "@1700000000 +0000", "GIT_COMMITTER_DATE": "@1700000000 +0000"}
+    import os
+
+    return subprocess.run(
+        ["git", *args], cwd=root, check=True, capture_output=True, text=True,
+        env={**os.environ, **env},
+    ).stdout  # fmt: skip
+
+
+def make_run(tmp_path: Path, passed: list[bool]) -> tuple[Path, Path]:
+    """A user repository with skills/gsm8k-math committed, and a run folder with one
+    trajectory per task (pass/fail as given) made with that skill."""
+    repo = tmp_path / "repo"
+    (repo / "skills").mkdir(parents=True)
+    shutil.copytree(ROOT / "skills" / "gsm8k-math", repo / "skills" / "gsm8k-math")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.name", "T")
+    git(repo, "config", "user.email", "t@example.com")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "skill")
+    skill_dir = repo / "skills" / "gsm8k-math"
+    commit = tree_id(load_skill(skill_dir))
+    run_dir = tmp_path / "runs" / "r1"
+    records = []
+    for task, ok in zip(TASKS, passed, strict=False):
+        answer = task.answers[0] if ok else "7"
+        records.append(
+            Trajectory(
+                id=f"traj-{task.id}",
+                task_id=task.id,
+                suite="gsm8k",
+                split="test",
+                question=task.question,
+                skill_name="gsm8k-math",
+                skill_commit=commit,
+                model="fake/agent",
+                delivery="system",
+                steps=[
+                    Step(
+                        index=0,
+                        thought="guess",
+                        action=Action(tool="submit", args={"answer": answer}),
+                    )
+                ],
+                final_answer=answer,
+                verdict=Verdict(passed=ok, gold=list(task.answers), predicted=[answer]),
+                stop_reason="submitted",
+            )
+        )
+    append_jsonl(run_dir / "trajectories.jsonl", records)
+    update_stage(run_dir, "rollout", status="done", config={"skill_path": str(skill_dir)})
+    return repo, run_dir
+
+
+def patch_reply(content: str = "- Re-read the question and check units before submitting.",
+                **edit: Any) -> dict[str, Any]:  # fmt: skip
+    base = {
+        "file": "SKILL.md",
+        "op": "append_to_section",
+        "target_section": SECTION,
+        "target_text": "",
+        "old_text": "",
+        "content": content,
+    }
+    return {
+        "reasoning": "the agent guessed instead of computing",
+        "edits": [{**base, **edit}],
+        "changelog_entries": ["Pitfalls: check units before submitting"],
+    }
+
+
+def error_reply(**patch: Any) -> dict[str, Any]:
+    return {"diagnosis": "guessed", "failed_step": 0, "patch": patch or patch_reply()}
+
+
+def gold_of(messages: list[dict[str, Any]]) -> str:
+    text = messages[1]["content"]
+    return next(t.answers[0] for t in TASKS if t.question[:40] in text)
+
+
+def agentic_script(reach_pass: bool = True, report: Any = None):  # type: ignore[no-untyped-def]
+    """Checks a wrong answer, computes in python, checks the gold (PASS), finishes, reports."""
+
+    def script(messages: list[dict[str, Any]]) -> Any:
+        last = messages[-1]["content"]
+        if "write the report" in last:
+            return report if report is not None else error_reply()
+        step = sum(m["role"] == "assistant" for m in messages)
+        if "PASS" in last and "FAIL" not in last:
+            return {"thought": "done", "tool": "finish", "args": {"code": "", "answer": ""}}
+        if step == 0:
+            return {
+                "thought": "check",
+                "tool": "evaluate_output",
+                "args": {"code": "", "answer": "7"},
+            }
+        if step == 1:
+            return {"thought": "compute", "tool": "python",
+                    "args": {"code": "print(6 * 7)", "answer": ""}}  # fmt: skip
+        answer = gold_of(messages) if reach_pass else "8"
+        return {
+            "thought": "retry",
+            "tool": "evaluate_output",
+            "args": {"code": "", "answer": answer},
+        }
+
+    return script
+
+
+def llm(tmp_path: Path) -> LLMConfig:
+    return LLMConfig(model="fake/echo", cache=False, cache_dir=tmp_path / "cache", max_retries=0)
+
+
+def records_of(run_dir: Path) -> list[AnalysisRecord]:
+    return read_jsonl(run_dir / "analyses.jsonl", AnalysisRecord).records
+
+
+# ------------------------------------------------------------------------------- pure parts
+
+
+def test_leak_filter_matches_whole_values_only() -> None:
+    assert leaked_values("the total is 540 metres", ["540"]) == ["540"]
+    assert leaked_values("the total is 540.0", ["540"]) == ["540"]
+    assert leaked_values("use 5400 or 54", ["540"]) == []
+    assert leaked_values("answer 1,540", ["1540"]) == ["1540"]
+    assert leaked_values("step 7 of 9", ["7"]) == []  # one digit: evidence of nothing
+    assert leaked_values("The capital is Paris.", ["paris"]) == ["paris"]
+    assert leaked_values("comparison", ["paris"]) == []
+    assert mask_values("expected 540 got 7", ["540"]) == "expected <gold> got 7"
+
+
+def test_check_patch_keeps_applied_edits_and_records_the_rest() -> None:
+    skill = load_skill(ROOT / "skills" / "gsm8k-math")
+    reply = PatchReply.model_validate(
+        {
+            "reasoning": "r",
+            "edits": [
+                patch_reply()["edits"][0],
+                {**patch_reply()["edits"][0], "op": "insert_after", "target_text": "no such text"},
+                {**patch_reply("- The answer here was 540.")["edits"][0]},
+            ],
+            "changelog_entries": ["c"],
+        }
+    )
+    checked = check_patch(reply, skill, ["540"], "a1")
+    assert checked.patch is not None and len(checked.patch.edits) == 1
+    assert {(d.index, d.reason) for d in checked.dropped} == {
+        (1, "anchor-missing"),
+        (2, "answer-leak"),
+    }
+    assert checked.patch.sources == [checked.patch.id] and checked.patch.support == 1
+    assert apply_patch(skill, checked.patch).clean
+    assert list(checked.changes) == ["SKILL.md"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        ({"file": "../../etc/passwd"}, "patch-rejected: path-escape"),
+        ({"file": "scripts/run.py", "op": "replace_in_section", "old_text": "x"}, "patch-rejected"),
+        ({"op": "insert_after", "target_text": ""}, "no-valid-edit"),
+    ],
+)
+def test_check_patch_refuses_edits_outside_the_skill(edit: dict[str, Any], reason: str) -> None:
+    skill = load_skill(ROOT / "skills" / "gsm8k-math")
+    reply = PatchReply.model_validate(
+        {**patch_reply(), "edits": [{**patch_reply()["edits"][0], **edit}]}
+    )
+    checked = check_patch(reply, skill, [], "a1")
+    assert checked.patch is None and checked.reason is not None
+    assert checked.reason.startswith(reason), checked.reason
+
+
+# ------------------------------------------------------------------------------- the stage
+
+
+def test_single_call_error_analyst_keeps_patches_on_branches(tmp_path: Path) -> None:
+    repo, run_dir = make_run(tmp_path, [False, False, True])
+    with fake_model([error_reply(), error_reply(**patch_reply("- The result is 163."))]) as model:
+        summary = run_analyses(
+            run_dir, AnalyseConfig(analyst="error-single", model=model, concurrency=1),
+            llm_config=llm(tmp_path), progress=False,
+        )  # fmt: skip
+    assert (summary.trajectories, summary.kept, summary.dropped) == (2, 1, 1)
+    assert summary.reasons == {"answer-leak": 1} and summary.skipped == 1
+    kept, dropped = records_of(run_dir)
+    assert kept.status == "kept" and kept.analyst == "error-single" and kept.fix_passed is None
+    assert kept.outcome == "fail" and kept.model == str(model) and kept.turns == 1
+    assert dropped.status == "dropped" and dropped.reason.startswith("answer-leak")
+    assert dropped.patch_id is None and dropped.dropped_edits[0].reason == "answer-leak"
+    assert "163" not in dropped.model_dump_json(exclude={"report"})
+    patch = Patch.model_validate_json((run_dir / "patches" / f"{kept.patch_id}.json").read_text())
+    assert patch.id == kept.patch_id and patch.sources == [patch.id] and patch.support == 1
+    assert sorted(p.name for p in (run_dir / "patches").iterdir()) == [f"{kept.patch_id}.json"]
+    # The branch: parent = base, the skill file patched, provenance in the trailers.
+    store = SkillRepo.open(repo)
+    refs = store.run_refs("r1")
+    branch = refs[f"t2s/r1/patch/{kept.patch_id}"]
+    assert summary.branches == {kept.patch_id: branch}
+    assert git(repo, "rev-parse", f"{branch}^") == git(repo, "rev-parse", "t2s/r1/base")
+    trailers = parse_trailers(store.messages([branch])[0])
+    assert trailers is not None
+    assert (trailers.kind, trailers.patch, trailers.trajectory, trailers.outcome) == (
+        "patch", kept.patch_id, kept.trajectory_id, "fail",
+    )  # fmt: skip
+    assert (trailers.analyst, trailers.model, trailers.support) == ("error-single", str(model), 1)
+    text = git(repo, "show", f"{branch}:skills/gsm8k-math/SKILL.md")
+    assert "check units before submitting" in text
+    assert git(repo, "status", "--porcelain") == ""  # the user's tree is untouched
+    stage = read_manifest(run_dir).stages["analyse"]  # type: ignore[union-attr]
+    assert stage.status == "done" and stage.counts["kept"] == 1
+    assert stage.config["skill_path"] == "skills/gsm8k-math" and stage.config["repo"] == str(repo)
+
+
+def test_agentic_analyst_is_kept_only_when_its_fix_passes(tmp_path: Path) -> None:
+    _repo, run_dir = make_run(tmp_path, [False])
+    with fake_model(agentic_script(reach_pass=True)) as model:
+        summary = run_analyses(
+            run_dir, AnalyseConfig(model=model, max_turns=5), llm_config=llm(tmp_path),
+            progress=False,
+        )  # fmt: skip
+    assert summary.kept == 1
+    (record,) = records_of(run_dir)
+    assert record.analyst == "error-agentic" and record.fix_passed is True
+    assert record.turns == 5  # wrong check, python, gold check, finish, report
+    # The verifier's FAIL never showed the gold answer to the analyst.
+    requests = model.requests
+    assert all("540" not in m["content"] for r in requests for m in r.messages[:2])
+    observations = [m["content"] for m in requests[-1].messages if m["role"] == "user"][1:]
+    assert observations[0].startswith("Observation:\nFAIL") and "42" in observations[1]
+    assert "PASS" in observations[2]
+
+
+def test_agentic_analyst_dropped_when_fix_never_passes(tmp_path: Path) -> None:
+    _repo, run_dir = make_run(tmp_path, [False])
+    with fake_model(agentic_script(reach_pass=False)) as model:
+        summary = run_analyses(
+            run_dir, AnalyseConfig(model=model, max_turns=4), llm_config=llm(tmp_path),
+            progress=False,
+        )  # fmt: skip
+    (record,) = records_of(run_dir)
+    assert summary.kept == 0 and record.status == "dropped" and record.fix_passed is False
+    assert record.reason.startswith("fix-not-passed") and record.turns == 4
+    assert not (run_dir / "patches").exists()
+    assert "write the report" not in model.requests[-1].messages[-1]["content"]
+
+
+def test_bad_replies_are_recorded_not_raised(tmp_path: Path) -> None:
+    _repo, run_dir = make_run(tmp_path, [False, False, False])
+    script = [
+        FaultKind.TRUNCATED_JSON, FaultKind.TRUNCATED_JSON,  # invalid twice: repair fails
+        {"diagnosis": "x"},  # valid JSON, not the schema...
+        "not json at all",  # ...and the repair round is no better
+        error_reply(**patch_reply(file="references/nope.md")),  # a file that does not exist
+    ]  # fmt: skip
+    with fake_model(script) as model:
+        summary = run_analyses(
+            run_dir, AnalyseConfig(analyst="error-single", model=model, concurrency=1),
+            llm_config=llm(tmp_path), progress=False,
+        )  # fmt: skip
+    reasons = [r.reason.split(":")[0] for r in records_of(run_dir)]
+    assert reasons == ["invalid-reply", "invalid-reply", "patch-rejected"]
+    assert summary.kept == 0 and summary.dropped == 3
+
+
+def test_success_analyst_and_resume_redoes_nothing(tmp_path: Path) -> None:
+    _repo, run_dir = make_run(tmp_path, [True, True, False])
+    reply = {
+        "solution_path": "computed it",
+        "lessons": ["compute in python"],
+        "patch": patch_reply(),
+    }
+    with fake_model(lambda _m: reply) as model:
+        config = AnalyseConfig(analyst="success", model=model, limit=1)
+        first = run_analyses(run_dir, config, llm_config=llm(tmp_path), progress=False)
+        assert first.kept == 1 and model.calls == 1
+        with pytest.raises(ToolkitError, match="already analysed"):
+            run_analyses(run_dir, config, llm_config=llm(tmp_path), progress=False)
+        before = (run_dir / "analyses.jsonl").read_bytes()
+        again = run_analyses(run_dir, config, llm_config=llm(tmp_path), progress=False, resume=True)
+        assert model.calls == 1 and again.resumed == 1 and again.ran == 0
+        assert (run_dir / "analyses.jsonl").read_bytes() == before
+        more = run_analyses(
+            run_dir, config.model_copy(update={"limit": None}), llm_config=llm(tmp_path),
+            progress=False, resume=True,
+        )  # fmt: skip
+    assert model.calls == 2 and (more.resumed, more.ran, more.kept) == (1, 1, 2)
+    (record, _) = records_of(run_dir)
+    assert record.analyst == "success" and record.outcome == "pass"
+    s0 = read_manifest(run_dir).stages["analyse"].config["skill_commit"]  # type: ignore[union-attr]
+    assert record.id == analysis_id(record.trajectory_id, "success", str(model), s0, 0)
+
+
+def test_resume_commits_kept_patches_whose_branch_is_missing(tmp_path: Path) -> None:
+    repo, run_dir = make_run(tmp_path, [False])
+    with fake_model(lambda _m: error_reply()) as model:
+        config = AnalyseConfig(analyst="error-single", model=model)
+        summary = run_analyses(run_dir, config, llm_config=llm(tmp_path), progress=False)
+        (pid,) = summary.patch_ids
+        git(repo, "update-ref", "-d", f"refs/heads/t2s/r1/patch/{pid}")
+        again = run_analyses(run_dir, config, llm_config=llm(tmp_path), progress=False, resume=True)
+    assert model.calls == 1 and again.branches == summary.branches
+
+
+def test_no_failures_for_the_error_analyst_is_one_clear_error(tmp_path: Path) -> None:
+    _repo, run_dir = make_run(tmp_path, [True, True])
+    with pytest.raises(ToolkitError, match="no failed trajectories.*--analyst success"):
+        run_analyses(run_dir, AnalyseConfig(model="fake/echo"), progress=False)
+    assert not (run_dir / "analyses.jsonl").exists()
+
+
+def test_cli_analyse(tmp_path: Path) -> None:
+    _repo, run_dir = make_run(tmp_path, [False, True])
+    with fake_model(lambda _m: error_reply()) as model:
+        result = CliRunner().invoke(
+            main,
+            ["analyse", str(run_dir), "--analyst", "error-single", "--author-model", model,
+             "--no-progress", "--json"],
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["kept"] == 1 and summary["skipped"] == 1
+    result = CliRunner().invoke(main, ["analyse", str(tmp_path / "nope")])
+    assert result.exit_code == 1 and result.output.startswith("Error: ")
+    assert len(result.output.strip().splitlines()) == 1

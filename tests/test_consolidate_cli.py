@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.consolidate_helpers import RUN, SKILL_REL, add_leaves, keep_all, leaf, lesson, make_run
+from toolkit.cli import main
+from toolkit.llm import fake_model
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TRACE2SKILL_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_consolidate_then_provenance(env: Path) -> None:
+    repo, run_dir = make_run(env)
+    a = lesson("- Strip thousands separators.")
+    add_leaves(repo, run_dir, [leaf(a), leaf(a, why="again"), leaf(lesson("- B."))])
+    runner = CliRunner()
+    with fake_model(keep_all) as model:
+        result = runner.invoke(
+            main,
+            ["consolidate", str(run_dir), "--model", model, "--merge-batch", "2", "--json",
+             "--no-progress"],
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["leaves"] == 3 and summary["model"] == str(model)
+    assert (run_dir / "merges.jsonl").exists()
+    target = repo.root / SKILL_REL / "SKILL.md"
+    shown = runner.invoke(
+        main,
+        ["provenance", f"{target}", "--ref", f"t2s/{RUN}/result", "--run-dir", str(run_dir),
+         "--json"],
+    )  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    lines = json.loads(shown.output)
+    (line,) = [x for x in lines if x["text"] == "- Strip thousands separators."]
+    assert line["support"] == 2 and line["trajectories"] == ["t0", "t1"]
+    assert line["edit_id"] == str(a.id) and line["merge"]
+    text = runner.invoke(
+        main, ["provenance", f"{target}:14", "--ref", f"t2s/{RUN}/result", "--run-dir",
+               str(run_dir)],
+    )  # fmt: skip
+    assert text.exit_code == 0 and "support" in text.output
+
+
+def test_consolidate_errors_are_one_line(env: Path) -> None:
+    repo, run_dir = make_run(env)
+    result = CliRunner().invoke(main, ["consolidate", str(run_dir), "--model", "fake/echo"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: run 'r1' has no patches to consolidate")
+    assert "Traceback" not in result.output
+    missing = CliRunner().invoke(main, ["consolidate", str(env / "nope")])
+    assert missing.exit_code == 1 and "is not a run folder" in missing.output

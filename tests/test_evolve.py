@@ -1,0 +1,403 @@
+"""evolve: the whole method through the fake model, in a temporary git repository."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tests.evolve_helpers import method_script
+from tests.repo_helpers import git, user_state
+from toolkit.cli import main
+from toolkit.errors import RepoError
+from toolkit.evolve import (
+    STAGES,
+    Budget,
+    BudgetExceeded,
+    EvolveConfig,
+    EvolveError,
+    Meter,
+    Rates,
+    estimate,
+    evolve,
+    evolve_lock,
+    load_config,
+    merge_count,
+    parse_budget,
+)
+from toolkit.llm import LLMConfig, fake_model
+from toolkit.runs import read_manifest
+from toolkit.tasks import get_suite
+from toolkit.trajectory import read_trajectories
+
+ROOT = Path(__file__).resolve().parents[1]
+WIKITQ_GOLD = {t.question: t for t in get_suite("wikitq").load("all").tasks}
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure parts
+# ---------------------------------------------------------------------------------------------
+
+
+def test_parse_budget_reads_any_subset_with_suffixes() -> None:
+    assert parse_budget("calls=500,tokens=2M,minutes=1.5") == Budget(
+        calls=500, tokens=2_000_000, minutes=1.5
+    )
+    assert parse_budget("tokens=30k") == Budget(tokens=30_000)
+    assert parse_budget(None).unlimited and parse_budget("").unlimited
+    for bad in ("calls", "dollars=3", "calls=lots", "minutes=0", "calls=-1"):
+        with pytest.raises(EvolveError, match="budget"):
+            parse_budget(bad)
+
+
+@pytest.mark.parametrize(
+    ("patches", "batch", "levels", "merges"),
+    [(0, 5, 5, 0), (1, 5, 5, 0), (2, 5, 5, 1), (5, 5, 5, 1), (6, 5, 5, 3), (26, 5, 5, 9),
+     (26, 5, 1, 7), (256, 8, 5, 37)],
+)  # fmt: skip
+def test_merge_count_follows_the_levels(patches: int, batch: int, levels: int, merges: int) -> None:
+    # 26 with B=5: ceil(26/5)=6 groups, then 2, then 1; with L_max=1: 6, then the final merge.
+    assert merge_count(patches, batch, levels) == merges
+
+
+def test_estimate_counts_stages_from_the_rates() -> None:
+    config = EvolveConfig(run_id="r", skill=Path("s"), suite="wikitq")
+    rates = Rates(steps_per_task=2, fail_rate=0.5, analyst_calls=3, tokens_per_call=100,
+                  seconds_per_call=6)  # fmt: skip
+    est = estimate(config, evolve_tasks=10, test_tasks=4, rates=rates, concurrency=1)
+    by = {s.stage: s for s in est.stages}
+    assert by["rollout"].calls == 20 and by["analyse"].units == 5 and by["analyse"].calls == 15
+    assert by["consolidate"].units == 1 and by["eval-s0"].calls == 8
+    assert est.calls == 20 + 15 + 1 + 8 + 8 and est.tokens == est.calls * 100
+    assert by["rollout"].minutes == pytest.approx(20 * 6 / 60)
+    single = estimate(
+        config.model_copy(update={"error_analyst": "single"}), 10, 4, rates, concurrency=1
+    )
+    assert {s.stage: s.calls for s in single.stages}["analyse"] == 5
+
+
+def test_meter_counts_only_new_uncached_calls(tmp_path: Path) -> None:
+    log = tmp_path / "llm_calls.jsonl"
+    line = {"tokens_in": 10, "tokens_out": 5, "cost_usd": 0.0, "cache_hit": False}
+    log.write_text(json.dumps(line) + "\n")  # before the meter starts: not counted
+    meter = Meter(log, Budget(calls=2))
+    assert meter.exceeded() is None
+    with log.open("a") as f:
+        f.write(json.dumps(line) + "\n" + json.dumps({**line, "cache_hit": True}) + "\n")
+        f.write('{"tokens_in": 3')  # a line being written: read next time
+    spent = meter.read()
+    assert (spent.calls, spent.cached, spent.tokens) == (1, 1, 15)
+    with log.open("a") as f:
+        f.write(', "tokens_out": 0}\n')
+    assert meter.exceeded() == "calls 2/2"
+    assert meter.read().tokens == 18
+
+
+def test_lock_refuses_a_second_evolve_of_the_same_run(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "r1"
+    held = evolve_lock(run_dir)
+    held.__enter__()
+    try:
+        with pytest.raises(EvolveError, match="already being evolved .*pid"), evolve_lock(run_dir):
+            pass
+    finally:
+        held.__exit__(None, None, None)
+    with evolve_lock(run_dir):  # released: free again
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs through the fake model
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A user repository holding the wikitq skill, committed."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.name", "Test User")
+    git(root, "config", "user.email", "test@example.com")
+    shutil.copytree(ROOT / "skills" / "wikitq-table-qa", root / "skills" / "wikitq-table-qa")
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "skill")
+    return root
+
+
+def config_for(repo: Path, run_id: str = "r1", **overrides: Any) -> EvolveConfig:
+    values: dict[str, Any] = {
+        "run_id": run_id,
+        "runs_dir": repo.parent / "runs",
+        "skill": repo / "skills" / "wikitq-table-qa",
+        "suite": "wikitq",
+        "evolve_limit": 6,
+        "test_limit": 4,
+        "parallel": 1,
+    }
+    return EvolveConfig(**{**values, **overrides})
+
+
+def llm(tmp_path: Path) -> LLMConfig:
+    return LLMConfig(model="fake/echo", cache=False, cache_dir=tmp_path / "cache", max_retries=0)
+
+
+def agent_turn(messages: list[dict[str, Any]], wrong: set[str]) -> dict[str, Any]:
+    """The agent submits at once: the gold answer, or a wrong one for tasks in ``wrong``."""
+    text = messages[1]["content"]
+    task = next(t for q, t in WIKITQ_GOLD.items() if q in text)
+    answer = "no idea" if task.id in wrong else "\n".join(task.answers)
+    return {"thought": "answer", "cited_sections": [], "tool": "submit", "args": {"answer": answer}}
+
+
+def train_ids(n: int = 6) -> list[str]:
+    return [t.id for t in get_suite("wikitq").load("train", limit=n, seed=0).tasks]
+
+
+def test_invalid_skill_is_refused_and_leaves_nothing(repo: Path, tmp_path: Path) -> None:
+    skill_md = repo / "skills" / "wikitq-table-qa" / "SKILL.md"
+    skill_md.write_text(skill_md.read_text().replace("name: wikitq-table-qa", "name: Bad_Name"))
+    git(repo, "commit", "-qam", "break the skill")
+    with pytest.raises(EvolveError, match="does not validate"):
+        evolve(config_for(repo), llm_config=llm(tmp_path), progress=False)
+    assert not (repo.parent / "runs" / "r1").exists()
+    assert git(repo, "for-each-ref", "refs/heads/t2s") == ""
+
+
+def test_dirty_skill_folder_is_refused_unless_allowed(repo: Path, tmp_path: Path) -> None:
+    skill_md = repo / "skills" / "wikitq-table-qa" / "SKILL.md"
+    skill_md.write_text(skill_md.read_text() + "\nA local note.\n")
+    with pytest.raises(RepoError, match="uncommitted changes"):
+        evolve(config_for(repo), llm_config=llm(tmp_path), progress=False)
+    assert not (repo.parent / "runs" / "r1").exists()
+    assert git(repo, "for-each-ref", "refs/heads/t2s") == ""
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_run(repo: Path, tmp_path: Path) -> None:
+    wrong = set(train_ids()[:2])
+    with fake_model(lambda m: agent_turn(m, wrong), name="evolve-exists") as model:
+        config = config_for(repo, model=model)
+        with pytest.raises(BudgetExceeded):
+            evolve(config, llm_config=llm(tmp_path), budget=Budget(calls=1), progress=False)
+        with pytest.raises(EvolveError, match="already exists.*--resume"):
+            evolve(config, llm_config=llm(tmp_path), progress=False)
+    stored = load_config(repo.parent / "runs" / "r1")
+    assert stored is not None and stored.model == model and stored.evolve_limit == 6
+
+
+def test_budget_stops_between_units_and_resume_finishes_the_stage(
+    repo: Path, tmp_path: Path
+) -> None:
+    wrong = set(train_ids()[:2])
+    run_dir = repo.parent / "runs" / "r1"
+    with fake_model(lambda m: agent_turn(m, wrong), name="evolve-budget") as model:
+        config = config_for(repo, model=model)
+        with pytest.raises(BudgetExceeded, match="calls 3/3.*rollout") as stop:
+            evolve(config, llm_config=llm(tmp_path), budget=Budget(calls=3), progress=False)
+        assert stop.value.stage == "rollout"
+        assert len(read_trajectories(run_dir).records) == 3  # the units that ran are saved
+        manifest = read_manifest(run_dir)
+        assert manifest is not None
+        assert manifest.stages["evolve"].status == "interrupted"
+        assert manifest.stages["evolve"].counts["stages"]["rollout"]["calls"] == 3
+        assert manifest.stages["evolve"].counts["stages"]["base"]["status"] == "done"
+        calls_before = model.calls
+        with pytest.raises(BudgetExceeded, match="rollout"):
+            evolve(config, llm_config=llm(tmp_path), resume=True, budget=Budget(calls=2),
+                   progress=False)  # fmt: skip
+        assert model.calls - calls_before == 2  # only the tasks not done before
+        assert len(read_trajectories(run_dir).records) == 5
+    stats = read_manifest(run_dir).stages["evolve"].counts["stages"]  # type: ignore[union-attr]
+    assert stats["rollout"]["calls"] == 5
+
+
+def test_cli_estimate_prints_and_writes_nothing(repo: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq",
+         "--evolve-limit", "6", "--test-limit", "4", "--runs-dir", str(repo.parent / "runs"),
+         "--model", "fake/echo", "--estimate"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "estimate: about" in result.output and "rollout" in result.output
+    assert not (repo.parent / "runs").exists()
+
+
+def test_cli_bad_budget_and_resume_without_run_are_one_line_errors(repo: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["evolve", "--resume"])
+    assert result.exit_code == 1 and "needs --run-id" in result.output
+    result = runner.invoke(main, ["evolve", "--resume", "--run-id", "nope", "--runs-dir",
+                                  str(repo.parent / "runs")])  # fmt: skip
+    assert result.exit_code == 1 and "no evolve run 'nope'" in result.output
+    result = runner.invoke(main, ["evolve", "skills/x", "--suite", "wikitq", "--budget", "x=1"])
+    assert result.exit_code == 1 and "bad budget item" in result.output
+    assert "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole method
+# ---------------------------------------------------------------------------------------------
+
+
+def held_out_ids(n: int = 4) -> list[str]:
+    return [t.id for t in get_suite("wikitq").load("test", limit=n, seed=0).tasks]
+
+
+def method(name: str) -> Any:
+    """The fake model playing every role; S0 fails 2 evolve and 2 test tasks, S* none."""
+    wrong = set(train_ids()[:2]) | set(held_out_ids()[:2])
+    gold = {t.id: t for t in get_suite("wikitq").load("all").tasks}
+    return fake_model(method_script(gold, wrong), name=name)
+
+
+def run_files(run_dir: Path) -> dict[str, str]:
+    """The run's record files (what a resumed run must reproduce), timestamps left out."""
+    out = {}
+    for name in ("trajectories.jsonl", "evals/trajectories.jsonl"):
+        ids = sorted(json.loads(line)["id"] for line in (run_dir / name).read_text().splitlines())
+        out[name] = "\n".join(ids)
+    analyses = [json.loads(line) for line in (run_dir / "analyses.jsonl").read_text().splitlines()]
+    out["analyses"] = "\n".join(
+        sorted(f"{a['id']} {a['status']} {a['patch_id']}" for a in analyses)
+    )
+    merges = [json.loads(line) for line in (run_dir / "merges.jsonl").read_text().splitlines()]
+    out["merges"] = "\n".join(sorted(f"{m['level']} {m['group']} {m['patch_id']}" for m in merges))
+    out["patches"] = " ".join(sorted(p.name for p in (run_dir / "patches").iterdir()))
+    return out
+
+
+def test_evolve_end_to_end(repo: Path, tmp_path: Path) -> None:
+    before = user_state(repo)
+    run_dir = repo.parent / "runs" / "r1"
+    with method("evolve-e2e") as model:
+        lines: list[str] = []
+        summary = evolve(
+            config_for(repo, model=model), llm_config=llm(tmp_path), progress=False,
+            echo=lines.append,
+        )  # fmt: skip
+    assert [line.split()[-1] for line in lines] == list(STAGES)
+    # S0 failed 2 of 6 evolve tasks; two error analyses, both kept; one merge made S*.
+    assert (summary.evolve.n, summary.evolve.passed) == (6, 4)
+    assert summary.analyses == {"total": 2, "kept": 2, "dropped": 0}
+    assert summary.merges.get("merged") == 1 and summary.merges["levels"] == 1
+    assert (summary.s0.passed, summary.result.passed, summary.s0.n) == (2, 4, 4)
+    assert summary.difference == pytest.approx(0.5)
+    assert sorted(summary.gained) == sorted(held_out_ids()[:2]) and summary.lost == []
+    assert summary.top_edits and all(e.support == 1 for e in summary.top_edits)
+    assert {s for e in summary.top_edits for s in e.sources} == {
+        json.loads(line)["patch_id"]
+        for line in (run_dir / "analyses.jsonl").read_text().splitlines()
+    }
+    assert all(summary.stages[s].status == "done" for s in STAGES)
+    assert summary.stages["rollout"].calls == 6 and summary.stages["analyse"].calls > 0
+    assert json.loads((run_dir / "summary.json").read_text()) == summary.model_dump(mode="json")
+    # The git story: base, two patch commits, one octopus merge = S*.
+    log = git(repo, "log", "--format=%P|%s", "t2s/r1/base..t2s/r1/result").splitlines()
+    assert len(log) == 3 and len(log[0].split("|")[0].split()) == 2
+    skill = git(repo, "show", "t2s/r1/result:skills/wikitq-table-qa/SKILL.md")
+    assert skill.count(" before answering.") == 2
+    assert user_state(repo) == before  # the user's branch, index and files untouched
+    manifest = read_manifest(run_dir)
+    assert manifest is not None and manifest.stages["evolve"].status == "done"
+    # The bundle holds every ref of the run and imports into a fresh repository.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    git(fresh, "init", "-q")
+    git(fresh, "fetch", "-q", str(run_dir / "refs.bundle"), "refs/heads/t2s/*:refs/heads/t2s/*")
+    assert git(fresh, "rev-parse", "t2s/r1/result") == git(repo, "rev-parse", "t2s/r1/result")
+
+
+@pytest.mark.parametrize("stage", ["analyse", "consolidate", "eval-s0", "eval-result", "bundle"])
+def test_kill_at_a_stage_boundary_resumes_without_redoing_work(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    import toolkit.evolve as evolve_module
+
+    real = evolve_module._STAGE_FUNCS[stage]
+
+    def killed(_run: Any) -> None:
+        raise KeyboardInterrupt  # what Ctrl-C or a SIGINT looks like at that point
+
+    with method("evolve-kill") as model:
+        config = config_for(repo, model=model)
+        monkeypatch.setitem(evolve_module._STAGE_FUNCS, stage, killed)
+        with pytest.raises(KeyboardInterrupt):
+            evolve(config, llm_config=llm(tmp_path), progress=False)
+        stats = read_manifest(config.run_dir).stages["evolve"].counts["stages"]  # type: ignore[union-attr]
+        assert stats[stage]["status"] == "interrupted"
+        calls_at_kill = model.calls
+        monkeypatch.setitem(evolve_module._STAGE_FUNCS, stage, real)
+        summary = evolve(config, llm_config=llm(tmp_path), resume=True, progress=False)
+        resumed_calls = model.calls - calls_at_kill
+    with method("evolve-kill") as model:
+        whole = evolve(
+            config_for(repo, "r2", model=model), llm_config=llm(tmp_path), progress=False
+        )
+        by_stage = {s: whole.stages[s].calls for s in STAGES}
+    # Only the stages from the killed one on made model calls again.
+    later = STAGES[STAGES.index(stage) :]
+    assert resumed_calls == sum(by_stage[s] for s in later)
+    assert (summary.s0.passed, summary.result.passed) == (whole.s0.passed, whole.result.passed)
+    assert run_files(config.run_dir) == run_files(repo.parent / "runs" / "r2")
+    tree = "t2s/{}/result^{{tree}}"
+    assert git(repo, "rev-parse", tree.format("r1")) == git(repo, "rev-parse", tree.format("r2"))
+    assert (config.run_dir / "refs.bundle").is_file()
+
+
+def test_no_failures_for_error_analysts_is_a_clear_stop(repo: Path, tmp_path: Path) -> None:
+    gold = {t.id: t for t in get_suite("wikitq").load("all").tasks}
+    with fake_model(method_script(gold, set()), name="evolve-allpass") as model:
+        config = config_for(repo, model=model)
+        with pytest.raises(EvolveError, match="all 6 evolve tasks passed.*--analysts success"):
+            evolve(config, llm_config=llm(tmp_path), progress=False)
+        calls = model.calls
+        with pytest.raises(EvolveError, match="all 6 evolve tasks passed"):
+            evolve(config, llm_config=llm(tmp_path), resume=True, progress=False)
+        assert model.calls == calls  # the rollouts are kept, not redone
+    assert len(read_trajectories(config.run_dir).records) == 6
+
+
+def test_second_evolve_of_a_running_run_is_refused(repo: Path, tmp_path: Path) -> None:
+    config = config_for(repo, model="fake/echo")
+    with evolve_lock(config.run_dir), pytest.raises(EvolveError, match="already being evolved"):
+        evolve(config, llm_config=llm(tmp_path), progress=False)
+    assert git(repo, "for-each-ref", "refs/heads/t2s") == ""
+
+
+def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq",
+            "--evolve-limit", "6", "--test-limit", "4", "--runs-dir", str(repo.parent / "runs"),
+            "--run-id", "c1", "--parallel", "1", "--no-cache",
+            "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    with method("evolve-cli") as model:
+        stopped = runner.invoke(main, [*args, "--model", model, "--budget", "calls=4"])
+        assert stopped.exit_code == 3, stopped.output
+        assert "budget spent (calls 4/4) during stage rollout" in stopped.output
+        assert "--resume --run-id c1" in stopped.output
+        done = runner.invoke(main, ["evolve", "--resume", "--run-id", "c1", "--runs-dir",
+                                    str(repo.parent / "runs"), "--no-cache"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "estimate: about" in done.output
+    assert (
+        "S* - S0 (paired): +0.50" in done.output and "result branch: t2s/c1/result" in done.output
+    )
+    assert "support   1" in done.output
+
+
+def test_no_successes_for_success_analysts_is_a_clear_stop(repo: Path, tmp_path: Path) -> None:
+    gold = {t.id: t for t in get_suite("wikitq").load("all").tasks}
+    with fake_model(method_script(gold, set(gold)), name="evolve-allfail") as model:
+        config = config_for(repo, model=model, analysts="success")
+        with pytest.raises(
+            EvolveError, match="none of the 6 evolve tasks passed.*--analysts error"
+        ):
+            evolve(config, llm_config=llm(tmp_path), progress=False)
+    manifest = read_manifest(config.run_dir)
+    assert manifest is not None and manifest.stages["evolve"].status == "failed"
+    assert "rollout: none of the 6" in (manifest.stages["evolve"].error or "")

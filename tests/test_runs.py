@@ -1,0 +1,53 @@
+"""The generic stage runner: status in the manifest, resume by unit id, failures recorded."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from toolkit.runs import StageSpec, read_manifest, run_stage
+
+
+class Item(BaseModel):
+    id: str
+    value: int
+
+
+def spec(run_dir: Path, saved: list[int], finished: set[str], fail_on: int = -1) -> StageSpec:
+    async def work(unit: Item) -> int:
+        if unit.value == fail_on:
+            raise RuntimeError(f"unit {unit.id} broke")
+        return unit.value * 10
+
+    return StageSpec(
+        run_dir=run_dir,
+        name="square",
+        label="square",
+        config={"k": 1},
+        units=[Item(id=f"u{i}", value=i) for i in range(4)],
+        finished=finished,
+        work=work,
+        save=saved.append,
+        concurrency=2,
+        progress=False,
+    )
+
+
+def test_runs_unfinished_units_and_records_done(tmp_path: Path) -> None:
+    saved: list[int] = []
+    new = asyncio.run(run_stage(spec(tmp_path, saved, {"u1"}), lambda r: {"ran": len(r)}))
+    assert new == [0, 20, 30] and sorted(saved) == [0, 20, 30]
+    stage = read_manifest(tmp_path).stages["square"]  # type: ignore[union-attr]
+    assert stage.status == "done" and stage.counts == {"ran": 3} and stage.config == {"k": 1}
+
+
+def test_a_failing_unit_marks_the_stage_failed(tmp_path: Path) -> None:
+    saved: list[int] = []
+    with pytest.raises(RuntimeError, match="u2 broke"):
+        asyncio.run(run_stage(spec(tmp_path, saved, set(), fail_on=2), lambda r: {}))
+    stage = read_manifest(tmp_path).stages["square"]  # type: ignore[union-attr]
+    assert stage.status == "failed" and stage.error == "unit u2 broke"
+    assert stage.counts["units"] == 4 and stage.counts["finished"] == len(saved)

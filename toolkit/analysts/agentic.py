@@ -1,0 +1,103 @@
+"""The agentic error analyst: a ReAct loop over a failed trajectory with the task's workspace
+and the suite's verifier as tools.
+
+Each step is one structured call ``{thought, tool, args{code, answer}}``:
+
+* ``python`` runs code in a sandbox session holding the task's files (as the agent had them);
+* ``evaluate_output`` scores ``args.answer`` with the suite's own verifier (for spreadsheets:
+  the workbooks the analyst wrote in the workspace) and answers ``PASS`` or ``FAIL`` with the
+  details, the gold values masked (the analyst must find the answer: its PASS is the quality
+  gate, so it must not be able to copy it);
+* ``finish`` ends the loop (so does the end of ``max_turns``: no call is spent on a forced
+  ``finish``).
+
+If the fix reached PASS, one more call asks for the report and the patch (an
+:class:`~toolkit.analysts.replies.ErrorReply`); otherwise the analysis is dropped with reason
+``fix-not-passed`` (no report call: it would be thrown away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from toolkit.agent import truncate
+from toolkit.analysts.calls import AnalystOutput, ask
+from toolkit.analysts.leaks import mask_values
+from toolkit.analysts.prompts import agentic_prompt, agentic_report_request
+from toolkit.analysts.records import AnalyseConfig
+from toolkit.analysts.replies import AnalystStep, ErrorReply
+from toolkit.llm.gateway import Gateway
+from toolkit.rollout import score_answer, workspace_files
+from toolkit.sandbox import SandboxPool, Session
+from toolkit.skill import Skill
+from toolkit.tasks import Suite, Task
+from toolkit.trajectory import Trajectory
+
+OBSERVATION_CHARS = 1500
+PYTHON_WALL_S = 20.0
+
+
+async def _evaluate(
+    suite: Suite, task: Task, answer: str, session: Session, gold: list[str]
+) -> tuple[bool, str]:
+    """The verifier's verdict on ``answer`` as (passed, observation)."""
+    if not answer.strip() and suite.name != "spreadsheet":
+        return False, "Error: evaluate_output needs args.answer (the answer to check)."
+    await session.ready()
+    if suite.name == "spreadsheet":  # LibreOffice recalculation blocks for ~1 s
+        verdict = await asyncio.to_thread(score_answer, suite, task, answer, session.path)
+    else:
+        verdict = score_answer(suite, task, answer, session.path)
+    if verdict.passed:
+        return True, "PASS. Your fix is correct: call finish now."
+    return False, "FAIL: " + mask_values(verdict.details or "wrong answer", gold)
+
+
+async def analyse_error_agentic(
+    gateway: Gateway,
+    config: AnalyseConfig,
+    skill: Skill,
+    trajectory: Trajectory,
+    suite: Suite,
+    task: Task,
+    pool: SandboxPool,
+    seed: int,
+) -> AnalystOutput:
+    """Run the agentic error analyst on one failed trajectory (see the module docstring)."""
+    out = AnalystOutput(fix_passed=False)
+    files = workspace_files(suite, task)
+    gold = list(trajectory.verdict.gold)
+    thoughts: list[str] = []
+    async with pool.session(files) as session:
+        messages = agentic_prompt(skill, trajectory, sorted(files or {}), config.max_turns)
+        for index in range(config.max_turns):
+            step = await ask(gateway, config, messages, AnalystStep, out, seed + index)
+            if step is None:
+                out.report = "\n".join(thoughts)
+                return out
+            thoughts.append(f"[{index}] {step.tool}: {step.thought}")
+            messages.append({"role": "assistant", "content": step.model_dump_json()})
+            if step.tool == "finish":
+                break
+            if step.tool == "python":
+                if not step.args.code.strip():
+                    observation = "Error: python needs args.code."
+                else:
+                    run = await session.run(step.args.code, wall_s=PYTHON_WALL_S)
+                    observation, _ = truncate(run.render(), OBSERVATION_CHARS, "print less")
+            else:
+                passed, observation = await _evaluate(suite, task, step.args.answer, session, gold)
+                out.fix_passed = out.fix_passed or passed
+            messages.append({"role": "user", "content": f"Observation:\n{observation}"})
+    if not out.fix_passed:
+        out.report = "\n".join(thoughts)
+        out.failure = "fix-not-passed: the analyst's fix never reached PASS with the verifier"
+        return out
+    messages.append({"role": "user", "content": agentic_report_request(True)})
+    reply = await ask(gateway, config, messages, ErrorReply, out, seed + config.max_turns)
+    if reply is None:
+        out.report = "\n".join(thoughts)
+        return out
+    out.reply = reply
+    out.report = f"{reply.diagnosis}\n(faulty step: {reply.failed_step})\n" + "\n".join(thoughts)
+    return out

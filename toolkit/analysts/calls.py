@@ -1,0 +1,56 @@
+"""One model call of an analyst, and the running account of an analysis' calls."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, Field
+
+from toolkit.analysts.records import AnalyseConfig
+from toolkit.errors import LLMError
+from toolkit.llm.gateway import Gateway
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class AnalystOutput(BaseModel):
+    """What an analyst produced for one trajectory, before the stage's checks."""
+
+    reply: Any = Field(None, description="The validated ErrorReply / SuccessReply, or None.")
+    report: str = Field("", description="The analysis text.")
+    fix_passed: bool | None = None
+    failure: str | None = Field(None, description="Why there is no usable reply.")
+    turns: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+async def ask(
+    gateway: Gateway,
+    config: AnalyseConfig,
+    messages: list[dict[str, Any]],
+    response_model: type[M],
+    out: AnalystOutput,
+    seed: int,
+) -> M | None:
+    """One structured call; tokens and turns go to ``out``. On a failed call (invalid or
+    truncated reply after the gateway's repair round, provider error) ``out.failure`` says
+    why and the result is None: the stage records the analysis as dropped."""
+    out.turns += 1
+    try:
+        completion = await gateway.acomplete_full(
+            messages,
+            config.model,
+            response_model,
+            temperature=config.temperature,
+            max_tokens=config.max_tokens,
+            seed=seed,
+        )
+    except LLMError as exc:
+        text = str(exc)
+        kind = "invalid-reply" if "no valid" in text else "model-error"
+        out.failure = f"{kind}: {text}"
+        return None
+    out.tokens_in += completion.tokens_in
+    out.tokens_out += completion.tokens_out
+    return completion.value

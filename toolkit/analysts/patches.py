@@ -1,0 +1,175 @@
+"""From an analyst's reply to a leaf patch: leak filter, patch engine, file, branch.
+
+:func:`check_patch` is pure: it drops edits that leak the gold answer or that the patch
+engine rejects against S0 (anchors must match the real file text; paths stay inside the
+skill; protected files stay untouched), re-checks the rest as one patch and returns it with
+the files it changes, or the reason nothing is left. :func:`save_patch` writes
+``patches/<id>.json``; :func:`commit_patches` commits leaves on
+``t2s/<run>/patch/<id>`` (parent = base) with provenance trailers, in one batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from toolkit.analysts.leaks import leaked_values
+from toolkit.analysts.records import AnalysisRecord, DroppedEdit
+from toolkit.analysts.replies import PatchReply, edit_dicts
+from toolkit.atomic import write_atomic
+from toolkit.errors import PatchError
+from toolkit.patch import Patch, apply_patch, parse_patch
+from toolkit.repo import PatchCommit, SkillRepo, write_patches
+from toolkit.runs import PATCHES_DIR
+from toolkit.skill import Skill
+
+
+class CheckedPatch(BaseModel):
+    """The outcome of :func:`check_patch`."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    patch: Patch | None = Field(None, description="The leaf patch; None when nothing is left.")
+    reason: str | None = Field(None, description="Why there is no patch.")
+    dropped: list[DroppedEdit] = Field(default_factory=list)
+    changes: dict[str, bytes | None] = Field(
+        default_factory=dict, description="Skill-relative files the patch writes or deletes."
+    )
+
+
+def leaf_id(analysis_id: str, patch: Patch) -> str:
+    """The leaf patch's id: a hash of its analysis and content, so two analyses that wrote
+    the same edits still get one patch (and one branch) each."""
+    payload = f"{analysis_id}:{patch.content_hash()}".encode()
+    return hashlib.sha256(payload).hexdigest()[:12]
+
+
+def _as_patch(reply: PatchReply, edits: Sequence[dict[str, object]]) -> Patch:
+    return parse_patch(
+        {
+            "reasoning": reply.reasoning,
+            "edits": list(edits),
+            "changelog_entries": [e for e in reply.changelog_entries if e.strip()],
+        },
+        source="analyst reply",
+    )
+
+
+def check_patch(
+    reply: PatchReply, skill: Skill, gold: Sequence[str], analysis_id: str
+) -> CheckedPatch:
+    """Turn an analyst's patch reply into a leaf patch that applies cleanly to ``skill``."""
+    dropped: list[DroppedEdit] = []
+    candidates: list[tuple[int, dict[str, object]]] = []
+    for index, edit in enumerate(edit_dicts(reply)):
+        leaks = leaked_values(str(edit.get("content", "")), gold)
+        if leaks:
+            message = f"its content holds {len(leaks)} value(s) of the gold answer"
+            dropped.append(DroppedEdit(index=index, reason="answer-leak", message=message))
+            continue
+        try:
+            parse_patch({"edits": [edit]}, source=f"edit {index}")
+        except PatchError as exc:
+            dropped.append(DroppedEdit(index=index, reason="invalid-edit", message=str(exc)))
+            continue
+        candidates.append((index, edit))
+    if not candidates:
+        reasons = {d.reason for d in dropped}
+        why = "answer-leak" if reasons == {"answer-leak"} else "no-valid-edit"
+        first = dropped[0].message if dropped else "the reply has no edits"
+        return CheckedPatch(reason=f"{why}: {first}", dropped=dropped)
+    patch = _as_patch(reply, [edit for _, edit in candidates])
+    result = apply_patch(skill, patch)
+    if result.rejected:
+        for report in result.rejected:
+            index = candidates[report.index][0]
+            dropped.append(
+                DroppedEdit(index=index, reason=report.reason or "rejected", message=report.message)
+            )
+        bad = {report.index for report in result.rejected}
+        kept = [edit for k, (_, edit) in enumerate(candidates) if k not in bad]
+        if not kept:
+            first = result.rejected[0]
+            return CheckedPatch(
+                reason=f"patch-rejected: {first.reason}: {first.message}", dropped=dropped
+            )
+        patch = _as_patch(reply, kept)
+        result = apply_patch(skill, patch)
+    if not result.clean:
+        return CheckedPatch(reason=f"patch-rejected: {result.summary()}", dropped=dropped)
+    pid = leaf_id(analysis_id, patch)
+    patch = patch.model_copy(update={"id": pid, "sources": [pid], "support": 1})
+    changes: dict[str, bytes | None] = {}
+    for path in result.changed_files:
+        content = result.proposed.get(path)
+        changes[path] = content.encode("utf-8") if isinstance(content, str) else content
+    return CheckedPatch(patch=patch, dropped=dropped, changes=changes)
+
+
+def patch_path(run_dir: Path, patch_id: str) -> Path:
+    """``run_dir/patches/<patch_id>.json``."""
+    return Path(run_dir) / PATCHES_DIR / f"{patch_id}.json"
+
+
+def save_patch(run_dir: Path, patch: Patch) -> Path:
+    """Write ``patches/<id>.json`` atomically (the patch as the run-file contract has it)."""
+    assert patch.id is not None
+    path = patch_path(run_dir, patch.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, patch.model_dump_json(indent=2) + "\n", prefix=".patch-", suffix=".json")
+    return path
+
+
+def commit_patches(
+    store: SkillRepo,
+    run_id: str,
+    skill_path: str,
+    s0: Skill,
+    records: Sequence[AnalysisRecord],
+    run_dir: Path,
+    *,
+    timestamp: int,
+) -> dict[str, str]:
+    """Commit every kept analysis' patch whose branch is missing; return id -> commit of all.
+
+    The files are recomputed from ``patches/<id>.json`` and S0 (pure and deterministic), so a
+    run killed between the analyses and this batch commits them on ``--resume``.
+    """
+    refs = store.run_refs(run_id)
+    prefix = f"t2s/{run_id}/patch/"
+    existing = {name[len(prefix) :]: oid for name, oid in refs.items() if name.startswith(prefix)}
+    todo: list[PatchCommit] = []
+    for record in records:
+        if record.status != "kept" or record.patch_id is None or record.patch_id in existing:
+            continue
+        patch = Patch.model_validate_json(patch_path(run_dir, record.patch_id).read_bytes())
+        result = apply_patch(s0, patch)
+        if not result.clean:  # the file was edited by hand since: do not commit a broken leaf
+            raise PatchError(f"patches/{record.patch_id}.json no longer applies to S0")
+        base = f"{skill_path}/" if skill_path else ""
+        changes: dict[str, bytes | None] = {}
+        for path in result.changed_files:
+            content = result.proposed.get(path)
+            changes[base + path] = content.encode("utf-8") if isinstance(content, str) else content
+        entries = patch.changelog_entries or [f"lesson from trajectory {record.trajectory_id}"]
+        body = "\n".join(f"- {entry}" for entry in entries[1:])
+        todo.append(
+            PatchCommit(
+                patch_id=record.patch_id,
+                changes=changes,
+                subject=entries[0],
+                body=body,
+                trajectory=record.trajectory_id,
+                outcome=record.outcome,
+                analyst=record.analyst,
+                model=record.model,
+                sources=[record.patch_id],
+                support=1,
+            )
+        )
+    if todo:
+        existing.update(write_patches(store, run_id, todo, timestamp=timestamp))
+    return existing

@@ -1,0 +1,450 @@
+"""The analyse stage: every selected trajectory of a run -> one analysis -> one leaf patch.
+
+:func:`run_analyses` / :func:`arun_analyses`:
+
+1. reads ``trajectories.jsonl`` and finds S0: the skill folder (``config.skill_path``, else
+   the rollout's recorded ``skill_path``) in its git repository; ``t2s/<run>/base`` is
+   snapshotted from it if the run has no base yet, and S0 is read back from the base, so
+   every analyst sees the same frozen skill;
+2. selects trajectories (made with S0, or imported) and an analyst for each
+   (:func:`~toolkit.analysts.records.analyst_for`), at most ``config.limit``;
+3. runs the analyses through the stage runner (:mod:`toolkit.runs`), concurrently; each
+   result is checked (leak filter, patch engine against S0), its patch saved to
+   ``patches/<id>.json`` and its record appended to ``analyses.jsonl``, kept or dropped
+   with the reason;
+4. commits every kept patch on ``t2s/<run>/patch/<id>`` in one batch.
+
+``resume=True`` skips the analyses already in ``analyses.jsonl`` (by analysis id) and commits
+any kept patch whose branch is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from toolkit.analysts.agentic import analyse_error_agentic
+from toolkit.analysts.calls import AnalystOutput
+from toolkit.analysts.patches import check_patch, commit_patches, save_patch
+from toolkit.analysts.records import (
+    MAX_REPORT_CHARS,
+    AnalyseConfig,
+    AnalyseSummary,
+    AnalysisRecord,
+    AnalysisUnit,
+    analysis_id,
+    analyst_for,
+)
+from toolkit.analysts.single import analyse_error_single, analyse_success
+from toolkit.errors import ToolkitError
+from toolkit.executor import Executor, LocalExecutor
+from toolkit.llm.config import LLMConfig
+from toolkit.llm.gateway import Gateway
+from toolkit.patch import Patch
+from toolkit.repo import SkillRepo, sanitize_run_id
+from toolkit.rollout import default_concurrency
+from toolkit.runs import (
+    ANALYSES_FILE,
+    CALLS_FILE,
+    TRAJECTORIES_FILE,
+    StageSpec,
+    read_manifest,
+    run_epoch,
+    run_stage,
+    update_stage,
+)
+from toolkit.sandbox import SandboxConfig, SandboxPool
+from toolkit.skill import Skill
+from toolkit.tasks import Suite, Task, get_suite
+from toolkit.trajectory import (
+    Trajectory,
+    append_jsonl,
+    read_jsonl,
+    read_trajectories,
+    repair_jsonl,
+    skill_commit,
+    task_seed,
+)
+
+STAGE = "analyse"
+
+
+class AnalyseError(ToolkitError):
+    """The analyse stage cannot start as asked (no trajectories, no skill, nothing to do)."""
+
+
+def _skill_folder(run_dir: Path, config: AnalyseConfig) -> Path:
+    if config.skill_path:
+        return Path(config.skill_path)
+    manifest = read_manifest(run_dir)
+    for stage in ("rollout", "import"):
+        record = manifest.stages.get(stage) if manifest else None
+        recorded = record.config.get("skill_path") if record else None
+        if recorded:
+            return Path(recorded)
+    raise AnalyseError(
+        f"{run_dir} does not record which skill its trajectories used: pass --skill FOLDER"
+    )
+
+
+def _frozen_s0(run_dir: Path, config: AnalyseConfig) -> tuple[SkillRepo, AnalyseConfig, Skill]:
+    """Open the skill repository, make sure ``t2s/<run>/base`` exists, read S0 from it."""
+    folder = _skill_folder(run_dir, config)
+    if not folder.is_dir():
+        raise AnalyseError(f"skill folder {folder} does not exist: pass --skill FOLDER")
+    store = SkillRepo.open(config.repo or folder)
+    rel = store.relpath(folder)
+    manifest = read_manifest(run_dir)
+    run_id = config.run_id or sanitize_run_id(manifest.run_id if manifest else run_dir.name)
+    base = store.run_refs(run_id).get(f"t2s/{run_id}/base")
+    if base is None:
+        base = store.snapshot_base(run_id, store.root / rel, timestamp=run_epoch(run_dir))
+    s0 = store.load_skill(base, rel)
+    resolved = config.model_copy(
+        update={
+            "repo": str(store.root),
+            "skill_path": rel,
+            "run_id": run_id,
+            "base_commit": base,
+            "skill_commit": skill_commit(s0),
+        }
+    )
+    return store, resolved, s0
+
+
+def _select(
+    trajectories: list[Trajectory], config: AnalyseConfig
+) -> tuple[list[tuple[Trajectory, str]], int]:
+    """(trajectory, analyst) pairs to analyse, in file order, and how many were skipped."""
+    made_with_s0 = [
+        t for t in trajectories if t.source == "import" or t.skill_commit == config.skill_commit
+    ]
+    if trajectories and not made_with_s0:
+        used = sorted({t.skill_commit[:12] for t in trajectories})
+        raise AnalyseError(
+            f"no trajectory was made with the skill at t2s/{config.run_id}/base (tree "
+            f"{(config.skill_commit or '')[:12]}); they used {', '.join(used)}: pass the "
+            "skill folder they used with --skill"
+        )
+    pairs = [(t, kind) for t in made_with_s0 if (kind := analyst_for(config.analyst, t.passed))]
+    if not pairs:
+        wanted = "passed" if config.analyst == "success" else "failed"
+        raise AnalyseError(
+            f"no {wanted} trajectories to analyse with --analyst {config.analyst} "
+            f"({len(made_with_s0)} trajectories, {sum(t.passed for t in made_with_s0)} passed); "
+            + (
+                "use --analyst success or combined"
+                if wanted == "failed"
+                else "use --analyst error or combined"
+            )
+        )
+    skipped = len(trajectories) - len(pairs)
+    if config.limit is not None:
+        skipped += max(0, len(pairs) - config.limit)
+        pairs = pairs[: config.limit]
+    return pairs, skipped
+
+
+def _record(
+    unit: AnalysisUnit,
+    trajectory: Trajectory,
+    out: AnalystOutput,
+    s0: Skill,
+    config: AnalyseConfig,
+    started: float,
+) -> tuple[AnalysisRecord, Patch | None]:
+    """The analysis' record (kept or dropped, with the reason) and its leaf patch."""
+    fields: dict[str, Any] = {
+        "id": unit.id,
+        "trajectory_id": trajectory.id,
+        "task_id": trajectory.task_id,
+        "outcome": "pass" if trajectory.passed else "fail",
+        "analyst": unit.analyst,
+        "model": config.model,
+        "fix_passed": out.fix_passed,
+        "turns": out.turns,
+        "tokens_in": out.tokens_in,
+        "tokens_out": out.tokens_out,
+        "started_at": started,
+        "ended_at": time.time(),
+        "report": out.report[:MAX_REPORT_CHARS],
+    }
+    if out.failure is not None or out.reply is None:
+        reason = out.failure or "no-reply"
+        return AnalysisRecord(status="dropped", reason=reason, **fields), None
+    checked = check_patch(out.reply.patch, s0, trajectory.verdict.gold, unit.id)
+    if checked.patch is None:
+        record = AnalysisRecord(
+            status="dropped", reason=checked.reason, dropped_edits=checked.dropped, **fields
+        )
+        return record, None
+    record = AnalysisRecord(
+        status="kept", patch_id=checked.patch.id, dropped_edits=checked.dropped, **fields
+    )
+    return record, checked.patch
+
+
+async def arun_analyses(
+    run_dir: str | Path,
+    config: AnalyseConfig | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    llm_config: LLMConfig | None = None,
+    executor: Executor | None = None,
+    sandbox_config: SandboxConfig | None = None,
+    suite: Suite | None = None,
+) -> AnalyseSummary:
+    """Async :func:`run_analyses` (same arguments)."""
+    wall0 = time.perf_counter()
+    run_path = Path(run_dir)
+    config = config or AnalyseConfig()
+    traj_path = run_path / TRAJECTORIES_FILE
+    if not traj_path.is_file():
+        raise AnalyseError(f"{run_path} has no {TRAJECTORIES_FILE}: roll out or import first")
+    trajectories = read_trajectories(traj_path).records
+    if not trajectories:
+        raise AnalyseError(f"{traj_path} holds no trajectories")
+    analyses_path = run_path / ANALYSES_FILE
+    manifest = read_manifest(run_path)
+    if not resume and (
+        (analyses_path.exists() and analyses_path.stat().st_size > 0)
+        or (manifest is not None and STAGE in manifest.stages)
+    ):
+        raise AnalyseError(
+            f"{run_path} was already analysed ({ANALYSES_FILE}); pass --resume to continue it"
+        )
+    store, config, s0 = _frozen_s0(run_path, config)
+    try:
+        return await _analyse(
+            run_path,
+            config,
+            store,
+            s0,
+            trajectories,
+            resume=resume,
+            progress=progress,
+            llm_config=llm_config,
+            executor=executor,
+            sandbox_config=sandbox_config,
+            suite=suite,
+            wall0=wall0,
+        )
+    finally:
+        store.close()
+
+
+async def _analyse(
+    run_path: Path,
+    config: AnalyseConfig,
+    store: SkillRepo,
+    s0: Skill,
+    trajectories: list[Trajectory],
+    *,
+    resume: bool,
+    progress: bool,
+    llm_config: LLMConfig | None,
+    executor: Executor | None,
+    sandbox_config: SandboxConfig | None,
+    suite: Suite | None,
+    wall0: float,
+) -> AnalyseSummary:
+    model = config.model or trajectories[0].model
+    concurrency = config.concurrency or default_concurrency(model)
+    config = config.model_copy(
+        update={
+            "model": model,
+            "concurrency": concurrency,
+            "executor": (executor or LocalExecutor()).name,
+        }
+    )
+    pairs, skipped = _select(trajectories, config)
+    by_id = {t.id: t for t, _ in pairs}
+    units = [
+        AnalysisUnit(
+            id=analysis_id(t.id, kind, model, config.skill_commit or "", config.seed),
+            trajectory_id=t.id,
+            analyst=kind,  # type: ignore[arg-type]
+        )
+        for t, kind in pairs
+    ]
+    analyses_path = run_path / ANALYSES_FILE
+    if resume and repair_jsonl(analyses_path):
+        print(f"note: cut an incomplete last line off {analyses_path}", file=sys.stderr)
+    previous = {r.id: r for r in read_jsonl(analyses_path, AnalysisRecord).records}
+    wanted = {u.id for u in units}
+    finished = [previous[i] for i in wanted if i in previous]
+
+    llm = llm_config or LLMConfig.from_env()
+    llm = llm.model_copy(
+        update={
+            "model": model,
+            "calls_log": run_path / CALLS_FILE,
+            "concurrency": max(llm.concurrency, concurrency),
+        }
+    )
+    gateway = Gateway(llm)
+    pools: list[SandboxPool] = []
+    tasks: dict[tuple[str, str], Task] = {}
+
+    def task_of(trajectory: Trajectory) -> tuple[Suite, Task]:
+        suite_obj = suite if suite is not None and suite.name == trajectory.suite else None
+        suite_obj = suite_obj or get_suite(trajectory.suite)
+        key = (suite_obj.name, trajectory.task_id)
+        if key not in tasks:
+            tasks[key] = suite_obj.load_ids([trajectory.task_id])[0]
+        return suite_obj, tasks[key]
+
+    @contextlib.asynccontextmanager
+    async def resources() -> AsyncIterator[None]:
+        agentic = sum(u.analyst == "error-agentic" and u.id not in previous for u in units)
+        if not agentic:
+            yield
+            return
+        size = min(concurrency, agentic)
+        async with SandboxPool(size=size, config=sandbox_config) as pool:
+            pools.append(pool)
+            yield
+
+    async def work(unit: AnalysisUnit) -> tuple[AnalysisRecord, Patch | None]:
+        trajectory = by_id[unit.trajectory_id]
+        started = time.time()
+        seed = task_seed(config.seed, trajectory.id)
+        if unit.analyst == "error-agentic":
+            try:
+                suite_obj, task = task_of(trajectory)
+            except ToolkitError as exc:
+                out = AnalystOutput(fix_passed=False, failure=f"task-unknown: {exc}")
+            else:
+                out = await analyse_error_agentic(
+                    gateway, config, s0, trajectory, suite_obj, task, pools[0], seed
+                )
+        elif unit.analyst == "error-single":
+            out = await analyse_error_single(gateway, config, s0, trajectory, seed)
+        else:
+            out = await analyse_success(gateway, config, s0, trajectory, seed)
+        # The checks run the patch engine (pure CPU): off the event loop, like scoring.
+        return await asyncio.to_thread(_record, unit, trajectory, out, s0, config, started)
+
+    def save(result: tuple[AnalysisRecord, Patch | None]) -> None:
+        record, patch = result
+        if patch is not None:  # the file first: a record's patch_id always has its file
+            save_patch(run_path, patch)
+        append_jsonl(analyses_path, record)
+
+    spec: StageSpec[AnalysisUnit, tuple[AnalysisRecord, Patch | None]] = StageSpec(
+        run_dir=run_path,
+        name=STAGE,
+        label=f"analyse {config.analyst}",
+        config=config.model_dump(mode="json"),
+        units=units,
+        finished=previous.keys(),
+        work=work,
+        save=save,
+        passed=lambda result: result[0].status == "kept",
+        already_passed=sum(r.status == "kept" for r in finished),
+        resources=resources,
+        executor=executor,
+        concurrency=concurrency,
+        progress=progress,
+    )
+    try:
+        new = await run_stage(spec, lambda results: {"ran": len(results)})
+    finally:
+        gateway.close()
+    records = finished + [record for record, _ in new]
+    order = {u.id: k for k, u in enumerate(units)}
+    records.sort(key=lambda r: order[r.id])
+    assert config.run_id is not None and config.skill_path is not None
+    branches = commit_patches(
+        store,
+        config.run_id,
+        config.skill_path,
+        s0,
+        records,
+        run_path,
+        timestamp=run_epoch(run_path),
+    )
+    kept = [r for r in records if r.status == "kept"]
+    summary = AnalyseSummary(
+        run_dir=run_path,
+        run_id=config.run_id,
+        analyst=config.analyst,
+        model=model,
+        trajectories=len(units),
+        ran=len(new),
+        resumed=len(finished),
+        kept=len(kept),
+        dropped=len(records) - len(kept),
+        reasons=dict(Counter((r.reason or "").split(":")[0] for r in records if r.reason)),
+        patch_ids=[r.patch_id for r in kept if r.patch_id],
+        branches={r.patch_id: branches[r.patch_id] for r in kept if r.patch_id},
+        skipped=skipped,
+        tokens_in=sum(r.tokens_in for r in records),
+        tokens_out=sum(r.tokens_out for r in records),
+        wall_s=time.perf_counter() - wall0,
+    )
+    update_stage(
+        run_path,
+        STAGE,
+        counts=summary.model_dump(
+            mode="json",
+            include={"trajectories", "ran", "resumed", "kept", "dropped", "reasons", "skipped"},
+        ),
+    )
+    return summary
+
+
+def run_analyses(
+    run_dir: str | Path,
+    config: AnalyseConfig | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    llm_config: LLMConfig | None = None,
+    executor: Executor | None = None,
+    sandbox_config: SandboxConfig | None = None,
+    suite: Suite | None = None,
+) -> AnalyseSummary:
+    """Analyse the trajectories of a run into leaf patches; see the module docstring.
+
+    Args:
+        run_dir: the run folder (holds ``trajectories.jsonl``; gets ``analyses.jsonl``,
+            ``patches/``, the ``analyse`` stage in ``manifest.json`` and model calls in
+            ``llm_calls.jsonl``).
+        config: the stage's settings (:class:`AnalyseConfig`: analyst, author model, seed,
+            limit, skill folder and repository...); unset fields are resolved from the run.
+        resume: continue an earlier call (finished analyses are kept, not redone).
+        progress: draw a progress bar on stderr.
+        llm_config: gateway settings (cache, retries, API base); its model is replaced by the
+            author model and its calls log by the run's.
+        executor: runs the analyses (default: :class:`~toolkit.executor.LocalExecutor`).
+        sandbox_config: the agentic analyst's sandbox pool settings.
+        suite: the suite object to use for the trajectories' suite (e.g. one with a custom
+            data folder); others are loaded by name.
+
+    Returns:
+        An :class:`AnalyseSummary` over every analysis of the run.
+
+    Raises:
+        ToolkitError: no trajectories, no skill, no trajectory for the chosen analyst, an
+            earlier analyse stage without ``resume``, a repository problem.
+    """
+    return asyncio.run(
+        arun_analyses(
+            run_dir,
+            config,
+            resume=resume,
+            progress=progress,
+            llm_config=llm_config,
+            executor=executor,
+            sandbox_config=sandbox_config,
+            suite=suite,
+        )
+    )

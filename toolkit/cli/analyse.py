@@ -1,0 +1,123 @@
+"""CLI command ``trace2skill analyse``: stage 2, trajectories -> analyses -> leaf patches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from toolkit.analysts.records import ANALYST_CHOICES
+
+
+@click.command("analyse")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--analyst", type=click.Choice(ANALYST_CHOICES), default="error", show_default=True,
+    help="error: the agentic error analyst on failures (tools + the verifier; kept only if its "
+    "fix reaches PASS). error-single: one call per failure (the paper's ablation). success: "
+    "one call per pass (solution path, then at most 3 lessons). combined: error + success.",
+)  # fmt: skip
+@click.option(
+    "--skill", "skill_path", type=click.Path(file_okay=False, path_type=Path),
+    help="The skill folder S0 the trajectories used (default: the one the rollout recorded). "
+    "It must be in a git repository: the run's base t2s/<run>/base is snapshotted from it.",
+)  # fmt: skip
+@click.option(
+    "--repo", type=click.Path(file_okay=False, path_type=Path),
+    help="The skill repository (default: the git repository holding the skill).",
+)  # fmt: skip
+@click.option("--run-id", help="Run id in the repository's refs (default: the run's name).")
+@click.option(
+    "--author-model", metavar="MODEL",
+    help="Model that writes the analyses (default: the agent's model, from the trajectories); "
+    "a stronger one gives the paper's cross-model setting.",
+)  # fmt: skip
+@click.option(
+    "--parallel", type=click.IntRange(min=1),
+    help="Analyses at once (default: 1 with the embedded local/ model, else 4).",
+)  # fmt: skip
+@click.option("--limit", type=click.IntRange(min=0), help="Analyse at most N trajectories.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option(
+    "--max-turns", type=click.IntRange(min=2, max=30), default=8, show_default=True,
+    help="Most tool steps of the agentic analyst.",
+)  # fmt: skip
+@click.option("--resume", is_flag=True, help="Continue: finished analyses are kept, not redone.")
+@click.option("--api-base", metavar="URL", help="Base URL of an OpenAI-compatible server.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def analyse_command(
+    run_dir: Path,
+    analyst: str,
+    skill_path: Path | None,
+    repo: Path | None,
+    run_id: str | None,
+    author_model: str | None,
+    parallel: int | None,
+    limit: int | None,
+    seed: int,
+    max_turns: int,
+    resume: bool,
+    api_base: str | None,
+    no_cache: bool,
+    no_progress: bool,
+    as_json: bool,
+) -> None:
+    """Analyse each trajectory of RUN_DIR against the frozen skill S0 into one patch.
+
+    Each analysis runs independently (concurrently with --parallel) and is written to
+    RUN_DIR/analyses.jsonl, kept or dropped with the reason: a reply that does not parse,
+    a fix that never reached PASS, edits that leak the gold answer or that the patch engine
+    rejects (anchors must match the skill's real text; edits stay inside the skill and off
+    protected files). Each kept analysis becomes RUN_DIR/patches/<id>.json and a commit on
+    t2s/<run>/patch/<id> (parent t2s/<run>/base) whose trailers name the trajectory, its
+    outcome, the analyst and the model. Your working tree is never touched. Next step:
+    trace2skill consolidate RUN_DIR.
+
+    \b
+    Examples:
+      trace2skill analyse runs/wtq-s0
+      trace2skill analyse runs/wtq-s0 --analyst combined --limit 30
+      trace2skill analyse runs/wtq-s0 --analyst error-single --author-model openai/gpt-4o-mini \\
+          --parallel 8
+      trace2skill analyse runs/imported --skill skills/wikitq-table-qa --analyst success
+      trace2skill analyse runs/wtq-s0 --resume
+    """
+    from toolkit.analysts import AnalyseConfig, run_analyses
+    from toolkit.llm.config import LLMConfig
+
+    config = AnalyseConfig(
+        analyst=analyst,  # type: ignore[arg-type]
+        model=author_model,
+        seed=seed,
+        max_turns=max_turns,
+        concurrency=parallel,
+        limit=limit,
+        skill_path=str(skill_path) if skill_path else None,
+        repo=str(repo) if repo else None,
+        run_id=run_id,
+    )
+    llm_config = LLMConfig.from_env(api_base=api_base, cache=False if no_cache else None)
+    summary = run_analyses(
+        run_dir, config, resume=resume, progress=not no_progress, llm_config=llm_config
+    )
+    if as_json:
+        click.echo(summary.model_dump_json())
+        return
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.reasons.items())) or "-"
+    rows = [
+        ("run", f"{summary.run_dir} (refs t2s/{summary.run_id}/)"),
+        ("analyst", f"{summary.analyst} by {summary.model}"),
+        ("analysed", f"{summary.trajectories} (ran {summary.ran}, resumed {summary.resumed})"),
+        ("kept", f"{summary.kept} -> patches/ and t2s/{summary.run_id}/patch/<id>"),
+        ("dropped", f"{summary.dropped} ({reasons})"),
+        ("skipped", f"{summary.skipped} trajectories no selected analyst applies to"),
+        ("tokens", f"{summary.tokens_in} in, {summary.tokens_out} out"),
+    ]
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+COMMANDS = [analyse_command]

@@ -1,0 +1,308 @@
+"""CLI command: ``trace2skill evolve`` (the whole method, resumable, with a budget)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from toolkit.cli.llm import llm_options
+from toolkit.cli.suites import suite_options
+
+if TYPE_CHECKING:
+    from toolkit.evolve import Estimate, EvolveSummary
+    from toolkit.llm.config import LLMConfig
+    from toolkit.tasks import Suite
+
+#: Exit code of a run stopped by its budget (resumable; not an error).
+BUDGET_EXIT = 3
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def estimate_lines(est: Estimate) -> list[str]:
+    """The estimate as printed before a run starts."""
+    r = est.rates
+    lines = [
+        f"estimate: about {est.calls:,} model calls, {est.tokens:,} tokens, "
+        f"{est.minutes:.0f} minutes",
+        f"  assumes {r.steps_per_task:g} calls per task, {r.fail_rate:.0%} of evolve tasks "
+        f"failing, {r.analyst_calls:g} calls per agentic analysis, "
+        f"{r.tokens_per_call:,} tokens and {r.seconds_per_call:g} s per call",
+    ]
+    for s in est.stages:
+        lines.append(
+            f"  {s.stage:<12} {s.units:>4} units {s.calls:>6,} calls {s.minutes:>7.1f} min"
+        )
+    return lines
+
+
+def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
+    """The summary printed when an evolution finishes."""
+    diff = (
+        "n/a"
+        if s.difference is None
+        else f"{s.difference:+.2f} [{s.ci_low:+.2f}, {s.ci_high:+.2f}], p={s.p_value:.3g}"
+    )
+    lines = [
+        f"run {s.run_id}: {s.suite}, agent {s.model}, analysts/merges {s.author_model}",
+        f"evolve split: S0 passed {s.evolve.passed}/{s.evolve.n}",
+        f"analyses: {s.analyses.get('kept', 0)} kept, {s.analyses.get('dropped', 0)} dropped"
+        + (
+            " (" + ", ".join(f"{k} {v}" for k, v in sorted(s.dropped_reasons.items())) + ")"
+            if s.dropped_reasons
+            else ""
+        ),
+        "merges: " + ", ".join(f"{k} {v}" for k, v in sorted(s.merges.items())),
+        f"S0  {s.s0.passed}/{s.s0.n} = {_pct(s.s0.rate)} [{_pct(s.s0.ci_low)}, "
+        f"{_pct(s.s0.ci_high)}]",
+        f"S*  {s.result.passed}/{s.result.n} = {_pct(s.result.rate)} "
+        f"[{_pct(s.result.ci_low)}, {_pct(s.result.ci_high)}]",
+        f"S* - S0 (paired): {diff}; MDE at this n {_pct(s.mde)}",
+        f"flipped: {len(s.gained)} gained ({', '.join(s.gained) or '-'}), "
+        f"{len(s.lost)} lost ({', '.join(s.lost) or '-'})",
+    ]
+    if s.top_edits:
+        lines.append("top edits by support:")
+        for e in s.top_edits[:5]:
+            where = f"{e.file}" + (f" > {e.target_section}" if e.target_section else "")
+            lines.append(f"  support {e.support:>3}  {e.op:<18} {where}")
+    lines.append("stage         status       wall s   calls  cached   tokens")
+    for name, st in s.stages.items():
+        lines.append(
+            f"  {name:<12} {st.status:<11} {st.wall_s:>7.1f} {st.calls:>7} {st.cached:>7} "
+            f"{st.tokens_in + st.tokens_out:>8,}"
+        )
+    lines += [
+        f"result branch: {s.result_branch} ({(s.result_commit or '')[:12]})",
+        f"  git log --graph --oneline {s.result_branch}",
+        f"  git diff {s.base_commit[:12]} {s.result_branch} -- {s.skill}",
+        f"files: {run_dir} (summary.json, refs.bundle)",
+    ]
+    return lines
+
+
+@click.command()
+@click.argument("skill", required=False, type=click.Path(path_type=Path))
+@suite_options(required=False, help_suite="Task suite to evolve on (not needed with --resume).")
+@click.option("--run-id", help="Run id (default: evolve-<skill>-<UTC time>); needed to resume.")
+@click.option(
+    "--runs-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Folder holding the run folders.",
+)
+@click.option("--resume", is_flag=True, help="Continue the run --run-id where it stopped.")
+@click.option(
+    "--budget",
+    metavar="calls=N,tokens=N,minutes=N",
+    help="Stop cleanly (resumable, exit code 3) once this call spent this many model calls "
+    "(cache hits free), tokens or minutes; e.g. calls=500,tokens=2M,minutes=30.",
+)
+@click.option("--estimate", "estimate_only", is_flag=True, help="Print the estimate and stop.")
+@click.option("--evolve-split", default="train", show_default=True, help="Split to learn from.")
+@click.option("--evolve-limit", type=click.IntRange(min=1), help="Seeded subset of it.")
+@click.option("--test-split", default="test", show_default=True, help="Held-out split.")
+@click.option("--test-limit", type=click.IntRange(min=1), help="Seeded subset of it.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Run seed.")
+@click.option(
+    "--analysts",
+    type=click.Choice(["error", "success", "combined"]),
+    default="error",
+    show_default=True,
+    help="Which trajectories are analysed: failures (+Error), successes (+Success) or both.",
+)
+@click.option(
+    "--error-analyst",
+    type=click.Choice(["agentic", "single"]),
+    default="agentic",
+    show_default=True,
+    help="agentic: re-checks its fix with the verifier (kept only at PASS); single: one call.",
+)
+@click.option(
+    "--author-model", metavar="MODEL", help="Model of analysts and merges (default: --model)."
+)
+@click.option(
+    "--merge-batch", type=click.IntRange(min=2), default=5, show_default=True,
+    help="B: most patches merged per group.",
+)  # fmt: skip
+@click.option(
+    "--max-levels", type=click.IntRange(min=1), default=5, show_default=True,
+    help="L_max: most consolidation levels before the final merge.",
+)  # fmt: skip
+@click.option(
+    "--merge-strategy",
+    type=click.Choice(["llm", "git"]),
+    default="llm",
+    show_default=True,
+    help="llm: the merge operator for every group; git: textual union when no conflict.",
+)
+@click.option(
+    "--protocol", type=click.Choice(["json", "code", "plain"]), default="json",
+    show_default=True, help="How the agent talks to the model (see trace2skill eval --help).",
+)  # fmt: skip
+@click.option(
+    "--delivery", type=click.Choice(["system", "progressive"]), default="system",
+    show_default=True, help="Skill in the system prompt, or read section by section.",
+)  # fmt: skip
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    help="Units of work at once (default: 1 with the embedded local/ model, else 4).",
+)
+@click.option(
+    "--allow-dirty", is_flag=True, help="Take S0 from a skill folder with uncommitted changes."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@llm_options
+def evolve(
+    skill: Path | None,
+    suite: Suite | None,
+    run_id: str | None,
+    runs_dir: Path,
+    resume: bool,
+    budget: str | None,
+    estimate_only: bool,
+    evolve_split: str,
+    evolve_limit: int | None,
+    test_split: str,
+    test_limit: int | None,
+    seed: int,
+    analysts: str,
+    error_analyst: str,
+    author_model: str | None,
+    merge_batch: int,
+    max_levels: int,
+    merge_strategy: str,
+    protocol: str,
+    delivery: str,
+    parallel: int | None,
+    allow_dirty: bool,
+    as_json: bool,
+    llm_config: LLMConfig,
+) -> None:
+    """Evolve SKILL end to end: rollouts, analyses, consolidation, then S0 vs S* on a test split.
+
+    \b
+    Stages (each resumable; finished work is never redone):
+      base         S0 committed as t2s/<run>/base (your branch and working tree untouched)
+      rollout      the agent with S0 on the evolve split
+      analyse      one analyst per trajectory (+Error: failures), each a patch on its branch
+      consolidate  patches merged in groups of B, level by level, into t2s/<run>/result (S*)
+      eval-s0      S0 on the test split
+      eval-result  S* on the same tasks and seeds
+      summary      paired S* - S0 with a 95% CI, flipped tasks, patches kept and dropped,
+                   support of the top edits, time and model use per stage
+      bundle       the run's refs as runs/<run>/refs.bundle
+
+    Prints an estimate of calls, tokens and minutes first. Defaults are the paper's main
+    setting: Deepening from SKILL, +Error with the agentic analyst, parallel consolidation.
+    A run stopped by Ctrl-C, a kill or --budget continues with --resume --run-id RUN
+    (settings come from the run; a new --budget may be given). Exit code 3: budget spent.
+
+    \b
+    Examples:
+      trace2skill evolve skills/wikitq-table-qa --suite wikitq --evolve-limit 60 --test-limit 100
+      trace2skill evolve skills/gsm8k-math --suite gsm8k --estimate
+      trace2skill evolve skills/gsm8k-math --suite gsm8k --run-id r1 --budget minutes=30
+      trace2skill evolve --resume --run-id r1 --budget calls=2000
+      trace2skill evolve skills/gsm8k-math --suite gsm8k --analysts combined \\
+          --model openai/gpt-4o-mini
+    """
+    from toolkit.evolve import (
+        BudgetExceeded,
+        EvolveConfig,
+        EvolveError,
+        default_run_id,
+        load_config,
+        parse_budget,
+        plan,
+    )
+    from toolkit.evolve import evolve as run_evolve
+
+    limits = parse_budget(budget)
+    if resume:
+        if not run_id:
+            raise EvolveError("--resume needs --run-id (the run folder's name under --runs-dir)")
+        config = load_config(runs_dir / run_id)
+        if config is None:
+            raise EvolveError(f"no evolve run {run_id!r} in {runs_dir} to resume")
+    else:
+        if skill is None or suite is None:
+            raise EvolveError("give the skill folder and --suite (or --resume --run-id RUN)")
+        data = getattr(suite, "data_dir", None) if suite.name != "jsonl" else None
+        config = EvolveConfig(
+            run_id=run_id or default_run_id(skill),
+            runs_dir=runs_dir,
+            skill=skill,
+            suite=suite.name,
+            data=data,
+            model=llm_config.model,
+            author_model=author_model,
+            evolve_split=evolve_split,
+            evolve_limit=evolve_limit,
+            test_split=test_split,
+            test_limit=test_limit,
+            seed=seed,
+            analysts=analysts,  # type: ignore[arg-type]
+            error_analyst=error_analyst,  # type: ignore[arg-type]
+            merge_batch=merge_batch,
+            max_levels=max_levels,
+            merge_strategy=merge_strategy,  # type: ignore[arg-type]
+            protocol=protocol,  # type: ignore[arg-type]
+            delivery=delivery,  # type: ignore[arg-type]
+            parallel=parallel,
+            allow_dirty=allow_dirty,
+            **_jsonl_options(suite),
+        )
+    for line in estimate_lines(plan(config, llm_config)):
+        click.echo(line, err=True)
+    if estimate_only:
+        return
+    click.echo(f"run {config.run_id} in {config.run_dir}", err=True)
+    try:
+        summary = run_evolve(
+            config,
+            llm_config=llm_config,
+            resume=resume,
+            budget=limits,
+            echo=lambda line: click.echo(line, err=True),
+        )
+    except BudgetExceeded as exc:
+        click.echo(
+            f"Stopped: {exc}. Finished work is saved; continue with: trace2skill evolve "
+            f"--resume --run-id {config.run_id} --runs-dir {config.runs_dir} [--budget ...]",
+            err=True,
+        )
+        sys.exit(BUDGET_EXIT)
+    except KeyboardInterrupt:
+        click.echo(
+            f"Interrupted. Continue with: trace2skill evolve --resume --run-id "
+            f"{config.run_id} --runs-dir {config.runs_dir}",
+            err=True,
+        )
+        sys.exit(130)
+    if as_json:
+        click.echo(summary.model_dump_json())
+        return
+    for line in summary_lines(summary, config.run_dir):
+        click.echo(line)
+
+
+def _jsonl_options(suite: Suite) -> dict[str, object]:
+    # A jsonl suite is its task file plus its scoring rule; other suites are a data folder.
+    if suite.name != "jsonl":
+        return {}
+    return {
+        "data": getattr(suite, "path", None),
+        "scoring": getattr(suite, "scoring", None),
+        "tolerance": getattr(suite, "tolerance", None),
+    }
+
+
+COMMANDS: list[click.Command] = [evolve]

@@ -1,0 +1,85 @@
+"""The children of a merge group: leaf patches or consolidated patches, with edit provenance."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from toolkit.consolidate.records import EditSources, MergeRecord
+from toolkit.patch import Edit, Patch
+
+
+class Node(BaseModel):
+    """A patch in the consolidation tree: a leaf (an analyst's patch) or a group's merge."""
+
+    id: str
+    """Patch id (``patches/<id>.json``)."""
+    commit: str
+    """Its commit: ``t2s/<run>/patch/<id>`` or ``t2s/<run>/L<k>/<group>``."""
+    patch: Patch
+    edit_sources: dict[str, list[str]] = Field(default_factory=dict)
+    """Edit id -> leaf patch ids behind that edit."""
+
+    @property
+    def leaves(self) -> list[str]:
+        """Every leaf patch id behind this node (sorted)."""
+        return sorted({leaf for leaves in self.edit_sources.values() for leaf in leaves})
+
+
+def leaf_node(patch: Patch, commit: str) -> Node:
+    """A leaf patch: each of its edits is supported by the patch itself."""
+    assert patch.id is not None
+    return Node(
+        id=patch.id,
+        commit=commit,
+        patch=patch,
+        edit_sources={str(e.id): [patch.id] for e in patch.edits},
+    )
+
+
+def merged_node(record: MergeRecord, patch: Patch) -> Node:
+    """The node a merged group produced (from its record and its saved patch)."""
+    assert record.commit is not None and patch.id is not None
+    return Node(
+        id=patch.id,
+        commit=record.commit,
+        patch=patch,
+        edit_sources={e.id: list(e.sources) for e in record.edits},
+    )
+
+
+class EditPool(BaseModel):
+    """The unique edits of a group's children (equal edits have equal ids and are pooled)."""
+
+    edits: dict[str, Edit] = Field(default_factory=dict)
+    """Edit id -> edit, in first-seen order."""
+    sources: dict[str, list[str]] = Field(default_factory=dict)
+    """Edit id -> leaf patch ids (sorted, unique)."""
+    owners: dict[str, list[str]] = Field(default_factory=dict)
+    """Edit id -> ids of the children holding it."""
+
+    def support(self, edit_id: str) -> int:
+        """How many leaf patches back one pooled edit."""
+        return len(self.sources.get(edit_id, []))
+
+
+def pool_edits(nodes: list[Node], skip: set[str] | None = None) -> EditPool:
+    """Pool the children's edits by id, leaving out the ids in ``skip`` (failed guardrails)."""
+    pool = EditPool()
+    for node in nodes:
+        for edit in node.patch.edits:
+            eid = str(edit.id)
+            if skip and eid in skip:
+                continue
+            pool.edits.setdefault(eid, edit)
+            leaves = set(pool.sources.get(eid, [])) | set(node.edit_sources.get(eid, [node.id]))
+            pool.sources[eid] = sorted(leaves)
+            pool.owners.setdefault(eid, [])
+            if node.id not in pool.owners[eid]:
+                pool.owners[eid].append(node.id)
+    return pool
+
+
+def cite(pool: EditPool, edit: Edit, cited: list[str]) -> EditSources:
+    """Provenance of an edit made from the pooled edits ``cited``."""
+    leaves = sorted({leaf for c in cited for leaf in pool.sources.get(c, [])})
+    return EditSources(id=str(edit.id), cited=list(cited), sources=leaves, support=len(leaves))

@@ -1,0 +1,370 @@
+"""The consolidation stage: leaf patches -> level-by-level group merges -> ``t2s/<run>/result``.
+
+:func:`run_consolidation` (sync) / :func:`arun_consolidation` (async) read the run's leaf
+patches (refs ``t2s/<run>/patch/<id>`` and ``patches/<id>.json``), then per level: plan
+groups of at most ``merge_batch`` children (balanced, so no group of one is left over), let
+git analyse every group in a few processes, let the :class:`MergeOperator` resolve all groups
+concurrently, write the merge commits in one batch, save the consolidated patches and append
+the level's ``merges.jsonl`` lines. At ``max_levels``, or as soon as one group can hold
+everything left, a final forced merge makes one patch; ``t2s/<run>/result`` points at it.
+
+Resuming: a finished group is a ref plus a ``merges.jsonl`` line; with ``resume`` such groups
+are reused as they are and only the rest is redone (the gateway's cache makes redone model
+calls free as well).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from toolkit.consolidate.nodes import Node, leaf_node, merged_node
+from toolkit.consolidate.operator import GroupOutcome, MergeOperator, OperatorSettings, Strategy
+from toolkit.consolidate.records import (
+    MergeRecord,
+    append_merges,
+    read_merges,
+    read_patch,
+    save_patch,
+)
+from toolkit.errors import ToolkitError
+from toolkit.llm.config import LLMConfig
+from toolkit.llm.gateway import Gateway
+from toolkit.progress import Progress
+from toolkit.repo import SkillRepo, analyse_groups, base_of, sanitize_run_id, write_group_commits
+from toolkit.rollout import CALLS_FILE, read_manifest, update_stage
+from toolkit.skill import Budgets
+
+STAGE = "consolidate"
+
+
+class ConsolidateConfig(BaseModel):
+    """Settings of the consolidation stage (the CLI options, one to one)."""
+
+    merge_batch: int = Field(default=5, ge=2)
+    """B: most children per group."""
+    max_levels: int = Field(default=5, ge=1)
+    """L_max: the level at which everything left is merged at once."""
+    min_support: int = Field(default=1, ge=1)
+    """Edits of S* backed by fewer leaf patches are dropped (applied on the final merge)."""
+    strategy: Strategy = "llm"
+    """``llm``: every group goes to the merge operator; ``git``: conflict-free groups take
+    git's textual union without a model call."""
+    author_model: str | None = None
+    """Model of the merge operator (default: the gateway's model)."""
+    max_tokens: int = Field(default=2048, ge=64)
+    temperature: float | None = 0.0
+    allow_protected: bool = False
+    """Let merges edit scripts/ and assets/."""
+    budgets: Budgets = Field(default_factory=Budgets)
+    repo: Path | None = None
+    """Skill repository (default: the run manifest's ``repo``, else the current directory)."""
+    skill_path: str | None = None
+    """Skill folder, relative to the repository root (default: from the manifest)."""
+    run: str | None = None
+    """Ref namespace ``t2s/<run>/`` (default: from the manifest, else the run folder's name)."""
+    resume: bool = False
+    progress: bool = True
+
+
+class ConsolidationSummary(BaseModel):
+    """What a consolidation did."""
+
+    run_dir: str
+    run: str
+    model: str | None
+    strategy: Strategy
+    leaves: int
+    levels: int
+    groups: int
+    merged: int = 0
+    union: int = 0
+    passed_up: int = 0
+    failed: int = 0
+    resumed: int = 0
+    """Groups reused from an earlier (interrupted) consolidation."""
+    llm_calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    result_commit: str
+    final_patch_id: str
+    final_edits: int
+    final_support: int
+    """Leaf patches behind S*."""
+    wall_s: float
+
+
+def plan_balanced(children: list[str], size: int) -> dict[str, list[str]]:
+    """ceil(n / size) consecutive groups of near-equal size (``g0001``...), none of one child
+    unless n is 1."""
+    count = max(1, math.ceil(len(children) / size))
+    width = max(4, len(str(count)))
+    out: dict[str, list[str]] = {}
+    start = 0
+    for n in range(count):
+        take = len(children) // count + (1 if n < len(children) % count else 0)
+        out[f"g{n + 1:0{width}d}"] = children[start : start + take]
+        start += take
+    return out
+
+
+def _stage_config(run_dir: Path) -> dict[str, Any]:
+    manifest = read_manifest(run_dir)
+    if manifest is None:
+        return {}
+    order = ["analyse", *[s for s in manifest.stages if s != "analyse"]]
+    for name in order:
+        stage = manifest.stages.get(name)
+        if stage is not None and stage.config.get("skill_path"):
+            return stage.config
+    return {}
+
+
+def locate(run_dir: Path, config: ConsolidateConfig) -> tuple[SkillRepo, str, str]:
+    """The skill repository, the skill folder (repo-relative) and the run's ref namespace."""
+    if not run_dir.is_dir():
+        raise ToolkitError(f"{run_dir} is not a run folder")
+    recorded = _stage_config(run_dir)
+    skill = config.skill_path or recorded.get("skill_path")
+    # a rollout records the skill folder's absolute path: its repository is the one holding it
+    default_repo = skill if skill and Path(skill).is_absolute() and Path(skill).is_dir() else "."
+    repo = SkillRepo.open(config.repo or recorded.get("repo") or default_repo)
+    if not skill:
+        raise ToolkitError(
+            f"{run_dir}/manifest.json names no skill_path: pass --skill-path (the skill "
+            "folder, relative to the repository root)"
+        )
+    rel = repo.relpath(skill) if Path(skill).is_absolute() else str(skill).strip("/")
+    run = config.run or recorded.get("run_ref") or recorded.get("run")
+    run = sanitize_run_id(str(run or run_dir.resolve().name))
+    return repo, rel, run
+
+
+def _recorded_model(run_dir: Path) -> str | None:
+    """The analysts' author model, else the agent's model (the paper's default author)."""
+    manifest = read_manifest(run_dir)
+    if manifest is None:
+        return None
+    for stage, key in (("analyse", "author_model"), ("rollout", "model")):
+        record = manifest.stages.get(stage)
+        if record is not None and record.config.get(key):
+            return str(record.config[key])
+    return None
+
+
+class _Bar:
+    def __init__(self, enabled: bool, label: str, total: int, done: int) -> None:
+        self.bar = Progress(label, total, done=done, passed=done) if enabled and total else None
+        if self.bar is not None:
+            self.bar.draw()
+
+    def update(self, outcome: GroupOutcome) -> None:
+        if self.bar is not None:
+            self.bar.update(outcome.record.status in ("merged", "union"))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+async def arun_consolidation(
+    run_dir: str | Path,
+    config: ConsolidateConfig | None = None,
+    *,
+    llm_config: LLMConfig | None = None,
+    gateway: Gateway | None = None,
+) -> ConsolidationSummary:
+    """Consolidate a run's leaf patches into S* (see the module docstring).
+
+    Args:
+        run_dir: the run folder (``patches/``, ``manifest.json``; ``merges.jsonl`` is written).
+        config: stage settings.
+        llm_config: gateway settings when no ``gateway`` is given (its calls log defaults to
+            ``run_dir/llm_calls.jsonl``).
+        gateway: a gateway to share with other stages.
+
+    Raises:
+        ToolkitError: no leaf patches, no base, a finished consolidation without ``resume``,
+            or every group of the final merge failed.
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    config = config or ConsolidateConfig()
+    repo, skill_rel, run = locate(run_dir, config)
+    prefix = f"{skill_rel}/" if skill_rel else ""
+    base = base_of(repo, run)
+    skill = repo.load_skill(base, skill_rel)
+    timestamp = repo.commit_time(base)
+    refs = repo.run_refs(run)
+    patch_refs = {
+        r.rsplit("/", 1)[1]: c for r, c in refs.items() if r.startswith(f"t2s/{run}/patch/")
+    }
+    if not patch_refs:
+        raise ToolkitError(
+            f"run {run!r} has no patches to consolidate (no refs t2s/{run}/patch/*): "
+            "run `trace2skill analyse` first"
+        )
+    leaves = [leaf_node(read_patch(run_dir, pid), patch_refs[pid]) for pid in sorted(patch_refs)]
+    earlier = read_merges(run_dir)
+    if not config.resume and (earlier or any(f"t2s/{run}/L" in r for r in refs)):
+        raise ToolkitError(
+            f"run {run!r} was already consolidated (merges.jsonl or t2s/{run}/L* refs exist): "
+            "pass --resume to finish it, or delete the run's merge refs and merges.jsonl"
+        )
+    own_gateway = gateway is None
+    if gateway is None:
+        cfg = llm_config or LLMConfig.from_env()
+        if cfg.calls_log is None:
+            cfg = cfg.model_copy(update={"calls_log": run_dir / CALLS_FILE})
+        gateway = Gateway(cfg)
+    model = config.author_model or _recorded_model(run_dir) or gateway.config.model
+    settings = OperatorSettings(
+        strategy=config.strategy,
+        model=model,
+        max_tokens=config.max_tokens,
+        temperature=config.temperature,
+        min_support=config.min_support,
+        budgets=config.budgets,
+        allow_protected=config.allow_protected,
+    )
+    operator = MergeOperator(skill, prefix, settings, gateway)
+    operator.register(leaves)
+    done = {(r.level, r.group): r for r in earlier}
+    stage_config = {
+        **config.model_dump(mode="json", exclude={"resume", "progress"}),
+        "repo": str(repo.root),
+        "skill_path": skill_rel,
+        "run": run,
+        "author_model": model,
+    }
+    update_stage(run_dir, STAGE, status="running", config=stage_config, counts={}, error=None)
+    records: list[MergeRecord] = []
+    resumed = 0
+    try:
+        with repo.run_lock(run):
+            current: list[Node] = leaves
+            level = 0
+            while True:
+                level += 1
+                forced = level >= config.max_levels or len(current) <= config.merge_batch
+                ids = [n.commit for n in current]
+                groups = {"g0001": ids} if forced else plan_balanced(ids, config.merge_batch)
+                reuse: dict[str, MergeRecord] = {}
+                for name, kids in groups.items():
+                    old = done.get((level, name))
+                    ref = refs.get(f"t2s/{run}/L{level}/{name}")
+                    if old is not None and old.child_commits == kids and old.commit == ref:
+                        reuse[name] = old
+                todo = {n: kids for n, kids in groups.items() if n not in reuse}
+                # a commit written before a kill but never recorded is redone: drop its ref
+                stale = [
+                    f"t2s/{run}/L{level}/{n}" for n in todo if f"t2s/{run}/L{level}/{n}" in refs
+                ]
+                repo.git.update_refs([f"delete refs/heads/{r} {refs[r]}" for r in stale])
+                resumed += len(reuse)
+                operator.level, operator.forced = level, forced
+                bar = _Bar(config.progress, f"consolidate L{level}", len(groups), len(reuse))
+                merges = analyse_groups(repo, todo, timestamp=timestamp) if todo else []
+                resolutions = await operator.aresolve(merges, on_done=bar.update)
+                bar.close()
+                commits = (
+                    write_group_commits(repo, run, level, merges, resolutions, timestamp=timestamp)
+                    if merges
+                    else {}
+                )
+                fresh = []
+                for merge in merges:
+                    outcome = operator.outcomes[merge.group]
+                    outcome.record.commit = commits.get(merge.group)
+                    if outcome.patch is not None and outcome.record.commit:
+                        save_patch(run_dir, outcome.patch)
+                    fresh.append(outcome.record)
+                append_merges(run_dir, fresh)
+                nxt: list[Node] = []
+                for name, kids in groups.items():
+                    record = reuse.get(name) or operator.outcomes[name].record
+                    records.append(record)
+                    if record.commit and record.patch_id:
+                        outcome = operator.outcomes.get(name)
+                        patch = (
+                            outcome.patch
+                            if outcome is not None and name not in reuse and outcome.patch
+                            else read_patch(run_dir, record.patch_id)
+                        )
+                        nxt.append(merged_node(record, patch))
+                    elif record.status == "passed_up":
+                        nxt.extend(operator.nodes[c] for c in kids)
+                operator.register(nxt)
+                current = nxt
+                if forced:
+                    break
+                if not current:
+                    raise ToolkitError(
+                        f"level {level}: every group failed; see {run_dir}/merges.jsonl"
+                    )
+            if not current:
+                last = records[-1]
+                raise ToolkitError(
+                    f"the final merge failed ({last.reason}); see {run_dir}/merges.jsonl"
+                )
+            final = current[0]
+            repo.set_refs(run, {"result": final.commit}, replace=True)
+    except BaseException as exc:
+        status = (
+            "interrupted"
+            if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
+            else "failed"
+        )
+        update_stage(run_dir, STAGE, status=status, error=str(exc)[:500])
+        raise
+    finally:
+        if own_gateway:
+            gateway.close()
+    statuses = [r.status for r in records]
+    summary = ConsolidationSummary(
+        run_dir=str(run_dir),
+        run=run,
+        model=model,
+        strategy=config.strategy,
+        leaves=len(leaves),
+        levels=level,
+        groups=len(records),
+        merged=statuses.count("merged"),
+        union=statuses.count("union"),
+        passed_up=statuses.count("passed_up"),
+        failed=statuses.count("failed"),
+        resumed=resumed,
+        llm_calls=sum(r.attempts for r in records),
+        tokens_in=sum(r.tokens_in for r in records),
+        tokens_out=sum(r.tokens_out for r in records),
+        result_commit=final.commit,
+        final_patch_id=final.id,
+        final_edits=len(final.patch.edits),
+        final_support=len(final.leaves),
+        wall_s=round(time.perf_counter() - started, 3),
+    )
+    counts = summary.model_dump(exclude={"run_dir", "run", "model", "strategy", "wall_s"})
+    update_stage(run_dir, STAGE, status="done", counts=counts, ended_at=_iso_now())
+    return summary
+
+
+def _iso_now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run_consolidation(
+    run_dir: str | Path,
+    config: ConsolidateConfig | None = None,
+    *,
+    llm_config: LLMConfig | None = None,
+    gateway: Gateway | None = None,
+) -> ConsolidationSummary:
+    """Synchronous :func:`arun_consolidation` (not from inside a running event loop)."""
+    return asyncio.run(arun_consolidation(run_dir, config, llm_config=llm_config, gateway=gateway))

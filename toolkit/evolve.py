@@ -1,0 +1,1166 @@
+"""``evolve``: the whole Trace2Skill method in one resumable call (orchestration only).
+
+Stages, in order, each one a call into the module that owns it (as inspect_ai's eval set
+composes eval)::
+
+    base         S0 committed as t2s/<run>/base (toolkit.repo; the user's tree untouched)
+    rollout      the agent with S0 on the evolve split (toolkit.rollout)
+    analyse      one analysis per trajectory -> leaf patches (toolkit.analysts)
+    consolidate  hierarchical merges -> S* on t2s/<run>/result (toolkit.consolidate)
+    eval-s0      S0 on the test split (toolkit.evaluate)
+    eval-result  S* on the same tasks and seeds (paired with S0)
+    summary      scores, flips, patches kept/dropped, support, cost and time per stage
+    bundle       the run's refs as runs/<run>/refs.bundle
+
+What evolve adds is the glue: an up-front estimate (:func:`estimate`), one lock per run
+(:func:`evolve_lock`), a budget on model calls, tokens and minutes (:class:`Budget`, enforced
+between units of work by :class:`BudgetExecutor`), and per-stage accounting. Every stage is
+itself resumable (finished units are records in the run folder or refs in git), so
+``resume=True`` after a kill or a budget stop re-enters the first unfinished stage and redoes
+nothing that finished. The evolve stage record in ``manifest.json`` holds the config (so a
+resume needs only the run id) and the per-stage figures; ``summary.json`` holds the summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import math
+import os
+import re
+import shutil
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from toolkit.atomic import write_atomic
+from toolkit.errors import ToolkitError
+from toolkit.executor import Executor, LocalExecutor
+from toolkit.runs import CALLS_FILE, REFS_BUNDLE
+
+if TYPE_CHECKING:
+    from toolkit.evaluate import Comparison, EvalResult
+    from toolkit.llm.config import LLMConfig
+    from toolkit.repo import SkillRepo
+    from toolkit.skill import Skill
+    from toolkit.tasks import Suite
+
+EVOLVE_SCHEMA_VERSION = 1
+EVOLVE_STAGE = "evolve"
+SUMMARY_FILE = "summary.json"
+LOCK_FILE = ".evolve.lock"
+
+#: The stages of an evolution, in order.
+STAGES: tuple[str, ...] = (
+    "base",
+    "rollout",
+    "analyse",
+    "consolidate",
+    "eval-s0",
+    "eval-result",
+    "summary",
+    "bundle",
+)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class EvolveError(ToolkitError):
+    """An evolution cannot start or go on as asked."""
+
+
+class BudgetExceeded(ToolkitError):
+    """The budget ran out; the run stopped cleanly between units and can be resumed."""
+
+    def __init__(self, message: str, stage: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------
+
+
+class EvolveConfig(BaseModel):
+    """Everything an evolution needs; stored in the manifest so a resume needs only the run id.
+
+    Defaults are the paper's main setting: Deepening (start from the written skill), +Error
+    analysts (agentic), parallel hierarchical consolidation (B=5, at most 5 levels).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = EVOLVE_SCHEMA_VERSION
+    run_id: str = Field(description="Run id: runs/<run-id>/ and refs/heads/t2s/<run-id>/.")
+    runs_dir: Path = Field(Path("runs"), description="Folder holding run folders.")
+    skill: Path = Field(description="The skill folder S0 (inside a git repository).")
+    suite: str = Field(description="Task suite: gsm8k, wikitq, spreadsheet, jsonl.")
+    data: Path | None = Field(None, description="The suite's data folder (jsonl: task file).")
+    scoring: str | None = Field(None, description="jsonl suites: exact, numeric or regex.")
+    tolerance: float | None = Field(None, description="jsonl suites: numeric tolerance.")
+    model: str | None = Field(None, description="Agent model (default: the LLM config's).")
+    author_model: str | None = Field(
+        None, description="Model of analysts and merges (default: the agent's model)."
+    )
+    evolve_split: str = Field("train", description="Split the skill learns from.")
+    evolve_limit: int | None = Field(None, ge=1, description="Seeded subset of the evolve split.")
+    test_split: str = Field("test", description="Held-out split S0 and S* are compared on.")
+    test_limit: int | None = Field(None, ge=1, description="Seeded subset of the test split.")
+    seed: int = Field(0, description="Run seed: task subsets, sampling, bootstrap.")
+    analysts: Literal["error", "success", "combined"] = Field(
+        "error", description="+Error, +Success or +Combined (the paper's ablations)."
+    )
+    error_analyst: Literal["agentic", "single"] = Field(
+        "agentic", description="Agentic error analyst (fix re-checked) or one call."
+    )
+    merge_batch: int = Field(5, ge=2, description="B: most patches merged in one group.")
+    max_levels: int = Field(5, ge=1, description="L_max: most consolidation levels.")
+    merge_strategy: Literal["llm", "git"] = Field(
+        "llm", description="llm: the merge operator for every group; git: union when clean."
+    )
+    protocol: Literal["json", "code", "plain"] = Field("json", description="Agent protocol.")
+    delivery: Literal["system", "progressive"] = Field("system", description="Skill delivery.")
+    parallel: int | None = Field(
+        None, ge=1, description="Units at once (default: 1 for local/ models, else 4)."
+    )
+    allow_dirty: bool = Field(False, description="Snapshot a skill folder with uncommitted edits.")
+
+    @property
+    def run_dir(self) -> Path:
+        """``runs_dir/run_id``."""
+        return self.runs_dir / self.run_id
+
+
+def default_run_id(skill: str | Path, now: float | None = None) -> str:
+    """``evolve-<skill>-<UTC timestamp>``, e.g. ``evolve-wikitq-table-qa-20260101-120000``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(skill).resolve().name).strip("-.") or "skill"
+    return f"evolve-{name}-{stamp}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Budget
+# ---------------------------------------------------------------------------------------------
+
+
+class Budget(BaseModel):
+    """Most model calls, tokens (in + out) and minutes one ``evolve`` call may spend.
+
+    Counted from this call's start (a resume gets a fresh budget); calls answered from the
+    response cache cost nothing and are not counted. None: no limit.
+    """
+
+    calls: int | None = Field(None, ge=1)
+    tokens: int | None = Field(None, ge=1)
+    minutes: float | None = Field(None, gt=0)
+
+    @property
+    def unlimited(self) -> bool:
+        """True when no limit is set."""
+        return self.calls is None and self.tokens is None and self.minutes is None
+
+
+_SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9}
+
+
+def parse_budget(text: str | None) -> Budget:
+    """Parse ``calls=500,tokens=2M,minutes=30`` (any subset; k/M suffixes) into a Budget.
+
+    Raises:
+        EvolveError: an unknown key or a value that is not a positive number.
+    """
+    values: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        key, sep, raw = part.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in Budget.model_fields:
+            raise EvolveError(
+                f"bad budget item {part!r}: use calls=N, tokens=N and/or minutes=N, "
+                "e.g. --budget calls=500,tokens=2M,minutes=30"
+            )
+        raw = raw.strip().lower()
+        scale = _SUFFIX.get(raw[-1:], 1.0)
+        try:
+            value = float(raw[:-1] if raw[-1:] in _SUFFIX else raw) * scale
+        except ValueError:
+            raise EvolveError(f"bad budget value {part!r}: not a number") from None
+        if not value > 0:
+            raise EvolveError(f"bad budget value {part!r}: must be positive")
+        values[key] = value
+    try:
+        return Budget(
+            calls=int(values["calls"]) if "calls" in values else None,
+            tokens=int(values["tokens"]) if "tokens" in values else None,
+            minutes=values.get("minutes"),
+        )
+    except ValidationError as exc:
+        raise EvolveError(f"bad budget {text!r}: {exc.errors()[0]['msg']}") from None
+
+
+class Spend(BaseModel):
+    """Model use counted from a calls log: uncached calls, tokens, cost, cache hits."""
+
+    calls: int = 0
+    cached: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        """Prompt + completion tokens."""
+        return self.tokens_in + self.tokens_out
+
+    def __add__(self, other: Spend) -> Spend:
+        return Spend(
+            calls=self.calls + other.calls,
+            cached=self.cached + other.cached,
+            tokens_in=self.tokens_in + other.tokens_in,
+            tokens_out=self.tokens_out + other.tokens_out,
+            cost_usd=self.cost_usd + other.cost_usd,
+        )
+
+    def __sub__(self, other: Spend) -> Spend:
+        return Spend(
+            calls=self.calls - other.calls,
+            cached=self.cached - other.cached,
+            tokens_in=self.tokens_in - other.tokens_in,
+            tokens_out=self.tokens_out - other.tokens_out,
+            cost_usd=self.cost_usd - other.cost_usd,
+        )
+
+
+class Meter:
+    """Reads the run's ``llm_calls.jsonl`` incrementally (from where it stood at the start)
+    and checks the :class:`Budget` against what this call spent and how long it ran."""
+
+    def __init__(self, calls_path: Path, budget: Budget | None = None) -> None:
+        """Start counting at the current end of ``calls_path``."""
+        self.path = calls_path
+        self.budget = budget or Budget()
+        self.offset = calls_path.stat().st_size if calls_path.exists() else 0
+        self.started = time.monotonic()
+        self.spent = Spend()
+
+    def read(self) -> Spend:
+        """What was spent since the start (reads only the lines appended since last time)."""
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return self.spent
+        end = chunk.rfind(b"\n") + 1  # a line being written is read next time
+        for line in chunk[:end].splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("cache_hit"):
+                self.spent = self.spent + Spend(cached=1)
+                continue
+            self.spent = self.spent + Spend(
+                calls=1,
+                tokens_in=int(record.get("tokens_in") or 0),
+                tokens_out=int(record.get("tokens_out") or 0),
+                cost_usd=float(record.get("cost_usd") or 0.0),
+            )
+        self.offset += end
+        return self.spent
+
+    @property
+    def minutes(self) -> float:
+        """Minutes since the start."""
+        return (time.monotonic() - self.started) / 60
+
+    def exceeded(self) -> str | None:
+        """Which limit is spent (e.g. ``calls 120/100``), or None while within budget."""
+        if self.budget.unlimited:
+            return None
+        spent, budget = self.read(), self.budget
+        if budget.calls is not None and spent.calls >= budget.calls:
+            return f"calls {spent.calls}/{budget.calls}"
+        if budget.tokens is not None and spent.tokens >= budget.tokens:
+            return f"tokens {spent.tokens:,}/{budget.tokens:,}"
+        if budget.minutes is not None and self.minutes >= budget.minutes:
+            return f"minutes {self.minutes:.1f}/{budget.minutes:g}"
+        return None
+
+
+class BudgetExecutor(Executor):
+    """Runs units like :class:`LocalExecutor`, but starts no new unit once the budget is
+    spent: units in flight finish (and are saved by the stage), then :class:`BudgetExceeded`
+    is raised, so the stage stops cleanly and a resume picks up the units never started."""
+
+    name = "local"
+
+    def __init__(self, meter: Meter, stage: Callable[[], str]) -> None:
+        """Check ``meter`` before each unit; ``stage`` names the running stage for messages."""
+        self.meter = meter
+        self.stage = stage
+
+    async def map(
+        self,
+        fn: Callable[[T], Awaitable[R]],
+        items: Sequence[T],
+        *,
+        concurrency: int,
+        on_result: Callable[[int, R], None] | None = None,
+    ) -> list[R]:
+        """See :meth:`Executor.map`."""
+        if self.meter.budget.unlimited:
+            return await LocalExecutor().map(
+                fn, items, concurrency=concurrency, on_result=on_result
+            )
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        results: list[Any] = [None] * len(items)
+        pending = iter(range(len(items)))
+        spent: list[str] = []
+
+        async def worker() -> None:
+            for index in pending:
+                why = self.meter.exceeded()
+                if why is not None:
+                    spent.append(why)
+                    return
+                result = await fn(items[index])
+                results[index] = result
+                if on_result is not None:
+                    on_result(index, result)
+
+        workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(items)))]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        if spent:
+            stage = self.stage()
+            raise BudgetExceeded(f"budget spent ({spent[0]}) during stage {stage}", stage)
+        return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Estimate
+# ---------------------------------------------------------------------------------------------
+
+
+class Rates(BaseModel):
+    """Assumptions behind an :class:`Estimate` (shown with it)."""
+
+    steps_per_task: float = Field(4.0, description="Agent model calls per task.")
+    fail_rate: float = Field(0.5, description="Share of evolve tasks failing (unknown up front).")
+    analyst_calls: float = Field(6.0, description="Calls per agentic analysis (single: 1).")
+    tokens_per_call: int = Field(3000, description="Prompt + completion tokens per call.")
+    seconds_per_call: float = Field(3.0, description="Wall seconds per call.")
+
+
+#: Seconds per model call measured on the 2-core machine (see README "make demo").
+_SECONDS_PER_CALL = {"local/qwen2.5-coder-0.5b": 15.0, "local/": 40.0, "fake/": 0.2}
+
+
+def default_rates(model: str) -> Rates:
+    """The assumptions for ``model``: measured call times for the embedded models."""
+    seconds = next((s for prefix, s in _SECONDS_PER_CALL.items() if model.startswith(prefix)), 3.0)
+    return Rates(seconds_per_call=seconds)
+
+
+class StageEstimate(BaseModel):
+    """Expected model calls, tokens and minutes of one stage."""
+
+    stage: str
+    units: int = Field(description="Units of work (tasks, analyses, merges).")
+    calls: int
+    tokens: int
+    minutes: float
+
+
+class Estimate(BaseModel):
+    """What an evolution will roughly cost, before it starts."""
+
+    stages: list[StageEstimate]
+    rates: Rates
+
+    @property
+    def calls(self) -> int:
+        """Total calls."""
+        return sum(s.calls for s in self.stages)
+
+    @property
+    def tokens(self) -> int:
+        """Total tokens."""
+        return sum(s.tokens for s in self.stages)
+
+    @property
+    def minutes(self) -> float:
+        """Total minutes."""
+        return sum(s.minutes for s in self.stages)
+
+
+def merge_count(patches: int, batch: int, max_levels: int) -> int:
+    """Group merges of a hierarchical consolidation of ``patches`` leaves: groups of at most
+    ``batch`` level by level, at most ``max_levels`` levels, then one final forced merge."""
+    merges, level, nodes = 0, 0, patches
+    while nodes > 1 and level < max_levels:
+        groups = math.ceil(nodes / batch)
+        merges, nodes, level = merges + groups, groups, level + 1
+    return merges + (1 if nodes > 1 else 0)
+
+
+def estimate(
+    config: EvolveConfig, evolve_tasks: int, test_tasks: int, rates: Rates, concurrency: int
+) -> Estimate:
+    """Expected calls, tokens and minutes per stage (pure; the assumptions are in ``rates``)."""
+    failing = {"error": rates.fail_rate, "success": 1 - rates.fail_rate, "combined": 1.0}
+    analyses = math.ceil(evolve_tasks * failing[config.analysts])
+    per_analysis = rates.analyst_calls if config.error_analyst == "agentic" else 1.0
+    if config.analysts == "success":
+        per_analysis = 1.0
+    merges = merge_count(analyses, config.merge_batch, config.max_levels)
+    merge_calls = merges if config.merge_strategy == "llm" else math.ceil(merges / 2)
+    plan = [
+        ("rollout", evolve_tasks, evolve_tasks * rates.steps_per_task, concurrency),
+        ("analyse", analyses, analyses * per_analysis, concurrency),
+        ("consolidate", merges, merge_calls, concurrency),
+        ("eval-s0", test_tasks, test_tasks * rates.steps_per_task, concurrency),
+        ("eval-result", test_tasks, test_tasks * rates.steps_per_task, concurrency),
+    ]
+    stages = [
+        StageEstimate(
+            stage=name,
+            units=units,
+            calls=math.ceil(calls),
+            tokens=math.ceil(calls * rates.tokens_per_call),
+            minutes=calls * rates.seconds_per_call / max(1, min(width, units or 1)) / 60,
+        )
+        for name, units, calls, width in plan
+    ]
+    return Estimate(stages=stages, rates=rates)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lock
+# ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def evolve_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.evolve.lock`` (flock) for the evolution; a second ``evolve`` on the
+    same run gets a clear :class:`EvolveError` at once. The kernel drops the lock when the
+    holder dies, so a killed run never leaves a stale lock behind."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise EvolveError(
+            f"run {run_dir.name!r} is already being evolved ({holder}); wait for it to "
+            "finish, or stop it and resume with --resume"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}\n".encode(), 0)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary
+# ---------------------------------------------------------------------------------------------
+
+
+class StageStats(BaseModel):
+    """What one stage took, summed over every evolve call that worked on it."""
+
+    status: Literal["pending", "running", "done", "interrupted", "failed"] = "pending"
+    wall_s: float = 0.0
+    calls: int = Field(0, description="Model calls (not counting response-cache hits).")
+    cached: int = Field(0, description="Calls answered from the response cache.")
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    units: int | None = Field(None, description="Units of work of the stage, when it has some.")
+
+
+class Score(BaseModel):
+    """A pass rate with its bootstrap 95% CI."""
+
+    n: int
+    passed: int
+    rate: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+class EditSupport(BaseModel):
+    """An edit of the final patch with the number of leaf patches behind it."""
+
+    id: str
+    op: str
+    file: str
+    target_section: str | None
+    support: int
+    sources: list[str]
+
+
+class EvolveSummary(BaseModel):
+    """``runs/<run>/summary.json``: what the evolution did and what it bought."""
+
+    schema_version: int = EVOLVE_SCHEMA_VERSION
+    run_id: str
+    suite: str
+    model: str
+    author_model: str
+    skill: str = Field(description="The skill folder, repository-relative.")
+    base_commit: str
+    result_commit: str | None
+    result_branch: str
+    evolve: Score = Field(description="S0 on the evolve split (the rollouts).")
+    analyses: dict[str, int] = Field(description="total, kept, dropped.")
+    dropped_reasons: dict[str, int] = Field(description="Why analyses were dropped, counted.")
+    merges: dict[str, int] = Field(description="Merge records by status, and levels.")
+    final_patch_id: str | None
+    top_edits: list[EditSupport] = Field(description="Edits of S* by support, highest first.")
+    s0: Score
+    result: Score
+    difference: float | None = Field(description="Paired S* - S0 pass rate.")
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    mde: float | None = Field(description="Minimum detectable paired difference at this n.")
+    gained: list[str] = Field(description="Test tasks S0 failed and S* passed.")
+    lost: list[str] = Field(description="Test tasks S0 passed and S* failed.")
+    stages: dict[str, StageStats]
+
+
+def _score(result: EvalResult) -> Score:
+    rate = result.summary.pass_rate
+    return Score(
+        n=result.n,
+        passed=result.summary.passed,
+        rate=rate.rate,
+        ci_low=rate.ci.low if rate.rate is not None else None,
+        ci_high=rate.ci.high if rate.rate is not None else None,
+    )
+
+
+def flips(s0: EvalResult, result: EvalResult) -> tuple[list[str], list[str]]:
+    """Tasks (paired by task id and seed) that S* gained and lost against S0."""
+    before = {(r.task_id, r.seed): r.passed for r in s0.records}
+    gained, lost = [], []
+    for record in result.records:
+        was = before.get((record.task_id, record.seed))
+        if was is False and record.passed:
+            gained.append(record.task_id)
+        elif was is True and not record.passed:
+            lost.append(record.task_id)
+    return gained, lost
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    """The complete lines of a run JSONL file as dicts (a torn last line is skipped)."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError):
+            rows.append(json.loads(line))
+    return rows
+
+
+def top_edits(run_dir: Path, patch_id: str | None, limit: int = 10) -> list[EditSupport]:
+    """The final patch's edits, highest support first: op and place from
+    ``patches/<id>.json``, leaf sources and support from the merge that made it
+    (``merges.jsonl``); a final patch that is a leaf has support 1 per edit."""
+    if patch_id is None:
+        return []
+    from toolkit.patch import load_patch
+
+    path = run_dir / "patches" / f"{patch_id}.json"
+    if not path.exists():
+        return []
+    patch = load_patch(path)
+    merge = next(
+        (m for m in reversed(_jsonl(run_dir / "merges.jsonl")) if m.get("patch_id") == patch_id),
+        None,
+    )
+    provenance = {e.get("id"): e for e in (merge or {}).get("edits") or []}
+    edits = []
+    for edit in patch.edits:
+        known = provenance.get(edit.id, {})
+        sources = list(known.get("sources") or patch.sources or [])
+        edits.append(
+            EditSupport(
+                id=edit.id or "",
+                op=str(edit.op),
+                file=edit.file,
+                target_section=edit.target_section,
+                support=int(known.get("support") or len(sources) or 1),
+                sources=sources,
+            )
+        )
+    return sorted(edits, key=lambda e: (-e.support, e.id))[:limit]
+
+
+# ---------------------------------------------------------------------------------------------
+# The orchestration
+# ---------------------------------------------------------------------------------------------
+
+
+def open_suite(config: EvolveConfig) -> Suite:
+    """The suite ``config`` names, reading its data."""
+    from toolkit.tasks import get_suite
+
+    if config.suite == "jsonl":
+        options: dict[str, Any] = {"path": config.data}
+        options.update({"scoring": config.scoring} if config.scoring else {})
+        options.update({"tolerance": config.tolerance} if config.tolerance is not None else {})
+        return get_suite("jsonl", **options)
+    return get_suite(config.suite, **({"data_dir": config.data} if config.data else {}))
+
+
+class _Run:
+    """One evolve call's state: config, repository, meter, per-stage figures."""
+
+    def __init__(
+        self,
+        config: EvolveConfig,
+        llm_config: LLMConfig,
+        meter: Meter,
+        stats: dict[str, StageStats],
+        progress: bool,
+        echo: Callable[[str], None],
+    ) -> None:
+        from toolkit.repo import SkillRepo
+        from toolkit.rollout import default_concurrency
+
+        self.config = config
+        self.run_dir = config.run_dir
+        self.model = config.model or llm_config.model
+        self.llm = llm_config.model_copy(
+            update={"model": self.model, "calls_log": self.run_dir / CALLS_FILE}
+        )
+        self.author_model = config.author_model or self.model
+        self.meter = meter
+        self.stats = stats
+        self.progress = progress
+        self.echo = echo
+        self.stage = ""
+        self.executor = BudgetExecutor(meter, lambda: self.stage)
+        self.concurrency = config.parallel or default_concurrency(self.model)
+        self.repo: SkillRepo = SkillRepo.open(config.skill)
+        self.skill_path = self.repo.relpath(config.skill)
+        self.base_ref = f"t2s/{config.run_id}/base"
+        self.result_ref = f"t2s/{config.run_id}/result"
+        self.values: dict[str, Any] = {}
+
+    def suite(self) -> Suite:
+        return open_suite(self.config)
+
+    def skill_at(self, ref: str) -> Skill:
+        return self.repo.load_skill(ref, self.skill_path)
+
+    def agent_config(self) -> Any:
+        from toolkit.agent import AgentConfig
+
+        return AgentConfig(protocol=self.config.protocol)
+
+
+def _record(run: _Run, status: str, error: str | None = None) -> None:
+    """Write the evolve stage record: config and per-stage figures."""
+    from toolkit.runs import update_stage
+
+    update_stage(
+        run.run_dir,
+        EVOLVE_STAGE,
+        status=status,
+        error=error,
+        config=run.config.model_dump(mode="json"),
+        counts={"stages": {k: v.model_dump(mode="json") for k, v in run.stats.items()}},
+        **({"ended_at": _now()} if status != "running" else {"ended_at": None}),
+    )
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _stage_base(run: _Run) -> None:
+    from toolkit.runs import run_epoch
+
+    # Refused when the run's refs exist already (another run with this id) or the skill
+    # folder has uncommitted changes without allow_dirty.
+    run.repo.snapshot_base(
+        run.config.run_id,
+        run.config.skill,
+        timestamp=run_epoch(run.run_dir),
+        allow_dirty=run.config.allow_dirty,
+    )
+
+
+def _stage_rollout(run: _Run) -> None:
+    from toolkit.rollout import run_rollouts
+
+    cfg = run.config
+    summary = run_rollouts(
+        run.suite(),
+        cfg.evolve_split,
+        run.skill_at(run.base_ref),
+        run.model,
+        run_dir=run.run_dir,
+        seed=cfg.seed,
+        concurrency=run.concurrency,
+        limit=cfg.evolve_limit,
+        delivery=cfg.delivery,
+        resume=True,
+        executor=run.executor,
+        progress=run.progress,
+        agent_config=run.agent_config(),
+        llm_config=run.llm,
+    )
+    run.stats["rollout"].units = summary.tasks
+    failed, passed = summary.tasks - summary.passed, summary.passed
+    if cfg.analysts == "error" and failed == 0:
+        raise EvolveError(
+            f"all {summary.tasks} evolve tasks passed: the error analysts (+Error) have "
+            "nothing to learn from; use --analysts success or combined, or a harder split"
+        )
+    if cfg.analysts == "success" and passed == 0:
+        raise EvolveError(
+            f"none of the {summary.tasks} evolve tasks passed: the success analysts "
+            "(+Success) have nothing to learn from; use --analysts error or combined"
+        )
+
+
+def analyst_choice(config: EvolveConfig) -> str:
+    """The analysts stage's choice for ``config`` (``error``, ``error-single``, ``success``
+    or ``combined``).
+
+    Raises:
+        EvolveError: ``combined`` with the single-call error analyst (not a paper setting).
+    """
+    if config.analysts == "error":
+        return "error" if config.error_analyst == "agentic" else "error-single"
+    if config.analysts == "combined" and config.error_analyst == "single":
+        raise EvolveError(
+            "--analysts combined uses the agentic error analyst; drop --error-analyst single"
+        )
+    return config.analysts
+
+
+def _stage_analyse(run: _Run) -> None:
+    from toolkit.analysts import AnalyseConfig, run_analyses
+
+    cfg = run.config
+    summary = run_analyses(
+        run.run_dir,
+        AnalyseConfig(
+            analyst=analyst_choice(cfg),  # type: ignore[arg-type]
+            model=run.author_model,
+            seed=cfg.seed,
+            concurrency=run.concurrency,
+            skill_path=str(run.repo.root / run.skill_path),
+            repo=str(run.repo.root),
+            run_id=cfg.run_id,
+        ),
+        resume=True,  # analyses already in analyses.jsonl are kept, never redone
+        progress=run.progress,
+        llm_config=run.llm,
+        executor=run.executor,
+        suite=run.suite(),
+    )
+    run.stats["analyse"].units = summary.trajectories
+    if summary.kept == 0:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.reasons.items())) or "none"
+        raise EvolveError(
+            f"no analysis passed the quality gate ({summary.dropped} dropped: {reasons}); "
+            f"nothing to consolidate. See {run.run_dir}/analyses.jsonl; a stronger "
+            "--author-model, more evolve tasks or --error-analyst single may help"
+        )
+
+
+def _stage_consolidate(run: _Run) -> None:
+    # The merges of one level run concurrently inside the stage, without the executor, so
+    # the budget is checked before the stage, not between its merges.
+    from toolkit.consolidate import ConsolidateConfig, run_consolidation
+
+    cfg = run.config
+    summary = run_consolidation(
+        run.run_dir,
+        ConsolidateConfig(
+            merge_batch=cfg.merge_batch,
+            max_levels=cfg.max_levels,
+            strategy=cfg.merge_strategy,
+            author_model=run.author_model,
+            repo=run.repo.root,
+            skill_path=run.skill_path,
+            run=cfg.run_id,
+            resume=True,  # merges already written are reused, never redone
+            progress=run.progress,
+        ),
+        llm_config=run.llm,
+    )
+    run.stats["consolidate"].units = summary.groups
+
+
+def _evaluate(run: _Run, ref: str) -> EvalResult:
+    from toolkit.evaluate import evaluate
+
+    cfg = run.config
+    return evaluate(
+        run.skill_at(ref),
+        run.suite(),
+        cfg.test_split,
+        run.model,
+        run_dir=run.run_dir,
+        seed=cfg.seed,
+        limit=cfg.test_limit,
+        delivery=cfg.delivery,
+        concurrency=run.concurrency,
+        progress=run.progress,
+        llm_config=run.llm,
+        agent_config=run.agent_config(),
+        executor=run.executor,
+    )
+
+
+def _stage_eval_s0(run: _Run) -> None:
+    result = _evaluate(run, run.base_ref)
+    run.stats["eval-s0"].units = result.n
+    run.values["s0"] = result
+
+
+def _stage_eval_result(run: _Run) -> None:
+    if run.result_ref not in run.repo.run_refs(run.config.run_id):
+        raise EvolveError(f"{run.result_ref} does not exist: the consolidation did not finish")
+    result = _evaluate(run, run.result_ref)
+    run.stats["eval-result"].units = result.n
+    run.values["result"] = result
+
+
+def _stage_summary(run: _Run) -> None:
+    from toolkit.evaluate import pair_results
+
+    for name, stage in (("s0", _stage_eval_s0), ("result", _stage_eval_result)):
+        if name not in run.values:  # resumed after both evaluations: cheap re-read
+            stage(run)
+    run.values["summary"] = build_summary(run, pair_results(run.values["s0"], run.values["result"]))
+    _write_summary(run)
+
+
+def _write_summary(run: _Run) -> EvolveSummary:
+    """Write ``summary.json`` with the stage figures as they stand now."""
+    stages = {k: v.model_copy() for k, v in run.stats.items()}
+    summary = run.values["summary"].model_copy(update={"stages": stages})
+    text = json.dumps(summary.model_dump(mode="json"), indent=2) + "\n"
+    write_atomic(run.run_dir / SUMMARY_FILE, text, prefix=".summary-", suffix="")
+    return summary
+
+
+def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
+    """The :class:`EvolveSummary` of a run whose evaluations are done."""
+    from toolkit.runs import read_manifest
+
+    s0, result = run.values["s0"], run.values["result"]
+    refs = run.repo.run_refs(run.config.run_id)
+    analyses = _jsonl(run.run_dir / "analyses.jsonl")
+    merges = _jsonl(run.run_dir / "merges.jsonl")
+    manifest = read_manifest(run.run_dir)
+    consolidate = manifest.stages.get("consolidate") if manifest else None
+    final_patch = (consolidate.counts.get("final_patch_id") if consolidate else None) or None
+    rollout = manifest.stages.get("rollout") if manifest else None
+    counts = rollout.counts if rollout else {}
+    n_evolve, passed_evolve = int(counts.get("tasks", 0)), int(counts.get("passed", 0))
+    p = comparison.paired
+    gained, lost = flips(s0, result)
+    merge_status = Counter(str(m.get("status")) for m in merges)
+    return EvolveSummary(
+        run_id=run.config.run_id,
+        suite=run.config.suite,
+        model=run.model,
+        author_model=run.author_model,
+        skill=run.skill_path,
+        base_commit=refs.get(run.base_ref, ""),
+        result_commit=refs.get(run.result_ref),
+        result_branch=run.result_ref,
+        evolve=Score(
+            n=n_evolve,
+            passed=passed_evolve,
+            rate=passed_evolve / n_evolve if n_evolve else None,
+            ci_low=None,
+            ci_high=None,
+        ),
+        analyses={
+            "total": len(analyses),
+            "kept": sum(a.get("status") == "kept" for a in analyses),
+            "dropped": sum(a.get("status") == "dropped" for a in analyses),
+        },
+        dropped_reasons=dict(
+            Counter(str(a.get("reason")) for a in analyses if a.get("status") == "dropped")
+        ),
+        merges={
+            **dict(merge_status),
+            "levels": max((int(m.get("level") or 0) for m in merges), default=0),
+        },
+        final_patch_id=final_patch,
+        top_edits=top_edits(run.run_dir, final_patch),
+        s0=_score(s0),
+        result=_score(result),
+        difference=p.difference,
+        ci_low=p.ci.low if p.difference is not None else None,
+        ci_high=p.ci.high if p.difference is not None else None,
+        p_value=p.p_value,
+        mde=p.mde,
+        gained=gained,
+        lost=lost,
+        stages={k: v.model_copy() for k, v in run.stats.items()},
+    )
+
+
+def _stage_bundle(run: _Run) -> None:
+    from toolkit.repo import export_bundle
+
+    export_bundle(run.repo, run.config.run_id, run.run_dir / REFS_BUNDLE)
+
+
+_STAGE_FUNCS: dict[str, Callable[[_Run], None]] = {
+    "base": _stage_base,
+    "rollout": _stage_rollout,
+    "analyse": _stage_analyse,
+    "consolidate": _stage_consolidate,
+    "eval-s0": _stage_eval_s0,
+    "eval-result": _stage_eval_result,
+    "summary": _stage_summary,
+    "bundle": _stage_bundle,
+}
+
+
+def load_config(run_dir: Path) -> EvolveConfig | None:
+    """The config stored by an earlier ``evolve`` of ``run_dir``, or None."""
+    from toolkit.runs import read_manifest
+
+    manifest = read_manifest(run_dir)
+    record = manifest.stages.get(EVOLVE_STAGE) if manifest else None
+    if record is None:
+        return None
+    try:
+        return EvolveConfig.model_validate(record.config)
+    except ValidationError as exc:
+        raise EvolveError(f"{run_dir}: the stored evolve config is invalid: {exc}") from None
+
+
+def _stored_stats(run_dir: Path) -> dict[str, StageStats]:
+    from toolkit.runs import read_manifest
+
+    manifest = read_manifest(run_dir)
+    record = manifest.stages.get(EVOLVE_STAGE) if manifest else None
+    stored = (record.counts.get("stages") if record else None) or {}
+    return {name: StageStats.model_validate(stored.get(name, {})) for name in STAGES}
+
+
+def check_skill(skill: Path) -> None:
+    """Refuse a skill that does not load or validate (one line naming the first error)."""
+    from toolkit.skill import has_errors, load_skill, validate_skill
+
+    issues = validate_skill(load_skill(skill))
+    if has_errors(issues):
+        first = next(i for i in issues if i.severity == "error")
+        count = sum(i.severity == "error" for i in issues)
+        raise EvolveError(
+            f"skill {skill} does not validate ({count} errors; first: {first.file}: "
+            f"{first.message}); see trace2skill skill validate {skill}"
+        )
+
+
+def plan(config: EvolveConfig, llm_config: LLMConfig) -> Estimate:
+    """The up-front estimate of ``config`` (loads the splits' sizes; writes nothing)."""
+    from toolkit.rollout import default_concurrency
+
+    suite = open_suite(config)
+    sizes = []
+    splits = ((config.evolve_split, config.evolve_limit), (config.test_split, config.test_limit))
+    for split, limit in splits:
+        suite.check_split(split)
+        n = len(suite.load(split).tasks)
+        sizes.append(min(n, limit) if limit else n)
+    model = config.model or llm_config.model
+    return estimate(
+        config,
+        sizes[0],
+        sizes[1],
+        default_rates(model),
+        config.parallel or default_concurrency(model),
+    )
+
+
+def evolve(
+    config: EvolveConfig,
+    *,
+    llm_config: LLMConfig | None = None,
+    resume: bool = False,
+    budget: Budget | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> EvolveSummary:
+    """Run (or resume) an evolution; see the module docstring.
+
+    Args:
+        config: the run's settings (with ``resume``, those stored in the run win; see
+            :func:`load_config`).
+        llm_config: gateway settings (cache, api base); ``config.model`` wins over its model.
+        resume: continue the run in ``config.run_dir``; without it an existing run is an
+            error.
+        budget: most calls, tokens and minutes this call may spend.
+        progress: draw each stage's progress bar.
+        echo: where stage headers go (default: nowhere).
+
+    Returns:
+        The summary (also in ``runs/<run>/summary.json``).
+
+    Raises:
+        EvolveError: bad skill, existing run without resume, missing stage, nothing to
+            learn from; BudgetExceeded: the budget ran out (resume to go on); any stage's
+            ToolkitError.
+    """
+    from toolkit.llm.config import LLMConfig
+
+    llm_config = llm_config or LLMConfig.from_env()
+    say = echo or (lambda _line: None)
+    run_dir = config.run_dir
+    fresh = not run_dir.exists()
+    with evolve_lock(run_dir):
+        stored = load_config(run_dir)
+        if stored is not None and not resume:
+            raise EvolveError(
+                f"run {config.run_id!r} already exists in {config.runs_dir}; resume it with "
+                "--resume, or choose another --run-id"
+            )
+        if stored is None and _has_run_files(run_dir):
+            raise EvolveError(
+                f"{run_dir} already holds files of another kind of run; choose another --run-id"
+            )
+        # A resume runs with the stored settings; a new run records the model it resolved.
+        config = stored or config.model_copy(update={"model": config.model or llm_config.model})
+        meter = Meter(run_dir / CALLS_FILE, budget)
+        try:
+            run = _Run(config, llm_config, meter, _stored_stats(run_dir), progress, say)
+        except BaseException:
+            if fresh:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        try:
+            if stored is None:
+                _start(run, fresh)
+            for index, name in enumerate(STAGES, start=1):
+                if run.stats[name].status == "done" and name != "summary":
+                    continue
+                why = meter.exceeded()
+                if why is not None:
+                    raise BudgetExceeded(f"budget spent ({why}) before stage {name}", name)
+                say(f"[{index}/{len(STAGES)}] {name}")
+                run.stage = name
+                _run_stage(run, name)
+            _record(run, "done")
+            return _write_summary(run)  # with the figures of the stages after the summary
+        finally:
+            run.repo.close()
+
+
+def _start(run: _Run, fresh: bool) -> None:
+    """A new run: check the request, then commit the base; a refused request leaves no run
+    folder and no refs behind."""
+    try:
+        check_skill(run.config.skill)
+        analyst_choice(run.config)
+        suite = run.suite()
+        for split in (run.config.evolve_split, run.config.test_split):
+            suite.check_split(split)
+        run.stage = "base"
+        run.echo(f"[1/{len(STAGES)}] base")
+        _run_stage(run, "base")
+    except BaseException:
+        if fresh:
+            shutil.rmtree(run.run_dir, ignore_errors=True)
+        raise
+
+
+def _has_run_files(run_dir: Path) -> bool:
+    return run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir())
+
+
+def _run_stage(run: _Run, name: str) -> None:
+    """Run one stage, adding its wall time and model use to its figures, whatever happens."""
+    stats = run.stats[name]
+    before, t0 = run.meter.read(), time.perf_counter()
+    stats.status = "running"
+    _record(run, "running")
+    status, error = "failed", None
+    try:
+        _STAGE_FUNCS[name](run)
+        status = "done"
+    except BaseException as exc:
+        budget = isinstance(exc, BudgetExceeded) or not isinstance(exc, Exception)
+        status = "interrupted" if budget else "failed"
+        error = f"{name}: {exc}" if str(exc) else f"{name}: {type(exc).__name__}"
+        raise
+    finally:
+        spent = run.meter.read() - before
+        stats.status = status  # type: ignore[assignment]
+        stats.wall_s += time.perf_counter() - t0
+        stats.calls += spent.calls
+        stats.cached += spent.cached
+        stats.tokens_in += spent.tokens_in
+        stats.tokens_out += spent.tokens_out
+        stats.cost_usd += spent.cost_usd
+        with contextlib.suppress(Exception):
+            _record(run, "running" if status == "done" else status, error)
+
+
+__all__ = [
+    "STAGES",
+    "Budget",
+    "BudgetExceeded",
+    "BudgetExecutor",
+    "EditSupport",
+    "Estimate",
+    "EvolveConfig",
+    "EvolveError",
+    "EvolveSummary",
+    "Meter",
+    "Rates",
+    "Score",
+    "Spend",
+    "StageEstimate",
+    "StageStats",
+    "build_summary",
+    "check_skill",
+    "default_rates",
+    "default_run_id",
+    "estimate",
+    "evolve",
+    "evolve_lock",
+    "flips",
+    "load_config",
+    "merge_count",
+    "parse_budget",
+    "plan",
+    "top_edits",
+]

@@ -1,0 +1,290 @@
+"""Run folders: the file names of ``runs/<run-id>/``, the manifest, and the stage runner.
+
+Every stage of a run (rollout, import, analyse, consolidate, evaluate, attribute) has the
+same shape, and :func:`run_stage` is that shape once:
+
+1. the stage plans its **units** (plain data: an ``id`` that is the resume key, plus what
+   the unit needs; see :class:`Unit`), and says which ids are already finished;
+2. the runner records ``status="running"`` and the stage's config in ``manifest.json``,
+   draws a progress bar, runs the remaining units through an
+   :class:`~toolkit.executor.Executor` and hands each result to the stage's ``save`` as soon
+   as it is ready (an atomic JSONL append, so a kill loses only the units in flight);
+3. it records ``done`` with the stage's counts, or ``failed`` / ``interrupted`` with the
+   error, and re-raises.
+
+Resuming is by unit id: a unit whose id is finished is not run again.
+
+All run file names live here (:data:`MANIFEST_FILE`, :data:`TRAJECTORIES_FILE`...), so a
+reader and a writer of a run never spell them differently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from toolkit.atomic import write_atomic
+from toolkit.errors import ToolkitError
+from toolkit.executor import Executor, LocalExecutor
+from toolkit.progress import Progress
+
+MANIFEST_SCHEMA_VERSION = 1
+
+# The files of a run folder (DESIGN.md section 4; the record fields are in each producer).
+MANIFEST_FILE = "manifest.json"
+SPLITS_FILE = "splits.json"
+TRAJECTORIES_FILE = "trajectories.jsonl"
+CALLS_FILE = "llm_calls.jsonl"
+ANALYSES_FILE = "analyses.jsonl"
+PATCHES_DIR = "patches"
+MERGES_FILE = "merges.jsonl"
+ABLATIONS_FILE = "ablations.jsonl"
+EVALS_DIR = "evals"
+REFS_BUNDLE = "refs.bundle"
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifest
+# ---------------------------------------------------------------------------------------------
+
+
+class StageRecord(BaseModel):
+    """The status of one stage of a run (``rollout``, ``analyse``, ``evaluate``...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["running", "done", "failed", "interrupted"]
+    started_at: str = Field(description="ISO 8601 UTC time the stage (last) started.")
+    ended_at: str | None = Field(default=None, description="ISO 8601 UTC time it ended.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The stage's settings.")
+    counts: dict[str, Any] = Field(default_factory=dict, description="Result counts.")
+    error: str | None = Field(default=None, description="Why it failed.")
+
+
+class Manifest(BaseModel):
+    """``runs/<run-id>/manifest.json``: what the run is and how far each stage got."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+    run_id: str = Field(description="The run directory's name.")
+    created_at: str = Field(description="ISO 8601 UTC creation time.")
+    toolkit_version: str = Field(description="trace2skill version that last wrote it.")
+    stages: dict[str, StageRecord] = Field(default_factory=dict)
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 to the second (the manifest's time format)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def toolkit_version() -> str:
+    """The installed trace2skill version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("trace2skill")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def read_manifest(run_dir: str | Path) -> Manifest | None:
+    """The run's manifest, or None when there is none yet.
+
+    Raises:
+        ToolkitError: the file exists but is not a valid manifest.
+    """
+    path = Path(run_dir) / MANIFEST_FILE
+    try:
+        return Manifest.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        raise ToolkitError(f"invalid run manifest {path}: {first}") from None
+
+
+def update_stage(run_dir: str | Path, stage: str, **fields: Any) -> Manifest:
+    """Create or update one stage's record in ``manifest.json`` (locked, atomic replace).
+
+    ``fields`` are :class:`StageRecord` fields; given ones replace the stored values, so a
+    stage can first write ``status="running"`` with its config, then ``status="done"`` with
+    its counts. Other stages' records are kept.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock_fd = os.open(run_dir / ".manifest.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        manifest = read_manifest(run_dir) or Manifest(
+            run_id=run_dir.resolve().name, created_at=now_iso(), toolkit_version=toolkit_version()
+        )
+        old = manifest.stages.get(stage)
+        merged = {**(old.model_dump() if old else {"started_at": now_iso()}), **fields}
+        manifest.stages[stage] = StageRecord.model_validate(merged)
+        manifest.toolkit_version = toolkit_version()
+        text = json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
+        write_atomic(run_dir / MANIFEST_FILE, text, prefix=".manifest-", suffix="")
+        return manifest
+    finally:
+        fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        os.close(lock_fd)
+
+
+def run_epoch(run_dir: str | Path) -> int:
+    """The run's creation time as Unix seconds: the date of every commit the run writes.
+
+    Commit dates come from the run, not the clock, so re-running a run writes the same commit
+    ids (DESIGN.md section 2). A run without a manifest yet gets the current time.
+    """
+    manifest = read_manifest(run_dir)
+    if manifest is None:
+        return int(datetime.now(UTC).timestamp())
+    return int(datetime.fromisoformat(manifest.created_at).timestamp())
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage runner
+# ---------------------------------------------------------------------------------------------
+
+
+class Unit(Protocol):
+    """A unit of a stage: plain data whose ``id`` is the resume key.
+
+    A unit carries ids and settings, never live objects (pools, gateways, open files), so an
+    executor could ship it to another process that builds its own.
+    """
+
+    @property
+    def id(self) -> str: ...  # noqa: D102
+
+
+U = TypeVar("U", bound=Unit)
+R = TypeVar("R")
+
+
+class StageSpec(BaseModel, Generic[U, R]):
+    """How :func:`run_stage` runs one stage; the stage supplies the work and the I/O."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    run_dir: Path = Field(description="The run folder (its manifest.json records the stage).")
+    name: str = Field(description="Stage name in manifest.json (rollout, analyse...).")
+    label: str = Field(description="Progress bar label.")
+    config: dict[str, Any] = Field(description="The stage's settings, recorded in the manifest.")
+    units: Sequence[Any] = Field(description="Every unit of the stage, finished ones included.")
+    finished: Collection[str] = Field(description="Ids of the units already done (resume).")
+    work: Callable[[Any], Awaitable[Any]] = Field(description="Runs one unit.")
+    save: Callable[[Any], None] = Field(description="Persists one result (atomic append).")
+    passed: Callable[[Any], bool] = Field(
+        default=lambda _result: True, description="Whether a result counts as a pass (bar)."
+    )
+    already_passed: int = Field(0, description="Passes among the finished units (bar).")
+    resources: Callable[[], contextlib.AbstractAsyncContextManager[Any]] | None = Field(
+        None,
+        description="Entered around the work only when units remain (a sandbox pool...), so a "
+        "resumed stage with nothing left starts nothing; its failures are the stage's.",
+    )
+    executor: Executor | None = None
+    concurrency: int = Field(1, ge=1)
+    progress: bool = True
+
+
+async def run_stage(
+    spec: StageSpec[Any, R], counts: Callable[[list[R]], dict[str, Any]]
+) -> list[R]:
+    """Run the unfinished units of a stage; see the module docstring.
+
+    Args:
+        spec: the stage (run folder, units, finished ids, work, save...).
+        counts: the stage's result counts, given this call's new results (in unit order);
+            recorded with ``status="done"``.
+
+    Returns:
+        The new results, in unit order.
+
+    Raises:
+        Whatever a unit or ``save`` raised (after recording ``failed`` or ``interrupted``).
+    """
+    run_dir = spec.run_dir
+    todo = [unit for unit in spec.units if unit.id not in spec.finished]
+    total, resumed = len(spec.units), len(spec.units) - len(todo)
+    update_stage(
+        run_dir, spec.name, status="running", started_at=now_iso(), ended_at=None, error=None,
+        config=spec.config,
+    )  # fmt: skip
+    bar = (
+        Progress(spec.label, total, done=resumed, passed=spec.already_passed)
+        if spec.progress
+        else None
+    )
+    new: list[R] = []
+
+    def on_result(_index: int, result: R) -> None:
+        spec.save(result)
+        new.append(result)
+        if bar is not None:
+            bar.update(spec.passed(result))
+
+    try:
+        if todo:
+            if bar is not None:
+                bar.draw()
+            executor = spec.executor or LocalExecutor()
+            async with contextlib.AsyncExitStack() as stack:
+                if spec.resources is not None:
+                    await stack.enter_async_context(spec.resources())
+                results = await executor.map(
+                    spec.work, todo, concurrency=spec.concurrency, on_result=on_result
+                )
+        else:
+            results = []
+    except BaseException as exc:
+        status = "failed" if isinstance(exc, Exception) else "interrupted"
+        with contextlib.suppress(Exception):
+            update_stage(
+                run_dir,
+                spec.name,
+                status=status,
+                ended_at=now_iso(),
+                error=str(exc) or type(exc).__name__,
+                counts={"units": total, "finished": resumed + len(new)},
+            )
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    update_stage(run_dir, spec.name, status="done", ended_at=now_iso(), counts=counts(results))
+    return results
+
+
+__all__ = [
+    "ABLATIONS_FILE",
+    "ANALYSES_FILE",
+    "CALLS_FILE",
+    "EVALS_DIR",
+    "MANIFEST_FILE",
+    "MERGES_FILE",
+    "PATCHES_DIR",
+    "REFS_BUNDLE",
+    "SPLITS_FILE",
+    "TRAJECTORIES_FILE",
+    "Manifest",
+    "StageRecord",
+    "StageSpec",
+    "Unit",
+    "now_iso",
+    "read_manifest",
+    "run_epoch",
+    "run_stage",
+    "toolkit_version",
+    "update_stage",
+]
