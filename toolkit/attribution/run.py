@@ -21,7 +21,7 @@ from toolkit.repo import SkillRepo
 from toolkit.repo.trailers import parse_trailers
 from toolkit.rollout import Manifest, read_manifest
 from toolkit.skill import Skill
-from toolkit.trajectory import skill_commit
+from toolkit.trajectory import Trajectory, read_trajectories, skill_commit
 
 PATCHES_DIR = "patches"
 MERGES_FILE = "merges.jsonl"
@@ -230,3 +230,27 @@ def load_version(store: SkillRepo, context: RunContext, rev: str) -> tuple[Skill
     """The run's skill folder at ``rev`` and its version id (the folder's git tree id)."""
     skill = store.load_skill(rev, context.skill_path)
     return skill, skill_commit(skill)
+
+
+def read_run_trajectories(run_dir: Path) -> list[Trajectory]:
+    """Every trajectory of the run: its rollouts and its evaluations (``evals/``)."""
+    out: list[Trajectory] = []
+    for path in (run_dir / "trajectories.jsonl", run_dir / "evals" / "trajectories.jsonl"):
+        if path.is_file():
+            out.extend(read_trajectories(path).records)
+    return out
+
+
+def version_labels(store: SkillRepo, context: RunContext) -> dict[str, tuple[str, Skill]]:
+    """Version id -> (label, skill) of S0, S* and the run's ablate/only versions."""
+    out: dict[str, tuple[str, Skill]] = {}
+    refs = store.run_refs(context.run)
+    named = [("S0", context.base), ("S*", context.result)] + sorted(
+        (name.split("/", 2)[2], oid)
+        for name, oid in refs.items()
+        if name.split("/")[2:3] in (["ablate"], ["only"], ["prune"])
+    )
+    for label, rev in named:
+        skill, commit = load_version(store, context, rev)
+        out.setdefault(commit, (label, skill))
+    return out
