@@ -7,6 +7,9 @@ the text the skill holds, so every edit has a known effect:
 * ``check`` (support 1) appends ``CHECK-THREE`` to Workflow: multiples of 3 pass (cited);
 * ``harm`` (support 1) adds ``HARMFUL`` inside Tip A (needs its text): multiples of 4 fail.
 
+S0 passes the multiples of 4 (silently helped by "Old tips"), so S* fixes 5 tasks and
+breaks 3: the report must warn.
+
 The section "Old tips" is never used, so pruning proposes it.
 """
 
@@ -71,7 +74,7 @@ def agent_reply(messages):
     system = messages[0]["content"]
     user = next(m["content"] for m in messages if m["role"] == "user")
     i = int(re.search(r"What is (\d+) times 3", user).group(1))
-    right, cited = False, []
+    right, cited = "Nothing useful here" in system and i % 4 == 0, []
     if "MULTIPLY-EVEN" in system and i % 2 == 0:
         right, cited = True, ["demo/tip-a"]
     if "CHECK-THREE" in system and i % 3 == 0:
