@@ -25,7 +25,10 @@ from toolkit.attribution.ablation import (
     select_edits,
     store_ablations,
 )
+from toolkit.attribution.prune import PruneCandidate, PruneProposal, propose_prune, read_prune
+from toolkit.attribution.report import render_report, score_lines, write_report
 from toolkit.attribution.run import AttributionError, EditSupport, RunContext, open_run
+from toolkit.attribution.support import LineSupport, line_support
 from toolkit.attribution.usage import SectionInfo, SectionUsage, section_usage, skill_sections
 
 __all__ = [
@@ -35,16 +38,25 @@ __all__ = [
     "AblationRecord",
     "AttributionError",
     "EditSupport",
+    "LineSupport",
+    "PruneCandidate",
+    "PruneProposal",
     "RunContext",
     "SectionInfo",
     "SectionUsage",
     "ablate",
     "ablations_path",
+    "line_support",
     "open_run",
     "plan_versions",
+    "propose_prune",
     "read_ablations",
+    "read_prune",
+    "render_report",
+    "score_lines",
     "section_usage",
     "select_edits",
     "skill_sections",
     "store_ablations",
+    "write_report",
 ]
