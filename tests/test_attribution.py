@@ -248,7 +248,8 @@ def test_cli_ablate_dry_run_prints_the_cost_and_writes_nothing(tmp_path):
     args = ["ablate", str(run["run_dir"]), "--suite", "jsonl", "--data", str(run["tasks"])]
     out = CliRunner().invoke(main, [*args, "--split", "all", "--dry-run", "--model", "fake/x"])
     assert out.exit_code == 0, out.output
-    assert "3 edit" not in out.output and "cost: at most" in out.output
+    assert "on 12 task(s) of jsonl/all" in out.output
+    assert "cost: at most 84 rollouts" in out.output  # (S*, S0, 3 ablate, 2 only) x 12
     assert f"skip only/{HARM.id}" in out.output
     assert not (run["run_dir"] / "ablations.jsonl").exists()
     assert not (run["run_dir"] / "splits.json").exists()

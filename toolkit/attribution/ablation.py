@@ -41,9 +41,10 @@ from toolkit.attribution.run import (
 from toolkit.evaluate import EvalResult, pair_results
 from toolkit.patch import Edit, Patch, apply_patch
 from toolkit.repo import DerivedCommit, write_ablations, write_only
-from toolkit.rollout import split_tasks, update_stage
+from toolkit.rollout import SPLITS_FILE, split_tasks, update_stage
 from toolkit.skill import Skill
 from toolkit.stats import DEFAULT_RESAMPLES
+from toolkit.tasks.splits import load_splits
 from toolkit.trajectory import append_jsonl, read_jsonl
 
 if TYPE_CHECKING:
@@ -403,6 +404,21 @@ def _past_cost(run_dir: Path, split: str) -> tuple[float | None, float | None]:
     return sum(seconds) / len(seconds), sum(tokens) / len(tokens)
 
 
+def _split_ids(
+    suite: Suite, split: str, limit: int | None, seed: int, run_dir: Path, *, dry_run: bool
+) -> list[str]:
+    """The split's task ids as the run records them; a dry run only previews a new split."""
+    if not dry_run:
+        return [t.id for t in split_tasks(suite, split, limit=limit, seed=seed, run_dir=run_dir)]
+    path = run_dir / SPLITS_FILE
+    if path.is_file():
+        recorded = load_splits(path)
+        if split in recorded.splits:
+            return list(recorded.splits[split])
+        seed = recorded.seed  # a new split of an existing file is drawn with the file's seed
+    return suite.load(split, limit=limit, seed=seed).ids
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -481,18 +497,7 @@ def ablate(
         versions, skipped, mismatch = plan_versions(
             s0, star, context.final_patch, selected, skill_path=context.skill_path, kinds=kinds
         )
-        # A dry run must not record a new split, so it only reads one already recorded.
-        recorded = (context.run_dir / "splits.json").is_file()
-        split_ids = (
-            [
-                t.id
-                for t in split_tasks(
-                    suite_obj, split, limit=limit, seed=seed, run_dir=context.run_dir
-                )
-            ]
-            if not dry_run or recorded
-            else []
-        )
+        split_ids = _split_ids(suite_obj, split, limit, seed, context.run_dir, dry_run=dry_run)
         task_ids = subsample(split_ids, tasks, seed)
         seconds, tokens = _past_cost(context.run_dir, split)
         plan = AblationPlan(
