@@ -192,7 +192,8 @@ def test_line_support_joins_edits_and_outcomes(done):
     assert by_text["Read the question and compute."].support == 0  # S0's own text
     harm = by_text["HARMFUL advice."]
     assert harm.edit_id == HARM.id and harm.failed == 1 and harm.support >= 1
-    assert by_text["MULTIPLY-EVEN numbers."].edit_support == 3
+    tip = by_text["MULTIPLY-EVEN numbers."]
+    assert (tip.edit_id, tip.support, tip.passed, tip.failed) == (TIP_A.id, 3, 1, 2)
 
 
 def test_prune_proposes_the_unused_section_on_its_branch(done):

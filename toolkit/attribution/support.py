@@ -27,17 +27,15 @@ class LineSupport(BaseModel):
     commit: str = Field(description="Commit that wrote the line (base: the user's own text).")
     kind: str | None = Field(description="Commit kind: base/patch/merge...; None: user commit.")
     patches: list[str] = Field(description="Leaf patch ids behind the line.")
-    support: int = Field(description="Number of leaf patches behind it (0 for S0's own text).")
+    support: int = Field(
+        description="Number of leaf patches behind it (0 for S0's own text): the final "
+        "patch edit's support where the line is that edit's text, else from blame."
+    )
     trajectories: list[str] = Field(description="Trajectories those patches came from.")
     failed: int = Field(description="Of them, trajectories that failed.")
     passed: int = Field(description="Of them, trajectories that passed.")
     edit_id: str | None = Field(
         default=None, description="Edit of the final patch whose text the line is, if any."
-    )
-    edit_support: int | None = Field(
-        default=None,
-        description="That edit's support from the consolidation (merges.jsonl): blame "
-        "credits the first child that wrote a line, the edit counts every leaf behind it.",
     )
 
 
@@ -81,9 +79,20 @@ def line_support(store: SkillRepo, context: RunContext) -> list[LineSupport]:
     for name in names:
         by_line = edit_lines(str(skill.files[name]), context.final_patch, name)
         for record in blame_file(store, f"{context.skill_path}/{name}", context.result):
-            edit = by_line.get(record.line)
+            edit = context.support.get(by_line.get(record.line, ""))
             own = record.run == context.run and record.kind not in (None, "base")
-            trajectories = record.trajectories if own else []
+            # Blame credits the first child that wrote a line; the edit's consolidation
+            # record counts every leaf behind it, so it wins where the line is an edit's text.
+            if edit is not None:
+                patches, support, trajectories = edit.sources, edit.support, edit.trajectories
+            elif own:
+                patches, support, trajectories = (
+                    record.patches,
+                    record.support or 0,
+                    record.trajectories,
+                )
+            else:
+                patches, support, trajectories = [], 0, []
             rows.append(
                 LineSupport(
                     file=name,
@@ -91,13 +100,12 @@ def line_support(store: SkillRepo, context: RunContext) -> list[LineSupport]:
                     text=record.text,
                     commit=record.commit,
                     kind=record.kind,
-                    patches=record.patches if own else [],
-                    support=(record.support or 0) if own else 0,
+                    patches=patches,
+                    support=support,
                     trajectories=trajectories,
                     failed=sum(verdicts.get(t) == "fail" for t in trajectories),
                     passed=sum(verdicts.get(t) == "pass" for t in trajectories),
-                    edit_id=edit,
-                    edit_support=context.support[edit].support if edit in context.support else None,
+                    edit_id=edit.edit_id if edit else None,
                 )
             )
     return rows

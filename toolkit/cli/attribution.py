@@ -248,8 +248,9 @@ def usage_cmd(
 def support_cmd(run: str, as_json: bool, repo: Path | None, skill_path: str | None) -> None:
     """The leaf patches and trajectories behind each line of S*, with their outcomes.
 
-    From git blame of S* and the commits' provenance trailers; each line added by the run
-    also names the edit of the final patch it belongs to and that edit's support.
+    From git blame of S* and the commits' provenance trailers; a line that is the text of an
+    edit of the final patch takes that edit's support from the consolidation (every leaf
+    patch behind it). fail/pass count the analysed trajectories behind the line.
 
     \b
     Examples:
@@ -269,8 +270,8 @@ def support_cmd(run: str, as_json: bool, repo: Path | None, skill_path: str | No
             click.echo(row.model_dump_json())
             continue
         backing = (
-            f"support {row.edit_support or row.support:>2} fail {row.failed} pass {row.passed}"
-            if row.support or row.edit_support
+            f"support {row.support:>2} fail {row.failed} pass {row.passed}"
+            if row.support
             else " " * 22
         )
         click.echo(f"{row.file}:{row.line:<4} {backing}  {row.text}")
