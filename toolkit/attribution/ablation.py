@@ -522,11 +522,8 @@ def ablate(
         if dry_run:
             return AblationOutcome(plan=plan, records=[])
         if not versions:
-            raise AttributionError(
-                "no edit version can be built: "
-                + "; ".join(f"{s.kind}/{s.edit_id}: {s.reason}" for s in skipped)
-                or "no edit selected"
-            )
+            reasons = "; ".join(f"{s.kind}/{s.edit_id}: {s.reason}" for s in skipped)
+            raise AttributionError(f"no edit version can be built: {reasons or 'no edit selected'}")
         running = True
         update_stage(
             context.run_dir,
