@@ -33,7 +33,7 @@ from toolkit.atomic import write_atomic
 from toolkit.errors import ToolkitError
 from toolkit.evaluate import EvalRecord, EvalSummary
 from toolkit.llm.calls import LLMCallRecord
-from toolkit.rollout import CALLS_FILE, MANIFEST_FILE, TRAJECTORIES_FILE, Manifest
+from toolkit.runs import CALLS_FILE, MANIFEST_FILE, TRAJECTORIES_FILE, Manifest
 from toolkit.trajectory import Trajectory
 
 INDEX_SCHEMA_VERSION = 1

@@ -37,7 +37,7 @@ from toolkit.llm.config import LLMConfig
 from toolkit.llm.gateway import Gateway
 from toolkit.progress import Progress
 from toolkit.repo import SkillRepo, analyse_groups, base_of, sanitize_run_id, write_group_commits
-from toolkit.rollout import CALLS_FILE, read_manifest, update_stage
+from toolkit.runs import CALLS_FILE, read_manifest, update_stage
 from toolkit.skill import Budgets
 
 STAGE = "consolidate"

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 PREFIX = "Trace2Skill-"
 
-CommitKind = Literal["base", "patch", "merge", "result", "ablate", "only", "seq"]
+CommitKind = Literal["base", "patch", "merge", "result", "ablate", "only", "seq", "prune"]
 
 
 class Trailers(BaseModel):

@@ -1,0 +1,270 @@
+"""Attribution: ablation, usage, support, pruning and the report on a fixture run (fake LLM)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from tests.attribution_helpers import CHECK, HARM, SKILL_PATH, TIP_A, agent_reply, make_run
+from toolkit.attribution import (
+    AblationRecord,
+    AttributionError,
+    ablate,
+    open_run,
+    plan_versions,
+    read_ablations,
+    section_usage,
+    select_edits,
+)
+from toolkit.attribution.prune import propose_prune, read_prune
+from toolkit.attribution.report import render_report
+from toolkit.attribution.run import load_version, read_run_trajectories, version_labels
+from toolkit.attribution.support import line_support
+from toolkit.cli import main
+from toolkit.llm import LLMConfig, fake_model
+from toolkit.tasks import get_suite
+
+# Contract fields of ablations.jsonl (COMMON.md run-file contract).
+CONTRACT = {
+    "schema_version", "edit_id", "patch_id", "kind", "commit", "split", "seed", "n", "passed",
+    "pass_rate", "delta", "ci_low", "ci_high", "tasks",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    """A fixture run, ablated once over every edit (both kinds) on all 12 tasks."""
+    tmp = tmp_path_factory.mktemp("attr")
+    run = make_run(tmp)
+    suite = get_suite("jsonl", path=run["tasks"])
+    plans = []
+    with fake_model(agent_reply, name="attr-agent") as model:
+        config = LLMConfig(model=model, cache=False, cache_dir=tmp / "cache")
+        outcome = ablate(
+            run["run_dir"], suite=suite, split="all", top=None, llm_config=config,
+            resamples=2000, on_plan=plans.append,
+        )  # fmt: skip
+    return {**run, "outcome": outcome, "plans": plans, "suite": suite, "tmp": tmp}
+
+
+def _git(root, *args):
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True).stdout
+
+
+def _by(records):
+    return {(r.edit_id, r.kind): r for r in records}
+
+
+def test_select_edits_by_support_prefix_and_unknown(done):
+    context, store = open_run(done["run_dir"])
+    store.close()
+    patch = context.final_patch
+    assert [e.id for e in select_edits(patch, context.support, top=1)] == [TIP_A.id]
+    # Ties keep patch order.
+    assert [e.id for e in select_edits(patch, context.support, top=None)] == [
+        TIP_A.id, CHECK.id, HARM.id,
+    ]  # fmt: skip
+    assert [e.id for e in select_edits(patch, context.support, edits=[HARM.id[:6]])] == [HARM.id]
+    with pytest.raises(AttributionError, match="no edit of patch"):
+        select_edits(patch, context.support, edits=["zzz"])
+    assert context.support[TIP_A.id].support == 3
+    assert context.support[TIP_A.id].trajectories == ["traj-0", "traj-1", "traj-3"]
+    assert context.support[HARM.id].outcomes == {"traj-3": "fail"}
+
+
+def test_plan_builds_versions_with_the_patch_engine(done):
+    context, store = open_run(done["run_dir"])
+    try:
+        s0, _ = load_version(store, context, context.base)
+        star, _ = load_version(store, context, context.result)
+    finally:
+        store.close()
+    versions, skipped, mismatch = plan_versions(
+        s0, star, context.final_patch, context.final_patch.edits, skill_path=SKILL_PATH
+    )
+    assert mismatch == []  # the fixture's S* is exactly S0 + final patch
+    kinds = {(v.edit_id, v.kind): v for v in versions}
+    # HARM anchors in TIP_A's text: removing TIP_A removes it too, and it cannot stand alone.
+    assert kinds[(TIP_A.id, "ablate")].also_removed == [HARM.id]
+    assert [(s.edit_id, s.kind) for s in skipped] == [(HARM.id, "only")]
+    assert (
+        "MULTIPLY-EVEN"
+        not in kinds[(TIP_A.id, "ablate")].changes[f"{SKILL_PATH}/SKILL.md"].decode()
+    )
+
+
+def test_ablation_effects_match_the_scripted_agent(done):
+    records = _by(done["outcome"].records)
+    assert len(records) == 5
+    # S0 passes q0,q4,q8 (3/12); S* passes q2,q3,q6,q9,q10 (5/12).
+    assert done["outcome"].s0.summary.passed == 3 and done["outcome"].star.summary.passed == 5
+    harm = records[(HARM.id, "ablate")]
+    assert (harm.passed, harm.reference_passed, harm.n) == (8, 5, 12)
+    assert harm.delta == pytest.approx(3 / 12) and harm.effect == pytest.approx(-3 / 12)
+    assert harm.gained == ["q0", "q4", "q8"] and harm.lost == []
+    assert harm.effect_ci_low <= harm.effect <= harm.effect_ci_high
+    tip_only = records[(TIP_A.id, "only")]
+    assert (tip_only.passed, tip_only.reference_passed) == (6, 3)
+    assert tip_only.effect == pytest.approx(3 / 12) and tip_only.effect_ci_high > 0
+    check_only = records[(CHECK.id, "only")]
+    assert check_only.passed == 6  # multiples of 3 or of 4
+    assert records[(TIP_A.id, "ablate")].also_removed == [HARM.id]
+    assert all(r.tasks == [f"q{i}" for i in range(12)] for r in records.values())
+
+
+def test_ablations_file_follows_the_contract_and_reruns_add_nothing(done):
+    path = done["run_dir"] / "ablations.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert len(lines) == 5
+    assert all(set(line) >= CONTRACT for line in lines)
+    context, store = open_run(done["run_dir"])
+    refs = store.run_refs(context.run)
+    store.close()
+    for line in lines:
+        assert refs[f"t2s/r1/{line['kind']}/{line['edit_id']}"] == line["commit"]
+        assert line["patch_id"] == done["final"].id
+    # The ablate commit's parent is S*, the only commit's parent is S0.
+    tip = next(x for x in lines if x["kind"] == "ablate" and x["edit_id"] == TIP_A.id)
+    assert _git(done["repo"], "rev-parse", tip["commit"] + "^").strip() == done["result"]
+    before = path.read_bytes()
+    with fake_model(agent_reply, name="attr-agent") as model:
+        config = LLMConfig(model=model, cache=False, cache_dir=done["tmp"] / "cache")
+        again = ablate(
+            done["run_dir"], suite=done["suite"], split="all", top=None, llm_config=config,
+            resamples=2000,
+        )  # fmt: skip
+    assert path.read_bytes() == before  # same refs, reused rollouts, identical lines
+    assert [r.model_dump() for r in again.records] == [
+        r.model_dump() for r in done["outcome"].records
+    ]
+    manifest = json.loads((done["run_dir"] / "manifest.json").read_text())
+    assert manifest["stages"]["attribute"]["status"] == "done"
+    assert manifest["stages"]["attribute"]["counts"]["records"] == 5
+
+
+def test_plan_is_announced_with_its_cost(done):
+    plan = done["plans"][0]
+    assert plan.rollouts == (2 + 5) * 12
+    assert plan.edits == [TIP_A.id, CHECK.id, HARM.id]
+    assert [s.edit_id for s in plan.skipped] == [HARM.id]
+
+
+def test_subsample_and_single_edit(done, tmp_path):
+    run = make_run(tmp_path)
+    with fake_model(agent_reply) as model:
+        config = LLMConfig(model=model, cache=False, cache_dir=tmp_path / "cache")
+        outcome = ablate(
+            run["run_dir"], suite=get_suite("jsonl", path=run["tasks"]), split="all",
+            tasks=6, edits=[CHECK.id], kinds=("ablate",), llm_config=config, resamples=500,
+        )  # fmt: skip
+    (record,) = outcome.records
+    assert record.n == 6 and len(record.tasks) == 6 and record.kind == "ablate"
+    assert outcome.star.summary.task_ids == record.tasks
+
+
+def test_section_usage_across_versions(done):
+    context, store = open_run(done["run_dir"])
+    try:
+        versions = version_labels(store, context)
+    finally:
+        store.close()
+    assert {label for label, _ in versions.values()} >= {"S0", "S*", f"ablate/{HARM.id}"}
+    rows = section_usage(read_run_trajectories(done["run_dir"]), versions)
+    star = {r.ref: r for r in rows if r.version == "S*"}
+    assert star["SKILL.md#demo/workflow"].citations == 4  # q0, q3, q6, q9
+    assert star["SKILL.md#demo/workflow"].rate_with == pytest.approx(0.75)  # q0 fails (HARMFUL)
+    assert star["SKILL.md#demo/tip-a"].used == 6
+    assert star["SKILL.md#demo/old-tips"].used == 0 and star["SKILL.md#demo/old-tips"].in_skill
+    s0 = {r.ref: r for r in rows if r.version == "S0"}
+    assert "SKILL.md#demo/tip-a" not in s0 and s0["SKILL.md#demo/workflow"].used == 0
+
+
+def test_line_support_joins_edits_and_outcomes(done):
+    context, store = open_run(done["run_dir"])
+    try:
+        rows = line_support(store, context)
+    finally:
+        store.close()
+    by_text = {r.text: r for r in rows}
+    assert by_text["Read the question and compute."].support == 0  # S0's own text
+    harm = by_text["HARMFUL advice."]
+    assert harm.edit_id == HARM.id and harm.failed == 1 and harm.support >= 1
+    tip = by_text["MULTIPLY-EVEN numbers."]
+    assert (tip.edit_id, tip.support, tip.passed, tip.failed) == (TIP_A.id, 3, 1, 2)
+
+
+def test_prune_proposes_the_unused_section_on_its_branch(done):
+    proposal = propose_prune(done["run_dir"])
+    assert [c.ref for c in proposal.candidates] == ["SKILL.md#demo/old-tips"]
+    assert proposal.commit and proposal.ref == "t2s/r1/prune"
+    assert proposal.removed_lines == 4
+    message = _git(done["repo"], "log", "-1", "--format=%B", "t2s/r1/prune")
+    assert "0 of 12 trajectories of S*" in message and "Trace2Skill-Kind: prune" in message
+    text = _git(done["repo"], "show", f"t2s/r1/prune:{SKILL_PATH}/SKILL.md")
+    assert "Old tips" not in text and "Tip A" in text
+    assert read_prune(done["run_dir"]).commit == proposal.commit
+
+
+def test_prune_refuses_without_evidence(tmp_path):
+    run = make_run(tmp_path)
+    with pytest.raises(AttributionError, match="too little evidence"):
+        propose_prune(run["run_dir"])
+
+
+def test_report_warns_about_broken_tasks_and_shows_effects(done):
+    propose_prune(done["run_dir"])
+    text = render_report(done["run_dir"])
+    head = text.split("## Scores")[0]
+    assert "Warning (all): S* breaks 3 task(s) that S0 solved" in head
+    assert "Broken by S* (3): `q0`, `q4`, `q8`" in text
+    assert "Fixed by S* (5)" in text
+    assert f"| `{HARM.id}` |" in text and "harmful" in text
+    assert "`SKILL.md#demo/old-tips`" in text.split("## Pruning candidates")[1]
+    assert "model calls" in text
+
+
+def test_cli_commands(done, tmp_path):
+    runner = CliRunner()
+    run = str(done["run_dir"])
+    out = runner.invoke(main, ["usage", run])
+    assert out.exit_code == 0, out.output
+    assert "SKILL.md#demo/workflow" in out.output
+    out = runner.invoke(main, ["support", run, "--json"])
+    assert out.exit_code == 0 and json.loads(out.output.splitlines()[0])["line"] == 1
+    out = runner.invoke(main, ["prune", run, "--dry-run"])
+    assert out.exit_code == 0 and "remove SKILL.md#demo/old-tips" in out.output
+    out = runner.invoke(main, ["report", run, "-o", "-"])
+    assert out.exit_code == 0 and out.output.startswith("# trace2skill run `r1`")
+    out = runner.invoke(main, ["report", run])
+    assert out.exit_code == 0 and (done["run_dir"] / "report.md").is_file()
+    out = runner.invoke(main, ["report", str(tmp_path / "nope")])
+    assert out.exit_code == 1 and out.output.startswith("Error: ") and "manifest" in out.output
+
+
+def test_cli_ablate_dry_run_prints_the_cost_and_writes_nothing(tmp_path):
+    run = make_run(tmp_path)
+    args = ["ablate", str(run["run_dir"]), "--suite", "jsonl", "--data", str(run["tasks"])]
+    out = CliRunner().invoke(main, [*args, "--split", "all", "--dry-run", "--model", "fake/x"])
+    assert out.exit_code == 0, out.output
+    assert "on 12 task(s) of jsonl/all" in out.output
+    assert "cost: at most 84 rollouts" in out.output  # (S*, S0, 3 ablate, 2 only) x 12
+    assert f"skip only/{HARM.id}" in out.output
+    assert not (run["run_dir"] / "ablations.jsonl").exists()
+    assert not (run["run_dir"] / "splits.json").exists()
+
+
+def test_cli_ablate_runs_and_prints_effects(tmp_path):
+    run = make_run(tmp_path)
+    with fake_model(agent_reply) as model:
+        out = CliRunner().invoke(
+            main,
+            ["ablate", str(run["run_dir"]), "--suite", "jsonl", "--data", str(run["tasks"]),
+             "--split", "all", "--edits", HARM.id, "--model", model, "--no-cache"],
+        )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert f"ablate {HARM.id}  effect -25.0 pp" in out.output
+    records = read_ablations(run["run_dir"])
+    assert [r.kind for r in records] == ["ablate"] and isinstance(records[0], AblationRecord)

@@ -1,0 +1,333 @@
+"""The run report: a readable markdown summary of what a run changed and why (PR body too).
+
+Sections: scores of S0 and S* with CIs and the paired difference, the tasks S* fixed and the
+ones it broke (a warning at the top when an average gain hides broken tasks: averages alone
+let a test-gaming edit through), the top edits with support and ablation effects (and where
+leave-one-out and add-one-in disagree), section usage of S0 vs S*, pruning candidates and
+cost. Everything is read from the run folder and the skill repository; nothing runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from toolkit.atomic import write_atomic
+from toolkit.attribution.ablation import AblationRecord, read_ablations
+from toolkit.attribution.prune import PruneProposal, read_prune
+from toolkit.attribution.run import (
+    RunContext,
+    load_version,
+    open_run,
+    read_jsonl_dicts,
+    read_run_trajectories,
+)
+from toolkit.attribution.usage import SectionUsage, section_usage
+from toolkit.evaluate import EvalRecord, EvalResult, EvalSummary, pair_results
+
+REPORT_FILE = "report.md"
+#: Broken tasks at or above this share of the fixed ones (or of all tasks) raise the warning.
+BROKEN_WARNING_SHARE = 0.5
+#: A gap between the add-one-in and leave-one-out effects at least this large is shown.
+INTERACTION_GAP = 0.1
+
+
+class ScoreLine(BaseModel):
+    """S0 against S* on one split."""
+
+    split: str
+    n: int
+    s0: EvalResult
+    star: EvalResult
+    difference: float | None
+    ci: tuple[float, float]
+    p_value: float
+    fixed: list[str]
+    broken: list[str]
+
+
+def _results(path: Path) -> dict[tuple[str, str, int, str], EvalResult]:
+    """Per evaluation key of an eval file, the evaluation with the most tasks."""
+    lines = read_jsonl_dicts(path)
+    records: dict[tuple[str, str, int, str], dict[str, EvalRecord]] = {}
+    best: dict[tuple[str, str, int, str], EvalSummary] = {}
+    for raw in lines:
+        kind = raw.get("kind")
+        if kind not in ("task", "summary"):
+            continue
+        key = (
+            raw.get("suite", ""),
+            raw.get("model", ""),
+            raw.get("seed", 0),
+            raw.get("delivery", ""),
+        )
+        if kind == "task":
+            record = EvalRecord.model_validate(raw)
+            records.setdefault(key, {})[record.task_id] = record
+        else:
+            summary = EvalSummary.model_validate(raw)
+            if key not in best or summary.n >= best[key].n:
+                best[key] = summary
+    out = {}
+    for key, summary in best.items():
+        have = records.get(key, {})
+        if all(t in have for t in summary.task_ids):
+            out[key] = EvalResult(
+                summary=summary, records=[have[t] for t in summary.task_ids], path=path
+            )
+    return out
+
+
+def score_lines(run_dir: Path, s0_commit: str, star_commit: str) -> list[ScoreLine]:
+    """S0 vs S* on every split both were evaluated on (same suite, model, seed, delivery)."""
+    out = []
+    for star_path in sorted((run_dir / "evals" / star_commit).glob("*.jsonl")):
+        s0_path = run_dir / "evals" / s0_commit / star_path.name
+        if not s0_path.is_file():
+            continue
+        a, b = _results(s0_path), _results(star_path)
+        shared = [k for k in b if k in a]
+        if not shared:
+            continue
+        key = max(shared, key=lambda k: min(a[k].n, b[k].n))
+        comparison = pair_results(a[key], b[key])
+        p = comparison.paired
+        pass_a = {(r.task_id, r.seed): r.passed for r in a[key].records}
+        pass_b = {(r.task_id, r.seed): r.passed for r in b[key].records}
+        out.append(
+            ScoreLine(
+                split=star_path.stem,
+                n=p.n,
+                s0=a[key],
+                star=b[key],
+                difference=p.difference,
+                ci=(p.ci.low, p.ci.high),
+                p_value=p.p_value,
+                fixed=[t for t, s in comparison.pairs if pass_b[(t, s)] and not pass_a[(t, s)]],
+                broken=[t for t, s in comparison.pairs if pass_a[(t, s)] and not pass_b[(t, s)]],
+            )
+        )
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _pp(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:+.1f} pp"
+
+
+def _tasks(ids: Sequence[str], limit: int = 12) -> str:
+    if not ids:
+        return "none"
+    shown = ", ".join(f"`{t}`" for t in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def score_warning(line: ScoreLine) -> str | None:
+    """The at-a-glance warning when S* breaks many tasks S0 solved, else None."""
+    broken, fixed = len(line.broken), len(line.fixed)
+    if not broken:
+        return None
+    if broken >= BROKEN_WARNING_SHARE * max(fixed, 1) or broken >= 0.1 * line.n:
+        gain = "an average gain" if (line.difference or 0) > 0 else "the average"
+        return (
+            f"**Warning ({line.split}): S* breaks {broken} task(s) that S0 solved** "
+            f"(fixes {fixed}); {gain} of {_pp(line.difference)} hides them. "
+            "Review the broken tasks before merging."
+        )
+    return None
+
+
+def _interaction(ablate: AblationRecord | None, only: AblationRecord | None) -> str:
+    # The two effects measure the edit in different company (with every other edit, with
+    # none): a gap means the edit depends on the others, or they already cover it.
+    if ablate is None or only is None or ablate.effect is None or only.effect is None:
+        return ""
+    gap = only.effect - ablate.effect
+    disjoint = (
+        ablate.effect_ci_high < only.effect_ci_low or only.effect_ci_high < ablate.effect_ci_low
+    )
+    if disjoint or abs(gap) >= INTERACTION_GAP:
+        return f"interaction: add-one-in minus leave-one-out {_pp(gap)}"
+    return ""
+
+
+def _effect(record: AblationRecord | None) -> str:
+    if record is None or record.effect is None:
+        return "-"
+    return (
+        f"{_pp(record.effect)} [{100 * record.effect_ci_low:+.1f}, "
+        f"{100 * record.effect_ci_high:+.1f}] (n={record.n})"
+    )
+
+
+def edit_table(context: RunContext, ablations: Sequence[AblationRecord]) -> list[str]:
+    """Markdown rows: each ablated edit with support, both effects and their gap."""
+    by = {(r.edit_id, r.kind): r for r in ablations if r.patch_id == context.final_patch.id}
+    edits = [
+        e for e in context.final_patch.edits if any((e.id, k) in by for k in ("ablate", "only"))
+    ]
+    if not edits:
+        return ["No ablation yet: run `trace2skill ablate RUN`."]
+    rows = [
+        "| edit | what | support | leave-one-out effect [95% CI] "
+        "| add-one-in effect [95% CI] | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for e in edits:
+        ablate, only = by.get((e.id, "ablate")), by.get((e.id, "only"))
+        what = f"{e.op} `{e.file}`" + (f" {e.target_section}" if e.target_section else "")
+        notes = [_interaction(ablate, only)]
+        if (
+            ablate
+            and ablate.effect is not None
+            and ablate.effect < 0
+            and ablate.effect_ci_high <= 0
+        ):
+            notes.append("harmful: S* is better without it")
+        if ablate and ablate.also_removed:
+            notes.append("removed with " + ", ".join(ablate.also_removed))
+        support = context.support.get(e.id or "")
+        rows.append(
+            f"| `{e.id}` | {what} | {support.support if support else '-'} | {_effect(ablate)} "
+            f"| {_effect(only)} | {'; '.join(n for n in notes if n)} |"
+        )
+    rows.append("")
+    rows.append(
+        "Effect = the edit's contribution in pass rate: S* minus S* without it (leave-one-out), "
+        "S0 with only it minus S0 (add-one-in); paired on the same tasks and seeds."
+    )
+    return rows
+
+
+def usage_table(rows: Sequence[SectionUsage], labels: Sequence[str] = ("S0", "S*")) -> list[str]:
+    """Markdown rows: use of each section in S0 and S* (trajectories using it / all)."""
+    table: dict[str, dict[str, SectionUsage]] = {}
+    for row in rows:
+        if row.version in labels:
+            table.setdefault(row.ref, {})[row.version] = row
+    if not table:
+        return ["No trajectories of S0 or S* with a skill yet."]
+    head = "| section | " + " | ".join(f"{v} used" for v in labels)
+    head += " | S* pass with / without |"
+    out = [head, "|---|" + "---|" * (len(labels) + 1)]
+    for ref, per in table.items():
+        cells = []
+        for v in labels:
+            r = per.get(v)
+            cells.append(
+                "-" if r is None or not r.in_skill and not r.used else f"{r.used}/{r.trajectories}"
+            )
+        star = per.get("S*")
+        split = f"{_pct(star.rate_with)} / {_pct(star.rate_without)}" if star else "-"
+        out.append(f"| `{ref}` | " + " | ".join(cells) + f" | {split} |")
+    return out
+
+
+def _prune_lines(proposal: PruneProposal | None) -> list[str]:
+    if proposal is None:
+        return ["Not computed: run `trace2skill prune RUN`."]
+    if not proposal.candidates:
+        return [f"None: every section of S* was used in {proposal.trajectories} trajectories."]
+    out = [
+        f"{len(proposal.candidates)} section(s), {proposal.removed_lines} lines, proposed on "
+        f"`{proposal.ref or 'not committed'}` (evidence: {proposal.trajectories} trajectories "
+        f"of S*, delivery {', '.join(proposal.deliveries)}):",
+        "",
+    ]
+    out += [
+        f"- `{c.ref}` (lines {c.start_line}-{c.end_line}): {c.evidence}"
+        for c in proposal.candidates
+    ]
+    return out
+
+
+def _cost_lines(run_dir: Path) -> list[str]:
+    calls = read_jsonl_dicts(run_dir / "llm_calls.jsonl")
+    if not calls:
+        return ["No model calls recorded."]
+    tokens_in = sum(int(c.get("tokens_in") or 0) for c in calls)
+    tokens_out = sum(int(c.get("tokens_out") or 0) for c in calls)
+    cost = sum(float(c.get("cost_usd") or 0.0) for c in calls)
+    seconds = sum(float(c.get("latency_s") or 0.0) for c in calls)
+    hits = sum(bool(c.get("cache_hit")) for c in calls)
+    return [
+        f"{len(calls)} model calls ({hits} from the cache), {tokens_in:,} prompt + "
+        f"{tokens_out:,} completion tokens, ${cost:.4f}, {seconds / 60:.1f} model minutes."
+    ]
+
+
+def render_report(
+    run_dir: str | Path, *, repo: str | Path | None = None, skill_path: str | None = None
+) -> str:
+    """The markdown report of a run (see the module docstring)."""
+    context, store = open_run(run_dir, repo=repo, skill_path=skill_path)
+    try:
+        s0, s0_commit = load_version(store, context, context.base)
+        star, star_commit = load_version(store, context, context.result)
+        versions = {s0_commit: ("S0", s0), star_commit: ("S*", star)}
+    finally:
+        store.close()
+    scores = score_lines(context.run_dir, s0_commit, star_commit)
+    usage = section_usage(
+        [t for t in read_run_trajectories(context.run_dir) if t.skill_commit in versions], versions
+    )
+    patch = context.final_patch
+    out = [f"# trace2skill run `{context.run}`: skill `{star.name}`", ""]
+    out += [w for w in (score_warning(s) for s in scores) if w]
+    if any(score_warning(s) for s in scores):
+        out.append("")
+    out += [
+        f"S0 `{context.base[:10]}` -> S* `{context.result[:10]}` (`{context.ref('result')}`), "
+        f"final patch `{patch.id}`: {len(patch.edits)} edit(s) from {patch.support} "
+        "leaf patch(es).",
+        "",
+        "## Scores",
+        "",
+    ]
+    if not scores:
+        out.append("No evaluation of both S0 and S* on the same tasks yet.")
+    for s in scores:
+        a, b = s.s0.summary.pass_rate, s.star.summary.pass_rate
+        out += [
+            f"**{s.split}** ({s.star.summary.suite}, {s.star.summary.model}, seed "
+            f"{s.star.summary.seed}, n={s.n}):",
+            "",
+            "| | pass rate | 95% CI |",
+            "|---|---|---|",
+            f"| S0 | {_pct(a.rate)} | [{_pct(a.ci.low)}, {_pct(a.ci.high)}] |",
+            f"| S* | {_pct(b.rate)} | [{_pct(b.ci.low)}, {_pct(b.ci.high)}] |",
+            f"| S* - S0 (paired) | {_pp(s.difference)} | "
+            f"[{100 * s.ci[0]:+.1f}, {100 * s.ci[1]:+.1f}] pp, p={s.p_value:.3g} |",
+            "",
+            f"- Fixed by S* ({len(s.fixed)}): {_tasks(s.fixed)}",
+            f"- Broken by S* ({len(s.broken)}): {_tasks(s.broken)}",
+            "",
+        ]
+    out += ["## Edits", "", *edit_table(context, read_ablations(context.run_dir)), ""]
+    out += ["## Changelog", ""]
+    out += [f"- {entry}" for entry in patch.changelog_entries] or ["(none)"]
+    out += ["", "## Section usage (S0 vs S*)", "", *usage_table(usage), ""]
+    out += ["## Pruning candidates", "", *_prune_lines(read_prune(context.run_dir)), ""]
+    out += ["## Cost", "", *_cost_lines(context.run_dir), ""]
+    return "\n".join(out)
+
+
+def write_report(
+    run_dir: str | Path,
+    *,
+    repo: str | Path | None = None,
+    skill_path: str | None = None,
+    output: str | Path | None = None,
+) -> Path:
+    """Render the report and write it (default ``runs/<run>/report.md``); returns the path."""
+    from toolkit.attribution.run import resolve_run_dir
+
+    text = render_report(run_dir, repo=repo, skill_path=skill_path)
+    path = Path(output) if output else resolve_run_dir(run_dir) / REPORT_FILE
+    write_atomic(path, text, prefix=".report-", suffix="")
+    return path

@@ -1,0 +1,372 @@
+"""CLI commands: ``trace2skill ablate``, ``usage``, ``support``, ``prune`` and ``report``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from toolkit.cli.evaluate import protocol_option
+from toolkit.cli.llm import llm_options
+from toolkit.cli.suites import suite_options
+
+if TYPE_CHECKING:
+    from toolkit.attribution import AblationPlan
+    from toolkit.llm.config import LLMConfig
+    from toolkit.tasks import Suite
+
+run_argument = click.argument("run", metavar="RUN")
+
+
+def _run_options(func: Any) -> Any:
+    for option in reversed(
+        [
+            click.option(
+                "--repo",
+                type=click.Path(file_okay=False, path_type=Path),
+                help="The run's skill repository (default: the manifest's, else the current "
+                "directory).",
+            ),
+            click.option(
+                "--skill-path",
+                metavar="PATH",
+                help="The skill folder in that repository, e.g. skills/gsm8k-math "
+                "(default: the manifest's, else the folder the run changed).",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _plan_lines(plan: AblationPlan) -> list[str]:
+    lines = [
+        f"run {plan.run}: final patch {plan.patch_id}, edits "
+        + ", ".join(f"{e} (support {plan.support[e]})" for e in plan.edits),
+        f"{len(plan.versions)} version(s) to evaluate + S* and S0 on {len(plan.tasks)} task(s) "
+        f"of {plan.suite}/{plan.split} (seed {plan.seed}, model {plan.model})",
+    ]
+    cost = f"cost: at most {plan.rollouts} rollouts"
+    if plan.seconds_per_task is not None:
+        cost += f", ~{plan.seconds_per_task:.1f} s and {plan.tokens_per_task or 0:,.0f} tokens each"
+        cost += f" (earlier evaluations of this run): ~{(plan.estimate_s or 0) / 60:.1f} min"
+    lines.append(cost + "; finished rollouts are reused")
+    lines += [f"skip {s.kind}/{s.edit_id}: {s.reason}" for s in plan.skipped]
+    if plan.mismatch:
+        lines.append(
+            "note: S0 + the final patch differs from S* in " + ", ".join(plan.mismatch)
+            + "; versions are built from S0 + the patch"
+        )  # fmt: skip
+    return lines
+
+
+def _effect(value: float | None, low: float, high: float) -> str:
+    if value is None:
+        return "n/a"
+    return f"{100 * value:+.1f} pp [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+@click.command("ablate")
+@run_argument
+@suite_options(required=False, help_suite="Task suite (default: the manifest's).")
+@click.option("--split", default="test", show_default=True, help="Held-out split to evaluate on.")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Ablate the K edits with the most support (ignored with --edits).",
+)
+@click.option(
+    "--edits",
+    "edit_ids",
+    multiple=True,
+    metavar="ID[,ID...]",
+    help="Edit ids (or unique prefixes) to ablate; repeat or separate with commas.",
+)
+@click.option(
+    "--tasks",
+    type=click.IntRange(min=1),
+    help="Evaluate a seeded subsample of at most N of the split's tasks (cheaper, wider CIs).",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["both", "ablate", "only"]),
+    default="both",
+    show_default=True,
+    help="ablate: S* without the edit; only: S0 with only the edit.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Split size if not recorded yet.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed: sampling, bootstrap.")
+@click.option(
+    "--delivery",
+    type=click.Choice(["system", "progressive"]),
+    default="system",
+    show_default=True,
+    help="Skill in the system prompt, or loaded section by section (exact section reads).",
+)
+@protocol_option
+@click.option("--parallel", type=click.IntRange(min=1), help="Tasks rolled out at once.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and its cost, run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON lines.")
+@_run_options
+@llm_options
+def ablate_cmd(
+    run: str,
+    suite: Suite | None,
+    split: str,
+    top: int,
+    edit_ids: tuple[str, ...],
+    tasks: int | None,
+    kind: str,
+    limit: int | None,
+    seed: int,
+    delivery: str,
+    protocol: str,
+    parallel: int | None,
+    dry_run: bool,
+    as_json: bool,
+    repo: Path | None,
+    skill_path: str | None,
+    llm_config: LLMConfig,
+) -> None:
+    """Measure what each edit of a run's final patch does, with paired 95% CIs.
+
+    For each selected edit, S* without it (branch t2s/<run>/ablate/<edit>) is compared with S*
+    and S0 with only it (t2s/<run>/only/<edit>) with S0, on the same tasks and seeds. The
+    effect is the edit's contribution in pass-rate points (> 0 helps). When the two effects
+    disagree, the edit interacts with the others. The plan and its cost are printed before
+    anything runs; finished rollouts are reused, so a re-run only adds what is missing.
+    Results: RUN/ablations.jsonl, the evaluations in RUN/evals/, manifest stage 'attribute'.
+
+    \b
+    Examples:
+      trace2skill ablate runs/demo --dry-run
+      trace2skill ablate runs/demo --suite gsm8k --top 3 --tasks 30
+      trace2skill ablate runs/demo --suite gsm8k --edits 3f2a9c,81bd02 --kind ablate
+      trace2skill ablate runs/demo --suite jsonl --data tasks.jsonl --split all
+    """
+    from toolkit.agent import AgentConfig
+    from toolkit.attribution import ablate
+
+    edits = [e for item in edit_ids for e in item.split(",") if e.strip()]
+    kinds = ("ablate", "only") if kind == "both" else (kind,)
+
+    def show(plan: AblationPlan) -> None:
+        for line in _plan_lines(plan):
+            click.echo(line, err=as_json)
+
+    outcome = ablate(
+        run,
+        suite=suite,
+        split=split,
+        model=llm_config.model,
+        seed=seed,
+        limit=limit,
+        tasks=tasks,
+        top=top,
+        edits=edits or None,
+        kinds=kinds,  # type: ignore[arg-type]
+        repo=repo,
+        skill_path=skill_path,
+        delivery=delivery,
+        concurrency=parallel,
+        llm_config=llm_config,
+        agent_config=AgentConfig(protocol=protocol),
+        progress=True,
+        dry_run=dry_run,
+        on_plan=show,
+    )
+    if as_json:
+        for record in outcome.records:
+            click.echo(record.model_dump_json())
+        return
+    for record in outcome.records:
+        click.echo(
+            f"{record.kind:6} {record.edit_id}  effect "
+            f"{_effect(record.effect, record.effect_ci_low, record.effect_ci_high)}  "
+            f"({record.passed}/{record.n} vs {record.reference_passed}/{record.n}, "
+            f"p={record.p_value:.3g})"
+        )
+    if outcome.path is not None:
+        click.echo(f"results: {outcome.path}")
+
+
+@click.command("usage")
+@run_argument
+@click.option("--all-versions", is_flag=True, help="Also ablate/only versions, not just S0/S*.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON lines.")
+@_run_options
+def usage_cmd(
+    run: str, all_versions: bool, as_json: bool, repo: Path | None, skill_path: str | None
+) -> None:
+    """Which sections the agent read or cited, per skill version, and pass rate with vs without.
+
+    Reads the run's trajectories (rollouts and evaluations). With --delivery system only
+    citations are seen; progressive delivery makes reads exact. A section used by nobody is
+    a pruning candidate (trace2skill prune).
+
+    \b
+    Examples:
+      trace2skill usage runs/demo
+      trace2skill usage runs/demo --all-versions --json
+    """
+    from toolkit.attribution import open_run, section_usage
+    from toolkit.attribution.run import read_run_trajectories, version_labels
+
+    context, store = open_run(run, repo=repo, skill_path=skill_path)
+    try:
+        versions = version_labels(store, context)
+    finally:
+        store.close()
+    if not all_versions:
+        versions = {c: v for c, v in versions.items() if v[0] in ("S0", "S*")}
+    trajectories = [t for t in read_run_trajectories(context.run_dir) if t.skill_commit in versions]
+    rows = section_usage(trajectories, versions)
+    if as_json:
+        for row in rows:
+            click.echo(row.model_dump_json())
+        return
+    if not rows:
+        click.echo("no trajectories of these skill versions yet")
+    for row in rows:
+        rate = "" if row.rate_with is None else f"  pass with {100 * row.rate_with:.0f}%"
+        if row.rate_without is not None:
+            rate += f" / without {100 * row.rate_without:.0f}%"
+        click.echo(
+            f"{row.version:16} {row.ref:48} used {row.used}/{row.trajectories} "
+            f"(read {row.reads}, cited {row.citations}){rate}"
+        )
+
+
+@click.command("support")
+@run_argument
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+@_run_options
+def support_cmd(run: str, as_json: bool, repo: Path | None, skill_path: str | None) -> None:
+    """The leaf patches and trajectories behind each line of S*, with their outcomes.
+
+    From git blame of S* and the commits' provenance trailers; a line that is the text of an
+    edit of the final patch takes that edit's support from the consolidation (every leaf
+    patch behind it). fail/pass count the analysed trajectories behind the line.
+
+    \b
+    Examples:
+      trace2skill support runs/demo
+      trace2skill support runs/demo --json | jq 'select(.support > 1)'
+    """
+    from toolkit.attribution import open_run
+    from toolkit.attribution.support import line_support
+
+    context, store = open_run(run, repo=repo, skill_path=skill_path)
+    try:
+        rows = line_support(store, context)
+    finally:
+        store.close()
+    for row in rows:
+        if as_json:
+            click.echo(row.model_dump_json())
+            continue
+        backing = (
+            f"support {row.support:>2} fail {row.failed} pass {row.passed}"
+            if row.support
+            else " " * 22
+        )
+        click.echo(f"{row.file}:{row.line:<4} {backing}  {row.text}")
+
+
+@click.command("prune")
+@run_argument
+@click.option(
+    "--min-trajectories",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Refuse to prune on fewer trajectories of S* than this.",
+)
+@click.option("--dry-run", is_flag=True, help="Show the proposal; commit and save nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the proposal as JSON.")
+@_run_options
+def prune_cmd(
+    run: str,
+    min_trajectories: int,
+    dry_run: bool,
+    as_json: bool,
+    repo: Path | None,
+    skill_path: str | None,
+) -> None:
+    """Propose removing the sections of S* that no trajectory used and no ablation found useful.
+
+    The proposal is a patch of delete_section edits, applied with the patch guardrails and
+    committed on t2s/<run>/prune (parent: S*) with the evidence in the commit message; it is
+    also saved as RUN/prune.json. Nothing is merged: review it with
+    `git show t2s/<run>/prune`. Evaluate S* first (trace2skill ablate) so there is evidence.
+
+    \b
+    Examples:
+      trace2skill prune runs/demo --dry-run
+      trace2skill prune runs/demo --min-trajectories 30
+    """
+    from toolkit.attribution.prune import propose_prune
+
+    proposal = propose_prune(
+        run,
+        repo=repo,
+        skill_path=skill_path,
+        min_trajectories=min_trajectories,
+        write=not dry_run,
+    )
+    if as_json:
+        click.echo(json.dumps(proposal.model_dump(mode="json")))
+        return
+    click.echo(
+        f"evidence: {proposal.trajectories} trajectories of S* on {proposal.tasks} tasks "
+        f"(delivery {', '.join(proposal.deliveries)})"
+    )
+    if not proposal.candidates:
+        click.echo("nothing to prune: every section of S* was used or helped")
+        return
+    for c in proposal.candidates:
+        click.echo(f"remove {c.ref} (lines {c.start_line}-{c.end_line}): {c.evidence}")
+    for line in proposal.rejected:
+        click.echo(f"refused: {line}")
+    if proposal.commit:
+        click.echo(
+            f"proposed on {proposal.ref} ({proposal.commit[:10]}), -{proposal.removed_lines} lines"
+        )
+
+
+@click.command("report")
+@run_argument
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Where to write the markdown (default RUN/report.md; '-' prints it).",
+)
+@_run_options
+def report_cmd(run: str, output: Path | None, repo: Path | None, skill_path: str | None) -> None:
+    """Write the run's markdown report: scores, fixed and broken tasks, edits, usage, cost.
+
+    S0 and S* pass rates with 95% CIs and the paired difference; the tasks S* fixed and the
+    ones it broke (a warning at the top when an average gain hides broken tasks); each
+    ablated edit with its support and effects; section usage of S0 vs S*; the pruning
+    proposal; the model cost. Reads only what is stored: run ablate and prune first.
+
+    \b
+    Examples:
+      trace2skill report runs/demo
+      trace2skill report runs/demo -o - | less
+    """
+    from toolkit.attribution.report import render_report, write_report
+
+    if output is not None and str(output) == "-":
+        click.echo(render_report(run, repo=repo, skill_path=skill_path))
+        return
+    path = write_report(run, repo=repo, skill_path=skill_path, output=output)
+    click.echo(f"report: {path}")
+
+
+COMMANDS = [ablate_cmd, usage_cmd, support_cmd, prune_cmd, report_cmd]
