@@ -1,14 +1,20 @@
 """The run index: every run of ``runs/`` compacted into Parquet and queried with DuckDB.
 
-:func:`build_index` reads each run folder (one holding ``manifest.json``) into six tables,
-``runs``, ``trajectories``, ``steps``, ``section_uses``, ``evals`` and ``llm_calls``, and writes
-them as ``<runs_dir>/.index/<run-id>/<table>.parquet``. A run is compacted into a temp folder
-that is then renamed into place, so a reader never sees half a run. ``.index/state.json``
-records the size and mtime of every file each run was built from: an unchanged run is not read
-again, a changed one is rebuilt, a deleted one is dropped. A corrupt manifest skips the run (it
-is reported and its previous compaction, if any, is kept); a corrupt or torn JSONL line is
-skipped and counted. The index format carries :data:`INDEX_SCHEMA_VERSION`: a different
-version rebuilds every run.
+:func:`build_index` reads each run folder (one holding ``manifest.json``) into the tables of
+:data:`SCHEMAS`: ``runs``, ``trajectories``, ``steps``, ``section_uses``, ``evals`` and
+``llm_calls`` from the rollout and evaluation files; ``analyses``, ``patches``, ``edits``,
+``merges`` and ``ablations`` from the evolve stages' files (:mod:`toolkit.runfiles`); and
+``skill_lines``, every line of the run's final skill S* with the commit, merge and support
+behind it, from ``git blame`` in the run's skill repository (:mod:`toolkit.skill_lines`). A
+file a run does not have yet is an empty table. Each run is written as
+``<runs_dir>/.index/<run-id>/<table>.parquet``: compacted into a temp folder that is then
+renamed into place, so a reader never sees half a run. ``.index/state.json`` records the size
+and mtime of every file each run was built from: an unchanged run is not read again, a changed
+one is rebuilt, a deleted one is dropped. A corrupt manifest, or one from a newer schema
+version, skips the run (it is reported and its previous compaction, if any, is kept); a corrupt
+or torn JSONL line, or one from a newer schema version, is skipped and counted. The index
+format carries :data:`INDEX_SCHEMA_VERSION`: a different version rebuilds every run from its
+files (the run files are the source of truth, so rebuilding is the migration).
 
 :func:`connect` opens an in-memory DuckDB with one view per table over all runs' Parquet, so
 readers take no lock and a writer never blocks them. The ready-made queries are in
@@ -33,10 +39,27 @@ from toolkit.atomic import write_atomic
 from toolkit.errors import ToolkitError
 from toolkit.evaluate import EvalRecord, EvalSummary
 from toolkit.llm.calls import LLMCallRecord
-from toolkit.rollout import CALLS_FILE, MANIFEST_FILE, TRAJECTORIES_FILE, Manifest
+from toolkit.patch import Patch
+from toolkit.rollout import (
+    CALLS_FILE,
+    MANIFEST_FILE,
+    MANIFEST_SCHEMA_VERSION,
+    TRAJECTORIES_FILE,
+    Manifest,
+)
+from toolkit.runfiles import (
+    ABLATIONS_FILE,
+    ANALYSES_FILE,
+    MERGES_FILE,
+    PATCHES_DIR,
+    AblationLine,
+    AnalysisLine,
+    MergeLine,
+)
+from toolkit.skill_lines import BUNDLE_FILE, read_skill_lines
 from toolkit.trajectory import Trajectory
 
-INDEX_SCHEMA_VERSION = 1
+INDEX_SCHEMA_VERSION = 2
 INDEX_DIR = ".index"
 STATE_FILE = "state.json"
 
@@ -52,6 +75,12 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "eval_trajectories": "INTEGER",
         "evals": "INTEGER",
         "llm_calls": "INTEGER",
+        "analyses": "INTEGER",
+        "patches": "INTEGER",
+        "merges": "INTEGER",
+        "ablations": "INTEGER",
+        "skill_lines": "INTEGER",
+        "result_commit": "VARCHAR",
         "skipped_lines": "INTEGER",
     },
     "trajectories": {
@@ -143,6 +172,108 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "structured": "BOOLEAN",
         "error": "VARCHAR",
     },
+    "analyses": {
+        "run_id": "VARCHAR",
+        "id": "VARCHAR",
+        "trajectory_id": "VARCHAR",
+        "task_id": "VARCHAR",
+        "outcome": "VARCHAR",
+        "analyst": "VARCHAR",
+        "model": "VARCHAR",
+        "status": "VARCHAR",
+        "reason": "VARCHAR",
+        "patch_id": "VARCHAR",
+        "fix_passed": "BOOLEAN",
+        "turns": "INTEGER",
+        "tokens_in": "BIGINT",
+        "tokens_out": "BIGINT",
+        "started_at": "DOUBLE",
+        "ended_at": "DOUBLE",
+        "report": "VARCHAR",
+    },
+    "patches": {
+        "run_id": "VARCHAR",
+        "id": "VARCHAR",
+        "kind": "VARCHAR",
+        "level": "INTEGER",
+        "group": "VARCHAR",
+        "commit": "VARCHAR",
+        "reasoning": "VARCHAR",
+        "changelog": "VARCHAR",
+        "n_edits": "INTEGER",
+        "sources": "VARCHAR[]",
+        "support": "INTEGER",
+    },
+    "edits": {
+        "run_id": "VARCHAR",
+        "patch_id": "VARCHAR",
+        "edit_id": "VARCHAR",
+        "position": "INTEGER",
+        "file": "VARCHAR",
+        "op": "VARCHAR",
+        "target_section": "VARCHAR",
+        "target_text": "VARCHAR",
+        "old_text": "VARCHAR",
+        "after_section": "VARCHAR",
+        "content": "VARCHAR",
+        "cited": "VARCHAR[]",
+        "sources": "VARCHAR[]",
+        "support": "INTEGER",
+    },
+    "merges": {
+        "run_id": "VARCHAR",
+        "level": "INTEGER",
+        "group": "VARCHAR",
+        "children": "VARCHAR[]",
+        "child_commits": "VARCHAR[]",
+        "commit": "VARCHAR",
+        "patch_id": "VARCHAR",
+        "status": "VARCHAR",
+        "reason": "VARCHAR",
+        "conflict_files": "INTEGER",
+        "conflict_hunks": "INTEGER",
+        "conflicts": "VARCHAR",
+        "n_edits": "INTEGER",
+        "n_dropped": "INTEGER",
+        "dropped": "VARCHAR",
+        "model": "VARCHAR",
+        "tokens_in": "BIGINT",
+        "tokens_out": "BIGINT",
+        "started_at": "DOUBLE",
+        "ended_at": "DOUBLE",
+    },
+    "skill_lines": {
+        "run_id": "VARCHAR",
+        "result_commit": "VARCHAR",
+        "file": "VARCHAR",
+        "line": "INTEGER",
+        "text": "VARCHAR",
+        "commit": "VARCHAR",
+        "kind": "VARCHAR",
+        "merge_commit": "VARCHAR",
+        "patch_id": "VARCHAR",
+        "level": "INTEGER",
+        "group": "VARCHAR",
+        "sources": "VARCHAR[]",
+        "trajectories": "VARCHAR[]",
+        "support": "INTEGER",
+    },
+    "ablations": {
+        "run_id": "VARCHAR",
+        "edit_id": "VARCHAR",
+        "patch_id": "VARCHAR",
+        "kind": "VARCHAR",
+        "commit": "VARCHAR",
+        "split": "VARCHAR",
+        "seed": "BIGINT",
+        "n": "INTEGER",
+        "passed": "INTEGER",
+        "pass_rate": "DOUBLE",
+        "delta": "DOUBLE",
+        "ci_low": "DOUBLE",
+        "ci_high": "DOUBLE",
+        "tasks": "VARCHAR[]",
+    },
 }
 TABLES: tuple[str, ...] = tuple(SCHEMAS)
 
@@ -188,10 +319,24 @@ class IndexReport(BaseModel):
 
 def _source_files(run_dir: Path) -> list[Path]:
     """The files a run's index rows come from (those that exist)."""
-    candidates = [run_dir / MANIFEST_FILE, run_dir / TRAJECTORIES_FILE, run_dir / CALLS_FILE]
+    candidates = [
+        run_dir / name
+        for name in (
+            MANIFEST_FILE,
+            TRAJECTORIES_FILE,
+            CALLS_FILE,
+            ANALYSES_FILE,
+            MERGES_FILE,
+            ABLATIONS_FILE,
+            BUNDLE_FILE,
+        )
+    ]
     evals = run_dir / "evals"
     if evals.is_dir():
         candidates += sorted(evals.glob("*.jsonl")) + sorted(evals.glob("*/*.jsonl"))
+    patches = run_dir / PATCHES_DIR
+    if patches.is_dir():
+        candidates += sorted(patches.glob("*.json"))
     return [p for p in candidates if p.is_file()]
 
 
@@ -312,6 +457,95 @@ def _trajectory_rows(
             )
 
 
+def _read_patch(path: Path, problems: list[str]) -> Patch | None:
+    try:
+        return Patch.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError, ValueError) as exc:
+        first = str(exc).splitlines()[0]
+        problems.append(f"{path}: skipped a corrupt patch ({first})")
+        return None
+
+
+def _evolve_rows(
+    run_id: str, run_dir: Path, tables: dict[str, list[dict]], problems: list[str]
+) -> list[MergeLine]:
+    """Rows of analyses, patches, edits, merges and ablations; returns the merges read."""
+    for a in _read_lines(run_dir / ANALYSES_FILE, AnalysisLine.model_validate_json, problems):
+        tables["analyses"].append({"run_id": run_id, **a.model_dump(exclude={"schema_version"})})
+    merges = _read_lines(run_dir / MERGES_FILE, MergeLine.model_validate_json, problems)
+    by_patch = {m.patch_id: m for m in merges if m.patch_id}
+    for m in merges:
+        tables["merges"].append(
+            {
+                "run_id": run_id,
+                **m.model_dump(
+                    include={
+                        "level",
+                        "group",
+                        "children",
+                        "child_commits",
+                        "commit",
+                        "patch_id",
+                        "status",
+                        "reason",
+                        "model",
+                        "tokens_in",
+                        "tokens_out",
+                        "started_at",
+                        "ended_at",
+                    }
+                ),
+                "conflict_files": len(m.conflicts),
+                "conflict_hunks": sum(c.hunks for c in m.conflicts),
+                "conflicts": json.dumps([c.model_dump() for c in m.conflicts]),
+                "n_edits": len(m.edits),
+                "n_dropped": len(m.dropped),
+                "dropped": json.dumps([d.model_dump() for d in m.dropped]),
+            }
+        )
+    patch_dir = run_dir / PATCHES_DIR
+    for path in sorted(patch_dir.glob("*.json")) if patch_dir.is_dir() else []:
+        patch = _read_patch(path, problems)
+        if patch is None:
+            continue
+        merge = by_patch.get(patch.id)
+        # A leaf's sources are its own id (contract); a consolidated patch is named by a merge.
+        leaf = merge is None and set(patch.sources) <= {patch.id}
+        tables["patches"].append(
+            {
+                "run_id": run_id,
+                "id": patch.id,
+                "kind": "leaf" if leaf else "merged",
+                "level": merge.level if merge else None,
+                "group": merge.group if merge else None,
+                "commit": merge.commit if merge else None,
+                "reasoning": patch.reasoning,
+                "changelog": "\n".join(patch.changelog_entries),
+                "n_edits": len(patch.edits),
+                "sources": patch.sources or [patch.id],
+                "support": patch.support,
+            }
+        )
+        cited = {e.id: e for e in merge.edits} if merge else {}
+        for position, edit in enumerate(patch.edits):
+            origin = cited.get(edit.id)
+            tables["edits"].append(
+                {
+                    "run_id": run_id,
+                    "patch_id": patch.id,
+                    "edit_id": edit.id,
+                    "position": position,
+                    **edit.model_dump(exclude={"id"}),
+                    "cited": origin.cited if origin else [],
+                    "sources": origin.sources if origin else ([patch.id] if leaf else None),
+                    "support": origin.support if origin else (1 if leaf else None),
+                }
+            )
+    for a in _read_lines(run_dir / ABLATIONS_FILE, AblationLine.model_validate_json, problems):
+        tables["ablations"].append({"run_id": run_id, **a.model_dump(exclude={"schema_version"})})
+    return merges
+
+
 def read_run(run_dir: Path) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     """The rows of every table for one run folder, and the problems met (one line each).
 
@@ -324,6 +558,11 @@ def read_run(run_dir: Path) -> tuple[dict[str, list[dict[str, Any]]], list[str]]
     except (OSError, ValidationError) as exc:
         first = str(exc).splitlines()[0]
         raise ToolkitError(f"{path}: not a valid run manifest ({first})") from None
+    if manifest.schema_version > MANIFEST_SCHEMA_VERSION:
+        raise ToolkitError(
+            f"{path}: schema_version {manifest.schema_version} is newer than this toolkit "
+            f"reads ({MANIFEST_SCHEMA_VERSION}); upgrade trace2skill"
+        )
     run_id = run_dir.name
     problems: list[str] = []
     tables: dict[str, list[dict[str, Any]]] = {name: [] for name in TABLES}
@@ -346,6 +585,17 @@ def read_run(run_dir: Path) -> tuple[dict[str, list[dict[str, Any]]], list[str]]
                 **c.model_dump(include=set(SCHEMAS["llm_calls"]) - {"run_id"}),
             }
         )
+    merges = _evolve_rows(run_id, run_dir, tables, problems)
+    result_commit = None
+    try:
+        lines, patch_commits, result_commit = read_skill_lines(run_dir, manifest, merges)
+    except ToolkitError as exc:
+        problems.append(f"{run_dir}: skill lines not read ({exc})")
+    else:
+        tables["skill_lines"] = lines
+        for row in tables["patches"]:
+            if row["kind"] == "leaf":
+                row["commit"] = patch_commits.get(row["id"])
     tables["runs"].append(
         {
             "run_id": run_id,
@@ -357,8 +607,12 @@ def read_run(run_dir: Path) -> tuple[dict[str, list[dict[str, Any]]], list[str]]
             ),
             "trajectories": len(rollout),
             "eval_trajectories": len(evaluated),
-            "evals": len(tables["evals"]),
-            "llm_calls": len(tables["llm_calls"]),
+            **{
+                name: len(tables[name])
+                for name in ("evals", "llm_calls", "analyses", "patches", "merges", "ablations")
+            },
+            "skill_lines": len(tables["skill_lines"]),
+            "result_commit": result_commit,
             "skipped_lines": len(problems),
         }
     )
