@@ -348,6 +348,15 @@ def _fingerprint(run_dir: Path) -> dict[str, list[int]]:
     return out
 
 
+def _why(exc: Exception) -> str:
+    """One line saying why a record was refused (pydantic: the first field and message)."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err["loc"])
+        return f"{where}: {err['msg']}" if where else err["msg"]
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def _read_lines(path: Path, parse: Callable[[bytes], M | None], problems: list[str]) -> list[M]:
     """Parse every line of ``path``; a line that fails is skipped and reported."""
     try:
@@ -364,7 +373,7 @@ def _read_lines(path: Path, parse: Callable[[bytes], M | None], problems: list[s
         try:
             record = parse(line)
         except (ValidationError, ValueError) as exc:
-            first = str(exc).splitlines()[0]
+            first = _why(exc)
             problems.append(f"{path}:{number}: skipped a corrupt line ({first})")
             continue
         if record is not None:
@@ -461,7 +470,7 @@ def _read_patch(path: Path, problems: list[str]) -> Patch | None:
     try:
         return Patch.model_validate_json(path.read_bytes())
     except (OSError, ValidationError, ValueError) as exc:
-        first = str(exc).splitlines()[0]
+        first = _why(exc)
         problems.append(f"{path}: skipped a corrupt patch ({first})")
         return None
 
@@ -556,7 +565,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, list[dict[str, Any]]], list[str]]
     try:
         manifest = Manifest.model_validate_json(path.read_bytes())
     except (OSError, ValidationError) as exc:
-        first = str(exc).splitlines()[0]
+        first = _why(exc)
         raise ToolkitError(f"{path}: not a valid run manifest ({first})") from None
     if manifest.schema_version > MANIFEST_SCHEMA_VERSION:
         raise ToolkitError(

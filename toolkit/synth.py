@@ -286,9 +286,10 @@ def synth_run(
     run_dir = runs_dir / run_id
     if run_dir.exists():
         raise ToolkitError(f"{run_dir} already exists: pick another seed or folder")
-    run_dir.mkdir(parents=True)
     ts = EPOCH + 3600
     base = repo.snapshot_base(run_id, repo.root / SKILL_DIR, timestamp=ts)
+    # The manifest is written last: until then the index does not take the folder for a run.
+    run_dir.mkdir(parents=True)
     s0_text = base_skill(patches)
     s0_tree = repo.git.resolve([f"{base}:{SKILL_DIR}"])[0] or "none"
 
