@@ -430,3 +430,50 @@ def test_synth_and_query_cli(tmp_path):
     assert json.loads(out.output) == [{"kind": "merge", "n": 1}, {"kind": "patch", "n": 3}]
     few = cli.invoke(main, ["synth", str(tmp_path / "x"), "--trajectories", "3"])
     assert few.exit_code == 1 and "too few" in few.output
+
+
+def _bulk_and_line_rows(run: Path) -> tuple[dict, dict]:
+    """Rows of the bulk tables read by DuckDB alone and read line by line with the models."""
+    import duckdb
+
+    from toolkit.index import SCHEMAS, read_run
+
+    slow, _, _ = read_run(run)
+    con = duckdb.connect()
+    rows, inserts, problems = read_run(run, con)
+    assert problems == []
+    fast, line = {}, {}
+    for table in ("trajectories", "steps", "section_uses", "llm_calls"):
+        assert inserts[table] and rows[table] == []
+        columns = ", ".join(f'"{c}"' for c in SCHEMAS[table])
+        fast[table] = sorted(
+            (
+                r
+                for sql in inserts[table]
+                for r in con.execute(f"SELECT {columns} FROM ({sql})").fetchall()
+            ),
+            key=repr,
+        )
+        line[table] = sorted(
+            (tuple(r.get(c) for c in SCHEMAS[table]) for r in slow[table]), key=repr
+        )
+    return fast, line
+
+
+def test_bulk_path_gives_the_rows_the_models_give(synth, tmp_path):
+    runs, _ = synth
+    fast, line = _bulk_and_line_rows(runs / "synth-0-000")
+    assert fast == line and len(fast["steps"]) == 240
+
+
+def test_a_file_duckdb_cannot_vouch_for_goes_line_by_line(synth, tmp_path):
+    runs, _ = synth
+    run = tmp_path / "runs" / "synth-0-000"
+    shutil.copytree(runs / "synth-0-000", run)
+    lines = (run / "trajectories.jsonl").read_text().splitlines()
+    bad = json.loads(lines[1])
+    bad["stop_reason"] = "gave_up"  # parses and casts, but the model refuses it
+    (run / "trajectories.jsonl").write_text("\n".join([lines[0], json.dumps(bad), *lines[2:]]))
+    report = build_index(run.parent)
+    assert len(report.problems) == 1 and "stop_reason" in report.problems[0]
+    assert _q(run.parent, "SELECT trajectories FROM runs") == [(len(lines) - 1,)]

@@ -35,6 +35,7 @@ import duckdb
 import pandas as pd
 from pydantic import BaseModel, Field, ValidationError
 
+from toolkit import index_bulk as bulk
 from toolkit.atomic import write_atomic
 from toolkit.errors import ToolkitError
 from toolkit.evaluate import EvalRecord, EvalSummary
@@ -433,7 +434,8 @@ def _trajectory_rows(
                     "trajectory_id": t.id,
                     "step": s.index,
                     "tool": s.action.tool,
-                    "args": json.dumps(s.action.args, ensure_ascii=False, sort_keys=True),
+                    # Compact, in the file's key order: what DuckDB's bulk path writes too.
+                    "args": json.dumps(s.action.args, ensure_ascii=False, separators=(",", ":")),
                     **s.model_dump(
                         include={
                             "thought",
@@ -555,8 +557,15 @@ def _evolve_rows(
     return merges
 
 
-def read_run(run_dir: Path) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+def read_run(
+    run_dir: Path, con: duckdb.DuckDBPyConnection | None = None
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[str]], list[str]]:
     """The rows of every table for one run folder, and the problems met (one line each).
+
+    Returns ``(rows, inserts, problems)``. With a connection, the bulk files are loaded by
+    DuckDB into temp tables (:mod:`toolkit.index_bulk`) and ``inserts`` holds, per table, the
+    SELECTs that give their rows; without one (or for a file DuckDB alone cannot vouch for)
+    every row is in ``rows``.
 
     Raises:
         ToolkitError: the manifest is missing or invalid (the run cannot be indexed).
@@ -575,25 +584,42 @@ def read_run(run_dir: Path) -> tuple[dict[str, list[dict[str, Any]]], list[str]]
     run_id = run_dir.name
     problems: list[str] = []
     tables: dict[str, list[dict[str, Any]]] = {name: [] for name in TABLES}
-    rollout = _read_lines(run_dir / TRAJECTORIES_FILE, Trajectory.model_validate_json, problems)
-    evaluated = _read_lines(
-        run_dir / "evals" / TRAJECTORIES_FILE, Trajectory.model_validate_json, problems
-    )
-    _trajectory_rows(run_id, "rollout", rollout, tables)
-    _trajectory_rows(run_id, "eval", evaluated, tables)
+    inserts: dict[str, list[str]] = {name: [] for name in TABLES}
+    counts: dict[str, int] = {}
+    for origin, path in (
+        ("rollout", run_dir / TRAJECTORIES_FILE),
+        ("eval", run_dir / "evals" / TRAJECTORIES_FILE),
+    ):
+        temp = f"src_{origin}"
+        n = bulk.load(con, temp, path, "trajectories") if con and path.is_file() else None
+        if n is not None:
+            for table, sql in bulk.trajectory_inserts(temp, run_id, origin).items():
+                inserts[table].append(sql)
+            counts[origin] = n
+        else:
+            records = _read_lines(path, Trajectory.model_validate_json, problems)
+            _trajectory_rows(run_id, origin, records, tables)
+            counts[origin] = len(records)
     evals_dir = run_dir / "evals"
     for eval_file in sorted(evals_dir.glob("*/*.jsonl")) if evals_dir.is_dir() else []:
         for r in _read_lines(eval_file, _eval_line, problems):
             tables["evals"].append(
                 {"run_id": run_id, **r.model_dump(exclude={"schema_version", "kind"})}
             )
-    for c in _read_lines(run_dir / CALLS_FILE, LLMCallRecord.model_validate_json, problems):
-        tables["llm_calls"].append(
-            {
-                "run_id": run_id,
-                **c.model_dump(include=set(SCHEMAS["llm_calls"]) - {"run_id"}),
-            }
-        )
+    path = run_dir / CALLS_FILE
+    n = bulk.load(con, "src_calls", path, "llm_calls") if con and path.is_file() else None
+    if n is not None:
+        inserts["llm_calls"].append(bulk.call_insert("src_calls", run_id))
+        counts["calls"] = n
+    else:
+        for c in _read_lines(path, LLMCallRecord.model_validate_json, problems):
+            tables["llm_calls"].append(
+                {
+                    "run_id": run_id,
+                    **c.model_dump(include=set(SCHEMAS["llm_calls"]) - {"run_id"}),
+                }
+            )
+        counts["calls"] = len(tables["llm_calls"])
     merges = _evolve_rows(run_id, run_dir, tables, problems)
     result_commit = None
     try:
@@ -614,18 +640,19 @@ def read_run(run_dir: Path) -> tuple[dict[str, list[dict[str, Any]]], list[str]]
             "stages": json.dumps(
                 {k: v.model_dump(mode="json") for k, v in manifest.stages.items()}, sort_keys=True
             ),
-            "trajectories": len(rollout),
-            "eval_trajectories": len(evaluated),
+            "trajectories": counts["rollout"],
+            "eval_trajectories": counts["eval"],
+            "llm_calls": counts["calls"],
             **{
                 name: len(tables[name])
-                for name in ("evals", "llm_calls", "analyses", "patches", "merges", "ablations")
+                for name in ("evals", "analyses", "patches", "merges", "ablations")
             },
             "skill_lines": len(tables["skill_lines"]),
             "result_commit": result_commit,
             "skipped_lines": len(problems),
         }
     )
-    return tables, problems
+    return tables, inserts, problems
 
 
 # ---------------------------------------------------------------------------------------------
@@ -642,7 +669,11 @@ def _columns_sql(table: str) -> str:
 
 
 def _write_parquet(
-    con: duckdb.DuckDBPyConnection, table: str, rows: list[dict], target: Path
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    rows: list[dict],
+    selects: list[str],
+    target: Path,
 ) -> None:
     con.execute(f'CREATE OR REPLACE TEMP TABLE "t_{table}" ({_columns_sql(table)})')
     if rows:
@@ -651,21 +682,31 @@ def _write_parquet(
         con.register("rows_frame", pd.DataFrame(columns))
         con.execute(f'INSERT INTO "t_{table}" SELECT * FROM rows_frame')
         con.unregister("rows_frame")
+    for select in selects:
+        con.execute(f'INSERT INTO "t_{table}" BY NAME {select}')
     con.execute(f'COPY "t_{table}" TO {_sql_path(target)} (FORMAT parquet)')
+    con.execute(f'DROP TABLE "t_{table}"')
 
 
 def _compact(
-    con: duckdb.DuckDBPyConnection, index_dir: Path, run_id: str, tables: dict[str, list[dict]]
+    con: duckdb.DuckDBPyConnection,
+    index_dir: Path,
+    run_id: str,
+    tables: dict[str, list[dict]],
+    inserts: dict[str, list[str]],
 ) -> None:
     """Write one run's Parquet files into a temp folder, then rename it into place."""
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{run_id}-", dir=index_dir))
     try:
         for table in TABLES:
-            _write_parquet(con, table, tables[table], tmp / f"{table}.parquet")
+            _write_parquet(con, table, tables[table], inserts[table], tmp / f"{table}.parquet")
         _replace_dir(tmp, index_dir / run_id)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        for temp in bulk.TEMP_TABLES:
+            con.execute(f'DROP TABLE IF EXISTS "{temp}"')
 
 
 def _replace_dir(new: Path, target: Path) -> None:
@@ -726,12 +767,12 @@ def build_index(runs_dir: str | Path = "runs", *, progress: bool = False) -> Ind
     with duckdb.connect(":memory:") as con:
         for run_id, run_dir, prints in todo:
             try:
-                tables, problems = read_run(run_dir)
+                tables, inserts, problems = read_run(run_dir, con)
             except ToolkitError as exc:
                 report.skipped.append(run_id)
                 report.problems.append(f"skipped run {run_id}: {exc}")
             else:
-                _compact(con, index_dir, run_id, tables)
+                _compact(con, index_dir, run_id, tables, inserts)
                 state.runs[run_id] = RunState(files=prints, skipped_lines=len(problems))
                 report.read.append(run_id)
                 report.skipped_lines += len(problems)

@@ -166,7 +166,8 @@ def _trajectory(
         tokens_in, tokens_out = rng.randint(300, 3000), rng.randint(10, 300)
         latency, tool_s = rng.uniform(0.2, 4.0), rng.uniform(0.0, 0.5)
         last = s == steps - 1
-        obs = "" if last else (_sentence(rng, 4) + " ") * (observation_bytes // 40 + 1)
+        phrase = _sentence(rng, 4) + ". "
+        obs = "" if last else phrase * (observation_bytes // len(phrase) + 1)
         out.append(
             Step(
                 index=s,
