@@ -591,7 +591,11 @@ def read_run(
         ("eval", run_dir / "evals" / TRAJECTORIES_FILE),
     ):
         temp = f"src_{origin}"
-        n = bulk.load(con, temp, path, "trajectories") if con and path.is_file() else None
+        n = (
+            bulk.load(con, temp, path, "trajectories")
+            if con is not None and path.is_file()
+            else None
+        )
         if n is not None:
             for table, sql in bulk.trajectory_inserts(temp, run_id, origin).items():
                 inserts[table].append(sql)
@@ -607,7 +611,11 @@ def read_run(
                 {"run_id": run_id, **r.model_dump(exclude={"schema_version", "kind"})}
             )
     path = run_dir / CALLS_FILE
-    n = bulk.load(con, "src_calls", path, "llm_calls") if con and path.is_file() else None
+    n = (
+        bulk.load(con, "src_calls", path, "llm_calls")
+        if con is not None and path.is_file()
+        else None
+    )
     if n is not None:
         inserts["llm_calls"].append(bulk.call_insert("src_calls", run_id))
         counts["calls"] = n
