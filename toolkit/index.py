@@ -683,6 +683,14 @@ def _write_parquet(
     selects: list[str],
     target: Path,
 ) -> None:
+    if selects and not rows:
+        # Straight from DuckDB's temp tables to Parquet, cast to the schema: no copy between.
+        columns = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in SCHEMAS[table].items())
+        source = " UNION ALL BY NAME ".join(f"({select})" for select in selects)
+        con.execute(
+            f"COPY (SELECT {columns} FROM ({source})) TO {_sql_path(target)} (FORMAT parquet)"
+        )
+        return
     con.execute(f'CREATE OR REPLACE TEMP TABLE "t_{table}" ({_columns_sql(table)})')
     if rows:
         # Columns in schema order; DuckDB casts each to its declared type on insert.
