@@ -12,7 +12,7 @@ into each group (so ``git blame`` of S* finds both patch and merge commits), poi
 
 Per run of ``T`` trajectories: ``T // 4`` test tasks are evaluated under S0 and under S*
 (``evals/``), the rest are rollouts of S0 on train tasks; the first ``patches + patches // 4``
-rollouts are analysed (a quarter dropped). Steps carry observations of about
+rollouts are analysed (the extra ones dropped). Steps carry observations of about
 ``observation_bytes``; each step has its LLM call record. Same arguments, same bytes.
 """
 
