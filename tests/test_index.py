@@ -175,8 +175,8 @@ def test_tables_hold_the_runs_rows(runs):
         f"SELECT step, tool, args, tokens_in, latency_s, cache_hit, call_id FROM steps "
         f"WHERE trajectory_id = '{t1.id}' ORDER BY step",
     ) == [
-        (0, "python", '{"code": "print(1)"}', 10, 0.5, False, "c-t1-a-0"),
-        (1, "submit", '{"answer": "42"}', 20, 0.25, True, None),
+        (0, "python", '{"code":"print(1)"}', 10, 0.5, False, "c-t1-a-0"),
+        (1, "submit", '{"answer":"42"}', 20, 0.25, True, None),
     ]
     assert _rows(runs, "SELECT count(*) FROM steps") == [(16,)]
     assert _rows(runs, "SELECT skill_commit, kind, ref FROM section_uses ORDER BY ALL") == [

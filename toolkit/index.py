@@ -1,14 +1,20 @@
 """The run index: every run of ``runs/`` compacted into Parquet and queried with DuckDB.
 
-:func:`build_index` reads each run folder (one holding ``manifest.json``) into six tables,
-``runs``, ``trajectories``, ``steps``, ``section_uses``, ``evals`` and ``llm_calls``, and writes
-them as ``<runs_dir>/.index/<run-id>/<table>.parquet``. A run is compacted into a temp folder
-that is then renamed into place, so a reader never sees half a run. ``.index/state.json``
-records the size and mtime of every file each run was built from: an unchanged run is not read
-again, a changed one is rebuilt, a deleted one is dropped. A corrupt manifest skips the run (it
-is reported and its previous compaction, if any, is kept); a corrupt or torn JSONL line is
-skipped and counted. The index format carries :data:`INDEX_SCHEMA_VERSION`: a different
-version rebuilds every run.
+:func:`build_index` reads each run folder (one holding ``manifest.json``) into the tables of
+:data:`SCHEMAS`: ``runs``, ``trajectories``, ``steps``, ``section_uses``, ``evals`` and
+``llm_calls`` from the rollout and evaluation files; ``analyses``, ``patches``, ``edits``,
+``merges`` and ``ablations`` from the evolve stages' files (:mod:`toolkit.runfiles`); and
+``skill_lines``, every line of the run's final skill S* with the commit, merge and support
+behind it, from ``git blame`` in the run's skill repository (:mod:`toolkit.skill_lines`). A
+file a run does not have yet is an empty table. Each run is written as
+``<runs_dir>/.index/<run-id>/<table>.parquet``: compacted into a temp folder that is then
+renamed into place, so a reader never sees half a run. ``.index/state.json`` records the size
+and mtime of every file each run was built from: an unchanged run is not read again, a changed
+one is rebuilt, a deleted one is dropped. A corrupt manifest, or one from a newer schema
+version, skips the run (it is reported and its previous compaction, if any, is kept); a corrupt
+or torn JSONL line, or one from a newer schema version, is skipped and counted. The index
+format carries :data:`INDEX_SCHEMA_VERSION`: a different version rebuilds every run from its
+files (the run files are the source of truth, so rebuilding is the migration).
 
 :func:`connect` opens an in-memory DuckDB with one view per table over all runs' Parquet, so
 readers take no lock and a writer never blocks them. The ready-made queries are in
@@ -29,14 +35,32 @@ import duckdb
 import pandas as pd
 from pydantic import BaseModel, Field, ValidationError
 
+from toolkit import index_bulk as bulk
 from toolkit.atomic import write_atomic
 from toolkit.errors import ToolkitError
 from toolkit.evaluate import EvalRecord, EvalSummary
 from toolkit.llm.calls import LLMCallRecord
-from toolkit.runs import CALLS_FILE, MANIFEST_FILE, TRAJECTORIES_FILE, Manifest
+from toolkit.patch import Patch
+from toolkit.runfiles import (
+    AblationLine,
+    AnalysisLine,
+    MergeLine,
+)
+from toolkit.runs import (
+    ABLATIONS_FILE,
+    ANALYSES_FILE,
+    CALLS_FILE,
+    MANIFEST_FILE,
+    MANIFEST_SCHEMA_VERSION,
+    MERGES_FILE,
+    PATCHES_DIR,
+    TRAJECTORIES_FILE,
+    Manifest,
+)
+from toolkit.skill_lines import BUNDLE_FILE, read_skill_lines
 from toolkit.trajectory import Trajectory
 
-INDEX_SCHEMA_VERSION = 1
+INDEX_SCHEMA_VERSION = 2
 INDEX_DIR = ".index"
 STATE_FILE = "state.json"
 
@@ -52,6 +76,12 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "eval_trajectories": "INTEGER",
         "evals": "INTEGER",
         "llm_calls": "INTEGER",
+        "analyses": "INTEGER",
+        "patches": "INTEGER",
+        "merges": "INTEGER",
+        "ablations": "INTEGER",
+        "skill_lines": "INTEGER",
+        "result_commit": "VARCHAR",
         "skipped_lines": "INTEGER",
     },
     "trajectories": {
@@ -143,6 +173,108 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "structured": "BOOLEAN",
         "error": "VARCHAR",
     },
+    "analyses": {
+        "run_id": "VARCHAR",
+        "id": "VARCHAR",
+        "trajectory_id": "VARCHAR",
+        "task_id": "VARCHAR",
+        "outcome": "VARCHAR",
+        "analyst": "VARCHAR",
+        "model": "VARCHAR",
+        "status": "VARCHAR",
+        "reason": "VARCHAR",
+        "patch_id": "VARCHAR",
+        "fix_passed": "BOOLEAN",
+        "turns": "INTEGER",
+        "tokens_in": "BIGINT",
+        "tokens_out": "BIGINT",
+        "started_at": "DOUBLE",
+        "ended_at": "DOUBLE",
+        "report": "VARCHAR",
+    },
+    "patches": {
+        "run_id": "VARCHAR",
+        "id": "VARCHAR",
+        "kind": "VARCHAR",
+        "level": "INTEGER",
+        "group": "VARCHAR",
+        "commit": "VARCHAR",
+        "reasoning": "VARCHAR",
+        "changelog": "VARCHAR",
+        "n_edits": "INTEGER",
+        "sources": "VARCHAR[]",
+        "support": "INTEGER",
+    },
+    "edits": {
+        "run_id": "VARCHAR",
+        "patch_id": "VARCHAR",
+        "edit_id": "VARCHAR",
+        "position": "INTEGER",
+        "file": "VARCHAR",
+        "op": "VARCHAR",
+        "target_section": "VARCHAR",
+        "target_text": "VARCHAR",
+        "old_text": "VARCHAR",
+        "after_section": "VARCHAR",
+        "content": "VARCHAR",
+        "cited": "VARCHAR[]",
+        "sources": "VARCHAR[]",
+        "support": "INTEGER",
+    },
+    "merges": {
+        "run_id": "VARCHAR",
+        "level": "INTEGER",
+        "group": "VARCHAR",
+        "children": "VARCHAR[]",
+        "child_commits": "VARCHAR[]",
+        "commit": "VARCHAR",
+        "patch_id": "VARCHAR",
+        "status": "VARCHAR",
+        "reason": "VARCHAR",
+        "conflict_files": "INTEGER",
+        "conflict_hunks": "INTEGER",
+        "conflicts": "VARCHAR",
+        "n_edits": "INTEGER",
+        "n_dropped": "INTEGER",
+        "dropped": "VARCHAR",
+        "model": "VARCHAR",
+        "tokens_in": "BIGINT",
+        "tokens_out": "BIGINT",
+        "started_at": "DOUBLE",
+        "ended_at": "DOUBLE",
+    },
+    "skill_lines": {
+        "run_id": "VARCHAR",
+        "result_commit": "VARCHAR",
+        "file": "VARCHAR",
+        "line": "INTEGER",
+        "text": "VARCHAR",
+        "commit": "VARCHAR",
+        "kind": "VARCHAR",
+        "merge_commit": "VARCHAR",
+        "patch_id": "VARCHAR",
+        "level": "INTEGER",
+        "group": "VARCHAR",
+        "sources": "VARCHAR[]",
+        "trajectories": "VARCHAR[]",
+        "support": "INTEGER",
+    },
+    "ablations": {
+        "run_id": "VARCHAR",
+        "edit_id": "VARCHAR",
+        "patch_id": "VARCHAR",
+        "kind": "VARCHAR",
+        "commit": "VARCHAR",
+        "split": "VARCHAR",
+        "seed": "BIGINT",
+        "n": "INTEGER",
+        "passed": "INTEGER",
+        "pass_rate": "DOUBLE",
+        "delta": "DOUBLE",
+        "ci_low": "DOUBLE",
+        "ci_high": "DOUBLE",
+        "tasks": "VARCHAR[]",
+    },
 }
 TABLES: tuple[str, ...] = tuple(SCHEMAS)
 
@@ -188,10 +320,24 @@ class IndexReport(BaseModel):
 
 def _source_files(run_dir: Path) -> list[Path]:
     """The files a run's index rows come from (those that exist)."""
-    candidates = [run_dir / MANIFEST_FILE, run_dir / TRAJECTORIES_FILE, run_dir / CALLS_FILE]
+    candidates = [
+        run_dir / name
+        for name in (
+            MANIFEST_FILE,
+            TRAJECTORIES_FILE,
+            CALLS_FILE,
+            ANALYSES_FILE,
+            MERGES_FILE,
+            ABLATIONS_FILE,
+            BUNDLE_FILE,
+        )
+    ]
     evals = run_dir / "evals"
     if evals.is_dir():
         candidates += sorted(evals.glob("*.jsonl")) + sorted(evals.glob("*/*.jsonl"))
+    patches = run_dir / PATCHES_DIR
+    if patches.is_dir():
+        candidates += sorted(patches.glob("*.json"))
     return [p for p in candidates if p.is_file()]
 
 
@@ -201,6 +347,15 @@ def _fingerprint(run_dir: Path) -> dict[str, list[int]]:
         st = path.stat()
         out[path.relative_to(run_dir).as_posix()] = [st.st_size, st.st_mtime_ns]
     return out
+
+
+def _why(exc: Exception) -> str:
+    """One line saying why a record was refused (pydantic: the first field and message)."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err["loc"])
+        return f"{where}: {err['msg']}" if where else err["msg"]
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _read_lines(path: Path, parse: Callable[[bytes], M | None], problems: list[str]) -> list[M]:
@@ -219,7 +374,7 @@ def _read_lines(path: Path, parse: Callable[[bytes], M | None], problems: list[s
         try:
             record = parse(line)
         except (ValidationError, ValueError) as exc:
-            first = str(exc).splitlines()[0]
+            first = _why(exc)
             problems.append(f"{path}:{number}: skipped a corrupt line ({first})")
             continue
         if record is not None:
@@ -279,7 +434,8 @@ def _trajectory_rows(
                     "trajectory_id": t.id,
                     "step": s.index,
                     "tool": s.action.tool,
-                    "args": json.dumps(s.action.args, ensure_ascii=False, sort_keys=True),
+                    # Compact, in the file's key order: what DuckDB's bulk path writes too.
+                    "args": json.dumps(s.action.args, ensure_ascii=False, separators=(",", ":")),
                     **s.model_dump(
                         include={
                             "thought",
@@ -312,8 +468,104 @@ def _trajectory_rows(
             )
 
 
-def read_run(run_dir: Path) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+def _read_patch(path: Path, problems: list[str]) -> Patch | None:
+    try:
+        return Patch.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError, ValueError) as exc:
+        first = _why(exc)
+        problems.append(f"{path}: skipped a corrupt patch ({first})")
+        return None
+
+
+def _evolve_rows(
+    run_id: str, run_dir: Path, tables: dict[str, list[dict]], problems: list[str]
+) -> list[MergeLine]:
+    """Rows of analyses, patches, edits, merges and ablations; returns the merges read."""
+    for a in _read_lines(run_dir / ANALYSES_FILE, AnalysisLine.model_validate_json, problems):
+        tables["analyses"].append({"run_id": run_id, **a.model_dump(exclude={"schema_version"})})
+    merges = _read_lines(run_dir / MERGES_FILE, MergeLine.model_validate_json, problems)
+    by_patch = {m.patch_id: m for m in merges if m.patch_id}
+    for m in merges:
+        tables["merges"].append(
+            {
+                "run_id": run_id,
+                **m.model_dump(
+                    include={
+                        "level",
+                        "group",
+                        "children",
+                        "child_commits",
+                        "commit",
+                        "patch_id",
+                        "status",
+                        "reason",
+                        "model",
+                        "tokens_in",
+                        "tokens_out",
+                        "started_at",
+                        "ended_at",
+                    }
+                ),
+                "conflict_files": len(m.conflicts),
+                "conflict_hunks": sum(c.hunks for c in m.conflicts),
+                "conflicts": json.dumps([c.model_dump() for c in m.conflicts]),
+                "n_edits": len(m.edits),
+                "n_dropped": len(m.dropped),
+                "dropped": json.dumps([d.model_dump() for d in m.dropped]),
+            }
+        )
+    patch_dir = run_dir / PATCHES_DIR
+    for path in sorted(patch_dir.glob("*.json")) if patch_dir.is_dir() else []:
+        patch = _read_patch(path, problems)
+        if patch is None:
+            continue
+        merge = by_patch.get(patch.id)
+        # A leaf's sources are its own id (contract); a consolidated patch is named by a merge.
+        leaf = merge is None and set(patch.sources) <= {patch.id}
+        tables["patches"].append(
+            {
+                "run_id": run_id,
+                "id": patch.id,
+                "kind": "leaf" if leaf else "merged",
+                "level": merge.level if merge else None,
+                "group": merge.group if merge else None,
+                "commit": merge.commit if merge else None,
+                "reasoning": patch.reasoning,
+                "changelog": "\n".join(patch.changelog_entries),
+                "n_edits": len(patch.edits),
+                "sources": patch.sources or [patch.id],
+                "support": patch.support,
+            }
+        )
+        cited = {e.id: e for e in merge.edits} if merge else {}
+        for position, edit in enumerate(patch.edits):
+            origin = cited.get(edit.id)
+            tables["edits"].append(
+                {
+                    "run_id": run_id,
+                    "patch_id": patch.id,
+                    "edit_id": edit.id,
+                    "position": position,
+                    **edit.model_dump(exclude={"id"}),
+                    "cited": origin.cited if origin else [],
+                    "sources": origin.sources if origin else ([patch.id] if leaf else None),
+                    "support": origin.support if origin else (1 if leaf else None),
+                }
+            )
+    for a in _read_lines(run_dir / ABLATIONS_FILE, AblationLine.model_validate_json, problems):
+        tables["ablations"].append({"run_id": run_id, **a.model_dump(exclude={"schema_version"})})
+    return merges
+
+
+def read_run(
+    run_dir: Path, con: duckdb.DuckDBPyConnection | None = None
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[str]], list[str]]:
     """The rows of every table for one run folder, and the problems met (one line each).
+
+    Returns ``(rows, inserts, problems)``. With a connection, the bulk files are loaded by
+    DuckDB into temp tables (:mod:`toolkit.index_bulk`) and ``inserts`` holds, per table, the
+    SELECTs that give their rows; without one (or for a file DuckDB alone cannot vouch for)
+    every row is in ``rows``.
 
     Raises:
         ToolkitError: the manifest is missing or invalid (the run cannot be indexed).
@@ -322,30 +574,71 @@ def read_run(run_dir: Path) -> tuple[dict[str, list[dict[str, Any]]], list[str]]
     try:
         manifest = Manifest.model_validate_json(path.read_bytes())
     except (OSError, ValidationError) as exc:
-        first = str(exc).splitlines()[0]
+        first = _why(exc)
         raise ToolkitError(f"{path}: not a valid run manifest ({first})") from None
+    if manifest.schema_version > MANIFEST_SCHEMA_VERSION:
+        raise ToolkitError(
+            f"{path}: schema_version {manifest.schema_version} is newer than this toolkit "
+            f"reads ({MANIFEST_SCHEMA_VERSION}); upgrade trace2skill"
+        )
     run_id = run_dir.name
     problems: list[str] = []
     tables: dict[str, list[dict[str, Any]]] = {name: [] for name in TABLES}
-    rollout = _read_lines(run_dir / TRAJECTORIES_FILE, Trajectory.model_validate_json, problems)
-    evaluated = _read_lines(
-        run_dir / "evals" / TRAJECTORIES_FILE, Trajectory.model_validate_json, problems
-    )
-    _trajectory_rows(run_id, "rollout", rollout, tables)
-    _trajectory_rows(run_id, "eval", evaluated, tables)
+    inserts: dict[str, list[str]] = {name: [] for name in TABLES}
+    counts: dict[str, int] = {}
+    for origin, path in (
+        ("rollout", run_dir / TRAJECTORIES_FILE),
+        ("eval", run_dir / "evals" / TRAJECTORIES_FILE),
+    ):
+        temp = f"src_{origin}"
+        n = (
+            bulk.load(con, temp, path, "trajectories")
+            if con is not None and path.is_file()
+            else None
+        )
+        if n is not None:
+            for table, sql in bulk.trajectory_inserts(temp, run_id, origin).items():
+                inserts[table].append(sql)
+            counts[origin] = n
+        else:
+            records = _read_lines(path, Trajectory.model_validate_json, problems)
+            _trajectory_rows(run_id, origin, records, tables)
+            counts[origin] = len(records)
     evals_dir = run_dir / "evals"
     for eval_file in sorted(evals_dir.glob("*/*.jsonl")) if evals_dir.is_dir() else []:
         for r in _read_lines(eval_file, _eval_line, problems):
             tables["evals"].append(
                 {"run_id": run_id, **r.model_dump(exclude={"schema_version", "kind"})}
             )
-    for c in _read_lines(run_dir / CALLS_FILE, LLMCallRecord.model_validate_json, problems):
-        tables["llm_calls"].append(
-            {
-                "run_id": run_id,
-                **c.model_dump(include=set(SCHEMAS["llm_calls"]) - {"run_id"}),
-            }
-        )
+    path = run_dir / CALLS_FILE
+    n = (
+        bulk.load(con, "src_calls", path, "llm_calls")
+        if con is not None and path.is_file()
+        else None
+    )
+    if n is not None:
+        inserts["llm_calls"].append(bulk.call_insert("src_calls", run_id))
+        counts["calls"] = n
+    else:
+        for c in _read_lines(path, LLMCallRecord.model_validate_json, problems):
+            tables["llm_calls"].append(
+                {
+                    "run_id": run_id,
+                    **c.model_dump(include=set(SCHEMAS["llm_calls"]) - {"run_id"}),
+                }
+            )
+        counts["calls"] = len(tables["llm_calls"])
+    merges = _evolve_rows(run_id, run_dir, tables, problems)
+    result_commit = None
+    try:
+        lines, patch_commits, result_commit = read_skill_lines(run_dir, manifest, merges)
+    except ToolkitError as exc:
+        problems.append(f"{run_dir}: skill lines not read ({exc})")
+    else:
+        tables["skill_lines"] = lines
+        for row in tables["patches"]:
+            if row["kind"] == "leaf":
+                row["commit"] = patch_commits.get(row["id"])
     tables["runs"].append(
         {
             "run_id": run_id,
@@ -355,14 +648,19 @@ def read_run(run_dir: Path) -> tuple[dict[str, list[dict[str, Any]]], list[str]]
             "stages": json.dumps(
                 {k: v.model_dump(mode="json") for k, v in manifest.stages.items()}, sort_keys=True
             ),
-            "trajectories": len(rollout),
-            "eval_trajectories": len(evaluated),
-            "evals": len(tables["evals"]),
-            "llm_calls": len(tables["llm_calls"]),
+            "trajectories": counts["rollout"],
+            "eval_trajectories": counts["eval"],
+            "llm_calls": counts["calls"],
+            **{
+                name: len(tables[name])
+                for name in ("evals", "analyses", "patches", "merges", "ablations")
+            },
+            "skill_lines": len(tables["skill_lines"]),
+            "result_commit": result_commit,
             "skipped_lines": len(problems),
         }
     )
-    return tables, problems
+    return tables, inserts, problems
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,8 +677,20 @@ def _columns_sql(table: str) -> str:
 
 
 def _write_parquet(
-    con: duckdb.DuckDBPyConnection, table: str, rows: list[dict], target: Path
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    rows: list[dict],
+    selects: list[str],
+    target: Path,
 ) -> None:
+    if selects and not rows:
+        # Straight from DuckDB's temp tables to Parquet, cast to the schema: no copy between.
+        columns = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in SCHEMAS[table].items())
+        source = " UNION ALL BY NAME ".join(f"({select})" for select in selects)
+        con.execute(
+            f"COPY (SELECT {columns} FROM ({source})) TO {_sql_path(target)} (FORMAT parquet)"
+        )
+        return
     con.execute(f'CREATE OR REPLACE TEMP TABLE "t_{table}" ({_columns_sql(table)})')
     if rows:
         # Columns in schema order; DuckDB casts each to its declared type on insert.
@@ -388,21 +698,31 @@ def _write_parquet(
         con.register("rows_frame", pd.DataFrame(columns))
         con.execute(f'INSERT INTO "t_{table}" SELECT * FROM rows_frame')
         con.unregister("rows_frame")
+    for select in selects:
+        con.execute(f'INSERT INTO "t_{table}" BY NAME {select}')
     con.execute(f'COPY "t_{table}" TO {_sql_path(target)} (FORMAT parquet)')
+    con.execute(f'DROP TABLE "t_{table}"')
 
 
 def _compact(
-    con: duckdb.DuckDBPyConnection, index_dir: Path, run_id: str, tables: dict[str, list[dict]]
+    con: duckdb.DuckDBPyConnection,
+    index_dir: Path,
+    run_id: str,
+    tables: dict[str, list[dict]],
+    inserts: dict[str, list[str]],
 ) -> None:
     """Write one run's Parquet files into a temp folder, then rename it into place."""
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{run_id}-", dir=index_dir))
     try:
         for table in TABLES:
-            _write_parquet(con, table, tables[table], tmp / f"{table}.parquet")
+            _write_parquet(con, table, tables[table], inserts[table], tmp / f"{table}.parquet")
         _replace_dir(tmp, index_dir / run_id)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        for temp in bulk.TEMP_TABLES:
+            con.execute(f'DROP TABLE IF EXISTS "{temp}"')
 
 
 def _replace_dir(new: Path, target: Path) -> None:
@@ -463,12 +783,12 @@ def build_index(runs_dir: str | Path = "runs", *, progress: bool = False) -> Ind
     with duckdb.connect(":memory:") as con:
         for run_id, run_dir, prints in todo:
             try:
-                tables, problems = read_run(run_dir)
+                tables, inserts, problems = read_run(run_dir, con)
             except ToolkitError as exc:
                 report.skipped.append(run_id)
                 report.problems.append(f"skipped run {run_id}: {exc}")
             else:
-                _compact(con, index_dir, run_id, tables)
+                _compact(con, index_dir, run_id, tables, inserts)
                 state.runs[run_id] = RunState(files=prints, skipped_lines=len(problems))
                 report.read.append(run_id)
                 report.skipped_lines += len(problems)

@@ -156,3 +156,223 @@ def cost_by_model(con: duckdb.DuckDBPyConnection) -> list[ModelCost]:
     ).fetchall()
     fields = list(ModelCost.model_fields)
     return [ModelCost.model_validate(dict(zip(fields, row, strict=True))) for row in rows]
+
+
+class SectionEffect(BaseModel):
+    """Pass rate of trajectories that used a section vs those (same skill version) that did not."""
+
+    skill_commit: str
+    ref: str
+    n_with: int
+    rate_with: float | None
+    n_without: int
+    rate_without: float | None
+    difference: float | None = Field(description="rate_with - rate_without (not causal).")
+
+
+class AblationEffect(BaseModel):
+    """One ablation of ``ablations``: the effect of removing (or only adding) one edit."""
+
+    run_id: str
+    edit_id: str
+    patch_id: str | None
+    kind: str = Field(description="'ablate' (S* without the edit) or 'only' (S0 with it).")
+    n: int
+    pass_rate: float | None
+    delta: float | None = Field(description="Paired difference vs S* (ablate) or S0 (only).")
+    ci_low: float | None
+    ci_high: float | None
+    support: int | None = Field(description="Leaf patches behind the edit, when known.")
+    file: str | None
+    op: str | None
+    content: str | None = Field(description="The edit's text (first 200 characters).")
+
+
+class LineSupport(BaseModel):
+    """One line of a run's S* with where it came from."""
+
+    run_id: str
+    file: str
+    line: int
+    text: str
+    kind: str | None = Field(description="patch | merge | result ...; None: predates the run.")
+    support: int | None
+    patch_id: str | None
+    merge_commit: str | None
+    trajectories: int = Field(description="Trajectories behind the line.")
+
+
+class StageCost(BaseModel):
+    """Work, tokens, cost and latency of one stage and model."""
+
+    stage: str = Field(description="rollout | evaluate | analyse | consolidate.")
+    model: str
+    units: int = Field(description="Trajectories, analyses or merges.")
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float | None = Field(description="None where the stage's files record no cost.")
+    seconds_mean: float | None
+    seconds_p95: float | None
+
+
+class TrajectoryRow(BaseModel):
+    """One trajectory as :func:`find_trajectories` lists it."""
+
+    run_id: str
+    origin: str
+    id: str
+    task_id: str
+    split: str
+    skill_commit: str
+    model: str
+    passed: bool
+    n_steps: int
+    tokens_in: int
+    tokens_out: int
+    latency_s: float
+    stop_reason: str
+
+
+def usage_vs_pass_rate(con: duckdb.DuckDBPyConnection) -> list[SectionEffect]:
+    """Per skill version and section: pass rate of its users vs its non-users."""
+    rows = con.execute(
+        """WITH users AS (
+               SELECT DISTINCT run_id, origin, trajectory_id, skill_commit, ref FROM section_uses),
+           totals AS (
+               SELECT skill_commit, count(*) AS n, sum(passed::INT) AS p
+               FROM trajectories GROUP BY ALL),
+           used AS (
+               SELECT u.skill_commit, u.ref, count(*) AS n, sum(t.passed::INT) AS p
+               FROM users u JOIN trajectories t
+                 ON t.run_id = u.run_id AND t.origin = u.origin AND t.id = u.trajectory_id
+               GROUP BY ALL)
+           SELECT u.skill_commit, u.ref, u.n, u.p / u.n, tt.n - u.n,
+                  CASE WHEN tt.n > u.n THEN (tt.p - u.p) / (tt.n - u.n) END
+           FROM used u JOIN totals tt USING (skill_commit)
+           ORDER BY u.skill_commit, u.ref"""
+    ).fetchall()
+    return [
+        SectionEffect(
+            skill_commit=c,
+            ref=r,
+            n_with=nw,
+            rate_with=rw,
+            n_without=no,
+            rate_without=ro,
+            difference=None if rw is None or ro is None else rw - ro,
+        )
+        for c, r, nw, rw, no, ro in rows
+    ]
+
+
+def ablation_effects(
+    con: duckdb.DuckDBPyConnection, run_id: str | None = None
+) -> list[AblationEffect]:
+    """Every ablation with its edit's support and text, largest effect first."""
+    where, params = ("WHERE a.run_id = ?", [run_id]) if run_id else ("", [])
+    rows = con.execute(
+        f"""SELECT a.run_id, a.edit_id, a.patch_id, a.kind, a.n, a.pass_rate, a.delta,
+                   a.ci_low, a.ci_high, e.support, e.file, e.op, left(e.content, 200)
+            FROM ablations a LEFT JOIN edits e
+              ON e.run_id = a.run_id AND e.patch_id = a.patch_id AND e.edit_id = a.edit_id
+            {where}
+            ORDER BY abs(a.delta) DESC NULLS LAST, a.run_id, a.edit_id, a.kind""",
+        params,
+    ).fetchall()
+    fields = list(AblationEffect.model_fields)
+    return [AblationEffect.model_validate(dict(zip(fields, r, strict=True))) for r in rows]
+
+
+def line_support(
+    con: duckdb.DuckDBPyConnection, run_id: str | None = None, *, file: str | None = None
+) -> list[LineSupport]:
+    """Every line of S* (of one run, one file) with its kind, support and origin."""
+    clauses, params = [], []
+    if run_id:
+        clauses.append("run_id = ?")
+        params.append(run_id)
+    if file:
+        clauses.append("file = ?")
+        params.append(file)
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    rows = con.execute(
+        f"""SELECT run_id, file, line, text, kind, support, patch_id, merge_commit,
+                   coalesce(len(trajectories), 0)
+            FROM skill_lines {where} ORDER BY run_id, file, line""",
+        params,
+    ).fetchall()
+    fields = list(LineSupport.model_fields)
+    return [LineSupport.model_validate(dict(zip(fields, r, strict=True))) for r in rows]
+
+
+def cost_by_stage(con: duckdb.DuckDBPyConnection) -> list[StageCost]:
+    """Tokens, cost and latency per stage and model, from the stages' own records."""
+    rows = con.execute(
+        """WITH work AS (
+               SELECT CASE origin WHEN 'eval' THEN 'evaluate' ELSE 'rollout' END AS stage,
+                      model, tokens_in, tokens_out, cost_usd, latency_s AS seconds
+               FROM trajectories
+               UNION ALL
+               SELECT 'analyse', model, tokens_in, tokens_out, NULL, ended_at - started_at
+               FROM analyses
+               UNION ALL
+               SELECT 'consolidate', coalesce(model, 'none'), tokens_in, tokens_out, NULL,
+                      ended_at - started_at
+               FROM merges)
+           SELECT stage, model, count(*), coalesce(sum(tokens_in), 0)::BIGINT,
+                  coalesce(sum(tokens_out), 0)::BIGINT, sum(cost_usd), avg(seconds),
+                  quantile_cont(seconds, 0.95)
+           FROM work GROUP BY stage, model
+           ORDER BY list_position(['rollout', 'analyse', 'consolidate', 'evaluate'], stage),
+                    model"""
+    ).fetchall()
+    fields = list(StageCost.model_fields)
+    return [StageCost.model_validate(dict(zip(fields, r, strict=True))) for r in rows]
+
+
+def find_trajectories(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    run_id: str | None = None,
+    origin: str | None = None,
+    skill_commit: str | None = None,
+    task_id: str | None = None,
+    model: str | None = None,
+    split: str | None = None,
+    passed: bool | None = None,
+    uses: str | None = None,
+    limit: int = 100,
+) -> list[TrajectoryRow]:
+    """Trajectories matching every filter given (``skill_commit`` may be a prefix; ``uses``
+    is a section ref such as ``SKILL.md#synth/rule-01`` the trajectory read or cited)."""
+    clauses, params = [], []
+    for column, value in (
+        ("run_id", run_id),
+        ("origin", origin),
+        ("task_id", task_id),
+        ("model", model),
+        ("split", split),
+        ("passed", passed),
+    ):
+        if value is not None:
+            clauses.append(f"t.{column} = ?")
+            params.append(value)
+    if skill_commit is not None:
+        clauses.append("starts_with(t.skill_commit, ?)")
+        params.append(skill_commit)
+    if uses is not None:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM section_uses u WHERE u.run_id = t.run_id "
+            "AND u.origin = t.origin AND u.trajectory_id = t.id AND u.ref = ?)"
+        )
+        params.append(uses)
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    rows = con.execute(
+        f"""SELECT t.run_id, t.origin, t.id, t.task_id, t.split, t.skill_commit, t.model,
+                   t.passed, t.n_steps, t.tokens_in, t.tokens_out, t.latency_s, t.stop_reason
+            FROM trajectories t {where}
+            ORDER BY t.run_id, t.origin, t.id LIMIT ?""",
+        [*params, limit],
+    ).fetchall()
+    fields = list(TrajectoryRow.model_fields)
+    return [TrajectoryRow.model_validate(dict(zip(fields, r, strict=True))) for r in rows]

@@ -1,4 +1,5 @@
-"""CLI commands: ``trace2skill index`` (compact runs into Parquet) and ``trace2skill query``."""
+"""CLI commands: ``trace2skill index`` (compact runs into Parquet), ``trace2skill query`` (SQL
+over the index) and ``trace2skill synth`` (synthetic runs for benchmarks and tests)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ def index_command(runs_dir: Path) -> None:
     \b
     Each run folder (one holding manifest.json) is compacted into
     RUNS_DIR/.index/<run-id>/<table>.parquet, tables: runs, trajectories, steps,
-    section_uses, evals, llm_calls. Only new or changed runs are read again, so
-    re-running it is cheap. A run with a broken manifest is reported and skipped;
-    corrupt JSONL lines are skipped and counted.
+    section_uses, evals, llm_calls, analyses, patches, edits, merges, ablations and
+    skill_lines (every line of the run's final skill with the commit, merge and
+    support behind it, from git blame in the run's skill repository or its
+    refs.bundle). A file a run does not have yet is an empty table. Only new or
+    changed runs are read again, so re-running it is cheap. A run with a broken
+    manifest is reported and skipped; corrupt JSONL lines are skipped and counted.
 
     \b
     Examples:
@@ -62,13 +66,16 @@ def index_command(runs_dir: Path) -> None:
 )
 def query_command(sql: str, runs_dir: Path, fmt: str) -> None:
     """Run SQL over the run index (views: runs, trajectories, steps, section_uses,
-    evals, llm_calls).
+    evals, llm_calls, analyses, patches, edits, merges, ablations, skill_lines;
+    columns in docs/architecture.md).
 
     \b
     Examples:
       trace2skill query "SELECT skill_commit, avg(passed::INT) FROM trajectories GROUP BY 1"
       trace2skill query "SELECT model, sum(cost_usd) FROM llm_calls GROUP BY 1" --format csv
       trace2skill query "SELECT ref, count(*) FROM section_uses GROUP BY 1" --format json
+      trace2skill query "SELECT line, support, text FROM skill_lines WHERE kind = 'merge'"
+      trace2skill query "SELECT edit_id, kind, delta FROM ablations ORDER BY abs(delta) DESC"
     """
     from toolkit.index import connect, run_query
 
@@ -84,4 +91,69 @@ def query_command(sql: str, runs_dir: Path, fmt: str) -> None:
         click.echo(frame.to_string(index=False))
 
 
-COMMANDS = [index_command, query_command]
+@click.command("synth")
+@click.argument("runs_dir", type=_RUNS_DIR)
+@click.option("--trajectories", default=1000, show_default=True, help="Total, over all runs.")
+@click.option("--runs", "n_runs", default=1, show_default=True, help="Run folders to write.")
+@click.option("--steps", default=10, show_default=True, help="Steps per trajectory.")
+@click.option("--patches", default=8, show_default=True, help="Leaf patches per run.")
+@click.option("--group-size", default=4, show_default=True, help="Children per merge.")
+@click.option(
+    "--observation-bytes", default=200, show_default=True, help="Size of each observation."
+)
+@click.option("--seed", default=0, show_default=True, help="Same seed, same bytes.")
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Skill repository for the runs' refs [default: RUNS_DIR/.synth-repo].",
+)
+def synth_command(
+    runs_dir: Path,
+    trajectories: int,
+    n_runs: int,
+    steps: int,
+    patches: int,
+    group_size: int,
+    observation_bytes: int,
+    seed: int,
+    repo: Path | None,
+) -> None:
+    """Write synthetic runs into RUNS_DIR: realistic run folders of any size.
+
+    \b
+    Every run file is written (manifest, splits, trajectories with steps and
+    section uses, analyses, patches, merges, evals, ablations, llm_calls,
+    refs.bundle) and the git side is real: a skill repository holds each run's
+    base, patch, merge, result, ablate and only commits, so skill_lines and
+    provenance work. Run ids are synth-<seed>-<k>; the same arguments write the
+    same bytes. For benchmarks, demos of the app and tests; not real results.
+
+    \b
+    Examples:
+      trace2skill synth /tmp/synth --trajectories 2000 --runs 4
+      trace2skill synth /tmp/synth --seed 1 && trace2skill index /tmp/synth
+    """
+    from toolkit.synth import synth_runs
+
+    report = synth_runs(
+        runs_dir,
+        trajectories=trajectories,
+        runs=n_runs,
+        steps=steps,
+        patches=patches,
+        group_size=group_size,
+        observation_bytes=observation_bytes,
+        seed=seed,
+        repo_dir=repo,
+        progress=True,
+    )
+    click.echo(
+        f"Wrote {len(report.runs)} runs to {runs_dir} ({report.bytes / 1e6:.1f} MB): "
+        f"{report.trajectories} trajectories, {report.analyses} analyses, "
+        f"{report.patches} patches, {report.merges} merges, {report.ablations} ablations; "
+        f"skill repository {report.repo}"
+    )
+
+
+COMMANDS = [index_command, query_command, synth_command]

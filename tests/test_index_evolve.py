@@ -1,0 +1,479 @@
+"""The evolve-stage tables of the run index (analyses, patches, edits, merges, skill_lines,
+ablations), the synthetic run generator, and the queries over them."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.repo_helpers import BASE_TEXT, SKILL, TS, edit_line, make_user_repo
+from toolkit.cli import main
+from toolkit.index import TABLES, build_index, connect
+from toolkit.patch import Edit, Patch
+from toolkit.queries import (
+    ablation_effects,
+    cost_by_stage,
+    find_trajectories,
+    line_support,
+    usage_vs_pass_rate,
+)
+from toolkit.repo import PatchCommit, SkillRepo, consolidate, export_bundle, write_patches
+from toolkit.rollout import Manifest, StageRecord
+from toolkit.synth import synth_runs
+
+LINES = {"p-a": 3, "p-b": 10, "p-c": 15}
+
+
+def _line(**fields):
+    return json.dumps({"schema_version": 1, **fields})
+
+
+def _leaf(pid: str, line: int) -> Patch:
+    edit = Edit(
+        file="SKILL.md",
+        op="replace_in_section",
+        target_section="SKILL.md",
+        old_text=f"line {line}",
+        content=f"lesson {pid}",
+    )
+    return Patch(reasoning=f"why {pid}", edits=[edit], id=pid, sources=[pid], support=1)
+
+
+def _manifest(run: Path, config: dict, counts: dict) -> None:
+    at = "2026-12-05T00:00:00+00:00"
+    stage = StageRecord(status="done", started_at=at, config=config, counts=counts)
+    manifest = Manifest(
+        run_id=run.name, created_at=at, toolkit_version="0", stages={"consolidate": stage}
+    )
+    (run / "manifest.json").write_text(manifest.model_dump_json())
+
+
+@pytest.fixture
+def evolved(tmp_path):
+    """A run with 3 leaf patches (lines 3, 10, 15), one union merge, analyses, ablations."""
+    root = make_user_repo(tmp_path / "user")
+    repo = SkillRepo.open(root)
+    repo.snapshot_base("r1", root / "skills" / "demo", timestamp=TS)
+    leaves = {pid: _leaf(pid, line) for pid, line in LINES.items()}
+    commits = write_patches(
+        repo,
+        "r1",
+        [
+            PatchCommit(
+                patch_id=pid,
+                changes={SKILL: edit_line(BASE_TEXT, line, f"lesson {pid}")},
+                subject=f"lesson {pid}",
+                trajectory=f"traj-{pid}",
+                outcome="fail",
+                analyst="error-agentic",
+                sources=[pid],
+                support=1,
+            )
+            for pid, line in LINES.items()
+        ],
+        timestamp=TS,
+    )
+    result = consolidate(repo, "r1", [commits[p] for p in LINES], timestamp=TS)
+    repo.close()
+    run = tmp_path / "runs" / "r1"
+    (run / "patches").mkdir(parents=True)
+    merged = Patch(
+        reasoning="union",
+        edits=[e for p in leaves.values() for e in p.edits],
+        sources=list(LINES),
+    )
+    for patch in [*leaves.values(), merged]:
+        (run / "patches" / f"{patch.id}.json").write_text(patch.model_dump_json())
+    analyses = [
+        _line(
+            id=f"a-{pid}",
+            trajectory_id=f"traj-{pid}",
+            task_id=f"t-{pid}",
+            outcome="fail",
+            analyst="error-agentic",
+            model="fake/m",
+            status="kept",
+            reason=None,
+            patch_id=pid,
+            fix_passed=True,
+            turns=3,
+            tokens_in=100,
+            tokens_out=10,
+            started_at=1.0,
+            ended_at=5.0,
+            report="fixed it",
+        )
+        for pid in LINES
+    ]
+    analyses.append(
+        _line(
+            id="a-x",
+            trajectory_id="traj-x",
+            task_id="t-x",
+            outcome="pass",
+            analyst="success",
+            model="fake/m",
+            status="dropped",
+            reason="nothing to learn",
+            patch_id=None,
+            fix_passed=None,
+            turns=1,
+            tokens_in=50,
+            tokens_out=5,
+            started_at=1.0,
+            ended_at=2.0,
+            report="",
+        )
+    )
+    (run / "analyses.jsonl").write_text("\n".join(analyses) + "\n")
+    merge = _line(
+        level=1,
+        group="g0001",
+        children=list(LINES),
+        child_commits=[commits[p] for p in LINES],
+        commit=result,
+        patch_id=merged.id,
+        status="union",
+        reason=None,
+        conflicts=[],
+        edits=[
+            {"id": e.id, "cited": [e.id], "sources": [pid], "support": 1}
+            for pid, e in ((pid, leaves[pid].edits[0]) for pid in LINES)
+        ],
+        dropped=[],
+        model=None,
+        tokens_in=0,
+        tokens_out=0,
+        started_at=6.0,
+        ended_at=6.5,
+    )
+    (run / "merges.jsonl").write_text(merge + "\n")
+    first = leaves["p-a"].edits[0].id
+    ablations = [
+        _line(
+            edit_id=first,
+            patch_id=merged.id,
+            kind=kind,
+            commit=result,
+            split="test",
+            seed=0,
+            n=10,
+            passed=passed,
+            pass_rate=passed / 10,
+            delta=delta,
+            ci_low=delta - 0.1,
+            ci_high=delta + 0.1,
+            tasks=[f"t{i}" for i in range(10)],
+        )
+        for kind, passed, delta in (("ablate", 4, -0.3), ("only", 6, 0.2))
+    ]
+    (run / "ablations.jsonl").write_text("\n".join(ablations) + "\n")
+    _manifest(
+        run,
+        {"repo": str(root), "skill_path": "skills/demo"},
+        {"result_commit": result, "final_patch_id": merged.id},
+    )
+    return {"runs": run.parent, "run": run, "root": root, "result": result, "commits": commits}
+
+
+def _q(runs, sql, *params):
+    with connect(runs) as con:
+        return con.execute(sql, list(params)).fetchall()
+
+
+def test_evolve_tables_hold_the_contract_files(evolved):
+    runs = evolved["runs"]
+    report = build_index(runs)
+    assert report.read == ["r1"] and report.problems == []
+    assert _q(runs, "SELECT status, count(*) FROM analyses GROUP BY 1 ORDER BY 1") == [
+        ("dropped", 1),
+        ("kept", 3),
+    ]
+    leaves = _q(runs, "SELECT id, commit, support FROM patches WHERE kind = 'leaf' ORDER BY id")
+    assert leaves == [(p, evolved["commits"][p], 1) for p in sorted(LINES)]
+    merged = _q(runs, "SELECT level, \"group\", commit, support FROM patches WHERE kind='merged'")
+    assert merged == [(1, "g0001", evolved["result"], 3)]
+    assert _q(runs, "SELECT count(*) FROM edits") == [(6,)]
+    # The merged patch's edits carry the merge record's provenance.
+    assert _q(
+        runs,
+        "SELECT e.sources, e.support FROM edits e JOIN patches p "
+        "ON p.id = e.patch_id WHERE p.kind = 'merged' ORDER BY e.position",
+    ) == [([p], 1) for p in LINES]
+    assert _q(runs, "SELECT status, children, n_edits, conflict_hunks FROM merges") == [
+        ("union", list(LINES), 3, 0)
+    ]
+    assert _q(runs, "SELECT kind, delta FROM ablations ORDER BY kind") == [
+        ("ablate", -0.3),
+        ("only", 0.2),
+    ]
+    assert _q(runs, "SELECT result_commit, analyses, patches, merges, ablations FROM runs") == [
+        (evolved["result"], 4, 4, 1, 2)
+    ]
+
+
+def test_skill_lines_blame_the_result(evolved):
+    runs = evolved["runs"]
+    build_index(runs)
+    lines = _q(
+        runs,
+        "SELECT file, line, text, kind, patch_id, merge_commit, support, trajectories "
+        "FROM skill_lines ORDER BY file, line",
+    )
+    # Every line of every file of S* (SKILL.md: 20 lines, references/notes.md: 1).
+    assert [(f, n) for f, n, *_ in lines] == [("SKILL.md", n) for n in range(1, 21)] + [
+        ("references/notes.md", 1)
+    ]
+    by_line = {n: rest for f, n, *rest in lines if f == "SKILL.md"}
+    for pid, n in LINES.items():
+        assert by_line[n] == [f"lesson {pid}", "patch", pid, evolved["result"], 1, [f"traj-{pid}"]]
+    # The other lines predate the run: the user's own commit.
+    assert by_line[1] == ["line 1", None, None, None, None, []]
+
+
+def test_skill_lines_from_the_bundle_when_the_repository_is_gone(evolved):
+    runs, run = evolved["runs"], evolved["run"]
+    repo = SkillRepo.open(evolved["root"])
+    export_bundle(repo, "r1", run / "refs.bundle")
+    repo.close()
+    build_index(runs)
+    before = _q(runs, "SELECT * FROM skill_lines ORDER BY file, line")
+    shutil.rmtree(evolved["root"])
+    (run / "refs.bundle").touch()  # a changed file: the run is read again
+    report = build_index(runs)
+    assert report.read == ["r1"] and report.problems == []
+    assert _q(runs, "SELECT * FROM skill_lines ORDER BY file, line") == before
+
+
+def test_missing_repository_is_an_empty_skill_lines_table(evolved):
+    runs = evolved["runs"]
+    shutil.rmtree(evolved["root"])
+    report = build_index(runs)
+    assert report.problems == []
+    assert _q(runs, "SELECT count(*) FROM skill_lines") == [(0,)]
+    assert _q(runs, "SELECT count(*) FROM patches WHERE commit IS NULL") == [(3,)]
+
+
+def test_a_run_without_evolve_files_has_empty_tables(tmp_path):
+    run = tmp_path / "runs" / "r0"
+    run.mkdir(parents=True)
+    _manifest(run, {}, {})
+    report = build_index(run.parent)
+    assert report.read == ["r0"] and report.problems == []
+    with connect(run.parent) as con:
+        for table in TABLES:
+            expected = 1 if table == "runs" else 0
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone() == (expected,)
+
+
+def test_bad_lines_newer_versions_and_bad_repositories_are_reported(evolved, tmp_path):
+    runs, run = evolved["runs"], evolved["run"]
+    with (run / "merges.jsonl").open("a") as f:
+        f.write('{"schema_version": 1, "level": 0}\n')  # invalid
+        f.write(
+            json.dumps(
+                {
+                    **json.loads((run / "merges.jsonl").read_text().splitlines()[0]),
+                    "schema_version": 2,
+                }
+            )
+            + "\n"
+        )
+        f.write('{"torn": ')
+    (run / "patches" / "broken.json").write_text("{not json")
+    report = build_index(runs)
+    assert report.read == ["r1"]
+    assert len(report.problems) == 4
+    assert any("newer than this toolkit" in p for p in report.problems)
+    assert any("broken.json" in p for p in report.problems)
+    assert _q(runs, "SELECT count(*) FROM merges") == [(1,)]
+    # A manifest from a newer schema version: the run is skipped, its old compaction kept.
+    data = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**data, "schema_version": 99}))
+    report = build_index(runs)
+    assert report.skipped == ["r1"] and "newer" in report.problems[0]
+    assert _q(runs, "SELECT count(*) FROM merges") == [(1,)]
+    # A repository path that is not a git repository: reported, the rest is indexed.
+    not_git = tmp_path / "plain"
+    not_git.mkdir()
+    _manifest(run, {"repo": str(not_git), "skill_path": "skills/demo"}, {})
+    report = build_index(runs)
+    assert report.read == ["r1"]
+    assert any("skill lines not read" in p for p in report.problems)
+    assert _q(runs, "SELECT count(*) FROM skill_lines") == [(0,)]
+    assert _q(runs, "SELECT count(*) FROM analyses") == [(4,)]
+
+
+def test_a_new_evolve_file_reindexes_the_run(evolved):
+    runs, run = evolved["runs"], evolved["run"]
+    ablations = (run / "ablations.jsonl").read_text()
+    (run / "ablations.jsonl").unlink()
+    build_index(runs)
+    assert _q(runs, "SELECT count(*) FROM ablations") == [(0,)]
+    assert build_index(runs).read == []
+    (run / "ablations.jsonl").write_text(ablations)
+    assert build_index(runs).read == ["r1"]
+    assert _q(runs, "SELECT count(*) FROM ablations") == [(2,)]
+
+
+def test_evolve_queries(evolved):
+    runs = evolved["runs"]
+    build_index(runs)
+    with connect(runs) as con:
+        effects = ablation_effects(con)
+        assert [(e.kind, e.delta, e.support, e.content) for e in effects] == [
+            ("ablate", -0.3, 1, "lesson p-a"),
+            ("only", 0.2, 1, "lesson p-a"),
+        ]
+        support = line_support(con, "r1", file="SKILL.md")
+        assert len(support) == 20
+        assert [(s.line, s.support, s.trajectories) for s in support if s.kind] == [
+            (n, 1, 1) for n in sorted(LINES.values())
+        ]
+        stages = {(s.stage, s.model): s for s in cost_by_stage(con)}
+        assert stages[("analyse", "fake/m")].units == 4
+        assert stages[("analyse", "fake/m")].tokens_in == 350
+        assert stages[("consolidate", "none")].seconds_mean == pytest.approx(0.5)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("synth") / "runs"
+    report = synth_runs(runs, trajectories=120, runs=2, steps=4, patches=6, group_size=3)
+    build_index(runs)
+    return runs, report
+
+
+def test_synth_runs_are_deterministic_and_complete(synth, tmp_path):
+    runs, report = synth
+    assert report.runs == ["synth-0-000", "synth-0-001"] and report.trajectories == 120
+    again = tmp_path / "runs"
+    synth_runs(again, trajectories=120, runs=2, steps=4, patches=6, group_size=3)
+    files = sorted(
+        p.relative_to(runs)
+        for p in runs.rglob("*")
+        if p.is_file() and p.parts[len(runs.parts)] not in (".index", ".synth-repo")
+    )
+    names = {p.name for p in files}
+    assert {"manifest.json", "splits.json", "trajectories.jsonl", "analyses.jsonl"} <= names
+    assert {"merges.jsonl", "ablations.jsonl", "llm_calls.jsonl", "refs.bundle"} <= names
+    for rel in files:
+        if rel.name not in ("manifest.json", "refs.bundle"):  # these name the repo path
+            assert (runs / rel).read_bytes() == (again / rel).read_bytes(), rel
+
+
+def test_synth_index_is_consistent(synth):
+    runs, report = synth
+    totals = _q(
+        runs,
+        "SELECT sum(trajectories + eval_trajectories), sum(patches), sum(merges), "
+        "sum(ablations) FROM runs",
+    )
+    assert totals == [(120, report.patches, report.merges, report.ablations)]
+    # Every patch line of S* names a leaf patch of its run; every merge line its merge.
+    assert _q(
+        runs,
+        "SELECT count(*) FROM skill_lines l LEFT JOIN patches p "
+        "ON p.run_id = l.run_id AND p.id = l.patch_id WHERE l.kind IS NOT NULL "
+        "AND (p.id IS NULL OR (l.kind = 'patch') != (p.kind = 'leaf'))",
+    ) == [(0,)]
+    merge_lines = _q(
+        runs,
+        "SELECT l.support, p.support FROM skill_lines l "
+        "JOIN merges m ON m.run_id = l.run_id AND m.commit = l.commit "
+        "JOIN patches p ON p.run_id = m.run_id AND p.id = m.patch_id "
+        "WHERE l.kind = 'merge'",
+    )
+    assert merge_lines and all(a == b for a, b in merge_lines)
+    assert _q(runs, "SELECT count(*) FROM skill_lines WHERE kind = 'patch'") == [(12,)]
+    with connect(runs) as con:
+        assert len(ablation_effects(con, "synth-0-000")) == report.ablations // 2
+        assert all(e.support for e in ablation_effects(con))
+        assert {s.stage for s in cost_by_stage(con)} == {
+            "rollout",
+            "analyse",
+            "consolidate",
+            "evaluate",
+        }
+        effects = usage_vs_pass_rate(con)
+        assert effects and all(e.n_with + e.n_without > 0 for e in effects)
+        ref = effects[0].ref
+        found = find_trajectories(con, uses=ref, skill_commit=effects[0].skill_commit[:8])
+        assert len(found) == effects[0].n_with
+        failed = find_trajectories(con, run_id="synth-0-001", passed=False, limit=5)
+        assert len(failed) == 5 and not any(t.passed for t in failed)
+
+
+def test_synth_and_query_cli(tmp_path):
+    runs = tmp_path / "runs"
+    cli = CliRunner()
+    result = cli.invoke(main, ["synth", str(runs), "--trajectories", "40", "--patches", "3"])
+    assert result.exit_code == 0, result.output
+    assert "Wrote 1 runs" in result.output
+    again = cli.invoke(main, ["synth", str(runs), "--trajectories", "40", "--patches", "3"])
+    assert again.exit_code == 1 and "already exists" in again.output
+    assert cli.invoke(main, ["index", str(runs)]).exit_code == 0
+    out = cli.invoke(
+        main,
+        [
+            "query",
+            "SELECT kind, count(*) AS n FROM skill_lines WHERE kind IS NOT NULL "
+            "GROUP BY 1 ORDER BY 1",
+            "--runs-dir",
+            str(runs),
+            "--format",
+            "json",
+        ],
+    )
+    assert json.loads(out.output) == [{"kind": "merge", "n": 1}, {"kind": "patch", "n": 3}]
+    few = cli.invoke(main, ["synth", str(tmp_path / "x"), "--trajectories", "3"])
+    assert few.exit_code == 1 and "too few" in few.output
+
+
+def _bulk_and_line_rows(run: Path) -> tuple[dict, dict]:
+    """Rows of the bulk tables read by DuckDB alone and read line by line with the models."""
+    import duckdb
+
+    from toolkit.index import SCHEMAS, read_run
+
+    slow, _, _ = read_run(run)
+    con = duckdb.connect()
+    rows, inserts, problems = read_run(run, con)
+    assert problems == []
+    fast, line = {}, {}
+    for table in ("trajectories", "steps", "section_uses", "llm_calls"):
+        assert inserts[table] and rows[table] == []
+        columns = ", ".join(f'"{c}"' for c in SCHEMAS[table])
+        fast[table] = sorted(
+            (
+                r
+                for sql in inserts[table]
+                for r in con.execute(f"SELECT {columns} FROM ({sql})").fetchall()
+            ),
+            key=repr,
+        )
+        line[table] = sorted(
+            (tuple(r.get(c) for c in SCHEMAS[table]) for r in slow[table]), key=repr
+        )
+    return fast, line
+
+
+def test_bulk_path_gives_the_rows_the_models_give(synth, tmp_path):
+    runs, _ = synth
+    fast, line = _bulk_and_line_rows(runs / "synth-0-000")
+    assert fast == line and len(fast["steps"]) == 240
+
+
+def test_a_file_duckdb_cannot_vouch_for_goes_line_by_line(synth, tmp_path):
+    runs, _ = synth
+    run = tmp_path / "runs" / "synth-0-000"
+    shutil.copytree(runs / "synth-0-000", run)
+    lines = (run / "trajectories.jsonl").read_text().splitlines()
+    bad = json.loads(lines[1])
+    bad["stop_reason"] = "gave_up"  # parses and casts, but the model refuses it
+    (run / "trajectories.jsonl").write_text("\n".join([lines[0], json.dumps(bad), *lines[2:]]))
+    report = build_index(run.parent)
+    assert len(report.problems) == 1 and "stop_reason" in report.problems[0]
+    assert _q(run.parent, "SELECT trajectories FROM runs") == [(len(lines) - 1,)]
