@@ -40,9 +40,13 @@ def render() -> None:
     after = skills.result.files.get(file, "")
     left, right = st.columns(2)
     left.markdown("**S0**")
-    left.code(before if isinstance(before, str) else "(binary)", language="markdown")
+    left.code(
+        before if isinstance(before, str) else "(binary)", language="markdown", wrap_lines=True
+    )
     right.markdown("**S\\***")
-    right.code(after if isinstance(after, str) else "(binary)", language="markdown")
+    right.code(
+        after if isinstance(after, str) else "(binary)", language="markdown", wrap_lines=True
+    )
     if file in diffs:
         with st.expander("Unified diff", expanded=False):
             st.code("\n".join(diffs[file]), language="diff")
