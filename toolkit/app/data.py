@@ -226,6 +226,17 @@ def version_labels(
     return labels
 
 
+def selection_versions(
+    con: duckdb.DuckDBPyConnection, runs_dir: Path, run_list: list[str]
+) -> tuple[dict[str, RunSkills | None], dict[str, str]]:
+    """The skills (S0/S*) of each selected run and a label per skill version they hold."""
+    skills = {r: run_skills(runs_dir, r, stages(con, r)) for r in run_list}
+    labels: dict[str, str] = {}
+    for s in skills.values():
+        labels |= version_labels(con, s)
+    return skills, labels
+
+
 # ---------------------------------------------------------------------------------------------
 # Runs page
 # ---------------------------------------------------------------------------------------------
@@ -635,13 +646,20 @@ def _filter_sql(f: TrajectoryFilter) -> tuple[str, list[Any]]:
     return " AND ".join(where), params
 
 
+def count_trajectories(con: duckdb.DuckDBPyConnection, f: TrajectoryFilter) -> int:
+    """How many trajectories match ``f``."""
+    where, params = _filter_sql(f)
+    return int(
+        con.execute(f"SELECT count(*) FROM trajectories t WHERE {where}", params).fetchone()[0]
+    )
+
+
 def trajectories_page(
     con: duckdb.DuckDBPyConnection, f: TrajectoryFilter, page: int, size: int = PAGE_SIZE
-) -> tuple[int, pd.DataFrame]:
-    """The number of trajectories matching ``f`` and one page of them (0-based ``page``)."""
+) -> pd.DataFrame:
+    """One page (0-based) of the trajectories matching ``f``."""
     where, params = _filter_sql(f)
-    total = con.execute(f"SELECT count(*) FROM trajectories t WHERE {where}", params).fetchone()[0]
-    frame = con.execute(
+    return con.execute(
         f"""SELECT t.run_id AS run, t.origin, t.id, t.task_id AS task, t.skill_commit,
                    t.model, t.passed, t.n_steps AS steps, t.tokens_in + t.tokens_out AS tokens,
                    t.stop_reason
@@ -649,7 +667,6 @@ def trajectories_page(
             ORDER BY t.run_id, t.task_id, t.id LIMIT ? OFFSET ?""",
         [*params, size, page * size],
     ).df()
-    return int(total), frame
 
 
 def trajectory(con: duckdb.DuckDBPyConnection, trajectory_id: str) -> dict[str, Any] | None:

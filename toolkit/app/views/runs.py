@@ -40,9 +40,7 @@ def render() -> None:
         st.info("Pick one or more runs in the sidebar to compare their skill versions.")
         return
     with data.open_index(folder, chosen) as con:
-        labels: dict[str, str] = {}
-        for run in chosen:
-            labels |= data.version_labels(con, data.run_skills(folder, run, data.stages(con, run)))
+        _, labels = data.selection_versions(con, folder, chosen)
         st.subheader("Pass rate by skill version")
         evaluated = con.execute("SELECT count(*) FROM trajectories WHERE origin = 'eval'")
         origin = ui.radio(

@@ -28,7 +28,8 @@ def render() -> None:
                     format_func=lambda r: r or "(any)",
                 ),
             )
-        total, page = data.trajectories_page(con, f, ui.pager(_count(con, f)))
+        total = data.count_trajectories(con, f)
+        page = data.trajectories_page(con, f, ui.pager(total))
         st.metric("Matching trajectories", total)
         page["open"] = [ui.trajectory_link(t) for t in page["id"]]
         st.dataframe(
@@ -42,10 +43,6 @@ def render() -> None:
             return
         traj_id = ui.select("Trajectory", "traj", options)
         _detail(con, folder, traj_id)
-
-
-def _count(con, f: data.TrajectoryFilter) -> int:
-    return data.trajectories_page(con, f, 0, size=0)[0]
 
 
 def _detail(con, folder, traj_id: str) -> None:

@@ -20,10 +20,7 @@ def render() -> None:
         st.info("Pick one or more runs in the sidebar.")
         return
     with data.open_index(folder, chosen) as con:
-        skills = {r: data.run_skills(folder, r, data.stages(con, r)) for r in chosen}
-        labels: dict[str, str] = {}
-        for s in skills.values():
-            labels |= data.version_labels(con, s)
+        skills, labels = data.selection_versions(con, folder, chosen)
         use = data.usage(con, labels)
     if use.empty:
         st.info(
@@ -70,9 +67,9 @@ def render() -> None:
     )
     ui.set_param("maxshare", f"{max_share:g}")
     sections: list[str] = []
-    for s in skills.values():
-        for skill in (s.base, s.result) if s else ():
-            if skill is not None and data.skill_commit(skill) == commit:
+    for s in filter(None, skills.values()):
+        for skill, version in ((s.base, s.base_commit), (s.result, s.result_commit)):
+            if skill is not None and version == commit:
                 sections = data.skill_refs(skill)
     candidates = data.pruning_candidates(use, commit, sections, max_share)
     st.metric("Sections used by at most that share", len(candidates))
