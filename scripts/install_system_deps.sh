@@ -99,5 +99,23 @@ install_sandbox_python() (
     echo "sandbox: ready ($SANDBOX_VENV/bin/python)"
 )
 
+# ---------------------------------------------------------------------------------------------
+# Part 3: Chromium (headless), for the app's browser test (tests/test_app_browser.py).
+# ---------------------------------------------------------------------------------------------
+install_chromium() {
+    if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+        echo "Chromium already installed"
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
+        echo "warning: Chromium missing (apt-get as root needed); the browser test will skip" >&2
+        return 0
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+    echo "Chromium installed: $(command -v chromium)"
+}
+
 install_libreoffice
 install_sandbox_python
+install_chromium

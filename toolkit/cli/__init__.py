@@ -48,6 +48,7 @@ def _register() -> None:
     # Each module of this package exports COMMANDS, the click commands/groups it adds.
     from toolkit.cli import (
         analyse,
+        app,
         attribution,
         consolidate,
         evaluate,
@@ -63,7 +64,7 @@ def _register() -> None:
     )
 
     modules = (skill, patch, repo, llm, model, tasks, rollout, evaluate, index)
-    for module in (*modules, analyse, consolidate, evolve, attribution):
+    for module in (*modules, analyse, consolidate, evolve, attribution, app):
         for command in module.COMMANDS:
             main.add_command(command)
 

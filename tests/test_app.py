@@ -1,0 +1,247 @@
+"""The analytics app: every page on a realistic run folder and on an empty one (AppTest)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from streamlit.testing.v1 import AppTest
+
+from tests.app_fixtures import BASELINE, RUN, make_runs
+from toolkit.app import data
+from toolkit.app.main import PAGES
+from toolkit.cli import main
+from toolkit.cli.app import streamlit_command
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+VIEWS = Path(__file__).resolve().parent.parent / "toolkit" / "app" / "views"
+PAGE_NAMES = [script.removesuffix(".py") for script, *_ in PAGES]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    runs = make_runs(tmp_path_factory.mktemp("app"))
+    data.refresh_index(runs)
+    return runs
+
+
+def open_page(runs_dir: Path, page: str, monkeypatch: pytest.MonkeyPatch, **params: str) -> AppTest:
+    """Open ``page`` fresh, as a browser opening its URL with the query ``params`` would."""
+    monkeypatch.setenv("TRACE2SKILL_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(str(VIEWS / f"{page}.py"), default_timeout=60)
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def infos(at: AppTest) -> str:
+    return "\n".join(i.value for i in at.info)
+
+
+def test_runs_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(runs, "runs", monkeypatch)
+    assert at.title[0].value == "Runs"
+    table = at.dataframe[0].value
+    assert list(table["run"]) == [RUN, BASELINE]  # newest first
+    demo = table.iloc[0]
+    # S0 passes 3 of 6 eval tasks, S* 5 of 6, with their bootstrap CIs.
+    assert demo["S0"].startswith("50.0% [") and demo["S0"].endswith("n=6")
+    assert demo["S*"].startswith("83.3% [")
+    assert demo["delta"] == pytest.approx(1 / 3)
+    assert demo["status"] == "consolidate: done, rollout: done"
+    assert demo["wall_s"] == 150.0
+    rates = at.dataframe[1].value
+    assert list(rates["version"].str[:2]) == ["S0", "S*"]
+    assert list(rates["n"]) == [6, 6]
+    # S* fixed t3, t4, t6 and broke t2; each flip links to its two trajectories.
+    assert metrics(at)["Fixed (failed under A, passed under B)"] == "3"
+    assert metrics(at)["Broken (passed under A, failed under B)"] == "1"
+    flips = at.dataframe[2].value
+    assert list(flips["task"]) == ["t2", "t3", "t4", "t6"]
+    assert all(link.startswith("trajectories?traj=") for link in flips["trajectory_b"])
+    # Filters change the figures and land in the URL.
+    at.radio(key="w_origin").set_value("all").run()
+    assert list(at.dataframe[1].value["n"]) == [12, 6]  # S0's rollout counts too
+    at.multiselect(key="w_runs").set_value([RUN, BASELINE]).run()
+    assert "no skill" in list(at.dataframe[1].value["version"])
+    assert at.query_params["runs"] == f"{RUN},{BASELINE}"
+    assert at.query_params["origin"] == "all"
+
+
+def test_runs_filters_from_the_url(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(runs, "runs", monkeypatch, runs=BASELINE)
+    assert at.multiselect(key="w_runs").value == [BASELINE]
+    assert "Only one skill version" in infos(at)
+
+
+def test_skill_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(runs, "skill", monkeypatch)
+    assert metrics(at) == {"Lines": "14", "Written by patches": "1", "Written by merges": "1"}
+    assert "Keep track of units; convert before adding." in at.code[1].value  # S*
+    assert "Keep track of units." in at.code[0].value  # S0
+    at.toggle(key="w_written").set_value(True).run()
+    lines = at.dataframe[0].value
+    assert list(lines["line"]) == [11, 14]
+    assert list(lines["kind"]) == ["patch", "merge"]
+    at.selectbox(key="w_line").set_value(14).run()
+    text = "\n".join(m.value for m in at.markdown)
+    assert "written by a **merge** commit" in text and "support **3**" in text
+    assert text.count("trajectories?traj=") == 3  # the three failed tasks behind the merge
+    assert at.query_params["line"] == "14"
+
+
+def test_tree_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(runs, "tree", monkeypatch)
+    assert metrics(at) == {
+        "Leaf patches": "3",
+        "Merges": "3",
+        "Conflict hunks": "1",
+        "Failed or passed up": "1",
+    }
+    merges = at.dataframe[0].value
+    assert list(merges["status"]) == ["union", "passed_up", "merged"]
+    at.selectbox(key="w_merge").set_value("L2/g0001").run()
+    text = "\n".join(m.value for m in at.markdown)
+    assert "`SKILL.md` (1 hunks)" in text
+    dropped = at.dataframe[-1].value
+    assert list(dropped["edit_id"]) == ["u9"]
+
+
+def test_attribution_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(runs, "attribution", monkeypatch)
+    assert metrics(at) == {
+        "Edits measured": "2",
+        "Help (CI above 0)": "1",
+        "Hurt (CI below 0)": "0",
+    }
+    effects = at.dataframe[0].value
+    # Sorted by effect; m1's ablation lost 0.33, so m1's effect is +0.33.
+    assert list(effects["edit_id"]) == ["m2", "m1"]
+    assert list(effects["effect"]) == pytest.approx([-0.17, 0.33])
+    at.radio(key="w_kind").set_value("only").run()
+    assert metrics(at)["Edits measured"] == "1"
+    assert at.query_params["kind"] == "only"
+
+
+def test_usage_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(runs, "usage", monkeypatch)
+    # S* by default: its "demo" and "demo/rounding" sections were never used.
+    candidates = at.dataframe[0].value
+    assert list(candidates["ref"]) == ["SKILL.md#demo", "SKILL.md#demo/rounding"]
+    at.slider(key="w_maxshare").set_value(0.5).run()
+    candidates = at.dataframe[0].value
+    assert "SKILL.md#demo/parse-numbers" in list(candidates["ref"])
+    assert metrics(at)["Sections used by at most that share"] == "3"
+
+
+def test_trajectories_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(runs, "trajectories", monkeypatch)
+    assert metrics(at)["Matching trajectories"] == "18"
+    at.selectbox(key="w_outcome").set_value("fail").run()
+    assert metrics(at)["Matching trajectories"] == "7"
+    at.selectbox(key="w_section").set_value("SKILL.md#demo/parse-numbers").run()
+    # Odd tasks read "parse-numbers"; of those only t3 fails, under S0 (rollout and eval).
+    assert metrics(at)["Matching trajectories"] == "2"
+    page = at.dataframe[0].value
+    assert list(page["task"]) == ["t3", "t3"] and not page["passed"].any()
+    assert at.query_params["section"] == "SKILL.md#demo/parse-numbers"
+
+
+def test_trajectory_detail(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(runs, "trajectories", monkeypatch, outcome="fail", origin="rollout")
+    traj = at.selectbox(key="w_traj").value
+    assert at.subheader[0].value.endswith("(FAIL)")
+    labels = [e.label for e in at.expander]
+    assert labels[0].startswith("Step 0: python (sections: ") and "SKILL.md#demo/units" in labels[0]
+    assert labels[1] == "Step 1: submit"
+    assert at.code[0].value == "print(6 * 7)"
+    text = "\n".join(m.value for m in at.markdown)
+    assert "**error-agentic** analyst" in text and "**kept**" in text
+    assert at.query_params["traj"] == traj
+
+
+def test_cost_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(runs, "cost", monkeypatch)
+    assert metrics(at) == {
+        "Model calls": "10",
+        "Cache hits": "3",
+        "Tokens": "1,200",
+        "Cost (USD)": "0.0100",
+    }
+    stages = at.dataframe[0].value
+    assert list(stages["stage"]) == ["rollout", "eval", "analyse", "consolidate"]
+    assert list(stages["tokens_in"]) == [6 * 280, 12 * 280, 3 * 500, 3 * 900]
+    at.multiselect(key="w_runs").set_value([BASELINE]).run()
+    assert "No model calls logged" in infos(at)
+
+
+@pytest.mark.parametrize("page", ["skill", "tree", "attribution"])
+def test_pages_say_what_is_missing(runs: Path, monkeypatch: pytest.MonkeyPatch, page: str) -> None:
+    at = open_page(runs, page, monkeypatch, run=BASELINE)
+    message = infos(at)
+    assert BASELINE in message
+    if page == "tree":
+        assert f"run `trace2skill consolidate {BASELINE}`" in message
+    if page == "attribution":
+        assert f"run `trace2skill attribute {BASELINE}`" in message
+
+
+@pytest.mark.parametrize("folder", ["empty", "example"])
+def test_navigation_serves_every_page(
+    tmp_path: Path, runs: Path, monkeypatch: pytest.MonkeyPatch, folder: str
+) -> None:
+    """app.py's navigation: each page from the menu, on an empty runs folder and on runs."""
+    runs_dir = runs
+    if folder == "empty":
+        runs_dir = tmp_path / "runs"
+        runs_dir.mkdir()
+    monkeypatch.setenv("TRACE2SKILL_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    for page, (_, title, *_) in zip(PAGE_NAMES, PAGES, strict=True):
+        at.switch_page(f"toolkit/app/views/{page}.py").run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert at.title[0].value == title
+        if folder == "empty":
+            assert "No runs in" in infos(at) and "make demo" in infos(at)
+            assert not at.dataframe
+        else:
+            assert at.dataframe, page
+
+
+def test_missing_contract_files_and_torn_lines(tmp_path: Path, runs: Path) -> None:
+    copy = tmp_path / RUN
+    shutil.copytree(runs / RUN, copy)
+    (copy / "merges.jsonl").unlink()
+    with (copy / "ablations.jsonl").open("a") as f:
+        f.write('{"edit_id": "m9", "kind": "abl')  # a torn last line is skipped
+    assert data.merge_tree(copy).empty
+    assert list(data.attribution(copy)["edit_id"]) == ["m1", "m2", "m1"]
+    # Without merges.jsonl, an edit's support falls back to its patch's (3 leaves).
+    assert data.attribution(copy)["support"].tolist() == [3, 3, 3]
+
+
+def test_merge_tree_shape(runs: Path) -> None:
+    nodes = data.merge_tree(runs / RUN).set_index("id")
+    root = nodes[nodes["parent"] == ""]
+    assert list(root.index) == ["L2/g0001"]
+    assert nodes.loc["L1/g0001", "parent"] == "L2/g0001"
+    # A merge passed up with one child keeps that child's patch id; the leaf stays a leaf.
+    assert nodes.loc["L1/g0002", "parent"] == "L2/g0001"
+    leaves = nodes[nodes["kind"] == "patch"]
+    assert len(leaves) == 3 and set(leaves["parent"]) == {"L1/g0001", "L1/g0002"}
+
+
+def test_app_command(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["app", "--help"])
+    assert result.exit_code == 0 and "trace2skill app runs/" in result.output
+    argv = streamlit_command(8600, "127.0.0.1", browser=False)
+    assert argv[1:4] == ["-m", "streamlit", "run"]
+    assert argv[4].endswith("toolkit/app/main.py") and Path(argv[4]).is_file()
+    assert argv[argv.index("--server.headless") + 1] == "true"

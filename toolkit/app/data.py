@@ -1,0 +1,765 @@
+"""What the app's pages show, as DataFrames: index queries plus the run files beside them.
+
+Pure of Streamlit: every function takes a DuckDB connection from :func:`open_index` (or a run
+folder) and returns pandas frames or pydantic rows, so the pages only lay out and plot, and
+the tests and the benchmark call the same code. Pass rates come from
+:mod:`toolkit.queries`; a selection of runs is a DuckDB schema of filtered views placed first
+on the search path, so those shared queries answer for the selection unchanged.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from toolkit import queries
+from toolkit.app import contract
+from toolkit.errors import ToolkitError
+from toolkit.index import TABLES, build_index, connect
+from toolkit.skill import Skill
+from toolkit.stats import pass_rate
+from toolkit.trajectory import skill_commit
+
+PAGE_SIZE = 50
+
+
+# ---------------------------------------------------------------------------------------------
+# The index
+# ---------------------------------------------------------------------------------------------
+
+
+def has_runs(runs_dir: Path) -> bool:
+    """Whether ``runs_dir`` holds at least one run folder (one with ``manifest.json``)."""
+    return runs_dir.is_dir() and any(runs_dir.glob("*/manifest.json"))
+
+
+def refresh_index(runs_dir: Path) -> list[str]:
+    """Bring the index up to date (incremental); returns the problems met, one line each.
+
+    A runs folder the app may not write to keeps its existing index: the failure is reported.
+    """
+    try:
+        return build_index(runs_dir).problems
+    except (ToolkitError, OSError) as exc:
+        return [f"could not update the index ({exc}); showing the last one built"]
+
+
+def open_index(runs_dir: Path, run_ids: list[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB over the index; with ``run_ids``, every table sees only those runs."""
+    con = connect(runs_dir)
+    if run_ids is not None:
+        con.execute("CREATE TEMP TABLE selected_runs (run_id VARCHAR)")
+        if run_ids:
+            con.executemany("INSERT INTO selected_runs VALUES (?)", [[r] for r in run_ids])
+        con.execute("CREATE SCHEMA sel")
+        for table in TABLES:
+            con.execute(
+                f'CREATE VIEW sel."{table}" AS SELECT * FROM main."{table}" '
+                "WHERE run_id IN (SELECT run_id FROM selected_runs)"
+            )
+        con.execute("SET search_path = 'sel,main'")
+    return con
+
+
+def run_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every indexed run id, newest first."""
+    rows = con.execute("SELECT run_id FROM main.runs ORDER BY created_at DESC, run_id").fetchall()
+    return [r for (r,) in rows]
+
+
+def stages(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, dict[str, Any]]:
+    """The run's manifest stages (name -> status, times, config, counts)."""
+    row = con.execute("SELECT stages FROM main.runs WHERE run_id = ?", [run_id]).fetchone()
+    return json.loads(row[0]) if row and row[0] else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Skill versions: S0 and S* of a run, from its git refs when they exist
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSkills:
+    """A run's skill repository, skill folder and its S0/S* (None where not produced yet)."""
+
+    repo_path: Path
+    skill_path: str
+    base: Skill | None
+    result: Skill | None
+
+    @property
+    def base_commit(self) -> str | None:
+        """S0's version id (the folder's tree id, as trajectories record it)."""
+        return skill_commit(self.base) if self.base else None
+
+    @property
+    def result_commit(self) -> str | None:
+        """S*'s version id."""
+        return skill_commit(self.result) if self.result else None
+
+
+def _stage_setting(run_stages: dict[str, dict[str, Any]], key: str) -> Any:
+    for stage in run_stages.values():
+        value = (stage.get("config") or {}).get(key)
+        if value:
+            return value
+    return None
+
+
+def run_skills(
+    runs_dir: Path, run_id: str, run_stages: dict[str, dict[str, Any]]
+) -> RunSkills | None:
+    """The run's skill repository and S0/S*, or None when its manifest names no repository.
+
+    The repository is the ``repo`` of a stage's config (relative paths are taken from the
+    folder above ``runs/``, where the CLI ran); ``skill_path`` is the skill folder in it.
+    """
+    from toolkit.repo import SkillRepo
+
+    repo_value, skill_path = (
+        _stage_setting(run_stages, "repo"),
+        _stage_setting(run_stages, "skill_path"),
+    )
+    if not repo_value or not skill_path:
+        return None
+    repo_path = Path(repo_value)
+    if not repo_path.is_absolute():
+        repo_path = Path(runs_dir).resolve().parent / repo_path
+    try:
+        repo = SkillRepo.open(repo_path)
+    except ToolkitError:
+        return None
+    try:
+        refs = repo.run_refs(run_id)
+        loaded = {}
+        for name in ("base", "result"):
+            ref = f"t2s/{run_id}/{name}"
+            loaded[name] = repo.load_skill(ref, skill_path) if ref in refs else None
+    except ToolkitError:
+        return None
+    finally:
+        repo.close()
+    return RunSkills(repo_path, skill_path, loaded["base"], loaded["result"])
+
+
+def skill_lines(skills: RunSkills, run_id: str, file: str) -> pd.DataFrame:
+    """S* lines of ``file`` with the commit that wrote each, its kind, level, group and support.
+
+    Columns: line, text, kind, level, group, support, patches, trajectories, commit.
+    """
+    from toolkit.repo import SkillRepo, blame_file
+
+    repo = SkillRepo.open(skills.repo_path)
+    try:
+        path = f"{skills.skill_path.strip('/')}/{file}"
+        records = blame_file(repo, path, f"t2s/{run_id}/result")
+    finally:
+        repo.close()
+    return pd.DataFrame(
+        [
+            {
+                "line": r.line,
+                "text": r.text,
+                "kind": r.kind or "user",
+                "level": r.level,
+                "group": r.group,
+                "support": r.support,
+                "patches": ", ".join(r.patches),
+                "trajectories": list(r.trajectories),
+                "commit": r.commit[:10],
+            }
+            for r in records
+        ],
+        columns=[
+            "line",
+            "text",
+            "kind",
+            "level",
+            "group",
+            "support",
+            "patches",
+            "trajectories",
+            "commit",
+        ],
+    ).astype({"level": "Int64", "support": "Int64"})
+
+
+def file_diff(before: Skill | None, after: Skill | None) -> dict[str, list[str]]:
+    """Unified diff lines per file between two skill versions (files that differ only)."""
+    old = before.files if before else {}
+    new = after.files if after else {}
+    out = {}
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name, ""), new.get(name, "")
+        if a == b or isinstance(a, bytes) or isinstance(b, bytes):
+            continue
+        out[name] = list(
+            difflib.unified_diff(
+                a.splitlines(), b.splitlines(), f"S0/{name}", f"S*/{name}", lineterm=""
+            )
+        )
+    return out
+
+
+def version_labels(
+    con: duckdb.DuckDBPyConnection, skills: RunSkills | None = None
+) -> dict[str, str]:
+    """A readable label per skill version: ``S0 1a2b3c4d``, ``S* ...``, ``no skill``."""
+    commits = [
+        c for (c,) in con.execute("SELECT DISTINCT skill_commit FROM trajectories").fetchall()
+    ]
+    roles = {}
+    if skills is not None:
+        roles = {skills.base_commit: "S0", skills.result_commit: "S*"}
+    labels = {}
+    for commit in sorted(commits):
+        if commit == "none":
+            labels[commit] = "no skill"
+        else:
+            labels[commit] = f"{roles[commit]} {commit[:8]}" if commit in roles else commit[:8]
+    return labels
+
+
+def selection_versions(
+    con: duckdb.DuckDBPyConnection, runs_dir: Path, run_list: list[str]
+) -> tuple[dict[str, RunSkills | None], dict[str, str]]:
+    """The skills (S0/S*) of each selected run and a label per skill version they hold."""
+    skills = {r: run_skills(runs_dir, r, stages(con, r)) for r in run_list}
+    labels: dict[str, str] = {}
+    for s in skills.values():
+        labels |= version_labels(con, s)
+    return skills, labels
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs page
+# ---------------------------------------------------------------------------------------------
+
+
+def _rate_text(outcomes: list[bool]) -> tuple[float | None, str]:
+    if not outcomes:
+        return None, ""
+    r = pass_rate(outcomes)
+    return r.rate, f"{r.rate:.1%} [{r.ci.low:.1%}, {r.ci.high:.1%}] n={r.n}"
+
+
+def _wall_seconds(run_stages: dict[str, dict[str, Any]]) -> float | None:
+    total = 0.0
+    for stage in run_stages.values():
+        try:
+            start = pd.Timestamp(stage["started_at"])
+            end = pd.Timestamp(stage["ended_at"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        total += (end - start).total_seconds()
+    return total or None
+
+
+def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
+    """One row per run: suite, models, modes, seeds, status, cost, wall time, S0 -> S*.
+
+    S0 and S* are read from the run's git refs when its manifest names the repository;
+    otherwise S0 is the skill its rollout used and S* the last other skill it evaluated.
+    Their pass rates come from the run's evaluations (the rollout's when S0 has none).
+    """
+    traj = con.execute(
+        """SELECT run_id, string_agg(DISTINCT suite, ', ' ORDER BY suite),
+                  string_agg(DISTINCT model, ', ' ORDER BY model),
+                  string_agg(DISTINCT delivery, ', ' ORDER BY delivery),
+                  string_agg(DISTINCT seed::VARCHAR, ', ' ORDER BY seed::VARCHAR),
+                  sum(cost_usd)
+           FROM trajectories GROUP BY run_id"""
+    ).fetchall()
+    per_run = {r[0]: r[1:] for r in traj}
+    calls = dict(
+        con.execute("SELECT run_id, sum(cost_usd) FROM llm_calls GROUP BY run_id").fetchall()
+    )
+    rows = []
+    for run_id, created_at, stages_json, n_traj, n_eval in con.execute(
+        """SELECT run_id, created_at, stages, trajectories, eval_trajectories FROM runs
+           ORDER BY created_at DESC, run_id"""
+    ).fetchall():
+        run_stages = json.loads(stages_json) if stages_json else {}
+        suite, models, modes, seeds, traj_cost = per_run.get(run_id, (None,) * 5)
+        s0, s_star = _run_versions(con, runs_dir, run_id, run_stages)
+        r0, t0 = _rate_text(_outcomes(con, run_id, s0))
+        r1, t1 = _rate_text(_outcomes(con, run_id, s_star))
+        rows.append(
+            {
+                "run": run_id,
+                "created": created_at,
+                "suite": suite,
+                "models": models,
+                "mode": modes,
+                "seeds": seeds,
+                "status": ", ".join(f"{k}: {v.get('status')}" for k, v in run_stages.items()),
+                "trajectories": n_traj + n_eval,
+                "cost_usd": calls.get(run_id) or traj_cost or 0.0,
+                "wall_s": _wall_seconds(run_stages),
+                "S0": t0,
+                "S*": t1,
+                "delta": (r1 - r0) if r0 is not None and r1 is not None else None,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "run",
+            "created",
+            "suite",
+            "models",
+            "mode",
+            "seeds",
+            "status",
+            "trajectories",
+            "cost_usd",
+            "wall_s",
+            "S0",
+            "S*",
+            "delta",
+        ],
+    )
+
+
+def _run_versions(
+    con: duckdb.DuckDBPyConnection, runs_dir: Path, run_id: str, run_stages: dict[str, Any]
+) -> tuple[str | None, str | None]:
+    skills = run_skills(runs_dir, run_id, run_stages)
+    if skills is not None and skills.base is not None:
+        return skills.base_commit, skills.result_commit
+    row = con.execute(
+        """SELECT skill_commit FROM trajectories WHERE run_id = ? AND origin = 'rollout'
+           GROUP BY 1 ORDER BY count(*) DESC LIMIT 1""",
+        [run_id],
+    ).fetchone()
+    s0 = row[0] if row else None
+    row = con.execute(
+        """SELECT skill_commit FROM trajectories
+           WHERE run_id = ? AND origin = 'eval' AND skill_commit NOT IN ('none', ?)
+           GROUP BY 1 ORDER BY max(ended_at) DESC LIMIT 1""",
+        [run_id, s0 or ""],
+    ).fetchone()
+    return s0, row[0] if row else None
+
+
+def _outcomes(con: duckdb.DuckDBPyConnection, run_id: str, commit: str | None) -> list[bool]:
+    if commit is None:
+        return []
+    for origin in ("eval", "rollout"):
+        rows = con.execute(
+            """SELECT passed FROM trajectories WHERE run_id = ? AND skill_commit = ?
+               AND origin = ? ORDER BY id""",
+            [run_id, commit, origin],
+        ).fetchall()
+        if rows:
+            return [bool(p) for (p,) in rows]
+    return []
+
+
+def pass_rates(
+    con: duckdb.DuckDBPyConnection, labels: dict[str, str], origin: str | None = None
+) -> pd.DataFrame:
+    """Pass rate with bootstrap 95% CI per (suite, skill version, model) of the selection.
+
+    ``origin``: ``eval`` or ``rollout`` to count only those trajectories; None: both.
+    """
+    rows = [r.model_dump() for r in queries.pass_rate_by_skill(con, origin=origin)]
+    out = pd.DataFrame(
+        rows,
+        columns=["suite", "skill_commit", "model", "n", "passed", "rate", "ci_low", "ci_high"],
+    )
+    out["version"] = [labels.get(c, c[:8]) for c in out["skill_commit"]]
+    return out
+
+
+def flips(con: duckdb.DuckDBPyConnection, commit_a: str, commit_b: str) -> pd.DataFrame:
+    """Tasks that flipped between two versions, each with one trajectory under each version."""
+    flipped = queries.flipped_tasks(con, commit_a, commit_b)
+    rows = []
+    for f in flipped:
+        ids = dict(
+            con.execute(
+                """SELECT skill_commit, min(id) FROM trajectories
+                   WHERE suite = ? AND task_id = ? AND model = ? AND skill_commit IN (?, ?)
+                   GROUP BY 1""",
+                [f.suite, f.task_id, f.model, commit_a, commit_b],
+            ).fetchall()
+        )
+        rows.append(
+            {
+                "task": f.task_id,
+                "suite": f.suite,
+                "model": f.model,
+                "direction": f.direction,
+                "trajectory_a": ids.get(commit_a),
+                "trajectory_b": ids.get(commit_b),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["task", "suite", "model", "direction", "trajectory_a", "trajectory_b"]
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Consolidation tree and attribution (run files of the contract)
+# ---------------------------------------------------------------------------------------------
+
+
+def merge_tree(run_dir: Path) -> pd.DataFrame:
+    """The consolidation hierarchy as nodes (id, parent, label, kind, status, support).
+
+    Leaves are the patches the first level merged; each merge is ``L<level>/<group>`` under
+    the merge that took it as a child (by its node id, group, patch id or commit). The root
+    is the top merge (S*). Suited to plotly's sunburst/treemap (``ids``/``parents``).
+    """
+    merges = contract.read_merges(run_dir)
+    if not merges:
+        return pd.DataFrame(columns=["id", "parent", "label", "kind", "status", "support"])
+    # Names a merge goes by: (level, node id) per alias. A child of a level-L merge is the
+    # highest lower-level merge of that name, else a leaf patch (a merge passed up with one
+    # child keeps that child's patch id, so the alias alone cannot tell).
+    aliases: dict[str, list[tuple[int, str]]] = {}
+    for m in merges:
+        for alias in {m.node_id, m.group, m.patch_id, m.commit} - {None}:
+            aliases.setdefault(alias, []).append((m.level, m.node_id))
+
+    def resolve(child: str, level: int) -> str | None:
+        lower = [a for a in aliases.get(child, []) if a[0] < level]
+        return max(lower)[1] if lower else None
+
+    parent_of: dict[str, str] = {}
+    leaves: set[str] = set()
+    for m in merges:
+        for child in m.children:
+            node = resolve(child, m.level)
+            if node is None:
+                leaves.add(child)
+            parent_of.setdefault(node or child, m.node_id)
+    nodes: list[dict[str, Any]] = []
+    patches = contract.read_patches(run_dir)
+    for leaf in sorted(leaves):
+        patch = patches.get(leaf)
+        nodes.append(
+            {
+                "id": leaf,
+                "parent": parent_of.get(leaf, ""),
+                "label": f"patch {leaf[:8]}",
+                "kind": "patch",
+                "status": "leaf",
+                "support": patch.support if patch else 1,
+            }
+        )
+    for m in merges:
+        support = max((e.support for e in m.edits), default=None)
+        nodes.append(
+            {
+                "id": m.node_id,
+                "parent": parent_of.get(m.node_id, ""),
+                "label": f"{m.node_id} ({m.status})",
+                "kind": "merge",
+                "status": m.status,
+                "support": support,
+            }
+        )
+    return pd.DataFrame(nodes)
+
+
+def merge_details(run_dir: Path) -> pd.DataFrame:
+    """One row per merge: level, group, status, reason, conflicts, edits kept and dropped."""
+    rows = [
+        {
+            "merge": m.node_id,
+            "level": m.level,
+            "status": m.status,
+            "reason": m.reason,
+            "children": len(m.children),
+            "conflicts": sum(c.hunks for c in m.conflicts),
+            "conflicted_files": ", ".join(c.file for c in m.conflicts),
+            "edits": len(m.edits),
+            "dropped": len(m.dropped),
+            "patch": m.patch_id,
+            "commit": (m.commit or "")[:10],
+        }
+        for m in contract.read_merges(run_dir)
+    ]
+    columns = [
+        "merge",
+        "level",
+        "status",
+        "reason",
+        "children",
+        "conflicts",
+        "conflicted_files",
+        "edits",
+        "dropped",
+        "patch",
+        "commit",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def edit_support(run_dir: Path) -> dict[str, int]:
+    """Support of every edit id the consolidation produced (the last merge that lists it)."""
+    out: dict[str, int] = {}
+    for m in sorted(contract.read_merges(run_dir), key=lambda m: m.level):
+        for e in m.edits:
+            out[e.id] = e.support
+    for patch in contract.read_patches(run_dir).values():
+        for edit in patch.edits:
+            if edit.id and edit.id not in out:
+                out[edit.id] = patch.support or 1
+    return out
+
+
+def attribution(run_dir: Path) -> pd.DataFrame:
+    """Per-edit ablation effects with 95% CIs, joined with each edit's support."""
+    columns = [
+        "edit_id",
+        "patch_id",
+        "kind",
+        "n",
+        "pass_rate",
+        "delta",
+        "ci_low",
+        "ci_high",
+        "significant",
+        "effect",
+        "effect_low",
+        "effect_high",
+        "support",
+    ]
+    rows = contract.read_ablations(run_dir)
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    out = contract.frame(
+        rows, ["edit_id", "patch_id", "kind", "n", "pass_rate", "delta", "ci_low", "ci_high"]
+    )
+    # An interval that excludes zero: the effect's sign is clear at 95%.
+    out["significant"] = (out["ci_low"] > 0) | (out["ci_high"] < 0)
+    # The edit's own effect, positive when it helps: an ablation's delta is (S* without the
+    # edit) - S*, so it is negated (and its interval flipped); an "only" delta is the edit's.
+    ablate = out["kind"] == "ablate"
+    out["effect"] = out["delta"].where(~ablate, -out["delta"])
+    out["effect_low"] = out["ci_low"].where(~ablate, -out["ci_high"])
+    out["effect_high"] = out["ci_high"].where(~ablate, -out["ci_low"])
+    support = edit_support(run_dir)
+    out["support"] = [support.get(e) for e in out["edit_id"]]
+    return out[columns]
+
+
+def loo_vs_aoi(effects: pd.DataFrame) -> pd.DataFrame:
+    """Leave-one-out (ablate) against add-one-in (only) effect per edit measured both ways.
+
+    An ablation's delta is S*-without-edit minus S*, so the edit's contribution is its
+    negation: ``loo_effect = -delta(ablate)``; ``aoi_effect = delta(only)``.
+    """
+    ablate = effects[effects["kind"] == "ablate"].set_index("edit_id")["effect"]
+    only = effects[effects["kind"] == "only"].set_index("edit_id")["effect"]
+    both = sorted(set(ablate.index) & set(only.index))
+    return pd.DataFrame(
+        {
+            "edit_id": both,
+            "loo_effect": [float(ablate[e]) for e in both],
+            "aoi_effect": [float(only[e]) for e in both],
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Section usage, trajectories, cost
+# ---------------------------------------------------------------------------------------------
+
+
+def usage(con: duckdb.DuckDBPyConnection, labels: dict[str, str]) -> pd.DataFrame:
+    """Uses per (skill version, section): uses, trajectories, share of the version's
+    trajectories that used it, and those trajectories' pass rate."""
+    rows = [u.model_dump() for u in queries.section_usage(con)]
+    out = pd.DataFrame(
+        rows, columns=["skill_commit", "ref", "kind", "uses", "trajectories", "pass_rate"]
+    )
+    totals = dict(
+        con.execute("SELECT skill_commit, count(*) FROM trajectories GROUP BY 1").fetchall()
+    )
+    out["share"] = [
+        n / totals[c] if totals.get(c) else 0.0
+        for c, n in zip(out["skill_commit"], out["trajectories"], strict=True)
+    ]
+    out["version"] = [labels.get(c, c[:8]) for c in out["skill_commit"]]
+    return out
+
+
+def pruning_candidates(
+    use: pd.DataFrame, commit: str, sections: list[str], max_share: float
+) -> pd.DataFrame:
+    """Sections of version ``commit`` used by at most ``max_share`` of its trajectories.
+
+    ``sections``: every ref the version has (``SKILL.md#id``, ``references/x.md``) so unused
+    sections show with share 0; empty: only the sections seen in use are considered.
+    """
+    seen = use[use["skill_commit"] == commit].groupby("ref", as_index=False)["share"].max()
+    shares = dict(zip(seen["ref"], seen["share"], strict=True))
+    refs = sorted(set(sections) | set(shares))
+    out = pd.DataFrame({"ref": refs, "share": [float(shares.get(r, 0.0)) for r in refs]})
+    return out[out["share"] <= max_share].sort_values(["share", "ref"]).reset_index(drop=True)
+
+
+def skill_refs(skill: Skill) -> list[str]:
+    """Every ref a trajectory can record for ``skill``: its SKILL.md sections and files."""
+    refs = [f"SKILL.md#{s.id}" for s in skill.sections]
+    refs += [name for name in skill.files if name.startswith("references/")]
+    return sorted(refs)
+
+
+@dataclass(frozen=True)
+class TrajectoryFilter:
+    """The trajectory explorer's filters (empty values filter nothing)."""
+
+    task: str = ""
+    outcome: str = "all"
+    section: str = ""
+    origin: str = "all"
+
+
+def _filter_sql(f: TrajectoryFilter) -> tuple[str, list[Any]]:
+    where, params = ["TRUE"], []
+    if f.task:
+        where.append("contains(t.task_id, ?)")
+        params.append(f.task)
+    if f.outcome in ("pass", "fail"):
+        where.append("t.passed = ?")
+        params.append(f.outcome == "pass")
+    if f.origin in ("rollout", "eval"):
+        where.append("t.origin = ?")
+        params.append(f.origin)
+    if f.section:
+        where.append(
+            """EXISTS (SELECT 1 FROM section_uses u WHERE u.run_id = t.run_id
+               AND u.origin = t.origin AND u.trajectory_id = t.id AND u.ref = ?)"""
+        )
+        params.append(f.section)
+    return " AND ".join(where), params
+
+
+def count_trajectories(con: duckdb.DuckDBPyConnection, f: TrajectoryFilter) -> int:
+    """How many trajectories match ``f``."""
+    where, params = _filter_sql(f)
+    return int(
+        con.execute(f"SELECT count(*) FROM trajectories t WHERE {where}", params).fetchone()[0]
+    )
+
+
+def trajectories_page(
+    con: duckdb.DuckDBPyConnection, f: TrajectoryFilter, page: int, size: int = PAGE_SIZE
+) -> pd.DataFrame:
+    """One page (0-based) of the trajectories matching ``f``."""
+    where, params = _filter_sql(f)
+    return con.execute(
+        f"""SELECT t.run_id AS run, t.origin, t.id, t.task_id AS task, t.skill_commit,
+                   t.model, t.passed, t.n_steps AS steps, t.tokens_in + t.tokens_out AS tokens,
+                   t.stop_reason
+            FROM trajectories t WHERE {where}
+            ORDER BY t.run_id, t.task_id, t.id LIMIT ? OFFSET ?""",
+        [*params, size, page * size],
+    ).df()
+
+
+def trajectory(con: duckdb.DuckDBPyConnection, trajectory_id: str) -> dict[str, Any] | None:
+    """One trajectory's summary row (the first match by id, any run), or None."""
+    frame = con.execute(
+        "SELECT * FROM trajectories WHERE id = ? ORDER BY origin DESC, run_id LIMIT 1",
+        [trajectory_id],
+    ).df()
+    return None if frame.empty else frame.iloc[0].to_dict()
+
+
+def steps(
+    con: duckdb.DuckDBPyConnection, run_id: str, origin: str, trajectory_id: str
+) -> pd.DataFrame:
+    """The steps of one trajectory in order, with the sections each step used."""
+    return con.execute(
+        """SELECT s.step, coalesce(s.thought, '') AS thought, s.tool, s.args,
+                  coalesce(s.observation, '') AS observation, s.observation_truncated,
+                  s.tokens_in, s.tokens_out, s.latency_s, s.cache_hit,
+                  coalesce(s.error, '') AS error,
+                  coalesce((SELECT string_agg(u.ref, ', ' ORDER BY u.ref) FROM section_uses u
+                   WHERE u.run_id = s.run_id AND u.origin = s.origin
+                     AND u.trajectory_id = s.trajectory_id AND u.step = s.step), '') AS sections
+           FROM steps s WHERE s.run_id = ? AND s.origin = ? AND s.trajectory_id = ?
+           ORDER BY s.step""",
+        [run_id, origin, trajectory_id],
+    ).df()
+
+
+def section_refs(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every section ref used in the selection (for the section filter)."""
+    return [
+        r for (r,) in con.execute("SELECT DISTINCT ref FROM section_uses ORDER BY 1").fetchall()
+    ]
+
+
+def cost_by_stage(
+    con: duckdb.DuckDBPyConnection, runs_dir: Path, run_list: list[str]
+) -> pd.DataFrame:
+    """Tokens, model calls, cache hits and cost per stage (rollout, eval, analyse, consolidate)."""
+    rows = []
+    for origin, calls, hits, t_in, t_out, cost, seconds in con.execute(
+        """SELECT t.origin, count(s.step), count(s.step) FILTER (WHERE s.cache_hit),
+                  sum(s.tokens_in)::BIGINT, sum(s.tokens_out)::BIGINT, NULL, sum(s.latency_s)
+           FROM trajectories t LEFT JOIN steps s
+             ON s.run_id = t.run_id AND s.origin = t.origin AND s.trajectory_id = t.id
+           GROUP BY t.origin ORDER BY t.origin DESC"""
+    ).fetchall():
+        stage_cost = con.execute(
+            "SELECT sum(cost_usd) FROM trajectories WHERE origin = ?", [origin]
+        ).fetchone()[0]
+        rows.append(
+            {
+                "stage": origin,
+                "calls": calls,
+                "cache_hits": hits,
+                "tokens_in": t_in or 0,
+                "tokens_out": t_out or 0,
+                "cost_usd": stage_cost or cost or 0.0,
+                "model_s": seconds or 0.0,
+            }
+        )
+    for stage, items in (
+        ("analyse", [a for r in run_list for a in contract.read_analyses(runs_dir / r)]),
+        ("consolidate", [m for r in run_list for m in contract.read_merges(runs_dir / r)]),
+    ):
+        if items:
+            rows.append(
+                {
+                    "stage": stage,
+                    "calls": len(items),
+                    "cache_hits": 0,
+                    "tokens_in": sum(i.tokens_in for i in items),
+                    "tokens_out": sum(i.tokens_out for i in items),
+                    "cost_usd": None,
+                    "model_s": sum(max(0.0, i.ended_at - i.started_at) for i in items),
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=["stage", "calls", "cache_hits", "tokens_in", "tokens_out", "cost_usd", "model_s"],
+    )
+
+
+def cost_by_model(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Calls, cache hits, errors, tokens, cost and latency percentiles per model."""
+    rows = [r.model_dump() for r in queries.cost_by_model(con)]
+    return pd.DataFrame(rows, columns=list(queries.ModelCost.model_fields))
+
+
+def call_latencies(con: duckdb.DuckDBPyConnection, limit: int = 20_000) -> pd.DataFrame:
+    """Latency and cache hit of model calls (a bounded sample, for the histogram)."""
+    return con.execute(
+        "SELECT model, latency_s, cache_hit FROM llm_calls "
+        f"USING SAMPLE reservoir({int(limit)} ROWS) REPEATABLE (0)"
+    ).df()

@@ -1,0 +1,93 @@
+"""CLI command: ``trace2skill app`` (serve the Streamlit analytics app over a runs folder)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from toolkit.errors import ToolkitError
+
+
+def streamlit_command(port: int, host: str, browser: bool) -> list[str]:
+    """The ``streamlit run`` command line serving the app's entry script."""
+    from toolkit.app import main as app_main
+
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(Path(app_main.__file__).resolve()),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "false" if browser else "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+
+
+@click.command("app")
+@click.argument(
+    "runs_dir",
+    required=False,
+    default=Path("runs"),
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option("--port", default=8501, show_default=True, help="Port to serve on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0 to share it on your network).",
+)
+@click.option(
+    "--browser/--no-browser",
+    default=True,
+    show_default=True,
+    help="Open the app in your web browser.",
+)
+def app_command(runs_dir: Path, port: int, host: str, browser: bool) -> None:
+    """Open the analytics app on RUNS_DIR (default runs/) in your browser.
+
+    \b
+    Pages: runs (pass rate of S0 and S* with CIs, tasks that flipped), skill
+    evolution (S0 vs S* diff, each line of S* with the merge that wrote it and its
+    support), consolidation tree, patch attribution (per-edit effects with CIs),
+    section usage (heatmap, pruning candidates), trajectories (step by step) and
+    cost. Filters live in the URL, so a view can be shared by copying its address.
+    The run index is brought up to date first (only changed runs are read).
+
+    \b
+    Examples:
+      trace2skill app
+      trace2skill app runs/ --port 8502 --no-browser
+      streamlit run app.py          (the same app, from a clone of the repository)
+    """
+    from toolkit.index import build_index
+
+    if runs_dir.is_dir() and any(runs_dir.glob("*/manifest.json")):
+        report = build_index(runs_dir, progress=True)
+        for problem in report.problems:
+            click.echo(f"Warning: {problem}", err=True)
+    else:
+        click.echo(f"No runs in {runs_dir} yet: the app will say how to make one.", err=True)
+    env = {**os.environ, "TRACE2SKILL_RUNS_DIR": str(runs_dir.resolve())}
+    click.echo(f"Serving the app on http://{host}:{port} (Ctrl+C stops it)")
+    try:
+        code = subprocess.call(streamlit_command(port, host, browser), env=env)
+    except KeyboardInterrupt:
+        code = 0
+    except OSError as exc:
+        raise ToolkitError(f"could not start streamlit: {exc}") from None
+    if code:
+        raise ToolkitError(f"streamlit exited with status {code}")
+
+
+COMMANDS = [app_command]
