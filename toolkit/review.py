@@ -120,6 +120,7 @@ class EditRow(BaseModel):
     file: str
     op: str
     section: str | None
+    text: str = Field(default="", description="The edit's new text, first line, shortened.")
     support: int | None = Field(description="Leaf patches behind the edit (None: unknown).")
     sources: list[str] = Field(default_factory=list, description="Those leaf patch ids.")
     ablate: Effect | None = Field(default=None, description="S* without it, minus S*.")
@@ -488,6 +489,7 @@ def _edits(
                 file=edit.file,
                 op=edit.op,
                 section=edit.target_section,
+                text=_excerpt(edit.content or edit.old_text or ""),
                 support=merged.support if merged else patch.support,
                 sources=merged.sources if merged else list(patch.sources),
                 ablate=effects.get((eid, "ablate")),
@@ -495,6 +497,11 @@ def _edits(
             )
         )
     return rows, list(patch.changelog_entries), merges
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
 def load_review(run_dir: str | Path, git: Git, *, skill_path: str | None = None) -> RunReview:
@@ -738,14 +745,14 @@ def render_body(review: RunReview, gate: Gate, links: Links | None = None) -> st
             "analysed trajectory) that proposed the edit. Ablate: S* without the edit minus "
             "S*; only: S0 with only the edit minus S0 (paired, 95% CI).",
             "",
-            "| edit | file | op | section | support | ablate | only |",
-            "|---|---|---|---|---|---|---|",
+            "| edit | file | op | section | text | support | ablate | only |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for e in shown:
+            support = "?" if e.support is None else str(e.support)
             lines.append(
                 f"| `{_text(e.id)}` | {_text(e.file)} | {e.op} | {_text(e.section or '(file)')} "
-                f"| {e.support if e.support is not None else '?'} | {_effect(e.ablate)} "
-                f"| {_effect(e.only)} |"
+                f"| {_text(e.text)} | {support} | {_effect(e.ablate)} | {_effect(e.only)} |"
             )
         lines += [more, ""] if more else [""]
     else:
@@ -818,21 +825,18 @@ def _review_steps(review: RunReview, links: Links) -> list[str]:
     skill_md = f"{path}/SKILL.md" if path else "SKILL.md"
     lines = ["## Review and reproduce", ""]
     if links.web_url and links.branch:
-        base = links.base or "main"
-        lines.append(f"- Compare: {links.web_url}/compare/{base}...{links.branch}")
-    if links.web_url and links.provenance_pushed and review.provenance_refs:
-        lines.append(
-            f"- Provenance branches: {len(review.provenance_refs)} patch and merge refs under "
-            f"`t2s/{run}/` ({links.web_url}/branches/all?query=t2s%2F{run})"
-        )
+        lines.append(f"- Compare: {links.web_url}/compare/{links.base or 'main'}...{links.branch}")
     if links.actions_run:
         lines.append(f"- Workflow run (the run folder is its artifact): {links.actions_run}")
+    fetch = (
+        f"git fetch origin 'refs/heads/t2s/{run}/*:refs/heads/t2s/{run}/*'"
+        if links.provenance_pushed
+        else f"trace2skill bundle import {review.run_dir}/refs.bundle  # every ref of the run"
+    )
     lines += [
         "",
         "```sh",
-        f"git fetch origin 'refs/heads/t2s/{run}/*:refs/heads/t2s/{run}/*'"
-        if links.provenance_pushed
-        else f"trace2skill bundle import {review.run_dir}/refs.bundle",
+        fetch,
         "# which patches and trajectories wrote a line of S*",
         f"trace2skill provenance {skill_md} --ref t2s/{run}/result",
         "# the consolidation, as git history",
@@ -850,7 +854,7 @@ def _review_steps(review: RunReview, links: Links) -> list[str]:
             f"--seed {head.seeds[0]} --delivery {head.delivery} --run-dir {review.run_dir}",
         ]
     lines += ["```", ""]
-    return lines
+    return [line for k, line in enumerate(lines) if line or (k and lines[k - 1])]
 
 
 __all__ = [

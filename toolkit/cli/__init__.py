@@ -45,9 +45,9 @@ def main(verbose: bool) -> None:
 
 def _register() -> None:
     # Each module of this package exports COMMANDS, the click commands/groups it adds.
-    from toolkit.cli import evaluate, index, llm, model, patch, repo, rollout, skill, tasks
+    from toolkit.cli import evaluate, index, llm, model, patch, pr, repo, rollout, skill, tasks
 
-    for module in (skill, patch, repo, llm, model, tasks, rollout, evaluate, index):
+    for module in (skill, patch, repo, llm, model, tasks, rollout, evaluate, index, pr):
         for command in module.COMMANDS:
             main.add_command(command)
 
