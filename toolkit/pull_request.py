@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -164,6 +164,8 @@ def plan_pull_request(
             f"run {run!r} has no refs in {repo.root} and {run_dir} has no refs.bundle: run "
             "`trace2skill pr` in the repository the run evolved"
         )
+    with suppress(RepoError):  # commands in the body name the run folder as the repo sees it
+        review = review.model_copy(update={"run_dir": repo.relpath(run_dir) or "."})
     gate = check_gate(review, max_regressions)
     problems: list[str] = []
     url = _remote_url(repo, remote)
