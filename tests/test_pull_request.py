@@ -365,3 +365,32 @@ def test_client_is_built_from_the_plan(tmp_path, api):
             TOKEN,
             client=GitHubClient(TOKEN, url),
         )
+
+
+def test_enterprise_remote_gives_the_enterprise_api(tmp_path):
+    root, run_dir = build_run(tmp_path, files=())
+    git(root, "remote", "add", "origin", "https://ghe.example.com/team/skills.git")
+    plan, _ = plan_pull_request(run_dir, SkillRepo.open(root), env={})
+    assert (plan.github, plan.api_url) == ("team/skills", "https://ghe.example.com/api/v3")
+    assert plan.problems == []
+    assert "https://ghe.example.com/team/skills/compare/main...t2s/r1/result" in plan.body
+    env = {
+        "GITHUB_API_URL": "https://ghe.example.com/api/v3/",
+        "GITHUB_SERVER_URL": "https://ghe.example.com",
+        "GITHUB_REPOSITORY": "team/skills",
+        "GITHUB_RUN_ID": "42",
+    }
+    plan, _ = plan_pull_request(run_dir, SkillRepo.open(root), env=env)
+    assert "https://ghe.example.com/team/skills/actions/runs/42" in plan.body
+
+
+def test_skill_path_recorded_absolute_or_not_at_all(tmp_path):
+    root, run_dir = build_run(tmp_path, files=())
+    manifest = run_dir / "manifest.json"
+    text = manifest.read_text()
+    manifest.write_text(
+        text.replace('"skill_path": "skills/demo"', f'"skill_path": "{root}/skills/demo"')
+    )
+    assert load_review(run_dir, SkillRepo.open(root).git).skill_path == SKILL_PATH
+    manifest.write_text(text.replace('"skill_path": "skills/demo"', '"other": 1'))
+    assert load_review(run_dir, SkillRepo.open(root).git).skill_path == SKILL_PATH  # inferred

@@ -534,6 +534,11 @@ def load_review(run_dir: str | Path, git: Git, *, skill_path: str | None = None)
         )
     base = refs["base"]
     path = skill_path or _stage_config(manifest, "skill_path")
+    if path is not None and Path(path).is_absolute():  # recorded as an absolute path
+        try:
+            path = Path(path).relative_to(_stage_config(manifest, "repo") or "/nowhere").as_posix()
+        except ValueError:
+            path = None
     path = path if path is not None else _infer_skill_path(git, base, result)
     if path is None:
         raise ReviewError(f"cannot tell which skill run {run!r} evolved: pass --skill-path")
