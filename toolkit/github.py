@@ -31,6 +31,10 @@ from toolkit.errors import ToolkitError
 DEFAULT_API_URL = "https://api.github.com"
 TOKEN_VARIABLES = ("GITHUB_TOKEN", "GH_TOKEN")
 API_VERSION = "2022-11-28"
+NO_TOKEN = (
+    "no GitHub token: set GITHUB_TOKEN or GH_TOKEN (a token that may write contents and "
+    "pull requests)"
+)
 
 
 class GitHubError(ToolkitError):
@@ -187,10 +191,7 @@ class GitHubClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not token:
-            raise GitHubError(
-                "no GitHub token: set GITHUB_TOKEN or GH_TOKEN (a token that may write "
-                "contents and pull requests)"
-            )
+            raise GitHubError(NO_TOKEN)
         self._token = token
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout
@@ -356,6 +357,7 @@ class GitHubClient:
 
 __all__ = [
     "DEFAULT_API_URL",
+    "NO_TOKEN",
     "TOKEN_VARIABLES",
     "GitHubClient",
     "GitHubError",

@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from toolkit.errors import RepoError, ToolkitError
 from toolkit.github import (
     DEFAULT_API_URL,
+    NO_TOKEN,
     GitHubClient,
     GitHubError,
     GitHubRepo,
@@ -362,8 +363,9 @@ def publish(
         raise ToolkitError(plan.problems[0])
     if plan.github is None:  # pragma: no cover - a problem above says so
         raise ToolkitError("unknown GitHub repository: pass --github-repo OWNER/NAME")
-    client = client or GitHubClient(token or "", plan.api_url or DEFAULT_API_URL)
-    assert token is not None  # GitHubClient refused an empty token
+    if not token:
+        raise GitHubError(NO_TOKEN)
+    client = client or GitHubClient(token, plan.api_url or DEFAULT_API_URL)
     if plan.bundle_import:
         import_bundle(repo, plan.bundle_import)
     target = parse_repo(plan.github, urlsplit(plan.web_url or "").hostname or "github.com")

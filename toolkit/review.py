@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -278,7 +279,8 @@ def _summaries(path: Path) -> list[EvalSummary]:
         except ValueError:
             continue  # a torn last line; load_eval reports real damage
         if isinstance(data, dict) and data.get("kind") == "summary":
-            out.append(EvalSummary.model_validate(data))
+            with suppress(ValidationError):  # load_eval reports a damaged file in one line
+                out.append(EvalSummary.model_validate(data))
     return out
 
 
@@ -380,11 +382,14 @@ def _headline(
     return headline, outcomes
 
 
-def _usage(run_dir: Path, headline: Headline, s0_tree: str, sstar_tree: str) -> list[UsageRow]:
+def _usage(
+    run_dir: Path, headline: Headline, s0_tree: str, sstar_tree: str, missing: list[str]
+) -> list[UsageRow]:
     path = run_dir / "evals" / "trajectories.jsonl"
     try:
         trajectories = read_jsonl(path, Trajectory).records
-    except TrajectoryError:
+    except TrajectoryError as exc:
+        missing.append(f"section usage: `evals/trajectories.jsonl` is unreadable ({exc})")
         return []
     used: dict[str, Counter[str]] = {s0_tree: Counter(), sstar_tree: Counter()}
     totals: Counter[str] = Counter()
@@ -567,7 +572,7 @@ def load_review(run_dir: str | Path, git: Git, *, skill_path: str | None = None)
         analyses=dict(Counter(f"{a.analyst} {a.status}" for a in analyses or [])),
         merges=dict(Counter(m.status for m in merges or [])),
         merge_levels=max((m.level for m in merges or []), default=0),
-        usage=_usage(run_dir, headline, trees[0], trees[1]) if headline else [],
+        usage=_usage(run_dir, headline, trees[0], trees[1], missing) if headline else [],
         stages=[
             StageRow(name=name, status=s.status, seconds=_seconds(s.started_at, s.ended_at))
             for name, s in manifest.stages.items()
@@ -859,6 +864,7 @@ def _review_steps(review: RunReview, links: Links) -> list[str]:
             f"--seed {head.seeds[0]} --delivery {head.delivery} --run-dir {review.run_dir}",
         ]
     lines += ["```", ""]
+    # No two blank lines in a row (the link lines above are optional).
     return [line for k, line in enumerate(lines) if line or (k and lines[k - 1])]
 
 
