@@ -394,3 +394,19 @@ def test_skill_path_recorded_absolute_or_not_at_all(tmp_path):
     assert load_review(run_dir, SkillRepo.open(root).git).skill_path == SKILL_PATH
     manifest.write_text(text.replace('"skill_path": "skills/demo"', '"other": 1'))
     assert load_review(run_dir, SkillRepo.open(root).git).skill_path == SKILL_PATH  # inferred
+
+
+def test_pr_from_a_fresh_clone_imports_the_runs_bundle(tmp_path, api):
+    state, url = api
+    root, run_dir, remote = _with_remote(tmp_path)
+    export_bundle(SkillRepo.open(root), RUN, run_dir / "refs.bundle")
+    git(tmp_path, "clone", "-q", str(remote), "clone")
+    clone = tmp_path / "clone"
+    (clone / "runs").mkdir()
+    os.rename(run_dir, clone / "runs" / RUN)
+    args = ["pr", f"{clone}/runs/{RUN}", "--repo", str(clone), "--github-repo", "o/r"]
+    result = _invoke([*args, "--api-url", url], env={"GITHUB_TOKEN": TOKEN})
+    assert result.exit_code == 0, result.output
+    result_commit = SkillRepo.open(clone).run_refs(RUN)[f"t2s/{RUN}/result"]
+    assert git(remote, "rev-parse", f"t2s/{RUN}/result").strip() == result_commit
+    assert f"trace2skill bundle import runs/{RUN}/refs.bundle" in state.pulls[0]["body"]
