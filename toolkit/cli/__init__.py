@@ -57,6 +57,7 @@ def _register() -> None:
         llm,
         model,
         patch,
+        pr,
         repo,
         rollout,
         skill,
@@ -64,7 +65,7 @@ def _register() -> None:
     )
 
     modules = (skill, patch, repo, llm, model, tasks, rollout, evaluate, index)
-    for module in (*modules, analyse, consolidate, evolve, attribution, app):
+    for module in (*modules, analyse, consolidate, evolve, attribution, app, pr):
         for command in module.COMMANDS:
             main.add_command(command)
 
