@@ -43,7 +43,9 @@ What changed:        git diff t2s/$RUN_ID/base t2s/$RUN_ID/result -- $SKILL
 Where a line came from (patches, trajectories, support):
                      $T provenance $SKILL/SKILL.md:1 --ref t2s/$RUN_ID/result
 Trajectories:        $T trajectories show $RUNS/$RUN_ID
-The app:             $T index && $T app
+The app (opens in a browser; runs, evolution, consolidation tree, attribution):
+                     $T app $RUNS
+The run's report:    $T report $RUNS/$RUN_ID
 Bigger run:          $T evolve $SKILL --suite wikitq --evolve-limit 60 --test-limit 100
 Remove the demo refs: $T refs delete $RUN_ID --yes
 MSG

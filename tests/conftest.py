@@ -38,6 +38,11 @@ _CLEARED = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Test modules load tasks at import time (collection), before any fixture runs.
+    os.environ[DATA_DIR_ENV] = str(VENDORED_DATA)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def pinned_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Set the data, cache and models folders for the whole session (see the module doc)."""
