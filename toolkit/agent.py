@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from toolkit import code_protocol
+from toolkit import code_protocol, tools_protocol
 from toolkit.errors import LLMError, SectionLookupError, SkillError
 from toolkit.llm.gateway import Gateway
 from toolkit.sandbox import Session
@@ -64,11 +64,12 @@ class AgentConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     schema_version: int = AGENT_SCHEMA_VERSION
-    protocol: Literal["json", "code", "plain"] = Field(
+    protocol: Literal["json", "code", "tools", "plain"] = Field(
         "json",
         description="json: one grammar-constrained JSON action per step; code: plain-text "
         "replies with fenced python blocks and a FINAL ANSWER line (toolkit.code_protocol); "
-        "plain: one reply with no tools, the task's text files inlined (the model's own level).",
+        "tools: native function calling (toolkit.tools_protocol); plain: one reply with no "
+        "tools, the task's text files inlined (the model's own level).",
     )
     plain_file_chars: int = Field(
         12_000, ge=0, description="plain: characters of task files inlined in the prompt."
@@ -282,6 +283,8 @@ def system_prompt(skill: Skill | None, config: AgentConfig) -> str:
     with_skill = skill is not None and config.delivery != "none"
     if config.protocol == "code":
         text = code_protocol.system_text(config.max_turns, with_skill)
+    elif config.protocol == "tools":
+        text = tools_protocol.system_text(config.max_turns, with_skill)
     elif config.protocol == "plain":
         text = code_protocol.PLAIN_SYSTEM
     else:
@@ -300,13 +303,15 @@ def _skill_appendix(skill: Skill, config: AgentConfig) -> str:
         text += annotated_skill_md(skill)
         refs = reference_files(skill)
         if refs:
-            how = 'read_skill("references/...")' if code else "read_skill_file, args.path"
+            how = 'read_skill("references/...")' if code else "read_skill_file, path"
             text += f"\n\nReference files (read with {how}): " + ", ".join(refs)
         return text
     index = skill_index(skill)
     if code:
         index = index.replace("read_skill_file, args.section = its id", 'read_skill("id")')
         index = index.replace("read_skill_file, args.path", 'read_skill("path")')
+    elif config.protocol == "tools":
+        index = index.replace("args.section", "section").replace("args.path", "path")
     return header + "Follow this skill. " + index
 
 
@@ -317,6 +322,8 @@ def task_message(summary: str, files: Sequence[str], config: AgentConfig) -> str
         parts.append("Files in the current folder: " + ", ".join(files))
     if config.protocol == "code":
         parts.append(code_protocol.turn_text(1, config.max_turns))
+    elif config.protocol == "tools":
+        parts.append(f"Step 1/{config.max_turns}.")
     else:
         parts.append(turn_note(1, config.max_turns))
     return "\n\n".join(parts)
@@ -356,6 +363,9 @@ def agent_fingerprint(config: AgentConfig) -> str:
         code_protocol.SESSION_SETUP,
         *code_protocol.STOP,
         code_protocol.plain_task_text("", {"t.csv": "a"}, config.plain_file_chars),
+        tools_protocol.turn_text(2, config.max_turns),
+        tools_protocol.turn_text(config.max_turns, config.max_turns),
+        json.dumps(tools_protocol.tool_specs(True, ["x"])),
     ]
     return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12]
 
@@ -462,6 +472,10 @@ class Agent:
         self.response_model = action_model(self.skill_ids, tools)
         self.submit_model = action_model(self.skill_ids, ("submit",))
         self.system = system_prompt(self.skill, self.config)
+        self.tool_specs: list[dict[str, Any]] = []
+        if self.config.protocol == "tools":
+            tools_protocol.check_support(model)
+            self.tool_specs = tools_protocol.tool_specs(self.skill is not None, self.skill_ids)
 
     async def run(self, summary: str, session: Session, *, seed: int) -> AgentResult:
         """Solve one task whose prompt text is ``summary`` in ``session``; never raises for
@@ -476,6 +490,8 @@ class Agent:
         ]
         if cfg.protocol == "code":
             return await self._run_code(messages, session, seed=seed)
+        if cfg.protocol == "tools":
+            return await self._run_tools(messages, session, seed=seed)
         result = AgentResult(stop_reason="max_turns")
         must_submit = False
         for index in range(cfg.max_turns):
@@ -732,6 +748,88 @@ class Agent:
         )
         text, _ = truncate(read.text, self.config.skill_read_chars, "read one section at a time")
         return f"Skill {ref}:\n{text}"
+
+    async def _run_tools(
+        self, messages: list[dict[str, Any]], session: Session, *, seed: int
+    ) -> AgentResult:
+        """The ``tools`` protocol's loop: native tool calls, one acted on per step."""
+        cfg = self.config
+        result = AgentResult(stop_reason="max_turns")
+        for index in range(cfg.max_turns):
+            if result.tokens_in + result.tokens_out >= cfg.token_budget:
+                result.stop_reason = "token_budget"
+                return result
+            try:
+                completion = await self.gateway.acomplete_full(
+                    messages,
+                    self.model,
+                    temperature=cfg.temperature,
+                    max_tokens=cfg.max_tokens,
+                    seed=seed + index,
+                    tools=self.tool_specs,
+                )
+            except LLMError as exc:
+                result.stop_reason = "error"
+                result.error = str(exc)
+                return result
+            result.tokens_in += completion.tokens_in
+            result.tokens_out += completion.tokens_out
+            result.cost_usd += completion.cost_usd
+            text = completion.text.strip()
+            step = Step(
+                index=index,
+                thought=text[:MAX_THOUGHT_CHARS],
+                action=Action(tool="respond", args={}),
+                tokens_in=completion.tokens_in,
+                tokens_out=completion.tokens_out,
+                latency_s=completion.latency_s,
+                cache_hit=completion.cache_hit,
+                call_id=completion.call_id,
+            )
+            note = tools_protocol.turn_text(index + 2, cfg.max_turns)
+            if not completion.tool_calls:
+                answer = code_protocol.parse_reply(text).answer
+                if answer:
+                    step.action = Action(tool="submit", args={"answer": answer})
+                    step.observation = "Submitted."
+                    result.steps.append(step)
+                    result.final_answer = answer
+                    result.stop_reason = "submitted"
+                    return result
+                step.error = "no tool call"
+                step.observation = "Error: call a tool (python, or submit with your answer)."
+                result.steps.append(step)
+                messages.append({"role": "assistant", "content": text})
+                messages.append({"role": "user", "content": f"{step.observation}\n\n{note}"})
+                continue
+            call = completion.tool_calls[0]
+            # No validation: the json protocol's bounds exist for its grammar only.
+            args = ToolArgs.model_construct(
+                **{k: str(v) for k, v in call.arguments.items() if k in ToolArgs.model_fields}
+            )
+            step.action = Action(tool=call.name, args=_used_args(call.name, args))
+            started = time.perf_counter()
+            if call.error is not None:
+                step.error = f"{call.name or 'tool call'}: {call.error}"[:300]
+                step.observation = f"Error: the tool call's {call.error}."
+                submitted = False
+            else:
+                submitted = await self._act(call.name, args, step, session, result)
+            step.tool_s = time.perf_counter() - started
+            result.steps.append(step)
+            if submitted:
+                result.stop_reason = "submitted"
+                return result
+            observation = step.observation or "(no output)"
+            if len(completion.tool_calls) > 1:
+                observation += "\n(Only your first tool call was run; call one tool at a time.)"
+            messages.append(
+                {"role": "assistant", "content": text or None, "tool_calls": [call.openai()]}
+            )
+            messages.append(
+                {"role": "tool", "tool_call_id": call.id, "content": f"{observation}\n\n{note}"}
+            )
+        return result
 
     async def _act(
         self, tool: str, args: ToolArgs, step: Step, session: Session, result: AgentResult

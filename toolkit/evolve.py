@@ -126,7 +126,9 @@ class EvolveConfig(BaseModel):
     merge_strategy: Literal["llm", "git"] = Field(
         "llm", description="llm: the merge operator for every group; git: union when clean."
     )
-    protocol: Literal["json", "code", "plain"] = Field("json", description="Agent protocol.")
+    protocol: Literal["json", "code", "tools", "plain"] = Field(
+        "json", description="Agent protocol."
+    )
     delivery: Literal["system", "progressive"] = Field("system", description="Skill delivery.")
     parallel: int | None = Field(
         None, ge=1, description="Units at once (default: 1 for local/ models, else 4)."

@@ -1,0 +1,125 @@
+"""The tools protocol: native tool calls through the gateway, run in the real sandbox."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.test_agent import GSM8K_SKILL, gateway, loop, pool, solve, step_no  # noqa: F401
+from toolkit.agent import Agent, AgentConfig, agent_fingerprint, system_prompt
+from toolkit.errors import ToolkitError
+from toolkit.tools_protocol import check_support, tool_specs
+
+
+def call(name: str, **arguments: object) -> dict:
+    return {"tool_calls": [{"name": name, "arguments": arguments}]}
+
+
+def test_specs_prompt_and_fingerprint() -> None:
+    names = [s["function"]["name"] for s in tool_specs(True, ["a/b"])]
+    assert names == ["python", "read_skill_file", "submit"]
+    assert [s["function"]["name"] for s in tool_specs(False)] == ["python", "submit"]
+    section = tool_specs(True, ["a/b"])[1]["function"]["parameters"]["properties"]["section"]
+    assert section["enum"] == ["a/b"]
+    cfg = AgentConfig(protocol="tools")
+    assert agent_fingerprint(cfg) != agent_fingerprint(AgentConfig())
+    assert agent_fingerprint(cfg) != agent_fingerprint(AgentConfig(protocol="code"))
+    text = system_prompt(GSM8K_SKILL, cfg.model_copy(update={"delivery": "progressive"}))
+    assert "JSON" not in text and "args.section" not in text and "section = its id" in text
+
+
+def test_python_then_submit_with_history_in_openai_form(loop, pool, gateway) -> None:  # noqa: F811
+    def script(messages):
+        if step_no(messages) == 0:
+            return call("python", code="x = 6 * 7\nprint(x)")
+        assistant, tool = messages[-2], messages[-1]
+        assert assistant["tool_calls"][0]["function"]["name"] == "python"
+        assert tool["role"] == "tool" and tool["tool_call_id"] == assistant["tool_calls"][0]["id"]
+        assert tool["content"].startswith("42")
+        return call("submit", answer="42")
+
+    result, model = solve(loop, pool, gateway, script, protocol="tools")
+    assert result.stop_reason == "submitted" and result.final_answer == "42"
+    assert [s.action.tool for s in result.steps] == ["python", "submit"]
+    assert result.steps[0].action.args == {"code": "x = 6 * 7\nprint(x)"}
+    # Every call carries the tool definitions and no response schema.
+    assert all(r.params.get("tools") for r in model.requests)
+    assert all("response_format" not in r.params for r in model.requests)
+
+
+def test_final_answer_line_without_a_call_ends_the_task(loop, pool, gateway) -> None:  # noqa: F811
+    result, _ = solve(
+        loop, pool, gateway, lambda m: "It is 42.\nFINAL ANSWER: 42", protocol="tools"
+    )
+    assert result.final_answer == "42" and result.steps[0].action.tool == "submit"
+
+
+def test_bad_replies_become_observations(loop, pool, gateway) -> None:  # noqa: F811
+    replies = [
+        "Let me think.",  # neither a call nor an answer
+        {"tool_calls": [{"name": "python", "arguments": "{not json"}]},
+        call("read_skill_file", section="no-such-section"),
+        {
+            "tool_calls": [
+                {"name": "python", "arguments": {"code": "a = 6"}},
+                {"name": "python", "arguments": {"code": "print(a)"}},
+            ]
+        },  # fmt: skip
+        call("submit", answer=""),
+        call("read_skill_file", section="gsm8k-math/workflow"),
+        call("submit", answer="42"),
+    ]
+
+    def script(messages):
+        return replies[step_no(messages)]
+
+    result, _ = solve(loop, pool, gateway, script, protocol="tools", max_turns=8)
+    assert result.final_answer == "42"
+    observations = [s.observation for s in result.steps]
+    assert "call a tool" in observations[0]
+    assert "not JSON" in observations[1]
+    assert observations[2].startswith("Error:")
+    assert observations[4].startswith("Error: submit needs")
+    assert [s.error is not None for s in result.steps] == [
+        True, True, True, False, True, False, False,
+    ]  # fmt: skip
+    assert [(u.kind, u.ref) for u in result.section_uses] == [
+        ("read", "SKILL.md#gsm8k-math/workflow")
+    ]
+
+
+def test_extra_calls_are_reported_to_the_model(loop, pool, gateway) -> None:  # noqa: F811
+    def script(messages):
+        if step_no(messages) == 0:
+            return {"tool_calls": [{"name": "python", "arguments": {"code": "print(1)"}},
+                                   {"name": "submit", "arguments": {"answer": "1"}}]}  # fmt: skip
+        assert "Only your first tool call was run" in messages[-1]["content"]
+        return call("submit", answer="42")
+
+    result, _ = solve(loop, pool, gateway, script, protocol="tools")
+    assert result.final_answer == "42" and len(result.steps) == 2
+
+
+def test_last_turn_says_so_and_stops(loop, pool, gateway) -> None:  # noqa: F811
+    result, model = solve(
+        loop, pool, gateway, lambda m: call("python", code="print(1)"), protocol="tools",
+        max_turns=3,
+    )  # fmt: skip
+    assert result.stop_reason == "max_turns" and result.final_answer is None
+    assert "(last)" in model.requests[-1].messages[-1]["content"]
+
+
+def test_models_known_without_function_calling_are_refused(gateway) -> None:  # noqa: F811
+    check_support("local/qwen2.5-coder-1.5b")
+    check_support("fake/echo")
+    check_support("openai/gpt-4o-mini")
+    check_support("some-server/unknown-model-xyz")  # unknown: the provider decides
+    with pytest.raises(ToolkitError, match="does not support native tool calls"):
+        check_support("deepseek/deepseek-reasoner")
+    with pytest.raises(ToolkitError, match="--protocol code"):
+        Agent("deepseek/deepseek-reasoner", gateway, None, AgentConfig(protocol="tools"))
+
+
+def test_tool_definitions_are_json_serialisable() -> None:
+    json.dumps(tool_specs(True, ["x"]))
