@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from toolkit import code_protocol, tools_protocol
 from toolkit.errors import LLMError, SectionLookupError, SkillError
-from toolkit.llm.gateway import Gateway
+from toolkit.llm.gateway import Completion, Gateway
 from toolkit.sandbox import Session
 from toolkit.skill import SKILL_MD, Skill, find_section, split_lines, strip_eol
 from toolkit.trajectory import Action, SectionUse, Step, StopReason
@@ -303,7 +303,9 @@ def _skill_appendix(skill: Skill, config: AgentConfig) -> str:
         text += annotated_skill_md(skill)
         refs = reference_files(skill)
         if refs:
-            how = 'read_skill("references/...")' if code else "read_skill_file, path"
+            how = 'read_skill("references/...")' if code else "read_skill_file, args.path"
+            if config.protocol == "tools":
+                how = "read_skill_file, path"
             text += f"\n\nReference files (read with {how}): " + ", ".join(refs)
         return text
     index = skill_index(skill)
@@ -363,10 +365,13 @@ def agent_fingerprint(config: AgentConfig) -> str:
         code_protocol.SESSION_SETUP,
         *code_protocol.STOP,
         code_protocol.plain_task_text("", {"t.csv": "a"}, config.plain_file_chars),
-        tools_protocol.turn_text(2, config.max_turns),
-        tools_protocol.turn_text(config.max_turns, config.max_turns),
-        json.dumps(tools_protocol.tool_specs(True, ["x"])),
     ]
+    if config.protocol == "tools":  # only here, so other protocols keep their fingerprints
+        texts += [
+            tools_protocol.turn_text(2, config.max_turns),
+            tools_protocol.turn_text(config.max_turns, config.max_turns),
+            json.dumps(tools_protocol.tool_specs(True, ["x"])),
+        ]
     return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12]
 
 
@@ -497,36 +502,17 @@ class Agent:
         for index in range(cfg.max_turns):
             if cfg.force_submit and index == cfg.max_turns - 1:
                 must_submit = True
-            if result.tokens_in + result.tokens_out >= cfg.token_budget:
-                result.stop_reason = "token_budget"
+            model = self.submit_model if must_submit else self.response_model
+            completion = await self._call(messages, index, seed, result, model)
+            if completion is None:
                 return result
-            try:
-                completion = await self.gateway.acomplete_full(
-                    messages,
-                    self.model,
-                    self.submit_model if must_submit else self.response_model,
-                    temperature=cfg.temperature,
-                    max_tokens=cfg.max_tokens,
-                    seed=seed + index,
-                )
-            except LLMError as exc:
-                result.stop_reason = "error"
-                result.error = str(exc)
-                return result
-            result.tokens_in += completion.tokens_in
-            result.tokens_out += completion.tokens_out
-            result.cost_usd += completion.cost_usd
             reply = completion.value
-            step = Step(
-                index=index,
-                thought=reply.thought,
-                action=Action(tool=reply.tool, args=_used_args(reply.tool, reply.args)),
+            step = _new_step(
+                index,
+                completion,
+                reply.thought,
+                Action(tool=reply.tool, args=_used_args(reply.tool, reply.args)),
                 cited_sections=list(getattr(reply, "cited_sections", []) or []),
-                tokens_in=completion.tokens_in,
-                tokens_out=completion.tokens_out,
-                latency_s=completion.latency_s,
-                cache_hit=completion.cache_hit,
-                call_id=completion.call_id,
             )
             for ref in dict.fromkeys(step.cited_sections):
                 result.section_uses.append(use_of(ref, index, "cited"))
@@ -551,6 +537,40 @@ class Agent:
             )
         return result
 
+    async def _call(
+        self,
+        messages: list[dict[str, Any]],
+        index: int,
+        seed: int,
+        result: AgentResult,
+        response_model: type[BaseModel] | None = None,
+        **params: Any,
+    ) -> Completion | None:
+        """One step's model call, counted in ``result``; None (the stop reason set) when the
+        token budget is spent or the model failed."""
+        cfg = self.config
+        if result.tokens_in + result.tokens_out >= cfg.token_budget:
+            result.stop_reason = "token_budget"
+            return None
+        try:
+            completion = await self.gateway.acomplete_full(
+                messages,
+                self.model,
+                response_model,
+                temperature=cfg.temperature,
+                max_tokens=cfg.max_tokens,
+                seed=seed + index,
+                **params,
+            )
+        except LLMError as exc:
+            result.stop_reason = "error"
+            result.error = str(exc)
+            return None
+        result.tokens_in += completion.tokens_in
+        result.tokens_out += completion.tokens_out
+        result.cost_usd += completion.cost_usd
+        return completion
+
     async def _run_plain(
         self, summary: str, files: list[str], session: Session, *, seed: int
     ) -> AgentResult:
@@ -571,28 +591,15 @@ class Agent:
             },
         ]
         result = AgentResult(stop_reason="max_turns")
-        try:
-            completion = await self.gateway.acomplete_full(
-                messages,
-                self.model,
-                temperature=cfg.temperature,
-                max_tokens=cfg.max_tokens,
-                seed=seed,
-            )
-        except LLMError as exc:
-            result.stop_reason = "error"
-            result.error = str(exc)
+        completion = await self._call(messages, 0, seed, result)
+        if completion is None:
             return result
         reply = code_protocol.parse_reply(completion.text)
-        step = Step(
-            index=0,
-            thought=completion.text,
-            action=Action(tool="submit" if reply.answer else "respond", args={}),
-            tokens_in=completion.tokens_in,
-            tokens_out=completion.tokens_out,
-            latency_s=completion.latency_s,
-            cache_hit=completion.cache_hit,
-            call_id=completion.call_id,
+        step = _new_step(
+            0,
+            completion,
+            completion.text,
+            Action(tool="submit" if reply.answer else "respond", args={}),
         )
         if reply.answer is not None:
             step.action.args["answer"] = reply.answer
@@ -601,8 +608,6 @@ class Agent:
         else:
             step.error = "no FINAL ANSWER line"
         result.steps.append(step)
-        result.tokens_in, result.tokens_out = completion.tokens_in, completion.tokens_out
-        result.cost_usd = completion.cost_usd
         return result
 
     async def _run_code(
@@ -613,35 +618,15 @@ class Agent:
         result = AgentResult(stop_reason="max_turns")
         await session.run(code_protocol.SESSION_SETUP)
         for index in range(cfg.max_turns):
-            if result.tokens_in + result.tokens_out >= cfg.token_budget:
-                result.stop_reason = "token_budget"
+            completion = await self._call(messages, index, seed, result, stop=code_protocol.STOP)
+            if completion is None:
                 return result
-            try:
-                completion = await self.gateway.acomplete_full(
-                    messages,
-                    self.model,
-                    temperature=cfg.temperature,
-                    max_tokens=cfg.max_tokens,
-                    seed=seed + index,
-                    stop=code_protocol.STOP,
-                )
-            except LLMError as exc:
-                result.stop_reason = "error"
-                result.error = str(exc)
-                return result
-            result.tokens_in += completion.tokens_in
-            result.tokens_out += completion.tokens_out
-            result.cost_usd += completion.cost_usd
             reply = code_protocol.parse_reply(completion.text)
-            step = Step(
-                index=index,
-                thought=reply.prose[: MAX_THOUGHT_CHARS * 4],
-                action=Action(tool="respond", args={}),
-                tokens_in=completion.tokens_in,
-                tokens_out=completion.tokens_out,
-                latency_s=completion.latency_s,
-                cache_hit=completion.cache_hit,
-                call_id=completion.call_id,
+            step = _new_step(
+                index,
+                completion,
+                reply.prose[: MAX_THOUGHT_CHARS * 4],
+                Action(tool="respond", args={}),
             )
             started = time.perf_counter()
             answer = await self._act_code(reply, step, session, result)
@@ -756,35 +741,12 @@ class Agent:
         cfg = self.config
         result = AgentResult(stop_reason="max_turns")
         for index in range(cfg.max_turns):
-            if result.tokens_in + result.tokens_out >= cfg.token_budget:
-                result.stop_reason = "token_budget"
+            completion = await self._call(messages, index, seed, result, tools=self.tool_specs)
+            if completion is None:
                 return result
-            try:
-                completion = await self.gateway.acomplete_full(
-                    messages,
-                    self.model,
-                    temperature=cfg.temperature,
-                    max_tokens=cfg.max_tokens,
-                    seed=seed + index,
-                    tools=self.tool_specs,
-                )
-            except LLMError as exc:
-                result.stop_reason = "error"
-                result.error = str(exc)
-                return result
-            result.tokens_in += completion.tokens_in
-            result.tokens_out += completion.tokens_out
-            result.cost_usd += completion.cost_usd
             text = completion.text.strip()
-            step = Step(
-                index=index,
-                thought=text[:MAX_THOUGHT_CHARS],
-                action=Action(tool="respond", args={}),
-                tokens_in=completion.tokens_in,
-                tokens_out=completion.tokens_out,
-                latency_s=completion.latency_s,
-                cache_hit=completion.cache_hit,
-                call_id=completion.call_id,
+            step = _new_step(
+                index, completion, text[:MAX_THOUGHT_CHARS], Action(tool="respond", args={})
             )
             note = tools_protocol.turn_text(index + 2, cfg.max_turns)
             if not completion.tool_calls:
@@ -878,6 +840,23 @@ class Agent:
         step.error = f"unknown tool {tool!r}"
         step.observation = f"Error: unknown tool {tool!r}."
         return False
+
+
+def _new_step(
+    index: int, completion: Completion, thought: str, action: Action, **fields: Any
+) -> Step:
+    """A step of one model call, with the call's usage."""
+    return Step(
+        index=index,
+        thought=thought,
+        action=action,
+        tokens_in=completion.tokens_in,
+        tokens_out=completion.tokens_out,
+        latency_s=completion.latency_s,
+        cache_hit=completion.cache_hit,
+        call_id=completion.call_id,
+        **fields,
+    )
 
 
 def _observe(step: Step, parts: list[str]) -> None:
