@@ -103,6 +103,11 @@ class MergeLine(_Line):
     started_at: float = 0.0
     ended_at: float = 0.0
 
+    @property
+    def node_id(self) -> str:
+        """The merge's id in the tree: ``L<level>/<group>``."""
+        return f"L{self.level}/{self.group}"
+
 
 class AblationLine(_Line):
     """One edit (or edit group) evaluated by ablation (a line of ``ablations.jsonl``)."""

@@ -1,11 +1,10 @@
-"""Readers for the run files the index does not cover yet: analyses, merges, patches, ablations.
+"""Readers of one run's evolve-stage files: analyses, merges, patches, ablations.
 
 Each reader takes a run folder and returns the rows of one file of the run-file contract as
-pydantic models that keep only the contract's fields, so the app reads what producers promise
-and nothing more. A missing file is an empty list (the stage has not run); a corrupt or torn
-line is skipped, as the index does. These loaders stand in for the index tables ``patches``,
-``edits``, ``merges`` and ``ablations`` until those are indexed; they keep no state, so they can
-be swapped for index queries without touching the pages.
+the contract's models (:mod:`toolkit.runfiles`, the ones the index reads with), so the app
+reads what producers promise and nothing more. A missing file is an empty list (the stage has
+not run); a corrupt or torn line is skipped, as the index does. The pages read the files
+rather than the index tables so that a run's newest files show without re-indexing.
 """
 
 from __future__ import annotations
@@ -15,108 +14,15 @@ from pathlib import Path
 from typing import TypeVar
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from toolkit.patch import Patch
-
-ANALYSES_FILE = "analyses.jsonl"
-MERGES_FILE = "merges.jsonl"
-ABLATIONS_FILE = "ablations.jsonl"
-PATCHES_DIR = "patches"
+from toolkit.runfiles import AblationLine as Ablation
+from toolkit.runfiles import AnalysisLine as Analysis
+from toolkit.runfiles import MergeLine as Merge
+from toolkit.runs import ABLATIONS_FILE, ANALYSES_FILE, MERGES_FILE, PATCHES_DIR
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class _Row(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class Analysis(_Row):
-    """One line of ``analyses.jsonl``: an analysed trajectory and the patch it produced."""
-
-    id: str
-    trajectory_id: str
-    task_id: str
-    outcome: str
-    analyst: str
-    model: str
-    status: str = Field(description="kept | dropped")
-    reason: str | None = None
-    patch_id: str | None = None
-    fix_passed: bool | None = None
-    turns: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    started_at: float = 0.0
-    ended_at: float = 0.0
-    report: str = ""
-
-
-class Conflict(_Row):
-    """A conflicted file of a group merge and how many hunks conflicted."""
-
-    file: str
-    hunks: int
-
-
-class MergedEdit(_Row):
-    """An edit of a consolidated patch with the child edits it cites and its leaf support."""
-
-    id: str
-    cited: list[str] = Field(default_factory=list)
-    sources: list[str] = Field(default_factory=list)
-    support: int = 1
-
-
-class DroppedEdit(_Row):
-    """A child edit the merge left out, and why."""
-
-    edit_id: str
-    reason: str = ""
-
-
-class Merge(_Row):
-    """One line of ``merges.jsonl``: one group merge of the consolidation hierarchy."""
-
-    level: int
-    group: str
-    children: list[str]
-    child_commits: list[str] = Field(default_factory=list)
-    commit: str | None = None
-    patch_id: str | None = None
-    status: str = Field(description="merged | union | passed_up | failed")
-    reason: str | None = None
-    conflicts: list[Conflict] = Field(default_factory=list)
-    edits: list[MergedEdit] = Field(default_factory=list)
-    dropped: list[DroppedEdit] = Field(default_factory=list)
-    model: str | None = None
-    tokens_in: int = 0
-    tokens_out: int = 0
-    started_at: float = 0.0
-    ended_at: float = 0.0
-
-    @property
-    def node_id(self) -> str:
-        """The merge's id in the tree: ``L<level>/<group>``."""
-        return f"L{self.level}/{self.group}"
-
-
-class Ablation(_Row):
-    """One line of ``ablations.jsonl``: the effect of removing (or keeping only) one edit."""
-
-    edit_id: str
-    patch_id: str | None = None
-    kind: str = Field(description="ablate | only")
-    commit: str | None = None
-    split: str = ""
-    seed: int = 0
-    n: int
-    passed: int
-    pass_rate: float
-    delta: float
-    ci_low: float
-    ci_high: float
-    tasks: list[str] = Field(default_factory=list)
 
 
 def _read_jsonl(path: Path, model: type[M]) -> list[M]:
