@@ -401,3 +401,12 @@ def test_no_successes_for_success_analysts_is_a_clear_stop(repo: Path, tmp_path:
     manifest = read_manifest(config.run_dir)
     assert manifest is not None and manifest.stages["evolve"].status == "failed"
     assert "rollout: none of the 6" in (manifest.stages["evolve"].error or "")
+
+
+def test_model_files_name_the_embedded_weights() -> None:
+    from toolkit.evolve import model_files
+    from toolkit.llm.model_store import get_tier
+
+    tier = get_tier("default")
+    files = model_files(tier.model, "openai/gpt-4o-mini", tier.model)
+    assert files == {tier.model: {"tier": "default", "file": tier.filename, "sha256": tier.sha256}}

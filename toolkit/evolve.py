@@ -694,9 +694,25 @@ def _record(run: _Run, status: str, error: str | None = None) -> None:
         status=status,
         error=error,
         config=run.config.model_dump(mode="json"),
-        counts={"stages": {k: v.model_dump(mode="json") for k, v in run.stats.items()}},
+        counts={
+            "stages": {k: v.model_dump(mode="json") for k, v in run.stats.items()},
+            "models": model_files(run.model, run.author_model),
+        },
         **({"ended_at": _now()} if status != "running" else {"ended_at": None}),
     )
+
+
+def model_files(*models: str) -> dict[str, dict[str, str]]:
+    """The weights behind each embedded model string (tier, file, sha256), so a run names
+    exactly what produced it; hosted models are named by their string alone."""
+    from toolkit.llm.model_store import tier_for_model
+
+    out = {}
+    for model in dict.fromkeys(models):
+        tier = tier_for_model(model)
+        if tier is not None:
+            out[model] = {"tier": tier.name, "file": tier.filename, "sha256": tier.sha256}
+    return out
 
 
 def _now() -> str:
