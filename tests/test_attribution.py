@@ -268,3 +268,19 @@ def test_cli_ablate_runs_and_prints_effects(tmp_path):
     assert f"ablate {HARM.id}  effect -25.0 pp" in out.output
     records = read_ablations(run["run_dir"])
     assert [r.kind for r in records] == ["ablate"] and isinstance(records[0], AblationRecord)
+
+
+def test_cli_ablate_defaults_to_the_runs_own_agent(tmp_path):
+    from toolkit.runs import update_stage
+
+    run = make_run(tmp_path)
+    update_stage(
+        run["run_dir"], "rollout", status="done",
+        config={"model": "fake/the-runs-model", "protocol": "code", "delivery": "progressive"},
+    )  # fmt: skip
+    args = ["ablate", str(run["run_dir"]), "--suite", "jsonl", "--data", str(run["tasks"])]
+    out = CliRunner().invoke(main, [*args, "--split", "all", "--dry-run"])
+    assert out.exit_code == 0, out.output
+    assert "model fake/the-runs-model" in out.output
+    out = CliRunner().invoke(main, [*args, "--split", "all", "--dry-run", "--model", "fake/x"])
+    assert "model fake/x" in out.output

@@ -454,7 +454,7 @@ def ablate(
         run_dir: the run folder (``runs/<run-id>``) or a run id under ``./runs``.
         suite: suite name or object (default: the manifest's ``suite``).
         split: the held-out split (its tasks as recorded in the run's splits.json).
-        model: the agent's model (default: the LLM config's).
+        model: the agent's model (default: the run's, else the LLM config's).
         seed: run seed: sampling seeds, subsample, bootstrap.
         limit: the split's task limit when the split is not recorded yet.
         tasks: evaluate a seeded subsample of at most this many of the split's tasks.
@@ -462,11 +462,12 @@ def ablate(
         edits: edit ids (or unique prefixes) to ablate.
         kinds: ``ablate`` (leave-one-out), ``only`` (add-one-in), or both.
         repo, skill_path: override what the manifest says.
-        delivery: how the skill reaches the agent (default ``system``).
+        delivery: how the skill reaches the agent (default: the run's, else ``system``).
         concurrency: tasks at once (default: by model, see rollout.default_concurrency).
         resamples: bootstrap resamples.
         data_dir: data root for a suite given by name.
-        llm_config, agent_config: as for :func:`toolkit.evaluate.evaluate`.
+        llm_config, agent_config: as for :func:`toolkit.evaluate.evaluate` (default agent
+            config: the run's protocol).
         progress: progress bars on stderr.
         dry_run: build the plan (and its cost estimate) only; write nothing.
         on_plan: called with the plan before anything runs (the CLI prints the estimate).
@@ -474,6 +475,7 @@ def ablate(
     Raises:
         AttributionError: see :func:`open_run`; no suite; nothing to evaluate.
     """
+    from toolkit.agent import AgentConfig
     from toolkit.evaluate import evaluate
     from toolkit.llm.config import LLMConfig
     from toolkit.rollout import default_concurrency
@@ -485,13 +487,22 @@ def ablate(
         suite = suite or stage_value(context.manifest, "suite")
         if suite is None:
             raise AttributionError("which suite? pass --suite (the manifest names none)")
+        if data_dir is None and suite == stage_value(context.manifest, "suite"):
+            # The run's own data when it is still there (a copied run falls back to the
+            # default data folder, where the split's task ids are looked up the same way).
+            recorded = stage_value(context.manifest, "data")
+            data_dir = recorded if recorded and Path(str(recorded)).exists() else None
         suite_obj = (
             get_suite(suite, **({"data_dir": data_dir} if data_dir else {}))
             if isinstance(suite, str)
             else suite
         )
         config = llm_config or LLMConfig.from_env()
-        model_name = model or config.model
+        # The run's own agent by default: versions are compared under the agent that made S*.
+        model_name = model or stage_value(context.manifest, "model") or config.model
+        delivery = delivery or stage_value(context.manifest, "delivery")
+        if agent_config is None and stage_value(context.manifest, "protocol"):
+            agent_config = AgentConfig(protocol=stage_value(context.manifest, "protocol"))
         s0, s0_commit = load_version(store, context, context.base)
         star, star_commit = load_version(store, context, context.result)
         selected = select_edits(context.final_patch, context.support, top=top, edits=edits)

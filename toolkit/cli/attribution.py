@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from toolkit.cli.evaluate import protocol_option
 from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
 
@@ -39,6 +39,12 @@ def _run_options(func: Any) -> Any:
     ):
         func = option(func)
     return func
+
+
+def _model_given() -> bool:
+    ctx = click.get_current_context()
+    given = ctx.get_parameter_source("model") == click.core.ParameterSource.COMMANDLINE
+    return given or bool(os.environ.get("TRACE2SKILL_MODEL"))
 
 
 def _plan_lines(plan: AblationPlan) -> list[str]:
@@ -103,11 +109,14 @@ def _effect(value: float | None, low: float, high: float) -> str:
 @click.option(
     "--delivery",
     type=click.Choice(["system", "progressive"]),
-    default="system",
-    show_default=True,
-    help="Skill in the system prompt, or loaded section by section (exact section reads).",
+    help="Skill in the system prompt, or loaded section by section (exact section reads) "
+    "(default: the run's).",
 )
-@protocol_option
+@click.option(
+    "--protocol",
+    type=click.Choice(["json", "code", "tools", "plain"]),
+    help="How the agent talks to the model (default: the run's; see trace2skill eval --help).",
+)
 @click.option("--parallel", type=click.IntRange(min=1), help="Tasks rolled out at once.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and its cost, run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON lines.")
@@ -123,8 +132,8 @@ def ablate_cmd(
     kind: str,
     limit: int | None,
     seed: int,
-    delivery: str,
-    protocol: str,
+    delivery: str | None,
+    protocol: str | None,
     parallel: int | None,
     dry_run: bool,
     as_json: bool,
@@ -162,7 +171,8 @@ def ablate_cmd(
         run,
         suite=suite,
         split=split,
-        model=llm_config.model,
+        # --model or $TRACE2SKILL_MODEL if given, else the run's own model
+        model=llm_config.model if _model_given() else None,
         seed=seed,
         limit=limit,
         tasks=tasks,
@@ -174,7 +184,7 @@ def ablate_cmd(
         delivery=delivery,
         concurrency=parallel,
         llm_config=llm_config,
-        agent_config=AgentConfig(protocol=protocol),
+        agent_config=AgentConfig(protocol=protocol) if protocol else None,
         progress=True,
         dry_run=dry_run,
         on_plan=show,

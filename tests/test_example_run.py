@@ -1,0 +1,93 @@
+"""The committed example run: real, complete, small, and its git history travels with it.
+
+``runs/example-wikitq`` was produced by ``make demo`` (the embedded model, never edited by
+hand) and then ``trace2skill ablate``; a fresh clone explores it with the index, the app, the
+attribution commands and ``trace2skill pr --dry-run``. These checks keep it that way.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from toolkit.llm import read_calls
+from toolkit.llm.model_store import tier_for_model
+from toolkit.repo.bundle import import_bundle
+from toolkit.repo.store import SkillRepo
+from toolkit.runs import read_manifest
+from toolkit.trajectory import Trajectory
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_ID = "example-wikitq"
+RUN = ROOT / "runs" / RUN_ID
+
+
+def _jsonl(name: str) -> list[dict]:
+    path = RUN / name
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> SkillRepo:
+    root = tmp_path_factory.mktemp("fresh-repo")
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    repo = SkillRepo.open(root)
+    info = import_bundle(repo, RUN / "refs.bundle")
+    assert info.run == RUN_ID
+    return repo
+
+
+def test_manifest_names_the_model_and_its_weights() -> None:
+    manifest = read_manifest(RUN)
+    assert manifest is not None and manifest.run_id == RUN_ID
+    evolve = manifest.stages["evolve"]
+    assert evolve.status == "done"
+    model = evolve.config["model"]
+    tier = tier_for_model(model)
+    assert tier is not None, f"{model} is not an embedded model"
+    assert evolve.counts["models"][model]["sha256"] == tier.sha256
+
+
+def test_real_model_use_is_recorded() -> None:
+    calls = read_calls(RUN)
+    fresh = [c for c in calls if not c.cache_hit and c.error is None]
+    assert fresh and all(c.tokens_in > 0 and c.tokens_out > 0 for c in fresh)
+    trajectories = [Trajectory.model_validate_json(line) for line in
+                    (RUN / "trajectories.jsonl").read_text().splitlines() if line.strip()]  # fmt: skip
+    assert trajectories and sum(t.tokens_in for t in trajectories) > 0
+    summary = json.loads((RUN / "summary.json").read_text())
+    assert summary["run_id"] == RUN_ID and summary["s0"]["n"] > 0
+
+
+def test_small_enough_to_commit() -> None:
+    size = sum(p.stat().st_size for p in RUN.rglob("*") if p.is_file())
+    assert size < 5 * 2**20, f"{size} bytes"
+
+
+def test_every_patch_and_merge_is_in_the_bundle(imported: SkillRepo) -> None:
+    refs = imported.run_refs(RUN_ID)
+    assert f"t2s/{RUN_ID}/base" in refs and f"t2s/{RUN_ID}/result" in refs
+    kept = [a["patch_id"] for a in _jsonl("analyses.jsonl") if a["status"] == "kept"]
+    assert kept, "the run kept no patch"
+    for patch_id in kept:
+        assert (RUN / "patches" / f"{patch_id}.json").is_file()
+        assert f"t2s/{RUN_ID}/patch/{patch_id}" in refs
+    commits = [m["commit"] for m in _jsonl("merges.jsonl") if m.get("commit")]
+    for commit in commits:
+        found = subprocess.run(
+            ["git", "-C", str(imported.root), "cat-file", "-e", f"{commit}^{{commit}}"],
+            check=False,
+        )
+        assert found.returncode == 0, f"merge commit {commit} is not in the bundle"
+    # S* descends from every kept patch: the consolidation took them all in (or says why not).
+    result = refs[f"t2s/{RUN_ID}/result"]
+    for patch_id in kept:
+        tip = refs[f"t2s/{RUN_ID}/patch/{patch_id}"]
+        ancestor = subprocess.run(
+            ["git", "-C", str(imported.root), "merge-base", "--is-ancestor", tip, result],
+            check=False,
+        )
+        assert ancestor.returncode == 0, f"patch {patch_id} is not in S*"
