@@ -177,14 +177,14 @@ def test_check_patch_keeps_applied_edits_and_records_the_rest() -> None:
             "reasoning": "r",
             "edits": [
                 patch_reply()["edits"][0],
-                {**patch_reply()["edits"][0], "op": "insert_after", "target_text": "no such text"},
+                {**patch_reply()["edits"][0], "op": "replace_in_section", "old_text": "no such"},
                 {**patch_reply("- The answer here was 540.")["edits"][0]},
             ],
             "changelog_entries": ["c"],
         }
     )
     checked = check_patch(reply, skill, ["540"], "a1")
-    assert checked.patch is not None and len(checked.patch.edits) == 1
+    assert checked.patch is not None and len(checked.patch.edits) == 1 and not checked.repaired
     assert {(d.index, d.reason) for d in checked.dropped} == {
         (1, "anchor-missing"),
         (2, "answer-leak"),
@@ -192,6 +192,31 @@ def test_check_patch_keeps_applied_edits_and_records_the_rest() -> None:
     assert checked.patch.sources == [checked.patch.id] and checked.patch.support == 1
     assert apply_patch(skill, checked.patch).clean
     assert list(checked.changes) == ["SKILL.md"]
+
+
+def test_insert_with_a_made_up_anchor_is_appended_to_its_section() -> None:
+    skill = load_skill(ROOT / "skills" / "gsm8k-math")
+    made_up = {"op": "insert_after", "target_text": "- A line the model made up."}
+    lost = {**made_up, "target_section": "gsm8k-math/no-such-section"}
+    reply = PatchReply.model_validate(
+        {
+            "reasoning": "r",
+            "edits": [{**patch_reply("- Check units.")["edits"][0], **made_up},
+                      {**patch_reply("- Re-read.")["edits"][0], **lost}],
+            "changelog_entries": ["c"],
+        }
+    )  # fmt: skip
+    checked = check_patch(reply, skill, [], "a1")
+    assert checked.patch is not None
+    [edit] = checked.patch.edits
+    assert edit.op == "append_to_section" and edit.target_section == SECTION
+    assert [(r.index, r.reason) for r in checked.repaired] == [(0, "anchor-missing")]
+    assert "appended to the section instead" in checked.repaired[0].message
+    assert [d.index for d in checked.dropped] == [1]  # its section is missing too: dropped
+    text = checked.changes["SKILL.md"].decode()
+    assert (
+        text.index("- Check units.") > text.index("# ") and apply_patch(skill, checked.patch).clean
+    )
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,9 @@ class CheckedPatch(BaseModel):
     patch: Patch | None = Field(None, description="The leaf patch; None when nothing is left.")
     reason: str | None = Field(None, description="Why there is no patch.")
     dropped: list[DroppedEdit] = Field(default_factory=list)
+    repaired: list[DroppedEdit] = Field(
+        default_factory=list, description="Inserts whose anchor was missing, appended instead."
+    )
     changes: dict[str, bytes | None] = Field(
         default_factory=dict, description="Skill-relative files the patch writes or deletes."
     )
@@ -83,6 +86,26 @@ def check_patch(
         return CheckedPatch(reason=f"{why}: {first}", dropped=dropped)
     patch = _as_patch(reply, [edit for _, edit in candidates])
     result = apply_patch(skill, patch)
+    repaired: list[DroppedEdit] = []
+    if any(_repairable(candidates[r.index][1], r.reason) for r in result.rejected):
+        # A small model often quotes an anchor line that is not in the section (paraphrased
+        # or made up) while its lesson and section are sound: the lesson goes at the end of
+        # that section instead of being lost. Other rejections are not second-guessed.
+        for report in result.rejected:
+            index, edit = candidates[report.index]
+            if _repairable(edit, report.reason):
+                candidates[report.index] = (index, _appended(edit))
+                repaired.append(
+                    DroppedEdit(
+                        index=index,
+                        reason="anchor-missing",
+                        message=f"{report.message}; appended to the section instead",
+                    )
+                )
+        patch = _as_patch(reply, [edit for _, edit in candidates])
+        result = apply_patch(skill, patch)
+        failed = {candidates[r.index][0] for r in result.rejected}
+        repaired = [r for r in repaired if r.index not in failed]
     if result.rejected:
         for report in result.rejected:
             index = candidates[report.index][0]
@@ -106,7 +129,23 @@ def check_patch(
     for path in result.changed_files:
         content = result.proposed.get(path)
         changes[path] = content.encode("utf-8") if isinstance(content, str) else content
-    return CheckedPatch(patch=patch, dropped=dropped, changes=changes)
+    return CheckedPatch(patch=patch, dropped=dropped, repaired=repaired, changes=changes)
+
+
+_INSERTS = ("insert_after", "insert_before")
+
+
+def _repairable(edit: dict[str, object], reason: str | None) -> bool:
+    return (
+        reason == "anchor-missing"
+        and edit.get("op") in _INSERTS
+        and bool(str(edit.get("target_section") or "").strip())
+    )
+
+
+def _appended(edit: dict[str, object]) -> dict[str, object]:
+    """The insert as an ``append_to_section`` of its section (anchor fields cleared)."""
+    return {**edit, "op": "append_to_section", "target_text": "", "old_text": ""}
 
 
 def patch_path(run_dir: Path, patch_id: str) -> Path:

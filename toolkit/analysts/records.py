@@ -127,6 +127,10 @@ class AnalysisRecord(BaseModel):
     dropped_edits: list[DroppedEdit] = Field(
         default_factory=list, description="Edits removed by the leak filter or the patch engine."
     )
+    repaired_edits: list[DroppedEdit] = Field(
+        default_factory=list,
+        description="Inserts whose anchor was not in the section, appended to it instead.",
+    )
 
 
 class AnalyseSummary(BaseModel):

@@ -185,7 +185,11 @@ def _record(
         )
         return record, None
     record = AnalysisRecord(
-        status="kept", patch_id=checked.patch.id, dropped_edits=checked.dropped, **fields
+        status="kept",
+        patch_id=checked.patch.id,
+        dropped_edits=checked.dropped,
+        repaired_edits=checked.repaired,
+        **fields,
     )
     return record, checked.patch
 
