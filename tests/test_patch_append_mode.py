@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from toolkit.cli import main
-from toolkit.patch import apply_patch, parse_patch
-from toolkit.skill import Skill
+from toolkit.errors import ToolkitError
+from toolkit.patch import apply_patch, load_patch, parse_patch
+from toolkit.skill import Budgets, Skill, load_skill
 
 FRONT = "---\nname: demo\ndescription: A demo skill.\n---\n"
 BODY = (
@@ -140,6 +141,25 @@ def test_config_file_errors_are_one_line(files: tuple[Path, Path], tmp_path: Pat
     code, out = run("patch", "check", patch, folder, "--config", bad)
     assert code == 2 and "sideways" in out
     assert "Traceback" not in out
+
+
+def test_project_file_sets_the_defaults_of_every_patch_application(
+    files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The analysts, the merge operator, ablation and pruning call apply_patch without
+    # budgets: the project's [patch] table is what they get.
+    folder, patch_file = files
+    skill, patch = load_skill(folder), load_patch(patch_file)
+    monkeypatch.chdir(tmp_path)
+    assert apply_patch(skill, patch).clean
+    (tmp_path / "trace2skill.toml").write_text("[patch]\nmax-skill-lines = 10\n")
+    assert "too-long" in {i.code for i in apply_patch(skill, patch).issues}
+    assert apply_patch(skill, patch, budgets=Budgets()).clean  # an explicit argument wins
+    (tmp_path / "trace2skill.toml").write_text('[patch]\nappend-mode = "subtree"\n')
+    assert "Print the columns.\n\nCheck units.\n" in apply_patch(skill, patch).proposed["SKILL.md"]
+    (tmp_path / "trace2skill.toml").write_text("[patch]\nmax-skill-lines = 0\n")
+    with pytest.raises(ToolkitError, match="max-skill-lines must be a whole number"):
+        apply_patch(skill, patch)
 
 
 # The official applicator's result for each op on BODY, worked out from its code

@@ -872,7 +872,7 @@ def apply_patch(
     allow_protected: bool = False,
     budgets: Budgets | None = None,
     strict: bool = False,
-    append_mode: AppendMode = "own-text",
+    append_mode: AppendMode | None = None,
 ) -> PatchResult:
     """Apply a patch to a skill in memory, with the guardrails in the module docstring.
 
@@ -880,16 +880,28 @@ def apply_patch(
         skill: The skill to patch (unchanged by this call).
         patch: The patch; its edits apply in order.
         allow_protected: Let edits touch files other than SKILL.md and references/*.md.
-        budgets: Size budgets the result must fit (defaults: 500 / 300 lines).
+        budgets: Size budgets the result must fit (default: the ``[patch]`` table of
+            ``./trace2skill.toml``, else 500 / 300 lines; see :mod:`toolkit.settings`).
         strict: Raise :class:`PatchRejected` unless the patch applies cleanly.
         append_mode: Placement of ``append_to_section`` (see the module docstring);
-            ``subtree`` gives the official Trace2Skill applicator's result.
+            ``subtree`` gives the official Trace2Skill applicator's result (default: the
+            project's ``[patch]`` table, else ``own-text``).
 
     Returns:
         A :class:`PatchResult`; ``result.clean`` tells whether every edit applied and the
         result is valid.
     """
-    budgets = budgets or Budgets()
+    if budgets is None or append_mode is None:
+        from toolkit.settings import project_patch_settings
+
+        project = project_patch_settings()
+        if budgets is None:
+            defaults = Budgets()
+            budgets = Budgets(
+                skill_md_lines=project.max_skill_lines or defaults.skill_md_lines,
+                reference_lines=project.max_reference_lines or defaults.reference_lines,
+            )
+        append_mode = append_mode or project.append_mode or "own-text"  # type: ignore[assignment]
     original = dict(skill.files)
     reports: list[EditReport | None] = [None] * len(patch.edits)
     paths: list[str] = [""] * len(patch.edits)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import click
 
-from toolkit.errors import PatchRejected
+from toolkit.errors import PatchRejected, ToolkitError
 from toolkit.patch import (
     APPEND_MODES,
     AppendMode,
@@ -17,6 +16,7 @@ from toolkit.patch import (
     load_patch,
     write_result,
 )
+from toolkit.settings import CONFIG_FILE, PATCH_KEYS, read_patch_table
 from toolkit.skill import Budgets, load_skill
 
 
@@ -31,10 +31,6 @@ def patch_group() -> None:
     """
 
 
-CONFIG_FILE = "trace2skill.toml"
-_CONFIG_KEYS = ("max-skill-lines", "max-reference-lines", "append-mode")
-
-
 def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
     """Eager --config: the file's [patch] table becomes the defaults of the other options,
     so a flag given on the command line still wins."""
@@ -44,21 +40,12 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None
     if path is None:
         return None
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise click.BadParameter(f"cannot read {path}: {exc}") from None
-    table = data.get("patch", {})
-    if not isinstance(table, dict):
-        raise click.BadParameter(f"{path}: [patch] must be a table")
-    unknown = sorted(set(table) - set(_CONFIG_KEYS))
-    if unknown:
-        raise click.BadParameter(
-            f"{path}: unknown key(s) in [patch]: {', '.join(unknown)} "
-            f"(known: {', '.join(_CONFIG_KEYS)})"
-        )
+        table = read_patch_table(path)
+    except ToolkitError as exc:
+        raise click.BadParameter(str(exc)) from None
     ctx.default_map = {
         **(ctx.default_map or {}),
-        **{k.replace("-", "_"): v for k, v in table.items()},
+        **table.model_dump(exclude_none=True),
     }
     return path
 
@@ -69,7 +56,7 @@ def _apply_options(command: click.Command) -> click.Command:
     command = click.option(
         "--config", type=click.Path(path_type=Path, dir_okay=False, exists=True),
         is_eager=True, expose_value=False, callback=_load_config,
-        help=f"TOML file whose [patch] table sets defaults for {', '.join(_CONFIG_KEYS)} "
+        help=f"TOML file whose [patch] table sets defaults for {', '.join(PATCH_KEYS)} "
         f"(default: ./{CONFIG_FILE} when present; flags still win).",
     )(command)  # fmt: skip
     command = click.option(
