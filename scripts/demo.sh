@@ -17,8 +17,10 @@ MODEL="${DEMO_MODEL:-local/qwen2.5-coder-1.5b}"
 DATA=toolkit/tasks/data
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-say "1/4 Embedded model: install the default tier (1.1 GB, sha256-verified; a no-op when present)"
-$T model install
+TIER=default
+if [ "$MODEL" = "local/qwen2.5-coder-0.5b" ]; then TIER=small; fi
+say "1/4 Embedded model: install the $TIER tier (sha256-verified; a no-op when present)"
+$T model install --tier "$TIER"
 $T skill validate "$SKILL"
 
 say "2/4 Evolve $SKILL on $EVOLVE_N WikiTQ train tasks, test on $TEST_N held-out tasks ($MODEL)"

@@ -55,8 +55,15 @@ def test_real_model_use_is_recorded() -> None:
     calls = read_calls(RUN)
     fresh = [c for c in calls if not c.cache_hit and c.error is None]
     assert fresh and all(c.tokens_in > 0 and c.tokens_out > 0 for c in fresh)
-    lines = (RUN / "trajectories.jsonl").read_text().splitlines()
-    trajectories = [Trajectory.model_validate_json(line) for line in lines if line.strip()]
+    # Rollouts answered from the response cache record 0 tokens (they cost nothing); the
+    # run's evaluations made fresh calls.
+    lines = [
+        line
+        for name in ("trajectories.jsonl", "evals/trajectories.jsonl")
+        for line in (RUN / name).read_text().splitlines()
+        if line.strip()
+    ]
+    trajectories = [Trajectory.model_validate_json(line) for line in lines]
     assert trajectories and sum(t.tokens_in for t in trajectories) > 0
     summary = json.loads((RUN / "summary.json").read_text())
     assert summary["run_id"] == RUN_ID and summary["s0"]["n"] > 0
