@@ -219,6 +219,22 @@ def test_insert_with_a_made_up_anchor_is_appended_to_its_section() -> None:
     )
 
 
+def test_a_section_named_by_its_heading_gets_its_id() -> None:
+    skill = load_skill(ROOT / "skills" / "gsm8k-math")
+    heading = next(s.heading for s in skill.doc.headed_sections if s.id == SECTION)
+    reply = PatchReply.model_validate(
+        {
+            "reasoning": "r",
+            "edits": [{**patch_reply("- Check units.")["edits"][0],
+                       "target_section": f"## {heading.upper()}"}],
+            "changelog_entries": ["c"],
+        }
+    )  # fmt: skip
+    checked = check_patch(reply, skill, [], "a1")
+    assert checked.patch is not None and checked.patch.edits[0].target_section == SECTION
+    assert [r.reason for r in checked.repaired] == ["section-missing"]
+
+
 @pytest.mark.parametrize(
     ("edit", "reason"),
     [

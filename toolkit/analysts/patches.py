@@ -66,6 +66,7 @@ def check_patch(
 ) -> CheckedPatch:
     """Turn an analyst's patch reply into a leaf patch that applies cleanly to ``skill``."""
     dropped: list[DroppedEdit] = []
+    repaired: list[DroppedEdit] = []
     candidates: list[tuple[int, dict[str, object]]] = []
     for index, edit in enumerate(edit_dicts(reply)):
         leaks = leaked_values(str(edit.get("content", "")), gold)
@@ -78,6 +79,17 @@ def check_patch(
         except PatchError as exc:
             dropped.append(DroppedEdit(index=index, reason="invalid-edit", message=str(exc)))
             continue
+        named = _section_by_heading(edit, skill)
+        if named is not None:
+            repaired.append(
+                DroppedEdit(
+                    index=index,
+                    reason="section-missing",
+                    message=f"section {edit['target_section']!r} is the heading of "
+                    f"{named!r}; that id was used",
+                )
+            )
+            edit = {**edit, "target_section": named}
         candidates.append((index, edit))
     if not candidates:
         reasons = {d.reason for d in dropped}
@@ -86,7 +98,6 @@ def check_patch(
         return CheckedPatch(reason=f"{why}: {first}", dropped=dropped)
     patch = _as_patch(reply, [edit for _, edit in candidates])
     result = apply_patch(skill, patch)
-    repaired: list[DroppedEdit] = []
     if any(_repairable(candidates[r.index][1], r.reason) for r in result.rejected):
         # A small model often quotes an anchor line that is not in the section (paraphrased
         # or made up) while its lesson and section are sound: the lesson goes at the end of
@@ -104,8 +115,8 @@ def check_patch(
                 )
         patch = _as_patch(reply, [edit for _, edit in candidates])
         result = apply_patch(skill, patch)
-        failed = {candidates[r.index][0] for r in result.rejected}
-        repaired = [r for r in repaired if r.index not in failed]
+    failed = {candidates[r.index][0] for r in result.rejected}
+    repaired = [r for r in repaired if r.index not in failed]  # dropped after all
     if result.rejected:
         for report in result.rejected:
             index = candidates[report.index][0]
@@ -133,6 +144,26 @@ def check_patch(
 
 
 _INSERTS = ("insert_after", "insert_before")
+# Ops whose target_section names an existing section (add_section's names the new heading).
+_IN_SECTION = ("insert_after", "insert_before", "append_to_section", "replace_in_section",
+               "delete_section")  # fmt: skip
+
+
+def _section_by_heading(edit: dict[str, object], skill: Skill) -> str | None:
+    """The id of the one section whose heading ``target_section`` spells out (a small model
+    often writes ``## Table QA`` or ``Table QA`` for the id ``table-qa``); None otherwise."""
+    target = str(edit.get("target_section") or "").strip()
+    if not target or edit.get("op") not in _IN_SECTION:
+        return None
+    try:
+        sections = skill.parsed(str(edit.get("file") or "SKILL.md")).headed_sections
+    except Exception:  # a file the skill does not have: the patch engine says so
+        return None
+    if any(s.id == target for s in sections):
+        return None
+    wanted = target.lstrip("#").strip().casefold()
+    matches = [s.id for s in sections if s.heading.strip().casefold() == wanted]
+    return matches[0] if len(matches) == 1 else None
 
 
 def _repairable(edit: dict[str, object], reason: str | None) -> bool:
