@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: a real, small evolution of the bundled WikiTQ skill with the embedded model.
 # Rollouts -> analyses -> patches -> consolidation -> S* on a branch -> S0 vs S* on held-out
-# tasks. About 43 model calls (see README "make demo" for the measured time).
+# tasks. The estimate printed first counts the model calls; README "make demo" has the measured time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
