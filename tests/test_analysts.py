@@ -270,7 +270,10 @@ def test_single_call_error_analyst_keeps_patches_on_branches(tmp_path: Path) -> 
     assert kept.outcome == "fail" and kept.model == str(model) and kept.turns == 1
     assert dropped.status == "dropped" and dropped.reason.startswith("answer-leak")
     assert dropped.patch_id is None and dropped.dropped_edits[0].reason == "answer-leak"
-    assert "163" not in dropped.model_dump_json(exclude={"report"})
+    # The leaked value is never repeated in what the record says about the drop (ids and
+    # timestamps are hashes and numbers that may contain the digits by chance).
+    said = [dropped.reason, *(d.message for d in dropped.dropped_edits)]
+    assert not any("163" in text for text in said)
     patch = Patch.model_validate_json((run_dir / "patches" / f"{kept.patch_id}.json").read_text())
     assert patch.id == kept.patch_id and patch.sources == [patch.id] and patch.support == 1
     assert sorted(p.name for p in (run_dir / "patches").iterdir()) == [f"{kept.patch_id}.json"]
