@@ -34,14 +34,14 @@ def main(verbose: bool) -> None:
     """Evolve agent skills from execution trajectories, reviewed like code in git.
 
     \b
-    The method, end to end (each stage also has its own command):
+    Examples (the method end to end; each stage also has its own command):
       trace2skill model install
       trace2skill evolve skills/wikitq-table-qa --suite wikitq --evolve-limit 60 --test-limit 100
       trace2skill ablate runs/<run> --top 3       # what each edit of S* does
       trace2skill app runs                        # explore runs, patches and attribution
       trace2skill pr runs/<run> --dry-run         # the pull request a reviewer would get
     \b
-    Pieces:
+    Examples of single steps:
       trace2skill skill validate skills/gsm8k-math
       trace2skill patch apply fix.json skills/gsm8k-math --dry-run
       trace2skill eval --skill skills/gsm8k-math --suite gsm8k --limit 20
