@@ -47,7 +47,7 @@ def test_answer_beside_code_must_agree_with_the_output() -> None:
 def test_a_guess_beside_code_is_refused_when_the_output_disagrees(loop, pool, gateway) -> None:  # noqa: F811
     def script(messages):
         if step_no(messages) == 0:
-            return code("print(3 * 25 * 8)", after="FINAL ANSWER: 300")
+            return code('print("rows:", 3)\nprint(3 * 25 * 8)', after="FINAL ANSWER: 300")
         assert "(300) was not accepted: it does not match the output" in messages[-1]["content"]
         return "FINAL ANSWER: 600"
 
@@ -61,6 +61,47 @@ def test_a_guess_beside_code_is_refused_when_the_output_disagrees(loop, pool, ga
         protocol="code",
     )
     assert agreed.final_answer == "42" and len(agreed.steps) == 1
+
+
+def test_one_printed_value_beats_a_guess_written_before_it(loop, pool, gateway) -> None:  # noqa: F811
+    result, _ = solve(
+        loop,
+        pool,
+        gateway,
+        lambda m: code("print(3 * 25 * 8)", after="FINAL ANSWER: 300"),
+        protocol="code",
+    )
+    assert result.final_answer == "600" and len(result.steps) == 1
+    assert result.steps[0].action.args == {"answer": "600"}
+    assert "the printed value (600) is submitted" in result.steps[0].observation
+
+
+def test_out_of_replies_the_last_printed_value_is_submitted(loop, pool, gateway) -> None:  # noqa: F811
+    replies = [code("print(6 * 7)"), "Let me think again.", code("x = 1")]
+    result, _ = solve(
+        loop, pool, gateway, lambda m: replies[step_no(m)], protocol="code", max_turns=3
+    )
+    assert result.final_answer == "42" and result.stop_reason == "submitted"
+    assert "last printed value (42) is submitted" in result.steps[-1].observation
+    unforced, _ = solve(
+        loop,
+        pool,
+        gateway,
+        lambda m: replies[step_no(m)],
+        protocol="code",
+        max_turns=3,
+        force_submit=False,
+    )
+    assert unforced.final_answer is None and unforced.stop_reason == "max_turns"
+
+
+def test_a_boxed_answer_counts_when_there_is_no_answer_line(loop, pool, gateway) -> None:  # noqa: F811
+    assert parse_reply("So 75 * 8 = 600.\nThe total is \\(\\boxed{600}\\).").answer == "600"
+    assert parse_reply("\\boxed{1}\nFINAL ANSWER: 2").answer == "2"
+    result, _ = solve(
+        loop, pool, gateway, lambda m: "3 * 25 * 8 = \\boxed{600}", protocol="plain"
+    )
+    assert result.final_answer == "600" and result.stop_reason == "submitted"
 
 
 def test_submit_marker_is_read_and_removed() -> None:
@@ -159,7 +200,7 @@ def test_skill_reads_are_recorded(loop, pool, gateway) -> None:  # noqa: F811
 
 def test_no_answer_by_the_last_turn_stops(loop, pool, gateway) -> None:  # noqa: F811
     result, model = solve(
-        loop, pool, gateway, lambda m: code("print(1)"), protocol="code", max_turns=3
+        loop, pool, gateway, lambda m: code("x = 1"), protocol="code", max_turns=3
     )
     assert result.stop_reason == "max_turns" and result.final_answer is None
     assert "(last)" in model.requests[-1].messages[-1]["content"]

@@ -617,6 +617,7 @@ class Agent:
         cfg = self.config
         result = AgentResult(stop_reason="max_turns")
         await session.run(code_protocol.SESSION_SETUP)
+        last_printed: str | None = None  # the last clean one-line output: the forced answer
         for index in range(cfg.max_turns):
             completion = await self._call(messages, index, seed, result, stop=code_protocol.STOP)
             if completion is None:
@@ -629,16 +630,25 @@ class Agent:
                 Action(tool="respond", args={}),
             )
             started = time.perf_counter()
-            answer = await self._act_code(reply, step, session, result)
+            answer, printed = await self._act_code(reply, step, session, result)
             step.tool_s = time.perf_counter() - started
             result.steps.append(step)
             if answer is not None:
                 result.final_answer = answer
                 result.stop_reason = "submitted"
                 return result
+            last_printed = printed or last_printed
             messages.append({"role": "assistant", "content": completion.text})
             note = code_protocol.turn_text(index + 2, cfg.max_turns)
             messages.append({"role": "user", "content": f"{step.observation}\n\n{note}"})
+        if cfg.force_submit and last_printed is not None and result.steps:
+            # Out of replies without an answer: the last value its code printed stands.
+            result.steps[-1].observation += (
+                f"\n\nNo FINAL ANSWER by the last reply: the last printed value "
+                f"({last_printed}) is submitted."
+            )
+            result.final_answer = last_printed
+            result.stop_reason = "submitted"
         return result
 
     async def _act_code(
@@ -647,8 +657,11 @@ class Agent:
         step: Step,
         session: Session,
         result: AgentResult,
-    ) -> str | None:
-        """Do what a code-protocol reply asks; fill the step; return the accepted answer.
+    ) -> tuple[str | None, str | None]:
+        """Do what a code-protocol reply asks; fill the step.
+
+        Returns the accepted answer (or None) and the value a clean run printed on its one
+        line (or None).
 
         Skill reads first (exact, recorded even if the code fails), then the first python
         block; a FINAL ANSWER line counts only when no code ran or the code ran cleanly, and
@@ -667,14 +680,15 @@ class Agent:
                 "Write shorter code."
             )
             _observe(step, parts)
-            return None
+            return None, None
         code_ok = True
         submitted: str | None = None
-        output = ""
+        output = printed_text = ""
         if reply.code is not None:
             step.action = Action(tool="python", args={"code": reply.code})
             run = await session.run(reply.code, wall_s=cfg.python_wall_s)
             output, submitted = code_protocol.submitted_answer(run.render())
+            printed_text = code_protocol.submitted_answer(run.stdout)[0]
             if run.error is not None:
                 code_ok = False
                 step.error = f"{run.error.type}: {run.error.message}"[:300]
@@ -686,19 +700,29 @@ class Agent:
                 parts.append(
                     f"Only the first of your {reply.blocks} code blocks ran: send one per reply."
                 )
+        printed = code_protocol.output_answer(printed_text) if code_ok else None
         if submitted:
             step.action = Action(tool="submit", args={"answer": submitted})
             _observe(step, parts)
-            return submitted
+            return submitted, printed
         if reply.answer is not None:
             if reply.code is None:
                 step.action = Action(tool="submit", args={"answer": reply.answer})
                 _observe(step, parts)
-                return reply.answer
+                return reply.answer, printed
             # Written before the model saw the output: a guess, unless the output agrees.
             if code_ok and code_protocol.answer_in_output(reply.answer, output):
                 _observe(step, parts)
-                return reply.answer
+                return reply.answer, printed
+            if printed is not None:
+                # A finishing reply whose code printed one value: the computed value wins.
+                step.action = Action(tool="submit", args={"answer": printed})
+                parts.append(
+                    f"Your FINAL ANSWER ({reply.answer}) was written before the output and "
+                    f"disagrees with it: the printed value ({printed}) is submitted."
+                )
+                _observe(step, parts)
+                return printed, printed
             why = "the code above failed" if not code_ok else "it does not match the output"
             parts.append(
                 f"Your FINAL ANSWER ({reply.answer}) was not accepted: {why}. Read the output,"
@@ -711,7 +735,7 @@ class Agent:
                 "run, or end with FINAL ANSWER: <answer>."
             )
         _observe(step, parts)
-        return None
+        return None, printed
 
     def _read_for_code(self, ref: str, step: Step, result: AgentResult) -> str:
         """Read one skill section or file named in a reply; the observation part."""

@@ -33,6 +33,9 @@ to invent its output (and an answer from it) instead of waiting for the real one
 
 _BLOCK_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 _FINAL_RE = re.compile(r"(?im)^[ \t>*_#-]*final[ \t]+answer[ \t*_]*[:：][ \t]*(.+?)[ \t]*$")
+# \boxed{...} with one level of nested braces (\boxed{\frac{1}{2}}): small models often end
+# with it instead of the FINAL ANSWER line they were asked for.
+_BOXED_RE = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
 _READ_RE = re.compile(r"""read_skill\(\s*["']([^"'\n]{1,200})["']\s*\)""")
 _CODE_LANGS = frozenset({"", "python", "py", "python3", "ipython"})
 
@@ -43,7 +46,10 @@ class CodeReply(BaseModel):
     prose: str = Field(description="The reply without its code blocks (the step's thought).")
     code: str | None = Field(None, description="The first Python block, if any.")
     blocks: int = Field(0, description="How many Python blocks the reply held.")
-    answer: str | None = Field(None, description="The last FINAL ANSWER line outside code.")
+    answer: str | None = Field(
+        None,
+        description="The last FINAL ANSWER line outside code, else the last \\boxed{...} there.",
+    )
     reads: list[str] = Field(default_factory=list, description="read_skill(...) section ids.")
     cut_off: bool = Field(False, description="A code fence was opened and never closed.")
 
@@ -57,6 +63,8 @@ def parse_reply(text: str) -> CodeReply:
         outside = outside[: outside.index("```")]
     answers = [_clean_answer(m.group(1)) for m in _FINAL_RE.finditer(outside)]
     answers = [a for a in answers if a]
+    if not answers:
+        answers = [a for a in (_clean_answer(b) for b in _BOXED_RE.findall(outside)) if a]
     return CodeReply(
         prose=outside.strip(),
         code=blocks[0] if blocks else None,
@@ -96,6 +104,19 @@ def answer_in_output(answer: str, output: str) -> bool:
     # A number must be one of the printed numbers (not a substring: 30 is not in 300).
     numbers = re.findall(r"-?\d+(?:\.\d+)?", output.replace(",", ""))
     return any(abs(float(n) - value) < 1e-9 for n in numbers)
+
+
+def output_answer(output: str, max_chars: int = 100) -> str | None:
+    """The answer a clean run printed, when it printed exactly one short line (pure).
+
+    Program-aided answering: a value computed by the model's own code beats a number it wrote
+    before seeing the output, so this is the answer of a finishing reply whose guess
+    disagrees, and of a trajectory that ran out of replies.
+    """
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    if len(lines) != 1 or len(lines[0]) > max_chars:
+        return None
+    return _clean_answer(lines[0])
 
 
 def submitted_answer(output: str) -> tuple[str, str | None]:
