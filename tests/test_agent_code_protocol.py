@@ -224,7 +224,16 @@ def test_plain_is_one_call_with_files_inlined_and_no_tools(loop, pool, gateway) 
     assert "FINAL ANSWER" in model.requests[0].messages[0]["content"]
 
 
-def test_plain_without_answer_line_fails_cleanly(loop, pool, gateway) -> None:  # noqa: F811
-    result, _ = solve(loop, pool, gateway, lambda m: "It is probably 42.", protocol="plain")
-    assert result.final_answer is None and result.stop_reason == "max_turns"
-    assert result.steps[0].error == "no FINAL ANSWER line"
+def test_plain_without_answer_line_answers_with_its_last_line(loop, pool, gateway) -> None:  # noqa: F811
+    result, _ = solve(
+        loop,
+        pool,
+        gateway,
+        lambda m: "6 * 7 = 42\n\nTherefore, the product is **42**.\n",
+        protocol="plain",
+    )
+    assert result.final_answer == "Therefore, the product is **42**"
+    assert result.stop_reason == "submitted" and "last line" in result.steps[0].observation
+    empty, _ = solve(loop, pool, gateway, lambda m: "  \n", protocol="plain")
+    assert empty.final_answer is None and empty.stop_reason == "max_turns"
+    assert empty.steps[0].error == "no answer (an empty reply)"

@@ -595,18 +595,25 @@ class Agent:
         if completion is None:
             return result
         reply = code_protocol.parse_reply(completion.text)
+        answer = reply.answer
+        if answer is None:
+            # The model's own level is judged as a plain chain of thought is: by its last
+            # line (the suite's scorer then applies its own rule, e.g. GSM8K's last number).
+            answer = code_protocol.last_line(completion.text)
         step = _new_step(
             0,
             completion,
             completion.text,
-            Action(tool="submit" if reply.answer else "respond", args={}),
+            Action(tool="submit" if answer else "respond", args={}),
         )
-        if reply.answer is not None:
-            step.action.args["answer"] = reply.answer
-            result.final_answer = reply.answer
+        if answer is not None:
+            step.action.args["answer"] = answer
+            result.final_answer = answer
             result.stop_reason = "submitted"
+            if reply.answer is None:
+                step.observation = "No FINAL ANSWER line: the reply's last line is the answer."
         else:
-            step.error = "no FINAL ANSWER line"
+            step.error = "no answer (an empty reply)"
         result.steps.append(step)
         return result
 

@@ -106,6 +106,12 @@ def answer_in_output(answer: str, output: str) -> bool:
     return any(abs(float(n) - value) < 1e-9 for n in numbers)
 
 
+def last_line(text: str, max_chars: int = 300) -> str | None:
+    """The last non-empty line of a reply, without emphasis (pure); None for an empty reply."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return _clean_answer(lines[-1][-max_chars:]) if lines else None
+
+
 def output_answer(output: str, max_chars: int = 100) -> str | None:
     """The answer a clean run printed, when it printed exactly one short line (pure).
 
