@@ -63,6 +63,37 @@ def test_a_guess_beside_code_is_refused_when_the_output_disagrees(loop, pool, ga
     assert agreed.final_answer == "42" and len(agreed.steps) == 1
 
 
+def test_an_answer_before_any_code_is_sent_back_once(loop, pool, gateway) -> None:  # noqa: F811
+    def script(messages):
+        if step_no(messages) == 0:
+            return "6 * 7 is 41.\nFINAL ANSWER: 41"
+        assert "came before any code ran. Compute it in Python" in messages[-1]["content"]
+        return "FINAL ANSWER: 41"  # a second answer without code is taken
+
+    result, _ = solve(loop, pool, gateway, script, protocol="code")
+    assert result.final_answer == "41" and len(result.steps) == 2
+    assert result.steps[0].action.tool == "respond" and result.steps[1].action.tool == "submit"
+    unchecked, _ = solve(
+        loop, pool, gateway, lambda m: "FINAL ANSWER: 42", protocol="code", code_check=False
+    )
+    assert unchecked.final_answer == "42" and len(unchecked.steps) == 1
+    assert agent_fingerprint(AgentConfig(protocol="code")) != agent_fingerprint(
+        AgentConfig(protocol="code", code_check=False)
+    )
+
+
+def test_only_the_first_and_last_replies_get_a_turn_note(loop, pool, gateway) -> None:  # noqa: F811
+    replies = [code("x = 6"), code("y = 7"), code("print(x * y)", after="FINAL ANSWER: 42")]
+    result, model = solve(
+        loop, pool, gateway, lambda m: replies[step_no(m)], protocol="code", max_turns=3
+    )
+    assert result.final_answer == "42"
+    firsts = [r.messages[1]["content"] for r in model.requests]
+    assert all("Reply 1/3." in text for text in firsts)
+    assert model.requests[1].messages[-1]["content"] .startswith("Output: (nothing printed")
+    assert "Reply 3/3 (last)" in model.requests[2].messages[-1]["content"]
+
+
 def test_one_printed_value_beats_a_guess_written_before_it(loop, pool, gateway) -> None:  # noqa: F811
     result, _ = solve(
         loop,

@@ -89,6 +89,12 @@ class AgentConfig(BaseModel):
     skill_read_chars: int = Field(
         6000, ge=100, description="Characters of a skill file or section one read returns."
     )
+    code_check: bool = Field(
+        True,
+        description="code protocol: a FINAL ANSWER that comes before any code ran is sent "
+        "back once, asking for a python block that prints it (small models answer from "
+        "mental arithmetic otherwise).",
+    )
     force_submit: bool = Field(
         True,
         description="On the last turn, and right after the agent repeated a step, the "
@@ -357,21 +363,29 @@ def agent_fingerprint(config: AgentConfig) -> str:
         config.model_dump_json(),
         system_prompt(None, config),
         task_message("", ["table.csv"], config),
-        turn_note(1, config.max_turns),
-        turn_note(2, config.max_turns, "python"),
-        turn_note(config.max_turns, config.max_turns),
-        code_protocol.turn_text(2, config.max_turns),
-        code_protocol.turn_text(config.max_turns, config.max_turns),
-        code_protocol.SESSION_SETUP,
-        *code_protocol.STOP,
-        code_protocol.plain_task_text("", {"t.csv": "a"}, config.plain_file_chars),
     ]
-    if config.protocol == "tools":  # only here, so other protocols keep their fingerprints
+    if config.protocol == "json":
+        texts += [
+            turn_note(1, config.max_turns),
+            turn_note(2, config.max_turns, "python"),
+            turn_note(config.max_turns, config.max_turns),
+        ]
+    elif config.protocol == "code":
+        texts += [
+            code_protocol.turn_text(2, config.max_turns),
+            code_protocol.turn_text(config.max_turns, config.max_turns),
+            code_protocol.SESSION_SETUP,
+            code_protocol.CHECK_WITH_CODE,
+            *code_protocol.STOP,
+        ]
+    elif config.protocol == "tools":
         texts += [
             tools_protocol.turn_text(2, config.max_turns),
             tools_protocol.turn_text(config.max_turns, config.max_turns),
             json.dumps(tools_protocol.tool_specs(True, ["x"])),
         ]
+    else:
+        texts.append(code_protocol.plain_task_text("", {"t.csv": "a"}, config.plain_file_chars))
     return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12]
 
 
@@ -625,6 +639,7 @@ class Agent:
         result = AgentResult(stop_reason="max_turns")
         await session.run(code_protocol.SESSION_SETUP)
         last_printed: str | None = None  # the last clean one-line output: the forced answer
+        checked = not cfg.code_check  # a FINAL ANSWER before any code is sent back once
         for index in range(cfg.max_turns):
             completion = await self._call(messages, index, seed, result, stop=code_protocol.STOP)
             if completion is None:
@@ -637,7 +652,12 @@ class Agent:
                 Action(tool="respond", args={}),
             )
             started = time.perf_counter()
-            answer, printed = await self._act_code(reply, step, session, result)
+            last = index == cfg.max_turns - 1
+            answer, printed = await self._act_code(
+                reply, step, session, result, must_compute=not (checked or last)
+            )
+            # One check per task: any code run or any answer (sent back or taken) spends it.
+            checked = checked or reply.code is not None or reply.answer is not None
             step.tool_s = time.perf_counter() - started
             result.steps.append(step)
             if answer is not None:
@@ -647,7 +667,8 @@ class Agent:
             last_printed = printed or last_printed
             messages.append({"role": "assistant", "content": completion.text})
             note = code_protocol.turn_text(index + 2, cfg.max_turns)
-            messages.append({"role": "user", "content": f"{step.observation}\n\n{note}"})
+            text = f"{step.observation}\n\n{note}" if note else step.observation
+            messages.append({"role": "user", "content": text})
         if cfg.force_submit and last_printed is not None and result.steps:
             # Out of replies without an answer: the last value its code printed stands.
             result.steps[-1].observation += (
@@ -664,6 +685,8 @@ class Agent:
         step: Step,
         session: Session,
         result: AgentResult,
+        *,
+        must_compute: bool = False,
     ) -> tuple[str | None, str | None]:
         """Do what a code-protocol reply asks; fill the step.
 
@@ -702,7 +725,12 @@ class Agent:
             shown, step.observation_truncated = truncate(
                 output, cfg.observation_chars, "print less, e.g. df.head() or len(x)"
             )
-            parts.append(f"Output:\n{shown}" if shown.strip() else "Output: (nothing printed)")
+            silent = not (run.stdout.strip() or run.stderr.strip() or run.error)
+            parts.append(
+                "Output: (nothing printed: use print() to see a value)"
+                if silent
+                else f"Output:\n{shown}"
+            )
             if reply.blocks > 1:
                 parts.append(
                     f"Only the first of your {reply.blocks} code blocks ran: send one per reply."
@@ -713,6 +741,14 @@ class Agent:
             _observe(step, parts)
             return submitted, printed
         if reply.answer is not None:
+            if reply.code is None and must_compute:
+                step.action = Action(tool="respond", args={})
+                parts.append(
+                    f"Your FINAL ANSWER ({reply.answer}) came before any code ran. "
+                    + code_protocol.CHECK_WITH_CODE
+                )
+                _observe(step, parts)
+                return None, None
             if reply.code is None:
                 step.action = Action(tool="submit", args={"answer": reply.answer})
                 _observe(step, parts)

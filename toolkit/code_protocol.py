@@ -190,10 +190,22 @@ def plain_task_text(summary: str, files: dict[str, str], max_chars: int) -> str:
 
 
 def turn_text(step: int, max_turns: int) -> str:
-    """Where the agent is in its reply budget (1-based step)."""
+    """Where the agent is in its reply budget (1-based step).
+
+    Only the first and the last reply get a note: a small model copies a note that follows
+    every observation into its own reply instead of acting on the output.
+    """
     if step >= max_turns:
         return f"Reply {step}/{max_turns} (last): write FINAL ANSWER: <answer> now."
+    if step > 1:
+        return ""
     return (
         f"Reply {step}/{max_turns}. If this answers the question, write FINAL ANSWER: "
         "<answer>. Otherwise fix or extend the code."
     )
+
+
+CHECK_WITH_CODE = (
+    "Compute it in Python before you answer: write one ```python block that prints the answer."
+)
+"""Sent back once when a FINAL ANSWER comes before any code ran (``AgentConfig.code_check``)."""

@@ -11,6 +11,11 @@ Fault draws are deterministic: each request's draw is a hash of the seed, the me
 how many times those exact messages were seen before, so the same workload gets the same
 faults whatever the thread or task scheduling. The model name ``fake/echo`` always exists and
 echoes the last user message.
+
+A scripted agent step (``{"thought", "tool", "args"}``) answers in the protocol the agent
+asked in: the JSON object under a response schema, a ``code``-protocol reply (prose and a
+python block, a ``FINAL ANSWER:`` line or ``read_skill("id")``) for a plain-text request, so
+one script drives an agent under either protocol.
 """
 
 from __future__ import annotations
@@ -237,6 +242,27 @@ def _render(item: ScriptItem) -> str:
     return json.dumps(item)
 
 
+def _is_action(item: ScriptItem) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("tool"), str) and "args" in item
+
+
+def _code_reply(action: dict[str, Any]) -> str:
+    """A scripted agent action as the ``code`` protocol writes it: prose, then a fenced
+    python block, a ``FINAL ANSWER:`` line or a ``read_skill("id")`` line."""
+    args = action.get("args") or {}
+    thought = str(action.get("thought") or "").strip()
+    tool = action["tool"]
+    if tool == "python":
+        body = f"```python\n{str(args.get('code', '')).rstrip()}\n```"
+    elif tool == "submit":
+        body = f"FINAL ANSWER: {args.get('answer', '')}"
+    elif tool == "read_skill_file":
+        body = f'read_skill("{args.get("section") or args.get("path") or ""}")'
+    else:
+        body = json.dumps(action)
+    return f"{thought}\n{body}" if thought else body
+
+
 def _corrupt(text: str, kind: FaultKind) -> str:
     if kind is FaultKind.TRUNCATED_JSON:
         return text[: max(1, len(text) // 2)]
@@ -289,7 +315,10 @@ def _respond(scenario: _Scenario, model: str, messages: list[dict[str, Any]], pa
         raise AssertionError("unreachable: content faults are resolved in next_item")
     if isinstance(item, dict) and "tool_calls" in item and params.get("tools"):
         return _tool_reply(litellm, model, messages, item)
-    text = _render(item)
+    if _is_action(item) and not params.get("response_format") and not params.get("tools"):
+        text = _code_reply(item)  # a scripted agent step, asked for as plain text
+    else:
+        text = _render(item)
     finish_reason = "stop"
     if fault is not None:
         text = _corrupt(text, fault)
