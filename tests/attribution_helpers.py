@@ -151,7 +151,7 @@ def make_run(tmp: Path) -> dict:
         run_dir,
         "consolidate",
         status="done",
-        config={"repo": str(repo_root), "skill_path": SKILL_PATH},
+        config={"repo": str(repo_root), "skill_path": SKILL_PATH, "protocol": "json"},
         counts={"result_commit": result, "final_patch_id": final.id},
     )
     return {

@@ -90,6 +90,8 @@ def solve(
     files: dict[str, str] | None = None,
     **config: Any,
 ) -> tuple[AgentResult, Any]:
+    config.setdefault("protocol", "json")  # this module tests the json protocol
+
     async def go(model: str) -> AgentResult:
         agent = Agent(model, gateway, skill, AgentConfig(**config))
         async with pool.session(files) as session:
@@ -149,17 +151,17 @@ def test_action_model_without_skill_has_no_citations() -> None:
 
 
 def test_prompts_per_delivery() -> None:
-    full = system_prompt(GSM8K_SKILL, AgentConfig(delivery="system"))
+    full = system_prompt(GSM8K_SKILL, AgentConfig(protocol="json", delivery="system"))
     assert "## Workflow [gsm8k-math/workflow]" in full
     assert "Do the arithmetic in Python, never in your head" in full  # a section body
     assert "name: gsm8k-math" not in full  # frontmatter left out
     assert "read_skill_file" in full and PATTERNS in full
-    progressive = system_prompt(GSM8K_SKILL, AgentConfig(delivery="progressive"))
+    progressive = system_prompt(GSM8K_SKILL, AgentConfig(protocol="json", delivery="progressive"))
     assert "- gsm8k-math/workflow: Workflow" in progressive
     assert "Do the arithmetic in Python, never in your head" not in progressive
-    none = system_prompt(None, AgentConfig(delivery="none"))
+    none = system_prompt(None, AgentConfig(protocol="json", delivery="none"))
     assert "read_skill_file" not in none and "cited_sections" not in none
-    first = task_message("Problem: x", ["table.csv"], AgentConfig(max_turns=3))
+    first = task_message("Problem: x", ["table.csv"], AgentConfig(protocol="json", max_turns=3))
     assert "table.csv" in first and "Step 1/3" in first
 
 

@@ -90,8 +90,25 @@ def test_only_the_first_and_last_replies_get_a_turn_note(loop, pool, gateway) ->
     assert result.final_answer == "42"
     firsts = [r.messages[1]["content"] for r in model.requests]
     assert all("Reply 1/3." in text for text in firsts)
-    assert model.requests[1].messages[-1]["content"] .startswith("Output: (nothing printed")
+    assert model.requests[1].messages[-1]["content"].startswith("Output: (nothing printed")
     assert "Reply 3/3 (last)" in model.requests[2].messages[-1]["content"]
+
+
+def test_sections_named_in_brackets_are_citations(loop, pool, gateway) -> None:  # noqa: F811
+    from toolkit.code_protocol import cited_ids
+
+    ids = ["gsm8k-math/workflow", "gsm8k-math/units"]
+    assert cited_ids("As [gsm8k-math/units] says, and [not-an-id].", ids) == ["gsm8k-math/units"]
+    reply = code("print(6 * 7)", before="Per [gsm8k-math/workflow]: compute.", after="")
+    result, model = solve(
+        loop, pool, gateway, lambda m: reply if step_no(m) == 0 else "FINAL ANSWER: 42",
+        protocol="code",
+    )  # fmt: skip
+    assert result.steps[0].cited_sections == ["gsm8k-math/workflow"]
+    assert [(u.kind, u.ref) for u in result.section_uses] == [
+        ("cited", "SKILL.md#gsm8k-math/workflow")
+    ]
+    assert "name it by its id in brackets" in model.requests[0].messages[0]["content"]
 
 
 def test_one_printed_value_beats_a_guess_written_before_it(loop, pool, gateway) -> None:  # noqa: F811
@@ -129,9 +146,7 @@ def test_out_of_replies_the_last_printed_value_is_submitted(loop, pool, gateway)
 def test_a_boxed_answer_counts_when_there_is_no_answer_line(loop, pool, gateway) -> None:  # noqa: F811
     assert parse_reply("So 75 * 8 = 600.\nThe total is \\(\\boxed{600}\\).").answer == "600"
     assert parse_reply("\\boxed{1}\nFINAL ANSWER: 2").answer == "2"
-    result, _ = solve(
-        loop, pool, gateway, lambda m: "3 * 25 * 8 = \\boxed{600}", protocol="plain"
-    )
+    result, _ = solve(loop, pool, gateway, lambda m: "3 * 25 * 8 = \\boxed{600}", protocol="plain")
     assert result.final_answer == "600" and result.stop_reason == "submitted"
 
 
@@ -144,7 +159,7 @@ def test_submit_marker_is_read_and_removed() -> None:
 
 
 def test_protocol_changes_prompt_and_fingerprint() -> None:
-    json_cfg, code_cfg = AgentConfig(), AgentConfig(protocol="code")
+    json_cfg, code_cfg = AgentConfig(protocol="json"), AgentConfig(protocol="code")
     assert agent_fingerprint(json_cfg) != agent_fingerprint(code_cfg)
     text = system_prompt(GSM8K_SKILL, code_cfg)
     assert "FINAL ANSWER" in text and "[gsm8k-math/workflow]" in text

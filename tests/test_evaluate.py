@@ -288,7 +288,7 @@ def _scripted_agent(passing_without: set[str], passing_with: set[str]):
         system = messages[0]["content"]
         task_text = next(m["content"] for m in messages if m["role"] == "user")
         task = next(t for t in tasks if t.question.strip() in task_text)
-        passing = passing_with if "read_skill_file" in system else passing_without
+        passing = passing_with if "read_skill" in system else passing_without
         answer = task.answers[0] if task.id in passing else "-12345"
         return {
             "thought": "Known.",

@@ -138,6 +138,9 @@ def config_for(repo: Path, run_id: str = "r1", **overrides: Any) -> EvolveConfig
         "evolve_limit": 6,
         "test_limit": 4,
         "parallel": 1,
+        # The scripted agent submits at once, as a json agent may (the default code
+        # protocol sends an answer given before any code back once).
+        "protocol": "json",
     }
     return EvolveConfig(**{**values, **overrides})
 
@@ -373,7 +376,7 @@ def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> Non
     runner = CliRunner()
     args = ["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq",
             "--evolve-limit", "6", "--test-limit", "4", "--runs-dir", str(repo.parent / "runs"),
-            "--run-id", "c1", "--parallel", "1", "--no-cache",
+            "--run-id", "c1", "--parallel", "1", "--no-cache", "--protocol", "json",
             "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
     with method("evolve-cli") as model:
         stopped = runner.invoke(main, [*args, "--model", model, "--budget", "calls=4"])

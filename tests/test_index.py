@@ -362,7 +362,9 @@ def test_index_of_a_real_evaluation_with_the_fake_model(tmp_path):
         assert evals == (8, base.summary.passed + skill.summary.passed)
         calls = con.execute("SELECT count(*) FROM llm_calls").fetchone()[0]
         steps = con.execute("SELECT count(*) FROM steps").fetchone()[0]
-        assert calls == steps == 8  # one submit step, one model call per task
+        # One model call per step; the code protocol sends the first answer (given before
+        # any code ran) back once, so each task has two steps.
+        assert calls == steps == 16
 
 
 def test_readers_see_whole_runs_only(runs):

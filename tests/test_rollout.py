@@ -55,6 +55,10 @@ def task_of(messages: list[dict[str, Any]], gold: dict[str, Any]) -> Any:
     return next(task for question, task in gold.items() if question in text)
 
 
+# Scripted as json agents: they cite sections, which only the json protocol records.
+JSON_AGENT = AgentConfig(protocol="json")
+
+
 def gsm8k_agent(wrong: set[str] = frozenset(), fail: set[str] = frozenset()):  # type: ignore[assignment]
     """Runs the gold answer through python, then submits the printed value."""
 
@@ -99,6 +103,7 @@ def test_gsm8k_rollout_records_verdicts(tmp_path: Path) -> None:
             limit=4,
             concurrency=2,
             llm_config=llm_config(tmp_path),
+            agent_config=JSON_AGENT,
             progress=False,
         )
     assert (summary.tasks, summary.ran, summary.resumed, summary.passed) == (4, 4, 0, 3)
@@ -114,7 +119,7 @@ def test_gsm8k_rollout_records_verdicts(tmp_path: Path) -> None:
         )
         assert t.sample_seed == task_seed(0, t.task_id) and t.temperature == 0.7
         assert t.id == trajectory_id(
-            "gsm8k", t.task_id, commit, t.model, 0, "system", agent_fingerprint(AgentConfig())
+            "gsm8k", t.task_id, commit, t.model, 0, "system", agent_fingerprint(JSON_AGENT)
         )
         assert [s.action.tool for s in t.steps] == ["python", "submit"]
         assert [u.ref for u in t.section_uses] == ["SKILL.md#gsm8k-math/workflow"]
@@ -127,7 +132,7 @@ def test_gsm8k_rollout_records_verdicts(tmp_path: Path) -> None:
             "fake/rollout-gsm8k",
             0,
             "system",
-            agent_fingerprint(AgentConfig()),
+            agent_fingerprint(JSON_AGENT),
         )
         for t in tasks
     ]
@@ -173,6 +178,7 @@ def test_wikitq_rollout_runs_pandas_on_the_table(tmp_path: Path) -> None:
             concurrency=3,
             delivery="progressive",
             llm_config=llm_config(tmp_path),
+            agent_config=JSON_AGENT,
             progress=False,
         )
     assert summary.passed == 3 and summary.delivery == "progressive"
@@ -402,7 +408,7 @@ def test_cli_rollout_show_and_refusal(tmp_path: Path) -> None:
     args = [
         "rollout", "--suite", "gsm8k", "--split", "test", "--skill", str(GSM8K_SKILL),
         "--limit", "2", "--run-dir", str(run_dir), "--model", "fake/rollout-cli", "--no-cache",
-        "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+        "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--protocol", "json",
     ]  # fmt: skip
     with fake_model(gsm8k_agent(), name="rollout-cli"):
         result = runner.invoke(main, args)

@@ -65,7 +65,7 @@ class AgentConfig(BaseModel):
 
     schema_version: int = AGENT_SCHEMA_VERSION
     protocol: Literal["json", "code", "tools", "plain"] = Field(
-        "json",
+        "code",
         description="json: one grammar-constrained JSON action per step; code: plain-text "
         "replies with fenced python blocks and a FINAL ANSWER line (toolkit.code_protocol); "
         "tools: native function calling (toolkit.tools_protocol); plain: one reply with no "
@@ -650,7 +650,10 @@ class Agent:
                 completion,
                 reply.prose[: MAX_THOUGHT_CHARS * 4],
                 Action(tool="respond", args={}),
+                cited_sections=code_protocol.cited_ids(reply.prose, self.skill_ids),
             )
+            for ref in step.cited_sections:
+                result.section_uses.append(use_of(ref, index, "cited"))
             started = time.perf_counter()
             last = index == cfg.max_turns - 1
             answer, printed = await self._act_code(

@@ -75,6 +75,15 @@ def parse_reply(text: str) -> CodeReply:
     )
 
 
+def cited_ids(prose: str, ids: list[str]) -> list[str]:
+    """The known section ids a reply names in brackets, e.g. ``[gsm8k-math/workflow]`` (pure).
+
+    Only ids of the skill count, so a bracketed word that is not an id is not a citation.
+    """
+    named = set(re.findall(r"\[([^\[\]\n]{1,200})\]", prose))
+    return [i for i in ids if i in named]
+
+
 def _clean_answer(raw: str) -> str:
     """Strip markdown emphasis, LaTeX boxes and a trailing full stop from an answer."""
     value = raw.strip().strip("*_`").strip()
@@ -165,6 +174,10 @@ def system_text(max_turns: int, with_skill: bool) -> str:
         lines.append(
             '- To read a skill section, write read_skill("section-id") on its own line '
             "(ids are in [brackets])."
+        )
+        lines.append(
+            "- When a skill section guides a step, name it by its id in brackets, e.g. "
+            "[skill-name/section]."
         )
     return "\n".join(lines)
 

@@ -127,7 +127,7 @@ class EvolveConfig(BaseModel):
         "llm", description="llm: the merge operator for every group; git: union when clean."
     )
     protocol: Literal["json", "code", "tools", "plain"] = Field(
-        "json", description="Agent protocol."
+        "code", description="Agent protocol."
     )
     delivery: Literal["system", "progressive"] = Field("system", description="Skill delivery.")
     parallel: int | None = Field(

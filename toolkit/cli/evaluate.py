@@ -130,11 +130,12 @@ def _evaluate(
 protocol_option = click.option(
     "--protocol",
     type=click.Choice(["json", "code", "tools", "plain"]),
-    default="json",
+    default="code",
     show_default=True,
-    help="How the agent talks to the model: json (one grammar-constrained JSON action per "
-    "step; any structured-output model), code (plain text with fenced python blocks and a "
-    "FINAL ANSWER line, as models are trained to write), tools (native function calling: "
+    help="How the agent talks to the model: code (plain text with fenced python blocks and a "
+    "FINAL ANSWER line, as models are trained to write; the default, measured best on the "
+    "embedded model: docs/protocols.md), json (one grammar-constrained JSON action per "
+    "step; any structured-output model), tools (native function calling: "
     "tools=[...] for providers that support it, the model's own tool-call template for the "
     "embedded models), or plain (one answer, no tools, "
     "the task's text files in the prompt: the model's own level, to show the harness's "

@@ -143,7 +143,7 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
     help="llm: the merge operator for every group; git: textual union when no conflict.",
 )
 @click.option(
-    "--protocol", type=click.Choice(["json", "code", "tools", "plain"]), default="json",
+    "--protocol", type=click.Choice(["json", "code", "tools", "plain"]), default="code",
     show_default=True, help="How the agent talks to the model (see trace2skill eval --help).",
 )  # fmt: skip
 @click.option(

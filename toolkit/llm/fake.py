@@ -14,8 +14,8 @@ echoes the last user message.
 
 A scripted agent step (``{"thought", "tool", "args"}``) answers in the protocol the agent
 asked in: the JSON object under a response schema, a ``code``-protocol reply (prose and a
-python block, a ``FINAL ANSWER:`` line or ``read_skill("id")``) for a plain-text request, so
-one script drives an agent under either protocol.
+python block, a ``FINAL ANSWER:`` line or ``read_skill("id")``, cited sections in brackets)
+for a plain-text request, so one script drives an agent under either protocol.
 """
 
 from __future__ import annotations
@@ -251,6 +251,8 @@ def _code_reply(action: dict[str, Any]) -> str:
     python block, a ``FINAL ANSWER:`` line or a ``read_skill("id")`` line."""
     args = action.get("args") or {}
     thought = str(action.get("thought") or "").strip()
+    cited = " ".join(f"[{ref}]" for ref in action.get("cited_sections") or [])
+    thought = f"{thought} {cited}".strip()
     tool = action["tool"]
     if tool == "python":
         body = f"```python\n{str(args.get('code', '')).rstrip()}\n```"
