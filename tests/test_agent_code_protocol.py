@@ -268,6 +268,10 @@ def test_plain_is_one_call_with_files_inlined_and_no_tools(loop, pool, gateway) 
     assert result.final_answer == "42" and result.stop_reason == "submitted"
     assert len(model.requests) == 1 and result.steps[0].action.args == {"answer": "42"}
     assert "FINAL ANSWER" in model.requests[0].messages[0]["content"]
+    # The format is said again after the files (a long table buried the system prompt's).
+    assert model.requests[0].messages[1]["content"].endswith(
+        "end with a line: FINAL ANSWER: <the answer only>"
+    )
 
 
 def test_plain_without_answer_line_answers_with_its_last_line(loop, pool, gateway) -> None:  # noqa: F811

@@ -189,6 +189,9 @@ PLAIN_SYSTEM = (
 """The ``plain`` condition: one reply, no tools (the model's own level)."""
 
 
+PLAIN_REMINDER = "Think step by step, then end with a line: FINAL ANSWER: <the answer only>"
+
+
 def plain_task_text(summary: str, files: dict[str, str], max_chars: int) -> str:
     """The plain condition's user message: the task with its text files inlined (bounded)."""
     parts = [summary.strip()]
@@ -199,6 +202,8 @@ def plain_task_text(summary: str, files: dict[str, str], max_chars: int) -> str:
         parts.append(f"File {name}:\n{shown}")
         if budget <= 0:
             break
+    # Said again after the files: below a long table the system prompt's format was ignored.
+    parts.append(PLAIN_REMINDER)
     return "\n\n".join(parts)
 
 
