@@ -121,6 +121,11 @@ def test_one_printed_value_beats_a_guess_written_before_it(loop, pool, gateway) 
     )
     assert result.final_answer == "600" and len(result.steps) == 1
     assert result.steps[0].action.args == {"answer": "600"}
+    from toolkit.code_protocol import output_answer
+
+    assert output_answer("['Sweden']\n") == "Sweden"
+    assert output_answer("('a', 2)") == "a | 2" and output_answer("[[1]]") == "[[1]]"
+    assert output_answer("[x for x]") == "[x for x]" and output_answer("1\n2") is None
     assert "the printed value (600) is submitted" in result.steps[0].observation
 
 
@@ -269,8 +274,10 @@ def test_plain_is_one_call_with_files_inlined_and_no_tools(loop, pool, gateway) 
     assert len(model.requests) == 1 and result.steps[0].action.args == {"answer": "42"}
     assert "FINAL ANSWER" in model.requests[0].messages[0]["content"]
     # The format is said again after the files (a long table buried the system prompt's).
-    assert model.requests[0].messages[1]["content"].endswith(
-        "end with a line: FINAL ANSWER: <the answer only>"
+    assert (
+        model.requests[0]
+        .messages[1]["content"]
+        .endswith("end with a line: FINAL ANSWER: <the answer only>")
     )
 
 

@@ -10,6 +10,7 @@ prompts and the reply parser; :class:`toolkit.agent.Agent` runs the loop.
 
 from __future__ import annotations
 
+import ast
 import re
 
 from pydantic import BaseModel, Field
@@ -131,7 +132,24 @@ def output_answer(output: str, max_chars: int = 100) -> str | None:
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
     if len(lines) != 1 or len(lines[0]) > max_chars:
         return None
-    return _clean_answer(lines[0])
+    return _clean_answer(_unwrap_collection(lines[0]))
+
+
+def _unwrap_collection(line: str) -> str:
+    """A printed Python list/tuple/set of plain values as its items (``['Sweden']`` is
+    ``Sweden``; several items are joined by `` | ``); any other line as it is."""
+    if not line.startswith(("[", "(", "{")):
+        return line
+    try:
+        value = ast.literal_eval(line)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return line
+    if not isinstance(value, list | tuple | set) or not value:
+        return line
+    items = list(value)
+    if not all(isinstance(i, str | int | float) and not isinstance(i, bool) for i in items):
+        return line
+    return " | ".join(str(i) for i in items)
 
 
 def submitted_answer(output: str) -> tuple[str, str | None]:
