@@ -165,6 +165,9 @@ def main() -> None:
     parser.add_argument("--skills", default="none,s0", help="none, s0 or both.")
     parser.add_argument("--limit", type=int, default=100, help="Tasks per condition (--run).")
     parser.add_argument("--run", action="store_true", help="Run the missing evaluations.")
+    parser.add_argument(
+        "--min-n", type=int, default=10, help="Fewest tasks for a protocol to rank as best."
+    )
     parser.add_argument("--speed-tasks", type=int, default=8)
     parser.add_argument("--speed-seed", type=int, default=1, help="Task subset of the timing.")
     parser.add_argument("--speed-protocol", default=None, help="Default: the best protocol.")
@@ -210,7 +213,9 @@ def main() -> None:
     best_overall: dict[str, float] = {}
     for suite, key in (("gsm8k", "gsm8k"), ("wikitq", "wtq")):
         tools = {
-            p: r for (s, p, k), r in results.items() if s == suite and k == "none" and p != "plain"
+            p: r
+            for (s, p, k), r in results.items()
+            if s == suite and k == "none" and p != "plain" and r.n >= args.min_n
         }
         plain = results.get((suite, "plain", "none"))
         figures[f"{key}_plain"] = plain.rate if plain else None
