@@ -22,6 +22,7 @@ def test_parse_code_answer_reads_and_cut_off() -> None:
     assert reply.reads == ["gsm8k-math/workflow"] and not reply.cut_off
     assert parse_reply("So it is 42.\n**Final Answer:** $\\boxed{42}$").answer == "42"
     assert parse_reply("FINAL ANSWER: 1,200.").answer == "1,200"
+    assert parse_reply("The output is 900, so the answer is FINAL ANSWER: 200.").answer == "200"
     two = parse_reply(code("a = 1") + code("print(a)"))
     assert two.blocks == 2 and two.code == "a = 1\n"
     cut = parse_reply(f"Let me write it.\n{FENCE}python\nfor i in range(")

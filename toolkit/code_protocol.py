@@ -33,7 +33,8 @@ STOP = ["```output", "\nOutput:", "\nObservation:"]
 to invent its output (and an answer from it) instead of waiting for the real one."""
 
 _BLOCK_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
-_FINAL_RE = re.compile(r"(?im)^[ \t>*_#-]*final[ \t]+answer[ \t*_]*[:：][ \t]*(.+?)[ \t]*$")
+# Anywhere in a line ("... so the answer is FINAL ANSWER: 200."): the label is distinctive.
+_FINAL_RE = re.compile(r"(?im)final[ \t]+answer[ \t*_]*[:：][ \t]*(.+?)[ \t]*$")
 # \boxed{...} with one level of nested braces (\boxed{\frac{1}{2}}): small models often end
 # with it instead of the FINAL ANSWER line they were asked for.
 _BOXED_RE = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
