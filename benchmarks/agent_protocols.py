@@ -95,6 +95,8 @@ def task_seconds(result: EvalResult | None) -> float | None:
     if result is None:
         return None
     fresh = result.summary.seconds_per_fresh_task
+    if fresh is None and result.summary.cached_tasks:
+        return None  # every task replayed from the response cache: no time was measured
     return round(fresh if fresh is not None else result.seconds_per_task, 1)
 
 
@@ -206,7 +208,8 @@ def main() -> None:
         low, high = row["ci"]
         print(
             f"{row['suite']:8} {row['protocol']:8} {row['skill']:5} {row['n']:>4} "
-            f"{row['pass_rate']:>6.3f}  [{low:.3f}, {high:.3f}]  {row['s_per_task']:>6.1f}"
+            f"{row['pass_rate']:>6.3f}  [{low:.3f}, {high:.3f}]  "
+            + (f"{row['s_per_task']:>6.1f}" if row["s_per_task"] is not None else "  (replayed)")
         )
 
     figures: dict[str, Any] = {}
@@ -243,9 +246,9 @@ def main() -> None:
         for skill_key in ("s0",):
             with_skill = results.get((suite, best, skill_key))
             if with_skill is not None:
-                figures[f"{key}_s0_time_ratio"] = round(
-                    (task_seconds(with_skill) or 0.0) / (task_seconds(tools[best]) or 1.0), 2
-                )
+                s0_s, none_s = task_seconds(with_skill), task_seconds(tools[best])
+                if s0_s is not None and none_s:
+                    figures[f"{key}_s0_time_ratio"] = round(s0_s / none_s, 2)
 
     gsm = {p: r for (s, p, k), r in results.items() if s == "gsm8k" and k == "none"}
     best_protocol = args.speed_protocol or (
