@@ -45,7 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from toolkit.agent import AgentConfig  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
-from toolkit.evaluate import EvalResult, evaluate, load_eval, pair_results  # noqa: E402
+from toolkit.evaluate import (  # noqa: E402
+    EvalResult,
+    eval_trajectories_path,
+    evaluate,
+    load_eval,
+    pair_results,
+)
 from toolkit.llm import model_store  # noqa: E402
 from toolkit.llm.config import LLMConfig  # noqa: E402
 from toolkit.trajectory import read_trajectories  # noqa: E402
@@ -120,13 +126,14 @@ def limit_ratio(
 ) -> dict[str, Any]:
     """Run `tasks` fresh GSM8K tasks (no response cache); wall seconds over their limits."""
     with tempfile.TemporaryDirectory(prefix="t2s-limit-") as tmp:
+        run = Path(tmp) / "run"
         started = time.perf_counter()
         result = evaluate(
             "none",
             "gsm8k",
             "test",
             args.model,
-            run_dir=Path(tmp) / "run",
+            run_dir=run,
             seed=args.speed_seed,
             limit=tasks,
             concurrency=parallel,
@@ -136,10 +143,7 @@ def limit_ratio(
             agent_config=AgentConfig(protocol=protocol),
         )
         wall = time.perf_counter() - started
-        by_id = {
-            t.id: t
-            for t in read_trajectories(Path(tmp) / "run" / "evals/trajectories.jsonl").records
-        }
+        by_id = {t.id: t for t in read_trajectories(eval_trajectories_path(run)).records}
     limits = [
         task_limit_s(by_id[r.trajectory_id].steps, speeds["prompt_tok_s"], speeds["gen_tok_s"])
         for r in result.records

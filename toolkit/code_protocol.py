@@ -117,9 +117,13 @@ def answer_in_output(answer: str, output: str) -> bool:
     return any(abs(float(n) - value) < 1e-9 for n in numbers)
 
 
+def _nonblank_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def last_line(text: str, max_chars: int = 300) -> str | None:
     """The last non-empty line of a reply, without emphasis (pure); None for an empty reply."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    lines = _nonblank_lines(text)
     return _clean_answer(lines[-1][-max_chars:]) if lines else None
 
 
@@ -130,7 +134,7 @@ def output_answer(output: str, max_chars: int = 100) -> str | None:
     before seeing the output, so this is the answer of a finishing reply whose guess
     disagrees, and of a trajectory that ran out of replies.
     """
-    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    lines = _nonblank_lines(output)
     if len(lines) != 1 or len(lines[0]) > max_chars:
         return None
     return _clean_answer(_unwrap_collection(lines[0]))
