@@ -658,3 +658,39 @@ def test_a_killed_pools_dir_is_swept_by_the_next_pool(
     during = asyncio.run(scenario())
     assert stale not in during and starting in during and foreign in during
     assert sorted(tmp_path.iterdir()) == [foreign, starting]  # and the new pool cleaned up
+
+
+def test_killing_a_worker_leaves_reaping_to_asyncio(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killing a worker must not reap it behind asyncio's back (Popen.kill() polls first):
+    the reap then raced asyncio's watcher thread, which logged "Unknown child process pid N"
+    and reported exit status 255. The watcher is slowed here so the race is always lost."""
+    import threading
+    import time
+
+    from toolkit.sandbox._pool import _Worker
+
+    real_waitpid = os.waitpid
+
+    def slow_watcher_waitpid(pid: int, options: int) -> tuple[int, int]:
+        if threading.current_thread().name.startswith("asyncio-waitpid"):
+            time.sleep(0.3)
+        return real_waitpid(pid, options)
+
+    monkeypatch.setattr(os, "waitpid", slow_watcher_waitpid)
+
+    async def main() -> int | None:
+        proc = await asyncio.create_subprocess_exec("sleep", "30", start_new_session=True)
+        # A worker that died on its own and is not reaped yet (a zombie): the case that raced.
+        os.kill(proc.pid, signal.SIGKILL)
+        while Path(f"/proc/{proc.pid}/stat").read_text().split(")")[-1].split()[0] != "Z":
+            await asyncio.sleep(0.01)
+        await _Worker(proc, tmp_path, {}).kill()
+        return proc.returncode
+
+    with caplog.at_level("WARNING", logger="asyncio"):
+        code = asyncio.run(main())
+    assert code == -signal.SIGKILL
+    assert not tmp_path.exists()
+    assert "Unknown child process" not in caplog.text

@@ -107,12 +107,19 @@ class _Worker:
 
     async def kill(self) -> None:
         """Kill the worker and everything in its namespace (or process group), then clean up."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            # The pgid holds unshare and the namespace's PID 1; --kill-child and PID 1's death
-            # take every process in the namespace with them.
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.kill()
+        # Signals go through os, not Popen.kill(): Popen polls first, and that poll could reap
+        # the child before asyncio's watcher thread does, which then logs "Unknown child
+        # process pid N, will report returncode 255" and reports 255 as the exit status.
+        if self.proc.returncode is None:
+            try:
+                # The pgid holds unshare and the namespace's PID 1; --kill-child and PID 1's
+                # death take every process in the namespace with them.
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.proc.wait(), 10)
         shutil.rmtree(self.dir, ignore_errors=True)
