@@ -284,3 +284,22 @@ def test_cli_ablate_defaults_to_the_runs_own_agent(tmp_path):
     assert "model fake/the-runs-model" in out.output
     out = CliRunner().invoke(main, [*args, "--split", "all", "--dry-run", "--model", "fake/x"])
     assert "model fake/x" in out.output
+
+
+def test_usage_table_says_so_when_no_section_was_used():
+    from toolkit.attribution.report import usage_table
+    from toolkit.attribution.usage import SectionUsage
+
+    def row(version: str, ref: str, used: int) -> SectionUsage:
+        return SectionUsage(
+            version=version, skill_commit=version, ref=ref, file="SKILL.md", in_skill=True,
+            trajectories=5 if version == "S0" else 3, used=used, reads=0, citations=used,
+            tasks=[], passed_with=0, passed_without=1, rate_with=None, rate_without=0.2,
+            difference=None, ci_with=None, ci_without=None,
+        )  # fmt: skip
+
+    unused = [row(v, ref, 0) for v in ("S0", "S*") for ref in ("SKILL.md#a", "SKILL.md#b")]
+    (line,) = usage_table(unused)
+    assert "No section was read or cited" in line and "S0: 5 trajectories, S*: 3" in line
+    table = usage_table([*unused, row("S*", "SKILL.md#c", 1)])
+    assert table[0].startswith("| section |") and len(table) == 2 + 3
