@@ -214,6 +214,25 @@ def test_answer_next_to_failing_code_is_refused(loop, pool, gateway) -> None:  #
     assert "NameError" in (result.steps[0].error or "")
 
 
+def test_failing_code_sent_again_is_called_out(loop, pool, gateway) -> None:  # noqa: F811
+    """The 1.5B resent one failing block until its replies ran out (a real WikiTQ rollout)."""
+    seen: list[str] = []
+
+    def script(messages):
+        seen.append(messages[-1]["content"])
+        if step_no(messages) < 3:
+            # The same code, spaced differently the second time.
+            return code("d = {'a': 1}\nprint(d['Goals'])" + "\n" * step_no(messages))
+        return code("print(sorted(d))", after="")
+
+    result, _ = solve(loop, pool, gateway, script, protocol="code", max_turns=5)
+    assert "KeyError: 'Goals'" in result.steps[0].observation
+    assert "failed again" not in result.steps[0].observation
+    assert "This is the code of your reply 1 again, and it failed again" in seen[2]
+    assert "This is the code of your reply 1 again" in result.steps[2].observation
+    assert "failed again" not in result.steps[3].observation  # different code, no note
+
+
 def test_bad_replies_become_observations(loop, pool, gateway) -> None:  # noqa: F811
     replies = [
         "I think about it.",  # no code, no answer

@@ -147,10 +147,36 @@ def test_exception_reported_with_snippet_traceback(pool: SandboxPool, run: Runne
     assert result.error.type == "ZeroDivisionError"
     assert result.error.message == "division by zero"
     assert 'File "<snippet>", line 4' in result.error.traceback
-    assert 'File "<snippet>", line 2, in f' in result.error.traceback
+    assert 'File "<snippet>", line 2, in f\n    return 1 / d' in result.error.traceback
     # The worker's own frames are trimmed away.
     assert "worker.py" not in result.error.traceback
     assert "ZeroDivisionError" in result.render()
+
+
+def test_library_errors_show_the_snippets_line_not_the_librarys_internals(
+    pool: SandboxPool, run: Runner
+) -> None:
+    """A KeyError from pandas was a kilobyte of pandas frames and a chained exception; the
+    model saw no line of its own code and sent the same code again."""
+
+    async def go() -> tuple[RunResult, RunResult]:
+        async with pool.session() as session:
+            await session.run("import pandas as pd\ndef col(df, name):\n    return df[name]")
+            return (
+                await session.run("df = pd.DataFrame({'a': [1]})\nx = 1\ndf['Goals'].sum()"),
+                await session.run("col(df, 'b')"),
+            )
+
+    first, second = run(go())
+    assert first.error is not None and first.error.type == "KeyError"
+    text = first.error.traceback
+    assert "File \"<snippet>\", line 3, in <module>\n    df['Goals'].sum()" in text
+    assert "(raised inside pandas/" in text and text.rstrip().endswith("KeyError: 'Goals'")
+    assert "site-packages" not in text and "direct cause" not in text and len(text) < 400
+    # A function from an earlier snippet: its frame, without a line from the wrong source.
+    assert second.error is not None
+    assert "line 3, in col\n" in second.error.traceback
+    assert "col(df, 'b')" in second.error.traceback
 
 
 def test_syntax_error_reported(pool: SandboxPool, run: Runner) -> None:

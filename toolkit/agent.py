@@ -376,6 +376,7 @@ def agent_fingerprint(config: AgentConfig) -> str:
             code_protocol.turn_text(config.max_turns, config.max_turns),
             code_protocol.SESSION_SETUP,
             code_protocol.CHECK_WITH_CODE,
+            code_protocol.repeated_failure(1),
             *code_protocol.STOP,
         ]
     elif config.protocol == "tools":
@@ -640,6 +641,7 @@ class Agent:
         await session.run(code_protocol.SESSION_SETUP)
         last_printed: str | None = None  # the last clean one-line output: the forced answer
         checked = not cfg.code_check  # a FINAL ANSWER before any code is sent back once
+        failed: dict[str, int] = {}  # code that failed -> the reply that first sent it
         for index in range(cfg.max_turns):
             completion = await self._call(messages, index, seed, result, stop=code_protocol.STOP)
             if completion is None:
@@ -657,7 +659,7 @@ class Agent:
             started = time.perf_counter()
             last = index == cfg.max_turns - 1
             answer, printed = await self._act_code(
-                reply, step, session, result, must_compute=not (checked or last)
+                reply, step, session, result, must_compute=not (checked or last), failed=failed
             )
             # One check per task: any code run or any answer (sent back or taken) spends it.
             checked = checked or reply.code is not None or reply.answer is not None
@@ -690,6 +692,7 @@ class Agent:
         result: AgentResult,
         *,
         must_compute: bool = False,
+        failed: dict[str, int] | None = None,
     ) -> tuple[str | None, str | None]:
         """Do what a code-protocol reply asks; fill the step.
 
@@ -698,7 +701,8 @@ class Agent:
 
         Skill reads first (exact, recorded even if the code fails), then the first python
         block; a FINAL ANSWER line counts only when no code ran or the code ran cleanly, and
-        a ``submit()`` inside the code counts even if the code failed after it.
+        a ``submit()`` inside the code counts even if the code failed after it. ``failed``
+        (code that failed -> its step) lets a repeat of failing code be called out.
         """
         cfg = self.config
         parts: list[str] = []
@@ -738,6 +742,11 @@ class Agent:
                 parts.append(
                     f"Only the first of your {reply.blocks} code blocks ran: send one per reply."
                 )
+            if run.error is not None and failed is not None:
+                key = code_protocol.code_key(reply.code)
+                if key in failed:
+                    parts.append(code_protocol.repeated_failure(failed[key] + 1))
+                failed.setdefault(key, step.index)
         printed = code_protocol.output_answer(printed_text) if code_ok else None
         if submitted:
             step.action = Action(tool="submit", args={"answer": submitted})

@@ -250,3 +250,18 @@ CHECK_WITH_CODE = (
     "Compute it in Python before you answer: write one ```python block that prints the answer."
 )
 """Sent back once when a FINAL ANSWER comes before any code ran (``AgentConfig.code_check``)."""
+
+
+def repeated_failure(earlier_reply: int) -> str:
+    """Said when a reply sends code that already failed (1-based reply number): the 1.5B
+    otherwise sent the same failing block until its replies ran out."""
+    return (
+        f"This is the code of your reply {earlier_reply} again, and it failed again. Do not "
+        "send it a third time: first print the data it uses (names, columns, values), then "
+        "write different code."
+    )
+
+
+def code_key(code: str) -> str:
+    """The code with blank lines and trailing spaces dropped: what counts as the same code."""
+    return "\n".join(line.rstrip() for line in code.strip().splitlines() if line.strip())

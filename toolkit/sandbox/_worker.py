@@ -314,13 +314,45 @@ def _reap(block):
         reaped += 1
 
 
-def _trim_traceback(exc, max_chars):
-    """Format the traceback without the worker's own frames, keeping the end if too long."""
+def _code_objects(*codes):
+    """Every code object compiled from one snippet (its functions and classes too)."""
+    found, todo = set(), [c for c in codes if c is not None]
+    while todo:
+        code = todo.pop()
+        found.add(code)
+        todo.extend(c for c in code.co_consts if isinstance(c, type(code)))
+    return found
+
+
+def _trim_traceback(exc, max_chars, source="", codes=frozenset()):
+    """The snippet's own frames (with their source line when the frame is from this
+    snippet), then the exception. Worker and library frames (pandas internals) and chained
+    exceptions are left out: they buried the one line that matters under a kilobyte of
+    noise, and small models repeated the failing code. Keeps the end if still too long."""
+    lines = source.splitlines()
+    frames = []
+    outside = None  # the library file the exception came out of, when not the snippet
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename != _SNIPPET:
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename == _SNIPPET:
+            line = ""
+            if code in codes and 0 < tb.tb_lineno <= len(lines):
+                line = lines[tb.tb_lineno - 1]
+            frames.append(traceback.FrameSummary(_SNIPPET, tb.tb_lineno, code.co_name, line=line))
+            outside = None
+        elif frames:
+            outside = code.co_filename
         tb = tb.tb_next
-    lines = traceback.format_exception(type(exc), exc, tb)
-    text = "".join(lines)
+    text = ""
+    if frames:
+        text = "Traceback (most recent call last):\n"
+        text += "".join(traceback.StackSummary.from_list(frames).format())
+        if outside:
+            where = outside.split("site-packages/")[-1] if "site-packages/" in outside else ""
+            where = where or os.path.basename(outside)
+            text += f"  (raised inside {where})\n"
+    text += "".join(traceback.format_exception_only(type(exc), exc))
     if len(text) > max_chars:
         text = "[traceback trimmed]\n..." + text[-max_chars:]
     return text
@@ -502,7 +534,12 @@ class Worker:
                 error = {
                     "type": type(exc).__name__,
                     "message": str(exc)[:2000],
-                    "traceback": _trim_traceback(exc, int(req.get("traceback_chars", 4000))),
+                    "traceback": _trim_traceback(
+                        exc,
+                        int(req.get("traceback_chars", 4000)),
+                        code,
+                        _code_objects(body, last),
+                    ),
                 }
         duration = time.perf_counter() - start_wall
         cpu_used = _cpu_seconds() - start_cpu
