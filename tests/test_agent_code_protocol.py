@@ -112,6 +112,23 @@ def test_sections_named_in_brackets_are_citations(loop, pool, gateway) -> None: 
     assert "name it by its id in brackets" in model.requests[0].messages[0]["content"]
 
 
+def test_copied_skill_lines_are_echoed_uses(loop, pool, gateway) -> None:  # noqa: F811
+    rule = "Do the arithmetic in Python, never in your head: mental arithmetic causes most"
+    replies = [
+        code("print(6 * 7)", before=f"{rule} wrong answers."),
+        code("print(42)", before=f"[gsm8k-math/workflow] {rule} wrong answers."),
+        "FINAL ANSWER: 42",
+    ]
+    result, _ = solve(loop, pool, gateway, lambda m: replies[step_no(m)], protocol="code")
+    assert [(u.step, u.kind, u.ref) for u in result.section_uses] == [
+        (1, "cited", "SKILL.md#gsm8k-math/workflow"),  # cited and copied: one use, the citation
+        (0, "echoed", "SKILL.md#gsm8k-math/workflow"),
+    ]
+    # Without a skill there is nothing to echo.
+    bare, _ = solve(loop, pool, gateway, lambda m: replies[step_no(m)], protocol="code", skill=None)
+    assert bare.section_uses == []
+
+
 def test_one_printed_value_beats_a_guess_written_before_it(loop, pool, gateway) -> None:  # noqa: F811
     result, _ = solve(
         loop,

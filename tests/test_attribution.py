@@ -300,6 +300,27 @@ def test_usage_table_says_so_when_no_section_was_used():
 
     unused = [row(v, ref, 0) for v in ("S0", "S*") for ref in ("SKILL.md#a", "SKILL.md#b")]
     (line,) = usage_table(unused)
-    assert "No section was read or cited" in line and "S0: 5 trajectories, S*: 3" in line
+    assert "No section was read, cited or echoed" in line and "S0: 5 trajectories, S*: 3" in line
     table = usage_table([*unused, row("S*", "SKILL.md#c", 1)])
     assert table[0].startswith("| section |") and len(table) == 2 + 3
+
+
+def test_echoed_uses_count_as_use(done):
+    from toolkit.trajectory import SectionUse
+
+    context, store = open_run(done["run_dir"])
+    try:
+        versions = version_labels(store, context)
+    finally:
+        store.close()
+    trajectories = read_run_trajectories(done["run_dir"])
+    star = next(c for c, (label, _) in versions.items() if label == "S*")
+    ref = "SKILL.md#demo/old-tips"
+    first = next(i for i, t in enumerate(trajectories) if t.skill_commit == star)
+    echo = SectionUse(step=0, kind="echoed", file="SKILL.md", section_id="demo/old-tips")
+    trajectories[first] = trajectories[first].model_copy(
+        update={"section_uses": [*trajectories[first].section_uses, echo]}
+    )
+    rows = {r.ref: r for r in section_usage(trajectories, versions) if r.version == "S*"}
+    assert (rows[ref].used, rows[ref].echoes, rows[ref].reads, rows[ref].citations) == (1, 1, 0, 0)
+    assert rows[ref].tasks == [trajectories[first].task_id]

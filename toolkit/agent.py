@@ -33,12 +33,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from toolkit import code_protocol, tools_protocol
+from toolkit import code_protocol, skill_echo, tools_protocol
 from toolkit.errors import LLMError, SectionLookupError, SkillError
 from toolkit.llm.gateway import Completion, Gateway
 from toolkit.sandbox import Session
 from toolkit.skill import SKILL_MD, Skill, find_section, split_lines, strip_eol
-from toolkit.trajectory import Action, SectionUse, Step, StopReason
+from toolkit.trajectory import Action, SectionUse, Step, StopReason, UseKind
 
 AGENT_SCHEMA_VERSION = 1
 
@@ -153,7 +153,7 @@ def citable_ids(skill: Skill | None) -> list[str]:
     return ids + reference_files(skill)
 
 
-def use_of(ref: str, step: int, kind: Literal["read", "cited"]) -> SectionUse:
+def use_of(ref: str, step: int, kind: UseKind) -> SectionUse:
     """The :class:`SectionUse` of a citable id (a SKILL.md section id or a file path)."""
     if ref.startswith("references/") or ref == SKILL_MD:
         return SectionUse(step=step, kind=kind, file=ref)
@@ -492,6 +492,11 @@ class Agent:
         self.response_model = action_model(self.skill_ids, tools)
         self.submit_model = action_model(self.skill_ids, ("submit",))
         self.system = system_prompt(self.skill, self.config)
+        # Lines the agent may copy from the skill (not from the harness's own prompts).
+        self.echo_lines: skill_echo.SkillLines = {}
+        if self.skill is not None:
+            harness = system_prompt(None, self.config) + task_message("", [], self.config)
+            self.echo_lines = skill_echo.skill_lines(self.skill, harness)
         self.tool_specs: list[dict[str, Any]] = []
         if self.config.protocol == "tools":
             tools_protocol.check_support(model)
@@ -500,6 +505,17 @@ class Agent:
     async def run(self, summary: str, session: Session, *, seed: int) -> AgentResult:
         """Solve one task whose prompt text is ``summary`` in ``session``; never raises for
         model or tool failures (they end or continue the trajectory, recorded)."""
+        result = await self._solve(summary, session, seed=seed)
+        for step in result.steps:
+            code = step.action.args.get("code", "")
+            used = {u.ref for u in result.section_uses if u.step == step.index}
+            for file, section in skill_echo.echoed(f"{step.thought}\n{code}", self.echo_lines):
+                use = SectionUse(step=step.index, kind="echoed", file=file, section_id=section)
+                if use.ref not in used:
+                    result.section_uses.append(use)
+        return result
+
+    async def _solve(self, summary: str, session: Session, *, seed: int) -> AgentResult:
         cfg = self.config
         files = await session.list_files()
         if cfg.protocol == "plain":

@@ -70,7 +70,7 @@ _TRAJECTORY_OK = f"""
             lambda s: s."index" IS NULL OR s."index" < 0 OR s.action.tool IS NULL)) = 0
     AND len(list_filter(coalesce(section_uses, []),
             lambda u: u.step IS NULL OR u.step < 0 OR u.file IS NULL
-                 OR u.kind IS NULL OR u.kind NOT IN ('read', 'cited'))) = 0
+                 OR u.kind IS NULL OR u.kind NOT IN ('read', 'cited', 'echoed'))) = 0
 """
 
 CALL_COLUMNS: dict[str, str] = {

@@ -344,7 +344,7 @@ def find_trajectories(
     limit: int = 100,
 ) -> list[TrajectoryRow]:
     """Trajectories matching every filter given (``skill_commit`` may be a prefix; ``uses``
-    is a section ref such as ``SKILL.md#synth/rule-01`` the trajectory read or cited)."""
+    is a section ref such as ``SKILL.md#synth/rule-01`` the trajectory read, cited or echoed)."""
     clauses, params = [], []
     for column, value in (
         ("run_id", run_id),

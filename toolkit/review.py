@@ -155,7 +155,7 @@ class Headline(BaseModel):
 
 
 class UsageRow(BaseModel):
-    """How often a skill section was read or cited, by S0's and S*'s trajectories."""
+    """How often a skill section was read, cited or echoed, by S0's and S*'s trajectories."""
 
     ref: str
     s0: float | None
@@ -781,7 +781,7 @@ def render_body(review: RunReview, gate: Gate, links: Links | None = None) -> st
         lines += [
             "## Section usage",
             "",
-            "Share of evaluation trajectories that read or cited each section.",
+            "Share of evaluation trajectories that read, cited or echoed each section.",
             "",
             "| section | S0 | S* |",
             "|---|---|---|",

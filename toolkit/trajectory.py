@@ -4,7 +4,8 @@ A :class:`Trajectory` is one line of ``runs/<run-id>/trajectories.jsonl``. It re
 the skill version (:func:`skill_commit`: a git tree id of the skill folder), the model, the seed
 and the skill delivery; every :class:`Step` (thought, tool call, observation, tokens, latency);
 the final answer and the suite's :class:`Verdict`; and the :class:`SectionUse` list (which skill
-sections or files the agent read or cited, per step), which attribution and the analysts read.
+sections or files the agent read, cited or echoed, per step), which attribution and the
+analysts read.
 
 JSONL I/O is crash-safe: :func:`append_jsonl` writes each record as one line with one
 ``os.write`` on an ``O_APPEND`` descriptor under an exclusive ``flock``, so concurrent writers
@@ -101,13 +102,20 @@ class Step(BaseModel):
     )
 
 
+UseKind = Literal["read", "cited", "echoed"]
+"""How a step used a skill section: see :attr:`SectionUse.kind`."""
+
+
 class SectionUse(BaseModel):
     """One use of a skill section or file by the agent."""
 
     model_config = ConfigDict(frozen=True)
 
     step: int = Field(ge=0, description="Index of the step that used it.")
-    kind: Literal["read", "cited"] = Field(description="Read with read_skill_file, or cited.")
+    kind: UseKind = Field(
+        description="read (read_skill_file), cited (named by id) or echoed (its distinctive "
+        "lines reproduced in a reply: toolkit.skill_echo)."
+    )
     file: str = Field(description="Skill file: 'SKILL.md' or 'references/<name>.md'.")
     section_id: str | None = Field(
         default=None, description="Section id within the file; None when the whole file."
@@ -179,8 +187,8 @@ class Trajectory(BaseModel):
         """Shortcut for ``verdict.passed``."""
         return self.verdict.passed
 
-    def sections_used(self, kind: Literal["read", "cited"] | None = None) -> set[str]:
-        """Refs (``file#section``) of the sections used, of one kind or both."""
+    def sections_used(self, kind: UseKind | None = None) -> set[str]:
+        """Refs (``file#section``) of the sections used, of one kind or any."""
         return {u.ref for u in self.section_uses if kind is None or u.kind == kind}
 
 

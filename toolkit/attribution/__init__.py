@@ -4,7 +4,7 @@ The paper's two open problems, answered by measurement (DESIGN section 7):
 
 * :func:`ablate` - per-edit leave-one-out and add-one-in evaluations on the same tasks and
   seeds, paired effects with bootstrap 95% CIs, stored in ``ablations.jsonl``;
-* :func:`section_usage` - reads and citations per section and skill version, pass rate with
+* :func:`section_usage` - reads, citations and echoes per section and skill version, pass rate with
   vs without each section's use;
 * :func:`line_support` / :attr:`RunContext.support` - the leaf patches and trajectories
   behind each line and edit of S*;

@@ -1,7 +1,7 @@
 """Evidence-based pruning: propose removing the sections of S* that nothing shows to be useful.
 
-A section of S* is a candidate when, over the evaluated trajectories of S*, no trajectory read
-or cited it or any of its subsections, and no edit landing in it has a positive ablation
+A section of S* is a candidate when, over the evaluated trajectories of S*, no trajectory read,
+cited or echoed it or any of its subsections, and no edit landing in it has a positive ablation
 effect (the lower end of a leave-one-out or add-one-in 95% CI above zero). Only whole
 subtrees are proposed (a section whose subsection is used stays), never the skill's title
 section, and never on too little evidence (``min_trajectories``). The proposal is a
@@ -9,9 +9,9 @@ section, and never on too little evidence (``min_trajectories``). The proposal i
 guardrails and committed on ``t2s/<run>/prune`` (parent S*) with the evidence in the message;
 ``runs/<run>/prune.json`` keeps it for the report and the app.
 
-Usage is observational: with ``system`` delivery only citations are seen, so a section the
-model read silently in its prompt looks unused. The message says which delivery the evidence
-came from; review before merging.
+Usage is observational: with ``system`` delivery only citations and echoes (copied lines) are
+seen, so a section the model followed silently in its prompt looks unused. The message says
+which delivery the evidence came from; review before merging.
 """
 
 from __future__ import annotations
@@ -154,7 +154,8 @@ def prune_candidates(
                 end_line=s.subtree_end_line,
                 used_tasks=0,
                 edits=inside,
-                evidence=f"read or cited in 0 of {trajectories} trajectories of S*; {effect}",
+                evidence=f"read, cited or echoed in 0 of {trajectories} trajectories of S*; "
+                f"{effect}",
             )
         )
         taken.append(s)

@@ -216,11 +216,11 @@ def usage_table(rows: Sequence[SectionUsage], labels: Sequence[str] = ("S0", "S*
         runs = {row.version: row.trajectories for row in rows if row.version in labels}
         counts = ", ".join(f"{v}: {n} trajectories" for v, n in runs.items())
         # A table of zeros says nothing; with the skill in the system prompt a small model
-        # often never names a section, and only `progressive` delivery records reads.
+        # may never name or copy a section, and only `progressive` delivery records reads.
         return [
-            f"No section was read or cited in these trajectories ({counts}). With the skill "
-            "in the system prompt (`--delivery system`) use shows only when the model names a "
-            "section; `--delivery progressive` records every read."
+            f"No section was read, cited or echoed in these trajectories ({counts}). With the "
+            "skill in the system prompt (`--delivery system`) use shows only when the model "
+            "names a section or copies its lines; `--delivery progressive` records every read."
         ]
     head = "| section | " + " | ".join(f"{v} used" for v in labels)
     head += " | S* pass with / without |"

@@ -1,12 +1,13 @@
-"""Section usage: which sections and reference files the agent read or cited, per skill version.
+"""Section usage: which sections and reference files the agent read, cited or echoed, per version.
 
 From trajectories (:attr:`toolkit.trajectory.Trajectory.section_uses`), for each skill version
 (S0, S*, ablate/only versions...) and each section or reference file: how many trajectories
-used it (reads and citations counted apart), in which tasks, and the pass rate of the
+used it (reads, citations and echoes counted apart), in which tasks, and the pass rate of the
 trajectories that used it against those that did not. A section of the version that nobody
 used is listed too (``used == 0``): that is what pruning looks for. Pure functions only.
 
-With ``system`` delivery the whole skill is in the prompt, so only citations are seen; with
+With ``system`` delivery the whole skill is in the prompt, so use shows as citations and as
+echoes (a section's distinctive lines reproduced in a reply: :mod:`toolkit.skill_echo`); with
 ``progressive`` delivery every section body is read on demand and reads are exact.
 """
 
@@ -46,9 +47,10 @@ class SectionUsage(BaseModel):
     heading: str = ""
     in_skill: bool = Field(description="The section exists in this version.")
     trajectories: int = Field(description="Trajectories of this version.")
-    used: int = Field(description="Trajectories that read or cited it.")
+    used: int = Field(description="Trajectories that read, cited or echoed it.")
     reads: int = Field(description="Trajectories that read it.")
     citations: int = Field(description="Trajectories that cited it.")
+    echoes: int = Field(0, description="Trajectories that reproduced its distinctive lines.")
     tasks: list[str] = Field(description="Tasks whose trajectory used it (sorted, unique).")
     passed_with: int
     passed_without: int
@@ -129,8 +131,10 @@ def section_usage(
         for info in infos:
             reads = {t.id for t in group if info.ref in t.sections_used("read")}
             cites = {t.id for t in group if info.ref in t.sections_used("cited")}
-            users = [t for t in group if t.id in reads | cites]
-            others = [t for t in group if t.id not in reads | cites]
+            echoes = {t.id for t in group if info.ref in t.sections_used("echoed")}
+            using = reads | cites | echoes
+            users = [t for t in group if t.id in using]
+            others = [t for t in group if t.id not in using]
             with_rate = pass_rate([t.passed for t in users], resamples=1) if users else None
             rate_with = sum(t.passed for t in users) / len(users) if users else None
             rate_without = sum(t.passed for t in others) / len(others) if others else None
@@ -147,6 +151,7 @@ def section_usage(
                     used=len(users),
                     reads=len(reads),
                     citations=len(cites),
+                    echoes=len(echoes),
                     tasks=sorted({t.task_id for t in users}),
                     passed_with=sum(t.passed for t in users),
                     passed_without=sum(t.passed for t in others),

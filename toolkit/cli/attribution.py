@@ -212,11 +212,12 @@ def ablate_cmd(
 def usage_cmd(
     run: str, all_versions: bool, as_json: bool, repo: Path | None, skill_path: str | None
 ) -> None:
-    """Which sections the agent read or cited, per skill version, and pass rate with vs without.
+    """Which sections the agent read, cited or echoed, per skill version; pass rate with/without.
 
-    Reads the run's trajectories (rollouts and evaluations). With --delivery system only
-    citations are seen; progressive delivery makes reads exact. A section used by nobody is
-    a pruning candidate (trace2skill prune).
+    Reads the run's trajectories (rollouts and evaluations). With --delivery system use is
+    seen as citations (a section named by id) and echoes (a section's distinctive lines
+    copied into a reply); progressive delivery makes reads exact. A section used by nobody
+    is a pruning candidate (trace2skill prune).
 
     \b
     Examples:
@@ -247,7 +248,7 @@ def usage_cmd(
             rate += f" / without {100 * row.rate_without:.0f}%"
         click.echo(
             f"{row.version:16} {row.ref:48} used {row.used}/{row.trajectories} "
-            f"(read {row.reads}, cited {row.citations}){rate}"
+            f"(read {row.reads}, cited {row.citations}, echoed {row.echoes}){rate}"
         )
 
 

@@ -234,7 +234,7 @@ def show_command(
     evaluation trajectories, RUN_DIR/evals/trajectories.jsonl.
 
     With --id, print that trajectory step by step: thought, tool call, observation and the
-    skill sections read or cited.
+    skill sections read, cited or echoed.
 
     \b
     Examples:

@@ -24,11 +24,13 @@ def render() -> None:
         use = data.usage(con, labels)
     if use.empty:
         st.info(
-            "No section uses recorded in the selected runs: the agent read or cited no skill "
-            "section (a no-skill or imported run, or delivery `none`)."
+            "No section uses recorded in the selected runs: the agent read, cited or echoed no "
+            "skill section (a no-skill or imported run, or delivery `none`)."
         )
         return
-    st.caption("Share = fraction of the version's trajectories that read or cited the section.")
+    st.caption(
+        "Share = fraction of the version's trajectories that read, cited or echoed the section."
+    )
     heat = use.pivot_table(index="ref", columns="version", values="share", aggfunc="max").fillna(0)
     fig = px.imshow(
         heat, aspect="auto", color_continuous_scale="Blues", zmin=0, zmax=1, text_auto=".0%"
