@@ -140,17 +140,12 @@ class AgentResult(BaseModel):
 # ---------------------------------------------------------------------------------------------
 
 
-def reference_files(skill: Skill) -> list[str]:
-    """The skill's markdown reference files (``references/*.md``), sorted."""
-    return sorted(p for p in skill.files if p.startswith("references/") and p.endswith(".md"))
-
-
 def citable_ids(skill: Skill | None) -> list[str]:
     """What ``cited_sections`` may name: SKILL.md's section ids, then the reference files."""
     if skill is None:
         return []
     ids = [s.id for s in skill.sections if s.level > 0]
-    return ids + reference_files(skill)
+    return ids + skill.reference_files()
 
 
 def use_of(ref: str, step: int, kind: UseKind) -> SectionUse:
@@ -215,7 +210,7 @@ def skill_index(skill: Skill) -> str:
         indent = "  " * (section.level - 1)
         rows.append(f"{indent}- {section.id}: {section.heading}")
     refs = []
-    for path in reference_files(skill):
+    for path in skill.reference_files():
         headed = skill.parsed(path).headed_sections
         title = headed[0].heading if headed else ""
         refs.append(f"- {path}" + (f": {title}" if title else ""))
@@ -307,7 +302,7 @@ def _skill_appendix(skill: Skill, config: AgentConfig) -> str:
     if config.delivery == "system" or config.protocol == "plain":  # plain cannot read
         text = header + "Follow this skill. Section ids are in [brackets].\n\n"
         text += annotated_skill_md(skill)
-        refs = reference_files(skill)
+        refs = skill.reference_files()
         if refs:
             how = 'read_skill("references/...")' if code else "read_skill_file, args.path"
             if config.protocol == "tools":
@@ -452,7 +447,7 @@ def read_skill(skill: Skill, path: str, section: str) -> SkillRead:
         return SkillRead(error=str(exc))
     if not section:
         return SkillRead(text=content, file=file)
-    candidates = [file] if path else [SKILL_MD, *reference_files(skill)]
+    candidates = [file] if path else [SKILL_MD, *skill.reference_files()]
     for candidate in candidates:
         sections = skill.parsed(candidate).sections
         try:

@@ -549,6 +549,18 @@ class Skill(BaseModel):
         """Look up a section by id or heading in ``file``; see :func:`find_section`."""
         return find_section(self.parsed(file).sections, query)
 
+    def reference_files(self) -> list[str]:
+        """The markdown reference files (``references/*.md``), sorted."""
+        return sorted(p for p in self.files if p.startswith("references/") and p.endswith(".md"))
+
+    def markdown_docs(self) -> list[tuple[str, ParsedDoc]]:
+        """SKILL.md, then each markdown reference file, parsed (text files only)."""
+        return [
+            (name, self.parsed(name))
+            for name in [SKILL_MD, *self.reference_files()]
+            if isinstance(self.files.get(name), str)
+        ]
+
 
 class SkillEncodingError(SkillError):
     """SKILL.md or a references/*.md file is not UTF-8 (``path`` names it)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from toolkit.skill import SKILL_MD, Skill, parse_markdown, split_lines
+from toolkit.skill import Skill, split_lines
 
 MIN_CHARS = 24
 """Shortest skill line that counts (normalised): shorter ones are too common to attribute."""
@@ -45,14 +45,7 @@ def skill_lines(skill: Skill, harness_text: str = "") -> dict[str, tuple[str, st
     """
     harness = normalise(harness_text)
     owners: dict[str, set[tuple[str, str | None]]] = {}
-    files = [SKILL_MD] + sorted(
-        p for p in skill.files if p.startswith("references/") and p.endswith(".md")
-    )
-    for name in files:
-        text = skill.files.get(name)
-        if not isinstance(text, str):
-            continue
-        doc = parse_markdown(text, frontmatter=name == SKILL_MD)
+    for name, doc in skill.markdown_docs():
         for section in doc.headed_sections:
             for raw in split_lines(section.body):
                 line = normalise(raw)

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel, Field
 
-from toolkit.skill import SKILL_MD, Skill, parse_markdown
+from toolkit.skill import SKILL_MD, Skill
 from toolkit.stats import pass_rate
 from toolkit.trajectory import NO_SKILL_COMMIT, Trajectory
 
@@ -65,14 +65,7 @@ class SectionUsage(BaseModel):
 def skill_sections(skill: Skill) -> list[SectionInfo]:
     """Every section of SKILL.md and the reference files, and each reference file as a whole."""
     out: list[SectionInfo] = []
-    files = [SKILL_MD] + sorted(
-        p for p in skill.files if p.startswith("references/") and p.endswith(".md")
-    )
-    for name in files:
-        text = skill.files.get(name)
-        if not isinstance(text, str):
-            continue
-        doc = parse_markdown(text, frontmatter=name == SKILL_MD)
+    for name, doc in skill.markdown_docs():
         if name != SKILL_MD:
             out.append(
                 SectionInfo(ref=name, file=name, level=0, end_line=doc.line_count or 1,
