@@ -33,6 +33,24 @@ def test_parse_code_answer_reads_and_cut_off() -> None:
     assert parse_reply(f"{FENCE}bash\nls\n{FENCE}").code is None
 
 
+def test_indented_blocks_are_dedented_and_imagined_output_is_not_run() -> None:
+    """Seen in real 1.5B WikiTQ rollouts: a python block indented under a list item failed
+    with IndentationError, and an untagged block holding the output the model imagined (a
+    table) ran as code."""
+    indented = parse_reply(
+        f"1. Load it:\n   {FENCE}python\n   import math\n   print(1)\n   {FENCE}"
+    )
+    assert indented.code == "import math\nprint(1)\n"
+    table = f"{FENCE}\n  Season   Tier\n0  2003-04  1\n{FENCE}\n" + code("print(2)")
+    reply = parse_reply(table)
+    assert reply.code == "print(2)\n" and reply.blocks == 1
+    guessed = parse_reply(f"{FENCE}\n42\n{FENCE}\nFINAL ANSWER: 42")
+    assert guessed.code is None and guessed.answer == "42"
+    assert parse_reply(f"{FENCE}\nx = 6 * 7\nprint(x)\n{FENCE}").code == "x = 6 * 7\nprint(x)\n"
+    # Tagged python runs even when it does not parse: the SyntaxError is the observation.
+    assert parse_reply(f"{FENCE}python\nprint(\n{FENCE}").code == "print(\n"
+
+
 def test_answer_beside_code_must_agree_with_the_output() -> None:
     from toolkit.code_protocol import answer_in_output
 

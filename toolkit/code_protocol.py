@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 
 from pydantic import BaseModel, Field
 
@@ -40,6 +41,12 @@ _FINAL_RE = re.compile(r"(?im)final[ \t]+answer[ \t*_]*[:：][ \t]*(.+?)[ \t]*$"
 _BOXED_RE = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
 _READ_RE = re.compile(r"""read_skill\(\s*["']([^"'\n]{1,200})["']\s*\)""")
 _CODE_LANGS = frozenset({"", "python", "py", "python3", "ipython"})
+# An untagged block runs only if it parses and does something: small models also fence the
+# output they imagine (a table, a number), which ran as code and failed, or echoed a guess.
+_ACTION_NODES = (
+    ast.Call, ast.Assign, ast.AugAssign, ast.Import, ast.ImportFrom, ast.For, ast.While,
+    ast.If, ast.With, ast.FunctionDef, ast.ClassDef, ast.Try, ast.Delete,
+)  # fmt: skip
 
 
 class CodeReply(BaseModel):
@@ -58,7 +65,12 @@ class CodeReply(BaseModel):
 
 def parse_reply(text: str) -> CodeReply:
     """Parse a plain-text reply: code blocks, the final answer, skill reads (pure)."""
-    blocks = [m.group(2) for m in _BLOCK_RE.finditer(text) if m.group(1).lower() in _CODE_LANGS]
+    blocks = [
+        code
+        for m in _BLOCK_RE.finditer(text)
+        if m.group(1).lower() in _CODE_LANGS
+        and (code := _runnable(m.group(1), m.group(2))) is not None
+    ]
     outside = _BLOCK_RE.sub("\n", text)
     cut_off = "```" in outside  # an odd fence left over: the reply stopped inside a block
     if cut_off:
@@ -75,6 +87,19 @@ def parse_reply(text: str) -> CodeReply:
         reads=list(dict.fromkeys(_READ_RE.findall(text))),
         cut_off=cut_off,
     )
+
+
+def _runnable(lang: str, body: str) -> str | None:
+    """A fenced block's code, dedented (a block indented under a list item failed with
+    IndentationError); None for an untagged block that is not Python doing something."""
+    code = textwrap.dedent(body)
+    if lang:
+        return code  # tagged as Python: run it, a SyntaxError teaches the model too
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    return code if any(isinstance(node, _ACTION_NODES) for node in ast.walk(tree)) else None
 
 
 def cited_ids(prose: str, ids: list[str]) -> list[str]:
