@@ -54,6 +54,15 @@ def _git(root, *args):
     return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True).stdout
 
 
+def _versions(run_dir):
+    """The run's skill versions: commit -> (label, skill)."""
+    context, store = open_run(run_dir)
+    try:
+        return version_labels(store, context)
+    finally:
+        store.close()
+
+
 def _by(records):
     return {(r.edit_id, r.kind): r for r in records}
 
@@ -166,11 +175,7 @@ def test_subsample_and_single_edit(done, tmp_path):
 
 
 def test_section_usage_across_versions(done):
-    context, store = open_run(done["run_dir"])
-    try:
-        versions = version_labels(store, context)
-    finally:
-        store.close()
+    versions = _versions(done["run_dir"])
     assert {label for label, _ in versions.values()} >= {"S0", "S*", f"ablate/{HARM.id}"}
     rows = section_usage(read_run_trajectories(done["run_dir"]), versions)
     star = {r.ref: r for r in rows if r.version == "S*"}
@@ -308,11 +313,7 @@ def test_usage_table_says_so_when_no_section_was_used():
 def test_echoed_uses_count_as_use(done):
     from toolkit.trajectory import SectionUse
 
-    context, store = open_run(done["run_dir"])
-    try:
-        versions = version_labels(store, context)
-    finally:
-        store.close()
+    versions = _versions(done["run_dir"])
     trajectories = read_run_trajectories(done["run_dir"])
     star = next(c for c, (label, _) in versions.items() if label == "S*")
     ref = "SKILL.md#demo/old-tips"

@@ -702,8 +702,8 @@ class Agent:
         session: Session,
         result: AgentResult,
         *,
+        failed: dict[str, int],
         must_compute: bool = False,
-        failed: dict[str, int] | None = None,
     ) -> tuple[str | None, str | None]:
         """Do what a code-protocol reply asks; fill the step.
 
@@ -753,7 +753,7 @@ class Agent:
                 parts.append(
                     f"Only the first of your {reply.blocks} code blocks ran: send one per reply."
                 )
-            if run.error is not None and failed is not None:
+            if run.error is not None:
                 key = code_protocol.code_key(reply.code)
                 if key in failed:
                     parts.append(code_protocol.repeated_failure(failed[key] + 1))

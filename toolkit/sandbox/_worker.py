@@ -349,8 +349,7 @@ def _trim_traceback(exc, max_chars, source="", codes=frozenset()):
         text = "Traceback (most recent call last):\n"
         text += "".join(traceback.StackSummary.from_list(frames).format())
         if outside:
-            where = outside.split("site-packages/")[-1] if "site-packages/" in outside else ""
-            where = where or os.path.basename(outside)
+            where = outside.partition("site-packages/")[2] or os.path.basename(outside)
             text += f"  (raised inside {where})\n"
     text += "".join(traceback.format_exception_only(type(exc), exc))
     if len(text) > max_chars:
