@@ -248,6 +248,17 @@ def test_cli_eval_on_a_users_jsonl_tasks_with_numeric_scoring(tmp_path):
             assert out.exit_code == 0, out.output
             summary = json.loads(out.stdout)["summary"]
             assert (summary["suite"], summary["n"], summary["passed"]) == ("jsonl", 6, passed)
+        # A --limit beyond the split runs what there is, and says so in one line.
+        out = runner.invoke(
+            main,
+            ["eval", *common, "--limit", "50", "--model", model, "--no-cache", "--json"]
+            + ["--run-dir", str(tmp_path / "short")],
+        )
+        assert out.exit_code == 0, out.output
+        notes = [line for line in out.stderr.splitlines() if line.startswith("Note: ")]
+        assert notes == ["Note: jsonl split 'all' has 6 tasks, fewer than the 50 asked for; "
+                         "using all 6"]  # fmt: skip
+        assert json.loads(out.stdout)["summary"]["n"] == 6
 
 
 def test_evaluate_rejects_bad_delivery(tmp_path):

@@ -3,6 +3,7 @@ import shutil
 
 import pytest
 
+from toolkit.errors import ToolkitNotice
 from toolkit.tasks import (
     DATA_DIR_ENV,
     SUITES,
@@ -33,6 +34,18 @@ def test_unknown_split_lists_valid_ones(name):
     suite = get_suite(name, data_dir=VENDORED_DATA_DIR)
     with pytest.raises(TaskError, match="valid splits: train, test, all"):
         suite.load("validation")
+
+
+def test_a_limit_beyond_the_bundled_slice_says_where_the_full_benchmark_is():
+    suite = get_suite("wikitq", data_dir=VENDORED_DATA_DIR)
+    available = len(suite.load("test").tasks)
+    with pytest.warns(ToolkitNotice) as caught:
+        splits = make_splits(suite, {"test": available + 5, "train": 2}, seed=0)
+    assert len(splits.splits["test"]) == available and len(splits.splits["train"]) == 2
+    [notice] = caught
+    text = str(notice.message)
+    assert f"has {available} tasks in {VENDORED_DATA_DIR}" in text
+    assert "the bundled slice; --data" in text and f"the {available + 5} asked for" in text
 
 
 def test_data_dir_resolution(tmp_path, monkeypatch):

@@ -49,3 +49,10 @@ class ModelInstallError(ToolkitError):
 
 class SandboxError(ToolkitError):
     """The code sandbox cannot start or was used wrongly (bad task files, closed session)."""
+
+
+class ToolkitNotice(UserWarning):
+    """Something the user should know that is not an error (the CLI prints ``Note: ...``).
+
+    Raised with :func:`warnings.warn`, so library callers can filter or escalate it.
+    """

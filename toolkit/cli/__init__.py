@@ -8,16 +8,30 @@ User mistakes raise :class:`toolkit.errors.ToolkitError`; they are printed as on
 from __future__ import annotations
 
 import sys
+import warnings
+from typing import Any
 
 import click
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, ToolkitNotice
+
+
+def _show_notice(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """Print a :class:`ToolkitNotice` as one ``Note:`` line; other warnings as usual."""
+    if issubclass(category, ToolkitNotice):
+        click.echo(f"Note: {message}", err=True)
+    else:
+        _default_showwarning(message, category, *args, **kwargs)
+
+
+_default_showwarning = warnings.showwarning
 
 
 class _Group(click.Group):
     """Turns ToolkitError into one clear line instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
+        warnings.showwarning = _show_notice
         try:
             return super().invoke(ctx)
         except ToolkitError as exc:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from toolkit.atomic import write_atomic
+from toolkit.errors import ToolkitNotice
 from toolkit.tasks.base import Suite, Task, TaskError
+from toolkit.tasks.datadir import VENDORED_DATA_DIR
 
 SPLITS_SCHEMA_VERSION = 1
 
@@ -89,6 +92,10 @@ def make_splits(
         TaskError: an unknown split, or splits that overlap (e.g. ``all`` with ``train``).
     """
     ids = {name: suite.load(name, limit=limit, seed=seed).ids for name, limit in limits.items()}
+    for name, limit in limits.items():
+        if limit is not None and len(ids[name]) < limit:
+            warnings.warn(short_split_notice(suite, name, limit, len(ids[name])), ToolkitNotice,
+                          stacklevel=2)  # fmt: skip
     try:
         return SplitsFile(
             suite=suite.name,
@@ -99,6 +106,23 @@ def make_splits(
         )
     except ValidationError as exc:
         raise TaskError(f"splits are not disjoint: {exc.errors()[0]['msg']}") from None
+
+
+def short_split_notice(suite: Suite, split: str, limit: int, available: int) -> str:
+    """The note for a ``limit`` larger than the split: the run uses the ``available`` tasks."""
+    data = getattr(suite, "data_dir", None)
+    where = ""
+    if isinstance(data, Path):
+        bundled = data.resolve() == VENDORED_DATA_DIR.resolve()
+        where = f" in {data}" + (
+            " (the bundled slice; --data or $TRACE2SKILL_DATA_DIR for the full benchmark)"
+            if bundled
+            else ""
+        )
+    return (
+        f"{suite.name} split {split!r} has {available} tasks{where}, fewer than the "
+        f"{limit} asked for; using all {available}"
+    )
 
 
 def save_splits(splits: SplitsFile, path: Path) -> None:
