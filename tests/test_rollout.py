@@ -207,6 +207,36 @@ def test_model_error_ends_one_trajectory_and_the_run_goes_on(tmp_path: Path) -> 
     assert failed.stop_reason == "error" and not failed.passed and failed.error
     assert failed.verdict.details  # scored as a missing answer, with a reason
 
+    # Resuming once the model works runs the failed task again, and only that one; the file
+    # keeps one line per task and the finished lines byte-identical.
+    path = tmp_path / "run" / "trajectories.jsonl"
+    finished = [line for line in lines_of(path) if failed.id.encode() not in line]
+    with fake_model(gsm8k_agent(), name="rollout-err") as model:
+        again = run_rollouts(
+            "gsm8k", "test", GSM8K_SKILL, model, run_dir=tmp_path / "run", limit=3,
+            resume=True, llm_config=llm_config(tmp_path), progress=False,
+        )  # fmt: skip
+        assert model.calls == 2  # one task, two steps
+    assert (again.ran, again.resumed, again.errors, again.passed) == (1, 2, 0, 3)
+    after = lines_of(path)
+    assert len(after) == 3 and after[:2] == finished
+
+
+def test_a_model_that_fails_every_task_is_an_error_not_a_score(tmp_path: Path) -> None:
+    tasks = GSM8K.load("test", limit=2, seed=0).tasks
+    options: dict[str, Any] = {
+        "run_dir": tmp_path / "run", "limit": 2, "llm_config": llm_config(tmp_path),
+        "progress": False,
+    }  # fmt: skip
+    with fake_model(gsm8k_agent(fail={t.id for t in tasks}), name="rollout-down") as model:
+        with pytest.raises(RolloutError, match="failed on every one of the 2 tasks") as caught:
+            run_rollouts("gsm8k", "test", GSM8K_SKILL, model, **options)
+    assert "first error: fake/rollout-down: " in str(caught.value)
+    assert "resume" in str(caught.value)
+    with fake_model(gsm8k_agent(), name="rollout-down") as model:
+        summary = run_rollouts("gsm8k", "test", GSM8K_SKILL, model, resume=True, **options)
+    assert (summary.ran, summary.errors, summary.passed) == (2, 0, 2)
+
 
 def test_no_skill_baseline(tmp_path: Path) -> None:
     def script(messages: list[dict[str, Any]]) -> Any:

@@ -58,6 +58,7 @@ from toolkit.trajectory import (
     Trajectory,
     Verdict,
     append_trajectory,
+    drop_failed_trajectories,
     read_trajectories,
     repair_jsonl,
     skill_commit,
@@ -408,6 +409,14 @@ async def arun_rollouts(
             print(f"note: cut an incomplete last line off {traj_path}", file=sys.stderr)
         for record in read_trajectories(traj_path).records:
             finished.setdefault(record.id, record)
+        # A task that ended on a model error (a missing key, a server that was down) has no
+        # result yet: it runs again, so fixing the model settings and resuming is enough.
+        failed = [u.id for u in units if u.id in finished and finished[u.id].stop_reason == "error"]
+        if failed and drop_failed_trajectories(traj_path, failed):
+            print(f"note: running {len(failed)} tasks again whose model call failed last time",
+                  file=sys.stderr)  # fmt: skip
+            for unit_id in failed:
+                del finished[unit_id]
     done_before = [finished[u.id] for u in units if u.id in finished]
 
     gateway = Gateway(llm)
@@ -430,9 +439,11 @@ async def arun_rollouts(
         return await _rollout_one(unit, by_id[unit.task_id], suite_obj, agent, pools[0], config)
 
     summary: RolloutSummary | None = None
+    first_error = ""
 
     def counts(new: list[Trajectory]) -> dict[str, object]:
-        nonlocal summary
+        nonlocal summary, first_error
+        first_error = next((t.error for t in new if t.error), first_error)
         everything = {**finished, **{t.id: t for t in new}}
         done = [everything[u.id] for u in units if u.id in everything]
         summary = _summarise(
@@ -472,6 +483,12 @@ async def arun_rollouts(
     finally:
         gateway.close()
     assert summary is not None  # set by counts() when the stage finished
+    if summary.ran and summary.errors == summary.tasks:
+        raise RolloutError(
+            f"the model failed on every one of the {summary.tasks} tasks, so nothing was "
+            f"scored; first error: {first_error}. Fix the model settings (--model, --api-base, the "
+            "provider's API key) and resume: the failed tasks run again"
+        )
     return summary
 
 

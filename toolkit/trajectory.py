@@ -26,6 +26,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from toolkit.atomic import write_atomic
 from toolkit.errors import ToolkitError
 from toolkit.runs import TRAJECTORIES_FILE, now_iso, update_stage
 from toolkit.skill import SKILL_MD, Skill
@@ -436,6 +437,31 @@ def read_trajectories(path: Path) -> JsonlRead[Trajectory]:
 def append_trajectory(path: Path, trajectory: Trajectory) -> None:
     """Append one trajectory to ``path`` atomically (see :func:`append_jsonl`)."""
     append_jsonl(path, trajectory)
+
+
+def drop_failed_trajectories(path: Path, ids: Iterable[str]) -> int:
+    """Remove the trajectories of ``ids`` that ended on a model error (``stop_reason=error``)
+    from ``path``, so their tasks can run again; return how many lines went.
+
+    Every other line stays byte-identical; the file is rewritten atomically. A failed call
+    stays in ``llm_calls.jsonl``, so nothing but the empty attempt is removed.
+    """
+    wanted = set(ids)
+    kept: list[str] = []
+    dropped = 0
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            kept.append(line)
+            continue
+        if record.get("id") in wanted and record.get("stop_reason") == "error":
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        write_atomic(path, "".join(kept))
+    return dropped
 
 
 def trajectory_json_schema() -> dict[str, Any]:
