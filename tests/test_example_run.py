@@ -98,3 +98,19 @@ def test_every_patch_and_merge_is_in_the_bundle(imported: SkillRepo) -> None:
             check=False,
         )
         assert ancestor.returncode == 0, f"patch {patch_id} is not in S*"
+
+
+def test_attribution_reads_the_run_in_a_clone_that_imported_its_bundle(
+    imported: SkillRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run recorded the repository it was made in, which a user's clone is not: the
+    commands fall back to the current repository, where the bundle's refs were imported."""
+    from toolkit.attribution.run import open_run
+
+    monkeypatch.chdir(imported.root)
+    context, store = open_run(RUN)
+    try:
+        assert context.run == RUN_ID and store.root == imported.root.resolve()
+        assert context.final_patch.edits
+    finally:
+        store.close()

@@ -19,7 +19,7 @@ from toolkit.errors import ToolkitError
 from toolkit.patch import Patch
 from toolkit.repo import SkillRepo
 from toolkit.repo.trailers import parse_trailers
-from toolkit.runs import Manifest, read_manifest
+from toolkit.runs import REFS_BUNDLE, Manifest, read_manifest
 from toolkit.skill import Skill
 from toolkit.trajectory import Trajectory, read_trajectories, skill_commit
 
@@ -167,6 +167,16 @@ def edit_support(run_dir: Path, repo: SkillRepo, run: str, patch: Patch) -> dict
     return out
 
 
+def _repo_path(given: str | Path | None, recorded: object) -> Path:
+    """``--repo``, else the repository the run recorded when it is on this machine, else the
+    current directory (a clone that imported the run's bundle: the run moved machines)."""
+    if given:
+        return Path(given)
+    if recorded and Path(str(recorded)).is_dir():
+        return Path(str(recorded))
+    return Path(".")
+
+
 def open_run(
     run_dir: str | Path,
     *,
@@ -180,17 +190,22 @@ def open_run(
     """
     run_dir = resolve_run_dir(run_dir)
     manifest = read_manifest(run_dir)
-    repo_path = Path(repo or stage_value(manifest, "repo") or ".")
-    store = SkillRepo.open(repo_path)
+    store = SkillRepo.open(_repo_path(repo, stage_value(manifest, "repo")))
     try:
         runs = store.runs()
         candidates = [c for c in (stage_value(manifest, "run"), manifest and manifest.run_id) if c]
         candidates.append(run_dir.resolve().name)
         run = next((str(c) for c in candidates if str(c) in runs), None)
         if run is None:
+            bundle = run_dir / REFS_BUNDLE
+            how = (
+                f"import them with `trace2skill bundle import {bundle}`"
+                if bundle.is_file()
+                else "import the run's refs.bundle"
+            )
             raise AttributionError(
-                f"{store.root} has no refs of run {candidates[0]!r}: pass --repo (the skill "
-                "repository of the run), or import the run's refs.bundle"
+                f"{store.root} has no refs of run {candidates[0]!r}: {how}, or pass --repo "
+                "(the skill repository of the run)"
             )
         refs = store.run_refs(run)
         base, result = refs.get(f"t2s/{run}/base"), refs.get(f"t2s/{run}/result")
