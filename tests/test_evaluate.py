@@ -194,6 +194,21 @@ def test_cli_compare_stored_files(tmp_path):
     data = json.loads(as_json.output)
     assert data["paired"]["only_b"] == 6 and data["paired"]["n"] == 10
 
+    # A second model evaluated into B's file: --model chooses (it was ignored before).
+    other = _result({f"t{i}": False for i in range(10)}, commit="abc")
+    store(
+        EvalResult(
+            summary=other.summary.model_copy(update={"model": "fake/other"}),
+            records=[r.model_copy(update={"model": "fake/other"}) for r in other.records],
+        ),
+        b_path,
+    )
+    out = runner.invoke(main, ["compare", str(a_path), str(b_path), "--model", "fake/other"])
+    assert out.exit_code == 0, out.output
+    assert "only A passed 3, only B passed 0" in out.output
+    out = runner.invoke(main, ["compare", str(a_path), str(b_path), "--model", "fake/third"])
+    assert out.exit_code == 1 and "no evaluation summary matches" in out.output
+
 
 @pytest.mark.parametrize(
     ("args", "message"),

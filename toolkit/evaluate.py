@@ -62,6 +62,10 @@ class EvalError(ToolkitError):
     """An evaluation cannot run or a stored evaluation cannot be read as asked."""
 
 
+class AmbiguousEvalError(EvalError):
+    """An eval file holds several evaluations that match; a filter must choose one."""
+
+
 class EvalRecord(BaseModel):
     """One task's outcome in one evaluation: a line of ``evals/<commit>/<split>.jsonl``."""
 
@@ -412,7 +416,10 @@ def load_eval(
         listed = "; ".join(
             f"suite={su} model={m} seed={se} delivery={d}" for su, m, se, d in sorted(keys)
         )
-        raise EvalError(f"{path} holds several evaluations ({listed}); choose one")
+        raise AmbiguousEvalError(
+            f"{path} holds several evaluations ({listed}); choose one (compare: --model, "
+            "--seed)"
+        )
     summary = summaries[-1]
     # The latest record of each task of this evaluation.
     latest: dict[str, EvalRecord] = {}

@@ -271,10 +271,15 @@ def _side(
     common: dict[str, Any],
     llm_config: LLMConfig,
 ) -> EvalResult:
-    from toolkit.evaluate import EvalError, load_eval
+    from toolkit.evaluate import AmbiguousEvalError, EvalError, load_eval
 
     if spec.endswith(".jsonl") and Path(spec).is_file():
-        return load_eval(spec, suite=suite.name if suite else None, seed=seed)
+        filters = {"suite": suite.name if suite else None, "seed": seed}
+        try:
+            return load_eval(spec, **filters)
+        except AmbiguousEvalError:
+            # Several models evaluated into one file: the --model in effect chooses.
+            return load_eval(spec, **filters, model=llm_config.model)
     if not suite:
         raise EvalError(f"--suite is required to evaluate {spec!r} (or give stored .jsonl files)")
     return _evaluate(spec, suite=suite, split=split, seed=seed, llm_config=llm_config, **common)
