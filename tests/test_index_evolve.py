@@ -364,6 +364,22 @@ def test_synth_runs_are_deterministic_and_complete(synth, tmp_path):
             assert (runs / rel).read_bytes() == (again / rel).read_bytes(), rel
 
 
+def test_synth_runs_read_as_real_runs_by_the_report(synth):
+    """Synth writes the same file contract as real runs: full ablation records, eval files
+    with a summary, one model per evaluation, so the report shows scores and effects."""
+    from toolkit.attribution.ablation import AblationRecord
+    from toolkit.attribution.report import render_report
+
+    runs, _ = synth
+    run_dir = runs / "synth-0-000"
+    lines = (run_dir / "ablations.jsonl").read_text().splitlines()
+    records = [AblationRecord.model_validate_json(line) for line in lines]
+    assert records and {r.kind for r in records} == {"ablate", "only"}
+    text = render_report(run_dir, repo=runs / ".synth-repo")
+    assert "| S* - S0 (paired) |" in text and "leave-one-out effect" in text
+    assert "No evaluation of both S0 and S*" not in text
+
+
 def test_synth_index_is_consistent(synth):
     runs, report = synth
     totals = _q(

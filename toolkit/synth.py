@@ -28,8 +28,9 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from toolkit.atomic import write_atomic
+from toolkit.attribution.ablation import AblationRecord
 from toolkit.errors import ToolkitError
-from toolkit.evaluate import EvalRecord
+from toolkit.evaluate import EvalRecord, summarise
 from toolkit.llm.calls import LLMCallRecord
 from toolkit.patch import Edit, Patch
 from toolkit.repo import (
@@ -47,6 +48,7 @@ from toolkit.repo import (
     write_patches,
 )
 from toolkit.rollout import Manifest, StageRecord
+from toolkit.stats import paired_comparison
 from toolkit.tasks.splits import SplitsFile
 from toolkit.trajectory import Action, SectionUse, Step, Trajectory, Verdict
 
@@ -54,6 +56,8 @@ SKILL_DIR = "skills/synth"
 SKILL_FILE = f"{SKILL_DIR}/SKILL.md"
 EPOCH = 1_767_225_600  # 2026-01-01: every date of a synthetic run counts from here
 AGENTS = ("synth/agent-small", "synth/agent-large")
+EVAL_MODEL = AGENTS[0]
+"""The agent of the S0 and S* evaluations (one model, so they pair)."""
 ANALYST_MODEL = "synth/analyst"
 OPERATOR_MODEL = "synth/operator"
 _PHRASES = (
@@ -157,8 +161,9 @@ def _trajectory(
     observation_bytes: int,
     sections: int,
     calls: list[str],
+    model: str | None = None,
 ) -> Trajectory:
-    model = AGENTS[number % len(AGENTS)]
+    model = model or AGENTS[number % len(AGENTS)]
     started = float(EPOCH + number * 30)
     out, clock = [], started
     for s in range(steps):
@@ -476,6 +481,7 @@ def synth_run(
     # Evaluation of S0 and S* on the same test tasks.
     evaluated: list[Trajectory] = []
     evals: dict[str, list[str]] = {}
+    records: dict[str, list[EvalRecord]] = {}
     tasks = [f"test-{i:05d}" for i in range(n_eval_tasks)]
     for tree, p_pass in ((s0_tree, 0.45), (s_star_tree, 0.6)):
         for task in tasks:
@@ -491,9 +497,10 @@ def synth_run(
                 observation_bytes,
                 patches,
                 calls,
+                model=EVAL_MODEL,
             )
             evaluated.append(t)
-            evals.setdefault(tree, []).append(
+            records.setdefault(tree, []).append(
                 EvalRecord(
                     suite="synth",
                     split="test",
@@ -508,8 +515,14 @@ def synth_run(
                     tokens=t.tokens_in + t.tokens_out,
                     seconds=t.latency_s,
                     steps=len(t.steps),
-                ).model_dump_json()
+                )
             )
+    for tree, lines in records.items():
+        summary = summarise(
+            lines, suite="synth", split="test", skill="synth", skill_commit=tree,
+            model=EVAL_MODEL, seed=0, delivery="system", limit=None, resamples=200,
+        )  # fmt: skip
+        evals[tree] = [r.model_dump_json() for r in lines] + [summary.model_dump_json()]
 
     # Attribution: S* without each final edit, S0 with only it.
     ablate = write_ablations(
@@ -550,26 +563,52 @@ def synth_run(
     n_tasks = min(len(tasks), 50)
     for e in final.edits:
         for kind, commit in (("ablate", ablate[e.id or ""]), ("only", only[e.id or ""])):
-            passed = sum(rng.random() < (0.55 if kind == "ablate" else 0.5) for _ in range(n_tasks))
-            rate = passed / n_tasks if n_tasks else None
-            delta = None if rate is None else rate - (0.6 if kind == "ablate" else 0.45)
-            half = rng.uniform(0.05, 0.2)
+            # Simulated paired outcomes: the reference is S* for ablate and S0 for only.
+            ref_p, new_p = (0.6, 0.55) if kind == "ablate" else (0.45, 0.5)
+            reference = [rng.random() < ref_p for _ in range(n_tasks)]
+            mine = [rng.random() < new_p for _ in range(n_tasks)]
+            p = paired_comparison(reference, mine, resamples=500, seed=0)
+            sign = -1.0 if kind == "ablate" else 1.0
+            low, high = sorted((sign * p.ci.low, sign * p.ci.high))
             ablations.append(
-                _line(
-                    edit_id=e.id,
-                    patch_id=final.id,
-                    kind=kind,
+                AblationRecord(
+                    edit_id=e.id or "",
+                    patch_id=final.id or "",
+                    kind=kind,  # type: ignore[arg-type]
                     commit=commit,
+                    skill_commit=repo.git.resolve([f"{commit}:{SKILL_DIR}"])[0] or "none",
+                    ref=f"t2s/{run_id}/{kind}/{e.id}",
+                    reference_commit=result if kind == "ablate" else base,
+                    reference_skill_commit=s_star_tree if kind == "ablate" else s0_tree,
+                    suite="synth",
                     split="test",
+                    model=EVAL_MODEL,
                     seed=0,
-                    n=n_tasks,
-                    passed=passed,
-                    pass_rate=rate,
-                    delta=delta,
-                    ci_low=None if delta is None else delta - half,
-                    ci_high=None if delta is None else delta + half,
+                    n=p.n,
+                    passed=sum(mine),
+                    pass_rate=p.rate_b,
+                    reference_passed=sum(reference),
+                    reference_pass_rate=p.rate_a,
+                    delta=p.difference,
+                    ci_low=p.ci.low,
+                    ci_high=p.ci.high,
+                    p_value=p.p_value,
+                    effect=None if p.difference is None else sign * p.difference + 0.0,
+                    effect_ci_low=low + 0.0,
+                    effect_ci_high=high + 0.0,
+                    gained=[
+                        t for t, a, b in zip(tasks, reference, mine, strict=False) if b and not a
+                    ],
+                    lost=[
+                        t for t, a, b in zip(tasks, reference, mine, strict=False) if a and not b
+                    ],
                     tasks=tasks[:n_tasks],
-                )
+                    file=e.file,
+                    op=e.op,
+                    target_section=e.target_section,
+                    support=len(edit_sources.get(e.id or "", [])) or 1,
+                    sources=edit_sources.get(e.id or "", []),
+                ).model_dump_json()
             )
 
     size = 0
