@@ -228,9 +228,13 @@ def test_a_model_that_fails_every_task_is_an_error_not_a_score(tmp_path: Path) -
         "run_dir": tmp_path / "run", "limit": 2, "llm_config": llm_config(tmp_path),
         "progress": False,
     }  # fmt: skip
-    with fake_model(gsm8k_agent(fail={t.id for t in tasks}), name="rollout-down") as model:
-        with pytest.raises(RolloutError, match="failed on every one of the 2 tasks") as caught:
-            run_rollouts("gsm8k", "test", GSM8K_SKILL, model, **options)
+    script = gsm8k_agent(fail={t.id for t in tasks})
+    everyone = "failed on every one of the 2 tasks"
+    with (
+        fake_model(script, name="rollout-down") as model,
+        pytest.raises(RolloutError, match=everyone) as caught,
+    ):
+        run_rollouts("gsm8k", "test", GSM8K_SKILL, model, **options)
     assert "first error: fake/rollout-down: " in str(caught.value)
     assert "resume" in str(caught.value)
     with fake_model(gsm8k_agent(), name="rollout-down") as model:

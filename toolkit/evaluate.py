@@ -417,8 +417,7 @@ def load_eval(
             f"suite={su} model={m} seed={se} delivery={d}" for su, m, se, d in sorted(keys)
         )
         raise AmbiguousEvalError(
-            f"{path} holds several evaluations ({listed}); choose one (compare: --model, "
-            "--seed)"
+            f"{path} holds several evaluations ({listed}); choose one (compare: --model, --seed)"
         )
     summary = summaries[-1]
     # The latest record of each task of this evaluation.
