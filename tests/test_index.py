@@ -274,6 +274,11 @@ def test_no_index_and_bad_sql_are_one_line(tmp_path, runs):
         connect(tmp_path)
     with pytest.raises(RunIndexError, match="runs folder not found"):
         build_index(tmp_path / "nope")
+    # A run folder instead of its parent: refused before anything is written into it.
+    run_dir = next(p for p in runs.iterdir() if (p / "manifest.json").is_file())
+    with pytest.raises(RunIndexError, match="is a run folder; .*trace2skill index "):
+        build_index(run_dir)
+    assert not (run_dir / ".index").exists()
     build_index(runs)
     with connect(runs) as con, pytest.raises(RunIndexError, match="query failed") as err:
         run_query(con, "SELECT nope FROM trajectories")

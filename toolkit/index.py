@@ -762,6 +762,12 @@ def build_index(runs_dir: str | Path = "runs", *, progress: bool = False) -> Ind
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise RunIndexError(f"runs folder not found: {runs_dir}")
+    if (runs_dir / MANIFEST_FILE).is_file():
+        parent = runs_dir.resolve().parent
+        raise RunIndexError(
+            f"{runs_dir} is a run folder; the index covers a folder of runs: "
+            f"trace2skill index {os.path.relpath(parent)}"
+        )
     index_dir = runs_dir / INDEX_DIR
     index_dir.mkdir(exist_ok=True)
     state = _load_state(index_dir)
