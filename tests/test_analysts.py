@@ -408,3 +408,12 @@ def test_cli_analyse(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["analyse", str(tmp_path / "nope")])
     assert result.exit_code == 1 and result.output.startswith("Error: ")
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_zero_limit_is_refused_before_the_run_is_touched(tmp_path: Path) -> None:
+    """--limit 0 once recorded an empty analyse stage that then refused every later run."""
+    out = CliRunner().invoke(main, ["analyse", str(tmp_path), "--limit", "0"])
+    assert out.exit_code == 2 and "0 is not in the range x>=1" in out.output
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        AnalyseConfig(limit=0)

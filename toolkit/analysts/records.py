@@ -67,7 +67,7 @@ class AnalyseConfig(BaseModel):
     concurrency: int | None = Field(
         None, ge=1, description="Analyses at once; None: 1 for the embedded model, else 4."
     )
-    limit: int | None = Field(None, ge=0, description="Analyse at most this many trajectories.")
+    limit: int | None = Field(None, ge=1, description="Analyse at most this many trajectories.")
     skill_path: str | None = Field(
         None,
         description="The skill folder S0 (given: a path; recorded: relative to the repository "

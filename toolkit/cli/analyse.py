@@ -36,7 +36,7 @@ from toolkit.analysts.records import ANALYST_CHOICES
     "--parallel", type=click.IntRange(min=1),
     help="Analyses at once (default: 1 with the embedded local/ model, else 4).",
 )  # fmt: skip
-@click.option("--limit", type=click.IntRange(min=0), help="Analyse at most N trajectories.")
+@click.option("--limit", type=click.IntRange(min=1), help="Analyse at most N trajectories.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
 @click.option(
     "--max-turns", type=click.IntRange(min=2, max=30), default=8, show_default=True,
@@ -112,7 +112,7 @@ def analyse_command(
         ("analysed", f"{summary.trajectories} (ran {summary.ran}, resumed {summary.resumed})"),
         ("kept", f"{summary.kept} -> patches/ and t2s/{summary.run_id}/patch/<id>"),
         ("dropped", f"{summary.dropped} ({reasons})"),
-        ("skipped", f"{summary.skipped} trajectories no selected analyst applies to"),
+        ("skipped", f"{summary.skipped} trajectories (beyond --limit, or no selected analyst applies)"),
         ("tokens", f"{summary.tokens_in} in, {summary.tokens_out} out"),
     ]
     width = max(len(key) for key, _ in rows)
