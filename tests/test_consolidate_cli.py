@@ -58,3 +58,6 @@ def test_consolidate_errors_are_one_line(env: Path) -> None:
     assert "Traceback" not in result.output
     missing = CliRunner().invoke(main, ["consolidate", str(env / "nope")])
     assert missing.exit_code == 1 and "is not a run folder" in missing.output
+    (env / "empty").mkdir()
+    empty = CliRunner().invoke(main, ["consolidate", str(env / "empty")])
+    assert empty.output == f"Error: {env / 'empty'} is not a run folder (no manifest.json)\n"

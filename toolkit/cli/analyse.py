@@ -112,7 +112,10 @@ def analyse_command(
         ("analysed", f"{summary.trajectories} (ran {summary.ran}, resumed {summary.resumed})"),
         ("kept", f"{summary.kept} -> patches/ and t2s/{summary.run_id}/patch/<id>"),
         ("dropped", f"{summary.dropped} ({reasons})"),
-        ("skipped", f"{summary.skipped} trajectories (beyond --limit, or no selected analyst applies)"),
+        (
+            "skipped",
+            f"{summary.skipped} trajectories (beyond --limit, or no selected analyst applies)",
+        ),
         ("tokens", f"{summary.tokens_in} in, {summary.tokens_out} out"),
     ]
     width = max(len(key) for key, _ in rows)

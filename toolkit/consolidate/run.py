@@ -37,7 +37,7 @@ from toolkit.llm.config import LLMConfig
 from toolkit.llm.gateway import Gateway
 from toolkit.progress import Progress
 from toolkit.repo import SkillRepo, analyse_groups, base_of, sanitize_run_id, write_group_commits
-from toolkit.runs import CALLS_FILE, read_manifest, update_stage
+from toolkit.runs import CALLS_FILE, MANIFEST_FILE, read_manifest, update_stage
 from toolkit.skill import Budgets
 
 STAGE = "consolidate"
@@ -127,13 +127,17 @@ def _stage_config(run_dir: Path) -> dict[str, Any]:
 
 def locate(run_dir: Path, config: ConsolidateConfig) -> tuple[SkillRepo, str, str]:
     """The skill repository, the skill folder (repo-relative) and the run's ref namespace."""
-    if not run_dir.is_dir():
-        raise ToolkitError(f"{run_dir} is not a run folder")
+    if not (run_dir / MANIFEST_FILE).is_file():
+        raise ToolkitError(f"{run_dir} is not a run folder (no {MANIFEST_FILE})")
     recorded = _stage_config(run_dir)
     skill = config.skill_path or recorded.get("skill_path")
     # a rollout records the skill folder's absolute path: its repository is the one holding it
     default_repo = skill if skill and Path(skill).is_absolute() and Path(skill).is_dir() else "."
-    repo = SkillRepo.open(config.repo or recorded.get("repo") or default_repo)
+    # The recorded repository may be on the machine that made the run only.
+    known = (
+        recorded.get("repo") if recorded.get("repo") and Path(recorded["repo"]).is_dir() else None
+    )
+    repo = SkillRepo.open(config.repo or known or default_repo)
     if not skill:
         raise ToolkitError(
             f"{run_dir}/manifest.json names no skill_path: pass --skill-path (the skill "
