@@ -329,6 +329,9 @@ def test_cli_index_and_query(runs):
     assert json.loads(js.output) == [{"run_id": "r1", "n": 3}, {"run_id": "r2", "n": 5}]
     table = runner.invoke(main, ["query", sql, "--runs-dir", str(runs)])
     assert table.output.split() == ["run_id", "n", "r1", "3", "r2", "5"]
+    nulls = "SELECT 'a' AS k, NULL::DOUBLE AS x UNION ALL SELECT 'b', 1.5 ORDER BY k"
+    table = runner.invoke(main, ["query", nulls, "--runs-dir", str(runs)])
+    assert table.output.split() == ["k", "x", "a", "None", "b", "1.5"]
 
     bad = runner.invoke(main, ["query", "SELEC 1", "--runs-dir", str(runs)])
     assert bad.exit_code == 1 and bad.output.startswith("Error: query failed")

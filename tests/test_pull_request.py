@@ -137,7 +137,7 @@ def test_gate_counts_broken_tasks(tmp_path):
     assert gate.reasons == ["S* breaks 1 task(s) S0 passed in every seed (at most 0 allowed): t00"]
     assert check_gate(review, max_regressions=1).passed
     body = render_body(review, gate)
-    assert "Gate: **failed**, opened with `--force`:" in body
+    assert "Gate: **failed** (the pull request opens only with `--force`):" in body
     assert "| `t00` | 2/2 | 1/2 |" in body
 
 
@@ -267,7 +267,7 @@ def test_gate_refuses_before_pushing_unless_forced(tmp_path, api):
     assert _invoke([*args, "--max-regressions", "1"], env={"GITHUB_TOKEN": TOKEN}).exit_code == 0
     forced = _invoke([*args, "--force"], env={"GITHUB_TOKEN": TOKEN})
     assert forced.exit_code == 0, forced.output
-    assert "Gate: **failed**, opened with `--force`" in state.pulls[0]["body"]
+    assert "Gate: **failed** (the pull request opens only with `--force`)" in state.pulls[0]["body"]
 
 
 def test_existing_branch_with_other_commits(tmp_path, api):

@@ -738,7 +738,7 @@ def render_body(review: RunReview, gate: Gate, links: Links | None = None) -> st
     if gate.passed:
         lines += ["Gate: **passed** (paired CI above 0, regressions within the limit).", ""]
     else:
-        lines += ["Gate: **failed**, opened with `--force`:", ""]
+        lines += ["Gate: **failed** (the pull request opens only with `--force`):", ""]
         lines += [f"- {_text(r)}" for r in gate.reasons] + [""]
     if head is not None:
         lines += _tasks_table(

@@ -88,7 +88,8 @@ def query_command(sql: str, runs_dir: Path, fmt: str) -> None:
     elif frame.empty:
         click.echo(f"(no rows; columns: {', '.join(map(str, frame.columns))})")
     else:
-        click.echo(frame.to_string(index=False))
+        # NULL prints as None (pandas shows NaN in numeric columns), as in json and csv.
+        click.echo(frame.astype(object).where(frame.notna(), None).to_string(index=False))
 
 
 @click.command("synth")

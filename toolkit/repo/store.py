@@ -305,7 +305,7 @@ class SkillRepo:
             first = status.splitlines()[0]
             raise RepoError(
                 f"{rel or '.'} has uncommitted changes ({first.strip()}...): commit them "
-                "or pass allow_dirty / --allow-dirty"
+                "or pass --allow-dirty"
             )
         with self.run_lock(run):
             if self.run_refs(run):
