@@ -239,6 +239,10 @@ def test_cli_bad_budget_and_resume_without_run_are_one_line_errors(repo: Path) -
     assert result.exit_code == 1 and "no evolve run 'nope'" in result.output
     result = runner.invoke(main, ["evolve", "skills/x", "--suite", "wikitq", "--budget", "x=1"])
     assert result.exit_code == 1 and "bad budget item" in result.output
+    (repo.parent / "plain").mkdir()
+    plain = ["evolve", str(repo.parent / "plain"), "--suite", "wikitq", "--model", "fake/echo"]
+    result = runner.invoke(main, [*plain, "--runs-dir", str(repo.parent / "runs")])
+    assert result.exit_code == 1 and "\nrun " not in result.output  # refused before it starts
     assert "Traceback" not in result.output
 
 
@@ -283,7 +287,8 @@ def test_evolve_end_to_end(repo: Path, tmp_path: Path) -> None:
             config_for(repo, model=model), llm_config=llm(tmp_path), progress=False,
             echo=lines.append,
         )  # fmt: skip
-    assert [line.split()[-1] for line in lines] == list(STAGES)
+    assert lines[0] == f"run r1 in {run_dir}"
+    assert [line.split()[-1] for line in lines[1:]] == list(STAGES)
     # S0 failed 2 of 6 evolve tasks; two error analyses, both kept; one merge made S*.
     assert (summary.evolve.n, summary.evolve.passed) == (6, 4)
     assert summary.analyses == {"total": 2, "kept": 2, "dropped": 0}
@@ -383,10 +388,13 @@ def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> Non
         assert stopped.exit_code == 3, stopped.output
         assert "budget spent (calls 4/4) during stage rollout" in stopped.output
         assert "--resume --run-id c1" in stopped.output
-        done = runner.invoke(main, ["evolve", "--resume", "--run-id", "c1", "--runs-dir",
-                                    str(repo.parent / "runs"), "--no-cache"])  # fmt: skip
+        again = ["evolve", "--resume", "--run-id", "c1", "--no-progress", "--no-cache"]
+        done = runner.invoke(main, [*again, "--runs-dir", str(repo.parent / "runs")])
     assert done.exit_code == 0, done.output
     assert "estimate: about" in done.output
+    assert f"run c1 in {repo.parent / 'runs' / 'c1'}" in stopped.stderr
+    assert f"resuming run c1 in {repo.parent / 'runs' / 'c1'}" in done.stderr
+    assert "s/task" not in done.stderr  # no progress bars
     assert (
         "S* - S0 (paired): +0.50" in done.output and "result branch: t2s/c1/result" in done.output
     )

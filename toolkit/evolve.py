@@ -1088,6 +1088,8 @@ def evolve(
         try:
             if stored is None:
                 _start(run, fresh)
+            else:
+                say(f"resuming run {config.run_id} in {run_dir}")
             for index, name in enumerate(STAGES, start=1):
                 if run.stats[name].status == "done" and name != "summary":
                     continue
@@ -1113,6 +1115,7 @@ def _start(run: _Run, fresh: bool) -> None:
         for split in (run.config.evolve_split, run.config.test_split):
             suite.check_split(split)
         run.stage = "base"
+        run.echo(f"run {run.config.run_id} in {run.run_dir}")
         run.echo(f"[1/{len(STAGES)}] base")
         _run_stage(run, "base")
     except BaseException:

@@ -158,6 +158,7 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
 @click.option(
     "--allow-dirty", is_flag=True, help="Take S0 from a skill folder with uncommitted changes."
 )
+@click.option("--no-progress", is_flag=True, help="No progress bars on stderr (stage lines stay).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @llm_options
 def evolve(
@@ -183,6 +184,7 @@ def evolve(
     delivery: str,
     parallel: int | None,
     allow_dirty: bool,
+    no_progress: bool,
     as_json: bool,
     llm_config: LLMConfig,
 ) -> None:
@@ -264,13 +266,13 @@ def evolve(
         click.echo(line, err=True)
     if estimate_only:
         return
-    click.echo(f"run {config.run_id} in {config.run_dir}", err=True)
     try:
         summary = run_evolve(
             config,
             llm_config=llm_config,
             resume=resume,
             budget=limits,
+            progress=not no_progress,
             echo=lambda line: click.echo(line, err=True),
         )
     except BudgetExceeded as exc:
