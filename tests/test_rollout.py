@@ -462,6 +462,18 @@ def test_cli_rollout_show_and_refusal(tmp_path: Path) -> None:
         and "[0] python" in one.output
         and "cited gsm8k-math/workflow" in one.output
     )
+    assert "response cache" not in one.output
+    # The same tasks into a second run with the cache on, twice: the second run's replies
+    # all come from the cache, which its trajectories say (they record 0 tokens).
+    cached = [a for a in args if a != "--no-cache"]
+    cached[cached.index(str(run_dir))] = str(tmp_path / "cached")
+    with fake_model(gsm8k_agent(), name="rollout-cli"):
+        runner.invoke(main, cached)
+        cached[cached.index(str(tmp_path / "cached"))] = str(tmp_path / "cached2")
+        assert runner.invoke(main, cached).exit_code == 0
+    again_id = read_trajectories(tmp_path / "cached2").records[0].id
+    hit = runner.invoke(main, ["trajectories", "show", str(tmp_path / "cached2"), "--id", again_id])
+    assert "in 0 / out 0" in hit.output and "(2 of 2 replies from the response cache)" in hit.output
     missing = runner.invoke(main, ["trajectories", "show", str(run_dir), "--id", "zzz"])
     assert missing.exit_code == 1 and "Error: no trajectory id" in missing.output
     for command in (["rollout", "--help"], ["trajectories", "import", "--help"]):

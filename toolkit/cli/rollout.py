@@ -295,6 +295,12 @@ def _trajectories_file(path: Path) -> Path:
     return path
 
 
+def _cached_note(steps: list[Any]) -> str:
+    # Replies from the response cache cost nothing and record 0 tokens: say so.
+    hits = sum(step.cache_hit for step in steps)
+    return f" ({hits} of {len(steps)} replies from the response cache)" if hits else ""
+
+
 def _show_one(t: Any) -> None:
     rows = [
         ("id", t.id),
@@ -305,7 +311,11 @@ def _show_one(t: Any) -> None:
         ("verdict", f"{'PASS' if t.passed else 'FAIL'}: {t.verdict.details}"),
         ("answer", repr(t.final_answer)),
         ("stop", t.stop_reason + (f": {t.error}" if t.error else "")),
-        ("tokens", f"in {t.tokens_in:,} / out {t.tokens_out:,} in {t.latency_s:.1f} s"),
+        (
+            "tokens",
+            f"in {t.tokens_in:,} / out {t.tokens_out:,} in {t.latency_s:.1f} s"
+            + _cached_note(t.steps),
+        ),
     ]
     _print_rows(rows)
     click.echo(f"\nquestion: {t.question}")
