@@ -19,6 +19,7 @@ from toolkit.analysts import (
     check_patch,
     leaked_values,
     mask_values,
+    restates_skill,
     run_analyses,
 )
 from toolkit.analysts.replies import PatchReply
@@ -192,6 +193,25 @@ def test_check_patch_keeps_applied_edits_and_records_the_rest() -> None:
     assert checked.patch.sources == [checked.patch.id] and checked.patch.support == 1
     assert apply_patch(skill, checked.patch).clean
     assert list(checked.changes) == ["SKILL.md"]
+
+
+def test_an_edit_that_restates_the_skill_is_dropped() -> None:
+    """Seen with the embedded 1.5B: workflow steps 3-5 appended again as steps 6-8."""
+    skill = load_skill(ROOT / "skills" / "gsm8k-math")
+    restated = (
+        "6. List every given quantity as a named Python variable, with its unit in a comment.\n"
+        "7. Do the arithmetic in Python, never in your head."
+    )
+    wrapped = "- Read the last sentence first: write down exactly what is asked and in which unit"
+    assert restates_skill(restated, skill) and restates_skill(wrapped, skill)
+    new_line = restated + "\n8. Round money to cents only at the end."
+    assert not restates_skill(new_line, skill)  # one new line keeps the edit
+    assert not restates_skill("Check units.", skill)  # too short to say anything
+    checked = check_patch(PatchReply.model_validate(patch_reply(restated)), skill, [], "a1")
+    assert checked.patch is None and checked.reason is not None
+    assert checked.reason.startswith("already-in-skill: every line of its content")
+    kept = check_patch(PatchReply.model_validate(patch_reply(new_line)), skill, [], "a1")
+    assert kept.patch is not None and not kept.dropped
 
 
 def test_insert_with_a_made_up_anchor_is_appended_to_its_section() -> None:

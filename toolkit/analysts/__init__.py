@@ -15,7 +15,7 @@ Example::
 """
 
 from toolkit.analysts.leaks import leaked_values, mask_values
-from toolkit.analysts.patches import check_patch
+from toolkit.analysts.patches import check_patch, restates_skill
 from toolkit.analysts.records import (
     ANALYST_CHOICES,
     AnalyseConfig,
@@ -48,6 +48,7 @@ __all__ = [
     "analyst_for",
     "arun_analyses",
     "check_patch",
+    "restates_skill",
     "leaked_values",
     "mask_values",
     "run_analyses",

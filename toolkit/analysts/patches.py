@@ -1,9 +1,10 @@
 """From an analyst's reply to a leaf patch: leak filter, patch engine, file, branch.
 
-:func:`check_patch` is pure: it drops edits that leak the gold answer or that the patch
-engine rejects against S0 (anchors must match the real file text; paths stay inside the
-skill; protected files stay untouched), re-checks the rest as one patch and returns it with
-the files it changes, or the reason nothing is left. :func:`save_patch` writes
+:func:`check_patch` is pure: it drops edits that leak the gold answer, that only restate
+what the skill already says (:func:`restates_skill`), or that the patch engine rejects
+against S0 (anchors must match the real file text; paths stay inside the skill; protected
+files stay untouched), re-checks the rest as one patch and returns it with the files it
+changes, or the reason nothing is left. :func:`save_patch` writes
 ``patches/<id>.json``; :func:`commit_patches` commits leaves on
 ``t2s/<run>/patch/<id>`` (parent = base) with provenance trailers, in one batch.
 """
@@ -25,6 +26,7 @@ from toolkit.patch import Patch, apply_patch, parse_patch
 from toolkit.repo import PatchCommit, SkillRepo, write_patches
 from toolkit.runs import PATCHES_DIR
 from toolkit.skill import Skill
+from toolkit.skill_echo import normalise
 
 
 class CheckedPatch(BaseModel):
@@ -61,6 +63,29 @@ def _as_patch(reply: PatchReply, edits: Sequence[dict[str, object]]) -> Patch:
     )
 
 
+#: Edits that only add text (a restatement adds nothing).
+ADDITIVE_OPS = ("insert_after", "insert_before", "append_to_section", "add_section")
+#: Shortest line of an edit that is compared with the skill's text (shorter ones say little).
+RESTATED_MIN_CHARS = 16
+
+
+def restates_skill(content: str, skill: Skill) -> bool:
+    """True when every line of ``content`` already appears in the skill's markdown text.
+
+    Small analysts often "teach" a rule the skill already states (the embedded 1.5B appended
+    steps 3-5 of the workflow to the workflow as steps 5-7): such an edit adds nothing but
+    length. Lines are compared with spaces collapsed, list marks and the closing punctuation
+    dropped, as substrings of the skill's text (so a rule the skill wraps over two lines
+    still matches); lines shorter than :data:`RESTATED_MIN_CHARS` are ignored, and content
+    with no longer line is never a restatement.
+    """
+    texts = [skill.text(name) for name, _ in skill.markdown_docs()]
+    flat = " ".join(" ".join(text.split()) for text in texts).lower()
+    lines = [normalise(line).rstrip(".:;,!").lower() for line in content.splitlines()]
+    lines = [line for line in lines if len(line) >= RESTATED_MIN_CHARS]
+    return bool(lines) and all(line in flat for line in lines)
+
+
 def check_patch(
     reply: PatchReply, skill: Skill, gold: Sequence[str], analysis_id: str
 ) -> CheckedPatch:
@@ -73,6 +98,12 @@ def check_patch(
         if leaks:
             message = f"its content holds {len(leaks)} value(s) of the gold answer"
             dropped.append(DroppedEdit(index=index, reason="answer-leak", message=message))
+            continue
+        if edit.get("op") != "delete_section" and restates_skill(
+            str(edit.get("content", "")), skill
+        ):
+            message = "every line of its content is already in the skill"
+            dropped.append(DroppedEdit(index=index, reason="already-in-skill", message=message))
             continue
         try:
             parse_patch({"edits": [edit]}, source=f"edit {index}")
@@ -93,7 +124,8 @@ def check_patch(
         candidates.append((index, edit))
     if not candidates:
         reasons = {d.reason for d in dropped}
-        why = "answer-leak" if reasons == {"answer-leak"} else "no-valid-edit"
+        one = next(iter(reasons)) if len(reasons) == 1 else None
+        why = one if one in ("answer-leak", "already-in-skill") else "no-valid-edit"
         first = dropped[0].message if dropped else "the reply has no edits"
         return CheckedPatch(reason=f"{why}: {first}", dropped=dropped)
     patch = _as_patch(reply, [edit for _, edit in candidates])
