@@ -245,3 +245,25 @@ def test_app_command(tmp_path: Path) -> None:
     assert argv[1:4] == ["-m", "streamlit", "run"]
     assert argv[4].endswith("toolkit/app/main.py") and Path(argv[4]).is_file()
     assert argv[argv.index("--server.headless") + 1] == "true"
+
+
+def test_a_run_made_on_another_machine_shows_its_skill_from_its_bundle(tmp_path):
+    """The example run recorded a repository that is not here: the app imports the run's
+    refs.bundle into a repository of its own, once, and reads S0 and S* from it."""
+
+    from toolkit.app import data as app_data
+    from toolkit.runs import read_manifest
+
+    example = Path(__file__).resolve().parents[1] / "runs" / "example-wikitq"
+    runs = tmp_path / "runs"
+    shutil.copytree(example, runs / "example-wikitq")
+    manifest = read_manifest(runs / "example-wikitq")
+    stages = {name: {"config": stage.config} for name, stage in manifest.stages.items()}
+    skills = app_data.run_skills(runs, "example-wikitq", stages)
+    assert skills is not None and skills.base is not None and skills.result is not None
+    assert skills.repo_path == runs / ".index" / "bundles" / "example-wikitq"
+    assert skills.base_commit != skills.result_commit
+    stamp = (skills.repo_path / ".bundle-stamp").stat().st_mtime_ns
+    again = app_data.run_skills(runs, "example-wikitq", stages)
+    assert again is not None and again.result_commit == skills.result_commit
+    assert (skills.repo_path / ".bundle-stamp").stat().st_mtime_ns == stamp  # made once

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,7 @@ import pandas as pd
 from toolkit import queries
 from toolkit.app import contract
 from toolkit.errors import ToolkitError
-from toolkit.index import TABLES, build_index, connect
+from toolkit.index import INDEX_DIR, TABLES, build_index, connect
 from toolkit.skill import Skill
 from toolkit.stats import pass_rate
 from toolkit.trajectory import skill_commit
@@ -112,13 +116,76 @@ def _stage_setting(run_stages: dict[str, dict[str, Any]], key: str) -> Any:
     return None
 
 
+def _has_run(path: Path, run_id: str) -> bool:
+    from toolkit.repo import SkillRepo
+
+    if not path.is_dir():
+        return False
+    try:
+        repo = SkillRepo.open(path)
+    except ToolkitError:
+        return False
+    try:
+        return bool(repo.run_refs(run_id))
+    finally:
+        repo.close()
+
+
+def _bundle_repo(runs_dir: Path, run_id: str) -> Path | None:
+    """A repository of the app's own (under ``runs/.index/bundles/``) holding the refs of the
+    run's ``refs.bundle``, made once per bundle; None when the run has no bundle."""
+    from toolkit.repo import SkillRepo, import_bundle
+    from toolkit.runs import REFS_BUNDLE
+
+    bundle = runs_dir / run_id / REFS_BUNDLE
+    if not bundle.is_file():
+        return None
+    stamp = f"{bundle.stat().st_size}-{bundle.stat().st_mtime_ns}"
+    target = runs_dir / INDEX_DIR / "bundles" / run_id
+    if (target / ".bundle-stamp").is_file() and (target / ".bundle-stamp").read_text() == stamp:
+        return target
+    # Built beside the target and renamed into place: two app sessions never see half a repo.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}-", dir=target.parent))
+    try:
+        subprocess.run(["git", "init", "-q", str(tmp)], check=True, capture_output=True)
+        repo = SkillRepo.open(tmp)
+        try:
+            import_bundle(repo, bundle)
+        finally:
+            repo.close()
+        (tmp / ".bundle-stamp").write_text(stamp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    except (ToolkitError, OSError, subprocess.CalledProcessError):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return target if (target / ".bundle-stamp").is_file() else None
+    return target
+
+
+def run_repo(runs_dir: Path, run_id: str, recorded: str | None) -> Path | None:
+    """The repository holding the run's refs: the one the run recorded, else the one the runs
+    folder lives in (a clone that imported the bundle), else the run's ``refs.bundle``
+    imported into a repository of the app's own (the run was made on another machine)."""
+    runs_dir = Path(runs_dir).resolve()
+    candidates = []
+    if recorded:
+        path = Path(recorded)
+        candidates.append(path if path.is_absolute() else runs_dir.parent / path)
+    candidates.append(runs_dir.parent)
+    for path in candidates:
+        if _has_run(path, run_id):
+            return path
+    return _bundle_repo(runs_dir, run_id)
+
+
 def run_skills(
     runs_dir: Path, run_id: str, run_stages: dict[str, dict[str, Any]]
 ) -> RunSkills | None:
-    """The run's skill repository and S0/S*, or None when its manifest names no repository.
+    """The run's skill repository and S0/S*, or None when no repository holds its refs.
 
-    The repository is the ``repo`` of a stage's config (relative paths are taken from the
-    folder above ``runs/``, where the CLI ran); ``skill_path`` is the skill folder in it.
+    The repository is found by :func:`run_repo`; ``skill_path`` (a stage's config) is the
+    skill folder in it.
     """
     from toolkit.repo import SkillRepo
 
@@ -126,11 +193,13 @@ def run_skills(
         _stage_setting(run_stages, "repo"),
         _stage_setting(run_stages, "skill_path"),
     )
-    if not repo_value or not skill_path:
+    if not skill_path:
         return None
-    repo_path = Path(repo_value)
-    if not repo_path.is_absolute():
-        repo_path = Path(runs_dir).resolve().parent / repo_path
+    if Path(skill_path).is_absolute() and repo_value:
+        skill_path = os.path.relpath(skill_path, repo_value)
+    repo_path = run_repo(runs_dir, run_id, repo_value)
+    if repo_path is None:
+        return None
     try:
         repo = SkillRepo.open(repo_path)
     except ToolkitError:
