@@ -28,7 +28,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from toolkit.atomic import write_atomic
-from toolkit.attribution.ablation import AblationRecord
+from toolkit.attribution.ablation import AblationRecord, paired_fields
 from toolkit.errors import ToolkitError
 from toolkit.evaluate import EvalRecord, summarise
 from toolkit.llm.calls import LLMCallRecord
@@ -568,8 +568,6 @@ def synth_run(
             reference = [rng.random() < ref_p for _ in range(n_tasks)]
             mine = [rng.random() < new_p for _ in range(n_tasks)]
             p = paired_comparison(reference, mine, resamples=500, seed=0)
-            sign = -1.0 if kind == "ablate" else 1.0
-            low, high = sorted((sign * p.ci.low, sign * p.ci.high))
             ablations.append(
                 AblationRecord(
                     edit_id=e.id or "",
@@ -584,18 +582,7 @@ def synth_run(
                     split="test",
                     model=EVAL_MODEL,
                     seed=0,
-                    n=p.n,
-                    passed=sum(mine),
-                    pass_rate=p.rate_b,
-                    reference_passed=sum(reference),
-                    reference_pass_rate=p.rate_a,
-                    delta=p.difference,
-                    ci_low=p.ci.low,
-                    ci_high=p.ci.high,
-                    p_value=p.p_value,
-                    effect=None if p.difference is None else sign * p.difference + 0.0,
-                    effect_ci_low=low + 0.0,
-                    effect_ci_high=high + 0.0,
+                    **paired_fields(kind, p),  # type: ignore[arg-type]
                     gained=[
                         t for t, a, b in zip(tasks, reference, mine, strict=False) if b and not a
                     ],

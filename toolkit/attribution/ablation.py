@@ -44,7 +44,7 @@ from toolkit.repo import DerivedCommit, write_ablations, write_only
 from toolkit.rollout import split_tasks
 from toolkit.runs import SPLITS_FILE, update_stage
 from toolkit.skill import Skill
-from toolkit.stats import DEFAULT_RESAMPLES
+from toolkit.stats import DEFAULT_RESAMPLES, PairedComparison
 from toolkit.tasks.splits import load_splits
 from toolkit.trajectory import append_jsonl, read_jsonl
 
@@ -286,6 +286,27 @@ def subsample(task_ids: Sequence[str], n: int | None, seed: int) -> list[str]:
     return [t for t in task_ids if t in keep]
 
 
+def paired_fields(kind: Kind, p: PairedComparison) -> dict[str, Any]:
+    """A record's figures from the paired comparison of the version (B) with its reference
+    (A): counts, delta with its CI and p-value, and the edit's effect (> 0 helps)."""
+    sign = -1.0 if kind == "ablate" else 1.0
+    low, high = sorted((sign * p.ci.low, sign * p.ci.high))
+    return {
+        "n": p.n,
+        "passed": p.both_pass + p.only_b,
+        "pass_rate": p.rate_b,
+        "reference_passed": p.both_pass + p.only_a,
+        "reference_pass_rate": p.rate_a,
+        "delta": p.difference,
+        "ci_low": p.ci.low,
+        "ci_high": p.ci.high,
+        "p_value": p.p_value,
+        "effect": None if p.difference is None else sign * p.difference + 0.0,
+        "effect_ci_low": low + 0.0,  # + 0.0: no -0.0 in the files
+        "effect_ci_high": high + 0.0,
+    }
+
+
 def ablation_record(
     *,
     context: RunContext,
@@ -299,11 +320,8 @@ def ablation_record(
 ) -> AblationRecord:
     """The record of one version compared with its reference on the paired tasks."""
     comparison = pair_results(reference, result, resamples=resamples)
-    p = comparison.paired
-    sign = -1.0 if version.kind == "ablate" else 1.0
     ref_pass = {(r.task_id, r.seed): r.passed for r in reference.records}
     new_pass = {(r.task_id, r.seed): r.passed for r in result.records}
-    low, high = sorted((sign * p.ci.low, sign * p.ci.high))
     support = context.support.get(version.edit_id)
     return AblationRecord(
         edit_id=version.edit_id,
@@ -318,18 +336,7 @@ def ablation_record(
         split=result.summary.split,
         model=result.summary.model,
         seed=result.summary.seed,
-        n=p.n,
-        passed=p.both_pass + p.only_b,
-        pass_rate=p.rate_b,
-        reference_passed=p.both_pass + p.only_a,
-        reference_pass_rate=p.rate_a,
-        delta=p.difference,
-        ci_low=p.ci.low,
-        ci_high=p.ci.high,
-        p_value=p.p_value,
-        effect=None if p.difference is None else sign * p.difference + 0.0,
-        effect_ci_low=low + 0.0,
-        effect_ci_high=high + 0.0,
+        **paired_fields(version.kind, comparison.paired),
         gained=[t for (t, s) in comparison.pairs if new_pass[(t, s)] and not ref_pass[(t, s)]],
         lost=[t for (t, s) in comparison.pairs if ref_pass[(t, s)] and not new_pass[(t, s)]],
         tasks=[t for t, _ in comparison.pairs],
