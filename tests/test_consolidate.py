@@ -386,3 +386,34 @@ def test_repo_consolidate_passes_declined_groups_up(tmp_path: Path) -> None:
     assert f"t2s/{RUN}/L1/g0001" not in refs and f"t2s/{RUN}/L1/g0002" in refs
     skill = git(repo.root, "show", f"{result}:{SKILL_REL}/SKILL.md")
     assert all(f"- In {s}." in skill for s in sections)
+
+
+def test_citing_every_input_edit_counts_only_the_ones_copied() -> None:
+    """The real 1.5B cited all input edits for each output edit that copied one of them."""
+    from toolkit.consolidate.nodes import cite, leaf_node, pool_edits
+    from toolkit.patch import Patch
+
+    def edit(content: str) -> Edit:
+        made = Edit(op="append_to_section", file="SKILL.md", target_section="s/a", content=content)
+        return made.model_copy(update={"id": made.content_hash()})
+
+    def leaf(pid: str, content: str) -> Patch:
+        return Patch(id=pid, edits=[edit(content)], sources=[pid], support=1)
+
+    nodes = [
+        leaf_node(leaf("p1", "Convert numbers with num() before sorting."), "c1"),
+        leaf_node(leaf("p2", "Match names case-insensitively."), "c2"),
+        leaf_node(leaf("p3", "Print the rows you selected."), "c3"),
+    ]
+    pool = pool_edits(nodes)
+    every = list(pool.edits)
+    copy = edit("- Match names   case-insensitively.")
+    got = cite(pool, copy, every)
+    assert (got.sources, got.support) == (["p2"], 1)
+    assert got.cited == [nodes[1].patch.edits[0].id]
+    # A generalisation copies none of them: its citations stand.
+    general = edit("Check every value you compare or print.")
+    assert cite(pool, general, every).support == 3
+    # Citing a subset is a choice: taken as given.
+    chosen = [nodes[0].patch.edits[0].id, nodes[1].patch.edits[0].id]
+    assert cite(pool, copy, chosen).support == 2

@@ -79,7 +79,28 @@ def pool_edits(nodes: list[Node], skip: set[str] | None = None) -> EditPool:
     return pool
 
 
+def _flat(text: str | None) -> str:
+    return " ".join((text or "").split()).lower()
+
+
+def _copied(child: Edit, edit: Edit) -> bool:
+    """The edit's text holds the child's text, or the other way round (spaces and case aside)."""
+    a, b = _flat(child.content), _flat(edit.content)
+    return bool(a and b) and (a in b or b in a)
+
+
 def cite(pool: EditPool, edit: Edit, cited: list[str]) -> EditSources:
-    """Provenance of an edit made from the pooled edits ``cited``."""
-    leaves = sorted({leaf for c in cited for leaf in pool.sources.get(c, [])})
-    return EditSources(id=str(edit.id), cited=list(cited), sources=leaves, support=len(leaves))
+    """Provenance of an edit made from the pooled edits ``cited``.
+
+    A citation of every pooled edit is not a choice: the embedded 1.5B cited all 7 input
+    edits for each of 5 output edits, each of which copied exactly one of them, which gave
+    every edit the support of the whole group. When an edit cites them all and some cited
+    edits are copied into it (or it into them), only those count; a real generalisation,
+    which copies none, keeps its citations.
+    """
+    used = list(cited)
+    if len(pool.edits) > 1 and set(cited) >= set(pool.edits):
+        copied = [c for c in cited if _copied(pool.edits[c], edit)]
+        used = copied or used
+    leaves = sorted({leaf for c in used for leaf in pool.sources.get(c, [])})
+    return EditSources(id=str(edit.id), cited=used, sources=leaves, support=len(leaves))
