@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -125,6 +127,9 @@ def test_attribution_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Sorted by effect; m1's ablation lost 0.33, so m1's effect is +0.33.
     assert list(effects["edit_id"]) == ["m2", "m1"]
     assert list(effects["effect"]) == pytest.approx([-0.17, 0.33])
+    # The edits' axis is categorical: an all-digit hex id must not make it numeric.
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert chart["layout"]["yaxis"]["type"] == "category"
     at.radio(key="w_kind").set_value("only").run()
     assert metrics(at)["Edits measured"] == "1"
     assert at.query_params["kind"] == "only"
@@ -257,6 +262,11 @@ def test_a_run_made_on_another_machine_shows_its_skill_from_its_bundle(tmp_path)
     example = Path(__file__).resolve().parents[1] / "runs" / "example-wikitq"
     runs = tmp_path / "runs"
     shutil.copytree(example, runs / "example-wikitq")
+    path = runs / "example-wikitq" / "manifest.json"
+    # The recorded repository must be absent (the machine that made the run may be this one).
+    path.write_text(
+        re.sub(r'"repo": "[^"]*"', '"repo": "/nonexistent/elsewhere"', path.read_text())
+    )
     manifest = read_manifest(runs / "example-wikitq")
     stages = {name: {"config": stage.config} for name, stage in manifest.stages.items()}
     skills = app_data.run_skills(runs, "example-wikitq", stages)

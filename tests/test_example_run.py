@@ -105,10 +105,19 @@ def test_attribution_reads_the_run_in_a_clone_that_imported_its_bundle(
 ) -> None:
     """The run recorded the repository it was made in, which a user's clone is not: the
     commands fall back to the current repository, where the bundle's refs were imported."""
+    import re
+    import shutil
+
     from toolkit.attribution.run import open_run
 
+    # A copy whose recorded repository is surely absent (the making machine may be this one).
+    run = imported.root / "runs" / RUN_ID
+    shutil.copytree(RUN, run)
+    manifest = run / "manifest.json"
+    text = re.sub(r'"repo": "[^"]*"', '"repo": "/nonexistent/made-elsewhere"', manifest.read_text())
+    manifest.write_text(text)
     monkeypatch.chdir(imported.root)
-    context, store = open_run(RUN)
+    context, store = open_run(run)
     try:
         assert context.run == RUN_ID and store.root == imported.root.resolve()
         assert context.final_patch.edits

@@ -50,7 +50,12 @@ def render() -> None:
     )
     fig.update_layout(
         height=max(300, 24 * len(shown)),
-        yaxis={"categoryorder": "array", "categoryarray": list(shown["edit_id"])},
+        # Edit ids are hex: an all-digit one would turn the axis numeric and hide the rest.
+        yaxis={
+            "type": "category",
+            "categoryorder": "array",
+            "categoryarray": list(shown["edit_id"]),
+        },
     )
     st.plotly_chart(fig, width="stretch")
     st.dataframe(shown.drop(columns=["sign"]), hide_index=True)
