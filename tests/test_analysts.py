@@ -212,6 +212,11 @@ def test_an_edit_that_restates_the_skill_is_dropped() -> None:
     assert checked.reason.startswith("already-in-skill: every line of its content")
     kept = check_patch(PatchReply.model_validate(patch_reply(new_line)), skill, [], "a1")
     assert kept.patch is not None and not kept.dropped
+    # Only edits that add text are checked: a replacement may reuse the skill's own words.
+    old = '"How many are left" needs the subtraction at the end.'
+    reworded = patch_reply(restated, op="replace_in_section", old_text=old)
+    made = check_patch(PatchReply.model_validate(reworded), skill, [], "a1")
+    assert made.patch is not None and not made.dropped
 
 
 def test_insert_with_a_made_up_anchor_is_appended_to_its_section() -> None:

@@ -99,9 +99,7 @@ def check_patch(
             message = f"its content holds {len(leaks)} value(s) of the gold answer"
             dropped.append(DroppedEdit(index=index, reason="answer-leak", message=message))
             continue
-        if edit.get("op") != "delete_section" and restates_skill(
-            str(edit.get("content", "")), skill
-        ):
+        if edit.get("op") in ADDITIVE_OPS and restates_skill(str(edit.get("content", "")), skill):
             message = "every line of its content is already in the skill"
             dropped.append(DroppedEdit(index=index, reason="already-in-skill", message=message))
             continue
