@@ -112,6 +112,14 @@ def read_manifest(run_dir: str | Path) -> Manifest | None:
         raise ToolkitError(f"invalid run manifest {path}: {first}") from None
 
 
+def local_repo(recorded: object) -> Path | None:
+    """The repository a run recorded, when it exists on this machine; None otherwise (the run
+    was made elsewhere: a clone that imported its refs.bundle is the place to look)."""
+    if recorded and Path(str(recorded)).is_dir():
+        return Path(str(recorded))
+    return None
+
+
 def update_stage(run_dir: str | Path, stage: str, **fields: Any) -> Manifest:
     """Create or update one stage's record in ``manifest.json`` (locked, atomic replace).
 

@@ -19,7 +19,7 @@ from toolkit.errors import ToolkitError
 from toolkit.patch import Patch
 from toolkit.repo import SkillRepo
 from toolkit.repo.trailers import parse_trailers
-from toolkit.runs import REFS_BUNDLE, Manifest, read_manifest
+from toolkit.runs import REFS_BUNDLE, Manifest, local_repo, read_manifest
 from toolkit.skill import Skill
 from toolkit.trajectory import Trajectory, read_trajectories, skill_commit
 
@@ -167,16 +167,6 @@ def edit_support(run_dir: Path, repo: SkillRepo, run: str, patch: Patch) -> dict
     return out
 
 
-def _repo_path(given: str | Path | None, recorded: object) -> Path:
-    """``--repo``, else the repository the run recorded when it is on this machine, else the
-    current directory (a clone that imported the run's bundle: the run moved machines)."""
-    if given:
-        return Path(given)
-    if recorded and Path(str(recorded)).is_dir():
-        return Path(str(recorded))
-    return Path(".")
-
-
 def open_run(
     run_dir: str | Path,
     *,
@@ -190,7 +180,8 @@ def open_run(
     """
     run_dir = resolve_run_dir(run_dir)
     manifest = read_manifest(run_dir)
-    store = SkillRepo.open(_repo_path(repo, stage_value(manifest, "repo")))
+    # --repo, else the recorded repository if it is here, else the current one (a clone).
+    store = SkillRepo.open(repo or local_repo(stage_value(manifest, "repo")) or ".")
     try:
         runs = store.runs()
         candidates = [c for c in (stage_value(manifest, "run"), manifest and manifest.run_id) if c]

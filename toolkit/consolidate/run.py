@@ -37,7 +37,7 @@ from toolkit.llm.config import LLMConfig
 from toolkit.llm.gateway import Gateway
 from toolkit.progress import Progress
 from toolkit.repo import SkillRepo, analyse_groups, base_of, sanitize_run_id, write_group_commits
-from toolkit.runs import CALLS_FILE, MANIFEST_FILE, read_manifest, update_stage
+from toolkit.runs import CALLS_FILE, MANIFEST_FILE, local_repo, read_manifest, update_stage
 from toolkit.skill import Budgets
 
 STAGE = "consolidate"
@@ -133,11 +133,7 @@ def locate(run_dir: Path, config: ConsolidateConfig) -> tuple[SkillRepo, str, st
     skill = config.skill_path or recorded.get("skill_path")
     # a rollout records the skill folder's absolute path: its repository is the one holding it
     default_repo = skill if skill and Path(skill).is_absolute() and Path(skill).is_dir() else "."
-    # The recorded repository may be on the machine that made the run only.
-    known = (
-        recorded.get("repo") if recorded.get("repo") and Path(recorded["repo"]).is_dir() else None
-    )
-    repo = SkillRepo.open(config.repo or known or default_repo)
+    repo = SkillRepo.open(config.repo or local_repo(recorded.get("repo")) or default_repo)
     if not skill:
         raise ToolkitError(
             f"{run_dir}/manifest.json names no skill_path: pass --skill-path (the skill "
