@@ -560,7 +560,8 @@ def synth_run(
         base=base,
     )
     ablations = []
-    n_tasks = min(len(tasks), 50)
+    picked = tasks[:50]
+    n_tasks = len(picked)
     for e in final.edits:
         for kind, commit in (("ablate", ablate[e.id or ""]), ("only", only[e.id or ""])):
             # Simulated paired outcomes: the reference is S* for ablate and S0 for only.
@@ -584,12 +585,12 @@ def synth_run(
                     seed=0,
                     **paired_fields(kind, p),  # type: ignore[arg-type]
                     gained=[
-                        t for t, a, b in zip(tasks, reference, mine, strict=False) if b and not a
+                        t for t, a, b in zip(picked, reference, mine, strict=True) if b and not a
                     ],
                     lost=[
-                        t for t, a, b in zip(tasks, reference, mine, strict=False) if a and not b
+                        t for t, a, b in zip(picked, reference, mine, strict=True) if a and not b
                     ],
-                    tasks=tasks[:n_tasks],
+                    tasks=picked,
                     file=e.file,
                     op=e.op,
                     target_section=e.target_section,
