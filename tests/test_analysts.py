@@ -23,6 +23,7 @@ from toolkit.analysts import (
     run_analyses,
 )
 from toolkit.analysts.replies import PatchReply
+from toolkit.analysts.specific import quoted_texts, task_literals, task_text
 from toolkit.cli import main
 from toolkit.errors import ToolkitError
 from toolkit.llm import FaultKind, LLMConfig, fake_model
@@ -30,7 +31,7 @@ from toolkit.patch import Patch, apply_patch
 from toolkit.repo import SkillRepo, parse_trailers
 from toolkit.runs import read_manifest, update_stage
 from toolkit.skill import load_skill
-from toolkit.tasks import get_suite
+from toolkit.tasks import Task, TaskFile, get_suite
 from toolkit.trajectory import Action, Step, Trajectory, Verdict, append_jsonl, read_jsonl
 from toolkit.trajectory import skill_commit as tree_id
 
@@ -219,6 +220,37 @@ def test_an_edit_that_restates_the_skill_is_dropped() -> None:
     assert made.patch is not None and not made.dropped
 
 
+def test_quotes_of_the_tasks_data_are_task_specific(tmp_path: Path) -> None:
+    """Seen with the embedded 1.5B on WikiTQ: lessons quoting one table's cells."""
+    table = "Year,Award,Result\n2006,Best Actor: Drama,Nominated\n2007,Saturn Award,Won\n"
+    task = Task(id="t1", suite="wikitq", split="train", question="which award?", answers=["x"],
+                files=[TaskFile(path="table.csv", text=table)])  # fmt: skip
+    data = task_text(task)
+    skill_texts = ["Drop rows like 'Total' before counting."]
+    line = "- Count the rows where the Award is 'Best Actor: Drama' (\"saturn award\" too)."
+    assert task_literals(line, data, skill_texts) == ["Best Actor: Drama", "saturn award"]
+    # Apostrophes are no quotes; a quote the skill uses, a short one or one with no letter
+    # names no value of this task; the question is not searched.
+    assert quoted_texts("the agent's code doesn't print 'Year' or '2006' or 'N/A'") == ["Year"]
+    assert task_literals("Skip 'Total' rows; 'Won' means a win.", data, skill_texts) == []
+    assert task_literals("Questions like 'which award' need a max.", data, skill_texts) == []
+    assert task_literals("Filter on 'Award'.", "", skill_texts) == []  # no data: no check
+    source = tmp_path / "t.csv"
+    source.write_text(table)
+    from_disk = Task(id="t2", suite="wikitq", split="train", question="q", answers=["x"],
+                     files=[TaskFile(path="table.csv", source=str(source)),
+                            TaskFile(path="chart.png", data=b"Saturn Award")])  # fmt: skip
+    assert task_text(from_disk) == table
+    skill = load_skill(ROOT / "skills" / "gsm8k-math")
+    reply = PatchReply.model_validate(patch_reply(line))
+    checked = check_patch(reply, skill, [], "a1", data)
+    assert checked.patch is None and checked.reason is not None
+    assert checked.reason == (
+        "task-specific: it quotes 'Best Actor: Drama', 'saturn award' from this task's data"
+    )
+    assert check_patch(reply, skill, [], "a1").patch is not None  # without data: kept
+
+
 def test_insert_with_a_made_up_anchor_is_appended_to_its_section() -> None:
     skill = load_skill(ROOT / "skills" / "gsm8k-math")
     made_up = {"op": "insert_after", "target_text": "- A line the model made up."}
@@ -320,6 +352,28 @@ def test_single_call_error_analyst_keeps_patches_on_branches(tmp_path: Path) -> 
     stage = read_manifest(run_dir).stages["analyse"]  # type: ignore[union-attr]
     assert stage.status == "done" and stage.counts["kept"] == 1
     assert stage.config["skill_path"] == "skills/gsm8k-math" and stage.config["repo"] == str(repo)
+
+
+def test_the_stage_checks_lessons_against_the_analysed_tasks_files(tmp_path: Path) -> None:
+    """The single-call analysts need no task, but the stage loads it for the data check."""
+    from toolkit.tasks.gsm8k import GSM8KSuite
+
+    class WithTables(GSM8KSuite):
+        def load_ids(self, ids: Any) -> list[Task]:
+            table = TaskFile(path="table.csv", text="Name,Eggs\nJanet Duck,16\n")
+            return [t.model_copy(update={"files": [table]}) for t in super().load_ids(ids)]
+
+    repo, run_dir = make_run(tmp_path, [False, False, True])
+    specific = patch_reply("- Count the eggs of 'Janet Duck' first.")
+    with fake_model([error_reply(), error_reply(**specific)]) as model:
+        summary = run_analyses(
+            run_dir, AnalyseConfig(analyst="error-single", model=model, concurrency=1),
+            llm_config=llm(tmp_path), progress=False, suite=WithTables(),
+        )  # fmt: skip
+    assert (summary.kept, summary.dropped) == (1, 1)
+    assert summary.reasons == {"task-specific": 1}
+    dropped = next(r for r in records_of(run_dir) if r.status == "dropped")
+    assert dropped.reason == "task-specific: it quotes 'Janet Duck' from this task's data"
 
 
 def test_agentic_analyst_is_kept_only_when_its_fix_passes(tmp_path: Path) -> None:

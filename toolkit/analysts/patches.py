@@ -1,7 +1,8 @@
 """From an analyst's reply to a leaf patch: leak filter, patch engine, file, branch.
 
 :func:`check_patch` is pure: it drops edits that leak the gold answer, that only restate
-what the skill already says (:func:`restates_skill`), or that the patch engine rejects
+what the skill already says (:func:`restates_skill`), that quote the task's own data
+(:func:`toolkit.analysts.specific.task_literals`), or that the patch engine rejects
 against S0 (anchors must match the real file text; paths stay inside the skill; protected
 files stay untouched), re-checks the rest as one patch and returns it with the files it
 changes, or the reason nothing is left. :func:`save_patch` writes
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from toolkit.analysts.leaks import leaked_values
 from toolkit.analysts.records import AnalysisRecord, DroppedEdit
 from toolkit.analysts.replies import PatchReply, edit_dicts
+from toolkit.analysts.specific import task_literals
 from toolkit.atomic import write_atomic
 from toolkit.errors import PatchError
 from toolkit.patch import Patch, apply_patch, parse_patch
@@ -65,6 +67,8 @@ def _as_patch(reply: PatchReply, edits: Sequence[dict[str, object]]) -> Patch:
 
 #: Edits that only add text (a restatement adds nothing).
 ADDITIVE_OPS = ("insert_after", "insert_before", "append_to_section", "add_section")
+#: Drop reasons about what an edit says (a patch that loses every edit to one says so).
+CONTENT_REASONS = ("answer-leak", "already-in-skill", "task-specific")
 #: Shortest line of an edit that is compared with the skill's text (shorter ones say little).
 RESTATED_MIN_CHARS = 16
 
@@ -87,9 +91,14 @@ def restates_skill(content: str, skill: Skill) -> bool:
 
 
 def check_patch(
-    reply: PatchReply, skill: Skill, gold: Sequence[str], analysis_id: str
+    reply: PatchReply, skill: Skill, gold: Sequence[str], analysis_id: str, data_text: str = ""
 ) -> CheckedPatch:
-    """Turn an analyst's patch reply into a leaf patch that applies cleanly to ``skill``."""
+    """Turn an analyst's patch reply into a leaf patch that applies cleanly to ``skill``.
+
+    ``data_text`` is the text of the analysed task's input files
+    (:func:`toolkit.analysts.specific.task_text`); empty skips the task-specific check.
+    """
+    skill_texts = [skill.text(name) for name, _ in skill.markdown_docs()]
     dropped: list[DroppedEdit] = []
     repaired: list[DroppedEdit] = []
     candidates: list[tuple[int, dict[str, object]]] = []
@@ -102,6 +111,11 @@ def check_patch(
         if edit.get("op") in ADDITIVE_OPS and restates_skill(str(edit.get("content", "")), skill):
             message = "every line of its content is already in the skill"
             dropped.append(DroppedEdit(index=index, reason="already-in-skill", message=message))
+            continue
+        quoted = task_literals(str(edit.get("content", "")), data_text, skill_texts)
+        if quoted:
+            message = "it quotes " + ", ".join(repr(q) for q in quoted) + " from this task's data"
+            dropped.append(DroppedEdit(index=index, reason="task-specific", message=message))
             continue
         try:
             parse_patch({"edits": [edit]}, source=f"edit {index}")
@@ -123,7 +137,7 @@ def check_patch(
     if not candidates:
         reasons = {d.reason for d in dropped}
         one = next(iter(reasons)) if len(reasons) == 1 else None
-        why = one if one in ("answer-leak", "already-in-skill") else "no-valid-edit"
+        why = one if one in CONTENT_REASONS else "no-valid-edit"
         first = dropped[0].message if dropped else "the reply has no edits"
         return CheckedPatch(reason=f"{why}: {first}", dropped=dropped)
     patch = _as_patch(reply, [edit for _, edit in candidates])

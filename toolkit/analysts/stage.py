@@ -42,6 +42,7 @@ from toolkit.analysts.records import (
     analyst_for,
 )
 from toolkit.analysts.single import analyse_error_single, analyse_success
+from toolkit.analysts.specific import task_text
 from toolkit.errors import ToolkitError
 from toolkit.executor import Executor, LocalExecutor
 from toolkit.llm.config import LLMConfig
@@ -158,8 +159,12 @@ def _record(
     s0: Skill,
     config: AnalyseConfig,
     started: float,
+    data_text: str = "",
 ) -> tuple[AnalysisRecord, Patch | None]:
-    """The analysis' record (kept or dropped, with the reason) and its leaf patch."""
+    """The analysis' record (kept or dropped, with the reason) and its leaf patch.
+
+    ``data_text``: the task's input files as text, for the task-specific check.
+    """
     fields: dict[str, Any] = {
         "id": unit.id,
         "trajectory_id": trajectory.id,
@@ -178,7 +183,7 @@ def _record(
     if out.failure is not None or out.reply is None:
         reason = out.failure or "no-reply"
         return AnalysisRecord(status="dropped", reason=reason, **fields), None
-    checked = check_patch(out.reply.patch, s0, trajectory.verdict.gold, unit.id)
+    checked = check_patch(out.reply.patch, s0, trajectory.verdict.gold, unit.id, data_text)
     if checked.patch is None:
         record = AnalysisRecord(
             status="dropped", reason=checked.reason, dropped_edits=checked.dropped, **fields
@@ -320,11 +325,15 @@ async def _analyse(
         trajectory = by_id[unit.trajectory_id]
         started = time.time()
         seed = task_seed(config.seed, trajectory.id)
+        try:
+            suite_obj, task = task_of(trajectory)
+        except ToolkitError as exc:
+            task_error: str | None = str(exc)
+        else:
+            task_error = None
         if unit.analyst == "error-agentic":
-            try:
-                suite_obj, task = task_of(trajectory)
-            except ToolkitError as exc:
-                out = AnalystOutput(fix_passed=False, failure=f"task-unknown: {exc}")
+            if task_error is not None:
+                out = AnalystOutput(fix_passed=False, failure=f"task-unknown: {task_error}")
             else:
                 out = await analyse_error_agentic(
                     gateway, config, s0, trajectory, suite_obj, task, pools[0], seed
@@ -333,8 +342,12 @@ async def _analyse(
             out = await analyse_error_single(gateway, config, s0, trajectory, seed)
         else:
             out = await analyse_success(gateway, config, s0, trajectory, seed)
+        # A single-call analyst needs no task; without one the task-specific check is skipped.
+        data_text = task_text(task) if task_error is None else ""
         # The checks run the patch engine (pure CPU): off the event loop, like scoring.
-        return await asyncio.to_thread(_record, unit, trajectory, out, s0, config, started)
+        return await asyncio.to_thread(
+            _record, unit, trajectory, out, s0, config, started, data_text
+        )
 
     def save(result: tuple[AnalysisRecord, Patch | None]) -> None:
         record, patch = result

@@ -1,0 +1,79 @@
+"""The task-specific filter: a lesson must not be about one task's data.
+
+Small analysts write lessons that only fit the table they just saw: the embedded 1.5B added
+"Print the number of times the Award 'Best Actor: Drama' has been nominated." and a pitfall
+about filtering 'brazil' (`runs/example-wikitq`). Such a line helps no other task and costs
+every later one its length. :func:`task_literals` finds them by what they quote: a quoted
+text ('...', "..." or “...”) of at least 4 characters with a letter in it, found in the
+task's own input files (case-insensitive, on word boundaries) and nowhere in the skill. The
+question is not searched: a method may well quote a phrase such questions use ('per week');
+only the task's data makes a quote specific. Tasks without text files (GSM8K) are never
+filtered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from toolkit.tasks import Task
+
+#: Shortest quoted text that counts (shorter ones, 'N/A', 'nan', occur in any table).
+MIN_LITERAL_CHARS = 4
+#: Most characters of a task's files searched (a larger file is searched up to here).
+MAX_TASK_TEXT_CHARS = 2_000_000
+_TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".jsonl", ".md", ".html", ".htm", ".xml")
+# A quote opens and closes off a word, so apostrophes ("the agent's code doesn't") are no quote.
+_QUOTED = re.compile(
+    r"(?<!\w)'([^'\n]{1,120})'(?!\w)|(?<!\w)\"([^\"\n]{1,120})\"(?!\w)|“([^”\n]{1,120})”"
+)
+
+
+def quoted_texts(content: str) -> list[str]:
+    """The quoted texts of ``content`` that could name a value: >= 4 characters, a letter."""
+    found = []
+    for match in _QUOTED.finditer(content):
+        text = next(group for group in match.groups() if group is not None).strip()
+        if len(text) >= MIN_LITERAL_CHARS and any(ch.isalpha() for ch in text):
+            found.append(text)
+    return found
+
+
+def task_text(task: Task) -> str:
+    """The text of ``task``'s input files (text formats only), for :func:`task_literals`."""
+    parts: list[str] = []
+    for file in task.files:
+        if not file.path.lower().endswith(_TEXT_SUFFIXES):
+            continue
+        if file.text is not None:
+            parts.append(file.text)
+        elif file.data is not None:
+            parts.append(file.data.decode("utf-8", errors="replace"))
+        elif file.source is not None:
+            try:
+                with Path(file.source).open(encoding="utf-8", errors="replace") as handle:
+                    parts.append(handle.read(MAX_TASK_TEXT_CHARS))
+            except OSError:
+                continue  # an unreadable file only means fewer quotes are recognised
+    return "\n".join(parts)[:MAX_TASK_TEXT_CHARS]
+
+
+def task_literals(content: str, data_text: str, skill_texts: Iterable[str]) -> list[str]:
+    """The quoted texts of ``content`` that come from the task's data, not from the skill.
+
+    Args:
+        content: an edit's new text.
+        data_text: the task's input files (:func:`task_text`); empty means nothing is found.
+        skill_texts: the skill's markdown texts (a quote the skill already uses is its own).
+    """
+    if not data_text:
+        return []
+    skill = " ".join(skill_texts).lower()
+    found = []
+    for text in quoted_texts(content):
+        if text.lower() in skill or text in found:
+            continue
+        if re.search(r"(?<!\w)" + re.escape(text) + r"(?!\w)", data_text, re.IGNORECASE):
+            found.append(text)
+    return found
