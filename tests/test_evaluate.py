@@ -274,6 +274,13 @@ def test_cli_eval_on_a_users_jsonl_tasks_with_numeric_scoring(tmp_path):
         assert notes == ["Note: jsonl split 'all' has 6 tasks, fewer than the 50 asked for; "
                          "using all 6"]  # fmt: skip
         assert json.loads(out.stdout)["summary"]["n"] == 6
+        assert "s/task" in out.stderr  # the progress bar
+        quiet = runner.invoke(
+            main,
+            ["eval", *common, "--model", model, "--no-cache", "--json", "--no-progress"]
+            + ["--run-dir", str(tmp_path / "quiet")],
+        )
+        assert quiet.exit_code == 0 and "s/task" not in quiet.stderr, quiet.stderr
 
 
 def test_evaluate_rejects_bad_delivery(tmp_path):

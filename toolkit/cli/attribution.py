@@ -119,6 +119,7 @@ def _effect(value: float | None, low: float, high: float) -> str:
 )
 @click.option("--parallel", type=click.IntRange(min=1), help="Tasks rolled out at once.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and its cost, run nothing.")
+@click.option("--no-progress", is_flag=True, help="No progress bars on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON lines.")
 @_run_options
 @llm_options
@@ -136,6 +137,7 @@ def ablate_cmd(
     protocol: str | None,
     parallel: int | None,
     dry_run: bool,
+    no_progress: bool,
     as_json: bool,
     repo: Path | None,
     skill_path: str | None,
@@ -185,7 +187,7 @@ def ablate_cmd(
         concurrency=parallel,
         llm_config=llm_config,
         agent_config=AgentConfig(protocol=protocol) if protocol else None,
-        progress=True,
+        progress=not no_progress,
         dry_run=dry_run,
         on_plan=show,
     )

@@ -105,6 +105,7 @@ def _evaluate(
     parallel: int | None,
     resamples: int,
     llm_config: LLMConfig,
+    no_progress: bool = False,
 ) -> EvalResult:
     from toolkit.agent import AgentConfig
     from toolkit.evaluate import NO_SKILL, evaluate
@@ -121,7 +122,7 @@ def _evaluate(
         delivery=None if skill.strip().lower() == NO_SKILL else delivery,
         concurrency=parallel or default_concurrency(llm_config.model),
         resamples=resamples,
-        progress=True,
+        progress=not no_progress,
         llm_config=llm_config,
         agent_config=AgentConfig(protocol=protocol),
     )
@@ -186,6 +187,7 @@ def _common(func: Any) -> Any:
             show_default=True,
             help="Bootstrap resamples.",
         ),
+        click.option("--no-progress", is_flag=True, help="No progress bar on stderr."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
     ]
     for option in reversed(options):
@@ -214,6 +216,7 @@ def eval_cmd(
     protocol: str,
     parallel: int | None,
     resamples: int,
+    no_progress: bool,
     as_json: bool,
     llm_config: LLMConfig,
 ) -> None:
@@ -250,6 +253,7 @@ def eval_cmd(
         parallel=parallel,
         resamples=resamples,
         llm_config=llm_config,
+        no_progress=no_progress,
     )
     if as_json:
         click.echo(
@@ -302,6 +306,7 @@ def compare(
     protocol: str,
     parallel: int | None,
     resamples: int,
+    no_progress: bool,
     as_json: bool,
     llm_config: LLMConfig,
 ) -> None:
@@ -330,6 +335,7 @@ def compare(
         "protocol": protocol,
         "parallel": parallel,
         "resamples": resamples,
+        "no_progress": no_progress,
     }
     side = {"suite": suite, "split": split, "seed": seed, "common": common}
     result_a = _side(a, llm_config=llm_config, **side)
