@@ -9,7 +9,7 @@ import pytest
 from tests.test_agent import GSM8K_SKILL, gateway, loop, pool, solve, step_no  # noqa: F401
 from toolkit.agent import Agent, AgentConfig, agent_fingerprint, system_prompt
 from toolkit.errors import ToolkitError
-from toolkit.tools_protocol import check_support, tool_specs
+from toolkit.tools_protocol import check_support, copies_harness, no_call_text, tool_specs
 
 
 def call(name: str, **arguments: object) -> dict:
@@ -77,7 +77,7 @@ def test_bad_replies_become_observations(loop, pool, gateway) -> None:  # noqa: 
     result, _ = solve(loop, pool, gateway, script, protocol="tools", max_turns=8)
     assert result.final_answer == "42"
     observations = [s.observation for s in result.steps]
-    assert "call a tool" in observations[0]
+    assert observations[0].startswith("Error: no tool call. Call the python function")
     assert "not JSON" in observations[1]
     assert observations[2].startswith("Error:")
     assert observations[4].startswith("Error: submit needs")
@@ -87,6 +87,54 @@ def test_bad_replies_become_observations(loop, pool, gateway) -> None:  # noqa: 
     assert [(u.kind, u.ref) for u in result.section_uses] == [
         ("read", "SKILL.md#gsm8k-math/workflow")
     ]
+
+
+def test_a_fenced_block_without_a_call_runs_as_python(loop, pool, gateway) -> None:  # noqa: F811
+    def script(messages):
+        if step_no(messages) == 0:
+            return "I will compute it.\n```python\nprint(6 * 7)\n```"
+        assert messages[-1]["role"] == "user" and messages[-1]["content"].startswith("42")
+        return call("submit", answer="42")
+
+    result, _ = solve(loop, pool, gateway, script, protocol="tools")
+    assert result.final_answer == "42"
+    assert [s.action.tool for s in result.steps] == ["python", "submit"]
+    assert result.steps[0].action.args == {"code": "print(6 * 7)\n"}
+    assert "call the python tool next" in result.steps[0].observation
+
+
+def test_prose_twice_in_a_row_ends_with_the_models_own_answer(loop, pool, gateway) -> None:  # noqa: F811
+    """Seen with the embedded 1.5B: a prose solution, then the harness's error copied back
+    each turn until the steps ran out (3 of 10 GSM8K tasks)."""
+    replies = [
+        "Mark earns $12 an hour for 40 hours.\nMark makes $480/week.",
+        "Error: call a tool (python, or submit with your answer).",
+    ]
+    result, model = solve(
+        loop, pool, gateway, lambda m: replies[step_no(m)], protocol="tools", max_turns=6
+    )
+    assert result.stop_reason == "submitted" and result.final_answer == "Mark makes $480/week"
+    assert [s.action.tool for s in result.steps] == ["respond", "submit"]
+    assert result.steps[0].error == "no tool call"
+    assert result.steps[1].observation.startswith("No tool call twice in a row")
+    # Turn notes only open the task and close it: the model copied every other one.
+    first = model.requests[0].messages[-1]["content"]
+    assert first.endswith("Call one tool now: python to compute, submit to answer.")
+    assert "Step" not in model.requests[1].messages[-1]["content"]
+    # Without force_submit the loop runs to its end as before, and says nothing was given.
+    result, _ = solve(
+        loop, pool, gateway, lambda m: "Let me think.", protocol="tools", max_turns=3,
+        force_submit=False,
+    )  # fmt: skip
+    assert result.stop_reason == "max_turns" and result.final_answer is None
+
+
+def test_the_embedded_model_is_shown_its_own_call_form() -> None:
+    text = no_call_text("local/qwen2.5-coder-1.5b")
+    assert "<tool_call>" in text and '"name": "python"' in text
+    assert "<tool_call>" not in no_call_text("openai/gpt-4o-mini")
+    assert copies_harness("Error: call a tool.\n\nStep 2/6.") and copies_harness("Step 3/6. Hi")
+    assert not copies_harness("The answer is 5.") and not copies_harness("")
 
 
 def test_extra_calls_are_reported_to_the_model(loop, pool, gateway) -> None:  # noqa: F811

@@ -326,7 +326,7 @@ def task_message(summary: str, files: Sequence[str], config: AgentConfig) -> str
     if config.protocol == "code":
         parts.append(code_protocol.turn_text(1, config.max_turns))
     elif config.protocol == "tools":
-        parts.append(f"Step 1/{config.max_turns}.")
+        parts.append(tools_protocol.turn_text(1, config.max_turns))
     else:
         parts.append(turn_note(1, config.max_turns))
     return "\n\n".join(parts)
@@ -376,8 +376,10 @@ def agent_fingerprint(config: AgentConfig) -> str:
         ]
     elif config.protocol == "tools":
         texts += [
-            tools_protocol.turn_text(2, config.max_turns),
+            tools_protocol.turn_text(1, config.max_turns),
             tools_protocol.turn_text(config.max_turns, config.max_turns),
+            tools_protocol.no_call_text("local/x"),
+            tools_protocol.no_call_text("x"),
             json.dumps(tools_protocol.tool_specs(True, ["x"])),
         ]
     else:
@@ -830,6 +832,8 @@ class Agent:
         """The ``tools`` protocol's loop: native tool calls, one acted on per step."""
         cfg = self.config
         result = AgentResult(stop_reason="max_turns")
+        prose_answer: str | None = None  # the last line of the model's last own prose reply
+        no_calls = 0  # replies in a row with no call, code or answer
         for index in range(cfg.max_turns):
             completion = await self._call(messages, index, seed, result, tools=self.tool_specs)
             if completion is None:
@@ -840,20 +844,39 @@ class Agent:
             )
             note = tools_protocol.turn_text(index + 2, cfg.max_turns)
             if not completion.tool_calls:
-                answer = code_protocol.parse_reply(text).answer
-                if answer:
-                    step.action = Action(tool="submit", args={"answer": answer})
-                    step.observation = "Submitted."
+                reply = code_protocol.parse_reply(text)
+                if reply.answer:
+                    self._submit_prose(step, result, reply.answer, "Submitted.")
+                    return result
+                if reply.code is not None:  # a fenced block instead of a call: run it as one
+                    no_calls = 0
+                    step.action = Action(tool="python", args={"code": reply.code})
+                    started = time.perf_counter()
+                    args = ToolArgs.model_construct(code=reply.code)  # unbounded, as calls are
+                    await self._act("python", args, step, session, result)
+                    step.tool_s = time.perf_counter() - started
+                    step.observation += "\n(Your python block ran; call the python tool next.)"
                     result.steps.append(step)
-                    result.final_answer = answer
-                    result.stop_reason = "submitted"
+                    messages.append({"role": "assistant", "content": text})
+                    messages.append({"role": "user", "content": _with_note(step, note)})
+                    continue
+                no_calls += 1
+                if not tools_protocol.copies_harness(text):
+                    prose_answer = code_protocol.last_line(text) or prose_answer
+                if no_calls >= 2 and prose_answer and cfg.force_submit:
+                    # A second reply in a row without a call: the model has stopped using
+                    # tools (the 1.5B then repeats itself to the last step), so its own words
+                    # stand, read as the plain condition reads an answer.
+                    why = "No tool call twice in a row: your last prose line is the answer."
+                    self._submit_prose(step, result, prose_answer, why)
                     return result
                 step.error = "no tool call"
-                step.observation = "Error: call a tool (python, or submit with your answer)."
+                step.observation = tools_protocol.no_call_text(self.model)
                 result.steps.append(step)
                 messages.append({"role": "assistant", "content": text})
-                messages.append({"role": "user", "content": f"{step.observation}\n\n{note}"})
+                messages.append({"role": "user", "content": _with_note(step, note)})
                 continue
+            no_calls = 0
             call = completion.tool_calls[0]
             # No validation: the json protocol's bounds exist for its grammar only.
             args = ToolArgs.model_construct(
@@ -878,10 +901,26 @@ class Agent:
             messages.append(
                 {"role": "assistant", "content": text or None, "tool_calls": [call.openai()]}
             )
-            messages.append(
-                {"role": "tool", "tool_call_id": call.id, "content": f"{observation}\n\n{note}"}
+            content = f"{observation}\n\n{note}" if note else observation
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+        if cfg.force_submit and no_calls and prose_answer and result.steps:
+            # Out of steps on a prose reply: the model's own last answer stands, as in plain.
+            result.steps[-1].observation += (
+                f"\n\nNo submit by the last step: your last prose line ({prose_answer}) is "
+                "submitted."
             )
+            result.final_answer = prose_answer
+            result.stop_reason = "submitted"
         return result
+
+    @staticmethod
+    def _submit_prose(step: Step, result: AgentResult, answer: str, observation: str) -> None:
+        """End the task with an answer the model wrote without the submit tool."""
+        step.action = Action(tool="submit", args={"answer": answer})
+        step.observation = observation
+        result.steps.append(step)
+        result.final_answer = answer
+        result.stop_reason = "submitted"
 
     async def _act(
         self, tool: str, args: ToolArgs, step: Step, session: Session, result: AgentResult
@@ -947,6 +986,11 @@ def _new_step(
         call_id=completion.call_id,
         **fields,
     )
+
+
+def _with_note(step: Step, note: str) -> str:
+    """A step's observation with the turn note, when there is one."""
+    return f"{step.observation}\n\n{note}" if note else step.observation
 
 
 def _observe(step: Step, parts: list[str]) -> None:

@@ -4,12 +4,16 @@ The model gets OpenAI-style tool definitions (``tools=[...]`` through litellm) a
 with tool calls: ``python(code)``, ``read_skill_file(section | path)`` when a skill can be
 read, ``submit(answer)``. Providers with native function calling get the definitions as they
 expect; the embedded models render them with their own chat template (Qwen2.5's Hermes
-format, parsed by :func:`toolkit.llm.tool_calls.split_hermes`). A reply with no call may still
-end the task with a ``FINAL ANSWER:`` line. :class:`toolkit.agent.Agent` runs the loop.
+format, parsed by :func:`toolkit.llm.tool_calls.split_hermes`). :class:`toolkit.agent.Agent`
+runs the loop. A reply with no call is read as the code protocol reads it: a ``FINAL
+ANSWER:`` line ends the task, a fenced python block runs as a python call; a second reply in
+a row with neither (prose, or a copy of the harness's error) ends the task with the last
+line of the model's last own prose reply, as the ``plain`` condition reads an answer.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -85,13 +89,43 @@ def system_text(max_turns: int, with_skill: bool) -> str:
 
 
 def turn_text(step: int, max_turns: int) -> str:
-    """Where the agent is in its step budget (1-based step), after a tool result."""
+    """Where the agent is in its step budget (1-based step).
+
+    Only the first message and the last step get a note, as in the code protocol: the
+    embedded 1.5B began its replies with a copied "Step 1/6." and narrated "Step 2/6." in
+    prose instead of calling a tool.
+    """
     if step >= max_turns:
         return f"Step {step}/{max_turns} (last): call submit with your answer now."
+    if step > 1:
+        return ""
+    return f"You have {max_turns} steps. Call one tool now: python to compute, submit to answer."
+
+
+def no_call_text(model: str) -> str:
+    """The observation for a reply with no tool call, no code and no answer.
+
+    The embedded models write tool calls in their chat template's own form (Qwen2.5: Hermes
+    ``<tool_call>`` tags), which a small model forgets once it starts writing prose; the
+    example shows that form. It computes nothing worth copying (the model copies examples).
+    """
+    if not model.startswith("local/"):
+        return "Error: no tool call. Call the python function to compute, or submit to answer."
     return (
-        f"Step {step}/{max_turns}. If this answers the question, call submit with it. "
-        "Otherwise fix or extend the code."
+        "Error: no tool call. Write one tool call exactly in this form:\n"
+        '<tool_call>\n{"name": "python", "arguments": {"code": "print(...)"}}\n</tool_call>\n'
+        'or, when you know the answer, the submit tool with {"answer": ...}.'
     )
+
+
+def copies_harness(text: str) -> bool:
+    """True when a reply only repeats the harness's own words (an error or a step note).
+
+    After one prose reply, the 1.5B answered "Error: call a tool (python, or submit with your
+    answer)." to that very message until its steps ran out; such a reply says nothing.
+    """
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first.startswith("Error:") or re.match(r"(Step|You have) \d+", first) is not None
 
 
 def check_support(model: str) -> None:
