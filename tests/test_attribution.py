@@ -231,6 +231,24 @@ def test_report_warns_about_broken_tasks_and_shows_effects(done):
     assert "model calls" in text
 
 
+def test_report_shows_a_no_skill_baseline_when_the_run_has_one(done, tmp_path):
+    import shutil
+
+    from toolkit.evaluate import evaluate
+
+    run_dir = tmp_path / "r1"
+    shutil.copytree(done["run_dir"], run_dir)
+    assert "| No skill |" not in render_report(run_dir)
+    with fake_model(agent_reply, name="attr-agent") as model:
+        config = LLMConfig(model=model, cache=False, cache_dir=tmp_path / "cache")
+        none = evaluate(None, done["suite"], "all", model, run_dir=run_dir, llm_config=config,
+                        progress=False, resamples=2000)  # fmt: skip
+    text = render_report(run_dir)
+    rate = none.summary.pass_rate
+    assert f"| No skill | {100 * rate.rate:.1f}% | [{100 * rate.ci.low:.1f}%, " in text
+    assert "| S0 - no skill (paired) | " in text
+
+
 def test_cli_commands(done, tmp_path):
     runner = CliRunner()
     run = str(done["run_dir"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,13 @@ from tests.repo_helpers import git, user_state
 from toolkit.cli import main
 from toolkit.errors import RepoError
 from toolkit.evolve import (
-    STAGES,
     Budget,
     BudgetExceeded,
     EvolveConfig,
     EvolveError,
     Meter,
     Rates,
+    active_stages,
     estimate,
     evolve,
     evolve_lock,
@@ -288,7 +289,9 @@ def test_evolve_end_to_end(repo: Path, tmp_path: Path) -> None:
             echo=lines.append,
         )  # fmt: skip
     assert lines[0] == f"run r1 in {run_dir}"
-    assert [line.split()[-1] for line in lines[1:]] == list(STAGES)
+    stages = active_stages(config_for(repo))
+    assert [line.split()[-1] for line in lines[1:]] == list(stages) and "eval-none" not in stages
+    assert lines[1] == f"[1/{len(stages)}] base"
     # S0 failed 2 of 6 evolve tasks; two error analyses, both kept; one merge made S*.
     assert (summary.evolve.n, summary.evolve.passed) == (6, 4)
     assert summary.analyses == {"total": 2, "kept": 2, "dropped": 0}
@@ -301,7 +304,9 @@ def test_evolve_end_to_end(repo: Path, tmp_path: Path) -> None:
         json.loads(line)["patch_id"]
         for line in (run_dir / "analyses.jsonl").read_text().splitlines()
     }
-    assert all(summary.stages[s].status == "done" for s in STAGES)
+    assert list(summary.stages) == list(stages)
+    assert all(summary.stages[s].status == "done" for s in stages)
+    assert summary.no_skill is None and summary.s0_vs_no_skill is None
     assert summary.stages["rollout"].calls == 6 and summary.stages["analyse"].calls > 0
     assert json.loads((run_dir / "summary.json").read_text()) == summary.model_dump(mode="json")
     # The git story: base, two patch commits, one octopus merge = S*.
@@ -346,9 +351,10 @@ def test_kill_at_a_stage_boundary_resumes_without_redoing_work(
         whole = evolve(
             config_for(repo, "r2", model=model), llm_config=llm(tmp_path), progress=False
         )
-        by_stage = {s: whole.stages[s].calls for s in STAGES}
+        by_stage = {s: whole.stages[s].calls for s in whole.stages}
     # Only the stages from the killed one on made model calls again.
-    later = STAGES[STAGES.index(stage) :]
+    stages = list(whole.stages)
+    later = stages[stages.index(stage) :]
     assert resumed_calls == sum(by_stage[s] for s in later)
     assert (summary.s0.passed, summary.result.passed) == (whole.s0.passed, whole.result.passed)
     assert run_files(config.run_dir) == run_files(repo.parent / "runs" / "r2")
@@ -399,6 +405,21 @@ def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> Non
         "S* - S0 (paired): +0.50" in done.output and "result branch: t2s/c1/result" in done.output
     )
     assert "support   1" in done.output
+    assert "no skill" not in done.output
+    # A no-skill baseline added on resume: only eval-none calls the model; the summary shows it.
+    before = json.loads((repo.parent / "runs" / "c1" / "summary.json").read_text())["stages"]
+    with method("evolve-cli") as model:
+        base = [*again, "--runs-dir", str(repo.parent / "runs"), "--no-skill-baseline"]
+        added = runner.invoke(main, [*base, "--model", model])
+    assert added.exit_code == 0, added.output
+    assert "[5/9] eval-none" in added.stderr and "[4/9] consolidate" not in added.stderr
+    assert re.search(r"^  eval-none +4 units", added.stderr, re.M)  # in the estimate
+    after = json.loads((repo.parent / "runs" / "c1" / "summary.json").read_text())
+    assert after["no_skill"]["n"] == 4 and after["s0_vs_no_skill"]["n"] == 4
+    assert after["stages"]["eval-none"]["calls"] > 0
+    assert all(after["stages"][k]["calls"] == v["calls"] for k, v in before.items())
+    assert re.search(r"no skill  \d/4 = ", added.output)
+    assert "S0 - no skill (paired): " in added.output
 
 
 def test_no_successes_for_success_analysts_is_a_clear_stop(repo: Path, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ composes eval)::
     rollout      the agent with S0 on the evolve split (toolkit.rollout)
     analyse      one analysis per trajectory -> leaf patches (toolkit.analysts)
     consolidate  hierarchical merges -> S* on t2s/<run>/result (toolkit.consolidate)
+    eval-none    with no_skill_baseline: the agent with no skill on the test split
     eval-s0      S0 on the test split (toolkit.evaluate)
     eval-result  S* on the same tasks and seeds (paired with S0)
     summary      scores, flips, patches kept/dropped, support, cost and time per stage
@@ -62,11 +63,18 @@ STAGES: tuple[str, ...] = (
     "rollout",
     "analyse",
     "consolidate",
+    "eval-none",
     "eval-s0",
     "eval-result",
     "summary",
     "bundle",
 )
+
+
+def active_stages(config: EvolveConfig) -> tuple[str, ...]:
+    """The stages ``config`` runs: every one, ``eval-none`` only with a no-skill baseline."""
+    return tuple(s for s in STAGES if s != "eval-none" or config.no_skill_baseline)
+
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -134,6 +142,11 @@ class EvolveConfig(BaseModel):
         None, ge=1, description="Units at once (default: 1 for local/ models, else 4)."
     )
     allow_dirty: bool = Field(False, description="Snapshot a skill folder with uncommitted edits.")
+    no_skill_baseline: bool = Field(
+        False,
+        description="Also evaluate the agent with no skill on the test tasks (eval-none), so "
+        "the summary shows what S0 itself adds.",
+    )
 
     @property
     def run_dir(self) -> Path:
@@ -435,6 +448,11 @@ def estimate(
         ("rollout", evolve_tasks, evolve_tasks * rates.steps_per_task, concurrency),
         ("analyse", analyses, analyses * per_analysis, concurrency),
         ("consolidate", merges, merge_calls, concurrency),
+        *(
+            [("eval-none", test_tasks, test_tasks * rates.steps_per_task, concurrency)]
+            if config.no_skill_baseline
+            else []
+        ),
         ("eval-s0", test_tasks, test_tasks * rates.steps_per_task, concurrency),
         ("eval-result", test_tasks, test_tasks * rates.steps_per_task, concurrency),
     ]
@@ -521,6 +539,27 @@ class EditSupport(BaseModel):
     sources: list[str]
 
 
+class PairedScore(BaseModel):
+    """A paired difference of pass rates (B - A) with its bootstrap 95% CI."""
+
+    n: int
+    difference: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+
+
+def _paired(comparison: Comparison) -> PairedScore:
+    p = comparison.paired
+    return PairedScore(
+        n=p.n,
+        difference=p.difference,
+        ci_low=p.ci.low if p.difference is not None else None,
+        ci_high=p.ci.high if p.difference is not None else None,
+        p_value=p.p_value,
+    )
+
+
 class EvolveSummary(BaseModel):
     """``runs/<run>/summary.json``: what the evolution did and what it bought."""
 
@@ -541,6 +580,10 @@ class EvolveSummary(BaseModel):
     top_edits: list[EditSupport] = Field(description="Edits of S* by support, highest first.")
     s0: Score
     result: Score
+    no_skill: Score | None = Field(None, description="No skill on the test tasks, if asked.")
+    s0_vs_no_skill: PairedScore | None = Field(
+        None, description="Paired S0 - no skill on the test tasks, if the baseline ran."
+    )
     difference: float | None = Field(description="Paired S* - S0 pass rate.")
     ci_low: float | None
     ci_high: float | None
@@ -840,25 +883,32 @@ def _stage_consolidate(run: _Run) -> None:
     run.stats["consolidate"].units = summary.groups
 
 
-def _evaluate(run: _Run, ref: str) -> EvalResult:
+def _evaluate(run: _Run, ref: str | None) -> EvalResult:
+    """Evaluate the skill at ``ref`` (None: no skill) on the test split."""
     from toolkit.evaluate import evaluate
 
     cfg = run.config
     return evaluate(
-        run.skill_at(ref),
+        run.skill_at(ref) if ref is not None else None,
         run.suite(),
         cfg.test_split,
         run.model,
         run_dir=run.run_dir,
         seed=cfg.seed,
         limit=cfg.test_limit,
-        delivery=cfg.delivery,
+        delivery=cfg.delivery if ref is not None else None,
         concurrency=run.concurrency,
         progress=run.progress,
         llm_config=run.llm,
         agent_config=run.agent_config(),
         executor=run.executor,
     )
+
+
+def _stage_eval_none(run: _Run) -> None:
+    result = _evaluate(run, None)
+    run.stats["eval-none"].units = result.n
+    run.values["none"] = result
 
 
 def _stage_eval_s0(run: _Run) -> None:
@@ -878,8 +928,11 @@ def _stage_eval_result(run: _Run) -> None:
 def _stage_summary(run: _Run) -> None:
     from toolkit.evaluate import pair_results
 
-    for name, stage in (("s0", _stage_eval_s0), ("result", _stage_eval_result)):
-        if name not in run.values:  # resumed after both evaluations: cheap re-read
+    stages = [("s0", _stage_eval_s0), ("result", _stage_eval_result)]
+    if run.config.no_skill_baseline:
+        stages.append(("none", _stage_eval_none))
+    for name, stage in stages:
+        if name not in run.values:  # resumed after the evaluations: cheap re-read
             stage(run)
     run.values["summary"] = build_summary(run, pair_results(run.values["s0"], run.values["result"]))
     _write_summary(run)
@@ -887,8 +940,7 @@ def _stage_summary(run: _Run) -> None:
 
 def _write_summary(run: _Run) -> EvolveSummary:
     """Write ``summary.json`` with the stage figures as they stand now."""
-    stages = {k: v.model_copy() for k, v in run.stats.items()}
-    summary = run.values["summary"].model_copy(update={"stages": stages})
+    summary = run.values["summary"].model_copy(update={"stages": _active_stats(run)})
     text = json.dumps(summary.model_dump(mode="json"), indent=2) + "\n"
     write_atomic(run.run_dir / SUMMARY_FILE, text, prefix=".summary-", suffix="")
     return summary
@@ -896,9 +948,11 @@ def _write_summary(run: _Run) -> EvolveSummary:
 
 def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
     """The :class:`EvolveSummary` of a run whose evaluations are done."""
+    from toolkit.evaluate import pair_results
     from toolkit.runs import read_manifest
 
     s0, result = run.values["s0"], run.values["result"]
+    none = run.values.get("none")
     refs = run.repo.run_refs(run.config.run_id)
     analyses = _jsonl(run.run_dir / "analyses.jsonl")
     merges = _jsonl(run.run_dir / "merges.jsonl")
@@ -943,6 +997,8 @@ def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
         top_edits=top_edits(run.run_dir, final_patch),
         s0=_score(s0),
         result=_score(result),
+        no_skill=_score(none) if none is not None else None,
+        s0_vs_no_skill=_paired(pair_results(none, s0)) if none is not None else None,
         difference=p.difference,
         ci_low=p.ci.low if p.difference is not None else None,
         ci_high=p.ci.high if p.difference is not None else None,
@@ -950,8 +1006,13 @@ def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
         mde=p.mde,
         gained=gained,
         lost=lost,
-        stages={k: v.model_copy() for k, v in run.stats.items()},
+        stages=_active_stats(run),
     )
+
+
+def _active_stats(run: _Run) -> dict[str, StageStats]:
+    """Copies of the figures of the stages this run has."""
+    return {k: run.stats[k].model_copy() for k in active_stages(run.config)}
 
 
 def _stage_bundle(run: _Run) -> None:
@@ -965,6 +1026,7 @@ _STAGE_FUNCS: dict[str, Callable[[_Run], None]] = {
     "rollout": _stage_rollout,
     "analyse": _stage_analyse,
     "consolidate": _stage_consolidate,
+    "eval-none": _stage_eval_none,
     "eval-s0": _stage_eval_s0,
     "eval-result": _stage_eval_result,
     "summary": _stage_summary,
@@ -1077,6 +1139,9 @@ def evolve(
                 f"{run_dir} already holds files of another kind of run; choose another --run-id"
             )
         # A resume runs with the stored settings; a new run records the model it resolved.
+        # A no-skill baseline asked for on resume is added: it changes no finished work.
+        if stored is not None and config.no_skill_baseline:
+            stored = stored.model_copy(update={"no_skill_baseline": True})
         config = stored or config.model_copy(update={"model": config.model or llm_config.model})
         meter = Meter(run_dir / CALLS_FILE, budget)
         try:
@@ -1090,13 +1155,14 @@ def evolve(
                 _start(run, fresh)
             else:
                 say(f"resuming run {config.run_id} in {run_dir}")
-            for index, name in enumerate(STAGES, start=1):
+            stages = active_stages(config)
+            for index, name in enumerate(stages, start=1):
                 if run.stats[name].status == "done" and name != "summary":
                     continue
                 why = meter.exceeded()
                 if why is not None:
                     raise BudgetExceeded(f"budget spent ({why}) before stage {name}", name)
-                say(f"[{index}/{len(STAGES)}] {name}")
+                say(f"[{index}/{len(stages)}] {name}")
                 run.stage = name
                 _run_stage(run, name)
             _record(run, "done")
@@ -1116,7 +1182,7 @@ def _start(run: _Run, fresh: bool) -> None:
             suite.check_split(split)
         run.stage = "base"
         run.echo(f"run {run.config.run_id} in {run.run_dir}")
-        run.echo(f"[1/{len(STAGES)}] base")
+        run.echo(f"[1/{len(active_stages(run.config))}] base")
         _run_stage(run, "base")
     except BaseException:
         if fresh:
@@ -1158,6 +1224,7 @@ def _run_stage(run: _Run, name: str) -> None:
 
 __all__ = [
     "STAGES",
+    "active_stages",
     "Budget",
     "BudgetExceeded",
     "BudgetExecutor",
@@ -1168,6 +1235,7 @@ __all__ = [
     "EvolveSummary",
     "Meter",
     "Rates",
+    "PairedScore",
     "Score",
     "Spend",
     "StageEstimate",

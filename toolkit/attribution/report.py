@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from toolkit.atomic import write_atomic
 from toolkit.attribution.ablation import AblationRecord, read_ablations
@@ -25,7 +25,7 @@ from toolkit.attribution.run import (
     read_run_trajectories,
 )
 from toolkit.attribution.usage import SectionUsage, section_usage
-from toolkit.evaluate import EvalRecord, EvalResult, EvalSummary, pair_results
+from toolkit.evaluate import NO_SKILL, EvalRecord, EvalResult, EvalSummary, pair_results
 
 REPORT_FILE = "report.md"
 #: Broken tasks at or above this share of the fixed ones (or of all tasks) raise the warning.
@@ -46,6 +46,12 @@ class ScoreLine(BaseModel):
     p_value: float
     fixed: list[str]
     broken: list[str]
+    none: EvalResult | None = Field(
+        None, description="No skill on the same split, suite, model and seed, if evaluated."
+    )
+    s0_vs_none: tuple[float, float, float, float] | None = Field(
+        None, description="Paired S0 - no skill: difference, CI low, CI high, p-value."
+    )
 
 
 def _results(path: Path) -> dict[tuple[str, str, int, str], EvalResult]:
@@ -92,6 +98,12 @@ def score_lines(run_dir: Path, s0_commit: str, star_commit: str) -> list[ScoreLi
         if not shared:
             continue
         key = max(shared, key=lambda k: min(a[k].n, b[k].n))
+        none = _no_skill(run_dir / "evals" / NO_SKILL / star_path.name, key)
+        baseline = None
+        if none is not None:
+            q = pair_results(none, a[key]).paired
+            if q.difference is not None:
+                baseline = (q.difference, q.ci.low, q.ci.high, q.p_value)
         comparison = pair_results(a[key], b[key])
         p = comparison.paired
         pass_a = {(r.task_id, r.seed): r.passed for r in a[key].records}
@@ -107,9 +119,20 @@ def score_lines(run_dir: Path, s0_commit: str, star_commit: str) -> list[ScoreLi
                 p_value=p.p_value,
                 fixed=[t for t, s in comparison.pairs if pass_b[(t, s)] and not pass_a[(t, s)]],
                 broken=[t for t, s in comparison.pairs if pass_a[(t, s)] and not pass_b[(t, s)]],
+                none=none,
+                s0_vs_none=baseline,
             )
         )
     return out
+
+
+def _no_skill(path: Path, key: tuple[str, str, int, str]) -> EvalResult | None:
+    """The no-skill evaluation at ``path`` with the suite, model and seed of ``key`` (no skill
+    has no delivery), the one with the most tasks; None when there is none."""
+    if not path.is_file():
+        return None
+    found = [r for k, r in _results(path).items() if k[:3] == key[:3]]
+    return max(found, key=lambda r: r.n) if found else None
 
 
 def _pct(x: float | None) -> str:
@@ -309,10 +332,28 @@ def render_report(
             "",
             "| | pass rate | 95% CI |",
             "|---|---|---|",
+            *(
+                [
+                    f"| No skill | {_pct(s.none.summary.pass_rate.rate)} | "
+                    f"[{_pct(s.none.summary.pass_rate.ci.low)}, "
+                    f"{_pct(s.none.summary.pass_rate.ci.high)}] |"
+                ]
+                if s.none is not None
+                else []
+            ),
             f"| S0 | {_pct(a.rate)} | [{_pct(a.ci.low)}, {_pct(a.ci.high)}] |",
             f"| S* | {_pct(b.rate)} | [{_pct(b.ci.low)}, {_pct(b.ci.high)}] |",
             f"| S* - S0 (paired) | {_pp(s.difference)} | "
             f"[{100 * s.ci[0]:+.1f}, {100 * s.ci[1]:+.1f}] pp, p={s.p_value:.3g} |",
+            *(
+                [
+                    f"| S0 - no skill (paired) | {_pp(s.s0_vs_none[0])} | "
+                    f"[{100 * s.s0_vs_none[1]:+.1f}, {100 * s.s0_vs_none[2]:+.1f}] pp, "
+                    f"p={s.s0_vs_none[3]:.3g} |"
+                ]
+                if s.s0_vs_none is not None
+                else []
+            ),
             "",
             f"- Fixed by S* ({len(s.fixed)}): {_tasks(s.fixed)}",
             f"- Broken by S* ({len(s.broken)}): {_tasks(s.broken)}",

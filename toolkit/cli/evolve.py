@@ -12,7 +12,7 @@ from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
 
 if TYPE_CHECKING:
-    from toolkit.evolve import Estimate, EvolveSummary
+    from toolkit.evolve import Estimate, EvolveSummary, PairedScore
     from toolkit.llm.config import LLMConfig
     from toolkit.tasks import Suite
 
@@ -41,6 +41,13 @@ def estimate_lines(est: Estimate) -> list[str]:
     return lines
 
 
+def _diff(p: PairedScore) -> str:
+    if p.difference is None or p.ci_low is None or p.ci_high is None:
+        return "n/a"
+    text = f"{p.difference:+.2f} [{p.ci_low:+.2f}, {p.ci_high:+.2f}]"
+    return text + (f", p={p.p_value:.3g}" if p.p_value is not None else "")
+
+
 def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
     """The summary printed when an evolution finishes."""
     diff = (
@@ -58,10 +65,19 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
             else ""
         ),
         "merges: " + ", ".join(f"{k} {v}" for k, v in sorted(s.merges.items())),
+        *(
+            [
+                f"no skill  {s.no_skill.passed}/{s.no_skill.n} = {_pct(s.no_skill.rate)} "
+                f"[{_pct(s.no_skill.ci_low)}, {_pct(s.no_skill.ci_high)}]"
+            ]
+            if s.no_skill
+            else []
+        ),
         f"S0  {s.s0.passed}/{s.s0.n} = {_pct(s.s0.rate)} [{_pct(s.s0.ci_low)}, "
         f"{_pct(s.s0.ci_high)}]",
         f"S*  {s.result.passed}/{s.result.n} = {_pct(s.result.rate)} "
         f"[{_pct(s.result.ci_low)}, {_pct(s.result.ci_high)}]",
+        *([f"S0 - no skill (paired): {_diff(s.s0_vs_no_skill)}"] if s.s0_vs_no_skill else []),
         f"S* - S0 (paired): {diff}; MDE at this n {_pct(s.mde)}",
         f"flipped: {len(s.gained)} gained ({', '.join(s.gained) or '-'}), "
         f"{len(s.lost)} lost ({', '.join(s.lost) or '-'})",
@@ -158,6 +174,12 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
 @click.option(
     "--allow-dirty", is_flag=True, help="Take S0 from a skill folder with uncommitted changes."
 )
+@click.option(
+    "--no-skill-baseline",
+    is_flag=True,
+    help="Also evaluate the agent with no skill on the test tasks (stage eval-none), so the "
+    "summary shows S0 - no skill beside S* - S0. May be added on --resume.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars on stderr (stage lines stay).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @llm_options
@@ -184,6 +206,7 @@ def evolve(
     delivery: str,
     parallel: int | None,
     allow_dirty: bool,
+    no_skill_baseline: bool,
     no_progress: bool,
     as_json: bool,
     llm_config: LLMConfig,
@@ -196,6 +219,7 @@ def evolve(
       rollout      the agent with S0 on the evolve split
       analyse      one analyst per trajectory (+Error: failures), each a patch on its branch
       consolidate  patches merged in groups of B, level by level, into t2s/<run>/result (S*)
+      eval-none    with --no-skill-baseline: the agent with no skill on the test split
       eval-s0      S0 on the test split
       eval-result  S* on the same tasks and seeds
       summary      paired S* - S0 with a 95% CI, flipped tasks, patches kept and dropped,
@@ -213,6 +237,7 @@ def evolve(
       trace2skill evolve skills/gsm8k-math --suite gsm8k --estimate
       trace2skill evolve skills/gsm8k-math --suite gsm8k --run-id r1 --budget minutes=30
       trace2skill evolve --resume --run-id r1 --budget calls=2000
+      trace2skill evolve --resume --run-id r1 --no-skill-baseline
       trace2skill evolve skills/gsm8k-math --suite gsm8k --analysts combined \\
           --model openai/gpt-4o-mini
     """
@@ -234,6 +259,8 @@ def evolve(
         config = load_config(runs_dir / run_id)
         if config is None:
             raise EvolveError(f"no evolve run {run_id!r} in {runs_dir} to resume")
+        if no_skill_baseline:  # adding the baseline changes no finished work
+            config = config.model_copy(update={"no_skill_baseline": True})
     else:
         if skill is None or suite is None:
             raise EvolveError("give the skill folder and --suite (or --resume --run-id RUN)")
@@ -260,6 +287,7 @@ def evolve(
             delivery=delivery,  # type: ignore[arg-type]
             parallel=parallel,
             allow_dirty=allow_dirty,
+            no_skill_baseline=no_skill_baseline,
             **_jsonl_options(suite),
         )
     for line in estimate_lines(plan(config, llm_config)):
