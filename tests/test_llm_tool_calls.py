@@ -57,6 +57,17 @@ def test_split_hermes_takes_blocks_out_even_when_cut_off() -> None:
     assert split_hermes("no calls here") == ("no calls here", [])
 
 
+def test_a_call_in_a_wrong_tag_is_still_a_call() -> None:
+    """Seen with the embedded 1.5B: its call wrapped in the template's <tools> tag."""
+    text = 'Step 1.\n<tools>\n{"name": "python", "arguments": {"code": "print(2/5)"}}\n</tools>'
+    rest, [call] = split_hermes(text)
+    assert rest == "Step 1." and call.name == "python" and call.arguments == {"code": "print(2/5)"}
+    # A tool definition echoed back, or broken JSON, stays text.
+    echoed = '<tools>{"type": "function", "function": {"name": "python"}}</tools>'
+    assert split_hermes(echoed) == (echoed, [])
+    assert split_hermes("<tool>{not json}</tool>") == ("<tool>{not json}</tool>", [])
+
+
 def test_gateway_returns_tool_calls_and_replays_them_from_cache(tmp_path: Path) -> None:
     gw = Gateway(LLMConfig(cache_dir=tmp_path / "cache", calls_log=tmp_path / "calls.jsonl"))
     script = [{"tool_calls": [{"name": "python", "arguments": {"code": "print(1)"}}]}]

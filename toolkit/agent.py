@@ -91,9 +91,9 @@ class AgentConfig(BaseModel):
     )
     code_check: bool = Field(
         True,
-        description="code protocol: a FINAL ANSWER that comes before any code ran is sent "
-        "back once, asking for a python block that prints it (small models answer from "
-        "mental arithmetic otherwise).",
+        description="code and tools protocols: an answer (a FINAL ANSWER line, or a submit "
+        "call) that comes before any code ran is sent back once, asking for code that prints "
+        "it (small models answer from mental arithmetic otherwise).",
     )
     force_submit: bool = Field(
         True,
@@ -380,6 +380,7 @@ def agent_fingerprint(config: AgentConfig) -> str:
             tools_protocol.turn_text(config.max_turns, config.max_turns),
             tools_protocol.no_call_text("local/x"),
             tools_protocol.no_call_text("x"),
+            tools_protocol.compute_first("x"),
             json.dumps(tools_protocol.tool_specs(True, ["x"])),
         ]
     else:
@@ -829,11 +830,17 @@ class Agent:
     async def _run_tools(
         self, messages: list[dict[str, Any]], session: Session, *, seed: int
     ) -> AgentResult:
-        """The ``tools`` protocol's loop: native tool calls, one acted on per step."""
+        """The ``tools`` protocol's loop: native tool calls, one acted on per step.
+
+        A reply without a call is read as the code protocol reads one (an answer line ends
+        the task, a fenced block runs as a python call); see :mod:`toolkit.tools_protocol`.
+        """
         cfg = self.config
         result = AgentResult(stop_reason="max_turns")
         prose_answer: str | None = None  # the last line of the model's last own prose reply
         no_calls = 0  # replies in a row with no call, code or answer
+        computed = False  # python ran at least once
+        checked = not cfg.code_check  # an answer before any python is sent back once
         for index in range(cfg.max_turns):
             completion = await self._call(messages, index, seed, result, tools=self.tool_specs)
             if completion is None:
@@ -843,35 +850,36 @@ class Agent:
                 index, completion, text[:MAX_THOUGHT_CHARS], Action(tool="respond", args={})
             )
             note = tools_protocol.turn_text(index + 2, cfg.max_turns)
+            must_compute = not (checked or computed or index == cfg.max_turns - 1)
             if not completion.tool_calls:
                 reply = code_protocol.parse_reply(text)
-                if reply.answer:
+                if reply.answer and must_compute:
+                    checked = True
+                    step.observation = tools_protocol.compute_first(reply.answer)
+                elif reply.answer:
                     self._submit_prose(step, result, reply.answer, "Submitted.")
                     return result
-                if reply.code is not None:  # a fenced block instead of a call: run it as one
-                    no_calls = 0
+                elif reply.code is not None:  # a fenced block instead of a call: run it
+                    no_calls, computed = 0, True
                     step.action = Action(tool="python", args={"code": reply.code})
                     started = time.perf_counter()
                     args = ToolArgs.model_construct(code=reply.code)  # unbounded, as calls are
                     await self._act("python", args, step, session, result)
                     step.tool_s = time.perf_counter() - started
                     step.observation += "\n(Your python block ran; call the python tool next.)"
-                    result.steps.append(step)
-                    messages.append({"role": "assistant", "content": text})
-                    messages.append({"role": "user", "content": _with_note(step, note)})
-                    continue
-                no_calls += 1
-                if not tools_protocol.copies_harness(text):
-                    prose_answer = code_protocol.last_line(text) or prose_answer
-                if no_calls >= 2 and prose_answer and cfg.force_submit:
-                    # A second reply in a row without a call: the model has stopped using
-                    # tools (the 1.5B then repeats itself to the last step), so its own words
-                    # stand, read as the plain condition reads an answer.
-                    why = "No tool call twice in a row: your last prose line is the answer."
-                    self._submit_prose(step, result, prose_answer, why)
-                    return result
-                step.error = "no tool call"
-                step.observation = tools_protocol.no_call_text(self.model)
+                else:
+                    no_calls += 1
+                    if not tools_protocol.copies_harness(text):
+                        prose_answer = code_protocol.last_line(text) or prose_answer
+                    if no_calls >= 2 and prose_answer and cfg.force_submit:
+                        # A second reply in a row without a call: the model has stopped using
+                        # tools (the 1.5B then repeats itself to the last step), so its own
+                        # words stand, read as the plain condition reads an answer.
+                        why = "No tool call twice in a row: your last prose line is the answer."
+                        self._submit_prose(step, result, prose_answer, why)
+                        return result
+                    step.error = "no tool call"
+                    step.observation = tools_protocol.no_call_text(self.model)
                 result.steps.append(step)
                 messages.append({"role": "assistant", "content": text})
                 messages.append({"role": "user", "content": _with_note(step, note)})
@@ -884,11 +892,15 @@ class Agent:
             )
             step.action = Action(tool=call.name, args=_used_args(call.name, args))
             started = time.perf_counter()
+            submitted = False
             if call.error is not None:
                 step.error = f"{call.name or 'tool call'}: {call.error}"[:300]
                 step.observation = f"Error: the tool call's {call.error}."
-                submitted = False
+            elif call.name == "submit" and args.answer.strip() and must_compute:
+                checked = True
+                step.observation = tools_protocol.compute_first(args.answer.strip())
             else:
+                computed = computed or call.name == "python"
                 submitted = await self._act(call.name, args, step, session, result)
             step.tool_s = time.perf_counter() - started
             result.steps.append(step)

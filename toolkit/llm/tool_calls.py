@@ -18,6 +18,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 _HERMES_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+# Tags a small model writes for a call by mistake: Qwen2.5's template wraps the tool
+# definitions in <tools>, and the 1.5B sometimes wrapped its call in them too.
+_ALIAS_RE = re.compile(r"<(tools|tool|function_call)>\s*(\{.*?\})\s*(?:</\1>|$)", re.DOTALL)
 
 
 class ToolCall(BaseModel):
@@ -108,8 +111,15 @@ def split_hermes(text: str) -> tuple[str, list[ToolCall]]:
 
     A block cut off before its closing tag (the reply hit ``max_tokens``) still counts; a
     block that is not a JSON object with a ``name`` becomes a call named ``""`` whose error
-    says why, so the agent can tell the model.
+    says why, so the agent can tell the model. Without any ``<tool_call>`` block, a JSON
+    object with a ``name`` and ``arguments`` in ``<tools>``, ``<tool>`` or
+    ``<function_call>`` tags is taken as the call it was meant to be (anything else in such
+    tags stays text).
     """
+    if "<tool_call>" not in text:
+        aliased = _aliased_calls(text)
+        if aliased:
+            return aliased
     calls: list[ToolCall] = []
     for index, match in enumerate(_HERMES_RE.finditer(text)):
         body = match.group(1)
@@ -126,3 +136,21 @@ def split_hermes(text: str) -> tuple[str, list[ToolCall]]:
         calls.append(make_call(data["name"], data.get("arguments", {}), index))
     rest = _HERMES_RE.sub("", text).strip()
     return rest, calls
+
+
+def _aliased_calls(text: str) -> tuple[str, list[ToolCall]] | None:
+    """Calls written in a wrong tag (see :data:`_ALIAS_RE`), or None when there are none."""
+    calls: list[ToolCall] = []
+
+    def take(match: re.Match[str]) -> str:
+        try:
+            data = json.loads(match.group(2))
+        except json.JSONDecodeError:
+            return match.group(0)
+        if isinstance(data, dict) and isinstance(data.get("name"), str) and "arguments" in data:
+            calls.append(make_call(data["name"], data["arguments"], len(calls)))
+            return ""
+        return match.group(0)
+
+    rest = _ALIAS_RE.sub(take, text).strip()
+    return (rest, calls) if calls else None
