@@ -10,6 +10,12 @@
   no-cache, concurrency...) are removed.
 
 Tests that need other folders set them with ``monkeypatch`` as before.
+
+hypothesis is imported here, at startup: its pytest plugin otherwise imports (and so parses,
+for assertion rewriting) its modules at the terminal summary of a run that did not use it,
+and on CPython 3.11.7 that parse failed now and then with "SystemError: AST constructor
+recursion depth mismatch" (CPython gh-106905, ASTs built while litellm's logging thread
+runs), crashing a run whose tests had all passed.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis.internal.observability  # noqa: F401
 import pytest
 
 from toolkit.llm.model_store import MODELS_DIR_ENV, models_dir

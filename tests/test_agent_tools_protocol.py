@@ -9,7 +9,13 @@ import pytest
 from tests.test_agent import GSM8K_SKILL, gateway, loop, pool, solve, step_no  # noqa: F401
 from toolkit.agent import Agent, AgentConfig, agent_fingerprint, system_prompt
 from toolkit.errors import ToolkitError
-from toolkit.tools_protocol import check_support, copies_harness, no_call_text, tool_specs
+from toolkit.tools_protocol import (
+    check_support,
+    copies_harness,
+    no_call_text,
+    tool_specs,
+    written_call,
+)
 
 
 def call(name: str, **arguments: object) -> dict:
@@ -153,6 +159,24 @@ def test_the_embedded_model_is_shown_its_own_call_form() -> None:
     assert "<tool_call>" not in no_call_text("openai/gpt-4o-mini")
     assert copies_harness("Error: call a tool.\n\nStep 2/6.") and copies_harness("Step 3/6. Hi")
     assert not copies_harness("The answer is 5.") and not copies_harness("")
+
+
+def test_a_call_written_as_text_is_taken_as_made(loop, pool, gateway) -> None:  # noqa: F811
+    """Seen with the embedded 1.5B: its submit call inside a fenced python block."""
+    replies = [
+        'Compute.\n```json\n{"name": "python", "arguments": {"code": "print(6 * 7)"}}\n```',
+        'Done.\n```python\n{"name": "submit", "arguments": {"answer": "42"}}\n```',
+    ]
+    result, model = solve(loop, pool, gateway, lambda m: replies[step_no(m)], protocol="tools")
+    assert result.final_answer == "42" and [s.action.tool for s in result.steps] == [
+        "python", "submit",
+    ]  # fmt: skip
+    assert model.requests[1].messages[-1]["role"] == "tool"
+    assert model.requests[1].messages[-1]["content"].startswith("42")
+    # Only known tools count, and a JSON line of its own is a call too.
+    assert written_call('{"name": "search", "arguments": {}}') is None
+    assert written_call('x\n{"name": "submit", "arguments": {"answer": "3"}}').name == "submit"
+    assert written_call("```python\nprint({'name': 1})\n```") is None
 
 
 def test_extra_calls_are_reported_to_the_model(loop, pool, gateway) -> None:  # noqa: F811

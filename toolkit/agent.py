@@ -851,7 +851,9 @@ class Agent:
             )
             note = tools_protocol.turn_text(index + 2, cfg.max_turns)
             must_compute = not (checked or computed or index == cfg.max_turns - 1)
-            if not completion.tool_calls:
+            written = None if completion.tool_calls else tools_protocol.written_call(text)
+            calls = completion.tool_calls or ([written] if written is not None else [])
+            if not calls:
                 reply = code_protocol.parse_reply(text)
                 if reply.answer and must_compute:
                     checked = True
@@ -885,7 +887,7 @@ class Agent:
                 messages.append({"role": "user", "content": _with_note(step, note)})
                 continue
             no_calls = 0
-            call = completion.tool_calls[0]
+            call = calls[0]
             # No validation: the json protocol's bounds exist for its grammar only.
             args = ToolArgs.model_construct(
                 **{k: str(v) for k, v in call.arguments.items() if k in ToolArgs.model_fields}
@@ -908,7 +910,7 @@ class Agent:
                 result.stop_reason = "submitted"
                 return result
             observation = step.observation or "(no output)"
-            if len(completion.tool_calls) > 1:
+            if len(calls) > 1:
                 observation += "\n(Only your first tool call was run; call one tool at a time.)"
             messages.append(
                 {"role": "assistant", "content": text or None, "tool_calls": [call.openai()]}

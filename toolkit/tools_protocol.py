@@ -5,19 +5,26 @@ with tool calls: ``python(code)``, ``read_skill_file(section | path)`` when a sk
 read, ``submit(answer)``. Providers with native function calling get the definitions as they
 expect; the embedded models render them with their own chat template (Qwen2.5's Hermes
 format, parsed by :func:`toolkit.llm.tool_calls.split_hermes`). :class:`toolkit.agent.Agent`
-runs the loop. A reply with no call is read as the code protocol reads it: a ``FINAL
-ANSWER:`` line ends the task, a fenced python block runs as a python call; a second reply in
+runs the loop. A call written as text (a ``{"name": ..., "arguments": ...}`` object in a
+fenced block or on its own line) is taken as made. A reply with no call is read as the code
+protocol reads it: a ``FINAL ANSWER:`` line ends the task, a fenced python block runs as a
+python call; a second reply in
 a row with neither (prose, or a copy of the harness's error) ends the task with the last
 line of the model's last own prose reply, as the ``plain`` condition reads an answer.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from toolkit.errors import ToolkitError
+from toolkit.llm.tool_calls import ToolCall, make_call
+
+#: The tools the protocol offers (read_skill_file only with a skill).
+TOOL_NAMES = ("python", "read_skill_file", "submit")
 
 # Providers served in-process or scripted render tools themselves.
 _OWN_TEMPLATES = ("local/", "fake/")
@@ -100,6 +107,35 @@ def turn_text(step: int, max_turns: int) -> str:
     if step > 1:
         return ""
     return f"You have {max_turns} steps. Call one tool now: python to compute, submit to answer."
+
+
+# A call written as text: a JSON object with a name and arguments, alone in a fenced block
+# (```json, ```python or bare) or on a line of its own.
+_WRITTEN_CALL_RE = re.compile(
+    r"```[\w-]*\s*(\{.*?\})\s*```|^\s*(\{\s*\"name\".*\})\s*$", re.DOTALL | re.MULTILINE
+)
+
+
+def written_call(text: str) -> ToolCall | None:
+    """The first tool call a reply wrote as text instead of making it, or None.
+
+    The embedded 1.5B often put ``{"name": "submit", "arguments": {"answer": "5"}}`` in a
+    fenced ```python or ```json block: run as Python it printed itself back, turn after turn,
+    although the answer was right. Only an object whose ``name`` is a known tool counts.
+    """
+    for index, match in enumerate(_WRITTEN_CALL_RE.finditer(text)):
+        body = match.group(1) or match.group(2)
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError:
+            continue
+        if (
+            isinstance(data, dict)
+            and data.get("name") in TOOL_NAMES
+            and isinstance(data.get("arguments"), dict)
+        ):
+            return make_call(data["name"], data["arguments"], index)
+    return None
 
 
 def compute_first(answer: str) -> str:
