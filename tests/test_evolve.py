@@ -412,7 +412,7 @@ def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> Non
         base = [*again, "--runs-dir", str(repo.parent / "runs"), "--no-skill-baseline"]
         added = runner.invoke(main, [*base, "--model", model])
     assert added.exit_code == 0, added.output
-    assert "[5/9] eval-none" in added.stderr and "[4/9] consolidate" not in added.stderr
+    assert "[7/9] eval-none" in added.stderr and "[6/9] eval-result" not in added.stderr
     assert re.search(r"^  eval-none +4 units", added.stderr, re.M)  # in the estimate
     after = json.loads((repo.parent / "runs" / "c1" / "summary.json").read_text())
     assert after["no_skill"]["n"] == 4 and after["s0_vs_no_skill"]["n"] == 4

@@ -7,9 +7,9 @@ composes eval)::
     rollout      the agent with S0 on the evolve split (toolkit.rollout)
     analyse      one analysis per trajectory -> leaf patches (toolkit.analysts)
     consolidate  hierarchical merges -> S* on t2s/<run>/result (toolkit.consolidate)
-    eval-none    with no_skill_baseline: the agent with no skill on the test split
     eval-s0      S0 on the test split (toolkit.evaluate)
     eval-result  S* on the same tasks and seeds (paired with S0)
+    eval-none    with no_skill_baseline: the agent with no skill on the same tasks
     summary      scores, flips, patches kept/dropped, support, cost and time per stage
     bundle       the run's refs as runs/<run>/refs.bundle
 
@@ -63,9 +63,9 @@ STAGES: tuple[str, ...] = (
     "rollout",
     "analyse",
     "consolidate",
-    "eval-none",
     "eval-s0",
     "eval-result",
+    "eval-none",
     "summary",
     "bundle",
 )
@@ -448,13 +448,13 @@ def estimate(
         ("rollout", evolve_tasks, evolve_tasks * rates.steps_per_task, concurrency),
         ("analyse", analyses, analyses * per_analysis, concurrency),
         ("consolidate", merges, merge_calls, concurrency),
+        ("eval-s0", test_tasks, test_tasks * rates.steps_per_task, concurrency),
+        ("eval-result", test_tasks, test_tasks * rates.steps_per_task, concurrency),
         *(
             [("eval-none", test_tasks, test_tasks * rates.steps_per_task, concurrency)]
             if config.no_skill_baseline
             else []
         ),
-        ("eval-s0", test_tasks, test_tasks * rates.steps_per_task, concurrency),
-        ("eval-result", test_tasks, test_tasks * rates.steps_per_task, concurrency),
     ]
     stages = [
         StageEstimate(

@@ -219,9 +219,9 @@ def evolve(
       rollout      the agent with S0 on the evolve split
       analyse      one analyst per trajectory (+Error: failures), each a patch on its branch
       consolidate  patches merged in groups of B, level by level, into t2s/<run>/result (S*)
-      eval-none    with --no-skill-baseline: the agent with no skill on the test split
       eval-s0      S0 on the test split
       eval-result  S* on the same tasks and seeds
+      eval-none    with --no-skill-baseline: the agent with no skill on the same tasks
       summary      paired S* - S0 with a 95% CI, flipped tasks, patches kept and dropped,
                    support of the top edits, time and model use per stage
       bundle       the run's refs as runs/<run>/refs.bundle
