@@ -161,6 +161,15 @@ def test_the_embedded_model_is_shown_its_own_call_form() -> None:
     assert not copies_harness("The answer is 5.") and not copies_harness("")
 
 
+def test_code_beside_an_answer_runs_before_the_answer_counts(loop, pool, gateway) -> None:  # noqa: F811
+    replies = ["```python\nprint(6 * 7)\n```\nFINAL ANSWER: 41", "FINAL ANSWER: 42"]
+    result, model = solve(loop, pool, gateway, lambda m: replies[step_no(m)], protocol="tools")
+    assert result.final_answer == "42" and [s.action.tool for s in result.steps] == [
+        "python", "submit",
+    ]  # fmt: skip
+    assert model.requests[1].messages[-1]["content"].startswith("42")
+
+
 def test_a_call_written_as_text_is_taken_as_made(loop, pool, gateway) -> None:  # noqa: F811
     """Seen with the embedded 1.5B: its submit call inside a fenced python block."""
     replies = [

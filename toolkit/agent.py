@@ -855,13 +855,10 @@ class Agent:
             calls = completion.tool_calls or ([written] if written is not None else [])
             if not calls:
                 reply = code_protocol.parse_reply(text)
-                if reply.answer and must_compute:
-                    checked = True
-                    step.observation = tools_protocol.compute_first(reply.answer)
-                elif reply.answer:
-                    self._submit_prose(step, result, reply.answer, "Submitted.")
-                    return result
-                elif reply.code is not None:  # a fenced block instead of a call: run it
+                # Code beside an answer was written before its output existed: until some
+                # python ran, the code runs and the answer waits (the 1.5B wrote both).
+                code_first = not computed and index < cfg.max_turns - 1
+                if reply.code is not None and (code_first or not reply.answer):
                     no_calls, computed = 0, True
                     step.action = Action(tool="python", args={"code": reply.code})
                     started = time.perf_counter()
@@ -869,6 +866,12 @@ class Agent:
                     await self._act("python", args, step, session, result)
                     step.tool_s = time.perf_counter() - started
                     step.observation += "\n(Your python block ran; call the python tool next.)"
+                elif reply.answer and must_compute:
+                    checked = True
+                    step.observation = tools_protocol.compute_first(reply.answer)
+                elif reply.answer:
+                    self._submit_prose(step, result, reply.answer, "Submitted.")
+                    return result
                 else:
                     no_calls += 1
                     if not tools_protocol.copies_harness(text):
