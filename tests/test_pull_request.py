@@ -70,7 +70,7 @@ def test_review_of_a_run(evolved):
     assert [t.task_id for t in review.fixed] == ["t06", "t07", "t08", "t09"]
     assert review.broken == []
     assert [e.support for e in review.edits] == [1, 2]
-    assert review.edits[1].ablate.delta == -0.125 and review.edits[0].ablate is None
+    assert review.edits[1].ablate.effect == 0.125 and review.edits[0].ablate is None
     assert review.changelog == ["Parse numbers", "Check units"]
     assert review.analyses == {"error-agentic kept": 2, "error-agentic dropped": 1}
     assert review.merges == {"merged": 1} and review.merge_levels == 1
@@ -108,7 +108,9 @@ def test_body_has_its_tables(evolved):
     assert "**S* - S0 = +33.3 pts**, paired 95% CI [+16.7 pts, " in body
     assert "8 fixed, 0 broken" in body
     assert "| `t06` | 0/2 | 2/2 |" in body
-    assert "| Answers | Check the unit the question asks for. | 2 | -12.5 pts [-25.0 pts" in body
+    # Effects read as the report reads them: > 0 helps (the ablation line's delta was -0.125).
+    row = "| Answers | Check the unit the question asks for. | 2 | +12.5 pts [+0.0 pts, +25.0 pts]"
+    assert row in body
     assert "Gate: **passed**" in body
     assert f"trace2skill provenance {SKILL_PATH}/SKILL.md --ref t2s/{RUN}/result" in body
     assert "## Not shown" not in body

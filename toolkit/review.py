@@ -106,12 +106,31 @@ class AblationLine(_Line):
 
 
 class Effect(BaseModel):
-    """A paired effect of one edit with its 95% CI (from ``ablations.jsonl``)."""
+    """A paired effect of one edit with its 95% CI (from ``ablations.jsonl``), signed as the
+    report and ``ablate`` sign it: > 0 means the edit helps (ablate: S* minus S* without it;
+    only: S0 with only it minus S0)."""
 
-    delta: float | None
+    effect: float | None
     ci_low: float | None
     ci_high: float | None
     n: int
+
+
+def effect_of(line: AblationLine) -> Effect:
+    """The edit's effect from an ablation line, whose ``delta`` is the version tried minus
+    its reference (ablate: S* without the edit minus S*, so the effect is -delta)."""
+    if line.kind != "ablate":
+        return Effect(effect=line.delta, ci_low=line.ci_low, ci_high=line.ci_high, n=line.n)
+    return Effect(
+        effect=_negated(line.delta),
+        ci_low=_negated(line.ci_high),
+        ci_high=_negated(line.ci_low),
+        n=line.n,
+    )
+
+
+def _negated(value: float | None) -> float | None:
+    return None if value is None else -value + 0.0  # + 0.0: no -0.0
 
 
 class EditRow(BaseModel):
@@ -124,7 +143,7 @@ class EditRow(BaseModel):
     text: str = Field(default="", description="The edit's new text, first line, shortened.")
     support: int | None = Field(description="Leaf patches behind the edit (None: unknown).")
     sources: list[str] = Field(default_factory=list, description="Those leaf patch ids.")
-    ablate: Effect | None = Field(default=None, description="S* without it, minus S*.")
+    ablate: Effect | None = Field(default=None, description="S* minus S* without it.")
     only: Effect | None = Field(default=None, description="S0 with only it, minus S0.")
 
 
@@ -481,9 +500,7 @@ def _edits(
             support = {e.id: e for e in line.edits}
     effects: dict[tuple[str, str], Effect] = {}
     for a in ablations or []:
-        effects[(a.edit_id, a.kind)] = Effect(
-            delta=a.delta, ci_low=a.ci_low, ci_high=a.ci_high, n=a.n
-        )
+        effects[(a.edit_id, a.kind)] = effect_of(a)
     rows = []
     for edit in patch.edits:
         eid = edit.id or edit.content_hash()
@@ -656,14 +673,14 @@ def _rate_row(name: str, rate: PassRate) -> str:
 
 
 def _effect(effect: Effect | None) -> str:
-    if effect is None or effect.delta is None:
+    if effect is None or effect.effect is None:
         return "not measured"
     ci = (
         f" [{_points(effect.ci_low)}, {_points(effect.ci_high)}]"
         if effect.ci_low is not None and effect.ci_high is not None
         else ""
     )
-    return f"{_points(effect.delta)}{ci}"
+    return f"{_points(effect.effect)}{ci}"
 
 
 def _capped(rows: Sequence[T]) -> tuple[Sequence[T], str]:
@@ -752,8 +769,9 @@ def render_body(review: RunReview, gate: Gate, links: Links | None = None) -> st
         shown, more = _capped(review.edits)
         lines += [
             f"The final patch `{review.final_patch_id}`. Support: the leaf patches (one per "
-            "analysed trajectory) that proposed the edit. Ablate: S* without the edit minus "
-            "S*; only: S0 with only the edit minus S0 (paired, 95% CI).",
+            "analysed trajectory) that proposed the edit. Effects (> 0: the edit helps), "
+            "paired with 95% CIs: ablate is S* minus S* without the edit; only is S0 with "
+            "only the edit minus S0.",
             "",
             "| edit | file | op | section | text | support | ablate | only |",
             "|---|---|---|---|---|---|---|---|",
