@@ -140,6 +140,10 @@ def test_store_is_append_only_and_idempotent(tmp_path):
     loaded = load_eval(path)
     assert loaded.summary == second.summary
     assert [r.task_id for r in loaded.records] == ["t1", "t2", "t3"]
+    # A later evaluation of a subset (ablate --tasks re-evaluates S0 on some of the run's
+    # tasks) does not replace the widest one: the PR body showed n=5 instead of the run's 10.
+    store(_result({"t1": True}, commit="abc", path=path), path)
+    assert load_eval(path).summary == second.summary
 
 
 def test_load_eval_errors(tmp_path):

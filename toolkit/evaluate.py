@@ -386,7 +386,10 @@ def load_eval(
     seed: int | None = None,
     delivery: str | None = None,
 ) -> EvalResult:
-    """Read an evaluation back from an eval file (its latest summary matching the filters).
+    """Read an evaluation back from an eval file: of the summaries matching the filters, the
+    one over the most tasks (the latest of those). A file holds several summaries of one
+    condition when it was evaluated on subsets too (``ablate --tasks 5`` re-evaluates S0 and
+    S* on 5 of the run's tasks): the widest evaluation is what the file stands for.
 
     Raises:
         EvalError: missing or malformed file, no matching summary, or several different
@@ -419,7 +422,7 @@ def load_eval(
         raise AmbiguousEvalError(
             f"{path} holds several evaluations ({listed}); choose one (compare: --model, --seed)"
         )
-    summary = summaries[-1]
+    summary = max(reversed(summaries), key=lambda s: s.n)  # max keeps the first: the latest
     # The latest record of each task of this evaluation.
     latest: dict[str, EvalRecord] = {}
     for line in lines:
