@@ -283,6 +283,20 @@ def test_no_index_and_bad_sql_are_one_line(tmp_path, runs):
     with connect(runs) as con, pytest.raises(RunIndexError, match="query failed") as err:
         run_query(con, "SELECT nope FROM trajectories")
     assert "\n" not in str(err.value)
+    # One read at a time: nothing empty, several statements or a write (COPY wrote files).
+    target = tmp_path / "out.csv"
+    with connect(runs) as con:
+        for sql, message in (
+            ("", "empty query"),
+            (" ; ", "empty query"),
+            ("SELECT 1; SELECT 2", "2 statements"),
+            (f"COPY (SELECT 1) TO '{target}'", "only reads are run"),
+            ("CREATE TABLE t (a INT)", "only reads are run"),
+        ):
+            with pytest.raises(RunIndexError, match=message):
+                run_query(con, sql)
+        assert not target.exists()
+        assert run_query(con, "WITH a AS (SELECT 1 AS x) SELECT x FROM a")["x"].tolist() == [1]
 
 
 def test_queries(runs):

@@ -847,13 +847,28 @@ def connect(runs_dir: str | Path = "runs") -> duckdb.DuckDBPyConnection:
     return con
 
 
+#: Statements ``query`` runs: reads only (COPY ... TO, CREATE or ATTACH would write files).
+_READ_STATEMENTS = ("SELECT", "EXPLAIN", "PRAGMA")
+
+
 def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
-    """Run ad-hoc SQL; a DuckDB error becomes one clear line.
+    """Run one ad-hoc read-only SQL statement; a DuckDB error becomes one clear line.
 
     Raises:
-        RunIndexError: the SQL is invalid or fails.
+        RunIndexError: the SQL is empty, holds several statements or one that is not a read
+            (SELECT, WITH, DESCRIBE, SHOW, EXPLAIN, PRAGMA), is invalid or fails.
     """
     try:
+        statements = con.extract_statements(sql)
+        if not statements:
+            raise RunIndexError("empty query: give one SQL statement, e.g. SELECT * FROM runs")
+        if len(statements) > 1:
+            raise RunIndexError(f"{len(statements)} statements: give one at a time")
+        kind = statements[0].type.name
+        if kind not in _READ_STATEMENTS:
+            raise RunIndexError(
+                f"only reads are run (SELECT, WITH, DESCRIBE, SHOW, EXPLAIN); this is {kind}"
+            )
         return con.execute(sql).df()
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
