@@ -245,6 +245,16 @@ def test_cli_bad_budget_and_resume_without_run_are_one_line_errors(repo: Path) -
     result = runner.invoke(main, [*plain, "--runs-dir", str(repo.parent / "runs")])
     assert result.exit_code == 1 and "\nrun " not in result.output  # refused before it starts
     assert "Traceback" not in result.output
+    # --estimate refuses what the run would refuse, before anything is written.
+    runs = str(repo.parent / "runs")
+    for args, message in (
+        (["evolve", str(repo / "nope"), "--suite", "wikitq"], "does not exist"),
+        (["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq",
+          "--run-id", "bad name/..x"], "invalid run id 'bad name/..x'"),
+    ):  # fmt: skip
+        result = runner.invoke(main, [*args, "--runs-dir", runs, "--estimate"])
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert "estimate: about" not in result.output and not (repo.parent / "runs").exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,6 +416,14 @@ def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> Non
     )
     assert "support   1" in done.output
     assert "no skill" not in done.output
+    # Settings are the run's: an option that would change one is refused, not ignored.
+    changed = runner.invoke(
+        main, [*again, "--runs-dir", str(repo.parent / "runs"), "--error-analyst", "single",
+               "--seed", "0", "--model", "fake/other"],
+    )  # fmt: skip
+    assert changed.exit_code == 1 and "Traceback" not in changed.output
+    assert "--error-analyst (the run has agentic); --model (the run has " in changed.output
+    assert "--seed" not in changed.output  # the same value changes nothing
     # A no-skill baseline added on resume: only eval-none calls the model; the summary shows it.
     before = json.loads((repo.parent / "runs" / "c1" / "summary.json").read_text())["stages"]
     with method("evolve-cli") as model:

@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolkit.atomic import write_atomic
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, ToolkitNotice
 from toolkit.executor import Executor, LocalExecutor
 from toolkit.runs import CALLS_FILE, REFS_BUNDLE
 
@@ -1074,6 +1075,7 @@ def check_skill(skill: Path) -> None:
 def plan(config: EvolveConfig, llm_config: LLMConfig) -> Estimate:
     """The up-front estimate of ``config`` (loads the splits' sizes; writes nothing)."""
     from toolkit.rollout import default_concurrency
+    from toolkit.tasks.splits import short_split_notice
 
     suite = open_suite(config)
     sizes = []
@@ -1081,6 +1083,8 @@ def plan(config: EvolveConfig, llm_config: LLMConfig) -> Estimate:
     for split, limit in splits:
         suite.check_split(split)
         n = len(suite.load(split).tasks)
+        if limit and limit > n:
+            warnings.warn(short_split_notice(suite, split, limit, n), ToolkitNotice, stacklevel=2)
         sizes.append(min(n, limit) if limit else n)
     model = config.model or llm_config.model
     return estimate(
@@ -1130,10 +1134,7 @@ def evolve(
     with evolve_lock(run_dir):
         stored = load_config(run_dir)
         if stored is not None and not resume:
-            raise EvolveError(
-                f"run {config.run_id!r} already exists in {config.runs_dir}; resume it with "
-                "--resume, or choose another --run-id"
-            )
+            raise _exists(config)
         if stored is None and _has_run_files(run_dir):
             raise EvolveError(
                 f"{run_dir} already holds files of another kind of run; choose another --run-id"
@@ -1171,15 +1172,35 @@ def evolve(
             run.repo.close()
 
 
+def _exists(config: EvolveConfig) -> EvolveError:
+    return EvolveError(
+        f"run {config.run_id!r} already exists in {config.runs_dir}; resume it with "
+        "--resume, or choose another --run-id"
+    )
+
+
+def check_request(config: EvolveConfig) -> None:
+    """The checks of a new run that need no model and write nothing (also run by
+    ``--estimate``): the run id is free, the skill validates, the analysts fit, the splits
+    exist.
+
+    Raises:
+        EvolveError, SkillError, TaskError: the first problem, in one line.
+    """
+    if load_config(config.run_dir) is not None:
+        raise _exists(config)
+    check_skill(config.skill)
+    analyst_choice(config)
+    suite = open_suite(config)
+    for split in (config.evolve_split, config.test_split):
+        suite.check_split(split)
+
+
 def _start(run: _Run, fresh: bool) -> None:
     """A new run: check the request, then commit the base; a refused request leaves no run
     folder and no refs behind."""
     try:
-        check_skill(run.config.skill)
-        analyst_choice(run.config)
-        suite = run.suite()
-        for split in (run.config.evolve_split, run.config.test_split):
-            suite.check_split(split)
+        check_request(run.config)
         run.stage = "base"
         run.echo(f"run {run.config.run_id} in {run.run_dir}")
         run.echo(f"[1/{len(active_stages(run.config))}] base")
@@ -1225,6 +1246,7 @@ def _run_stage(run: _Run, name: str) -> None:
 __all__ = [
     "STAGES",
     "active_stages",
+    "check_request",
     "Budget",
     "BudgetExceeded",
     "BudgetExecutor",

@@ -12,7 +12,7 @@ from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
 
 if TYPE_CHECKING:
-    from toolkit.evolve import Estimate, EvolveSummary, PairedScore
+    from toolkit.evolve import Estimate, EvolveConfig, EvolveSummary, PairedScore
     from toolkit.llm.config import LLMConfig
     from toolkit.tasks import Suite
 
@@ -27,11 +27,13 @@ def _pct(value: float | None) -> str:
 def estimate_lines(est: Estimate) -> list[str]:
     """The estimate as printed before a run starts."""
     r = est.rates
+    analyse = next((s for s in est.stages if s.stage == "analyse" and s.units), None)
+    per_analysis = f"{analyse.calls / analyse.units:.3g}" if analyse else "-"
     lines = [
         f"estimate: about {est.calls:,} model calls, {est.tokens:,} tokens, "
         f"{est.minutes:.0f} minutes",
         f"  assumes {r.steps_per_task:g} calls per task, {r.fail_rate:.0%} of evolve tasks "
-        f"failing, {r.analyst_calls:g} calls per agentic analysis, "
+        f"failing, {per_analysis} calls per analysis, "
         f"{r.tokens_per_call:,} tokens and {r.seconds_per_call:g} s per call",
     ]
     for s in est.stages:
@@ -229,7 +231,8 @@ def evolve(
     Prints an estimate of calls, tokens and minutes first. Defaults are the paper's main
     setting: Deepening from SKILL, +Error with the agentic analyst, parallel consolidation.
     A run stopped by Ctrl-C, a kill or --budget continues with --resume --run-id RUN
-    (settings come from the run; a new --budget may be given). Exit code 3: budget spent.
+    (settings come from the run; a new --budget, --parallel or --no-skill-baseline may be
+    given, an option that would change a setting is refused). Exit code 3: budget spent.
 
     \b
     Examples:
@@ -245,6 +248,7 @@ def evolve(
         BudgetExceeded,
         EvolveConfig,
         EvolveError,
+        check_request,
         default_run_id,
         load_config,
         parse_budget,
@@ -253,14 +257,21 @@ def evolve(
     from toolkit.evolve import evolve as run_evolve
 
     limits = parse_budget(budget)
+    if run_id is not None:
+        from toolkit.repo.store import check_id
+
+        check_id(run_id)  # before the estimate and before any folder is made
     if resume:
         if not run_id:
             raise EvolveError("--resume needs --run-id (the run folder's name under --runs-dir)")
         config = load_config(runs_dir / run_id)
         if config is None:
             raise EvolveError(f"no evolve run {run_id!r} in {runs_dir} to resume")
+        _refuse_changed_settings(config)
         if no_skill_baseline:  # adding the baseline changes no finished work
             config = config.model_copy(update={"no_skill_baseline": True})
+        if parallel is not None:  # how wide this machine runs it changes no result
+            config = config.model_copy(update={"parallel": parallel})
     else:
         if skill is None or suite is None:
             raise EvolveError("give the skill folder and --suite (or --resume --run-id RUN)")
@@ -290,6 +301,8 @@ def evolve(
             no_skill_baseline=no_skill_baseline,
             **_jsonl_options(suite),
         )
+    if not resume:
+        check_request(config)  # --estimate included: a request evolve would refuse is refused
     for line in estimate_lines(plan(config, llm_config)):
         click.echo(line, err=True)
     if estimate_only:
@@ -322,6 +335,48 @@ def evolve(
         return
     for line in summary_lines(summary, config.run_dir):
         click.echo(line)
+
+
+#: Options that are settings of a run (fixed once it started), by the config field they set.
+_SETTINGS = {
+    "skill": "skill", "suite": "suite", "evolve_split": "evolve_split",
+    "evolve_limit": "evolve_limit", "test_split": "test_split", "test_limit": "test_limit",
+    "seed": "seed", "analysts": "analysts", "error_analyst": "error_analyst",
+    "author_model": "author_model", "merge_batch": "merge_batch", "max_levels": "max_levels",
+    "merge_strategy": "merge_strategy", "protocol": "protocol", "delivery": "delivery",
+    "allow_dirty": "allow_dirty",
+}  # fmt: skip
+
+
+def _refuse_changed_settings(config: EvolveConfig) -> None:
+    """A resume runs with the run's own settings: an option given on the command line that
+    would change one is refused (it used to be ignored in silence), naming what the run has.
+    --budget, --parallel and --no-skill-baseline may be given; --model must match the run's."""
+    from toolkit.evolve import EvolveError
+
+    ctx = click.get_current_context()
+    changed = []
+    for name, field in _SETTINGS.items():
+        if ctx.get_parameter_source(name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[name]
+        value = getattr(value, "name", value)  # a Suite object: its name
+        stored = getattr(config, field)
+        if name == "skill":
+            value, stored = Path(str(value)).resolve(), Path(stored).resolve()
+        if value != stored:
+            changed.append(f"--{name.replace('_', '-')} (the run has {stored})")
+    model = ctx.params.get("model")
+    if ctx.get_parameter_source("model") == click.core.ParameterSource.COMMANDLINE and (
+        config.model and model != config.model
+    ):
+        changed.append(f"--model (the run has {config.model})")
+    if changed:
+        raise EvolveError(
+            f"run {config.run_id!r} keeps the settings it started with; on --resume these "
+            f"would change them: {'; '.join(changed)}. Leave them out, or start a new run "
+            "with another --run-id"
+        )
 
 
 def _jsonl_options(suite: Suite) -> dict[str, object]:

@@ -48,7 +48,8 @@ def check_id(value: str, what: str = "run id") -> str:
     """Return ``value`` if it is a valid run/patch/group id, else raise RepoError."""
     if not _ID_OK.match(value) or ".." in value or value.endswith(".lock"):
         raise RepoError(
-            f"invalid {what} {value!r}: use letters, digits, '.', '_', '-' (see sanitize_run_id)"
+            f"invalid {what} {value!r}: start with a letter or digit, then letters, digits, "
+            "'.', '_' or '-' (at most 100, no '..', not ending in .lock), e.g. wtq-run.1"
         )
     return value
 
