@@ -31,6 +31,12 @@ def test_consolidate_then_provenance(env: Path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["leaves"] == 3 and summary["model"] == str(model)
+    # A resume goes on with the model that merged: another one is refused, none is fine.
+    again = ["consolidate", str(run_dir), "--resume", "--json", "--no-progress"]
+    other = runner.invoke(main, [*again, "--model", "fake/other"])
+    assert other.exit_code == 1 and f"was consolidated with {model}" in other.output
+    same = runner.invoke(main, again)
+    assert same.exit_code == 0 and json.loads(same.output)["model"] == str(model)
     assert (run_dir / "merges.jsonl").exists()
     target = repo.root / SKILL_REL / "SKILL.md"
     shown = runner.invoke(

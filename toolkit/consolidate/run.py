@@ -145,6 +145,14 @@ def locate(run_dir: Path, config: ConsolidateConfig) -> tuple[SkillRepo, str, st
     return repo, rel, run
 
 
+def _consolidation_model(run_dir: Path) -> str | None:
+    """The merge model an earlier consolidate of the run recorded, if any."""
+    manifest = read_manifest(run_dir)
+    record = manifest.stages.get(STAGE) if manifest else None
+    value = record.config.get("author_model") if record else None
+    return str(value) if value else None
+
+
 def _recorded_model(run_dir: Path) -> str | None:
     """The analysts' author model, else the agent's model (the paper's default author)."""
     manifest = read_manifest(run_dir)
@@ -223,6 +231,13 @@ async def arun_consolidation(
             cfg = cfg.model_copy(update={"calls_log": run_dir / CALLS_FILE})
         gateway = Gateway(cfg)
     model = config.author_model or _recorded_model(run_dir) or gateway.config.model
+    merged_with = _consolidation_model(run_dir) if config.resume else None
+    if merged_with is not None and config.author_model not in (None, merged_with):
+        raise ToolkitError(
+            f"run {run!r} was consolidated with {merged_with}; --resume goes on with it: leave "
+            "--model/--author-model out"
+        )
+    model = merged_with or model
     settings = OperatorSettings(
         strategy=config.strategy,
         model=model,
