@@ -576,3 +576,14 @@ def test_trajectories_show_finds_the_eval_trajectories_of_a_run_dir(tmp_path):
     assert shown.exit_code == 0, shown.output
     assert "3 trajectories, 1 passed" in shown.stdout
     assert str(run_dir / "evals" / "trajectories.jsonl") in shown.stderr
+    assert " none " in shown.stdout.splitlines()[1]  # the skill column: no skill
+    # A run with rollouts of its own shows them, and points at its evaluations (--evals).
+    (run_dir / "trajectories.jsonl").write_text("")
+    own = runner.invoke(main, ["trajectories", "show", str(run_dir), "--task", "q1"])
+    assert own.exit_code == 0 and "0 trajectories, 0 passed (evaluation trajectories: add " \
+        "--evals)" in own.stdout  # fmt: skip
+    evals = runner.invoke(main, ["trajectories", "show", str(run_dir), "--evals", "--task", "q1"])
+    assert evals.exit_code == 0 and "1 trajectories, 0 passed" in evals.stdout
+    # A folder that is no run: one line, not "0 trajectories".
+    empty = runner.invoke(main, ["trajectories", "show", str(tmp_path)])
+    assert empty.exit_code == 1 and "holds no trajectories.jsonl" in empty.output

@@ -219,6 +219,13 @@ def import_command(
     "--outcome", type=click.Choice(["pass", "fail"]), help="Only passing or failing ones."
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Show at most N trajectories.")
+@click.option(
+    "--evals",
+    "from_evals",
+    is_flag=True,
+    help="A run's evaluation trajectories (RUN_DIR/evals/trajectories.jsonl: S0, S* and no "
+    "skill on the held-out split) instead of its evolve-split rollouts.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON lines.")
 def show_command(
     path: Path,
@@ -226,12 +233,14 @@ def show_command(
     task_id: str | None,
     outcome: str | None,
     limit: int | None,
+    from_evals: bool,
     as_json: bool,
 ) -> None:
     """List the trajectories of a run (PATH: a run directory or a trajectories.jsonl).
 
     A run directory with no trajectories.jsonl of its own (one only evaluated) shows its
-    evaluation trajectories, RUN_DIR/evals/trajectories.jsonl.
+    evaluation trajectories, RUN_DIR/evals/trajectories.jsonl; --evals shows those of any
+    run (e.g. the tasks a report says S* broke). The skill column tells the versions apart.
 
     With --id, print that trajectory step by step: thought, tool call, observation and the
     skill sections read, cited or echoed.
@@ -241,18 +250,22 @@ def show_command(
       trace2skill trajectories show runs/gsm8k-s0 --outcome fail
       trace2skill trajectories show runs/gsm8k-s0 --id 3f2a
       trace2skill trajectories show runs/gsm8k-s0/trajectories.jsonl --json --limit 1
+      trace2skill trajectories show runs/example-wikitq --evals --task nu-3155
     """
     from toolkit.errors import ToolkitError
     from toolkit.trajectory import read_trajectories
 
-    read = read_trajectories(_trajectories_file(path))
+    source = _trajectories_file(path, from_evals)
+    read = read_trajectories(source)
     if read.torn:
         click.echo(f"warning: {read.torn}", err=True)
     records = read.records
     if traj_id:
         records = [t for t in records if t.id.startswith(traj_id)]
         if not records:
-            raise ToolkitError(f"no trajectory id starts with {traj_id!r} in {path}")
+            raise ToolkitError(
+                f"no trajectory id starts with {traj_id!r} in {source}" + _evals_hint(path, source)
+            )
         if len(records) > 1 and not as_json:
             raise ToolkitError(
                 f"{len(records)} trajectory ids start with {traj_id!r}; give more characters"
@@ -270,29 +283,53 @@ def show_command(
     if traj_id:
         _show_one(records[0])
         return
-    click.echo(f"{'id':<16}  {'task':<22} {'ok':<4} {'steps':>5}  {'stop':<12} answer")
+    click.echo(
+        f"{'id':<16}  {'task':<22} {'skill':<12} {'ok':<4} {'steps':>5}  {'stop':<12} answer"
+    )
     for t in records:
         answer = (t.final_answer or "").replace("\n", " | ")[:40]
         click.echo(
-            f"{t.id:<16}  {t.task_id[:22]:<22} {'pass' if t.passed else 'FAIL':<4} "
-            f"{len(t.steps):>5}  {t.stop_reason:<12} {answer}"
+            f"{t.id:<16}  {t.task_id[:22]:<22} {t.skill_commit[:12]:<12} "
+            f"{'pass' if t.passed else 'FAIL':<4} {len(t.steps):>5}  {t.stop_reason:<12} "
+            f"{answer}"
         )
     passed = sum(t.passed for t in records)
-    click.echo(f"{len(records)} trajectories, {passed} passed")
+    click.echo(f"{len(records)} trajectories, {passed} passed" + _evals_hint(path, source))
 
 
-def _trajectories_file(path: Path) -> Path:
-    """The trajectories.jsonl that ``trajectories show PATH`` reads."""
+def _trajectories_file(path: Path, from_evals: bool = False) -> Path:
+    """The trajectories.jsonl that ``trajectories show PATH`` reads.
+
+    Raises:
+        ToolkitError: a folder with no trajectories file (or none of evaluations, asked for).
+    """
+    from toolkit.errors import ToolkitError
     from toolkit.evaluate import eval_trajectories_path
 
-    if not path.is_dir() or (path / "trajectories.jsonl").exists():
+    if not path.is_dir():
         return path
     evals = eval_trajectories_path(path)
+    if from_evals:
+        if not evals.exists():
+            raise ToolkitError(f"{path} has no evaluation trajectories ({evals})")
+        return evals
+    if (path / "trajectories.jsonl").exists():
+        return path / "trajectories.jsonl"
     if evals.exists():
         # `eval` keeps its trajectories apart from the run's training ones; say where they are.
         click.echo(f"{path} has no trajectories.jsonl; showing {evals}", err=True)
         return evals
-    return path
+    raise ToolkitError(f"{path} holds no trajectories.jsonl (is it a run folder?)")
+
+
+def _evals_hint(path: Path, source: Path) -> str:
+    """A pointer to the run's evaluation trajectories when another file was shown."""
+    from toolkit.evaluate import eval_trajectories_path
+
+    evals = eval_trajectories_path(path) if path.is_dir() else None
+    if evals is None or not evals.exists() or source == evals:
+        return ""
+    return " (evaluation trajectories: add --evals)"
 
 
 def _cached_note(steps: list[Any]) -> str:
