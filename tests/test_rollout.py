@@ -487,6 +487,8 @@ def test_cli_rollout_show_and_refusal(tmp_path: Path) -> None:
         (["--model", "local/qwen2.5-coder-1.5b"], 1),
         (["--model", "openai/gpt-4o-mini"], 4),
         (["--model", "local/qwen2.5-coder-1.5b", "--concurrency", "3"], 3),
+        (["--model", "local/qwen2.5-coder-1.5b", "--parallel", "2"], 2),
+        (["--model", "openai/gpt-4o-mini", "--parallel", "2", "--concurrency", "8"], 2),
     ],
 )
 def test_cli_rollout_concurrency_default_follows_the_model(

@@ -28,7 +28,12 @@ from toolkit.tasks import Suite
     "--run-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
     help="Run directory (trajectories.jsonl, manifest.json, splits.json, llm_calls.jsonl).",
 )  # fmt: skip
-@click.option("--limit", type=click.IntRange(min=0), help="Seeded subset of at most N tasks.")
+@click.option("--limit", type=click.IntRange(min=1), help="Seeded subset of at most N tasks.")
+@click.option(
+    "--parallel", type=click.IntRange(min=1),
+    help="Tasks rolled out at once (default: 1 with the embedded local/ model, which serves one "
+    "request at a time; 4 with any other model).",
+)  # fmt: skip
 @click.option(
     "--delivery", type=click.Choice(["system", "progressive", "none"]),
     help="How the skill reaches the agent: whole SKILL.md in the system prompt, headings "
@@ -54,6 +59,7 @@ def rollout_command(
     skill_path: str | None,
     run_dir: Path,
     limit: int | None,
+    parallel: int | None,
     delivery: str | None,
     protocol: str,
     seed: int,
@@ -66,18 +72,18 @@ def rollout_command(
 ) -> None:
     """Run the agent with a skill on a split of a task suite and record its trajectories.
 
-    Each task gets a fresh sandbox with its files; the agent works in steps (one structured
-    model call each: python, read_skill_file or submit) and the suite scores its answer.
+    Each task gets a fresh sandbox with its files; the agent works in steps, one model call
+    each (with the default code protocol: a reply whose python block runs in the sandbox,
+    until a FINAL ANSWER line; see --protocol), and the suite scores its answer.
     Trajectories are appended to RUN_DIR/trajectories.jsonl as they finish; --resume after
-    a kill skips the finished tasks. --concurrency sets the tasks run at once (default 1
-    with the embedded local/ model, which serves one request at a time; 4 otherwise).
+    a kill skips the finished tasks. --parallel sets the tasks run at once.
 
     \b
     Examples:
       trace2skill rollout --suite gsm8k --split test --skill skills/gsm8k-math \\
           --limit 20 --run-dir runs/gsm8k-s0
       trace2skill rollout --suite wikitq --split train --skill skills/wikitq-table-qa \\
-          --delivery progressive --concurrency 8 --run-dir runs/wtq-prog
+          --delivery progressive --parallel 8 --run-dir runs/wtq-prog
       trace2skill rollout --suite gsm8k --limit 20 --run-dir runs/gsm8k-noskill
       trace2skill rollout --suite gsm8k --skill skills/gsm8k-math --limit 20 \\
           --run-dir runs/gsm8k-s0 --resume
@@ -92,7 +98,11 @@ def rollout_command(
         click.core.ParameterSource.DEFAULT,
         None,
     )
-    concurrency = llm_config.concurrency if given else default_concurrency(llm_config.model)
+    # --parallel is the tasks at once, as on eval and evolve; --concurrency set it before
+    # --parallel existed and still does when --parallel is left out.
+    concurrency = parallel or (
+        llm_config.concurrency if given else default_concurrency(llm_config.model)
+    )
     summary = run_rollouts(
         suite,
         split,
