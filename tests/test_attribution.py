@@ -264,6 +264,9 @@ def test_cli_commands(done, tmp_path):
     out = runner.invoke(main, ["report", run])
     assert out.exit_code == 0 and (done["run_dir"] / "report.md").is_file()
     out = runner.invoke(main, ["report", str(tmp_path / "nope")])
+    assert out.exit_code == 1 and out.output.startswith("Error: ")
+    assert "does not exist" in out.output
+    out = runner.invoke(main, ["report", str(tmp_path)])
     assert out.exit_code == 1 and out.output.startswith("Error: ") and "manifest" in out.output
 
 

@@ -72,6 +72,8 @@ def resolve_run_dir(run: str | Path) -> Path:
         return path
     if (Path("runs") / str(run) / "manifest.json").is_file():
         return Path("runs") / str(run)
+    if not path.exists() and not (Path("runs") / str(run)).exists():
+        raise AttributionError(f"run folder {run} does not exist: give runs/<run-id>")
     raise AttributionError(f"{run} is not a run folder (no manifest.json): give runs/<run-id>")
 
 

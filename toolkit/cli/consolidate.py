@@ -52,8 +52,15 @@ from toolkit.cli.llm import llm_options
     help="Ref namespace t2s/<RUN>/ (default: from the manifest, else the folder's name).",
 )  # fmt: skip
 @click.option("--allow-protected", is_flag=True, help="Let merges edit scripts/ and assets/.")
-@click.option("--max-skill-lines", type=click.IntRange(min=1), default=500, show_default=True)
-@click.option("--max-reference-lines", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option(
+    "--max-skill-lines", type=click.IntRange(min=1), default=500, show_default=True,
+    help="Most lines SKILL.md may have after a merge (the patch engine's budget, as on "
+    "patch apply).",
+)  # fmt: skip
+@click.option(
+    "--max-reference-lines", type=click.IntRange(min=1), default=300, show_default=True,
+    help="Most lines a references/*.md file may have after a merge.",
+)  # fmt: skip
 @click.option("--resume", is_flag=True, help="Finish an interrupted consolidation.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")

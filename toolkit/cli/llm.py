@@ -105,7 +105,7 @@ def llm() -> None:
     help="Ask for a validated JSON object of this schema (patch: a skill Patch).",
 )
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Cap on generated tokens.")
-@click.option("--temperature", type=float, help="Sampling temperature.")
+@click.option("--temperature", type=click.FloatRange(min=0), help="Sampling temperature.")
 @llm_options
 def ask(
     prompt: str,
