@@ -259,6 +259,7 @@ def test_cli_commands(done, tmp_path):
     assert out.exit_code == 0 and json.loads(out.output.splitlines()[0])["line"] == 1
     out = runner.invoke(main, ["prune", run, "--dry-run"])
     assert out.exit_code == 0 and "remove SKILL.md#demo/old-tips" in out.output
+    assert "caution: with system delivery" in out.stderr  # silent use is not seen
     out = runner.invoke(main, ["report", run, "-o", "-"])
     assert out.exit_code == 0 and out.output.startswith("# trace2skill run `r1`")
     out = runner.invoke(main, ["report", run])

@@ -343,6 +343,14 @@ def prune_cmd(
         return
     for c in proposal.candidates:
         click.echo(f"remove {c.ref} (lines {c.start_line}-{c.end_line}): {c.evidence}")
+    if "system" in proposal.deliveries:
+        click.echo(
+            "caution: with system delivery every section is in every prompt, so use is seen "
+            "only where the model cited or echoed a section; one that guided it silently looks "
+            "unused. Evaluate the pruned skill (trace2skill compare) before taking it, or "
+            "gather evidence with --delivery progressive, where reads are exact.",
+            err=True,
+        )
     for line in proposal.rejected:
         click.echo(f"refused: {line}")
     if proposal.commit:
