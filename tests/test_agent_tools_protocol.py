@@ -186,6 +186,9 @@ def test_a_call_written_as_text_is_taken_as_made(loop, pool, gateway) -> None:  
     assert written_call('{"name": "search", "arguments": {}}') is None
     assert written_call('x\n{"name": "submit", "arguments": {"answer": "3"}}').name == "submit"
     assert written_call("```python\nprint({'name': 1})\n```") is None
+    two = '```python\n{"name": "python", "arguments": {"code": "print(5)"}}\n' \
+        '{"name": "submit", "arguments": {"answer": "5"}}\n```'  # fmt: skip
+    assert written_call(two).arguments == {"code": "print(5)"}  # the first of two lines
 
 
 def test_extra_calls_are_reported_to_the_model(loop, pool, gateway) -> None:  # noqa: F811
@@ -205,8 +208,24 @@ def test_last_turn_says_so_and_stops(loop, pool, gateway) -> None:  # noqa: F811
         loop, pool, gateway, lambda m: call("python", code="print(1)"), protocol="tools",
         max_turns=3,
     )  # fmt: skip
-    assert result.stop_reason == "max_turns" and result.final_answer is None
     assert "(last)" in model.requests[-1].messages[-1]["content"]
+    # Out of steps, the value its code printed stands (program-aided, as in the code protocol).
+    assert result.stop_reason == "submitted" and result.final_answer == "1"
+    assert "your latest value (1) is submitted" in result.steps[-1].observation
+    result, _ = solve(
+        loop, pool, gateway, lambda m: call("python", code="x = 1"), protocol="tools",
+        max_turns=2,
+    )  # fmt: skip
+    assert result.stop_reason == "max_turns" and result.final_answer is None  # nothing printed
+
+
+def test_a_printed_value_beats_a_tool_name_written_as_prose(loop, pool, gateway) -> None:  # noqa: F811
+    """Seen with the embedded 1.5B: its code printed 600, then it replied "python", then
+    "submit" (and "submit" was submitted)."""
+    replies = ["```python\nprint(24 * 25)\n```", "python", "submit"]
+    result, _ = solve(loop, pool, gateway, lambda m: replies[step_no(m)], protocol="tools")
+    assert result.final_answer == "600" and len(result.steps) == 3
+    assert result.steps[-1].observation.startswith("No tool call twice in a row: your latest ")
 
 
 def test_models_known_without_function_calling_are_refused(gateway) -> None:  # noqa: F811

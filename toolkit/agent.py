@@ -837,7 +837,9 @@ class Agent:
         """
         cfg = self.config
         result = AgentResult(stop_reason="max_turns")
-        prose_answer: str | None = None  # the last line of the model's last own prose reply
+        # The model's latest own value: the one line a clean python run printed, or the last
+        # line of a prose reply. It ends a task whose model stopped calling tools.
+        fallback: str | None = None
         no_calls = 0  # replies in a row with no call, code or answer
         computed = False  # python ran at least once
         checked = not cfg.code_check  # an answer before any python is sent back once
@@ -865,6 +867,7 @@ class Agent:
                     args = ToolArgs.model_construct(code=reply.code)  # unbounded, as calls are
                     await self._act("python", args, step, session, result)
                     step.tool_s = time.perf_counter() - started
+                    fallback = _printed(step) or fallback
                     step.observation += "\n(Your python block ran; call the python tool next.)"
                 elif reply.answer and must_compute:
                     checked = True
@@ -875,13 +878,13 @@ class Agent:
                 else:
                     no_calls += 1
                     if not tools_protocol.copies_harness(text):
-                        prose_answer = code_protocol.last_line(text) or prose_answer
-                    if no_calls >= 2 and prose_answer and cfg.force_submit:
+                        fallback = code_protocol.last_line(text) or fallback
+                    if no_calls >= 2 and fallback and cfg.force_submit:
                         # A second reply in a row without a call: the model has stopped using
                         # tools (the 1.5B then repeats itself to the last step), so its own
-                        # words stand, read as the plain condition reads an answer.
-                        why = "No tool call twice in a row: your last prose line is the answer."
-                        self._submit_prose(step, result, prose_answer, why)
+                        # latest value stands, read as the plain condition reads an answer.
+                        why = f"No tool call twice in a row: your latest value ({fallback}) is "
+                        self._submit_prose(step, result, fallback, why + "the answer.")
                         return result
                     step.error = "no tool call"
                     step.observation = tools_protocol.no_call_text(self.model)
@@ -907,6 +910,8 @@ class Agent:
             else:
                 computed = computed or call.name == "python"
                 submitted = await self._act(call.name, args, step, session, result)
+                if call.name == "python":
+                    fallback = _printed(step) or fallback
             step.tool_s = time.perf_counter() - started
             result.steps.append(step)
             if submitted:
@@ -920,13 +925,15 @@ class Agent:
             )
             content = f"{observation}\n\n{note}" if note else observation
             messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
-        if cfg.force_submit and no_calls and prose_answer and result.steps:
-            # Out of steps on a prose reply: the model's own last answer stands, as in plain.
-            result.steps[-1].observation += (
-                f"\n\nNo submit by the last step: your last prose line ({prose_answer}) is "
-                "submitted."
+        if cfg.force_submit and fallback and result.steps:
+            # Out of steps without a submit: the model's latest own value stands (program-aided
+            # as in the code protocol when it was printed; as in plain when it was prose).
+            result.steps[
+                -1
+            ].observation += (
+                f"\n\nNo submit by the last step: your latest value ({fallback}) is submitted."
             )
-            result.final_answer = prose_answer
+            result.final_answer = fallback
             result.stop_reason = "submitted"
         return result
 
@@ -1003,6 +1010,14 @@ def _new_step(
         call_id=completion.call_id,
         **fields,
     )
+
+
+def _printed(step: Step) -> str | None:
+    """The one short line a clean python run printed (the observation of ``step``), if so."""
+    shown = step.observation  # the run's render(): stdout, then any [stderr] part
+    if step.error is not None or step.observation_truncated or "[stderr]" in shown:
+        return None
+    return None if shown == "(no output)" else code_protocol.output_answer(shown)
 
 
 def _with_note(step: Step, note: str) -> str:

@@ -110,10 +110,9 @@ def turn_text(step: int, max_turns: int) -> str:
 
 
 # A call written as text: a JSON object with a name and arguments, alone in a fenced block
-# (```json, ```python or bare) or on a line of its own.
-_WRITTEN_CALL_RE = re.compile(
-    r"```[\w-]*\s*(\{.*?\})\s*```|^\s*(\{\s*\"name\".*\})\s*$", re.DOTALL | re.MULTILINE
-)
+# (```json, ```python or bare), or on a line of its own (also inside a block).
+_FENCED_OBJECT_RE = re.compile(r"```[\w-]*\s*(\{.*?\})\s*```", re.DOTALL)
+_OBJECT_LINE_RE = re.compile(r"^[ \t]*(\{[ \t]*\"name\"[^\n]*\})[ \t]*$", re.MULTILINE)
 
 
 def written_call(text: str) -> ToolCall | None:
@@ -123,8 +122,9 @@ def written_call(text: str) -> ToolCall | None:
     fenced ```python or ```json block: run as Python it printed itself back, turn after turn,
     although the answer was right. Only an object whose ``name`` is a known tool counts.
     """
-    for index, match in enumerate(_WRITTEN_CALL_RE.finditer(text)):
-        body = match.group(1) or match.group(2)
+    bodies = [m.group(1) for m in _FENCED_OBJECT_RE.finditer(text)]
+    bodies += [m.group(1) for m in _OBJECT_LINE_RE.finditer(text)]
+    for index, body in enumerate(bodies):
         try:
             data = json.loads(body)
         except json.JSONDecodeError:
@@ -164,13 +164,20 @@ def no_call_text(model: str) -> str:
 
 
 def copies_harness(text: str) -> bool:
-    """True when a reply only repeats the harness's own words (an error or a step note).
+    """True when a reply only repeats the harness's own words (an error or a step note) or
+    names a tool: such a reply says nothing, and its last line is no answer.
 
     After one prose reply, the 1.5B answered "Error: call a tool (python, or submit with your
-    answer)." to that very message until its steps ran out; such a reply says nothing.
+    answer)." to that very message until its steps ran out; another replied "python", then
+    "submit", after its code had printed the right answer.
     """
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return first.startswith("Error:") or re.match(r"(Step|You have) \d+", first) is not None
+    stripped = text.strip()
+    first = stripped.splitlines()[0] if stripped else ""
+    return (
+        first.startswith("Error:")
+        or re.match(r"(Step|You have) \d+", first) is not None
+        or stripped.strip("`*. ").lower() in TOOL_NAMES
+    )
 
 
 def check_support(model: str) -> None:
