@@ -8,20 +8,19 @@ format, parsed by :func:`toolkit.llm.tool_calls.split_hermes`). :class:`toolkit.
 runs the loop. A call written as text (a ``{"name": ..., "arguments": ...}`` object in a
 fenced block or on its own line) is taken as made. A reply with no call is read as the code
 protocol reads it: a ``FINAL ANSWER:`` line ends the task, a fenced python block runs as a
-python call; a second reply in
-a row with neither (prose, or a copy of the harness's error) ends the task with the last
-line of the model's last own prose reply, as the ``plain`` condition reads an answer.
+python call. A second reply in a row with neither, or the last step, ends the task with the
+model's latest own value (the line its code printed, else its prose's last line). The rules
+and what they were measured to do: docs/protocols.md.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from toolkit.errors import ToolkitError
-from toolkit.llm.tool_calls import ToolCall, make_call
+from toolkit.llm.tool_calls import ToolCall, json_call
 
 #: The tools the protocol offers (read_skill_file only with a skill).
 TOOL_NAMES = ("python", "read_skill_file", "submit")
@@ -124,18 +123,8 @@ def written_call(text: str) -> ToolCall | None:
     """
     bodies = [m.group(1) for m in _FENCED_OBJECT_RE.finditer(text)]
     bodies += [m.group(1) for m in _OBJECT_LINE_RE.finditer(text)]
-    for index, body in enumerate(bodies):
-        try:
-            data = json.loads(body)
-        except json.JSONDecodeError:
-            continue
-        if (
-            isinstance(data, dict)
-            and data.get("name") in TOOL_NAMES
-            and isinstance(data.get("arguments"), dict)
-        ):
-            return make_call(data["name"], data["arguments"], index)
-    return None
+    calls = (json_call(body, index, TOOL_NAMES) for index, body in enumerate(bodies))
+    return next((call for call in calls if call is not None), None)
 
 
 def compute_first(answer: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -138,19 +139,33 @@ def split_hermes(text: str) -> tuple[str, list[ToolCall]]:
     return rest, calls
 
 
+def json_call(body: str, index: int = 0, names: Collection[str] | None = None) -> ToolCall | None:
+    """The call a JSON object text spells, ``{"name": ..., "arguments": {...}}`` (arguments
+    as an object or a JSON string), or None for anything else; with ``names``, only a call
+    of one of them counts."""
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return None
+    if not isinstance(data.get("arguments"), dict | str):
+        return None
+    if names is not None and data["name"] not in names:
+        return None
+    return make_call(data["name"], data["arguments"], index)
+
+
 def _aliased_calls(text: str) -> tuple[str, list[ToolCall]] | None:
     """Calls written in a wrong tag (see :data:`_ALIAS_RE`), or None when there are none."""
     calls: list[ToolCall] = []
 
     def take(match: re.Match[str]) -> str:
-        try:
-            data = json.loads(match.group(2))
-        except json.JSONDecodeError:
+        call = json_call(match.group(2), len(calls))
+        if call is None:
             return match.group(0)
-        if isinstance(data, dict) and isinstance(data.get("name"), str) and "arguments" in data:
-            calls.append(make_call(data["name"], data["arguments"], len(calls)))
-            return ""
-        return match.group(0)
+        calls.append(call)
+        return ""
 
     rest = _ALIAS_RE.sub(take, text).strip()
     return (rest, calls) if calls else None
