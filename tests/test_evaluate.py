@@ -278,7 +278,8 @@ def test_cli_eval_on_a_users_jsonl_tasks_with_numeric_scoring(tmp_path):
         assert notes == ["Note: jsonl split 'all' has 6 tasks, fewer than the 50 asked for; "
                          "using all 6"]  # fmt: skip
         assert json.loads(out.stdout)["summary"]["n"] == 6
-        assert "s/task" in out.stderr  # the progress bar
+        assert "s/task" in out.stderr  # the progress bar, labelled for a person
+        assert "eval no skill jsonl/all [" in out.stderr and "eval:" not in out.stderr
         quiet = runner.invoke(
             main,
             ["eval", *common, "--model", model, "--no-cache", "--json", "--no-progress"]

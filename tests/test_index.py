@@ -333,8 +333,8 @@ def test_cli_index_and_query(runs):
     result = runner.invoke(main, ["index", str(runs)])
     assert result.exit_code == 0, result.output
     assert "2 read, 0 unchanged" in result.output and "trajectories 8" in result.output
-    again = runner.invoke(main, ["index", str(runs)])
-    assert "0 read, 2 unchanged" in again.output
+    again = runner.invoke(main, ["index", str(runs), "--no-progress"])
+    assert "0 read, 2 unchanged" in again.output and "[" not in again.stderr
 
     sql = "SELECT run_id, count(*) AS n FROM trajectories GROUP BY 1 ORDER BY 1"
     csv = runner.invoke(main, ["query", sql, "--runs-dir", str(runs), "--format", "csv"])

@@ -465,7 +465,10 @@ async def arun_rollouts(
     spec: StageSpec[RolloutUnit, Trajectory] = StageSpec(
         run_dir=run_path,
         name=stage,
-        label=f"{stage} {suite_obj.name}/{split}",
+        # What a person reads in the bar: the stage's kind and the skill version, not the
+        # manifest key (eval:test:1a2b...:system:model:seed0).
+        label=f"{stage.split(':')[0]} {_who(config.skill_name, config.skill_commit)} "
+        f"{suite_obj.name}/{split}",
         config=config.manifest_config(),
         units=units,
         finished=finished.keys(),
@@ -603,6 +606,10 @@ def _summarise(
         seconds_per_task=sum(t.latency_s for t in done) / len(done) if done else 0.0,
         trajectory_ids=[t.id for t in done],
     )
+
+
+def _who(skill_name: str | None, commit: str) -> str:
+    return f"{skill_name}@{commit[:8]}" if skill_name else "no skill"
 
 
 def run_rollouts(

@@ -12,7 +12,8 @@ _RUNS_DIR = click.Path(file_okay=False, path_type=Path)
 
 @click.command("index")
 @click.argument("runs_dir", required=False, default=Path("runs"), type=_RUNS_DIR)
-def index_command(runs_dir: Path) -> None:
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+def index_command(runs_dir: Path, no_progress: bool) -> None:
     """Index RUNS_DIR (default runs/) for SQL: one set of Parquet files per run.
 
     \b
@@ -32,7 +33,7 @@ def index_command(runs_dir: Path) -> None:
     """
     from toolkit.index import TABLES, build_index, connect
 
-    report = build_index(runs_dir, progress=True)
+    report = build_index(runs_dir, progress=not no_progress)
     for problem in report.problems:
         click.echo(f"Warning: {problem}", err=True)
     with connect(runs_dir) as con:
