@@ -202,8 +202,13 @@ def open_run(
             )
         refs = store.run_refs(run)
         base, result = refs.get(f"t2s/{run}/base"), refs.get(f"t2s/{run}/result")
-        if base is None or result is None:
-            raise AttributionError(f"run {run!r} has no base or no result yet: consolidate first")
+        if base is None:
+            raise AttributionError(f"run {run!r} has no base (t2s/{run}/base) in {store.root}")
+        if result is None:
+            raise AttributionError(
+                f"run {run!r} has no result (t2s/{run}/result) yet: it was not consolidated "
+                "(no kept patches, or a run stopped before consolidate; resume it)"
+            )
         patch_id = stage_value(manifest, "final_patch_id")
         if patch_id is None:
             trailers = parse_trailers(store.messages([result])[0])
