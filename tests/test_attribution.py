@@ -213,6 +213,13 @@ def test_prune_proposes_the_unused_section_on_its_branch(done):
     assert read_prune(done["run_dir"]).commit == proposal.commit
 
 
+def test_a_run_without_a_result_says_it_was_not_consolidated(tmp_path):
+    run = make_run(tmp_path)
+    _git(run["repo"], "update-ref", "-d", "refs/heads/t2s/r1/result")
+    with pytest.raises(AttributionError, match="has no result .* it was not consolidated"):
+        open_run(run["run_dir"])
+
+
 def test_prune_refuses_without_evidence(tmp_path):
     run = make_run(tmp_path)
     with pytest.raises(AttributionError, match="too little evidence"):
