@@ -244,14 +244,21 @@ def usage_cmd(
         return
     if not rows:
         click.echo("no trajectories of these skill versions yet")
+    version_width = max((len(row.version) for row in rows), default=0)
+    ref_width = min(60, max((len(row.ref) for row in rows), default=0))  # longer ones overflow
     for row in rows:
-        rate = "" if row.rate_with is None else f"  pass with {100 * row.rate_with:.0f}%"
-        if row.rate_without is not None:
-            rate += f" / without {100 * row.rate_without:.0f}%"
+        rate = ""
+        if row.rate_with is not None or row.rate_without is not None:
+            rate = f"  pass with {_pct0(row.rate_with)} / without {_pct0(row.rate_without)}"
         click.echo(
-            f"{row.version:16} {row.ref:48} used {row.used}/{row.trajectories} "
+            f"{row.version:{version_width}}  {row.ref:{ref_width}}  used "
+            f"{row.used}/{row.trajectories} "
             f"(read {row.reads}, cited {row.citations}, echoed {row.echoes}){rate}"
         )
+
+
+def _pct0(rate: float | None) -> str:
+    return "-" if rate is None else f"{100 * rate:.0f}%"
 
 
 @click.command("support")
@@ -282,9 +289,9 @@ def support_cmd(run: str, as_json: bool, repo: Path | None, skill_path: str | No
         if as_json:
             click.echo(row.model_dump_json())
             continue
-        backing = (
+        backing = (  # a blank line inside an added block carries no lesson of its own
             f"support {row.support:>2} fail {row.failed} pass {row.passed}"
-            if row.support
+            if row.support and row.text.strip()
             else " " * 22
         )
         click.echo(f"{row.file}:{row.line:<4} {backing}  {row.text}")
