@@ -262,6 +262,8 @@ def test_cli_commands(done, tmp_path):
     out = runner.invoke(main, ["usage", run])
     assert out.exit_code == 0, out.output
     assert "SKILL.md#demo/workflow" in out.output
+    unused = [line for line in out.output.splitlines() if "demo/old-tips" in line]
+    assert unused and all(" used 0/" in x and "pass with - / without " in x for x in unused)
     out = runner.invoke(main, ["support", run, "--json"])
     assert out.exit_code == 0 and json.loads(out.output.splitlines()[0])["line"] == 1
     out = runner.invoke(main, ["prune", run, "--dry-run"])
