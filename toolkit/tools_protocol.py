@@ -141,13 +141,14 @@ def no_call_text(model: str) -> str:
 
     The embedded models write tool calls in their chat template's own form (Qwen2.5: Hermes
     ``<tool_call>`` tags), which a small model forgets once it starts writing prose; the
-    example shows that form. It computes nothing worth copying (the model copies examples).
+    example shows that form. Its code is a comment: copied as it is (the model copies
+    examples), it prints nothing that could pass for an answer.
     """
     if not model.startswith("local/"):
         return "Error: no tool call. Call the python function to compute, or submit to answer."
     return (
         "Error: no tool call. Write one tool call exactly in this form:\n"
-        '<tool_call>\n{"name": "python", "arguments": {"code": "print(...)"}}\n</tool_call>\n'
+        '<tool_call>\n{"name": "python", "arguments": {"code": "# your code"}}\n</tool_call>\n'
         'or, when you know the answer, the submit tool with {"answer": ...}.'
     )
 
