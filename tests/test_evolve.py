@@ -373,6 +373,19 @@ def test_kill_at_a_stage_boundary_resumes_without_redoing_work(
     assert (config.run_dir / "refs.bundle").is_file()
 
 
+def test_no_kept_analysis_stops_with_what_a_new_run_could_change(
+    repo: Path, tmp_path: Path
+) -> None:
+    # fake/echo answers every call with its prompt: every task fails, every analysis is
+    # an invalid reply. The run stops after analyse, naming what another run could change.
+    config = config_for(
+        repo, model="fake/echo", evolve_limit=2, error_analyst="single", protocol="code"
+    )
+    with pytest.raises(EvolveError, match="no analysis passed the quality gate") as err:
+        evolve(config, llm_config=llm(tmp_path), progress=False)
+    assert "a new run (another --run-id) with a stronger --author-model" in str(err.value)
+
+
 def test_no_failures_for_error_analysts_is_a_clear_stop(repo: Path, tmp_path: Path) -> None:
     gold = {t.id: t for t in get_suite("wikitq").load("all").tasks}
     with fake_model(method_script(gold, set()), name="evolve-allpass") as model:

@@ -855,8 +855,8 @@ def _stage_analyse(run: _Run) -> None:
         other = "" if cfg.error_analyst == "single" else " or --error-analyst single"
         raise EvolveError(
             f"no analysis passed the quality gate ({summary.dropped} dropped: {reasons}); "
-            f"nothing to consolidate. See {run.run_dir}/analyses.jsonl; a stronger "
-            f"--author-model, more evolve tasks{other} may help"
+            f"nothing to consolidate. See {run.run_dir}/analyses.jsonl; a new run (another "
+            f"--run-id) with a stronger --author-model, more evolve tasks{other} may help"
         )
 
 
