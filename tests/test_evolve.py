@@ -432,11 +432,12 @@ def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> Non
     # Settings are the run's: an option that would change one is refused, not ignored.
     changed = runner.invoke(
         main, [*again, "--runs-dir", str(repo.parent / "runs"), "--error-analyst", "single",
-               "--seed", "0", "--model", "fake/other"],
+               "--seed", "0", "--suite", "wikitq", "--test-limit", "3", "--model", "fake/other"],
     )  # fmt: skip
     assert changed.exit_code == 1 and "Traceback" not in changed.output
-    assert "--error-analyst (the run has agentic); --model (the run has " in changed.output
-    assert "--seed" not in changed.output  # the same value changes nothing
+    assert "--test-limit (the run has 4); --error-analyst (the run has agentic); --model (the " \
+        "run has " in changed.output  # fmt: skip
+    assert "--seed" not in changed.output and "--suite" not in changed.output  # same values
     # A no-skill baseline added on resume: only eval-none calls the model; the summary shows it.
     before = json.loads((repo.parent / "runs" / "c1" / "summary.json").read_text())["stages"]
     with method("evolve-cli") as model:

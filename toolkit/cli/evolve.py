@@ -337,15 +337,12 @@ def evolve(
         click.echo(line)
 
 
-#: Options that are settings of a run (fixed once it started), by the config field they set.
-_SETTINGS = {
-    "skill": "skill", "suite": "suite", "evolve_split": "evolve_split",
-    "evolve_limit": "evolve_limit", "test_split": "test_split", "test_limit": "test_limit",
-    "seed": "seed", "analysts": "analysts", "error_analyst": "error_analyst",
-    "author_model": "author_model", "merge_batch": "merge_batch", "max_levels": "max_levels",
-    "merge_strategy": "merge_strategy", "protocol": "protocol", "delivery": "delivery",
-    "allow_dirty": "allow_dirty",
-}  # fmt: skip
+#: Options that are settings of a run (fixed once it started), named as the config fields.
+_SETTINGS = (
+    "skill", "suite", "evolve_split", "evolve_limit", "test_split", "test_limit", "seed",
+    "analysts", "error_analyst", "author_model", "merge_batch", "max_levels",
+    "merge_strategy", "protocol", "delivery", "allow_dirty",
+)  # fmt: skip
 
 
 def _refuse_changed_settings(config: EvolveConfig) -> None:
@@ -356,12 +353,12 @@ def _refuse_changed_settings(config: EvolveConfig) -> None:
 
     ctx = click.get_current_context()
     changed = []
-    for name, field in _SETTINGS.items():
+    for name in _SETTINGS:
         if ctx.get_parameter_source(name) != click.core.ParameterSource.COMMANDLINE:
             continue
         value = ctx.params[name]
         value = getattr(value, "name", value)  # a Suite object: its name
-        stored = getattr(config, field)
+        stored = getattr(config, name)
         if name == "skill":
             value, stored = Path(str(value)).resolve(), Path(stored).resolve()
         if value != stored:
