@@ -217,6 +217,11 @@ def test_last_turn_says_so_and_stops(loop, pool, gateway) -> None:  # noqa: F811
         max_turns=2,
     )  # fmt: skip
     assert result.stop_reason == "max_turns" and result.final_answer is None  # nothing printed
+    warned = "import sys; print('7', file=sys.stderr)"
+    result, _ = solve(
+        loop, pool, gateway, lambda m: call("python", code=warned), protocol="tools", max_turns=2
+    )
+    assert result.final_answer is None  # stderr is no answer
 
 
 def test_a_printed_value_beats_a_tool_name_written_as_prose(loop, pool, gateway) -> None:  # noqa: F811
