@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from toolkit.attribution.ablation import edit_effect
 from toolkit.errors import ToolkitError
 from toolkit.evaluate import NO_SKILL, EvalRecord, EvalSummary, load_eval
 from toolkit.llm.calls import LLMCallRecord
@@ -117,20 +118,10 @@ class Effect(BaseModel):
 
 
 def effect_of(line: AblationLine) -> Effect:
-    """The edit's effect from an ablation line, whose ``delta`` is the version tried minus
-    its reference (ablate: S* without the edit minus S*, so the effect is -delta)."""
-    if line.kind != "ablate":
-        return Effect(effect=line.delta, ci_low=line.ci_low, ci_high=line.ci_high, n=line.n)
-    return Effect(
-        effect=_negated(line.delta),
-        ci_low=_negated(line.ci_high),
-        ci_high=_negated(line.ci_low),
-        n=line.n,
-    )
-
-
-def _negated(value: float | None) -> float | None:
-    return None if value is None else -value + 0.0  # + 0.0: no -0.0
+    """The edit's effect from an ablation line (:func:`toolkit.attribution.ablation.edit_effect`:
+    an ablation's delta is S* without the edit minus S*, so its effect is -delta)."""
+    effect, low, high = edit_effect(line.kind, line.delta, line.ci_low, line.ci_high)
+    return Effect(effect=effect, ci_low=low, ci_high=high, n=line.n)
 
 
 class EditRow(BaseModel):

@@ -286,11 +286,28 @@ def subsample(task_ids: Sequence[str], n: int | None, seed: int) -> list[str]:
     return [t for t in task_ids if t in keep]
 
 
+def edit_effect(
+    kind: str, delta: float | None, ci_low: float | None, ci_high: float | None
+) -> tuple[float | None, float | None, float | None]:
+    """An edit's effect (> 0 helps) and its 95% CI from a record's ``delta`` and CI.
+
+    ``delta`` is the version tried minus its reference: for ``ablate`` (S* without the edit
+    minus S*) the effect is ``-delta`` with the interval flipped; for ``only`` (S0 with the
+    edit minus S0) it is ``delta``. ``+ 0.0`` keeps -0.0 out of the files.
+    """
+
+    def signed(value: float | None) -> float | None:
+        return None if value is None else (-value if kind == "ablate" else value) + 0.0
+
+    if kind == "ablate":
+        return signed(delta), signed(ci_high), signed(ci_low)
+    return signed(delta), signed(ci_low), signed(ci_high)
+
+
 def paired_fields(kind: Kind, p: PairedComparison) -> dict[str, Any]:
     """A record's figures from the paired comparison of the version (B) with its reference
     (A): counts, delta with its CI and p-value, and the edit's effect (> 0 helps)."""
-    sign = -1.0 if kind == "ablate" else 1.0
-    low, high = sorted((sign * p.ci.low, sign * p.ci.high))
+    effect, low, high = edit_effect(kind, p.difference, p.ci.low, p.ci.high)
     return {
         "n": p.n,
         "passed": p.both_pass + p.only_b,
@@ -301,9 +318,9 @@ def paired_fields(kind: Kind, p: PairedComparison) -> dict[str, Any]:
         "ci_low": p.ci.low,
         "ci_high": p.ci.high,
         "p_value": p.p_value,
-        "effect": None if p.difference is None else sign * p.difference + 0.0,
-        "effect_ci_low": low + 0.0,  # + 0.0: no -0.0 in the files
-        "effect_ci_high": high + 0.0,
+        "effect": effect,
+        "effect_ci_low": low,
+        "effect_ci_high": high,
     }
 
 
