@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from toolkit.cli.llm import llm_options
+from toolkit.skill import Budgets
 
 
 @click.command("consolidate")
@@ -53,12 +54,14 @@ from toolkit.cli.llm import llm_options
 )  # fmt: skip
 @click.option("--allow-protected", is_flag=True, help="Let merges edit scripts/ and assets/.")
 @click.option(
-    "--max-skill-lines", type=click.IntRange(min=1), default=500, show_default=True,
+    "--max-skill-lines", type=click.IntRange(min=1), default=Budgets().skill_md_lines,
+    show_default=True,
     help="Most lines SKILL.md may have after a merge (the patch engine's budget, as on "
     "patch apply).",
 )  # fmt: skip
 @click.option(
-    "--max-reference-lines", type=click.IntRange(min=1), default=300, show_default=True,
+    "--max-reference-lines", type=click.IntRange(min=1), default=Budgets().reference_lines,
+    show_default=True,
     help="Most lines a references/*.md file may have after a merge.",
 )  # fmt: skip
 @click.option("--resume", is_flag=True, help="Finish an interrupted consolidation.")
@@ -107,7 +110,6 @@ def consolidate_command(
           --run-dir runs/wtq-evolve
     """
     from toolkit.consolidate import ConsolidateConfig, run_consolidation
-    from toolkit.skill import Budgets
 
     ctx = click.get_current_context()
     model_given = ctx.get_parameter_source("model") not in (

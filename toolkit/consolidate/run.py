@@ -230,14 +230,13 @@ async def arun_consolidation(
         if cfg.calls_log is None:
             cfg = cfg.model_copy(update={"calls_log": run_dir / CALLS_FILE})
         gateway = Gateway(cfg)
-    model = config.author_model or _recorded_model(run_dir) or gateway.config.model
     merged_with = _consolidation_model(run_dir) if config.resume else None
     if merged_with is not None and config.author_model not in (None, merged_with):
         raise ToolkitError(
             f"run {run!r} was consolidated with {merged_with}; --resume goes on with it: leave "
             "--model/--author-model out"
         )
-    model = merged_with or model
+    model = merged_with or config.author_model or _recorded_model(run_dir) or gateway.config.model
     settings = OperatorSettings(
         strategy=config.strategy,
         model=model,
