@@ -686,7 +686,7 @@ class Agent:
             last_printed = printed or last_printed
             messages.append({"role": "assistant", "content": completion.text})
             note = code_protocol.turn_text(index + 2, cfg.max_turns)
-            text = f"{step.observation}\n\n{note}" if note else step.observation
+            text = _with_note(step.observation, note)
             messages.append({"role": "user", "content": text})
         if cfg.force_submit and last_printed is not None and result.steps:
             # Out of replies without an answer: the last value its code printed stands.
@@ -890,7 +890,7 @@ class Agent:
                     step.observation = tools_protocol.no_call_text(self.model)
                 result.steps.append(step)
                 messages.append({"role": "assistant", "content": text})
-                messages.append({"role": "user", "content": _with_note(step, note)})
+                messages.append({"role": "user", "content": _with_note(step.observation, note)})
                 continue
             no_calls = 0
             call = calls[0]
@@ -923,7 +923,7 @@ class Agent:
             messages.append(
                 {"role": "assistant", "content": text or None, "tool_calls": [call.openai()]}
             )
-            content = f"{observation}\n\n{note}" if note else observation
+            content = _with_note(observation, note)
             messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
         if cfg.force_submit and fallback and result.steps:
             # Out of steps without a submit: the model's latest own value stands (program-aided
@@ -1020,9 +1020,9 @@ def _printed(step: Step) -> str | None:
     return None if shown == "(no output)" else code_protocol.output_answer(shown)
 
 
-def _with_note(step: Step, note: str) -> str:
-    """A step's observation with the turn note, when there is one."""
-    return f"{step.observation}\n\n{note}" if note else step.observation
+def _with_note(text: str, note: str) -> str:
+    """An observation with the turn note after it, when there is one."""
+    return f"{text}\n\n{note}" if note else text
 
 
 def _observe(step: Step, parts: list[str]) -> None:
