@@ -159,11 +159,12 @@ def _record(
     s0: Skill,
     config: AnalyseConfig,
     started: float,
-    data_text: str = "",
+    task: Task | None = None,
 ) -> tuple[AnalysisRecord, Patch | None]:
     """The analysis' record (kept or dropped, with the reason) and its leaf patch.
 
-    ``data_text``: the task's input files as text, for the task-specific check.
+    ``task``: the analysed task, whose input files the task-specific check reads (None: the
+    check is skipped).
     """
     fields: dict[str, Any] = {
         "id": unit.id,
@@ -183,6 +184,7 @@ def _record(
     if out.failure is not None or out.reply is None:
         reason = out.failure or "no-reply"
         return AnalysisRecord(status="dropped", reason=reason, **fields), None
+    data_text = task_text(task) if task is not None else ""
     checked = check_patch(out.reply.patch, s0, trajectory.verdict.gold, unit.id, data_text)
     if checked.patch is None:
         record = AnalysisRecord(
@@ -325,14 +327,13 @@ async def _analyse(
         trajectory = by_id[unit.trajectory_id]
         started = time.time()
         seed = task_seed(config.seed, trajectory.id)
+        task: Task | None = None
         try:
             suite_obj, task = task_of(trajectory)
         except ToolkitError as exc:
-            task_error: str | None = str(exc)
-        else:
-            task_error = None
+            task_error = str(exc)
         if unit.analyst == "error-agentic":
-            if task_error is not None:
+            if task is None:
                 out = AnalystOutput(fix_passed=False, failure=f"task-unknown: {task_error}")
             else:
                 out = await analyse_error_agentic(
@@ -343,11 +344,8 @@ async def _analyse(
         else:
             out = await analyse_success(gateway, config, s0, trajectory, seed)
         # A single-call analyst needs no task; without one the task-specific check is skipped.
-        data_text = task_text(task) if task_error is None else ""
-        # The checks run the patch engine (pure CPU): off the event loop, like scoring.
-        return await asyncio.to_thread(
-            _record, unit, trajectory, out, s0, config, started, data_text
-        )
+        # The checks read the task's files and run the patch engine: off the event loop.
+        return await asyncio.to_thread(_record, unit, trajectory, out, s0, config, started, task)
 
     def save(result: tuple[AnalysisRecord, Patch | None]) -> None:
         record, patch = result
