@@ -315,6 +315,7 @@ def _trajectories_file(path: Path, from_evals: bool = False) -> Path:
     """
     from toolkit.errors import ToolkitError
     from toolkit.evaluate import eval_trajectories_path
+    from toolkit.runs import TRAJECTORIES_FILE
 
     if not path.is_dir():
         return path
@@ -323,8 +324,9 @@ def _trajectories_file(path: Path, from_evals: bool = False) -> Path:
         if not evals.exists():
             raise ToolkitError(f"{path} has no evaluation trajectories ({evals})")
         return evals
-    if (path / "trajectories.jsonl").exists():
-        return path / "trajectories.jsonl"
+    own = path / TRAJECTORIES_FILE
+    if own.exists():
+        return own
     if evals.exists():
         # `eval` keeps its trajectories apart from the run's training ones; say where they are.
         click.echo(f"{path} has no trajectories.jsonl; showing {evals}", err=True)
