@@ -210,11 +210,15 @@ def test_budget_stops_between_units_and_resume_finishes_the_stage(
         assert manifest.stages["evolve"].counts["stages"]["rollout"]["calls"] == 3
         assert manifest.stages["evolve"].counts["stages"]["base"]["status"] == "done"
         calls_before = model.calls
+        wider = config.model_copy(update={"parallel": 2, "seed": 9})
         with pytest.raises(BudgetExceeded, match="rollout"):
-            evolve(config, llm_config=llm(tmp_path), resume=True, budget=Budget(calls=2),
+            evolve(wider, llm_config=llm(tmp_path), resume=True, budget=Budget(calls=2),
                    progress=False)  # fmt: skip
         assert model.calls - calls_before == 2  # only the tasks not done before
         assert len(read_trajectories(run_dir).records) == 5
+        # A resume may run wider; the run's settings (its seed) stay as they were.
+        stored = read_manifest(run_dir).stages["evolve"].config  # type: ignore[union-attr]
+        assert (stored["parallel"], stored["seed"]) == (2, 0)
     stats = read_manifest(run_dir).stages["evolve"].counts["stages"]  # type: ignore[union-attr]
     assert stats["rollout"]["calls"] == 5
 

@@ -1140,9 +1140,15 @@ def evolve(
                 f"{run_dir} already holds files of another kind of run; choose another --run-id"
             )
         # A resume runs with the stored settings; a new run records the model it resolved.
-        # A no-skill baseline asked for on resume is added: it changes no finished work.
-        if stored is not None and config.no_skill_baseline:
-            stored = stored.model_copy(update={"no_skill_baseline": True})
+        # What a resume may change, as no finished work depends on it: a no-skill baseline is
+        # added, and the units run at once follow this call.
+        if stored is not None:
+            stored = stored.model_copy(
+                update={
+                    "no_skill_baseline": stored.no_skill_baseline or config.no_skill_baseline,
+                    "parallel": config.parallel or stored.parallel,
+                }
+            )
         config = stored or config.model_copy(update={"model": config.model or llm_config.model})
         meter = Meter(run_dir / CALLS_FILE, budget)
         try:
