@@ -184,6 +184,32 @@ def test_out_of_replies_the_last_printed_value_is_submitted(loop, pool, gateway)
     assert unforced.final_answer is None and unforced.stop_reason == "max_turns"
 
 
+def context_full():
+    from toolkit.llm._litellm import get_litellm
+
+    return get_litellm().ContextWindowExceededError(
+        message="prompt (7190 tokens) + max_tokens (1024) exceeds the context window of 8192",
+        model="fake",
+        llm_provider="fake",
+    )
+
+
+def test_a_full_context_ends_as_out_of_replies_and_is_no_error(loop, pool, gateway) -> None:  # noqa: F811
+    """Seen in the real WikiTQ run: a fifth reply overflowed the 8k context; the task ended as
+    a model error, which every resume ran again to the same overflow."""
+    replies = [code("print(6 * 7)"), "Let me think again.", context_full()]
+    result, _ = solve(loop, pool, gateway, lambda m: replies[step_no(m)], protocol="code")
+    assert result.final_answer == "42" and result.stop_reason == "submitted"
+    assert result.error is None and len(result.steps) == 2
+    assert "filled the model's context window: the last printed value (42)" in (
+        result.steps[-1].observation
+    )
+    nothing = [code("x = 1"), context_full()]
+    empty, _ = solve(loop, pool, gateway, lambda m: nothing[step_no(m)], protocol="code")
+    assert empty.stop_reason == "context_window" and empty.final_answer is None
+    assert "exceeds the context window" in (empty.error or "")
+
+
 def test_a_boxed_answer_counts_when_there_is_no_answer_line(loop, pool, gateway) -> None:  # noqa: F811
     assert parse_reply("So 75 * 8 = 600.\nThe total is \\(\\boxed{600}\\).").answer == "600"
     assert parse_reply("\\boxed{1}\nFINAL ANSWER: 2").answer == "2"

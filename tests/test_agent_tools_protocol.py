@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.test_agent import GSM8K_SKILL, gateway, loop, pool, solve, step_no  # noqa: F401
+from tests.test_agent import GSM8K_SKILL, act, gateway, loop, pool, solve, step_no  # noqa: F401
 from toolkit.agent import Agent, AgentConfig, agent_fingerprint, system_prompt
 from toolkit.errors import ToolkitError
 from toolkit.tools_protocol import (
@@ -222,6 +222,19 @@ def test_last_turn_says_so_and_stops(loop, pool, gateway) -> None:  # noqa: F811
         loop, pool, gateway, lambda m: call("python", code=warned), protocol="tools", max_turns=2
     )
     assert result.final_answer is None  # stderr is no answer
+
+
+def test_a_full_context_ends_with_the_latest_value(loop, pool, gateway) -> None:  # noqa: F811
+    from tests.test_agent_code_protocol import context_full
+
+    replies = [call("python", code="print(1)"), context_full()]
+    result, _ = solve(loop, pool, gateway, lambda m: replies[step_no(m)], protocol="tools")
+    assert result.stop_reason == "submitted" and result.final_answer == "1"
+    assert "context window: your latest value (1) is submitted" in result.steps[-1].observation
+    # The json protocol has no fallback: the task ends with the stop reason, not as an error.
+    json_replies = [act("python", [], code="x = 1"), context_full()]
+    ended, _ = solve(loop, pool, gateway, lambda m: json_replies[step_no(m)])
+    assert ended.stop_reason == "context_window" and len(ended.steps) == 1
 
 
 def test_a_printed_value_beats_a_tool_name_written_as_prose(loop, pool, gateway) -> None:  # noqa: F811

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from toolkit import code_protocol, skill_echo, tools_protocol
-from toolkit.errors import LLMError, SectionLookupError, SkillError
+from toolkit.errors import ContextWindowError, LLMError, SectionLookupError, SkillError
 from toolkit.llm.gateway import Completion, Gateway
 from toolkit.sandbox import Session
 from toolkit.skill import SKILL_MD, Skill, find_section, split_lines, strip_eol
@@ -591,6 +591,12 @@ class Agent:
                 seed=seed + index,
                 **params,
             )
+        except ContextWindowError as exc:
+            # The conversation outgrew the context: it ends as a turn limit ends it (running
+            # the task again would meet the same wall).
+            result.stop_reason = "context_window"
+            result.error = str(exc)
+            return None
         except LLMError as exc:
             result.stop_reason = "error"
             result.error = str(exc)
@@ -659,7 +665,9 @@ class Agent:
         for index in range(cfg.max_turns):
             completion = await self._call(messages, index, seed, result, stop=code_protocol.STOP)
             if completion is None:
-                return result
+                if result.stop_reason != "context_window":
+                    return result
+                break
             reply = code_protocol.parse_reply(completion.text)
             step = _new_step(
                 index,
@@ -689,13 +697,13 @@ class Agent:
             text = _with_note(step.observation, note)
             messages.append({"role": "user", "content": text})
         if cfg.force_submit and last_printed is not None and result.steps:
-            # Out of replies without an answer: the last value its code printed stands.
+            # Out of replies (or of context) without an answer: the last value its code
+            # printed stands.
             result.steps[-1].observation += (
-                f"\n\nNo FINAL ANSWER by the last reply: the last printed value "
+                f"\n\nNo FINAL ANSWER {_out_of_room(result)}: the last printed value "
                 f"({last_printed}) is submitted."
             )
-            result.final_answer = last_printed
-            result.stop_reason = "submitted"
+            _take_fallback(result, last_printed)
         return result
 
     async def _act_code(
@@ -846,7 +854,9 @@ class Agent:
         for index in range(cfg.max_turns):
             completion = await self._call(messages, index, seed, result, tools=self.tool_specs)
             if completion is None:
-                return result
+                if result.stop_reason != "context_window":
+                    return result
+                break
             text = completion.text.strip()
             step = _new_step(
                 index, completion, text[:MAX_THOUGHT_CHARS], Action(tool="respond", args={})
@@ -928,13 +938,11 @@ class Agent:
         if cfg.force_submit and fallback and result.steps:
             # Out of steps without a submit: the model's latest own value stands (program-aided
             # as in the code protocol when it was printed; as in plain when it was prose).
-            result.steps[
-                -1
-            ].observation += (
-                f"\n\nNo submit by the last step: your latest value ({fallback}) is submitted."
+            result.steps[-1].observation += (
+                f"\n\nNo submit {_out_of_room(result)}: your latest value ({fallback}) is "
+                "submitted."
             )
-            result.final_answer = fallback
-            result.stop_reason = "submitted"
+            _take_fallback(result, fallback)
         return result
 
     @staticmethod
@@ -1018,6 +1026,20 @@ def _printed(step: Step) -> str | None:
     if step.error is not None or step.observation_truncated or "[stderr]" in shown:
         return None
     return None if shown == "(no output)" else code_protocol.output_answer(shown)
+
+
+def _out_of_room(result: AgentResult) -> str:
+    """How a task ran out of room before an answer, for the closing observation."""
+    if result.stop_reason == "context_window":
+        return "before the conversation filled the model's context window"
+    return "by the last reply"
+
+
+def _take_fallback(result: AgentResult, answer: str) -> None:
+    """End an out-of-room task with the model's latest own value as its answer."""
+    result.final_answer = answer
+    result.stop_reason = "submitted"
+    result.error = None  # a context-window stop is recorded in the closing observation
 
 
 def _with_note(text: str, note: str) -> str:

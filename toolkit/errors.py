@@ -43,6 +43,11 @@ class LLMError(ToolkitError):
     """An LLM call failed permanently (auth, bad request, retries exhausted)."""
 
 
+class ContextWindowError(LLMError):
+    """The prompt and the reply's room no longer fit the model's context window (the
+    conversation, not the model settings, is at fault: retrying it fails the same way)."""
+
+
 class ModelInstallError(ToolkitError):
     """The embedded model could not be installed or verified."""
 

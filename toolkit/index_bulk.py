@@ -64,7 +64,7 @@ _TRAJECTORY_OK = f"""
     AND id IS NOT NULL AND task_id IS NOT NULL AND suite IS NOT NULL
     AND skill_commit IS NOT NULL AND model IS NOT NULL AND delivery IS NOT NULL
     AND verdict.passed IS NOT NULL AND coalesce(verdict.score, 0) BETWEEN 0 AND 1
-    AND stop_reason IN ('submitted', 'max_turns', 'token_budget', 'error')
+    AND stop_reason IN ('submitted', 'max_turns', 'token_budget', 'context_window', 'error')
     AND coalesce(source, 'rollout') IN ('rollout', 'import')
     AND len(list_filter(coalesce(steps, []),
             lambda s: s."index" IS NULL OR s."index" < 0 OR s.action.tool IS NULL)) = 0

@@ -38,9 +38,11 @@ Delivery = Literal["system", "progressive", "none"]
 paper), ``progressive`` (headings and section ids in the prompt, bodies read on demand with
 ``read_skill_file``), ``none`` (no-skill baseline). Imported trajectories use ``imported``."""
 
-StopReason = Literal["submitted", "max_turns", "token_budget", "error"]
-"""Why a trajectory ended: the agent submitted, it ran out of turns or tokens, or a model call
-failed (the run goes on with the next task)."""
+StopReason = Literal["submitted", "max_turns", "token_budget", "context_window", "error"]
+"""Why a trajectory ended: the agent submitted, it ran out of turns or tokens, the conversation
+outgrew the model's context window, or a model call failed (the run goes on with the next task;
+a resume runs an ``error`` task again, not a ``context_window`` one, which would end the same
+way)."""
 
 DELIVERIES: tuple[str, ...] = ("system", "progressive", "none")
 NO_SKILL_COMMIT = "none"
@@ -174,8 +176,12 @@ class Trajectory(BaseModel):
     latency_s: float = Field(default=0.0, description="Wall seconds from start to verdict.")
     started_at: float = Field(default=0.0, description="Start, Unix epoch seconds.")
     ended_at: float = Field(default=0.0, description="End, Unix epoch seconds.")
-    stop_reason: StopReason = Field(description="submitted | max_turns | token_budget | error.")
-    error: str | None = Field(default=None, description="The model error when stop_reason=error.")
+    stop_reason: StopReason = Field(
+        description="submitted | max_turns | token_budget | context_window | error."
+    )
+    error: str | None = Field(
+        default=None, description="The model error when stop_reason is error or context_window."
+    )
     source: Literal["rollout", "import"] = Field(
         default="rollout", description="Produced by our agent, or imported from another harness."
     )

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from toolkit.errors import LLMError
+from toolkit.errors import ContextWindowError, LLMError
 from toolkit.llm._litellm import get_litellm, local_provider_error
 from toolkit.llm.cache import CacheEntry, ResponseCache, cache_key
 from toolkit.llm.calls import CallLog, LLMCallRecord
@@ -375,6 +375,8 @@ class Gateway:
                 f"{plan.model}: {name} after {stats.requests} attempts "
                 f"(retries exhausted): {_error_line(exc)}"
             )
+        if isinstance(exc, get_litellm().ContextWindowExceededError):
+            return ContextWindowError(f"{plan.model}: {name}: {_error_line(exc)}")
         return LLMError(f"{plan.model}: {name}: {_error_line(exc)}")
 
     def _record(
