@@ -172,3 +172,6 @@ def test_cli_verbose_shows_every_problem_of_a_bad_line(tmp_path: Path) -> None:
     verbose = CliRunner().invoke(main, ["-v", *args])
     assert verbose.exit_code == 1
     assert "    outcome.passed:" in verbose.output and "    outcome.score:" in verbose.output
+    # Given after the command, as users type it, -v means the same.
+    after = CliRunner().invoke(main, [*args, "--verbose"])
+    assert after.exit_code == 1 and after.output == verbose.output

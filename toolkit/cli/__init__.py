@@ -2,7 +2,8 @@
 
 Each command group lives in its own module of this package and is registered here.
 User mistakes raise :class:`toolkit.errors.ToolkitError`; they are printed as one line
-(``Error: ...``) with exit code 1. ``-v`` shows the traceback as well.
+(``Error: ...``) with exit code 1. ``-v`` (before or after the command) shows the
+traceback as well.
 """
 
 from __future__ import annotations
@@ -27,8 +28,22 @@ def _show_notice(message: Any, category: type[Warning], *args: Any, **kwargs: An
 _default_showwarning = warnings.showwarning
 
 
+_VERBOSE_FLAGS = ("-v", "--verbose")
+
+
 class _Group(click.Group):
     """Turns ToolkitError into one clear line instead of a traceback."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # ``-v`` is the root's option, but users add it to the command that failed
+        # (``trace2skill eval ... -v``): taken from anywhere before ``--``. No subcommand
+        # has a -v of its own.
+        if ctx.parent is None:
+            end = args.index("--") if "--" in args else len(args)
+            flags = [a for a in args[:end] if a in _VERBOSE_FLAGS]
+            if flags:
+                args = flags[:1] + [a for a in args[:end] if a not in _VERBOSE_FLAGS] + args[end:]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> object:
         warnings.showwarning = _show_notice
@@ -42,7 +57,9 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Show full tracebacks on errors.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Show full tracebacks on errors (anywhere on the line)."
+)
 @click.version_option(package_name="trace2skill")
 def main(verbose: bool) -> None:
     """Evolve agent skills from execution trajectories, reviewed like code in git.
