@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -375,6 +376,42 @@ def test_kill_at_a_stage_boundary_resumes_without_redoing_work(
     tree = "t2s/{}/result^{{tree}}"
     assert git(repo, "rev-parse", tree.format("r1")) == git(repo, "rev-parse", tree.format("r2"))
     assert (config.run_dir / "refs.bundle").is_file()
+
+
+def test_a_running_stage_saves_its_figures_for_a_run_killed_outright(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A closed session killed the real WikiTQ run with SIGKILL: no finally ran, and the 2.7
+    hours its rollout had taken were lost from the stage's figures."""
+    import toolkit.evolve as evolve_module
+
+    monkeypatch.setattr(evolve_module, "HEARTBEAT_S", 0.05)
+    real = evolve_module._STAGE_FUNCS["rollout"]
+    seen: dict[str, Any] = {}
+
+    def rollout_then_wait(run: Any) -> None:
+        real(run)
+        deadline = time.monotonic() + 10
+        while not seen.get("calls") and time.monotonic() < deadline:
+            time.sleep(0.02)
+            manifest = read_manifest(run.run_dir)
+            seen.update(manifest.stages["evolve"].counts["stages"]["rollout"])  # type: ignore[union-attr]
+        # What a SIGKILL here leaves on disk is what the heartbeat wrote: nothing later runs.
+        raise KeyboardInterrupt
+
+    with method("evolve-heartbeat") as model:
+        config = config_for(repo, model=model)
+        monkeypatch.setitem(evolve_module._STAGE_FUNCS, "rollout", rollout_then_wait)
+        with pytest.raises(KeyboardInterrupt):
+            evolve(config, llm_config=llm(tmp_path), progress=False)
+        rollout_calls = model.calls
+        assert seen["status"] == "running" and seen["wall_s"] > 0
+        assert seen["calls"] == rollout_calls and seen["tokens_in"] > 0
+        monkeypatch.setitem(evolve_module._STAGE_FUNCS, "rollout", real)
+        summary = evolve(config, llm_config=llm(tmp_path), resume=True, progress=False)
+    # The resume adds to the saved figures without counting the first call's work twice.
+    assert summary.stages["rollout"].calls == rollout_calls
+    assert summary.stages["rollout"].wall_s >= seen["wall_s"]
 
 
 def test_no_kept_analysis_stops_with_what_a_new_run_could_change(

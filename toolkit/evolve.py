@@ -32,6 +32,7 @@ import math
 import os
 import re
 import shutil
+import threading
 import time
 import warnings
 from collections import Counter
@@ -265,9 +266,14 @@ class Meter:
         self.offset = calls_path.stat().st_size if calls_path.exists() else 0
         self.started = time.monotonic()
         self.spent = Spend()
+        self._lock = threading.Lock()  # the stage heartbeat reads it from its own thread
 
     def read(self) -> Spend:
         """What was spent since the start (reads only the lines appended since last time)."""
+        with self._lock:
+            return self._read()
+
+    def _read(self) -> Spend:
         try:
             with self.path.open("rb") as handle:
                 handle.seek(self.offset)
@@ -1221,12 +1227,40 @@ def _has_run_files(run_dir: Path) -> bool:
     return run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir())
 
 
+#: Seconds between two saves of a running stage's figures: a run killed outright (SIGKILL, a
+#: closed session) keeps the time and calls it spent up to the last save.
+HEARTBEAT_S = 30.0
+
+
 def _run_stage(run: _Run, name: str) -> None:
-    """Run one stage, adding its wall time and model use to its figures, whatever happens."""
+    """Run one stage, adding its wall time and model use to its figures, whatever happens;
+    the figures so far are saved every :data:`HEARTBEAT_S` seconds while it runs."""
     stats = run.stats[name]
+    base = stats.model_copy()
     before, t0 = run.meter.read(), time.perf_counter()
+
+    def tally(status: str) -> None:
+        spent = run.meter.read() - before
+        stats.status = status  # type: ignore[assignment]
+        stats.wall_s = base.wall_s + time.perf_counter() - t0
+        stats.calls = base.calls + spent.calls
+        stats.cached = base.cached + spent.cached
+        stats.tokens_in = base.tokens_in + spent.tokens_in
+        stats.tokens_out = base.tokens_out + spent.tokens_out
+        stats.cost_usd = base.cost_usd + spent.cost_usd
+
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(Exception):
+                tally("running")
+                _record(run, "running")
+
     stats.status = "running"
     _record(run, "running")
+    beat = threading.Thread(target=heartbeat, name=f"evolve-{name}-heartbeat", daemon=True)
+    beat.start()
     status, error = "failed", None
     try:
         _STAGE_FUNCS[name](run)
@@ -1237,14 +1271,9 @@ def _run_stage(run: _Run, name: str) -> None:
         error = f"{name}: {exc}" if str(exc) else f"{name}: {type(exc).__name__}"
         raise
     finally:
-        spent = run.meter.read() - before
-        stats.status = status  # type: ignore[assignment]
-        stats.wall_s += time.perf_counter() - t0
-        stats.calls += spent.calls
-        stats.cached += spent.cached
-        stats.tokens_in += spent.tokens_in
-        stats.tokens_out += spent.tokens_out
-        stats.cost_usd += spent.cost_usd
+        stop.set()
+        beat.join()
+        tally(status)
         with contextlib.suppress(Exception):
             _record(run, "running" if status == "done" else status, error)
 
