@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import time
@@ -17,6 +18,7 @@ from tests.repo_helpers import git, user_state
 from toolkit.cli import main
 from toolkit.errors import RepoError
 from toolkit.evolve import (
+    STAGES,
     Budget,
     BudgetExceeded,
     EvolveConfig,
@@ -30,6 +32,7 @@ from toolkit.evolve import (
     load_config,
     merge_count,
     parse_budget,
+    plan,
 )
 from toolkit.llm import LLMConfig, fake_model
 from toolkit.runs import read_manifest
@@ -80,6 +83,11 @@ def test_estimate_counts_stages_from_the_rates() -> None:
         config.model_copy(update={"error_analyst": "single"}), 10, 4, rates, concurrency=1
     )
     assert {s.stage: s.calls for s in single.stages}["analyse"] == 5
+    # A resume's estimate: finished units (inf: a finished stage) are not counted again.
+    left = estimate(config, 10, 4, rates, 1, finished={"rollout": math.inf, "analyse": 2})
+    by = {s.stage: s for s in left.stages}
+    assert left.left and by["rollout"].units == 0 and by["rollout"].calls == 0
+    assert by["analyse"].units == 3 and by["analyse"].calls == 9 and by["eval-s0"].units == 4
 
 
 def test_meter_counts_only_new_uncached_calls(tmp_path: Path) -> None:
@@ -358,10 +366,18 @@ def test_kill_at_a_stage_boundary_resumes_without_redoing_work(
             evolve(config, llm_config=llm(tmp_path), progress=False)
         stats = read_manifest(config.run_dir).stages["evolve"].counts["stages"]  # type: ignore[union-attr]
         assert stats[stage]["status"] == "interrupted"
+        # The resume's estimate is of the work left, at the rates the run's files show.
+        left = plan(config, llm(tmp_path), resume=True)
+        units = {s.stage: s.units for s in left.stages}
+        order = [s for s in STAGES if s in units]
+        assert left.left and left.rates.measured and left.rates.fail_rate == pytest.approx(2 / 6)
+        assert all(units[s] == 0 for s in order if STAGES.index(s) < STAGES.index(stage))
+        assert stage not in units or units[stage] > 0
         calls_at_kill = model.calls
         monkeypatch.setitem(evolve_module._STAGE_FUNCS, stage, real)
         summary = evolve(config, llm_config=llm(tmp_path), resume=True, progress=False)
         resumed_calls = model.calls - calls_at_kill
+        assert plan(config, llm(tmp_path), resume=True).calls == 0  # nothing left
     with method("evolve-kill") as model:
         whole = evolve(
             config_for(repo, "r2", model=model), llm_config=llm(tmp_path), progress=False
@@ -461,7 +477,8 @@ def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> Non
         again = ["evolve", "--resume", "--run-id", "c1", "--no-progress", "--no-cache"]
         done = runner.invoke(main, [*again, "--runs-dir", str(repo.parent / "runs")])
     assert done.exit_code == 0, done.output
-    assert "estimate: about" in done.output
+    assert "estimate of what is left: about" in done.output
+    assert "measured on this run: 1 calls per task" in done.output  # the json agent's one
     assert f"run c1 in {repo.parent / 'runs' / 'c1'}" in stopped.stderr
     assert f"resuming run c1 in {repo.parent / 'runs' / 'c1'}" in done.stderr
     assert "s/task" not in done.stderr  # no progress bars

@@ -36,7 +36,7 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -386,6 +386,9 @@ class Rates(BaseModel):
     analyst_calls: float = Field(6.0, description="Calls per agentic analysis (single: 1).")
     tokens_per_call: int = Field(3000, description="Prompt + completion tokens per call.")
     seconds_per_call: float = Field(3.0, description="Wall seconds per call.")
+    measured: bool = Field(
+        False, description="Calls per task, failing share and call costs are the run's own."
+    )
 
 
 #: Seconds per model call measured on the 2-core machine (see README "make demo").
@@ -396,6 +399,44 @@ def default_rates(model: str) -> Rates:
     """The assumptions for ``model``: measured call times for the embedded models."""
     seconds = next((s for prefix, s in _SECONDS_PER_CALL.items() if model.startswith(prefix)), 3.0)
     return Rates(seconds_per_call=seconds)
+
+
+def measured_rates(run_dir: Path, assumed: Rates) -> Rates:
+    """``assumed`` with what a run's own files show in place of the guesses: model calls per
+    task and the failing share from its rollouts, tokens and seconds per call from its fresh
+    model calls (cache hits and failed calls left out). Unchanged before any of those exist."""
+    from toolkit.runs import TRAJECTORIES_FILE
+    from toolkit.trajectory import read_trajectories
+
+    update: dict[str, Any] = {}
+    path = run_dir / TRAJECTORIES_FILE
+    if path.exists():
+        tasks = [t for t in read_trajectories(path).records if t.stop_reason != "error"]
+        if tasks:
+            update["steps_per_task"] = round(sum(len(t.steps) for t in tasks) / len(tasks), 2)
+            update["fail_rate"] = sum(not t.passed for t in tasks) / len(tasks)
+    calls = [
+        c
+        for c in _call_records(run_dir / CALLS_FILE)
+        if not c.get("cache_hit") and not c.get("error") and c.get("model_requests")
+    ]
+    if calls:
+        tokens = sum(int(c.get("tokens_in") or 0) + int(c.get("tokens_out") or 0) for c in calls)
+        update["tokens_per_call"] = max(1, round(tokens / len(calls)))
+        seconds = sum(float(c.get("latency_s") or 0.0) for c in calls) / len(calls)
+        update["seconds_per_call"] = round(seconds, 1)
+    return assumed.model_copy(update={**update, "measured": bool(update)})
+
+
+def _call_records(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.exists():
+        return
+    with path.open("rb") as handle:
+        for line in handle:
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    yield record
 
 
 class StageEstimate(BaseModel):
@@ -413,6 +454,7 @@ class Estimate(BaseModel):
 
     stages: list[StageEstimate]
     rates: Rates
+    left: bool = Field(False, description="Of the work left in a resumed run, not the whole.")
 
     @property
     def calls(self) -> int:
@@ -441,9 +483,19 @@ def merge_count(patches: int, batch: int, max_levels: int) -> int:
 
 
 def estimate(
-    config: EvolveConfig, evolve_tasks: int, test_tasks: int, rates: Rates, concurrency: int
+    config: EvolveConfig,
+    evolve_tasks: int,
+    test_tasks: int,
+    rates: Rates,
+    concurrency: int,
+    finished: Mapping[str, float] | None = None,
 ) -> Estimate:
-    """Expected calls, tokens and minutes per stage (pure; the assumptions are in ``rates``)."""
+    """Expected calls, tokens and minutes per stage (pure; the assumptions are in ``rates``).
+
+    ``finished``: units of each stage already done (``math.inf`` for a finished stage), so a
+    resume's estimate is of the work left.
+    """
+    finished = finished or {}
     failing = {"error": rates.fail_rate, "success": 1 - rates.fail_rate, "combined": 1.0}
     analyses = math.ceil(evolve_tasks * failing[config.analysts])
     per_analysis = rates.analyst_calls if config.error_analyst == "agentic" else 1.0
@@ -463,17 +515,20 @@ def estimate(
             else []
         ),
     ]
-    stages = [
-        StageEstimate(
-            stage=name,
-            units=units,
-            calls=math.ceil(calls),
-            tokens=math.ceil(calls * rates.tokens_per_call),
-            minutes=calls * rates.seconds_per_call / max(1, min(width, units or 1)) / 60,
+    stages = []
+    for name, units, calls, width in plan:
+        left = int(max(0, units - finished.get(name, 0)))
+        calls = calls * left / units if units else calls
+        stages.append(
+            StageEstimate(
+                stage=name,
+                units=left,
+                calls=math.ceil(calls),
+                tokens=math.ceil(calls * rates.tokens_per_call),
+                minutes=calls * rates.seconds_per_call / max(1, min(width, left or 1)) / 60,
+            )
         )
-        for name, units, calls, width in plan
-    ]
-    return Estimate(stages=stages, rates=rates)
+    return Estimate(stages=stages, rates=rates, left=bool(finished))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1078,8 +1133,42 @@ def check_skill(skill: Path) -> None:
         )
 
 
-def plan(config: EvolveConfig, llm_config: LLMConfig) -> Estimate:
-    """The up-front estimate of ``config`` (loads the splits' sizes; writes nothing)."""
+def finished_units(config: EvolveConfig) -> dict[str, float]:
+    """Units of each stage a run has done, read from its files: rollouts, analyses and each
+    evaluation's trajectories (``math.inf`` for a stage its figures mark done)."""
+    from toolkit.evaluate import eval_trajectories_path
+    from toolkit.repo import SkillRepo
+    from toolkit.runs import ANALYSES_FILE, TRAJECTORIES_FILE
+    from toolkit.trajectory import NO_SKILL_COMMIT, read_trajectories, skill_commit
+
+    run_dir = config.run_dir
+    done: dict[str, float] = {
+        name: math.inf for name, stats in _stored_stats(run_dir).items() if stats.status == "done"
+    }
+    if (run_dir / TRAJECTORIES_FILE).exists():
+        rollouts = read_trajectories(run_dir / TRAJECTORIES_FILE).records
+        done.setdefault("rollout", sum(t.stop_reason != "error" for t in rollouts))
+    done.setdefault("analyse", sum(1 for _ in _call_records(run_dir / ANALYSES_FILE)))
+    evals = eval_trajectories_path(run_dir)
+    if not evals.exists():
+        return done
+    commits = Counter(
+        t.skill_commit for t in read_trajectories(evals).records if t.split == config.test_split
+    )
+    repo = SkillRepo.open(config.skill)
+    refs = repo.run_refs(config.run_id)
+    for stage, ref in (("eval-s0", "base"), ("eval-result", "result")):
+        name = f"t2s/{config.run_id}/{ref}"
+        if name in refs:
+            commit = skill_commit(repo.load_skill(name, repo.relpath(config.skill)))
+            done.setdefault(stage, commits[commit])
+    done.setdefault("eval-none", commits[NO_SKILL_COMMIT])
+    return done
+
+
+def plan(config: EvolveConfig, llm_config: LLMConfig, *, resume: bool = False) -> Estimate:
+    """The up-front estimate of ``config`` (loads the splits' sizes; writes nothing); with
+    ``resume``, of the work the run has left, at the rates its own files show."""
     from toolkit.rollout import default_concurrency
     from toolkit.tasks.splits import short_split_notice
 
@@ -1093,13 +1182,13 @@ def plan(config: EvolveConfig, llm_config: LLMConfig) -> Estimate:
             warnings.warn(short_split_notice(suite, split, limit, n), ToolkitNotice, stacklevel=2)
         sizes.append(min(n, limit) if limit else n)
     model = config.model or llm_config.model
-    return estimate(
-        config,
-        sizes[0],
-        sizes[1],
-        default_rates(model),
-        config.parallel or default_concurrency(model),
-    )
+    rates = default_rates(model)
+    finished: dict[str, float] = {}
+    if resume:
+        rates = measured_rates(config.run_dir, rates)
+        finished = finished_units(config)
+    width = config.parallel or default_concurrency(model)
+    return estimate(config, sizes[0], sizes[1], rates, width, finished)
 
 
 def evolve(
@@ -1304,8 +1393,10 @@ __all__ = [
     "estimate",
     "evolve",
     "evolve_lock",
+    "finished_units",
     "flips",
     "load_config",
+    "measured_rates",
     "merge_count",
     "parse_budget",
     "plan",

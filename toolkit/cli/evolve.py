@@ -30,9 +30,10 @@ def estimate_lines(est: Estimate) -> list[str]:
     analyse = next((s for s in est.stages if s.stage == "analyse" and s.units), None)
     per_analysis = f"{analyse.calls / analyse.units:.3g}" if analyse else "-"
     lines = [
-        f"estimate: about {est.calls:,} model calls, {est.tokens:,} tokens, "
-        f"{est.minutes:.0f} minutes",
-        f"  assumes {r.steps_per_task:g} calls per task, {r.fail_rate:.0%} of evolve tasks "
+        f"estimate{' of what is left' if est.left else ''}: about {est.calls:,} model calls, "
+        f"{est.tokens:,} tokens, {est.minutes:.0f} minutes",
+        f"  {'measured on this run' if r.measured else 'assumes'}: "
+        f"{r.steps_per_task:g} calls per task, {r.fail_rate:.0%} of evolve tasks "
         f"failing, {per_analysis} calls per analysis, "
         f"{r.tokens_per_call:,} tokens and {r.seconds_per_call:g} s per call",
     ]
@@ -228,7 +229,8 @@ def evolve(
                    support of the top edits, time and model use per stage
       bundle       the run's refs as runs/<run>/refs.bundle
 
-    Prints an estimate of calls, tokens and minutes first. Defaults are the paper's main
+    Prints an estimate of calls, tokens and minutes first (on --resume, of the work left, at
+    the rates the run has shown so far). Defaults are the paper's main
     setting: Deepening from SKILL, +Error with the agentic analyst, parallel consolidation.
     A run stopped by Ctrl-C, a kill or --budget continues with --resume --run-id RUN
     (settings come from the run; a new --budget, --parallel or --no-skill-baseline may be
@@ -303,7 +305,7 @@ def evolve(
         )
     if not resume:
         check_request(config)  # --estimate included: a request evolve would refuse is refused
-    for line in estimate_lines(plan(config, llm_config)):
+    for line in estimate_lines(plan(config, llm_config, resume=resume)):
         click.echo(line, err=True)
     if estimate_only:
         return
