@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -428,6 +432,47 @@ def test_a_running_stage_saves_its_figures_for_a_run_killed_outright(
     # The resume adds to the saved figures without counting the first call's work twice.
     assert summary.stages["rollout"].calls == rollout_calls
     assert summary.stages["rollout"].wall_s >= seen["wall_s"]
+
+
+_TERMINATED_CHILD = """
+import sys
+from tests.evolve_helpers import method_script
+from tests.test_evolve import WIKITQ_GOLD, train_ids
+from toolkit.cli import main
+from toolkit.llm import fake_model
+
+gold = {t.id: t for t in WIKITQ_GOLD.values()}
+with fake_model(method_script(gold, set(train_ids()[:2])), name="term", latency=0.3) as model:
+    main([*sys.argv[1:], "--model", model], prog_name="trace2skill")
+"""
+
+
+def test_a_kill_stops_evolve_as_ctrl_c_does(repo: Path, tmp_path: Path) -> None:
+    """SIGTERM (``timeout``, ``docker stop``, a CI cancel) ends the running stage as
+    interrupted and prints how to resume; by default Python died at once mid-stage."""
+    runs = repo.parent / "runs"
+    args = [str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq", "--evolve-limit",
+            "6", "--test-limit", "4", "--runs-dir", str(runs), "--run-id", "k1", "--parallel",
+            "1", "--protocol", "json", "--no-progress", "--no-cache"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRACE2SKILL_CACHE_DIR": str(tmp_path)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _TERMINATED_CHILD, "evolve", *args],
+        cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    trajectories = runs / "k1" / "trajectories.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (
+        trajectories.exists() and trajectories.read_text().count("\n") >= 2
+    ):
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 130, stderr
+    assert "Interrupted. Continue with: trace2skill evolve --resume --run-id k1" in stderr
+    manifest = read_manifest(runs / "k1")
+    assert manifest is not None and manifest.stages["evolve"].status == "interrupted"
+    rollout = manifest.stages["evolve"].counts["stages"]["rollout"]
+    assert rollout["status"] == "interrupted" and rollout["calls"] >= 2
 
 
 def test_no_kept_analysis_stops_with_what_a_new_run_could_change(

@@ -8,7 +8,9 @@ traceback as well.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import warnings
 from typing import Any
 
@@ -26,6 +28,18 @@ def _show_notice(message: Any, category: type[Warning], *args: Any, **kwargs: An
 
 
 _default_showwarning = warnings.showwarning
+
+
+def _stop_on_terminate() -> None:
+    """A kill (SIGTERM: ``timeout``, ``docker stop``, a CI runner's cancel) stops a command as
+    Ctrl-C does: a running stage records itself interrupted, files stay whole, and the
+    command says how to resume. Without it Python dies at once and the run reads as running."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 _VERBOSE_FLAGS = ("-v", "--verbose")
@@ -47,6 +61,7 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> object:
         warnings.showwarning = _show_notice
+        _stop_on_terminate()
         try:
             return super().invoke(ctx)
         except ToolkitError as exc:
