@@ -51,3 +51,27 @@ def test_a_failing_unit_marks_the_stage_failed(tmp_path: Path) -> None:
     stage = read_manifest(tmp_path).stages["square"]  # type: ignore[union-attr]
     assert stage.status == "failed" and stage.error == "unit u2 broke"
     assert stage.counts["units"] == 4 and stage.counts["finished"] == len(saved)
+
+
+def test_a_stage_whose_process_died_reads_as_interrupted(tmp_path: Path) -> None:
+    """A SIGKILL (a closed session) left the real WikiTQ run marked running for good."""
+    import subprocess
+    import sys
+
+    from toolkit.runs import update_stage
+
+    update_stage(tmp_path, "evolve", status="running", config={})
+    live = read_manifest(tmp_path)
+    assert live is not None and live.stages["evolve"].status == "running"  # this process
+    assert live.stages["evolve"].pid is not None
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    update_stage(tmp_path, "evolve", pid=int(dead.stdout))
+    gone = read_manifest(tmp_path).stages["evolve"]  # type: ignore[union-attr]
+    assert gone.status == "interrupted" and f"pid {int(dead.stdout)}" in (gone.error or "")
+    update_stage(tmp_path, "evolve", status="running", pid=int(dead.stdout), host="elsewhere")
+    elsewhere = read_manifest(tmp_path).stages["evolve"]  # type: ignore[union-attr]
+    assert elsewhere.status == "running"  # no way to tell from here
+    update_stage(tmp_path, "evolve", status="done")
+    done = read_manifest(tmp_path).stages["evolve"]  # type: ignore[union-attr]
+    assert done.status == "done" and done.pid is None and done.host is None

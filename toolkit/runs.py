@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import json
 import os
+import socket
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,25 @@ class StageRecord(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict, description="The stage's settings.")
     counts: dict[str, Any] = Field(default_factory=dict, description="Result counts.")
     error: str | None = Field(default=None, description="Why it failed.")
+    pid: int | None = Field(default=None, description="The process running it (while running).")
+    host: str | None = Field(default=None, description="The machine of that process.")
+
+    def settle(self) -> StageRecord:
+        """This record, or, when it says running but its process is gone from this machine (a
+        SIGKILL, a closed session, a crash), the same record marked interrupted."""
+        if self.status != "running" or self.pid is None or self.host != _HOST:
+            return self
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            why = f"its process (pid {self.pid}) ended without recording an end: killed?"
+            return self.model_copy(update={"status": "interrupted", "error": self.error or why})
+        except OSError:  # alive under another user (EPERM)
+            pass
+        return self
+
+
+_HOST = socket.gethostname()
 
 
 class Manifest(BaseModel):
@@ -97,14 +117,17 @@ def toolkit_version() -> str:
 
 
 def read_manifest(run_dir: str | Path) -> Manifest | None:
-    """The run's manifest, or None when there is none yet.
+    """The run's manifest, or None when there is none yet. A stage recorded as running whose
+    process is gone from this machine reads as interrupted (:meth:`StageRecord.settle`).
 
     Raises:
         ToolkitError: the file exists but is not a valid manifest.
     """
     path = Path(run_dir) / MANIFEST_FILE
     try:
-        return Manifest.model_validate_json(path.read_bytes())
+        manifest = Manifest.model_validate_json(path.read_bytes())
+        manifest.stages = {name: record.settle() for name, record in manifest.stages.items()}
+        return manifest
     except FileNotFoundError:
         return None
     except (OSError, ValidationError) as exc:
@@ -136,6 +159,10 @@ def update_stage(run_dir: str | Path, stage: str, **fields: Any) -> Manifest:
             run_id=run_dir.resolve().name, created_at=now_iso(), toolkit_version=toolkit_version()
         )
         old = manifest.stages.get(stage)
+        if "status" in fields:  # who runs it, so readers can tell it died
+            running = fields["status"] == "running"
+            process = {"pid": os.getpid(), "host": _HOST} if running else {"pid": None, "host": None}
+            fields = {**process, **fields}
         merged = {**(old.model_dump() if old else {"started_at": now_iso()}), **fields}
         manifest.stages[stage] = StageRecord.model_validate(merged)
         manifest.toolkit_version = toolkit_version()
