@@ -75,3 +75,4 @@ def test_a_stage_whose_process_died_reads_as_interrupted(tmp_path: Path) -> None
     update_stage(tmp_path, "evolve", status="done")
     done = read_manifest(tmp_path).stages["evolve"]  # type: ignore[union-attr]
     assert done.status == "done" and done.pid is None and done.host is None
+    assert '"pid"' not in (tmp_path / "manifest.json").read_text()  # no noise once ended

@@ -166,7 +166,12 @@ def update_stage(run_dir: str | Path, stage: str, **fields: Any) -> Manifest:
         merged = {**(old.model_dump() if old else {"started_at": now_iso()}), **fields}
         manifest.stages[stage] = StageRecord.model_validate(merged)
         manifest.toolkit_version = toolkit_version()
-        text = json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
+        data = manifest.model_dump(mode="json")
+        for record in data["stages"].values():
+            for key in ("pid", "host"):  # only while running: finished records stay as they were
+                if record.get(key) is None:
+                    record.pop(key, None)
+        text = json.dumps(data, indent=2) + "\n"
         write_atomic(run_dir / MANIFEST_FILE, text, prefix=".manifest-", suffix="")
         return manifest
     finally:
