@@ -123,3 +123,38 @@ def test_attribution_reads_the_run_in_a_clone_that_imported_its_bundle(
         assert context.final_patch.edits
     finally:
         store.close()
+
+
+def test_a_clone_holding_the_run_wins_over_the_recorded_repository(
+    imported: SkillRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a new-user trial: the example run recorded a repository that still existed
+    on the machine, and `prune` run in the user's clone wrote its commit there."""
+    import re
+    import shutil
+
+    from toolkit.attribution.run import open_run
+
+    elsewhere = tmp_path / "elsewhere"
+    subprocess.run(["git", "init", "-q", str(elsewhere)], check=True)
+    other = SkillRepo.open(elsewhere)
+    import_bundle(other, RUN / "refs.bundle")
+    other.close()
+    run = tmp_path / "runs" / RUN_ID
+    shutil.copytree(RUN, run)
+    manifest = run / "manifest.json"
+    manifest.write_text(re.sub(r'"repo": "[^"]*"', f'"repo": "{elsewhere}"', manifest.read_text()))
+    monkeypatch.chdir(imported.root)  # the user's clone, which imported the bundle
+    _, store = open_run(run)
+    try:
+        assert store.root == imported.root.resolve()
+    finally:
+        store.close()
+    bare = tmp_path / "no-refs"
+    subprocess.run(["git", "init", "-q", str(bare)], check=True)
+    monkeypatch.chdir(bare)  # a repository without the run: the recorded one holds it
+    _, store = open_run(run)
+    try:
+        assert store.root == elsewhere.resolve()
+    finally:
+        store.close()

@@ -135,14 +135,6 @@ def read_manifest(run_dir: str | Path) -> Manifest | None:
         raise ToolkitError(f"invalid run manifest {path}: {first}") from None
 
 
-def local_repo(recorded: object) -> Path | None:
-    """The repository a run recorded, when it exists on this machine; None otherwise (the run
-    was made elsewhere: a clone that imported its refs.bundle is the place to look)."""
-    if recorded and Path(str(recorded)).is_dir():
-        return Path(str(recorded))
-    return None
-
-
 def update_stage(run_dir: str | Path, stage: str, **fields: Any) -> Manifest:
     """Create or update one stage's record in ``manifest.json`` (locked, atomic replace).
 
@@ -161,8 +153,8 @@ def update_stage(run_dir: str | Path, stage: str, **fields: Any) -> Manifest:
         old = manifest.stages.get(stage)
         if "status" in fields:  # who runs it, so readers can tell it died
             running = fields["status"] == "running"
-            process = {"pid": os.getpid(), "host": _HOST} if running else {"pid": None, "host": None}
-            fields = {**process, **fields}
+            pid, host = (os.getpid(), _HOST) if running else (None, None)
+            fields = {"pid": pid, "host": host, **fields}
         merged = {**(old.model_dump() if old else {"started_at": now_iso()}), **fields}
         manifest.stages[stage] = StageRecord.model_validate(merged)
         manifest.toolkit_version = toolkit_version()

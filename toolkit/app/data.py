@@ -164,15 +164,15 @@ def _bundle_repo(runs_dir: Path, run_id: str) -> Path | None:
 
 
 def run_repo(runs_dir: Path, run_id: str, recorded: str | None) -> Path | None:
-    """The repository holding the run's refs: the one the run recorded, else the one the runs
-    folder lives in (a clone that imported the bundle), else the run's ``refs.bundle``
-    imported into a repository of the app's own (the run was made on another machine)."""
+    """The repository holding the run's refs: the one the runs folder lives in (a clone that
+    imported the bundle: the user's copy, as the CLI chooses it), else the one the run
+    recorded, else the run's ``refs.bundle`` imported into a repository of the app's own (the
+    run was made on another machine)."""
     runs_dir = Path(runs_dir).resolve()
-    candidates = []
+    candidates = [runs_dir.parent]
     if recorded:
         path = Path(recorded)
         candidates.append(path if path.is_absolute() else runs_dir.parent / path)
-    candidates.append(runs_dir.parent)
     for path in candidates:
         if _has_run(path, run_id):
             return path

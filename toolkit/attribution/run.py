@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolkit.errors import ToolkitError
 from toolkit.patch import Patch
-from toolkit.repo import SkillRepo
+from toolkit.repo import SkillRepo, open_run_repo
 from toolkit.repo.trailers import parse_trailers
-from toolkit.runs import REFS_BUNDLE, Manifest, local_repo, read_manifest
+from toolkit.runs import REFS_BUNDLE, Manifest, read_manifest
 from toolkit.skill import Skill
 from toolkit.trajectory import Trajectory, read_trajectories, skill_commit
 
@@ -182,13 +182,14 @@ def open_run(
     """
     run_dir = resolve_run_dir(run_dir)
     manifest = read_manifest(run_dir)
-    # --repo, else the recorded repository if it is here, else the current one (a clone).
-    store = SkillRepo.open(repo or local_repo(stage_value(manifest, "repo")) or ".")
+    candidates = [str(c) for c in (stage_value(manifest, "run"), manifest and manifest.run_id) if c]
+    candidates.append(run_dir.resolve().name)
+    # --repo, else this repository when it holds the run (a clone that imported its bundle),
+    # else the recorded one if it is here: writes (prune, ablate) go where the user looks.
+    store = open_run_repo(repo, stage_value(manifest, "repo"), candidates)
     try:
         runs = store.runs()
-        candidates = [c for c in (stage_value(manifest, "run"), manifest and manifest.run_id) if c]
-        candidates.append(run_dir.resolve().name)
-        run = next((str(c) for c in candidates if str(c) in runs), None)
+        run = next((c for c in candidates if c in runs), None)
         if run is None:
             bundle = run_dir / REFS_BUNDLE
             how = (

@@ -36,8 +36,15 @@ from toolkit.errors import ToolkitError
 from toolkit.llm.config import LLMConfig
 from toolkit.llm.gateway import Gateway
 from toolkit.progress import Progress
-from toolkit.repo import SkillRepo, analyse_groups, base_of, sanitize_run_id, write_group_commits
-from toolkit.runs import CALLS_FILE, MANIFEST_FILE, local_repo, read_manifest, update_stage
+from toolkit.repo import (
+    SkillRepo,
+    analyse_groups,
+    base_of,
+    open_run_repo,
+    sanitize_run_id,
+    write_group_commits,
+)
+from toolkit.runs import CALLS_FILE, MANIFEST_FILE, read_manifest, update_stage
 from toolkit.skill import Budgets
 
 STAGE = "consolidate"
@@ -133,15 +140,15 @@ def locate(run_dir: Path, config: ConsolidateConfig) -> tuple[SkillRepo, str, st
     skill = config.skill_path or recorded.get("skill_path")
     # a rollout records the skill folder's absolute path: its repository is the one holding it
     default_repo = skill if skill and Path(skill).is_absolute() and Path(skill).is_dir() else "."
-    repo = SkillRepo.open(config.repo or local_repo(recorded.get("repo")) or default_repo)
+    run = config.run or recorded.get("run_ref") or recorded.get("run")
+    run = sanitize_run_id(str(run or run_dir.resolve().name))
+    repo = open_run_repo(config.repo, recorded.get("repo"), [run], here=default_repo)
     if not skill:
         raise ToolkitError(
             f"{run_dir}/manifest.json names no skill_path: pass --skill-path (the skill "
             "folder, relative to the repository root)"
         )
     rel = repo.relpath(skill) if Path(skill).is_absolute() else str(skill).strip("/")
-    run = config.run or recorded.get("run_ref") or recorded.get("run")
-    run = sanitize_run_id(str(run or run_dir.resolve().name))
     return repo, rel, run
 
 

@@ -33,7 +33,13 @@ from toolkit.repo.merge import (
 )
 from toolkit.repo.plumbing import Changes, CommitSpec
 from toolkit.repo.provenance import LineProvenance, blame_file, blame_line
-from toolkit.repo.store import SkillRepo, check_id, run_prefix, sanitize_run_id
+from toolkit.repo.store import (
+    SkillRepo,
+    check_id,
+    open_run_repo,
+    run_prefix,
+    sanitize_run_id,
+)
 from toolkit.repo.trailers import Trailers, format_message, parse_trailers
 
 __all__ = [
@@ -62,6 +68,7 @@ __all__ = [
     "import_bundle",
     "leaf_sources",
     "parse_conflict_markers",
+    "open_run_repo",
     "parse_trailers",
     "plan_groups",
     "read_bundle",

@@ -338,3 +338,32 @@ class SkillRepo:
             raise RepoError(f"could not snapshot {rel}: {exc}") from exc
         finally:
             Path(index).unlink(missing_ok=True)
+
+
+def open_run_repo(
+    explicit: str | Path | None,
+    recorded: str | Path | None,
+    run_ids: Sequence[str],
+    here: str | Path = ".",
+) -> SkillRepo:
+    """The skill repository of a run: ``explicit`` (``--repo``); else the one at ``here`` when
+    it holds refs of one of ``run_ids`` (a clone that imported the run's bundle: the user's
+    copy wins over a path the run recorded on some machine); else the recorded repository
+    when it exists here; else the one at ``here``.
+
+    Raises:
+        RepoError: the chosen path is no usable repository.
+    """
+    if explicit:
+        return SkillRepo.open(explicit)
+    try:
+        current: SkillRepo | None = SkillRepo.open(here)
+    except RepoError:
+        current = None
+    if current is not None and set(run_ids) & set(current.runs()):
+        return current
+    if recorded and Path(recorded).is_dir():
+        if current is not None:
+            current.close()
+        return SkillRepo.open(recorded)
+    return current if current is not None else SkillRepo.open(here)
