@@ -58,7 +58,10 @@ def test_parse_budget_reads_any_subset_with_suffixes() -> None:
     )
     assert parse_budget("tokens=30k") == Budget(tokens=30_000)
     assert parse_budget(None).unlimited and parse_budget("").unlimited
-    for bad in ("calls", "dollars=3", "calls=lots", "minutes=0", "calls=-1"):
+    assert parse_budget("tokens=1.5k") == Budget(tokens=1500)
+    bad_items = ("calls", "dollars=3", "calls=lots", "minutes=0", "calls=-1", "calls=inf",
+                 "tokens=1e400", "minutes=nan", "calls=1.5", "minutes=30,minutes=40")  # fmt: skip
+    for bad in bad_items:
         with pytest.raises(EvolveError, match="budget"):
             parse_budget(bad)
 
@@ -192,6 +195,13 @@ def test_dirty_skill_folder_is_refused_unless_allowed(repo: Path, tmp_path: Path
         evolve(config_for(repo), llm_config=llm(tmp_path), progress=False)
     assert not (repo.parent / "runs" / "r1").exists()
     assert git(repo, "for-each-ref", "refs/heads/t2s") == ""
+    # --estimate makes the same check, before it prints a plan (it printed one, exit 0).
+    args = ["evolve", str(skill_md.parent), "--suite", "wikitq", "--runs-dir",
+            str(repo.parent / "runs"), "--model", "fake/echo", "--estimate"]  # fmt: skip
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1 and "uncommitted changes" in refused.output
+    assert "estimate" not in refused.output
+    assert CliRunner().invoke(main, [*args, "--allow-dirty"]).exit_code == 0
 
 
 def test_existing_run_needs_resume_and_resume_needs_a_run(repo: Path, tmp_path: Path) -> None:
@@ -535,12 +545,14 @@ def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> Non
     # Settings are the run's: an option that would change one is refused, not ignored.
     changed = runner.invoke(
         main, [*again, "--runs-dir", str(repo.parent / "runs"), "--error-analyst", "single",
-               "--seed", "0", "--suite", "wikitq", "--test-limit", "3", "--model", "fake/other"],
+               "--seed", "0", "--suite", "wikitq", "--test-limit", "3", "--model", "fake/other",
+               str(repo / "skills" / "wikitq-table-qa")],
     )  # fmt: skip
     assert changed.exit_code == 1 and "Traceback" not in changed.output
     assert "--test-limit (the run has 4); --error-analyst (the run has agentic); --model (the " \
         "run has " in changed.output  # fmt: skip
     assert "--seed" not in changed.output and "--suite" not in changed.output  # same values
+    assert "--skill" not in changed.output  # the run's own skill folder, named again
     # A no-skill baseline added on resume: only eval-none calls the model; the summary shows it.
     before = json.loads((repo.parent / "runs" / "c1" / "summary.json").read_text())["stages"]
     with method("evolve-cli") as model:

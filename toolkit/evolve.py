@@ -209,8 +209,12 @@ def parse_budget(text: str | None) -> Budget:
             value = float(raw[:-1] if raw[-1:] in _SUFFIX else raw) * scale
         except ValueError:
             raise EvolveError(f"bad budget value {part!r}: not a number") from None
-        if not value > 0:
-            raise EvolveError(f"bad budget value {part!r}: must be positive")
+        if not (value > 0 and math.isfinite(value)):
+            raise EvolveError(f"bad budget value {part!r}: must be a positive finite number")
+        if key != "minutes" and value != int(value):
+            raise EvolveError(f"bad budget value {part!r}: {key} is a whole number")
+        if key in values:
+            raise EvolveError(f"bad budget {text!r}: {key} is given twice")
         values[key] = value
     try:
         return Budget(
@@ -1282,15 +1286,22 @@ def _exists(config: EvolveConfig) -> EvolveError:
 
 def check_request(config: EvolveConfig) -> None:
     """The checks of a new run that need no model and write nothing (also run by
-    ``--estimate``): the run id is free, the skill validates, the analysts fit, the splits
-    exist.
+    ``--estimate``): the run id is free, the skill validates and is committed (unless
+    ``allow_dirty``), the analysts fit, the splits exist.
 
     Raises:
-        EvolveError, SkillError, TaskError: the first problem, in one line.
+        EvolveError, SkillError, TaskError, RepoError: the first problem, in one line.
     """
+    from toolkit.repo import SkillRepo
+
     if load_config(config.run_dir) is not None:
         raise _exists(config)
     check_skill(config.skill)
+    repo = SkillRepo.open(config.skill)
+    try:
+        repo.check_snapshot(config.run_id, config.skill, allow_dirty=config.allow_dirty)
+    finally:
+        repo.close()
     analyst_choice(config)
     suite = open_suite(config)
     for split in (config.evolve_split, config.test_split):

@@ -358,11 +358,11 @@ def _refuse_changed_settings(config: EvolveConfig) -> None:
     for name in _SETTINGS:
         if ctx.get_parameter_source(name) != click.core.ParameterSource.COMMANDLINE:
             continue
-        value = ctx.params[name]
-        value = getattr(value, "name", value)  # a Suite object: its name
-        stored = getattr(config, name)
+        value, stored = ctx.params[name], getattr(config, name)
+        if name == "suite":
+            value = value.name  # a Suite object
         if name == "skill":
-            value, stored = Path(str(value)).resolve(), Path(stored).resolve()
+            value, stored = Path(value).resolve(), Path(stored).resolve()
         if value != stored:
             changed.append(f"--{name.replace('_', '-')} (the run has {stored})")
     model = ctx.params.get("model")

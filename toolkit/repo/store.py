@@ -289,6 +289,33 @@ class SkillRepo:
         without commits, an existing run, and uncommitted changes in the skill folder (unless
         ``allow_dirty``). Returns the base commit id.
         """
+        head, rel = self.check_snapshot(run, skill_dir, allow_dirty=allow_dirty)
+        with self.run_lock(run):
+            if self.run_refs(run):
+                raise RepoError(f"run {run!r} already exists: pick another id or delete it")
+            tree = self._tree_with_folder(head, rel)
+            message = format_message(
+                subject or f"trace2skill: base of run {run}", Trailers(run=run, kind="base")
+            )
+            spec = CommitSpec(
+                parents=[head],
+                message=message,
+                timestamp=timestamp,
+                tree=tree,
+                changes=dict(changes or {}),
+            )
+            return self.write(run, [("base", spec)])[0]
+
+    def check_snapshot(
+        self, run: str, skill_dir: str | Path, *, allow_dirty: bool = False
+    ) -> tuple[str, str]:
+        """The checks :meth:`snapshot_base` makes before it writes (also for an up-front
+        check that writes nothing); returns (HEAD commit, the skill folder repo-relative).
+
+        Raises:
+            RepoError: a bad run id, no HEAD commit, no such folder, uncommitted changes in
+                it (unless ``allow_dirty``), or refs of ``run`` that exist already.
+        """
         check_id(run)
         head = self.head_commit()
         rel = self.relpath(skill_dir)
@@ -308,21 +335,9 @@ class SkillRepo:
                 f"{rel or '.'} has uncommitted changes ({first.strip()}...): commit them "
                 "or pass --allow-dirty"
             )
-        with self.run_lock(run):
-            if self.run_refs(run):
-                raise RepoError(f"run {run!r} already exists: pick another id or delete it")
-            tree = self._tree_with_folder(head, rel)
-            message = format_message(
-                subject or f"trace2skill: base of run {run}", Trailers(run=run, kind="base")
-            )
-            spec = CommitSpec(
-                parents=[head],
-                message=message,
-                timestamp=timestamp,
-                tree=tree,
-                changes=dict(changes or {}),
-            )
-            return self.write(run, [("base", spec)])[0]
+        if self.run_refs(run):
+            raise RepoError(f"run {run!r} already exists: pick another id or delete it")
+        return head, rel
 
     def _tree_with_folder(self, head: str, rel: str) -> str:
         """HEAD's tree with ``rel`` as on disk, via a temporary index (the user's is untouched)."""
