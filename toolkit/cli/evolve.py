@@ -121,7 +121,9 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
     "--budget",
     metavar="calls=N,tokens=N,minutes=N",
     help="Stop cleanly (resumable, exit code 3) once this call spent this many model calls "
-    "(cache hits free), tokens or minutes; e.g. calls=500,tokens=2M,minutes=30.",
+    "(cache hits free), tokens or minutes; e.g. calls=500,tokens=2M,minutes=30. Checked "
+    "before each task, analysis and stage: work already started finishes, so the spend can "
+    "pass the limit by what was in flight (up to --parallel tasks).",
 )
 @click.option("--estimate", "estimate_only", is_flag=True, help="Print the estimate and stop.")
 @click.option("--evolve-split", default="train", show_default=True, help="Split to learn from.")
