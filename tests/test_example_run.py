@@ -158,3 +158,30 @@ def test_a_clone_holding_the_run_wins_over_the_recorded_repository(
         assert store.root == elsewhere.resolve()
     finally:
         store.close()
+
+
+def test_the_index_counts_a_lines_support_as_support_does(
+    imported: SkillRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a new-user trial: `support` said 5 for a merged lesson's line (the leaves
+    behind its edit), the index and the app 1 (the patch git blame credits)."""
+    import shutil
+
+    from toolkit.attribution.run import open_run
+    from toolkit.attribution.support import line_support
+    from toolkit.index import build_index, connect
+
+    runs = imported.root / "runs-index"
+    shutil.copytree(RUN, runs / RUN_ID)
+    monkeypatch.chdir(imported.root)
+    context, store = open_run(runs / RUN_ID)
+    try:
+        expected = {(r.file, r.line): r.support for r in line_support(store, context) if r.edit_id}
+    finally:
+        store.close()
+    build_index(runs)
+    with connect(runs) as con:
+        rows = con.execute("SELECT file, line, support FROM skill_lines").fetchall()
+    indexed = {(f, ln): s for f, ln, s in rows}
+    assert expected and max(expected.values()) > 1  # merged lessons with several leaves
+    assert {k: indexed.get(k) for k in expected} == expected

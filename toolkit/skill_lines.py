@@ -16,10 +16,11 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from toolkit.attribution.support import edit_line_support
 from toolkit.errors import ToolkitError
 from toolkit.repo.bundle import import_bundle
 from toolkit.repo.provenance import blame_file
@@ -27,6 +28,10 @@ from toolkit.repo.store import SkillRepo
 from toolkit.runfiles import MergeLine
 from toolkit.runs import REFS_BUNDLE as BUNDLE_FILE
 from toolkit.runs import Manifest
+
+if TYPE_CHECKING:
+    from toolkit.attribution.run import EditSupport
+    from toolkit.patch import Patch
 
 # Stages whose config may name the skill repository, most specific first.
 _STAGES = ("consolidate", "analyse", "evolve", "attribute")
@@ -121,6 +126,28 @@ def _is_text(data: bytes | None) -> bool:
     return True
 
 
+def _final_edits(
+    run_dir: Path, manifest: Manifest, repo: SkillRepo, run_id: str, result: str
+) -> tuple[Patch, dict[str, EditSupport]] | None:
+    """The final patch S* applies and the support of each of its edits; None when the run
+    does not name or keep it."""
+    from toolkit.attribution.run import (
+        AttributionError,
+        edit_support,
+        final_patch_id,
+        load_run_patch,
+    )
+
+    patch_id = final_patch_id(manifest, repo, result)
+    if patch_id is None:
+        return None
+    try:
+        patch = load_run_patch(run_dir, patch_id)
+    except AttributionError:
+        return None
+    return patch, edit_support(run_dir, repo, run_id, patch)
+
+
 def read_skill_lines(
     run_dir: Path, manifest: Manifest, merges: Sequence[MergeLine]
 ) -> tuple[list[dict[str, Any]], dict[str, str], str | None]:
@@ -149,17 +176,20 @@ def read_skill_lines(
             paths = [p for p in listing.splitlines() if p]
             contents = repo.read_files([(result, p) for p in paths])
             blamed = [
-                (p, blame_file(repo, p, result))
+                (p, data.decode("utf-8", "replace"), blame_file(repo, p, result))
                 for p, data in zip(paths, contents, strict=True)
-                if _is_text(data)
+                if data is not None and _is_text(data)
             ]
+            final = _final_edits(run_dir, manifest, repo, run_id, result)
     except (OSError, subprocess.CalledProcessError) as exc:
         raise ToolkitError(f"skill repository of run {run_id} unreadable ({exc})") from None
     by_commit = {m.commit: m for m in merges if m.commit}
     merge_of_child = _merge_of_child(merges)
     folder = source.skill_path.strip("/") + "/"
     rows = []
-    for path, lines in blamed:
+    for path, text, lines in blamed:
+        file = path[len(folder) :] if path.startswith(folder) else path
+        edits = edit_line_support(text, file, *final) if final else {}
         for p in lines:
             merge = by_commit.get(p.commit)
             if p.kind == "merge":
@@ -174,7 +204,7 @@ def read_skill_lines(
                 {
                     "run_id": run_id,
                     "result_commit": result,
-                    "file": path[len(folder) :] if path.startswith(folder) else path,
+                    "file": file,
                     "line": p.line,
                     "text": p.text,
                     "commit": p.commit,
@@ -188,4 +218,9 @@ def read_skill_lines(
                     "support": p.support,
                 }
             )
+            edit = edits.get(p.line)
+            if edit is not None:  # the consolidated edit's leaves, as `support` counts them
+                rows[-1].update(
+                    sources=edit.sources, trajectories=edit.trajectories, support=edit.support
+                )
     return rows, patch_commits, result

@@ -117,6 +117,16 @@ def load_run_patch(run_dir: Path, patch_id: str) -> Patch:
         raise AttributionError(f"{path} is not a patch: {exc.errors()[0]['msg']}") from None
 
 
+def final_patch_id(manifest: Manifest | None, store: SkillRepo, result: str) -> str | None:
+    """The id of the patch S* applies: the consolidate counts' ``final_patch_id``, else the
+    result commit's ``Trace2Skill-Patch`` trailer; None when neither names one."""
+    patch_id = stage_value(manifest, "final_patch_id")
+    if patch_id is None:
+        trailers = parse_trailers(store.messages([result])[0])
+        patch_id = trailers.patch if trailers else None
+    return None if patch_id is None else str(patch_id)
+
+
 def _infer_skill_path(repo: SkillRepo, base: str, result: str) -> str:
     changed = repo.git.out("diff", "--name-only", base, result).splitlines()
     folders = {
@@ -210,10 +220,7 @@ def open_run(
                 f"run {run!r} has no result (t2s/{run}/result) yet: it was not consolidated "
                 "(no kept patches, or a run stopped before consolidate; resume it)"
             )
-        patch_id = stage_value(manifest, "final_patch_id")
-        if patch_id is None:
-            trailers = parse_trailers(store.messages([result])[0])
-            patch_id = trailers.patch if trailers else None
+        patch_id = final_patch_id(manifest, store, result)
         if patch_id is None:
             raise AttributionError(
                 f"{run_dir}: no final patch id (manifest consolidate counts final_patch_id)"

@@ -9,9 +9,11 @@ patches from 3 trajectories, 2 of them failures".
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, Field
 
-from toolkit.attribution.run import ANALYSES_FILE, RunContext, read_jsonl_dicts
+from toolkit.attribution.run import ANALYSES_FILE, EditSupport, RunContext, read_jsonl_dicts
 from toolkit.patch import Patch
 from toolkit.repo import SkillRepo, blame_file
 from toolkit.skill import split_lines
@@ -55,6 +57,22 @@ def edit_lines(text: str, patch: Patch, file: str) -> dict[int, str]:
     return out
 
 
+def edit_line_support(
+    text: str, file: str, patch: Patch, support: Mapping[str, EditSupport]
+) -> dict[int, EditSupport]:
+    """1-based line number -> the support of the final patch's edit whose text is there.
+
+    Blame credits the first child that wrote a line; the edit's consolidation record counts
+    every leaf behind it, so it is the line's support wherever the line is an edit's text
+    (``support``, ``report``, the index and the app all read lines this way).
+    """
+    return {
+        line: support[edit_id]
+        for line, edit_id in edit_lines(text, patch, file).items()
+        if edit_id in support
+    }
+
+
 def outcomes(run_dir) -> dict[str, str]:
     """Trajectory id -> ``pass`` / ``fail`` from the run's analyses and trajectories."""
     out = {
@@ -77,12 +95,12 @@ def line_support(store: SkillRepo, context: RunContext) -> list[LineSupport]:
     verdicts = outcomes(context.run_dir)
     rows = []
     for name in names:
-        by_line = edit_lines(str(skill.files[name]), context.final_patch, name)
+        by_line = edit_line_support(
+            str(skill.files[name]), name, context.final_patch, context.support
+        )
         for record in blame_file(store, f"{context.skill_path}/{name}", context.result):
-            edit = context.support.get(by_line.get(record.line, ""))
+            edit = by_line.get(record.line)
             own = record.run == context.run and record.kind not in (None, "base")
-            # Blame credits the first child that wrote a line; the edit's consolidation
-            # record counts every leaf behind it, so it wins where the line is an edit's text.
             if edit is not None:
                 patches, support, trajectories = edit.sources, edit.support, edit.trajectories
             elif own:
