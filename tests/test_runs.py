@@ -42,6 +42,13 @@ def test_runs_unfinished_units_and_records_done(tmp_path: Path) -> None:
     assert new == [0, 20, 30] and sorted(saved) == [0, 20, 30]
     stage = read_manifest(tmp_path).stages["square"]  # type: ignore[union-attr]
     assert stage.status == "done" and stage.counts == {"ran": 3} and stage.config == {"k": 1}
+    # Nothing left to do (a replay, an ablation's subsample): the record of the work stands
+    # (a re-import recorded "imported: 0"; an ablation's re-evaluation took 0 s).
+    seen: list[list[int]] = []
+    again = spec(tmp_path, saved, {"u0", "u1", "u2", "u3"})
+    assert asyncio.run(run_stage(again, lambda r: seen.append(r) or {"ran": len(r)})) == []
+    assert seen == [[]]  # the stage's own figures are still computed
+    assert read_manifest(tmp_path).stages["square"] == stage  # type: ignore[union-attr]
 
 
 def test_a_failing_unit_marks_the_stage_failed(tmp_path: Path) -> None:
@@ -76,3 +83,35 @@ def test_a_stage_whose_process_died_reads_as_interrupted(tmp_path: Path) -> None
     done = read_manifest(tmp_path).stages["evolve"]  # type: ignore[union-attr]
     assert done.status == "done" and done.pid is None and done.host is None
     assert '"pid"' not in (tmp_path / "manifest.json").read_text()  # no noise once ended
+
+
+def test_stage_times_count_each_piece_of_work_once() -> None:
+    """Found by a new-user trial: after `ablate`, the PR body showed the example run's S0 and
+    S* evaluations as 0 s and 1 s (its replays rewrote them) and the app summed nested
+    stages into 12,883 s for a run of about 7,500."""
+    from toolkit.runs import StageRecord, stage_times
+
+    def record(start: str, end: str | None, **counts: object) -> StageRecord:
+        day = "2026-12-06T"
+        return StageRecord(
+            status="done" if end else "running",
+            started_at=f"{day}{start}+00:00",
+            ended_at=f"{day}{end}+00:00" if end else None,
+            counts=counts,
+        )
+
+    evolve_stages = {
+        "rollout": {"status": "done", "wall_s": 600.0},
+        "eval-s0": {"status": "done", "wall_s": 900.0},
+        "eval-none": {"status": "pending", "wall_s": 0.0},
+    }
+    stages = {
+        "evolve": record("10:00:00", "11:00:00", stages=evolve_stages),
+        "rollout": record("10:00:00", "10:10:00"),
+        "eval:test:abc": record("11:30:00", "11:30:01"),  # a replay inside attribute
+        "attribute": record("11:00:00", "12:00:00"),
+    }
+    rows = [(t.name, t.seconds) for t in stage_times(stages)]
+    assert rows == [("rollout", 600.0), ("eval-s0", 900.0), ("attribute", 3600.0)]
+    running = stage_times({"eval:test:x": record("09:00:00", None)})
+    assert [(t.name, t.status, t.seconds) for t in running] == [("eval:test:x", "running", None)]

@@ -20,7 +20,6 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +32,7 @@ from toolkit.llm.calls import LLMCallRecord
 from toolkit.patch import Patch
 from toolkit.repo.plumbing import Git
 from toolkit.rollout import Manifest, read_manifest
+from toolkit.runs import stage_times
 from toolkit.stats import PairedComparison, PassRate, paired_comparison, pass_rate
 from toolkit.trajectory import Trajectory, TrajectoryError, read_jsonl
 
@@ -425,15 +425,6 @@ def _usage(
     return sorted(rows, key=lambda r: (-abs((r.sstar or 0) - (r.s0 or 0)), r.ref))
 
 
-def _seconds(start: str, end: str | None) -> float | None:
-    if end is None:
-        return None
-    try:
-        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-    except ValueError:
-        return None
-
-
 def _cost(calls: Sequence[LLMCallRecord]) -> list[CostRow]:
     by_model: dict[str, list[LLMCallRecord]] = defaultdict(list)
     for call in calls:
@@ -582,8 +573,8 @@ def load_review(run_dir: str | Path, git: Git, *, skill_path: str | None = None)
         merge_levels=max((m.level for m in merges or []), default=0),
         usage=_usage(run_dir, headline, trees[0], trees[1], missing) if headline else [],
         stages=[
-            StageRow(name=name, status=s.status, seconds=_seconds(s.started_at, s.ended_at))
-            for name, s in manifest.stages.items()
+            StageRow(name=t.name, status=t.status, seconds=t.seconds)
+            for t in stage_times(manifest.stages)
         ],
         cost=_cost(calls or []),
         files=_file_changes(git, base, result, path),

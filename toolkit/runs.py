@@ -25,7 +25,7 @@ import fcntl
 import json
 import os
 import socket
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -114,6 +114,59 @@ def toolkit_version() -> str:
         return version("trace2skill")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+class StageTime(BaseModel):
+    """One line of a run's time table: a stage, its status and wall seconds."""
+
+    name: str
+    status: str
+    seconds: float | None = Field(description="None while running or when not recorded.")
+
+
+def stage_times(stages: Mapping[str, StageRecord]) -> list[StageTime]:
+    """A run's stages for a time table, each piece of work once (pure).
+
+    A stage that ran inside another (evolve's rollout and evaluations, an ablation's
+    evaluations) is left out, so the seconds add up to the run's wall time; ``evolve`` is
+    shown as its own stages, from the figures it keeps (which a later replay of one of its
+    evaluations cannot overwrite).
+    """
+    spans = {name: _span(record) for name, record in stages.items()}
+    rows: list[StageTime] = []
+    for name, record in stages.items():
+        start, end = spans[name]
+        inside = start is not None and any(
+            other != name and s is not None and s <= start and (end or start) <= (e or s)
+            and (s, e or s) != (start, end or start)  # two equal spans: both are kept
+            for other, (s, e) in spans.items()
+        )  # fmt: skip
+        if inside:
+            continue
+        nested = record.counts.get("stages") if name == "evolve" else None
+        if isinstance(nested, dict) and nested:
+            rows += [
+                StageTime(
+                    name=sub,
+                    status=str(figures.get("status", "")),
+                    seconds=float(figures.get("wall_s") or 0.0) or None,
+                )
+                for sub, figures in nested.items()
+                if isinstance(figures, dict) and figures.get("status") != "pending"
+            ]
+            continue
+        seconds = (end - start).total_seconds() if start and end else None
+        rows.append(StageTime(name=name, status=record.status, seconds=seconds))
+    return rows
+
+
+def _span(record: StageRecord) -> tuple[datetime | None, datetime | None]:
+    try:
+        start = datetime.fromisoformat(record.started_at)
+        end = datetime.fromisoformat(record.ended_at) if record.ended_at else None
+    except ValueError:
+        return None, None
+    return start, end
 
 
 def read_manifest(run_dir: str | Path) -> Manifest | None:
@@ -249,10 +302,16 @@ async def run_stage(
     run_dir = spec.run_dir
     todo = [unit for unit in spec.units if unit.id not in spec.finished]
     total, resumed = len(spec.units), len(spec.units) - len(todo)
-    update_stage(
-        run_dir, spec.name, status="running", started_at=now_iso(), ended_at=None, error=None,
-        config=spec.config,
-    )  # fmt: skip
+    manifest = read_manifest(run_dir)
+    old = manifest.stages.get(spec.name) if manifest else None
+    # Nothing left of a finished stage (a replay, an ablation's subsample of a finished
+    # evaluation): its record keeps the times and counts of the work that was done.
+    keep = not todo and old is not None and old.status == "done"
+    if not keep:
+        update_stage(
+            run_dir, spec.name, status="running", started_at=now_iso(), ended_at=None,
+            error=None, config=spec.config,
+        )  # fmt: skip
     bar = (
         Progress(spec.label, total, done=resumed, passed=spec.already_passed)
         if spec.progress
@@ -294,7 +353,9 @@ async def run_stage(
     finally:
         if bar is not None:
             bar.close()
-    update_stage(run_dir, spec.name, status="done", ended_at=now_iso(), counts=counts(results))
+    figures = counts(results)  # called either way: stages read their summary from it
+    if not keep:
+        update_stage(run_dir, spec.name, status="done", ended_at=now_iso(), counts=figures)
     return results
 
 
@@ -311,10 +372,12 @@ __all__ = [
     "TRAJECTORIES_FILE",
     "Manifest",
     "StageRecord",
+    "StageTime",
     "StageSpec",
     "Unit",
     "now_iso",
     "read_manifest",
+    "stage_times",
     "run_epoch",
     "run_stage",
     "toolkit_version",

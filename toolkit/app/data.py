@@ -9,6 +9,7 @@ on the search path, so those shared queries answer for the selection unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -319,15 +320,14 @@ def _rate_text(outcomes: list[bool]) -> tuple[float | None, str]:
 
 
 def _wall_seconds(run_stages: dict[str, dict[str, Any]]) -> float | None:
-    total = 0.0
-    for stage in run_stages.values():
-        try:
-            start = pd.Timestamp(stage["started_at"])
-            end = pd.Timestamp(stage["ended_at"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        total += (end - start).total_seconds()
-    return total or None
+    """The run's wall time: each piece of work once (nested stages are not added again)."""
+    from toolkit.runs import StageRecord, stage_times
+
+    records = {}
+    for name, stage in run_stages.items():
+        with contextlib.suppress(ValueError):
+            records[name] = StageRecord.model_validate(stage)
+    return sum(t.seconds or 0.0 for t in stage_times(records)) or None
 
 
 def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
