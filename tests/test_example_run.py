@@ -185,3 +185,20 @@ def test_the_index_counts_a_lines_support_as_support_does(
     indexed = {(f, ln): s for f, ln, s in rows}
     assert expected and max(expected.values()) > 1  # merged lessons with several leaves
     assert {k: indexed.get(k) for k in expected} == expected
+
+
+def test_trajectories_show_names_echoed_sections() -> None:
+    """Its help promises sections "read, cited or echoed"; echoed ones were never shown."""
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
+
+    evals = [json.loads(line) for line in (RUN / "evals" / "trajectories.jsonl").open()]
+    found = next(t for t in evals if any(u["kind"] == "echoed" for u in t["section_uses"]))
+    use = next(u for u in found["section_uses"] if u["kind"] == "echoed")
+    shown = CliRunner().invoke(
+        main, ["trajectories", "show", str(RUN), "--evals", "--id", found["id"]]
+    )
+    assert shown.exit_code == 0, shown.output
+    step = next(line for line in shown.output.splitlines() if line.startswith(f"[{use['step']}]"))
+    assert f"echoed {use['file']}#{use['section_id']}" in step

@@ -368,12 +368,18 @@ def _show_one(t: Any) -> None:
     ]
     _print_rows(rows)
     click.echo(f"\nquestion: {t.question}")
+    echoed: dict[int, list[str]] = {}
+    for use in t.section_uses:
+        if use.kind == "echoed":
+            echoed.setdefault(use.step, []).append(use.ref)
     for step in t.steps:
         uses = []
         if step.cited_sections:
             uses.append("cited " + ", ".join(step.cited_sections))
         if step.read_sections or step.read_files:
             uses.append("read " + ", ".join(step.read_sections + step.read_files))
+        if step.index in echoed:
+            uses.append("echoed " + ", ".join(echoed[step.index]))
         click.echo(
             f"\n[{step.index}] {step.action.tool}" + (f"  ({'; '.join(uses)})" if uses else "")
         )
