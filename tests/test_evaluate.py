@@ -197,6 +197,8 @@ def test_cli_compare_stored_files(tmp_path):
     as_json = runner.invoke(main, ["compare", str(a_path), str(b_path), "--json"])
     data = json.loads(as_json.output)
     assert data["paired"]["only_b"] == 6 and data["paired"]["n"] == 10
+    missing = runner.invoke(main, ["compare", str(a_path), str(tmp_path / "nope.jsonl")])
+    assert missing.exit_code == 1 and "nope.jsonl: no such file" in missing.output
 
     # A second model evaluated into B's file: --model chooses (it was ignored before).
     other = _result({f"t{i}": False for i in range(10)}, commit="abc")

@@ -277,7 +277,9 @@ def _side(
 ) -> EvalResult:
     from toolkit.evaluate import AmbiguousEvalError, EvalError, load_eval
 
-    if spec.endswith(".jsonl") and Path(spec).is_file():
+    if spec.endswith(".jsonl") and not Path(spec).is_file():
+        raise EvalError(f"{spec}: no such file (a stored evaluation: evals/<skill>/<split>.jsonl)")
+    if spec.endswith(".jsonl"):
         filters = {"suite": suite.name if suite else None, "seed": seed}
         try:
             return load_eval(spec, **filters)
