@@ -88,6 +88,7 @@ def test_cli_reports_all_errors_and_says_nothing_was_written(tmp_path: Path) -> 
     )
     assert result.exit_code == 1
     assert "imported 2 trajectories (official format)" in result.output
+    assert "2 bad files)" in result.output  # files, not problems (one file has two)
     assert "agent_1-1.jsonl: line 2:" in result.output
     assert "agent_2-2.jsonl: line 2: unknown record type None" in result.output
     only_bad = CliRunner().invoke(

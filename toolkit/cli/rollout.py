@@ -199,17 +199,19 @@ def import_command(
     from toolkit.trajectory import import_trajectories
 
     report = import_trajectories(path, run_dir, suite=suite, format=fmt, results=results)
-    bad = "bad files" if report.format == "official" else "bad lines"
+    # An official log file can have several problems; the count is of files (or lines).
+    official = report.format == "official"
+    places = {(e.file, None) if official else (e.file, e.line) for e in report.errors}
+    bad = f"{len(places)} bad {'files' if official else 'lines'}"
     if report.imported:
         click.echo(
             f"imported {report.imported} trajectories ({report.format} format) into"
-            f" {report.trajectories_path} ({report.already_present} already there,"
-            f" {len(report.errors)} {bad})"
+            f" {report.trajectories_path} ({report.already_present} already there, {bad})"
         )
     else:
         click.echo(
             f"imported nothing ({report.format} format): {report.already_present} already"
-            f" there, {len(report.errors)} {bad}; {report.trajectories_path} was not written"
+            f" there, {bad}; {report.trajectories_path} was not written"
         )
     verbose = bool(click.get_current_context().find_root().params.get("verbose"))
     for error in report.errors:
