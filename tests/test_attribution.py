@@ -20,10 +20,11 @@ from toolkit.attribution import (
     select_edits,
 )
 from toolkit.attribution.prune import propose_prune, read_prune
-from toolkit.attribution.report import render_report
+from toolkit.attribution.report import ScoreLine, render_report
 from toolkit.attribution.run import load_version, read_run_trajectories, version_labels
 from toolkit.attribution.support import line_support
 from toolkit.cli import main
+from toolkit.evaluate import EvalResult
 from toolkit.llm import LLMConfig, fake_model
 from toolkit.tasks import get_suite
 
@@ -226,11 +227,23 @@ def test_prune_refuses_without_evidence(tmp_path):
         propose_prune(run["run_dir"])
 
 
+def test_a_loss_is_not_said_to_hide_broken_tasks() -> None:
+    from toolkit.attribution.report import score_warning
+
+    result = EvalResult.model_construct(n=10, passed=1)
+    line = ScoreLine(split="test", n=10, s0=result, star=result, difference=-0.1,
+                     ci=(-0.3, 0.0), p_value=1.0, fixed=[], broken=["q1"])  # fmt: skip
+    warning = score_warning(line) or ""
+    assert "breaks 1 task(s)" in warning and "the average moved -10.0 pp" in warning
+    assert "hides" not in warning
+
+
 def test_report_warns_about_broken_tasks_and_shows_effects(done):
     propose_prune(done["run_dir"])
     text = render_report(done["run_dir"])
     head = text.split("## Scores")[0]
     assert "Warning (all): S* breaks 3 task(s) that S0 solved" in head
+    assert "(fixes 5); an average gain of +" in head and "hides them" in head
     assert "Broken by S* (3): `q0`, `q4`, `q8`" in text
     assert "Fixed by S* (5)" in text
     assert f"| `{HARM.id}` |" in text and "harmful" in text

@@ -202,3 +202,20 @@ def test_trajectories_show_names_echoed_sections() -> None:
     assert shown.exit_code == 0, shown.output
     step = next(line for line in shown.output.splitlines() if line.startswith(f"[{use['step']}]"))
     assert f"echoed {use['file']}#{use['section_id']}" in step
+
+
+def test_report_compares_section_usage_on_the_same_tasks(
+    imported: SkillRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report divided S0's uses by its rollouts and evaluations (18) and S*'s by its
+    evaluations (10); the PR body by the evaluations for both."""
+    import re
+
+    from toolkit.attribution.report import render_report
+
+    monkeypatch.chdir(imported.root)
+    text = render_report(RUN)
+    usage = text.split("## Section usage (S0 vs S*, evaluation tasks)")[1].split("##")[0]
+    counts = re.findall(r"\| (\d+)/(\d+) \| (\d+)/(\d+) \|", usage)
+    n = json.loads((RUN / "summary.json").read_text())["s0"]["n"]
+    assert counts and all(int(a) == n and int(b) == n for _, a, _, b in counts)

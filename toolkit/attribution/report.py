@@ -22,10 +22,17 @@ from toolkit.attribution.run import (
     load_version,
     open_run,
     read_jsonl_dicts,
-    read_run_trajectories,
 )
 from toolkit.attribution.usage import SectionUsage, section_usage
-from toolkit.evaluate import NO_SKILL, EvalRecord, EvalResult, EvalSummary, pair_results
+from toolkit.evaluate import (
+    NO_SKILL,
+    EvalRecord,
+    EvalResult,
+    EvalSummary,
+    eval_trajectories_path,
+    pair_results,
+)
+from toolkit.trajectory import read_trajectories
 
 REPORT_FILE = "report.md"
 #: Broken tasks at or above this share of the fixed ones (or of all tasks) raise the warning.
@@ -156,11 +163,13 @@ def score_warning(line: ScoreLine) -> str | None:
     if not broken:
         return None
     if broken >= BROKEN_WARNING_SHARE * max(fixed, 1) or broken >= 0.1 * line.n:
-        gain = "an average gain" if (line.difference or 0) > 0 else "the average"
+        if (line.difference or 0) > 0:
+            average = f"an average gain of {_pp(line.difference)} hides them"
+        else:
+            average = f"the average moved {_pp(line.difference)}"
         return (
             f"**Warning ({line.split}): S* breaks {broken} task(s) that S0 solved** "
-            f"(fixes {fixed}); {gain} of {_pp(line.difference)} hides them. "
-            "Review the broken tasks before merging."
+            f"(fixes {fixed}); {average}. Review the broken tasks before merging."
         )
     return None
 
@@ -306,9 +315,11 @@ def render_report(
     finally:
         store.close()
     scores = score_lines(context.run_dir, s0_commit, star_commit)
-    usage = section_usage(
-        [t for t in read_run_trajectories(context.run_dir) if t.skill_commit in versions], versions
-    )
+    # The evaluation tasks only: S0 also has rollouts (on the evolve split), S* does not, so
+    # the shares compare the two skills on the same tasks (as the PR body does).
+    path = eval_trajectories_path(context.run_dir)
+    evaluated = read_trajectories(path).records if path.is_file() else []
+    usage = section_usage([t for t in evaluated if t.skill_commit in versions], versions)
     patch = context.final_patch
     out = [f"# trace2skill run `{context.run}`: skill `{star.name}`", ""]
     out += [w for w in (score_warning(s) for s in scores) if w]
@@ -362,7 +373,7 @@ def render_report(
     out += ["## Edits", "", *edit_table(context, read_ablations(context.run_dir)), ""]
     out += ["## Changelog", ""]
     out += [f"- {entry}" for entry in patch.changelog_entries] or ["(none)"]
-    out += ["", "## Section usage (S0 vs S*)", "", *usage_table(usage), ""]
+    out += ["", "## Section usage (S0 vs S*, evaluation tasks)", "", *usage_table(usage), ""]
     out += ["## Pruning candidates", "", *_prune_lines(read_prune(context.run_dir)), ""]
     out += ["## Cost", "", *_cost_lines(context.run_dir), ""]
     return "\n".join(out)
