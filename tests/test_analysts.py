@@ -23,7 +23,7 @@ from toolkit.analysts import (
     run_analyses,
 )
 from toolkit.analysts.replies import PatchReply
-from toolkit.analysts.specific import quoted_texts, task_literals, task_text
+from toolkit.analysts.specific import data_names, quoted_texts, task_literals, task_names, task_text
 from toolkit.cli import main
 from toolkit.errors import ToolkitError
 from toolkit.llm import FaultKind, LLMConfig, fake_model
@@ -249,6 +249,25 @@ def test_quotes_of_the_tasks_data_are_task_specific(tmp_path: Path) -> None:
         "task-specific: it quotes 'Best Actor: Drama', 'saturn award' from this task's data"
     )
     assert check_patch(reply, skill, [], "a1").patch is not None  # without data: kept
+
+
+def test_names_of_the_tasks_data_are_task_specific() -> None:
+    """The real WikiTQ run's first kept lesson compared ``bo_grahn_date``: the table's
+    athlete Bo Grahn, unquoted, in code."""
+    table = "Name,Country,Date\nBo Grahn,Sweden,1969-06-11\nJanis Lusis,Soviet Union,1968\n"
+    assert data_names(table) == {" bo grahn ", " janis lusis ", " soviet union "}
+    code = "if current_date == bo_grahn_date:\n    return False"
+    assert task_names(code, table, ["Filter rows, then count."]) == ["bo grahn"]
+    assert task_names("Names like BO GRAHN are in the Name column.", table, []) == ["bo grahn"]
+    # One capitalised word, words in lower case, names the skill has, or no data: no name.
+    assert task_names("Check the Country and Date columns of Sweden.", table, []) == []
+    assert task_names("A country like Soviet Union has a new name now.", table,
+                      ["Old names such as Soviet Union stay."]) == []  # fmt: skip
+    assert task_names("bo grahn", "", []) == []
+    skill = load_skill(ROOT / "skills" / "gsm8k-math")
+    reply = PatchReply.model_validate(patch_reply("- Compare bo_grahn_date with the row's date."))
+    checked = check_patch(reply, skill, [], "a1", table)
+    assert checked.reason == "task-specific: it names 'bo grahn' from this task's data"
 
 
 def test_insert_with_a_made_up_anchor_is_appended_to_its_section() -> None:

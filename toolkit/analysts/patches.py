@@ -1,8 +1,8 @@
 """From an analyst's reply to a leaf patch: leak filter, patch engine, file, branch.
 
 :func:`check_patch` is pure: it drops edits that leak the gold answer, that only restate
-what the skill already says (:func:`restates_skill`), that quote the task's own data
-(:func:`toolkit.analysts.specific.task_literals`), or that the patch engine rejects
+what the skill already says (:func:`restates_skill`), that quote or name the task's own data
+(:mod:`toolkit.analysts.specific`), or that the patch engine rejects
 against S0 (anchors must match the real file text; paths stay inside the skill; protected
 files stay untouched), re-checks the rest as one patch and returns it with the files it
 changes, or the reason nothing is left. :func:`save_patch` writes
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from toolkit.analysts.leaks import leaked_values
 from toolkit.analysts.records import AnalysisRecord, DroppedEdit
 from toolkit.analysts.replies import PatchReply, edit_dicts
-from toolkit.analysts.specific import task_literals
+from toolkit.analysts.specific import task_literals, task_names
 from toolkit.atomic import write_atomic
 from toolkit.errors import PatchError
 from toolkit.patch import Patch, apply_patch, parse_patch
@@ -103,18 +103,21 @@ def check_patch(
     repaired: list[DroppedEdit] = []
     candidates: list[tuple[int, dict[str, object]]] = []
     for index, edit in enumerate(edit_dicts(reply)):
-        leaks = leaked_values(str(edit.get("content", "")), gold)
+        content = str(edit.get("content", ""))
+        leaks = leaked_values(content, gold)
         if leaks:
             message = f"its content holds {len(leaks)} value(s) of the gold answer"
             dropped.append(DroppedEdit(index=index, reason="answer-leak", message=message))
             continue
-        if edit.get("op") in ADDITIVE_OPS and restates_skill(str(edit.get("content", "")), skill):
+        if edit.get("op") in ADDITIVE_OPS and restates_skill(content, skill):
             message = "every line of its content is already in the skill"
             dropped.append(DroppedEdit(index=index, reason="already-in-skill", message=message))
             continue
-        quoted = task_literals(str(edit.get("content", "")), data_text, skill_texts)
-        if quoted:
-            message = "it quotes " + ", ".join(repr(q) for q in quoted) + " from this task's data"
+        quoted = task_literals(content, data_text, skill_texts)
+        named = [] if quoted else task_names(content, data_text, skill_texts)
+        if quoted or named:
+            verb, texts = ("quotes", quoted) if quoted else ("names", named)
+            message = f"it {verb} {', '.join(map(repr, texts))} from this task's data"
             dropped.append(DroppedEdit(index=index, reason="task-specific", message=message))
             continue
         try:

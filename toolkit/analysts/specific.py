@@ -9,6 +9,12 @@ task's own input files (case-insensitive, on word boundaries) and nowhere in the
 question is not searched: a method may well quote a phrase such questions use ('per week');
 only the task's data makes a quote specific. Tasks without text files (GSM8K) are never
 filtered.
+
+Names need no quotes: the real WikiTQ run's first kept lesson was code comparing
+``bo_grahn_date``, for the athlete Bo Grahn of the table it analysed. :func:`task_names`
+finds the task's proper names (cells of two or more capitalised words, e.g. "Bo Grahn",
+"Best Actor: Drama") in an edit, written any way (``bo_grahn``, "bo grahn"), unless the
+skill has them too.
 """
 
 from __future__ import annotations
@@ -38,6 +44,37 @@ def quoted_texts(content: str) -> list[str]:
         if len(text) >= MIN_LITERAL_CHARS and any(ch.isalpha() for ch in text):
             found.append(text)
     return found
+
+
+#: Cells searched for names: two or more words, each capitalised, 5 to 60 characters.
+_CELL = re.compile(r"[^,\t|\n]{5,60}")
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def _words(text: str) -> str:
+    """Lower-case words joined by single spaces, padded (``bo_grahn_date`` -> " bo grahn date ")."""
+    return " " + " ".join(re.findall(r"[^\W_]+", text.lower())) + " "
+
+
+def data_names(data_text: str) -> set[str]:
+    """The proper names among the cells of a task's data, as :func:`_words` writes them."""
+    names = set()
+    for match in _CELL.finditer(data_text):
+        cell = match.group().strip().strip('"').strip()
+        words = _WORD.findall(cell)
+        if len(words) >= 2 and all(w[0].isupper() for w in words):
+            names.add(_words(cell))
+    return names
+
+
+def task_names(content: str, data_text: str, skill_texts: Iterable[str]) -> list[str]:
+    """The proper names of the task's data (:func:`data_names`) that ``content`` writes, in
+    any case or spelling of the gaps between words, and the skill does not."""
+    if not data_text:
+        return []
+    text, skill = _words(content), _words(" ".join(skill_texts))
+    found = [n.strip() for n in data_names(data_text) if n in text and n not in skill]
+    return sorted(found)
 
 
 def task_text(task: Task) -> str:
