@@ -295,6 +295,28 @@ def test_insert_with_a_made_up_anchor_is_appended_to_its_section() -> None:
     )
 
 
+def test_an_anchor_copied_from_another_section_goes_to_that_section() -> None:
+    """The real WikiTQ run: a replace of the worked example's line, aimed at the loading
+    section, was rejected and the lesson lost."""
+    skill = load_skill(ROOT / "skills" / "gsm8k-math")
+    line = "Do the arithmetic in Python, never in your head"  # in the workflow section
+    reply = PatchReply.model_validate(
+        patch_reply("Do the arithmetic in Python, step by step", op="replace_in_section",
+                    old_text=line)  # target_section: the pitfalls section
+    )  # fmt: skip
+    checked = check_patch(reply, skill, [], "a1")
+    assert checked.patch is not None
+    [edit] = checked.patch.edits
+    assert edit.op == "replace_in_section" and edit.target_section == "gsm8k-math/workflow"
+    assert "section 'gsm8k-math/workflow' holds it" in checked.repaired[0].message
+    assert "step by step" in checked.changes["SKILL.md"].decode()
+    # Text in no section, or in several, is not guessed at: the replace is dropped.
+    nowhere = PatchReply.model_validate(
+        patch_reply("x", op="replace_in_section", old_text="A line nobody wrote.")
+    )
+    assert check_patch(nowhere, skill, [], "a1").patch is None
+
+
 def test_a_section_named_by_its_heading_gets_its_id() -> None:
     skill = load_skill(ROOT / "skills" / "gsm8k-math")
     heading = next(s.heading for s in skill.doc.headed_sections if s.id == SECTION)

@@ -145,21 +145,25 @@ def check_patch(
         return CheckedPatch(reason=f"{why}: {first}", dropped=dropped)
     patch = _as_patch(reply, [edit for _, edit in candidates])
     result = apply_patch(skill, patch)
-    if any(_repairable(candidates[r.index][1], r.reason) for r in result.rejected):
-        # A small model often quotes an anchor line that is not in the section (paraphrased
-        # or made up) while its lesson and section are sound: the lesson goes at the end of
-        # that section instead of being lost. Other rejections are not second-guessed.
+    fixes = {
+        r.index: fix
+        for r in result.rejected
+        if (fix := _anchor_fix(candidates[r.index][1], r.reason, skill)) is not None
+    }
+    if fixes:
+        # A small model often quotes an anchor that is not in the section it names: copied
+        # exactly from another section (the real WikiTQ run's replace of the worked example's
+        # line, aimed at the loading section), or paraphrased or made up while its lesson and
+        # section are sound. The edit goes to the one section holding the anchor, else an
+        # insert goes to the end of its section. Other rejections are not second-guessed.
         for report in result.rejected:
-            index, edit = candidates[report.index]
-            if _repairable(edit, report.reason):
-                candidates[report.index] = (index, _appended(edit))
-                repaired.append(
-                    DroppedEdit(
-                        index=index,
-                        reason="anchor-missing",
-                        message=f"{report.message}; appended to the section instead",
-                    )
-                )
+            if report.index not in fixes:
+                continue
+            index, _ = candidates[report.index]
+            fixed, how = fixes[report.index]
+            candidates[report.index] = (index, fixed)
+            message = f"{report.message}; {how}"
+            repaired.append(DroppedEdit(index=index, reason="anchor-missing", message=message))
         patch = _as_patch(reply, [edit for _, edit in candidates])
         result = apply_patch(skill, patch)
     failed = {candidates[r.index][0] for r in result.rejected}
@@ -213,17 +217,29 @@ def _section_by_heading(edit: dict[str, object], skill: Skill) -> str | None:
     return matches[0] if len(matches) == 1 else None
 
 
-def _repairable(edit: dict[str, object], reason: str | None) -> bool:
-    return (
-        reason == "anchor-missing"
-        and edit.get("op") in _INSERTS
-        and bool(str(edit.get("target_section") or "").strip())
-    )
+_ANCHOR_FIELD = {"insert_after": "target_text", "insert_before": "target_text",
+                 "replace_in_section": "old_text"}  # fmt: skip
 
 
-def _appended(edit: dict[str, object]) -> dict[str, object]:
-    """The insert as an ``append_to_section`` of its section (anchor fields cleared)."""
-    return {**edit, "op": "append_to_section", "target_text": "", "old_text": ""}
+def _anchor_fix(
+    edit: dict[str, object], reason: str | None, skill: Skill
+) -> tuple[dict[str, object], str] | None:
+    """An edit whose anchor is missing from its section, aimed where it can apply, and how;
+    None when it cannot be (see the caller)."""
+    if reason != "anchor-missing" or edit.get("op") not in _ANCHOR_FIELD:
+        return None
+    anchor = str(edit.get(_ANCHOR_FIELD[str(edit["op"])]) or "")
+    try:
+        sections = skill.parsed(str(edit.get("file") or "SKILL.md")).headed_sections
+    except Exception:  # a file the skill does not have: the patch engine said so
+        sections = []
+    holding = [s.id for s in sections if anchor.strip() and anchor in s.text]
+    if len(holding) == 1 and holding[0] != edit.get("target_section"):
+        return {**edit, "target_section": holding[0]}, f"section {holding[0]!r} holds it"
+    if edit.get("op") in _INSERTS and str(edit.get("target_section") or "").strip():
+        appended = {**edit, "op": "append_to_section", "target_text": "", "old_text": ""}
+        return appended, "appended to the section instead"
+    return None
 
 
 def patch_path(run_dir: Path, patch_id: str) -> Path:
