@@ -219,3 +219,18 @@ def test_report_compares_section_usage_on_the_same_tasks(
     counts = re.findall(r"\| (\d+)/(\d+) \| (\d+)/(\d+) \|", usage)
     n = json.loads((RUN / "summary.json").read_text())["s0"]["n"]
     assert counts and all(int(a) == n and int(b) == n for _, a, _, b in counts)
+
+
+def test_prune_deletes_a_reference_it_would_leave_empty(
+    imported: SkillRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a new-user trial: pruning a reference's one top-level section left an empty
+    file behind."""
+    from toolkit.attribution.prune import propose_prune
+
+    monkeypatch.chdir(imported.root)
+    proposal = propose_prune(RUN, write=False)
+    assert proposal.patch is not None
+    gone = [e.file for e in proposal.patch.edits if e.op == "delete_file"]
+    assert gone and all(name.startswith("references/") for name in gone)
+    assert not any(e.file in gone for e in proposal.patch.edits if e.op == "delete_section")

@@ -143,7 +143,9 @@ def prune_candidates(
         ]  # fmt: skip
         if set(inside) & helpful:
             continue
-        effect = "no ablation found a positive effect" if inside else "no edit of the run in it"
+        effect = (
+            "no ablation showed it helps (95% CI above 0)" if inside else "no edit of the run in it"
+        )
         candidates.append(
             PruneCandidate(
                 ref=s.ref,
@@ -231,6 +233,16 @@ def propose_prune(
                 changelog_entries=[f"Remove unused section {c.ref}" for c in candidates],
             )
             result = apply_patch(star, patch)
+            emptied = {
+                name
+                for name in result.changed_files
+                if name != SKILL_MD and not str(result.files.get(name) or "").strip()
+            }
+            if emptied:  # a reference with nothing left goes, not an empty file
+                kept = [e for e in patch.edits if e.file not in emptied]
+                gone = [Edit(file=name, op="delete_file") for name in sorted(emptied)]
+                patch = patch.model_copy(update={"edits": kept + gone})
+                result = apply_patch(star, patch)
             proposal.patch = patch
             proposal.rejected = [f"{r.id}: {r.message}" for r in result.rejected]
             before = sum(len(split_lines(v)) for v in star.files.values() if isinstance(v, str))
