@@ -587,6 +587,8 @@ def test_trajectories_show_finds_the_eval_trajectories_of_a_run_dir(tmp_path):
         "--evals)" in own.stdout  # fmt: skip
     evals = runner.invoke(main, ["trajectories", "show", str(run_dir), "--evals", "--task", "q1"])
     assert evals.exit_code == 0 and "1 trajectories, 0 passed" in evals.stdout
+    nope = runner.invoke(main, ["trajectories", "show", str(run_dir), "--evals", "--task", "q9"])
+    assert nope.exit_code == 1 and "no trajectory of task 'q9' in" in nope.output
     # A folder that is no run: one line, not "0 trajectories".
     empty = runner.invoke(main, ["trajectories", "show", str(tmp_path)])
     assert empty.exit_code == 1 and "holds no trajectories.jsonl" in empty.output

@@ -554,7 +554,7 @@ def _static_checks(skill: Skill, edit: Edit, allow_protected: bool) -> str:
         raise _Reject(
             "protected",
             f"{path} is protected: patches edit SKILL.md and references/*.md only "
-            "(pass allow_protected to edit scripts/assets)",
+            "(--allow-protected, allow_protected=True in Python, edits scripts/assets)",
         )
     return path
 

@@ -319,6 +319,16 @@ def _rate_text(outcomes: list[bool]) -> tuple[float | None, str]:
     return r.rate, f"{r.rate:.1%} [{r.ci.low:.1%}, {r.ci.high:.1%}] n={r.n}"
 
 
+def _status_text(run_stages: dict[str, dict[str, Any]]) -> str:
+    """``done`` when every stage is; else the stages that are not, with their status."""
+    open_ = [
+        f"{name.split(':', 1)[0]}: {stage.get('status')}"
+        for name, stage in run_stages.items()
+        if stage.get("status") != "done"
+    ]
+    return ", ".join(dict.fromkeys(open_)) or ("done" if run_stages else "")
+
+
 def _wall_seconds(run_stages: dict[str, dict[str, Any]]) -> float | None:
     """The run's wall time: each piece of work once (nested stages are not added again)."""
     from toolkit.runs import StageRecord, stage_times
@@ -367,7 +377,7 @@ def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
                 "models": models,
                 "mode": modes,
                 "seeds": seeds,
-                "status": ", ".join(f"{k}: {v.get('status')}" for k, v in run_stages.items()),
+                "status": _status_text(run_stages),
                 "trajectories": n_traj + n_eval,
                 "cost_usd": calls.get(run_id) or traj_cost or 0.0,
                 "wall_s": _wall_seconds(run_stages),

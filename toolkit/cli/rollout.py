@@ -283,7 +283,12 @@ def show_command(
                 f"{len(records)} trajectory ids start with {traj_id!r}; give more characters"
             )
     if task_id:
-        records = [t for t in records if t.task_id == task_id]
+        mine = [t for t in records if t.task_id == task_id]
+        if records and not mine:
+            raise ToolkitError(
+                f"no trajectory of task {task_id!r} in {source}" + _evals_hint(path, source)
+            )
+        records = mine
     if outcome:
         records = [t for t in records if t.passed == (outcome == "pass")]
     if limit:
