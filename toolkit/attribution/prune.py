@@ -241,8 +241,10 @@ def propose_prune(
             if emptied:  # a reference with nothing left goes, not an empty file
                 kept = [e for e in patch.edits if e.file not in emptied]
                 gone = [Edit(file=name, op="delete_file") for name in sorted(emptied)]
-                patch = patch.model_copy(update={"edits": kept + gone})
-                result = apply_patch(star, patch)
+                deleting = patch.model_copy(update={"edits": kept + gone})
+                without = apply_patch(star, deleting)
+                if without.valid or not result.valid:  # unless a kept link still needs it
+                    patch, result = deleting, without
             proposal.patch = patch
             proposal.rejected = [f"{r.id}: {r.message}" for r in result.rejected]
             before = sum(len(split_lines(v)) for v in star.files.values() if isinstance(v, str))
