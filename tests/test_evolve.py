@@ -95,6 +95,12 @@ def test_estimate_counts_stages_from_the_rates() -> None:
     by = {s.stage: s for s in left.stages}
     assert left.left and by["rollout"].units == 0 and by["rollout"].calls == 0
     assert by["analyse"].units == 3 and by["analyse"].calls == 9 and by["eval-s0"].units == 4
+    # Measured seconds per unit, where known, set the minutes (an analysis is no agent call).
+    timed = rates.model_copy(update={"unit_seconds": {"analysis": 240.0, "task": 60.0}})
+    by = {s.stage: s for s in estimate(config, 10, 4, timed, 2).stages}
+    assert by["analyse"].minutes == pytest.approx(5 * 240 / 2 / 60)
+    assert by["eval-s0"].minutes == pytest.approx(4 * 60 / 2 / 60)
+    assert by["consolidate"].minutes == pytest.approx(1 * 6 / 60)  # calls x s per call
 
 
 def test_meter_counts_only_new_uncached_calls(tmp_path: Path) -> None:
@@ -385,6 +391,7 @@ def test_kill_at_a_stage_boundary_resumes_without_redoing_work(
         units = {s.stage: s.units for s in left.stages}
         order = [s for s in STAGES if s in units]
         assert left.left and left.rates.measured and left.rates.fail_rate == pytest.approx(2 / 6)
+        assert "task" in left.rates.unit_seconds  # from the rollouts' own latencies
         assert all(units[s] == 0 for s in order if STAGES.index(s) < STAGES.index(stage))
         assert stage not in units or units[stage] > 0
         calls_at_kill = model.calls

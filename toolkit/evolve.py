@@ -32,6 +32,7 @@ import math
 import os
 import re
 import shutil
+import statistics
 import threading
 import time
 import warnings
@@ -393,6 +394,11 @@ class Rates(BaseModel):
     measured: bool = Field(
         False, description="Calls per task, failing share and call costs are the run's own."
     )
+    unit_seconds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Measured wall seconds of one unit (median) by kind, task, analysis or "
+        "merge; where known they set a stage's minutes instead of calls x seconds per call.",
+    )
 
 
 #: Seconds per model call measured on the 2-core machine (see README "make demo").
@@ -409,16 +415,31 @@ def measured_rates(run_dir: Path, assumed: Rates) -> Rates:
     """``assumed`` with what a run's own files show in place of the guesses: model calls per
     task and the failing share from its rollouts, tokens and seconds per call from its fresh
     model calls (cache hits and failed calls left out). Unchanged before any of those exist."""
-    from toolkit.runs import TRAJECTORIES_FILE
+    from toolkit.runs import ANALYSES_FILE, MERGES_FILE, TRAJECTORIES_FILE
     from toolkit.trajectory import read_trajectories
 
     update: dict[str, Any] = {}
+    unit_seconds: dict[str, float] = {}
     path = run_dir / TRAJECTORIES_FILE
     if path.exists():
         tasks = [t for t in read_trajectories(path).records if t.stop_reason != "error"]
         if tasks:
             update["steps_per_task"] = round(sum(len(t.steps) for t in tasks) / len(tasks), 2)
             update["fail_rate"] = sum(not t.passed for t in tasks) / len(tasks)
+            fresh = [t.latency_s for t in tasks if t.tokens_in > 0]
+            if fresh:
+                unit_seconds["task"] = statistics.median(fresh)
+    # Units replayed from the response cache took no time and used no tokens: left out.
+    for kind, name in (("analysis", ANALYSES_FILE), ("merge", MERGES_FILE)):
+        spans = [
+            float(r["ended_at"]) - float(r["started_at"])
+            for r in _call_records(run_dir / name)
+            if r.get("tokens_in") and r.get("started_at") and r.get("ended_at")
+        ]
+        if spans:
+            unit_seconds[kind] = statistics.median(spans)
+    if unit_seconds:
+        update["unit_seconds"] = {k: round(v, 1) for k, v in unit_seconds.items()}
     calls = [
         c
         for c in _call_records(run_dir / CALLS_FILE)
@@ -486,6 +507,10 @@ def merge_count(patches: int, batch: int, max_levels: int) -> int:
     return merges + (1 if nodes > 1 else 0)
 
 
+#: The unit of each stage, as :attr:`Rates.unit_seconds` names it (evaluations: ``task``).
+_UNIT_KIND = {"analyse": "analysis", "consolidate": "merge"}
+
+
 def estimate(
     config: EvolveConfig,
     evolve_tasks: int,
@@ -523,13 +548,15 @@ def estimate(
     for name, units, calls, width in plan:
         left = int(max(0, units - finished.get(name, 0)))
         calls = calls * left / units if units else calls
+        unit_s = rates.unit_seconds.get(_UNIT_KIND.get(name, "task"))
+        seconds = left * unit_s if unit_s is not None else calls * rates.seconds_per_call
         stages.append(
             StageEstimate(
                 stage=name,
                 units=left,
                 calls=math.ceil(calls),
                 tokens=math.ceil(calls * rates.tokens_per_call),
-                minutes=calls * rates.seconds_per_call / max(1, min(width, left or 1)) / 60,
+                minutes=seconds / max(1, min(width, left or 1)) / 60,
             )
         )
     return Estimate(stages=stages, rates=rates, left=bool(finished))

@@ -35,7 +35,8 @@ def estimate_lines(est: Estimate) -> list[str]:
         f"  {'measured on this run' if r.measured else 'assumes'}: "
         f"{r.steps_per_task:g} calls per task, {r.fail_rate:.0%} of evolve tasks "
         f"failing, {per_analysis} calls per analysis, "
-        f"{r.tokens_per_call:,} tokens and {r.seconds_per_call:g} s per call",
+        f"{r.tokens_per_call:,} tokens and {r.seconds_per_call:g} s per call"
+        + "".join(f"; {s:g} s per {kind}" for kind, s in r.unit_seconds.items()),
     ]
     for s in est.stages:
         lines.append(
