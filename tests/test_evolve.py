@@ -428,8 +428,10 @@ def test_a_running_stage_saves_its_figures_for_a_run_killed_outright(
 
     def rollout_then_wait(run: Any) -> None:
         real(run)
+        made = len((run.run_dir / "llm_calls.jsonl").read_text().splitlines())
         deadline = time.monotonic() + 10
-        while not seen.get("calls") and time.monotonic() < deadline:
+        # A beat from before the last calls may be on disk; wait for one after them.
+        while seen.get("calls") != made and time.monotonic() < deadline:
             time.sleep(0.02)
             manifest = read_manifest(run.run_dir)
             seen.update(manifest.stages["evolve"].counts["stages"]["rollout"])  # type: ignore[union-attr]
