@@ -222,6 +222,31 @@ def test_reindex_reads_only_new_or_changed_runs(runs):
     assert sorted(p.name for p in (runs / INDEX_DIR).iterdir()) == ["r1", "r2", "state.json"]
 
 
+def test_a_run_whose_process_died_is_read_again_as_interrupted(runs):
+    """Found by a new-user trial: after a SIGKILL the index (and the app) showed the run as
+    running for good; no file changed, so the incremental index never read it again."""
+    import subprocess
+    import sys
+
+    from toolkit.runs import update_stage
+
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        update_stage(runs / "r1", "evolve", status="running", config={}, pid=worker.pid)
+        build_index(runs)
+        status = (
+            "SELECT json_extract_string(stages, '$.evolve.status') FROM runs WHERE run_id = 'r1'"
+        )
+        assert _rows(runs, status) == [("running",)]
+    finally:
+        worker.kill()
+        worker.wait()
+    again = build_index(runs)
+    assert again.read == ["r1"]  # no file changed; its process did
+    assert _rows(runs, status) == [("interrupted",)]
+    assert build_index(runs).read == []  # and then it is settled
+
+
 def test_corrupt_lines_and_runs_are_reported_and_skipped(runs):
     with open(runs / "r1" / "trajectories.jsonl", "ab") as fh:
         fh.write(b'{"not": "a trajectory"}\n{"id": "torn')  # a bad line, then a torn tail

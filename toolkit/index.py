@@ -346,7 +346,20 @@ def _fingerprint(run_dir: Path) -> dict[str, list[int]]:
     for path in _source_files(run_dir):
         st = path.stat()
         out[path.relative_to(run_dir).as_posix()] = [st.st_size, st.st_mtime_ns]
+    # Stages still running: when their process dies no file changes, but the run must be
+    # read again to show them interrupted (StageRecord.settle).
+    try:
+        manifest = Manifest.model_validate_json((run_dir / MANIFEST_FILE).read_bytes())
+    except (OSError, ValidationError):
+        return out
+    running = [s for s in manifest.stages.values() if s.status == "running"]
+    if running:
+        out[RUNNING_KEY] = [sum(s.settle().status == "running" for s in running), 0]
     return out
+
+
+#: The fingerprint entry that counts a run's live stages (no file has this name).
+RUNNING_KEY = f"{MANIFEST_FILE}#running"
 
 
 def _why(exc: Exception) -> str:
@@ -576,6 +589,8 @@ def read_run(
     except (OSError, ValidationError) as exc:
         first = _why(exc)
         raise ToolkitError(f"{path}: not a valid run manifest ({first})") from None
+    # A stage whose process died reads as interrupted, as read_manifest has it.
+    manifest.stages = {name: record.settle() for name, record in manifest.stages.items()}
     if manifest.schema_version > MANIFEST_SCHEMA_VERSION:
         raise ToolkitError(
             f"{path}: schema_version {manifest.schema_version} is newer than this toolkit "
