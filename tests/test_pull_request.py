@@ -150,6 +150,28 @@ def test_gate_refuses_no_gain(tmp_path):
     assert not gate.passed and gate.reasons[0].startswith("S* does not beat S0: S* - S0 = +0.0")
 
 
+def test_gate_refuses_a_gain_a_few_tasks_cannot_show(evolved):
+    """Found by a new-user trial: 4 test tasks, 3 fixed: CI [+25, +100] pts passed the gate
+    although exact McNemar p = 0.25."""
+    root, run_dir = evolved
+    review = load_review(run_dir, SkillRepo.open(root).git)
+    assert review.headline is not None and check_gate(review).passed
+    few = review.headline.paired.model_copy(
+        update={"n": 4, "only_a": 0, "only_b": 3, "difference": 0.75, "p_value": 0.25,
+                "ci": review.headline.paired.ci.model_copy(update={"low": 0.25, "high": 1.0}),
+                "mde_conservative": 0.998}
+    )  # fmt: skip
+    small = review.model_copy(
+        update={"headline": review.headline.model_copy(update={"paired": few})}
+    )
+    gate = check_gate(small)
+    assert not gate.passed and gate.reasons[0].startswith("S* - S0 = +75.0")
+    assert (
+        "not significant: exact McNemar p = 0.25 (needs < 0.05) with 4 paired tasks"
+        in (gate.reasons[0])
+    )
+
+
 def test_model_text_cannot_mention_or_break_tables(evolved):
     root, run_dir = evolved
     review = load_review(run_dir, SkillRepo.open(root).git)

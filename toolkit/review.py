@@ -9,8 +9,8 @@ only the run-file contract's fields; files another stage has not written yet (``
 :attr:`RunReview.missing` instead of failing.
 
 :func:`check_gate` and :func:`render_body` are pure. The gate refuses a PR unless the paired
-95% CI of S* - S0 lies above 0 and S* breaks at most ``max_regressions`` tasks that S0 passed
-in every seed. A task is *broken* when S0 passed it in every evaluated seed and S* did not,
+95% CI of S* - S0 lies above 0, the exact McNemar p is below 0.05, and S* breaks at most
+``max_regressions`` tasks that S0 passed in every seed. A task is *broken* when S0 passed it in every evaluated seed and S* did not,
 *fixed* when S* passed it in every seed and S0 did not.
 """
 
@@ -596,8 +596,17 @@ class Gate(BaseModel):
     max_regressions: int
 
 
+#: The gate's significance level for the exact McNemar test of S* against S0.
+GATE_ALPHA = 0.05
+
+
 def check_gate(review: RunReview, max_regressions: int = 0) -> Gate:
-    """S* must beat S0 (paired 95% CI above 0) and break at most ``max_regressions`` tasks."""
+    """S* must beat S0 (paired 95% CI above 0 and exact McNemar p < :data:`GATE_ALPHA`) and
+    break at most ``max_regressions`` tasks.
+
+    Both tests: a bootstrap interval of a few pairs can sit above 0 by chance (4 tasks, 3
+    fixed: CI [+25, +100] pts while p = 0.25), which no reviewer should merge on.
+    """
     reasons = []
     head = review.headline
     if head is None:
@@ -607,6 +616,15 @@ def check_gate(review: RunReview, max_regressions: int = 0) -> Gate:
             f"S* does not beat S0: S* - S0 = {_points(head.paired.difference)}, 95% CI "
             f"[{_points(head.paired.ci.low)}, {_points(head.paired.ci.high)}] includes or is "
             "below 0"
+        )
+    elif head.paired.p_value >= GATE_ALPHA:
+        mde = head.paired.mde_conservative
+        reasons.append(
+            f"S* - S0 = {_points(head.paired.difference)} is not significant: exact McNemar "
+            f"p = {head.paired.p_value:.3g} (needs < {GATE_ALPHA:g}) with {head.paired.n} "
+            "paired tasks"
+            + (f"; this n detects differences of {_points(mde)} or more" if mde else "")
+            + ": evaluate on more test tasks"
         )
     broken = review.broken
     if len(broken) > max_regressions:

@@ -40,7 +40,7 @@ from toolkit.repo import SkillRepo
     "--force",
     is_flag=True,
     help="Open the PR even when the gate fails (S* not better than S0 with a paired CI above "
-    "0, or too many broken tasks); the body lists why.",
+    "0 and McNemar p < 0.05, or too many broken tasks); the body lists why.",
 )
 @click.option(
     "--force-push",
@@ -96,8 +96,9 @@ def pr(
     updates the same PR. The token comes from GITHUB_TOKEN or GH_TOKEN (needs contents and
     pull-requests write) and is never printed.
 
-    A gate refuses the PR unless the paired 95% CI of S* - S0 is above 0 and S* breaks at
-    most --max-regressions tasks that S0 passed in every seed; --force opens it anyway.
+    A gate refuses the PR unless the paired 95% CI of S* - S0 is above 0, the exact McNemar
+    p is below 0.05, and S* breaks at most --max-regressions tasks that S0 passed in every
+    seed; --force opens it anyway.
 
     \b
     Examples:
