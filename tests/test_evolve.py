@@ -284,6 +284,10 @@ def test_cli_bad_budget_and_resume_without_run_are_one_line_errors(repo: Path) -
         (["evolve", str(repo / "nope"), "--suite", "wikitq"], "does not exist"),
         (["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq",
           "--run-id", "bad name/..x"], "invalid run id 'bad name/..x'"),
+        (["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq",
+          "--evolve-split", "all"], "S* would be scored on the tasks it learned from"),
+        (["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq",
+          "--evolve-split", "test"], "--evolve-split test and --test-split test share tasks"),
     ):  # fmt: skip
         result = runner.invoke(main, [*args, "--runs-dir", runs, "--estimate"])
         assert result.exit_code == 1 and message in result.output, result.output

@@ -1314,7 +1314,7 @@ def _exists(config: EvolveConfig) -> EvolveError:
 def check_request(config: EvolveConfig) -> None:
     """The checks of a new run that need no model and write nothing (also run by
     ``--estimate``): the run id is free, the skill validates and is committed (unless
-    ``allow_dirty``), the analysts fit, the splits exist.
+    ``allow_dirty``), the analysts fit, the splits exist and share no task.
 
     Raises:
         EvolveError, SkillError, TaskError, RepoError: the first problem, in one line.
@@ -1333,6 +1333,13 @@ def check_request(config: EvolveConfig) -> None:
     suite = open_suite(config)
     for split in (config.evolve_split, config.test_split):
         suite.check_split(split)
+    splits = {config.evolve_split, config.test_split}
+    if len(splits) == 1 or "all" in splits:
+        raise EvolveError(
+            f"--evolve-split {config.evolve_split} and --test-split {config.test_split} share "
+            "tasks: S* would be scored on the tasks it learned from. Use disjoint splits "
+            "(the defaults: --evolve-split train --test-split test)"
+        )
 
 
 def _start(run: _Run, fresh: bool) -> None:

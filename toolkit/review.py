@@ -10,8 +10,9 @@ only the run-file contract's fields; files another stage has not written yet (``
 
 :func:`check_gate` and :func:`render_body` are pure. The gate refuses a PR unless the paired
 95% CI of S* - S0 lies above 0, the exact McNemar p is below 0.05, and S* breaks at most
-``max_regressions`` tasks that S0 passed in every seed. A task is *broken* when S0 passed it in every evaluated seed and S* did not,
-*fixed* when S* passed it in every seed and S0 did not.
+``max_regressions`` tasks that S0 passed in every seed. A task is *broken* when S0 passed it
+in every evaluated seed and S* did not, *fixed* when S* passed it in every seed and S0 did
+not.
 """
 
 from __future__ import annotations
