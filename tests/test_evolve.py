@@ -543,6 +543,10 @@ def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> Non
         assert "budget spent (calls 4/4) during stage rollout" in stopped.output
         assert "--resume --run-id c1" in stopped.output
         again = ["evolve", "--resume", "--run-id", "c1", "--no-progress", "--no-cache"]
+        with evolve_lock(repo.parent / "runs" / "c1"):  # another process evolves it
+            busy = runner.invoke(main, [*again, "--runs-dir", str(repo.parent / "runs")])
+        assert busy.exit_code == 1 and "already being evolved" in busy.output
+        assert "estimate" not in busy.output  # refused before the estimate
         done = runner.invoke(main, [*again, "--runs-dir", str(repo.parent / "runs")])
     assert done.exit_code == 0, done.output
     assert "estimate of what is left: about" in done.output

@@ -578,12 +578,9 @@ def evolve_lock(run_dir: Path) -> Iterator[None]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        error = _running_error(run_dir, fd)
         os.close(fd)
-        raise EvolveError(
-            f"run {run_dir.name!r} is already being evolved ({holder}); wait for it to "
-            "finish, or stop it and resume with --resume"
-        ) from None
+        raise error from None
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}\n".encode(), 0)
@@ -591,6 +588,30 @@ def evolve_lock(run_dir: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def check_not_running(run_dir: Path) -> None:
+    """Refuse at once, as :func:`evolve_lock` would, when another process evolves the run
+    (before a resume prints its estimate); takes and drops the lock, writes nothing."""
+    path = run_dir / LOCK_FILE
+    if not path.is_file():
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except BlockingIOError:
+        raise _running_error(run_dir, fd) from None
+    finally:
+        os.close(fd)
+
+
+def _running_error(run_dir: Path, fd: int) -> EvolveError:
+    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+    return EvolveError(
+        f"run {run_dir.name!r} is already being evolved ({holder}); wait for it to "
+        "finish, or stop it and resume with --resume"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1415,6 +1436,7 @@ def _run_stage(run: _Run, name: str) -> None:
 __all__ = [
     "STAGES",
     "active_stages",
+    "check_not_running",
     "check_request",
     "Budget",
     "BudgetExceeded",

@@ -253,6 +253,7 @@ def evolve(
         BudgetExceeded,
         EvolveConfig,
         EvolveError,
+        check_not_running,
         check_request,
         default_run_id,
         load_config,
@@ -272,6 +273,7 @@ def evolve(
         config = load_config(runs_dir / run_id)
         if config is None:
             raise EvolveError(f"no evolve run {run_id!r} in {runs_dir} to resume")
+        check_not_running(config.run_dir)  # before the estimate
         _refuse_changed_settings(config)
         if no_skill_baseline:  # adding the baseline changes no finished work
             config = config.model_copy(update={"no_skill_baseline": True})
