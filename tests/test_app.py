@@ -192,10 +192,11 @@ def test_pages_say_what_is_missing(runs: Path, monkeypatch: pytest.MonkeyPatch, 
     at = open_page(runs, page, monkeypatch, run=BASELINE)
     message = infos(at)
     assert BASELINE in message
+    # Commands that exist, given the run folder they take (there is no `attribute` command).
     if page == "tree":
-        assert f"run `trace2skill consolidate {BASELINE}`" in message
+        assert f"run `trace2skill consolidate {runs / BASELINE}`" in message
     if page == "attribution":
-        assert f"run `trace2skill attribute {BASELINE}`" in message
+        assert f"run `trace2skill ablate {runs / BASELINE}`" in message
 
 
 @pytest.mark.parametrize("folder", ["empty", "example"])

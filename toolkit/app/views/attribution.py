@@ -23,7 +23,7 @@ def render() -> None:
         run = ui.select_run(con)
     effects = data.attribution(folder / run)
     if effects.empty:
-        ui.missing("attribution", f"trace2skill attribute {run}")
+        ui.missing("attribution", f"trace2skill ablate {folder / run}")
         return
     kinds = [k for k in KINDS if k in set(effects["kind"])]
     kind = ui.radio("Measured by", "kind", kinds, format_func=KINDS.get)

@@ -23,7 +23,7 @@ def render() -> None:
         )
         return
     if skills.result is None:
-        ui.missing("consolidation", f"trace2skill consolidate {run}")
+        ui.missing("consolidation", f"trace2skill consolidate {folder / run}")
         return
     diffs = data.file_diff(skills.base, skills.result)
     st.caption(

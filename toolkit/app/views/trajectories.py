@@ -85,7 +85,7 @@ def _produced(run_dir, traj_id: str) -> None:
     st.subheader("Analysis and patch")
     analyses = [a for a in contract.read_analyses(run_dir) if a.trajectory_id == traj_id]
     if not analyses:
-        ui.missing("analysis of this trajectory", f"trace2skill analyse {run_dir.name}")
+        ui.missing("analysis of this trajectory", f"trace2skill analyse {run_dir}")
         return
     for a in analyses:
         st.markdown(

@@ -28,7 +28,7 @@ def render() -> None:
         run = ui.select_run(con)
     nodes = data.merge_tree(folder / run)
     if nodes.empty:
-        ui.missing("consolidation", f"trace2skill consolidate {run}")
+        ui.missing("consolidation", f"trace2skill consolidate {folder / run}")
         return
     details = data.merge_details(folder / run)
     leaves = int((nodes["kind"] == "patch").sum())
