@@ -466,6 +466,8 @@ def test_bad_replies_are_recorded_not_raised(tmp_path: Path) -> None:
     reasons = [r.reason.split(":")[0] for r in records_of(run_dir)]
     assert reasons == ["invalid-reply", "invalid-reply", "patch-rejected"]
     assert summary.kept == 0 and summary.dropped == 3
+    # An invalid reply still cost its tokens (they were counted as 0).
+    assert all(r.tokens_in > 0 and r.tokens_out > 0 for r in records_of(run_dir))
 
 
 def test_success_analyst_and_resume_redoes_nothing(tmp_path: Path) -> None:

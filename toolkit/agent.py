@@ -591,15 +591,14 @@ class Agent:
                 seed=seed + index,
                 **params,
             )
-        except ContextWindowError as exc:
-            # The conversation outgrew the context: it ends as a turn limit ends it (running
-            # the task again would meet the same wall).
-            result.stop_reason = "context_window"
-            result.error = str(exc)
-            return None
         except LLMError as exc:
-            result.stop_reason = "error"
+            # A conversation that outgrew the context ends as a turn limit ends it (running
+            # the task again would meet the same wall); another failure is an error.
+            context = isinstance(exc, ContextWindowError)
+            result.stop_reason = "context_window" if context else "error"
             result.error = str(exc)
+            result.tokens_in += exc.tokens_in
+            result.tokens_out += exc.tokens_out
             return None
         result.tokens_in += completion.tokens_in
         result.tokens_out += completion.tokens_out

@@ -40,7 +40,14 @@ class RepoError(ToolkitError):
 
 
 class LLMError(ToolkitError):
-    """An LLM call failed permanently (auth, bad request, retries exhausted)."""
+    """An LLM call failed permanently (auth, bad request, retries exhausted).
+
+    ``tokens_in`` / ``tokens_out``: what the failed call's requests used (a reply that did not
+    validate still cost its tokens), set by the gateway.
+    """
+
+    tokens_in: int = 0
+    tokens_out: int = 0
 
 
 class ContextWindowError(LLMError):

@@ -50,6 +50,8 @@ async def ask(
         text = str(exc)
         kind = "invalid-reply" if "no valid" in text else "model-error"
         out.failure = f"{kind}: {text}"
+        out.tokens_in += exc.tokens_in  # an invalid reply still cost its tokens
+        out.tokens_out += exc.tokens_out
         return None
     out.tokens_in += completion.tokens_in
     out.tokens_out += completion.tokens_out

@@ -154,9 +154,15 @@ class _FailureScope:
             return False
         call = self._call
         self._gateway._record(call, None, False, exc)
-        if isinstance(exc, LLMError):
+        error = (
+            exc
+            if isinstance(exc, LLMError)
+            else self._gateway._llm_error(call.plan, exc, call.stats)
+        )
+        error.tokens_in, error.tokens_out = call.stats.tokens_in, call.stats.tokens_out
+        if error is exc:
             return False
-        raise self._gateway._llm_error(call.plan, exc, call.stats) from None
+        raise error from None
 
 
 def _transient_types(litellm: Any) -> tuple[type[BaseException], ...]:
