@@ -585,3 +585,43 @@ def test_the_heap_is_frozen_for_the_run_only(tmp_path: Path) -> None:
     assert summary.passed == 2 and len(seen) == 4
     assert min(seen) > 1000  # the modules and litellm's state were frozen during the run
     assert gc.get_freeze_count() == 0  # and handed back to the collector after it
+
+
+_STOPPED_CHILD = """
+import sys
+from tests.test_rollout import gsm8k_agent
+from toolkit.cli import main
+from toolkit.llm import fake_model
+
+with fake_model(gsm8k_agent(), name="stop", latency=0.3) as model:
+    main([*sys.argv[1:], "--model", model], prog_name="trace2skill")
+"""
+
+
+@pytest.mark.parametrize("command", ["rollout", "eval"])
+def test_a_stopped_rollout_or_eval_says_how_to_go_on(tmp_path: Path, command: str) -> None:
+    """Found by a new-user trial: Ctrl-C or a kill printed click's bare "Aborted!"."""
+    import signal
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    args = [command, "--suite", "gsm8k", "--limit", "6", "--run-dir", str(run_dir),
+            "--protocol", "json", "--parallel", "1", "--no-progress", "--no-cache"]  # fmt: skip
+    args += ["--skill", str(ROOT / "skills" / "gsm8k-math")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRACE2SKILL_CACHE_DIR": str(tmp_path)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _STOPPED_CHILD, *args], cwd=ROOT, env=env,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    found = run_dir / ("trajectories.jsonl" if command == "rollout" else "evals")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+        p.is_file() and p.stat().st_size for p in [found, *found.rglob("*.jsonl")]
+        if found.exists()
+    ):  # fmt: skip
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 130, stderr
+    assert "Interrupted. Finished tasks are saved" in stderr and "Aborted!" not in stderr

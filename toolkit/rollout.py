@@ -358,8 +358,9 @@ async def arun_rollouts(
         (traj_path.exists() and traj_path.stat().st_size > 0)
         or (manifest is not None and stage in manifest.stages)
     ):
+        found = traj_path.name if traj_path.exists() else f"its {MANIFEST_FILE} records one"
         raise RolloutError(
-            f"{run_path} already holds a {stage} run ({traj_path.name}); pass --resume to "
+            f"{run_path} already holds a {stage} run ({found}); pass --resume to "
             "continue it, or choose a new --run-dir"
         )
     suite_obj.check_split(split)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from toolkit.cli.interrupt import interrupted
 from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
 
@@ -241,20 +242,26 @@ def eval_cmd(
 
     if not suite:
         raise EvalError("--suite is required (gsm8k, wikitq, spreadsheet or jsonl)")
-    result = _evaluate(
-        skill,
-        suite=suite,
-        split=split,
-        limit=limit,
-        seed=seed,
-        run_dir=run_dir,
-        delivery=delivery,
-        protocol=protocol,
-        parallel=parallel,
-        resamples=resamples,
-        llm_config=llm_config,
-        no_progress=no_progress,
-    )
+    try:
+        result = _evaluate(
+            skill,
+            suite=suite,
+            split=split,
+            limit=limit,
+            seed=seed,
+            run_dir=run_dir,
+            delivery=delivery,
+            protocol=protocol,
+            parallel=parallel,
+            resamples=resamples,
+            llm_config=llm_config,
+            no_progress=no_progress,
+        )
+    except KeyboardInterrupt:
+        interrupted(
+            "Finished tasks are saved; the same command again goes on from them (they are "
+            "reused, not re-run)"
+        )
     if as_json:
         click.echo(
             json.dumps(

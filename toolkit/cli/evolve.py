@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from toolkit.cli.interrupt import interrupted
 from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
 
@@ -331,12 +332,10 @@ def evolve(
         )
         sys.exit(BUDGET_EXIT)
     except KeyboardInterrupt:
-        click.echo(
-            f"Interrupted. Continue with: trace2skill evolve --resume --run-id "
-            f"{config.run_id} --runs-dir {config.runs_dir}",
-            err=True,
+        interrupted(
+            f"Continue with: trace2skill evolve --resume --run-id {config.run_id} "
+            f"--runs-dir {config.runs_dir}"
         )
-        sys.exit(130)
     if as_json:
         click.echo(summary.model_dump_json())
         return

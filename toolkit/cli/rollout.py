@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from toolkit.cli.evaluate import protocol_option
+from toolkit.cli.interrupt import interrupted
 from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
 from toolkit.tasks import Suite
@@ -103,20 +104,27 @@ def rollout_command(
     concurrency = parallel or (
         llm_config.concurrency if given else default_concurrency(llm_config.model)
     )
-    summary = run_rollouts(
-        suite,
-        split,
-        skill_path,
-        run_dir=run_dir,
-        seed=seed,
-        concurrency=concurrency,
-        limit=limit,
-        delivery=delivery,
-        resume=resume,
-        progress=not no_progress,
-        agent_config=AgentConfig(max_turns=max_turns, temperature=temperature, protocol=protocol),
-        llm_config=llm_config,
-    )
+    try:
+        summary = run_rollouts(
+            suite,
+            split,
+            skill_path,
+            run_dir=run_dir,
+            seed=seed,
+            concurrency=concurrency,
+            limit=limit,
+            delivery=delivery,
+            resume=resume,
+            progress=not no_progress,
+            agent_config=AgentConfig(
+                max_turns=max_turns, temperature=temperature, protocol=protocol
+            ),
+            llm_config=llm_config,
+        )
+    except KeyboardInterrupt:
+        interrupted(
+            f"Finished tasks are saved in {run_dir}; run the same command with --resume to continue"
+        )
     if as_json:
         click.echo(summary.model_dump_json())
         return
