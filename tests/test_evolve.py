@@ -531,6 +531,39 @@ def test_second_evolve_of_a_running_run_is_refused(repo: Path, tmp_path: Path) -
     assert git(repo, "for-each-ref", "refs/heads/t2s") == ""
 
 
+def test_a_stopped_run_folder_resumes_in_another_clone(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a new-user trial: a run stopped by its budget had no refs.bundle (the last
+    stage writes it), so its folder, uploaded by CI, could not be resumed elsewhere."""
+    args = ["evolve", "skills/wikitq-table-qa", "--suite", "wikitq", "--evolve-limit", "6",
+            "--test-limit", "4", "--runs-dir", "runs", "--run-id", "c2", "--parallel", "1",
+            "--no-cache", "--protocol", "json", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    monkeypatch.chdir(repo)
+    with method("evolve-elsewhere") as model:
+        stopped = CliRunner().invoke(main, [*args, "--model", model, "--budget", "calls=8"])
+    assert stopped.exit_code == 3, stopped.output
+    assert (repo / "runs" / "c2" / "refs.bundle").is_file()
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))  # t2s refs stay remote branches there
+    shutil.copytree(repo / "runs" / "c2", clone / "runs" / "c2")
+    monkeypatch.chdir(clone)
+    again = ["evolve", "--resume", "--run-id", "c2", "--runs-dir", "runs", "--no-progress"]
+    with method("evolve-elsewhere") as model:
+        resumed = CliRunner().invoke(main, [*again, "--model", model, "--no-cache"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "imported the run's refs from runs/c2/refs.bundle" in resumed.stderr
+    assert git(clone, "rev-parse", "t2s/c2/result")
+    other = tmp_path / "other"  # a clone given the folder without its bundle: told so
+    git(tmp_path, "clone", "-q", str(repo), str(other))
+    shutil.copytree(repo / "runs" / "c2", other / "runs" / "c2")
+    (other / "runs" / "c2" / "refs.bundle").unlink()
+    monkeypatch.chdir(other)
+    lost = CliRunner().invoke(main, again)
+    assert lost.exit_code == 1 and "has no refs of run 'c2'" in lost.output
+    assert "has no refs.bundle: resume in the repository the run was made in" in lost.output
+
+
 def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     args = ["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq",

@@ -1309,6 +1309,7 @@ def evolve(
                 _start(run, fresh)
             else:
                 say(f"resuming run {config.run_id} in {run_dir}")
+                _import_refs(run)
             stages = active_stages(config)
             for index, name in enumerate(stages, start=1):
                 if run.stats[name].status == "done" and name != "summary":
@@ -1321,8 +1322,37 @@ def evolve(
                 _run_stage(run, name)
             _record(run, "done")
             return _write_summary(run)  # with the figures of the stages after the summary
+        except BaseException:
+            # A stopped run's folder carries its refs, so it resumes elsewhere (a CI
+            # artifact): the bundle stage would only write them at the very end.
+            with contextlib.suppress(Exception):
+                if run.run_dir.is_dir() and run.base_ref in run.repo.run_refs(config.run_id):
+                    _stage_bundle(run)
+            raise
         finally:
             run.repo.close()
+
+
+def _import_refs(run: _Run) -> None:
+    """On a resume in a repository without the run's refs (the folder came from elsewhere),
+    import them from the folder's ``refs.bundle``.
+
+    Raises:
+        EvolveError: the refs are missing here and the folder has no bundle.
+    """
+    from toolkit.repo import import_bundle
+
+    if run.base_ref in run.repo.run_refs(run.config.run_id):
+        return
+    bundle = run.run_dir / REFS_BUNDLE
+    if not bundle.is_file():
+        raise EvolveError(
+            f"{run.repo.root} has no refs of run {run.config.run_id!r} (t2s/"
+            f"{run.config.run_id}/...) and {run.run_dir} has no {REFS_BUNDLE}: resume in the "
+            "repository the run was made in"
+        )
+    import_bundle(run.repo, bundle)
+    run.echo(f"imported the run's refs from {bundle}")
 
 
 def _exists(config: EvolveConfig) -> EvolveError:
