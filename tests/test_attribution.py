@@ -331,8 +331,12 @@ def test_cli_ablate_defaults_to_the_runs_own_agent(tmp_path):
     out = CliRunner().invoke(main, [*args, "--split", "all", "--dry-run"])
     assert out.exit_code == 0, out.output
     assert "model fake/the-runs-model" in out.output
+    # Another model would mix its figures with the run's in the report (a new-user trial
+    # saw an edit's -20 pp from the 1.5B replaced by a fake model's +0 pp).
     out = CliRunner().invoke(main, [*args, "--split", "all", "--dry-run", "--model", "fake/x"])
-    assert "model fake/x" in out.output
+    assert out.exit_code == 1 and "made and evaluated with fake/the-runs-model" in out.output
+    same = [*args, "--split", "all", "--dry-run", "--model", "fake/the-runs-model"]
+    assert CliRunner().invoke(main, same).exit_code == 0
 
 
 def test_usage_table_says_so_when_no_section_was_used():

@@ -522,8 +522,17 @@ def ablate(
             else suite
         )
         config = llm_config or LLMConfig.from_env()
-        # The run's own agent by default: versions are compared under the agent that made S*.
-        model_name = model or stage_value(context.manifest, "model") or config.model
+        # The run's own agent: versions are compared under the agent that made S*. Another
+        # model's records would sit beside the run's in its report and PR as if comparable.
+        recorded_model = stage_value(context.manifest, "model")
+        if model and recorded_model and model != recorded_model:
+            raise AttributionError(
+                f"run {context.run} was made and evaluated with {recorded_model}; ablating "
+                f"it with {model} would mix the two models' figures in its report. Leave "
+                "--model (and $TRACE2SKILL_MODEL) out, or compare skills under another model "
+                "with trace2skill compare"
+            )
+        model_name = model or recorded_model or config.model
         delivery = delivery or stage_value(context.manifest, "delivery")
         if agent_config is None and stage_value(context.manifest, "protocol"):
             agent_config = AgentConfig(protocol=stage_value(context.manifest, "protocol"))
