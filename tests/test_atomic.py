@@ -16,6 +16,17 @@ def test_write_atomic_replaces_and_encodes(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
 
 
+def test_a_new_file_is_0644_and_a_replaced_one_keeps_its_mode(tmp_path: Path) -> None:
+    """manifest.json and splits.json were 0600 (the temp file's mode), the run's other files
+    0644 (found by a new-user trial)."""
+    fresh = tmp_path / "manifest.json"
+    write_atomic(fresh, "{}")
+    assert fresh.stat().st_mode & 0o777 == 0o644
+    fresh.chmod(0o640)
+    write_atomic(fresh, "{ }")
+    assert fresh.stat().st_mode & 0o777 == 0o640
+
+
 def test_failed_replace_keeps_old_file_and_leaves_no_temp(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
