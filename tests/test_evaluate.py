@@ -445,7 +445,7 @@ def test_cli_eval_and_compare_print_the_figures(e2e):
     result = load_eval(e2e["run"] / "evals" / "none" / "test.jsonl")
     rate = result.summary.pass_rate
     expected = (
-        f"pass rate {rate.rate:.2f} [{rate.ci.low:.2f}, {rate.ci.high:.2f}] (n=9), "
+        f"pass rate {rate.rate:.2f}, bootstrap 95% [{rate.ci.low:.2f}, {rate.ci.high:.2f}] (n=9), "
         f"MDE at this n: {result.mde:.2f}"
     )
     assert expected in out.stdout

@@ -25,6 +25,8 @@ def test_ask_prints_reply(runner: CliRunner) -> None:
     result = runner.invoke(main, ["llm", "ask", "hello there", "--model", "fake/echo"])
     assert result.exit_code == 0, result.output
     assert result.output == "hello there\n"
+    empty = runner.invoke(main, ["llm", "ask", " ", "--model", "fake/echo"])
+    assert empty.exit_code == 1 and "the prompt is empty" in empty.output
 
 
 def test_ask_with_system_and_no_cache(runner: CliRunner) -> None:

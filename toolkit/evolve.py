@@ -965,11 +965,13 @@ def _stage_analyse(run: _Run) -> None:
     run.stats["analyse"].units = summary.trajectories
     if summary.kept == 0:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.reasons.items())) or "none"
-        other = "" if cfg.error_analyst == "single" else " or --error-analyst single"
+        levers = ["a stronger --author-model", "more evolve tasks"]
+        if cfg.error_analyst != "single":
+            levers.append("--error-analyst single")
         raise EvolveError(
             f"no analysis passed the quality gate ({summary.dropped} dropped: {reasons}); "
             f"nothing to consolidate. See {run.run_dir}/analyses.jsonl; a new run (another "
-            f"--run-id) with a stronger --author-model, more evolve tasks{other} may help"
+            f"--run-id) with {', '.join(levers[:-1])} or {levers[-1]} may help"
         )
 
 

@@ -41,9 +41,11 @@ def _eval_lines(result: EvalResult) -> list[str]:
     if rate.rate is None:
         head = f"pass rate n/a (n=0), MDE at this n: {mde}"
     else:
+        # Two intervals, each named: at 0/n or n/n the bootstrap's collapses to a point,
+        # Wilson's does not.
         head = (
-            f"pass rate {_fmt(rate.rate)} [{_fmt(rate.ci.low)}, {_fmt(rate.ci.high)}] "
-            f"(n={s.n}), MDE at this n: {mde}"
+            f"pass rate {_fmt(rate.rate)}, bootstrap 95% [{_fmt(rate.ci.low)}, "
+            f"{_fmt(rate.ci.high)}] (n={s.n}), MDE at this n: {mde}"
         )
     return [
         f"{s.suite}/{s.split}  {_skill_label(s.skill, s.skill_commit)}  model {s.model}  "
@@ -56,7 +58,11 @@ def _eval_lines(result: EvalResult) -> list[str]:
         *(
             [
                 f"{s.cached_tasks} of {s.n} tasks replayed from the response cache; "
-                f"model time {_fmt(s.seconds_per_fresh_task, 1)} s per uncached task"
+                + (
+                    f"model time {_fmt(s.seconds_per_fresh_task, 1)} s per uncached task"
+                    if s.seconds_per_fresh_task is not None
+                    else "no task was run afresh"
+                )
             ]
             if s.cached_tasks
             else []

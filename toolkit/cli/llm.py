@@ -127,8 +127,11 @@ def ask(
       trace2skill llm ask "hi" --model openai/gpt-4o-mini --no-cache
       trace2skill llm ask "hi" --model fake/echo --system "Be brief."
     """
+    from toolkit.errors import LLMError
     from toolkit.llm.gateway import Gateway
 
+    if not prompt.strip():
+        raise LLMError("the prompt is empty: give the question to ask")
     response_model = _response_model(schema)
     messages: list[dict[str, Any]] = []
     if system:
