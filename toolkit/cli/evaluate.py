@@ -83,8 +83,12 @@ def _compare_lines(comparison: Comparison) -> list[str]:
             f"B - A: {p.difference:+.2f} [{p.ci.low:+.2f}, {p.ci.high:+.2f}] (n={p.n} pairs), "
             f"p={p.p_value:.4g} (exact McNemar)"
         )
-    mde = "none (n < 4)" if p.mde is None else _fmt(p.mde)
-    mde_cons = "none (n < 4)" if p.mde_conservative is None else _fmt(p.mde_conservative)
+    if p.mde is None and p.mde_conservative is None:
+        mde_line = "MDE at this n: none (too few pairs to detect any difference)"
+    else:
+        mde = "none" if p.mde is None else _fmt(p.mde)
+        mde_cons = "none" if p.mde_conservative is None else _fmt(p.mde_conservative)
+        mde_line = f"MDE at this n: {mde} (observed discordance), {mde_cons} (discordance 0.5)"
     return [
         f"{comparison.suite}/{comparison.split}",
         f"A: {_skill_label(a.skill, a.skill_commit)} ({a.model}, seed {a.seed}, {a.delivery}) "
@@ -94,7 +98,7 @@ def _compare_lines(comparison: Comparison) -> list[str]:
         head,
         f"discordant: only A passed {p.only_a}, only B passed {p.only_b}; "
         f"both passed {p.both_pass}, both failed {p.both_fail}",
-        f"MDE at this n: {mde} (observed discordance), {mde_cons} (discordance 0.5)",
+        mde_line,
         f"dropped: {len(comparison.dropped)} ({only_a} only in A, {only_b} only in B)",
     ]
 
