@@ -374,7 +374,9 @@ class BudgetExecutor(Executor):
             raise
         if spent:
             stage = self.stage()
-            raise BudgetExceeded(f"budget spent ({spent[0]}) during stage {stage}", stage)
+            # Said after the units in flight finished: what was spent in the end.
+            why = self.meter.exceeded() or spent[0]
+            raise BudgetExceeded(f"budget spent ({why}) during stage {stage}", stage)
         return results
 
 
