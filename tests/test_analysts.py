@@ -295,6 +295,20 @@ def test_insert_with_a_made_up_anchor_is_appended_to_its_section() -> None:
     )
 
 
+def test_a_copy_of_the_trajectory_is_no_lesson() -> None:
+    """The real WikiTQ run's 1.5B appended its prompt's step list to the skill, three edits of
+    '--- step 1 ---\nthought: \naction: python {...'."""
+    from toolkit.analysts.prompts import copies_trajectory
+
+    copied = '\n--- step 1 ---\nthought: \naction: python {"code": "print(df)"}'
+    assert copies_trajectory(copied) and copies_trajectory("VERDICT: FAIL (wrong)")
+    assert not copies_trajectory("- End with a FINAL ANSWER: line; check each step's output.")
+    skill = load_skill(ROOT / "skills" / "gsm8k-math")
+    checked = check_patch(PatchReply.model_validate(patch_reply(copied)), skill, [], "a1")
+    assert checked.patch is None and checked.reason is not None
+    assert checked.reason.startswith("copies-trajectory: it copies the analysed trajectory")
+
+
 def test_an_anchor_copied_from_another_section_goes_to_that_section() -> None:
     """The real WikiTQ run: a replace of the worked example's line, aimed at the loading
     section, was rejected and the lesson lost."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolkit.analysts.leaks import leaked_values
+from toolkit.analysts.prompts import copies_trajectory
 from toolkit.analysts.records import AnalysisRecord, DroppedEdit
 from toolkit.analysts.replies import PatchReply, edit_dicts
 from toolkit.analysts.specific import task_literals, task_names
@@ -68,7 +69,7 @@ def _as_patch(reply: PatchReply, edits: Sequence[dict[str, object]]) -> Patch:
 #: Edits that only add text (a restatement adds nothing).
 ADDITIVE_OPS = ("insert_after", "insert_before", "append_to_section", "add_section")
 #: Drop reasons about what an edit says (a patch that loses every edit to one says so).
-CONTENT_REASONS = ("answer-leak", "already-in-skill", "task-specific")
+CONTENT_REASONS = ("answer-leak", "already-in-skill", "task-specific", "copies-trajectory")
 #: Shortest line of an edit that is compared with the skill's text (shorter ones say little).
 RESTATED_MIN_CHARS = 16
 
@@ -112,6 +113,10 @@ def check_patch(
         if edit.get("op") in ADDITIVE_OPS and restates_skill(content, skill):
             message = "every line of its content is already in the skill"
             dropped.append(DroppedEdit(index=index, reason="already-in-skill", message=message))
+            continue
+        if copies_trajectory(content):
+            message = "it copies the analysed trajectory's steps, not a lesson from them"
+            dropped.append(DroppedEdit(index=index, reason="copies-trajectory", message=message))
             continue
         quoted = task_literals(content, data_text, skill_texts)
         named = [] if quoted else task_names(content, data_text, skill_texts)

@@ -8,6 +8,7 @@ long trajectory and a full SKILL.md still fit an 8k context.
 from __future__ import annotations
 
 import json
+import re
 
 from toolkit.analysts.leaks import mask_values
 from toolkit.analysts.replies import MAX_EDITS, MAX_LESSONS
@@ -34,6 +35,21 @@ def render_skill(skill: Skill) -> str:
     ids = "\n".join(f"- {s.id}: {s.heading}" for s in skill.doc.headed_sections)
     text = _cut("\n".join(parts), MAX_SKILL_CHARS)
     return f"{text}\n===== section ids of {SKILL_MD} =====\n{ids}"
+
+
+#: Lines of :func:`render_trajectory`'s own format: an edit holding one copied the prompt.
+_RENDERED = re.compile(
+    r"^\s*(--- step \d+ ---|(thought|action|observation):\s|(STOP REASON|VERDICT|GOLD ANSWER): "
+    r"|AGENT STEPS:|TASK \()",
+    re.MULTILINE,
+)
+
+
+def copies_trajectory(content: str) -> bool:
+    """True when ``content`` holds a line of the trajectory as the analyst was shown it
+    (``--- step 1 ---``, ``action: python {...``): the real WikiTQ run's 1.5B appended its
+    prompt's step list to the skill as a "lesson"."""
+    return bool(_RENDERED.search(content))
 
 
 def render_trajectory(trajectory: Trajectory, *, show_gold: bool) -> str:
