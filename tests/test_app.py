@@ -278,3 +278,18 @@ def test_a_run_made_on_another_machine_shows_its_skill_from_its_bundle(tmp_path)
     again = app_data.run_skills(runs, "example-wikitq", stages)
     assert again is not None and again.result_commit == skills.result_commit
     assert (skills.repo_path / ".bundle-stamp").stat().st_mtime_ns == stamp  # made once
+
+
+def test_runs_table_rates_one_split_not_a_pool(tmp_path: Path) -> None:
+    """Found by a new-user trial: a run evaluated on train and test showed one pooled n."""
+    from toolkit.trajectory import append_jsonl, read_trajectories
+
+    runs = make_runs(tmp_path)
+    evals = runs / RUN / "evals" / "trajectories.jsonl"
+    s0 = read_trajectories(evals).records[0]
+    extra = s0.model_copy(update={"id": "train-" + s0.id[:10], "split": "train", "task_id": "x"})
+    append_jsonl(evals, extra)
+    data.refresh_index(runs)
+    with data.open_index(runs) as con:
+        table = data.runs_table(con, runs)
+    assert table.set_index("run").loc[RUN, "S0"].endswith("n=6")  # the test split's six

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -432,12 +433,16 @@ def _outcomes(con: duckdb.DuckDBPyConnection, run_id: str, commit: str | None) -
         return []
     for origin in ("eval", "rollout"):
         rows = con.execute(
-            """SELECT passed FROM trajectories WHERE run_id = ? AND skill_commit = ?
+            """SELECT split, passed FROM trajectories WHERE run_id = ? AND skill_commit = ?
                AND origin = ? ORDER BY id""",
             [run_id, commit, origin],
         ).fetchall()
         if rows:
-            return [bool(p) for (p,) in rows]
+            # One split, not a pool of several: the test split when evaluated there, else
+            # the split with the most trajectories.
+            counts = Counter(split for split, _ in rows)
+            split = "test" if "test" in counts else counts.most_common(1)[0][0]
+            return [bool(p) for s, p in rows if s == split]
     return []
 
 
