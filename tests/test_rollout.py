@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -625,3 +626,33 @@ def test_a_stopped_rollout_or_eval_says_how_to_go_on(tmp_path: Path, command: st
     _, stderr = child.communicate(timeout=60)
     assert child.returncode == 130, stderr
     assert "Interrupted. Finished tasks are saved" in stderr and "Aborted!" not in stderr
+
+
+def test_rollouts_of_a_committed_skill_name_it_for_analyse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a new-user trial: `analyse` of rollouts made with --skill REV:PATH said the
+    run did not record its skill."""
+    from tests.repo_helpers import git
+
+    repo = tmp_path / "repo"
+    shutil.copytree(GSM8K_SKILL, repo / "skills" / "gsm8k-math")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-qm", "s0")
+    monkeypatch.chdir(repo)
+    with fake_model(gsm8k_agent(), name="rollout-rev") as model:
+        out = CliRunner().invoke(
+            main,
+            ["rollout", "--skill", "HEAD:skills/gsm8k-math", "--suite", "gsm8k", "--limit", "1",
+             "--run-dir", str(tmp_path / "run"), "--model", model, "--protocol", "json",
+             "--no-cache", "--no-progress"],
+        )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    manifest = read_manifest(tmp_path / "run")
+    assert manifest.stages["rollout"].config["skill_source"] == "HEAD:skills/gsm8k-math"  # type: ignore[union-attr]
+    analysed = CliRunner().invoke(
+        main, ["analyse", str(tmp_path / "run"), "--author-model", "fake/echo"]
+    )
+    assert analysed.exit_code == 1
+    assert "read the skill from git (HEAD:skills/gsm8k-math)" in analysed.output

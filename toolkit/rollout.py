@@ -274,6 +274,9 @@ class RolloutConfig(BaseModel):
     agent: AgentConfig
     skill_name: str | None = None
     skill_path: str | None = None
+    skill_source: str | None = Field(
+        None, description="The REV:PATH the skill was read from when it was no folder."
+    )
     skill_commit: str
     trajectories: str = Field(description="The trajectories file, relative to the run folder.")
 
@@ -399,6 +402,9 @@ async def arun_rollouts(
         agent=(agent_config or AgentConfig()).model_copy(update={"delivery": delivery}),
         skill_name=skill_obj.name if skill_obj else None,
         skill_path=str(skill_obj.root) if skill_obj and skill_obj.root else None,
+        skill_source=(
+            str(skill) if skill_obj and not skill_obj.root and isinstance(skill, str) else None
+        ),
         skill_commit=skill_commit(skill_obj),
         trajectories=os.path.relpath(traj_path, run_path),
     )

@@ -84,11 +84,19 @@ def _skill_folder(run_dir: Path, config: AnalyseConfig) -> Path:
     if config.skill_path:
         return Path(config.skill_path)
     manifest = read_manifest(run_dir)
+    source = None
     for stage in ("rollout", "import"):
         record = manifest.stages.get(stage) if manifest else None
         recorded = record.config.get("skill_path") if record else None
         if recorded:
             return Path(recorded)
+        source = source or (record.config.get("skill_source") if record else None)
+    if source:
+        raise AnalyseError(
+            f"{run_dir}'s rollouts read the skill from git ({source}), not from a folder: pass "
+            "--skill FOLDER holding that version (patches are made against a folder; a "
+            "different version is refused)"
+        )
     raise AnalyseError(
         f"{run_dir} does not record which skill its trajectories used: pass --skill FOLDER"
     )
