@@ -595,6 +595,9 @@ def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> Non
         "S* - S0 (paired): +0.50" in done.output and "result branch: t2s/c1/result" in done.output
     )
     assert "support   1" in done.output
+    # Each top edit shows its text: rows of one op and section looked identical.
+    assert re.search(r"support +1 +append_to_section +SKILL.md > table-qa/pitfalls: - \w+ ",
+                     done.output)  # fmt: skip
     assert "no skill" not in done.output
     # Settings are the run's: an option that would change one is refused, not ignored.
     changed = runner.invoke(

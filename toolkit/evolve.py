@@ -653,6 +653,7 @@ class EditSupport(BaseModel):
     target_section: str | None
     support: int
     sources: list[str]
+    text: str = Field("", description="The edit's first line of text, shortened.")
 
 
 class PairedScore(BaseModel):
@@ -745,6 +746,11 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _first_line(text: str, width: int = 60) -> str:
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
 def top_edits(run_dir: Path, patch_id: str | None, limit: int = 10) -> list[EditSupport]:
     """The final patch's edits, highest support first: op and place from
     ``patches/<id>.json``, leaf sources and support from the merge that made it
@@ -773,6 +779,7 @@ def top_edits(run_dir: Path, patch_id: str | None, limit: int = 10) -> list[Edit
                 file=edit.file,
                 target_section=edit.target_section,
                 support=int(known.get("support") or len(sources) or 1),
+                text=_first_line(edit.content or edit.old_text or ""),
                 sources=sources,
             )
         )

@@ -91,7 +91,7 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
         lines.append("top edits by support:")
         for e in s.top_edits[:5]:
             where = f"{e.file}" + (f" > {e.target_section}" if e.target_section else "")
-            lines.append(f"  support {e.support:>3}  {e.op:<18} {where}")
+            lines.append(f"  support {e.support:>3}  {e.op:<18} {where}: {e.text}")
     lines.append("stage         status       wall s   calls  cached   tokens")
     for name, st in s.stages.items():
         lines.append(
