@@ -235,6 +235,10 @@ def test_quotes_of_the_tasks_data_are_task_specific(tmp_path: Path) -> None:
     assert task_literals("Skip 'Total' rows; 'Won' means a win.", data, skill_texts) == []
     assert task_literals("Questions like 'which award' need a max.", data, skill_texts) == []
     assert task_literals("Filter on 'Award'.", "", skill_texts) == []  # no data: no check
+    # Code spans quote too (the real run: "The `Country` and `Metropolitan area` columns");
+    # a span of code is in no table.
+    spans = "The `Saturn Award` rows; check `df.columns` first."
+    assert task_literals(spans, data, skill_texts) == ["Saturn Award"]
     source = tmp_path / "t.csv"
     source.write_text(table)
     from_disk = Task(id="t2", suite="wikitq", split="train", question="q", answers=["x"],

@@ -4,11 +4,11 @@ Small analysts write lessons that only fit the table they just saw: the embedded
 "Print the number of times the Award 'Best Actor: Drama' has been nominated." and a pitfall
 about filtering 'brazil' (`runs/example-wikitq`). Such a line helps no other task and costs
 every later one its length. :func:`task_literals` finds them by what they quote: a quoted
-text ('...', "..." or “...”) of at least 4 characters with a letter in it, found in the
-task's own input files (case-insensitive, on word boundaries) and nowhere in the skill. The
-question is not searched: a method may well quote a phrase such questions use ('per week');
-only the task's data makes a quote specific. Tasks without text files (GSM8K) are never
-filtered.
+text ('...', "...", “...” or a `code span`) of at least 4 characters with a letter in it,
+found in the task's own input files (case-insensitive, on word boundaries) and nowhere in
+the skill. The question is not searched: a method may well quote a phrase such questions use
+('per week'); only the task's data makes a quote specific. Tasks without text files (GSM8K)
+are never filtered.
 
 Names need no quotes: the real WikiTQ run's first kept lesson was code comparing
 ``bo_grahn_date``, for the athlete Bo Grahn of the table it analysed. :func:`task_names`
@@ -31,8 +31,11 @@ MIN_LITERAL_CHARS = 4
 MAX_TASK_TEXT_CHARS = 2_000_000
 _TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".jsonl", ".md", ".html", ".htm", ".xml")
 # A quote opens and closes off a word, so apostrophes ("the agent's code doesn't") are no quote.
+# Backticks too: the real WikiTQ run's 1.5B wrote "The `Country`, `Goals`, and `Metropolitan
+# area` columns are assumed to be present" (code spans such as `df.columns` are in no table).
 _QUOTED = re.compile(
     r"(?<!\w)'([^'\n]{1,120})'(?!\w)|(?<!\w)\"([^\"\n]{1,120})\"(?!\w)|“([^”\n]{1,120})”"
+    r"|`([^`\n]{1,120})`"
 )
 
 
