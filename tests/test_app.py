@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from tests.app_fixtures import BASELINE, RUN, make_runs
@@ -32,6 +33,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def open_page(runs_dir: Path, page: str, monkeypatch: pytest.MonkeyPatch, **params: str) -> AppTest:
     """Open ``page`` fresh, as a browser opening its URL with the query ``params`` would."""
     monkeypatch.setenv("TRACE2SKILL_RUNS_DIR", str(runs_dir))
+    # As `trace2skill app` serves it (cli.app.streamlit_command): no magic, whose ast.parse
+    # in the script thread hit CPython 3.11.7's gh-106905 in a CI run.
+    config.set_option("runner.magicEnabled", False)
     at = AppTest.from_file(str(VIEWS / f"{page}.py"), default_timeout=60)
     at.query_params.update(params)
     at.run()

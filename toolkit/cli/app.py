@@ -30,6 +30,11 @@ def streamlit_command(port: int, host: str, browser: bool) -> list[str]:
         "false" if browser else "true",
         "--browser.gatherUsageStats",
         "false",
+        # Magic (bare expressions shown) parses every page with ast.parse in its session's
+        # thread; on CPython 3.11.7 concurrent AST conversions can fail with "AST constructor
+        # recursion depth mismatch" (gh-106905). The pages call st.* explicitly.
+        "--runner.magicEnabled",
+        "false",
     ]
 
 
