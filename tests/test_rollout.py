@@ -599,8 +599,13 @@ with fake_model(gsm8k_agent(), name="stop", latency=0.3) as model:
 """
 
 
-@pytest.mark.parametrize("command", ["rollout", "eval"])
-def test_a_stopped_rollout_or_eval_says_how_to_go_on(tmp_path: Path, command: str) -> None:
+@pytest.mark.parametrize(
+    ("command", "sig", "code", "word"),
+    [("rollout", "SIGTERM", 143, "Terminated"), ("eval", "SIGINT", 130, "Interrupted")],
+)
+def test_a_stopped_rollout_or_eval_says_how_to_go_on(
+    tmp_path: Path, command: str, sig: str, code: int, word: str
+) -> None:
     """Found by a new-user trial: Ctrl-C or a kill printed click's bare "Aborted!"."""
     import signal
     import sys
@@ -622,10 +627,10 @@ def test_a_stopped_rollout_or_eval_says_how_to_go_on(tmp_path: Path, command: st
         if found.exists()
     ):  # fmt: skip
         time.sleep(0.05)
-    child.send_signal(signal.SIGTERM)
+    child.send_signal(getattr(signal, sig))
     _, stderr = child.communicate(timeout=60)
-    assert child.returncode == 130, stderr
-    assert "Interrupted. Finished tasks are saved" in stderr and "Aborted!" not in stderr
+    assert child.returncode == code, stderr
+    assert f"{word}. Finished tasks are saved" in stderr and "Aborted!" not in stderr
 
 
 def test_rollouts_of_a_committed_skill_name_it_for_analyse(

@@ -35,11 +35,10 @@ def _stop_on_terminate() -> None:
     Ctrl-C does: a running stage records itself interrupted, files stay whole, and the
     command says how to resume. Without it Python dies at once and the run reads as running."""
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    from toolkit.cli.interrupt import terminate
 
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
+        signal.signal(signal.SIGTERM, terminate)
 
 
 _VERBOSE_FLAGS = ("-v", "--verbose")

@@ -238,7 +238,8 @@ def evolve(
     setting: Deepening from SKILL, +Error with the agentic analyst, parallel consolidation.
     A run stopped by Ctrl-C, a kill or --budget continues with --resume --run-id RUN
     (settings come from the run; a new --budget, --parallel or --no-skill-baseline may be
-    given, an option that would change a setting is refused). Exit code 3: budget spent.
+    given, an option that would change a setting is refused). Exit code 3: budget spent;
+    130 or 143: stopped by Ctrl-C or a kill (resumable).
 
     \b
     Examples:
