@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from toolkit.atomic import write_atomic
 from toolkit.errors import ToolkitError, ToolkitNotice
 from toolkit.executor import Executor, LocalExecutor
-from toolkit.runs import CALLS_FILE, REFS_BUNDLE
+from toolkit.runs import CALLS_FILE, REFS_BUNDLE, read_jsonl_dicts
 
 if TYPE_CHECKING:
     from toolkit.evaluate import Comparison, EvalResult
@@ -435,7 +435,7 @@ def measured_rates(run_dir: Path, assumed: Rates) -> Rates:
     for kind, name in (("analysis", ANALYSES_FILE), ("merge", MERGES_FILE)):
         spans = [
             float(r["ended_at"]) - float(r["started_at"])
-            for r in _call_records(run_dir / name)
+            for r in read_jsonl_dicts(run_dir / name)
             if r.get("tokens_in") and r.get("started_at") and r.get("ended_at")
         ]
         if spans:
@@ -444,7 +444,7 @@ def measured_rates(run_dir: Path, assumed: Rates) -> Rates:
         update["unit_seconds"] = {k: round(v, 1) for k, v in unit_seconds.items()}
     calls = [
         c
-        for c in _call_records(run_dir / CALLS_FILE)
+        for c in read_jsonl_dicts(run_dir / CALLS_FILE)
         if not c.get("cache_hit") and not c.get("error") and c.get("model_requests")
     ]
     if calls:
@@ -453,17 +453,6 @@ def measured_rates(run_dir: Path, assumed: Rates) -> Rates:
         seconds = sum(float(c.get("latency_s") or 0.0) for c in calls) / len(calls)
         update["seconds_per_call"] = round(seconds, 1)
     return assumed.model_copy(update={**update, "measured": bool(update)})
-
-
-def _call_records(path: Path) -> Iterator[dict[str, Any]]:
-    if not path.exists():
-        return
-    with path.open("rb") as handle:
-        for line in handle:
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if isinstance(record, dict):
-                    yield record
 
 
 class StageEstimate(BaseModel):
@@ -735,17 +724,6 @@ def flips(s0: EvalResult, result: EvalResult) -> tuple[list[str], list[str]]:
     return gained, lost
 
 
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    """The complete lines of a run JSONL file as dicts (a torn last line is skipped)."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        with contextlib.suppress(ValueError):
-            rows.append(json.loads(line))
-    return rows
-
-
 def _first_line(text: str, width: int = 60) -> str:
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     return line if len(line) <= width else line[: width - 3] + "..."
@@ -764,7 +742,11 @@ def top_edits(run_dir: Path, patch_id: str | None, limit: int = 10) -> list[Edit
         return []
     patch = load_patch(path)
     merge = next(
-        (m for m in reversed(_jsonl(run_dir / "merges.jsonl")) if m.get("patch_id") == patch_id),
+        (
+            m
+            for m in reversed(read_jsonl_dicts(run_dir / "merges.jsonl"))
+            if m.get("patch_id") == patch_id
+        ),
         None,
     )
     provenance = {e.get("id"): e for e in (merge or {}).get("edits") or []}
@@ -1079,8 +1061,8 @@ def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
     s0, result = run.values["s0"], run.values["result"]
     none = run.values.get("none")
     refs = run.repo.run_refs(run.config.run_id)
-    analyses = _jsonl(run.run_dir / "analyses.jsonl")
-    merges = _jsonl(run.run_dir / "merges.jsonl")
+    analyses = read_jsonl_dicts(run.run_dir / "analyses.jsonl")
+    merges = read_jsonl_dicts(run.run_dir / "merges.jsonl")
     manifest = read_manifest(run.run_dir)
     consolidate = manifest.stages.get("consolidate") if manifest else None
     final_patch = (consolidate.counts.get("final_patch_id") if consolidate else None) or None
@@ -1211,7 +1193,7 @@ def finished_units(config: EvolveConfig) -> dict[str, float]:
     if (run_dir / TRAJECTORIES_FILE).exists():
         rollouts = read_trajectories(run_dir / TRAJECTORIES_FILE).records
         done.setdefault("rollout", sum(t.stop_reason != "error" for t in rollouts))
-    done.setdefault("analyse", sum(1 for _ in _call_records(run_dir / ANALYSES_FILE)))
+    done.setdefault("analyse", len(read_jsonl_dicts(run_dir / ANALYSES_FILE)))
     evals = eval_trajectories_path(run_dir)
     if not evals.exists():
         return done

@@ -169,6 +169,21 @@ def _span(record: StageRecord) -> tuple[datetime | None, datetime | None]:
     return start, end
 
 
+def read_jsonl_dicts(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file; a torn or corrupt line is skipped (append-only files)."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            rows.append(value)
+    return rows
+
+
 def read_manifest(run_dir: str | Path) -> Manifest | None:
     """The run's manifest, or None when there is none yet. A stage recorded as running whose
     process is gone from this machine reads as interrupted (:meth:`StageRecord.settle`).
@@ -376,6 +391,7 @@ __all__ = [
     "StageSpec",
     "Unit",
     "now_iso",
+    "read_jsonl_dicts",
     "read_manifest",
     "stage_times",
     "run_epoch",

@@ -9,7 +9,6 @@ options given by the caller win over what the manifest says.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from toolkit.errors import ToolkitError
 from toolkit.patch import Patch
 from toolkit.repo import SkillRepo, open_run_repo
 from toolkit.repo.trailers import parse_trailers
-from toolkit.runs import REFS_BUNDLE, Manifest, read_manifest
+from toolkit.runs import REFS_BUNDLE, Manifest, read_jsonl_dicts, read_manifest
 from toolkit.skill import Skill
 from toolkit.trajectory import Trajectory, read_trajectories, skill_commit
 
@@ -89,21 +88,6 @@ def stage_value(manifest: Manifest | None, key: str) -> Any:
             if part.get(key) not in (None, ""):
                 return part[key]
     return None
-
-
-def read_jsonl_dicts(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL file; a torn or corrupt line is skipped (append-only files)."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            rows.append(value)
-    return rows
 
 
 def load_run_patch(run_dir: Path, patch_id: str) -> Patch:
