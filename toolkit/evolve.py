@@ -1201,12 +1201,15 @@ def finished_units(config: EvolveConfig) -> dict[str, float]:
         t.skill_commit for t in read_trajectories(evals).records if t.split == config.test_split
     )
     repo = SkillRepo.open(config.skill)
-    refs = repo.run_refs(config.run_id)
-    for stage, ref in (("eval-s0", "base"), ("eval-result", "result")):
-        name = f"t2s/{config.run_id}/{ref}"
-        if name in refs:
-            commit = skill_commit(repo.load_skill(name, repo.relpath(config.skill)))
-            done.setdefault(stage, commits[commit])
+    try:
+        refs = repo.run_refs(config.run_id)
+        for stage, ref in (("eval-s0", "base"), ("eval-result", "result")):
+            name = f"t2s/{config.run_id}/{ref}"
+            if name in refs:
+                commit = skill_commit(repo.load_skill(name, repo.relpath(config.skill)))
+                done.setdefault(stage, commits[commit])
+    finally:
+        repo.close()
     done.setdefault("eval-none", commits[NO_SKILL_COMMIT])
     return done
 
