@@ -589,8 +589,7 @@ def read_run(
     except (OSError, ValidationError) as exc:
         first = _why(exc)
         raise ToolkitError(f"{path}: not a valid run manifest ({first})") from None
-    # A stage whose process died reads as interrupted, as read_manifest has it.
-    manifest.stages = {name: record.settle() for name, record in manifest.stages.items()}
+    manifest = manifest.settled()  # a stage whose process died reads as interrupted
     if manifest.schema_version > MANIFEST_SCHEMA_VERSION:
         raise ToolkitError(
             f"{path}: schema_version {manifest.schema_version} is newer than this toolkit "

@@ -100,6 +100,12 @@ class Manifest(BaseModel):
     toolkit_version: str = Field(description="trace2skill version that last wrote it.")
     stages: dict[str, StageRecord] = Field(default_factory=dict)
 
+    def settled(self) -> Manifest:
+        """This manifest with each stage :meth:`StageRecord.settle`-d (a stage whose process
+        died reads as interrupted)."""
+        stages = {name: record.settle() for name, record in self.stages.items()}
+        return self.model_copy(update={"stages": stages})
+
 
 def now_iso() -> str:
     """The current UTC time as ISO 8601 to the second (the manifest's time format)."""
@@ -193,9 +199,7 @@ def read_manifest(run_dir: str | Path) -> Manifest | None:
     """
     path = Path(run_dir) / MANIFEST_FILE
     try:
-        manifest = Manifest.model_validate_json(path.read_bytes())
-        manifest.stages = {name: record.settle() for name, record in manifest.stages.items()}
-        return manifest
+        return Manifest.model_validate_json(path.read_bytes()).settled()
     except FileNotFoundError:
         return None
     except (OSError, ValidationError) as exc:
