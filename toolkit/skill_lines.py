@@ -75,7 +75,7 @@ def _result_of(repo: SkillRepo, run_id: str, commit: str | None) -> str | None:
 
 
 @contextmanager
-def open_run_repo(run_dir: Path, source: SkillSource) -> Iterator[tuple[SkillRepo, str] | None]:
+def open_result_repo(run_dir: Path, source: SkillSource) -> Iterator[tuple[SkillRepo, str] | None]:
     """The repository holding the run's S*, and S*'s commit; None when the run has no S*.
 
     Raises:
@@ -163,7 +163,7 @@ def read_skill_lines(
         return [], {}, None
     run_id = run_dir.name
     try:
-        with open_run_repo(run_dir, source) as opened:
+        with open_result_repo(run_dir, source) as opened:
             if opened is None:
                 return [], {}, None
             repo, result = opened
