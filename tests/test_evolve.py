@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from tests.evolve_helpers import method_script
 from tests.repo_helpers import git, user_state
 from toolkit.cli import main
-from toolkit.errors import RepoError
+from toolkit.errors import RepoError, SkillError
 from toolkit.evolve import (
     STAGES,
     Budget,
@@ -188,7 +188,7 @@ def test_invalid_skill_is_refused_and_leaves_nothing(repo: Path, tmp_path: Path)
     skill_md = repo / "skills" / "wikitq-table-qa" / "SKILL.md"
     skill_md.write_text(skill_md.read_text().replace("name: wikitq-table-qa", "name: Bad_Name"))
     git(repo, "commit", "-qam", "break the skill")
-    with pytest.raises(EvolveError, match="does not validate"):
+    with pytest.raises(SkillError, match="does not validate"):
         evolve(config_for(repo), llm_config=llm(tmp_path), progress=False)
     assert not (repo.parent / "runs" / "r1").exists()
     assert git(repo, "for-each-ref", "refs/heads/t2s") == ""

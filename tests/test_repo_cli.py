@@ -10,10 +10,17 @@ from tests.repo_helpers import BASE_TEXT, SKILL, TS, edit_line, git, make_user_r
 from toolkit.cli import main
 from toolkit.repo import PatchCommit, SkillRepo, consolidate, write_patches
 
+# BASE_TEXT with frontmatter in its first four lines: `repo snapshot` takes a valid skill only.
+SKILL_TEXT = "---\nname: demo\ndescription: A demo skill.\n---\n" + "".join(
+    BASE_TEXT.splitlines(keepends=True)[4:]
+)
+
 
 @pytest.fixture
 def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     repo_root = make_user_repo(tmp_path / "user")
+    (repo_root / SKILL).write_text(SKILL_TEXT)
+    git(repo_root, "commit", "-qam", "a valid skill")
     monkeypatch.chdir(repo_root)
     return repo_root
 
@@ -27,7 +34,7 @@ def _evolve(root: Path, run: str = "r1") -> None:
     patches = [
         PatchCommit(
             patch_id=f"p{i}",
-            changes={SKILL: edit_line(BASE_TEXT, 3 + 6 * i, f"lesson {i}")},
+            changes={SKILL: edit_line(SKILL_TEXT, 3 + 6 * i, f"lesson {i}")},
             subject=f"lesson {i}",
             trajectory=f"traj-{i}",
         )
@@ -94,6 +101,7 @@ def test_snapshot_refs_provenance_bundle(root: Path, tmp_path: Path) -> None:
         (["provenance", f"{SKILL}:99"], "out of range"),
         (["provenance", "skills/demo/none.md:1"], "does not exist at HEAD"),
         (["repo", "snapshot", "skills/demo", "--run", "///"], "cannot make a run id"),
+        (["repo", "snapshot", "skills", "--run", "r1"], "Missing required file: SKILL.md"),
     ],
 )
 def test_cli_errors_are_one_line(root: Path, args: list[str], message: str) -> None:
@@ -108,7 +116,7 @@ def test_cli_not_a_repo_and_dirty(tmp_path: Path, root: Path) -> None:
     outside.mkdir()
     result = _invoke("refs", "list", "--repo", str(outside))
     assert result.exit_code == 1 and "not inside a git repository" in result.output
-    (root / SKILL).write_text("dirty\n")
+    (root / SKILL).write_text((root / SKILL).read_text() + "\nA line not committed.\n")
     result = _invoke("repo", "snapshot", "skills/demo", "--run", "r1")
     assert result.exit_code == 1 and "uncommitted changes" in result.output
     assert _invoke("repo", "snapshot", "skills/demo", "--run", "r1", "--allow-dirty").exit_code == 0

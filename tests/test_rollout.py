@@ -257,6 +257,13 @@ def test_no_skill_baseline(tmp_path: Path) -> None:
     assert all(t.skill_name is None for t in read_trajectories(tmp_path / "run").records)
     with pytest.raises(RolloutError, match="needs a skill"):
         run_rollouts("gsm8k", "test", None, "fake/echo", run_dir=tmp_path / "x", delivery="system")
+    # A skill with delivery none is a contradiction, refused before any work (it was dropped).
+    with pytest.raises(RolloutError, match="no-skill baseline"):
+        run_rollouts(
+            "gsm8k", "test", "skills/gsm8k-math", "fake/echo", run_dir=tmp_path / "y",
+            delivery="none",
+        )  # fmt: skip
+    assert not (tmp_path / "y").exists()
 
 
 def test_resume_after_a_kill_keeps_finished_lines(tmp_path: Path) -> None:

@@ -1164,20 +1164,6 @@ def _stored_stats(run_dir: Path) -> dict[str, StageStats]:
     return {name: StageStats.model_validate(stored.get(name, {})) for name in STAGES}
 
 
-def check_skill(skill: Path) -> None:
-    """Refuse a skill that does not load or validate (one line naming the first error)."""
-    from toolkit.skill import has_errors, load_skill, validate_skill
-
-    issues = validate_skill(load_skill(skill))
-    if has_errors(issues):
-        first = next(i for i in issues if i.severity == "error")
-        count = sum(i.severity == "error" for i in issues)
-        raise EvolveError(
-            f"skill {skill} does not validate ({count} errors; first: {first.file}: "
-            f"{first.message}); see trace2skill skill validate {skill}"
-        )
-
-
 def finished_units(config: EvolveConfig) -> dict[str, float]:
     """Units of each stage a run has done, read from its files: rollouts, analyses and each
     evaluation's trajectories (``math.inf`` for a stage its figures mark done)."""
@@ -1367,10 +1353,11 @@ def check_request(config: EvolveConfig) -> None:
         EvolveError, SkillError, TaskError, RepoError: the first problem, in one line.
     """
     from toolkit.repo import SkillRepo
+    from toolkit.skill import require_valid
 
     if load_config(config.run_dir) is not None:
         raise _exists(config)
-    check_skill(config.skill)
+    require_valid(config.skill)
     repo = SkillRepo.open(config.skill)
     try:
         repo.check_snapshot(config.run_id, config.skill, allow_dirty=config.allow_dirty)
@@ -1480,7 +1467,6 @@ __all__ = [
     "StageEstimate",
     "StageStats",
     "build_summary",
-    "check_skill",
     "default_rates",
     "default_run_id",
     "estimate",

@@ -348,9 +348,13 @@ async def arun_rollouts(
     delivery = delivery or ("system" if skill_obj is not None else "none")
     if delivery not in DELIVERIES:
         raise RolloutError(f"unknown delivery {delivery!r}; choose from {', '.join(DELIVERIES)}")
-    if delivery == "none":
-        skill_obj = None
-    elif skill_obj is None:
+    if delivery == "none" and skill_obj is not None:
+        # Dropping the skill quietly would record a no-skill run the user did not ask for.
+        raise RolloutError(
+            "delivery 'none' is the no-skill baseline: leave out the skill, or choose "
+            "delivery 'system' or 'progressive' to use it"
+        )
+    if delivery != "none" and skill_obj is None:
         raise RolloutError(
             f"delivery {delivery!r} needs a skill; use delivery 'none' for the no-skill baseline"
         )

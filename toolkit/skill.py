@@ -882,3 +882,19 @@ def validate_dir(path: str | os.PathLike[str], budgets: Budgets | None = None) -
 def has_errors(issues: Iterable[Issue]) -> bool:
     """True when any issue is an error."""
     return any(issue.severity == "error" for issue in issues)
+
+
+def require_valid(path: str | os.PathLike[str]) -> None:
+    """Refuse a skill folder that does not load or validate, in one line naming the first
+    error (for commands that start work on a skill: evolve, repo snapshot).
+
+    Raises:
+        SkillError: the folder is missing, has no SKILL.md, or has validation errors.
+    """
+    issues = [i for i in validate_dir(path) if i.severity == "error"]
+    if issues:
+        first = issues[0]
+        raise SkillError(
+            f"skill {path} does not validate ({len(issues)} error{'s' * (len(issues) > 1)}; "
+            f"first: {first.file}: {first.message}); see trace2skill skill validate {path}"
+        )

@@ -260,6 +260,10 @@ def repo_snapshot(skill_dir: Path, run: str, allow_dirty: bool, timestamp: int |
       trace2skill repo snapshot skills/gsm8k-math --run first-try
       trace2skill repo snapshot skills/gsm8k-math --run "exp 2" --allow-dirty
     """
+    from toolkit.skill import require_valid
+
+    # A base that is not a skill would only fail later, at the first rollout.
+    require_valid(skill_dir)
     repo = SkillRepo.open(_nearest_dir(skill_dir))
     run_id = sanitize_run_id(run)
     if timestamp is None:
