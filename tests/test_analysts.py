@@ -23,7 +23,15 @@ from toolkit.analysts import (
     run_analyses,
 )
 from toolkit.analysts.replies import PatchReply
-from toolkit.analysts.specific import data_names, quoted_texts, task_literals, task_names, task_text
+from toolkit.analysts.snippets import broken_blocks, shadowed_helpers
+from toolkit.analysts.specific import (
+    data_names,
+    question_names,
+    quoted_texts,
+    task_literals,
+    task_names,
+    task_text,
+)
 from toolkit.cli import main
 from toolkit.errors import ToolkitError
 from toolkit.llm import FaultKind, LLMConfig, fake_model
@@ -272,6 +280,57 @@ def test_names_of_the_tasks_data_are_task_specific() -> None:
     reply = PatchReply.model_validate(patch_reply("- Compare bo_grahn_date with the row's date."))
     checked = check_patch(reply, skill, [], "a1", table)
     assert checked.reason == "task-specific: it names 'bo grahn' from this task's data"
+
+
+def test_names_the_question_asks_about_are_task_specific() -> None:
+    """The real WikiTQ run kept code filtering on 'Galina Chistyakova' (the question's
+    athlete, in no cell of the table) and a step about "the Fighting Irish"."""
+    question = "what was galina chistyakova's last competition?"
+    code = "```python\ndf = df[df['Name'].str.contains('Galina Chistyakova')]\n```"
+    assert question_names(code, question, []) == ["Galina Chistyakova"]
+    asked = "how many points did the fighting irish score in october 1946?"
+    step = "We need the row where the opponent is the Fighting Irish."
+    assert question_names(step, asked, []) == ["Fighting Irish"]
+    # Common capitalised words end a run; a phrase the question lacks, or the skill has, or
+    # lower-case words are no name; no question, no check.
+    assert question_names("The Player column may be missing.", "who is the player?", []) == []
+    assert question_names("### Look Before Filtering", asked, []) == []
+    assert question_names("Fighting Irish rows", asked, ["the Fighting Irish example"]) == []
+    assert question_names("the fighting irish", asked, []) == []
+    assert question_names("Fighting Irish", "", []) == []
+    skill = load_skill(ROOT / "skills" / "gsm8k-math")
+    reply = PatchReply.model_validate(patch_reply(code))
+    checked = check_patch(reply, skill, [], "a1", question=question)
+    assert checked.reason == (
+        "task-specific: it names 'Galina Chistyakova' from this task's question"
+    )
+    assert check_patch(reply, skill, [], "a1").patch is not None  # without the question: kept
+
+
+def test_code_that_does_not_parse_or_redefines_submit_is_dropped() -> None:
+    """The real WikiTQ run's 1.5B analyst appended a block cut off mid-call and a
+    ``def submit(self, answer): print(...)`` an agent would copy over the harness's own."""
+    cut = "```python\nsel = df[df['g'] > 10]\nprint(sel[['Year', 'Goals']].to_str(\n```"
+    assert broken_blocks(cut) == ["sel = df[df['g'] > 10]"]
+    fine = "```python\nif 'Goals' in df.columns:\n    print(df['Goals'])\n```"
+    output = "```\n| Year | Goals |\n```"  # an untagged fence of output is not parsed
+    prose = "Call submit(answer) once; do not print it."  # no fence: no code to parse
+    assert broken_blocks(fine + "\n" + output + "\n" + prose) == []
+    assert broken_blocks("```bash\nls -la (\n```") == []  # another language
+    shadow = "```python\ndef submit(self, answer):\n    print(f'Submitting answer: {answer}')\n```"
+    assert shadowed_helpers(shadow) == ["submit"]
+    assert shadowed_helpers("```py\nread_skill = print\nfrom x import submit\n```") == [
+        "read_skill",
+        "submit",
+    ]
+    assert shadowed_helpers("```python\nsubmit(total)\nread_skill('a/b')\n```") == []
+    skill = load_skill(ROOT / "skills" / "gsm8k-math")
+    for content, reason in ((cut, "broken-code"), (shadow, "shadows-harness")):
+        checked = check_patch(PatchReply.model_validate(patch_reply(content)), skill, [], "a1")
+        assert checked.patch is None and checked.reason is not None
+        assert checked.reason.startswith(reason + ": ")
+    kept = check_patch(PatchReply.model_validate(patch_reply(fine)), skill, [], "a1")
+    assert kept.patch is not None
 
 
 def test_insert_with_a_made_up_anchor_is_appended_to_its_section() -> None:

@@ -2,7 +2,8 @@
 
 :func:`check_patch` is pure: it drops edits that leak the gold answer, that only restate
 what the skill already says (:func:`restates_skill`), that quote or name the task's own data
-(:mod:`toolkit.analysts.specific`), or that the patch engine rejects
+or question (:mod:`toolkit.analysts.specific`), whose python blocks do not parse or redefine
+the harness's helpers (:mod:`toolkit.analysts.snippets`), or that the patch engine rejects
 against S0 (anchors must match the real file text; paths stay inside the skill; protected
 files stay untouched), re-checks the rest as one patch and returns it with the files it
 changes, or the reason nothing is left. :func:`save_patch` writes
@@ -22,7 +23,8 @@ from toolkit.analysts.leaks import leaked_values
 from toolkit.analysts.prompts import copies_trajectory
 from toolkit.analysts.records import AnalysisRecord, DroppedEdit
 from toolkit.analysts.replies import PatchReply, edit_dicts
-from toolkit.analysts.specific import task_literals, task_names
+from toolkit.analysts.snippets import broken_blocks, shadowed_helpers
+from toolkit.analysts.specific import question_names, task_literals, task_names
 from toolkit.atomic import write_atomic
 from toolkit.errors import PatchError
 from toolkit.patch import Patch, apply_patch, parse_patch
@@ -69,7 +71,14 @@ def _as_patch(reply: PatchReply, edits: Sequence[dict[str, object]]) -> Patch:
 #: Edits that only add text (a restatement adds nothing).
 ADDITIVE_OPS = ("insert_after", "insert_before", "append_to_section", "add_section")
 #: Drop reasons about what an edit says (a patch that loses every edit to one says so).
-CONTENT_REASONS = ("answer-leak", "already-in-skill", "task-specific", "copies-trajectory")
+CONTENT_REASONS = (
+    "answer-leak",
+    "already-in-skill",
+    "task-specific",
+    "copies-trajectory",
+    "broken-code",
+    "shadows-harness",
+)
 #: Shortest line of an edit that is compared with the skill's text (shorter ones say little).
 RESTATED_MIN_CHARS = 16
 
@@ -91,13 +100,36 @@ def restates_skill(content: str, skill: Skill) -> bool:
     return bool(lines) and all(line in flat for line in lines)
 
 
+def _task_specific(
+    content: str, data_text: str, question: str, skill_texts: list[str]
+) -> str | None:
+    """Why an edit is about this task only (it quotes or names the task's data, or names
+    what its question asks about), or None."""
+    quoted = task_literals(content, data_text, skill_texts)
+    if quoted:
+        return f"it quotes {', '.join(map(repr, quoted))} from this task's data"
+    named = task_names(content, data_text, skill_texts)
+    if named:
+        return f"it names {', '.join(map(repr, named))} from this task's data"
+    asked = question_names(content, question, skill_texts)
+    if asked:
+        return f"it names {', '.join(map(repr, asked))} from this task's question"
+    return None
+
+
 def check_patch(
-    reply: PatchReply, skill: Skill, gold: Sequence[str], analysis_id: str, data_text: str = ""
+    reply: PatchReply,
+    skill: Skill,
+    gold: Sequence[str],
+    analysis_id: str,
+    data_text: str = "",
+    question: str = "",
 ) -> CheckedPatch:
     """Turn an analyst's patch reply into a leaf patch that applies cleanly to ``skill``.
 
     ``data_text`` is the text of the analysed task's input files
-    (:func:`toolkit.analysts.specific.task_text`); empty skips the task-specific check.
+    (:func:`toolkit.analysts.specific.task_text`) and ``question`` its question; empty skips
+    the task-specific checks that read them.
     """
     skill_texts = [skill.text(name) for name, _ in skill.markdown_docs()]
     dropped: list[DroppedEdit] = []
@@ -118,12 +150,22 @@ def check_patch(
             message = "it copies the analysed trajectory's steps, not a lesson from them"
             dropped.append(DroppedEdit(index=index, reason="copies-trajectory", message=message))
             continue
-        quoted = task_literals(content, data_text, skill_texts)
-        named = [] if quoted else task_names(content, data_text, skill_texts)
-        if quoted or named:
-            verb, texts = ("quotes", quoted) if quoted else ("names", named)
-            message = f"it {verb} {', '.join(map(repr, texts))} from this task's data"
+        message = _task_specific(content, data_text, question, skill_texts)
+        if message:
             dropped.append(DroppedEdit(index=index, reason="task-specific", message=message))
+            continue
+        broken = broken_blocks(content)
+        if broken:
+            message = f"its python block starting {broken[0]!r} does not parse"
+            dropped.append(DroppedEdit(index=index, reason="broken-code", message=message))
+            continue
+        shadowed = shadowed_helpers(content)
+        if shadowed:
+            message = (
+                f"its code redefines {', '.join(shadowed)}, the harness's own helper: an agent "
+                "copying it would lose its answer"
+            )
+            dropped.append(DroppedEdit(index=index, reason="shadows-harness", message=message))
             continue
         try:
             parse_patch({"edits": [edit]}, source=f"edit {index}")

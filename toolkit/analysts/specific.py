@@ -117,3 +117,84 @@ def task_literals(content: str, data_text: str, skill_texts: Iterable[str]) -> l
         if re.search(r"(?<!\w)" + re.escape(text) + r"(?!\w)", data_text, re.IGNORECASE):
             found.append(text)
     return found
+
+
+# Capitalised words in a lesson's text; a run of two or more is a candidate name.
+_CAPITALISED_RUN = re.compile(r"\b[A-Z][\w'.-]*(?:[ \t]+[A-Z][\w'.-]*)+")
+# Capitalised at a sentence's or a heading's start, not because they name something.
+_COMMON = frozenset(
+    {
+        "a",
+        "an",
+        "and",
+        "at",
+        "by",
+        "check",
+        "do",
+        "else",
+        "first",
+        "for",
+        "from",
+        "if",
+        "in",
+        "is",
+        "it",
+        "its",
+        "note",
+        "of",
+        "on",
+        "or",
+        "print",
+        "step",
+        "the",
+        "then",
+        "this",
+        "to",
+        "use",
+        "when",
+        "where",
+        "which",
+        "with",
+    }
+)
+
+
+def question_names(content: str, question: str, skill_texts: Iterable[str]) -> list[str]:
+    """The names from ``question`` that ``content`` writes capitalised, and the skill does not.
+
+    WikiTQ questions are lower case ("what was galina chistyakova's last competition?"), so
+    a name the task asks about is not in its table's cells (:func:`task_names`) and a lesson
+    writes it capitalised: 'Galina Chistyakova', from the real run's 1.5B analyst. A run of
+    two or more capitalised words of ``content`` (common words such as "The" end a run) whose
+    words, any two or more in a row, occur in the question in that order counts. Capitalised
+    phrases the question does not hold ('Look Before Filtering') are no name.
+    """
+    if not question:
+        return []
+    asked, skill = _words(question), _words(" ".join(skill_texts))
+    found: list[str] = []
+    for match in _CAPITALISED_RUN.finditer(content):
+        words = [w.strip("'.-") for w in match.group().split()]
+        # Split the run at common words, keep the pieces of two or more words.
+        pieces: list[list[str]] = [[]]
+        for word in words:
+            if word.lower() in _COMMON or not word:
+                pieces.append([])
+            else:
+                pieces[-1].append(word)
+        for piece in pieces:
+            for size in range(len(piece), 1, -1):
+                hit = next(
+                    (
+                        " ".join(piece[i : i + size])
+                        for i in range(len(piece) - size + 1)
+                        if _words(" ".join(piece[i : i + size])) in asked
+                        and _words(" ".join(piece[i : i + size])) not in skill
+                    ),
+                    None,
+                )
+                if hit:
+                    if hit not in found:
+                        found.append(hit)
+                    break
+    return found

@@ -193,7 +193,14 @@ def _record(
         reason = out.failure or "no-reply"
         return AnalysisRecord(status="dropped", reason=reason, **fields), None
     data_text = task_text(task) if task is not None else ""
-    checked = check_patch(out.reply.patch, s0, trajectory.verdict.gold, unit.id, data_text)
+    checked = check_patch(
+        out.reply.patch,
+        s0,
+        trajectory.verdict.gold,
+        unit.id,
+        data_text,
+        question=trajectory.question,
+    )
     if checked.patch is None:
         record = AnalysisRecord(
             status="dropped", reason=checked.reason, dropped_edits=checked.dropped, **fields

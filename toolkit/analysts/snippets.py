@@ -1,0 +1,82 @@
+"""Checks of the code a lesson teaches: its python blocks must parse, and must not redefine
+the helpers the code protocol gives the agent.
+
+A skill's code is copied, not read: the agent pastes a worked example into its sandbox. The
+real WikiTQ run's 1.5B analyst appended code cut off mid-call (``print(sel[['Year',
+'Goals']].to_str(``) and a ``def submit(self, answer): print(...)`` "fix" that, copied by the
+agent, would turn its answer into a print. :func:`broken_blocks` finds fenced python blocks
+that do not parse; :func:`shadowed_helpers` finds code that defines or assigns
+``submit`` / ``read_skill``. Only fenced blocks are parsed: an edit's bare text may be a
+fragment of a block the skill already holds (a ``replace_in_section`` inside a fence), and
+prose mentioning ``submit(...)`` is no definition.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+import warnings
+
+#: Names the code protocol defines in the agent's sandbox (see toolkit.code_protocol).
+HARNESS_HELPERS = ("submit", "read_skill")
+
+# A fence opens with ``` or ~~~ (an info string may follow) and closes with the same run.
+_FENCE = re.compile(
+    r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)\n(?P<body>.*?)^[ \t]*(?P=fence)[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+_PYTHON_INFO = ("python", "py", "python3", "")
+
+
+def python_blocks(content: str) -> list[str]:
+    """The bodies of ``content``'s fenced blocks tagged python (or untagged), dedented."""
+    blocks = []
+    for match in _FENCE.finditer(content):
+        info = match.group("info").strip().split(maxsplit=1)
+        if (info[0].lower() if info else "") in _PYTHON_INFO:
+            blocks.append(textwrap.dedent(match.group("body")))
+    return blocks
+
+
+def _parse(code: str) -> ast.Module | None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # invalid escapes in a lesson's regex are not our output
+        try:
+            return ast.parse(code)
+        except (SyntaxError, ValueError):
+            return None
+
+
+def _looks_like_code(block: str) -> bool:
+    # An untagged fence may hold output or a table the lesson shows; only code is parsed.
+    return any(ch in block for ch in "=()[]") and not block.lstrip().startswith(("|", ">>>"))
+
+
+def broken_blocks(content: str) -> list[str]:
+    """The first line of each python block of ``content`` that does not parse."""
+    broken = []
+    for block in python_blocks(content):
+        if block.strip() and _looks_like_code(block) and _parse(block) is None:
+            broken.append(next(line for line in block.splitlines() if line.strip()).strip())
+    return broken
+
+
+def shadowed_helpers(content: str) -> list[str]:
+    """The harness helpers (:data:`HARNESS_HELPERS`) that ``content``'s python blocks define,
+    assign or import over."""
+    found: set[str] = set()
+    for block in python_blocks(content):
+        tree = _parse(block)
+        if tree is None:
+            continue
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names = [node.name]
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names = [node.id]
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                names = [(a.asname or a.name).split(".")[0] for a in node.names]
+            found.update(n for n in names if n in HARNESS_HELPERS)
+    return sorted(found)
