@@ -324,6 +324,9 @@ def test_code_that_does_not_parse_or_redefines_submit_is_dropped() -> None:
         "submit",
     ]
     assert shadowed_helpers("```python\nsubmit(total)\nread_skill('a/b')\n```") == []
+    # The real run's was bare text, no fence; prose naming submit(...) defines nothing.
+    assert shadowed_helpers("def submit(self, answer):  # Replace\n    print(answer)") == ["submit"]
+    assert shadowed_helpers("Call submit(x) when submit == done is printed.") == []
     skill = load_skill(ROOT / "skills" / "gsm8k-math")
     for content, reason in ((cut, "broken-code"), (shadow, "shadows-harness")):
         checked = check_patch(PatchReply.model_validate(patch_reply(content)), skill, [], "a1")

@@ -6,7 +6,8 @@ real WikiTQ run's 1.5B analyst appended code cut off mid-call (``print(sel[['Yea
 'Goals']].to_str(``) and a ``def submit(self, answer): print(...)`` "fix" that, copied by the
 agent, would turn its answer into a print. :func:`broken_blocks` finds fenced python blocks
 that do not parse; :func:`shadowed_helpers` finds code that defines or assigns
-``submit`` / ``read_skill``. Only fenced blocks are parsed: an edit's bare text may be a
+``submit`` / ``read_skill`` (in a block, or as a bare ``def submit(`` / ``submit =`` line:
+the real run's was bare). Only fenced blocks are parsed: an edit's bare text may be a
 fragment of a block the skill already holds (a ``replace_in_section`` inside a fence), and
 prose mentioning ``submit(...)`` is no definition.
 """
@@ -27,6 +28,11 @@ _FENCE = re.compile(
     re.MULTILINE | re.DOTALL,
 )
 _PYTHON_INFO = ("python", "py", "python3", "")
+# A definition or assignment of a helper on a line of its own, fenced or not.
+_BARE_DEFINITION = re.compile(
+    r"^[ \t]*(?:(?:async[ \t]+)?def[ \t]+(?P<defined>\w+)[ \t]*\(|(?P<assigned>\w+)[ \t]*=(?!=))",
+    re.MULTILINE,
+)
 
 
 def python_blocks(content: str) -> list[str]:
@@ -79,4 +85,8 @@ def shadowed_helpers(content: str) -> list[str]:
             elif isinstance(node, ast.Import | ast.ImportFrom):
                 names = [(a.asname or a.name).split(".")[0] for a in node.names]
             found.update(n for n in names if n in HARNESS_HELPERS)
+    for match in _BARE_DEFINITION.finditer(content):
+        name = match.group("defined") or match.group("assigned")
+        if name in HARNESS_HELPERS:
+            found.add(name)
     return sorted(found)
