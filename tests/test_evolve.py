@@ -646,3 +646,37 @@ def test_model_files_name_the_embedded_weights() -> None:
     tier = get_tier("default")
     files = model_files(tier.model, "openai/gpt-4o-mini", tier.model)
     assert files == {tier.model: {"tier": "default", "file": tier.filename, "sha256": tier.sha256}}
+
+
+def test_evolve_runs_on_the_users_own_task_file(repo: Path, tmp_path: Path) -> None:
+    """``--suite jsonl --data FILE``: the CLI passed ``data`` twice and crashed (a new user's
+    report); the run records the file and its scoring rule."""
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"q{i}",
+                    "question": f"{i} + {i}?",
+                    "answer": str(2 * i),
+                    "split": "train" if i < 3 else "test",
+                }
+            )
+            + "\n"
+            for i in range(5)
+        )  # fmt: skip
+    )
+    runs = repo.parent / "runs"
+    args = ["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "jsonl", "--data",
+            str(tasks), "--scoring", "numeric", "--runs-dir", str(runs), "--run-id", "own",
+            "--model", "fake/echo", "--no-progress", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    estimate = CliRunner().invoke(main, [*args, "--estimate"])
+    assert estimate.exit_code == 0, estimate.output
+    assert "rollout" in estimate.output and not (runs / "own").exists()
+    result = CliRunner().invoke(main, args)
+    # fake/echo fails every task and writes no valid analysis: the run stops after analyse.
+    assert "no analysis passed the quality gate" in result.output, result.output
+    config = load_config(runs / "own")
+    assert config is not None
+    assert (config.suite, config.data, config.scoring) == ("jsonl", tasks, "numeric")
+    assert len(read_trajectories(runs / "own" / "trajectories.jsonl").records) == 3

@@ -284,13 +284,11 @@ def evolve(
     else:
         if skill is None or suite is None:
             raise EvolveError("give the skill folder and --suite (or --resume --run-id RUN)")
-        data = getattr(suite, "data_dir", None) if suite.name != "jsonl" else None
         config = EvolveConfig(
             run_id=run_id or default_run_id(skill),
             runs_dir=runs_dir,
             skill=skill,
             suite=suite.name,
-            data=data,
             model=llm_config.model,
             author_model=author_model,
             evolve_split=evolve_split,
@@ -386,7 +384,7 @@ def _refuse_changed_settings(config: EvolveConfig) -> None:
 def _jsonl_options(suite: Suite) -> dict[str, object]:
     # A jsonl suite is its task file plus its scoring rule; other suites are a data folder.
     if suite.name != "jsonl":
-        return {}
+        return {"data": getattr(suite, "data_dir", None)}
     return {
         "data": getattr(suite, "path", None),
         "scoring": getattr(suite, "scoring", None),
