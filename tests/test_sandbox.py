@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import shutil
 import signal
@@ -720,3 +721,68 @@ def test_killing_a_worker_leaves_reaping_to_asyncio(
     assert code == -signal.SIGKILL
     assert not tmp_path.exists()
     assert "Unknown child process" not in caplog.text
+
+
+_AS_ORDINARY_USER = r"""
+import json, os, warnings
+from toolkit.sandbox import SandboxDegradedWarning, check_protections, run_python
+
+report = check_protections()
+code = (
+    "import json, os, socket\n"
+    "parent = os.getppid()\n"
+    "try:\n"
+    "    socket.create_connection(('1.1.1.1', 53), timeout=2); net = 'open'\n"
+    "except OSError as exc:\n"
+    "    net = type(exc).__name__\n"
+    "print(json.dumps({'pids': [p for p in os.listdir('/proc') if p.isdigit()],\n"
+    "                  'tmp': os.listdir('/tmp'), 'net': net}))\n"
+)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", SandboxDegradedWarning)
+    result = run_python(code)
+print(json.dumps({"report": report.model_dump(), "out": result.stdout, "error": str(result.error),
+                  "toolkit_pid": os.getpid()}))
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None or shutil.which("unshare") is None,
+    reason="needs root to become an ordinary user, and util-linux",
+)
+def test_an_ordinary_user_gets_namespaces_through_a_user_namespace() -> None:
+    """Without root (a GitHub-hosted runner), workers ran with the toolkit's own view: the
+    network, every process and so the toolkit's environ (its API keys). Where user namespaces
+    are allowed, they now get no network, their own pids and a hidden /tmp."""
+    probe_ns = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "unshare",
+         "--user", "--map-root-user", "--net", "--pid", "--fork", "--mount-proc", "--", "true"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if probe_ns.returncode != 0:
+        pytest.skip("user namespaces are not allowed for ordinary users here")
+    home = tempfile.mkdtemp(prefix="t2s-user-")
+    os.chown(home, 65534, 65534)
+    env = {"PATH": os.environ["PATH"], "HOME": home, "TMPDIR": home,
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # fmt: skip
+    try:
+        done = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+             sys.executable, "-c", _AS_ORDINARY_USER],
+            capture_output=True, text=True, env=env, cwd=home, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    if done.returncode != 0 and "Permission denied" in done.stderr:
+        pytest.skip(f"the ordinary user cannot run this interpreter: {done.stderr[-200:]}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    report = got["report"]
+    assert not report["running_as_root"] and not report["unprivileged_user"]
+    assert report["network_namespace"] and report["pid_namespace"]
+    assert any("user namespace" in m for m in report["missing"])
+    seen = json.loads(got["out"])
+    assert str(got["toolkit_pid"]) not in seen["pids"] and len(seen["pids"]) <= 3, seen
+    assert seen["net"] != "open"
+    if report["private_tmp"]:
+        assert seen["tmp"] == [], seen

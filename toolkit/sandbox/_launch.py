@@ -9,7 +9,9 @@ namespaces as root, then drop privileges::
         <python> -I worker.py <worker-dir> <preload>
 
 with rlimits set in ``preexec_fn`` (hard caps the unprivileged worker cannot raise) and a
-scrubbed environment. Each layer is probed once; a missing one is left out and reported.
+scrubbed environment. Without root, ``unshare --user --map-root-user`` makes the same
+namespaces where the kernel allows user namespaces (the worker keeps the user's uid). Each
+layer is probed once; a missing one is left out and reported.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ SETUP_HINT = "run `sudo bash scripts/install_system_deps.sh` to build the sandbo
 # Runs as root inside the new mount namespace, before privileges are dropped. It hides the
 # world-writable directories behind empty read-only tmpfs mounts, then re-exposes the worker's
 # own directory (opened as fd 9 before it was hidden) at the same path, writable.
-# `remount` only ever touches mounts made here, in this namespace; the host is unaffected.
+# `remount` only ever touches mounts made here, in this namespace; the host is unaffected. It
+# is a bind remount (the mount point's flags): in a user namespace, the only kind allowed.
 MOUNT_SCRIPT = r"""
 set -e
 W="$1"; shift
@@ -49,7 +52,7 @@ mkdir -p "$W"
 mount --no-canonicalize --bind /proc/self/fd/9 "$W"
 exec 9<&-
 for d in $hidden; do
-    mount -o remount,ro,nosuid,nodev "$d"
+    mount -o remount,bind,ro,nosuid,nodev "$d"
 done
 exec "$@"
 """
@@ -94,6 +97,7 @@ class LaunchPlan:
     setpriv: str | None
     private_tmp: bool
     uid: int
+    user_namespace: bool = False
 
     def command(self, worker_script: str, worker_dir: str, preload: tuple[str, ...]) -> list[str]:
         """The argv that starts one worker."""
@@ -111,8 +115,12 @@ class LaunchPlan:
         if self.unshare and self.private_tmp:
             cmd = ["/bin/sh", "-c", MOUNT_SCRIPT, "sh", worker_dir, *cmd]
         if self.unshare:
+            # Without root, a user namespace (the worker is its root, mapped to our uid) is
+            # what lets an ordinary user make the other namespaces.
+            userns = ["--user", "--map-root-user"] if self.user_namespace else []
             cmd = [
                 self.unshare,
+                *userns,
                 "--net",
                 "--pid",
                 "--fork",
@@ -188,6 +196,19 @@ def _probe(cmd: list[str], cwd: str | None = None) -> tuple[bool, str]:
     return done.returncode == 0, (err[-1] if err else f"exit status {done.returncode}")
 
 
+def _probe_private_tmp(ns: list[str], python: str) -> tuple[bool, str]:
+    """Whether the mount script hides the world-writable dirs under the namespaces ``ns``."""
+    with tempfile.TemporaryDirectory(prefix="t2s-probe-") as tmp:
+        # Both the worker's dir and the interpreter must stay reachable once the
+        # world-writable dirs are hidden (an interpreter under /tmp would not be).
+        Path(tmp, "marker").touch()
+        check = "import os, sys; sys.exit(not os.path.exists(sys.argv[1]))"
+        return _probe(
+            [*ns, "/bin/sh", "-c", MOUNT_SCRIPT, "sh", tmp]
+            + [python, "-I", "-c", check, f"{tmp}/marker"]
+        )
+
+
 @functools.lru_cache(maxsize=8)
 def probe(python: str, uid: int) -> tuple[LaunchPlan, Protections]:
     """Find the strongest launch plan available here (cached per interpreter and uid)."""
@@ -201,11 +222,28 @@ def probe(python: str, uid: int) -> tuple[LaunchPlan, Protections]:
     if not Path(python).exists():
         missing.append(f"interpreter {python} does not exist; {SETUP_HINT}")
     if not root:
-        missing.append(
-            "not running as root: cannot create namespaces or drop to an unprivileged user "
-            "(no network isolation, no process limits, the parent's files and environ are "
-            "readable)"
-        )
+        # An ordinary user (a GitHub-hosted runner, a laptop) may still make namespaces inside
+        # a user namespace: no network, only its own processes (the parent's environ, where
+        # API keys live, is out of sight), /tmp hidden. Dropping to another uid needs root.
+        ns = [unshare, "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child"]
+        ok, why = _probe([*ns, "--mount-proc", "--", "true"]) if unshare else (False, "")
+        if ok:
+            use_unshare = unshare
+            private_tmp, why = _probe_private_tmp([*ns, "--mount-proc", "--"], python)
+            if not private_tmp:
+                missing.append(f"cannot hide /tmp in a mount namespace ({why})")
+            missing.append(
+                "not running as root: workers run as your own user in a user namespace (no "
+                "network, own processes), so your files are readable and no process limit "
+                "applies; run as root for the full sandbox"
+            )
+        else:
+            missing.append(
+                "not running as root and no user namespace"
+                + (f" ({why})" if why else " (unshare not found)")
+                + ": no network isolation, no process limits, the parent's files and environ "
+                "are readable; run as root for the full sandbox"
+            )
     else:
         if setpriv is None:
             missing.append("setpriv not found (install util-linux): workers run as root")
@@ -238,18 +276,8 @@ def probe(python: str, uid: int) -> tuple[LaunchPlan, Protections]:
             ok, why = _probe([*ns, "true"])
             if ok:
                 use_unshare = unshare
-                with tempfile.TemporaryDirectory(prefix="t2s-probe-") as tmp:
-                    # Both the worker's dir and the interpreter must stay reachable once the
-                    # world-writable dirs are hidden (an interpreter under /tmp would not be).
-                    Path(tmp, "marker").touch()
-                    check = "import os, sys; sys.exit(not os.path.exists(sys.argv[1]))"
-                    ok, why = _probe(
-                        [*ns, "/bin/sh", "-c", MOUNT_SCRIPT, "sh", tmp]
-                        + [python, "-I", "-c", check, f"{tmp}/marker"]
-                    )
-                if ok:
-                    private_tmp = True
-                else:
+                private_tmp, why = _probe_private_tmp(ns, python)
+                if not private_tmp:
                     missing.append(f"cannot hide /tmp in a mount namespace ({why})")
             else:
                 missing.append(f"unshare failed ({why}): no network/pid namespace")
@@ -259,6 +287,7 @@ def probe(python: str, uid: int) -> tuple[LaunchPlan, Protections]:
         setpriv=use_setpriv,
         private_tmp=private_tmp,
         uid=uid,
+        user_namespace=use_unshare is not None and not root,
     )
     protections = Protections(
         python=python,
