@@ -40,7 +40,7 @@ from toolkit.evolve import (
 )
 from toolkit.llm import LLMConfig, fake_model
 from toolkit.runs import read_manifest
-from toolkit.tasks import get_suite
+from toolkit.tasks import TaskError, get_suite, reopen_suite
 from toolkit.trajectory import read_trajectories
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -669,14 +669,23 @@ def test_evolve_runs_on_the_users_own_task_file(repo: Path, tmp_path: Path) -> N
     runs = repo.parent / "runs"
     args = ["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "jsonl", "--data",
             str(tasks), "--scoring", "numeric", "--runs-dir", str(runs), "--run-id", "own",
-            "--model", "fake/echo", "--no-progress", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+            "--model", "fake/echo", "--no-progress", "--no-cache"]  # fmt: skip
     estimate = CliRunner().invoke(main, [*args, "--estimate"])
     assert estimate.exit_code == 0, estimate.output
     assert "rollout" in estimate.output and not (runs / "own").exists()
     result = CliRunner().invoke(main, args)
     # fake/echo fails every task and writes no valid analysis: the run stops after analyse.
+    # Its analysts found the tasks in the run's own file (they were all task-unknown).
     assert "no analysis passed the quality gate" in result.output, result.output
+    assert "task-unknown" not in result.output and "invalid-reply" in result.output
     config = load_config(runs / "own")
     assert config is not None
     assert (config.suite, config.data, config.scoring) == ("jsonl", tasks, "numeric")
     assert len(read_trajectories(runs / "own" / "trajectories.jsonl").records) == 3
+    source = read_manifest(runs / "own").stages["rollout"].config["suite_source"]  # type: ignore[union-attr]
+    assert source == {"path": str(tasks.resolve()), "scoring": "numeric", "tolerance": 1e-06}
+    suite = reopen_suite("jsonl", source)
+    assert suite.load_ids(["q4"])[0].answers == ["8"]
+    tasks.rename(tmp_path / "moved.jsonl")  # a run folder copied to a machine without it
+    with pytest.raises(TaskError, match="task file .* is not here: give it with --suite jsonl"):
+        reopen_suite("jsonl", source)

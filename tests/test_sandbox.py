@@ -786,3 +786,31 @@ def test_an_ordinary_user_gets_namespaces_through_a_user_namespace() -> None:
     assert seen["net"] != "open"
     if report["private_tmp"]:
         assert seen["tmp"] == [], seen
+
+
+def test_sessions_over_before_they_got_a_worker_let_the_pool_close() -> None:
+    """An agentic analysis whose first reply was invalid left its session while the session
+    still waited for a worker; with more such analyses than workers, the pool's close()
+    waited forever (evolve hung after analyse with 17 tasks: a new user's report)."""
+
+    async def scenario() -> list[str]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SandboxDegradedWarning)
+            async with SandboxPool(size=1) as pool:
+
+                async def short() -> None:
+                    async with pool.session({"a.txt": "x"}):
+                        await asyncio.sleep(0)
+
+                await asyncio.gather(*(short() for _ in range(5)))
+        # The pool still works for a new one after all that.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SandboxDegradedWarning)
+            async with SandboxPool(size=1) as again:
+                return [
+                    (
+                        await _in_session(again, "print(open('a.txt').read())", {"a.txt": "ok"})
+                    ).stdout
+                ]
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 60)) == ["ok\n"]

@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -51,7 +52,7 @@ from toolkit.runs import (
 )
 from toolkit.sandbox import SandboxConfig, SandboxPool
 from toolkit.skill import Skill, load_skill
-from toolkit.tasks import Suite, Task, TaskError, get_suite
+from toolkit.tasks import Suite, Task, TaskError, get_suite, suite_source
 from toolkit.tasks.splits import SplitsFile, load_splits, make_splits, save_splits, tasks_for_split
 from toolkit.trajectory import (
     DELIVERIES,
@@ -263,6 +264,10 @@ class RolloutConfig(BaseModel):
 
     stage: str = Field(description="Stage name in the manifest (rollout, eval...).")
     suite: str
+    suite_source: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Options that reopen the suite on its data (toolkit.tasks.suite_source).",
+    )
     split: str
     limit: int | None = None
     seed: int = Field(description="Run seed: the task subset and the per-task sampling seeds.")
@@ -395,6 +400,7 @@ async def arun_rollouts(
     config = RolloutConfig(
         stage=stage,
         suite=suite_obj.name,
+        suite_source=suite_source(suite_obj),
         split=split,
         limit=limit,
         seed=seed,

@@ -851,7 +851,7 @@ def import_trajectories(
     suite_obj = None
     tasks = None
     if suite is not None:
-        from toolkit.tasks import get_suite
+        from toolkit.tasks import get_suite, suite_source
 
         suite_obj = get_suite(suite) if isinstance(suite, str) else suite
         tasks = {t.id: t for t in suite_obj.load_all().tasks}
@@ -891,6 +891,7 @@ def import_trajectories(
             "source": str(source),
             "format": kind,
             "suite": suite_obj.name if suite_obj else None,
+            "suite_source": suite_source(suite_obj) if suite_obj else {},
         },
         counts={
             "imported": report.imported,

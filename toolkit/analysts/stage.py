@@ -62,7 +62,7 @@ from toolkit.runs import (
 )
 from toolkit.sandbox import SandboxConfig, SandboxPool
 from toolkit.skill import Skill
-from toolkit.tasks import Suite, Task, get_suite
+from toolkit.tasks import Suite, Task, TaskError, get_suite, reopen_suite
 from toolkit.trajectory import (
     Trajectory,
     append_jsonl,
@@ -100,6 +100,22 @@ def _skill_folder(run_dir: Path, config: AnalyseConfig) -> Path:
     raise AnalyseError(
         f"{run_dir} does not record which skill its trajectories used: pass --skill FOLDER"
     )
+
+
+def recorded_suite(run_dir: Path) -> Suite | None:
+    """The suite the run's rollouts (or import) read, on the data they read (a jsonl task
+    file included); None when the run records none.
+
+    Raises:
+        TaskError: the recorded task file is not on this machine.
+    """
+    manifest = read_manifest(run_dir)
+    for stage in ("rollout", "import"):
+        record = manifest.stages.get(stage) if manifest else None
+        name = record.config.get("suite") if record else None
+        if record is not None and name:
+            return reopen_suite(name, record.config.get("suite_source"))
+    return None
 
 
 def _frozen_s0(run_dir: Path, config: AnalyseConfig) -> tuple[SkillRepo, AnalyseConfig, Skill]:
@@ -318,9 +334,19 @@ async def _analyse(
     gateway = Gateway(llm)
     pools: list[SandboxPool] = []
     tasks: dict[tuple[str, str], Task] = {}
+    # The suite given, else the one the run recorded (a jsonl run's own task file: its name
+    # alone finds no tasks), else each trajectory's suite by name.
+    suites = [suite] if suite is not None else []
+    try:
+        recorded = recorded_suite(run_path)
+    except TaskError as exc:
+        print(f"warning: {exc}; analyses that need the task will be dropped", file=sys.stderr)
+        recorded = None
+    if recorded is not None:
+        suites.append(recorded)
 
     def task_of(trajectory: Trajectory) -> tuple[Suite, Task]:
-        suite_obj = suite if suite is not None and suite.name == trajectory.suite else None
+        suite_obj = next((s for s in suites if s.name == trajectory.suite), None)
         suite_obj = suite_obj or get_suite(trajectory.suite)
         key = (suite_obj.name, trajectory.task_id)
         if key not in tasks:

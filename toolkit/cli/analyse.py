@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from toolkit.analysts.records import ANALYST_CHOICES
+from toolkit.cli.suites import suite_options
+from toolkit.tasks import Suite
 
 
 @click.command("analyse")
@@ -37,6 +39,12 @@ from toolkit.analysts.records import ANALYST_CHOICES
     help="Analyses at once (default: 1 with the embedded local/ model, else 4).",
 )  # fmt: skip
 @click.option("--limit", type=click.IntRange(min=1), help="Analyse at most N trajectories.")
+@suite_options(
+    required=False,
+    help_suite="The trajectories' task suite (default: the one the rollout or import recorded, "
+    "on the data it read); the error analysts read each task's files and the agentic one "
+    "re-runs it.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
 @click.option(
     "--max-turns", type=click.IntRange(min=2, max=30), default=8, show_default=True,
@@ -56,6 +64,7 @@ def analyse_command(
     author_model: str | None,
     parallel: int | None,
     limit: int | None,
+    suite: Suite | None,
     seed: int,
     max_turns: int,
     resume: bool,
@@ -82,6 +91,7 @@ def analyse_command(
       trace2skill analyse runs/wtq-s0 --analyst error-single --author-model openai/gpt-4o-mini \\
           --parallel 8
       trace2skill analyse runs/imported --skill skills/wikitq-table-qa --analyst success
+      trace2skill analyse runs/mine --suite jsonl --data my_tasks.jsonl --scoring numeric
       trace2skill analyse runs/wtq-s0 --resume
     """
     from toolkit.analysts import AnalyseConfig, run_analyses
@@ -100,7 +110,12 @@ def analyse_command(
     )
     llm_config = LLMConfig.from_env(api_base=api_base, cache=False if no_cache else None)
     summary = run_analyses(
-        run_dir, config, resume=resume, progress=not no_progress, llm_config=llm_config
+        run_dir,
+        config,
+        resume=resume,
+        progress=not no_progress,
+        llm_config=llm_config,
+        suite=suite,
     )
     if as_json:
         click.echo(summary.model_dump_json())

@@ -510,6 +510,7 @@ class Session:
         self._worker: _Worker | None = None
         self._dir: Path | None = None
         self._opening: asyncio.Task[None] | None = None
+        self._acquired = False
         self._ran = False
         self._lock = asyncio.Lock()
         self.restarts = 0
@@ -586,6 +587,7 @@ class Session:
 
     async def _open(self) -> None:
         worker = await self._pool._acquire()
+        self._acquired = True
         try:
             task_dir = worker.dir / f"s-{secrets.token_hex(16)}"
             self._dir = task_dir
@@ -621,6 +623,11 @@ class Session:
     async def __aexit__(self, *exc: object) -> None:
         opening, self._opening = self._opening, None
         if opening is not None:
+            if not opening.done() and not self._acquired:
+                # Over before it began (an analysis whose first reply was invalid): waiting on
+                # would take a worker only to hand it back, and once the pool closes (a worker
+                # released then is not put back) the wait would never end, nor close() with it.
+                opening.cancel()
             # The rollout's outcome is settled: finishing any set-up still under way, ending
             # the worker's session (namespace reset, a garbage collection) and deleting the
             # task dir run in the background, off the rollout's critical path. The worker
@@ -628,8 +635,13 @@ class Session:
             self._pool._spawn(self._end(opening), self._pool._ending)
 
     async def _end(self, opening: asyncio.Task[None]) -> None:
-        with contextlib.suppress(Exception):  # a failed set-up was reported to whoever waited
-            await opening
+        try:
+            with contextlib.suppress(Exception):  # a failed set-up was reported to its waiter
+                await opening
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this ending is cancelled, not (only) the set-up it waited for
         worker, self._worker = self._worker, None
         task_dir, self._dir = self._dir, None
         if worker is not None:

@@ -13,7 +13,7 @@ question/answer file)::
 from toolkit.tasks.base import LoadResult, RowError, Score, Suite, Task, TaskError, TaskFile
 from toolkit.tasks.datadir import DATA_DIR_ENV, VENDORED_DATA_DIR, resolve_data_dir
 from toolkit.tasks.recalc import RecalcError
-from toolkit.tasks.registry import SUITES, get_suite, suite_options
+from toolkit.tasks.registry import SUITES, get_suite, reopen_suite, suite_options, suite_source
 from toolkit.tasks.splits import (
     SplitsFile,
     hash_split,
@@ -37,6 +37,8 @@ __all__ = [
     "TaskError",
     "TaskFile",
     "get_suite",
+    "reopen_suite",
+    "suite_source",
     "hash_split",
     "load_splits",
     "make_splits",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 from toolkit.tasks.base import Suite, TaskError
@@ -37,3 +38,38 @@ def get_suite(name: str, **options: Any) -> Suite:
             + ", ".join(valid)
         )
     return SUITES[name](**options)
+
+
+def suite_source(suite: Suite) -> dict[str, Any]:
+    """The options that reopen ``suite`` on its data (recorded in a run's manifest): a jsonl
+    suite's task file and scoring rule, another suite's data folder. A user's own task file
+    has no default, so an analysis or evaluation that only knew the name could not find it."""
+    if isinstance(suite, JsonlSuite):
+        return {
+            "path": str(suite.path.resolve()),
+            "scoring": suite.scoring,
+            "tolerance": suite.tolerance,
+        }
+    data_dir = getattr(suite, "data_dir", None)
+    return {"data_dir": str(Path(data_dir).resolve())} if data_dir is not None else {}
+
+
+def reopen_suite(name: str, source: dict[str, Any] | None) -> Suite:
+    """The suite ``name`` on the data :func:`suite_source` recorded; a data folder that is
+    not on this machine (a run folder copied from another) falls back to the default one.
+
+    Raises:
+        TaskError: unknown suite, or a jsonl suite whose task file is missing.
+    """
+    options = dict(source or {})
+    folder = options.get("data_dir")
+    if folder is not None and not Path(folder).is_dir():
+        options.pop("data_dir")
+    path = options.get("path")
+    if name == "jsonl" and (path is None or not Path(path).is_file()):
+        raise TaskError(
+            f"the run's task file {path or '(not recorded)'} is not here: give it with "
+            "--suite jsonl --data FILE.jsonl"
+        )
+    valid = suite_options(name) if name in SUITES else []
+    return get_suite(name, **{k: v for k, v in options.items() if k in valid})
