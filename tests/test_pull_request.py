@@ -213,7 +213,7 @@ def test_dry_run_reads_the_runs_bundle_in_a_fresh_clone(tmp_path):
     (clone / "runs").mkdir()
     os.rename(run_dir, clone / "runs" / RUN)  # the run folder travels with the clone
     result = _invoke(["pr", str(clone / "runs" / RUN), "--repo", str(clone), "--dry-run"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the plan has a problem: the remote
     assert "Would import the run's refs from" in result.output
     assert "| S* (after) | 83.3% |" in result.output
     assert "Token: missing (set GITHUB_TOKEN or GH_TOKEN)" in result.output
@@ -283,9 +283,22 @@ def test_gate_refuses_before_pushing_unless_forced(tmp_path, api):
     root, run_dir, remote = _with_remote(tmp_path, sstar="regress", files=())
     args = ["pr", str(run_dir), "--repo", str(root), "--github-repo", "o/r", "--api-url", url]
     refused = _invoke(args, env={"GITHUB_TOKEN": TOKEN})
-    assert refused.exit_code == 1
+    assert refused.exit_code == 4  # the gate's own status: a CI job tells it from an error
     assert refused.output.startswith(
         "Error: refusing to open the PR: S* breaks 1 task(s) S0 passed in every seed"
+    )
+    assert state.requests == [] and git(remote, "branch", "--list", "t2s/*") == ""
+    # A dry run exits as the real run would, and says when --force overrides the gate.
+    dry = _invoke([*args, "--dry-run"], env={"GITHUB_TOKEN": TOKEN})
+    assert dry.exit_code == 4 and "Gate: would refuse (pass --force" in dry.output
+    dry_forced = _invoke([*args, "--dry-run", "--force"], env={"GITHUB_TOKEN": TOKEN})
+    assert dry_forced.exit_code == 0 and "Gate: failed, overridden by --force:" in dry_forced.output
+    # S* is never pushed onto the base branch itself.
+    onto_base = _invoke([*args, "--branch", "main", "--force"], env={"GITHUB_TOKEN": TOKEN})
+    assert onto_base.exit_code == 1 and "is the base branch" in onto_base.output
+    dry_onto_base = _invoke([*args, "--dry-run", "--branch", "main"], env={"GITHUB_TOKEN": TOKEN})
+    assert (
+        dry_onto_base.exit_code == 1 and "Problem: the head branch 'main'" in dry_onto_base.output
     )
     assert state.requests == [] and git(remote, "branch", "--list", "t2s/*") == ""
     assert _invoke([*args, "--max-regressions", "1"], env={"GITHUB_TOKEN": TOKEN}).exit_code == 0

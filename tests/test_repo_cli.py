@@ -74,6 +74,17 @@ def test_snapshot_refs_provenance_bundle(root: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.bundle"
     exported = _invoke("bundle", "export", "My-Run", "-o", str(out))
     assert exported.exit_code == 0 and out.is_file()
+    assert (
+        _invoke("bundle", "export", "My-Run", "-o", str(out)).exit_code == 0
+    )  # a bundle: replaced
+    # Any other file is kept unless --force (`-o README.md` replaced a user's README).
+    readme = tmp_path / "README.md"
+    readme.write_text("keep me\n")
+    refused = _invoke("bundle", "export", "My-Run", "-o", str(readme))
+    assert refused.exit_code == 1 and "exists and is not a git bundle" in refused.output
+    assert readme.read_text() == "keep me\n"
+    assert _invoke("bundle", "export", "My-Run", "-o", str(readme), "--force").exit_code == 0
+    assert readme.read_bytes().startswith(b"# v")
     other = make_user_repo(tmp_path / "other")
     imported = _invoke("bundle", "import", str(out), "--repo", str(other))
     assert imported.exit_code == 0, imported.output

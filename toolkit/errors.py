@@ -11,6 +11,9 @@ from __future__ import annotations
 class ToolkitError(Exception):
     """Base class of errors caused by input the user can fix."""
 
+    #: The CLI's exit status for this error.
+    exit_code: int = 1
+
 
 class SkillError(ToolkitError):
     """A skill folder cannot be loaded (missing SKILL.md, bad frontmatter, bad encoding)."""

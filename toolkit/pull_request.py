@@ -45,8 +45,14 @@ from toolkit.rollout import read_manifest
 DEFAULT_LABELS = ("trace2skill",)
 
 
+#: Exit status of ``trace2skill pr`` when the gate refuses (nothing pushed; no error).
+GATE_REFUSED_EXIT = 4
+
+
 class GateRefused(ToolkitError):
     """The run's evidence does not support the PR (and ``--force`` was not given)."""
+
+    exit_code = GATE_REFUSED_EXIT
 
 
 class PushRef(BaseModel):
@@ -183,6 +189,11 @@ def plan_pull_request(
             f"remote {remote!r} ({url}) is not a GitHub URL: pass --github-repo OWNER/NAME"
         )
     head_branch = branch or f"t2s/{run}/result"
+    if head_branch == base:
+        problems.append(
+            f"the head branch {head_branch!r} is the base branch: S* would be pushed onto "
+            f"{base} unreviewed; pass another --branch (default t2s/{run}/result)"
+        )
     pushes = [PushRef(commit=review.result_commit, branch=head_branch)]
     if provenance:
         for name, oid in sorted(refs.items()):
@@ -223,7 +234,7 @@ def plan_pull_request(
     return plan, review
 
 
-def describe_plan(plan: PullRequestPlan, token_found: bool) -> str:
+def describe_plan(plan: PullRequestPlan, token_found: bool, force: bool = False) -> str:
     """The plan as text for ``--dry-run``: pushes, API calls (no headers), gate, problems."""
     repo = plan.github or "OWNER/NAME"
     lines = []
@@ -248,6 +259,9 @@ def describe_plan(plan: PullRequestPlan, token_found: bool) -> str:
     )
     if plan.gate.passed:
         lines.append("Gate: passed")
+    elif force:
+        lines.append("Gate: failed, overridden by --force:")
+        lines += [f"  - {r}" for r in plan.gate.reasons]
     else:
         lines.append("Gate: would refuse (pass --force to open it anyway):")
         lines += [f"  - {r}" for r in plan.gate.reasons]

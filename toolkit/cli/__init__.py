@@ -67,7 +67,7 @@ class _Group(click.Group):
             if ctx.find_root().params.get("verbose"):
                 raise
             click.echo(f"Error: {exc}", err=True)
-            sys.exit(1)
+            sys.exit(exc.exit_code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

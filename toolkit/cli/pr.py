@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from toolkit.github import token_from_env
-from toolkit.pull_request import DEFAULT_LABELS, describe_plan, plan_pull_request, publish
+from toolkit.pull_request import (
+    DEFAULT_LABELS,
+    GATE_REFUSED_EXIT,
+    describe_plan,
+    plan_pull_request,
+    publish,
+)
 from toolkit.repo import SkillRepo
 
 
@@ -98,7 +105,9 @@ def pr(
 
     A gate refuses the PR unless the paired 95% CI of S* - S0 is above 0, the exact McNemar
     p is below 0.05, and S* breaks at most --max-regressions tasks that S0 passed in every
-    seed; --force opens it anyway.
+    seed; --force opens it anyway. Exit status: 0 done, 1 an error, 4 the gate refused
+    (nothing pushed; a CI job can treat it as "no PR this time"). --dry-run exits as the
+    real run would before any network call: 1 for a problem in the plan, 4 for the gate.
 
     \b
     Examples:
@@ -124,7 +133,11 @@ def pr(
     )
     token = token_from_env()
     if dry_run:
-        click.echo(describe_plan(plan, token_found=token is not None))
+        click.echo(describe_plan(plan, token_found=token is not None, force=force))
+        if plan.problems:
+            sys.exit(1)
+        if not plan.gate.passed and not force:
+            sys.exit(GATE_REFUSED_EXIT)
         return
     result = publish(plan, repo, token, force=force, force_push=force_push)
     pushed = ", ".join(p.branch for p in result.pushed) or "nothing (already up to date)"

@@ -198,10 +198,12 @@ def bundle() -> None:
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Bundle path (default runs/<run>/refs.bundle in the repository).",
+    help="Bundle path (default runs/<run>/refs.bundle in the repository). An existing bundle "
+    "is replaced; any other file only with --force.",
 )
+@click.option("--force", is_flag=True, help="Replace an existing file that is not a bundle.")
 @_REPO_OPTION
-def bundle_export(run: str, output: Path | None, repo_path: Path) -> None:
+def bundle_export(run: str, output: Path | None, force: bool, repo_path: Path) -> None:
     """Write every ref of RUN to a self-contained git bundle.
 
     \b
@@ -209,7 +211,7 @@ def bundle_export(run: str, output: Path | None, repo_path: Path) -> None:
       trace2skill bundle export r1
       trace2skill bundle export r1 -o /tmp/r1.bundle
     """
-    info = export_bundle(SkillRepo.open(repo_path), check_id(run), output)
+    info = export_bundle(SkillRepo.open(repo_path), check_id(run), output, overwrite=force)
     click.echo(f"wrote {len(info.refs)} refs of run {info.run} to {info.path}")
 
 

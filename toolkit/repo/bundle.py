@@ -8,6 +8,7 @@ sees half a bundle. Import verifies the bundle, unpacks its objects without touc
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -27,16 +28,33 @@ class BundleInfo(BaseModel):
     """Full ref name -> commit id."""
 
 
-def export_bundle(repo: SkillRepo, run: str, path: str | Path | None = None) -> BundleInfo:
+def is_bundle(path: Path) -> bool:
+    """True when ``path`` starts as a git bundle does (``# v2 git bundle``, ``# v3 ...``)."""
+    try:
+        with path.open("rb") as handle:
+            return re.match(rb"# v\d git bundle\n", handle.read(16)) is not None
+    except OSError:
+        return False
+
+
+def export_bundle(
+    repo: SkillRepo, run: str, path: str | Path | None = None, *, overwrite: bool = False
+) -> BundleInfo:
     """Write every ref of ``run`` to ``path`` (default ``runs/<run>/refs.bundle``).
 
     The bundle is self-contained (it includes the history the refs need), so it imports into
-    any repository.
+    any repository. An existing bundle is replaced; any other existing file only with
+    ``overwrite`` (a mistyped ``-o README.md`` replaced the README).
     """
     refs = repo.git.refs(run_prefix(run))
     if not refs:
         raise RepoError(f"no run {run!r} in {repo.root}")
     target = Path(path) if path is not None else repo.root / "runs" / run / "refs.bundle"
+    if target.exists() and not overwrite and not (target.is_file() and is_bundle(target)):
+        raise RepoError(
+            f"{target} exists and is not a git bundle: choose another path, or pass --force "
+            "to replace it"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
