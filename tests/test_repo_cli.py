@@ -152,3 +152,14 @@ def test_cli_not_a_repo_and_dirty(tmp_path: Path, root: Path) -> None:
 def test_help_has_examples(command: list[str]) -> None:
     result = _invoke(*command, "--help")
     assert result.exit_code == 0 and "trace2skill " in result.output and "Example" in result.output
+
+
+def test_a_path_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    """``synth /dev/null/x`` printed a NotADirectoryError traceback (a new user's report)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(main, ["synth", str(blocker / "runs")])
+    assert result.exit_code == 1
+    assert result.output == f"Error: Not a directory: {blocker / 'runs'} (-v shows where)\n"
+    port = CliRunner().invoke(main, ["app", str(tmp_path), "--port", "99999"])
+    assert port.exit_code == 2 and "99999 is not in the range 1<=x<=65535" in port.output

@@ -391,5 +391,6 @@ def write_report(
 
     text = render_report(run_dir, repo=repo, skill_path=skill_path)
     path = Path(output) if output else resolve_run_dir(run_dir) / REPORT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, text, prefix=".report-", suffix="")
     return path

@@ -68,6 +68,14 @@ class _Group(click.Group):
                 raise
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:
+            # A path the user gave that cannot be made, read or written (not a directory, no
+            # permission, disk full) is their mistake to fix, not a traceback to read.
+            if ctx.find_root().params.get("verbose") or exc.strerror is None:
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            click.echo(f"Error: {exc.strerror}{where} (-v shows where)", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

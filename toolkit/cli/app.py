@@ -45,7 +45,10 @@ def streamlit_command(port: int, host: str, browser: bool) -> list[str]:
     default=Path("runs"),
     type=click.Path(file_okay=False, path_type=Path),
 )
-@click.option("--port", default=8501, show_default=True, help="Port to serve on.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8501, show_default=True,
+    help="Port to serve on.",
+)  # fmt: skip
 @click.option(
     "--host",
     default="127.0.0.1",
