@@ -302,6 +302,27 @@ def test_symlinks_leaving_the_folder_are_not_read(tmp_path: Path) -> None:
     assert "assets/secret.txt" not in skill.files
     assert "references/linked/x.md" not in skill.files
     assert skill.files["references/alias.md"] == skill.files["references/old-notes.md"]
+    # Validation says so (a link to /etc/passwd passed silently: a new user's report).
+    warned = {i.file: i for i in validate_skill(skill) if i.code == "external-link"}
+    assert set(warned) == {"assets/secret.txt", "references/linked"}
+    assert warned["assets/secret.txt"].severity == "warning"
+    assert f"link out of the skill folder (to {secret})" in warned["assets/secret.txt"].message
+
+
+def test_a_byte_order_mark_and_a_large_file_are_named(tmp_path: Path) -> None:
+    folder = tmp_path / "csv-report"
+    shutil.copytree(CSV_REPORT, folder)
+    skill_md = folder / "SKILL.md"
+    skill_md.write_text("\ufeff" + skill_md.read_text())
+    (folder / "assets" / "blob.bin").write_bytes(b"\0" * 1_500_000)
+    issues = validate_skill(load_skill(folder))
+    # The BOM is the one error, named as such (the spec parser's "must start with ---" was
+    # all a user saw, though the file visibly starts with ---).
+    assert [(i.code, i.severity) for i in issues if i.severity == "error"] == [
+        ("byte-order-mark", "error")
+    ]
+    [large] = [i for i in issues if i.code == "large-file"]
+    assert large.file == "assets/blob.bin" and "1.5 MB" in large.message
 
 
 # --- validation ------------------------------------------------------------------------------

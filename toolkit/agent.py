@@ -61,7 +61,7 @@ PLAIN_TEXT_SUFFIXES = frozenset({"csv", "tsv", "txt", "json", "md", "html"})
 class AgentConfig(BaseModel):
     """How the agent runs: budgets, sampling and skill delivery."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: int = AGENT_SCHEMA_VERSION
     protocol: Literal["json", "code", "tools", "plain"] = Field(

@@ -962,7 +962,8 @@ def _stage_analyse(run: _Run) -> None:
         raise EvolveError(
             f"no analysis passed the quality gate ({summary.dropped} dropped: {reasons}); "
             f"nothing to consolidate. See {run.run_dir}/analyses.jsonl; a new run (another "
-            f"--run-id) with {', '.join(levers[:-1])} or {levers[-1]} may help"
+            f"--run-id) with {', '.join(levers[:-1])} or {levers[-1]} may help (this run's "
+            f"refs go with: trace2skill refs delete {cfg.run_id} --yes)"
         )
 
 

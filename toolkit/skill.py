@@ -387,6 +387,19 @@ def find_section(sections: list[Section], query: str) -> Section:
 # ---------------------------------------------------------------------------------------------
 
 
+#: A skill file above this size is reported (a warning): skills are copied and committed often.
+LARGE_FILE_BYTES = 1_000_000
+
+
+def _link_target(skill: Skill, path: str) -> str:
+    if skill.root is None:
+        return ""
+    try:
+        return f" (to {os.readlink(Path(skill.root) / path)})"
+    except OSError:
+        return ""
+
+
 class Budgets(BaseModel):
     """Size budgets a skill must fit (the agent reads these files into its context)."""
 
@@ -695,6 +708,19 @@ def validate_skill(skill: Skill, budgets: Budgets | None = None) -> list[Issue]:
     text = skill.files[SKILL_MD]
     if isinstance(text, bytes):
         return [Issue(code="encoding", file=SKILL_MD, message="SKILL.md is not UTF-8 text")]
+    if text.startswith("\ufeff"):
+        # An editor's byte-order mark: the file looks as if it starts with ---, yet the
+        # spec parser sees no frontmatter.
+        issues.append(
+            Issue(
+                code="byte-order-mark",
+                file=SKILL_MD,
+                line=1,
+                message="SKILL.md starts with a UTF-8 byte-order mark, so its frontmatter is "
+                "not at the start of the file: save it without the BOM",
+            )
+        )
+    text = text.removeprefix("\ufeff")
     try:
         metadata = _spec_metadata(text)
     except SpecParseError as exc:
@@ -755,6 +781,29 @@ def validate_skill(skill: Skill, budgets: Budgets | None = None) -> list[Issue]:
                     file=SKILL_MD,
                     severity="warning",
                     message=f"SKILL.md mentions {path}, which does not exist",
+                )
+            )
+    for path in sorted(skill.external_links):
+        target = _link_target(skill, path)
+        issues.append(
+            Issue(
+                code="external-link",
+                file=path,
+                severity="warning",
+                message=f"{path} is a link out of the skill folder{target}: it is never read, "
+                "committed or patched, so agents never see it",
+            )
+        )
+    for path, content in skill.files.items():
+        size = len(content.encode("utf-8") if isinstance(content, str) else content)
+        if size > LARGE_FILE_BYTES:
+            issues.append(
+                Issue(
+                    code="large-file",
+                    file=path,
+                    severity="warning",
+                    message=f"{path} is {size / 1e6:.1f} MB: every rollout copies the skill into "
+                    "its sandbox and every run commits it; keep skills small",
                 )
             )
     for path in skill.files:

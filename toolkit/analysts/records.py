@@ -52,7 +52,7 @@ class AnalyseConfig(BaseModel):
     """The analyse stage's settings; the manifest records them resolved (``None`` fields are
     filled in from the run: the author model, the skill, its repository, the base)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     analyst: AnalystChoice = Field("error", description="Which analysts run (see AnalystChoice).")
     model: str | None = Field(

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from toolkit.consolidate.nodes import Node, leaf_node, merged_node
 from toolkit.consolidate.operator import GroupOutcome, MergeOperator, OperatorSettings, Strategy
@@ -52,6 +52,8 @@ STAGE = "consolidate"
 
 class ConsolidateConfig(BaseModel):
     """Settings of the consolidation stage (the CLI options, one to one)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     merge_batch: int = Field(default=5, ge=2)
     """B: most children per group."""

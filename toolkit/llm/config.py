@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from toolkit.errors import LLMError
 
@@ -39,6 +39,8 @@ def default_cache_dir() -> Path:
 
 class LLMConfig(BaseModel):
     """Everything the gateway needs to make calls. Build with :meth:`from_env`."""
+
+    model_config = ConfigDict(extra="forbid")
 
     model: str = Field(default_factory=default_model)
     """litellm model string, e.g. ``local/qwen2.5-coder-1.5b``, ``openai/gpt-4o-mini``."""
