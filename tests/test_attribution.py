@@ -251,6 +251,22 @@ def test_report_warns_about_broken_tasks_and_shows_effects(done):
     assert "model calls" in text
 
 
+def test_report_names_a_damaged_eval_file_instead_of_dropping_its_scores(done, tmp_path):
+    """A corrupt line in S0's eval file made the report say there was no evaluation at all
+    (while `pr` refused, naming the line): a new user's report."""
+    import shutil
+
+    run_dir = tmp_path / "r1"
+    shutil.copytree(done["run_dir"], run_dir)
+    for damaged in (run_dir / "evals").glob("*/*.jsonl"):  # S0's among them
+        lines = damaged.read_text().splitlines(keepends=True)
+        lines[3] = lines[3][:20] + "\n"
+        damaged.write_text("".join(lines))
+    section = render_report(run_dir).split("## Scores")[1]
+    assert f"Scores left out: not an eval file: {run_dir / 'evals'}/" in section
+    assert ".jsonl:4: " in section and "No evaluation of both" not in section
+
+
 def test_report_shows_a_no_skill_baseline_when_the_run_has_one(done, tmp_path):
     import shutil
 

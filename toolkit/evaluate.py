@@ -349,7 +349,12 @@ def eval_path(run_dir: str | Path, skill_commit: str, split: str) -> Path:
     return Path(run_dir) / "evals" / skill_commit / f"{split}.jsonl"
 
 
-def _read_lines(path: Path) -> list[EvalRecord | EvalSummary]:
+def read_eval_lines(path: Path) -> list[EvalRecord | EvalSummary]:
+    """The task records and summaries of an eval file (a torn last line skipped).
+
+    Raises:
+        EvalError: a complete line is not a valid record (file and line named).
+    """
     try:
         read = read_jsonl(path, _EvalLine)
     except TrajectoryError as exc:
@@ -363,7 +368,9 @@ def store(result: EvalResult, path: Path) -> None:
     Lines identical to lines already in the file are skipped, so storing the same result
     again leaves the file unchanged (byte-identical re-runs). One atomic append per call.
     """
-    existing = {line.model_dump_json() for line in _read_lines(path)} if path.exists() else set()
+    existing = (
+        {line.model_dump_json() for line in read_eval_lines(path)} if path.exists() else set()
+    )
     new: list[BaseModel] = []
     for line in [*result.records, result.summary]:
         text = line.model_dump_json()
@@ -399,7 +406,7 @@ def load_eval(
     path = Path(path)
     if not path.is_file():
         raise EvalError(f"eval file not found: {path}")
-    lines = _read_lines(path)
+    lines = read_eval_lines(path)
     summaries = [
         line
         for line in lines

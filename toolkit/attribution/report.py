@@ -26,11 +26,13 @@ from toolkit.attribution.run import (
 from toolkit.attribution.usage import SectionUsage, section_usage
 from toolkit.evaluate import (
     NO_SKILL,
+    EvalError,
     EvalRecord,
     EvalResult,
     EvalSummary,
     eval_trajectories_path,
     pair_results,
+    read_eval_lines,
 )
 from toolkit.trajectory import read_trajectories
 
@@ -63,26 +65,16 @@ class ScoreLine(BaseModel):
 
 def _results(path: Path) -> dict[tuple[str, str, int, str], EvalResult]:
     """Per evaluation key of an eval file, the evaluation with the most tasks."""
-    lines = read_jsonl_dicts(path)
+    # Typed, as the PR reads it: a damaged line is an error, not a task silently missing
+    # (which made the whole evaluation vanish from the report).
     records: dict[tuple[str, str, int, str], dict[str, EvalRecord]] = {}
     best: dict[tuple[str, str, int, str], EvalSummary] = {}
-    for raw in lines:
-        kind = raw.get("kind")
-        if kind not in ("task", "summary"):
-            continue
-        key = (
-            raw.get("suite", ""),
-            raw.get("model", ""),
-            raw.get("seed", 0),
-            raw.get("delivery", ""),
-        )
-        if kind == "task":
-            record = EvalRecord.model_validate(raw)
-            records.setdefault(key, {})[record.task_id] = record
-        else:
-            summary = EvalSummary.model_validate(raw)
-            if key not in best or summary.n >= best[key].n:
-                best[key] = summary
+    for line in read_eval_lines(path):
+        key = (line.suite, line.model, line.seed, line.delivery)
+        if isinstance(line, EvalRecord):
+            records.setdefault(key, {})[line.task_id] = line
+        elif key not in best or line.n >= best[key].n:
+            best[key] = line
     out = {}
     for key, summary in best.items():
         have = records.get(key, {})
@@ -314,7 +306,11 @@ def render_report(
         versions = {s0_commit: ("S0", s0), star_commit: ("S*", star)}
     finally:
         store.close()
-    scores = score_lines(context.run_dir, s0_commit, star_commit)
+    damaged = None
+    try:
+        scores = score_lines(context.run_dir, s0_commit, star_commit)
+    except EvalError as exc:
+        scores, damaged = [], str(exc)
     # The evaluation tasks only: S0 also has rollouts (on the evolve split), S* does not, so
     # the shares compare the two skills on the same tasks (as the PR body does).
     path = eval_trajectories_path(context.run_dir)
@@ -333,7 +329,12 @@ def render_report(
         "## Scores",
         "",
     ]
-    if not scores:
+    if damaged:
+        out.append(
+            f"Scores left out: {damaged}. Fix or delete that line; evaluating again redoes "
+            "the tasks it held."
+        )
+    elif not scores:
         out.append("No evaluation of both S0 and S* on the same tasks yet.")
     for s in scores:
         a, b = s.s0.summary.pass_rate, s.star.summary.pass_rate
