@@ -267,6 +267,27 @@ def test_report_names_a_damaged_eval_file_instead_of_dropping_its_scores(done, t
     assert ".jsonl:4: " in section and "No evaluation of both" not in section
 
 
+def test_a_torn_merge_line_is_no_support_figure(done, tmp_path):
+    """With the final merge's line torn off ``merges.jsonl``, every edit showed the whole
+    patch's support (8, where it was 1, 4 or 8) in `support` and the PR body."""
+    import shutil
+
+    from toolkit.repo import SkillRepo
+    from toolkit.review import check_gate, load_review, render_body
+
+    run_dir = tmp_path / "r1"
+    shutil.copytree(done["run_dir"], run_dir)
+    merges = run_dir / "merges.jsonl"
+    merges.write_text(merges.read_text().rstrip("\n")[:-40])  # killed mid-write
+    out = CliRunner().invoke(main, ["support", str(run_dir), "--repo", str(done["repo"])])
+    assert out.exit_code == 1, out.output
+    assert "has no line for the final patch" in out.output and out.output.count("\n") == 1
+    review = load_review(run_dir, SkillRepo.open(done["repo"]).git)
+    assert review.edits == [] and review.merges == {}
+    assert any("no line for the final patch" in m for m in review.missing)
+    assert "- consolidation:" not in render_body(review, check_gate(review))
+
+
 def test_report_shows_a_no_skill_baseline_when_the_run_has_one(done, tmp_path):
     import shutil
 

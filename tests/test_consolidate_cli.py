@@ -67,3 +67,17 @@ def test_consolidate_errors_are_one_line(env: Path) -> None:
     (env / "empty").mkdir()
     empty = CliRunner().invoke(main, ["consolidate", str(env / "empty")])
     assert empty.output == f"Error: {env / 'empty'} is not a run folder (no manifest.json)\n"
+
+
+def test_a_merge_model_whose_reply_was_not_used_is_named(env: Path) -> None:
+    """fake/echo's replies are no merge: the groups fell back to the union, and the summary
+    read as a success ("merged 0, union 1, failed 0") without saying so."""
+    repo, run_dir = make_run(env)
+    add_leaves(repo, run_dir, [leaf(lesson("- A.")), leaf(lesson("- B."))])
+    result = CliRunner().invoke(
+        main, ["consolidate", str(run_dir), "--model", "fake/echo", "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    note = next(line for line in result.output.splitlines() if line.startswith("note"))
+    assert "the merge model's reply was not used in 1 group(s) (first: " in note
+    assert f"see {run_dir}/merges.jsonl" in note

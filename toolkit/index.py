@@ -799,7 +799,7 @@ def build_index(runs_dir: str | Path = "runs", *, progress: bool = False) -> Ind
     if progress and todo:
         from toolkit.progress import Progress
 
-        bar = Progress("index", len(todo))
+        bar = Progress("index", len(todo), unit="run", counts_passes=False)
     with duckdb.connect(":memory:") as con:
         for run_id, run_dir, prints in todo:
             try:

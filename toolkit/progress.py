@@ -21,9 +21,16 @@ class Progress:
         done: int = 0,
         passed: int = 0,
         stream: TextIO | None = None,
+        unit: str = "task",
+        counts_passes: bool = True,
     ) -> None:
-        """Start at ``done`` finished tasks of ``total`` (``passed`` of them passing)."""
+        """Start at ``done`` finished units of ``total`` (``passed`` of them passing).
+
+        ``unit`` names what is counted (``s/run`` for an index); ``counts_passes=False``
+        leaves out the pass count, for work that neither passes nor fails.
+        """
         self.label, self.total, self.done, self.passed = label, total, done, passed
+        self.unit, self.counts_passes = unit, counts_passes
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.started = time.perf_counter()
@@ -36,14 +43,12 @@ class Progress:
         frac = self.done / self.total if self.total else 1.0
         bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
         elapsed = time.perf_counter() - self.started
-        rate = f"{elapsed / self.new:.1f} s/task" if self.new else "-- s/task"
+        rate = f"{elapsed / self.new:.1f} s/{self.unit}" if self.new else f"-- s/{self.unit}"
         eta = ""
         if self.new and self.done < self.total:
             eta = f" eta {elapsed / self.new * (self.total - self.done):.0f}s"
-        return (
-            f"{self.label} [{bar}] {self.done}/{self.total} pass {self.passed}/{self.done}"
-            f" {rate}{eta}"
-        )
+        passes = f" pass {self.passed}/{self.done}" if self.counts_passes else ""
+        return f"{self.label} [{bar}] {self.done}/{self.total}{passes} {rate}{eta}"
 
     def update(self, passed: bool) -> None:
         """Count one finished task and redraw."""

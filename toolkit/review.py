@@ -481,6 +481,14 @@ def _edits(
     for line in merges or []:
         if line.patch_id == final_patch_id:
             support = {e.id: e for e in line.edits}
+    if merges is not None and not support and len(set(patch.sources)) > 1:
+        # The final patch is a merge, yet no line records it: each edit would show the
+        # patch's whole support (a torn last line made every edit read support 8).
+        missing.append(
+            "`merges.jsonl` has no line for the final patch (a torn last line?): no per-edit "
+            "support or consolidation summary"
+        )
+        return [], list(patch.changelog_entries), None
     effects: dict[tuple[str, str], Effect] = {}
     for a in ablations or []:
         effects[(a.edit_id, a.kind)] = effect_of(a)

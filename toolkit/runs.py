@@ -283,6 +283,7 @@ class StageSpec(BaseModel, Generic[U, R]):
     run_dir: Path = Field(description="The run folder (its manifest.json records the stage).")
     name: str = Field(description="Stage name in manifest.json (rollout, analyse...).")
     label: str = Field(description="Progress bar label.")
+    unit: str = Field("task", description="What one unit is, for the bar's seconds per unit.")
     config: dict[str, Any] = Field(description="The stage's settings, recorded in the manifest.")
     units: Sequence[Any] = Field(description="Every unit of the stage, finished ones included.")
     finished: Collection[str] = Field(description="Ids of the units already done (resume).")
@@ -332,7 +333,7 @@ async def run_stage(
             error=None, config=spec.config,
         )  # fmt: skip
     bar = (
-        Progress(spec.label, total, done=resumed, passed=spec.already_passed)
+        Progress(spec.label, total, done=resumed, passed=spec.already_passed, unit=spec.unit)
         if spec.progress
         else None
     )

@@ -735,7 +735,7 @@ def synth_runs(
     if progress:
         from toolkit.progress import Progress
 
-        bar = Progress("synth", runs)
+        bar = Progress("synth", runs, unit="run", counts_passes=False)
     try:
         for k in range(runs):
             share = trajectories // runs + (1 if k < trajectories % runs else 0)

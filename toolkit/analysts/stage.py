@@ -398,6 +398,7 @@ async def _analyse(
         run_dir=run_path,
         name=STAGE,
         label=f"analyse {config.analyst}",
+        unit="analysis",
         config=config.model_dump(mode="json"),
         units=units,
         finished=previous.keys(),

@@ -130,9 +130,16 @@ def edit_support(run_dir: Path, repo: SkillRepo, run: str, patch: Patch) -> dict
     commits' trailers), so each edit is joinable to the outcomes behind it.
     """
     merge_edits: dict[str, dict[str, Any]] = {}
-    for row in read_jsonl_dicts(run_dir / MERGES_FILE):
+    merges = read_jsonl_dicts(run_dir / MERGES_FILE)
+    for row in merges:
         if row.get("patch_id") == patch.id:
             merge_edits = {e["id"]: e for e in row.get("edits") or [] if "id" in e}
+    if (run_dir / MERGES_FILE).is_file() and not merge_edits and len(set(patch.sources)) > 1:
+        # Without its merge line every edit would read the whole patch's support.
+        raise AttributionError(
+            f"{run_dir / MERGES_FILE} has no line for the final patch {patch.id} (a torn last "
+            "line?), so the support of each edit is unknown"
+        )
     trajectory_of: dict[str, tuple[str, str]] = {}
     for row in read_jsonl_dicts(run_dir / ANALYSES_FILE):
         if row.get("patch_id") and row.get("trajectory_id"):

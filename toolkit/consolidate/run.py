@@ -97,6 +97,11 @@ class ConsolidationSummary(BaseModel):
     failed: int = 0
     resumed: int = 0
     """Groups reused from an earlier (interrupted) consolidation."""
+    model_unused: int = 0
+    """Groups the merge model was asked to merge whose reply was not used (invalid, cut off,
+    failing the guardrails): they fell back to the union or were passed up."""
+    model_unused_reason: str | None = None
+    """The first such group's reason, as ``merges.jsonl`` records it."""
     llm_calls: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
@@ -176,7 +181,11 @@ def _recorded_model(run_dir: Path) -> str | None:
 
 class _Bar:
     def __init__(self, enabled: bool, label: str, total: int, done: int) -> None:
-        self.bar = Progress(label, total, done=done, passed=done) if enabled and total else None
+        self.bar = (
+            Progress(label, total, done=done, passed=done, unit="merge")
+            if enabled and total
+            else None
+        )
         if self.bar is not None:
             self.bar.draw()
 
@@ -349,6 +358,7 @@ async def arun_consolidation(
         if own_gateway:
             gateway.close()
     statuses = [r.status for r in records]
+    unused = [r for r in records if r.attempts > 0 and r.status != "merged"]
     summary = ConsolidationSummary(
         run_dir=str(run_dir),
         run=run,
@@ -362,6 +372,8 @@ async def arun_consolidation(
         passed_up=statuses.count("passed_up"),
         failed=statuses.count("failed"),
         resumed=resumed,
+        model_unused=len(unused),
+        model_unused_reason=unused[0].reason if unused else None,
         llm_calls=sum(r.attempts for r in records),
         tokens_in=sum(r.tokens_in for r in records),
         tokens_out=sum(r.tokens_out for r in records),
