@@ -165,6 +165,13 @@ def evolved(tmp_path):
             delta=delta,
             ci_low=delta - 0.1,
             ci_high=delta + 0.1,
+            p_value=0.25,
+            effect=-delta if kind == "ablate" else delta,
+            effect_ci_low=(-delta if kind == "ablate" else delta) - 0.1,
+            effect_ci_high=(-delta if kind == "ablate" else delta) + 0.1,
+            support=2,
+            gained=["t1"],
+            lost=["t2", "t3"],
             tasks=[f"t{i}" for i in range(10)],
         )
         for kind, passed, delta in (("ablate", 4, -0.3), ("only", 6, 0.2))
@@ -205,9 +212,12 @@ def test_evolve_tables_hold_the_contract_files(evolved):
     assert _q(runs, "SELECT status, children, n_edits, conflict_hunks FROM merges") == [
         ("union", list(LINES), 3, 0)
     ]
-    assert _q(runs, "SELECT kind, delta FROM ablations ORDER BY kind") == [
-        ("ablate", -0.3),
-        ("only", 0.2),
+    # The edit's effect as the report shows it (> 0 helps), not only the raw delta.
+    assert _q(
+        runs, "SELECT kind, delta, effect, p_value, support, lost FROM ablations ORDER BY kind"
+    ) == [
+        ("ablate", -0.3, 0.3, 0.25, 2, ["t2", "t3"]),
+        ("only", 0.2, 0.2, 0.25, 2, ["t2", "t3"]),
     ]
     assert _q(runs, "SELECT result_commit, analyses, patches, merges, ablations FROM runs") == [
         (evolved["result"], 4, 4, 1, 2)

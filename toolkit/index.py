@@ -60,7 +60,7 @@ from toolkit.runs import (
 from toolkit.skill_lines import BUNDLE_FILE, read_skill_lines
 from toolkit.trajectory import Trajectory
 
-INDEX_SCHEMA_VERSION = 2
+INDEX_SCHEMA_VERSION = 3
 INDEX_DIR = ".index"
 STATE_FILE = "state.json"
 
@@ -273,6 +273,13 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "delta": "DOUBLE",
         "ci_low": "DOUBLE",
         "ci_high": "DOUBLE",
+        "p_value": "DOUBLE",
+        "effect": "DOUBLE",
+        "effect_ci_low": "DOUBLE",
+        "effect_ci_high": "DOUBLE",
+        "support": "INTEGER",
+        "gained": "VARCHAR[]",
+        "lost": "VARCHAR[]",
         "tasks": "VARCHAR[]",
     },
 }

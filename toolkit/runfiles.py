@@ -126,4 +126,13 @@ class AblationLine(_Line):
     )
     ci_low: float | None = None
     ci_high: float | None = None
+    p_value: float | None = Field(None, description="Exact McNemar p-value of delta.")
+    effect: float | None = Field(
+        None, description="The edit's contribution: -delta for ablate, delta for only (> 0 helps)."
+    )
+    effect_ci_low: float | None = None
+    effect_ci_high: float | None = None
+    support: int | None = Field(None, description="Leaf patches behind the edit.")
+    gained: list[str] = Field(default_factory=list, description="Tasks only this version passed.")
+    lost: list[str] = Field(default_factory=list, description="Tasks only the reference passed.")
     tasks: list[str] = Field(default_factory=list)

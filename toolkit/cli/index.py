@@ -67,8 +67,8 @@ def index_command(runs_dir: Path, no_progress: bool) -> None:
 )
 def query_command(sql: str, runs_dir: Path, fmt: str) -> None:
     """Run SQL over the run index (views: runs, trajectories, steps, section_uses,
-    evals, llm_calls, analyses, patches, edits, merges, ablations, skill_lines;
-    columns in docs/architecture.md).
+    evals, llm_calls, analyses, patches, edits, merges, ablations, skill_lines; a
+    view's columns: trace2skill query "DESCRIBE ablations").
 
     \b
     Examples:
@@ -76,7 +76,8 @@ def query_command(sql: str, runs_dir: Path, fmt: str) -> None:
       trace2skill query "SELECT model, sum(cost_usd) FROM llm_calls GROUP BY 1" --format csv
       trace2skill query "SELECT ref, count(*) FROM section_uses GROUP BY 1" --format json
       trace2skill query "SELECT line, support, text FROM skill_lines WHERE kind = 'merge'"
-      trace2skill query "SELECT edit_id, kind, delta FROM ablations ORDER BY abs(delta) DESC"
+      trace2skill query "SELECT edit_id, kind, effect, p_value FROM ablations ORDER BY effect"
+      trace2skill query "DESCRIBE trajectories"
     """
     from toolkit.index import connect, run_query
 
