@@ -246,7 +246,10 @@ def test_report_warns_about_broken_tasks_and_shows_effects(done):
     assert "(fixes 5); an average gain of +" in head and "hides them" in head
     assert "Broken by S* (3): `q0`, `q4`, `q8`" in text
     assert "Fixed by S* (5)" in text
-    assert f"| `{HARM.id}` |" in text and "harmful" in text
+    # Its leave-one-out CI touches 0 ([-50.0, +0.0]): not called harmful, as the app's "hurt"
+    # count (CI below 0) does not count it either.
+    [harm] = [ln for ln in text.splitlines() if ln.startswith(f"| `{HARM.id}` |")]
+    assert "-25.0 pp [-50.0, +0.0]" in harm and "harmful" not in harm
     assert "`SKILL.md#demo/old-tips`" in text.split("## Pruning candidates")[1]
     assert "model calls" in text
 

@@ -210,7 +210,7 @@ def edit_table(context: RunContext, ablations: Sequence[AblationRecord]) -> list
             ablate
             and ablate.effect is not None
             and ablate.effect < 0
-            and ablate.effect_ci_high <= 0
+            and ablate.effect_ci_high < 0  # as the app counts "hurt": a CI touching 0 is unclear
         ):
             notes.append("harmful: S* is better without it")
         if ablate and ablate.also_removed:
