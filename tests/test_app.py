@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from streamlit import config
@@ -282,6 +283,19 @@ def test_a_run_made_on_another_machine_shows_its_skill_from_its_bundle(tmp_path)
     again = app_data.run_skills(runs, "example-wikitq", stages)
     assert again is not None and again.result_commit == skills.result_commit
     assert (skills.repo_path / ".bundle-stamp").stat().st_mtime_ns == stamp  # made once
+    # Each line's support is the index's (its edit's leaves), not blame's first writer: the
+    # app said support 1 where `support`, the index and the PR said 5.
+    from toolkit.runfiles import MergeLine
+    from toolkit.skill_lines import read_skill_lines
+    from toolkit.trajectory import read_jsonl
+
+    run_dir = runs / "example-wikitq"
+    merges = read_jsonl(run_dir / "merges.jsonl", MergeLine).records
+    indexed, _, _ = read_skill_lines(run_dir, manifest, merges)
+    shown = app_data.skill_lines(skills, run_dir, "SKILL.md")
+    expected = {r["line"]: r["support"] for r in indexed if r["file"] == "SKILL.md"}
+    got = {int(r.line): None if pd.isna(r.support) else r.support for r in shown.itertuples()}
+    assert got == expected and max(v or 0 for v in got.values()) > 1
 
 
 def test_runs_table_rates_one_split_not_a_pool(tmp_path: Path) -> None:

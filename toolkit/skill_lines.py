@@ -126,7 +126,7 @@ def _is_text(data: bytes | None) -> bool:
     return True
 
 
-def _final_edits(
+def final_edits(
     run_dir: Path, manifest: Manifest, repo: SkillRepo, run_id: str, result: str
 ) -> tuple[Patch, dict[str, EditSupport]] | None:
     """The final patch S* applies and the support of each of its edits; None when the run
@@ -180,7 +180,7 @@ def read_skill_lines(
                 for p, data in zip(paths, contents, strict=True)
                 if data is not None and _is_text(data)
             ]
-            final = _final_edits(run_dir, manifest, repo, run_id, result)
+            final = final_edits(run_dir, manifest, repo, run_id, result)
     except (OSError, subprocess.CalledProcessError) as exc:
         raise ToolkitError(f"skill repository of run {run_id} unreadable ({exc})") from None
     by_commit = {m.commit: m for m in merges if m.commit}

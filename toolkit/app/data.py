@@ -28,6 +28,7 @@ from toolkit import queries
 from toolkit.app import contract
 from toolkit.errors import ToolkitError
 from toolkit.index import INDEX_DIR, TABLES, build_index, connect
+from toolkit.runs import read_manifest
 from toolkit.skill import Skill
 from toolkit.stats import pass_rate
 from toolkit.trajectory import skill_commit
@@ -219,34 +220,59 @@ def run_skills(
     return RunSkills(repo_path, skill_path, loaded["base"], loaded["result"])
 
 
-def skill_lines(skills: RunSkills, run_id: str, file: str) -> pd.DataFrame:
+def skill_lines(skills: RunSkills, run_dir: Path, file: str) -> pd.DataFrame:
     """S* lines of ``file`` with the commit that wrote each, its kind, level, group and support.
+
+    Where a line is the text of an edit of the final patch, its support, leaf patches and
+    trajectories are that edit's (as ``support``, the index and the PR read them; blame alone
+    credits only the first child that wrote the line).
 
     Columns: line, text, kind, level, group, support, patches, trajectories, commit.
     """
+    from toolkit.attribution.support import edit_line_support
     from toolkit.repo import SkillRepo, blame_file
+    from toolkit.skill_lines import final_edits
 
+    run_id = run_dir.name
     repo = SkillRepo.open(skills.repo_path)
     try:
         path = f"{skills.skill_path.strip('/')}/{file}"
-        records = blame_file(repo, path, f"t2s/{run_id}/result")
+        result = f"t2s/{run_id}/result"
+        records = blame_file(repo, path, result)
+        manifest = read_manifest(run_dir)
+        commit = repo.git.resolve([result])[0]
+        edits: dict[int, Any] = {}
+        try:
+            final = (
+                final_edits(run_dir, manifest, repo, run_id, commit)
+                if manifest is not None and commit is not None
+                else None
+            )
+        except ToolkitError:
+            final = None  # a torn merges.jsonl: blame's own figures, as git has them
+        text = skills.result.files.get(file) if skills.result else None
+        if final is not None and isinstance(text, str):
+            edits = edit_line_support(text, file, *final)
     finally:
         repo.close()
-    return pd.DataFrame(
-        [
+    rows = []
+    for r in records:
+        edit = edits.get(r.line)
+        rows.append(
             {
                 "line": r.line,
                 "text": r.text,
                 "kind": r.kind or "user",
                 "level": r.level,
                 "group": r.group,
-                "support": r.support,
-                "patches": ", ".join(r.patches),
-                "trajectories": list(r.trajectories),
+                "support": edit.support if edit else r.support,
+                "patches": ", ".join(edit.sources if edit else r.patches),
+                "trajectories": list(edit.trajectories if edit else r.trajectories),
                 "commit": r.commit[:10],
             }
-            for r in records
-        ],
+        )
+    return pd.DataFrame(
+        rows,
         columns=[
             "line",
             "text",

@@ -55,7 +55,7 @@ def render() -> None:
 
 def _provenance(folder, run: str, skills: data.RunSkills, file: str) -> None:
     st.subheader("Where each line of S* came from")
-    lines = data.skill_lines(skills, run, file)
+    lines = data.skill_lines(skills, folder / run, file)
     written_only = st.toggle(
         "Only lines this run wrote", value=ui.param("written") == "1", key="w_written"
     )
