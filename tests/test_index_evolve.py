@@ -388,6 +388,15 @@ def test_synth_runs_read_as_real_runs_by_the_report(synth):
     text = render_report(run_dir, repo=runs / ".synth-repo")
     assert "| S* - S0 (paired) |" in text and "leave-one-out effect" in text
     assert "No evaluation of both S0 and S*" not in text
+    # provenance --run-dir finds the final merge as support does (by the manifest's final
+    # patch id; synth's merges are not marked forced): it said "no finished consolidation".
+    shown = CliRunner().invoke(
+        main,
+        ["provenance", "skills/synth/SKILL.md", "--repo", str(runs / ".synth-repo"), "--ref",
+         "t2s/synth-0-000/result", "--run-dir", str(run_dir), "--json"],
+    )  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    assert any(r["edit_id"] and r["support"] > 1 for r in json.loads(shown.output))
 
 
 def test_synth_index_is_consistent(synth):

@@ -74,7 +74,14 @@ def _describe(record: LineProvenance) -> str:
     help="The run folder of a consolidated run: each line of S* is matched to the edit of "
     "the final patch that wrote it, with every leaf patch behind that edit (its support).",
 )
-def provenance(location: str, ref: str, as_json: bool, run_dir: Path | None) -> None:
+@click.option(
+    "--repo", "repo_path", type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The skill repository; FILE is then a path inside it (default: the repository "
+    "holding FILE).",
+)  # fmt: skip
+def provenance(
+    location: str, ref: str, as_json: bool, run_dir: Path | None, repo_path: Path | None
+) -> None:
     """Show which commit, patches and trajectories a skill line came from.
 
     Runs git blame on FILE at REF; the commit's trailers lead to the leaf patches (a merge
@@ -90,13 +97,19 @@ def provenance(location: str, ref: str, as_json: bool, run_dir: Path | None) -> 
       trace2skill provenance skills/gsm8k-math/SKILL.md --ref t2s/r1/result --json
       trace2skill provenance skills/gsm8k-math/SKILL.md:42 --ref t2s/r1/result \\
           --run-dir runs/r1
+      trace2skill provenance skills/synth/SKILL.md:14 --repo runs/.synth-repo \\
+          --ref t2s/synth-0-000/result --run-dir runs/synth-0-000
     """
     file_part, sep, line_part = location.rpartition(":")
     if not sep or not line_part.isdigit():
         file_part, line_part = location, ""
     path = Path(file_part)
-    repo = SkillRepo.open(_nearest_dir(path))
-    rel = repo.relpath(path)
+    if repo_path is not None:
+        repo = SkillRepo.open(repo_path)
+        rel = repo.relpath(path) if path.is_absolute() else path.as_posix()
+    else:
+        repo = SkillRepo.open(_nearest_dir(path))
+        rel = repo.relpath(path)
     if run_dir is not None:
         from toolkit.consolidate.provenance import skill_lines
 

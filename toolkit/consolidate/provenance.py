@@ -18,6 +18,7 @@ from toolkit.patch import Patch
 from toolkit.repo import LineProvenance, SkillRepo, blame_file
 from toolkit.repo.store import REF_ROOT
 from toolkit.repo.trailers import parse_trailers
+from toolkit.runs import read_manifest
 
 
 class SkillLine(LineProvenance):
@@ -32,8 +33,17 @@ class SkillLine(LineProvenance):
 
 
 def final_merge(run_dir: Path) -> tuple[MergeRecord, Patch]:
-    """The record and patch of the run's final (forced) merge."""
-    finals = [r for r in read_merges(run_dir) if r.forced and r.commit and r.patch_id]
+    """The record and patch of the run's final merge: the one whose patch the manifest names
+    as final (consolidate counts ``final_patch_id``, what ``support`` and the index read),
+    else the last forced merge."""
+    from toolkit.attribution.run import stage_value
+
+    final_id = stage_value(read_manifest(run_dir), "final_patch_id")
+    finals = [
+        r
+        for r in read_merges(run_dir)
+        if r.commit and r.patch_id and (r.patch_id == final_id if final_id else r.forced)
+    ]
     if not finals:
         raise ToolkitError(f"{run_dir} has no finished consolidation (see merges.jsonl)")
     record = finals[-1]
