@@ -296,6 +296,10 @@ def test_gate_refuses_before_pushing_unless_forced(tmp_path, api):
     # S* is never pushed onto the base branch itself.
     onto_base = _invoke([*args, "--branch", "main", "--force"], env={"GITHUB_TOKEN": TOKEN})
     assert onto_base.exit_code == 1 and "is the base branch" in onto_base.output
+    empty = _invoke([*args, "--dry-run", "--label", " "], env={"GITHUB_TOKEN": TOKEN})
+    assert empty.exit_code == 2 and "a label cannot be empty" in empty.output
+    ftp = _invoke([*args[:-2], "--dry-run", "--api-url", "ftp://x"], env={"GITHUB_TOKEN": TOKEN})
+    assert ftp.exit_code == 2 and "is not an http(s) URL" in ftp.output
     dry_onto_base = _invoke([*args, "--dry-run", "--branch", "main"], env={"GITHUB_TOKEN": TOKEN})
     assert (
         dry_onto_base.exit_code == 1 and "Problem: the head branch 'main'" in dry_onto_base.output
@@ -359,6 +363,10 @@ def test_one_line_errors(tmp_path, api, setup, env, message):
     assert result.exit_code == 1
     assert result.output.startswith(message), result.output
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    if "rejected the token" in message:  # the push went through before the API said no
+        assert f"the branch t2s/{RUN}/result was pushed; run the same command again" in (
+            result.output
+        )
 
 
 def test_not_a_run_and_no_result(tmp_path):

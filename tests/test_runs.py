@@ -115,3 +115,17 @@ def test_stage_times_count_each_piece_of_work_once() -> None:
     assert rows == [("rollout", 600.0), ("eval-s0", 900.0), ("attribute", 3600.0)]
     running = stage_times({"eval:test:x": record("09:00:00", None)})
     assert [(t.name, t.status, t.seconds) for t in running] == [("eval:test:x", "running", None)]
+
+
+def test_an_invalid_manifest_names_its_fields(tmp_path: Path) -> None:
+    """It said "2 validation errors for Manifest" and no field (a new user's report)."""
+    from toolkit.errors import ToolkitError
+
+    (tmp_path / "manifest.json").write_text(
+        '{"schema_version": 1, "run_id": 5, "created_at": "x", "stages": {"a": {"status": "odd"}}}'
+    )
+    with pytest.raises(ToolkitError) as err:
+        read_manifest(tmp_path)
+    message = str(err.value)
+    assert "run_id: Input should be a valid string" in message
+    assert "stages.a.status: Input should be " in message

@@ -384,6 +384,20 @@ def publish(
         import_bundle(repo, plan.bundle_import)
     target = parse_repo(plan.github, urlsplit(plan.web_url or "").hostname or "github.com")
     pushed = _push(repo, plan, token, force_push)
+    try:
+        return _open_or_update(client, target, plan, pushed)
+    except GitHubError as exc:
+        # The branch is on the remote already: say so, and that re-running finishes the job.
+        raise GitHubError(
+            f"{exc} (the branch {plan.branch} was pushed; run the same command again to open "
+            "or update the pull request)",
+            status=exc.status,
+        ) from None
+
+
+def _open_or_update(
+    client: GitHubClient, target: GitHubRepo, plan: PullRequestPlan, pushed: list[PushRef]
+) -> PullRequestResult:
     pull = client.find_pull(target, plan.branch, plan.base)
     created = pull is None
     if pull is None:

@@ -202,9 +202,16 @@ def read_manifest(run_dir: str | Path) -> Manifest | None:
         return Manifest.model_validate_json(path.read_bytes()).settled()
     except FileNotFoundError:
         return None
-    except (OSError, ValidationError) as exc:
-        first = str(exc).splitlines()[0]
-        raise ToolkitError(f"invalid run manifest {path}: {first}") from None
+    except ValidationError as exc:
+        # Name the fields ("2 validation errors for Manifest" said nothing a user can fix).
+        errors = exc.errors()
+        shown = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in errors[:3]
+        )
+        more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise ToolkitError(f"invalid run manifest {path}: {shown}{more}") from None
+    except OSError as exc:
+        raise ToolkitError(f"invalid run manifest {path}: {exc}") from None
 
 
 def update_stage(run_dir: str | Path, stage: str, **fields: Any) -> Manifest:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
@@ -33,8 +34,9 @@ from toolkit.repo import SkillRepo
 @click.option(
     "--provenance",
     is_flag=True,
-    help="Also push the run's base, patch and merge refs, so reviewers can fetch them and "
-    "trace each line of S* to its patches and trajectories.",
+    help="Also push the run's other refs (base, patches, merges, and the ablate/, only/ and "
+    "prune variants when made), so reviewers can fetch them and trace each line of S* to "
+    "its patches and trajectories.",
 )
 @click.option(
     "--max-regressions",
@@ -116,6 +118,13 @@ def pr(
       trace2skill pr runs/r1 --remote upstream --base develop --max-regressions 2
       GH_TOKEN=... trace2skill pr runs/r1 --api-url https://ghe.example.com/api/v3
     """
+    if any(not label.strip() for label in labels):
+        raise click.BadParameter("a label cannot be empty", param_hint="--label")
+    if api_url and urlsplit(api_url).scheme not in ("http", "https"):
+        raise click.BadParameter(
+            f"{api_url!r} is not an http(s) URL (e.g. https://ghe.example.com/api/v3)",
+            param_hint="--api-url",
+        )
     repo = SkillRepo.open(repo_path)
     plan, _ = plan_pull_request(
         run_dir,
