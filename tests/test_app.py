@@ -175,6 +175,11 @@ def test_trajectory_detail(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = "\n".join(m.value for m in at.markdown)
     assert "**error-agentic** analyst" in text and "**kept**" in text
     assert at.query_params["traj"] == traj
+    # An evaluation trajectory is never analysed: no hint to run `analyse` on it.
+    ev = open_page(runs, "trajectories", monkeypatch, origin="eval")
+    shown = "\n".join(i.value for i in ev.info)
+    assert "only the rollouts of the evolve split are analysed" in shown
+    assert "trace2skill analyse" not in "\n".join(c.value for c in ev.code)
 
 
 def test_cost_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -256,6 +261,10 @@ def test_app_command(tmp_path: Path) -> None:
     assert argv[1:4] == ["-m", "streamlit", "run"]
     assert argv[4].endswith("toolkit/app/main.py") and Path(argv[4]).is_file()
     assert argv[argv.index("--server.headless") + 1] == "true"
+    assert argv[argv.index("--client.toolbarMode") + 1] == "viewer"  # no deploy button
+    # A folder named on the command line must exist (the default runs/ may not, yet).
+    missing = CliRunner().invoke(main, ["app", str(tmp_path / "nope"), "--no-browser"])
+    assert missing.exit_code == 1 and "is not a folder of runs" in missing.output
 
 
 def test_a_run_made_on_another_machine_shows_its_skill_from_its_bundle(tmp_path):

@@ -35,6 +35,9 @@ def streamlit_command(port: int, host: str, browser: bool) -> list[str]:
         # recursion depth mismatch" (gh-106905). The pages call st.* explicitly.
         "--runner.magicEnabled",
         "false",
+        # Streamlit's deploy button and developer menu are no use to a reader of runs.
+        "--client.toolbarMode",
+        "viewer",
     ]
 
 
@@ -80,6 +83,11 @@ def app_command(runs_dir: Path, port: int, host: str, browser: bool) -> None:
     """
     from toolkit.index import build_index
 
+    given = click.get_current_context().get_parameter_source("runs_dir")
+    if given is not click.core.ParameterSource.DEFAULT and not runs_dir.is_dir():
+        # Only the default runs/ may be missing (a new user's first look): a folder named
+        # on the command line that is not there is a typo, not an empty app.
+        raise ToolkitError(f"{runs_dir} is not a folder of runs")
     if runs_dir.is_dir() and any(runs_dir.glob("*/manifest.json")):
         report = build_index(runs_dir, progress=True)
         for problem in report.problems:

@@ -69,7 +69,7 @@ def _detail(con, folder, traj_id: str) -> None:
             st.text(s.observation + (" [truncated]" if s.observation_truncated else ""))
             if s.error:
                 st.error(s.error)
-    _produced(folder / t["run_id"], traj_id)
+    _produced(folder / t["run_id"], traj_id, t["origin"])
 
 
 def _args_text(args: str) -> str:
@@ -81,9 +81,15 @@ def _args_text(args: str) -> str:
     return json.dumps(value, indent=1, ensure_ascii=False)
 
 
-def _produced(run_dir, traj_id: str) -> None:
+def _produced(run_dir, traj_id: str, origin: str) -> None:
     st.subheader("Analysis and patch")
     analyses = [a for a in contract.read_analyses(run_dir) if a.trajectory_id == traj_id]
+    if not analyses and origin == "eval":
+        st.info(
+            "An evaluation trajectory measures a skill on held-out tasks; only the rollouts "
+            "of the evolve split are analysed."
+        )
+        return
     if not analyses:
         ui.missing("analysis of this trajectory", f"trace2skill analyse {run_dir}")
         return
