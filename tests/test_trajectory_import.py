@@ -70,12 +70,17 @@ def test_good_lines_imported_bad_lines_reported(tmp_path: Path) -> None:
         {"task_id": "t5", "messages": chat(), "outcome": {"passed": False}, "colour": "red"},
         {"task_id": "t6", "messages": [{"role": "robot", "content": "x"}], "outcome": {}},
         {**good, "task_id": "gsm8k-test-564", "outcome": {"passed": False, "score": 0.25}},
+        # Only the user's message: no step to learn from (it was imported as a 0-step pass).
+        {"task_id": "t9", "messages": chat()[:2], "outcome": {"passed": True}},
+        # No answer: its harness did not say why it stopped (it read as max_turns).
+        {**good, "task_id": "t10", "messages": chat()[:3], "outcome": {"passed": False}},
     ]
     source = write_lines(tmp_path / "in.jsonl", lines)
     report = import_trajectories(source, tmp_path / "run")
-    assert report.imported == 2 and report.already_present == 0
+    assert report.imported == 3 and report.already_present == 0
     errors = {e.line: e.message for e in report.errors}
-    assert set(errors) == {2, 3, 4, 5, 6, 7}
+    assert set(errors) == {2, 3, 4, 5, 6, 7, 9}
+    assert "the chat has no assistant message" in errors[9]
     assert "not valid JSON" in errors[2]
     assert errors[3].startswith("outcome.passed")
     assert errors[4].startswith("messages")
@@ -83,7 +88,8 @@ def test_good_lines_imported_bad_lines_reported(tmp_path: Path) -> None:
     assert errors[6].startswith("colour") and "Extra inputs" in errors[6]
     assert "role" in errors[7]
 
-    first, second = read_trajectories(tmp_path / "run").records
+    first, second, third = read_trajectories(tmp_path / "run").records
+    assert third.stop_reason == "unknown" and third.final_answer is None
     assert first.task_id == "gsm8k-test-893" and first.passed and first.verdict.score == 1.0
     assert first.source == "import" and first.delivery == "imported"
     assert first.model == "openai/gpt-4o-mini" and first.tokens_in == 120
@@ -99,12 +105,15 @@ def test_good_lines_imported_bad_lines_reported(tmp_path: Path) -> None:
     }
     assert not second.passed and second.verdict.score == 0.25
     stage = read_manifest(tmp_path / "run").stages["import"]  # type: ignore[union-attr]
-    assert stage.counts == {"imported": 2, "already_present": 0, "bad_lines": 6}
+    assert stage.counts == {"imported": 3, "already_present": 0, "bad_lines": 7}
 
     # Idempotent: importing the same file again adds nothing.
     again = import_trajectories(source, tmp_path / "run")
-    assert again.imported == 0 and again.already_present == 2
-    assert len(read_trajectories(tmp_path / "run").records) == 2
+    assert again.imported == 0 and again.already_present == 3
+    assert len(read_trajectories(tmp_path / "run").records) == 3
+    # The stage keeps the run's totals and every source (a second import replaced them).
+    stage = read_manifest(tmp_path / "run").stages["import"]  # type: ignore[union-attr]
+    assert stage.counts["imported"] == 3 and stage.config["sources"] == [str(source)]
 
 
 def test_suite_checks_ids_and_scores_answers(tmp_path: Path) -> None:

@@ -16,11 +16,12 @@ way the rows are the same (``steps.args`` is the action's arguments as compact J
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import duckdb
 
 from toolkit.llm.calls import CALL_RECORD_SCHEMA_VERSION
-from toolkit.trajectory import TRAJECTORY_SCHEMA_VERSION
+from toolkit.trajectory import TRAJECTORY_SCHEMA_VERSION, StopReason
 
 #: The temp tables :func:`load` may create (dropped after each run's compaction).
 TEMP_TABLES = ("src_rollout", "src_eval", "src_calls")
@@ -64,7 +65,7 @@ _TRAJECTORY_OK = f"""
     AND id IS NOT NULL AND task_id IS NOT NULL AND suite IS NOT NULL
     AND skill_commit IS NOT NULL AND model IS NOT NULL AND delivery IS NOT NULL
     AND verdict.passed IS NOT NULL AND coalesce(verdict.score, 0) BETWEEN 0 AND 1
-    AND stop_reason IN ('submitted', 'max_turns', 'token_budget', 'context_window', 'error')
+    AND stop_reason IN ({", ".join(repr(s) for s in get_args(StopReason))})
     AND coalesce(source, 'rollout') IN ('rollout', 'import')
     AND len(list_filter(coalesce(steps, []),
             lambda s: s."index" IS NULL OR s."index" < 0 OR s.action.tool IS NULL)) = 0

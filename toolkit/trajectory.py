@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolkit.atomic import write_atomic
 from toolkit.errors import ToolkitError
-from toolkit.runs import TRAJECTORIES_FILE, now_iso, update_stage
+from toolkit.runs import TRAJECTORIES_FILE, now_iso, read_manifest, update_stage
 from toolkit.skill import SKILL_MD, Skill
 
 TRAJECTORY_SCHEMA_VERSION = 1
@@ -38,7 +38,7 @@ Delivery = Literal["system", "progressive", "none"]
 paper), ``progressive`` (headings and section ids in the prompt, bodies read on demand with
 ``read_skill_file``), ``none`` (no-skill baseline). Imported trajectories use ``imported``."""
 
-StopReason = Literal["submitted", "max_turns", "token_budget", "context_window", "error"]
+StopReason = Literal["submitted", "max_turns", "token_budget", "context_window", "error", "unknown"]
 """Why a trajectory ended: the agent submitted, it ran out of turns or tokens, the conversation
 outgrew the model's context window, or a model call failed (the run goes on with the next task;
 a resume runs an ``error`` task again, not a ``context_window`` one, which would end the same
@@ -177,7 +177,8 @@ class Trajectory(BaseModel):
     started_at: float = Field(default=0.0, description="Start, Unix epoch seconds.")
     ended_at: float = Field(default=0.0, description="End, Unix epoch seconds.")
     stop_reason: StopReason = Field(
-        description="submitted | max_turns | token_budget | context_window | error."
+        description="submitted | max_turns | token_budget | context_window | error | "
+        "unknown (an imported trajectory with no answer: its harness did not say why)."
     )
     error: str | None = Field(
         default=None, description="The model error when stop_reason is error or context_window."
@@ -680,6 +681,11 @@ def _import_line(record: ImportRecord, suite: Any, tasks: dict[str, Any] | None)
         if task is None:
             raise ValueError(f"task_id {record.task_id!r} is not a task of suite {suite.name!r}")
     steps, uses, last_text = imported_steps(record.messages)
+    if not steps:
+        raise ValueError(
+            "the chat has no assistant message: nothing the agent did to analyse (give the "
+            "assistant's replies and tool calls in messages)"
+        )
     outcome = record.outcome
     answer = str(outcome.answer) if outcome.answer is not None else (last_text or None)
     if outcome.passed is not None:
@@ -732,7 +738,7 @@ def _import_line(record: ImportRecord, suite: Any, tasks: dict[str, Any] | None)
         tokens_out=record.tokens_out,
         cost_usd=record.cost_usd,
         latency_s=record.latency_s,
-        stop_reason="submitted" if answer is not None else "max_turns",
+        stop_reason="submitted" if answer is not None else "unknown",
         source="import",
         metadata=record.metadata,
     )
@@ -882,6 +888,14 @@ def import_trajectories(
     report.trajectory_ids = [t.id for t in good]
     if not good and not run_path.exists():
         return report  # nothing imported: do not create a run directory for nothing
+    # Each import adds to the run: the stage keeps every source and the running totals
+    # (a second import replaced the first one's record).
+    manifest = read_manifest(run_path)
+    earlier = manifest.stages.get("import") if manifest else None
+    before = earlier.counts if earlier else {}
+    sources = list((earlier.config.get("sources") if earlier else None) or [])
+    if earlier and not sources and earlier.config.get("source"):
+        sources = [earlier.config["source"]]
     update_stage(
         run_path,
         "import",
@@ -889,12 +903,13 @@ def import_trajectories(
         ended_at=now_iso(),
         config={
             "source": str(source),
+            "sources": list(dict.fromkeys([*sources, str(source)])),
             "format": kind,
             "suite": suite_obj.name if suite_obj else None,
             "suite_source": suite_source(suite_obj) if suite_obj else {},
         },
         counts={
-            "imported": report.imported,
+            "imported": int(before.get("imported", 0)) + report.imported,
             "already_present": report.already_present,
             "bad_lines": len(report.errors),
         },
