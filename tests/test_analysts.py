@@ -596,6 +596,25 @@ def test_no_failures_for_the_error_analyst_is_one_clear_error(tmp_path: Path) ->
     assert not (run_dir / "analyses.jsonl").exists()
 
 
+def test_trajectories_without_a_suite_are_refused_up_front_for_the_agentic_analyst(
+    tmp_path: Path,
+) -> None:
+    """Imported without --suite, every failure was dropped as task-unknown after the run
+    started, with exit 0 (a new user's report)."""
+    _repo, run_dir = make_run(tmp_path, [False, True])
+    path = run_dir / "trajectories.jsonl"
+    path.write_text(path.read_text().replace('"suite":"gsm8k"', '"suite":""'))
+    with pytest.raises(ToolkitError, match="1 failed trajectories name no task suite"):
+        run_analyses(run_dir, AnalyseConfig(model="fake/echo"), progress=False)
+    assert not (run_dir / "analyses.jsonl").exists()
+    # Given the suite now, the tasks are found (the reply is invalid, not task-unknown).
+    summary = run_analyses(
+        run_dir, AnalyseConfig(model="fake/echo"), progress=False, suite=get_suite("gsm8k"),
+        llm_config=llm(tmp_path),
+    )  # fmt: skip
+    assert "task-unknown" not in summary.reasons and summary.dropped == 1
+
+
 def test_cli_analyse(tmp_path: Path) -> None:
     _repo, run_dir = make_run(tmp_path, [False, True])
     with fake_model(lambda _m: error_reply()) as model:

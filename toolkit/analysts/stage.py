@@ -260,7 +260,8 @@ async def arun_analyses(
         or (manifest is not None and STAGE in manifest.stages)
     ):
         raise AnalyseError(
-            f"{run_path} was already analysed ({ANALYSES_FILE}); pass --resume to continue it"
+            f"{run_path} was already analysed ({ANALYSES_FILE}); pass --resume to continue it "
+            "(with another --analyst too: finished analyses are kept, the others are added)"
         )
     store, config, s0 = _frozen_s0(run_path, config)
     try:
@@ -344,9 +345,22 @@ async def _analyse(
         recorded = None
     if recorded is not None:
         suites.append(recorded)
+    suiteless = sum(
+        u.analyst == "error-agentic" and u.id not in previous and not by_id[u.trajectory_id].suite
+        for u in units
+    )
+    if suiteless and suite is None:
+        # Each would be dropped as task-unknown after the run had started.
+        raise AnalyseError(
+            f"{suiteless} failed trajectories name no task suite (imported without --suite): "
+            "the agentic error analyst re-runs each task, so give --suite (and --data for "
+            "your own tasks), or choose --analyst error-single (one call per failure, no task)"
+        )
 
     def task_of(trajectory: Trajectory) -> tuple[Suite, Task]:
         suite_obj = next((s for s in suites if s.name == trajectory.suite), None)
+        if suite_obj is None and not trajectory.suite and suite is not None:
+            suite_obj = suite  # imported without a suite: the one given now
         suite_obj = suite_obj or get_suite(trajectory.suite)
         key = (suite_obj.name, trajectory.task_id)
         if key not in tasks:
