@@ -184,3 +184,17 @@ def test_cli_verbose_shows_every_problem_of_a_bad_line(tmp_path: Path) -> None:
     # Given after the command, as users type it, -v means the same.
     after = CliRunner().invoke(main, [*args, "--verbose"])
     assert after.exit_code == 1 and after.output == verbose.output
+
+
+def test_a_folder_of_chat_lines_and_results_for_chat_are_clear_errors(tmp_path: Path) -> None:
+    """A folder was always read as official logs: every line of every chat-format file was
+    reported as an unknown record type; --results was silently ignored for chat lines."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    line = {"task_id": "t1", "messages": chat(), "outcome": {"passed": True}}
+    write_lines(folder / "a.jsonl", [line])
+    with pytest.raises(TrajectoryError, match="is a folder of chat-format lines .a.jsonl"):
+        import_trajectories(folder, tmp_path / "run")
+    with pytest.raises(TrajectoryError, match="--results applies to official logs only"):
+        import_trajectories(folder / "a.jsonl", tmp_path / "run", results={"t1": True})
+    assert not (tmp_path / "run").exists()

@@ -787,12 +787,20 @@ def _official_records(
             yield 0, log.record
 
 
-def _detect_format(source: Path, raw: bytes | None) -> Literal["chat", "official"]:
+def _detect_format(
+    source: Path, raw: bytes | None, files: list[Path]
+) -> Literal["chat", "official"]:
     from toolkit.official_logs import looks_official
 
-    if raw is None:
-        return "official"  # a folder: official logs are one file per task
-    first = next((line for line in raw.split(b"\n") if line.strip()), b"")
+    if raw is None:  # a folder: told by its first file's first record
+        try:
+            with files[0].open("rb") as handle:
+                head = handle.read(65536)
+        except OSError as exc:
+            raise TrajectoryError(f"cannot read {files[0]}: {exc.strerror or exc}") from None
+    else:
+        head = raw
+    first = next((line for line in head.split(b"\n") if line.strip()), b"")
     return "official" if looks_official(first.decode("utf-8", "replace")) else "chat"
 
 
@@ -841,9 +849,17 @@ def import_trajectories(
         except OSError as exc:
             raise TrajectoryError(f"cannot read {source}: {exc.strerror or exc}") from None
         files = [source]
-    kind = _detect_format(source, raw) if format == "auto" else format
+    kind = _detect_format(source, raw, files) if format == "auto" else format
     if kind == "chat" and raw is None:
-        raise TrajectoryError(f"{source} is a folder; the chat format is one JSONL file")
+        raise TrajectoryError(
+            f"{source} is a folder of chat-format lines ({files[0].name} starts with one); "
+            "the chat format is one JSONL file: import each file (a folder is for official "
+            "logs, one file per task)"
+        )
+    if kind == "chat" and results is not None:
+        raise TrajectoryError(
+            "--results applies to official logs only; a chat line carries its own outcome"
+        )
     verdicts: Mapping[str, bool] | None = None
     if results is not None and not isinstance(results, Mapping):
         from toolkit.official_logs import read_results
