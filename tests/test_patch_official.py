@@ -325,3 +325,19 @@ def test_fenced_reply_whose_content_holds_a_code_fence(tmp_path: Path) -> None:
     patch = load_patch(path)
     assert patch.edits[0].content == "```bash\nls\n```"
     assert apply_patch(load_skill(CSV_REPORT), patch).clean
+
+
+def test_an_unknown_field_is_named_and_an_empty_patch_refused(tmp_path) -> None:
+    """A typo such as 'after_sectoin' was ignored without a word; an empty edits list said
+    "0/0 edits applied" and exited 0 (a new user's report)."""
+    edit = {"file": "SKILL.md", "op": "add_section", "content": "## New\n\nx", "after_sectoin": "a"}
+    patch = parse_patch({"edits": [edit]})
+    assert patch.normalizations == [
+        "edit 0: unknown field 'after_sectoin' ignored (did you mean 'after_section'?)"
+    ]
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"edits": []}')
+    result = CliRunner().invoke(
+        main, ["patch", "apply", str(empty), "skills/gsm8k-math", "--dry-run"]
+    )
+    assert result.exit_code == 1 and "the patch has no edits" in result.output

@@ -269,6 +269,13 @@ _OP_KEYS: dict[str, str] = {
 def _normalize_edit(index: int, edit: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     """Map one official-shaped edit onto ours, noting each change in ``notes``."""
     edit = dict(edit)
+    known = set(Edit.model_fields)
+    for name in [k for k in edit if k not in known]:
+        # Kept out of the edit (extra fields are ignored), but said: a typo such as
+        # 'after_sectoin' would otherwise change where the edit lands without a word.
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        notes.append(f"edit {index}: unknown field {name!r} ignored{hint}")
     op = edit.get("op")
     if isinstance(op, str) and op not in OPS:
         canonical = _OP_KEYS.get(re.sub(r"[^a-z]", "", op.lower()))

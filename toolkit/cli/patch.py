@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from toolkit.errors import PatchRejected, ToolkitError
+from toolkit.errors import PatchError, PatchRejected, ToolkitError
 from toolkit.patch import (
     APPEND_MODES,
     AppendMode,
@@ -101,6 +101,8 @@ def _run(
 ) -> tuple[PatchResult, list[str]]:
     """Load and apply in memory; also return what loading normalized (official shapes)."""
     patch = load_patch(patch_file)
+    if not patch.edits:
+        raise PatchError(f"{patch_file}: the patch has no edits (its 'edits' list is empty)")
     skill = load_skill(skill_dir)
     budgets = Budgets(skill_md_lines=max_skill_lines, reference_lines=max_reference_lines)
     result = apply_patch(
