@@ -852,7 +852,10 @@ def connect(runs_dir: str | Path = "runs") -> duckdb.DuckDBPyConnection:
     """
     index_dir = Path(runs_dir) / INDEX_DIR
     if not index_dir.is_dir():
-        raise RunIndexError(f"no index at {index_dir}; build it with: trace2skill index {runs_dir}")
+        raise RunIndexError(
+            f"no index at {index_dir}; build it with: trace2skill index {runs_dir} (for runs "
+            "in another folder, give that folder: --runs-dir DIR)"
+        )
     con = duckdb.connect(":memory:")
     for table in TABLES:
         # A glob resolved at each query, not a file list fixed now: a run re-compacted after
