@@ -494,6 +494,7 @@ def test_a_kill_stops_evolve_as_ctrl_c_does(repo: Path, tmp_path: Path) -> None:
     _, stderr = child.communicate(timeout=60)
     assert child.returncode == 143, stderr  # 128 + SIGTERM, as shells report a kill
     assert "Terminated. Continue with: trace2skill evolve --resume --run-id k1" in stderr
+    assert "was never awaited" not in stderr  # calls cut off mid-flight lose nothing
     manifest = read_manifest(runs / "k1")
     assert manifest is not None and manifest.stages["evolve"].status == "interrupted"
     rollout = manifest.stages["evolve"].counts["stages"]["rollout"]

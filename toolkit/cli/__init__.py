@@ -35,10 +35,12 @@ def _stop_on_terminate() -> None:
     Ctrl-C does: a running stage records itself interrupted, files stay whole, and the
     command says how to resume. Without it Python dies at once and the run reads as running."""
 
-    from toolkit.cli.interrupt import terminate
+    from toolkit.cli.interrupt import interrupt, terminate
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, terminate)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, interrupt)
 
 
 _VERBOSE_FLAGS = ("-v", "--verbose")

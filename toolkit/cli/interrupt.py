@@ -5,6 +5,7 @@ on, and exit code 130 (Ctrl-C) or 143 (SIGTERM), as shells report them, instead 
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import NoReturn
 
 import click
@@ -17,10 +18,24 @@ TERMINATED_EXIT = 143
 _terminated = False
 
 
+def _quiet_cut_off_calls() -> None:
+    # Model calls cut off mid-flight leave coroutines that were never awaited; Python warns
+    # about each as the event loop is torn down. Nothing was lost: finished work is saved.
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited")
+
+
 def terminate(signum: int, frame: object) -> None:
     """The SIGTERM handler: stop as Ctrl-C does (KeyboardInterrupt), remembering the signal."""
     global _terminated
     _terminated = True
+    _quiet_cut_off_calls()
+    raise KeyboardInterrupt
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """The SIGINT (Ctrl-C) handler: Python's own KeyboardInterrupt, without the warnings of
+    the calls it cuts off."""
+    _quiet_cut_off_calls()
     raise KeyboardInterrupt
 
 
@@ -28,4 +43,5 @@ def interrupted(how_to_go_on: str) -> NoReturn:
     """Print ``Interrupted. <how_to_go_on>`` on stderr and exit with :data:`INTERRUPTED_EXIT`,
     or :data:`TERMINATED_EXIT` after a SIGTERM."""
     click.echo(f"{'Terminated' if _terminated else 'Interrupted'}. {how_to_go_on}", err=True)
+    _quiet_cut_off_calls()
     sys.exit(TERMINATED_EXIT if _terminated else INTERRUPTED_EXIT)
