@@ -203,12 +203,12 @@ def build_run(
     if evals:
         s0, s1 = _tree(root, base), _tree(root, result)
         _evaluate(run_dir, "none", _outcomes("none"), lambda t: [])
-        _evaluate(run_dir, s0, _outcomes("s0"), lambda t: ["parsing"])
+        _evaluate(run_dir, s0, _outcomes("s0"), lambda t: ["demo/parsing"])
         _evaluate(
             run_dir,
             s1,
             _outcomes(sstar),
-            lambda t: ["parsing", "answers"] if t < "t06" else ["answers"],
+            lambda t: ["demo/parsing", "demo/answers"] if t < "t06" else ["demo/answers"],
         )
     if "patches" in files:
         (run_dir / "patches").mkdir()

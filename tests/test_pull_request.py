@@ -75,14 +75,25 @@ def test_review_of_a_run(evolved):
     assert review.analyses == {"error-agentic kept": 2, "error-agentic dropped": 1}
     assert review.merges == {"merged": 1} and review.merge_levels == 1
     assert {u.ref: (u.s0, u.sstar) for u in review.usage} == {
-        "SKILL.md#answers": (0.0, 1.0),
-        "SKILL.md#parsing": (1.0, 0.5),
+        "SKILL.md#demo/answers": (0.0, 1.0),
+        "SKILL.md#demo/parsing": (1.0, 0.5),
     }
     assert review.cost[0].calls == 4 and review.cost[0].cache_hits == 1
     assert [(f.path, f.added, f.removed) for f in review.files] == [
         (f"{SKILL_PATH}/SKILL.md", 2, 0)
     ]
     assert len(review.provenance_refs) == 2 and review.missing == []
+
+
+def test_an_edited_section_nothing_used_is_listed(tmp_path):
+    """The body listed only sections some trajectory used: the sections the edits went into
+    were missing exactly when nobody read them (a new user's report)."""
+    root, run_dir = build_run(tmp_path)
+    path = run_dir / "evals" / "trajectories.jsonl"
+    path.write_text(path.read_text().replace('"section_id":"demo/answers"', '"section_id":"x"'))
+    review = load_review(run_dir, SkillRepo.open(root).git)
+    usage = {u.ref: (u.s0, u.sstar) for u in review.usage}
+    assert usage["SKILL.md#demo/answers"] == (0.0, 0.0)  # edited, never used: still shown
 
 
 def test_body_has_its_tables(evolved):

@@ -35,6 +35,7 @@ from toolkit.repo.plumbing import Git
 from toolkit.rollout import Manifest, read_manifest
 from toolkit.runs import stage_times
 from toolkit.stats import PairedComparison, PassRate, paired_comparison, pass_rate
+from toolkit.tasks import SUITES
 from toolkit.trajectory import Trajectory, TrajectoryError, read_jsonl
 
 REVIEW_SCHEMA_VERSION = 1
@@ -394,8 +395,16 @@ def _headline(
 
 
 def _usage(
-    run_dir: Path, headline: Headline, s0_tree: str, sstar_tree: str, missing: list[str]
+    run_dir: Path,
+    headline: Headline,
+    s0_tree: str,
+    sstar_tree: str,
+    missing: list[str],
+    edited: Sequence[str] = (),
 ) -> list[UsageRow]:
+    """Per section ref, the share of S0's and S*'s evaluation trajectories that used it; the
+    sections the final patch edits are listed even when nothing used them (that is what a
+    reviewer of the edit needs to see)."""
     path = run_dir / "evals" / "trajectories.jsonl"
     try:
         trajectories = read_jsonl(path, Trajectory).records
@@ -414,7 +423,7 @@ def _usage(
         ):
             totals[t.skill_commit] += 1
             used[t.skill_commit].update({use.ref for use in t.section_uses})
-    refs = set(used[s0_tree]) | set(used[sstar_tree])
+    refs = set(used[s0_tree]) | set(used[sstar_tree]) | set(edited)
     rows = [
         UsageRow(
             ref=ref,
@@ -424,6 +433,32 @@ def _usage(
         for ref in refs
     ]
     return sorted(rows, key=lambda r: (-abs((r.sstar or 0) - (r.s0 or 0)), r.ref))
+
+
+def _edited_refs(git: Git, result: str, skill_path: str, edits: Sequence[EditRow]) -> list[str]:
+    """``file#section-id`` of the section each edit of the final patch targets in S* (an
+    edit names its section by id or heading; usage records ids). Edits whose section cannot
+    be told (a new section, a heading S* no longer has) are left out."""
+    from toolkit.errors import SectionLookupError
+    from toolkit.skill import SKILL_MD, find_section, parse_markdown
+
+    files = sorted({e.file for e in edits if e.section})
+    prefix = f"{skill_path.strip('/')}/" if skill_path else ""
+    raws = git.read_objects([f"{result}:{prefix}{f}" for f in files])
+    sections = {
+        f: parse_markdown(raw.decode("utf-8", "replace"), frontmatter=f == SKILL_MD).sections
+        for f, raw in zip(files, raws, strict=True)
+        if raw is not None
+    }
+    refs = []
+    for e in edits:
+        if not e.section or e.file not in sections:
+            continue
+        try:
+            refs.append(f"{e.file}#{find_section(sections[e.file], e.section).id}")
+        except SectionLookupError:
+            continue
+    return list(dict.fromkeys(refs))
 
 
 def _cost(calls: Sequence[LLMCallRecord]) -> list[CostRow]:
@@ -580,7 +615,18 @@ def load_review(run_dir: str | Path, git: Git, *, skill_path: str | None = None)
         analyses=dict(Counter(f"{a.analyst} {a.status}" for a in analyses or [])),
         merges=dict(Counter(m.status for m in merges or [])),
         merge_levels=max((m.level for m in merges or []), default=0),
-        usage=_usage(run_dir, headline, trees[0], trees[1], missing) if headline else [],
+        usage=(
+            _usage(
+                run_dir,
+                headline,
+                trees[0],
+                trees[1],
+                missing,
+                edited=_edited_refs(git, result, path, edits),
+            )
+            if headline
+            else []
+        ),
         stages=[
             StageRow(name=t.name, status=t.status, seconds=t.seconds)
             for t in stage_times(manifest.stages)
@@ -779,10 +825,10 @@ def render_body(review: RunReview, gate: Gate, links: Links | None = None) -> st
         lines += [
             f"The final patch `{review.final_patch_id}`. Support: the leaf patches (one per "
             "analysed trajectory) that proposed the edit. Effects (> 0: the edit helps), "
-            "paired with 95% CIs: ablate is S* minus S* without the edit; only is S0 with "
-            "only the edit minus S0.",
+            "paired with 95% CIs: leave-one-out is S* minus S* without the edit; add-one-in "
+            "is S0 with only the edit minus S0 (the report's names; `trace2skill ablate`).",
             "",
-            "| edit | file | op | section | text | support | ablate | only |",
+            "| edit | file | op | section | text | support | leave-one-out | add-one-in |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for e in shown:
@@ -875,7 +921,7 @@ def _review_steps(review: RunReview, links: Links) -> list[str]:
         "```sh",
         fetch,
         "# which patches and trajectories wrote a line of S*",
-        f"trace2skill provenance {skill_md} --ref t2s/{run}/result",
+        f"trace2skill provenance {skill_md} --ref t2s/{run}/result --run-dir {review.run_dir}",
         "# the consolidation, as git history",
         f"git log --graph --oneline t2s/{run}/base..t2s/{run}/result",
     ]
@@ -885,11 +931,15 @@ def _review_steps(review: RunReview, links: Links) -> list[str]:
             "# the scores again, from the stored evaluations",
             f"trace2skill compare {review.run_dir}/{head.s0_eval} "
             f"{review.run_dir}/{head.sstar_eval} --model {head.model} --seed {head.seeds[0]}",
-            "# or re-run both skills (finished tasks are reused)",
-            f"trace2skill compare t2s/{run}/base:{path} t2s/{run}/result:{path} "
-            f"--suite {head.suite} --split {head.split} --model {head.model} "
-            f"--seed {head.seeds[0]} --delivery {head.delivery} --run-dir {review.run_dir}",
         ]
+        if head.suite in SUITES:  # a synthetic run's suite cannot be run again
+            data = " --data TASKS.jsonl" if head.suite == "jsonl" else ""
+            lines += [
+                "# or re-run both skills (finished tasks are reused)",
+                f"trace2skill compare t2s/{run}/base:{path} t2s/{run}/result:{path} "
+                f"--suite {head.suite}{data} --split {head.split} --model {head.model} "
+                f"--seed {head.seeds[0]} --delivery {head.delivery} --run-dir {review.run_dir}",
+            ]
     lines += ["```", ""]
     # No two blank lines in a row (the link lines above are optional).
     return [line for k, line in enumerate(lines) if line or (k and lines[k - 1])]

@@ -520,7 +520,7 @@ def synth_run(
     for tree, lines in records.items():
         summary = summarise(
             lines, suite="synth", split="test", skill="synth", skill_commit=tree,
-            model=EVAL_MODEL, seed=0, delivery="system", limit=None, resamples=200,
+            model=EVAL_MODEL, seed=0, delivery="system", limit=None,
         )  # fmt: skip
         evals[tree] = [r.model_dump_json() for r in lines] + [summary.model_dump_json()]
 
@@ -568,7 +568,7 @@ def synth_run(
             ref_p, new_p = (0.6, 0.55) if kind == "ablate" else (0.45, 0.5)
             reference = [rng.random() < ref_p for _ in range(n_tasks)]
             mine = [rng.random() < new_p for _ in range(n_tasks)]
-            p = paired_comparison(reference, mine, resamples=500, seed=0)
+            p = paired_comparison(reference, mine, seed=0)
             ablations.append(
                 AblationRecord(
                     edit_id=e.id or "",
