@@ -305,6 +305,16 @@ def test_a_run_made_on_another_machine_shows_its_skill_from_its_bundle(tmp_path)
     expected = {r["line"]: r["support"] for r in indexed if r["file"] == "SKILL.md"}
     got = {int(r.line): None if pd.isna(r.support) else r.support for r in shown.itertuples()}
     assert got == expected and max(v or 0 for v in got.values()) > 1
+    # The versions the run evaluated are named, ablation variants too (they were bare ids).
+    from toolkit.index import build_index, connect
+
+    build_index(runs)
+    with connect(runs) as con:
+        labels = set(app_data.version_labels(con, skills).values())
+    assert any(x.startswith("S0 ") for x in labels) and any(x.startswith("S* ") for x in labels)
+    assert any(x.startswith("ablate/") for x in labels) and any(
+        x.startswith("only/") for x in labels
+    )
 
 
 def test_runs_table_rates_one_split_not_a_pool(tmp_path: Path) -> None:

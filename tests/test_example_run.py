@@ -123,6 +123,18 @@ def test_attribution_reads_the_run_in_a_clone_that_imported_its_bundle(
         assert context.final_patch.edits
     finally:
         store.close()
+    # The evaluated versions are named, not shown as tree ids (a new user's report).
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
+
+    shown = CliRunner().invoke(
+        main, ["trajectories", "show", str(run), "--evals", "--task", "nu-3155"]
+    )
+    skills = [line.split()[2] for line in shown.output.splitlines()[1:-1]]
+    assert skills[:2] == ["S0", "S*"] and all(
+        s.startswith(("ablate/", "only/")) for s in skills[2:]
+    ), shown.output
 
 
 def test_a_clone_holding_the_run_wins_over_the_recorded_repository(

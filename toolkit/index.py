@@ -265,6 +265,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "patch_id": "VARCHAR",
         "kind": "VARCHAR",
         "commit": "VARCHAR",
+        "skill_commit": "VARCHAR",
         "split": "VARCHAR",
         "seed": "BIGINT",
         "n": "INTEGER",

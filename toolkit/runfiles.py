@@ -116,6 +116,9 @@ class AblationLine(_Line):
     patch_id: str | None = None
     kind: Literal["ablate", "only"] = Field(description="S* without it, or S0 with only it.")
     commit: str = Field(description="The skill commit evaluated.")
+    skill_commit: str | None = Field(
+        None, description="Version id (tree id) of the evaluated skill, as trajectories name it."
+    )
     split: str
     seed: int = 0
     n: int = Field(ge=0, description="Tasks evaluated.")

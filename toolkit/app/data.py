@@ -307,19 +307,28 @@ def file_diff(before: Skill | None, after: Skill | None) -> dict[str, list[str]]
 def version_labels(
     con: duckdb.DuckDBPyConnection, skills: RunSkills | None = None
 ) -> dict[str, str]:
-    """A readable label per skill version: ``S0 1a2b3c4d``, ``S* ...``, ``no skill``."""
+    """A readable label per skill version: ``S0 1a2b3c4d``, ``S* ...``, ``ablate/<edit>``,
+    ``only/<edit>``, ``no skill``."""
     commits = [
         c for (c,) in con.execute("SELECT DISTINCT skill_commit FROM trajectories").fetchall()
     ]
-    roles = {}
+    roles = {
+        commit: f"{kind}/{edit_id[:12]}"
+        for commit, kind, edit_id in con.execute(
+            "SELECT DISTINCT skill_commit, kind, edit_id FROM ablations "
+            "WHERE skill_commit IS NOT NULL"
+        ).fetchall()
+    }
     if skills is not None:
-        roles = {skills.base_commit: "S0", skills.result_commit: "S*"}
+        roles |= {skills.base_commit: "S0", skills.result_commit: "S*"}
     labels = {}
     for commit in sorted(commits):
         if commit == "none":
             labels[commit] = "no skill"
         else:
             labels[commit] = f"{roles[commit]} {commit[:8]}" if commit in roles else commit[:8]
+            if roles.get(commit, "").startswith(("ablate/", "only/")):
+                labels[commit] = roles[commit]
     return labels
 
 

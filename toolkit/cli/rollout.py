@@ -12,6 +12,7 @@ from toolkit.cli.evaluate import protocol_option
 from toolkit.cli.interrupt import interrupted
 from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
+from toolkit.errors import ToolkitError
 from toolkit.tasks import Suite
 
 
@@ -272,7 +273,6 @@ def show_command(
       trace2skill trajectories show runs/gsm8k-s0/trajectories.jsonl --json --limit 1
       trace2skill trajectories show runs/example-wikitq --evals --task nu-3155
     """
-    from toolkit.errors import ToolkitError
     from toolkit.trajectory import read_trajectories
 
     source = _trajectories_file(path, from_evals)
@@ -308,18 +308,39 @@ def show_command(
     if traj_id:
         _show_one(records[0])
         return
+    from toolkit.evaluate import eval_trajectories_path
+
+    names = _version_names(path) if source == eval_trajectories_path(path) else {}
     click.echo(
-        f"{'id':<16}  {'task':<22} {'skill':<12} {'ok':<4} {'steps':>5}  {'stop':<12} answer"
+        f"{'id':<16}  {'task':<22} {'skill':<19} {'ok':<4} {'steps':>5}  {'stop':<12} answer"
     )
     for t in records:
         answer = (t.final_answer or "").replace("\n", " | ")[:40]
+        skill = names.get(t.skill_commit, t.skill_commit[:12])
         click.echo(
-            f"{t.id:<16}  {t.task_id[:22]:<22} {t.skill_commit[:12]:<12} "
+            f"{t.id:<16}  {t.task_id[:22]:<22} {skill[:19]:<19} "
             f"{'pass' if t.passed else 'FAIL':<4} {len(t.steps):>5}  {t.stop_reason:<12} "
             f"{answer}"
         )
     passed = sum(t.passed for t in records)
     click.echo(f"{len(records)} trajectories, {passed} passed" + _evals_hint(path, source))
+
+
+def _version_names(run_dir: Path) -> dict[str, str]:
+    """Skill version id -> S0, S*, ablate/<edit>, only/<edit>, none: the names of a run's
+    evaluated versions (empty when the run's refs cannot be read: ids are shown instead)."""
+    from toolkit.attribution.run import open_run, version_labels
+    from toolkit.trajectory import NO_SKILL_COMMIT
+
+    try:
+        context, store = open_run(run_dir)
+        try:
+            labels = version_labels(store, context)
+        finally:
+            store.close()
+    except ToolkitError:
+        return {}
+    return {NO_SKILL_COMMIT: "none", **{commit: label for commit, (label, _) in labels.items()}}
 
 
 def _trajectories_file(path: Path, from_evals: bool = False) -> Path:
@@ -328,7 +349,6 @@ def _trajectories_file(path: Path, from_evals: bool = False) -> Path:
     Raises:
         ToolkitError: a folder with no trajectories file (or none of evaluations, asked for).
     """
-    from toolkit.errors import ToolkitError
     from toolkit.evaluate import eval_trajectories_path
     from toolkit.runs import TRAJECTORIES_FILE
 
