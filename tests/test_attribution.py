@@ -80,6 +80,10 @@ def test_select_edits_by_support_prefix_and_unknown(done):
     assert [e.id for e in select_edits(patch, context.support, edits=[HARM.id[:6]])] == [HARM.id]
     with pytest.raises(AttributionError, match="no edit of patch"):
         select_edits(patch, context.support, edits=["zzz"])
+    # An ambiguous prefix lists the edits it matches, not every edit of the patch.
+    with pytest.raises(AttributionError) as err:
+        select_edits(patch, context.support, edits=[""])
+    assert f"{len(patch.edits)} edits of patch" in str(err.value)
     assert context.support[TIP_A.id].support == 3
     assert context.support[TIP_A.id].trajectories == ["traj-0", "traj-1", "traj-3"]
     assert context.support[HARM.id].outcomes == {"traj-3": "fail"}
@@ -307,6 +311,26 @@ def test_report_shows_a_no_skill_baseline_when_the_run_has_one(done, tmp_path):
     rate = none.summary.pass_rate
     assert f"| No skill | {100 * rate.rate:.1f}% | [{100 * rate.ci.low:.1f}%, " in text
     assert "| S0 - no skill (paired) | " in text
+
+
+def test_ablate_dry_run_checks_what_the_real_run_checks(done, tmp_path):
+    """A dry run with the wrong --suite planned 200 rollouts the real run then refused; an
+    ablation on the split the run learned from said nothing about it."""
+    import shutil
+
+    from toolkit.runs import update_stage
+
+    run_dir = tmp_path / "r1"
+    shutil.copytree(done["run_dir"], run_dir)
+    args = ["ablate", str(run_dir), "--repo", str(done["repo"]), "--dry-run"]
+    wrong = CliRunner().invoke(main, [*args, "--suite", "gsm8k", "--split", "test"])
+    assert wrong.exit_code == 1 and "splits file is for suite 'jsonl', not 'gsm8k'" in wrong.output
+    update_stage(run_dir, "rollout", status="done", config={"split": "all"})
+    same = CliRunner().invoke(
+        main, [*args, "--suite", "jsonl", "--data", str(done["tasks"]), "--split", "all"]
+    )
+    assert same.exit_code == 0, same.output
+    assert "Note: the run's analyses learned from its 'all' tasks" in same.output
 
 
 def test_cli_commands(done, tmp_path):

@@ -45,6 +45,7 @@ from toolkit.rollout import split_tasks
 from toolkit.runs import SPLITS_FILE, update_stage
 from toolkit.skill import Skill
 from toolkit.stats import DEFAULT_RESAMPLES, PairedComparison
+from toolkit.tasks import TaskError
 from toolkit.tasks.splits import load_splits
 from toolkit.trajectory import append_jsonl, read_jsonl
 
@@ -180,8 +181,9 @@ def select_edits(
         for wanted in edits:
             hits = [e for e in patch.edits if (e.id or "").startswith(wanted)]
             if len(hits) != 1:
-                known = ", ".join(e.id or "" for e in patch.edits)
-                what = "no edit" if not hits else "several edits"
+                # Several: the ones that match, to pick from; none: every id there is.
+                known = ", ".join(e.id or "" for e in (hits or patch.edits))
+                what = "no edit" if not hits else f"{len(hits)} edits"
                 raise AttributionError(f"{what} of patch {patch.id} match {wanted!r}: {known}")
             if hits[0] not in chosen:
                 chosen.append(hits[0])
@@ -438,6 +440,8 @@ def _split_ids(
     path = run_dir / SPLITS_FILE
     if path.is_file():
         recorded = load_splits(path)
+        if recorded.suite != suite.name:  # as the real run would refuse it
+            raise TaskError(f"splits file is for suite {recorded.suite!r}, not {suite.name!r}")
         if split in recorded.splits:
             return list(recorded.splits[split])
         seed = recorded.seed  # a new split of an existing file is drawn with the file's seed

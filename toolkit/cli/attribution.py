@@ -11,6 +11,7 @@ import click
 
 from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
+from toolkit.errors import ToolkitError
 
 if TYPE_CHECKING:
     from toolkit.attribution import AblationPlan
@@ -45,6 +46,20 @@ def _model_given() -> bool:
     ctx = click.get_current_context()
     given = ctx.get_parameter_source("model") == click.core.ParameterSource.COMMANDLINE
     return given or bool(os.environ.get("TRACE2SKILL_MODEL"))
+
+
+def _evolve_split(run: str) -> str | None:
+    """The split the run's rollouts (the analysed trajectories) came from, when recorded."""
+    from toolkit.attribution.run import resolve_run_dir
+    from toolkit.runs import read_manifest
+
+    try:
+        manifest = read_manifest(resolve_run_dir(run))
+    except ToolkitError:
+        return None
+    record = manifest.stages.get("rollout") if manifest else None
+    split = record.config.get("split") if record else None
+    return str(split) if split else None
 
 
 def _plan_lines(plan: AblationPlan) -> list[str]:
@@ -164,6 +179,13 @@ def ablate_cmd(
 
     edits = [e for item in edit_ids for e in item.split(",") if e.strip()]
     kinds = ("ablate", "only") if kind == "both" else (kind,)
+    learned = _evolve_split(run)
+    if learned is not None and learned == split:
+        click.echo(
+            f"Note: the run's analyses learned from its {split!r} tasks; effects measured on "
+            "them are not held out (--split test measures the edits on unseen tasks)",
+            err=True,
+        )
 
     def show(plan: AblationPlan) -> None:
         for line in _plan_lines(plan):
