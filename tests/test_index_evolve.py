@@ -463,6 +463,10 @@ def test_synth_and_query_cli(tmp_path):
         ],
     )
     assert json.loads(out.output) == [{"kind": "merge", "n": 1}, {"kind": "patch", "n": 3}]
+    refs = cli.invoke(
+        main, ["query", "SELECT 'a/b' AS ref", "--runs-dir", str(runs), "--format", "json"]
+    )
+    assert refs.output.strip() == '[{"ref": "a/b"}]'  # pandas wrote "a\\/b"
     few = cli.invoke(main, ["synth", str(tmp_path / "x"), "--trajectories", "3"])
     assert few.exit_code == 1 and "too few" in few.output
 

@@ -3,6 +3,7 @@ over the index) and ``trace2skill synth`` (synthetic runs for benchmarks and tes
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -86,7 +87,9 @@ def query_command(sql: str, runs_dir: Path, fmt: str) -> None:
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)
     elif fmt == "json":
-        click.echo(frame.to_json(orient="records", force_ascii=False))
+        # pandas writes "/" as "\\/" (valid JSON, but no one reads paths that way).
+        rows = json.loads(frame.to_json(orient="records", force_ascii=False))
+        click.echo(json.dumps(rows, ensure_ascii=False))
     elif frame.empty:
         click.echo(f"(no rows; columns: {', '.join(map(str, frame.columns))})")
     else:
@@ -96,14 +99,30 @@ def query_command(sql: str, runs_dir: Path, fmt: str) -> None:
 
 @click.command("synth")
 @click.argument("runs_dir", type=_RUNS_DIR)
-@click.option("--trajectories", default=1000, show_default=True, help="Total, over all runs.")
-@click.option("--runs", "n_runs", default=1, show_default=True, help="Run folders to write.")
-@click.option("--steps", default=10, show_default=True, help="Steps per trajectory.")
-@click.option("--patches", default=8, show_default=True, help="Leaf patches per run.")
-@click.option("--group-size", default=4, show_default=True, help="Children per merge.")
 @click.option(
-    "--observation-bytes", default=200, show_default=True, help="Size of each observation."
-)
+    "--trajectories", type=click.IntRange(min=1), default=1000, show_default=True,
+    help="Total, over all runs.",
+)  # fmt: skip
+@click.option(
+    "--runs", "n_runs", type=click.IntRange(min=1), default=1, show_default=True,
+    help="Run folders to write.",
+)  # fmt: skip
+@click.option(
+    "--steps", type=click.IntRange(min=1), default=10, show_default=True,
+    help="Steps per trajectory.",
+)  # fmt: skip
+@click.option(
+    "--patches", type=click.IntRange(min=1), default=8, show_default=True,
+    help="Leaf patches per run.",
+)  # fmt: skip
+@click.option(
+    "--group-size", type=click.IntRange(min=2), default=4, show_default=True,
+    help="Children per merge.",
+)  # fmt: skip
+@click.option(
+    "--observation-bytes", type=click.IntRange(min=0), default=200, show_default=True,
+    help="Size of each observation.",
+)  # fmt: skip
 @click.option("--seed", default=0, show_default=True, help="Same seed, same bytes.")
 @click.option(
     "--repo",
