@@ -30,6 +30,7 @@ from toolkit.evolve import (
     Meter,
     Rates,
     active_stages,
+    check_resumable,
     estimate,
     evolve,
     evolve_lock,
@@ -514,6 +515,9 @@ def test_no_kept_analysis_stops_with_what_a_new_run_could_change(
     assert "another --run-id) with a stronger --author-model or more evolve tasks may help" in str(
         err.value
     )
+    # A resume could only end the same way: refused before its estimate promises calls.
+    with pytest.raises(EvolveError, match="stopped after analyse: none of its 2 analyses"):
+        check_resumable(config)
 
 
 def test_no_failures_for_error_analysts_is_a_clear_stop(repo: Path, tmp_path: Path) -> None:

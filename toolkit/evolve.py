@@ -597,6 +597,23 @@ def check_not_running(run_dir: Path) -> None:
         os.close(fd)
 
 
+def check_resumable(config: EvolveConfig) -> None:
+    """Refuse a resume that can only end as the run did: its analyses all finished and none
+    passed the quality gate (the estimate promised calls the run would never make)."""
+    from toolkit.runs import ANALYSES_FILE
+
+    if _stored_stats(config.run_dir)["analyse"].status != "failed":
+        return
+    records = read_jsonl_dicts(config.run_dir / ANALYSES_FILE)
+    if records and not any(r.get("status") == "kept" for r in records):
+        raise EvolveError(
+            f"run {config.run_id!r} stopped after analyse: none of its {len(records)} analyses "
+            "passed the quality gate, and resuming redoes none of them. Start a new run "
+            f"(another --run-id; this run's refs go with: trace2skill refs delete "
+            f"{config.run_id} --yes)"
+        )
+
+
 def _running_error(run_dir: Path, fd: int) -> EvolveError:
     holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
     return EvolveError(
@@ -1452,6 +1469,7 @@ __all__ = [
     "active_stages",
     "check_not_running",
     "check_request",
+    "check_resumable",
     "Budget",
     "BudgetExceeded",
     "BudgetExecutor",

@@ -257,6 +257,7 @@ def evolve(
         EvolveError,
         check_not_running,
         check_request,
+        check_resumable,
         default_run_id,
         load_config,
         parse_budget,
@@ -276,6 +277,7 @@ def evolve(
         if config is None:
             raise EvolveError(f"no evolve run {run_id!r} in {runs_dir} to resume")
         check_not_running(config.run_dir)  # before the estimate
+        check_resumable(config)
         _refuse_changed_settings(config)
         if no_skill_baseline:  # adding the baseline changes no finished work
             config = config.model_copy(update={"no_skill_baseline": True})
