@@ -174,27 +174,27 @@ def question_names(content: str, question: str, skill_texts: Iterable[str]) -> l
     asked, skill = _words(question), _words(" ".join(skill_texts))
     found: list[str] = []
     for match in _CAPITALISED_RUN.finditer(content):
-        words = [w.strip("'.-") for w in match.group().split()]
-        # Split the run at common words, keep the pieces of two or more words.
+        # Split the run at common words; each piece may hold a name.
         pieces: list[list[str]] = [[]]
-        for word in words:
-            if word.lower() in _COMMON or not word:
+        for word in (w.strip("'.-") for w in match.group().split()):
+            if not word or word.lower() in _COMMON:
                 pieces.append([])
             else:
                 pieces[-1].append(word)
         for piece in pieces:
-            for size in range(len(piece), 1, -1):
-                hit = next(
-                    (
-                        " ".join(piece[i : i + size])
-                        for i in range(len(piece) - size + 1)
-                        if _words(" ".join(piece[i : i + size])) in asked
-                        and _words(" ".join(piece[i : i + size])) not in skill
-                    ),
-                    None,
-                )
-                if hit:
-                    if hit not in found:
-                        found.append(hit)
-                    break
+            phrase = _asked_phrase(piece, asked, skill)
+            if phrase is not None and phrase not in found:
+                found.append(phrase)
     return found
+
+
+def _asked_phrase(words: list[str], asked: str, skill: str) -> str | None:
+    """The longest run of two or more of ``words`` that the question (``asked``, as
+    :func:`_words` writes it) holds and the skill does not."""
+    for size in range(len(words), 1, -1):
+        for start in range(len(words) - size + 1):
+            phrase = " ".join(words[start : start + size])
+            spaced = _words(phrase)
+            if spaced in asked and spaced not in skill:
+                return phrase
+    return None
