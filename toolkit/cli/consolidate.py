@@ -146,17 +146,6 @@ def consolidate_command(
             f"{summary.passed_up}, failed {summary.failed}, resumed {summary.resumed}",
         ),
         ("model calls", f"{summary.llm_calls} ({summary.tokens_in}/{summary.tokens_out} tokens)"),
-        *(
-            [
-                (
-                    "note",
-                    f"the merge model's reply was not used in {summary.model_unused} group(s) "
-                    f"(first: {summary.model_unused_reason}); see {summary.run_dir}/merges.jsonl",
-                )
-            ]
-            if summary.model_unused
-            else []
-        ),
         (
             "result",
             f"t2s/{summary.run}/result = {summary.result_commit[:12]}; patch "
@@ -165,6 +154,14 @@ def consolidate_command(
         ),
         ("wall", f"{summary.wall_s:.1f} s"),
     ]
+    if summary.model_unused:
+        rows.append(
+            (
+                "note",
+                f"the merge model's reply was not used in {summary.model_unused} group(s) "
+                f"(first: {summary.model_unused_reason}); see {summary.run_dir}/merges.jsonl",
+            )
+        )
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
