@@ -388,7 +388,11 @@ def _cached_note(steps: list[Any]) -> str:
 def _show_one(t: Any) -> None:
     rows = [
         ("id", t.id),
-        ("task", f"{t.suite}/{t.task_id} ({t.split})"),
+        # An imported trajectory may name no suite or split: no "/uc-1 ()".
+        (
+            "task",
+            "/".join(x for x in (t.suite, t.task_id) if x) + (f" ({t.split})" if t.split else ""),
+        ),
         ("skill", f"{t.skill_name or '(none)'} @ {t.skill_commit[:12]} ({t.delivery})"),
         ("protocol", t.protocol),
         ("model", f"{t.model} (seed {t.seed})"),
