@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.attribution_helpers import CHECK, HARM, SKILL_PATH, TIP_A, agent_reply, make_run
+from toolkit.agent import AgentConfig
 from toolkit.attribution import (
     AblationRecord,
     AttributionError,
@@ -305,8 +306,10 @@ def test_report_shows_a_no_skill_baseline_when_the_run_has_one(done, tmp_path):
     assert "| No skill |" not in render_report(run_dir)
     with fake_model(agent_reply, name="attr-agent") as model:
         config = LLMConfig(model=model, cache=False, cache_dir=tmp_path / "cache")
+        # The run's evaluations used the json protocol: a baseline must use it too.
         none = evaluate(None, done["suite"], "all", model, run_dir=run_dir, llm_config=config,
-                        progress=False, resamples=2000)  # fmt: skip
+                        progress=False, resamples=2000,
+                        agent_config=AgentConfig(protocol="json"))  # fmt: skip
     text = render_report(run_dir)
     rate = none.summary.pass_rate
     assert f"| No skill | {100 * rate.rate:.1f}% | [{100 * rate.ci.low:.1f}%, " in text

@@ -592,3 +592,35 @@ def test_trajectories_show_finds_the_eval_trajectories_of_a_run_dir(tmp_path):
     # A folder that is no run: one line, not "0 trajectories".
     empty = runner.invoke(main, ["trajectories", "show", str(tmp_path)])
     assert empty.exit_code == 1 and "holds no trajectories.jsonl" in empty.output
+
+
+def test_evaluations_of_two_protocols_in_one_run_stay_apart(tmp_path):
+    """`eval --protocol plain` after the default code eval in the same run folder shared its
+    manifest stage and eval file key: the latest silently stood for both (a new user's
+    report)."""
+    from toolkit.evaluate import AmbiguousEvalError, load_eval
+    from toolkit.llm import fake_model
+    from toolkit.runs import read_manifest
+
+    tasks = tmp_path / "mine.jsonl"
+    write_jsonl(
+        tasks, [{"id": f"q{i}", "question": f"{i} + {i}?", "answer": 2 * i} for i in range(4)]
+    )
+    run = tmp_path / "run"
+    common = ["--skill", "none", "--suite", "jsonl", "--data", str(tasks), "--split", "all",
+              "--run-dir", str(run), "--no-cache", "--no-progress"]  # fmt: skip
+    with fake_model(lambda _m: "FINAL ANSWER: 0") as model:
+        for protocol in ("code", "plain"):
+            out = CliRunner().invoke(
+                main, ["eval", *common, "--model", model, "--protocol", protocol]
+            )
+            assert out.exit_code == 0, out.output
+    stages = [s for s in read_manifest(run).stages if s.startswith("eval:")]
+    assert len(stages) == 2 and {s.split(":")[4] for s in stages} == {"code", "plain"}
+    path = run / "evals" / "none" / "all.jsonl"
+    with pytest.raises(AmbiguousEvalError, match="protocol=code.*protocol=plain"):
+        load_eval(path)
+    plain = load_eval(path, protocol="plain")
+    assert plain.summary.protocol == "plain" and {r.protocol for r in plain.records} == {"plain"}
+    both = CliRunner().invoke(main, ["compare", str(path), str(path), "--protocol", "plain"])
+    assert both.exit_code == 0, both.output

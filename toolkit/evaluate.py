@@ -77,6 +77,11 @@ class EvalRecord(BaseModel):
     model: str = Field(description="litellm model string of the agent.")
     seed: int = Field(description="Run seed of the trajectory.")
     delivery: str = Field(description="How the skill reached the agent: system/progressive/none.")
+    protocol: str | None = Field(
+        default=None,
+        description="How the agent talked to its model (code, json, tools, plain); None in "
+        "files written before it was recorded.",
+    )
     task_id: str = Field(description="Task id within the suite.")
     passed: bool = Field(description="The suite's verdict.")
     score: float = Field(description="The suite's score in [0, 1].")
@@ -102,6 +107,10 @@ class EvalSummary(BaseModel):
     model: str = Field(description="litellm model string of the agent.")
     seed: int = Field(description="Run seed (task subset, sampling seeds, bootstrap seed).")
     delivery: str = Field(description="system, progressive or none.")
+    protocol: str | None = Field(
+        default=None,
+        description="The agent's protocol (code, json, tools, plain); None: not recorded.",
+    )
     limit: int | None = Field(description="The --limit asked for (None: the whole split).")
     task_ids: list[str] = Field(description="The evaluated tasks, in task order.")
     n: int = Field(description="Number of tasks evaluated.")
@@ -223,6 +232,7 @@ def record_of(trajectory: Trajectory, split: str) -> EvalRecord:
         model=trajectory.model,
         seed=trajectory.seed,
         delivery=trajectory.delivery,
+        protocol=trajectory.protocol,
         task_id=trajectory.task_id,
         passed=trajectory.verdict.passed,
         score=trajectory.verdict.score,
@@ -247,11 +257,14 @@ def summarise(
     delivery: str,
     limit: int | None,
     resamples: int = DEFAULT_RESAMPLES,
+    protocol: str | None = None,
 ) -> EvalSummary:
     """The summary of ``records``: pass rate with CIs (bootstrap seeded with ``seed``), MDE,
     mean tokens and seconds per task."""
     n = len(records)
     fresh = [r for r in records if r.cached_steps == 0]
+    if protocol is None:  # the records' own, so summary and records key alike
+        protocol = next((r.protocol for r in records if r.protocol), None)
     return EvalSummary(
         suite=suite,
         split=split,
@@ -260,6 +273,7 @@ def summarise(
         model=model,
         seed=seed,
         delivery=delivery,
+        protocol=protocol,
         limit=limit,
         task_ids=[r.task_id for r in records],
         n=n,
@@ -380,9 +394,9 @@ def store(result: EvalResult, path: Path) -> None:
     append_jsonl(path, new)
 
 
-def _key(line: EvalRecord | EvalSummary) -> tuple[str, str, int, str]:
+def _key(line: EvalRecord | EvalSummary) -> tuple[str, str, int, str, str]:
     # What tells evaluations in one file apart: the file itself fixes commit and split.
-    return (line.suite, line.model, line.seed, line.delivery)
+    return (line.suite, line.model, line.seed, line.delivery, line.protocol or "")
 
 
 def load_eval(
@@ -392,6 +406,7 @@ def load_eval(
     model: str | None = None,
     seed: int | None = None,
     delivery: str | None = None,
+    protocol: str | None = None,
 ) -> EvalResult:
     """Read an evaluation back from an eval file: of the summaries matching the filters, the
     one over the most tasks (the latest of those). A file holds several summaries of one
@@ -401,7 +416,7 @@ def load_eval(
     Raises:
         EvalError: missing or malformed file, no matching summary, or several different
             evaluations match (the message lists them; narrow with ``model``/``seed``/
-            ``delivery``).
+            ``delivery``/``protocol``).
     """
     path = Path(path)
     if not path.is_file():
@@ -415,19 +430,22 @@ def load_eval(
         and (model is None or line.model == model)
         and (seed is None or line.seed == seed)
         and (delivery is None or line.delivery == delivery)
+        and (protocol is None or line.protocol == protocol)
     ]
     if not summaries:
         raise EvalError(
             f"{path}: no evaluation summary matches (suite={suite}, model={model}, "
-            f"seed={seed}, delivery={delivery})"
+            f"seed={seed}, delivery={delivery}, protocol={protocol})"
         )
     keys = {_key(s) for s in summaries}
     if len(keys) > 1:
         listed = "; ".join(
-            f"suite={su} model={m} seed={se} delivery={d}" for su, m, se, d in sorted(keys)
+            f"suite={su} model={m} seed={se} delivery={d} protocol={pr or '?'}"
+            for su, m, se, d, pr in sorted(keys)
         )
         raise AmbiguousEvalError(
-            f"{path} holds several evaluations ({listed}); choose one (compare: --model, --seed)"
+            f"{path} holds several evaluations ({listed}); choose one (compare: --model, "
+            "--seed, --protocol)"
         )
     summary = max(reversed(summaries), key=lambda s: s.n)  # max keeps the first: the latest
     # The latest record of each task of this evaluation.
@@ -527,6 +545,9 @@ def evaluate(
     commit = skill_commit(skill_obj)
     model_name = model or (llm_config or LLMConfig.from_env()).model
     trajectories = eval_trajectories_path(run_dir)
+    from toolkit.agent import AgentConfig
+
+    protocol = (agent_config or AgentConfig()).protocol
     rolled = run_rollouts(
         suite_obj,
         split,
@@ -543,7 +564,7 @@ def evaluate(
         agent_config=agent_config,
         trajectories_path=trajectories,
         # One manifest stage per evaluated condition, so conditions do not overwrite each other.
-        stage=f"eval:{split}:{commit[:12]}:{delivery}:{model_name}:seed{seed}",
+        stage=f"eval:{split}:{commit[:12]}:{delivery}:{protocol}:{model_name}:seed{seed}",
         **rollout_options,
     )
     by_id = {t.id: t for t in read_trajectories(trajectories).records}
@@ -562,6 +583,7 @@ def evaluate(
         delivery=delivery,
         limit=limit,
         resamples=resamples,
+        protocol=protocol,
     )
     path = eval_path(run_dir, rolled.skill_commit or NO_SKILL_COMMIT, split)
     result = EvalResult(summary=summary, records=records, path=path)
@@ -576,14 +598,19 @@ def compare(
     model: str | None = None,
     seed: int | None = None,
     resamples: int = DEFAULT_RESAMPLES,
+    protocol: str | None = None,
 ) -> Comparison:
     """Compare evaluation B with evaluation A on the tasks both ran (see :func:`pair_results`).
 
-    ``a`` and ``b`` are results or eval files (read with :func:`load_eval` and the ``model``
-    and ``seed`` filters).
+    ``a`` and ``b`` are results or eval files (read with :func:`load_eval` and the ``model``,
+    ``seed`` and ``protocol`` filters).
     """
-    result_a = a if isinstance(a, EvalResult) else load_eval(a, model=model, seed=seed)
-    result_b = b if isinstance(b, EvalResult) else load_eval(b, model=model, seed=seed)
+    result_a = (
+        a if isinstance(a, EvalResult) else load_eval(a, model=model, seed=seed, protocol=protocol)
+    )
+    result_b = (
+        b if isinstance(b, EvalResult) else load_eval(b, model=model, seed=seed, protocol=protocol)
+    )
     return pair_results(result_a, result_b, resamples=resamples)
 
 

@@ -147,6 +147,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "model": "VARCHAR",
         "seed": "BIGINT",
         "delivery": "VARCHAR",
+        "protocol": "VARCHAR",
         "task_id": "VARCHAR",
         "passed": "BOOLEAN",
         "score": "DOUBLE",

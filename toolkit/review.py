@@ -156,6 +156,7 @@ class Headline(BaseModel):
     split: str
     model: str
     delivery: str
+    protocol: str | None = Field(None, description="The agent's protocol; None: not recorded.")
     seeds: list[int]
     tasks: int = Field(description="Distinct tasks paired.")
     baseline: PassRate | None = Field(description="No skill, on the same tasks and seeds.")
@@ -306,10 +307,12 @@ def _choose_split(run_dir: Path, s0: str, sstar: str) -> str | None:
 
 
 def _records_by_seed(
-    path: Path, suite: str, model: str, delivery: str, seeds: Iterable[int]
+    path: Path, suite: str, model: str, delivery: str, protocol: str, seeds: Iterable[int]
 ) -> dict[int, list[EvalRecord]]:
     return {
-        seed: load_eval(path, suite=suite, model=model, seed=seed, delivery=delivery).records
+        seed: load_eval(
+            path, suite=suite, model=model, seed=seed, delivery=delivery, protocol=protocol or None
+        ).records
         for seed in seeds
     }
 
@@ -326,12 +329,13 @@ def _headline(
         return None, []
     path_a = run_dir / "evals" / s0_tree / f"{split}.jsonl"
     path_b = run_dir / "evals" / sstar_tree / f"{split}.jsonl"
-    groups_a: dict[tuple[str, str, str], set[int]] = defaultdict(set)
+    # An evaluation is told apart by suite, model, delivery and protocol (then seed).
+    groups_a: dict[tuple[str, str, str, str], set[int]] = defaultdict(set)
     for s in _summaries(path_a):
-        groups_a[(s.suite, s.model, s.delivery)].add(s.seed)
-    groups_b: dict[tuple[str, str, str], set[int]] = defaultdict(set)
+        groups_a[(s.suite, s.model, s.delivery, s.protocol or "")].add(s.seed)
+    groups_b: dict[tuple[str, str, str, str], set[int]] = defaultdict(set)
     for s in _summaries(path_b):
-        groups_b[(s.suite, s.model, s.delivery)].add(s.seed)
+        groups_b[(s.suite, s.model, s.delivery, s.protocol or "")].add(s.seed)
     common = {key: groups_a[key] & groups_b[key] for key in groups_a if key in groups_b}
     common = {key: seeds for key, seeds in common.items() if seeds}
     if not common:
@@ -341,12 +345,12 @@ def _headline(
         )
         return None, []
     # The condition evaluated over the most seeds (ties: the most recently written by S*).
-    order = [(s.suite, s.model, s.delivery) for s in _summaries(path_b)]
+    order = [(s.suite, s.model, s.delivery, s.protocol or "") for s in _summaries(path_b)]
     key = max(common, key=lambda k: (len(common[k]), max(i for i, o in enumerate(order) if o == k)))
-    suite, model, delivery = key
+    suite, model, delivery, protocol = key
     seeds = sorted(common[key])
-    recs_a = _records_by_seed(path_a, suite, model, delivery, seeds)
-    recs_b = _records_by_seed(path_b, suite, model, delivery, seeds)
+    recs_a = _records_by_seed(path_a, suite, model, delivery, protocol, seeds)
+    recs_b = _records_by_seed(path_b, suite, model, delivery, protocol, seeds)
     pairs_a: list[bool] = []
     pairs_b: list[bool] = []
     per_task: dict[str, list[int]] = {}
@@ -367,9 +371,9 @@ def _headline(
     baseline = None
     path_none = run_dir / "evals" / NO_SKILL / f"{split}.jsonl"
     if path_none.is_file():
-        keys = {(s.suite, s.model, s.seed) for s in _summaries(path_none)}
-        if all((suite, model, seed) in keys for seed in seeds):
-            base_recs = _records_by_seed(path_none, suite, model, "none", seeds)
+        keys = {(s.suite, s.model, s.seed, s.protocol or "") for s in _summaries(path_none)}
+        if all((suite, model, seed, protocol) in keys for seed in seeds):
+            base_recs = _records_by_seed(path_none, suite, model, "none", protocol, seeds)
             by_key = {(r.task_id, seed): r.passed for seed in seeds for r in base_recs[seed]}
             if all(p in by_key for p in pairs):
                 baseline = pass_rate([by_key[p] for p in pairs], seed=seeds[0])
@@ -378,6 +382,7 @@ def _headline(
         split=split,
         model=model,
         delivery=delivery,
+        protocol=protocol or None,
         seeds=seeds,
         tasks=len(per_task),
         baseline=baseline,
@@ -419,6 +424,7 @@ def _usage(
             and t.suite == headline.suite
             and t.model == headline.model
             and t.delivery == headline.delivery
+            and (headline.protocol is None or t.protocol == headline.protocol)
             and t.seed in headline.seeds
         ):
             totals[t.skill_commit] += 1
@@ -927,10 +933,12 @@ def _review_steps(review: RunReview, links: Links) -> list[str]:
     ]
     head = review.headline
     if head is not None:
+        proto = f" --protocol {head.protocol}" if head.protocol else ""
         lines += [
             "# the scores again, from the stored evaluations",
             f"trace2skill compare {review.run_dir}/{head.s0_eval} "
-            f"{review.run_dir}/{head.sstar_eval} --model {head.model} --seed {head.seeds[0]}",
+            f"{review.run_dir}/{head.sstar_eval} --model {head.model} --seed {head.seeds[0]}"
+            + proto,
         ]
         if head.suite in SUITES:  # a synthetic run's suite cannot be run again
             data = " --data TASKS.jsonl" if head.suite == "jsonl" else ""
@@ -938,7 +946,8 @@ def _review_steps(review: RunReview, links: Links) -> list[str]:
                 "# or re-run both skills (finished tasks are reused)",
                 f"trace2skill compare t2s/{run}/base:{path} t2s/{run}/result:{path} "
                 f"--suite {head.suite}{data} --split {head.split} --model {head.model} "
-                f"--seed {head.seeds[0]} --delivery {head.delivery} --run-dir {review.run_dir}",
+                f"--seed {head.seeds[0]} --delivery {head.delivery}{proto} "
+                f"--run-dir {review.run_dir}",
             ]
     lines += ["```", ""]
     # No two blank lines in a row (the link lines above are optional).

@@ -63,14 +63,17 @@ class ScoreLine(BaseModel):
     )
 
 
-def _results(path: Path) -> dict[tuple[str, str, int, str], EvalResult]:
+_Key = tuple[str, str, int, str, str]  # suite, model, seed, delivery, protocol
+
+
+def _results(path: Path) -> dict[_Key, EvalResult]:
     """Per evaluation key of an eval file, the evaluation with the most tasks."""
     # Typed, as the PR reads it: a damaged line is an error, not a task silently missing
     # (which made the whole evaluation vanish from the report).
-    records: dict[tuple[str, str, int, str], dict[str, EvalRecord]] = {}
-    best: dict[tuple[str, str, int, str], EvalSummary] = {}
+    records: dict[_Key, dict[str, EvalRecord]] = {}
+    best: dict[_Key, EvalSummary] = {}
     for line in read_eval_lines(path):
-        key = (line.suite, line.model, line.seed, line.delivery)
+        key = (line.suite, line.model, line.seed, line.delivery, line.protocol or "")
         if isinstance(line, EvalRecord):
             records.setdefault(key, {})[line.task_id] = line
         elif key not in best or line.n >= best[key].n:
@@ -125,12 +128,12 @@ def score_lines(run_dir: Path, s0_commit: str, star_commit: str) -> list[ScoreLi
     return out
 
 
-def _no_skill(path: Path, key: tuple[str, str, int, str]) -> EvalResult | None:
-    """The no-skill evaluation at ``path`` with the suite, model and seed of ``key`` (no skill
-    has no delivery), the one with the most tasks; None when there is none."""
+def _no_skill(path: Path, key: _Key) -> EvalResult | None:
+    """The no-skill evaluation at ``path`` with the suite, model, seed and protocol of ``key``
+    (no skill has no delivery), the one with the most tasks; None when there is none."""
     if not path.is_file():
         return None
-    found = [r for k, r in _results(path).items() if k[:3] == key[:3]]
+    found = [r for k, r in _results(path).items() if (*k[:3], k[4]) == (*key[:3], key[4])]
     return max(found, key=lambda r: r.n) if found else None
 
 

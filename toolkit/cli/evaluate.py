@@ -291,13 +291,18 @@ def _side(
     seed: int,
     common: dict[str, Any],
     llm_config: LLMConfig,
+    protocol_filter: str | None,
 ) -> EvalResult:
     from toolkit.evaluate import AmbiguousEvalError, EvalError, load_eval
 
     if spec.endswith(".jsonl") and not Path(spec).is_file():
         raise EvalError(f"{spec}: no such file (a stored evaluation: evals/<skill>/<split>.jsonl)")
     if spec.endswith(".jsonl"):
-        filters = {"suite": suite.name if suite else None, "seed": seed}
+        filters = {
+            "suite": suite.name if suite else None,
+            "seed": seed,
+            "protocol": protocol_filter,
+        }
         try:
             return load_eval(spec, **filters)
         except AmbiguousEvalError:
@@ -356,7 +361,16 @@ def compare(
         "resamples": resamples,
         "no_progress": no_progress,
     }
-    side = {"suite": suite, "split": split, "seed": seed, "common": common}
+    # A stored file may hold evaluations of several protocols: --protocol, when given, picks.
+    source = click.get_current_context().get_parameter_source("protocol")
+    given = source not in (click.core.ParameterSource.DEFAULT, None)
+    side = {
+        "suite": suite,
+        "split": split,
+        "seed": seed,
+        "common": common,
+        "protocol_filter": protocol if given else None,
+    }
     result_a = _side(a, llm_config=llm_config, **side)
     result_b = _side(b, llm_config=llm_config, **side)
     comparison = pair_results(result_a, result_b, resamples=resamples, seed=seed)
