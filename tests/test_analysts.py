@@ -23,7 +23,12 @@ from toolkit.analysts import (
     run_analyses,
 )
 from toolkit.analysts.replies import PatchReply
-from toolkit.analysts.snippets import broken_blocks, shadowed_helpers
+from toolkit.analysts.snippets import (
+    broken_blocks,
+    code_problem,
+    shadowed_helpers,
+    unfenced_code_lines,
+)
 from toolkit.analysts.specific import (
     data_names,
     question_names,
@@ -334,6 +339,28 @@ def test_code_that_does_not_parse_or_redefines_submit_is_dropped() -> None:
         assert checked.reason.startswith(reason + ": ")
     kept = check_patch(PatchReply.model_validate(patch_reply(fine)), skill, [], "a1")
     assert kept.patch is not None
+
+
+def test_code_appended_outside_a_fence_is_dropped() -> None:
+    """The real run's S* opened with bare code under its title (an analyst's unfenced
+    lesson, merged as it was): as prose it teaches nothing and breaks the page."""
+    bare = (
+        "df['Goals'] = df['Goals'].map(num)\nThe column may be missing.\n"
+        "df = df[~df['Player'].str.contains('total', case=False)]"
+    )
+    assert unfenced_code_lines(bare) == [
+        "df['Goals'] = df['Goals'].map(num)",
+        "df = df[~df['Player'].str.contains('total', case=False)]",
+    ]
+    prose = (
+        "- Check units.\n- total\nCall `num()` on `df.columns` first.\n```python\nx = 1\ny = 2\n```"
+    )
+    assert unfenced_code_lines(prose) == []
+    skill = load_skill(ROOT / "skills" / "gsm8k-math")
+    checked = check_patch(PatchReply.model_validate(patch_reply(bare)), skill, [], "a1")
+    assert checked.reason is not None and checked.reason.startswith("unfenced-code: 2 lines")
+    # Only appended content reads as prose: a replace inside a fence may be bare code.
+    assert code_problem(bare, "replace_in_section") is None
 
 
 def test_insert_with_a_made_up_anchor_is_appended_to_its_section() -> None:

@@ -225,6 +225,27 @@ def test_bad_replies_pass_children_up_then_the_forced_merge_takes_the_union(
     assert all(str(e.content) in skill for e in edits)
 
 
+def test_merged_code_outside_a_fence_is_dropped(tmp_path: Path) -> None:
+    """The real WikiTQ run's 1.5B merge operator wrote bare code into S*'s preamble."""
+    repo, run_dir = make_run(tmp_path)
+    add_leaves(repo, run_dir, [leaf(lesson("- A.")), leaf(lesson("- B."))])
+
+    def operator(messages: list[dict]) -> MergeReply:
+        pool = parse_pool_from_prompt(messages)
+        good = {k: v for k, v in pool[0].items() if k not in ("id", "support")}
+        bare = "df['g'] = df['Goals'].map(num)\nsel = df[df['g'] > 10]"
+        return _reply(
+            {**good, "cited": [pool[0]["id"]], "content": bare},
+            {**good, "cited": [pool[1]["id"]], "content": "- Check the columns first."},
+        )
+
+    with fake_model(operator) as model:
+        run_consolidation(run_dir, _config(merge_batch=2), llm_config=llm(tmp_path, model))
+    (record,) = read_merges(run_dir)
+    assert record.status == "merged" and len(record.edits) == 1
+    assert any(d.reason.startswith("unfenced-code: 2 lines") for d in record.dropped)
+
+
 def test_reply_with_more_edits_than_inputs_or_unknown_ids(tmp_path: Path) -> None:
     repo, run_dir = make_run(tmp_path)
     edits = [lesson(f"- Lesson {i}.") for i in range(5)]

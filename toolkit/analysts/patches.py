@@ -23,7 +23,7 @@ from toolkit.analysts.leaks import leaked_values
 from toolkit.analysts.prompts import copies_trajectory
 from toolkit.analysts.records import AnalysisRecord, DroppedEdit
 from toolkit.analysts.replies import PatchReply, edit_dicts
-from toolkit.analysts.snippets import broken_blocks, shadowed_helpers
+from toolkit.analysts.snippets import code_problem
 from toolkit.analysts.specific import question_names, task_literals, task_names
 from toolkit.atomic import write_atomic
 from toolkit.errors import PatchError
@@ -78,6 +78,7 @@ CONTENT_REASONS = (
     "copies-trajectory",
     "broken-code",
     "shadows-harness",
+    "unfenced-code",
 )
 #: Shortest line of an edit that is compared with the skill's text (shorter ones say little).
 RESTATED_MIN_CHARS = 16
@@ -154,18 +155,9 @@ def check_patch(
         if message:
             dropped.append(DroppedEdit(index=index, reason="task-specific", message=message))
             continue
-        broken = broken_blocks(content)
-        if broken:
-            message = f"its python block starting {broken[0]!r} does not parse"
-            dropped.append(DroppedEdit(index=index, reason="broken-code", message=message))
-            continue
-        shadowed = shadowed_helpers(content)
-        if shadowed:
-            message = (
-                f"its code redefines {', '.join(shadowed)}, the harness's own helper: an agent "
-                "copying it would lose its answer"
-            )
-            dropped.append(DroppedEdit(index=index, reason="shadows-harness", message=message))
+        problem = code_problem(content, str(edit.get("op", "")))
+        if problem is not None:
+            dropped.append(DroppedEdit(index=index, reason=problem[0], message=problem[1]))
             continue
         try:
             parse_patch({"edits": [edit]}, source=f"edit {index}")

@@ -90,3 +90,65 @@ def shadowed_helpers(content: str) -> list[str]:
         if name in HARNESS_HELPERS:
             found.add(name)
     return sorted(found)
+
+
+# Statements that only code makes; a markdown line that parses as one is code, not prose (an
+# expression such as "- total" or "df.columns" could be either).
+_CODE_STATEMENTS = (
+    ast.Assign,
+    ast.AugAssign,
+    ast.AnnAssign,
+    ast.Import,
+    ast.ImportFrom,
+    ast.Return,
+    ast.Delete,
+)
+#: Ops whose content lands after a section's last line, outside any fence of the skill.
+APPENDING_OPS = ("append_to_section", "add_section")
+
+
+def unfenced_code_lines(content: str) -> list[str]:
+    """The lines of ``content`` outside its fences that are python statements only code
+    makes (assignments, imports, calls): appended as they are, they read as prose."""
+    found = []
+    fenced = False
+    for line in content.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("```", "~~~")):
+            fenced = not fenced
+            continue
+        if fenced or not stripped or stripped.startswith("#"):
+            continue
+        tree = _parse(stripped)
+        if tree is None or len(tree.body) != 1:
+            continue
+        node = tree.body[0]
+        if isinstance(node, _CODE_STATEMENTS) or (
+            isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+        ):
+            found.append(stripped)
+    return found
+
+
+def code_problem(content: str, op: str) -> tuple[str, str] | None:
+    """``(reason, message)`` when the code ``content`` teaches would hurt an agent that copies
+    it: a python block that does not parse, a redefined harness helper, or (for an edit that
+    appends) two or more lines of code outside a fence; None when there is none."""
+    broken = broken_blocks(content)
+    if broken:
+        return "broken-code", f"its python block starting {broken[0]!r} does not parse"
+    shadowed = shadowed_helpers(content)
+    if shadowed:
+        return (
+            "shadows-harness",
+            f"its code redefines {', '.join(shadowed)}, the harness's own helper: an agent "
+            "copying it would lose its answer",
+        )
+    bare = unfenced_code_lines(content) if op in APPENDING_OPS else []
+    if len(bare) >= 2:
+        return (
+            "unfenced-code",
+            f"{len(bare)} lines of code outside a fence (first {bare[0]!r}) would read as "
+            "prose in the skill: fence them as a python block",
+        )
+    return None

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from toolkit.analysts.snippets import code_problem
 from toolkit.consolidate.anchors import anchor_field, reanchor
 from toolkit.consolidate.nodes import EditPool, Node, cite, pool_edits
 from toolkit.consolidate.prompt import MergeReply, budget_retry_messages, build_messages
@@ -315,6 +316,12 @@ class MergeOperator:
                         reason=f"cites unknown edit ids: {', '.join(unknown[:5])}",
                     )
                 )
+                continue
+            # The analysts' code checks hold for what the merge operator writes too: the
+            # real run's 1.5B merged unfenced, cut-off code into the skill's preamble.
+            problem = code_problem(edit.content or "", edit.op)
+            if problem is not None:
+                dropped.append(DroppedEdit(edit_id=str(edit.id), reason=": ".join(problem)))
                 continue
             field = anchor_field(edit)
             text = self.skill.files.get(edit.file)
