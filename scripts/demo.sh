@@ -9,8 +9,8 @@ T=.venv/bin/trace2skill
 RUN_ID="${DEMO_RUN_ID:-demo-$(date -u +%Y%m%d-%H%M%S)}"
 RUNS=runs
 SKILL=skills/wikitq-table-qa
-# The 0.5B model and 3 + 2 tasks keep the demo near 15 minutes on 2 CPU cores (measured:
-# README "make demo"); DEMO_MODEL=local/qwen2.5-coder-1.5b for the stronger default model.
+# The 0.5B model and 3 + 2 tasks keep the demo within 15 minutes on 2 CPU cores (measured
+# about 10: README "make demo"); DEMO_MODEL=local/qwen2.5-coder-1.5b for the stronger default model.
 EVOLVE_N="${DEMO_EVOLVE:-3}"
 TEST_N="${DEMO_TEST:-2}"
 MODEL="${DEMO_MODEL:-local/qwen2.5-coder-0.5b}"

@@ -8,6 +8,7 @@ traceback as well.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -70,6 +71,11 @@ class _Group(click.Group):
                 raise
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, as other command-line tools do.
+            # Python would complain again flushing stdout at exit, so point it at /dev/null.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)  # 128 + SIGPIPE
         except OSError as exc:
             # A path the user gave that cannot be made, read or written (not a directory, no
             # permission, disk full) is their mistake to fix, not a traceback to read.

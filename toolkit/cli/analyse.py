@@ -17,7 +17,9 @@ from toolkit.tasks import Suite
     "--analyst", type=click.Choice(ANALYST_CHOICES), default="error", show_default=True,
     help="error: the agentic error analyst on failures (tools + the verifier; kept only if its "
     "fix reaches PASS). error-single: one call per failure (the paper's ablation). success: "
-    "one call per pass (solution path, then at most 3 lessons). combined: error + success.",
+    "one call per pass (solution path, then at most 3 lessons). combined: error + success. "
+    "(evolve spells these --analysts error|success|combined with --error-analyst "
+    "agentic|single.)",
 )  # fmt: skip
 @click.option(
     "--skill", "skill_path", type=click.Path(file_okay=False, path_type=Path),

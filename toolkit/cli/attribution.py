@@ -183,7 +183,8 @@ def ablate_cmd(
     if learned is not None and learned == split:
         click.echo(
             f"Note: the run's analyses learned from its {split!r} tasks; effects measured on "
-            "them are not held out (--split test measures the edits on unseen tasks)",
+            "them are not held out (a split the run did not learn from, e.g. --split "
+            f"{'train' if split == 'test' else 'test'}, measures the edits on unseen tasks)",
             err=True,
         )
 

@@ -145,7 +145,8 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
     type=click.Choice(["agentic", "single"]),
     default="agentic",
     show_default=True,
-    help="agentic: re-checks its fix with the verifier (kept only at PASS); single: one call.",
+    help="agentic: re-checks its fix with the verifier (kept only at PASS); single: one call "
+    "(`trace2skill analyse --analyst error` / `error-single`).",
 )
 @click.option(
     "--author-model", metavar="MODEL", help="Model of analysts and merges (default: --model)."

@@ -67,7 +67,7 @@ def validate_command(
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option(
     "--file", "file", default=SKILL_MD, show_default=True,
-    help="Markdown file of the skill to list, e.g. references/api.md.",
+    help="Markdown file of the skill to list, e.g. references/problem-patterns.md.",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the sections as JSON.")
 def sections_command(path: Path, file: str, as_json: bool) -> None:
@@ -78,7 +78,7 @@ def sections_command(path: Path, file: str, as_json: bool) -> None:
     \b
     Example:
       trace2skill skill sections skills/gsm8k-math
-      trace2skill skill sections skills/gsm8k-math --file references/api.md --json
+      trace2skill skill sections skills/gsm8k-math --file references/problem-patterns.md --json
     """
     skill = load_skill(path)
     sections = skill.parsed(file).sections

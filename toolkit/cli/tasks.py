@@ -21,8 +21,9 @@ def tasks_group() -> None:
 
     Suites: wikitq (WikiTableQuestions), gsm8k (grade-school maths), spreadsheet
     (SpreadsheetBench, scored after LibreOffice recalculation) and jsonl (your own tasks).
-    Without --data a suite reads $TRACE2SKILL_DATA_DIR, ../shared/data next to the checkout,
-    or the small slice bundled with the package.
+    Without --data a suite reads $TRACE2SKILL_DATA_DIR, else a ../shared/data folder next to
+    the checkout when there is one, else the small slice bundled with the package (README,
+    "Data").
 
     \b
     Your own tasks (--suite jsonl --data FILE.jsonl), one JSON object per line:
@@ -38,7 +39,7 @@ def tasks_group() -> None:
       trace2skill tasks list --suite gsm8k --split test --limit 5
       trace2skill tasks show nu-3155 --suite wikitq
       trace2skill tasks check --suite jsonl --data my_tasks.jsonl --scoring numeric
-      trace2skill tasks check --suite spreadsheet --data ../shared/data
+      trace2skill tasks check --suite spreadsheet --data /path/to/full/data
     """
 
 
