@@ -361,6 +361,15 @@ def test_code_appended_outside_a_fence_is_dropped() -> None:
     assert checked.reason is not None and checked.reason.startswith("unfenced-code: 2 lines")
     # Only appended content reads as prose: a replace inside a fence may be bare code.
     assert code_problem(bare, "replace_in_section") is None
+    # An insert whose made-up anchor sends it to the end of its section is appended content
+    # too (the real run's bare code came in this way).
+    insert = {**patch_reply(bare)["edits"][0], "op": "insert_after", "target_text": "- Made up."}
+    reply = PatchReply.model_validate(
+        {"reasoning": "r", "edits": [insert], "changelog_entries": ["c"]}
+    )
+    moved = check_patch(reply, skill, [], "a1")
+    assert moved.patch is None and moved.reason is not None
+    assert moved.reason.startswith("unfenced-code: 2 lines")
 
 
 def test_insert_with_a_made_up_anchor_is_appended_to_its_section() -> None:

@@ -189,6 +189,28 @@ def check_patch(
         for r in result.rejected
         if (fix := _anchor_fix(candidates[r.index][1], r.reason, skill)) is not None
     }
+    # An insert moved to the end of its section is appended content now: the code checks
+    # that hold for appended edits hold for it (the real run's bare code came this way).
+    blocked = {
+        k: problem
+        for k, (fixed, _) in fixes.items()
+        if (problem := code_problem(str(fixed.get("content", "")), str(fixed.get("op", ""))))
+    }
+    for k, (reason, message) in blocked.items():
+        del fixes[k]
+        dropped.append(DroppedEdit(index=candidates[k][0], reason=reason, message=message))
+    if blocked:
+        candidates = [c for k, c in enumerate(candidates) if k not in blocked]
+        if not candidates:
+            first = dropped[-1]
+            return CheckedPatch(reason=f"{first.reason}: {first.message}", dropped=dropped)
+        patch = _as_patch(reply, [edit for _, edit in candidates])
+        result = apply_patch(skill, patch)
+        fixes = {
+            r.index: fix
+            for r in result.rejected
+            if (fix := _anchor_fix(candidates[r.index][1], r.reason, skill)) is not None
+        }
     if fixes:
         # A small model often quotes an anchor that is not in the section it names: copied
         # exactly from another section (the real WikiTQ run's replace of the worked example's
