@@ -266,6 +266,10 @@ def test_corrupt_lines_and_runs_are_reported_and_skipped(runs):
         ("r1", 3, 2),
         ("r2", 3, 1),
     ]
+    # A CI job asks for a failure: --strict exits 1 (the index is still written).
+    strict = CliRunner().invoke(main, ["index", str(runs), "--strict", "--no-progress"])
+    assert strict.exit_code == 1 and "--strict: 1 runs and 3 corrupt lines" in strict.output
+    assert CliRunner().invoke(main, ["index", str(runs), "--no-progress"]).exit_code == 0
 
     # The broken run is tried again each time, and indexed once it is repaired.
     assert build_index(runs).skipped == ["broken"]

@@ -8,13 +8,20 @@ from pathlib import Path
 
 import click
 
+from toolkit.errors import ToolkitError
+
 _RUNS_DIR = click.Path(file_okay=False, path_type=Path)
 
 
 @click.command("index")
 @click.argument("runs_dir", required=False, default=Path("runs"), type=_RUNS_DIR)
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
-def index_command(runs_dir: Path, no_progress: bool) -> None:
+@click.option(
+    "--strict", is_flag=True,
+    help="Exit 1 when a run was skipped or a corrupt line was (for CI: a run that does not "
+    "index is a failure there).",
+)  # fmt: skip
+def index_command(runs_dir: Path, no_progress: bool, strict: bool) -> None:
     """Index RUNS_DIR (default runs/) for SQL: one set of Parquet files per run.
 
     \b
@@ -31,6 +38,7 @@ def index_command(runs_dir: Path, no_progress: bool) -> None:
     Examples:
       trace2skill index
       trace2skill index runs/ && trace2skill query "SELECT count(*) FROM steps"
+      trace2skill index runs/ --strict      # in CI: fail on a run that does not index
     """
     from toolkit.index import TABLES, build_index, connect
 
@@ -41,12 +49,19 @@ def index_command(runs_dir: Path, no_progress: bool) -> None:
         counts = ", ".join(
             f"{t} {con.execute(f'SELECT count(*) FROM {t}').fetchone()[0]}" for t in TABLES
         )
+        # Every indexed run's count, not only this call's: an unchanged run is not re-read.
+        corrupt = con.execute("SELECT coalesce(sum(skipped_lines), 0) FROM runs").fetchone()[0]
     click.echo(
         f"Indexed {report.runs} runs in {runs_dir / '.index'}: {len(report.read)} read, "
         f"{report.unchanged} unchanged, {len(report.removed)} removed, "
         f"{len(report.skipped)} skipped, {report.skipped_lines} corrupt lines skipped"
     )
     click.echo(f"Rows: {counts}")
+    if strict and (report.skipped or corrupt):
+        raise ToolkitError(
+            f"--strict: {len(report.skipped)} runs and {corrupt} corrupt lines were skipped "
+            '(trace2skill query "SELECT run_id, skipped_lines FROM runs" says where)'
+        )
 
 
 @click.command("query")
