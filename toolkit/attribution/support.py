@@ -42,7 +42,10 @@ class LineSupport(BaseModel):
 
 
 def edit_lines(text: str, patch: Patch, file: str) -> dict[int, str]:
-    """1-based line number -> id of the edit of ``patch`` whose content is at that line."""
+    """1-based line number -> id of the edit of ``patch`` whose content is at that line.
+
+    Blank lines are left out: they teach nothing, and an edit that opens with one would
+    otherwise claim the blank line the skill already had before it (S0's own text)."""
     lines = [ln.rstrip("\r\n") for ln in split_lines(text)]
     out: dict[int, str] = {}
     for edit in patch.edits:
@@ -52,7 +55,8 @@ def edit_lines(text: str, patch: Patch, file: str) -> dict[int, str]:
         for start in range(len(lines) - len(block) + 1):
             if lines[start : start + len(block)] == block:
                 for k in range(len(block)):
-                    out.setdefault(start + k + 1, edit.id or "")
+                    if block[k].strip():
+                        out.setdefault(start + k + 1, edit.id or "")
                 break
     return out
 
