@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from toolkit.agent import AgentConfig, agent_fingerprint
 from toolkit.cli import main
+from toolkit.errors import ToolkitNotice
 from toolkit.executor import LocalExecutor
 from toolkit.llm import FaultKind, LLMConfig, fake_model, read_calls
 from toolkit.rollout import RolloutError, read_manifest, run_rollouts, workspace_files
@@ -212,7 +213,10 @@ def test_model_error_ends_one_trajectory_and_the_run_goes_on(tmp_path: Path) -> 
     # keeps one line per task and the finished lines byte-identical.
     path = tmp_path / "run" / "trajectories.jsonl"
     finished = [line for line in lines_of(path) if failed.id.encode() not in line]
-    with fake_model(gsm8k_agent(), name="rollout-err") as model:
+    with (
+        fake_model(gsm8k_agent(), name="rollout-err") as model,
+        pytest.warns(ToolkitNotice, match="running 1 tasks again whose model call failed"),
+    ):
         again = run_rollouts(
             "gsm8k", "test", GSM8K_SKILL, model, run_dir=tmp_path / "run", limit=3,
             resume=True, llm_config=llm_config(tmp_path), progress=False,
@@ -238,7 +242,10 @@ def test_a_model_that_fails_every_task_is_an_error_not_a_score(tmp_path: Path) -
         run_rollouts("gsm8k", "test", GSM8K_SKILL, model, **options)
     assert "first error: fake/rollout-down: " in str(caught.value)
     assert "resume" in str(caught.value)
-    with fake_model(gsm8k_agent(), name="rollout-down") as model:
+    with (
+        fake_model(gsm8k_agent(), name="rollout-down") as model,
+        pytest.warns(ToolkitNotice, match="running 2 tasks again"),
+    ):
         summary = run_rollouts("gsm8k", "test", GSM8K_SKILL, model, resume=True, **options)
     assert (summary.ran, summary.errors, summary.passed) == (2, 0, 2)
 
@@ -288,7 +295,10 @@ def test_resume_after_a_kill_keeps_finished_lines(tmp_path: Path) -> None:
     with pytest.raises(RolloutError, match="--resume"):
         run_rollouts("gsm8k", "test", GSM8K_SKILL, "fake/rollout-resume", **options)
 
-    with fake_model(gsm8k_agent(), name="rollout-resume") as model:
+    with (
+        fake_model(gsm8k_agent(), name="rollout-resume") as model,
+        pytest.warns(ToolkitNotice, match="cut an incomplete last line off"),
+    ):
         summary = run_rollouts("gsm8k", "test", GSM8K_SKILL, model, resume=True, **options)
         assert model.calls == 6  # 3 tasks x 2 steps: the two finished tasks were not redone
     assert (summary.ran, summary.resumed, summary.passed) == (3, 2, 5)
@@ -296,6 +306,13 @@ def test_resume_after_a_kill_keeps_finished_lines(tmp_path: Path) -> None:
     assert len(after) == 5 and after[:2] == full[:2]  # byte-identical finished work
     assert {Trajectory.model_validate_json(x).id for x in after} == set(summary.trajectory_ids)
     assert read_manifest(run_dir).stages["rollout"].status == "done"  # type: ignore[union-attr]
+    # Resuming with another model would mix two models' runs: refused, the file untouched.
+    with pytest.raises(RolloutError, match="ran with model fake/rollout-resume; resuming"):
+        run_rollouts("gsm8k", "test", GSM8K_SKILL, "fake/echo", resume=True, **options)
+    assert lines_of(path) == after
+    # The skill folder is recorded absolute too, for an analysis run from elsewhere.
+    config = read_manifest(run_dir).stages["rollout"].config  # type: ignore[union-attr]
+    assert config["skill_dir"] == str(Path(GSM8K_SKILL).resolve())
 
     # Resuming a finished run does nothing and rewrites nothing.
     with fake_model(gsm8k_agent(), name="rollout-resume") as model:
@@ -599,6 +616,7 @@ _STOPPED_CHILD = """
 import sys
 from tests.test_rollout import gsm8k_agent
 from toolkit.cli import main
+from toolkit.errors import ToolkitNotice
 from toolkit.llm import fake_model
 
 with fake_model(gsm8k_agent(), name="stop", latency=0.3) as model:

@@ -21,9 +21,9 @@ import contextlib
 import gc
 import os
 import shutil
-import sys
 import tempfile
 import time
+import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolkit.agent import Agent, AgentConfig, agent_fingerprint
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, ToolkitNotice
 from toolkit.executor import Executor, LocalExecutor
 from toolkit.llm._litellm import get_litellm
 from toolkit.llm.config import LLMConfig
@@ -279,6 +279,9 @@ class RolloutConfig(BaseModel):
     agent: AgentConfig
     skill_name: str | None = None
     skill_path: str | None = None
+    skill_dir: str | None = Field(
+        None, description="The skill folder as an absolute path (skill_path is as given)."
+    )
     skill_source: str | None = Field(
         None, description="The REV:PATH the skill was read from when it was no folder."
     )
@@ -412,26 +415,42 @@ async def arun_rollouts(
         agent=(agent_config or AgentConfig()).model_copy(update={"delivery": delivery}),
         skill_name=skill_obj.name if skill_obj else None,
         skill_path=str(skill_obj.root) if skill_obj and skill_obj.root else None,
+        skill_dir=str(Path(skill_obj.root).resolve()) if skill_obj and skill_obj.root else None,
         skill_source=(
             str(skill) if skill_obj and not skill_obj.root and isinstance(skill, str) else None
         ),
         skill_commit=skill_commit(skill_obj),
         trajectories=os.path.relpath(traj_path, run_path),
     )
+    earlier = manifest.stages.get(stage) if manifest else None
+    earlier_model = earlier.config.get("model") if earlier else None
+    if resume and earlier_model and earlier_model != config.model:
+        # Different ids, so nothing would be reused: the file would hold two models' runs
+        # and the manifest name only the last.
+        raise RolloutError(
+            f"{run_path}'s {stage} ran with model {earlier_model}; resuming with "
+            f"{config.model} would mix two models' trajectories: resume with that model, or "
+            "choose a new run folder"
+        )
     units = [RolloutUnit(id=config.trajectory_id(t.id), task_id=t.id) for t in tasks]
 
     finished: dict[str, Trajectory] = {}
     if traj_path.exists():
         if repair_jsonl(traj_path):
-            print(f"note: cut an incomplete last line off {traj_path}", file=sys.stderr)
+            warnings.warn(
+                f"cut an incomplete last line off {traj_path}", ToolkitNotice, stacklevel=2
+            )
         for record in read_trajectories(traj_path).records:
             finished.setdefault(record.id, record)
         # A task that ended on a model error (a missing key, a server that was down) has no
         # result yet: it runs again, so fixing the model settings and resuming is enough.
         failed = [u.id for u in units if u.id in finished and finished[u.id].stop_reason == "error"]
         if failed and drop_failed_trajectories(traj_path, failed):
-            print(f"note: running {len(failed)} tasks again whose model call failed last time",
-                  file=sys.stderr)  # fmt: skip
+            warnings.warn(
+                f"running {len(failed)} tasks again whose model call failed last time",
+                ToolkitNotice,
+                stacklevel=2,
+            )
             for unit_id in failed:
                 del finished[unit_id]
     done_before = [finished[u.id] for u in units if u.id in finished]

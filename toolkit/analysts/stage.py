@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -43,7 +43,7 @@ from toolkit.analysts.records import (
 )
 from toolkit.analysts.single import analyse_error_single, analyse_success
 from toolkit.analysts.specific import task_text
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, ToolkitNotice
 from toolkit.executor import Executor, LocalExecutor
 from toolkit.llm.config import LLMConfig
 from toolkit.llm.gateway import Gateway
@@ -87,6 +87,11 @@ def _skill_folder(run_dir: Path, config: AnalyseConfig) -> Path:
     source = None
     for stage in ("rollout", "import"):
         record = manifest.stages.get(stage) if manifest else None
+        # The absolute folder first: skill_path is as the user gave it, relative to the
+        # directory the rollout ran in, which a later call need not share.
+        absolute = record.config.get("skill_dir") if record else None
+        if absolute and Path(absolute).is_dir():
+            return Path(absolute)
         recorded = record.config.get("skill_path") if record else None
         if recorded:
             return Path(recorded)
@@ -319,7 +324,9 @@ async def _analyse(
     ]
     analyses_path = run_path / ANALYSES_FILE
     if resume and repair_jsonl(analyses_path):
-        print(f"note: cut an incomplete last line off {analyses_path}", file=sys.stderr)
+        warnings.warn(
+            f"cut an incomplete last line off {analyses_path}", ToolkitNotice, stacklevel=2
+        )
     previous = {r.id: r for r in read_jsonl(analyses_path, AnalysisRecord).records}
     wanted = {u.id for u in units}
     finished = [previous[i] for i in wanted if i in previous]
@@ -341,7 +348,9 @@ async def _analyse(
     try:
         recorded = recorded_suite(run_path)
     except TaskError as exc:
-        print(f"warning: {exc}; analyses that need the task will be dropped", file=sys.stderr)
+        warnings.warn(
+            f"{exc}; analyses that need the task will be dropped", ToolkitNotice, stacklevel=2
+        )
         recorded = None
     if recorded is not None:
         suites.append(recorded)
