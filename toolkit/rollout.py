@@ -52,6 +52,7 @@ from toolkit.runs import (
 )
 from toolkit.sandbox import SandboxConfig, SandboxPool
 from toolkit.skill import Skill, load_skill
+from toolkit.sync import run_sync
 from toolkit.tasks import Suite, Task, TaskError, get_suite, suite_source
 from toolkit.tasks.splits import SplitsFile, load_splits, make_splits, save_splits, tasks_for_split
 from toolkit.trajectory import (
@@ -700,7 +701,7 @@ def run_rollouts(
         ToolkitError: bad suite, split, skill or delivery; an existing trajectories file (or
             stage) without ``resume``; a changed data file; a model config error.
     """
-    return asyncio.run(
+    return run_sync(
         arun_rollouts(
             suite,
             split,

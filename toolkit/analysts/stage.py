@@ -62,6 +62,7 @@ from toolkit.runs import (
 )
 from toolkit.sandbox import SandboxConfig, SandboxPool
 from toolkit.skill import Skill
+from toolkit.sync import run_sync
 from toolkit.tasks import Suite, Task, TaskError, get_suite, reopen_suite
 from toolkit.trajectory import (
     Trajectory,
@@ -516,7 +517,7 @@ def run_analyses(
         ToolkitError: no trajectories, no skill, no trajectory for the chosen analyst, an
             earlier analyse stage without ``resume``, a repository problem.
     """
-    return asyncio.run(
+    return run_sync(
         arun_analyses(
             run_dir,
             config,

@@ -46,6 +46,7 @@ from toolkit.llm.gateway import Gateway
 from toolkit.patch import Edit, Patch, PatchResult, apply_patch
 from toolkit.repo import GroupMerge, Resolution
 from toolkit.skill import Budgets, Skill
+from toolkit.sync import run_sync
 
 Strategy = Literal["llm", "git"]
 # Rejections that come from two children touching the same text, not from a broken edit.
@@ -120,7 +121,7 @@ class MergeOperator:
 
     def __call__(self, merges: list[GroupMerge]) -> list[Resolution]:
         """The :data:`~toolkit.repo.Resolver` protocol (not from inside a running event loop)."""
-        return asyncio.run(self.aresolve(merges))
+        return run_sync(self.aresolve(merges))
 
     async def aresolve(self, merges: list[GroupMerge], on_done: Any = None) -> list[Resolution]:
         """Resolve every group of a level concurrently (the gateway bounds the requests)."""

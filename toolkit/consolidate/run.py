@@ -46,6 +46,7 @@ from toolkit.repo import (
 )
 from toolkit.runs import CALLS_FILE, MANIFEST_FILE, read_manifest, update_stage
 from toolkit.skill import Budgets
+from toolkit.sync import run_sync
 
 STAGE = "consolidate"
 
@@ -402,4 +403,4 @@ def run_consolidation(
     gateway: Gateway | None = None,
 ) -> ConsolidationSummary:
     """Synchronous :func:`arun_consolidation` (not from inside a running event loop)."""
-    return asyncio.run(arun_consolidation(run_dir, config, llm_config=llm_config, gateway=gateway))
+    return run_sync(arun_consolidation(run_dir, config, llm_config=llm_config, gateway=gateway))

@@ -49,6 +49,7 @@ from toolkit.sandbox._models import (
     SandboxLimits,
     SnippetError,
 )
+from toolkit.sync import run_sync
 
 _HEADER = struct.Struct(">I")
 _PROTOCOL_SLACK = 1024 * 1024
@@ -771,7 +772,7 @@ def run_python(
         async with _one_session(files, config) as sb:
             return await sb.run(code)
 
-    return asyncio.run(go())
+    return run_sync(go())
 
 
 def check_protections(config: SandboxConfig | None = None) -> Protections:
