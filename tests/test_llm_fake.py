@@ -144,3 +144,22 @@ def test_name_collision_and_unregister() -> None:
             pass
     with fake_model(name="fixed") as again:  # freed on exit
         assert again == "fake/fixed"
+
+
+def test_default_names_differ_between_processes() -> None:
+    """Replies are cached under the model name: an unnamed fake called 'scenario-1' in every
+    process replayed an earlier process's script (a new user's report)."""
+    import re
+    import subprocess
+    import sys
+
+    code = "from toolkit.llm import fake_model\nwith fake_model() as m: print(m)"
+    names = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    }
+    assert len(names) == 2 and all(re.fullmatch(r"fake/scenario-[0-9a-f]{8}-1", n) for n in names)
+    with fake_model() as mine:
+        assert str(mine) not in names

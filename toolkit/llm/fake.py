@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import secrets
 import threading
 import time
 from collections import Counter
@@ -157,6 +158,9 @@ _SAMPLE_JSON = '{"note": "a reply the fake model was told to break", "items": [1
 _registry_lock = threading.Lock()
 _registry: dict[str, _Scenario] = {"echo": _Scenario(None, 0.0, None)}
 _names = itertools.count(1)
+# Default names differ between processes, so the on-disk cache never hands one process's
+# scripted replies to another's unnamed fake.
+_RUN_TOKEN = secrets.token_hex(4)
 
 
 class FakeModel(str):
@@ -207,13 +211,16 @@ def fake_model(
             (raised).
         latency: seconds each request takes (``asyncio.sleep`` in async calls).
         faults: random faults at a seeded rate.
-        name: the name after ``fake/``; unique by default.
+        name: the name after ``fake/``; by default one no other process uses (replies are
+            cached under the model name like any model's, so a default-named fake never
+            replays another run's script; a named one does, by design, when its prompts
+            repeat: give a new name when you change its script, or turn the cache off).
 
     Yields:
         The model string (a :class:`FakeModel`, which also counts requests).
     """
     get_litellm()  # registers the provider
-    key = name or f"scenario-{next(_names)}"
+    key = name or f"scenario-{_RUN_TOKEN}-{next(_names)}"
     scenario = _Scenario(script, latency, faults)
     with _registry_lock:
         if key in _registry:
