@@ -625,6 +625,26 @@ def test_resume_commits_kept_patches_whose_branch_is_missing(tmp_path: Path) -> 
     assert model.calls == 1 and again.branches == summary.branches
 
 
+def test_a_second_run_folder_of_the_same_name_is_refused(tmp_path: Path) -> None:
+    """Two run folders named r1 analysed into one set of refs: the first's resume then failed
+    on a patch ref whose file it did not hold (a new user's report)."""
+    repo, run_dir = make_run(tmp_path, [False, True])
+    config = AnalyseConfig(analyst="error-single", concurrency=1)
+    with fake_model(lambda _m: error_reply()) as model:
+        config = config.model_copy(update={"model": model})
+        run_analyses(run_dir, config, llm_config=llm(tmp_path), progress=False)
+        other = tmp_path / "elsewhere" / "r1"  # the same rollouts, a fresh folder
+        other.mkdir(parents=True)
+        shutil.copy(run_dir / "trajectories.jsonl", other / "trajectories.jsonl")
+        skill_dir = repo / "skills" / "gsm8k-math"
+        update_stage(other, "rollout", status="done", config={"skill_path": str(skill_dir)})
+        with pytest.raises(ToolkitError, match="already has patch refs .* another run folder"):
+            run_analyses(other, config, llm_config=llm(tmp_path), progress=False)
+        # The first folder resumes as before.
+        again = run_analyses(run_dir, config, llm_config=llm(tmp_path), progress=False, resume=True)
+    assert again.kept == 1
+
+
 def test_no_failures_for_the_error_analyst_is_one_clear_error(tmp_path: Path) -> None:
     _repo, run_dir = make_run(tmp_path, [True, True])
     with pytest.raises(ToolkitError, match="no failed trajectories.*--analyst success"):

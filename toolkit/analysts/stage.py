@@ -53,6 +53,7 @@ from toolkit.rollout import default_concurrency
 from toolkit.runs import (
     ANALYSES_FILE,
     CALLS_FILE,
+    PATCHES_DIR,
     TRAJECTORIES_FILE,
     StageSpec,
     read_manifest,
@@ -133,7 +134,23 @@ def _frozen_s0(run_dir: Path, config: AnalyseConfig) -> tuple[SkillRepo, Analyse
     rel = store.relpath(folder)
     manifest = read_manifest(run_dir)
     run_id = config.run_id or sanitize_run_id(manifest.run_id if manifest else run_dir.name)
-    base = store.run_refs(run_id).get(f"t2s/{run_id}/base")
+    refs = store.run_refs(run_id)
+    prefix = f"t2s/{run_id}/patch/"
+    foreign = sorted(
+        name[len(prefix) :]
+        for name in refs
+        if name.startswith(prefix)
+        and not (run_dir / PATCHES_DIR / f"{name[len(prefix) :]}.json").is_file()
+    )
+    if foreign:
+        # Another run folder of the same name analysed into these refs: the two would mix.
+        raise AnalyseError(
+            f"run id {run_id!r} already has patch refs in {store.root} that {run_dir} does "
+            f"not hold ({len(foreign)}, e.g. {foreign[0]}): another run folder with the same "
+            f"name? Choose another run id (--run-id, AnalyseConfig.run_id) or delete them "
+            f"(trace2skill refs delete {run_id} --yes)"
+        )
+    base = refs.get(f"t2s/{run_id}/base")
     if base is None:
         base = store.snapshot_base(run_id, store.root / rel, timestamp=run_epoch(run_dir))
     s0 = store.load_skill(base, rel)
