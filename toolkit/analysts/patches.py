@@ -199,19 +199,7 @@ def check_patch(
     for k, (reason, message) in blocked.items():
         del fixes[k]
         dropped.append(DroppedEdit(index=candidates[k][0], reason=reason, message=message))
-    if blocked:
-        candidates = [c for k, c in enumerate(candidates) if k not in blocked]
-        if not candidates:
-            first = dropped[-1]
-            return CheckedPatch(reason=f"{first.reason}: {first.message}", dropped=dropped)
-        patch = _as_patch(reply, [edit for _, edit in candidates])
-        result = apply_patch(skill, patch)
-        fixes = {
-            r.index: fix
-            for r in result.rejected
-            if (fix := _anchor_fix(candidates[r.index][1], r.reason, skill)) is not None
-        }
-    if fixes:
+    if fixes or blocked:
         # A small model often quotes an anchor that is not in the section it names: copied
         # exactly from another section (the real WikiTQ run's replace of the worked example's
         # line, aimed at the loading section), or paraphrased or made up while its lesson and
@@ -225,6 +213,10 @@ def check_patch(
             candidates[report.index] = (index, fixed)
             message = f"{report.message}; {how}"
             repaired.append(DroppedEdit(index=index, reason="anchor-missing", message=message))
+        candidates = [c for k, c in enumerate(candidates) if k not in blocked]
+        if not candidates:
+            first = dropped[-1]
+            return CheckedPatch(reason=f"{first.reason}: {first.message}", dropped=dropped)
         patch = _as_patch(reply, [edit for _, edit in candidates])
         result = apply_patch(skill, patch)
     failed = {candidates[r.index][0] for r in result.rejected}
