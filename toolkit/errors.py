@@ -7,6 +7,23 @@ other exception is a bug and shows a traceback.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+
+def validation_details(exc: ValidationError) -> list[str]:
+    """Every problem of a pydantic validation error, one line each (``field.path: why``)."""
+    out = []
+    for err in exc.errors():
+        if err["type"] == "json_invalid":
+            out.append(f"not valid JSON ({err['msg']})")
+            continue
+        loc = ".".join(str(p) for p in err["loc"])
+        out.append(f"{loc or 'record'}: {err['msg']}")
+    return out
+
 
 class ToolkitError(Exception):
     """Base class of errors caused by input the user can fix."""

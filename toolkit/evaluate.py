@@ -605,13 +605,13 @@ def compare(
     ``a`` and ``b`` are results or eval files (read with :func:`load_eval` and the ``model``,
     ``seed`` and ``protocol`` filters).
     """
-    result_a = (
-        a if isinstance(a, EvalResult) else load_eval(a, model=model, seed=seed, protocol=protocol)
-    )
-    result_b = (
-        b if isinstance(b, EvalResult) else load_eval(b, model=model, seed=seed, protocol=protocol)
-    )
-    return pair_results(result_a, result_b, resamples=resamples)
+
+    def read(side: EvalResult | str | Path) -> EvalResult:
+        if isinstance(side, EvalResult):
+            return side
+        return load_eval(side, model=model, seed=seed, protocol=protocol)
+
+    return pair_results(read(a), read(b), resamples=resamples)
 
 
 __all__ = [

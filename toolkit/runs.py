@@ -33,7 +33,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolkit.atomic import write_atomic
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, validation_details
 from toolkit.executor import Executor, LocalExecutor
 from toolkit.progress import Progress
 
@@ -204,10 +204,8 @@ def read_manifest(run_dir: str | Path) -> Manifest | None:
         return None
     except ValidationError as exc:
         # Name the fields ("2 validation errors for Manifest" said nothing a user can fix).
-        errors = exc.errors()
-        shown = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in errors[:3]
-        )
+        errors = validation_details(exc)
+        shown = "; ".join(errors[:3])
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
         raise ToolkitError(f"invalid run manifest {path}: {shown}{more}") from None
     except OSError as exc:

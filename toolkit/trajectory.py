@@ -27,7 +27,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolkit.atomic import write_atomic
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, validation_details
 from toolkit.runs import TRAJECTORIES_FILE, now_iso, read_manifest, update_stage
 from toolkit.skill import SKILL_MD, Skill
 
@@ -415,20 +415,8 @@ def read_jsonl(path: Path, model: type[M]) -> JsonlRead[M]:
     return JsonlRead[model](records=records, torn=torn)  # type: ignore[valid-type]
 
 
-def _validation_details(exc: ValidationError) -> list[str]:
-    """Every problem of a validation error, one line each."""
-    out = []
-    for err in exc.errors():
-        if err["type"] == "json_invalid":
-            out.append(f"not valid JSON ({err['msg']})")
-            continue
-        loc = ".".join(str(p) for p in err["loc"])
-        out.append(f"{loc or 'record'}: {err['msg']}")
-    return out
-
-
 def _validation_line(exc: ValidationError) -> str:
-    details = _validation_details(exc)
+    details = validation_details(exc)
     more = f" (+{len(details) - 1} more; -v shows all)" if len(details) > 1 else ""
     return details[0] + more
 
@@ -757,7 +745,7 @@ def _chat_records(raw: bytes) -> Iterator[tuple[int, ImportRecord | ImportLineEr
         except UnicodeDecodeError as exc:
             yield number, ImportLineError(line=number, message=f"not UTF-8 ({exc.reason})")
         except ValidationError as exc:
-            details = _validation_details(exc)
+            details = validation_details(exc)
             yield (
                 number,
                 ImportLineError(
