@@ -61,6 +61,12 @@ def test_answer_beside_code_must_agree_with_the_output() -> None:
     assert not answer_in_output("300", "600")
     assert not answer_in_output("30", "300")
     assert not answer_in_output("", "600")
+    # Only the last line confirms a guess: a table holding it somewhere does not.
+    rows = "    Nation  Gold\n7  Croatia   0.0\n8    Egypt   0.0\n2\n"
+    assert not answer_in_output("Croatia", rows)
+    assert not answer_in_output("7", rows)
+    assert answer_in_output("2", rows)
+    assert answer_in_output("Egypt", "rows: 2\nEgypt\n\n")
 
 
 def test_a_guess_beside_code_is_refused_when_the_output_disagrees(loop, pool, gateway) -> None:  # noqa: F811
@@ -80,6 +86,21 @@ def test_a_guess_beside_code_is_refused_when_the_output_disagrees(loop, pool, ga
         protocol="code",
     )
     assert agreed.final_answer == "42" and len(agreed.steps) == 1
+
+
+def test_a_guess_found_only_in_printed_rows_is_sent_back(loop, pool, gateway) -> None:  # noqa: F811
+    # The real 1.5B wrote "FINAL ANSWER: Croatia" beside a filter whose rows it had not seen
+    # (Croatia and Egypt); the guess was taken because 'Croatia' was somewhere in the output.
+    rows = 'print("Croatia 0"); print("Egypt 0"); print(2)'
+
+    def script(messages):
+        if step_no(messages) == 0:
+            return code(rows, after="FINAL ANSWER: Croatia")
+        assert "(Croatia) was not accepted" in messages[-1]["content"]
+        return "FINAL ANSWER: Egypt"
+
+    result, _ = solve(loop, pool, gateway, script, protocol="code")
+    assert result.final_answer == "Egypt" and len(result.steps) == 2
 
 
 def test_an_answer_before_any_code_is_sent_back_once(loop, pool, gateway) -> None:  # noqa: F811

@@ -123,9 +123,14 @@ def _clean_answer(raw: str) -> str:
 def answer_in_output(answer: str, output: str) -> bool:
     """Whether an answer written beside code agrees with the code's output (pure).
 
-    Compared without case, spaces, commas, ``$`` and ``%``; a number also matches its
-    integer/decimal twin (``42`` and ``42.0``).
+    Only the output's last non-blank line counts: the answer was written before the model saw
+    the output, so a table that merely holds the guess somewhere does not confirm it (real
+    WikiTQ runs: 'Croatia' was accepted from the rows of a filter whose other row, 'Egypt',
+    was the answer; '1' from a row index). Compared without case, spaces, commas, ``$`` and
+    ``%``; a number also matches its integer/decimal twin (``42`` and ``42.0``).
     """
+    lines = _nonblank_lines(output)
+    output = lines[-1] if lines else ""
 
     def norm(text: str) -> str:
         return re.sub(r"[\s,$%]", "", text.lower())
