@@ -302,17 +302,30 @@ def test_failing_code_sent_again_is_called_out(loop, pool, gateway) -> None:  # 
 
     def script(messages):
         seen.append(messages[-1]["content"])
-        if step_no(messages) < 3:
-            # The same code, spaced differently the second time.
-            return code("d = {'a': 1}\nprint(d['Goals'])" + "\n" * step_no(messages))
-        return code("print(sorted(d))", after="")
+        if step_no(messages) == 2:
+            return code("print(sorted(d))", after="")
+        # The same code, spaced differently each time, and an answer beside it at the end.
+        failing = "d = {'a': 1}\nprint(d['Goals'])" + "\n" * step_no(messages)
+        return code(failing, after="FINAL ANSWER: 3" if step_no(messages) == 3 else "")
 
-    result, _ = solve(loop, pool, gateway, script, protocol="code", max_turns=5)
+    result, _ = solve(loop, pool, gateway, script, protocol="code", max_turns=6)
     assert "KeyError: 'Goals'" in result.steps[0].observation
     assert "failed again" not in result.steps[0].observation
     assert "This is the code of your reply 1 again, and it failed again" in seen[2]
-    assert "This is the code of your reply 1 again" in result.steps[2].observation
-    assert "failed again" not in result.steps[3].observation  # different code, no note
+    assert "failed again" not in result.steps[2].observation  # different code, no note
+    # The third send of the same failing code ends the task (no task passed after one).
+    assert len(result.steps) == 4 and len(seen) == 4
+    assert "failed for the third time (first in your reply 1)" in result.steps[3].observation
+    assert "not accepted" not in result.steps[3].observation
+    # As when out of replies, the last clean printed value stands (not the guess beside it).
+    assert result.final_answer == "a" and "(a) is submitted" in result.steps[3].observation
+
+
+def test_common_modules_are_imported_for_the_model(loop, pool, gateway) -> None:  # noqa: F811
+    # Real WikiTQ runs: code copied from a skill's example without its import hit NameError.
+    reply = code("print(re.sub('a', 'b', 'a'), math.floor(2.5), json.dumps(1), pd.__name__)")
+    result, _ = solve(loop, pool, gateway, lambda m: reply, protocol="code", max_turns=1)
+    assert "b 2 1 pandas" in result.steps[0].observation
 
 
 def test_bad_replies_become_observations(loop, pool, gateway) -> None:  # noqa: F811

@@ -372,6 +372,7 @@ def agent_fingerprint(config: AgentConfig) -> str:
             code_protocol.SESSION_SETUP,
             code_protocol.CHECK_WITH_CODE,
             code_protocol.repeated_failure(1),
+            code_protocol.repeats_end(1),
             *code_protocol.STOP,
         ]
     elif config.protocol == "tools":
@@ -660,7 +661,7 @@ class Agent:
         await session.run(code_protocol.SESSION_SETUP)
         last_printed: str | None = None  # the last clean one-line output: the forced answer
         checked = not cfg.code_check  # a FINAL ANSWER before any code is sent back once
-        failed: dict[str, int] = {}  # code that failed -> the reply that first sent it
+        failed: dict[str, list[int]] = {}  # code that failed -> the replies that sent it
         for index in range(cfg.max_turns):
             completion = await self._call(messages, index, seed, result, stop=code_protocol.STOP)
             if completion is None:
@@ -691,6 +692,11 @@ class Agent:
                 result.stop_reason = "submitted"
                 return result
             last_printed = printed or last_printed
+            if reply.code is not None and (
+                len(failed.get(code_protocol.code_key(reply.code), ()))
+                >= code_protocol.REPEATS_TO_END
+            ):
+                break  # the model is stuck; its step says so
             messages.append({"role": "assistant", "content": completion.text})
             note = code_protocol.turn_text(index + 2, cfg.max_turns)
             text = _with_note(step.observation, note)
@@ -712,7 +718,7 @@ class Agent:
         session: Session,
         result: AgentResult,
         *,
-        failed: dict[str, int],
+        failed: dict[str, list[int]],
         must_compute: bool = False,
     ) -> tuple[str | None, str | None]:
         """Do what a code-protocol reply asks; fill the step.
@@ -723,7 +729,8 @@ class Agent:
         Skill reads first (exact, recorded even if the code fails), then the first python
         block; a FINAL ANSWER line counts only when no code ran or the code ran cleanly, and
         a ``submit()`` inside the code counts even if the code failed after it. ``failed``
-        (code that failed -> its step) lets a repeat of failing code be called out.
+        (code that failed -> the steps that sent it) lets a repeat of failing code be called
+        out, and a third send end the task.
         """
         cfg = self.config
         parts: list[str] = []
@@ -739,7 +746,7 @@ class Agent:
             )
             _observe(step, parts)
             return None, None
-        code_ok = True
+        code_ok, ended = True, False
         submitted: str | None = None
         output = printed_text = ""
         if reply.code is not None:
@@ -764,10 +771,13 @@ class Agent:
                     f"Only the first of your {reply.blocks} code blocks ran: send one per reply."
                 )
             if run.error is not None:
-                key = code_protocol.code_key(reply.code)
-                if key in failed:
-                    parts.append(code_protocol.repeated_failure(failed[key] + 1))
-                failed.setdefault(key, step.index)
+                sends = failed.setdefault(code_protocol.code_key(reply.code), [])
+                sends.append(step.index)
+                ended = len(sends) >= code_protocol.REPEATS_TO_END
+                if ended:
+                    parts.append(code_protocol.repeats_end(sends[0] + 1))
+                elif len(sends) > 1:
+                    parts.append(code_protocol.repeated_failure(sends[0] + 1))
         printed = code_protocol.output_answer(printed_text) if code_ok else None
         if submitted:
             step.action = Action(tool="submit", args={"answer": submitted})
@@ -800,10 +810,11 @@ class Agent:
                 _observe(step, parts)
                 return printed, printed
             why = "the code above failed" if not code_ok else "it does not match the output"
-            parts.append(
-                f"Your FINAL ANSWER ({reply.answer}) was not accepted: {why}. Read the output,"
-                " then give the final answer."
-            )
+            if not ended:
+                parts.append(
+                    f"Your FINAL ANSWER ({reply.answer}) was not accepted: {why}. Read the "
+                    "output, then give the final answer."
+                )
         elif reply.code is None and not reply.reads:
             step.error = "no code and no answer"
             parts.append(

@@ -23,6 +23,13 @@ SUBMIT_MARK = "\x1e<<submit>>"
 # read_skill() only acknowledges (the harness reads the section from the reply text, so the
 # read is exact and recorded even when the code around it fails).
 SESSION_SETUP = (
+    # Common modules are there already: real WikiTQ runs lost tasks to a NameError for `pd`
+    # (code copied from a skill's example without its import). The sandbox preloads pandas.
+    "import json, math, re\n"
+    "try:\n"
+    "    import pandas as pd\n"
+    "except ImportError:\n"
+    "    pass\n"
     "def submit(answer):\n"
     f"    print({SUBMIT_MARK!r} + str(answer))\n"
     "def read_skill(section_id):\n"
@@ -289,6 +296,19 @@ def repeated_failure(earlier_reply: int) -> str:
         f"This is the code of your reply {earlier_reply} again, and it failed again. Do not "
         "send it a third time: first print the data it uses (names, columns, values), then "
         "write different code."
+    )
+
+
+REPEATS_TO_END = 3
+"""Sends of the same failing code that end a task: in real WikiTQ runs no task that sent it a
+third time passed afterwards (18 tasks, 0-3 more replies each), so the replies are saved."""
+
+
+def repeats_end(earlier_reply: int) -> str:
+    """Said when the same failing code comes a third time; the task ends there."""
+    return (
+        f"This code failed for the third time (first in your reply {earlier_reply}): the "
+        "task ends here."
     )
 
 
