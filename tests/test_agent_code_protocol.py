@@ -334,7 +334,8 @@ def test_bad_replies_become_observations(loop, pool, gateway) -> None:  # noqa: 
         code("a = 6") + code("print(a)"),  # two blocks: the first runs
         f"{FENCE}python\nprint(",  # cut off
         'read_skill("no-such-section")',  # unknown section
-        "FINAL ANSWER: 42",
+        "Therefore, the **FINAL ANSWER:**\n\n42",  # the label, the answer below it
+        "So the FINAL ANSWER is: 42",
     ]
 
     def script(messages):
@@ -347,7 +348,8 @@ def test_bad_replies_become_observations(loop, pool, gateway) -> None:  # noqa: 
     assert "Only the first of your 2 code blocks ran" in observations[1]
     assert "cut off" in observations[2]
     assert observations[3].startswith("Error:")
-    assert [s.error is not None for s in result.steps] == [True, False, True, True, False]
+    assert "FINAL ANSWER line had no answer on it: write the answer on the same" in observations[4]
+    assert [s.error is not None for s in result.steps] == [True, False, True, True, True, False]
 
 
 def test_skill_reads_are_recorded(loop, pool, gateway) -> None:  # noqa: F811

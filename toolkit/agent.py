@@ -818,8 +818,13 @@ class Agent:
         elif reply.code is None and not reply.reads:
             step.error = "no code and no answer"
             parts.append(
-                "Your reply had no ```python block and no FINAL ANSWER line. Write code to "
-                "run, or end with FINAL ANSWER: <answer>."
+                # The 1.5B wrote the label and the answer on the next line, four times over,
+                # when told it had written no FINAL ANSWER line.
+                "Your FINAL ANSWER line had no answer on it: write the answer on the same "
+                "line, FINAL ANSWER: <answer>."
+                if reply.empty_label
+                else "Your reply had no ```python block and no FINAL ANSWER line. Write code "
+                "to run, or end with FINAL ANSWER: <answer>."
             )
         _observe(step, parts)
         return None, printed

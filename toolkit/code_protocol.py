@@ -42,7 +42,8 @@ to invent its output (and an answer from it) instead of waiting for the real one
 
 _BLOCK_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 # Anywhere in a line ("... so the answer is FINAL ANSWER: 200."): the label is distinctive.
-_FINAL_RE = re.compile(r"(?im)final[ \t]+answer[ \t*_]*[:：][ \t]*(.+?)[ \t]*$")
+# "FINAL ANSWER is: 4" too; a label with nothing after it is told apart (CodeReply.empty_label).
+_FINAL_RE = re.compile(r"(?im)final[ \t]+answer(?:[ \t]+is)?[ \t*_]*[:：][ \t]*(.*?)[ \t]*$")
 # \boxed{...} with one level of nested braces (\boxed{\frac{1}{2}}): small models often end
 # with it instead of the FINAL ANSWER line they were asked for.
 _BOXED_RE = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
@@ -68,6 +69,9 @@ class CodeReply(BaseModel):
     )
     reads: list[str] = Field(default_factory=list, description="read_skill(...) section ids.")
     cut_off: bool = Field(False, description="A code fence was opened and never closed.")
+    empty_label: bool = Field(
+        False, description="A FINAL ANSWER label with no answer on its line (and none elsewhere)."
+    )
 
 
 def parse_reply(text: str) -> CodeReply:
@@ -82,8 +86,8 @@ def parse_reply(text: str) -> CodeReply:
     cut_off = "```" in outside  # an odd fence left over: the reply stopped inside a block
     if cut_off:
         outside = outside[: outside.index("```")]
-    answers = [_clean_answer(m.group(1)) for m in _FINAL_RE.finditer(outside)]
-    answers = [a for a in answers if a]
+    labels = [_clean_answer(m.group(1)) for m in _FINAL_RE.finditer(outside)]
+    answers = [a for a in labels if a]
     if not answers:
         answers = [a for a in (_clean_answer(b) for b in _BOXED_RE.findall(outside)) if a]
     return CodeReply(
@@ -93,6 +97,7 @@ def parse_reply(text: str) -> CodeReply:
         answer=answers[-1] if answers else None,
         reads=list(dict.fromkeys(_READ_RE.findall(text))),
         cut_off=cut_off,
+        empty_label=bool(labels) and not answers,
     )
 
 
