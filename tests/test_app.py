@@ -317,6 +317,29 @@ def test_a_run_made_on_another_machine_shows_its_skill_from_its_bundle(tmp_path)
     )
 
 
+def test_a_renamed_run_folder_finds_its_refs_by_its_manifests_run_id(tmp_path: Path) -> None:
+    """Found by a new-user trial: a copy of the example run under another folder name showed
+    an ablation variant as S* (its refs are named by the manifest's run id, not the folder)."""
+    from toolkit.runs import read_manifest
+
+    example = Path(__file__).resolve().parents[1] / "runs" / "example-wikitq"
+    runs = tmp_path / "runs"
+    shutil.copytree(example, runs / "downloaded-artifact")
+    data.refresh_index(runs)
+    manifest = read_manifest(runs / "downloaded-artifact")
+    assert manifest is not None and manifest.run_id == "example-wikitq"
+    with data.open_index(runs) as con:
+        table = data.runs_table(con, runs).set_index("run")
+    skills = data.run_skills(
+        runs, "downloaded-artifact", {n: {"config": s.config} for n, s in manifest.stages.items()}
+    )
+    assert skills is not None and skills.result is not None
+    summary = json.loads((runs / "downloaded-artifact" / "summary.json").read_text())
+    row = table.loc["downloaded-artifact"]
+    assert row["S*"].endswith(f"n={summary['result']['n']}")
+    assert row["delta"] == pytest.approx(summary["result"]["rate"] - summary["s0"]["rate"])
+
+
 def test_runs_table_rates_one_split_not_a_pool(tmp_path: Path) -> None:
     """Found by a new-user trial: a run evaluated on train and test showed one pooled n."""
     from toolkit.trajectory import append_jsonl, read_trajectories

@@ -166,18 +166,32 @@ def _bundle_repo(runs_dir: Path, run_id: str) -> Path | None:
     return target
 
 
+def refs_run_id(runs_dir: Path, folder: str) -> str:
+    """The run id the run's git refs are named by (``t2s/<id>/...``): its manifest's, which
+    differs from the folder's name when the folder was renamed or copied (a downloaded
+    artifact, a second copy beside the first)."""
+    from toolkit.runs import read_manifest
+
+    try:
+        manifest = read_manifest(Path(runs_dir) / folder)
+    except ToolkitError:
+        return folder
+    return manifest.run_id if manifest is not None and manifest.run_id else folder
+
+
 def run_repo(runs_dir: Path, run_id: str, recorded: str | None) -> Path | None:
-    """The repository holding the run's refs: the one the runs folder lives in (a clone that
-    imported the bundle: the user's copy, as the CLI chooses it), else the one the run
-    recorded, else the run's ``refs.bundle`` imported into a repository of the app's own (the
-    run was made on another machine)."""
+    """The repository holding the refs of the run in folder ``run_id``: the one the runs
+    folder lives in (a clone that imported the bundle: the user's copy, as the CLI chooses
+    it), else the one the run recorded, else the run's ``refs.bundle`` imported into a
+    repository of the app's own (the run was made on another machine)."""
     runs_dir = Path(runs_dir).resolve()
+    refs_id = refs_run_id(runs_dir, run_id)
     candidates = [runs_dir.parent]
     if recorded:
         path = Path(recorded)
         candidates.append(path if path.is_absolute() else runs_dir.parent / path)
     for path in candidates:
-        if _has_run(path, run_id):
+        if _has_run(path, refs_id):
             return path
     return _bundle_repo(runs_dir, run_id)
 
@@ -185,10 +199,11 @@ def run_repo(runs_dir: Path, run_id: str, recorded: str | None) -> Path | None:
 def run_skills(
     runs_dir: Path, run_id: str, run_stages: dict[str, dict[str, Any]]
 ) -> RunSkills | None:
-    """The run's skill repository and S0/S*, or None when no repository holds its refs.
+    """The skill repository and S0/S* of the run in folder ``run_id``, or None when no
+    repository holds its refs.
 
     The repository is found by :func:`run_repo`; ``skill_path`` (a stage's config) is the
-    skill folder in it.
+    skill folder in it; the refs are named by the manifest's run id (:func:`refs_run_id`).
     """
     from toolkit.repo import SkillRepo
 
@@ -207,11 +222,12 @@ def run_skills(
         repo = SkillRepo.open(repo_path)
     except ToolkitError:
         return None
+    refs_id = refs_run_id(runs_dir, run_id)
     try:
-        refs = repo.run_refs(run_id)
+        refs = repo.run_refs(refs_id)
         loaded = {}
         for name in ("base", "result"):
-            ref = f"t2s/{run_id}/{name}"
+            ref = f"t2s/{refs_id}/{name}"
             loaded[name] = repo.load_skill(ref, skill_path) if ref in refs else None
     except ToolkitError:
         return None
