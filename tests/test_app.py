@@ -77,7 +77,10 @@ def test_runs_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at.radio(key="w_origin").set_value("all").run()
     assert list(at.dataframe[1].value["n"]) == [12, 6]  # S0's rollout counts too
     at.multiselect(key="w_runs").set_value([RUN, BASELINE]).run()
-    assert "no skill" in list(at.dataframe[1].value["version"])
+    versions = list(at.dataframe[1].value["version"])
+    assert "no skill" in versions
+    # With several runs selected, S0 and S* name their run (the last run's labels won).
+    assert {v.split()[0] for v in versions if v.endswith(f"({RUN})")} == {"S0", "S*"}
     assert at.query_params["runs"] == f"{RUN},{BASELINE}"
     assert at.query_params["origin"] == "all"
 

@@ -321,10 +321,17 @@ def file_diff(before: Skill | None, after: Skill | None) -> dict[str, list[str]]
 
 
 def version_labels(
-    con: duckdb.DuckDBPyConnection, skills: RunSkills | None = None
+    con: duckdb.DuckDBPyConnection,
+    skills: RunSkills | None = None,
+    runs: dict[str, RunSkills | None] | None = None,
 ) -> dict[str, str]:
     """A readable label per skill version: ``S0 1a2b3c4d``, ``S* ...``, ``ablate/<edit>``,
-    ``only/<edit>``, ``no skill``."""
+    ``only/<edit>``, ``no skill``.
+
+    ``skills``: one run's S0/S*. ``runs``: several runs' (run folder -> skills): each S0/S*
+    label then names its run(s), ``S* 1a2b3c4d (run-a)``, so versions of different runs are
+    told apart.
+    """
     commits = [
         c for (c,) in con.execute("SELECT DISTINCT skill_commit FROM trajectories").fetchall()
     ]
@@ -337,6 +344,15 @@ def version_labels(
     }
     if skills is not None:
         roles |= {skills.base_commit: "S0", skills.result_commit: "S*"}
+    owners: dict[str, list[str]] = {}
+    for run, run_skills_ in (runs or {}).items():
+        if run_skills_ is None:
+            continue
+        for commit, role in ((run_skills_.base_commit, "S0"), (run_skills_.result_commit, "S*")):
+            if commit is not None:
+                # A skill both S0 of one run and S* of another keeps the first role it got.
+                roles.setdefault(commit, role)
+                owners.setdefault(commit, []).append(run)
     labels = {}
     for commit in sorted(commits):
         if commit == "none":
@@ -345,6 +361,8 @@ def version_labels(
             labels[commit] = f"{roles[commit]} {commit[:8]}" if commit in roles else commit[:8]
             if roles.get(commit, "").startswith(("ablate/", "only/")):
                 labels[commit] = roles[commit]
+            elif commit in owners:
+                labels[commit] += f" ({', '.join(owners[commit])})"
     return labels
 
 
@@ -353,10 +371,10 @@ def selection_versions(
 ) -> tuple[dict[str, RunSkills | None], dict[str, str]]:
     """The skills (S0/S*) of each selected run and a label per skill version they hold."""
     skills = {r: run_skills(runs_dir, r, stages(con, r)) for r in run_list}
-    labels: dict[str, str] = {}
-    for s in skills.values():
-        labels |= version_labels(con, s)
-    return skills, labels
+    if len(skills) == 1:
+        return skills, version_labels(con, next(iter(skills.values())))
+    # Several runs: one pass over all of them (one run's labels overwrote the others').
+    return skills, version_labels(con, runs=skills)
 
 
 # ---------------------------------------------------------------------------------------------
