@@ -72,7 +72,10 @@ def test_runs_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert metrics(at)["Broken (passed under A, failed under B)"] == "1"
     flips = at.dataframe[2].value
     assert list(flips["task"]) == ["t2", "t3", "t4", "t6"]
-    assert all(link.startswith("trajectories?traj=") for link in flips["trajectory_b"])
+    # Each link selects the trajectory's run too (a bare id opened in the newest run).
+    assert all(
+        link.startswith(f"trajectories?runs={RUN}&traj={RUN}%2F") for link in flips["trajectory_b"]
+    )
     # Filters change the figures and land in the URL.
     at.radio(key="w_origin").set_value("all").run()
     assert list(at.dataframe[1].value["n"]) == [12, 6]  # S0's rollout counts too
@@ -103,7 +106,7 @@ def test_skill_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at.selectbox(key="w_line").set_value(14).run()
     text = "\n".join(m.value for m in at.markdown)
     assert "written by a **merge** commit" in text and "support **3**" in text
-    assert text.count("trajectories?traj=") == 3  # the three failed tasks behind the merge
+    assert text.count(f"trajectories?runs={RUN}&traj=") == 3  # the three failed tasks
     assert at.query_params["line"] == "14"
 
 
@@ -185,6 +188,45 @@ def test_trajectory_detail(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "trace2skill analyse" not in "\n".join(c.value for c in ev.code)
 
 
+def test_the_same_trajectory_id_in_two_runs_opens_in_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a new-user trial: an eval run and a compare run of the same tasks share ids,
+    and the explorer could open only one of them (its selectbox collapsed the duplicates)."""
+    runs = make_runs(tmp_path)
+    shutil.copytree(runs / RUN, runs / "demo-copy")
+    data.refresh_index(runs)
+    both = f"{RUN},demo-copy"
+    at = open_page(runs, "trajectories", monkeypatch, runs=both, origin="eval")
+    rows = at.dataframe[0].value
+    assert len(at.selectbox(key="w_traj").options) == len(rows) == 24
+    traj = rows["id"].iloc[0]
+    for run in (RUN, "demo-copy"):
+        at = open_page(runs, "trajectories", monkeypatch, runs=both, traj=f"{run}/{traj}")
+        assert f"run `{run}` (eval)" in at.caption[0].value
+    # An older link (a bare id) still opens the trajectory.
+    at = open_page(runs, "trajectories", monkeypatch, runs=RUN, traj=traj)
+    assert at.subheader[0].value.startswith("Task ")
+
+
+def test_the_runs_chosen_on_one_page_are_the_next_pages_default(
+    runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a new-user trial: every page started again from the newest run."""
+    monkeypatch.setenv("TRACE2SKILL_RUNS_DIR", str(runs))
+    config.set_option("runner.magicEnabled", False)
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.switch_page("toolkit/app/views/runs.py").run()
+    at.multiselect(key="w_runs").set_value([BASELINE, RUN]).run()
+    at.switch_page("toolkit/app/views/usage.py").run()
+    assert at.multiselect(key="w_runs").value == [BASELINE, RUN]
+    at.switch_page("toolkit/app/views/tree.py").run()
+    assert at.selectbox(key="w_run").value == BASELINE  # the first of them
+    at.selectbox(key="w_run").set_value(RUN).run()
+    at.switch_page("toolkit/app/views/trajectories.py").run()
+    assert at.multiselect(key="w_runs").value == [BASELINE, RUN]  # RUN was one of them
+
+
 def test_cost_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_page(runs, "cost", monkeypatch)
     assert metrics(at) == {
@@ -205,11 +247,40 @@ def test_pages_say_what_is_missing(runs: Path, monkeypatch: pytest.MonkeyPatch, 
     at = open_page(runs, page, monkeypatch, run=BASELINE)
     message = infos(at)
     assert BASELINE in message
-    # Commands that exist, given the run folder they take (there is no `attribute` command).
+    # Commands that work on this run: a rollout-only run is analysed first (`consolidate`
+    # refused it), and a run with no S* cannot be ablated.
     if page == "tree":
-        assert f"run `trace2skill consolidate {runs / BASELINE}`" in message
+        assert f"has no analyses yet; run `trace2skill analyse {runs / BASELINE}`" in message
     if page == "attribution":
-        assert f"run `trace2skill ablate {runs / BASELINE}`" in message
+        assert "has no S0 -> S*" in message
+
+
+def test_missing_stages_point_to_what_produces_them(tmp_path: Path) -> None:
+    """Found by a new-user trial: an interrupted evolve was told to run `consolidate`, a run
+    whose analyses were all dropped to run `consolidate` (which said to run `analyse`)."""
+    runs = make_runs(tmp_path)
+    run_dir = runs / RUN
+    (run_dir / "merges.jsonl").unlink()
+    stages = {"evolve": {"status": "interrupted"}}
+    assert "evolve --resume --run-id" in data.next_step(runs, RUN, stages, "consolidation")
+    lines = (run_dir / "analyses.jsonl").read_text().splitlines()
+    dropped = [
+        json.dumps({**json.loads(line), "status": "dropped", "reason": "task-specific"})
+        for line in lines
+    ]
+    (run_dir / "analyses.jsonl").write_text("\n".join(dropped) + "\n")
+    message = data.next_step(runs, RUN, {}, "consolidation")
+    assert f"None of run `{RUN}`'s {len(lines)} analyses was kept (task-specific" in message
+    (run_dir / "analyses.jsonl").unlink()
+    assert f"run `trace2skill analyse {run_dir}`" in data.next_step(runs, RUN, {}, "consolidation")
+    (run_dir / "trajectories.jsonl").unlink()
+    message = data.next_step(runs, RUN, {}, "consolidation")
+    assert "holds evaluations only: there is nothing to analyse or consolidate" in message
+    from toolkit.runs import read_manifest
+
+    manifest = read_manifest(run_dir)
+    recorded = {name: {"config": s.config} for name, s in manifest.stages.items()}
+    assert f"trace2skill ablate {run_dir}" in data.next_step(runs, RUN, recorded, "attribution")
 
 
 @pytest.mark.parametrize("folder", ["empty", "example"])

@@ -170,8 +170,6 @@ def refs_run_id(runs_dir: Path, folder: str) -> str:
     """The run id the run's git refs are named by (``t2s/<id>/...``): its manifest's, which
     differs from the folder's name when the folder was renamed or copied (a downloaded
     artifact, a second copy beside the first)."""
-    from toolkit.runs import read_manifest
-
     try:
         manifest = read_manifest(Path(runs_dir) / folder)
     except ToolkitError:
@@ -234,6 +232,54 @@ def run_skills(
     finally:
         repo.close()
     return RunSkills(repo_path, skill_path, loaded["base"], loaded["result"])
+
+
+def next_step(runs_dir: Path, run: str, run_stages: dict[str, dict[str, Any]], want: str) -> str:
+    """What produces the ``want`` (``consolidation`` or ``attribution``) a run lacks: the
+    command that does, or why there is nothing to produce (markdown, one paragraph).
+
+    An interrupted ``evolve`` is resumed, not restarted stage by stage; a run whose analyses
+    were all dropped has nothing to consolidate; a run with no refs (an evaluation, a
+    rollout, an import) has no S* to ablate.
+    """
+    from toolkit.trajectory import TRAJECTORIES_FILE
+
+    run_dir = Path(runs_dir) / run
+    refs_id = refs_run_id(runs_dir, run)
+    evolve = run_stages.get("evolve")
+    if evolve is not None and evolve.get("status") != "done":
+        return (
+            f"Run `{run}`'s `evolve` is {evolve.get('status')}: continue it with "
+            f"`trace2skill evolve --resume --run-id {refs_id} --runs-dir {runs_dir}`."
+        )
+    if want == "attribution":
+        if run_skills(runs_dir, run, run_stages) is None:
+            return (
+                f"Run `{run}` has no S0 -> S* (an evaluation, rollout or import): attribution "
+                "measures the edits of an evolved run (`trace2skill evolve`, then "
+                "`trace2skill ablate RUN_DIR`)."
+            )
+        return f"Run `{run}` has no attribution yet; run `trace2skill ablate {run_dir}`."
+    analyses = contract.read_analyses(run_dir)
+    if not analyses and not (run_dir / TRAJECTORIES_FILE).is_file():
+        return (
+            f"Run `{run}` holds evaluations only: there is nothing to analyse or consolidate. "
+            "A skill evolves from rollouts on an evolve split: `trace2skill evolve` (or "
+            "`rollout`, `analyse` and `consolidate` one by one)."
+        )
+    if not analyses:
+        return (
+            f"Run `{run}` has no analyses yet; run `trace2skill analyse {run_dir}` (with "
+            "`--skill SKILL_DIR` for imported trajectories), then `trace2skill consolidate`."
+        )
+    if not any(a.status == "kept" for a in analyses):
+        reasons = Counter(a.reason or "unknown" for a in analyses)
+        shown = ", ".join(f"{reason} {n}" for reason, n in reasons.most_common())
+        return (
+            f"None of run `{run}`'s {len(analyses)} analyses was kept ({shown}), so there is "
+            "no patch to consolidate and no S*."
+        )
+    return f"Run `{run}` has no consolidation yet; run `trace2skill consolidate {run_dir}`."
 
 
 def skill_lines(skills: RunSkills, run_dir: Path, file: str) -> pd.DataFrame:
@@ -536,26 +582,40 @@ def flips(con: duckdb.DuckDBPyConnection, commit_a: str, commit_b: str) -> pd.Da
     flipped = queries.flipped_tasks(con, commit_a, commit_b)
     rows = []
     for f in flipped:
-        ids = dict(
-            con.execute(
-                """SELECT skill_commit, min(id) FROM trajectories
+        ids = {
+            commit: (run, traj)
+            for commit, run, traj in con.execute(
+                """SELECT skill_commit, arg_min(run_id, id), min(id)
+                   FROM trajectories
                    WHERE suite = ? AND task_id = ? AND model = ? AND skill_commit IN (?, ?)
                    GROUP BY 1""",
                 [f.suite, f.task_id, f.model, commit_a, commit_b],
             ).fetchall()
-        )
+        }
         rows.append(
             {
                 "task": f.task_id,
                 "suite": f.suite,
                 "model": f.model,
                 "direction": f.direction,
-                "trajectory_a": ids.get(commit_a),
-                "trajectory_b": ids.get(commit_b),
+                "trajectory_a": ids.get(commit_a, (None, None))[1],
+                "trajectory_b": ids.get(commit_b, (None, None))[1],
+                "run_a": ids.get(commit_a, (None, None))[0],
+                "run_b": ids.get(commit_b, (None, None))[0],
             }
         )
     return pd.DataFrame(
-        rows, columns=["task", "suite", "model", "direction", "trajectory_a", "trajectory_b"]
+        rows,
+        columns=[
+            "task",
+            "suite",
+            "model",
+            "direction",
+            "trajectory_a",
+            "trajectory_b",
+            "run_a",
+            "run_b",
+        ],
     )
 
 
@@ -822,11 +882,15 @@ def trajectories_page(
     ).df()
 
 
-def trajectory(con: duckdb.DuckDBPyConnection, trajectory_id: str) -> dict[str, Any] | None:
-    """One trajectory's summary row (the first match by id, any run), or None."""
+def trajectory(
+    con: duckdb.DuckDBPyConnection, trajectory_id: str, run_id: str | None = None
+) -> dict[str, Any] | None:
+    """One trajectory's summary row, or None: the one in ``run_id``, else the first match by
+    id in any run (the same id can be in two runs)."""
     frame = con.execute(
-        "SELECT * FROM trajectories WHERE id = ? ORDER BY origin DESC, run_id LIMIT 1",
-        [trajectory_id],
+        """SELECT * FROM trajectories WHERE id = ? AND (? IS NULL OR run_id = ?)
+           ORDER BY origin DESC, run_id LIMIT 1""",
+        [trajectory_id, run_id, run_id],
     ).df()
     return None if frame.empty else frame.iloc[0].to_dict()
 

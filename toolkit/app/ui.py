@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import quote
 
 import duckdb
 import streamlit as st
@@ -18,6 +19,9 @@ import streamlit as st
 from toolkit.app import data
 
 RUNS_DIR_ENV = "TRACE2SKILL_RUNS_DIR"
+SELECTED_RUNS = "t2s_runs"
+"""Session key of the runs last chosen on any page: the next page starts from them (a widget's
+own state is dropped when the page that drew it is left)."""
 T = TypeVar("T")
 
 
@@ -91,19 +95,30 @@ def text(label: str, key: str, **kw) -> str:
     return value.strip()
 
 
+def _remembered(ids: list[str]) -> list[str]:
+    return [r for r in st.session_state.get(SELECTED_RUNS, []) if r in ids]
+
+
 def select_run(con: duckdb.DuckDBPyConnection) -> str:
-    """The one run a page looks at (URL ``run``, in the sidebar), newest by default."""
+    """The one run a page looks at (URL ``run``, in the sidebar): by default the first run
+    chosen on another page in this session, else the newest."""
     ids = data.run_ids(con)
     with st.sidebar:
-        return select("Run", "run", ids)
+        value = select("Run", "run", ids, default=next(iter(_remembered(ids)), None))
+    if value is not None and value not in _remembered(ids):
+        st.session_state[SELECTED_RUNS] = [value]
+    return value
 
 
 def select_runs(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The runs a page compares (URL ``runs``, comma-separated), newest by default."""
+    """The runs a page compares (URL ``runs``, comma-separated): by default those chosen on
+    another page in this session, else the newest."""
     ids = data.run_ids(con)
-    wanted = [r for r in param("runs").split(",") if r in ids] or ids[:1]
+    wanted = [r for r in param("runs").split(",") if r in ids] or _remembered(ids) or ids[:1]
     chosen = st.sidebar.multiselect("Runs", ids, default=wanted, key="w_runs")
     set_param("runs", ",".join(chosen))
+    if chosen:
+        st.session_state[SELECTED_RUNS] = chosen
     return chosen
 
 
@@ -121,9 +136,26 @@ def pager(total: int, size: int = data.PAGE_SIZE) -> int:
     return int(page) - 1
 
 
-def trajectory_link(trajectory_id: str | None) -> str | None:
-    """A relative URL opening one trajectory in the explorer."""
-    return f"trajectories?traj={trajectory_id}" if trajectory_id else None
+def trajectory_key(run: str, trajectory_id: str) -> str:
+    """One trajectory's key in the explorer's URL (``traj``): its run and id (the same id can
+    be in two runs: an eval run and a compare run of the same tasks share them)."""
+    return f"{run}/{trajectory_id}"
+
+
+def split_trajectory_key(key: str) -> tuple[str | None, str]:
+    """(run, id) of a ``traj`` key; a bare id (an older link) has no run."""
+    run, _, trajectory_id = key.rpartition("/")
+    return run or None, trajectory_id
+
+
+def trajectory_link(trajectory_id: str | None, run: str | None = None) -> str | None:
+    """A relative URL opening one trajectory in the explorer, with its run selected."""
+    if not trajectory_id:
+        return None
+    if run is None:
+        return f"trajectories?traj={quote(trajectory_id)}"
+    key = quote(trajectory_key(run, trajectory_id), safe="")
+    return f"trajectories?runs={quote(run, safe='')}&traj={key}"
 
 
 def missing(what: str, command: str) -> None:

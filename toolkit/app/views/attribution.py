@@ -21,14 +21,19 @@ def render() -> None:
         return
     with data.open_index(folder) as con:
         run = ui.select_run(con)
+        run_stages = data.stages(con, run)
     effects = data.attribution(folder / run)
     if effects.empty:
-        ui.missing("attribution", f"trace2skill ablate {folder / run}")
+        st.info(data.next_step(folder, run, run_stages, "attribution"))
         return
     kinds = [k for k in KINDS if k in set(effects["kind"])]
     kind = ui.radio("Measured by", "kind", kinds, format_func=KINDS.get)
     shown = effects[effects["kind"] == kind].sort_values("effect").reset_index(drop=True)
-    shown["sign"] = ["helps" if e > 0 else "hurts" if e < 0 else "none" for e in shown["effect"]]
+    # Coloured as counted: by the CI, not the point estimate (red bars stood beside "Hurt 0").
+    shown["sign"] = [
+        "helps (CI above 0)" if low > 0 else "hurts (CI below 0)" if high < 0 else "CI holds 0"
+        for low, high in zip(shown["effect_low"], shown["effect_high"], strict=True)
+    ]
     c1, c2, c3 = st.columns(3)
     c1.metric("Edits measured", len(shown))
     c2.metric("Help (CI above 0)", int((shown["effect_low"] > 0).sum()))
@@ -43,7 +48,11 @@ def render() -> None:
         y="edit_id",
         orientation="h",
         color="sign",
-        color_discrete_map={"helps": "#31a354", "hurts": "#de2d26", "none": "#969696"},
+        color_discrete_map={
+            "helps (CI above 0)": "#31a354",
+            "hurts (CI below 0)": "#de2d26",
+            "CI holds 0": "#969696",
+        },
         error_x=shown["effect_high"] - shown["effect"],
         error_x_minus=shown["effect"] - shown["effect_low"],
         hover_data=["patch_id", "n", "pass_rate", "support"],

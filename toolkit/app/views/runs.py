@@ -97,8 +97,11 @@ def _flips(con, labels: dict[str, str]) -> None:
     c1, c2 = st.columns(2)
     c1.metric("Fixed (failed under A, passed under B)", fixed)
     c2.metric("Broken (passed under A, failed under B)", broken)
-    table["trajectory_a"] = [ui.trajectory_link(t) for t in table["trajectory_a"]]
-    table["trajectory_b"] = [ui.trajectory_link(t) for t in table["trajectory_b"]]
+    for side in ("a", "b"):
+        table[f"trajectory_{side}"] = [
+            ui.trajectory_link(t, r)
+            for t, r in zip(table[f"trajectory_{side}"], table.pop(f"run_{side}"), strict=True)
+        ]
     st.dataframe(
         table,
         hide_index=True,

@@ -15,20 +15,25 @@ def render() -> None:
         return
     with data.open_index(folder) as con:
         run = ui.select_run(con)
-        skills = data.run_skills(folder, run, data.stages(con, run))
+        run_stages = data.stages(con, run)
+    skills = data.run_skills(folder, run, run_stages)
     if skills is None or skills.base is None:
+        if "evolve" in run_stages:
+            st.info(data.next_step(folder, run, run_stages, "consolidation"))
+            return
         st.info(
             f"Run `{run}` names no skill repository with a base snapshot (a rollout-only or "
             f"imported run); its skill evolution starts with `trace2skill evolve`."
         )
         return
     if skills.result is None:
-        ui.missing("consolidation", f"trace2skill consolidate {folder / run}")
+        st.info(data.next_step(folder, run, run_stages, "consolidation"))
         return
     diffs = data.file_diff(skills.base, skills.result)
+    refs = data.refs_run_id(folder, run)
     st.caption(
-        f"Skill `{skills.skill_path}` in `{skills.repo_path}`: S0 = `t2s/{run}/base`, "
-        f"S* = `t2s/{run}/result`; {len(diffs)} file(s) changed."
+        f"Skill `{skills.skill_path}` in `{skills.repo_path}`: S0 = `t2s/{refs}/base`, "
+        f"S* = `t2s/{refs}/result`; {len(diffs)} file(s) changed."
     )
     files = sorted(n for n, v in skills.result.files.items() if isinstance(v, str))
     if not files:
@@ -86,7 +91,7 @@ def _provenance(folder, run: str, skills: data.RunSkills, file: str) -> None:
         + f", support **{row['support']}**."
     )
     for traj in row["trajectories"]:
-        st.markdown(f"- trajectory [{traj}]({ui.trajectory_link(traj)})")
+        st.markdown(f"- trajectory [{traj}]({ui.trajectory_link(traj, run)})")
     for patch_id in [p for p in row["patches"].split(", ") if p]:
         patch = contract.read_patch(folder / run, patch_id)
         with st.expander(f"patch {patch_id}" + ("" if patch else " (no patches/ file)")):

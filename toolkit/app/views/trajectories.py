@@ -31,24 +31,33 @@ def render() -> None:
         total = data.count_trajectories(con, f)
         page = data.trajectories_page(con, f, ui.pager(total))
         st.metric("Matching trajectories", total)
-        page["open"] = [ui.trajectory_link(t) for t in page["id"]]
+        page["open"] = [
+            ui.trajectory_link(t, r) for t, r in zip(page["id"], page["run"], strict=True)
+        ]
         st.dataframe(
             page,
             hide_index=True,
             column_config={"open": st.column_config.LinkColumn(display_text="open")},
         )
         wanted = ui.param("traj")
-        options = list(dict.fromkeys([*([wanted] if wanted else []), *page["id"]]))
+        keys = [ui.trajectory_key(r, t) for r, t in zip(page["run"], page["id"], strict=True)]
+        options = list(dict.fromkeys([*([wanted] if wanted else []), *keys]))
         if not options:
             return
-        traj_id = ui.select("Trajectory", "traj", options)
-        _detail(con, folder, traj_id)
+        key = ui.select("Trajectory", "traj", options, format_func=_key_text)
+        _detail(con, folder, *ui.split_trajectory_key(key))
 
 
-def _detail(con, folder, traj_id: str) -> None:
-    t = data.trajectory(con, traj_id)
+def _key_text(key: str) -> str:
+    run, traj_id = ui.split_trajectory_key(key)
+    return f"{traj_id} ({run})" if run else traj_id
+
+
+def _detail(con, folder, run: str | None, traj_id: str) -> None:
+    t = data.trajectory(con, traj_id, run)
     if t is None:
-        st.warning(f"No trajectory `{traj_id}` in the selected runs.")
+        where = f"run `{run}`" if run else "the selected runs"
+        st.warning(f"No trajectory `{traj_id}` in {where}.")
         return
     st.subheader(f"Task {t['task_id']} ({'PASS' if t['passed'] else 'FAIL'})")
     c1, c2, c3, c4 = st.columns(4)
@@ -69,7 +78,7 @@ def _detail(con, folder, traj_id: str) -> None:
             st.text(s.observation + (" [truncated]" if s.observation_truncated else ""))
             if s.error:
                 st.error(s.error)
-    _produced(folder / t["run_id"], traj_id, t["origin"])
+    _produced(folder / t["run_id"], traj_id, t["origin"], imported=t["delivery"] == "imported")
 
 
 def _args_text(args: str) -> str:
@@ -81,7 +90,7 @@ def _args_text(args: str) -> str:
     return json.dumps(value, indent=1, ensure_ascii=False)
 
 
-def _produced(run_dir, traj_id: str, origin: str) -> None:
+def _produced(run_dir, traj_id: str, origin: str, *, imported: bool) -> None:
     st.subheader("Analysis and patch")
     analyses = [a for a in contract.read_analyses(run_dir) if a.trajectory_id == traj_id]
     if not analyses and origin == "eval":
@@ -91,7 +100,8 @@ def _produced(run_dir, traj_id: str, origin: str) -> None:
         )
         return
     if not analyses:
-        ui.missing("analysis of this trajectory", f"trace2skill analyse {run_dir}")
+        hint = " --skill SKILL_DIR" if imported else ""  # an import records no skill folder
+        ui.missing("analysis of this trajectory", f"trace2skill analyse {run_dir}{hint}")
         return
     for a in analyses:
         st.markdown(

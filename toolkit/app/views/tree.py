@@ -26,9 +26,10 @@ def render() -> None:
         return
     with data.open_index(folder) as con:
         run = ui.select_run(con)
+        run_stages = data.stages(con, run)
     nodes = data.merge_tree(folder / run)
     if nodes.empty:
-        ui.missing("consolidation", f"trace2skill consolidate {folder / run}")
+        st.info(data.next_step(folder, run, run_stages, "consolidation"))
         return
     details = data.merge_details(folder / run)
     leaves = int((nodes["kind"] == "patch").sum())
