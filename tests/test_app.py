@@ -414,6 +414,36 @@ def test_a_renamed_run_folder_finds_its_refs_by_its_manifests_run_id(tmp_path: P
     assert row["delta"] == pytest.approx(summary["result"]["rate"] - summary["s0"]["rate"])
 
 
+def test_section_shares_count_each_trajectory_once_as_the_usage_command_does(
+    tmp_path: Path,
+) -> None:
+    """Found by a new-user trial: the heatmap showed the largest share of one kind (28%) where
+    `trace2skill usage` said 6 of 18 trajectories (33%) used the section."""
+    from toolkit.attribution.run import read_run_trajectories
+    from toolkit.attribution.usage import section_usage
+
+    example = Path(__file__).resolve().parents[1] / "runs" / "example-wikitq"
+    runs = tmp_path / "runs"
+    shutil.copytree(example, runs / "example-wikitq")
+    data.refresh_index(runs)
+    trajectories = read_run_trajectories(runs / "example-wikitq")
+    expected = {
+        (r.skill_commit, r.ref): r.used / r.trajectories
+        for r in section_usage(trajectories, {})
+        if r.used
+    }
+    with data.open_index(runs) as con:
+        shares = data.section_shares(con, {})
+        kinds = data.usage(con, {})
+    got = dict(
+        zip(zip(shares["skill_commit"], shares["ref"], strict=True), shares["share"], strict=True)
+    )
+    assert got == pytest.approx(expected)
+    # Some section was used in more than one way, so one kind's share alone was less.
+    largest_kind = kinds.groupby(["skill_commit", "ref"])["share"].max()
+    assert any(largest_kind[key] < share for key, share in got.items())
+
+
 def test_runs_table_rates_one_split_not_a_pool(tmp_path: Path) -> None:
     """Found by a new-user trial: a run evaluated on train and test showed one pooled n."""
     from toolkit.trajectory import append_jsonl, read_trajectories

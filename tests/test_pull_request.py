@@ -116,11 +116,11 @@ def test_body_has_its_tables(evolved):
         assert heading in body, heading
     assert "| S0 (before) | 50.0% |" in body and "| S* (after) | 83.3% |" in body
     assert "| no skill | 25.0% |" in body
-    assert "**S* - S0 = +33.3 pts**, paired 95% CI [+16.7 pts, " in body
+    assert "**S* - S0 = +33.3 pp**, paired 95% CI [+16.7 pp, " in body
     assert "8 fixed, 0 broken" in body
     assert "| `t06` | 0/2 | 2/2 |" in body
     # Effects read as the report reads them: > 0 helps (the ablation line's delta was -0.125).
-    row = "| Answers | Check the unit the question asks for. | 2 | +12.5 pts [+0.0 pts, +25.0 pts]"
+    row = "| Answers | Check the unit the question asks for. | 2 | +12.5 pp [+0.0 pp, +25.0 pp]"
     assert row in body
     assert "Gate: **passed**" in body
     assert f"trace2skill provenance {SKILL_PATH}/SKILL.md --ref t2s/{RUN}/result" in body

@@ -127,17 +127,21 @@ def flipped_tasks(
     ]
 
 
-def section_usage(con: duckdb.DuckDBPyConnection) -> list[SectionUsage]:
-    """Uses of each skill section or file per skill version, with the users' pass rate."""
+def section_usage(con: duckdb.DuckDBPyConnection, origin: str | None = None) -> list[SectionUsage]:
+    """Uses of each skill section or file per skill version, with the users' pass rate.
+
+    ``origin``: ``eval`` or ``rollout`` to count only those trajectories; None: both.
+    """
     rows = con.execute(
         """WITH per_traj AS (
                SELECT run_id, origin, trajectory_id, skill_commit, ref, kind, count(*) AS uses
-               FROM section_uses GROUP BY ALL)
+               FROM section_uses WHERE ? IS NULL OR origin = ? GROUP BY ALL)
            SELECT u.skill_commit, u.ref, u.kind, sum(u.uses)::BIGINT, count(*),
                   avg(t.passed::INT)
            FROM per_traj u JOIN trajectories t
              ON t.run_id = u.run_id AND t.origin = u.origin AND t.id = u.trajectory_id
-           GROUP BY ALL ORDER BY u.skill_commit, sum(u.uses) DESC, u.ref, u.kind"""
+           GROUP BY ALL ORDER BY u.skill_commit, sum(u.uses) DESC, u.ref, u.kind""",
+        [origin, origin],
     ).fetchall()
     return [
         SectionUsage(skill_commit=c, ref=r, kind=k, uses=u, trajectories=n, pass_rate=p)

@@ -666,7 +666,7 @@ def check_gate(review: RunReview, max_regressions: int = 0) -> Gate:
     break at most ``max_regressions`` tasks.
 
     Both tests: a bootstrap interval of a few pairs can sit above 0 by chance (4 tasks, 3
-    fixed: CI [+25, +100] pts while p = 0.25), which no reviewer should merge on.
+    fixed: CI [+25, +100] pp while p = 0.25), which no reviewer should merge on.
     """
     reasons = []
     head = review.headline
@@ -723,7 +723,7 @@ def _pct(rate: float | None) -> str:
 
 
 def _points(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:+.1f} pts"
+    return "n/a" if value is None else f"{100 * value:+.1f} pp"
 
 
 def _rate_row(name: str, rate: PassRate) -> str:

@@ -476,9 +476,9 @@ def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
         con.execute("SELECT run_id, sum(cost_usd) FROM llm_calls GROUP BY run_id").fetchall()
     )
     rows = []
-    for run_id, created_at, stages_json, n_traj, n_eval in con.execute(
-        """SELECT run_id, created_at, stages, trajectories, eval_trajectories FROM runs
-           ORDER BY created_at DESC, run_id"""
+    for run_id, created_at, stages_json, n_traj, n_eval, skipped in con.execute(
+        """SELECT run_id, created_at, stages, trajectories, eval_trajectories, skipped_lines
+           FROM runs ORDER BY created_at DESC, run_id"""
     ).fetchall():
         run_stages = json.loads(stages_json) if stages_json else {}
         suite, models, modes, seeds, traj_cost = per_run.get(run_id, (None,) * 5)
@@ -495,6 +495,8 @@ def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
                 "seeds": seeds,
                 "status": _status_text(run_stages),
                 "trajectories": n_traj + n_eval,
+                # Damaged lines the index skipped: the rates below are without them.
+                "skipped_lines": skipped or 0,
                 "cost_usd": calls.get(run_id) or traj_cost or 0.0,
                 "wall_s": _wall_seconds(run_stages),
                 "S0": t0,
@@ -513,6 +515,7 @@ def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
             "seeds",
             "status",
             "trajectories",
+            "skipped_lines",
             "cost_usd",
             "wall_s",
             "S0",
@@ -574,7 +577,13 @@ def pass_rates(
         columns=["suite", "skill_commit", "model", "n", "passed", "rate", "ci_low", "ci_high"],
     )
     out["version"] = [labels.get(c, c[:8]) for c in out["skill_commit"]]
-    return out
+    # No skill, S0, S*, then the variants: the order a reader compares them in.
+    rank = {"no skill": 0, "S0": 1, "S*": 2}
+    order = sorted(
+        range(len(out)),
+        key=lambda i: (rank.get(out["version"].iloc[i].split(" ")[0], 3), out["version"].iloc[i]),
+    )
+    return out.iloc[order].reset_index(drop=True)
 
 
 def flips(con: duckdb.DuckDBPyConnection, commit_a: str, commit_b: str) -> pd.DataFrame:
@@ -758,9 +767,10 @@ def attribution(run_dir: Path) -> pd.DataFrame:
     # The edit's own effect, positive when it helps: an ablation's delta is (S* without the
     # edit) - S*, so it is negated (and its interval flipped); an "only" delta is the edit's.
     ablate = out["kind"] == "ablate"
-    out["effect"] = out["delta"].where(~ablate, -out["delta"])
-    out["effect_low"] = out["ci_low"].where(~ablate, -out["ci_high"])
-    out["effect_high"] = out["ci_high"].where(~ablate, -out["ci_low"])
+    # (+ 0.0: a negated zero showed as -0.0.)
+    out["effect"] = out["delta"].where(~ablate, -out["delta"]) + 0.0
+    out["effect_low"] = out["ci_low"].where(~ablate, -out["ci_high"]) + 0.0
+    out["effect_high"] = out["ci_high"].where(~ablate, -out["ci_low"]) + 0.0
     support = edit_support(run_dir)
     out["support"] = [support.get(e) for e in out["edit_id"]]
     return out[columns]
@@ -789,16 +799,52 @@ def loo_vs_aoi(effects: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 
-def usage(con: duckdb.DuckDBPyConnection, labels: dict[str, str]) -> pd.DataFrame:
-    """Uses per (skill version, section): uses, trajectories, share of the version's
-    trajectories that used it, and those trajectories' pass rate."""
-    rows = [u.model_dump() for u in queries.section_usage(con)]
+def _version_totals(con: duckdb.DuckDBPyConnection, origin: str | None) -> dict[str, int]:
+    return dict(
+        con.execute(
+            "SELECT skill_commit, count(*) FROM trajectories WHERE ? IS NULL OR origin = ? "
+            "GROUP BY 1",
+            [origin, origin],
+        ).fetchall()
+    )
+
+
+def usage(
+    con: duckdb.DuckDBPyConnection, labels: dict[str, str], origin: str | None = None
+) -> pd.DataFrame:
+    """Uses per (skill version, section, kind): uses, trajectories, share of the version's
+    trajectories that used it that way, and those trajectories' pass rate.
+
+    ``origin``: ``eval`` or ``rollout`` to count only those trajectories; None: both.
+    """
+    rows = [u.model_dump() for u in queries.section_usage(con, origin)]
     out = pd.DataFrame(
         rows, columns=["skill_commit", "ref", "kind", "uses", "trajectories", "pass_rate"]
     )
-    totals = dict(
-        con.execute("SELECT skill_commit, count(*) FROM trajectories GROUP BY 1").fetchall()
-    )
+    totals = _version_totals(con, origin)
+    out["share"] = [
+        n / totals[c] if totals.get(c) else 0.0
+        for c, n in zip(out["skill_commit"], out["trajectories"], strict=True)
+    ]
+    out["version"] = [labels.get(c, c[:8]) for c in out["skill_commit"]]
+    return out
+
+
+def section_shares(
+    con: duckdb.DuckDBPyConnection, labels: dict[str, str], origin: str | None = None
+) -> pd.DataFrame:
+    """Per (skill version, section): the share of the version's trajectories that used the
+    section in any way (read, cited or echoed; each trajectory once), as `trace2skill usage`
+    counts it. The largest share of one kind undercounted (28% where 6 of 18 used it)."""
+    rows = con.execute(
+        """SELECT t.skill_commit, u.ref, count(DISTINCT (u.run_id, u.origin, u.trajectory_id))
+           FROM section_uses u JOIN trajectories t
+             ON t.run_id = u.run_id AND t.origin = u.origin AND t.id = u.trajectory_id
+           WHERE ? IS NULL OR t.origin = ? GROUP BY ALL ORDER BY ALL""",
+        [origin, origin],
+    ).fetchall()
+    totals = _version_totals(con, origin)
+    out = pd.DataFrame(rows, columns=["skill_commit", "ref", "trajectories"])
     out["share"] = [
         n / totals[c] if totals.get(c) else 0.0
         for c, n in zip(out["skill_commit"], out["trajectories"], strict=True)
@@ -808,14 +854,15 @@ def usage(con: duckdb.DuckDBPyConnection, labels: dict[str, str]) -> pd.DataFram
 
 
 def pruning_candidates(
-    use: pd.DataFrame, commit: str, sections: list[str], max_share: float
+    shares_: pd.DataFrame, commit: str, sections: list[str], max_share: float
 ) -> pd.DataFrame:
     """Sections of version ``commit`` used by at most ``max_share`` of its trajectories.
 
-    ``sections``: every ref the version has (``SKILL.md#id``, ``references/x.md``) so unused
-    sections show with share 0; empty: only the sections seen in use are considered.
+    ``shares_``: :func:`section_shares`. ``sections``: every ref the version has
+    (``SKILL.md#id``, ``references/x.md``) so unused sections show with share 0; empty: only
+    the sections seen in use are considered.
     """
-    seen = use[use["skill_commit"] == commit].groupby("ref", as_index=False)["share"].max()
+    seen = shares_[shares_["skill_commit"] == commit]
     shares = dict(zip(seen["ref"], seen["share"], strict=True))
     refs = sorted(set(sections) | set(shares))
     out = pd.DataFrame({"ref": refs, "share": [float(shares.get(r, 0.0)) for r in refs]})

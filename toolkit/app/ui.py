@@ -122,6 +122,28 @@ def select_runs(con: duckdb.DuckDBPyConnection) -> list[str]:
     return chosen
 
 
+ORIGINS = {
+    "eval": "evaluations",
+    "rollout": "the rollout",
+    "all": "all trajectories",
+}
+
+
+def select_origin(con: duckdb.DuckDBPyConnection) -> str | None:
+    """Which trajectories a page counts (URL ``origin``): evaluations by default when the
+    selection has any (S0's rollouts on the evolve split are not comparable with S*'s
+    evaluations), else the rollout; None for all."""
+    evaluated = con.execute("SELECT count(*) FROM trajectories WHERE origin = 'eval'")
+    origin = radio(
+        "Trajectories",
+        "origin",
+        list(ORIGINS),
+        default="eval" if evaluated.fetchone()[0] else "rollout",
+        format_func=ORIGINS.get,
+    )
+    return None if origin == "all" else origin
+
+
 def pager(total: int, size: int = data.PAGE_SIZE) -> int:
     """A page picker for a table of ``total`` rows (URL ``page``, 1-based); 0-based page."""
     pages = max(1, -(-total // size))

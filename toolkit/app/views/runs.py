@@ -7,12 +7,6 @@ import streamlit as st
 
 from toolkit.app import data, ui
 
-ORIGINS = {
-    "eval": "evaluations",
-    "rollout": "the rollout",
-    "all": "all trajectories",
-}
-
 
 def render() -> None:
     """Draw the page."""
@@ -25,7 +19,8 @@ def render() -> None:
         chosen = ui.select_runs(con)
     st.caption(
         "S0 and S*: pass rate with its bootstrap 95% CI on the run's evaluation "
-        "(the rollout's for S0 when it was not evaluated); delta = S* - S0."
+        "(the rollout's for S0 when it was not evaluated); delta = S* - S0. skipped_lines: "
+        "damaged lines of the run's files, left out of these figures."
     )
     st.dataframe(
         table,
@@ -42,15 +37,7 @@ def render() -> None:
     with data.open_index(folder, chosen) as con:
         _, labels = data.selection_versions(con, folder, chosen)
         st.subheader("Pass rate by skill version")
-        evaluated = con.execute("SELECT count(*) FROM trajectories WHERE origin = 'eval'")
-        origin = ui.radio(
-            "Trajectories",
-            "origin",
-            list(ORIGINS),
-            default="eval" if evaluated.fetchone()[0] else "rollout",
-            format_func=ORIGINS.get,
-        )
-        rates = data.pass_rates(con, labels, None if origin == "all" else origin)
+        rates = data.pass_rates(con, labels, ui.select_origin(con))
         if rates.empty:
             st.info("The selected runs have no trajectories yet.")
             return

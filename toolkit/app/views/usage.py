@@ -21,7 +21,9 @@ def render() -> None:
         return
     with data.open_index(folder, chosen) as con:
         skills, labels = data.selection_versions(con, folder, chosen)
-        use = data.usage(con, labels)
+        origin = ui.select_origin(con)
+        use = data.usage(con, labels, origin)
+        shares = data.section_shares(con, labels, origin)
     if use.empty:
         st.info(
             "No section uses recorded in the selected runs: the agent read, cited or echoed no "
@@ -29,9 +31,10 @@ def render() -> None:
         )
         return
     st.caption(
-        "Share = fraction of the version's trajectories that read, cited or echoed the section."
+        "Share = fraction of the version's trajectories that read, cited or echoed the section "
+        "(any of the three, each trajectory once, as `trace2skill usage` counts it)."
     )
-    heat = use.pivot_table(index="ref", columns="version", values="share", aggfunc="max").fillna(0)
+    heat = shares.pivot_table(index="ref", columns="version", values="share").fillna(0)
     fig = px.imshow(
         heat, aspect="auto", color_continuous_scale="Blues", zmin=0, zmax=1, text_auto=".0%"
     )
@@ -73,7 +76,7 @@ def render() -> None:
         for skill, version in ((s.base, s.base_commit), (s.result, s.result_commit)):
             if skill is not None and version == commit:
                 sections = data.skill_refs(skill)
-    candidates = data.pruning_candidates(use, commit, sections, max_share)
+    candidates = data.pruning_candidates(shares, commit, sections, max_share)
     st.metric("Sections used by at most that share", len(candidates))
     st.dataframe(
         candidates,
