@@ -198,3 +198,22 @@ def test_a_folder_of_chat_lines_and_results_for_chat_are_clear_errors(tmp_path: 
     with pytest.raises(TrajectoryError, match="--results applies to official logs only"):
         import_trajectories(folder / "a.jsonl", tmp_path / "run", results={"t1": True})
     assert not (tmp_path / "run").exists()
+
+
+def test_null_for_an_optional_figure_reads_as_not_measured(tmp_path: Path) -> None:
+    """Found by a new-user trial: `"latency_s": null` was refused though the field is
+    optional (exporters write null for what they did not measure)."""
+    line = {
+        "task_id": "t1",
+        "messages": chat(),
+        "outcome": {"passed": False},
+        "latency_s": None,
+        "tokens_in": None,
+        "cost_usd": None,
+        "seed": None,
+    }
+    path = write_lines(tmp_path / "in.jsonl", [line])
+    report = import_trajectories(path, tmp_path / "run")
+    assert not report.errors
+    (traj,) = read_trajectories(tmp_path / "run").records
+    assert traj.latency_s == 0.0 and traj.tokens_in == 0 and traj.seed == 0

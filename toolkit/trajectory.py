@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from toolkit.atomic import write_atomic
 from toolkit.errors import ToolkitError, validation_details
@@ -540,6 +540,12 @@ class ImportRecord(BaseModel):
     cost_usd: float = Field(default=0.0, ge=0.0)
     latency_s: float = Field(default=0.0, ge=0.0)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("seed", "tokens_in", "tokens_out", "cost_usd", "latency_s", mode="before")
+    @classmethod
+    def _null_is_unknown(cls, value: Any) -> Any:
+        # Exporters write null for what they did not measure; these fields are optional.
+        return 0 if value is None else value
 
 
 class ImportLineError(BaseModel):

@@ -64,7 +64,8 @@ def _detail(con, folder, run: str | None, traj_id: str) -> None:
     c1.metric("Steps", int(t["n_steps"]))
     c2.metric("Tokens", int(t["tokens_in"] + t["tokens_out"]))
     c3.metric("Stop", t["stop_reason"])
-    c4.metric("Latency (s)", f"{t['latency_s']:.1f}")
+    unmeasured = t["delivery"] == "imported" and not t["latency_s"]  # an import left it out
+    c4.metric("Latency (s)", "unknown" if unmeasured else f"{t['latency_s']:.1f}")
     st.caption(
         f"run `{t['run_id']}` ({t['origin']}), model `{t['model']}`, skill "
         f"`{t['skill_commit'][:8]}` ({t['delivery']}), final answer: {t['final_answer']!r}"
