@@ -339,6 +339,16 @@ def test_app_command(tmp_path: Path) -> None:
     # A folder named on the command line must exist (the default runs/ may not, yet).
     missing = CliRunner().invoke(main, ["app", str(tmp_path / "nope"), "--no-browser"])
     assert missing.exit_code == 1 and "is not a folder of runs" in missing.output
+    # A port in use is refused before "Serving the app on ..." (it was printed, then failed).
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = CliRunner().invoke(main, ["app", str(tmp_path), "--port", str(port), "--no-browser"])
+    assert busy.exit_code == 1 and f"port {port} on 127.0.0.1 is in use" in busy.output
+    assert "Serving" not in busy.output
 
 
 def test_a_run_made_on_another_machine_shows_its_skill_from_its_bundle(tmp_path):

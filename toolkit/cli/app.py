@@ -94,6 +94,7 @@ def app_command(runs_dir: Path, port: int, host: str, browser: bool) -> None:
             click.echo(f"Warning: {problem}", err=True)
     else:
         click.echo(f"No runs in {runs_dir} yet: the app will say how to make one.", err=True)
+    _check_port(host, port)
     env = {**os.environ, "TRACE2SKILL_RUNS_DIR": str(runs_dir.resolve())}
     click.echo(f"Serving the app on http://{host}:{port} (Ctrl+C stops it)")
     try:
@@ -104,6 +105,25 @@ def app_command(runs_dir: Path, port: int, host: str, browser: bool) -> None:
         raise ToolkitError(f"could not start streamlit: {exc}") from None
     if code:
         raise ToolkitError(f"streamlit exited with status {code}")
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port another program holds before saying the app is served there."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ToolkitError(f"--host {host}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError:
+            raise ToolkitError(
+                f"port {port} on {host} is in use (another app?); pick another with --port"
+            ) from None
 
 
 COMMANDS = [app_command]
