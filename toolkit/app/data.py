@@ -970,7 +970,12 @@ def section_refs(con: duckdb.DuckDBPyConnection) -> list[str]:
 def cost_by_stage(
     con: duckdb.DuckDBPyConnection, runs_dir: Path, run_list: list[str]
 ) -> pd.DataFrame:
-    """Tokens, model calls, cache hits and cost per stage (rollout, eval, analyse, consolidate)."""
+    """Tokens, model calls, cache hits and cost per stage (rollout, eval, analyse, consolidate).
+
+    Trajectories record each agent step's call; analyses and merges record only their
+    tokens and time, so their rows count units (analyses, merges), not calls, and leave cache
+    hits and cost unknown (None): the model table has every call.
+    """
     rows = []
     for origin, calls, hits, t_in, t_out, cost, seconds in con.execute(
         """SELECT t.origin, count(s.step), count(s.step) FILTER (WHERE s.cache_hit),
@@ -985,6 +990,7 @@ def cost_by_stage(
         rows.append(
             {
                 "stage": origin,
+                "units": None,
                 "calls": calls,
                 "cache_hits": hits,
                 "tokens_in": t_in or 0,
@@ -1001,8 +1007,9 @@ def cost_by_stage(
             rows.append(
                 {
                     "stage": stage,
-                    "calls": len(items),
-                    "cache_hits": 0,
+                    "units": len(items),
+                    "calls": None,
+                    "cache_hits": None,
                     "tokens_in": sum(i.tokens_in for i in items),
                     "tokens_out": sum(i.tokens_out for i in items),
                     "cost_usd": None,
@@ -1011,7 +1018,16 @@ def cost_by_stage(
             )
     return pd.DataFrame(
         rows,
-        columns=["stage", "calls", "cache_hits", "tokens_in", "tokens_out", "cost_usd", "model_s"],
+        columns=[
+            "stage",
+            "units",
+            "calls",
+            "cache_hits",
+            "tokens_in",
+            "tokens_out",
+            "cost_usd",
+            "model_s",
+        ],
     )
 
 

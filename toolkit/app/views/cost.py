@@ -34,6 +34,10 @@ def render() -> None:
         )
         st.plotly_chart(px.bar(long, x="stage", y="value", color="tokens"), width="stretch")
         st.dataframe(stages, hide_index=True)
+        st.caption(
+            "rollout and eval count the agent's model calls; analyse and consolidate count "
+            "units (analyses, merges), whose calls, cache hits and cost are in the table below."
+        )
     st.subheader("By model")
     if models.empty:
         st.info("No model calls logged (llm_calls.jsonl) in the selected runs.")
