@@ -399,6 +399,9 @@ def test_load_skill_at_a_revision(user_repo: Path) -> None:
 
     with pytest.raises(RepoError, match="unknown revision 'nope'"):
         repo.load_skill("nope", "skills/demo")
+    # A run's ref that is not here: most often a run folder whose refs were not imported.
+    with pytest.raises(RepoError, match=r"import its refs first: trace2skill bundle import "):
+        repo.load_skill("t2s/example/result", "skills/demo")
     with pytest.raises(RepoError, match="main has no folder 'skills/other'"):
         repo.load_skill("main", "skills/other")
     with pytest.raises(RepoError, match="has no folder 'README.md'"):

@@ -184,7 +184,15 @@ class SkillRepo:
         """Resolve a revision to a commit id (RepoError if unknown)."""
         oid = self.git.resolve([f"{spec}^{{commit}}"])[0]
         if oid is None:
-            raise RepoError(f"unknown revision {spec!r}")
+            hint = ""
+            parts = spec.split("/")
+            if len(parts) >= 3 and parts[0] == "t2s":
+                # A run folder that came without its repository (a clone, an artifact).
+                hint = (
+                    f"; if run {parts[1]!r} came as a folder, import its refs first: "
+                    f"trace2skill bundle import <runs>/{parts[1]}/refs.bundle"
+                )
+            raise RepoError(f"unknown revision {spec!r}{hint}")
         return oid
 
     def tree_of(self, commits: Sequence[str]) -> list[str]:
