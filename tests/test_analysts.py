@@ -38,7 +38,7 @@ from toolkit.analysts.specific import (
     task_text,
 )
 from toolkit.cli import main
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, ToolkitNotice
 from toolkit.llm import FaultKind, LLMConfig, fake_model
 from toolkit.patch import Patch, apply_patch
 from toolkit.repo import SkillRepo, parse_trailers
@@ -694,3 +694,31 @@ def test_a_zero_limit_is_refused_before_the_run_is_touched(tmp_path: Path) -> No
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         AnalyseConfig(limit=0)
+
+
+def test_the_agents_server_is_reused_and_model_errors_are_redone_on_resume(
+    tmp_path: Path,
+) -> None:
+    """Found by a new-user trial with a self-hosted server: analyse sent the agent's model to
+    the provider's public endpoint (the run's --api-base was not reused), every analysis was
+    dropped on a model error, and --resume kept those drops."""
+    _repo, run_dir = make_run(tmp_path, [False, False])
+    script = [FaultKind.AUTH, FaultKind.AUTH, error_reply(), error_reply()]
+    with fake_model(script) as model:
+        stages = read_manifest(run_dir).stages  # type: ignore[union-attr]
+        rollout = stages["rollout"].config
+        server = "http://127.0.0.1:9/v1"
+        update_stage(run_dir, "rollout", config={**rollout, "model": model, "api_base": server})
+        config = AnalyseConfig(analyst="error-single", model=model, concurrency=1)
+        first = run_analyses(run_dir, config, llm_config=llm(tmp_path), progress=False)
+        assert first.kept == 0 and {r.reason.split(":")[0] for r in records_of(run_dir)} == {
+            "model-error"
+        }
+        recorded = read_manifest(run_dir).stages["analyse"].config  # type: ignore[union-attr]
+        assert recorded["api_base"] == server  # the run's server, not the provider's
+        with pytest.warns(ToolkitNotice, match="analysing 2 trajectories again"):
+            again = run_analyses(
+                run_dir, config, llm_config=llm(tmp_path), progress=False, resume=True
+            )
+    assert again.kept == 2 and model.calls == 4
+    assert [r.status for r in records_of(run_dir)] == ["kept", "kept"]

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from tests.evolve_helpers import method_script
 from tests.repo_helpers import git, user_state
 from toolkit.cli import main
-from toolkit.errors import RepoError, SkillError
+from toolkit.errors import LLMError, RepoError, SkillError
 from toolkit.evolve import (
     STAGES,
     Budget,
@@ -230,8 +230,9 @@ def test_budget_stops_between_units_and_resume_finishes_the_stage(
     run_dir = repo.parent / "runs" / "r1"
     with fake_model(lambda m: agent_turn(m, wrong), name="evolve-budget") as model:
         config = config_for(repo, model=model)
+        server = llm(tmp_path).model_copy(update={"api_base": "http://me:pw@127.0.0.1:9/v1/"})
         with pytest.raises(BudgetExceeded, match="calls 3/3.*rollout") as stop:
-            evolve(config, llm_config=llm(tmp_path), budget=Budget(calls=3), progress=False)
+            evolve(config, llm_config=server, budget=Budget(calls=3), progress=False)
         assert stop.value.stage == "rollout"
         assert len(read_trajectories(run_dir).records) == 3  # the units that ran are saved
         manifest = read_manifest(run_dir)
@@ -244,13 +245,18 @@ def test_budget_stops_between_units_and_resume_finishes_the_stage(
         # Two tasks start at once, before either has spent anything; the third finds the
         # budget spent. (calls=2 raced: the third started when the first of two had ended.)
         with pytest.raises(BudgetExceeded, match="calls 2/1.*rollout"):
-            evolve(wider, llm_config=llm(tmp_path), resume=True, budget=Budget(calls=1),
+            evolve(wider, llm_config=server, resume=True, budget=Budget(calls=1),
                    progress=False)  # fmt: skip
         assert model.calls - calls_before == 2  # only the tasks not done before
         assert len(read_trajectories(run_dir).records) == 5
         # A resume may run wider; the run's settings (its seed) stay as they were.
         stored = read_manifest(run_dir).stages["evolve"].config  # type: ignore[union-attr]
         assert (stored["parallel"], stored["seed"]) == (2, 0)
+        # The run's server is stored without its password, and a resume that names none is
+        # refused rather than sent to the provider's public endpoint (a trial's finding).
+        assert stored["api_base"] == "http://me:***@127.0.0.1:9/v1" and stored["no_cache"]
+        with pytest.raises(LLMError, match="password was not stored: give --api-base"):
+            evolve(wider, llm_config=llm(tmp_path), resume=True, progress=False)
     stats = read_manifest(run_dir).stages["evolve"].counts["stages"]  # type: ignore[union-attr]
     assert stats["rollout"]["calls"] == 5
 
@@ -580,7 +586,8 @@ def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> Non
             "--run-id", "c1", "--parallel", "1", "--no-cache", "--protocol", "json",
             "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
     with method("evolve-cli") as model:
-        stopped = runner.invoke(main, [*args, "--model", model, "--budget", "calls=4"])
+        server = ["--api-base", "http://127.0.0.1:9/v1/"]  # one the fake provider ignores
+        stopped = runner.invoke(main, [*args, "--model", model, "--budget", "calls=4", *server])
         assert stopped.exit_code == 3, stopped.output
         assert "budget spent (calls 4/4) during stage rollout" in stopped.output
         assert "--resume --run-id c1" in stopped.output
@@ -591,6 +598,9 @@ def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> Non
         assert "estimate" not in busy.output  # refused before the estimate
         done = runner.invoke(main, [*again, "--runs-dir", str(repo.parent / "runs")])
     assert done.exit_code == 0, done.output
+    # The resume called the run's server (it went to the provider's public endpoint).
+    stages = read_manifest(repo.parent / "runs" / "c1").stages  # type: ignore[union-attr]
+    assert stages["analyse"].config["api_base"] == "http://127.0.0.1:9/v1"
     assert "estimate of what is left: about" in done.output
     assert "measured on this run: 1 calls per task" in done.output  # the json agent's one
     assert f"run c1 in {repo.parent / 'runs' / 'c1'}" in stopped.stderr

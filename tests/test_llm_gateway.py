@@ -302,3 +302,41 @@ def test_config_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     monkeypatch.setenv("TRACE2SKILL_CONCURRENCY", "zero")
     with pytest.raises(LLMError, match="concurrency"):
         LLMConfig.from_env()
+    # One line naming the variable as the user set it (it was a pydantic dump with a URL).
+    monkeypatch.delenv("TRACE2SKILL_CONCURRENCY")
+    monkeypatch.setenv("TRACE2SKILL_TIMEOUT", "abc")
+    with pytest.raises(LLMError) as bad:
+        LLMConfig.from_env()
+    assert str(bad.value).startswith("invalid LLM setting TRACE2SKILL_TIMEOUT: timeout: ")
+    assert "\n" not in str(bad.value) and "errors.pydantic.dev" not in str(bad.value)
+    monkeypatch.delenv("TRACE2SKILL_TIMEOUT")
+    # One server, one spelling (the cache keys differed for `.../v1/` and `.../v1`).
+    assert LLMConfig.from_env(api_base="http://h:8000/v1/").api_base == "http://h:8000/v1"
+
+
+def test_a_run_records_its_server_without_a_password() -> None:
+    from toolkit.llm.config import reusable_api_base, stored_api_base
+    from toolkit.runs import Manifest, StageRecord, recorded_api_base, with_recorded_server
+
+    assert stored_api_base("http://u:secret@h:8000/v1/") == "http://u:***@h:8000/v1"
+    assert stored_api_base("http://h:8000/v1") == "http://h:8000/v1"
+    with pytest.raises(LLMError, match="password was not stored"):
+        reusable_api_base("http://u:***@h:8000/v1")
+    manifest = Manifest(
+        run_id="r",
+        created_at="2026-01-01T00:00:00+00:00",
+        toolkit_version="0",
+        stages={
+            "rollout": StageRecord(
+                status="done",
+                started_at="2026-01-01T00:00:00+00:00",
+                config={"model": "openai/mine", "api_base": "http://h/v1"},
+            )  # fmt: skip
+        },
+    )
+    assert recorded_api_base(manifest, "openai/mine") == "http://h/v1"
+    assert recorded_api_base(manifest, "openai/gpt-4o") is None  # another model: not its
+    cfg = LLMConfig(model="openai/mine", cache=False)
+    assert with_recorded_server(cfg, manifest, "openai/mine").api_base == "http://h/v1"
+    given = cfg.model_copy(update={"api_base": "http://elsewhere/v1"})
+    assert with_recorded_server(given, manifest, "openai/mine").api_base == "http://elsewhere/v1"

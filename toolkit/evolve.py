@@ -150,6 +150,14 @@ class EvolveConfig(BaseModel):
         description="Also evaluate the agent with no skill on the test tasks (eval-none), so "
         "the summary shows what S0 itself adds.",
     )
+    api_base: str | None = Field(
+        None,
+        description="The OpenAI-compatible server of the models (a password in the URL is not "
+        "stored); a resume calls it again unless given another.",
+    )
+    no_cache: bool = Field(
+        False, description="Neither read nor write the response cache (a resume keeps it so)."
+    )
 
     @property
     def run_dir(self) -> Path:
@@ -1272,7 +1280,7 @@ def evolve(
             learn from; BudgetExceeded: the budget ran out (resume to go on); any stage's
             ToolkitError.
     """
-    from toolkit.llm.config import LLMConfig
+    from toolkit.llm.config import LLMConfig, reusable_api_base, stored_api_base
 
     llm_config = llm_config or LLMConfig.from_env()
     say = echo or (lambda _line: None)
@@ -1296,7 +1304,21 @@ def evolve(
                     "parallel": config.parallel or stored.parallel,
                 }
             )
-        config = stored or config.model_copy(update={"model": config.model or llm_config.model})
+        config = stored or config.model_copy(
+            update={
+                "model": config.model or llm_config.model,
+                "api_base": stored_api_base(config.api_base or llm_config.api_base),
+                "no_cache": config.no_cache or not llm_config.cache,
+            }
+        )
+        # A resume calls the run's server (a resume without --api-base went to the provider's
+        # public endpoint) and keeps its cache setting, unless this call names a server.
+        if llm_config.api_base is None and config.api_base:
+            llm_config = llm_config.model_copy(
+                update={"api_base": reusable_api_base(config.api_base)}
+            )
+        if config.no_cache:
+            llm_config = llm_config.model_copy(update={"cache": False})
         meter = Meter(run_dir / CALLS_FILE, budget)
         try:
             run = _Run(config, llm_config, meter, _stored_stats(run_dir), progress, say)

@@ -35,7 +35,7 @@ from toolkit.agent import Agent, AgentConfig, agent_fingerprint
 from toolkit.errors import ToolkitError, ToolkitNotice
 from toolkit.executor import Executor, LocalExecutor
 from toolkit.llm._litellm import get_litellm
-from toolkit.llm.config import LLMConfig
+from toolkit.llm.config import LLMConfig, stored_api_base
 from toolkit.llm.gateway import Gateway
 from toolkit.runs import (
     CALLS_FILE,
@@ -49,6 +49,7 @@ from toolkit.runs import (
     run_stage,
     toolkit_version,
     update_stage,
+    with_recorded_server,
 )
 from toolkit.sandbox import SandboxConfig, SandboxPool
 from toolkit.skill import Skill, load_skill
@@ -401,6 +402,8 @@ async def arun_rollouts(
             **({"model": model} if model else {}),
         }
     )
+    if resume:  # the server the run started on, unless another is given
+        llm = with_recorded_server(llm, manifest, llm.model)
     config = RolloutConfig(
         stage=stage,
         suite=suite_obj.name,
@@ -409,7 +412,7 @@ async def arun_rollouts(
         limit=limit,
         seed=seed,
         model=llm.model,
-        api_base=llm.api_base,
+        api_base=stored_api_base(llm.api_base),
         delivery=delivery,
         concurrency=concurrency,
         executor=(executor or LocalExecutor()).name,

@@ -212,6 +212,34 @@ def read_manifest(run_dir: str | Path) -> Manifest | None:
         raise ToolkitError(f"invalid run manifest {path}: {exc}") from None
 
 
+def recorded_api_base(manifest: Manifest | None, model: str) -> str | None:
+    """The OpenAI-compatible server (``api_base``) a stage of the run recorded for ``model``:
+    later stages that call the same model call it there (analyse once sent the agent's model
+    to the provider's public endpoint, with the key meant for the user's own server)."""
+    if manifest is None:
+        return None
+    for record in manifest.stages.values():
+        config = record.config or {}
+        if config.get("api_base") and model in (config.get("model"), config.get("author_model")):
+            return str(config["api_base"])
+    return None
+
+
+def with_recorded_server(llm: Any, manifest: Manifest | None, model: str) -> Any:
+    """``llm`` (an :class:`~toolkit.llm.config.LLMConfig`) with the server the run recorded
+    for ``model`` when it names none itself.
+
+    Raises:
+        LLMError: the recorded URL had a password, which run files do not keep.
+    """
+    from toolkit.llm.config import reusable_api_base
+
+    if llm.api_base is not None:
+        return llm
+    api_base = reusable_api_base(recorded_api_base(manifest, model))
+    return llm.model_copy(update={"api_base": api_base}) if api_base else llm
+
+
 def update_stage(run_dir: str | Path, stage: str, **fields: Any) -> Manifest:
     """Create or update one stage's record in ``manifest.json`` (locked, atomic replace).
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import warnings
 from collections import Counter
@@ -43,9 +44,10 @@ from toolkit.analysts.records import (
 )
 from toolkit.analysts.single import analyse_error_single, analyse_success
 from toolkit.analysts.specific import task_text
+from toolkit.atomic import write_atomic
 from toolkit.errors import ToolkitError, ToolkitNotice
 from toolkit.executor import Executor, LocalExecutor
-from toolkit.llm.config import LLMConfig
+from toolkit.llm.config import LLMConfig, stored_api_base
 from toolkit.llm.gateway import Gateway
 from toolkit.patch import Patch
 from toolkit.repo import SkillRepo, sanitize_run_id
@@ -60,6 +62,7 @@ from toolkit.runs import (
     run_epoch,
     run_stage,
     update_stage,
+    with_recorded_server,
 )
 from toolkit.sandbox import SandboxConfig, SandboxPool
 from toolkit.skill import Skill
@@ -282,9 +285,15 @@ async def arun_analyses(
         (analyses_path.exists() and analyses_path.stat().st_size > 0)
         or (manifest is not None and STAGE in manifest.stages)
     ):
+        found = (
+            ANALYSES_FILE
+            if analyses_path.exists() and analyses_path.stat().st_size > 0
+            else f"its manifest's {STAGE} stage"
+        )
         raise AnalyseError(
-            f"{run_path} was already analysed ({ANALYSES_FILE}); pass --resume to continue it "
-            "(with another --analyst too: finished analyses are kept, the others are added)"
+            f"{run_path} was already analysed ({found}); pass --resume to continue it "
+            "(with another --analyst too: finished analyses are kept, the others are added, "
+            "and those dropped on a model error are done again)"
         )
     store, config, s0 = _frozen_s0(run_path, config)
     try:
@@ -304,6 +313,33 @@ async def arun_analyses(
         )
     finally:
         store.close()
+
+
+def drop_model_errors(path: Path) -> int:
+    """Remove the analyses dropped on a model error (a server down, a wrong address) from
+    ``path`` so a resume does them again; return how many went. Every other line stays
+    byte-identical; the file is rewritten atomically."""
+    if not path.is_file():
+        return 0
+    kept: list[str] = []
+    dropped = 0
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            kept.append(line)
+            continue
+        if (
+            isinstance(record, dict)
+            and record.get("status") == "dropped"
+            and str(record.get("reason") or "").startswith("model-error")
+        ):
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        write_atomic(path, "".join(kept))
+    return dropped
 
 
 async def _analyse(
@@ -345,6 +381,14 @@ async def _analyse(
         warnings.warn(
             f"cut an incomplete last line off {analyses_path}", ToolkitNotice, stacklevel=2
         )
+    if resume:
+        retried = drop_model_errors(analyses_path)
+        if retried:
+            warnings.warn(
+                f"analysing {retried} trajectories again whose model call failed last time",
+                ToolkitNotice,
+                stacklevel=2,
+            )
     previous = {r.id: r for r in read_jsonl(analyses_path, AnalysisRecord).records}
     wanted = {u.id for u in units}
     finished = [previous[i] for i in wanted if i in previous]
@@ -357,6 +401,9 @@ async def _analyse(
             "concurrency": max(llm.concurrency, concurrency),
         }
     )
+    # The agent's model (or an author model an earlier stage used) on the server the run
+    # recorded for it, unless --api-base names another.
+    llm = with_recorded_server(llm, read_manifest(run_path), model)
     gateway = Gateway(llm)
     pools: list[SandboxPool] = []
     tasks: dict[tuple[str, str], Task] = {}
@@ -440,7 +487,7 @@ async def _analyse(
         name=STAGE,
         label=f"analyse {config.analyst}",
         unit="analysis",
-        config=config.model_dump(mode="json"),
+        config={**config.model_dump(mode="json"), "api_base": stored_api_base(llm.api_base)},
         units=units,
         finished=previous.keys(),
         work=work,

@@ -537,6 +537,10 @@ def ablate(
                 "with trace2skill compare"
             )
         model_name = model or recorded_model or config.model
+        # The agent on the server the run recorded for it, unless --api-base names another.
+        from toolkit.runs import with_recorded_server
+
+        config = with_recorded_server(config, context.manifest, model_name)
         delivery = delivery or stage_value(context.manifest, "delivery")
         if agent_config is None and stage_value(context.manifest, "protocol"):
             agent_config = AgentConfig(protocol=stage_value(context.manifest, "protocol"))

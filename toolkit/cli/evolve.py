@@ -238,8 +238,9 @@ def evolve(
     the rates the run has shown so far). Defaults are the paper's main
     setting: Deepening from SKILL, +Error with the agentic analyst, parallel consolidation.
     A run stopped by Ctrl-C, a kill or --budget continues with --resume --run-id RUN
-    (settings come from the run; a new --budget, --parallel or --no-skill-baseline may be
-    given, an option that would change a setting is refused). Exit code 3: budget spent;
+    (settings come from the run, its model server and --no-cache included; a new --budget,
+    --parallel, --no-skill-baseline, --api-base (the server moved) or --no-cache may be given,
+    an option that would change a setting is refused). Exit code 3: budget spent;
     130 or 143: stopped by Ctrl-C or a kill (resumable).
 
     \b
@@ -356,7 +357,8 @@ _SETTINGS = (
 def _refuse_changed_settings(config: EvolveConfig) -> None:
     """A resume runs with the run's own settings: an option given on the command line that
     would change one is refused (it used to be ignored in silence), naming what the run has.
-    --budget, --parallel and --no-skill-baseline may be given; --model must match the run's."""
+    --budget, --parallel, --no-skill-baseline, --api-base and --no-cache may be given; --model
+    must match the run's."""
     from toolkit.evolve import EvolveError
 
     ctx = click.get_current_context()

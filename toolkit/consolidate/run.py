@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from toolkit.consolidate.records import (
     save_patch,
 )
 from toolkit.errors import ToolkitError
-from toolkit.llm.config import LLMConfig
+from toolkit.llm.config import LLMConfig, stored_api_base
 from toolkit.llm.gateway import Gateway
 from toolkit.progress import Progress
 from toolkit.repo import (
@@ -44,7 +45,13 @@ from toolkit.repo import (
     sanitize_run_id,
     write_group_commits,
 )
-from toolkit.runs import CALLS_FILE, MANIFEST_FILE, read_manifest, update_stage
+from toolkit.runs import (
+    CALLS_FILE,
+    MANIFEST_FILE,
+    read_manifest,
+    update_stage,
+    with_recorded_server,
+)
 from toolkit.skill import Budgets
 from toolkit.sync import run_sync
 
@@ -232,6 +239,18 @@ async def arun_consolidation(
         r.rsplit("/", 1)[1]: c for r, c in refs.items() if r.startswith(f"t2s/{run}/patch/")
     }
     if not patch_refs:
+        from toolkit.runfiles import AnalysisLine
+        from toolkit.trajectory import read_jsonl
+
+        analyses = read_jsonl(run_dir / "analyses.jsonl", AnalysisLine).records
+        if analyses:  # analysed, every analysis dropped: another analyse would not help
+            reasons = Counter((a.reason or "unknown").split(":", 1)[0] for a in analyses)
+            shown = ", ".join(f"{r} {n}" for r, n in reasons.most_common())
+            raise ToolkitError(
+                f"run {run!r} has no patches to consolidate: none of its {len(analyses)} "
+                f"analyses was kept ({shown}); `trace2skill analyse --resume` redoes those "
+                "dropped on a model error"
+            )
         raise ToolkitError(
             f"run {run!r} has no patches to consolidate (no refs t2s/{run}/patch/*): "
             "run `trace2skill analyse` first"
@@ -243,18 +262,20 @@ async def arun_consolidation(
             f"run {run!r} was already consolidated (merges.jsonl or t2s/{run}/L* refs exist): "
             "pass --resume to finish it, or delete the run's merge refs and merges.jsonl"
         )
-    own_gateway = gateway is None
-    if gateway is None:
-        cfg = llm_config or LLMConfig.from_env()
-        if cfg.calls_log is None:
-            cfg = cfg.model_copy(update={"calls_log": run_dir / CALLS_FILE})
-        gateway = Gateway(cfg)
     merged_with = _consolidation_model(run_dir) if config.resume else None
     if merged_with is not None and config.author_model not in (None, merged_with):
         raise ToolkitError(
             f"run {run!r} was consolidated with {merged_with}; --resume goes on with it: leave "
             "--model/--author-model out"
         )
+    own_gateway = gateway is None
+    if gateway is None:
+        cfg = llm_config or LLMConfig.from_env()
+        if cfg.calls_log is None:
+            cfg = cfg.model_copy(update={"calls_log": run_dir / CALLS_FILE})
+        chosen = merged_with or config.author_model or _recorded_model(run_dir) or cfg.model
+        # The merge model on the server the run recorded for it (unless --api-base is given).
+        gateway = Gateway(with_recorded_server(cfg, read_manifest(run_dir), chosen))
     model = merged_with or config.author_model or _recorded_model(run_dir) or gateway.config.model
     settings = OperatorSettings(
         strategy=config.strategy,
@@ -274,6 +295,7 @@ async def arun_consolidation(
         "skill_path": skill_rel,
         "run": run,
         "author_model": model,
+        "api_base": stored_api_base(gateway.config.api_base),
     }
     update_stage(run_dir, STAGE, status="running", config=stage_config, counts={}, error=None)
     records: list[MergeRecord] = []

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from toolkit.errors import LLMError
 
@@ -69,6 +69,12 @@ class LLMConfig(BaseModel):
     calls_log: Path | None = None
     """Where to append one JSON record per logical call (``llm_calls.jsonl``); None: nowhere."""
 
+    @field_validator("api_base")
+    @classmethod
+    def _one_spelling(cls, value: str | None) -> str | None:
+        # `.../v1/` and `.../v1` are one server: one spelling keeps the cache keys equal.
+        return value.strip().rstrip("/") or None if value is not None else None
+
     @field_validator("model")
     @classmethod
     def _model_has_provider(cls, value: str) -> str:
@@ -103,5 +109,46 @@ class LLMConfig(BaseModel):
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls(**values)
-        except ValueError as exc:
-            raise LLMError(f"invalid LLM configuration: {exc}") from None
+        except ValidationError as exc:
+            from toolkit.errors import validation_details
+
+            # Name the setting as the user wrote it: an env var or an option.
+            fields = {e["loc"][0] for e in exc.errors() if e.get("loc")}
+            where = ", ".join(
+                f"{ENV_PREFIX}{simple[f]}" if f in simple and f not in overrides else str(f)
+                for f in sorted(map(str, fields))
+            )
+            raise LLMError(
+                f"invalid LLM setting {where}: {'; '.join(validation_details(exc))}"
+            ) from None
+
+
+def stored_api_base(url: str | None) -> str | None:
+    """``url`` as run files may record it: a password in it is replaced by ``***`` (run
+    folders are shared; the key belongs in the environment)."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def reusable_api_base(recorded: str | None) -> str | None:
+    """A recorded ``api_base`` to call again, or None when none was recorded.
+
+    Raises:
+        LLMError: the recorded URL had a password, which was not stored.
+    """
+    if recorded and ":***@" in recorded:
+        raise LLMError(
+            f"the run used the server {recorded}, whose password was not stored: give "
+            "--api-base (or TRACE2SKILL_API_BASE) with it again"
+        )
+    return recorded or None
