@@ -88,8 +88,9 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "-v", "--verbose", is_flag=True, help="Show full tracebacks on errors (anywhere on the line)."
-)
+    "-v", "--verbose", is_flag=True,
+    help="Show full tracebacks on errors and log each retried model call (anywhere on the line).",
+)  # fmt: skip
 @click.version_option(package_name="trace2skill")
 def main(verbose: bool) -> None:
     """Evolve agent skills from execution trajectories, reviewed like code in git.
@@ -110,6 +111,15 @@ def main(verbose: bool) -> None:
       trace2skill analyse runs/gsm8k-s0 --analyst combined
       trace2skill consolidate runs/gsm8k-s0
     """
+    if verbose:
+        import logging
+
+        # Retries of model calls (a rate limit, a 5xx, a timeout) on stderr, as they happen.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        log = logging.getLogger("toolkit")
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
 
 
 def _register() -> None:

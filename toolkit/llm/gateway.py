@@ -176,8 +176,27 @@ def _transient_types(litellm: Any) -> tuple[type[BaseException], ...]:
     )
 
 
+class EmptyReply(Exception):
+    """A response with no choices (a server bug or an overloaded proxy): retried."""
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds a rate-limited server asked to wait (``Retry-After``), if it said."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        value = headers.get("retry-after")
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
 def is_transient(exc: BaseException, model: str = "") -> bool:
     """Whether ``exc`` is worth retrying: rate limits, timeouts, connection errors and 5xx."""
+    if isinstance(exc, EmptyReply):
+        return True
+    if "Missing credentials" in str(exc):  # no key: a setting, not a passing failure
+        return False
     litellm = get_litellm()
     if isinstance(exc, litellm.Timeout):
         return True
@@ -272,6 +291,10 @@ class Gateway:
             register_secret(call_params["api_key"])
         elif cfg.api_key is not None:
             call_params["api_key"] = cfg.api_key.get_secret_value()
+        elif cfg.api_base and model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+            # A self-hosted server (vLLM, Ollama) needs no key, but the OpenAI client refuses
+            # to start without one ("Missing credentials", retried for 15 s as a 5xx).
+            call_params["api_key"] = "no-key"
 
         schema = response_schema(response_model) if response_model is not None else None
         send_messages = messages
@@ -287,7 +310,9 @@ class Gateway:
         if use_cache:
             key_params = {k: v for k, v in call_params.items() if k != "response_format"}
             key = cache_key(model, messages, key_params, schema)
-        kwargs = {"timeout": cfg.timeout, **call_params}
+        # max_retries=0: the gateway retries; the provider's client retried each attempt again
+        # (a server that kept failing got 15 requests for "5 attempts").
+        kwargs = {"timeout": cfg.timeout, "max_retries": 0, **call_params}
         if call_params.get("tools"):
             # litellm 1.106.2 imports its MCP gateway (and the optional `mcp` package) for
             # any call with tools unless told to skip it; we never use MCP tools.
@@ -352,7 +377,10 @@ class Gateway:
             # A model missing from litellm's cost map has an unknown cost: count it as 0.
             with contextlib.suppress(Exception):
                 stats.cost += float(get_litellm().completion_cost(completion_response=response))
-        message = response.choices[0].message
+        choices = getattr(response, "choices", None)
+        if not choices:
+            raise EmptyReply(f"{call.plan.model}: the server's reply held no choices")
+        message = choices[0].message
         content = message.content if isinstance(message.content, str) else ""
         if "tools" in call.plan.kwargs:
             return reply_text(content, from_response_message(message))
@@ -370,6 +398,9 @@ class Gateway:
         if not is_transient(exc, call.plan.model) or attempt >= self.config.max_retries:
             raise exc
         delay = self._backoff(attempt)
+        asked = _retry_after(exc)
+        if asked is not None:  # the server's Retry-After, within the gateway's longest wait
+            delay = max(delay, min(asked, self.config.retry_max_delay))
         logger.info("retrying %s in %.2fs: %s", call.plan.model, delay, _error_line(exc))
         call.stats.retries += 1
         return delay

@@ -1,0 +1,115 @@
+"""The gateway against a real OpenAI-compatible HTTP server on localhost (no network).
+
+Found by a new-user trial with a self-hosted server: the provider's own client retried every
+attempt of the gateway again (15 requests for "5 attempts"), a server that wanted no key made
+the client refuse to start, and a reply with no choices raised IndexError.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from toolkit.errors import LLMError
+from toolkit.llm import LLMConfig
+from toolkit.llm.gateway import Gateway
+
+
+class _Server:
+    def __init__(self) -> None:
+        self.replies: list[tuple[int, dict]] = []  # consumed in order; then the default
+        self.requests: list[dict] = []
+        self.auth: list[str | None] = []
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[_Server, str]]:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("TRACE2SKILL_API_KEY", raising=False)
+    state = _Server()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            state.requests.append(body)
+            state.auth.append(self.headers.get("Authorization"))
+            status, reply = state.replies.pop(0) if state.replies else (200, _ok("fine"))
+            data = json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state, f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _ok(text: str, choices: bool = True) -> dict:
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "mine",
+        "choices": (
+            [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]
+            if choices
+            else []
+        ),
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+
+
+def _gateway(url: str, tmp_path: Path, retries: int = 2) -> Gateway:
+    return Gateway(
+        LLMConfig(
+            model="openai/mine",
+            api_base=url,
+            cache=False,
+            cache_dir=tmp_path,
+            max_retries=retries,
+            retry_base_delay=0.0,
+            retry_max_delay=0.0,
+            timeout=20,
+        )
+    )
+
+
+def test_each_gateway_attempt_is_one_request(
+    server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, url = server
+    state.replies = [(500, {"error": {"message": "boom"}})] * 10
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-123456")
+    with pytest.raises(LLMError, match="after 3 attempts"):
+        _gateway(url, tmp_path).complete("hi")
+    assert len(state.requests) == 3  # the client's own retries made it 9
+    assert state.auth[0] == "Bearer sk-test-key-123456"
+
+
+def test_a_server_that_wants_no_key_gets_a_placeholder(server, tmp_path: Path) -> None:
+    # The client refused to start without a key ("Missing credentials", retried as a 5xx).
+    state, url = server
+    assert _gateway(url, tmp_path).complete("hi") == "fine"
+    assert state.auth == ["Bearer no-key"]
+
+
+def test_a_reply_with_no_choices_is_retried(server, tmp_path: Path) -> None:
+    state, url = server
+    state.replies = [(200, _ok("", choices=False))]
+    assert _gateway(url, tmp_path).complete("hi") == "fine"
+    assert len(state.requests) == 2
