@@ -60,16 +60,14 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[_Server, str]]:
 
 
 def _ok(text: str, choices: bool = True) -> dict:
+    message = {"role": "assistant", "content": text}
+    choice = {"index": 0, "message": message, "finish_reason": "stop"}
     return {
         "id": "x",
         "object": "chat.completion",
         "created": 0,
         "model": "mine",
-        "choices": (
-            [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]
-            if choices
-            else []
-        ),
+        "choices": [choice] if choices else [],
         "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
     }
 
