@@ -111,3 +111,17 @@ def test_a_reply_with_no_choices_is_retried(server, tmp_path: Path) -> None:
     state.replies = [(200, _ok("", choices=False))]
     assert _gateway(url, tmp_path).complete("hi") == "fine"
     assert len(state.requests) == 2
+
+
+def test_a_structured_reply_cut_at_max_tokens_says_so(server, tmp_path: Path) -> None:
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        value: int
+
+    state, url = server
+    cut = _ok('{"value": ')
+    cut["choices"][0]["finish_reason"] = "length"
+    state.replies = [(200, cut), (200, cut)]
+    with pytest.raises(LLMError, match=r"repair round \(the reply stopped at max_tokens"):
+        _gateway(url, tmp_path).complete("hi", response_model=Answer)

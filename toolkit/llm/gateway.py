@@ -109,9 +109,10 @@ class _Plan:
 class _Stats:
     """Mutable per-call counters, folded into the call record at the end."""
 
-    __slots__ = ("tokens_in", "tokens_out", "cost", "retries", "requests", "repairs")
+    __slots__ = ("tokens_in", "tokens_out", "cost", "retries", "requests", "repairs", "cut")
 
     def __init__(self) -> None:
+        self.cut = False  # a reply stopped at max_tokens (finish_reason "length")
         self.tokens_in = 0
         self.tokens_out = 0
         self.cost = 0.0
@@ -380,6 +381,8 @@ class Gateway:
         choices = getattr(response, "choices", None)
         if not choices:
             raise EmptyReply(f"{call.plan.model}: the server's reply held no choices")
+        if getattr(choices[0], "finish_reason", None) == "length":
+            stats.cut = True
         message = choices[0].message
         content = message.content if isinstance(message.content, str) else ""
         if "tools" in call.plan.kwargs:
@@ -506,9 +509,11 @@ class Gateway:
         plan = call.plan
         value, problem = self._check_structured(plan, text)
         if problem is not None:
+            # Say so when the model ran out of tokens: the JSON was cut, not malformed.
+            cut = " (the reply stopped at max_tokens: allow more tokens)" if call.stats.cut else ""
             raise LLMError(
-                f"{plan.model}: no valid {plan.response_model.__name__} after one repair round: "
-                f"{redact(problem)[:_MAX_ERROR_CHARS]}"
+                f"{plan.model}: no valid {plan.response_model.__name__} after one repair round"
+                f"{cut}: {redact(problem)[:_MAX_ERROR_CHARS]}"
             )
         return value
 
