@@ -125,3 +125,24 @@ def test_a_structured_reply_cut_at_max_tokens_says_so(server, tmp_path: Path) ->
     state.replies = [(200, cut), (200, cut)]
     with pytest.raises(LLMError, match=r"repair round \(the reply stopped at max_tokens"):
         _gateway(url, tmp_path).complete("hi", response_model=Answer)
+
+
+def test_a_server_that_is_not_there_is_named(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    with pytest.raises(LLMError) as failed:
+        _gateway(url, tmp_path, retries=0).complete("hi")
+    assert f"could not reach {url} (is the server up?)" in str(failed.value)
+    assert "InternalServerError" not in str(failed.value)
+
+
+def test_a_refusal_does_not_repeat_its_class_name(server, tmp_path: Path) -> None:
+    state, url = server
+    state.replies = [(401, {"error": {"message": "bad key"}})]
+    with pytest.raises(LLMError) as failed:
+        _gateway(url, tmp_path).complete("hi")
+    assert str(failed.value).count("AuthenticationError") == 1, str(failed.value)

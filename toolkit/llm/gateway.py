@@ -213,7 +213,7 @@ def is_transient(exc: BaseException, model: str = "") -> bool:
     return isinstance(status, int) and status >= 500
 
 
-_LITELLM_PREFIX = re.compile(r"^litellm\.\w+:\s*(?:\w+Exception\s*-\s*)?")
+_LITELLM_PREFIX = re.compile(r"^(?:(?:litellm\.)?\w+(?:Error|Exception)\s*[:-]\s*)+")
 
 
 def _error_line(exc: BaseException) -> str:
@@ -410,14 +410,21 @@ class Gateway:
 
     def _llm_error(self, plan: _Plan, exc: BaseException, stats: _Stats) -> LLMError:
         name = type(exc).__name__
+        line = _error_line(exc)
+        server = plan.kwargs.get("api_base")
+        if server and "Connection error" in line:
+            # litellm reports a refused connection as an InternalServerError "Connection
+            # error.": say which server could not be reached.
+            name, line = "connection error", f"could not reach {server} (is the server up?)"
+        elif server and getattr(exc, "status_code", None) == 404:
+            line += f" (is {server} the server's OpenAI-compatible base, usually ending in /v1?)"
         if is_transient(exc, plan.model):
             return LLMError(
-                f"{plan.model}: {name} after {stats.requests} attempts "
-                f"(retries exhausted): {_error_line(exc)}"
+                f"{plan.model}: {name} after {stats.requests} attempts (retries exhausted): {line}"
             )
         if isinstance(exc, get_litellm().ContextWindowExceededError):
             return ContextWindowError(f"{plan.model}: {name}: {_error_line(exc)}")
-        return LLMError(f"{plan.model}: {name}: {_error_line(exc)}")
+        return LLMError(f"{plan.model}: {name}: {line}")
 
     def _record(
         self, call: _Call, text: str | None, cache_hit: bool, error: BaseException | None
