@@ -121,3 +121,16 @@ def test_help_has_examples(runner: CliRunner) -> None:
     for args in (["llm"], ["llm", "ask"], ["llm", "calls"]):
         result = runner.invoke(main, [*args, "--help"])
         assert result.exit_code == 0 and "trace2skill llm" in result.output
+
+
+def test_ctrl_c_in_a_short_command_exits_130(runner: CliRunner) -> None:
+    """Found by a new-user trial: `llm ask` stopped by Ctrl-C said "Aborted!" and exited 1,
+    where the long commands say "Interrupted." and exit 130."""
+
+    def stop(_messages: object) -> str:
+        raise KeyboardInterrupt
+
+    with fake_model(stop) as model:
+        result = runner.invoke(main, ["llm", "ask", "q", "--model", model, "--no-cache"])
+    assert result.exit_code == 130 and "Interrupted." in result.output
+    assert "Aborted" not in result.output

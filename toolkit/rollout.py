@@ -530,7 +530,8 @@ async def arun_rollouts(
         raise RolloutError(
             f"the model failed on every one of the {summary.tasks} tasks, so nothing was "
             f"scored; first error: {first_error}. Fix the model settings (--model, --api-base, the "
-            "provider's API key) and resume: the failed tasks run again"
+            "provider's API key) and run it again (rollout with --resume; eval, compare and "
+            "evolve --resume go on by themselves): the failed tasks run again"
         )
     return summary
 

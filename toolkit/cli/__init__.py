@@ -71,6 +71,12 @@ class _Group(click.Group):
                 raise
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            # A command with nothing to resume (llm ask, report...): the same exit code as
+            # the long ones, not click's "Aborted!" and 1.
+            from toolkit.cli.interrupt import interrupted
+
+            interrupted("")
         except BrokenPipeError:
             # The reader went away (`| head`): stop quietly, as other command-line tools do.
             # Python would complain again flushing stdout at exit, so point it at /dev/null.

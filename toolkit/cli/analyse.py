@@ -32,9 +32,10 @@ from toolkit.tasks import Suite
 )  # fmt: skip
 @click.option("--run-id", help="Run id in the repository's refs (default: the run's name).")
 @click.option(
-    "--author-model", metavar="MODEL",
-    help="Model that writes the analyses (default: the agent's model, from the trajectories); "
-    "a stronger one gives the paper's cross-model setting.",
+    "--author-model", "--model", "author_model", metavar="MODEL",
+    help="Model that writes the analyses (default: the agent's model, from the trajectories, "
+    "on the server the rollout recorded); a stronger one gives the paper's cross-model "
+    "setting.",
 )  # fmt: skip
 @click.option(
     "--parallel", type=click.IntRange(min=1),
@@ -53,8 +54,16 @@ from toolkit.tasks import Suite
     help="Most tool steps of the agentic analyst.",
 )  # fmt: skip
 @click.option("--resume", is_flag=True, help="Continue: finished analyses are kept, not redone.")
-@click.option("--api-base", metavar="URL", help="Base URL of an OpenAI-compatible server.")
+@click.option(
+    "--api-base", metavar="URL",
+    help="Base URL of an OpenAI-compatible server (default: the one the run recorded for the "
+    "model, if any).",
+)  # fmt: skip
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")
+@click.option(
+    "--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Response cache directory (default: $TRACE2SKILL_CACHE_DIR or the user cache).",
+)  # fmt: skip
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def analyse_command(
@@ -72,6 +81,7 @@ def analyse_command(
     resume: bool,
     api_base: str | None,
     no_cache: bool,
+    cache_dir: Path | None,
     no_progress: bool,
     as_json: bool,
 ) -> None:
@@ -110,7 +120,9 @@ def analyse_command(
         repo=str(repo) if repo else None,
         run_id=run_id,
     )
-    llm_config = LLMConfig.from_env(api_base=api_base, cache=False if no_cache else None)
+    llm_config = LLMConfig.from_env(
+        api_base=api_base, cache=False if no_cache else None, cache_dir=cache_dir
+    )
     summary = run_analyses(
         run_dir,
         config,

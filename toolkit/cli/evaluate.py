@@ -54,7 +54,12 @@ def _eval_lines(result: EvalResult) -> list[str]:
         f"passed {s.passed}/{s.n}; Wilson 95% [{_fmt(rate.wilson.low)}, "
         f"{_fmt(rate.wilson.high)}]; {s.seconds_per_task:.1f} s/task "
         f"(median {_fmt(s.seconds_median, 1)}), "
-        f"{s.tokens_per_task:,.0f} tokens/task; model errors {s.errors}",
+        f"{s.tokens_per_task:,.0f} tokens/task; model errors {s.errors}"
+        + (
+            " (counted as failures: run the same command again to retry those tasks)"
+            if s.errors
+            else ""
+        ),
         *(
             [
                 f"{s.cached_tasks} of {s.n} tasks replayed from the response cache; "

@@ -42,6 +42,8 @@ def interrupt(signum: int, frame: object) -> None:
 def interrupted(how_to_go_on: str) -> NoReturn:
     """Print ``Interrupted. <how_to_go_on>`` on stderr and exit with :data:`INTERRUPTED_EXIT`,
     or :data:`TERMINATED_EXIT` after a SIGTERM."""
-    click.echo(f"{'Terminated' if _terminated else 'Interrupted'}. {how_to_go_on}", err=True)
+    click.echo(
+        f"{'Terminated' if _terminated else 'Interrupted'}. {how_to_go_on}".rstrip(), err=True
+    )
     _quiet_cut_off_calls()
     sys.exit(TERMINATED_EXIT if _terminated else INTERRUPTED_EXIT)
