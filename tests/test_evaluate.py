@@ -214,6 +214,7 @@ def test_cli_compare_stored_files(tmp_path):
     assert "only A passed 3, only B passed 0" in out.output
     out = runner.invoke(main, ["compare", str(a_path), str(b_path), "--model", "fake/third"])
     assert out.exit_code == 1 and "no evaluation summary matches" in out.output
+    assert "it holds: suite=" in out.output and "model=fake/other" in out.output  # what to pick
 
 
 @pytest.mark.parametrize(

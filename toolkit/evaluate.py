@@ -433,9 +433,18 @@ def load_eval(
         and (protocol is None or line.protocol == protocol)
     ]
     if not summaries:
+        held = sorted(
+            {
+                f"suite={s.suite} model={s.model} seed={s.seed} delivery={s.delivery} "
+                f"protocol={s.protocol or '?'}"
+                for s in lines
+                if isinstance(s, EvalSummary)
+            }
+        )
+        what = f"; it holds: {'; '.join(held)} (pick one with --model etc.)" if held else ""
         raise EvalError(
             f"{path}: no evaluation summary matches (suite={suite}, model={model}, "
-            f"seed={seed}, delivery={delivery}, protocol={protocol})"
+            f"seed={seed}, delivery={delivery}, protocol={protocol}){what}"
         )
     keys = {_key(s) for s in summaries}
     if len(keys) > 1:
