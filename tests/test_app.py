@@ -454,6 +454,25 @@ def test_section_shares_count_each_trajectory_once_as_the_usage_command_does(
     assert any(largest_kind[key] < share for key, share in got.items())
 
 
+def test_an_evaluation_run_fills_s0_first(tmp_path: Path) -> None:
+    """Found by a new-user trial: an eval run of one skill showed it as S* beside an empty S0;
+    a compare run's two skills are its baseline (S0 column) and its change (S*)."""
+    runs = make_runs(tmp_path)
+    run = runs / "cmp"
+    (run / "evals").mkdir(parents=True)
+    shutil.copy(runs / RUN / "evals" / "trajectories.jsonl", run / "evals" / "trajectories.jsonl")
+    manifest = json.loads((runs / RUN / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**manifest, "run_id": "cmp", "stages": {}}))
+    data.refresh_index(runs)
+    with data.open_index(runs) as con:
+        row = data.runs_table(con, runs).set_index("run").loc["cmp"]
+        demo = data.runs_table(con, runs).set_index("run").loc[RUN]
+    assert {row["S0"], row["S*"]} == {demo["S0"], demo["S*"]}
+    assert row["delta"] == pytest.approx(
+        float(row["S*"].split("%")[0]) / 100 - float(row["S0"].split("%")[0]) / 100, abs=1e-3
+    )
+
+
 def test_runs_table_rates_one_split_not_a_pool(tmp_path: Path) -> None:
     """Found by a new-user trial: a run evaluated on train and test showed one pooled n."""
     from toolkit.trajectory import append_jsonl, read_trajectories

@@ -537,11 +537,24 @@ def _run_versions(
         [run_id],
     ).fetchone()
     s0 = row[0] if row else None
+    if s0 is None:
+        # An evaluation or compare run: its first skill is the baseline, the next the
+        # change (an eval of one skill showed it as S* beside an empty S0).
+        evaluated = [
+            c
+            for (c,) in con.execute(
+                """SELECT skill_commit FROM trajectories
+                   WHERE run_id = ? AND origin = 'eval' AND skill_commit != 'none'
+                   GROUP BY 1 ORDER BY min(ended_at), 1""",
+                [run_id],
+            ).fetchall()
+        ]
+        return (evaluated[0] if evaluated else None), (evaluated[1] if len(evaluated) > 1 else None)
     row = con.execute(
         """SELECT skill_commit FROM trajectories
            WHERE run_id = ? AND origin = 'eval' AND skill_commit NOT IN ('none', ?)
            GROUP BY 1 ORDER BY max(ended_at) DESC LIMIT 1""",
-        [run_id, s0 or ""],
+        [run_id, s0],
     ).fetchone()
     return s0, row[0] if row else None
 
