@@ -590,12 +590,13 @@ def pass_rates(
         columns=["suite", "skill_commit", "model", "n", "passed", "rate", "ci_low", "ci_high"],
     )
     out["version"] = [labels.get(c, c[:8]) for c in out["skill_commit"]]
+
     # No skill, S0, S*, then the variants: the order a reader compares them in.
-    rank = {"no skill": 0, "S0": 1, "S*": 2}
-    order = sorted(
-        range(len(out)),
-        key=lambda i: (rank.get(out["version"].iloc[i].split(" ")[0], 3), out["version"].iloc[i]),
-    )
+    def rank(label: str) -> tuple[int, str]:
+        first = 0 if label == "no skill" else {"S0": 1, "S*": 2}.get(label.split(" ")[0], 3)
+        return first, label
+
+    order = sorted(range(len(out)), key=lambda i: rank(out["version"].iloc[i]))
     return out.iloc[order].reset_index(drop=True)
 
 
