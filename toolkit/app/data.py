@@ -249,7 +249,7 @@ def next_step(runs_dir: Path, run: str, run_stages: dict[str, dict[str, Any]], w
     evolve = run_stages.get("evolve")
     if evolve is not None and evolve.get("status") != "done":
         return (
-            f"Run `{run}`'s `evolve` is {evolve.get('status')}: continue it with "
+            f"Run `{run}`'s `evolve` stopped ({evolve.get('status')}): continue it with "
             f"`trace2skill evolve --resume --run-id {refs_id} --runs-dir {runs_dir}`."
         )
     if want == "attribution":
