@@ -319,6 +319,16 @@ def test_failing_code_sent_again_is_called_out(loop, pool, gateway) -> None:  # 
     assert "not accepted" not in result.steps[3].observation
     # As when out of replies, the last clean printed value stands (not the guess beside it).
     assert result.final_answer == "a" and "(a) is submitted" in result.steps[3].observation
+    assert "No FINAL ANSWER before the task ended" in result.steps[3].observation
+
+
+def test_stuck_task_says_so_in_its_stop_reason(loop, pool, gateway) -> None:  # noqa: F811
+    # It read max_turns, though the task had replies left (a real WikiTQ evaluation).
+    result, _ = solve(
+        loop, pool, gateway, lambda m: code("print({}['Goals'])"), protocol="code", max_turns=6
+    )
+    assert len(result.steps) == 3
+    assert result.stop_reason == "stuck" and result.final_answer is None
 
 
 def test_common_modules_are_imported_for_the_model(loop, pool, gateway) -> None:  # noqa: F811

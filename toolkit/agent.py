@@ -696,7 +696,8 @@ class Agent:
                 len(failed.get(code_protocol.code_key(reply.code), ()))
                 >= code_protocol.REPEATS_TO_END
             ):
-                break  # the model is stuck; its step says so
+                result.stop_reason = "stuck"  # its step says so
+                break
             messages.append({"role": "assistant", "content": completion.text})
             note = code_protocol.turn_text(index + 2, cfg.max_turns)
             text = _with_note(step.observation, note)
@@ -1047,6 +1048,8 @@ def _out_of_room(result: AgentResult) -> str:
     """How a task ran out of room before an answer, for the closing observation."""
     if result.stop_reason == "context_window":
         return "before the conversation filled the model's context window"
+    if result.stop_reason == "stuck":
+        return "before the task ended"
     return "by the last reply"
 
 

@@ -38,11 +38,14 @@ Delivery = Literal["system", "progressive", "none"]
 paper), ``progressive`` (headings and section ids in the prompt, bodies read on demand with
 ``read_skill_file``), ``none`` (no-skill baseline). Imported trajectories use ``imported``."""
 
-StopReason = Literal["submitted", "max_turns", "token_budget", "context_window", "error", "unknown"]
-"""Why a trajectory ended: the agent submitted, it ran out of turns or tokens, the conversation
-outgrew the model's context window, or a model call failed (the run goes on with the next task;
-a resume runs an ``error`` task again, not a ``context_window`` one, which would end the same
-way)."""
+StopReason = Literal[
+    "submitted", "max_turns", "stuck", "token_budget", "context_window", "error", "unknown"
+]
+"""Why a trajectory ended: the agent submitted, it ran out of turns, it was stuck (the code
+protocol ends a task when the same failing code comes a third time), it ran out of tokens, the
+conversation outgrew the model's context window, or a model call failed (the run goes on
+with the next task; a resume runs an ``error`` task again, not a ``context_window`` one, which
+would end the same way)."""
 
 DELIVERIES: tuple[str, ...] = ("system", "progressive", "none")
 NO_SKILL_COMMIT = "none"
@@ -177,7 +180,7 @@ class Trajectory(BaseModel):
     started_at: float = Field(default=0.0, description="Start, Unix epoch seconds.")
     ended_at: float = Field(default=0.0, description="End, Unix epoch seconds.")
     stop_reason: StopReason = Field(
-        description="submitted | max_turns | token_budget | context_window | error | "
+        description="submitted | max_turns | stuck | token_budget | context_window | error | "
         "unknown (an imported trajectory with no answer: its harness did not say why)."
     )
     error: str | None = Field(
