@@ -367,6 +367,18 @@ def test_task_files_are_in_the_workspace(loop, pool, gateway) -> None:
     assert result.final_answer == "4" and result.section_uses == []
 
 
+def test_a_key_error_lists_the_session_tables_columns(loop, pool, gateway) -> None:
+    def script(messages):
+        if step_no(messages) == 0:
+            return act("python", code="import pandas as pd\nt = pd.read_csv('table.csv')\nt['c']")
+        return act("submit", answer="1")
+
+    files = {"table.csv": "a,b\n1,2\n"}
+    result, _ = solve(loop, pool, gateway, script, skill=None, files=files, delivery="none")
+    assert "KeyError: 'c'" in result.steps[0].observation
+    assert "t: ['a', 'b']" in result.steps[0].observation
+
+
 def test_model_error_ends_with_error(loop, pool, gateway) -> None:
     def script(messages):
         if step_no(messages) == 0:

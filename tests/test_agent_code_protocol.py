@@ -421,3 +421,32 @@ def test_plain_without_answer_line_answers_with_its_last_line(loop, pool, gatewa
     empty, _ = solve(loop, pool, gateway, lambda m: "  \n", protocol="plain")
     assert empty.final_answer is None and empty.stop_reason == "max_turns"
     assert empty.steps[0].error == "no answer (an empty reply)"
+
+
+def test_a_key_error_lists_the_columns_of_the_session_tables(loop, pool, gateway) -> None:  # noqa: F811
+    # A real WikiTQ evaluation: 21 of 78 tasks failed on the skill example's column 'Goals'
+    # and most resent the same code; the table's own columns are what the model lacked.
+    frame = "df = pd.DataFrame({'Pick #': [1], 'Nationality': ['Finland']})\n"
+    replies = iter(
+        [
+            code(frame + "print(df['Goals'])"),
+            code("d = {'a': 1}\nprint(d['b'])"),  # no DataFrame named by the error's code
+            "FINAL ANSWER: 1",
+        ]
+    )
+    result, _ = solve(loop, pool, gateway, lambda m: next(replies), protocol="code")
+    first = result.steps[0].observation
+    assert "KeyError: 'Goals'" in first
+    assert "df: ['Pick #', 'Nationality']" in first and "use these exact names" in first
+    assert result.steps[0].error == "KeyError: 'Goals'"  # the error itself is unchanged
+    # The session still holds df, so a later KeyError lists it too; without pandas frames
+    # (a fresh session) nothing is added, as the next test shows.
+    assert "df: ['Pick #', 'Nationality']" in result.steps[1].observation
+
+
+def test_other_errors_and_frameless_key_errors_get_no_column_note(loop, pool, gateway) -> None:  # noqa: F811
+    replies = iter([code("d = {'a': 1}\nprint(d['b'])"), code("print(1 / 0)"), "FINAL ANSWER: 1"])
+    result, _ = solve(loop, pool, gateway, lambda m: next(replies), protocol="code")
+    assert "KeyError: 'b'" in result.steps[0].observation
+    assert "ZeroDivisionError" in result.steps[1].observation
+    assert not any("exact names" in s.observation for s in result.steps)

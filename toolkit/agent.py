@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from toolkit import code_protocol, skill_echo, tools_protocol
 from toolkit.errors import ContextWindowError, LLMError, SectionLookupError, SkillError
 from toolkit.llm.gateway import Completion, Gateway
-from toolkit.sandbox import Session
+from toolkit.sandbox import RunResult, Session
 from toolkit.skill import SKILL_MD, Skill, find_section, split_lines, strip_eol
 from toolkit.trajectory import Action, SectionUse, Step, StopReason, UseKind
 
@@ -386,6 +386,8 @@ def agent_fingerprint(config: AgentConfig) -> str:
         ]
     else:
         texts.append(code_protocol.plain_task_text("", {"t.csv": "a"}, config.plain_file_chars))
+    if config.protocol != "plain":
+        texts += [code_protocol.COLUMNS_CODE, code_protocol.columns_hint("x")]
     return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12]
 
 
@@ -758,6 +760,7 @@ class Agent:
             if run.error is not None:
                 code_ok = False
                 step.error = f"{run.error.type}: {run.error.message}"[:300]
+                output = _with_note(output, await _columns_hint(session, run))
             shown, step.observation_truncated = truncate(
                 output, cfg.observation_chars, "print less, e.g. df.head() or len(x)"
             )
@@ -990,10 +993,12 @@ class Agent:
                 step.observation = "Error: python needs args.code (the code to run)."
                 return False
             run = await session.run(args.code, wall_s=cfg.python_wall_s)
+            output = run.render()
             if run.error is not None:
                 step.error = f"{run.error.type}: {run.error.message}"[:300]
+                output = _with_note(output, await _columns_hint(session, run))
             step.observation, step.observation_truncated = truncate(
-                run.render(), cfg.observation_chars, "print less, e.g. df.head() or len(x)"
+                output, cfg.observation_chars, "print less, e.g. df.head() or len(x)"
             )
             return False
         if tool == "read_skill_file" and self.skill is not None:
@@ -1058,6 +1063,17 @@ def _take_fallback(result: AgentResult, answer: str) -> None:
     result.final_answer = answer
     result.stop_reason = "submitted"
     result.error = None  # a context-window stop is recorded in the closing observation
+
+
+async def _columns_hint(session: Session, run: RunResult) -> str:
+    """After a KeyError, the columns of the session's DataFrames ("" for other errors, or
+    when there is no DataFrame)."""
+    if run.error is None or run.error.type != "KeyError":
+        return ""
+    listing = await session.run(code_protocol.COLUMNS_CODE, wall_s=5.0)
+    if listing.error is not None or not listing.stdout.strip():
+        return ""
+    return code_protocol.columns_hint(listing.stdout)
 
 
 def _with_note(text: str, note: str) -> str:

@@ -36,6 +36,34 @@ SESSION_SETUP = (
     "    print(f'(skill section {section_id} is shown below)')\n"
 )
 
+COLUMNS_CODE = (
+    # Run after a KeyError: in a real WikiTQ evaluation 21 of 78 tasks failed on a column the
+    # skill's worked example names ('Goals', 'Player') and most resent the same code; the
+    # table's own column names are what the model needs to see.
+    "def _t2s_columns():\n"
+    "    import sys\n"
+    "    pd = sys.modules.get('pandas')\n"
+    "    if pd is None:\n"
+    "        return\n"
+    "    frames = [(k, v) for k, v in globals().items()\n"
+    "              if not k.startswith('_') and isinstance(v, pd.DataFrame)]\n"
+    "    for name, frame in frames[:3]:\n"
+    "        print(f'{name}: {list(frame.columns)}'[:600])\n"
+    "_t2s_columns()\n"
+    "del _t2s_columns\n"
+)
+"""Lists the columns of the session's DataFrames (at most 3, each line bounded)."""
+
+
+def columns_hint(listing: str) -> str:
+    """The note after a KeyError when the session holds DataFrames (``listing``: the output
+    of :data:`COLUMNS_CODE`)."""
+    return (
+        "A KeyError names a key that is not there. The DataFrames in your session have these "
+        f"columns (use these exact names):\n{listing.strip()}"
+    )
+
+
 STOP = ["```output", "\nOutput:", "\nObservation:"]
 """Stop sequences of code-protocol calls: a model that finished a code block otherwise goes on
 to invent its output (and an answer from it) instead of waiting for the real one."""
