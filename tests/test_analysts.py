@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from toolkit.analysts import (
     AnalyseConfig,
+    AnalyseError,
     AnalysisRecord,
     analysis_id,
     check_patch,
@@ -710,10 +711,11 @@ def test_the_agents_server_is_reused_and_model_errors_are_redone_on_resume(
         server = "http://127.0.0.1:9/v1"
         update_stage(run_dir, "rollout", config={**rollout, "model": model, "api_base": server})
         config = AnalyseConfig(analyst="error-single", model=model, concurrency=1)
-        first = run_analyses(run_dir, config, llm_config=llm(tmp_path), progress=False)
-        assert first.kept == 0 and {r.reason.split(":")[0] for r in records_of(run_dir)} == {
-            "model-error"
-        }
+        # Every analysis failed on the model: an error (it exited 0 with nothing kept), with
+        # the drops recorded so that --resume redoes them.
+        with pytest.raises(AnalyseError, match="failed on every one of the 2 analyses.*--resume"):
+            run_analyses(run_dir, config, llm_config=llm(tmp_path), progress=False)
+        assert {r.reason.split(":")[0] for r in records_of(run_dir)} == {"model-error"}
         recorded = read_manifest(run_dir).stages["analyse"].config  # type: ignore[union-attr]
         assert recorded["api_base"] == server  # the run's server, not the provider's
         with pytest.warns(ToolkitNotice, match="analysing 2 trajectories again"):
@@ -722,3 +724,19 @@ def test_the_agents_server_is_reused_and_model_errors_are_redone_on_resume(
             )
     assert again.kept == 2 and model.calls == 4
     assert [r.status for r in records_of(run_dir)] == ["kept", "kept"]
+
+
+def test_imported_trajectories_with_no_model_are_analysed_by_the_configured_one(
+    tmp_path: Path,
+) -> None:
+    """A docs audit: an import that named no model is 'imported', and analyse called a model
+    of that name (every analysis a model error, exit 0)."""
+    _repo, run_dir = make_run(tmp_path, [False])
+    path = run_dir / "trajectories.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps({**r, "model": "imported"}) + "\n" for r in lines))
+    with fake_model([error_reply()]) as model:
+        settings = llm(tmp_path).model_copy(update={"model": model})
+        config = AnalyseConfig(analyst="error-single", concurrency=1)
+        summary = run_analyses(run_dir, config, llm_config=settings, progress=False)
+    assert summary.model == model and summary.kept == 1

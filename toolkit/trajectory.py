@@ -38,6 +38,9 @@ Delivery = Literal["system", "progressive", "none"]
 paper), ``progressive`` (headings and section ids in the prompt, bodies read on demand with
 ``read_skill_file``), ``none`` (no-skill baseline). Imported trajectories use ``imported``."""
 
+IMPORTED_MODEL = "imported"
+"""The model of an imported trajectory whose harness did not name one (no model to call)."""
+
 StopReason = Literal[
     "submitted", "max_turns", "stuck", "token_budget", "context_window", "error", "unknown"
 ]
@@ -531,7 +534,7 @@ class ImportRecord(BaseModel):
     messages: list[ImportMessage] = Field(min_length=1)
     outcome: ImportOutcome
     id: str | None = Field(default=None, min_length=1)
-    model: str = "imported"
+    model: str = IMPORTED_MODEL
     skill_name: str | None = None
     skill_commit: str | None = None
     suite: str | None = None

@@ -69,6 +69,7 @@ from toolkit.skill import Skill
 from toolkit.sync import run_sync
 from toolkit.tasks import Suite, Task, TaskError, get_suite, reopen_suite
 from toolkit.trajectory import (
+    IMPORTED_MODEL,
     Trajectory,
     append_jsonl,
     read_jsonl,
@@ -357,7 +358,11 @@ async def _analyse(
     suite: Suite | None,
     wall0: float,
 ) -> AnalyseSummary:
-    model = config.model or trajectories[0].model
+    llm = llm_config or LLMConfig.from_env()
+    # The agent's own model, unless an import did not name one: then the configured default
+    # ($TRACE2SKILL_MODEL or the embedded model), never a call to a model named "imported".
+    agent_model = trajectories[0].model
+    model = config.model or (llm.model if agent_model == IMPORTED_MODEL else agent_model)
     concurrency = config.concurrency or default_concurrency(model)
     config = config.model_copy(
         update={
@@ -393,7 +398,6 @@ async def _analyse(
     wanted = {u.id for u in units}
     finished = [previous[i] for i in wanted if i in previous]
 
-    llm = llm_config or LLMConfig.from_env()
     llm = llm.model_copy(
         update={
             "model": model,
@@ -543,6 +547,15 @@ async def _analyse(
             include={"trajectories", "ran", "resumed", "kept", "dropped", "reasons", "skipped"},
         ),
     )
+    failed = [r for r, _ in new if str(r.reason or "").startswith("model-error")]
+    if new and len(failed) == len(new):
+        raise AnalyseError(
+            f"the model failed on every one of the {len(new)} analyses, so none was kept; "
+            f"first error: {str(failed[0].reason).removeprefix('model-error: ')}. Fix the "
+            "model settings (--author-model, --api-base, the provider's API key) and run "
+            "`trace2skill analyse --resume` (evolve --resume goes on by itself): the failed "
+            "analyses run again"
+        )
     return summary
 
 

@@ -34,8 +34,8 @@ from toolkit.tasks import Suite
 @click.option(
     "--author-model", "--model", "author_model", metavar="MODEL",
     help="Model that writes the analyses (default: the agent's model, from the trajectories, "
-    "on the server the rollout recorded); a stronger one gives the paper's cross-model "
-    "setting.",
+    "on the server the rollout recorded; for imports that name no model, $TRACE2SKILL_MODEL "
+    "or the embedded model); a stronger one gives the paper's cross-model setting.",
 )  # fmt: skip
 @click.option(
     "--parallel", type=click.IntRange(min=1),
