@@ -1,6 +1,12 @@
 """How a long command ends when Ctrl-C or a kill (SIGTERM) stops it: one line saying how to go
 on, and exit code 130 (Ctrl-C) or 143 (SIGTERM), as shells report them, instead of click's bare
-``Aborted!``."""
+``Aborted!``.
+
+While the toolkit's event loop runs, a signal cancels its work (:func:`toolkit.sync.request_stop`)
+rather than raising ``KeyboardInterrupt`` wherever the main thread happens to be: raised inside
+a fork's at-fork hooks, it left logging's lock held (the process hung) or was swallowed (the
+run went on and exited 0). A second signal stops at once, as Python's own Ctrl-C does.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ import warnings
 from typing import NoReturn
 
 import click
+
+from toolkit.sync import request_stop
 
 #: The exit code of a command stopped by Ctrl-C (128 + SIGINT).
 INTERRUPTED_EXIT = 130
@@ -24,19 +32,23 @@ def _quiet_cut_off_calls() -> None:
     warnings.filterwarnings("ignore", message="coroutine .* was never awaited")
 
 
+def _stop() -> None:
+    _quiet_cut_off_calls()
+    if not request_stop():
+        raise KeyboardInterrupt
+
+
 def terminate(signum: int, frame: object) -> None:
-    """The SIGTERM handler: stop as Ctrl-C does (KeyboardInterrupt), remembering the signal."""
+    """The SIGTERM handler: stop as Ctrl-C does, remembering the signal."""
     global _terminated
     _terminated = True
-    _quiet_cut_off_calls()
-    raise KeyboardInterrupt
+    _stop()
 
 
 def interrupt(signum: int, frame: object) -> None:
-    """The SIGINT (Ctrl-C) handler: Python's own KeyboardInterrupt, without the warnings of
-    the calls it cuts off."""
-    _quiet_cut_off_calls()
-    raise KeyboardInterrupt
+    """The SIGINT (Ctrl-C) handler: cancel the running work, else Python's own
+    KeyboardInterrupt, without the warnings of the calls it cuts off."""
+    _stop()
 
 
 def interrupted(how_to_go_on: str) -> NoReturn:
