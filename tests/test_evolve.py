@@ -530,8 +530,14 @@ def test_no_failures_for_error_analysts_is_a_clear_stop(repo: Path, tmp_path: Pa
     gold = {t.id: t for t in get_suite("wikitq").load("all").tasks}
     with fake_model(method_script(gold, set()), name="evolve-allpass") as model:
         config = config_for(repo, model=model)
-        with pytest.raises(EvolveError, match="all 6 evolve tasks passed.*--analysts success"):
+        with pytest.raises(
+            EvolveError, match="all 6 evolve tasks passed.*--analysts success.*another --run-id"
+        ):
             evolve(config, llm_config=llm(tmp_path), progress=False)
+        # A kill trial: --resume was offered, redid nothing and stopped the same way, and the
+        # advice to change --analysts cannot be taken on a resume.
+        with pytest.raises(EvolveError, match="stopped after its rollout.*refs delete"):
+            check_resumable(config)
         calls = model.calls
         with pytest.raises(EvolveError, match="all 6 evolve tasks passed"):
             evolve(config, llm_config=llm(tmp_path), resume=True, progress=False)

@@ -608,17 +608,29 @@ def check_not_running(run_dir: Path) -> None:
 def check_resumable(config: EvolveConfig) -> None:
     """Refuse a resume that can only end as the run did: its analyses all finished and none
     passed the quality gate (the estimate promised calls the run would never make)."""
-    from toolkit.runs import ANALYSES_FILE
+    from toolkit.runs import ANALYSES_FILE, read_manifest
 
-    if _stored_stats(config.run_dir)["analyse"].status != "failed":
+    stats = _stored_stats(config.run_dir)
+    if stats["rollout"].status == "failed":
+        manifest = read_manifest(config.run_dir)
+        rollout = manifest.stages.get("rollout") if manifest else None
+        counts = rollout.counts if rollout and rollout.status == "done" else {}
+        if counts and not counts.get("errors"):
+            why = nothing_to_learn(config.analysts, counts["tasks"], counts["passed"])
+            if why:
+                raise EvolveError(
+                    f"run {config.run_id!r} stopped after its rollout, and a resume ends the "
+                    f"same way: {why}. Start a new run with another --run-id"
+                    + _refs_go(config.run_id)
+                )
+    if stats["analyse"].status != "failed":
         return
     records = read_jsonl_dicts(config.run_dir / ANALYSES_FILE)
     if records and not any(r.get("status") == "kept" for r in records):
         raise EvolveError(
             f"run {config.run_id!r} stopped after analyse: none of its {len(records)} analyses "
             "passed the quality gate, and resuming redoes none of them. Start a new run "
-            f"(another --run-id; this run's refs go with: trace2skill refs delete "
-            f"{config.run_id} --yes)"
+            f"with another --run-id{_refs_go(config.run_id)}"
         )
 
 
@@ -928,17 +940,28 @@ def _stage_rollout(run: _Run) -> None:
         llm_config=run.llm,
     )
     run.stats["rollout"].units = summary.tasks
-    failed, passed = summary.tasks - summary.passed, summary.passed
-    if cfg.analysts == "error" and failed == 0:
-        raise EvolveError(
-            f"all {summary.tasks} evolve tasks passed: the error analysts (+Error) have "
-            "nothing to learn from; use --analysts success or combined, or a harder split"
+    why = nothing_to_learn(cfg.analysts, summary.tasks, summary.passed)
+    if why:
+        raise EvolveError(f"{why}. Start a new run with another --run-id{_refs_go(cfg.run_id)}")
+
+
+def nothing_to_learn(analysts: str, tasks: int, passed: int) -> str | None:
+    """Why the chosen analysts have no trajectory to analyse, or None."""
+    if analysts == "error" and passed == tasks:
+        return (
+            f"all {tasks} evolve tasks passed: the error analysts (+Error) have nothing to "
+            "learn from; use --analysts success or combined, or a harder split"
         )
-    if cfg.analysts == "success" and passed == 0:
-        raise EvolveError(
-            f"none of the {summary.tasks} evolve tasks passed: the success analysts "
-            "(+Success) have nothing to learn from; use --analysts error or combined"
+    if analysts == "success" and passed == 0:
+        return (
+            f"none of the {tasks} evolve tasks passed: the success analysts (+Success) have "
+            "nothing to learn from; use --analysts error or combined"
         )
+    return None
+
+
+def _refs_go(run_id: str) -> str:
+    return f" (this run's refs go with: trace2skill refs delete {run_id} --yes)"
 
 
 def analyst_choice(config: EvolveConfig) -> str:
