@@ -710,3 +710,30 @@ def test_evolve_runs_on_the_users_own_task_file(repo: Path, tmp_path: Path) -> N
     tasks.rename(tmp_path / "moved.jsonl")  # a run folder copied to a machine without it
     with pytest.raises(TaskError, match="task file .* is not here: give it with --suite jsonl"):
         reopen_suite("jsonl", source)
+
+
+def test_a_run_started_with_relative_paths_resumes_from_another_directory(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill trial: the skill path was stored as typed, relative to where the run started,
+    so a resume from elsewhere said "skills/wikitq-table-qa does not exist"."""
+    wrong = set(train_ids()[:2])
+    monkeypatch.setenv("TRACE2SKILL_CACHE_DIR", str(tmp_path / "cache"))
+    with fake_model(lambda m: agent_turn(m, wrong), name="evolve-cwd") as model:
+        monkeypatch.chdir(repo)
+        args = ["evolve", "skills/wikitq-table-qa", "--suite", "wikitq", "--evolve-limit",
+                "6", "--test-limit", "4", "--runs-dir", "../my runs", "--run-id", "c1",
+                "--model", model, "--protocol", "json", "--no-progress", "--no-cache",
+                "--budget", "calls=2"]  # fmt: skip
+        first = CliRunner().invoke(main, args)
+        assert first.exit_code == 3, first.output
+        # A path with a space is quoted in the command to paste (it read --runs-dir ../my runs).
+        assert "--resume --run-id c1 --runs-dir '../my runs'" in first.output
+        monkeypatch.chdir(tmp_path)
+        resume = ["evolve", "--resume", "--run-id", "c1", "--runs-dir",
+                  str(repo.parent / "my runs"), "--no-progress", "--budget", "calls=1"]  # fmt: skip
+        again = CliRunner().invoke(main, resume)
+    assert again.exit_code == 3, again.output  # went on until its new budget, no error
+    assert len(read_trajectories(repo.parent / "my runs" / "c1").records) >= 3
+    stored = load_config(repo.parent / "my runs" / "c1")
+    assert stored is not None and stored.skill_dir == repo / "skills" / "wikitq-table-qa"

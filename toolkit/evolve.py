@@ -112,7 +112,13 @@ class EvolveConfig(BaseModel):
     schema_version: int = EVOLVE_SCHEMA_VERSION
     run_id: str = Field(description="Run id: runs/<run-id>/ and refs/heads/t2s/<run-id>/.")
     runs_dir: Path = Field(Path("runs"), description="Folder holding run folders.")
-    skill: Path = Field(description="The skill folder S0 (inside a git repository).")
+    skill: Path = Field(description="The skill folder S0 (inside a git repository), as given.")
+    skill_dir: Path | None = Field(
+        None,
+        description="The skill folder as a whole path when the run started: a resume from "
+        "another directory finds it there (``skill`` as given, relative to the directory the "
+        "run started in, is tried first, so a run folder copied into a clone resumes there).",
+    )
     suite: str = Field(description="Task suite: gsm8k, wikitq, spreadsheet, jsonl.")
     data: Path | None = Field(None, description="The suite's data folder (jsonl: task file).")
     scoring: str | None = Field(None, description="jsonl suites: exact, numeric or regex.")
@@ -1190,6 +1196,24 @@ _STAGE_FUNCS: dict[str, Callable[[_Run], None]] = {
 }
 
 
+def locate_skill(config: EvolveConfig) -> EvolveConfig:
+    """A stored config whose skill folder is found from here: as given when the run started
+    (from this directory: a clone the run folder was copied into), else where it was then.
+
+    Raises:
+        EvolveError: neither exists.
+    """
+    if config.skill.is_dir():
+        return config
+    if config.skill_dir is not None and config.skill_dir.is_dir():
+        return config.model_copy(update={"skill": config.skill_dir})
+    where = f" nor at {config.skill_dir}" if config.skill_dir else ""
+    raise EvolveError(
+        f"the run's skill folder {config.skill} is not found from here{where}; resume from "
+        "the directory the run started in"
+    )
+
+
 def load_config(run_dir: Path) -> EvolveConfig | None:
     """The config stored by an earlier ``evolve`` of ``run_dir``, or None."""
     from toolkit.runs import read_manifest
@@ -1325,14 +1349,22 @@ def evolve(
                 update={
                     "no_skill_baseline": stored.no_skill_baseline or config.no_skill_baseline,
                     "parallel": config.parallel or stored.parallel,
+                    # Where the run was found now (the stored folder may be relative to the
+                    # directory it started in).
+                    "runs_dir": config.runs_dir,
                 }
             )
-        config = stored or config.model_copy(
-            update={
-                "model": config.model or llm_config.model,
-                "api_base": stored_api_base(config.api_base or llm_config.api_base),
-                "no_cache": config.no_cache or not llm_config.cache,
-            }
+        config = (
+            locate_skill(stored)
+            if stored
+            else config.model_copy(
+                update={
+                    "skill_dir": config.skill.absolute(),
+                    "model": config.model or llm_config.model,
+                    "api_base": stored_api_base(config.api_base or llm_config.api_base),
+                    "no_cache": config.no_cache or not llm_config.cache,
+                }
+            )
         )
         # A resume calls the run's server (a resume without --api-base went to the provider's
         # public endpoint) and keeps its cache setting, unless this call names a server.
@@ -1539,6 +1571,7 @@ __all__ = [
     "finished_units",
     "flips",
     "load_config",
+    "locate_skill",
     "measured_rates",
     "merge_count",
     "parse_budget",

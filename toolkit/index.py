@@ -29,6 +29,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from shlex import quote
 from typing import Any, TypeVar
 
 import duckdb
@@ -789,7 +790,7 @@ def build_index(runs_dir: str | Path = "runs", *, progress: bool = False) -> Ind
         parent = runs_dir.resolve().parent
         raise RunIndexError(
             f"{runs_dir} is a run folder; the index covers a folder of runs: "
-            f"trace2skill index {os.path.relpath(parent)}"
+            f"trace2skill index {quote(os.path.relpath(parent))}"
         )
     index_dir = runs_dir / INDEX_DIR
     index_dir.mkdir(exist_ok=True)
@@ -855,8 +856,8 @@ def connect(runs_dir: str | Path = "runs") -> duckdb.DuckDBPyConnection:
     index_dir = Path(runs_dir) / INDEX_DIR
     if not index_dir.is_dir():
         raise RunIndexError(
-            f"no index at {index_dir}; build it with: trace2skill index {runs_dir} (for runs "
-            "in another folder, give that folder: --runs-dir DIR)"
+            f"no index at {index_dir}; build it with: trace2skill index "
+            f"{quote(str(runs_dir))} (for runs in another folder, give that folder: --runs-dir DIR)"
         )
     con = duckdb.connect(":memory:")
     for table in TABLES:

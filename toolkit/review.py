@@ -22,6 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from pathlib import Path
+from shlex import quote
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -927,7 +928,8 @@ def _review_steps(review: RunReview, links: Links) -> list[str]:
         "```sh",
         fetch,
         "# which patches and trajectories wrote a line of S*",
-        f"trace2skill provenance {skill_md} --ref t2s/{run}/result --run-dir {review.run_dir}",
+        f"trace2skill provenance {quote(str(skill_md))} --ref t2s/{run}/result "
+        f"--run-dir {quote(str(review.run_dir))}",
         "# the consolidation, as git history",
         f"git log --graph --oneline t2s/{run}/base..t2s/{run}/result",
     ]
@@ -936,9 +938,9 @@ def _review_steps(review: RunReview, links: Links) -> list[str]:
         proto = f" --protocol {head.protocol}" if head.protocol else ""
         lines += [
             "# the scores again, from the stored evaluations",
-            f"trace2skill compare {review.run_dir}/{head.s0_eval} "
-            f"{review.run_dir}/{head.sstar_eval} --model {head.model} --seed {head.seeds[0]}"
-            + proto,
+            f"trace2skill compare {quote(f'{review.run_dir}/{head.s0_eval}')} "
+            f"{quote(f'{review.run_dir}/{head.sstar_eval}')} --model {head.model} "
+            f"--seed {head.seeds[0]}" + proto,
         ]
         if head.suite in SUITES:  # a synthetic run's suite cannot be run again
             data = " --data TASKS.jsonl" if head.suite == "jsonl" else ""
@@ -947,7 +949,7 @@ def _review_steps(review: RunReview, links: Links) -> list[str]:
                 f"trace2skill compare t2s/{run}/base:{path} t2s/{run}/result:{path} "
                 f"--suite {head.suite}{data} --split {head.split} --model {head.model} "
                 f"--seed {head.seeds[0]} --delivery {head.delivery}{proto} "
-                f"--run-dir {review.run_dir}",
+                f"--run-dir {quote(str(review.run_dir))}",
             ]
     lines += ["```", ""]
     # No two blank lines in a row (the link lines above are optional).

@@ -19,6 +19,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
 import duckdb
@@ -250,7 +251,7 @@ def next_step(runs_dir: Path, run: str, run_stages: dict[str, dict[str, Any]], w
     if evolve is not None and evolve.get("status") != "done":
         return (
             f"Run `{run}`'s `evolve` stopped ({evolve.get('status')}): continue it with "
-            f"`trace2skill evolve --resume --run-id {refs_id} --runs-dir {runs_dir}`."
+            f"`trace2skill evolve --resume --run-id {refs_id} --runs-dir {quote(str(runs_dir))}`."
         )
     if want == "attribution":
         if run_skills(runs_dir, run, run_stages) is None:
@@ -259,7 +260,9 @@ def next_step(runs_dir: Path, run: str, run_stages: dict[str, dict[str, Any]], w
                 "measures the edits of an evolved run (`trace2skill evolve`, then "
                 "`trace2skill ablate RUN_DIR`)."
             )
-        return f"Run `{run}` has no attribution yet; run `trace2skill ablate {run_dir}`."
+        return (
+            f"Run `{run}` has no attribution yet; run `trace2skill ablate {quote(str(run_dir))}`."
+        )
     analyses = contract.read_analyses(run_dir)
     if not analyses and not (run_dir / TRAJECTORIES_FILE).is_file():
         return (
@@ -269,7 +272,8 @@ def next_step(runs_dir: Path, run: str, run_stages: dict[str, dict[str, Any]], w
         )
     if not analyses:
         return (
-            f"Run `{run}` has no analyses yet; run `trace2skill analyse {run_dir}` (with "
+            f"Run `{run}` has no analyses yet; run "
+            f"`trace2skill analyse {quote(str(run_dir))}` (with "
             "`--skill SKILL_DIR` for imported trajectories), then `trace2skill consolidate`."
         )
     if not any(a.status == "kept" for a in analyses):
@@ -279,7 +283,10 @@ def next_step(runs_dir: Path, run: str, run_stages: dict[str, dict[str, Any]], w
             f"None of run `{run}`'s {len(analyses)} analyses was kept ({shown}), so there is "
             "no patch to consolidate and no S*."
         )
-    return f"Run `{run}` has no consolidation yet; run `trace2skill consolidate {run_dir}`."
+    return (
+        f"Run `{run}` has no consolidation yet; run "
+        f"`trace2skill consolidate {quote(str(run_dir))}`."
+    )
 
 
 def skill_lines(skills: RunSkills, run_dir: Path, file: str) -> pd.DataFrame:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from shlex import quote
 from typing import TYPE_CHECKING
 
 import click
@@ -101,7 +102,7 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
     lines += [
         f"result branch: {s.result_branch} ({(s.result_commit or '')[:12]})",
         f"  git log --graph --oneline {s.result_branch}",
-        f"  git diff {s.base_commit[:12]} {s.result_branch} -- {s.skill}",
+        f"  git diff {s.base_commit[:12]} {s.result_branch} -- {quote(s.skill)}",
         f"files: {run_dir} (summary.json, refs.bundle)",
     ]
     return lines
@@ -262,6 +263,7 @@ def evolve(
         check_resumable,
         default_run_id,
         load_config,
+        locate_skill,
         parse_budget,
         plan,
     )
@@ -278,6 +280,8 @@ def evolve(
         config = load_config(runs_dir / run_id)
         if config is None:
             raise EvolveError(f"no evolve run {run_id!r} in {runs_dir} to resume")
+        # The run is where it was found now (--runs-dir as given here, from this directory).
+        config = locate_skill(config.model_copy(update={"runs_dir": runs_dir}))
         check_not_running(config.run_dir)  # before the estimate
         check_resumable(config)
         _refuse_changed_settings(config)
@@ -330,14 +334,15 @@ def evolve(
     except BudgetExceeded as exc:
         click.echo(
             f"Stopped: {exc}. Finished work is saved; continue with: trace2skill evolve "
-            f"--resume --run-id {config.run_id} --runs-dir {config.runs_dir} [--budget ...]",
+            f"--resume --run-id {config.run_id} --runs-dir {quote(str(config.runs_dir))} "
+            "[--budget ...]",
             err=True,
         )
         sys.exit(BUDGET_EXIT)
     except KeyboardInterrupt:
         interrupted(
             f"Continue with: trace2skill evolve --resume --run-id {config.run_id} "
-            f"--runs-dir {config.runs_dir}"
+            f"--runs-dir {quote(str(config.runs_dir))}"
         )
     if as_json:
         click.echo(summary.model_dump_json())
