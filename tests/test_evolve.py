@@ -30,6 +30,7 @@ from toolkit.evolve import (
     Meter,
     Rates,
     active_stages,
+    check_request,
     check_resumable,
     estimate,
     evolve,
@@ -219,6 +220,9 @@ def test_existing_run_needs_resume_and_resume_needs_a_run(repo: Path, tmp_path: 
             evolve(config, llm_config=llm(tmp_path), budget=Budget(calls=1), progress=False)
         with pytest.raises(EvolveError, match="already exists.*--resume"):
             evolve(config, llm_config=llm(tmp_path), progress=False)
+        # While it runs, a new request is not told to resume it (which would be refused).
+        with evolve_lock(config.run_dir), pytest.raises(EvolveError, match="being evolved"):
+            check_request(config)
     stored = load_config(repo.parent / "runs" / "r1")
     assert stored is not None and stored.model == model and stored.evolve_limit == 6
 
@@ -737,3 +741,45 @@ def test_a_run_started_with_relative_paths_resumes_from_another_directory(
     assert len(read_trajectories(repo.parent / "my runs" / "c1").records) >= 3
     stored = load_config(repo.parent / "my runs" / "c1")
     assert stored is not None and stored.skill_dir == repo / "skills" / "wikitq-table-qa"
+
+
+def test_a_stop_before_the_base_commit_says_nothing_was_kept(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill trial: a stop during base removed the run and then offered --resume of it."""
+    import toolkit.evolve as evolve_module
+
+    def killed(_run: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(evolve_module._STAGE_FUNCS, "base", killed)
+    runs = repo.parent / "runs"
+    out = CliRunner().invoke(
+        main,
+        ["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq", "--runs-dir",
+         str(runs), "--run-id", "b1", "--model", "fake/echo", "--no-progress"],
+    )  # fmt: skip
+    assert out.exit_code == 130, out.output
+    assert "had not started (nothing was kept): run the same command again" in out.output
+    assert "--resume" not in out.output and not (runs / "b1").exists()
+
+
+def test_a_deleted_result_ref_is_named_with_how_to_restore_it(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill trial: with t2s/<run>/result deleted, a resume said the consolidation did not
+    finish (it had; the run's bundle still held the ref)."""
+    import toolkit.evolve as evolve_module
+
+    def killed(_run: Any) -> None:
+        raise KeyboardInterrupt
+
+    with method("evolve-refgone") as model:
+        config = config_for(repo, model=model)
+        monkeypatch.setitem(evolve_module._STAGE_FUNCS, "eval-result", killed)
+        with pytest.raises(KeyboardInterrupt):
+            evolve(config, llm_config=llm(tmp_path), progress=False)
+        monkeypatch.undo()
+        git(repo, "branch", "-q", "-D", "t2s/r1/result")
+        with pytest.raises(EvolveError, match="though the consolidation finished.*bundle import"):
+            evolve(config, llm_config=llm(tmp_path), resume=True, progress=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from toolkit.errors import ToolkitError
 from toolkit.runs import StageSpec, read_manifest, run_stage
 
 
@@ -129,3 +130,10 @@ def test_an_invalid_manifest_names_its_fields(tmp_path: Path) -> None:
     message = str(err.value)
     assert "run_id: Input should be a valid string" in message
     assert "stages.a.status: Input should be " in message
+
+
+def test_a_run_folder_under_a_file_names_the_file(tmp_path: Path) -> None:
+    """A kill trial: --runs-dir afile/sub blamed an invalid manifest."""
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ToolkitError, match=r"afile is a file, not a folder: the run folder"):
+        read_manifest(tmp_path / "afile" / "sub" / "r1")

@@ -39,6 +39,7 @@ import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from shlex import quote
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -1081,6 +1082,13 @@ def _stage_eval_s0(run: _Run) -> None:
 
 def _stage_eval_result(run: _Run) -> None:
     if run.result_ref not in run.repo.run_refs(run.config.run_id):
+        bundle = run.run_dir / REFS_BUNDLE
+        if run.stats["consolidate"].status == "done" and bundle.is_file():
+            raise EvolveError(
+                f"{run.result_ref} is not in {run.repo.root}, though the consolidation "
+                f"finished (was it deleted?); restore the run's refs from its bundle: "
+                f"trace2skill bundle import {quote(str(bundle))} --force"
+            )
         raise EvolveError(f"{run.result_ref} does not exist: the consolidation did not finish")
     result = _evaluate(run, run.result_ref)
     run.stats["eval-result"].units = result.n
@@ -1451,6 +1459,7 @@ def check_request(config: EvolveConfig) -> None:
     from toolkit.skill import require_valid
 
     if load_config(config.run_dir) is not None:
+        check_not_running(config.run_dir)  # "resume it" would be refused while it runs
         raise _exists(config)
     require_valid(config.skill)
     repo = SkillRepo.open(config.skill)

@@ -208,8 +208,15 @@ def read_manifest(run_dir: str | Path) -> Manifest | None:
         shown = "; ".join(errors[:3])
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
         raise ToolkitError(f"invalid run manifest {path}: {shown}{more}") from None
+    except NotADirectoryError:
+        # A folder on the way is a file: name it, not the manifest that cannot be there.
+        blocker = next((p for p in reversed(path.parents) if p.is_file()), None)
+        raise ToolkitError(
+            f"{blocker or path.parent} is a file, not a folder: the run folder "
+            f"{Path(run_dir)} cannot be under it"
+        ) from None
     except OSError as exc:
-        raise ToolkitError(f"invalid run manifest {path}: {exc}") from None
+        raise ToolkitError(f"cannot read the run manifest {path}: {exc.strerror or exc}") from None
 
 
 def recorded_api_base(manifest: Manifest | None, model: str) -> str | None:

@@ -340,6 +340,8 @@ def evolve(
         )
         sys.exit(BUDGET_EXIT)
     except KeyboardInterrupt:
+        if load_config(config.run_dir) is None:  # stopped before its base: nothing kept
+            interrupted("The run had not started (nothing was kept): run the same command again.")
         interrupted(
             f"Continue with: trace2skill evolve --resume --run-id {config.run_id} "
             f"--runs-dir {quote(str(config.runs_dir))}"
