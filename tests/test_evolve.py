@@ -783,3 +783,33 @@ def test_a_deleted_result_ref_is_named_with_how_to_restore_it(
         git(repo, "branch", "-q", "-D", "t2s/r1/result")
         with pytest.raises(EvolveError, match="though the consolidation finished.*bundle import"):
             evolve(config, llm_config=llm(tmp_path), resume=True, progress=False)
+
+
+def test_a_stage_killed_outright_gets_the_calls_logged_after_its_last_save(
+    tmp_path: Path,
+) -> None:
+    """A kill trial: after a SIGKILL in analyse the summary said 9 calls where the calls log
+    held 17 (the figures were as the last 30 s heartbeat saved them)."""
+    from toolkit.evolve import StageStats, _catch_up
+
+    log = tmp_path / "llm_calls.jsonl"
+
+    def line(end: float, cached: bool = False) -> str:
+        record = {"tokens_in": 100, "tokens_out": 10, "cost_usd": 0.0, "cache_hit": cached,
+                  "started_at": end - 1, "ended_at": end}  # fmt: skip
+        return json.dumps(record) + "\n"
+
+    log.write_text(line(1000.0) + line(1001.0))
+    saved = log.stat().st_size
+    with log.open("a") as f:  # after the last save: two calls and a cache hit, then the kill
+        f.write(line(1040.0) + line(1050.0) + line(1051.0, cached=True) + '{"torn')
+    stats = {
+        "rollout": StageStats(status="done", calls=2, calls_log_offset=10, saved_at=900.0),
+        "analyse": StageStats(status="running", calls=2, tokens_in=200, tokens_out=20,
+                              wall_s=30.0, calls_log_offset=saved, saved_at=1030.0),
+    }  # fmt: skip
+    _catch_up(stats, log)
+    analyse = stats["analyse"]
+    assert (analyse.calls, analyse.cached, analyse.tokens_in) == (4, 1, 400)
+    assert analyse.wall_s == pytest.approx(30.0 + 21.0)  # up to its last call
+    assert analyse.status == "interrupted" and stats["rollout"].calls == 2  # others untouched

@@ -286,6 +286,7 @@ class Meter:
         self.offset = calls_path.stat().st_size if calls_path.exists() else 0
         self.started = time.monotonic()
         self.spent = Spend()
+        self.last_ended_at: float | None = None  # of the latest call read (epoch seconds)
         self._lock = threading.Lock()  # the stage heartbeat reads it from its own thread
 
     def read(self) -> Spend:
@@ -306,6 +307,8 @@ class Meter:
                 record = json.loads(line)
             except ValueError:
                 continue
+            if isinstance(record.get("ended_at"), int | float):
+                self.last_ended_at = max(self.last_ended_at or 0.0, float(record["ended_at"]))
             if record.get("cache_hit"):
                 self.spent = self.spent + Spend(cached=1)
                 continue
@@ -665,6 +668,10 @@ class StageStats(BaseModel):
     tokens_out: int = 0
     cost_usd: float = 0.0
     units: int | None = Field(None, description="Units of work of the stage, when it has some.")
+    calls_log_offset: int | None = Field(
+        None, description="Bytes of llm_calls.jsonl counted in these figures when last saved."
+    )
+    saved_at: float | None = Field(None, description="When these figures were last saved.")
 
 
 class Score(BaseModel):
@@ -1384,7 +1391,9 @@ def evolve(
             llm_config = llm_config.model_copy(update={"cache": False})
         meter = Meter(run_dir / CALLS_FILE, budget)
         try:
-            run = _Run(config, llm_config, meter, _stored_stats(run_dir), progress, say)
+            stats = _stored_stats(run_dir)
+            _catch_up(stats, run_dir / CALLS_FILE)
+            run = _Run(config, llm_config, meter, stats, progress, say)
         except BaseException:
             if fresh:
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -1495,6 +1504,28 @@ def _start(run: _Run, fresh: bool) -> None:
         raise
 
 
+def _catch_up(stats: dict[str, StageStats], calls_path: Path) -> None:
+    """Add to a stage killed outright (still recorded as running: SIGKILL, a closed session)
+    the model calls logged after its figures were last saved, and the time up to its last
+    call: the figures were up to a heartbeat (30 s) behind, and a killed analysis's calls
+    were missing from them."""
+    for name, st in stats.items():
+        if st.status != "running" or st.calls_log_offset is None:
+            continue
+        meter = Meter(calls_path)
+        meter.offset = min(st.calls_log_offset, meter.offset)
+        spent = meter.read()
+        st.calls += spent.calls
+        st.cached += spent.cached
+        st.tokens_in += spent.tokens_in
+        st.tokens_out += spent.tokens_out
+        st.cost_usd += spent.cost_usd
+        if meter.last_ended_at is not None and st.saved_at is not None:
+            st.wall_s += max(0.0, meter.last_ended_at - st.saved_at)
+        st.status, st.calls_log_offset = "interrupted", meter.offset
+        stats[name] = st
+
+
 def _has_run_files(run_dir: Path) -> bool:
     return run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir())
 
@@ -1520,6 +1551,7 @@ def _run_stage(run: _Run, name: str) -> None:
         stats.tokens_in = base.tokens_in + spent.tokens_in
         stats.tokens_out = base.tokens_out + spent.tokens_out
         stats.cost_usd = base.cost_usd + spent.cost_usd
+        stats.calls_log_offset, stats.saved_at = run.meter.offset, time.time()
 
     stop = threading.Event()
 
