@@ -616,8 +616,9 @@ def check_not_running(run_dir: Path) -> None:
 
 
 def check_resumable(config: EvolveConfig) -> None:
-    """Refuse a resume that can only end as the run did: its analyses all finished and none
-    passed the quality gate (the estimate promised calls the run would never make)."""
+    """Refuse a resume that can only end as the run did: its rollout left the analysts
+    nothing to learn from, or its analyses all finished and none passed the quality gate
+    (the estimate promised calls the run would never make)."""
     from toolkit.runs import ANALYSES_FILE, read_manifest
 
     stats = _stored_stats(config.run_dir)
