@@ -637,7 +637,8 @@ def test_a_stopped_rollout_or_eval_says_how_to_go_on(
     import time
 
     run_dir = tmp_path / "run"
-    args = [command, "--suite", "gsm8k", "--limit", "6", "--run-dir", str(run_dir),
+    # 20 tasks: a signal the test sends late (a loaded CI machine) still finds work running.
+    args = [command, "--suite", "gsm8k", "--limit", "20", "--run-dir", str(run_dir),
             "--protocol", "json", "--parallel", "1", "--no-progress", "--no-cache"]  # fmt: skip
     args += ["--skill", str(ROOT / "skills" / "gsm8k-math")]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TRACE2SKILL_CACHE_DIR": str(tmp_path)}
