@@ -385,6 +385,16 @@ def test_evolve_end_to_end(repo: Path, tmp_path: Path) -> None:
     assert git(fresh, "rev-parse", "t2s/r1/result") == git(repo, "rev-parse", "t2s/r1/result")
 
 
+def kill_at(monkeypatch: pytest.MonkeyPatch, stage: str) -> None:
+    """Make ``stage`` stop at its start as Ctrl-C or a SIGINT stops it there."""
+    import toolkit.evolve as evolve_module
+
+    def killed(_run: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(evolve_module._STAGE_FUNCS, stage, killed)
+
+
 @pytest.mark.parametrize("stage", ["analyse", "consolidate", "eval-s0", "eval-result", "bundle"])
 def test_kill_at_a_stage_boundary_resumes_without_redoing_work(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
@@ -393,12 +403,9 @@ def test_kill_at_a_stage_boundary_resumes_without_redoing_work(
 
     real = evolve_module._STAGE_FUNCS[stage]
 
-    def killed(_run: Any) -> None:
-        raise KeyboardInterrupt  # what Ctrl-C or a SIGINT looks like at that point
-
     with method("evolve-kill") as model:
         config = config_for(repo, model=model)
-        monkeypatch.setitem(evolve_module._STAGE_FUNCS, stage, killed)
+        kill_at(monkeypatch, stage)
         with pytest.raises(KeyboardInterrupt):
             evolve(config, llm_config=llm(tmp_path), progress=False)
         stats = read_manifest(config.run_dir).stages["evolve"].counts["stages"]  # type: ignore[union-attr]
@@ -747,12 +754,7 @@ def test_a_stop_before_the_base_commit_says_nothing_was_kept(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A kill trial: a stop during base removed the run and then offered --resume of it."""
-    import toolkit.evolve as evolve_module
-
-    def killed(_run: Any) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setitem(evolve_module._STAGE_FUNCS, "base", killed)
+    kill_at(monkeypatch, "base")
     runs = repo.parent / "runs"
     out = CliRunner().invoke(
         main,
@@ -769,14 +771,9 @@ def test_a_deleted_result_ref_is_named_with_how_to_restore_it(
 ) -> None:
     """A kill trial: with t2s/<run>/result deleted, a resume said the consolidation did not
     finish (it had; the run's bundle still held the ref)."""
-    import toolkit.evolve as evolve_module
-
-    def killed(_run: Any) -> None:
-        raise KeyboardInterrupt
-
     with method("evolve-refgone") as model:
         config = config_for(repo, model=model)
-        monkeypatch.setitem(evolve_module._STAGE_FUNCS, "eval-result", killed)
+        kill_at(monkeypatch, "eval-result")
         with pytest.raises(KeyboardInterrupt):
             evolve(config, llm_config=llm(tmp_path), progress=False)
         monkeypatch.undo()

@@ -37,7 +37,7 @@ SESSION_SETUP = (
 )
 
 COLUMNS_CODE = (
-    # Run after a KeyError: in a real WikiTQ evaluation 21 of 78 tasks failed on a column the
+    # Run after a KeyError: in a real WikiTQ evaluation 27 of 100 tasks failed on a column the
     # skill's worked example names ('Goals', 'Player') and most resent the same code; the
     # table's own column names are what the model needs to see.
     "def _t2s_columns():\n"

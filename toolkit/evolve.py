@@ -1510,21 +1510,24 @@ def _catch_up(stats: dict[str, StageStats], calls_path: Path) -> None:
     the model calls logged after its figures were last saved, and the time up to its last
     call: the figures were up to a heartbeat (30 s) behind, and a killed analysis's calls
     were missing from them."""
-    for name, st in stats.items():
+    for st in stats.values():
         if st.status != "running" or st.calls_log_offset is None:
             continue
         meter = Meter(calls_path)
         meter.offset = min(st.calls_log_offset, meter.offset)
-        spent = meter.read()
-        st.calls += spent.calls
-        st.cached += spent.cached
-        st.tokens_in += spent.tokens_in
-        st.tokens_out += spent.tokens_out
-        st.cost_usd += spent.cost_usd
+        _add_spent(st, st, meter.read())
         if meter.last_ended_at is not None and st.saved_at is not None:
             st.wall_s += max(0.0, meter.last_ended_at - st.saved_at)
         st.status, st.calls_log_offset = "interrupted", meter.offset
-        stats[name] = st
+
+
+def _add_spent(stats: StageStats, base: StageStats, spent: Spend) -> None:
+    """``stats``' model use: ``base``'s plus what was ``spent``."""
+    stats.calls = base.calls + spent.calls
+    stats.cached = base.cached + spent.cached
+    stats.tokens_in = base.tokens_in + spent.tokens_in
+    stats.tokens_out = base.tokens_out + spent.tokens_out
+    stats.cost_usd = base.cost_usd + spent.cost_usd
 
 
 def _has_run_files(run_dir: Path) -> bool:
@@ -1544,14 +1547,9 @@ def _run_stage(run: _Run, name: str) -> None:
     before, t0 = run.meter.read(), time.perf_counter()
 
     def tally(status: str) -> None:
-        spent = run.meter.read() - before
         stats.status = status  # type: ignore[assignment]
         stats.wall_s = base.wall_s + time.perf_counter() - t0
-        stats.calls = base.calls + spent.calls
-        stats.cached = base.cached + spent.cached
-        stats.tokens_in = base.tokens_in + spent.tokens_in
-        stats.tokens_out = base.tokens_out + spent.tokens_out
-        stats.cost_usd = base.cost_usd + spent.cost_usd
+        _add_spent(stats, base, run.meter.read() - before)
         stats.calls_log_offset, stats.saved_at = run.meter.offset, time.time()
 
     stop = threading.Event()

@@ -55,11 +55,6 @@ def request_stop() -> bool:
     return True
 
 
-def stop_requested() -> bool:
-    """True once :func:`request_stop` has cancelled a call's work."""
-    return _stop_requested
-
-
 async def _main(coro: Coroutine[Any, Any, T]) -> T:
     global _current
     loop = asyncio.get_running_loop()
