@@ -35,13 +35,14 @@ from toolkit.evolve import (
     estimate,
     evolve,
     evolve_lock,
+    kept_patches,
     load_config,
     merge_count,
     parse_budget,
     plan,
 )
 from toolkit.llm import LLMConfig, fake_model
-from toolkit.runs import read_manifest
+from toolkit.runs import read_jsonl_dicts, read_manifest
 from toolkit.tasks import TaskError, get_suite, reopen_suite
 from toolkit.trajectory import read_trajectories
 
@@ -97,6 +98,9 @@ def test_estimate_counts_stages_from_the_rates() -> None:
     by = {s.stage: s for s in left.stages}
     assert left.left and by["rollout"].units == 0 and by["rollout"].calls == 0
     assert by["analyse"].units == 3 and by["analyse"].calls == 9 and by["eval-s0"].units == 4
+    # Once the analyses are done, the patches they kept set the consolidation's plan.
+    kept = estimate(config, 10, 4, rates, 1, finished={"analyse": math.inf}, patches=12)
+    assert {s.stage: s.units for s in kept.stages}["consolidate"] == merge_count(12, 5, 5) == 4
     # Measured seconds per unit, where known, set the minutes (an analysis is no agent call).
     timed = rates.model_copy(update={"unit_seconds": {"analysis": 240.0, "task": 60.0}})
     by = {s.stage: s for s in estimate(config, 10, 4, timed, 2).stages}
@@ -418,6 +422,11 @@ def test_kill_at_a_stage_boundary_resumes_without_redoing_work(
         assert "task" in left.rates.unit_seconds  # from the rollouts' own latencies
         assert all(units[s] == 0 for s in order if STAGES.index(s) < STAGES.index(stage))
         assert stage not in units or units[stage] > 0
+        if stage == "consolidate":  # planned from the patches the analyses kept
+            kept = kept_patches(config.run_dir)
+            assert units[stage] == merge_count(kept, config.merge_batch, config.max_levels)
+            turns = [r["turns"] for r in read_jsonl_dicts(config.run_dir / "analyses.jsonl")]
+            assert left.rates.analyst_calls == pytest.approx(sum(turns) / len(turns), abs=0.01)
         calls_at_kill = model.calls
         monkeypatch.setitem(evolve_module._STAGE_FUNCS, stage, real)
         summary = evolve(config, llm_config=llm(tmp_path), resume=True, progress=False)

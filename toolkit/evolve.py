@@ -433,8 +433,9 @@ def default_rates(model: str) -> Rates:
 
 def measured_rates(run_dir: Path, assumed: Rates) -> Rates:
     """``assumed`` with what a run's own files show in place of the guesses: model calls per
-    task and the failing share from its rollouts, tokens and seconds per call from its fresh
-    model calls (cache hits and failed calls left out). Unchanged before any of those exist."""
+    task and the failing share from its rollouts, calls per analysis from its analyses, tokens
+    and seconds per call from its fresh model calls (cache hits and failed calls left out).
+    Unchanged before any of those exist."""
     from toolkit.runs import ANALYSES_FILE, MERGES_FILE, TRAJECTORIES_FILE
     from toolkit.trajectory import read_trajectories
 
@@ -450,6 +451,9 @@ def measured_rates(run_dir: Path, assumed: Rates) -> Rates:
             if fresh:
                 unit_seconds["task"] = statistics.median(fresh)
     # Units replayed from the response cache took no time and used no tokens: left out.
+    analyses = [r for r in read_jsonl_dicts(run_dir / ANALYSES_FILE) if r.get("turns")]
+    if analyses:
+        update["analyst_calls"] = round(sum(r["turns"] for r in analyses) / len(analyses), 2)
     for kind, name in (("analysis", ANALYSES_FILE), ("merge", MERGES_FILE)):
         spans = [
             float(r["ended_at"]) - float(r["started_at"])
@@ -527,11 +531,13 @@ def estimate(
     rates: Rates,
     concurrency: int,
     finished: Mapping[str, float] | None = None,
+    patches: int | None = None,
 ) -> Estimate:
     """Expected calls, tokens and minutes per stage (pure; the assumptions are in ``rates``).
 
     ``finished``: units of each stage already done (``math.inf`` for a finished stage), so a
-    resume's estimate is of the work left.
+    resume's estimate is of the work left. ``patches``: the leaf patches the analyses kept,
+    once known; the consolidation is planned from them instead of from every analysis.
     """
     finished = finished or {}
     failing = {"error": rates.fail_rate, "success": 1 - rates.fail_rate, "combined": 1.0}
@@ -539,7 +545,8 @@ def estimate(
     per_analysis = rates.analyst_calls if config.error_analyst == "agentic" else 1.0
     if config.analysts == "success":
         per_analysis = 1.0
-    merges = merge_count(analyses, config.merge_batch, config.max_levels)
+    leaves = analyses if patches is None else patches
+    merges = merge_count(leaves, config.merge_batch, config.max_levels)
     merge_calls = merges if config.merge_strategy == "llm" else math.ceil(merges / 2)
     plan = [
         ("rollout", evolve_tasks, evolve_tasks * rates.steps_per_task, concurrency),
@@ -1254,11 +1261,11 @@ def _stored_stats(run_dir: Path) -> dict[str, StageStats]:
 
 
 def finished_units(config: EvolveConfig) -> dict[str, float]:
-    """Units of each stage a run has done, read from its files: rollouts, analyses and each
-    evaluation's trajectories (``math.inf`` for a stage its figures mark done)."""
+    """Units of each stage a run has done, read from its files: rollouts, analyses, merges and
+    each evaluation's trajectories (``math.inf`` for a stage its figures mark done)."""
     from toolkit.evaluate import eval_trajectories_path
     from toolkit.repo import SkillRepo
-    from toolkit.runs import ANALYSES_FILE, TRAJECTORIES_FILE
+    from toolkit.runs import ANALYSES_FILE, MERGES_FILE, TRAJECTORIES_FILE
     from toolkit.trajectory import NO_SKILL_COMMIT, read_trajectories, skill_commit
 
     run_dir = config.run_dir
@@ -1269,6 +1276,7 @@ def finished_units(config: EvolveConfig) -> dict[str, float]:
         rollouts = read_trajectories(run_dir / TRAJECTORIES_FILE).records
         done.setdefault("rollout", sum(t.stop_reason != "error" for t in rollouts))
     done.setdefault("analyse", len(read_jsonl_dicts(run_dir / ANALYSES_FILE)))
+    done.setdefault("consolidate", len(read_jsonl_dicts(run_dir / MERGES_FILE)))
     evals = eval_trajectories_path(run_dir)
     if not evals.exists():
         return done
@@ -1307,11 +1315,21 @@ def plan(config: EvolveConfig, llm_config: LLMConfig, *, resume: bool = False) -
     model = config.model or llm_config.model
     rates = default_rates(model)
     finished: dict[str, float] = {}
+    patches = None
     if resume:
         rates = measured_rates(config.run_dir, rates)
         finished = finished_units(config)
+        if finished.get("analyse") == math.inf:
+            patches = kept_patches(config.run_dir)
     width = config.parallel or default_concurrency(model)
-    return estimate(config, sizes[0], sizes[1], rates, width, finished)
+    return estimate(config, sizes[0], sizes[1], rates, width, finished, patches)
+
+
+def kept_patches(run_dir: Path) -> int:
+    """Leaf patches a run's analyses kept (what its consolidation merges)."""
+    from toolkit.runs import ANALYSES_FILE
+
+    return sum(r.get("status") == "kept" for r in read_jsonl_dicts(run_dir / ANALYSES_FILE))
 
 
 def evolve(
@@ -1610,6 +1628,7 @@ __all__ = [
     "evolve_lock",
     "finished_units",
     "flips",
+    "kept_patches",
     "load_config",
     "locate_skill",
     "measured_rates",

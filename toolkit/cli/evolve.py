@@ -30,13 +30,14 @@ def estimate_lines(est: Estimate) -> list[str]:
     """The estimate as printed before a run starts."""
     r = est.rates
     analyse = next((s for s in est.stages if s.stage == "analyse" and s.units), None)
-    per_analysis = f"{analyse.calls / analyse.units:.3g}" if analyse else "-"
+    # With every analysis done there is no per-analysis figure to show.
+    per_analysis = f"{analyse.calls / analyse.units:.3g} calls per analysis, " if analyse else ""
     lines = [
         f"estimate{' of what is left' if est.left else ''}: about {est.calls:,} model calls, "
         f"{est.tokens:,} tokens, {est.minutes:.0f} minutes",
         f"  {'measured on this run' if r.measured else 'assumes'}: "
         f"{r.steps_per_task:g} calls per task, {r.fail_rate:.0%} of evolve tasks "
-        f"failing, {per_analysis} calls per analysis, "
+        f"failing, {per_analysis}"
         f"{r.tokens_per_call:,} tokens and {r.seconds_per_call:g} s per call"
         + "".join(f"; {s:g} s per {kind}" for kind, s in r.unit_seconds.items()),
     ]
