@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from tests.consolidate_helpers import RUN, SKILL_REL, add_leaves, keep_all, leaf, lesson, make_run
 from toolkit.cli import main
 from toolkit.llm import fake_model
+from toolkit.runs import update_stage
 
 
 @pytest.fixture
@@ -54,6 +55,24 @@ def test_consolidate_then_provenance(env: Path) -> None:
                str(run_dir)],
     )  # fmt: skip
     assert text.exit_code == 0 and "support" in text.output
+
+
+def test_consolidate_merges_with_the_analysts_model_by_default(env: Path) -> None:
+    """The analyse stage records its author model as `model`; consolidate read `author_model`
+    and fell back to the agent's (or the embedded) model."""
+    repo, run_dir = make_run(env)
+    add_leaves(repo, run_dir, [leaf(lesson("- A.")), leaf(lesson("- B."))])
+    with fake_model(keep_all) as model:
+        update_stage(run_dir, "rollout", status="done", config={"model": "fake/agent"})
+        update_stage(
+            run_dir,
+            "analyse",
+            status="done",
+            config={"repo": str(repo.root), "skill_path": SKILL_REL, "run": RUN, "model": model},
+        )
+        result = CliRunner().invoke(main, ["consolidate", str(run_dir), "--json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["model"] == str(model)
 
 
 def test_consolidate_errors_are_one_line(env: Path) -> None:

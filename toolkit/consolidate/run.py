@@ -180,7 +180,7 @@ def _recorded_model(run_dir: Path) -> str | None:
     manifest = read_manifest(run_dir)
     if manifest is None:
         return None
-    for stage, key in (("analyse", "author_model"), ("rollout", "model")):
+    for stage, key in (("analyse", "model"), ("rollout", "model")):
         record = manifest.stages.get(stage)
         if record is not None and record.config.get(key):
             return str(record.config[key])
