@@ -690,3 +690,42 @@ def test_rollouts_of_a_committed_skill_name_it_for_analyse(
     )
     assert analysed.exit_code == 1
     assert "read the skill from git (HEAD:skills/gsm8k-math)" in analysed.output
+
+
+def test_the_skill_scripts_run_from_the_agents_working_folder(tmp_path: Path) -> None:
+    """A skill's scripts/ reached neither the sandbox nor the prompt: a SKILL.md saying "run
+    scripts/x.py" pointed the agent at a file it did not have."""
+    skill_dir = tmp_path / "skills" / "gsm8k-math"
+    shutil.copytree(GSM8K_SKILL, skill_dir)
+    (skill_dir / "scripts").mkdir()
+    (skill_dir / "scripts" / "double.py").write_text(
+        "import sys\nprint(2 * int(sys.argv[1]))\n", encoding="utf-8"
+    )
+    seen: list[tuple[str, str]] = []
+
+    def script(messages: list[dict[str, Any]]) -> str:
+        if step_no(messages) == 0:
+            seen.append((messages[0]["content"], messages[1]["content"]))
+            return (
+                "```python\nimport subprocess, sys\n"
+                "print(subprocess.run([sys.executable, 'scripts/double.py', '21'],"
+                " capture_output=True, text=True).stdout.strip())\n```"
+            )
+        return f"FINAL ANSWER: {messages[-1]['content'].strip().splitlines()[-1]}"
+
+    with fake_model(script, name="rollout-skill-script") as model:
+        run_rollouts(
+            "gsm8k",
+            "test",
+            skill_dir,
+            model,
+            run_dir=tmp_path / "run",
+            limit=1,
+            llm_config=llm_config(tmp_path),
+            progress=False,
+        )
+    (t,) = read_trajectories(tmp_path / "run").records
+    assert "42" in t.steps[0].observation and t.final_answer == "42"
+    (system, task), *_ = seen
+    # Named once, in the system prompt; the task's own file list stays the task's.
+    assert "scripts/double.py" in system and "scripts/" not in task

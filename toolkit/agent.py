@@ -54,6 +54,8 @@ MAX_CODE_CHARS = MAX_GRAMMAR_STRING
 MAX_PATH_CHARS = 200
 MAX_ANSWER_CHARS = 500
 MAX_CITED = 3
+# Skill scripts/assets named in the system prompt (a long list would crowd out the skill).
+MAX_LISTED_SKILL_FILES = 20
 # Task files the plain condition inlines (it has no tools to open anything else).
 PLAIN_TEXT_SUFFIXES = frozenset({"csv", "tsv", "txt", "json", "md", "html"})
 
@@ -308,14 +310,30 @@ def _skill_appendix(skill: Skill, config: AgentConfig) -> str:
             if config.protocol == "tools":
                 how = "read_skill_file, path"
             text += f"\n\nReference files (read with {how}): " + ", ".join(refs)
-        return text
+        return text + _skill_workspace_note(skill, config)
     index = skill_index(skill)
     if code:
         index = index.replace("read_skill_file, args.section = its id", 'read_skill("id")')
         index = index.replace("read_skill_file, args.path", 'read_skill("path")')
     elif config.protocol == "tools":
         index = index.replace("args.section", "section").replace("args.path", "path")
-    return header + "Follow this skill. " + index
+    return header + "Follow this skill. " + index + _skill_workspace_note(skill, config)
+
+
+def _skill_workspace_note(skill: Skill, config: AgentConfig) -> str:
+    """Where the skill's scripts and assets are: in the working folder, at the paths the skill
+    names them by (plain has no python to run them)."""
+    files = skill.workspace_files()
+    if not files or config.protocol == "plain":
+        return ""
+    shown = ", ".join(files[:MAX_LISTED_SKILL_FILES])
+    more = len(files) - MAX_LISTED_SKILL_FILES
+    if more > 0:
+        shown += f" and {more} more"
+    return (
+        "\n\nThe skill's own files are in the current folder at these paths (run a script "
+        f"from python with subprocess and sys.executable): {shown}"
+    )
 
 
 def task_message(summary: str, files: Sequence[str], config: AgentConfig) -> str:
@@ -519,6 +537,9 @@ class Agent:
     async def _solve(self, summary: str, session: Session, *, seed: int) -> AgentResult:
         cfg = self.config
         files = await session.list_files()
+        if self.skill is not None:  # the skill's own files are named in the system prompt
+            skill_files = set(self.skill.workspace_files())
+            files = [f for f in files if f not in skill_files]
         if cfg.protocol == "plain":
             return await self._run_plain(summary, files, session, seed=seed)
         messages: list[dict[str, Any]] = [

@@ -556,6 +556,18 @@ def workspace_files(suite: Suite, task: Task) -> dict[str, str | bytes] | None:
     return {item.path: item.content() for item in task.files}
 
 
+def session_files(
+    suite: Suite, task: Task, skill: Skill | None, protocol: str = "code"
+) -> dict[str, str | bytes] | None:
+    """The sandbox session's files: the skill's scripts and assets at the paths its text
+    names them by (so ``scripts/x.py`` runs as written), then the task's input files (which
+    win a clash). ``plain`` runs no code, so it gets the task's files only."""
+    files = workspace_files(suite, task)
+    if skill is None or protocol == "plain" or not skill.workspace_files():
+        return files
+    return {**{p: skill.files[p] for p in skill.workspace_files()}, **(files or {})}
+
+
 async def _rollout_one(
     unit: RolloutUnit,
     task: Task,
@@ -568,7 +580,8 @@ async def _rollout_one(
     started, t0 = time.time(), time.perf_counter()
     summary = suite.summarise(task)
     sample_seed = task_seed(config.seed, task.id)
-    async with pool.session(workspace_files(suite, task)) as session:
+    files = session_files(suite, task, agent.skill, agent.config.protocol)
+    async with pool.session(files) as session:
         result = await agent.run(summary, session, seed=sample_seed)
         await session.ready()  # the workspace exists even if the agent ran no code
         # Scoring may read the workspace (spreadsheets), so it runs before the session

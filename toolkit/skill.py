@@ -566,6 +566,11 @@ class Skill(BaseModel):
         """The markdown reference files (``references/*.md``), sorted."""
         return sorted(p for p in self.files if p.startswith("references/") and p.endswith(".md"))
 
+    def workspace_files(self) -> list[str]:
+        """The files an agent runs or opens from its working folder (``scripts/``,
+        ``assets/``), sorted; the markdown is read through the skill tools instead."""
+        return sorted(p for p in self.files if p.startswith(("scripts/", "assets/")))
+
     def markdown_docs(self) -> list[tuple[str, ParsedDoc]]:
         """SKILL.md, then each markdown reference file, parsed (text files only)."""
         return [

@@ -27,7 +27,7 @@ from toolkit.analysts.prompts import agentic_prompt, agentic_report_request
 from toolkit.analysts.records import AnalyseConfig
 from toolkit.analysts.replies import AnalystStep, ErrorReply
 from toolkit.llm.gateway import Gateway
-from toolkit.rollout import score_answer, workspace_files
+from toolkit.rollout import score_answer, session_files
 from toolkit.sandbox import SandboxPool, Session
 from toolkit.skill import Skill
 from toolkit.tasks import Suite, Task
@@ -65,7 +65,8 @@ async def analyse_error_agentic(
 ) -> AnalystOutput:
     """Run the agentic error analyst on one failed trajectory (see the module docstring)."""
     out = AnalystOutput(fix_passed=False)
-    files = workspace_files(suite, task)
+    # The agent's workspace as it had it, the skill's scripts included.
+    files = session_files(suite, task, skill, trajectory.protocol)
     gold = list(trajectory.verdict.gold)
     thoughts: list[str] = []
     async with pool.session(files) as session:
