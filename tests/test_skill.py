@@ -14,6 +14,7 @@ from toolkit.skill import (
     PREAMBLE_ID,
     Budgets,
     Skill,
+    _one_line_yaml_error,
     find_section,
     has_errors,
     load_skill,
@@ -374,7 +375,8 @@ AGREEMENT_CASES: dict[str, tuple[str, str | None]] = {
 def test_spec_issues_agree_with_skills_ref(tmp_path: Path, case: str) -> None:
     folder, skill_md = AGREEMENT_CASES[case]
     path = make_skill(tmp_path, folder, skill_md)
-    expected = skills_ref.validate(path)
+    # The same messages, a YAML error's made one line (its context and carets dropped).
+    expected = [_one_line_yaml_error(m) for m in skills_ref.validate(path)]
     issues = validate_dir(path)
     assert [i.message for i in issues if i.spec] == expected
     if expected:
@@ -389,6 +391,17 @@ def test_frontmatter_the_spec_parser_misreads_is_our_error(tmp_path: Path) -> No
     assert skills_ref.validate(path) == []
     codes = [(i.code, i.spec) for i in validate_dir(path)]
     assert ("malformed-frontmatter", False) in codes
+
+
+def test_a_yaml_error_is_one_line_naming_the_line(tmp_path: Path) -> None:
+    """strictyaml's report was eight lines of context and carets, in its own wording."""
+    flow = make_skill(tmp_path, "flow", "---\nname: flow\ndescription: d\ntags: [logs]\n---\n")
+    (issue,) = validate_dir(flow)
+    assert issue.code == "malformed-frontmatter" and "\n" not in issue.message
+    assert "SKILL.md line 4" in issue.message and "put the value in quotes" in issue.message
+    indent = make_skill(tmp_path, "indent", "---\nname: indent\ndescription: d\n  x: y\n---\n")
+    (issue,) = validate_dir(indent)
+    assert "\n" not in issue.message and "line 4" in issue.message
 
 
 def test_specific_issue_codes(tmp_path: Path) -> None:

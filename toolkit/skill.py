@@ -673,11 +673,31 @@ def _spec_metadata(text: str | bytes | None) -> dict[str, Any]:
     normalized = text.replace("\r\n", "\n").replace("\r", "\n")
     try:
         metadata, _ = spec_parse_frontmatter(normalized)
-    except SpecParseError:
-        raise
     except Exception as exc:  # strictyaml raises a few non-YAMLError exceptions
-        raise SpecParseError(f"Invalid YAML in frontmatter: {exc}") from None
+        raise SpecParseError(_one_line_yaml_error(str(exc))) from None
     return metadata
+
+
+_YAML_PREFIX = "Invalid YAML in frontmatter: "
+
+
+def _one_line_yaml_error(message: str) -> str:
+    """strictyaml's multi-line report (context, carets, its own wording) as one line:
+    ``Invalid YAML in frontmatter (SKILL.md line N): <problem>``; other messages unchanged."""
+    if "\n" not in message:
+        return message
+    text = message.removeprefix(_YAML_PREFIX)
+    problems = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line[0].isspace() and not line.startswith("While ")
+    ]
+    problem = problems[-1] if problems else text.splitlines()[0]
+    if "JSONesque flow" in problem:
+        problem = "flow style ([...] or {...}) is not allowed; put the value in quotes"
+    lines = re.findall(r"line (\d+)", text)
+    where = f" (SKILL.md line {lines[-1]})" if lines else ""
+    return f"{_YAML_PREFIX.rstrip(': ')}{where}: {problem.rstrip('.')}"
 
 
 _LINK_RE = re.compile(r"(?<![\w/.-])(?:\./)?(references/[^\s)\]>`'\"#?]+\.md)")
