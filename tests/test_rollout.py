@@ -729,3 +729,21 @@ def test_the_skill_scripts_run_from_the_agents_working_folder(tmp_path: Path) ->
     (system, task), *_ = seen
     # Named once, in the system prompt; the task's own file list stays the task's.
     assert "scripts/double.py" in system and "scripts/" not in task
+
+
+def test_a_rollout_of_an_invalid_skill_warns_first(tmp_path: Path) -> None:
+    skill_dir = tmp_path / "skills" / "gsm8k-math"
+    shutil.copytree(GSM8K_SKILL, skill_dir)
+    text = (skill_dir / "SKILL.md").read_text(encoding="utf-8")
+    (skill_dir / "SKILL.md").write_text(text.replace("---\n", "---\ntags: [math]\n", 1))
+    with pytest.warns(ToolkitNotice, match=r"does not validate .*line 2.*evolve will refuse"):
+        run_rollouts(
+            "gsm8k",
+            "test",
+            skill_dir,
+            "fake/echo",
+            run_dir=tmp_path / "run",
+            limit=1,
+            llm_config=llm_config(tmp_path),
+            progress=False,
+        )

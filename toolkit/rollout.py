@@ -52,7 +52,7 @@ from toolkit.runs import (
     with_recorded_server,
 )
 from toolkit.sandbox import SandboxConfig, SandboxPool
-from toolkit.skill import Skill, load_skill
+from toolkit.skill import Skill, load_skill, validate_skill
 from toolkit.sync import run_sync
 from toolkit.tasks import Suite, Task, TaskError, get_suite, suite_source
 from toolkit.tasks.splits import SplitsFile, load_splits, make_splits, save_splits, tasks_for_split
@@ -205,6 +205,20 @@ class RolloutSummary(BaseModel):
     )
 
 
+def _warn_if_invalid(skill: Skill, named: object) -> None:
+    # A rollout of an invalid skill is allowed (one may measure a draft), but evolve and
+    # repo snapshot refuse it: say so before the work rather than after.
+    errors = [i for i in validate_skill(skill) if i.severity == "error"]
+    if errors:
+        warnings.warn(
+            f"skill {named} does not validate ({len(errors)} error"
+            f"{'s' * (len(errors) > 1)}; first: {errors[0].file}: {errors[0].message}); "
+            "evolve will refuse it",
+            ToolkitNotice,
+            stacklevel=3,
+        )
+
+
 def resolve_skill(skill: str | Path | Skill | None, repo: str | Path = ".") -> Skill | None:
     """The skill ``skill`` names: a folder, or ``REV:PATH``, or the skill itself, or None.
 
@@ -355,6 +369,8 @@ async def arun_rollouts(
     if concurrency < 1:
         raise RolloutError(f"concurrency must be at least 1, got {concurrency}")
     skill_obj = resolve_skill(skill)
+    if skill_obj is not None:
+        _warn_if_invalid(skill_obj, skill)
     delivery = delivery or ("system" if skill_obj is not None else "none")
     if delivery not in DELIVERIES:
         raise RolloutError(f"unknown delivery {delivery!r}; choose from {', '.join(DELIVERIES)}")

@@ -712,9 +712,10 @@ def validate_skill(skill: Skill, budgets: Budgets | None = None) -> list[Issue]:
     """Validate a skill against the Agent Skills spec and the toolkit's own rules.
 
     Spec checks reuse ``skills_ref`` (its frontmatter parser and ``validate_metadata``), so
-    the messages of issues with ``spec=True`` are exactly those ``skills_ref.validate``
-    reports for the same folder. Toolkit checks add: a line-based frontmatter block that
-    agrees with the spec parser, size budgets, and reference links (warnings).
+    the messages of issues with ``spec=True`` are those ``skills_ref.validate`` reports for
+    the same folder (a YAML error's made one line). Toolkit checks add: a line-based
+    frontmatter block that agrees with the spec parser, size budgets, and reference links
+    (warnings).
 
     Returns:
         Issues in a stable order; the skill is valid when none has severity ``error``.
