@@ -82,10 +82,11 @@ def test_pass_rate_edges_are_defined(outcomes):
     if not outcomes:
         assert result.rate is None and (result.ci.low, result.ci.high) == (0.0, 1.0)
     elif outcomes[0]:
-        assert result.rate == 1.0 and result.ci.low == result.ci.high == 1.0
-        assert result.wilson.low < 1.0  # Wilson stays honest where the bootstrap collapses
+        # The bootstrap collapses to [1, 1] here: the interval shown is Wilson's.
+        assert result.rate == 1.0 and result.ci == result.wilson and result.ci.low < 1.0
+        assert result.ci.method == "wilson" and result.ci.high == 1.0
     else:
-        assert result.rate == 0.0 and result.ci.high == 0.0 and result.wilson.high > 0.0
+        assert result.rate == 0.0 and result.ci == result.wilson and result.ci.high > 0.0
 
 
 def test_bootstrap_ci_covers_true_rate_about_95_percent():
@@ -156,9 +157,17 @@ def test_paired_comparison_edges():
     empty = paired_comparison([], [])
     assert empty.n == 0 and empty.difference is None and empty.p_value == 1.0
     assert (empty.ci.low, empty.ci.high) == (-1.0, 1.0)
+    # Every pair agrees: not [0, 0] (the bootstrap's point) but |B - A| bounded by the Wilson
+    # upper bound of 0 discordant pairs in 10.
     same = paired_comparison([True, False] * 5, [True, False] * 5, resamples=100)
-    assert same.difference == 0.0 and same.ci.low == same.ci.high == 0.0
-    assert same.p_value == 1.0
+    bound = wilson_interval(0, 10).high
+    assert same.difference == 0.0 and (same.ci.low, same.ci.high) == (-bound, bound)
+    assert same.p_value == 1.0 and same.ci.method == "wilson" and 0.2 < bound < 0.35
+    fixed = paired_comparison([False] * 6, [True] * 6, resamples=100)  # every pair favours B
+    assert fixed.difference == 1.0 and fixed.ci.high == 1.0
+    assert fixed.ci.low == pytest.approx(wilson_interval(6, 6).low) and fixed.ci.low < 1.0
+    mixed = paired_comparison([True, False, False, True], [True, True, False, False])
+    assert mixed.ci.method == "bootstrap-percentile"  # not degenerate: the bootstrap stays
     with pytest.raises(ValueError, match="length"):
         paired_comparison([True], [True, False])
 

@@ -35,7 +35,7 @@ from toolkit.patch import Patch
 from toolkit.repo.plumbing import Git
 from toolkit.rollout import Manifest, read_manifest
 from toolkit.runs import stage_times
-from toolkit.stats import PairedComparison, PassRate, paired_comparison, pass_rate
+from toolkit.stats import ALPHA, PairedComparison, PassRate, paired_comparison, pass_rate
 from toolkit.tasks import SUITES
 from toolkit.trajectory import Trajectory, TrajectoryError, read_jsonl
 
@@ -659,7 +659,7 @@ class Gate(BaseModel):
 
 
 #: The gate's significance level for the exact McNemar test of S* against S0.
-GATE_ALPHA = 0.05
+GATE_ALPHA = ALPHA
 
 
 def check_gate(review: RunReview, max_regressions: int = 0) -> Gate:

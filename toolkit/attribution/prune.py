@@ -37,6 +37,7 @@ from toolkit.repo import CommitSpec
 from toolkit.repo.trailers import Trailers, format_message
 from toolkit.runs import update_stage
 from toolkit.skill import SKILL_MD, Skill, parse_heading, split_lines
+from toolkit.stats import clear_direction
 
 PRUNE_FILE = "prune.json"
 
@@ -121,7 +122,12 @@ def prune_candidates(
         ablations: the run's ablation records.
         trajectories: how many S* trajectories the usage counts come from.
     """
-    helpful = {r.edit_id for r in ablations if r.effect is not None and r.effect_ci_low > 0}
+    helpful = {
+        r.edit_id
+        for r in ablations
+        if r.effect is not None
+        and clear_direction(r.effect_ci_low, r.effect_ci_high, r.p_value) > 0
+    }
     candidates: list[PruneCandidate] = []
     taken: list[SectionInfo] = []
     for s in sections:

@@ -34,6 +34,7 @@ from toolkit.evaluate import (
     pair_results,
     read_eval_lines,
 )
+from toolkit.stats import clear_direction
 from toolkit.trajectory import read_trajectories
 
 REPORT_FILE = "report.md"
@@ -213,7 +214,8 @@ def edit_table(context: RunContext, ablations: Sequence[AblationRecord]) -> list
             ablate
             and ablate.effect is not None
             and ablate.effect < 0
-            and ablate.effect_ci_high < 0  # as the app counts "hurt": a CI touching 0 is unclear
+            # CI below 0 and the exact test agreeing (a CI touching 0 is unclear)
+            and clear_direction(ablate.effect_ci_low, ablate.effect_ci_high, ablate.p_value) < 0
         ):
             notes.append("harmful: S* is better without it")
         if ablate and ablate.also_removed:
