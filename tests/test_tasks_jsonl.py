@@ -147,3 +147,11 @@ def test_options_are_checked(tmp_path):
     (tmp_path / "latin1.jsonl").write_bytes(b'{"id": "\xe9"}\n')
     with pytest.raises(TaskError, match="cannot read"):
         get_suite("jsonl", path=tmp_path / "latin1.jsonl").load("all")
+
+
+def test_byte_order_mark_is_not_part_of_line_one(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(
+        b"\xef\xbb\xbf" + json.dumps({"id": "q1", "question": "?", "answer": 1}).encode()
+    )
+    assert [t.id for t in get_suite("jsonl", path=path).load("all").tasks] == ["q1"]

@@ -217,3 +217,24 @@ def test_null_for_an_optional_figure_reads_as_not_measured(tmp_path: Path) -> No
     assert not report.errors
     (traj,) = read_trajectories(tmp_path / "run").records
     assert traj.latency_s == 0.0 and traj.tokens_in == 0 and traj.seed == 0
+
+
+def test_byte_order_mark_is_not_part_of_line_one(tmp_path: Path) -> None:
+    # Windows tools (Notepad, PowerShell's Out-File) start UTF-8 files with a BOM.
+    bom = b"\xef\xbb\xbf"
+    line = {"task_id": "t1", "messages": chat(), "outcome": {"passed": True}}
+    source = tmp_path / "bom.jsonl"
+    source.write_bytes(bom + (json.dumps(line) + "\n").encode())
+    report = import_trajectories(source, tmp_path / "run")
+    assert report.imported == 1 and not report.errors
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    official = Path(__file__).parent / "fixtures" / "official_logs" / "cli_skill_agent_13-1.jsonl"
+    (logs / official.name).write_bytes(bom + official.read_bytes())
+    results = tmp_path / "results.json"
+    results.write_bytes(bom + b'{"13-1": false}')
+    for path in (logs, logs / official.name):  # auto-detected as official, folder or file
+        report = import_trajectories(path, tmp_path / "run2", results=results)
+        assert report.format == "official" and not report.errors
+    trajectory = read_trajectories(tmp_path / "run2").records[0]
+    assert trajectory.passed is False  # the results file was read too

@@ -151,7 +151,7 @@ def read_results(path: Path) -> dict[str, bool]:
     Raises:
         ValueError: the file is not one of those shapes (the message says why).
     """
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not JSON
     try:
         data: Any = json.loads(text)
     except ValueError:

@@ -16,6 +16,7 @@ next append cuts it off before writing.
 
 from __future__ import annotations
 
+import codecs
 import fcntl
 import hashlib
 import json
@@ -776,7 +777,8 @@ def _official_records(
 
     for file in files:
         try:
-            text = file.read_text(encoding="utf-8")
+            # utf-8-sig: Windows tools start a file with a byte-order mark (not JSON).
+            text = file.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             yield 0, ImportLineError(line=0, file=file.name, message=f"cannot read: {exc}")
             continue
@@ -800,6 +802,7 @@ def _detect_format(
             raise TrajectoryError(f"cannot read {files[0]}: {exc.strerror or exc}") from None
     else:
         head = raw
+    head = head.removeprefix(codecs.BOM_UTF8)
     first = next((line for line in head.split(b"\n") if line.strip()), b"")
     return "official" if looks_official(first.decode("utf-8", "replace")) else "chat"
 
@@ -845,7 +848,8 @@ def import_trajectories(
             raise TrajectoryError(f"{source} is a folder with no *.jsonl agent logs")
     else:
         try:
-            raw = source.read_bytes()
+            # Without the byte-order mark Windows tools write first, line 1 is JSON again.
+            raw = source.read_bytes().removeprefix(codecs.BOM_UTF8)
         except OSError as exc:
             raise TrajectoryError(f"cannot read {source}: {exc.strerror or exc}") from None
         files = [source]

@@ -325,7 +325,8 @@ def iter_jsonl(path: Path) -> Iterator[tuple[str, int, Any]]:
         TaskError: the file is missing or not UTF-8.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (Windows tools write one) would make line 1 bad JSON.
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise TaskError(f"data file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
