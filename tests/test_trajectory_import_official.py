@@ -113,3 +113,13 @@ def test_results_file_shapes(tmp_path: Path) -> None:
 def test_parse_is_pure_and_names_task_from_file_name() -> None:
     log = parse_official_log(Path("x/my_agent_5-3.jsonl"), GOOD.read_text())
     assert log.record is not None and log.record.task_id == "my_agent_5-3"  # agent name differs
+
+
+def test_forced_chat_format_on_a_folder_says_so() -> None:
+    # The folder holds official logs: "starts with a chat line" would be false.
+    result = CliRunner().invoke(
+        main, ["trajectories", "import", str(LOGS), "--run-dir", "unused", "--format", "chat"]
+    )
+    assert result.exit_code != 0
+    assert "--format chat takes one JSONL file, not a folder" in result.output
+    assert "chat-format lines" not in result.output

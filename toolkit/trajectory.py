@@ -854,6 +854,12 @@ def import_trajectories(
             raise TrajectoryError(f"cannot read {source}: {exc.strerror or exc}") from None
         files = [source]
     kind = _detect_format(source, raw, files) if format == "auto" else format
+    if kind == "chat" and raw is None and format == "chat":
+        # Forced: the folder's content says nothing about what the user meant.
+        raise TrajectoryError(
+            f"--format chat takes one JSONL file, not a folder ({source}): import each file "
+            "on its own (a folder is for official logs: --format official or auto)"
+        )
     if kind == "chat" and raw is None:
         raise TrajectoryError(
             f"{source} is a folder of chat-format lines ({files[0].name} starts with one); "
