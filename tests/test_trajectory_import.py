@@ -238,3 +238,26 @@ def test_byte_order_mark_is_not_part_of_line_one(tmp_path: Path) -> None:
         assert report.format == "official" and not report.errors
     trajectory = read_trajectories(tmp_path / "run2").records[0]
     assert trajectory.passed is False  # the results file was read too
+
+
+def test_answer_label_is_stripped_and_stop_reason_is_kept(tmp_path: Path) -> None:
+    labelled = chat(answer="Weekly pay is 480.\nFINAL ANSWER: 480")
+    lines = [
+        {"task_id": "t1", "messages": labelled, "outcome": {"passed": True}},
+        # Out of turns: the last reply is no answer, whatever it says.
+        {"task_id": "t2", "messages": chat(), "outcome": {"passed": False},
+         "stop_reason": "max_turns"},
+    ]  # fmt: skip
+    report = import_trajectories(write_lines(tmp_path / "in.jsonl", lines), tmp_path / "run")
+    assert report.imported == 2 and not report.errors
+    by_task = {t.task_id: t for t in read_trajectories(tmp_path / "run").records}
+    assert (by_task["t1"].final_answer, by_task["t1"].stop_reason) == ("480", "submitted")
+    assert (by_task["t2"].final_answer, by_task["t2"].stop_reason) == (None, "max_turns")
+
+
+def test_trajectory_ids_of_earlier_imports_are_unchanged(tmp_path: Path) -> None:
+    # Ids are content hashes: a new optional import field must not change them, or
+    # importing the same file again would add every line twice.
+    line = {"task_id": "t1", "messages": chat(), "outcome": {"passed": True}}
+    report = import_trajectories(write_lines(tmp_path / "in.jsonl", [line]), tmp_path / "run")
+    assert report.trajectory_ids == ["6c282f41354da7c1"]

@@ -10,7 +10,12 @@ from click.testing import CliRunner
 
 from toolkit.cli import main
 from toolkit.official_logs import parse_official_log, read_results
-from toolkit.trajectory import ImportMessage, import_trajectories, imported_steps
+from toolkit.trajectory import (
+    ImportMessage,
+    import_trajectories,
+    imported_steps,
+    read_trajectories,
+)
 
 LOGS = Path(__file__).parent / "fixtures" / "official_logs"
 GOOD = LOGS / "cli_skill_agent_13-1.jsonl"
@@ -123,3 +128,47 @@ def test_forced_chat_format_on_a_folder_says_so() -> None:
     assert result.exit_code != 0
     assert "--format chat takes one JSONL file, not a folder" in result.output
     assert "chat-format lines" not in result.output
+
+
+def _log(path: Path, replies: list[str], result: dict[str, object] | None) -> Path:
+    records: list[dict[str, object]] = [
+        {"type": "session_start", "agent_name": "agent"},
+        {"type": "message", "role": "system", "content": "Solve it."},
+        {"type": "message", "role": "user", "content": "Task: 1 + 1?"},
+    ]
+    for reply in replies:
+        records.append({"type": "message", "role": "assistant", "content": reply})
+        records.append({"type": "message", "role": "user", "content": "Observation: 2"})
+    if result is not None:
+        records.append({"type": "result", **result})
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_official_answer_without_label_and_unsubmitted_logs_have_none(tmp_path: Path) -> None:
+    done = _log(
+        tmp_path / "agent_1.jsonl",
+        [
+            "Thought: add.\nAction: python\nAction Input: print(1 + 1)",
+            "Thought: done.\nFINAL ANSWER: 2",
+        ],
+        {"success": True, "total_turns": 2},
+    )
+    # Killed mid-run: no result record, its last reply a thought and an action.
+    killed = _log(
+        tmp_path / "agent_2.jsonl", ["Thought: add.\nAction: python\nAction Input: 1+1"], None
+    )
+    run = tmp_path / "run"
+    assert import_trajectories(done, run).imported == 1
+    report = import_trajectories(killed, run, results={"2": False})
+    assert report.imported == 1 and not report.errors
+    # The fixture's failed log ends on a thought/action too, with success false.
+    import_trajectories(LOGS / "cli_skill_agent_27-2.jsonl", run)
+    by_task = {t.task_id: t for t in read_trajectories(run).records}
+    assert (by_task["1"].final_answer, by_task["1"].stop_reason) == ("2", "submitted")
+    assert (by_task["2"].final_answer, by_task["2"].stop_reason) == (None, "unknown")
+    assert (by_task["27-2"].final_answer, by_task["27-2"].stop_reason) == (None, "unknown")
+    # The official spreadsheet agent's completion signal is a submission.
+    by_task_13 = import_trajectories(GOOD, tmp_path / "run13")
+    finished = read_trajectories(by_task_13.trajectories_path).records[0]
+    assert finished.stop_reason == "submitted" and "TASK_COMPLETE" in (finished.final_answer or "")

@@ -13,21 +13,28 @@ Qwen-Applications/Trace2Skill, Apache-2.0) writes one JSONL file per task, named
 This module maps one such file onto an :class:`~toolkit.trajectory.ImportRecord` (pure), so
 the import keeps every message: observations become the observation of the step before them.
 ``success`` in the result record is the official agent's own completion flag; a results file
-(task id -> passed) overrides it with the verifier's verdict.
+(task id -> passed) overrides it with the verifier's verdict. The last reply is the answer only
+when the log shows a submission (:func:`shows_submission`); a run killed mid-way has none.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from toolkit.code_protocol import parse_reply
 from toolkit.trajectory import ImportLineError, ImportMessage, ImportOutcome, ImportRecord
 
 OFFICIAL_TYPES = frozenset({"session_start", "message", "result"})
+
+# The official spreadsheet agent's "I am done" line (its prompts ask for it; its output-file
+# check asks for it again).
+_TASK_COMPLETE = re.compile(r"(?im)^\W*action\W*:\W*task_complete\b")
 
 
 class OfficialLog(BaseModel):
@@ -130,6 +137,7 @@ def parse_official_log(
         metadata["agent_name"] = agent_name
     if result is not None and "total_turns" in result:
         metadata["total_turns"] = result["total_turns"]
+    last_reply = next((m.text() for m in reversed(messages) if m.role == "assistant"), "")
     log.record = ImportRecord(
         task_id=task_id,
         messages=messages,
@@ -137,8 +145,23 @@ def parse_official_log(
         model=f"official/{agent_name}" if agent_name else "official",
         question=question,
         metadata=metadata,
+        # None: the import takes the last reply as the answer (submitted).
+        stop_reason=None if shows_submission(last_reply, result) else "unknown",
     )
     return log
+
+
+def shows_submission(last_reply: str, result: Mapping[str, Any] | None) -> bool:
+    """Whether an official log shows the agent submitting (pure).
+
+    It does when its last assistant reply gives a ``FINAL ANSWER:`` or signals
+    ``ACTION: TASK_COMPLETE``, or its ``result`` record says ``success``. A log cut off
+    mid-run (no result record) or ending on a thought/action does not: its last reply is
+    not an answer.
+    """
+    if parse_reply(last_reply).answer is not None or _TASK_COMPLETE.search(last_reply):
+        return True
+    return result is not None and result.get("success") is True
 
 
 def read_results(path: Path) -> dict[str, bool]:

@@ -28,6 +28,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from toolkit.atomic import write_atomic
+from toolkit.code_protocol import parse_reply
 from toolkit.errors import ToolkitError, validation_details
 from toolkit.runs import TRAJECTORIES_FILE, now_iso, read_manifest, update_stage
 from toolkit.skill import SKILL_MD, Skill
@@ -547,6 +548,11 @@ class ImportRecord(BaseModel):
     cost_usd: float = Field(default=0.0, ge=0.0)
     latency_s: float = Field(default=0.0, ge=0.0)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    stop_reason: StopReason | None = Field(
+        default=None,
+        description="Why the agent stopped (default: submitted when there is an answer, else "
+        "unknown). Any other reason: the last assistant message is not an answer.",
+    )
 
     @field_validator("seed", "tokens_in", "tokens_out", "cost_usd", "latency_s", mode="before")
     @classmethod
@@ -688,7 +694,12 @@ def _import_line(record: ImportRecord, suite: Any, tasks: dict[str, Any] | None)
             "assistant's replies and tool calls in messages)"
         )
     outcome = record.outcome
-    answer = str(outcome.answer) if outcome.answer is not None else (last_text or None)
+    answer: str | None = None
+    if outcome.answer is not None:
+        answer = str(outcome.answer)
+    elif last_text and record.stop_reason in (None, "submitted"):
+        # The answer after a "FINAL ANSWER:" label, as our own agent's replies are read.
+        answer = parse_reply(last_text).answer or last_text
     if outcome.passed is not None:
         score = outcome.score if outcome.score is not None else float(outcome.passed)
         verdict = Verdict(
@@ -712,7 +723,11 @@ def _import_line(record: ImportRecord, suite: Any, tasks: dict[str, Any] | None)
     if question is None:
         question = next((m.text() for m in record.messages if m.role == "user"), "")
     commit = record.skill_commit or (NO_SKILL_COMMIT if record.skill_name is None else "unknown")
-    content = record.model_dump_json(exclude={"id"})
+    # stop_reason came later: left out while unset, so old import lines keep their ids and
+    # importing them again still adds nothing.
+    content = record.model_dump_json(
+        exclude={"id", "stop_reason"} if record.stop_reason is None else {"id"}
+    )
     traj_id = (
         record.id
         or _digest(
@@ -739,7 +754,7 @@ def _import_line(record: ImportRecord, suite: Any, tasks: dict[str, Any] | None)
         tokens_out=record.tokens_out,
         cost_usd=record.cost_usd,
         latency_s=record.latency_s,
-        stop_reason="submitted" if answer is not None else "unknown",
+        stop_reason=record.stop_reason or ("submitted" if answer is not None else "unknown"),
         source="import",
         metadata=record.metadata,
     )
