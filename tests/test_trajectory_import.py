@@ -261,3 +261,44 @@ def test_trajectory_ids_of_earlier_imports_are_unchanged(tmp_path: Path) -> None
     line = {"task_id": "t1", "messages": chat(), "outcome": {"passed": True}}
     report = import_trajectories(write_lines(tmp_path / "in.jsonl", [line]), tmp_path / "run")
     assert report.trajectory_ids == ["6c282f41354da7c1"]
+
+
+def test_nothing_in_the_chat_is_dropped(tmp_path: Path) -> None:
+    messages = [
+        {"role": "system", "content": "SKILL: always check the units."},
+        {"role": "user", "content": "How much does Mark make a week?"},
+        {"role": "user", "content": "Use the python tool."},
+        *chat()[2:5],
+        {"role": "tool", "tool_call_id": "nobody", "content": "stray result"},
+        {"role": "system", "content": "2 turns left."},
+        chat()[5],
+    ]
+    line = {"task_id": "t1", "messages": messages, "outcome": {"passed": True}}
+    import_trajectories(write_lines(tmp_path / "in.jsonl", [line]), tmp_path / "run")
+    [t] = read_trajectories(tmp_path / "run").records
+    assert [(m.role, m.content) for m in t.prompt] == [
+        ("system", "SKILL: always check the units."),
+        ("user", "How much does Mark make a week?"),
+        ("user", "Use the python tool."),
+    ]
+    assert t.steps[0].observation == "480"
+    assert t.steps[1].observation == "## Pitfalls ...\nstray result\n[system] 2 turns left."
+    shown = CliRunner().invoke(main, ["trajectories", "show", str(tmp_path / "run"), "--id", t.id])
+    assert "prompt (system):\n    SKILL: always check the units." in shown.output
+
+
+def test_analysts_see_the_imported_prompt_bounded(tmp_path: Path) -> None:
+    from toolkit.analysts.prompts import MAX_PROMPT_CHARS, render_trajectory
+
+    skill_text = "SKILL: check units. " + "x" * 50_000
+    messages = [{"role": "system", "content": skill_text}, *chat()[1:]]
+    line = {"task_id": "t1", "messages": messages, "outcome": {"passed": True}}
+    import_trajectories(write_lines(tmp_path / "in.jsonl", [line]), tmp_path / "run")
+    [t] = read_trajectories(tmp_path / "run").records
+    text = render_trajectory(t, show_gold=True)
+    assert "AGENT PROMPT" in text and "[system] SKILL: check units." in text
+    assert "[user]" not in text  # the task message is shown once, as TASK
+    prompt = text.split("AGENT PROMPT", 1)[1].split("AGENT STEPS:", 1)[0]
+    assert len(prompt) < MAX_PROMPT_CHARS + 100
+    rollout = t.model_copy(update={"prompt": []})  # our own rollouts record none
+    assert "AGENT PROMPT" not in render_trajectory(rollout, show_gold=True)

@@ -36,6 +36,10 @@ def test_official_log_keeps_observations_and_outcome(tmp_path: Path) -> None:
     assert steps[0]["thought"].startswith("Thought: look at the sheet first.")
     assert trajectory["question"].startswith("Fill column C")
     assert trajectory["metadata"]["agent_name"] == "cli_skill_agent"
+    assert [(m["role"], m["content"][:20]) for m in trajectory["prompt"]] == [
+        ("system", "You are a spreadshee"),
+        ("user", "Task: Fill column C "),
+    ]
 
 
 def test_chat_format_keeps_react_observations_sent_as_user_messages() -> None:

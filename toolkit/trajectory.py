@@ -148,6 +148,13 @@ class Verdict(BaseModel):
     gold: list[str] = Field(default_factory=list, description="Normalised gold answer.")
 
 
+class PromptMessage(BaseModel):
+    """A message the agent read before its first step (see :attr:`Trajectory.prompt`)."""
+
+    role: Literal["system", "user"] = Field(description="system or user.")
+    content: str = Field(description="The message's text.")
+
+
 class Trajectory(BaseModel):
     """One agent run on one task with one skill version: a line of trajectories.jsonl."""
 
@@ -171,6 +178,12 @@ class Trajectory(BaseModel):
     delivery: str = Field(description="system | progressive | none | imported.")
     protocol: str = Field(
         "json", description="How the agent talked to the model: json | code | imported."
+    )
+    prompt: list[PromptMessage] = Field(
+        default_factory=list,
+        description="An imported chat's system prompt and the user messages before the first "
+        "assistant reply (they often carry the skill). Empty for our own rollouts: their "
+        "prompt is rebuilt from the skill and the agent config.",
     )
     steps: list[Step] = Field(default_factory=list, description="The steps, in order.")
     final_answer: str | None = Field(default=None, description="The submitted answer, if any.")
@@ -609,29 +622,58 @@ def _skill_ref(args: Mapping[str, Any]) -> tuple[str, str | None] | None:
     return (path or SKILL_MD, section or None)
 
 
+def imported_prompt(messages: list[ImportMessage]) -> list[PromptMessage]:
+    """The system and user messages of a chat before its first assistant message (pure).
+
+    They are what the agent read before it acted: the system prompt (often the skill) and
+    the task. :func:`imported_steps` keeps every later message in a step.
+    """
+    prompt: list[PromptMessage] = []
+    for message in messages:
+        if message.role == "assistant":
+            break
+        if message.role in ("system", "user"):
+            prompt.append(PromptMessage(role=message.role, content=message.text()))
+    return prompt
+
+
+def _observe(step: Step, text: str) -> None:
+    step.observation = f"{step.observation}\n{text}" if step.observation else text
+
+
 def imported_steps(messages: list[ImportMessage]) -> tuple[list[Step], list[SectionUse], str]:
     """Steps, section uses and the last plain assistant text of an OpenAI-style chat (pure).
 
     Each tool call of an assistant message is a step whose observation is the matching
-    ``tool`` message; an assistant message without tool calls is a ``respond`` step.
+    ``tool`` message; an assistant message without tool calls is a ``respond`` step. A user
+    or system message after a step, and a tool result no call claims, join the observation of
+    the step before them; the messages before the first step are :func:`imported_prompt`.
     """
+    call_ids = {call.id for message in messages for call in message.tool_calls or [] if call.id}
     results: dict[str, str] = {}
     unmatched: list[str] = []
+    acted = False
     for message in messages:
+        acted = acted or message.role == "assistant"
         if message.role == "tool":
-            if message.tool_call_id is not None:
-                results[message.tool_call_id] = message.text()
-            else:
+            if message.tool_call_id in call_ids:
+                results[str(message.tool_call_id)] = message.text()
+            elif message.tool_call_id is None or not acted:
                 unmatched.append(message.text())
     steps: list[Step] = []
     uses: list[SectionUse] = []
     last_text = ""
     for message in messages:
-        if message.role == "user" and steps:
+        if message.role in ("user", "system") and steps:
             # ReAct harnesses send observations back as user messages: keep each one as the
-            # observation of the step before it (several are joined).
-            before = steps[-1].observation
-            steps[-1].observation = f"{before}\n{message.text()}" if before else message.text()
+            # observation of the step before it (several are joined). A system message
+            # there (a harness's reminder) is one too, labelled so it is not taken for output.
+            text = message.text() if message.role == "user" else f"[system] {message.text()}"
+            _observe(steps[-1], text)
+            continue
+        if message.role == "tool" and message.tool_call_id not in call_ids and steps:
+            if message.tool_call_id is not None:  # answers no call: where it stands
+                _observe(steps[-1], message.text())
             continue
         if message.role != "assistant":
             continue
@@ -674,6 +716,8 @@ def imported_steps(messages: list[ImportMessage]) -> tuple[list[Step], list[Sect
                 else:
                     step.read_sections.append(f"{file}#{section}")
             steps.append(step)
+    for text in unmatched if steps else []:  # results no id-less call took: keep them too
+        _observe(steps[-1], text)
     return steps, uses, last_text
 
 
@@ -746,6 +790,7 @@ def _import_line(record: ImportRecord, suite: Any, tasks: dict[str, Any] | None)
         seed=record.seed,
         delivery="imported",
         protocol="imported",
+        prompt=imported_prompt(record.messages),
         steps=steps,
         final_answer=answer,
         verdict=verdict,
@@ -969,6 +1014,7 @@ __all__ = [
     "ImportRecord",
     "ImportReport",
     "JsonlRead",
+    "PromptMessage",
     "SectionUse",
     "Step",
     "StopReason",
@@ -978,6 +1024,7 @@ __all__ = [
     "append_jsonl",
     "append_trajectory",
     "import_trajectories",
+    "imported_prompt",
     "imported_steps",
     "read_jsonl",
     "read_trajectories",

@@ -18,6 +18,8 @@ from toolkit.trajectory import Trajectory
 MAX_TRAJECTORY_CHARS = 6000
 MAX_STEP_FIELD_CHARS = 700
 MAX_SKILL_CHARS = 12000
+MAX_PROMPT_CHARS = 2000
+MAX_PROMPT_MESSAGE_CHARS = 1200
 
 
 def _cut(text: str, limit: int) -> str:
@@ -40,7 +42,7 @@ def render_skill(skill: Skill) -> str:
 #: Lines of :func:`render_trajectory`'s own format: an edit holding one copied the prompt.
 _RENDERED = re.compile(
     r"^\s*(--- step \d+ ---|(thought|action|observation):\s|(STOP REASON|VERDICT|GOLD ANSWER): "
-    r"|AGENT STEPS:|TASK \()",
+    r"|AGENT STEPS:|AGENT PROMPT \(|TASK \()",
     re.MULTILINE,
 )
 
@@ -52,8 +54,21 @@ def copies_trajectory(content: str) -> bool:
     return bool(_RENDERED.search(content))
 
 
+def render_prompt(trajectory: Trajectory) -> str | None:
+    """An imported trajectory's prompt (system prompt, opening user messages), bounded; None
+    when it has none beyond the question (our own rollouts record none)."""
+    question = trajectory.question.strip()
+    parts = [
+        f"[{m.role}] {_cut(m.content.strip(), MAX_PROMPT_MESSAGE_CHARS)}"
+        for m in trajectory.prompt
+        # The task message is shown as TASK already (official logs prefix it "Task: ").
+        if not (m.role == "user" and m.content.strip().removeprefix("Task:").strip() == question)
+    ]
+    return _cut("\n".join(parts), MAX_PROMPT_CHARS) if parts else None
+
+
 def render_trajectory(trajectory: Trajectory, *, show_gold: bool) -> str:
-    """The task, the agent's steps, its final answer and the verdict, bounded.
+    """The task, the agent's prompt (imports), steps, final answer and the verdict, bounded.
 
     ``show_gold=False`` masks the gold answer's values (the agentic analyst must find the
     answer with the verifier, or its PASS would prove nothing).
@@ -69,8 +84,10 @@ def render_trajectory(trajectory: Trajectory, *, show_gold: bool) -> str:
     while len(steps) > 2 and sum(map(len, steps)) > MAX_TRAJECTORY_CHARS:
         steps.pop(len(steps) // 2)  # keep the first and last steps
     verdict = trajectory.verdict
+    prompt = render_prompt(trajectory)
     lines = [
         f"TASK ({trajectory.suite} {trajectory.task_id}):\n{_cut(trajectory.question, 2000)}",
+        *([f"AGENT PROMPT (what the agent read before step 0):\n{prompt}"] if prompt else []),
         "AGENT STEPS:\n" + ("\n".join(steps) if steps else "(none)"),
         f"FINAL ANSWER: {trajectory.final_answer!r}",
         f"STOP REASON: {trajectory.stop_reason}",

@@ -194,8 +194,10 @@ def import_command(
     PATH is a JSONL file of OpenAI-style chats (each line: task_id, messages, outcome
     {passed, score?, answer?}), or the official Trace2Skill agent logs
     (<agent>_<task id>.jsonl with session_start / message / result records; a file or a
-    folder). Every message is kept: ReAct observations sent back as user messages become
-    the observation of the step before them. Good lines (or files) are imported, bad ones
+    folder). Every message is kept: the system prompt and the messages before the first
+    reply become the trajectory's prompt (shown to the analysts), and ReAct observations
+    sent back as user messages become the observation of the step before them. An answer
+    after a FINAL ANSWER label is read without it. Good lines (or files) are imported, bad ones
     are all listed with what is wrong; the exit code is 1 if any was bad. Importing the
     same input again adds nothing.
 
@@ -407,6 +409,8 @@ def _show_one(t: Any) -> None:
     ]
     _print_rows(rows)
     click.echo(f"\nquestion: {t.question}")
+    for message in t.prompt:  # an import's system prompt and opening messages
+        click.echo(f"\nprompt ({message.role}):\n" + _indent(_clip(message.content)))
     echoed: dict[int, list[str]] = {}
     for use in t.section_uses:
         if use.kind == "echoed":
@@ -428,12 +432,11 @@ def _show_one(t: Any) -> None:
             text = value if isinstance(value, str) else json.dumps(value)
             click.echo(f"  {key}:\n" + _indent(text) if "\n" in text else f"  {key}: {text}")
         if step.observation:
-            shown = (
-                step.observation
-                if len(step.observation) <= 800
-                else step.observation[:800] + " ..."
-            )
-            click.echo("  observation:\n" + _indent(shown))
+            click.echo("  observation:\n" + _indent(_clip(step.observation)))
+
+
+def _clip(text: str, limit: int = 800) -> str:
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def _indent(text: str) -> str:
