@@ -409,3 +409,17 @@ def test_load_skill_at_a_revision(user_repo: Path) -> None:
     with pytest.raises(SkillError, match="main:skills has no SKILL.md"):
         repo.load_skill("main", "skills")
     repo.close()
+
+
+def test_a_git_failure_keeps_what_went_wrong(tmp_path: Path) -> None:
+    """git fetch's last stderr line is advice ("and the repository exists."): the message kept
+    only that (a trial's "git fetch failed: and the repository exists.")."""
+    from toolkit.repo.plumbing import Git
+
+    git_ = Git(tmp_path, tmp_path)
+    git_.run(["init", "--quiet", "--bare"])
+    with pytest.raises(RepoError) as err:
+        git_.run(["fetch", "--quiet", str(tmp_path / "nowhere"), "refs/heads/*:refs/heads/*"])
+    message = str(err.value)
+    assert message.startswith("git fetch failed: fatal: ") and "nowhere" in message
+    assert "and the repository exists" not in message and "\n" not in message

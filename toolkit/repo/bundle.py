@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from toolkit.errors import RepoError
-from toolkit.repo.plumbing import ZERO_OID
+from toolkit.repo.plumbing import ZERO_OID, error_detail
 from toolkit.repo.store import REF_ROOT, SkillRepo, check_id, run_prefix
 
 
@@ -77,11 +77,7 @@ def read_bundle(repo: SkillRepo, path: str | Path) -> BundleInfo:
         ["bundle", "verify", "--quiet", str(bundle.resolve())], ok_codes=(0, 1, 128)
     )
     if proc.returncode != 0:
-        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise RepoError(
-            f"{path} is not a valid bundle for this repository: "
-            f"{detail[-1] if detail else 'verification failed'}"
-        )
+        raise RepoError(f"{path} is not a valid bundle for this repository: {error_detail(proc)}")
     heads = repo.git.out("bundle", "list-heads", str(bundle.resolve()))
     refs: dict[str, str] = {}
     for line in heads.splitlines():

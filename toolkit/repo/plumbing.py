@@ -9,6 +9,7 @@ and ``update-ref --stdin`` moves many refs in one transaction. Refs are only mov
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 import uuid
@@ -68,6 +69,25 @@ def quote_path(path: str) -> str:
     return "".join(out)
 
 
+#: A stderr line that says what went wrong (git's advice lines around them say nothing).
+_ERROR_LINE = re.compile(r"^(remote: )?(fatal|error): ")
+#: Longest detail kept from stderr: one readable line.
+_DETAIL_CHARS = 400
+
+
+def error_detail(proc: subprocess.CompletedProcess[bytes]) -> str:
+    """The meaningful part of a failed git's stderr, on one line: its ``fatal:``/``error:``
+    lines joined (git fetch ends with "and the repository exists.", an advice line), else the
+    last line."""
+    lines = [line.strip() for line in proc.stderr.decode("utf-8", "replace").splitlines()]
+    lines = [line for line in lines if line]
+    errors = list(dict.fromkeys(line for line in lines if _ERROR_LINE.match(line)))
+    detail = "; ".join(errors) if errors else (lines[-1] if lines else "")
+    if len(detail) > _DETAIL_CHARS:
+        detail = detail[: _DETAIL_CHARS - 3] + "..."
+    return detail or f"exit status {proc.returncode}"
+
+
 class Git:
     """Runs git commands in one repository, raising :class:`RepoError` on failure."""
 
@@ -96,10 +116,8 @@ class Git:
             check=False,
         )
         if proc.returncode not in ok_codes:
-            lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-            detail = lines[-1] if lines else f"exit status {proc.returncode}"
             command = next((a for a in args if not a.startswith("-")), "")
-            raise RepoError(f"git {command} failed: {detail}")
+            raise RepoError(f"git {command} failed: {error_detail(proc)}")
         return proc
 
     def out(self, *args: str, data: bytes | None = None) -> str:
