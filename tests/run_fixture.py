@@ -45,8 +45,8 @@ Give the answer as one value.
 """
 TASKS = [f"t{i:02d}" for i in range(12)]
 SEEDS = (0, 1)
-#: The ablation lines of the second edit: (kind, delta, ci_low, ci_high).
-EFFECTS = (("ablate", -0.125, -0.25, 0.0), ("only", 0.0833, 0.0, 0.1667))
+#: The ablation lines of the second edit: (kind, delta, ci_low, ci_high, p_value).
+EFFECTS = (("ablate", -0.125, -0.25, 0.0, 0.125), ("only", 0.0833, 0.0, 0.1667, 0.5))
 
 
 def _tree(root: Path, rev: str) -> str:
@@ -230,8 +230,9 @@ def build_run(
         _jsonl(run_dir / "ablations.jsonl", [{
             "schema_version": 1, "edit_id": p2.edits[0].id, "patch_id": final.id, "kind": kind,
             "commit": result, "split": "test", "seed": 0, "n": 24, "passed": 10,
-            "pass_rate": 0.4, "delta": delta, "ci_low": low, "ci_high": high, "tasks": TASKS,
-        } for kind, delta, low, high in EFFECTS])  # fmt: skip
+            "pass_rate": 0.4, "delta": delta, "ci_low": low, "ci_high": high, "p_value": p,
+            "tasks": TASKS,
+        } for kind, delta, low, high, p in EFFECTS])  # fmt: skip
     if "analyses" in files:
         _jsonl(run_dir / "analyses.jsonl", [{
             "schema_version": 1, "id": f"a{k}", "trajectory_id": f"traj-{k}", "task_id": TASKS[k],

@@ -27,6 +27,7 @@ from toolkit.attribution.support import line_support
 from toolkit.cli import main
 from toolkit.evaluate import EvalResult
 from toolkit.llm import LLMConfig, fake_model
+from toolkit.repo import SkillRepo, read_bundle
 from toolkit.tasks import get_suite
 
 # Contract fields of ablations.jsonl (COMMON.md run-file contract).
@@ -217,12 +218,17 @@ def test_prune_proposes_the_unused_section_on_its_branch(done):
     text = _git(done["repo"], "show", f"t2s/r1/prune:{SKILL_PATH}/SKILL.md")
     assert "Old tips" not in text and "Tip A" in text
     assert read_prune(done["run_dir"]).commit == proposal.commit
+    # The run's bundle carries the new ref (and ablate's) to other clones and to pr.
+    held = read_bundle(SkillRepo.open(done["repo"]), done["run_dir"] / "refs.bundle").refs
+    assert held["refs/heads/t2s/r1/prune"] == proposal.commit
+    kinds = {name.split("/")[4] for name in held}
+    assert {"ablate", "only", "base", "result"} <= kinds
 
 
-def test_a_run_without_a_result_says_it_was_not_consolidated(tmp_path):
+def test_a_run_without_a_result_says_what_to_do(tmp_path):
     run = make_run(tmp_path)
     _git(run["repo"], "update-ref", "-d", "refs/heads/t2s/r1/result")
-    with pytest.raises(AttributionError, match="has no result .* it was not consolidated"):
+    with pytest.raises(AttributionError, match="has no result .*: finish the evolution first"):
         open_run(run["run_dir"])
 
 
@@ -349,10 +355,12 @@ def test_cli_commands(done, tmp_path):
     out = runner.invoke(main, ["prune", run, "--dry-run"])
     assert out.exit_code == 0 and "remove SKILL.md#demo/old-tips" in out.output
     assert "caution: with system delivery" in out.stderr  # silent use is not seen
-    out = runner.invoke(main, ["report", run, "-o", "-"])
-    assert out.exit_code == 0 and out.output.startswith("# trace2skill run `r1`")
+    printed = runner.invoke(main, ["report", run, "-o", "-"])
+    assert printed.exit_code == 0 and printed.output.startswith("# trace2skill run `r1`")
     out = runner.invoke(main, ["report", run])
     assert out.exit_code == 0 and (done["run_dir"] / "report.md").is_file()
+    # The same bytes (it ended with an extra blank line).
+    assert printed.output == (done["run_dir"] / "report.md").read_text()
     out = runner.invoke(main, ["report", str(tmp_path / "nope")])
     assert out.exit_code == 1 and out.output.startswith("Error: ")
     assert "does not exist" in out.output

@@ -28,6 +28,7 @@ from toolkit.evolve import (
     EvolveConfig,
     EvolveError,
     Meter,
+    NothingLearned,
     Rates,
     active_stages,
     check_request,
@@ -536,14 +537,25 @@ def test_no_kept_analysis_stops_with_what_a_new_run_could_change(
     config = config_for(
         repo, model="fake/echo", evolve_limit=2, error_analyst="single", protocol="code"
     )
-    with pytest.raises(EvolveError, match="no analysis passed the quality gate") as err:
+    with pytest.raises(NothingLearned, match="no analysis passed the quality gate") as err:
         evolve(config, llm_config=llm(tmp_path), progress=False)
     assert "another --run-id) with a stronger --author-model or more evolve tasks may help" in str(
         err.value
     )
+    assert err.value.exit_code == 5  # told apart from an error (1) by a CI job
     # A resume could only end the same way: refused before its estimate promises calls.
     with pytest.raises(EvolveError, match="stopped after analyse: none of its 2 analyses"):
         check_resumable(config)
+    # pr and report say the same, not "finish the evolution" / "resume it".
+    run_dir = str(config.run_dir)
+    for command in (["pr", run_dir, "--dry-run"], ["report", run_dir]):
+        result = CliRunner().invoke(main, [*command, "--repo", str(repo)])
+        assert result.exit_code == 1, result.output
+        assert (
+            "has no result (t2s/r1/result): it stopped after analyse: none of its 2 analyses "
+            "passed the quality gate, and resuming redoes none of them. Start a new run with "
+            "another --run-id"
+        ) in result.output, result.output
 
 
 def test_no_failures_for_error_analysts_is_a_clear_stop(repo: Path, tmp_path: Path) -> None:
@@ -551,7 +563,7 @@ def test_no_failures_for_error_analysts_is_a_clear_stop(repo: Path, tmp_path: Pa
     with fake_model(method_script(gold, set()), name="evolve-allpass") as model:
         config = config_for(repo, model=model)
         with pytest.raises(
-            EvolveError, match="all 6 evolve tasks passed.*--analysts success.*another --run-id"
+            NothingLearned, match="all 6 evolve tasks passed.*--analysts success.*another --run-id"
         ):
             evolve(config, llm_config=llm(tmp_path), progress=False)
         # A kill trial: --resume was offered, redid nothing and stopped the same way, and the
@@ -715,9 +727,12 @@ def test_evolve_runs_on_the_users_own_task_file(repo: Path, tmp_path: Path) -> N
     assert estimate.exit_code == 0, estimate.output
     assert "rollout" in estimate.output and not (runs / "own").exists()
     result = CliRunner().invoke(main, args)
-    # fake/echo fails every task and writes no valid analysis: the run stops after analyse.
+    # fake/echo fails every task and writes no valid analysis: the run stops after analyse,
+    # with its own exit status and no "Error:" (nothing went wrong; nothing was learned).
     # Its analysts found the tasks in the run's own file (they were all task-unknown).
-    assert "no analysis passed the quality gate" in result.output, result.output
+    assert result.exit_code == 5, result.output
+    assert "Nothing learned: no analysis passed the quality gate" in result.output
+    assert "Error:" not in result.output
     assert "task-unknown" not in result.output and "invalid-reply" in result.output
     config = load_config(runs / "own")
     assert config is not None

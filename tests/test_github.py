@@ -163,13 +163,19 @@ def test_network_failure_is_one_line():
 
 
 def test_no_token_is_refused():
-    with pytest.raises(GitHubError, match="no GitHub token: set GITHUB_TOKEN or GH_TOKEN"):
+    with pytest.raises(
+        GitHubError, match="no GitHub token: set TRACE2SKILL_PR_TOKEN, GH_TOKEN or GITHUB_TOKEN"
+    ):
         GitHubClient("")
 
 
 def test_token_from_env_order():
-    assert token_from_env({"GITHUB_TOKEN": "a", "GH_TOKEN": "b"}) == "a"
-    assert token_from_env({"GITHUB_TOKEN": " ", "GH_TOKEN": "b"}) == "b"
+    """As gh reads them: a job-level GITHUB_TOKEN must not override a PAT in GH_TOKEN."""
+    assert token_from_env({"GITHUB_TOKEN": "a", "GH_TOKEN": "b"}) == "b"
+    assert token_from_env({"GITHUB_TOKEN": "a", "GH_TOKEN": " "}) == "a"
+    assert (
+        token_from_env({"GITHUB_TOKEN": "a", "GH_TOKEN": "b", "TRACE2SKILL_PR_TOKEN": "c"}) == "c"
+    )
     assert token_from_env({}) is None
 
 

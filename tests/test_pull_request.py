@@ -14,7 +14,7 @@ from tests.fake_github import FakeGitHub, serve
 from tests.repo_helpers import git
 from tests.run_fixture import RUN, SKILL_PATH, build_run
 from toolkit.cli import main
-from toolkit.github import GitHubClient, GitHubError
+from toolkit.github import TOKEN_VARIABLES, GitHubClient, GitHubError
 from toolkit.pull_request import GateRefused, _auth_env, plan_pull_request, publish
 from toolkit.repo import SkillRepo, export_bundle
 from toolkit.review import MAX_ROWS, check_gate, load_review, render_body
@@ -47,7 +47,8 @@ def _with_remote(tmp_path: Path, **kwargs) -> tuple[Path, Path, Path]:
 
 
 def _invoke(args: list[str], env: dict[str, str] | None = None):
-    return CliRunner().invoke(main, args, env={"GITHUB_TOKEN": "", "GH_TOKEN": "", **(env or {})})
+    empty = dict.fromkeys(TOKEN_VARIABLES, "")
+    return CliRunner().invoke(main, args, env={**empty, **(env or {})})
 
 
 # ------------------------------------------------------------------ review, gate, body
@@ -120,7 +121,11 @@ def test_body_has_its_tables(evolved):
     assert "8 fixed, 0 broken" in body
     assert "| `t06` | 0/2 | 2/2 |" in body
     # Effects read as the report reads them: > 0 helps (the ablation line's delta was -0.125).
-    row = "| Answers | Check the unit the question asks for. | 2 | +12.5 pp [+0.0 pp, +25.0 pp]"
+    # With n and p, as the report gives them: a CI on a few tasks says little on its own.
+    row = (
+        "| Answers | Check the unit the question asks for. | 2 | +12.5 pp [+0.0 pp, +25.0 pp] "
+        "(n=24, p=0.125) | +8.3 pp [+0.0 pp, +16.7 pp] (n=24, p=0.5) |"
+    )
     assert row in body
     assert "Gate: **passed**" in body
     assert f"trace2skill provenance {SKILL_PATH}/SKILL.md --ref t2s/{RUN}/result" in body
@@ -227,7 +232,7 @@ def test_dry_run_reads_the_runs_bundle_in_a_fresh_clone(tmp_path):
     assert result.exit_code == 1, result.output  # the plan has a problem: the remote
     assert "Would import the run's refs from" in result.output
     assert "| S* (after) | 83.3% |" in result.output
-    assert "Token: missing (set GITHUB_TOKEN or GH_TOKEN)" in result.output
+    assert "Token: missing (set TRACE2SKILL_PR_TOKEN, GH_TOKEN or GITHUB_TOKEN)" in result.output
     assert "is not a GitHub URL: pass --github-repo OWNER/NAME" in result.output
     assert SkillRepo.open(clone).run_refs(RUN) == {}  # a dry run imports nothing
 
@@ -250,7 +255,8 @@ def test_pr_pushes_opens_and_updates_the_same_pr(tmp_path, api):
     assert pull["draft"] is True and pull["head"]["ref"] == f"t2s/{RUN}/result"
     assert pull["title"] == "trace2skill: evolve demo (run r1): 50.0% -> 83.3%"
     assert (
-        "## Edits" in pull["body"] and f"git fetch origin 'refs/heads/t2s/{RUN}/*" in pull["body"]
+        "## Edits" in pull["body"]
+        and f"git fetch https://github.com/o/r.git 'refs/heads/t2s/{RUN}/*" in pull["body"]
     )
     assert state.labels == {1: ["trace2skill"]}
     assert TOKEN not in first.output
@@ -295,8 +301,9 @@ def test_gate_refuses_before_pushing_unless_forced(tmp_path, api):
     args = ["pr", str(run_dir), "--repo", str(root), "--github-repo", "o/r", "--api-url", url]
     refused = _invoke(args, env={"GITHUB_TOKEN": TOKEN})
     assert refused.exit_code == 4  # the gate's own status: a CI job tells it from an error
+    # An outcome, not an error: a green CI job's log shows no "Error:" line for it.
     assert refused.output.startswith(
-        "Error: refusing to open the PR: S* breaks 1 task(s) S0 passed in every seed"
+        "Not opening the PR: S* breaks 1 task(s) S0 passed in every seed"
     )
     assert state.requests == [] and git(remote, "branch", "--list", "t2s/*") == ""
     # A dry run exits as the real run would, and says when --force overrides the gate.
@@ -319,7 +326,9 @@ def test_gate_refuses_before_pushing_unless_forced(tmp_path, api):
     assert _invoke([*args, "--max-regressions", "1"], env={"GITHUB_TOKEN": TOKEN}).exit_code == 0
     forced = _invoke([*args, "--force"], env={"GITHUB_TOKEN": TOKEN})
     assert forced.exit_code == 0, forced.output
-    assert "Gate: **failed** (the pull request opens only with `--force`)" in state.pulls[0]["body"]
+    body = state.pulls[0]["body"]
+    assert "Gate: **failed**; this pull request was opened anyway with `--force`:" in body
+    assert "opens only with `--force`" not in body
 
 
 def test_existing_branch_with_other_commits(tmp_path, api):
@@ -357,7 +366,11 @@ def test_branch_protection_is_reported(tmp_path, api):
     ("setup", "env", "message"),
     [
         ("no-remote", {"GITHUB_TOKEN": TOKEN}, "Error: no remote 'origin' in "),
-        ("remote", {}, "Error: no GitHub token: set GITHUB_TOKEN or GH_TOKEN"),
+        (
+            "remote",
+            {},
+            "Error: no GitHub token: set TRACE2SKILL_PR_TOKEN, GH_TOKEN or GITHUB_TOKEN",
+        ),
         ("remote", {"GITHUB_TOKEN": "bad"}, "Error: GitHub rejected the token (401"),
     ],
 )
@@ -383,6 +396,11 @@ def test_one_line_errors(tmp_path, api, setup, env, message):
 def test_not_a_run_and_no_result(tmp_path):
     root, run_dir = build_run(tmp_path, files=())
     assert "is not a run folder" in _invoke(["pr", str(root), "--repo", str(root)]).output
+    # As `report` says it: the folder is not there at all (a typo), not "no manifest.json".
+    missing = _invoke(["pr", str(root / "runs" / "nope"), "--repo", str(root)])
+    assert (
+        missing.output == f"Error: run folder {root}/runs/nope does not exist: give runs/<run-id>\n"
+    )
     git(root, "update-ref", "-d", f"refs/heads/t2s/{RUN}/result")
     (run_dir / "manifest.json").write_text(
         (run_dir / "manifest.json").read_text().replace('"result_commit"', '"old"')
@@ -390,8 +408,8 @@ def test_not_a_run_and_no_result(tmp_path):
     result = _invoke(["pr", str(run_dir), "--repo", str(root), "--dry-run"])
     assert (
         result.output
-        == f"Error: run '{RUN}' has no result yet (t2s/{RUN}/result): finish the evolution first\n"
-    )  # noqa: E501
+        == f"Error: run '{RUN}' has no result (t2s/{RUN}/result): finish the evolution first\n"
+    )
 
 
 def test_token_reaches_git_only_for_the_https_host():
@@ -414,7 +432,7 @@ def test_client_is_built_from_the_plan(tmp_path, api):
     with pytest.raises(GitHubError, match="no GitHub token"):
         publish(plan, SkillRepo.open(root), None)
     failed = plan.gate.model_copy(update={"passed": False, "reasons": ["test"]})
-    with pytest.raises(GateRefused, match="refusing to open the PR: test"):
+    with pytest.raises(GateRefused, match=r"test \(--force opens it anyway\)"):
         publish(
             plan.model_copy(update={"gate": failed}),
             SkillRepo.open(root),
@@ -466,3 +484,80 @@ def test_pr_from_a_fresh_clone_imports_the_runs_bundle(tmp_path, api):
     result_commit = SkillRepo.open(clone).run_refs(RUN)[f"t2s/{RUN}/result"]
     assert git(remote, "rev-parse", f"t2s/{RUN}/result").strip() == result_commit
     assert f"trace2skill bundle import runs/{RUN}/refs.bundle" in state.pulls[0]["body"]
+
+
+def test_a_plan_problem_comes_before_the_gate(tmp_path, api):
+    """A trial: a gate-refused run with a non-GitHub remote exited 4 ("green, no PR" in CI)
+    while --dry-run, which promises the real run's exit, said 1 for the remote."""
+    state, url = api
+    root, run_dir, remote = _with_remote(tmp_path, sstar="regress", files=())
+    args = ["pr", str(run_dir), "--repo", str(root), "--api-url", url]
+    for extra in ([], ["--dry-run"]):
+        result = _invoke([*args, *extra], env={"GITHUB_TOKEN": TOKEN})
+        assert result.exit_code == 1, (extra, result.output)
+        assert f"remote 'origin' ({remote}) is not a GitHub URL" in result.output
+    assert state.requests == [] and git(remote, "branch", "--list", "t2s/*") == ""
+
+
+def test_provenance_beside_another_branch_pushes_the_result_ref(tmp_path, api):
+    """The body's review commands name t2s/<run>/result: with --branch it was not pushed,
+    and the fetch line named `origin` although the refs went to --remote upstream."""
+    state, url = api
+    root, run_dir, remote = _with_remote(tmp_path)
+    git(root, "remote", "rename", "origin", "upstream")
+    args = ["pr", str(run_dir), "--repo", str(root), "--github-repo", "o/r", "--api-url", url]
+    result = _invoke(
+        [*args, "--remote", "upstream", "--branch", "review/x", "--provenance"],
+        env={"GH_TOKEN": TOKEN},
+    )
+    assert result.exit_code == 0, result.output
+    pushed = git(remote, "for-each-ref", "--format=%(refname:short)", "refs/heads/").split()
+    assert {"review/x", f"t2s/{RUN}/result", f"t2s/{RUN}/base"} <= set(pushed)
+    body = state.pulls[0]["body"]
+    assert f"git fetch https://github.com/o/r.git 'refs/heads/t2s/{RUN}/*:" in body
+    assert f"git log --graph --oneline t2s/{RUN}/base..t2s/{RUN}/result" in body
+
+
+def test_a_base_named_as_the_result_branch_is_not_answered_with_it(tmp_path):
+    root, run_dir, _ = _with_remote(tmp_path)
+    args = ["pr", str(run_dir), "--repo", str(root), "--github-repo", "o/r", "--dry-run"]
+    result = _invoke([*args, "--base", f"t2s/{RUN}/result"])
+    assert result.exit_code == 1
+    assert "pass --base the branch the PR merges into, or --branch NAME" in result.output
+    assert "(default t2s/" not in result.output
+
+
+def test_a_damaged_bundle_is_named(tmp_path):
+    """A trial: a corrupt refs.bundle gave "git fetch failed: and the repository exists."."""
+    root, run_dir = build_run(tmp_path, files=())
+    export_bundle(SkillRepo.open(root), RUN, run_dir / "refs.bundle")
+    data = (run_dir / "refs.bundle").read_bytes()
+    git(tmp_path, "clone", "-q", str(root), "clone")
+    clone = tmp_path / "clone"
+    (clone / "runs").mkdir()
+    os.rename(run_dir, clone / "runs" / RUN)
+    bundle = clone / "runs" / RUN / "refs.bundle"
+    args = ["pr", str(clone / "runs" / RUN), "--repo", str(clone), "--dry-run"]
+    bundle.write_bytes(b"not a bundle\n")
+    garbage = _invoke(args)
+    assert garbage.output.startswith(
+        f"Error: {bundle} is not a valid bundle for this repository: error: "
+    ), garbage.output
+    assert "does not look like a v2 or v3 bundle file" in garbage.output
+    bundle.write_bytes(data[: len(data) - 40])  # the header whole, the pack cut short
+    cut = _invoke(args)
+    assert cut.output.startswith(f"Error: {bundle} is corrupt or truncated (git fetch failed: ")
+    assert cut.exit_code == 1 and "and the repository exists." not in cut.output
+
+
+def test_skill_path_must_be_the_runs_skill(tmp_path):
+    """A trial: --skill-path of a skill the run did not evolve rendered a body about it."""
+    root, run_dir = build_run(tmp_path, files=())
+    result = _invoke(
+        ["pr", str(run_dir), "--repo", str(root), "--dry-run", "--skill-path", "skills"]
+    )
+    assert result.output == (
+        f"Error: --skill-path skills is not the skill run '{RUN}' evolved: that is "
+        f"{SKILL_PATH} (leave --skill-path out)\n"
+    )
+    assert load_review(run_dir, SkillRepo.open(root).git, skill_path=f"{SKILL_PATH}/").skill_path

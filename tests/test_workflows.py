@@ -146,3 +146,72 @@ def test_evolve_workflow_least_privilege_and_inputs():
     assert upload["with"]["path"] == "runs/${{ env.RUN_ID }}"
     pr_step = next(s for s in steps if "trace2skill pr" in s.get("run", ""))
     assert pr_step["env"]["GH_TOKEN"] == "${{ secrets.TRACE2SKILL_PR_TOKEN || github.token }}"
+
+
+def _step_script(name: str) -> str:
+    wf = _load(ROOT / ".github" / "workflows" / "evolve-skill.yml")
+    (job,) = wf["jobs"].values()
+    return next(s["run"] for s in job["steps"] if s.get("name") == name)
+
+
+def _run_step(tmp_path: Path, script: str, status: int) -> tuple[int, str, str]:
+    """Run a step's script as the runner does (bash -eo pipefail) with a trace2skill that
+    exits ``status``; returns the step's exit status, its output and what it put in GITHUB_ENV."""
+    fake = tmp_path / ".venv" / "bin" / "trace2skill"
+    fake.parent.mkdir(parents=True, exist_ok=True)
+    fake.write_text(f"#!/bin/sh\nexit {status}\n")
+    fake.chmod(0o755)
+    env_file = tmp_path / "github_env"
+    env_file.write_text("RUN_ID=evolve-1-1\n")
+    env = {"PATH": "/usr/bin:/bin", "GITHUB_ENV": str(env_file), "GITHUB_RUN_ID": "1",
+           "GITHUB_RUN_ATTEMPT": "1", "SKILL": "skills/x", "SUITE": "wikitq", "MODE": "error",
+           "EVOLVE_LIMIT": "2", "TEST_LIMIT": "2", "MODEL": "fake/m", "RUN_ID": "evolve-1-1",
+           "BASE": "main"}  # fmt: skip
+    proc = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return proc.returncode, proc.stdout + proc.stderr, env_file.read_text()
+
+
+@pytest.mark.parametrize(
+    ("status", "job_status", "done", "notice"),
+    [
+        (0, 0, True, None),
+        (1, 1, False, None),
+        (3, 0, False, "budget spent"),
+        (5, 0, False, "the run learned nothing"),  # was red: only errors fail the job
+    ],
+)
+def test_evolve_step_outcomes(tmp_path, status, job_status, done, notice):
+    code, out, env = _run_step(tmp_path, _step_script("Evolve"), status)
+    assert code == job_status, out
+    # The PR step runs only after a finished run (an error wrote EVOLVE_DONE=true once).
+    assert ("EVOLVE_DONE=true" in env) is done
+    assert (f"::notice::{notice}" in out) if notice else "::notice::" not in out
+
+
+@pytest.mark.parametrize(("status", "job_status"), [(0, 0), (1, 1), (4, 0)])
+def test_pr_step_outcomes(tmp_path, status, job_status):
+    code, out, _ = _run_step(tmp_path, _step_script("Open or update the pull request"), status)
+    assert code == job_status, out
+    assert ("::notice::the run's evidence did not pass the PR gate" in out) is (status == 4)
+
+
+def test_evolve_workflow_upload_and_default_skill():
+    wf = _load(ROOT / ".github" / "workflows" / "evolve-skill.yml")
+    (job,) = wf["jobs"].values()
+    upload = next(
+        s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")
+    )
+    # evolve can fail before it makes the run folder: its error is the failure, not this step.
+    assert upload["with"]["if-no-files-found"] == "warn"
+    # An empty skill is the suite's bundled skill, in the job and its concurrency group alike.
+    skill = job["env"]["SKILL"]
+    assert skill in wf["concurrency"]["group"]
+    assert wf["on"]["workflow_dispatch"]["inputs"]["skill"]["default"] == ""
+    for suite in wf["on"]["workflow_dispatch"]["inputs"]["suite"]["options"]:
+        bundled = re.search(rf"inputs.suite == '{suite}' && '([^']+)'", skill)
+        path = bundled.group(1) if bundled else skill.rsplit("'", 2)[-2]
+        assert (ROOT / path / "SKILL.md").is_file(), suite
+        assert suite in path  # the suite's own skill

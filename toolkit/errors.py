@@ -30,6 +30,9 @@ class ToolkitError(Exception):
 
     #: The CLI's exit status for this error.
     exit_code: int = 1
+    #: What the CLI prints before the message. An outcome that is no error (the PR gate
+    #: refused, nothing was learned) says so, so a green CI log shows no ``Error:`` line.
+    label: str = "Error"
 
 
 class SkillError(ToolkitError):

@@ -88,6 +88,20 @@ class EvolveError(ToolkitError):
     """An evolution cannot start or go on as asked."""
 
 
+#: Exit status of ``trace2skill evolve`` when the run learned nothing (no result, no error).
+NOTHING_LEARNED_EXIT = 5
+
+
+class NothingLearned(EvolveError):
+    """The run ended without a result with nothing wrong: the analysts had no trajectory to
+    learn from, or no analysis passed the quality gate. Resuming cannot change that (see
+    :func:`dead_end`); a new run with other settings may. A scheduled CI job treats it as
+    "no PR this time", as it does the PR gate's refusal."""
+
+    exit_code = NOTHING_LEARNED_EXIT
+    label = "Nothing learned"
+
+
 class BudgetExceeded(ToolkitError):
     """The budget ran out; the run stopped cleanly between units and can be resumed."""
 
@@ -622,34 +636,57 @@ def check_not_running(run_dir: Path) -> None:
         os.close(fd)
 
 
-def check_resumable(config: EvolveConfig) -> None:
-    """Refuse a resume that can only end as the run did: its rollout left the analysts
-    nothing to learn from, or its analyses all finished and none passed the quality gate
-    (the estimate promised calls the run would never make)."""
+def dead_end(run_dir: Path, analysts: str) -> str | None:
+    """Why a stopped run can only end as it did when resumed, or None: its rollout left the
+    analysts nothing to learn from, or its analyses all finished and none passed the quality
+    gate. ``analysts`` is the run's ``--analysts``."""
     from toolkit.runs import ANALYSES_FILE, read_manifest
 
-    stats = _stored_stats(config.run_dir)
+    stats = _stored_stats(run_dir)
     if stats["rollout"].status == "failed":
-        manifest = read_manifest(config.run_dir)
+        manifest = read_manifest(run_dir)
         rollout = manifest.stages.get("rollout") if manifest else None
         counts = rollout.counts if rollout and rollout.status == "done" else {}
         if counts and not counts.get("errors"):
-            why = nothing_to_learn(config.analysts, counts["tasks"], counts["passed"])
+            why = nothing_to_learn(analysts, counts["tasks"], counts["passed"])
             if why:
-                raise EvolveError(
-                    f"run {config.run_id!r} stopped after its rollout, and a resume ends the "
-                    f"same way: {why}. Start a new run with another --run-id"
-                    + _refs_go(config.run_id)
-                )
+                return f"stopped after its rollout, and a resume ends the same way: {why}"
     if stats["analyse"].status != "failed":
-        return
-    records = read_jsonl_dicts(config.run_dir / ANALYSES_FILE)
+        return None
+    records = read_jsonl_dicts(run_dir / ANALYSES_FILE)
     if records and not any(r.get("status") == "kept" for r in records):
-        raise EvolveError(
-            f"run {config.run_id!r} stopped after analyse: none of its {len(records)} analyses "
-            "passed the quality gate, and resuming redoes none of them. Start a new run "
-            f"with another --run-id{_refs_go(config.run_id)}"
+        return (
+            f"stopped after analyse: none of its {len(records)} analyses passed the quality "
+            "gate, and resuming redoes none of them"
         )
+    return None
+
+
+def check_resumable(config: EvolveConfig) -> None:
+    """Refuse a resume that can only end as the run did (:func:`dead_end`; the estimate
+    promised calls the run would never make)."""
+    why = dead_end(config.run_dir, config.analysts)
+    if why:
+        raise EvolveError(
+            f"run {config.run_id!r} {why}. Start a new run with another --run-id"
+            + _refs_go(config.run_id)
+        )
+
+
+def no_result_reason(run_dir: Path) -> str:
+    """What to do about a run folder with no result (S*), as ``evolve --resume`` would judge
+    it: start a new run when resuming cannot make one (:func:`dead_end`), else finish it."""
+    with contextlib.suppress(EvolveError):  # a damaged stored config: say what is known
+        config = load_config(run_dir)
+        if config is not None:
+            why = dead_end(run_dir, config.analysts)
+            if why:
+                return f"it {why}. Start a new run with another --run-id"
+            return (
+                f"finish the evolution first (trace2skill evolve --resume --run-id "
+                f"{config.run_id} --runs-dir {quote(str(run_dir.parent))})"
+            )
+    return "finish the evolution first"
 
 
 def _running_error(run_dir: Path, fd: int) -> EvolveError:
@@ -964,7 +1001,7 @@ def _stage_rollout(run: _Run) -> None:
     run.stats["rollout"].units = summary.tasks
     why = nothing_to_learn(cfg.analysts, summary.tasks, summary.passed)
     if why:
-        raise EvolveError(f"{why}. Start a new run with another --run-id{_refs_go(cfg.run_id)}")
+        raise NothingLearned(f"{why}. Start a new run with another --run-id{_refs_go(cfg.run_id)}")
 
 
 def nothing_to_learn(analysts: str, tasks: int, passed: int) -> str | None:
@@ -1029,7 +1066,7 @@ def _stage_analyse(run: _Run) -> None:
         levers = ["a stronger --author-model", "more evolve tasks"]
         if cfg.error_analyst != "single":
             levers.append("--error-analyst single")
-        raise EvolveError(
+        raise NothingLearned(
             f"no analysis passed the quality gate ({summary.dropped} dropped: {reasons}); "
             f"nothing to consolidate. See {run.run_dir}/analyses.jsonl; a new run (another "
             f"--run-id) with {', '.join(levers[:-1])} or {levers[-1]} may help (this run's "
@@ -1605,6 +1642,7 @@ __all__ = [
     "check_not_running",
     "check_request",
     "check_resumable",
+    "dead_end",
     "Budget",
     "BudgetExceeded",
     "BudgetExecutor",
@@ -1612,6 +1650,8 @@ __all__ = [
     "Estimate",
     "EvolveConfig",
     "EvolveError",
+    "NOTHING_LEARNED_EXIT",
+    "NothingLearned",
     "EvolveSummary",
     "Meter",
     "Rates",
@@ -1633,6 +1673,7 @@ __all__ = [
     "locate_skill",
     "measured_rates",
     "merge_count",
+    "no_result_reason",
     "parse_budget",
     "plan",
     "top_edits",

@@ -1,6 +1,7 @@
 """A small GitHub REST client: the pull requests of ``trace2skill pr``, nothing more.
 
-The token comes from the environment (``GITHUB_TOKEN``, else ``GH_TOKEN``); it is sent only in
+The token comes from the environment (``TRACE2SKILL_PR_TOKEN``, else ``GH_TOKEN``, else
+``GITHUB_TOKEN``: :data:`TOKEN_VARIABLES`); it is sent only in
 the ``Authorization`` header, never printed, logged or stored, and replaced by ``***`` in any
 message that might echo it. The API base is configurable: ``https://api.github.com`` for
 github.com, ``https://HOST/api/v3`` for GitHub Enterprise Server (derived from the remote URL),
@@ -29,12 +30,14 @@ from typing import Any
 from toolkit.errors import ToolkitError
 
 DEFAULT_API_URL = "https://api.github.com"
-TOKEN_VARIABLES = ("GITHUB_TOKEN", "GH_TOKEN")
+#: Where the token is read from, first set wins. The toolkit's own variable, then gh's order
+#: (GH_TOKEN before GITHUB_TOKEN): a job-level GITHUB_TOKEN must not override a PAT given in
+#: GH_TOKEN for one step.
+TOKEN_VARIABLES = ("TRACE2SKILL_PR_TOKEN", "GH_TOKEN", "GITHUB_TOKEN")
 API_VERSION = "2022-11-28"
-NO_TOKEN = (
-    "no GitHub token: set GITHUB_TOKEN or GH_TOKEN (a token that may write contents and "
-    "pull requests)"
-)
+#: The variables as messages name them.
+TOKEN_NAMES = f"{', '.join(TOKEN_VARIABLES[:-1])} or {TOKEN_VARIABLES[-1]}"
+NO_TOKEN = f"no GitHub token: set {TOKEN_NAMES} (a token that may write contents and pull requests)"
 
 
 class GitHubError(ToolkitError):
@@ -114,7 +117,7 @@ def parse_remote_url(url: str) -> GitHubRepo | None:
 
 
 def token_from_env(env: Mapping[str, str] | None = None) -> str | None:
-    """The token in ``$GITHUB_TOKEN``, else ``$GH_TOKEN`` (None when neither is set)."""
+    """The token in the first of :data:`TOKEN_VARIABLES` that is set (None when none is)."""
     env = os.environ if env is None else env
     for name in TOKEN_VARIABLES:
         value = env.get(name, "").strip()
@@ -283,8 +286,8 @@ class GitHubClient:
         said = f" ({status}: {detail})" if detail else f" ({status})"
         if status == 401:
             text = (
-                f"GitHub rejected the token{said}: set GITHUB_TOKEN or GH_TOKEN to a valid, "
-                "unexpired token"
+                f"GitHub rejected the token{said}: set a valid, unexpired token in "
+                f"{TOKEN_NAMES} (the first one set is used)"
             )
         elif status == 429 or (status == 403 and self._rate_limited(headers, raw)):
             wait = _reset_wait(headers, time.time())
@@ -358,6 +361,7 @@ class GitHubClient:
 __all__ = [
     "DEFAULT_API_URL",
     "NO_TOKEN",
+    "TOKEN_NAMES",
     "TOKEN_VARIABLES",
     "GitHubClient",
     "GitHubError",

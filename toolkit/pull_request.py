@@ -3,14 +3,15 @@
 :func:`plan_pull_request` works out everything without touching the network: the run's review
 (:mod:`toolkit.review`), the gate, the remote and the GitHub repository behind it, the refs to
 push, the title, body and labels. ``trace2skill pr --dry-run`` prints that plan.
-:func:`publish` carries it out: refuses when the gate fails (unless forced), pushes
-``t2s/<run>/result`` (and, asked, the run's base, patch and merge refs so reviewers can inspect
-provenance) to a branch of the remote, then opens the PR or updates the open one from the same
-branch, so re-running a run's ``pr`` updates one PR.
+:func:`publish` carries it out: refuses on a problem of the plan (a missing or non-GitHub remote:
+checked first, as ``--dry-run`` does, so a broken setup is never hidden behind the gate), then
+when the gate fails (unless forced), pushes ``t2s/<run>/result`` (and, asked, every other ref of
+the run, so reviewers can inspect provenance) to a branch of the remote, then opens the PR or
+updates the open one from the same branch, so re-running a run's ``pr`` updates one PR.
 
-The token (``GITHUB_TOKEN`` / ``GH_TOKEN``) reaches ``git push`` through the environment of that
-one process (``http.extraheader`` via ``GIT_CONFIG_*``), as actions/checkout does: never on a
-command line, in ``.git/config`` or in any output.
+The token (:func:`toolkit.github.token_from_env`) reaches ``git push`` through the environment
+of that one process (``http.extraheader`` via ``GIT_CONFIG_*``), as actions/checkout does: never
+on a command line, in ``.git/config`` or in any output.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from toolkit.errors import RepoError, ToolkitError
 from toolkit.github import (
     DEFAULT_API_URL,
     NO_TOKEN,
+    TOKEN_NAMES,
     GitHubClient,
     GitHubError,
     GitHubRepo,
     parse_remote_url,
     parse_repo,
 )
-from toolkit.repo import SkillRepo, import_bundle
+from toolkit.repo import SkillRepo, import_bundle, read_bundle
 from toolkit.repo.plumbing import Git
 from toolkit.review import Gate, Links, RunReview, check_gate, load_review, render_body
 from toolkit.review import render_title as _title
@@ -53,6 +55,7 @@ class GateRefused(ToolkitError):
     """The run's evidence does not support the PR (and ``--force`` was not given)."""
 
     exit_code = GATE_REFUSED_EXIT
+    label = "Not opening the PR"  # an outcome, not an error: CI jobs stay green on it
 
 
 class PushRef(BaseModel):
@@ -79,6 +82,9 @@ class PullRequestPlan(BaseModel):
     labels: list[str]
     draft: bool
     gate: Gate
+    force: bool = Field(
+        default=False, description="Open the PR even when the gate fails (the body says so)."
+    )
     bundle_import: str | None = Field(
         default=None, description="A refs.bundle to import first (the run's refs are absent)."
     )
@@ -103,12 +109,20 @@ class PullRequestResult(BaseModel):
 
 @contextmanager
 def _bundle_git(bundle: Path) -> Iterator[Git]:
-    """A throwaway bare repository holding a bundle's refs (for a dry run: nothing imported)."""
+    """A throwaway bare repository holding a bundle's refs (for a dry run: nothing imported).
+
+    The bundle must have passed :func:`toolkit.repo.read_bundle` (its header); a damaged pack
+    is reported here as ``bundle import`` reports it.
+    """
     tmp = Path(tempfile.mkdtemp(prefix="t2s-bundle-"))
     try:
         git = Git(tmp, tmp)
         git.run(["init", "--quiet", "--bare"])
-        git.run(["fetch", "--quiet", str(bundle.resolve()), "refs/heads/t2s/*:refs/heads/t2s/*"])
+        try:
+            spec = "refs/heads/t2s/*:refs/heads/t2s/*"
+            git.run(["fetch", "--quiet", str(bundle.resolve()), spec])
+        except RepoError as exc:
+            raise RepoError(f"{bundle} is corrupt or truncated ({exc})") from None
         yield git
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -141,17 +155,23 @@ def plan_pull_request(
     draft: bool = False,
     provenance: bool = False,
     max_regressions: int = 0,
+    force: bool = False,
     skill_path: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> tuple[PullRequestPlan, RunReview]:
     """Plan the PR of run ``run_dir`` from ``repo`` (see the module docstring).
 
+    ``force`` opens the PR even when the gate fails; the body then says it was forced.
+
     Raises:
-        ToolkitError: not a run folder; the run's refs are neither in ``repo`` nor in the run's
-            ``refs.bundle``; the run has no result.
+        ToolkitError: no such folder, or not a run folder; the run's refs are neither in
+            ``repo`` nor in a valid ``refs.bundle`` of the run; the run has no result;
+            ``skill_path`` is not the skill the run evolved.
     """
     env = os.environ if env is None else env
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise ToolkitError(f"run folder {run_dir} does not exist: give runs/<run-id>")
     manifest = read_manifest(run_dir)
     if manifest is None:
         raise ToolkitError(f"{run_dir} is not a run folder (no manifest.json)")
@@ -163,6 +183,10 @@ def plan_pull_request(
         refs = repo.git.refs(f"refs/heads/t2s/{run}/")
     elif bundle.is_file():
         bundle_import = str(bundle)
+        # The check `bundle import` makes: a damaged file says so, not git fetch's last line.
+        held = read_bundle(repo, bundle).run
+        if held != run:
+            raise ToolkitError(f"{bundle} holds the refs of run {held!r}, not of {run!r}")
         with _bundle_git(bundle) as git:
             review = load_review(run_dir, git, skill_path=skill_path)
             refs = git.refs(f"refs/heads/t2s/{run}/")
@@ -188,17 +212,25 @@ def plan_pull_request(
         problems.append(
             f"remote {remote!r} ({url}) is not a GitHub URL: pass --github-repo OWNER/NAME"
         )
-    head_branch = branch or f"t2s/{run}/result"
+    result_branch = f"t2s/{run}/result"
+    head_branch = branch or result_branch
     if head_branch == base:
+        fix = (  # the default head branch is the base: the --base is what is wrong
+            "pass --base the branch the PR merges into, or --branch NAME"
+            if head_branch == result_branch
+            else f"pass another --branch (default {result_branch})"
+        )
         problems.append(
             f"the head branch {head_branch!r} is the base branch: S* would be pushed onto "
-            f"{base} unreviewed; pass another --branch (default t2s/{run}/result)"
+            f"{base} unreviewed; {fix}"
         )
     pushes = [PushRef(commit=review.result_commit, branch=head_branch)]
     if provenance:
+        # Every ref of the run, t2s/<run>/result too when the head branch has another name:
+        # the body's review commands name it.
         for name, oid in sorted(refs.items()):
             short = name.removeprefix("refs/heads/")
-            if not short.endswith("/result"):
+            if short != head_branch:
                 pushes.append(PushRef(commit=oid, branch=short))
     server = env.get("GITHUB_SERVER_URL")
     actions_run = (
@@ -211,6 +243,9 @@ def plan_pull_request(
         branch=head_branch,
         base=base,
         provenance_pushed=provenance,
+        # A reviewer's clone names the repository's remote as it likes (often origin, not
+        # our --remote): the repository's URL fetches from it whatever the name.
+        fetch_from=f"{target.web_url}.git" if target else remote,
         actions_run=actions_run,
     )
     plan = PullRequestPlan(
@@ -224,17 +259,18 @@ def plan_pull_request(
         base=base,
         pushes=pushes,
         title=_title(review),
-        body=render_body(review, gate, links),
+        body=render_body(review, gate, links, forced=force and not gate.passed),
         labels=list(dict.fromkeys(labels)),
         draft=draft,
         gate=gate,
+        force=force,
         bundle_import=bundle_import,
         problems=problems,
     )
     return plan, review
 
 
-def describe_plan(plan: PullRequestPlan, token_found: bool, force: bool = False) -> str:
+def describe_plan(plan: PullRequestPlan, token_found: bool) -> str:
     """The plan as text for ``--dry-run``: pushes, API calls (no headers), gate, problems."""
     repo = plan.github or "OWNER/NAME"
     lines = []
@@ -253,13 +289,11 @@ def describe_plan(plan: PullRequestPlan, token_found: bool, force: bool = False)
     if plan.labels:
         lines.append(f"  POST /repos/{repo}/issues/<number>/labels {plan.labels}")
     lines.append(
-        "Token: found (not shown)"
-        if token_found
-        else "Token: missing (set GITHUB_TOKEN or GH_TOKEN)"
+        "Token: found (not shown)" if token_found else f"Token: missing (set {TOKEN_NAMES})"
     )
     if plan.gate.passed:
         lines.append("Gate: passed")
-    elif force:
+    elif plan.force:
         lines.append("Gate: failed, overridden by --force:")
         lines += [f"  - {r}" for r in plan.gate.reasons]
     else:
@@ -296,8 +330,8 @@ def _push_error(detail: str, plan: PullRequestPlan, token: str) -> GitHubError:
         text = f"branch protection on {where} refused the push of {plan.branch}: {detail}"
     elif any(s in low for s in ("authentication failed", "could not read username", "403")):
         text = (
-            f"{where} refused the push: the token needs 'contents: write' (set GITHUB_TOKEN or "
-            f"GH_TOKEN): {detail}"
+            f"{where} refused the push: the token needs 'contents: write' (set "
+            f"{TOKEN_NAMES}): {detail}"
         )
     elif "not found" in low or "does not appear to be a git repository" in low:
         text = f"{where} is not reachable as a repository: {detail}"
@@ -356,25 +390,24 @@ def publish(
     repo: SkillRepo,
     token: str | None,
     *,
-    force: bool = False,
     force_push: bool = False,
     client: GitHubClient | None = None,
 ) -> PullRequestResult:
-    """Carry out ``plan``: gate, (bundle import,) push, then open or update the PR.
+    """Carry out ``plan``: problems, gate, (bundle import,) push, then open or update the PR.
 
+    The plan's problems come before the gate, in the order ``--dry-run`` exits on them: a
+    broken remote is an error to fix even in a run whose gate would refuse.
     ``client`` defaults to a :class:`GitHubClient` on ``plan.api_url`` with ``token``.
 
     Raises:
-        GateRefused: the gate failed and ``force`` is False (nothing was pushed).
-        GitHubError: a push or API failure (one line: what failed and what to do).
         ToolkitError: a problem the plan found (no remote, unknown GitHub repository).
+        GateRefused: the gate failed and ``plan.force`` is False (nothing was pushed).
+        GitHubError: a push or API failure (one line: what failed and what to do).
     """
-    if not plan.gate.passed and not force:
-        raise GateRefused(
-            "refusing to open the PR: " + "; ".join(plan.gate.reasons) + " (--force overrides)"
-        )
     if plan.problems:
         raise ToolkitError(plan.problems[0])
+    if not plan.gate.passed and not plan.force:
+        raise GateRefused("; ".join(plan.gate.reasons) + " (--force opens it anyway)")
     if plan.github is None:  # pragma: no cover - a problem above says so
         raise ToolkitError("unknown GitHub repository: pass --github-repo OWNER/NAME")
     if not token:

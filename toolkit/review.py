@@ -102,6 +102,7 @@ class AblationLine(_Line):
     ci_low: float | None = None
     ci_high: float | None = None
     n: int = 0
+    p_value: float | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,13 +119,14 @@ class Effect(BaseModel):
     ci_low: float | None
     ci_high: float | None
     n: int
+    p_value: float | None = Field(default=None, description="Exact McNemar p; None: unknown.")
 
 
 def effect_of(line: AblationLine) -> Effect:
     """The edit's effect from an ablation line (:func:`toolkit.attribution.ablation.edit_effect`:
     an ablation's delta is S* without the edit minus S*, so its effect is -delta)."""
     effect, low, high = edit_effect(line.kind, line.delta, line.ci_low, line.ci_high)
-    return Effect(effect=effect, ci_low=low, ci_high=high, n=line.n)
+    return Effect(effect=effect, ci_low=low, ci_high=high, n=line.n, p_value=line.p_value)
 
 
 class EditRow(BaseModel):
@@ -584,17 +586,25 @@ def load_review(run_dir: str | Path, git: Git, *, skill_path: str | None = None)
         raise ReviewError(f"run {run!r} has no refs in {git.root} (t2s/{run}/base is missing)")
     result = refs.get("result") or _stage_count(manifest, "result_commit")
     if not result or git.resolve([f"{result}^{{commit}}"])[0] is None:
-        raise ReviewError(
-            f"run {run!r} has no result yet (t2s/{run}/result): finish the evolution first"
-        )
+        from toolkit.evolve import no_result_reason
+
+        why = no_result_reason(run_dir)
+        raise ReviewError(f"run {run!r} has no result (t2s/{run}/result): {why}")
     base = refs["base"]
-    path = skill_path or _stage_config(manifest, "skill_path")
+    path = _stage_config(manifest, "skill_path")
     if path is not None and Path(path).is_absolute():  # recorded as an absolute path
         try:
             path = Path(path).relative_to(_stage_config(manifest, "repo") or "/nowhere").as_posix()
         except ValueError:
             path = None
     path = path if path is not None else _infer_skill_path(git, base, result)
+    if skill_path is not None and path is not None and skill_path.strip("/") != path.strip("/"):
+        # Another skill's folder would give a body about a skill the run never touched.
+        raise ReviewError(
+            f"--skill-path {skill_path} is not the skill run {run!r} evolved: that is "
+            f"{path.strip('/') or '.'} (leave --skill-path out)"
+        )
+    path = skill_path if skill_path is not None else path
     if path is None:
         raise ReviewError(f"cannot tell which skill run {run!r} evolved: pass --skill-path")
     path = path.strip("/")
@@ -710,6 +720,9 @@ class Links(BaseModel):
     branch: str | None = Field(default=None, description="The pushed result branch.")
     base: str | None = Field(default=None, description="The PR's base branch.")
     provenance_pushed: bool = False
+    fetch_from: str = Field(
+        default="origin", description="What `git fetch` names to fetch the pushed refs."
+    )
     actions_run: str | None = Field(default=None, description="URL of the workflow run.")
 
 
@@ -742,7 +755,9 @@ def _effect(effect: Effect | None) -> str:
         if effect.ci_low is not None and effect.ci_high is not None
         else ""
     )
-    return f"{_points(effect.effect)}{ci}"
+    # n and p as the report gives them: +100 pp on 2 tasks is no evidence.
+    p = f", p={effect.p_value:.3g}" if effect.p_value is not None else ""
+    return f"{_points(effect.effect)}{ci} (n={effect.n}{p})"
 
 
 def _capped(rows: Sequence[T]) -> tuple[Sequence[T], str]:
@@ -771,8 +786,13 @@ def render_title(review: RunReview) -> str:
     return f"trace2skill: evolve {review.skill_name} (run {review.run_id}){move}"
 
 
-def render_body(review: RunReview, gate: Gate, links: Links | None = None) -> str:
-    """The pull request body in GitHub markdown (under GitHub's length limit)."""
+def render_body(
+    review: RunReview, gate: Gate, links: Links | None = None, *, forced: bool = False
+) -> str:
+    """The pull request body in GitHub markdown (under GitHub's length limit).
+
+    ``forced``: the PR is opened although the gate failed (``--force``); the body says so.
+    """
     links = links or Links()
     run = review.run_id
     head = review.headline
@@ -816,6 +836,9 @@ def render_body(review: RunReview, gate: Gate, links: Links | None = None) -> st
         ]
     if gate.passed:
         lines += ["Gate: **passed** (paired CI above 0, regressions within the limit).", ""]
+    elif forced:
+        lines += ["Gate: **failed**; this pull request was opened anyway with `--force`:", ""]
+        lines += [f"- {_text(r)}" for r in gate.reasons] + [""]
     else:
         lines += ["Gate: **failed** (the pull request opens only with `--force`):", ""]
         lines += [f"- {_text(r)}" for r in gate.reasons] + [""]
@@ -919,7 +942,7 @@ def _review_steps(review: RunReview, links: Links) -> list[str]:
     if links.actions_run:
         lines.append(f"- Workflow run (the run folder is its artifact): {links.actions_run}")
     fetch = (
-        f"git fetch origin 'refs/heads/t2s/{run}/*:refs/heads/t2s/{run}/*'"
+        f"git fetch {quote(links.fetch_from)} 'refs/heads/t2s/{run}/*:refs/heads/t2s/{run}/*'"
         if links.provenance_pushed
         else f"trace2skill bundle import {review.run_dir}/refs.bundle  # every ref of the run"
     )

@@ -636,6 +636,9 @@ def ablate(
                 base=context.base,
             )
             commits.update({("only", k): v for k, v in made.items()})
+        from toolkit.attribution.run import refresh_bundle
+
+        refresh_bundle(store, context)  # other clones get the new refs from the run's bundle
 
         subset = _task_subset(suite_obj, task_ids)
         common: dict[str, Any] = dict(

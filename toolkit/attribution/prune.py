@@ -30,6 +30,7 @@ from toolkit.attribution.run import (
     load_version,
     open_run,
     read_run_trajectories,
+    refresh_bundle,
 )
 from toolkit.attribution.usage import SectionInfo, section_usage, skill_sections, subtree_used
 from toolkit.patch import Edit, Patch, apply_patch
@@ -270,6 +271,7 @@ def propose_prune(
                 )  # fmt: skip
                 proposal.commit = store.write(context.run, [("prune", spec)], replace=True)[0]
                 proposal.ref = context.ref("prune")
+                refresh_bundle(store, context)  # other clones get the prune ref too
         if write:
             text = json.dumps(proposal.model_dump(mode="json"), indent=2) + "\n"
             write_atomic(context.run_dir / PRUNE_FILE, text, prefix=".prune-", suffix="")

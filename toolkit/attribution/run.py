@@ -170,6 +170,15 @@ def edit_support(run_dir: Path, repo: SkillRepo, run: str, patch: Patch) -> dict
     return out
 
 
+def refresh_bundle(store: SkillRepo, context: RunContext) -> None:
+    """Write the run's refs to its ``refs.bundle`` again, as evolve's bundle stage does, after
+    ablate or prune added refs: a clone that imports the bundle, and ``pr --provenance`` from
+    it, get them too."""
+    from toolkit.repo import export_bundle
+
+    export_bundle(store, context.run, context.run_dir / REFS_BUNDLE)
+
+
 def open_run(
     run_dir: str | Path,
     *,
@@ -207,9 +216,11 @@ def open_run(
         if base is None:
             raise AttributionError(f"run {run!r} has no base (t2s/{run}/base) in {store.root}")
         if result is None:
+            from toolkit.evolve import no_result_reason
+
+            # As evolve --resume judges it: a run whose analyses kept nothing is a dead end.
             raise AttributionError(
-                f"run {run!r} has no result (t2s/{run}/result) yet: it was not consolidated "
-                "(no kept patches, or a run stopped before consolidate; resume it)"
+                f"run {run!r} has no result (t2s/{run}/result): {no_result_reason(run_dir)}"
             )
         patch_id = final_patch_id(manifest, store, result)
         if patch_id is None:

@@ -2,7 +2,8 @@
 
 Each command group lives in its own module of this package and is registered here.
 User mistakes raise :class:`toolkit.errors.ToolkitError`; they are printed as one line
-(``Error: ...``) with exit code 1. ``-v`` (before or after the command) shows the
+(``Error: ...``, or the error's own label for an outcome that is no error) with its exit code
+(1 unless the error names another). ``-v`` (before or after the command) shows the
 traceback as well.
 """
 
@@ -69,7 +70,7 @@ class _Group(click.Group):
         except ToolkitError as exc:
             if ctx.find_root().params.get("verbose"):
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"{exc.label}: {exc}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             # A command with nothing to resume (llm ask, report...): the same exit code as

@@ -414,7 +414,8 @@ def report_cmd(run: str, output: Path | None, repo: Path | None, skill_path: str
     from toolkit.attribution.report import render_report, write_report
 
     if output is not None and str(output) == "-":
-        click.echo(render_report(run, repo=repo, skill_path=skill_path))
+        # The text ends with its newline: the same bytes as report.md.
+        click.echo(render_report(run, repo=repo, skill_path=skill_path), nl=False)
         return
     path = write_report(run, repo=repo, skill_path=skill_path, output=output)
     click.echo(f"report: {path}")

@@ -243,7 +243,9 @@ def evolve(
     (settings come from the run, its model server and --no-cache included; a new --budget,
     --parallel, --no-skill-baseline, --api-base (the server moved) or --no-cache may be given,
     an option that would change a setting is refused). Exit code 3: budget spent;
-    130 or 143: stopped by Ctrl-C or a kill (resumable).
+    5: nothing learned (no trajectory for the analysts, or no analysis passed the quality
+    gate: no result, and a resume cannot change it); 130 or 143: stopped by Ctrl-C or a
+    kill (resumable).
 
     \b
     Examples:

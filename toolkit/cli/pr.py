@@ -102,14 +102,15 @@ def pr(
     The body is made from the run: S0 and S* pass rates with 95% CIs and the paired S* - S0
     difference, the tasks S* broke and fixed, each edit with its support (leaf patches) and
     ablation effects, the changelog, section usage, cost, and how to reproduce. Re-running
-    updates the same PR. The token comes from GITHUB_TOKEN or GH_TOKEN (needs contents and
-    pull-requests write) and is never printed.
+    updates the same PR. The token comes from TRACE2SKILL_PR_TOKEN, else GH_TOKEN, else
+    GITHUB_TOKEN (needs contents and pull-requests write) and is never printed.
 
     A gate refuses the PR unless the paired 95% CI of S* - S0 is above 0, the exact McNemar
     p is below 0.05, and S* breaks at most --max-regressions tasks that S0 passed in every
-    seed; --force opens it anyway. Exit status: 0 done, 1 an error, 4 the gate refused
-    (nothing pushed; a CI job can treat it as "no PR this time"). --dry-run exits as the
-    real run would before any network call: 1 for a problem in the plan, 4 for the gate.
+    seed; --force opens it anyway (the body says so). Exit status: 0 done, 1 an error, 4 the
+    gate refused (nothing pushed; a CI job can treat it as "no PR this time"). A problem in
+    the plan (no remote, not a GitHub one) comes before the gate, and --dry-run exits as the
+    real run would before any network call: 1 for a problem in the plan, else 4 for the gate.
 
     \b
     Examples:
@@ -138,17 +139,18 @@ def pr(
         draft=draft,
         provenance=provenance,
         max_regressions=max_regressions,
+        force=force,
         skill_path=skill_path,
     )
     token = token_from_env()
     if dry_run:
-        click.echo(describe_plan(plan, token_found=token is not None, force=force))
+        click.echo(describe_plan(plan, token_found=token is not None))
         if plan.problems:
             sys.exit(1)
         if not plan.gate.passed and not force:
             sys.exit(GATE_REFUSED_EXIT)
         return
-    result = publish(plan, repo, token, force=force, force_push=force_push)
+    result = publish(plan, repo, token, force_push=force_push)
     pushed = ", ".join(p.branch for p in result.pushed) or "nothing (already up to date)"
     click.echo(f"Pushed: {pushed}")
     verb = "Opened" if result.created else "Updated"
