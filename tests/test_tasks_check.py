@@ -102,3 +102,23 @@ def test_cli_suite_option_mistakes_are_one_line(args, message):
     assert out.exit_code == 1
     assert out.output.startswith("Error: ") and message in out.output
     assert out.output.count("\n") == 1
+
+
+def test_cli_check_lists_notes_without_failing(tmp_path):
+    path = write_jsonl(
+        tmp_path / "mine.jsonl",
+        [{"id": "a", "question": "2+2?", "answer": ["4", "four"], "hint": "add"}],
+    )
+    out = CliRunner().invoke(
+        main,
+        ["tasks", "check", "--suite", "jsonl", "--data", str(path), "--scoring", "numeric"]
+        + ["--no-progress"],
+    )
+    assert out.exit_code == 0, out.output
+    assert "notes on rows kept: 2" in out.stdout
+    assert "mine.jsonl:1 (a): answer 'four' holds no number: ignored by scoring=numeric" in (
+        out.stdout
+    )
+    assert "unknown field(s) 'hint' ignored" in out.stdout
+    listed = CliRunner().invoke(main, ["tasks", "list", "--suite", "jsonl", "--data", str(path)])
+    assert "note mine.jsonl:1 (a): unknown field(s) 'hint'" in listed.stderr

@@ -149,9 +149,74 @@ def test_options_are_checked(tmp_path):
         get_suite("jsonl", path=tmp_path / "latin1.jsonl").load("all")
 
 
-def test_byte_order_mark_is_not_part_of_line_one(tmp_path):
-    path = tmp_path / "bom.jsonl"
-    path.write_bytes(
-        b"\xef\xbb\xbf" + json.dumps({"id": "q1", "question": "?", "answer": 1}).encode()
+def test_boolean_answers_are_the_words_true_and_false(tmp_path):
+    path = write_jsonl(
+        tmp_path / "bool.jsonl",
+        [
+            {"id": "b", "question": "Is 7 prime?", "answer": True},
+            {"id": "c", "question": "Is 8 prime?", "answer": [False, "no"]},
+        ],
     )
-    assert [t.id for t in get_suite("jsonl", path=path).load("all").tasks] == ["q1"]
+    suite = get_suite("jsonl", path=path)
+    b, c = suite.load("all").tasks
+    assert b.answers == ["true"] and c.answers == ["false", "no"]  # not "1" and "0"
+    assert suite.score(b, "True").passed and not suite.score(b, "1").passed
+    assert suite.score(c, "false").passed
+
+
+def test_a_byte_order_mark_is_no_bad_row(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    row = '{"id": "a", "question": "?", "answer": "x"}\n'
+    path.write_bytes(b"\xef\xbb\xbf" + row.encode() + row.replace('"a"', '"b"').encode())
+    result = get_suite("jsonl", path=path).load("all")
+    assert result.ids == ["a", "b"] and result.bad_rows == []
+
+
+def test_row_errors_speak_the_files_terms(tmp_path):
+    (tmp_path / "files").mkdir()
+    path = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [
+            {"id": "d", "question": "?", "answer": "1", "files": ["files"]},
+            {"id": "e", "question": "?", "answer": None},
+            ["a", "b"],
+            {"id": "f", "question": "?", "answer": [None]},
+            {"id": None, "question": "?", "answer": "1"},
+            {"id": "g", "question": "?", "answer": "1", "files": "a.csv"},
+            {"id": "h", "question": "?", "anwser": "1"},
+        ],
+    )
+    errors = [e.message for e in get_suite("jsonl", path=path).load("all").bad_rows]
+    assert errors == [
+        "file 'files' is a folder next to bad.jsonl: list the files in it one by one",
+        "answer: must be a string, number, or list of them, not null",
+        'each line must be a JSON object ({"id": ..., ...}), not a JSON array',
+        "answer: must be a string, number, or list of them, not a list holding null",
+        "id: must be a string or an integer, not null",
+        "files: must be a list of paths, or an object mapping workspace names to paths, "
+        "not a string",
+        "answer: Field required (unknown field(s) 'anwser')",
+    ]
+
+
+def test_numeric_scoring_keeps_the_alternatives_with_a_number_and_notes_the_rest(tmp_path):
+    path = write_jsonl(
+        tmp_path / "q.jsonl",
+        [
+            {"id": "g", "question": "?", "answer": ["5", "five"]},
+            {"id": "w", "question": "?", "answer": ["five", "V"]},
+            {"id": "x", "question": "?", "answer": "1", "anwser": "2", "notes": "mine"},
+        ],
+    )
+    result = get_suite("jsonl", path=path, scoring="numeric").load("all")
+    assert result.ids == ["g", "x"]
+    (g, x) = result.tasks
+    assert g.answers == ["5"]
+    assert result.bad_rows[0].message == "no answer is a number (scoring=numeric): 'five', 'V'"
+    assert [(n.line, n.id, n.message) for n in result.notes] == [
+        (1, "g", "answer 'five' holds no number: ignored by scoring=numeric"),
+        (3, "x", "unknown field(s) 'anwser', 'notes' ignored; the fields are id, question, "
+         "answer, files, split"),
+    ]  # fmt: skip
+    exact = get_suite("jsonl", path=path).load("all")
+    assert exact.tasks[0].answers == ["5", "five"] and len(exact.notes) == 1  # the field only

@@ -29,10 +29,11 @@ def tasks_group() -> None:
     Your own tasks (--suite jsonl --data FILE.jsonl), one JSON object per line:
       {"id": "q1", "question": "How many rows have sales over 100?",
        "answer": "17", "files": ["sales.csv"], "split": "test"}
-    answer: a string or number, or a list of accepted alternatives; files (optional): paths
-    relative to the JSONL file, copied into the agent's workspace; split (optional): train
-    or test, else a stable hash of the id picks it. --scoring exact|numeric|regex says how
-    answers are compared.
+    answer: a string or number (true/false: the text "true"/"false"), or a list of accepted
+    alternatives; files (optional): paths relative to the JSONL file, copied into the
+    agent's workspace; split (optional): train or test, else a stable hash of the id picks
+    it. --scoring exact|numeric|regex says how answers are compared. A file saved with a
+    UTF-8 byte-order mark reads as well.
 
     \b
     Examples:
@@ -68,7 +69,8 @@ def _clip(text: str, width: int) -> str:
 def list_command(suite: Suite, split: str, limit: int | None, seed: int, as_json: bool) -> None:
     """List the tasks of a split: id, split, gold answer and question.
 
-    Rows the loader skipped are listed on stderr with their line number.
+    Rows the loader skipped, and remarks on rows it kept, are listed on stderr with their
+    line number.
 
     \b
     Examples:
@@ -78,6 +80,8 @@ def list_command(suite: Suite, split: str, limit: int | None, seed: int, as_json
     loaded = suite.load(split, limit=limit, seed=seed)
     for row in loaded.bad_rows:
         click.echo(f"skipped {row}", err=True)
+    for note in loaded.notes:
+        click.echo(f"note {note}", err=True)
     if as_json:
         for task in loaded.tasks:
             click.echo(task.model_dump_json(exclude={"files"}))
@@ -135,9 +139,11 @@ def check_command(
     gold its own scorer rejects. For spreadsheet, the answer workbooks go through the same
     LibreOffice recalculation as an agent's output (a few seconds per task), so this finds
     tasks whose stored values LibreOffice computes differently (an agent writing the gold's
-    formulas fails them too). Regex golds (jsonl) cannot be checked.
+    formulas fails them too). Regex golds (jsonl) cannot be checked. Notes name what a kept
+    row holds that is not used: unknown fields, answers --scoring numeric ignores.
 
-    The exit code is 1 when a row was skipped or a gold answer failed, so CI can run it.
+    The exit code is 1 when a row was skipped or a gold answer failed (not for notes), so CI
+    can run it.
 
     \b
     Examples:
@@ -161,6 +167,10 @@ def check_command(
         click.echo(f"skipped rows: {len(report.bad_rows)}")
         for row in report.bad_rows:
             click.echo(f"  {row}")
+        if report.notes:
+            click.echo(f"notes on rows kept: {len(report.notes)}")
+            for note in report.notes:
+                click.echo(f"  {note}")
         failed = len(report.failures)
         click.echo(
             f"gold answers scored ({split}): {report.checked}, passed {report.checked - failed}, "

@@ -10,7 +10,16 @@ question/answer file)::
     score = suite.score(tasks[0], "Matti Yrjölä")
 """
 
-from toolkit.tasks.base import LoadResult, RowError, Score, Suite, Task, TaskError, TaskFile
+from toolkit.tasks.base import (
+    LoadResult,
+    RowError,
+    RowNote,
+    Score,
+    Suite,
+    Task,
+    TaskError,
+    TaskFile,
+)
 from toolkit.tasks.datadir import DATA_DIR_ENV, VENDORED_DATA_DIR, resolve_data_dir
 from toolkit.tasks.recalc import RecalcError
 from toolkit.tasks.registry import SUITES, get_suite, reopen_suite, suite_options, suite_source
@@ -30,6 +39,7 @@ __all__ = [
     "LoadResult",
     "RecalcError",
     "RowError",
+    "RowNote",
     "Score",
     "SplitsFile",
     "Suite",

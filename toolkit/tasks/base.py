@@ -144,11 +144,18 @@ class RowError(BaseModel):
         return f"{where}{f' ({self.id})' if self.id else ''}: {self.message}"
 
 
+class RowNote(RowError):
+    """A remark on a row that loaded (an unknown field, an answer the scoring ignores)."""
+
+
 class LoadResult(BaseModel):
     """Tasks loaded from a split plus the rows that were skipped."""
 
     tasks: list[Task]
     bad_rows: list[RowError] = Field(default_factory=list)
+    notes: list[RowNote] = Field(
+        default_factory=list, description="Remarks on rows that loaded (the task is kept)."
+    )
 
     @property
     def ids(self) -> list[str]:
@@ -237,6 +244,10 @@ class Suite(ABC):
     def summarise(self, task: Task) -> str:
         """Short prompt text: the question, the workspace files and a preview of them."""
 
+    def row_notes(self, raw: Any, task: Task) -> list[str]:
+        """Remarks on a row that loaded as ``task`` (``tasks check`` shows them); none here."""
+        return []
+
     def reference_answers(self, task: Task) -> list[object]:
         """Answers that must score as correct: each gold item (``tasks check`` scores them).
 
@@ -265,6 +276,7 @@ class Suite(ABC):
         """Load every task of every split, skipping malformed rows (reported)."""
         tasks: list[Task] = []
         bad: list[RowError] = []
+        notes: list[RowNote] = []
         seen: set[str] = set()
         for source, line, raw in self.iter_rows():
             raw_id = raw.get("id") if isinstance(raw, dict) else None
@@ -282,7 +294,9 @@ class Suite(ABC):
                 continue
             seen.add(task.id)
             tasks.append(task)
-        return LoadResult(tasks=tasks, bad_rows=bad)
+            for note in self.row_notes(raw, task):
+                notes.append(RowNote(source=source, line=line, id=task.id, message=note))
+        return LoadResult(tasks=tasks, bad_rows=bad, notes=notes)
 
     def load(self, split: str, *, limit: int | None = None, seed: int = 0) -> LoadResult:
         """Load the tasks of ``split``; with ``limit``, a seeded subset of them.
@@ -298,7 +312,9 @@ class Suite(ABC):
         self.check_split(split)
         result = self.load_all()
         return LoadResult(
-            tasks=split_subset(result.tasks, split, limit, seed), bad_rows=result.bad_rows
+            tasks=split_subset(result.tasks, split, limit, seed),
+            bad_rows=result.bad_rows,
+            notes=result.notes,
         )
 
     def load_ids(self, ids: Sequence[str]) -> list[Task]:
@@ -325,7 +341,7 @@ def iter_jsonl(path: Path) -> Iterator[tuple[str, int, Any]]:
         TaskError: the file is missing or not UTF-8.
     """
     try:
-        # utf-8-sig: a byte-order mark (Windows tools write one) would make line 1 bad JSON.
+        # utf-8-sig: editors on Windows start a UTF-8 file with a byte-order mark.
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise TaskError(f"data file not found: {path}") from None
@@ -341,6 +357,16 @@ def iter_jsonl(path: Path) -> Iterator[tuple[str, int, Any]]:
             yield path.name, number, ValueError(f"invalid JSON: {exc.msg} (column {exc.colno})")
 
 
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type: object, array, string, number, boolean, null."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    names = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
+    return next((n for t, n in names.items() if isinstance(value, t)), type(value).__name__)
+
+
 def json_object(raw: Any) -> dict[str, Any]:
     """``raw`` when it is a JSON object (a dict).
 
@@ -348,7 +374,9 @@ def json_object(raw: Any) -> dict[str, Any]:
         ValueError: it is not, so the loader reports the row as bad.
     """
     if not isinstance(raw, dict):
-        raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
+        raise ValueError(
+            f'each line must be a JSON object ({{"id": ..., ...}}), not a JSON {json_type(raw)}'
+        )
     return raw
 
 

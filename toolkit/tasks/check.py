@@ -15,7 +15,7 @@ from collections import Counter
 from pydantic import BaseModel, Field
 
 from toolkit.progress import Progress
-from toolkit.tasks.base import RowError, Suite, split_subset
+from toolkit.tasks.base import RowError, RowNote, Suite, split_subset
 
 
 class ReferenceFailure(BaseModel):
@@ -33,6 +33,10 @@ class SuiteCheck(BaseModel):
     split: str = Field(description="The split checked ('all' for every task).")
     splits: dict[str, int] = Field(description="Tasks per split over the whole data.")
     bad_rows: list[RowError] = Field(default_factory=list)
+    notes: list[RowNote] = Field(
+        default_factory=list,
+        description="Remarks on rows that loaded: unknown fields, ignored answers.",
+    )
     checked: int = Field(description="Tasks whose reference answers were scored.")
     unchecked: list[str] = Field(
         default_factory=list, description="Tasks with no reference answer to score."
@@ -41,7 +45,7 @@ class SuiteCheck(BaseModel):
 
     @property
     def ok(self) -> bool:
-        """True when no row was skipped and every reference passed."""
+        """True when no row was skipped and every reference passed (notes do not count)."""
         return not self.bad_rows and not self.failures
 
 
@@ -88,6 +92,7 @@ def check_suite(
         split=split,
         splits=dict(sorted(Counter(t.split for t in loaded.tasks).items())),
         bad_rows=loaded.bad_rows,
+        notes=loaded.notes,
         checked=len(tasks) - len(unchecked),
         unchecked=unchecked,
         failures=failures,

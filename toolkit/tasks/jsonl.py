@@ -4,7 +4,9 @@ One JSON object per line::
 
     {"id": "q1", "question": "...", "answer": "42", "files": ["data.csv"], "split": "test"}
 
-- ``answer``: a string or number, or a list of accepted alternatives.
+- ``answer``: a string or number, or a list of accepted alternatives (JSON ``true`` and
+  ``false`` are the answers ``"true"`` and ``"false"``). With ``numeric`` scoring,
+  alternatives that hold no number are ignored (``tasks check`` notes them).
 - ``files`` (optional): paths relative to the JSONL file, copied into the workspace under the
   same relative name; or a mapping ``{"workspace name": "path relative to the JSONL"}``.
 - ``split`` (optional): ``train`` or ``test``; without it the task is assigned by a hash of
@@ -21,13 +23,31 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
-from toolkit.tasks.base import JsonlFileSuite, Score, Task, TaskError, TaskFile, scalar_text
+from toolkit.tasks.base import (
+    JsonlFileSuite,
+    Score,
+    Task,
+    TaskError,
+    TaskFile,
+    error_message,
+    json_object,
+    json_type,
+    scalar_text,
+)
 from toolkit.tasks.gsm8k import extract_number, score_value
 from toolkit.tasks.splits import hash_split
 
 ScoringRule = Literal["exact", "numeric", "regex"]
+
+
+def _a(kind: str) -> str:
+    """``kind`` with its article: "an array", "a string", "null"."""
+    if kind == "null":
+        return kind
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
 
 
 class JsonlRecord(BaseModel):
@@ -41,6 +61,57 @@ class JsonlRecord(BaseModel):
     files: list[str] | dict[str, str] | None = None
     split: Literal["train", "test"] | None = None
 
+    # Before-validators: one plain message instead of one line per member of the union.
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_type(cls, value: Any) -> Any:
+        whole = isinstance(value, float) and value.is_integer()  # 7.0: lax mode's 7, as before
+        if isinstance(value, bool) or not (isinstance(value, (str, int)) or whole):
+            raise PydanticCustomError(
+                "id_type",
+                "must be a string or an integer, not {kind}",
+                {"kind": _a(json_type(value))},
+            )
+        return value
+
+    @field_validator("answer", mode="before")
+    @classmethod
+    def _answer_type(cls, value: Any) -> Any:
+        items = value if isinstance(value, list) else [value]
+        odd = [v for v in items if not isinstance(v, (str, int, float))]
+        if odd:
+            kind = _a(json_type(odd[0]))
+            raise PydanticCustomError(
+                "answer_type",
+                "must be a string, number, or list of them, not {kind}",
+                {"kind": f"a list holding {kind}" if isinstance(value, list) else kind},
+            )
+        # JSON true/false is the text a model answers, not the 1/0 lax mode makes of a bool.
+        texts = [("true" if v else "false") if isinstance(v, bool) else v for v in items]
+        return texts if isinstance(value, list) else texts[0]
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _files_type(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return value
+        raise PydanticCustomError(
+            "files_type",
+            "must be a list of paths, or an object mapping workspace names to paths, not {kind}",
+            {"kind": _a(json_type(value))},
+        )
+
+
+_FIELDS = ", ".join(JsonlRecord.model_fields)
+
+
+def _unknown_fields(raw: dict[str, Any]) -> list[str]:
+    return sorted(set(raw) - set(JsonlRecord.model_fields))
+
 
 def _exact_norm(text: str, ignore_case: bool) -> str:
     text = " ".join(text.split())
@@ -51,12 +122,14 @@ class JsonlSuite(JsonlFileSuite):
     """Tasks from a user JSONL file with exact, numeric or regex scoring."""
 
     name = "jsonl"
+    #: Default of ``tolerance``.
+    DEFAULT_TOLERANCE = 1e-6
 
     def __init__(
         self,
         path: str | Path | None = None,
         scoring: ScoringRule = "exact",
-        tolerance: float = 1e-6,
+        tolerance: float = DEFAULT_TOLERANCE,
         ignore_case: bool = True,
     ):
         """Read tasks from ``path`` (required) and score them with ``scoring``."""
@@ -69,16 +142,40 @@ class JsonlSuite(JsonlFileSuite):
         self.tolerance = float(tolerance)
         self.ignore_case = ignore_case
 
+    def _record(self, raw: Any) -> JsonlRecord:
+        raw = json_object(raw)
+        try:
+            return JsonlRecord.model_validate(raw)
+        except ValidationError as exc:
+            unknown = _unknown_fields(raw)
+            if not unknown:
+                raise
+            # A missing field next to an unknown one is most often a misspelling.
+            listed = ", ".join(repr(f) for f in unknown)
+            raise ValueError(f"{error_message(exc)} (unknown field(s) {listed})") from None
+
+    @staticmethod
+    def _answer_texts(record: JsonlRecord) -> list[str]:
+        raw_answers = record.answer if isinstance(record.answer, list) else [record.answer]
+        return [scalar_text(a) or "" for a in raw_answers]
+
     def parse_row(self, raw: Any) -> Task:
         """Validate one line: fields, answer usable by the scoring rule, files present."""
-        record = JsonlRecord.model_validate(raw)
-        raw_answers = record.answer if isinstance(record.answer, list) else [record.answer]
-        answers = [scalar_text(a) or "" for a in raw_answers]
+        record = self._record(raw)
+        answers = self._answer_texts(record)
         if not answers:
             raise ValueError("answer list is empty")
+        if self.scoring == "numeric":
+            # An alternative without a number can never match a numeric answer; the task is
+            # kept with the others (row_notes names the ignored ones).
+            numbers = [g for g in answers if extract_number(g) is not None]
+            if len(answers) == 1 and not numbers:
+                raise ValueError(f"answer {answers[0]!r} is not a number (scoring=numeric)")
+            if not numbers:
+                shown = ", ".join(repr(g) for g in answers)
+                raise ValueError(f"no answer is a number (scoring=numeric): {shown}")
+            answers = numbers
         for gold in answers:
-            if self.scoring == "numeric" and extract_number(gold) is None:
-                raise ValueError(f"answer {gold!r} is not a number (scoring=numeric)")
             if self.scoring == "regex":
                 try:
                     re.compile(gold)
@@ -103,10 +200,28 @@ class JsonlSuite(JsonlFileSuite):
             if PurePosixPath(relative).is_absolute():
                 raise ValueError(f"file {relative!r} must be relative to the JSONL file")
             source = (self.path.parent / relative).resolve()
+            if source.is_dir():
+                raise ValueError(
+                    f"file {relative!r} is a folder next to {self.path.name}: list the files "
+                    "in it one by one"
+                )
             if not source.is_file():
                 raise ValueError(f"file {relative!r} not found next to {self.path.name}")
             result.append(TaskFile(path=workspace_name, source=str(source)))
         return result
+
+    def row_notes(self, raw: Any, task: Task) -> list[str]:
+        """Unknown fields (ignored) and answers the numeric rule ignores (they hold no number)."""
+        notes = []
+        unknown = _unknown_fields(raw)
+        if unknown:
+            listed = ", ".join(repr(f) for f in unknown)
+            notes.append(f"unknown field(s) {listed} ignored; the fields are {_FIELDS}")
+        ignored = [a for a in self._answer_texts(self._record(raw)) if a not in task.answers]
+        if ignored and self.scoring == "numeric":
+            listed = ", ".join(repr(a) for a in ignored)
+            notes.append(f"answer {listed} holds no number: ignored by scoring=numeric")
+        return notes
 
     def score(self, task: Task, answer: object) -> Score:
         """Score with the suite's rule; a match with any accepted answer passes."""
