@@ -291,6 +291,49 @@ def test_cli_eval_on_a_users_jsonl_tasks_with_numeric_scoring(tmp_path):
         assert quiet.exit_code == 0 and "s/task" not in quiet.stderr, quiet.stderr
 
 
+def test_cli_eval_default_run_dir_is_per_data_file_and_says_what_was_skipped(tmp_path, monkeypatch):
+    """Two task files get two default run folders; skipped rows are said once per command."""
+    monkeypatch.chdir(tmp_path)
+    rows = [{"id": f"q{i}", "question": f"{i}+1?", "answer": i + 1} for i in range(2)]
+    write_jsonl(tmp_path / "my.jsonl", [*rows, {"id": "bad", "question": "?"}, "[1]"])
+    write_jsonl(tmp_path / "logs.jsonl", [*rows, {"id": "q9", "question": "9+1?", "answer": 10}])
+    runner = CliRunner()
+    common = ["--split", "all", "--model", "fake/echo", "--no-cache", "--no-progress", "--json"]
+    dirs = []
+    for name in ("my.jsonl", "logs.jsonl"):
+        out = runner.invoke(
+            main, ["eval", "--skill", "none", "--suite", "jsonl", "--data", name, *common]
+        )
+        assert out.exit_code == 0, out.output
+        dirs.append(Path(json.loads(out.stdout)["path"]).parts[1])
+        notes = [line for line in out.stderr.splitlines() if line.startswith("Note: ")]
+        if name == "my.jsonl":
+            assert notes == [
+                "Note: 2 malformed rows of my.jsonl skipped (see `trace2skill tasks check "
+                "--suite jsonl --data my.jsonl`)"
+            ]
+        else:
+            assert notes == []
+    assert dirs[0].startswith("eval-jsonl-my-") and dirs[0].endswith("-all-nall-s0")
+    assert dirs[1].startswith("eval-jsonl-logs-") and len(set(dirs)) == 2
+    manifest = json.loads((tmp_path / "runs" / dirs[0] / "manifest.json").read_text())
+    assert [s["config"]["skipped_rows"] for s in manifest["stages"].values()] == [2]
+    # compare evaluates both sides in one process: the note comes once.
+    shutil.copy(tmp_path / "my.jsonl", tmp_path / "ab.jsonl")
+    out = runner.invoke(
+        main, ["compare", "none", "none", "--suite", "jsonl", "--data", "ab.jsonl", *common]
+    )
+    assert out.exit_code == 0, out.output
+    assert out.stderr.count("2 malformed rows of ab.jsonl skipped") == 1
+    # Without --data the name stays as it was.
+    out = runner.invoke(
+        main,
+        ["eval", "--skill", "none", "--suite", "gsm8k", "--limit", "1", *common[2:]],
+    )
+    assert out.exit_code == 0, out.output
+    assert Path(json.loads(out.stdout)["path"]).parts[1] == "eval-gsm8k-test-n1-s0"
+
+
 def test_evaluate_rejects_bad_delivery(tmp_path):
     with pytest.raises(EvalError, match="needs a skill"):
         evaluate(None, "gsm8k", "test", run_dir=tmp_path, delivery="system")

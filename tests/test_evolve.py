@@ -400,6 +400,28 @@ def kill_at(monkeypatch: pytest.MonkeyPatch, stage: str) -> None:
     monkeypatch.setitem(evolve_module._STAGE_FUNCS, stage, killed)
 
 
+def test_evolve_says_how_many_rows_of_a_task_file_it_skipped(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from toolkit.errors import ToolkitNotice
+
+    data = tmp_path / "my.jsonl"
+    rows = [{"id": f"q{i}", "question": f"{i}+1?", "answer": i + 1, "split": "train"}
+            for i in range(2)]  # fmt: skip
+    data.write_text("\n".join([*map(json.dumps, rows), '{"id": "bad"}']) + "\n")
+    submit = {"thought": "", "cited_sections": [], "tool": "submit", "args": {"answer": "1"}}
+    kill_at(monkeypatch, "analyse")  # the rollout is all this needs
+    with fake_model(lambda _messages: submit, name="evolve-skipped") as model:
+        config = config_for(
+            repo, suite="jsonl", data=data, evolve_limit=None, test_limit=None, model=model
+        )
+        with pytest.warns(ToolkitNotice) as caught, pytest.raises(KeyboardInterrupt):
+            evolve(config, llm_config=llm(tmp_path), progress=False)
+    assert f"1 malformed row of {data} skipped" in " ".join(str(w.message) for w in caught)
+    manifest = read_manifest(config.run_dir)
+    assert manifest is not None and manifest.stages["rollout"].config["skipped_rows"] == 1
+
+
 @pytest.mark.parametrize("stage", ["analyse", "consolidate", "eval-s0", "eval-result", "bundle"])
 def test_kill_at_a_stage_boundary_resumes_without_redoing_work(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str

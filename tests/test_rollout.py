@@ -20,9 +20,15 @@ from toolkit.cli import main
 from toolkit.errors import ToolkitNotice
 from toolkit.executor import LocalExecutor
 from toolkit.llm import FaultKind, LLMConfig, fake_model, read_calls
-from toolkit.rollout import RolloutError, read_manifest, run_rollouts, workspace_files
+from toolkit.rollout import (
+    RolloutError,
+    read_manifest,
+    run_rollouts,
+    split_tasks,
+    workspace_files,
+)
 from toolkit.skill import load_skill
-from toolkit.tasks import get_suite, load_splits
+from toolkit.tasks import TaskError, get_suite, load_splits
 from toolkit.trajectory import (
     Trajectory,
     TrajectoryError,
@@ -343,6 +349,42 @@ def test_recorded_split_is_reused_and_limit_checked(tmp_path: Path) -> None:
     other_tasks = [t.task_id for t in read_trajectories(run_dir / "evals" / "t.jsonl").records]
     assert sorted(first_tasks) == sorted(other_tasks) and other.tasks == first.tasks == 2
     assert set(read_manifest(run_dir).stages) == {"rollout", "eval"}  # type: ignore[union-attr]
+
+
+def test_changed_data_names_the_run_folder_and_the_way_out(tmp_path: Path) -> None:
+    data = tmp_path / "my.jsonl"
+    data.write_text('{"id": "a", "question": "?", "answer": "1"}\n', encoding="utf-8")
+    run_dir = tmp_path / "run"
+    suite = get_suite("jsonl", path=data)
+    assert [t.id for t in split_tasks(suite, "all", limit=None, seed=0, run_dir=run_dir)] == ["a"]
+    other = tmp_path / "logs.jsonl"
+    other.write_text(data.read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(TaskError) as caught:
+        split_tasks(get_suite("jsonl", path=other), "all", limit=None, seed=0, run_dir=run_dir)
+    message = str(caught.value)
+    assert f"splits in {run_dir / 'splits.json'} were made: my.jsonl" in message
+    assert "(the data now: logs.jsonl)" in message and "another --run-dir" in message
+
+
+def test_a_rollout_says_how_many_rows_it_skipped(tmp_path: Path) -> None:
+    data = tmp_path / "my.jsonl"
+    data.write_text(
+        '{"id": "a", "question": "?", "answer": "1"}\n{"id": "b", "question": "?"}\n',
+        encoding="utf-8",
+    )
+    suite = get_suite("jsonl", path=data, scoring="numeric")
+    expected = (
+        f"1 malformed row of {data} skipped (see `trace2skill tasks check --suite jsonl "
+        f"--data {data} --scoring numeric`)"
+    )
+    with pytest.warns(ToolkitNotice) as caught:
+        run_rollouts(
+            suite, "all", None, "fake/echo", run_dir=tmp_path / "run",
+            llm_config=llm_config(tmp_path), progress=False,
+        )  # fmt: skip
+    assert expected in [str(w.message) for w in caught]
+    manifest = read_manifest(tmp_path / "run")
+    assert manifest is not None and manifest.stages["rollout"].config["skipped_rows"] == 1
 
 
 # ---- executor --------------------------------------------------------------------------------

@@ -122,3 +122,16 @@ def test_cli_check_lists_notes_without_failing(tmp_path):
     assert "unknown field(s) 'hint' ignored" in out.stdout
     listed = CliRunner().invoke(main, ["tasks", "list", "--suite", "jsonl", "--data", str(path)])
     assert "note mine.jsonl:1 (a): unknown field(s) 'hint'" in listed.stderr
+
+
+def test_check_command_names_the_data_and_scoring_a_run_used(tmp_path):
+    from toolkit.tasks.check import check_command
+
+    path = write_jsonl(tmp_path / "my tasks.jsonl", [{"id": "a", "question": "?", "answer": 1}])
+    assert check_command(get_suite("jsonl", path=path, scoring="numeric", tolerance=0.5)) == (
+        f"trace2skill tasks check --suite jsonl --data '{path}' --scoring numeric --tolerance 0.5"
+    )
+    assert check_command(get_suite("gsm8k")) == "trace2skill tasks check --suite gsm8k"
+    assert check_command(get_suite("gsm8k", data_dir=tmp_path)) == (
+        f"trace2skill tasks check --suite gsm8k --data {tmp_path}"
+    )

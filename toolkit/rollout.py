@@ -55,6 +55,7 @@ from toolkit.sandbox import SandboxConfig, SandboxPool
 from toolkit.skill import Skill, load_skill, validate_skill
 from toolkit.sync import run_sync
 from toolkit.tasks import Suite, Task, TaskError, get_suite, suite_source
+from toolkit.tasks.check import skipped_rows_notice
 from toolkit.tasks.splits import SplitsFile, load_splits, make_splits, save_splits, tasks_for_split
 from toolkit.trajectory import (
     DELIVERIES,
@@ -131,7 +132,7 @@ def split_tasks(
                     f"{path} records split {split!r} with limit {recorded}, not {limit}; "
                     "use the same --limit or another --run-dir"
                 )
-            return tasks_for_split(suite, splits, split)
+            return tasks_for_split(suite, splits, split, splits_path=path)
         new = make_splits(suite, {split: limit}, seed=splits.seed)
         try:
             merged = SplitsFile(
@@ -303,6 +304,10 @@ class RolloutConfig(BaseModel):
     )
     skill_commit: str
     trajectories: str = Field(description="The trajectories file, relative to the run folder.")
+    skipped_rows: int = Field(
+        0,
+        description="Malformed data rows the loader skipped (trace2skill tasks check lists them).",
+    )
 
     @property
     def agent_fingerprint(self) -> str:
@@ -401,14 +406,18 @@ async def arun_rollouts(
     run_path.mkdir(parents=True, exist_ok=True)
     try:
         tasks = split_tasks(suite_obj, split, limit=limit, seed=seed, run_dir=run_path)
+        bad = suite_obj.load_all().bad_rows
         if not tasks:
-            bad = suite_obj.load_all().bad_rows
             why = f"; {len(bad)} malformed rows were skipped, first: {bad[0]}" if bad else ""
             raise RolloutError(f"split {split!r} of suite {suite_obj.name!r} has no tasks{why}")
     except BaseException:
         if created:  # leave no half-made run directory behind a bad request
             shutil.rmtree(run_path, ignore_errors=True)
         raise
+    if bad:
+        # Said by every command that rolls out (rollout, eval, compare, evolve); the warnings
+        # filter shows one message once per process, so an evolve's stages repeat nothing.
+        warnings.warn(skipped_rows_notice(suite_obj, bad), ToolkitNotice, stacklevel=1)
 
     llm = llm_config or LLMConfig.from_env()
     llm = llm.model_copy(
@@ -441,6 +450,7 @@ async def arun_rollouts(
         ),
         skill_commit=skill_commit(skill_obj),
         trajectories=os.path.relpath(traj_path, run_path),
+        skipped_rows=len(bad),
     )
     earlier = manifest.stages.get(stage) if manifest else None
     earlier_model = earlier.config.get("model") if earlier else None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +20,33 @@ if TYPE_CHECKING:
     from toolkit.tasks import Suite
 
 
-def _run_dir(run_dir: Path | None, suite: str, split: str, limit: int | None, seed: int) -> Path:
+def _data_tag(suite: Suite) -> str:
+    """``-<name>-<hash>`` for a suite on data other than the default (a jsonl file, a --data
+    folder): the file's stem and 6 hex digits of the sha256 of its absolute path."""
+    from toolkit.tasks import TaskError, resolve_data_dir, suite_source
+
+    source = suite_source(suite)
+    where = source.get("path") or source.get("data_dir")
+    if where is None:
+        return ""
+    if "data_dir" in source:
+        try:
+            if Path(where) == resolve_data_dir().resolve():
+                return ""
+        except TaskError:  # a broken $TRACE2SKILL_DATA_DIR: this folder is not the default
+            pass
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(where).stem).strip("-.")[:40] or "data"
+    return f"-{stem}-{hashlib.sha256(str(where).encode()).hexdigest()[:6]}"
+
+
+def _run_dir(run_dir: Path | None, suite: Suite, split: str, limit: int | None, seed: int) -> Path:
     # A run directory fixes its task subset (splits.json), so the default name carries what
-    # draws it; repeating a command reuses the finished rollouts.
+    # draws it, the data included (two task files would otherwise share one folder);
+    # repeating a command reuses the finished rollouts.
     if run_dir is not None:
         return run_dir
-    return Path("runs") / f"eval-{suite}-{split}-n{limit or 'all'}-s{seed}"
+    name = f"eval-{suite.name}{_data_tag(suite)}-{split}-n{limit or 'all'}-s{seed}"
+    return Path("runs") / name
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -132,7 +155,7 @@ def _evaluate(
         suite,
         split,
         llm_config.model,
-        run_dir=_run_dir(run_dir, suite.name, split, limit, seed),
+        run_dir=_run_dir(run_dir, suite, split, limit, seed),
         seed=seed,
         limit=limit,
         delivery=None if skill.strip().lower() == NO_SKILL else delivery,
@@ -179,7 +202,8 @@ def _common(func: Any) -> Any:
         click.option(
             "--run-dir",
             type=click.Path(file_okay=False, path_type=Path),
-            help="Run directory (default: runs/eval-<suite>-<split>-n<limit>-s<seed>); "
+            help="Run directory (default: runs/eval-<suite>-<split>-n<limit>-s<seed>, with "
+            "the --data file's or folder's name and a hash of its path after <suite>); "
             "finished tasks in it are reused. It keeps the task subset it was created with.",
         ),
         click.option(

@@ -10,12 +10,17 @@ fails that task too).
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from toolkit.progress import Progress
-from toolkit.tasks.base import RowError, RowNote, Suite, split_subset
+from toolkit.tasks.base import RowError, RowNote, Suite, TaskError, split_subset
+from toolkit.tasks.datadir import resolve_data_dir
+from toolkit.tasks.jsonl import JsonlSuite
 
 
 class ReferenceFailure(BaseModel):
@@ -96,4 +101,38 @@ def check_suite(
         checked=len(tasks) - len(unchecked),
         unchecked=unchecked,
         failures=failures,
+    )
+
+
+def check_command(suite: Suite) -> str:
+    """The ``trace2skill tasks check`` command line for ``suite`` on its data and scoring."""
+    args = ["trace2skill", "tasks", "check", "--suite", suite.name]
+    if isinstance(suite, JsonlSuite):
+        # The path as given, the spelling the user knows; the scoring decides which rows load.
+        args += ["--data", str(suite.path)]
+        if suite.scoring != "exact":
+            args += ["--scoring", suite.scoring]
+        if suite.tolerance != JsonlSuite.DEFAULT_TOLERANCE:
+            args += ["--tolerance", repr(suite.tolerance)]
+        return shlex.join(args)
+    data_dir = getattr(suite, "data_dir", None)
+    if isinstance(data_dir, Path):
+        try:
+            default: Path | None = resolve_data_dir().resolve()
+        except TaskError:  # a broken $TRACE2SKILL_DATA_DIR: name the folder outright
+            default = None
+        if data_dir.resolve() != default:
+            args += ["--data", str(data_dir)]
+    return shlex.join(args)
+
+
+def skipped_rows_notice(suite: Suite, bad_rows: Sequence[RowError]) -> str:
+    """One line for a run that skipped ``bad_rows``: how many, of which file, and the
+    command that lists them."""
+    paths = {p.name: str(p) for p in suite.source_files()}
+    files = ", ".join(sorted({paths.get(r.source, r.source) for r in bad_rows}))
+    n = len(bad_rows)
+    return (
+        f"{n} malformed row{'s' if n != 1 else ''} of {files} skipped "
+        f"(see `{check_command(suite)}`)"
     )

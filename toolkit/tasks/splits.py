@@ -151,9 +151,16 @@ def load_splits(path: Path) -> SplitsFile:
 
 
 def tasks_for_split(
-    suite: Suite, splits: SplitsFile, split: str, *, data_root: Path | None = None
+    suite: Suite,
+    splits: SplitsFile,
+    split: str,
+    *,
+    data_root: Path | None = None,
+    splits_path: Path | None = None,
 ) -> list[Task]:
     """The tasks of ``split`` as recorded in ``splits``, after checking the data is unchanged.
+
+    ``splits_path`` (where ``splits`` was read) is named in the error for changed data.
 
     Raises:
         TaskError: wrong suite, unknown split, changed data files or missing task ids.
@@ -167,5 +174,12 @@ def tasks_for_split(
     current = source_hashes(suite, data_root)
     changed = sorted(k for k, v in splits.source_hashes.items() if current.get(k) != v)
     if changed:
-        raise TaskError("data files changed since the splits were made: " + ", ".join(changed))
+        where = f" in {splits_path}" if splits_path is not None else ""
+        new = sorted(set(current) - set(splits.source_hashes))
+        now = f" (the data now: {', '.join(new)})" if new else ""
+        raise TaskError(
+            f"data files changed since the splits{where} were made: {', '.join(changed)}{now}; "
+            "a run folder keeps the tasks it was made with: choose another --run-dir for "
+            "this data"
+        )
     return suite.load_ids(splits.splits[split])
