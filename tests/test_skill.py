@@ -462,3 +462,17 @@ def test_missing_skill_md_in_memory() -> None:
 def test_from_files_rejects_unclean_paths(path: str) -> None:
     with pytest.raises(SkillError, match="invalid file path"):
         Skill.from_files("x", {path: "x"})
+
+
+def test_a_skill_md_linked_from_outside_is_named(tmp_path: Path) -> None:
+    """It read 'has no SKILL.md' (and `validate --json` printed no JSON) while the file was
+    there, as a link out of the folder."""
+    outside = tmp_path / "real.md"
+    outside.write_text(GOOD_FM.format(name="linky"), encoding="utf-8")
+    folder = tmp_path / "linky"
+    folder.mkdir()
+    (folder / "SKILL.md").symlink_to(outside)
+    (issue,) = validate_dir(folder)
+    assert issue.code == "external-link" and "is a link to" in issue.message
+    with pytest.raises(SkillError, match="outside the skill folder"):
+        load_skill(folder)

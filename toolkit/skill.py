@@ -652,6 +652,8 @@ def load_skill(path: str | os.PathLike[str]) -> Skill:
             if not full.is_file():
                 continue  # dangling links, sockets, fifos
             files[rel] = file_content(rel, full.read_bytes())
+    if SKILL_MD not in files and SKILL_MD in external:
+        raise SkillError(_outside_link_message(root / SKILL_MD))
     if SKILL_MD not in files:
         raise SkillError(f"{root} has no SKILL.md (a skill folder must contain SKILL.md)")
     return Skill(
@@ -659,6 +661,13 @@ def load_skill(path: str | os.PathLike[str]) -> Skill:
         files=dict(sorted(files.items())),
         root=root,
         external_links=frozenset(external),
+    )
+
+
+def _outside_link_message(link: Path) -> str:
+    return (
+        f"{link} is a link to {link.resolve()}, outside the skill folder (links out of a "
+        "skill are not followed): copy the file into the folder"
     )
 
 
@@ -938,6 +947,9 @@ def validate_dir(path: str | os.PathLike[str], budgets: Budgets | None = None) -
         return [Issue(code="missing-path", file=".", message=f"Path does not exist: {root}")]
     if not root.is_dir():
         return [Issue(code="not-a-folder", file=".", message=f"Not a directory: {root}")]
+    skill_md = root / SKILL_MD
+    if skill_md.is_symlink() and not _inside(skill_md.resolve(), root.resolve()):
+        return [Issue(code="external-link", file=SKILL_MD, message=_outside_link_message(skill_md))]
     if not (root / SKILL_MD).is_file():
         return [
             Issue(
