@@ -49,13 +49,16 @@ HARM = Edit(file="SKILL.md", op="insert_after", target_text="MULTIPLY-EVEN numbe
 N_TASKS = 12
 
 
-def make_skill_repo(root: Path) -> Path:
+def make_skill_repo(root: Path, files: dict[str, str] | None = None) -> Path:
+    """A git repository holding the skill ``demo`` (S0), with ``files`` replacing or adding."""
     root.mkdir(parents=True, exist_ok=True)
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.name", "Test User")
     git(root, "config", "user.email", "test@example.com")
     (root / SKILL_PATH).mkdir(parents=True)
-    (root / SKILL_PATH / "SKILL.md").write_text(S0_TEXT)
+    for name, text in {"SKILL.md": S0_TEXT, **(files or {})}.items():
+        (root / SKILL_PATH / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / SKILL_PATH / name).write_text(text)
     git(root, "add", ".")
     git(root, "commit", "-q", "-m", "initial")
     return root
@@ -85,9 +88,12 @@ def agent_reply(messages):
     return {"thought": "", "cited_sections": cited, "tool": "submit", "args": {"answer": answer}}
 
 
-def make_run(tmp: Path) -> dict:
-    """The repository, run folder and task file of a consolidated run ``r1``."""
-    repo_root = make_skill_repo(tmp / "repo")
+def make_run(tmp: Path, files: dict[str, str] | None = None) -> dict:
+    """The repository, run folder and task file of a consolidated run ``r1``.
+
+    ``files`` replace or add files of S0 (the patches edit SKILL.md's own sections).
+    """
+    repo_root = make_skill_repo(tmp / "repo", files)
     run_dir = tmp / "runs" / "r1"
     (run_dir / "patches").mkdir(parents=True)
     tasks = make_tasks(tmp / "tasks.jsonl")

@@ -8,7 +8,15 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from tests.attribution_helpers import CHECK, HARM, SKILL_PATH, TIP_A, agent_reply, make_run
+from tests.attribution_helpers import (
+    CHECK,
+    HARM,
+    S0_TEXT,
+    SKILL_PATH,
+    TIP_A,
+    agent_reply,
+    make_run,
+)
 from toolkit.agent import AgentConfig
 from toolkit.attribution import (
     AblationRecord,
@@ -223,6 +231,27 @@ def test_prune_proposes_the_unused_section_on_its_branch(done):
     assert held["refs/heads/t2s/r1/prune"] == proposal.commit
     kinds = {name.split("/")[4] for name in held}
     assert {"ablate", "only", "base", "result"} <= kinds
+
+
+def test_prune_keeps_a_reference_the_kept_text_links_to(tmp_path):
+    # Nothing was evaluated, so every section is unused: the reference's only section goes,
+    # yet SKILL.md's title text (never pruned) still links the file, so the file must stay.
+    linked = S0_TEXT.replace("# Demo\n", "# Demo\nSee [notes](references/notes.md).\n")
+    files = {
+        "SKILL.md": linked,
+        "references/notes.md": "# Notes\nNever read.\n",
+        "references/orphan.md": "# Orphan\nNever read either.\n",
+    }
+    run = make_run(tmp_path, files=files)
+    proposal = propose_prune(run["run_dir"], min_trajectories=0)
+    ops = {(e.file, e.op) for e in proposal.patch.edits}
+    assert ("references/notes.md", "delete_file") not in ops
+    assert ("references/orphan.md", "delete_file") in ops  # linked by nothing: it goes
+    tree = _git(run["repo"], "ls-tree", "-r", "--name-only", "t2s/r1/prune")
+    assert f"{SKILL_PATH}/references/notes.md" in tree.split()
+    assert f"{SKILL_PATH}/references/orphan.md" not in tree.split()
+    text = _git(run["repo"], "show", f"t2s/r1/prune:{SKILL_PATH}/SKILL.md")
+    assert "references/notes.md" in text
 
 
 def test_a_run_without_a_result_says_what_to_do(tmp_path):

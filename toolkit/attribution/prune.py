@@ -17,7 +17,7 @@ which delivery the evidence came from; review before merging.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -37,7 +37,7 @@ from toolkit.patch import Edit, Patch, apply_patch
 from toolkit.repo import CommitSpec
 from toolkit.repo.trailers import Trailers, format_message
 from toolkit.runs import update_stage
-from toolkit.skill import SKILL_MD, Skill, parse_heading, split_lines
+from toolkit.skill import SKILL_MD, Skill, linked_references, parse_heading, split_lines
 from toolkit.stats import clear_direction
 
 PRUNE_FILE = "prune.json"
@@ -104,6 +104,23 @@ def edit_sections(skill: Skill, patch: Patch) -> dict[str, str]:
         if holders:
             out[edit.id or ""] = holders[-1].ref
     return out
+
+
+def deletable_files(files: Mapping[str, str | bytes], changed: Sequence[str]) -> list[str]:
+    """The changed reference files left empty that no kept text links to (pure).
+
+    A broken link is only a validation warning, so the patch guardrails would let a
+    ``delete_file`` through while SKILL.md (or another reference) still points at the file;
+    such a file stays, emptied, for the reviewer to relink or drop.
+    """
+    emptied = {
+        name for name in changed if name != SKILL_MD and not str(files.get(name) or "").strip()
+    }
+    linked: set[str] = set()
+    for name, text in files.items():
+        if name not in emptied and isinstance(text, str):
+            linked |= linked_references(text)
+    return sorted(emptied - linked)
 
 
 def prune_candidates(
@@ -240,17 +257,14 @@ def propose_prune(
                 changelog_entries=[f"Remove unused section {c.ref}" for c in candidates],
             )
             result = apply_patch(star, patch)
-            emptied = {
-                name
-                for name in result.changed_files
-                if name != SKILL_MD and not str(result.files.get(name) or "").strip()
-            }
-            if emptied:  # a reference with nothing left goes, not an empty file
-                kept = [e for e in patch.edits if e.file not in emptied]
-                gone = [Edit(file=name, op="delete_file") for name in sorted(emptied)]
-                deleting = patch.model_copy(update={"edits": kept + gone})
+            gone = deletable_files(result.files, result.changed_files)
+            if gone:  # a reference with nothing left goes, not an empty file
+                kept = [e for e in patch.edits if e.file not in gone]
+                deleting = patch.model_copy(
+                    update={"edits": kept + [Edit(file=n, op="delete_file") for n in gone]}
+                )
                 without = apply_patch(star, deleting)
-                if without.valid or not result.valid:  # unless a kept link still needs it
+                if without.valid or not result.valid:  # never trade a valid result for errors
                     patch, result = deleting, without
             proposal.patch = patch
             proposal.rejected = [f"{r.id}: {r.message}" for r in result.rejected]
