@@ -377,6 +377,10 @@ def test_cli_commands(done, tmp_path):
     out = runner.invoke(main, ["usage", run])
     assert out.exit_code == 0, out.output
     assert "SKILL.md#demo/workflow" in out.output
+    # The fixture's evaluations are on its held-out split 'all' (the ablation's split).
+    assert out.output.startswith("trajectories (split 'all'): S0: 12 evaluation trajectories")
+    # usage has no --delivery option: its help must not name one.
+    assert "--delivery" not in runner.invoke(main, ["usage", "--help"]).output
     unused = [line for line in out.output.splitlines() if "demo/old-tips" in line]
     assert unused and all(" used 0/" in x and "pass with - / without " in x for x in unused)
     out = runner.invoke(main, ["support", run, "--json"])

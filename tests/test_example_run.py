@@ -249,3 +249,33 @@ def test_prune_deletes_a_reference_it_would_leave_empty(
     gone = [e.file for e in proposal.patch.edits if e.op == "delete_file"]
     assert gone and all(name.startswith("references/") for name in gone)
     assert not any(e.file in gone for e in proposal.patch.edits if e.op == "delete_section")
+
+
+def test_usage_compares_s0_and_s_star_on_the_same_tasks_as_the_report(
+    imported: SkillRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a trial: `usage` divided S0's uses by its rollouts (train) and evaluations
+    (test), 18, and S*'s by its evaluations, 10; the report said 0/10 where usage said 1/18."""
+    import re
+
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
+
+    monkeypatch.chdir(imported.root)
+    n = json.loads((RUN / "summary.json").read_text())["s0"]["n"]
+    out = CliRunner().invoke(main, ["usage", str(RUN)])
+    assert out.exit_code == 0, out.output
+    header, *rows = out.output.splitlines()
+    assert header == (
+        f"trajectories (split 'test'): S0: {n} evaluation trajectories on {n} task(s); "
+        f"S*: {n} evaluation trajectories on {n} task(s)"
+    )
+    assert rows and all(re.search(rf" used \d+/{n} ", row) for row in rows)
+    rollouts = CliRunner().invoke(main, ["usage", str(RUN), "--origin", "rollout"])
+    assert rollouts.exit_code == 0, rollouts.output
+    learned = len(_jsonl("trajectories.jsonl"))
+    assert rollouts.output.splitlines()[0] == (
+        f"trajectories (every split): S0: {learned} rollout trajectories on {learned} task(s); "
+        "S*: 0 rollout trajectories on 0 task(s)"
+    )

@@ -19,9 +19,11 @@ from toolkit.attribution.ablation import AblationRecord, read_ablations
 from toolkit.attribution.prune import PruneProposal, read_prune
 from toolkit.attribution.run import (
     RunContext,
+    held_out_split,
     load_version,
     open_run,
     read_jsonl_dicts,
+    read_run_trajectories,
 )
 from toolkit.attribution.usage import SectionUsage, section_usage
 from toolkit.evaluate import (
@@ -30,12 +32,10 @@ from toolkit.evaluate import (
     EvalRecord,
     EvalResult,
     EvalSummary,
-    eval_trajectories_path,
     pair_results,
     read_eval_lines,
 )
 from toolkit.stats import clear_direction
-from toolkit.trajectory import read_trajectories
 
 REPORT_FILE = "report.md"
 #: Broken tasks at or above this share of the fixed ones (or of all tasks) raise the warning.
@@ -317,10 +317,12 @@ def render_report(
     except EvalError as exc:
         scores, damaged = [], str(exc)
     # The evaluation tasks only: S0 also has rollouts (on the evolve split), S* does not, so
-    # the shares compare the two skills on the same tasks (as the PR body does).
-    path = eval_trajectories_path(context.run_dir)
-    evaluated = read_trajectories(path).records if path.is_file() else []
-    usage = section_usage([t for t in evaluated if t.skill_commit in versions], versions)
+    # the shares compare the two skills on the same tasks (as the PR body and usage do).
+    split = held_out_split(context.run_dir)
+    evaluated = read_run_trajectories(context.run_dir, "eval")
+    usage = section_usage(
+        [t for t in evaluated if t.skill_commit in versions and t.split == split], versions
+    )
     patch = context.final_patch
     out = [f"# trace2skill run `{context.run}`: skill `{star.name}`", ""]
     out += [w for w in (score_warning(s) for s in scores) if w]

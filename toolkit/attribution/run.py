@@ -10,7 +10,7 @@ options given by the caller win over what the manifest says.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,6 +25,10 @@ from toolkit.trajectory import Trajectory, read_trajectories, skill_commit
 PATCHES_DIR = "patches"
 MERGES_FILE = "merges.jsonl"
 ANALYSES_FILE = "analyses.jsonl"
+EVAL_TRAJECTORIES = "evals/trajectories.jsonl"
+
+Origin = Literal["eval", "rollout", "all"]
+"""Which trajectories of a run: its evaluations, its rollouts (the evolve split) or both."""
 
 
 class AttributionError(ToolkitError):
@@ -255,13 +259,28 @@ def load_version(store: SkillRepo, context: RunContext, rev: str) -> tuple[Skill
     return skill, skill_commit(skill)
 
 
-def read_run_trajectories(run_dir: Path) -> list[Trajectory]:
-    """Every trajectory of the run: its rollouts and its evaluations (``evals/``)."""
+def read_run_trajectories(run_dir: Path, origin: Origin = "all") -> list[Trajectory]:
+    """The run's trajectories: its rollouts, its evaluations (``evals/``) or both (``all``)."""
     out: list[Trajectory] = []
-    for path in (run_dir / "trajectories.jsonl", run_dir / "evals" / "trajectories.jsonl"):
-        if path.is_file():
+    paths = {"rollout": run_dir / "trajectories.jsonl", "eval": run_dir / EVAL_TRAJECTORIES}
+    for name, path in paths.items():
+        if origin in (name, "all") and path.is_file():
             out.extend(read_trajectories(path).records)
     return out
+
+
+def held_out_split(run_dir: Path) -> str:
+    """The split the run evaluates S0 and S* on: evolve's test split, else the ablation's.
+
+    S0 also has rollouts on the evolve split and S* has none, so figures that compare the
+    two must come from this split's evaluations to be on the same tasks.
+    """
+    manifest = read_manifest(run_dir)
+    for stage, key in (("evolve", "test_split"), ("attribute", "split")):
+        record = manifest.stages.get(stage) if manifest else None
+        if record is not None and record.config.get(key):
+            return str(record.config[key])
+    return "test"
 
 
 def version_labels(store: SkillRepo, context: RunContext) -> dict[str, tuple[str, Skill]]:

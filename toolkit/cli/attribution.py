@@ -15,6 +15,7 @@ from toolkit.errors import ToolkitError
 
 if TYPE_CHECKING:
     from toolkit.attribution import AblationPlan
+    from toolkit.attribution.run import Origin
     from toolkit.llm.config import LLMConfig
     from toolkit.tasks import Suite
 
@@ -232,14 +233,36 @@ def ablate_cmd(
 @click.command("usage")
 @run_argument
 @click.option("--all-versions", is_flag=True, help="Also ablate/only versions, not just S0/S*.")
+@click.option(
+    "--origin",
+    type=click.Choice(["eval", "rollout", "all"]),
+    default="eval",
+    show_default=True,
+    help="Which trajectories: the evaluations (S0 and S* on the same tasks), the rollouts "
+    "the run learned from (S0 only), or both.",
+)
+@click.option(
+    "--split",
+    metavar="NAME",
+    help="Only trajectories of this split (default with --origin eval: the run's held-out "
+    "split, e.g. test; otherwise every split).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON lines.")
 @_run_options
 def usage_cmd(
-    run: str, all_versions: bool, as_json: bool, repo: Path | None, skill_path: str | None
+    run: str,
+    all_versions: bool,
+    origin: Origin,
+    split: str | None,
+    as_json: bool,
+    repo: Path | None,
+    skill_path: str | None,
 ) -> None:
     """Which sections the agent read, cited or echoed, per skill version; pass rate with/without.
 
-    Reads the run's trajectories (rollouts and evaluations). With --delivery system use is
+    By default reads the evaluations on the run's held-out split, where S0 and S* ran the
+    same tasks (as the report does); S0's rollouts on the evolve split have no S*
+    counterpart (--origin rollout or all shows them). With the run's system delivery use is
     seen as citations (a section named by id) and echoes (a section's distinctive lines
     copied into a reply); progressive delivery makes reads exact. A section used by nobody
     is a pruning candidate (trace2skill prune).
@@ -247,10 +270,11 @@ def usage_cmd(
     \b
     Examples:
       trace2skill usage runs/demo
+      trace2skill usage runs/demo --origin rollout
       trace2skill usage runs/demo --all-versions --json
     """
     from toolkit.attribution import open_run, section_usage
-    from toolkit.attribution.run import read_run_trajectories, version_labels
+    from toolkit.attribution.run import held_out_split, read_run_trajectories, version_labels
 
     context, store = open_run(run, repo=repo, skill_path=skill_path)
     try:
@@ -259,12 +283,31 @@ def usage_cmd(
         store.close()
     if not all_versions:
         versions = {c: v for c, v in versions.items() if v[0] in ("S0", "S*")}
-    trajectories = [t for t in read_run_trajectories(context.run_dir) if t.skill_commit in versions]
+    if split is None and origin == "eval":
+        split = held_out_split(context.run_dir)
+    trajectories = [
+        t
+        for t in read_run_trajectories(context.run_dir, origin)
+        if t.skill_commit in versions and (split is None or t.split == split)
+    ]
     rows = section_usage(trajectories, versions)
+    # Which trajectories each version's figures count: the shares are only comparable when
+    # the versions ran the same tasks.
+    kind = {"eval": "evaluation", "rollout": "rollout", "all": "rollout and evaluation"}[origin]
+    where = f"split {split!r}" if split is not None else "every split"
+    notes = []
+    for commit, (label, _) in versions.items():
+        mine = [t for t in trajectories if t.skill_commit == commit]
+        if mine or label in ("S0", "S*"):
+            tasks = len({t.task_id for t in mine})
+            notes.append(f"{label}: {len(mine)} {kind} trajectories on {tasks} task(s)")
+    header = f"trajectories ({where}): " + "; ".join(notes)
     if as_json:
+        click.echo(header, err=True)
         for row in rows:
             click.echo(row.model_dump_json())
         return
+    click.echo(header)
     if not rows:
         click.echo("no trajectories of these skill versions yet")
     version_width = max((len(row.version) for row in rows), default=0)
