@@ -78,7 +78,15 @@ def test_runs_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )
     # Filters change the figures and land in the URL.
     at.radio(key="w_origin").set_value("all").run()
-    assert list(at.dataframe[1].value["n"]) == [12, 6]  # S0's rollout counts too
+    # S0's rollouts count too, as their own row: pooled with the evaluations (n=12) they
+    # counted the fixture's tasks twice (a real run's rollouts are other tasks: its train).
+    shown = at.dataframe[1].value
+    assert list(zip(shown["version"].str[:2], shown["n"], strict=True)) == [
+        ("S0", 6), ("S0", 6), ("S*", 6)
+    ]  # fmt: skip
+    assert sorted(shown["where"][shown["version"].str.startswith("S0")].str.split().str[1]) == [
+        "eval/test", "rollout/test"
+    ]  # fmt: skip
     at.multiselect(key="w_runs").set_value([RUN, BASELINE]).run()
     versions = list(at.dataframe[1].value["version"])
     assert versions[0] == "no skill"  # then S0, S*, the variants

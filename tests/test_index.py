@@ -328,16 +328,43 @@ def test_no_index_and_bad_sql_are_one_line(tmp_path, runs):
         assert run_query(con, "WITH a AS (SELECT 1 AS x) SELECT x FROM a")["x"].tolist() == [1]
 
 
+def test_pass_rate_by_skill_never_pools_runs_or_splits(tmp_path):
+    """Two identical runs doubled n and narrowed the CI; rollouts on the evolve split were
+    pooled with evaluations on the test split."""
+    runs = tmp_path / "runs"
+    tasks = [_trajectory(t, t != "t3", A) for t in ("t1", "t2", "t3")]
+    _write_run(runs, "r1", tasks)
+    _write_run(runs, "r2", tasks)
+    train = [_trajectory(t, True, A).model_copy(update={"split": "train"}) for t in ("t8", "t9")]
+    _write_run(runs, "r3", train, evals=tasks)
+    build_index(runs)
+    with connect(runs) as con:
+        rows = [(r.run_id, r.origin, r.split, r.n, r.passed) for r in pass_rate_by_skill(con)]
+        once = pass_rate([True, True, False])
+        assert all(r.ci_low == once.ci.low for r in pass_rate_by_skill(con) if r.n == 3)
+    assert rows == [
+        ("r1", "rollout", "test", 3, 2),
+        ("r2", "rollout", "test", 3, 2),
+        ("r3", "eval", "test", 3, 2),
+        ("r3", "rollout", "train", 2, 2),
+    ]
+
+
 def test_queries(runs):
     build_index(runs)
     with connect(runs) as con:
         rates = {(r.skill_commit, r.n, r.passed) for r in pass_rate_by_skill(con, origin="rollout")}
         assert rates == {(A, 3, 1), (B, 3, 2)}
-        both = {r.skill_commit: r for r in pass_rate_by_skill(con)}
-        expected = pass_rate([True, True, False, True, False])
-        assert both[B].n == 5 and both[B].rate == expected.rate
-        assert both[B].wilson_low == pytest.approx(expected.wilson.low)
-        assert both[B].ci_low <= both[B].rate <= both[B].ci_high
+        # Without an origin, B's rollouts and evaluations are two rows, not one pool.
+        both = {(r.skill_commit, r.origin): r for r in pass_rate_by_skill(con)}
+        assert sorted(both) == [(A, "rollout"), (B, "eval"), (B, "rollout")]
+        expected = pass_rate([True, True, False])
+        rollouts = both[(B, "rollout")]
+        assert (rollouts.run_id, rollouts.split, rollouts.n) == ("r2", "test", 3)
+        assert rollouts.rate == expected.rate
+        assert rollouts.wilson_low == pytest.approx(expected.wilson.low)
+        assert rollouts.ci_low <= rollouts.rate <= rollouts.ci_high
+        assert (both[(B, "eval")].n, both[(B, "eval")].passed) == (2, 1)
 
         flips = flipped_tasks(con, A[:7], B[:7])
         assert [(f.task_id, f.direction) for f in flips] == [("t2", "fixed")]

@@ -328,6 +328,25 @@ def test_a_new_evolve_file_reindexes_the_run(evolved):
     assert _q(runs, "SELECT count(*) FROM ablations") == [(2,)]
 
 
+def test_ablation_effects_of_a_producer_that_wrote_no_effect(evolved):
+    """``effect`` is optional in the run-file contract: it is derived from delta as the
+    toolkit writes it (negated for an ablation, its interval flipped)."""
+    runs = evolved["runs"]
+    path = evolved["run"] / "ablations.jsonl"
+    drop = ("effect", "effect_ci_low", "effect_ci_high")
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps({k: v for k, v in x.items() if k not in drop}) + "\n"
+                            for x in lines))  # fmt: skip
+    build_index(runs)
+    with connect(runs) as con:
+        effects = {e.kind: e for e in ablation_effects(con)}
+    assert (effects["ablate"].effect, effects["ablate"].effect_ci_low) == (
+        pytest.approx(0.3), pytest.approx(0.2)
+    )  # fmt: skip
+    assert effects["ablate"].effect_ci_high == pytest.approx(0.4)
+    assert effects["only"].effect == pytest.approx(0.2)
+
+
 def test_evolve_queries(evolved):
     runs = evolved["runs"]
     build_index(runs)
@@ -336,6 +355,12 @@ def test_evolve_queries(evolved):
         assert [(e.kind, e.delta, e.support, e.content) for e in effects] == [
             ("ablate", -0.3, 1, "lesson p-a"),
             ("only", 0.2, 1, "lesson p-a"),
+        ]
+        # The edit's effect as report and ablate show it (> 0 helps): removing the edit cost
+        # 30 pp, so it helps; the raw delta has the opposite sign for an ablation.
+        assert [(e.effect, e.effect_ci_low, e.effect_ci_high, e.p_value) for e in effects] == [
+            (pytest.approx(0.3), pytest.approx(0.2), pytest.approx(0.4), 0.25),
+            (pytest.approx(0.2), pytest.approx(0.1), pytest.approx(0.3), 0.25),
         ]
         support = line_support(con, "r1", file="SKILL.md")
         assert len(support) == 20

@@ -13,9 +13,13 @@ from toolkit.stats import pass_rate
 
 
 class SkillPassRate(BaseModel):
-    """Pass rate of one skill version (x model x suite) over the indexed trajectories."""
+    """Pass rate of one skill version (x model x suite) over one set of trajectories: one
+    run's rollouts or evaluations on one split."""
 
     suite: str
+    run_id: str
+    origin: str = Field(description="rollout | eval.")
+    split: str
     skill_commit: str
     model: str
     n: int
@@ -67,23 +71,30 @@ class ModelCost(BaseModel):
 def pass_rate_by_skill(
     con: duckdb.DuckDBPyConnection, *, origin: str | None = None, seed: int = 0
 ) -> list[SkillPassRate]:
-    """Pass rate with 95% CIs per (suite, skill version, model).
+    """Pass rate with 95% CIs per (suite, run, origin, split, skill version, model).
 
-    ``origin``: ``rollout`` or ``eval`` to count only those trajectories; None counts both.
+    Runs, origins and splits are never pooled: a second run of the same tasks is not more
+    evidence (pooling doubled n and narrowed the CI), and S0's rollouts on the evolve split
+    are other tasks than the evaluations on the test split.
+
+    ``origin``: ``rollout`` or ``eval`` to count only those trajectories; None lists both.
     """
     where, params = ("WHERE origin = ?", [origin]) if origin else ("", [])
     rows = con.execute(
-        f"""SELECT suite, skill_commit, model, list(passed ORDER BY run_id, id)
+        f"""SELECT suite, run_id, origin, split, skill_commit, model, list(passed ORDER BY id)
             FROM trajectories {where}
-            GROUP BY ALL ORDER BY suite, skill_commit, model""",
+            GROUP BY ALL ORDER BY suite, skill_commit, model, run_id, origin, split""",
         params,
     ).fetchall()
     out = []
-    for suite, commit, model, outcomes in rows:
+    for suite, run_id, kind, split, commit, model, outcomes in rows:
         rate = pass_rate(outcomes, seed=seed)
         out.append(
             SkillPassRate(
                 suite=suite,
+                run_id=run_id,
+                origin=kind,
+                split=split,
                 skill_commit=commit,
                 model=model,
                 n=rate.n,
@@ -183,9 +194,19 @@ class AblationEffect(BaseModel):
     kind: str = Field(description="'ablate' (S* without the edit) or 'only' (S0 with it).")
     n: int
     pass_rate: float | None
-    delta: float | None = Field(description="Paired difference vs S* (ablate) or S0 (only).")
-    ci_low: float | None
-    ci_high: float | None
+    effect: float | None = Field(
+        description="The edit's contribution, as report and ablate show it (> 0 helps): "
+        "-delta for ablate, delta for only."
+    )
+    effect_ci_low: float | None = Field(description="Paired bootstrap 95% CI of effect, low.")
+    effect_ci_high: float | None = Field(description="Paired bootstrap 95% CI of effect, high.")
+    p_value: float | None = Field(description="Exact McNemar p-value.")
+    delta: float | None = Field(
+        description="The evaluated version's pass rate minus its reference's, paired: "
+        "(S* without the edit) - S* for ablate, (S0 with it) - S0 for only."
+    )
+    ci_low: float | None = Field(description="Paired bootstrap 95% CI of delta, low end.")
+    ci_high: float | None = Field(description="Paired bootstrap 95% CI of delta, high end.")
     support: int | None = Field(description="Leaf patches behind the edit, when known.")
     file: str | None
     op: str | None
@@ -272,15 +293,29 @@ def usage_vs_pass_rate(con: duckdb.DuckDBPyConnection) -> list[SectionEffect]:
 def ablation_effects(
     con: duckdb.DuckDBPyConnection, run_id: str | None = None
 ) -> list[AblationEffect]:
-    """Every ablation with its edit's support and text, largest effect first."""
+    """Every ablation with its edit's support and text, largest effect (either sign) first."""
     where, params = ("WHERE a.run_id = ?", [run_id]) if run_id else ("", [])
+    # A producer that wrote no effect (it is optional in the contract) gets the one the
+    # toolkit writes: an ablation's delta is (S* without the edit) - S*, so it is negated.
     rows = con.execute(
-        f"""SELECT a.run_id, a.edit_id, a.patch_id, a.kind, a.n, a.pass_rate, a.delta,
-                   a.ci_low, a.ci_high, e.support, e.file, e.op, left(e.content, 200)
-            FROM ablations a LEFT JOIN edits e
+        f"""WITH a AS (
+               SELECT *,
+                      coalesce(effect, CASE WHEN kind = 'ablate' THEN -delta ELSE delta END)
+                          AS edit_effect,
+                      coalesce(effect_ci_low,
+                               CASE WHEN kind = 'ablate' THEN -ci_high ELSE ci_low END)
+                          AS edit_low,
+                      coalesce(effect_ci_high,
+                               CASE WHEN kind = 'ablate' THEN -ci_low ELSE ci_high END)
+                          AS edit_high
+               FROM ablations)
+            SELECT a.run_id, a.edit_id, a.patch_id, a.kind, a.n, a.pass_rate,
+                   a.edit_effect + 0.0, a.edit_low + 0.0, a.edit_high + 0.0, a.p_value,
+                   a.delta, a.ci_low, a.ci_high, e.support, e.file, e.op, left(e.content, 200)
+            FROM a LEFT JOIN edits e
               ON e.run_id = a.run_id AND e.patch_id = a.patch_id AND e.edit_id = a.edit_id
             {where}
-            ORDER BY abs(a.delta) DESC NULLS LAST, a.run_id, a.edit_id, a.kind""",
+            ORDER BY abs(a.edit_effect) DESC NULLS LAST, a.run_id, a.edit_id, a.kind""",
         params,
     ).fetchall()
     fields = list(AblationEffect.model_fields)

@@ -587,16 +587,20 @@ def _outcomes(con: duckdb.DuckDBPyConnection, run_id: str, commit: str | None) -
 def pass_rates(
     con: duckdb.DuckDBPyConnection, labels: dict[str, str], origin: str | None = None
 ) -> pd.DataFrame:
-    """Pass rate with bootstrap 95% CI per (suite, skill version, model) of the selection.
+    """Pass rate with bootstrap 95% CI per (suite, skill version, model) of the selection,
+    one row per run, origin and split (never pooled: see ``queries.pass_rate_by_skill``).
 
     ``origin``: ``eval`` or ``rollout`` to count only those trajectories; None: both.
+    ``where`` names the run, origin and split of a row.
     """
     rows = [r.model_dump() for r in queries.pass_rate_by_skill(con, origin=origin)]
     out = pd.DataFrame(
         rows,
-        columns=["suite", "skill_commit", "model", "n", "passed", "rate", "ci_low", "ci_high"],
-    )
+        columns=["suite", "run_id", "origin", "split", "skill_commit", "model", "n", "passed",
+                 "rate", "ci_low", "ci_high"],
+    )  # fmt: skip
     out["version"] = [labels.get(c, c[:8]) for c in out["skill_commit"]]
+    out["where"] = out["run_id"] + " " + out["origin"] + "/" + out["split"]
 
     # No skill, S0, S*, then the variants: the order a reader compares them in.
     def rank(label: str) -> tuple[int, str]:

@@ -43,23 +43,28 @@ def render() -> None:
             return
         rates["err_plus"] = rates["ci_high"] - rates["rate"]
         rates["err_minus"] = rates["rate"] - rates["ci_low"]
+        # One point per run and split: several of them side by side, not pooled.
+        several = rates["where"].nunique() > 1
+        rates["x"] = rates["version"] + (("<br>" + rates["where"]) if several else "")
         fig = px.scatter(
             rates,
-            x="version",
+            x="x",
             y="rate",
             color="model",
             facet_col="suite",
             error_y="err_plus",
             error_y_minus="err_minus",
-            hover_data=["n", "passed", "ci_low", "ci_high", "skill_commit"],
+            hover_data=["where", "n", "passed", "ci_low", "ci_high", "skill_commit"],
             range_y=[0, 1],
+            labels={"x": "version"},
         )
         fig.update_traces(marker={"size": 12})
         st.plotly_chart(fig, width="stretch")
         st.dataframe(
-            rates[["suite", "version", "model", "n", "passed", "rate", "ci_low", "ci_high"]],
+            rates[["suite", "version", "where", "model", "n", "passed", "rate", "ci_low",
+                   "ci_high"]],
             hide_index=True,
-        )
+        )  # fmt: skip
         _flips(con, labels)
 
 
