@@ -458,3 +458,23 @@ def test_readers_see_whole_runs_only(runs):
         build_index(runs)
         assert con.execute("SELECT count(*) FROM runs").fetchone() == (3,)
     assert not half.exists()  # the next build cleared the leftover
+
+
+def test_documented_pass_rate_queries_do_not_pool_rollouts_with_evaluations(runs):
+    """README's first query averaged `passed` over every trajectory: S0's rollouts on the
+    evolve split with the test evaluations, while S* has evaluations only."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    helptext = CliRunner().invoke(main, ["query", "--help"]).output
+    queries = [
+        " ".join(q.split())
+        for text in (readme, helptext)
+        for q in re.findall(r'trace2skill query "([^"]+)"', text)
+    ]
+    build_index(runs)
+    with connect(runs) as con:
+        for sql in queries:
+            run_query(con, sql)  # every documented query runs
+    rates = [q for q in queries if "FROM trajectories" in q and "avg(passed" in q]
+    assert rates and [q for q in rates if "WHERE origin = 'eval'" not in q] == []
