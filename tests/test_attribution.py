@@ -371,6 +371,36 @@ def test_ablate_dry_run_checks_what_the_real_run_checks(done, tmp_path):
     assert "Note: the run's analyses learned from its 'all' tasks" in same.output
 
 
+def test_ablate_dry_run_counts_only_the_rollouts_left(done, tmp_path):
+    """A dry run of a finished ablation announced its full cost ("at most 84 rollouts")."""
+    import shutil
+
+    run_dir = tmp_path / "r1"
+    shutil.copytree(done["run_dir"], run_dir)
+    args = ["ablate", str(run_dir), "--repo", str(done["repo"]), "--dry-run", "--suite",
+            "jsonl", "--data", str(done["tasks"]), "--split", "all", "--top", "3"]  # fmt: skip
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    assert "cost: nothing to run: all 84 rollouts are in the run's evaluations" in out.output
+    # Drop 5 finished rollouts (and one that ended on a model error runs again): 6 are left.
+    path = run_dir / "evals" / "trajectories.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    failed = json.loads(lines[5])
+    failed["stop_reason"] = "error"
+    path.write_text("".join(lines[6:]) + json.dumps(failed) + "\n")
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    assert "cost: at most 6 rollouts (78 of 84 are in the run's evaluations, reused)" in out.output
+    assert "another agent" not in out.output
+    # A rollout made by another agent (changed prompts: another trajectory id) runs again.
+    other = json.loads(path.read_text().splitlines()[0])
+    other["id"] = "0" * 16
+    path.write_text(json.dumps(other) + "\n" + "".join(path.read_text().splitlines(True)[1:]))
+    out = CliRunner().invoke(main, args)
+    assert "cost: at most 7 rollouts (77 of 84" in out.output
+    assert "note: 1 of them were evaluated before by another agent" in out.output
+
+
 def test_cli_commands(done, tmp_path):
     runner = CliRunner()
     run = str(done["run_dir"])

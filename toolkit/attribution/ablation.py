@@ -47,7 +47,7 @@ from toolkit.skill import Skill
 from toolkit.stats import DEFAULT_RESAMPLES, PairedComparison
 from toolkit.tasks import TaskError
 from toolkit.tasks.splits import load_splits
-from toolkit.trajectory import append_jsonl, read_jsonl
+from toolkit.trajectory import append_jsonl, read_jsonl, skill_commit, trajectory_id
 
 if TYPE_CHECKING:
     from toolkit.agent import AgentConfig
@@ -137,6 +137,14 @@ class AblationPlan(BaseModel):
     model: str
     tasks: list[str]
     rollouts: int = Field(description="Rollouts at most (S*, S0 and each version x tasks).")
+    finished: int = Field(
+        default=0, description="Of those, rollouts the run's evaluations hold (reused)."
+    )
+    other_agent: int = Field(
+        default=0,
+        description="Rollouts left that the run evaluated with another agent (its prompts or "
+        "settings changed since): they run again.",
+    )
     seconds_per_task: float | None = Field(description="From earlier evaluations of the run.")
     tokens_per_task: float | None
     mismatch: list[str] = Field(
@@ -146,8 +154,10 @@ class AblationPlan(BaseModel):
 
     @property
     def estimate_s(self) -> float | None:
-        """Estimated wall seconds (rollouts x seconds per task), if known."""
-        return None if self.seconds_per_task is None else self.rollouts * self.seconds_per_task
+        """Estimated wall seconds (rollouts left x seconds per task), if known."""
+        if self.seconds_per_task is None:
+            return None
+        return (self.rollouts - self.finished) * self.seconds_per_task
 
 
 class AblationOutcome(BaseModel):
@@ -431,6 +441,64 @@ def _past_cost(run_dir: Path, split: str) -> tuple[float | None, float | None]:
     return sum(seconds) / len(seconds), sum(tokens) / len(tokens)
 
 
+def _version_commit(parent: Skill, changes: dict[str, bytes | None], skill_path: str) -> str:
+    """The version id a planned version will have: ``parent`` with ``changes`` applied."""
+    files: dict[str, str | bytes] = dict(parent.files)
+    for path, data in changes.items():
+        name = path.removeprefix(f"{skill_path.strip('/')}/")
+        if data is None:
+            files.pop(name, None)
+        else:
+            files[name] = data
+    return skill_commit(parent.model_copy(update={"files": files}))
+
+
+def _finished_rollouts(
+    run_dir: Path,
+    suite: str,
+    commits: Sequence[str],
+    task_ids: Sequence[str],
+    *,
+    model: str,
+    seed: int,
+    delivery: str | None,
+    agent_config: AgentConfig | None,
+) -> tuple[int, int]:
+    """How many of the (version, task) rollouts the run's evaluations already hold, and how
+    many of the others they hold from another agent.
+
+    Matched by trajectory id, the key :func:`~toolkit.evaluate.evaluate` reuses finished work
+    by (same version, task, model, seed, delivery and agent); a rollout that ended on a model
+    error runs again, so it is not counted. A changed agent (prompts, budgets) gives other
+    ids: those rollouts run again, which the second count lets the plan say.
+    """
+    from toolkit.agent import AgentConfig, agent_fingerprint
+    from toolkit.evaluate import eval_trajectories_path
+
+    path = eval_trajectories_path(run_dir)
+    if not path.is_file():
+        return 0, 0
+    delivery = delivery or "system"  # evaluate's default
+    have: set[str] = set()
+    others: set[tuple[str, str]] = set()
+    for line in read_jsonl_dicts(path):
+        if line.get("stop_reason") == "error":
+            continue
+        have.add(str(line.get("id")))
+        if (line.get("model"), line.get("seed"), line.get("delivery")) == (model, seed, delivery):
+            others.add((str(line.get("skill_commit")), str(line.get("task_id"))))
+    agent = (agent_config or AgentConfig()).model_copy(update={"delivery": delivery})
+    fingerprint = agent_fingerprint(agent)
+    finished = other = 0
+    for commit in commits:
+        for task in task_ids:
+            if trajectory_id(suite, task, commit, model, seed, delivery, fingerprint) in have:
+                finished += 1
+            elif (commit, task) in others:
+                other += 1
+    return finished, other
+
+
 def _split_ids(
     suite: Suite, split: str, limit: int | None, seed: int, run_dir: Path, *, dry_run: bool
 ) -> list[str]:
@@ -553,6 +621,14 @@ def ablate(
         split_ids = _split_ids(suite_obj, split, limit, seed, context.run_dir, dry_run=dry_run)
         task_ids = subsample(split_ids, tasks, seed)
         seconds, tokens = _past_cost(context.run_dir, split)
+        parents = {"ablate": star, "only": s0}
+        commits = [star_commit, s0_commit] + [
+            _version_commit(parents[v.kind], v.changes, context.skill_path) for v in versions
+        ]
+        finished, other_agent = _finished_rollouts(
+            context.run_dir, suite_obj.name, commits, task_ids, model=model_name, seed=seed,
+            delivery=delivery, agent_config=agent_config,
+        )  # fmt: skip
         plan = AblationPlan(
             run=context.run,
             patch_id=context.final_patch.id or "",
@@ -566,6 +642,8 @@ def ablate(
             model=model_name,
             tasks=task_ids,
             rollouts=(2 + len(versions)) * len(task_ids),
+            finished=finished,
+            other_agent=other_agent,
             seconds_per_task=seconds,
             tokens_per_task=tokens,
             mismatch=mismatch,

@@ -70,11 +70,27 @@ def _plan_lines(plan: AblationPlan) -> list[str]:
         f"{len(plan.versions)} version(s) to evaluate + S* and S0 on {len(plan.tasks)} task(s) "
         f"of {plan.suite}/{plan.split} (seed {plan.seed}, model {plan.model})",
     ]
-    cost = f"cost: at most {plan.rollouts} rollouts"
-    if plan.seconds_per_task is not None:
-        cost += f", ~{plan.seconds_per_task:.1f} s and {plan.tokens_per_task or 0:,.0f} tokens each"
-        cost += f" (earlier evaluations of this run): ~{(plan.estimate_s or 0) / 60:.1f} min"
-    lines.append(cost + "; finished rollouts are reused")
+    left = plan.rollouts - plan.finished
+    if plan.rollouts and not left:
+        lines.append(
+            f"cost: nothing to run: all {plan.rollouts} rollouts are in the run's evaluations "
+            "(reused)"
+        )
+    else:
+        cost = f"cost: at most {left} rollouts"
+        if plan.finished:
+            cost += f" ({plan.finished} of {plan.rollouts} are in the run's evaluations, reused)"
+        if plan.seconds_per_task is not None:
+            cost += (
+                f", ~{plan.seconds_per_task:.1f} s and {plan.tokens_per_task or 0:,.0f} tokens "
+                f"each (earlier evaluations of this run): ~{(plan.estimate_s or 0) / 60:.1f} min"
+            )
+        lines.append(cost + ("" if plan.finished else "; finished rollouts are reused"))
+        if plan.other_agent:
+            lines.append(
+                f"note: {plan.other_agent} of them were evaluated before by another agent (its "
+                "prompts or settings changed since): they run again"
+            )
     lines += [f"skip {s.kind}/{s.edit_id}: {s.reason}" for s in plan.skipped]
     if plan.mismatch:
         lines.append(
