@@ -261,6 +261,25 @@ def test_a_run_without_a_result_says_what_to_do(tmp_path):
         open_run(run["run_dir"])
 
 
+def test_a_plain_rollout_run_is_said_to_be_never_evolved(tmp_path, monkeypatch):
+    """`report` of a run made by `rollout` alone asked to import a refs.bundle it never had."""
+    from tests.attribution_helpers import make_skill_repo
+    from toolkit.runs import Manifest, update_stage
+
+    run_dir = tmp_path / "runs" / "r0"
+    run_dir.mkdir(parents=True)
+    manifest = Manifest(run_id="r0", created_at="2026-12-05T00:00:00+00:00", toolkit_version="0")
+    (run_dir / "manifest.json").write_text(manifest.model_dump_json())
+    update_stage(run_dir, "rollout", status="done", config={"split": "train"})
+    # In a skill repository, and where there is no git repository at all.
+    for here in (make_skill_repo(tmp_path / "repo"), tmp_path):
+        monkeypatch.chdir(here)
+        out = CliRunner().invoke(main, ["report", str(run_dir)])
+        assert out.exit_code == 1
+        assert out.output.startswith("Error: run 'r0' was never evolved (no analyse, consolidate")
+        assert "refs.bundle" not in out.output and out.output.count("\n") == 1
+
+
 def test_prune_refuses_without_evidence(tmp_path):
     run = make_run(tmp_path)
     with pytest.raises(AttributionError, match="too little evidence"):

@@ -269,6 +269,10 @@ def test_corrupt_lines_and_runs_are_reported_and_skipped(runs):
     # A CI job asks for a failure: --strict exits 1 (the index is still written).
     strict = CliRunner().invoke(main, ["index", str(runs), "--strict", "--no-progress"])
     assert strict.exit_code == 1 and "--strict: 1 runs and 3 corrupt lines" in strict.output
+    # Nothing changed, so nothing was read now; the summary still counts the index's corrupt
+    # lines as --strict does (it said "0 corrupt lines skipped", then "3 ... were skipped").
+    assert "1 unchanged" not in strict.output and "2 unchanged" in strict.output
+    assert "1 skipped, 3 corrupt lines skipped (0 in the runs read now)" in strict.output
     assert CliRunner().invoke(main, ["index", str(runs), "--no-progress"]).exit_code == 0
 
     # The broken run is tried again each time, and indexed once it is repaired.

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import RepoError, ToolkitError
 from toolkit.patch import Patch
 from toolkit.repo import SkillRepo, open_run_repo
 from toolkit.repo.trailers import parse_trailers
@@ -26,6 +26,8 @@ PATCHES_DIR = "patches"
 MERGES_FILE = "merges.jsonl"
 ANALYSES_FILE = "analyses.jsonl"
 EVAL_TRAJECTORIES = "evals/trajectories.jsonl"
+#: Manifest stages that write a run's refs (S0 snapshot, patches, S*).
+EVOLVING_STAGES = frozenset({"analyse", "consolidate", "evolve"})
 
 Origin = Literal["eval", "rollout", "all"]
 """Which trajectories of a run: its evaluations, its rollouts (the evolve split) or both."""
@@ -183,6 +185,22 @@ def refresh_bundle(store: SkillRepo, context: RunContext) -> None:
     export_bundle(store, context.run, context.run_dir / REFS_BUNDLE)
 
 
+def _never_evolved(run_dir: Path, manifest: Manifest | None, run: str) -> str | None:
+    """Why a plain rollout (or eval) run has nothing to attribute, else None.
+
+    Such a run snapshotted no S0 and made no S*, so it has no refs anywhere to import (the
+    message asked to import a refs.bundle the run never had).
+    """
+    stages = set(manifest.stages) if manifest else set()
+    if (run_dir / REFS_BUNDLE).is_file() or stages & EVOLVING_STAGES:
+        return None
+    return (
+        f"run {run!r} was never evolved (no analyse, consolidate or evolve stage): it has no "
+        f"result to attribute; analyse and consolidate it first (trace2skill analyse "
+        f"{run_dir}), or give an evolved run"
+    )
+
+
 def open_run(
     run_dir: str | Path,
     *,
@@ -198,18 +216,26 @@ def open_run(
     manifest = read_manifest(run_dir)
     candidates = [str(c) for c in (stage_value(manifest, "run"), manifest and manifest.run_id) if c]
     candidates.append(run_dir.resolve().name)
+    never_evolved = _never_evolved(run_dir, manifest, candidates[0])
     # --repo, else this repository when it holds the run (a clone that imported its bundle),
     # else the recorded one if it is here: writes (prune, ablate) go where the user looks.
-    store = open_run_repo(repo, stage_value(manifest, "repo"), candidates)
+    try:
+        store = open_run_repo(repo, stage_value(manifest, "repo"), candidates)
+    except RepoError:
+        if never_evolved:  # the run's own state, not the repository, is what to fix
+            raise AttributionError(never_evolved) from None
+        raise
     try:
         runs = store.runs()
         run = next((c for c in candidates if c in runs), None)
         if run is None:
+            if never_evolved:
+                raise AttributionError(never_evolved)
             bundle = run_dir / REFS_BUNDLE
             how = (
                 f"import them with `trace2skill bundle import {bundle}`"
                 if bundle.is_file()
-                else "import the run's refs.bundle"
+                else "the run folder has no refs.bundle to import"
             )
             raise AttributionError(
                 f"{store.root} has no refs of run {candidates[0]!r}: {how}, or pass --repo "

@@ -51,10 +51,15 @@ def index_command(runs_dir: Path, no_progress: bool, strict: bool) -> None:
         )
         # Every indexed run's count, not only this call's: an unchanged run is not re-read.
         corrupt = con.execute("SELECT coalesce(sum(skipped_lines), 0) FROM runs").fetchone()[0]
+    # The corrupt lines of every indexed run, as --strict counts them: an unchanged run's
+    # were skipped when it was read, and they are still missing from the index.
+    now = (
+        f" ({report.skipped_lines} in the runs read now)" if report.skipped_lines != corrupt else ""
+    )
     click.echo(
         f"Indexed {report.runs} runs in {runs_dir / '.index'}: {len(report.read)} read, "
         f"{report.unchanged} unchanged, {len(report.removed)} removed, "
-        f"{len(report.skipped)} skipped, {report.skipped_lines} corrupt lines skipped"
+        f"{len(report.skipped)} skipped, {corrupt} corrupt lines skipped{now}"
     )
     click.echo(f"Rows: {counts}")
     if strict and (report.skipped or corrupt):
