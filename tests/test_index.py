@@ -406,6 +406,17 @@ def test_cli_index_and_query(runs):
     nulls = "SELECT 'a' AS k, NULL::DOUBLE AS x UNION ALL SELECT 'b', 1.5 ORDER BY k"
     table = runner.invoke(main, ["query", nulls, "--runs-dir", str(runs)])
     assert table.output.split() == ["k", "x", "a", "None", "b", "1.5"]
+    # sum() of integers is a HUGEINT, which pandas made a float: 4 printed as 4.0.
+    sums = "SELECT run_id, sum(passed::INT) AS p, sum(n_steps) FILTER (WHERE false) AS none "
+    sums += "FROM trajectories GROUP BY 1 ORDER BY 1"
+    table = runner.invoke(main, ["query", sums, "--runs-dir", str(runs)])
+    assert table.output.split() == ["run_id", "p", "none", "r1", "1", "None", "r2", "3", "None"]
+    csv = runner.invoke(main, ["query", sums, "--runs-dir", str(runs), "--format", "csv"])
+    assert csv.output == "run_id,p,none\nr1,1,\nr2,3,\n"
+    js = runner.invoke(main, ["query", sums, "--runs-dir", str(runs), "--format", "json"])
+    assert json.loads(js.output)[1] == {"run_id": "r2", "p": 3, "none": None}
+    huge = "SELECT 170141183460469231731687303715884105727::HUGEINT AS h"  # beyond 64 bits
+    assert runner.invoke(main, ["query", huge, "--runs-dir", str(runs)]).exit_code == 0
 
     bad = runner.invoke(main, ["query", "SELEC 1", "--runs-dir", str(runs)])
     assert bad.exit_code == 1 and bad.output.startswith("Error: query failed")

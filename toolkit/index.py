@@ -896,7 +896,35 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
             raise RunIndexError(
                 f"only reads are run (SELECT, WITH, DESCRIBE, SHOW, EXPLAIN); this is {kind}"
             )
-        return con.execute(sql).df()
+        relation = con.sql(sql)
+        if relation is None:  # a read that returns no relation (never seen): run it plainly
+            return con.execute(sql).df()
+        return _frame(relation)
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise RunIndexError(f"query failed: {first}") from None
+
+
+_HUGE_INTEGERS = frozenset({"HUGEINT", "UHUGEINT"})
+
+
+def _frame(relation: duckdb.DuckDBPyRelation) -> pd.DataFrame:
+    """The relation as a DataFrame, with 128-bit integers as integers.
+
+    ``sum`` of an integer column is a HUGEINT, which pandas receives as a float (a count of
+    13 printed as 13.0); such columns are cast to BIGINT, unless a value does not fit.
+    """
+    huge = [str(t) in _HUGE_INTEGERS for t in relation.types]
+    if not any(huge):
+        return relation.df()
+    names = ['"' + name.replace('"', '""') + '"' for name in relation.columns]
+    narrowed = relation.project(
+        ", ".join(
+            f"CAST({n} AS BIGINT) AS {n}" if wide else n
+            for n, wide in zip(names, huge, strict=True)
+        )
+    )
+    try:
+        return narrowed.df()
+    except (duckdb.ConversionException, duckdb.OutOfRangeException):  # beyond 64 bits: a float
+        return relation.df()
