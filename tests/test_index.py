@@ -57,6 +57,7 @@ def _trajectory(task: str, passed: bool, commit: str, *, seed: int = 0, uses=())
         model="fake/m",
         seed=seed,
         delivery="system",
+        protocol="code",
         steps=steps,
         final_answer="42",
         verdict=Verdict(passed=passed, score=float(passed)),
@@ -166,10 +167,10 @@ def test_tables_hold_the_runs_rows(runs):
     t1 = _trajectory("t1", True, A)
     row = _rows(
         runs,
-        f"SELECT task_id, skill_commit, passed, score, n_steps, tokens_in, cost_usd, stop_reason "
-        f"FROM trajectories WHERE id = '{t1.id}'",
+        f"SELECT task_id, skill_commit, passed, score, n_steps, tokens_in, cost_usd, stop_reason, "
+        f"protocol FROM trajectories WHERE id = '{t1.id}'",
     )
-    assert row == [("t1", A, True, 1.0, 2, 30, 0.01, "submitted")]
+    assert row == [("t1", A, True, 1.0, 2, 30, 0.01, "submitted", "code")]
     assert _rows(
         runs,
         f"SELECT step, tool, args, tokens_in, latency_s, cache_hit, call_id FROM steps "

@@ -173,6 +173,16 @@ def evolved(tmp_path):
             gained=["t1"],
             lost=["t2", "t3"],
             tasks=[f"t{i}" for i in range(10)],
+            reference_commit="c-ref",
+            reference_skill_commit="tree-ref",
+            suite="wikitq",
+            model="fake/m",
+            reference_passed=5,
+            reference_pass_rate=0.5,
+            file="SKILL.md",
+            op="replace_in_section",
+            target_section="SKILL.md",
+            also_removed=[],
         )
         for kind, passed, delta in (("ablate", 4, -0.3), ("only", 6, 0.2))
     ]
@@ -219,6 +229,12 @@ def test_evolve_tables_hold_the_contract_files(evolved):
         ("ablate", -0.3, 0.3, 0.25, 2, ["t2", "t3"]),
         ("only", 0.2, 0.2, 0.25, 2, ["t2", "t3"]),
     ]
+    # What the edit was and what it was compared with, without reading ablations.jsonl.
+    assert _q(
+        runs,
+        "SELECT reference_skill_commit, reference_pass_rate, suite, model, file, op "
+        "FROM ablations WHERE kind = 'ablate'",
+    ) == [("tree-ref", 0.5, "wikitq", "fake/m", "SKILL.md", "replace_in_section")]
     assert _q(runs, "SELECT result_commit, analyses, patches, merges, ablations FROM runs") == [
         (evolved["result"], 4, 4, 1, 2)
     ]
@@ -241,6 +257,9 @@ def test_skill_lines_blame_the_result(evolved):
         assert by_line[n] == [f"lesson {pid}", "patch", pid, evolved["result"], 1, [f"traj-{pid}"]]
     # The other lines predate the run: the user's own commit.
     assert by_line[1] == ["line 1", None, None, None, None, []]
+    # A line that is a final edit's text names that edit (to join ablations on).
+    named = _q(runs, "SELECT line, edit_id FROM skill_lines WHERE edit_id IS NOT NULL ORDER BY 1")
+    assert named == sorted((n, _leaf(pid, n).edits[0].id) for pid, n in LINES.items())
 
 
 def test_skill_lines_from_the_bundle_when_the_repository_is_gone(evolved):

@@ -61,7 +61,7 @@ from toolkit.runs import (
 from toolkit.skill_lines import BUNDLE_FILE, read_skill_lines
 from toolkit.trajectory import Trajectory
 
-INDEX_SCHEMA_VERSION = 3
+INDEX_SCHEMA_VERSION = 4
 INDEX_DIR = ".index"
 STATE_FILE = "state.json"
 
@@ -97,6 +97,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "model": "VARCHAR",
         "seed": "BIGINT",
         "delivery": "VARCHAR",
+        "protocol": "VARCHAR",
         "passed": "BOOLEAN",
         "score": "DOUBLE",
         "final_answer": "VARCHAR",
@@ -260,6 +261,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "sources": "VARCHAR[]",
         "trajectories": "VARCHAR[]",
         "support": "INTEGER",
+        "edit_id": "VARCHAR",
     },
     "ablations": {
         "run_id": "VARCHAR",
@@ -268,11 +270,17 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "kind": "VARCHAR",
         "commit": "VARCHAR",
         "skill_commit": "VARCHAR",
+        "reference_commit": "VARCHAR",
+        "reference_skill_commit": "VARCHAR",
+        "suite": "VARCHAR",
+        "model": "VARCHAR",
         "split": "VARCHAR",
         "seed": "BIGINT",
         "n": "INTEGER",
         "passed": "INTEGER",
         "pass_rate": "DOUBLE",
+        "reference_passed": "INTEGER",
+        "reference_pass_rate": "DOUBLE",
         "delta": "DOUBLE",
         "ci_low": "DOUBLE",
         "ci_high": "DOUBLE",
@@ -284,6 +292,10 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "gained": "VARCHAR[]",
         "lost": "VARCHAR[]",
         "tasks": "VARCHAR[]",
+        "file": "VARCHAR",
+        "op": "VARCHAR",
+        "target_section": "VARCHAR",
+        "also_removed": "VARCHAR[]",
     },
 }
 TABLES: tuple[str, ...] = tuple(SCHEMAS)
@@ -432,6 +444,7 @@ def _trajectory_rows(
                         "model",
                         "seed",
                         "delivery",
+                        "protocol",
                         "final_answer",
                         "tokens_in",
                         "tokens_out",

@@ -45,6 +45,7 @@ TRAJECTORY_COLUMNS: dict[str, str] = {
     "model": "VARCHAR",
     "seed": "BIGINT",
     "delivery": "VARCHAR",
+    "protocol": "VARCHAR",
     "final_answer": "VARCHAR",
     "verdict": "STRUCT(passed BOOLEAN, score DOUBLE)",
     "steps": f"{_STEP}[]",
@@ -135,7 +136,8 @@ def trajectory_inserts(name: str, run_id: str, origin: str) -> dict[str, str]:
         "trajectories": f"""
             SELECT {keys}, id, task_id, suite, coalesce(split, '') AS split, skill_name,
                    skill_commit, model, coalesce(seed, 0) AS seed, delivery,
-                   verdict.passed AS passed, coalesce(verdict.score, 0.0) AS score,
+                   coalesce(protocol, 'json') AS protocol, verdict.passed AS passed,
+                   coalesce(verdict.score, 0.0) AS score,
                    final_answer, coalesce(len(steps), 0) AS n_steps,
                    coalesce(tokens_in, 0) AS tokens_in, coalesce(tokens_out, 0) AS tokens_out,
                    coalesce(cost_usd, 0.0) AS cost_usd, coalesce(latency_s, 0.0) AS latency_s,

@@ -139,3 +139,15 @@ class AblationLine(_Line):
     gained: list[str] = Field(default_factory=list, description="Tasks only this version passed.")
     lost: list[str] = Field(default_factory=list, description="Tasks only the reference passed.")
     tasks: list[str] = Field(default_factory=list)
+    reference_commit: str | None = Field(None, description="The commit compared with (S*/S0).")
+    reference_skill_commit: str | None = Field(None, description="Its version id (tree id).")
+    suite: str | None = None
+    model: str | None = None
+    reference_passed: int | None = Field(None, description="Tasks the reference passed.")
+    reference_pass_rate: float | None = None
+    file: str | None = Field(None, description="File the edit touches.")
+    op: str | None = None
+    target_section: str | None = None
+    also_removed: list[str] = Field(
+        default_factory=list, description="Edits that had to go with it (ablate)."
+    )

@@ -216,11 +216,15 @@ def read_skill_lines(
                     "sources": p.patches,
                     "trajectories": p.trajectories,
                     "support": p.support,
+                    "edit_id": None,
                 }
             )
             edit = edits.get(p.line)
             if edit is not None:  # the consolidated edit's leaves, as `support` counts them
                 rows[-1].update(
-                    sources=edit.sources, trajectories=edit.trajectories, support=edit.support
+                    sources=edit.sources,
+                    trajectories=edit.trajectories,
+                    support=edit.support,
+                    edit_id=edit.edit_id,
                 )
     return rows, patch_commits, result
