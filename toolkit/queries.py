@@ -22,11 +22,15 @@ class SkillPassRate(BaseModel):
     split: str
     skill_commit: str
     model: str
+    protocol: str = Field(description="The agent's protocol (code, json, tools, plain).")
+    delivery: str = Field(description="How the skill reached the agent (system, ..., none).")
     n: int
     passed: int
     rate: float | None
-    ci_low: float = Field(description="Bootstrap 95% percentile interval, low end.")
-    ci_high: float = Field(description="Bootstrap 95% percentile interval, high end.")
+    ci_low: float = Field(
+        description="Bootstrap 95% percentile interval, low end (Wilson's at 0/n or n/n)."
+    )
+    ci_high: float = Field(description="The same interval, high end.")
     wilson_low: float
     wilson_high: float
 
@@ -71,23 +75,27 @@ class ModelCost(BaseModel):
 def pass_rate_by_skill(
     con: duckdb.DuckDBPyConnection, *, origin: str | None = None, seed: int = 0
 ) -> list[SkillPassRate]:
-    """Pass rate with 95% CIs per (suite, run, origin, split, skill version, model).
+    """Pass rate with 95% CIs per (suite, run, origin, split, skill version, model, protocol,
+    delivery).
 
     Runs, origins and splits are never pooled: a second run of the same tasks is not more
     evidence (pooling doubled n and narrowed the CI), and S0's rollouts on the evolve split
-    are other tasks than the evaluations on the test split.
+    are other tasks than the evaluations on the test split. Nor are protocols or deliveries:
+    they are different agents.
 
     ``origin``: ``rollout`` or ``eval`` to count only those trajectories; None lists both.
     """
     where, params = ("WHERE origin = ?", [origin]) if origin else ("", [])
     rows = con.execute(
-        f"""SELECT suite, run_id, origin, split, skill_commit, model, list(passed ORDER BY id)
+        f"""SELECT suite, run_id, origin, split, skill_commit, model, protocol, delivery,
+                   list(passed ORDER BY id)
             FROM trajectories {where}
-            GROUP BY ALL ORDER BY suite, skill_commit, model, run_id, origin, split""",
+            GROUP BY ALL
+            ORDER BY suite, skill_commit, model, run_id, origin, split, protocol, delivery""",
         params,
     ).fetchall()
     out = []
-    for suite, run_id, kind, split, commit, model, outcomes in rows:
+    for suite, run_id, kind, split, commit, model, protocol, delivery, outcomes in rows:
         rate = pass_rate(outcomes, seed=seed)
         out.append(
             SkillPassRate(
@@ -97,6 +105,8 @@ def pass_rate_by_skill(
                 split=split,
                 skill_commit=commit,
                 model=model,
+                protocol=protocol,
+                delivery=delivery,
                 n=rate.n,
                 passed=rate.passed,
                 rate=rate.rate,

@@ -591,16 +591,19 @@ def pass_rates(
     one row per run, origin and split (never pooled: see ``queries.pass_rate_by_skill``).
 
     ``origin``: ``eval`` or ``rollout`` to count only those trajectories; None: both.
-    ``where`` names the run, origin and split of a row.
+    ``where`` names the run, origin and split of a row (and its protocol, where they differ).
     """
     rows = [r.model_dump() for r in queries.pass_rate_by_skill(con, origin=origin)]
     out = pd.DataFrame(
         rows,
-        columns=["suite", "run_id", "origin", "split", "skill_commit", "model", "n", "passed",
-                 "rate", "ci_low", "ci_high"],
+        columns=["suite", "run_id", "origin", "split", "skill_commit", "model", "protocol",
+                 "n", "passed", "rate", "ci_low", "ci_high"],
     )  # fmt: skip
     out["version"] = [labels.get(c, c[:8]) for c in out["skill_commit"]]
     out["where"] = out["run_id"] + " " + out["origin"] + "/" + out["split"]
+    # Another protocol is another agent: named wherever a selection holds several.
+    if out["protocol"].nunique() > 1:
+        out["where"] += " " + out["protocol"]
 
     # No skill, S0, S*, then the variants: the order a reader compares them in.
     def rank(label: str) -> tuple[int, str]:

@@ -64,15 +64,16 @@ def _eval_lines(result: EvalResult) -> list[str]:
     if rate.rate is None:
         head = f"pass rate n/a (n=0), MDE at this n: {mde}"
     else:
-        # Two intervals, each named: at 0/n or n/n the bootstrap's collapses to a point,
-        # Wilson's does not.
+        # Named by its method: at 0/n or n/n the bootstrap collapses to a point, so the
+        # interval is Wilson's there (toolkit.stats).
+        method = "bootstrap" if rate.ci.method == "bootstrap-percentile" else rate.ci.method
         head = (
-            f"pass rate {_fmt(rate.rate)}, bootstrap 95% [{_fmt(rate.ci.low)}, "
+            f"pass rate {_fmt(rate.rate)}, {method} 95% [{_fmt(rate.ci.low)}, "
             f"{_fmt(rate.ci.high)}] (n={s.n}), MDE at this n: {mde}"
         )
     return [
         f"{s.suite}/{s.split}  {_skill_label(s.skill, s.skill_commit)}  model {s.model}  "
-        f"seed {s.seed}  delivery {s.delivery}",
+        f"seed {s.seed}  delivery {s.delivery}  protocol {s.protocol or '?'}",
         head,
         f"passed {s.passed}/{s.n}; Wilson 95% [{_fmt(rate.wilson.low)}, "
         f"{_fmt(rate.wilson.high)}]; {s.seconds_per_task:.1f} s/task "

@@ -93,8 +93,8 @@ def query_command(sql: str, runs_dir: Path, fmt: str) -> None:
 
     \b
     Examples:
-      trace2skill query "SELECT run_id, split, skill_commit, avg(passed::INT) FROM
-        trajectories WHERE origin = 'eval' GROUP BY ALL"
+      trace2skill query "SELECT run_id, split, skill_commit, protocol, avg(passed::INT)
+        FROM trajectories WHERE origin = 'eval' GROUP BY ALL"
       trace2skill query "SELECT model, sum(cost_usd) FROM llm_calls GROUP BY 1" --format csv
       trace2skill query "SELECT ref, count(*) FROM section_uses GROUP BY 1" --format json
       trace2skill query "SELECT line, support, text FROM skill_lines WHERE kind = 'merge'"
