@@ -259,3 +259,22 @@ def test_models_known_without_function_calling_are_refused(gateway) -> None:  # 
 
 def test_tool_definitions_are_json_serialisable() -> None:
     json.dumps(tool_specs(True, ["x"]))
+
+
+def test_a_refused_tools_request_leaves_no_run_folder(tmp_path) -> None:
+    """It left splits.json behind, so the corrected retry with another --limit was refused
+    ("records split 'test' with limit 1, not 3")."""
+    from toolkit.rollout import run_rollouts
+
+    with pytest.raises(ToolkitError, match="does not support native tool calls"):
+        run_rollouts(
+            "gsm8k",
+            "test",
+            None,
+            "deepseek/deepseek-reasoner",
+            run_dir=tmp_path / "run",
+            limit=1,
+            agent_config=AgentConfig(protocol="tools"),
+            progress=False,
+        )
+    assert not (tmp_path / "run").exists()

@@ -402,6 +402,12 @@ async def arun_rollouts(
             "continue it, or choose a new --run-dir"
         )
     suite_obj.check_split(split)
+    if agent_config is not None and agent_config.protocol == "tools":
+        # Refused here, before the run folder and its splits.json exist: a corrected retry
+        # with another --limit would otherwise meet the refused request's recorded split.
+        from toolkit import tools_protocol
+
+        tools_protocol.check_support(model or (llm_config or LLMConfig.from_env()).model)
     created = not run_path.exists()
     run_path.mkdir(parents=True, exist_ok=True)
     try:
