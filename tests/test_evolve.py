@@ -568,6 +568,10 @@ def test_no_kept_analysis_stops_with_what_a_new_run_could_change(
     # A resume could only end the same way: refused before its estimate promises calls.
     with pytest.raises(EvolveError, match="stopped after analyse: none of its 2 analyses"):
         check_resumable(config)
+    # A new evolve on the taken id is not told to resume it either.
+    with pytest.raises(EvolveError, match="already exists .* none of its 2 analyses") as taken:
+        check_request(config)
+    assert "resume it" not in str(taken.value)
     # pr and report say the same, not "finish the evolution" / "resume it".
     run_dir = str(config.run_dir)
     for command in (["pr", run_dir, "--dry-run"], ["report", run_dir]):

@@ -1506,6 +1506,13 @@ def _import_refs(run: _Run) -> None:
 
 
 def _exists(config: EvolveConfig) -> EvolveError:
+    stored = load_config(config.run_dir)
+    why = dead_end(config.run_dir, stored.analysts) if stored else None
+    if why:  # "resume it" would be refused: say what the run is instead
+        return EvolveError(
+            f"run {config.run_id!r} already exists in {config.runs_dir} and {why}: choose "
+            "another --run-id"
+        )
     return EvolveError(
         f"run {config.run_id!r} already exists in {config.runs_dir}; resume it with "
         "--resume, or choose another --run-id"

@@ -154,7 +154,7 @@ def _effect(value: float | None, low: float, high: float) -> str:
 @click.option("--no-progress", is_flag=True, help="No progress bars on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON lines.")
 @_run_options
-@llm_options
+@llm_options(model_default="$TRACE2SKILL_MODEL, else the run's own model")
 def ablate_cmd(
     run: str,
     suite: Suite | None,

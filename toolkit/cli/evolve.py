@@ -192,7 +192,7 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
 )
 @click.option("--no-progress", is_flag=True, help="No progress bars on stderr (stage lines stay).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@llm_options
+@llm_options(model_default="$TRACE2SKILL_MODEL or the embedded model; on --resume the run's")
 def evolve(
     skill: Path | None,
     suite: Suite | None,
@@ -241,8 +241,9 @@ def evolve(
     setting: Deepening from SKILL, +Error with the agentic analyst, parallel consolidation.
     A run stopped by Ctrl-C, a kill or --budget continues with --resume --run-id RUN
     (settings come from the run, its model server and --no-cache included; a new --budget,
-    --parallel, --no-skill-baseline, --api-base (the server moved) or --no-cache may be given,
-    an option that would change a setting is refused). Exit code 3: budget spent;
+    --parallel, --no-skill-baseline, --api-base (the server moved), --no-cache, and
+    --concurrency or --cache-dir (which change no result) may be given, an option that would
+    change a setting is refused). Exit code 3: budget spent;
     5: nothing learned (no trajectory for the analysts, or no analysis passed the quality
     gate: no result, and a resume cannot change it); 130 or 143: stopped by Ctrl-C or a
     kill (resumable).

@@ -14,17 +14,25 @@ from pydantic import BaseModel
 from toolkit.errors import LLMError
 
 
-def llm_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add ``--model --api-base --no-cache --cache-dir --concurrency`` to a click command.
+def llm_options(
+    func: Callable[..., Any] | None = None,
+    *,
+    model_default: str = "$TRACE2SKILL_MODEL or the embedded model",
+) -> Any:
+    """Add ``--model --api-base --no-cache --cache-dir --concurrency`` to a click command
+    (``@llm_options``, or ``@llm_options(model_default=...)`` where ``--model`` defaults to
+    something else, as a run's own model).
 
     The command receives one ``llm_config`` argument (an :class:`toolkit.llm.LLMConfig`),
     built from the ``TRACE2SKILL_*`` env vars with the given options on top.
     """
+    if func is None:
+        return functools.partial(llm_options, model_default=model_default)
 
     @click.option(
         "--model",
         metavar="MODEL",
-        help="litellm model string (default: $TRACE2SKILL_MODEL or the embedded model), "
+        help=f"litellm model string (default: {model_default}), "
         "e.g. local/qwen2.5-coder-1.5b, openai/gpt-4o-mini, fake/echo.",
     )
     @click.option(
