@@ -50,6 +50,9 @@ def render() -> str:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+        sys.exit(0)
     text = render()
     if "--check" in sys.argv:
         current = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
