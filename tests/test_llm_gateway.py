@@ -212,6 +212,22 @@ def test_truncated_twice_is_clear_error(tmp_path: Path) -> None:
     assert not list((tmp_path / "cache").glob("*/*/*.json"))  # failures are not cached
 
 
+def test_a_reply_cut_at_max_tokens_says_so(tmp_path: Path) -> None:
+    """The agent must tell a reply that stopped at max_tokens from one that ended: the
+    completion, the calls log and a cache replay all carry the finish reason."""
+    gw = make_gateway(tmp_path)
+    with fake_model([FaultKind.TRUNCATED_JSON, "whole"]) as model:
+        cut = gw.complete_full("q", model=model)
+        replayed = gw.complete_full("q", model=model)
+        whole = gw.complete_full("other", model=model)
+        assert model.calls == 2
+    assert cut.finish_reason == "length" and cut.cut
+    assert replayed.cache_hit and replayed.cut and replayed.text == cut.text
+    assert whole.finish_reason == "stop" and not whole.cut
+    records = read_calls(tmp_path / "llm_calls.jsonl")
+    assert [r.finish_reason for r in records] == ["length", "length", "stop"]
+
+
 def test_wrong_shape_json_is_repaired(tmp_path: Path) -> None:
     gw = make_gateway(tmp_path)
     with fake_model(['{"value": "many"}', 'Sure: ```json\n{"value": 3}\n```']) as model:

@@ -43,6 +43,9 @@ class CacheEntry(BaseModel):
     """Completion tokens the original call used."""
     cost_usd: float = 0.0
     """Cost of the original call in USD (0 for local and fake models)."""
+    finish_reason: str | None = None
+    """Why the reply ended (``length``: cut at max_tokens); None in entries written before
+    it was kept, read as unknown."""
 
 
 def cache_key(

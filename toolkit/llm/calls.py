@@ -54,6 +54,10 @@ class LLMCallRecord(BaseModel):
     """Requests actually sent to the model (attempts, retries and repair included)."""
     structured: bool = False
     """Whether a response model (JSON schema) was requested."""
+    finish_reason: str | None = None
+    """Why the final reply ended, as the provider said (``stop``, ``tool_calls``; ``length``:
+    cut at max_tokens, its text incomplete). From the cache on a hit; None if the call failed
+    or it is unknown."""
     error: str | None = None
     """Exception class name if the call failed, else None."""
     error_message: str | None = None

@@ -92,6 +92,15 @@ class Completion(BaseModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)
     """Native tool calls of a call made with ``tools=[...]`` (``text`` is then the reply's
     plain content; the cache and calls log keep both as one JSON text)."""
+    finish_reason: str | None = None
+    """Why the final reply ended, as the provider said: ``stop``, ``tool_calls``, or
+    ``length`` when it stopped at ``max_tokens`` (see :attr:`cut`). Kept in the cache, so a
+    replay sees it; None when unknown (a cache entry written before it was kept)."""
+
+    @property
+    def cut(self) -> bool:
+        """True when the reply stopped at ``max_tokens``: its text is incomplete."""
+        return self.finish_reason == "length"
 
 
 @dataclass(slots=True)
@@ -109,10 +118,13 @@ class _Plan:
 class _Stats:
     """Mutable per-call counters, folded into the call record at the end."""
 
-    __slots__ = ("tokens_in", "tokens_out", "cost", "retries", "requests", "repairs", "cut")
+    __slots__ = (
+        "tokens_in", "tokens_out", "cost", "retries", "requests", "repairs", "cut", "finish"
+    )  # fmt: skip
 
     def __init__(self) -> None:
-        self.cut = False  # a reply stopped at max_tokens (finish_reason "length")
+        self.cut = False  # a reply (the first or the repair) stopped at max_tokens
+        self.finish: str | None = None  # the finish_reason of the latest reply
         self.tokens_in = 0
         self.tokens_out = 0
         self.cost = 0.0
@@ -355,6 +367,7 @@ class Gateway:
         if hit is None:
             return call, None
         entry, value = hit
+        call.stats.finish = entry.finish_reason
         return call, self._succeed(call, entry.text, value, cache_hit=True)
 
     def _from_cache(self, plan: _Plan) -> tuple[CacheEntry, Any] | None:
@@ -381,7 +394,9 @@ class Gateway:
         choices = getattr(response, "choices", None)
         if not choices:
             raise EmptyReply(f"{call.plan.model}: the server's reply held no choices")
-        if getattr(choices[0], "finish_reason", None) == "length":
+        finish = getattr(choices[0], "finish_reason", None)
+        stats.finish = str(finish) if finish is not None else None
+        if finish == "length":
             stats.cut = True
         message = choices[0].message
         content = message.content if isinstance(message.content, str) else ""
@@ -442,6 +457,7 @@ class Gateway:
                     tokens_in=stats.tokens_in,
                     tokens_out=stats.tokens_out,
                     cost_usd=stats.cost,
+                    finish_reason=stats.finish,
                 )
             )
         if self.calls_log is not None:
@@ -461,6 +477,7 @@ class Gateway:
                     repair_rounds=stats.repairs,
                     model_requests=stats.requests,
                     structured=plan.schema is not None,
+                    finish_reason=None if error is not None else stats.finish,
                     error=None if error is None else type(error).__name__,
                     error_message=None if error is None else _error_line(error),
                 )
@@ -487,6 +504,7 @@ class Gateway:
             latency_s=latency,
             retries=stats.retries,
             repair_rounds=stats.repairs,
+            finish_reason=stats.finish,
         )
 
     def _recording_failure(self, call: _Call) -> _FailureScope:
