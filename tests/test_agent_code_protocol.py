@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tests.test_agent import GSM8K_SKILL, gateway, loop, pool, solve, step_no  # noqa: F401
 from toolkit.agent import AgentConfig, agent_fingerprint, system_prompt
-from toolkit.code_protocol import parse_reply, submitted_answer
+from toolkit.code_protocol import parse_reply, plain_answer, submitted_answer
+from toolkit.llm import FaultKind
 
 FENCE = "```"
 
@@ -362,6 +363,29 @@ def test_bad_replies_become_observations(loop, pool, gateway) -> None:  # noqa: 
     assert [s.error is not None for s in result.steps] == [True, False, True, True, True, False]
 
 
+def test_a_reply_cut_at_max_tokens_is_told_so_and_not_used(loop, pool, gateway) -> None:  # noqa: F811
+    """A trial: a reply stopped at max_tokens was told it had no code and no answer (it was
+    too long), and its fragment could not be told from a reply."""
+    replies = [FaultKind.TRUNCATED_JSON, code("print(6 * 7)"), "FINAL ANSWER: 42"]
+
+    def script(messages):
+        return replies[step_no(messages)]
+
+    result, model = solve(loop, pool, gateway, script, protocol="code", max_tokens=128)
+    assert result.final_answer == "42" and len(result.steps) == 3
+    cut = result.steps[0]
+    assert cut.error == "reply cut at max_tokens (128 tokens)" and cut.action.tool == "respond"
+    assert cut.observation.startswith("Your reply stopped at the max_tokens limit (128 tokens)")
+    assert "no ```python block" not in cut.observation
+    assert model.requests[1].messages[-1]["content"].startswith(cut.observation)
+    # A cut reply spends no check: the answer before any code would still be sent back.
+    only_cut, _ = solve(
+        loop, pool, gateway, lambda m: FaultKind.TRUNCATED_JSON, protocol="code", max_turns=2
+    )
+    assert only_cut.final_answer is None and only_cut.stop_reason == "max_turns"
+    assert all("max_tokens" in (s.error or "") for s in only_cut.steps)
+
+
 def test_skill_reads_are_recorded(loop, pool, gateway) -> None:  # noqa: F811
     def script(messages):
         if step_no(messages) == 0:
@@ -421,6 +445,34 @@ def test_plain_without_answer_line_answers_with_its_last_line(loop, pool, gatewa
     empty, _ = solve(loop, pool, gateway, lambda m: "  \n", protocol="plain")
     assert empty.final_answer is None and empty.stop_reason == "max_turns"
     assert empty.steps[0].error == "no answer (an empty reply)"
+
+
+def test_plain_answers_from_lines_outside_code() -> None:
+    """A trial: a plain reply that was only a code block answered with its closing fence."""
+    only_code = f"{FENCE}python\nprint(540)\n{FENCE}"
+    assert plain_answer(only_code).answer is None
+    after = plain_answer(f"So it is 540.\n{FENCE}python\nprint(540)\n{FENCE}\n")
+    assert after.answer == "So it is 540" and after.from_last_line
+    boxed = plain_answer("3 * 25 * 8 = \\boxed{600}")
+    assert boxed.answer == "600" and not boxed.from_last_line
+    # A reply cut at max_tokens: its last line is where the limit fell, never the answer; a
+    # FINAL ANSWER line before it stands.
+    assert plain_answer("6 * 7 = 42\nso the product of", cut=True).answer is None
+    assert plain_answer("FINAL ANSWER: 42\nLet me check: 6 * ", cut=True).answer == "42"
+    assert plain_answer("FINAL ANSWER: 4", cut=True).answer is None  # 42, 420...?
+
+
+def test_plain_with_only_code_or_cut_has_no_answer(loop, pool, gateway) -> None:  # noqa: F811
+    only_code, _ = solve(
+        loop, pool, gateway, lambda m: f"{FENCE}python\nprint(540)\n{FENCE}", protocol="plain"
+    )
+    assert only_code.final_answer is None and only_code.stop_reason == "max_turns"
+    assert only_code.steps[0].error == "no answer (no line outside code blocks)"
+    assert "last line" not in only_code.steps[0].observation
+    cut, _ = solve(loop, pool, gateway, lambda m: FaultKind.TRUNCATED_JSON, protocol="plain")
+    assert cut.final_answer is None and cut.stop_reason == "max_turns"
+    assert cut.steps[0].error == "reply cut at max_tokens (1024 tokens)"
+    assert "max_tokens limit (1024 tokens)" in cut.steps[0].observation
 
 
 def test_a_key_error_lists_the_columns_of_the_session_tables(loop, pool, gateway) -> None:  # noqa: F811

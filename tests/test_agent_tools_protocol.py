@@ -9,6 +9,7 @@ import pytest
 from tests.test_agent import GSM8K_SKILL, act, gateway, loop, pool, solve, step_no  # noqa: F401
 from toolkit.agent import Agent, AgentConfig, agent_fingerprint, system_prompt
 from toolkit.errors import ToolkitError
+from toolkit.llm import FaultKind
 from toolkit.tools_protocol import (
     check_support,
     copies_harness,
@@ -201,6 +202,48 @@ def test_extra_calls_are_reported_to_the_model(loop, pool, gateway) -> None:  # 
 
     result, _ = solve(loop, pool, gateway, script, protocol="tools")
     assert result.final_answer == "42" and len(result.steps) == 2
+    # The trajectory shows the note the model was given.
+    assert "Only your first tool call was run" in result.steps[0].observation
+
+
+def test_an_unknown_tool_keeps_its_arguments_and_names_the_tools(loop, pool, gateway) -> None:  # noqa: F811
+    replies = [call("calculator", expression="6*7"), call("submit", answer="42")]
+    result, model = solve(
+        loop, pool, gateway, lambda m: replies[step_no(m)], protocol="tools", code_check=False
+    )
+    assert result.final_answer == "42"
+    step = result.steps[0]
+    assert step.action.tool == "calculator" and step.action.args == {"expression": "6*7"}
+    assert step.observation == (
+        "Error: unknown tool 'calculator': the tools are python, read_skill_file, submit."
+    )
+    assert step.error == "unknown tool 'calculator'"
+    assert model.requests[1].messages[-1]["content"].startswith(step.observation)
+    bare, _ = solve(
+        loop, pool, gateway, lambda m: replies[step_no(m)], protocol="tools", skill=None,
+        code_check=False,
+    )  # fmt: skip
+    assert bare.steps[0].observation.endswith("the tools are python, submit.")
+
+
+def test_a_reply_cut_at_max_tokens_is_no_answer(loop, pool, gateway) -> None:  # noqa: F811
+    """A trial: a reply stopped at max_tokens, twice, became the submitted answer (its last
+    line, through the latest-own-value fallback)."""
+    result, model = solve(
+        loop, pool, gateway, lambda m: FaultKind.TRUNCATED_JSON, protocol="tools", max_turns=3
+    )
+    assert result.final_answer is None and result.stop_reason == "max_turns"
+    assert [s.error for s in result.steps] == ["reply cut at max_tokens (1024 tokens)"] * 3
+    told = model.requests[1].messages[-1]
+    assert told["role"] == "user" and "max_tokens limit (1024 tokens)" in told["content"]
+    assert "one tool call" in told["content"]
+    # A value the model printed before still ends the task; the cut text never does.
+    replies = [call("python", code="print(6 * 7)"), FaultKind.TRUNCATED_JSON]
+    later, _ = solve(
+        loop, pool, gateway, lambda m: replies[min(step_no(m), 1)], protocol="tools",
+        max_turns=3,
+    )  # fmt: skip
+    assert later.final_answer == "42" and "latest value (42)" in later.steps[-1].observation
 
 
 def test_last_turn_says_so_and_stops(loop, pool, gateway) -> None:  # noqa: F811

@@ -508,6 +508,7 @@ class Agent:
         self.skill = skill if self.config.delivery != "none" else None
         self.skill_ids = citable_ids(self.skill)
         tools = TOOLS_WITH_SKILL if self.skill is not None else TOOLS_WITHOUT_SKILL
+        self.tools: tuple[str, ...] = tools
         self.response_model = action_model(self.skill_ids, tools)
         self.submit_model = action_model(self.skill_ids, ("submit",))
         self.system = system_prompt(self.skill, self.config)
@@ -652,12 +653,8 @@ class Agent:
         completion = await self._call(messages, 0, seed, result)
         if completion is None:
             return result
-        reply = code_protocol.parse_reply(completion.text)
-        answer = reply.answer
-        if answer is None:
-            # The model's own level is judged as a plain chain of thought is: by its last
-            # line (the suite's scorer then applies its own rule, e.g. GSM8K's last number).
-            answer = code_protocol.last_line(completion.text)
+        plain = code_protocol.plain_answer(completion.text, cut=completion.cut)
+        answer = plain.answer
         step = _new_step(
             0,
             completion,
@@ -668,8 +665,21 @@ class Agent:
             step.action.args["answer"] = answer
             result.final_answer = answer
             result.stop_reason = "submitted"
-            if reply.answer is None:
+            if plain.from_last_line:
                 step.observation = "No FINAL ANSWER line: the reply's last line is the answer."
+            elif completion.cut:
+                step.observation = (
+                    f"The reply stopped at the max_tokens limit ({cfg.max_tokens} tokens) after "
+                    "its FINAL ANSWER: that answer stands."
+                )
+        elif completion.cut:
+            step.error = _cut_error(cfg.max_tokens)
+            step.observation = (
+                f"The reply stopped at the max_tokens limit ({cfg.max_tokens} tokens) with no "
+                "FINAL ANSWER line: no answer."
+            )
+        elif completion.text.strip():
+            step.error = "no answer (no line outside code blocks)"
         else:
             step.error = "no answer (an empty reply)"
         result.steps.append(step)
@@ -703,11 +713,18 @@ class Agent:
                 result.section_uses.append(use_of(ref, index, "cited"))
             started = time.perf_counter()
             last = index == cfg.max_turns - 1
-            answer, printed = await self._act_code(
-                reply, step, session, result, must_compute=not (checked or last), failed=failed
-            )
-            # One check per task: any code run or any answer (sent back or taken) spends it.
-            checked = checked or reply.code is not None or reply.answer is not None
+            answer: str | None = None
+            printed: str | None = None
+            if completion.cut:
+                # Stopped at max_tokens: nothing in it runs or counts (it was not a reply
+                # without code or answer, it was too long), and the code check is not spent.
+                _cut_step(step, cfg.max_tokens, code_protocol.ONE_STEP)
+            else:
+                answer, printed = await self._act_code(
+                    reply, step, session, result, must_compute=not (checked or last), failed=failed
+                )
+                # One check per task: any code run or any answer (sent back or taken) spends it.
+                checked = checked or reply.code is not None or reply.answer is not None
             step.tool_s = time.perf_counter() - started
             result.steps.append(step)
             if answer is not None:
@@ -902,6 +919,14 @@ class Agent:
                 index, completion, text[:MAX_THOUGHT_CHARS], Action(tool="respond", args={})
             )
             note = tools_protocol.turn_text(index + 2, cfg.max_turns)
+            if completion.cut:
+                # Stopped at max_tokens: nothing in it is acted on, and its last line (where
+                # the limit fell) is no value of the model's, so the fallback keeps its own.
+                _cut_step(step, cfg.max_tokens, tools_protocol.ONE_STEP)
+                result.steps.append(step)
+                messages.append({"role": "assistant", "content": text})
+                messages.append({"role": "user", "content": _with_note(step.observation, note)})
+                continue
             must_compute = not (checked or computed or index == cfg.max_turns - 1)
             written = None if completion.tool_calls else tools_protocol.written_call(text)
             calls = completion.tool_calls or ([written] if written is not None else [])
@@ -948,7 +973,11 @@ class Agent:
             args = ToolArgs.model_construct(
                 **{k: str(v) for k, v in call.arguments.items() if k in ToolArgs.model_fields}
             )
-            step.action = Action(tool=call.name, args=_used_args(call.name, args))
+            # An unknown tool keeps the arguments as the model wrote them (they say what it
+            # wanted); a known one records the arguments it uses.
+            known = call.name in self.tools
+            used = _used_args(call.name, args) if known else dict(call.arguments)
+            step.action = Action(tool=call.name, args=used)
             started = time.perf_counter()
             submitted = False
             if call.error is not None:
@@ -969,7 +998,9 @@ class Agent:
                 return result
             observation = step.observation or "(no output)"
             if len(calls) > 1:
+                # In the step too: the trajectory shows what the model was told.
                 observation += "\n(Only your first tool call was run; call one tool at a time.)"
+                step.observation = observation
             messages.append(
                 {"role": "assistant", "content": text or None, "tool_calls": [call.openai()]}
             )
@@ -1041,7 +1072,7 @@ class Agent:
             )
             return False
         step.error = f"unknown tool {tool!r}"
-        step.observation = f"Error: unknown tool {tool!r}."
+        step.observation = f"Error: unknown tool {tool!r}: the tools are {', '.join(self.tools)}."
         return False
 
 
@@ -1060,6 +1091,17 @@ def _new_step(
         call_id=completion.call_id,
         **fields,
     )
+
+
+def _cut_error(max_tokens: int) -> str:
+    """The step error of a reply that stopped at ``max_tokens`` (finish_reason "length")."""
+    return f"reply cut at max_tokens ({max_tokens} tokens)"
+
+
+def _cut_step(step: Step, max_tokens: int, one_step: str) -> None:
+    """Record a reply cut at ``max_tokens`` in its step: not acted on, the model told why."""
+    step.error = _cut_error(max_tokens)
+    step.observation = code_protocol.cut_at_limit(max_tokens, one_step)
 
 
 def _printed(step: Step) -> str | None:

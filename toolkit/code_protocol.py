@@ -129,6 +129,36 @@ def parse_reply(text: str) -> CodeReply:
     )
 
 
+class PlainAnswer(BaseModel):
+    """The answer of a ``plain`` reply, and where it came from."""
+
+    answer: str | None = Field(None, description="The answer; None when the reply has none.")
+    from_last_line: bool = Field(
+        False, description="No FINAL ANSWER line or \\boxed{}: the last line outside code."
+    )
+
+
+def plain_answer(text: str, *, cut: bool = False) -> PlainAnswer:
+    """The answer of a ``plain`` reply (pure): its FINAL ANSWER line, else its last
+    ``\\boxed{}``, else its last line outside code blocks.
+
+    The model's own level is judged as a plain chain of thought is, by its last line (the
+    suite's scorer then applies its own rule, e.g. GSM8K's last number); a closing fence is
+    no line of it, so a reply that is only code has no answer. A reply ``cut`` at max_tokens
+    ends where the limit fell, not where the model concluded: its last line is dropped
+    (an answer on it may be incomplete) and nothing else stands in for a missing answer.
+    """
+    if cut:
+        text = text[: text.rfind("\n") + 1]
+    reply = parse_reply(text)
+    if reply.answer is not None:
+        return PlainAnswer(answer=reply.answer)
+    if cut:
+        return PlainAnswer()
+    line = last_line(reply.prose)
+    return PlainAnswer(answer=line, from_last_line=line is not None)
+
+
 def _runnable(lang: str, body: str) -> str | None:
     """A fenced block's code, dedented (a block indented under a list item failed with
     IndentationError); None for an untagged block that is not Python doing something."""
@@ -313,6 +343,24 @@ def turn_text(step: int, max_turns: int) -> str:
     return (
         f"Reply {step}/{max_turns}. If this answers the question, write FINAL ANSWER: "
         "<answer>. Otherwise fix or extend the code."
+    )
+
+
+ONE_STEP = "one short step, one small ```python block or the FINAL ANSWER line"
+"""What a code-protocol reply cut at max_tokens is asked for instead (:func:`cut_at_limit`)."""
+
+
+def cut_at_limit(max_tokens: int, one_step: str) -> str:
+    """The observation for a reply that stopped at ``max_tokens`` (finish_reason "length").
+
+    Such a reply is not acted on: its end is where the limit fell, so an answer or a value
+    taken from it would be a fragment, and telling the model it wrote no code or no answer
+    (as the harness did) misleads it. A small model at the limit was usually repeating
+    itself, so it is asked for less (``one_step`` says what, in the protocol's terms).
+    """
+    return (
+        f"Your reply stopped at the max_tokens limit ({max_tokens} tokens) before it ended, "
+        f"so nothing in it was used. Write less: {one_step}."
     )
 
 

@@ -127,6 +127,11 @@ def written_call(text: str) -> ToolCall | None:
     return next((call for call in calls if call is not None), None)
 
 
+ONE_STEP = "one short step, one tool call"
+"""What a tools-protocol reply cut at max_tokens is asked for instead
+(:func:`toolkit.code_protocol.cut_at_limit`)."""
+
+
 def compute_first(answer: str) -> str:
     """Sent back once when an answer comes before any python ran (``AgentConfig.code_check``):
     the 1.5B answered 4 of its first 5 GSM8K tasks in prose, computing nothing."""
