@@ -217,6 +217,60 @@ def test_cli_compare_stored_files(tmp_path):
     assert "it holds: suite=" in out.output and "model=fake/other" in out.output  # what to pick
 
 
+def _with_protocol(result: EvalResult, protocol: str) -> EvalResult:
+    return EvalResult(
+        summary=result.summary.model_copy(update={"protocol": protocol}),
+        records=[r.model_copy(update={"protocol": protocol}) for r in result.records],
+    )
+
+
+def test_cli_compare_two_protocols_of_one_file(tmp_path, monkeypatch):
+    """A trial: the A/B lines did not name the protocol, one --protocol filtered both sides of a
+    file holding two (code compared with code), the flipped tasks went unnamed, and the
+    ambiguous-file error named filters never given (the default model, seed 0)."""
+    monkeypatch.delenv("TRACE2SKILL_MODEL", raising=False)
+    path = tmp_path / "none.jsonl"
+    ids = [f"t{i}" for i in range(25)]
+    # code passes t0..t1 and t24; tools passes t0..t23: 22 gained, 1 lost.
+    code = {t: i < 2 or i == 24 for i, t in enumerate(ids)}
+    tools = {t: i < 24 for i, t in enumerate(ids)}
+    store(_with_protocol(_result(code, commit="none"), "code"), path)
+    store(_with_protocol(_result(tools, commit="none"), "tools"), path)
+    runner = CliRunner()
+    args = ["compare", str(path), str(path), "--resamples", "200"]
+    out = runner.invoke(main, [*args, "--protocol-a", "code", "--protocol-b", "tools"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[1] == ("A: no skill (fake/m, seed 0, delivery none, protocol code) pass rate 0.12")
+    assert lines[2].startswith("B: no skill (fake/m, seed 0, delivery none, protocol tools)")
+    assert "  only A passed: t24" in lines
+    gained = ", ".join(ids[2:22])
+    assert f"  only B passed: {gained} (and 2 more: --json)" in lines
+    # --protocol is both sides; a side's own option overrides it.
+    same = runner.invoke(main, [*args, "--protocol", "code"])
+    assert "B - A: +0.00" in same.output and "only B passed:" not in same.output
+    mixed = runner.invoke(main, [*args, "--protocol", "code", "--protocol-b", "tools"])
+    assert "protocol tools) pass rate 0.96" in mixed.output
+    as_json = json.loads(
+        runner.invoke(
+            main, [*args, "--protocol-a", "code", "--protocol-b", "tools", "--json"]
+        ).output
+    )
+    assert (as_json["a"]["protocol"], as_json["b"]["protocol"]) == ("code", "tools")
+    assert as_json["outcomes"][24] == {
+        "task_id": "t24", "seed": 0, "passed_a": True, "passed_b": False
+    }  # fmt: skip
+    assert len(as_json["outcomes"]) == 25
+    # Nothing chosen: the file's evaluations are listed, and no default filter is named.
+    both = runner.invoke(main, args)
+    assert both.exit_code == 1 and "holds several evaluations" in both.output
+    assert "protocol=code" in both.output and "protocol=tools" in both.output
+    assert "local/" not in both.output and "--protocol-a/--protocol-b" in both.output
+    none = runner.invoke(main, [*args, "--protocol", "plain"])
+    assert none.exit_code == 1
+    assert "no evaluation summary matches (protocol=plain); it holds:" in none.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -193,6 +193,9 @@ class Condition(BaseModel):
     model: str
     seed: int
     delivery: str
+    protocol: str | None = Field(
+        default=None, description="How the agent talked to the model; None in older files."
+    )
     n: int = Field(description="Tasks in that evaluation (before pairing).")
     path: Path | None = None
 
@@ -205,6 +208,15 @@ class DroppedPair(BaseModel):
     reason: Literal["only-in-a", "only-in-b"]
 
 
+class PairOutcome(BaseModel):
+    """One compared (task_id, seed) pair: whether each side passed it."""
+
+    task_id: str
+    seed: int
+    passed_a: bool
+    passed_b: bool
+
+
 class Comparison(BaseModel):
     """B against A on the (task_id, seed) pairs both evaluated; the difference is B - A."""
 
@@ -215,7 +227,20 @@ class Comparison(BaseModel):
     b: Condition
     paired: PairedComparison = Field(description="Counts, difference, CI, p-value, MDE.")
     pairs: list[tuple[str, int]] = Field(description="The (task_id, seed) pairs compared.")
+    outcomes: list[PairOutcome] = Field(
+        default_factory=list, description="Each pair's outcome on both sides, in pair order."
+    )
     dropped: list[DroppedPair] = Field(description="Tasks left out: in only one evaluation.")
+
+    @property
+    def only_a_passed(self) -> list[str]:
+        """Task ids of the pairs that A passed and B failed (B lost them), in pair order."""
+        return [o.task_id for o in self.outcomes if o.passed_a and not o.passed_b]
+
+    @property
+    def only_b_passed(self) -> list[str]:
+        """Task ids of the pairs that B passed and A failed (B gained them), in pair order."""
+        return [o.task_id for o in self.outcomes if o.passed_b and not o.passed_a]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,6 +323,7 @@ def _condition(result: EvalResult) -> Condition:
         model=s.model,
         seed=s.seed,
         delivery=s.delivery,
+        protocol=s.protocol,
         n=s.n,
         path=result.path,
     )
@@ -344,6 +370,12 @@ def pair_results(
         b=_condition(b),
         paired=paired,
         pairs=pairs,
+        outcomes=[
+            PairOutcome(
+                task_id=t, seed=s, passed_a=by_key_a[t, s].passed, passed_b=by_key_b[t, s].passed
+            )
+            for t, s in pairs
+        ],
         dropped=dropped,
     )
 
@@ -441,10 +473,22 @@ def load_eval(
                 if isinstance(s, EvalSummary)
             }
         )
-        what = f"; it holds: {'; '.join(held)} (pick one with --model etc.)" if held else ""
+        what = (
+            f"; it holds: {'; '.join(held)} (pick one with --model, --seed or --protocol)"
+            if held
+            else ""
+        )
+        # Only the filters asked for: a None filter matches anything, so naming it misleads.
+        asked = {
+            "suite": suite,
+            "model": model,
+            "seed": seed,
+            "delivery": delivery,
+            "protocol": protocol,
+        }
+        given = ", ".join(f"{k}={v}" for k, v in asked.items() if v is not None)
         raise EvalError(
-            f"{path}: no evaluation summary matches (suite={suite}, model={model}, "
-            f"seed={seed}, delivery={delivery}, protocol={protocol}){what}"
+            f"{path}: no evaluation summary matches" + (f" ({given})" if given else "") + what
         )
     keys = {_key(s) for s in summaries}
     if len(keys) > 1:
@@ -454,7 +498,7 @@ def load_eval(
         )
         raise AmbiguousEvalError(
             f"{path} holds several evaluations ({listed}); choose one (compare: --model, "
-            "--seed, --protocol)"
+            "--seed, --protocol or --protocol-a/--protocol-b)"
         )
     summary = max(reversed(summaries), key=lambda s: s.n)  # max keeps the first: the latest
     # The latest record of each task of this evaluation.
@@ -633,6 +677,7 @@ __all__ = [
     "EvalRecord",
     "EvalResult",
     "EvalSummary",
+    "PairOutcome",
     "compare",
     "eval_path",
     "eval_trajectories_path",

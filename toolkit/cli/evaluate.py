@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,16 +121,31 @@ def _compare_lines(comparison: Comparison) -> list[str]:
         mde_line = f"MDE at this n: {mde} (observed discordance), {mde_cons} (discordance 0.5)"
     return [
         f"{comparison.suite}/{comparison.split}",
-        f"A: {_skill_label(a.skill, a.skill_commit)} ({a.model}, seed {a.seed}, {a.delivery}) "
-        f"pass rate {_fmt(p.rate_a)}",
-        f"B: {_skill_label(b.skill, b.skill_commit)} ({b.model}, seed {b.seed}, {b.delivery}) "
-        f"pass rate {_fmt(p.rate_b)}",
+        *(
+            f"{name}: {_skill_label(c.skill, c.skill_commit)} ({c.model}, seed {c.seed}, "
+            f"delivery {c.delivery}, protocol {c.protocol or '?'}) pass rate {_fmt(rate)}"
+            for name, c, rate in (("A", a, p.rate_a), ("B", b, p.rate_b))
+        ),
         head,
         f"discordant: only A passed {p.only_a}, only B passed {p.only_b}; "
         f"both passed {p.both_pass}, both failed {p.both_fail}",
+        *(
+            f"  only {side} passed: {_first(ids)}"
+            for side, ids in (("A", comparison.only_a_passed), ("B", comparison.only_b_passed))
+            if ids
+        ),
         mde_line,
         f"dropped: {len(comparison.dropped)} ({only_a} only in A, {only_b} only in B)",
     ]
+
+
+#: Flipped task ids listed per direction; --json holds every pair's outcome.
+_FLIPS_SHOWN = 20
+
+
+def _first(ids: list[str]) -> str:
+    more = len(ids) - _FLIPS_SHOWN
+    return ", ".join(ids[:_FLIPS_SHOWN]) + (f" (and {more} more: --json)" if more > 0 else "")
 
 
 def _evaluate(
@@ -321,8 +337,13 @@ def _side(
     seed: int,
     common: dict[str, Any],
     llm_config: LLMConfig,
-    protocol_filter: str | None,
+    given: dict[str, Any],
 ) -> EvalResult:
+    """One side of a comparison: a stored eval file read back, or a skill evaluated.
+
+    ``given`` holds the filters the user chose (seed, protocol, model: None when not given):
+    a stored file is narrowed by those only, so an error names no filter the user never gave.
+    """
     from toolkit.evaluate import AmbiguousEvalError, EvalError, load_eval
 
     if spec.endswith(".jsonl") and not Path(spec).is_file():
@@ -330,23 +351,36 @@ def _side(
     if spec.endswith(".jsonl"):
         filters = {
             "suite": suite.name if suite else None,
-            "seed": seed,
-            "protocol": protocol_filter,
+            "seed": given["seed"],
+            "protocol": given["protocol"],
         }
         try:
             return load_eval(spec, **filters)
         except AmbiguousEvalError:
-            # Several models evaluated into one file: the --model in effect chooses.
-            return load_eval(spec, **filters, model=llm_config.model)
+            if given["model"] is None:
+                raise  # the message lists the evaluations the file holds
+            # Several models evaluated into one file: the chosen model picks.
+            return load_eval(spec, **filters, model=given["model"])
     if not suite:
         raise EvalError(f"--suite is required to evaluate {spec!r} (or give stored .jsonl files)")
     return _evaluate(spec, suite=suite, split=split, seed=seed, llm_config=llm_config, **common)
+
+
+def _protocol_side_option(side: str) -> Any:
+    return click.option(
+        f"--protocol-{side.lower()}",
+        type=click.Choice(["json", "code", "tools", "plain"]),
+        help=f"Protocol of side {side} alone (default: --protocol): the one to evaluate it with, "
+        "or the one to read from a stored file that holds several.",
+    )
 
 
 @click.command()
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
 @_common
+@_protocol_side_option("A")
+@_protocol_side_option("B")
 @llm_options
 def compare(
     a: str,
@@ -362,6 +396,8 @@ def compare(
     resamples: int,
     no_progress: bool,
     as_json: bool,
+    protocol_a: str | None,
+    protocol_b: str | None,
     llm_config: LLMConfig,
 ) -> None:
     """Compare condition B with condition A on the same tasks and seeds (paired).
@@ -370,8 +406,10 @@ def compare(
     stored eval files (RUN_DIR/evals/<commit>/<split>.jsonl). Skills are evaluated first
     (finished tasks reused). Tasks are paired by (task id, seed); tasks in only one side are
     dropped and counted. Prints B - A with a paired bootstrap 95% CI, the exact McNemar
-    p-value (the exact paired permutation test for pass/fail outcomes) and the discordant
-    counts.
+    p-value (the exact paired permutation test for pass/fail outcomes), the discordant
+    counts and the tasks that flipped (the first 20 each way; --json has every pair's
+    outcome). A stored file holding several evaluations is narrowed by --seed, --protocol
+    (or --protocol-a/--protocol-b, one per side) and --model.
 
     \b
     Examples:
@@ -379,30 +417,48 @@ def compare(
       trace2skill compare skills/v1 skills/v2 --suite wikitq --limit 20 --run-dir runs/ab
       trace2skill compare HEAD~1:skills/gsm8k-math skills/gsm8k-math --suite gsm8k --limit 50
       trace2skill compare runs/ab/evals/none/test.jsonl runs/ab/evals/4b1c.../test.jsonl
+      trace2skill compare runs/p/evals/none/test.jsonl runs/p/evals/none/test.jsonl \\
+        --protocol-a plain --protocol-b code
     """
     from toolkit.evaluate import pair_results
 
-    common = {
-        "limit": limit,
-        "run_dir": run_dir,
-        "delivery": delivery,
-        "protocol": protocol,
-        "parallel": parallel,
-        "resamples": resamples,
-        "no_progress": no_progress,
-    }
-    # A stored file may hold evaluations of several protocols: --protocol, when given, picks.
-    source = click.get_current_context().get_parameter_source("protocol")
-    given = source not in (click.core.ParameterSource.DEFAULT, None)
-    side = {
-        "suite": suite,
-        "split": split,
-        "seed": seed,
-        "common": common,
-        "protocol_filter": protocol if given else None,
-    }
-    result_a = _side(a, llm_config=llm_config, **side)
-    result_b = _side(b, llm_config=llm_config, **side)
+    ctx = click.get_current_context()
+
+    def chosen(name: str) -> bool:
+        return ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
+
+    # A stored file may hold several evaluations: only what the user chose narrows it (the
+    # defaults, seed 0 and the embedded model, would pick one the user never asked for).
+    model = ctx.params.get("model") or os.environ.get("TRACE2SKILL_MODEL")
+    results = []
+    for spec, own in ((a, protocol_a), (b, protocol_b)):
+        side_protocol = own or protocol
+        common = {
+            "limit": limit,
+            "run_dir": run_dir,
+            "delivery": delivery,
+            "protocol": side_protocol,
+            "parallel": parallel,
+            "resamples": resamples,
+            "no_progress": no_progress,
+        }
+        given = {
+            "seed": seed if chosen("seed") else None,
+            "protocol": side_protocol if own or chosen("protocol") else None,
+            "model": llm_config.model if model else None,
+        }
+        results.append(
+            _side(
+                spec,
+                suite=suite,
+                split=split,
+                seed=seed,
+                common=common,
+                llm_config=llm_config,
+                given=given,
+            )
+        )
+    result_a, result_b = results
     comparison = pair_results(result_a, result_b, resamples=resamples, seed=seed)
     if as_json:
         click.echo(comparison.model_dump_json())
