@@ -684,7 +684,7 @@ def test_trajectories_show_finds_the_eval_trajectories_of_a_run_dir(tmp_path):
     assert own.exit_code == 0 and "0 trajectories, 0 passed (evaluation trajectories: add " \
         "--evals)" in own.stdout  # fmt: skip
     evals = runner.invoke(main, ["trajectories", "show", str(run_dir), "--evals", "--task", "q1"])
-    assert evals.exit_code == 0 and "1 trajectories, 0 passed" in evals.stdout
+    assert evals.exit_code == 0 and "1 trajectory, 0 passed" in evals.stdout
     nope = runner.invoke(main, ["trajectories", "show", str(run_dir), "--evals", "--task", "q9"])
     assert nope.exit_code == 1 and "no trajectory of task 'q9' in" in nope.output
     # A folder that is no run: one line, not "0 trajectories".

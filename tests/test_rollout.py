@@ -32,6 +32,7 @@ from toolkit.tasks import TaskError, get_suite, load_splits
 from toolkit.trajectory import (
     Trajectory,
     TrajectoryError,
+    Verdict,
     append_jsonl,
     read_jsonl,
     read_trajectories,
@@ -789,3 +790,50 @@ def test_a_rollout_of_an_invalid_skill_warns_first(tmp_path: Path) -> None:
             llm_config=llm_config(tmp_path),
             progress=False,
         )
+
+
+def test_cli_trajectories_protocol_and_gold(tmp_path: Path) -> None:
+    """A trial: the list had no protocol column nor filter (an eval folder holds several), and
+    --id never showed the gold beside the answer though the verdict stores it."""
+
+    def made(task_id: str, protocol: str, answer: str, passed: bool) -> Trajectory:
+        return Trajectory(
+            id=trajectory_id("gsm8k", task_id, "none", "fake/m", 0, protocol),
+            task_id=task_id,
+            suite="gsm8k",
+            split="test",
+            model="fake/m",
+            delivery="none",
+            protocol=protocol,
+            final_answer=answer,
+            verdict=Verdict(
+                passed=passed,
+                score=float(passed),
+                details="" if passed else "differs from the gold number",  # synth: no reason
+                predicted=["163" if passed else "7"],
+                gold=["163"],
+            ),
+            stop_reason="submitted",
+        )
+
+    path = tmp_path / "trajectories.jsonl"
+    plain = made("q1", "plain", "The package held 7 notes.", False)
+    code = made("q1", "code", "163", True)
+    append_jsonl(path, [plain, code])
+    runner = CliRunner()
+    shown = runner.invoke(main, ["trajectories", "show", str(path)])
+    assert shown.exit_code == 0, shown.output
+    header, first, second = shown.output.splitlines()[:3]
+    assert header.split()[3] == "protocol"
+    assert (first.split()[3], second.split()[3]) == ("plain", "code")
+    for command in ("show", "list"):  # `list` is the list mode of show
+        only = runner.invoke(main, ["trajectories", command, str(path), "--protocol", "plain"])
+        assert only.exit_code == 0, only.output
+        assert plain.id in only.output and "1 trajectory, 0 passed" in only.output
+    one = runner.invoke(main, ["trajectories", "show", str(path), "--id", plain.id])
+    assert "answer    'The package held 7 notes.' (read as 7)\ngold      163\n" in one.output
+    assert "verdict   FAIL: differs from the gold number\n" in one.output
+    passed = runner.invoke(main, ["trajectories", "show", str(path), "--id", code.id]).output
+    assert "verdict   PASS\nanswer    '163'\ngold      163\n" in passed  # no colon, no reason
+    no_id = runner.invoke(main, ["trajectories", "list", str(path), "--id", "x"])
+    assert no_id.exit_code == 2 and "No such option '--id'" in no_id.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,7 @@ def trajectories_group() -> None:
     Examples:
       trace2skill trajectories import their_runs.jsonl --run-dir runs/imported --suite gsm8k
       trace2skill trajectories show runs/gsm8k-s0
+      trace2skill trajectories list runs/gsm8k-s0 --outcome fail --protocol code
       trace2skill trajectories show runs/gsm8k-s0 --id 3f2a
     """
 
@@ -241,6 +243,11 @@ def import_command(
 @click.option(
     "--outcome", type=click.Choice(["pass", "fail"]), help="Only passing or failing ones."
 )
+@click.option(
+    "--protocol",
+    type=click.Choice(["json", "code", "tools", "plain", "imported"]),
+    help="Only those of this protocol (a run folder's evaluations may hold several).",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="Show at most N trajectories.")
 @click.option(
     "--evals",
@@ -255,6 +262,7 @@ def show_command(
     traj_id: str | None,
     task_id: str | None,
     outcome: str | None,
+    protocol: str | None,
     limit: int | None,
     from_evals: bool,
     as_json: bool,
@@ -265,12 +273,13 @@ def show_command(
     evaluation trajectories, RUN_DIR/evals/trajectories.jsonl; --evals shows those of any
     run (e.g. the tasks a report says S* broke). The skill column tells the versions apart.
 
-    With --id, print that trajectory step by step: thought, tool call, observation and the
-    skill sections read, cited or echoed.
+    With --id, print that trajectory: its answer beside the gold, then step by step: thought,
+    tool call, observation and the skill sections read, cited or echoed.
 
     \b
     Examples:
       trace2skill trajectories show runs/gsm8k-s0 --outcome fail
+      trace2skill trajectories show runs/eval-gsm8k-test-n50-s0 --protocol plain
       trace2skill trajectories show runs/gsm8k-s0 --id 3f2a
       trace2skill trajectories show runs/gsm8k-s0/trajectories.jsonl --json --limit 1
       trace2skill trajectories show runs/example-wikitq --evals --task nu-3155
@@ -301,6 +310,8 @@ def show_command(
         records = mine
     if outcome:
         records = [t for t in records if t.passed == (outcome == "pass")]
+    if protocol:
+        records = [t for t in records if t.protocol == protocol]
     if limit:
         records = records[:limit]
     if as_json:
@@ -314,18 +325,33 @@ def show_command(
 
     names = _version_names(path) if source == eval_trajectories_path(path) else {}
     click.echo(
-        f"{'id':<16}  {'task':<22} {'skill':<19} {'ok':<4} {'steps':>5}  {'stop':<12} answer"
+        f"{'id':<16}  {'task':<22} {'skill':<19} {'protocol':<8} {'ok':<4} {'steps':>5}  "
+        f"{'stop':<12} answer"
     )
     for t in records:
         answer = (t.final_answer or "").replace("\n", " | ")[:40]
         skill = names.get(t.skill_commit, t.skill_commit[:12])
         click.echo(
-            f"{t.id:<16}  {t.task_id[:22]:<22} {skill[:19]:<19} "
+            f"{t.id:<16}  {t.task_id[:22]:<22} {skill[:19]:<19} {t.protocol[:8]:<8} "
             f"{'pass' if t.passed else 'FAIL':<4} {len(t.steps):>5}  {t.stop_reason:<12} "
             f"{answer}"
         )
     passed = sum(t.passed for t in records)
-    click.echo(f"{len(records)} trajectories, {passed} passed" + _evals_hint(path, source))
+    noun = "trajectory" if len(records) == 1 else "trajectories"
+    click.echo(f"{len(records)} {noun}, {passed} passed" + _evals_hint(path, source))
+
+
+# `trajectories list`: the list mode of `show` under the name people type first (no --id).
+list_command = click.Command(
+    "list",
+    params=[p for p in show_command.params if p.name != "traj_id"],
+    callback=functools.partial(show_command.callback, traj_id=None),  # type: ignore[arg-type]
+    help="List the trajectories of a run: `trajectories show` without --id (see its --help)."
+    "\n\n\b\nExamples:\n"
+    "  trace2skill trajectories list runs/gsm8k-s0 --outcome fail\n"
+    "  trace2skill trajectories list runs/eval-gsm8k-test-n50-s0 --protocol plain",
+)
+trajectories_group.add_command(list_command)
 
 
 def _version_names(run_dir: Path) -> dict[str, str]:
@@ -398,8 +424,14 @@ def _show_one(t: Any) -> None:
         ("skill", f"{t.skill_name or '(none)'} @ {t.skill_commit[:12]} ({t.delivery})"),
         ("protocol", t.protocol),
         ("model", f"{t.model} (seed {t.seed})"),
-        ("verdict", f"{'PASS' if t.passed else 'FAIL'}: {t.verdict.details}"),
-        ("answer", repr(t.final_answer)),
+        (
+            "verdict",
+            ("PASS" if t.passed else "FAIL")
+            + (f": {t.verdict.details}" if t.verdict.details else ""),
+        ),
+        ("answer", _answer(t)),
+        # The suite's gold, as its scorer compared it (empty for suites that check files).
+        *([("gold", ", ".join(t.verdict.gold))] if t.verdict.gold else []),
         ("stop", t.stop_reason + (f": {t.error}" if t.error else "")),
         (
             "tokens",
@@ -433,6 +465,16 @@ def _show_one(t: Any) -> None:
             click.echo(f"  {key}:\n" + _indent(text) if "\n" in text else f"  {key}: {text}")
         if step.observation:
             click.echo("  observation:\n" + _indent(_clip(step.observation)))
+
+
+def _answer(t: Any) -> str:
+    """The final answer, and what the scorer read from it when that differs (a sentence read
+    as its number): that, not the raw text, is what it compared with the gold."""
+    raw = repr(t.final_answer)
+    read = t.verdict.predicted
+    if read and read != [(t.final_answer or "").strip()]:
+        return f"{raw} (read as {', '.join(read)})"
+    return raw
 
 
 def _clip(text: str, limit: int = 800) -> str:
