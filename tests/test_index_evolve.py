@@ -490,7 +490,10 @@ def test_synth_and_query_cli(tmp_path):
     cli = CliRunner()
     result = cli.invoke(main, ["synth", str(runs), "--trajectories", "40", "--patches", "3"])
     assert result.exit_code == 0, result.output
-    assert "Wrote 1 runs" in result.output
+    assert "Wrote 1 run to" in result.output
+    assert (runs / "synth-0-000").is_dir()
+    helped = cli.invoke(main, ["synth", "--help"]).output  # it said synth-<seed>-<k>
+    assert "synth-0-000" in " ".join(helped.split())
     again = cli.invoke(main, ["synth", str(runs), "--trajectories", "40", "--patches", "3"])
     assert again.exit_code == 1 and "already exists" in again.output
     assert cli.invoke(main, ["index", str(runs)]).exit_code == 0
@@ -511,8 +514,8 @@ def test_synth_and_query_cli(tmp_path):
         main, ["query", "SELECT 'a/b' AS ref", "--runs-dir", str(runs), "--format", "json"]
     )
     assert refs.output.strip() == '[{"ref": "a/b"}]'  # pandas wrote "a\\/b"
-    few = cli.invoke(main, ["synth", str(tmp_path / "x"), "--trajectories", "3"])
-    assert few.exit_code == 1 and "too few" in few.output
+    few = cli.invoke(main, ["synth", str(tmp_path / "x"), "--trajectories", "20", "--runs", "2"])
+    assert few.exit_code == 1 and "give at least 22 (each run needs patches + 3 = 11:" in few.output
 
 
 def _bulk_and_line_rows(run: Path) -> tuple[dict, dict]:

@@ -700,7 +700,8 @@ def synth_runs(
 ) -> SynthReport:
     """Write ``runs`` synthetic runs totalling ``trajectories`` into ``runs_dir``.
 
-    Run ids are ``synth-<seed>-<k>``; the skill repository is ``repo_dir`` (default
+    Run ids are ``synth-<seed>-<k>`` with ``k`` in three digits (``synth-0-000``); the skill
+    repository is ``repo_dir`` (default
     ``runs_dir/.synth-repo``), created on first use and shared by later calls.
 
     Raises:
@@ -712,7 +713,9 @@ def synth_runs(
     if trajectories < runs * (patches + 3):
         raise ToolkitError(
             f"{trajectories} trajectories are too few for {runs} runs of {patches} patches: "
-            f"give at least {runs * (patches + 3)}"
+            f"give at least {runs * (patches + 3)} (each run needs patches + 3 = {patches + 3}: "
+            "rollouts to analyse into its patches and held-out tasks to evaluate them on), or "
+            "fewer runs or patches"
         )
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)

@@ -169,8 +169,10 @@ def synth_command(
     section uses, analyses, patches, merges, evals, ablations, llm_calls,
     refs.bundle) and the git side is real: a skill repository holds each run's
     base, patch, merge, result, ablate and only commits, so skill_lines and
-    provenance work. Run ids are synth-<seed>-<k>; the same arguments write the
-    same bytes. For benchmarks, demos of the app and tests; not real results.
+    provenance work. Run ids are synth-<seed>-<k> with k in three digits
+    (synth-0-000, synth-0-001...); the same arguments write the same bytes. Each
+    run needs at least --patches + 3 trajectories. For benchmarks, demos of the
+    app and tests; not real results.
 
     \b
     Examples:
@@ -191,8 +193,9 @@ def synth_command(
         repo_dir=repo,
         progress=True,
     )
+    noun = "run" if len(report.runs) == 1 else "runs"
     click.echo(
-        f"Wrote {len(report.runs)} runs to {runs_dir} ({report.bytes / 1e6:.1f} MB): "
+        f"Wrote {len(report.runs)} {noun} to {runs_dir} ({report.bytes / 1e6:.1f} MB): "
         f"{report.trajectories} trajectories, {report.analyses} analyses, "
         f"{report.patches} patches, {report.merges} merges, {report.ablations} ablations; "
         f"skill repository {report.repo}"
