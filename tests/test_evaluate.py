@@ -290,6 +290,33 @@ def test_cli_bad_input_is_one_line(args, message, tmp_path):
     assert not (tmp_path / "run").exists()  # nothing half-written
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "--skill", "none", "--protocol", "plain"],
+        ["rollout", "--protocol", "plain"],
+        ["compare", "none", "none", "--protocol", "plain"],
+        ["compare", "none", "none", "--protocol-b", "plain"],  # refused before A is evaluated
+        ["evolve", str(ROOT / "skills" / "gsm8k-math"), "--protocol", "plain", "--allow-dirty",
+         "--estimate"],
+    ],
+)  # fmt: skip
+def test_cli_refuses_plain_on_spreadsheet(command, tmp_path):
+    """A trial: the spreadsheet scorer reads the workbooks the agent writes, which plain (no
+    code) never does: every task failed and the zeros read as the model's level."""
+    run = tmp_path / "run"
+    where = ["--runs-dir", str(run)] if command[0] == "evolve" else ["--run-dir", str(run)]
+    out = CliRunner().invoke(
+        main, [*command, "--suite", "spreadsheet", "--model", "fake/e", *where]
+    )
+    assert out.exit_code == 1, out.output
+    assert out.output == (
+        "Error: --protocol plain cannot pass a spreadsheet task: its scorer reads the files "
+        "the agent writes, and plain runs no code; use code, json or tools\n"
+    )
+    assert not run.exists()
+
+
 @pytest.mark.parametrize("command", [["eval", "--skill", "none"], ["compare", "none", "none"]])
 def test_cli_unknown_suite_lists_the_valid_ones(command, tmp_path):
     out = CliRunner().invoke(main, [*command, "--suite", "nope", "--run-dir", str(tmp_path)])

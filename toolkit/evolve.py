@@ -1522,7 +1522,8 @@ def _exists(config: EvolveConfig) -> EvolveError:
 def check_request(config: EvolveConfig) -> None:
     """The checks of a new run that need no model and write nothing (also run by
     ``--estimate``): the run id is free, the skill validates and is committed (unless
-    ``allow_dirty``), the analysts fit, the splits exist and share no task.
+    ``allow_dirty``), the analysts fit, the suite can pass under the protocol, the splits
+    exist and share no task.
 
     Raises:
         EvolveError, SkillError, TaskError, RepoError: the first problem, in one line.
@@ -1541,6 +1542,7 @@ def check_request(config: EvolveConfig) -> None:
         repo.close()
     analyst_choice(config)
     suite = open_suite(config)
+    suite.check_protocol(config.protocol)
     for split in (config.evolve_split, config.test_split):
         suite.check_split(split)
     splits = {config.evolve_split, config.test_split}

@@ -371,6 +371,8 @@ async def arun_rollouts(
     (an evaluation of several conditions, a benchmark) pays the worker start-up once)."""
     wall0 = time.perf_counter()
     suite_obj = get_suite(suite) if isinstance(suite, str) else suite
+    # Before anything is made: every command that rolls out (rollout, eval, evolve) passes here.
+    suite_obj.check_protocol((agent_config or AgentConfig()).protocol)
     if concurrency < 1:
         raise RolloutError(f"concurrency must be at least 1, got {concurrency}")
     skill_obj = resolve_skill(skill)

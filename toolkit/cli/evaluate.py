@@ -196,7 +196,8 @@ protocol_option = click.option(
     "tools=[...] for providers that support it, the model's own tool-call template for the "
     "embedded models), or plain (one answer, no tools, "
     "the task's text files in the prompt: the model's own level, to show the harness's "
-    "value beside it).",
+    "value beside it; refused on spreadsheet, whose tasks are scored on the workbooks the "
+    "agent writes).",
 )
 
 
@@ -427,6 +428,9 @@ def compare(
     def chosen(name: str) -> bool:
         return ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
 
+    for spec, own in ((a, protocol_a), (b, protocol_b)):
+        if suite and not spec.endswith(".jsonl"):  # refused before A's evaluation, not after
+            suite.check_protocol(own or protocol)
     # A stored file may hold several evaluations: only what the user chose narrows it (the
     # defaults, seed 0 and the embedded model, would pick one the user never asked for).
     model = ctx.params.get("model") or os.environ.get("TRACE2SKILL_MODEL")

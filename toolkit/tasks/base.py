@@ -219,6 +219,9 @@ class Suite(ABC):
     name: str = ""
     #: Splits this suite offers; ``"all"`` means every task.
     splits: tuple[str, ...] = ("train", "test", "all")
+    #: The scorer reads files the agent writes into its workspace, not only its answer: an
+    #: agent that runs no code (the ``plain`` protocol) can never pass a task.
+    scores_written_files: bool = False
 
     @abstractmethod
     def iter_rows(self) -> Iterator[tuple[str, int, Any]]:
@@ -270,6 +273,16 @@ class Suite(ABC):
             raise TaskError(
                 f"suite {self.name!r} has no split {split!r}; valid splits: "
                 + ", ".join(self.splits)
+            )
+
+    @classmethod
+    def check_protocol(cls, protocol: str) -> None:
+        """Raise :class:`TaskError` when no task of this suite can pass under ``protocol``
+        (a whole evaluation of zeros, reported as the model's level)."""
+        if protocol == "plain" and cls.scores_written_files:
+            raise TaskError(
+                f"--protocol plain cannot pass a {cls.name} task: its scorer reads the files "
+                "the agent writes, and plain runs no code; use code, json or tools"
             )
 
     def load_all(self) -> LoadResult:

@@ -109,6 +109,7 @@ class SpreadsheetSuite(Suite):
 
     name = "spreadsheet"
     splits = ("train", "test", "all")
+    scores_written_files = True  # the output workbooks, written by the agent's code
 
     def __init__(
         self,
