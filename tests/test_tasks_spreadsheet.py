@@ -8,6 +8,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from openpyxl.utils import get_column_letter
 
 from toolkit.tasks import VENDORED_DATA_DIR, RecalcError, TaskError, get_suite
 from toolkit.tasks import recalc as recalc_module
@@ -238,7 +239,10 @@ def test_answer_forms(tiny):
     partial = suite.score(task, {1: outs[0]})
     assert partial.value == 0.5 and "case 2: no output given" in partial.details
     missing = suite.score(task, [outs[0], workspace / "nope.xlsx"])
-    assert "output file not found" in missing.details
+    # The file's name, not its temporary folder (a trial's reason named /dev/shm/t2s-sandbox-...).
+    assert missing.details == "1/2 test cases pass; case 2: nope.xlsx was not written"
+    (workspace / "2_output.xlsx").unlink()
+    assert "case 2: 2_output.xlsx was not written" in suite.score(task, workspace).details
 
 
 @pytest.mark.parametrize(
@@ -323,6 +327,27 @@ def test_vendored_tasks_load_and_summarise(tmp_path):
     written = suite.build_workspace(task, tmp_path / "ws")
     assert [p.name for p in written] == ["1_input.xlsx", "2_input.xlsx", "3_input.xlsx"]
     assert not any("answer" in p.name for p in (tmp_path / "ws").iterdir())  # gold stays out
+
+
+def test_summary_shows_each_sheet_as_it_is_and_says_what_it_cuts(tmp_path):
+    """A trial: a 3-column sheet was shown with 10 cells a row (read-only rows are padded to
+    max_col), and a long sheet was cut without saying so (WikiTQ says 'First 5 rows')."""
+    root = make_dataset(tmp_path / "data", cases=1)
+    long = {f"{c}{r}": f"{c}{r}" for c in "ABC" for r in range(1, 9)}
+    wide = {f"{get_column_letter(c)}1": c for c in range(1, 13)}
+    folder = root / "spreadsheetbench" / "spreadsheet" / "t1"
+    make_book(folder / "1_t1_input.xlsx", {"Long": long, "Wide": wide, "Small": {"A1": 1}})
+    suite = get_suite("spreadsheet", data_dir=root, recalculate="never", cache_dir=tmp_path / "c")
+    (task,) = suite.load("all").tasks
+    lines = suite.summarise(task).splitlines()
+    at = lines.index("Sheet 'Long' (8 rows x 3 columns), first 5 rows:")
+    assert lines[at + 1 : at + 6] == [f"A{r} | B{r} | C{r}" for r in range(1, 6)]
+    assert lines[at + 6 :] == [
+        "Sheet 'Wide' (1 rows x 12 columns), first 10 columns:",
+        " | ".join(str(c) for c in range(1, 11)),
+        "Sheet 'Small' (1 rows x 1 columns):",
+        "1",
+    ]
 
 
 def test_malformed_records(tmp_path):

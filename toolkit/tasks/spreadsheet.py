@@ -221,8 +221,22 @@ class SpreadsheetSuite(Suite):
         wb = openpyxl.load_workbook(source, read_only=True)
         try:
             for ws in wb.worksheets:
-                lines.append(f"Sheet {ws.title!r} ({ws.max_row} rows x {ws.max_column} columns):")
-                rows = ws.iter_rows(max_row=max_rows, max_col=max_cols, values_only=True)
+                n_rows, n_cols = ws.max_row, ws.max_column  # None: the file records no size
+                # Read-only sheets pad every row to max_col: a 3-column sheet showed 10 cells.
+                cols = min(max_cols, n_cols) if n_cols else max_cols
+                rows = list(ws.iter_rows(max_row=max_rows, max_col=cols, values_only=True))
+                cut = [
+                    f"first {shown} {what}"
+                    for shown, total, what in (
+                        (len(rows), n_rows, "rows"),
+                        (cols, n_cols, "columns"),
+                    )
+                    if total and total > shown
+                ]
+                lines.append(
+                    f"Sheet {ws.title!r} ({n_rows} rows x {n_cols} columns)"
+                    + (f", {', '.join(cut)}:" if cut else ":")
+                )
                 for row in rows:
                     lines.append(" | ".join("" if v is None else str(v)[:30] for v in row))
         finally:
@@ -261,7 +275,8 @@ class SpreadsheetSuite(Suite):
         present: dict[int, Path] = {}
         for case, path in zip(cases, outputs, strict=True):
             if path is None or not path.is_file():
-                message = "no output given" if path is None else f"output file not found: {path}"
+                # The file's name: its folder is the sandbox's temporary one, gone by now.
+                message = "no output given" if path is None else f"{path.name} was not written"
                 results[case.number] = CaseResult(case=case.number, passed=False, message=message)
             else:
                 present[case.number] = path
