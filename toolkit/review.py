@@ -968,7 +968,7 @@ def _review_steps(review: RunReview, links: Links) -> list[str]:
         if head.suite in SUITES:  # a synthetic run's suite cannot be run again
             data = " --data TASKS.jsonl" if head.suite == "jsonl" else ""
             lines += [
-                "# or re-run both skills (finished tasks are reused)",
+                "# or re-run both skills (tasks this same agent already ran are reused)",
                 f"trace2skill compare t2s/{run}/base:{path} t2s/{run}/result:{path} "
                 f"--suite {head.suite}{data} --split {head.split} --model {head.model} "
                 f"--seed {head.seeds[0]} --delivery {head.delivery}{proto} "
