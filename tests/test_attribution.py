@@ -36,6 +36,7 @@ from toolkit.cli import main
 from toolkit.evaluate import EvalResult
 from toolkit.llm import LLMConfig, fake_model
 from toolkit.repo import SkillRepo, read_bundle
+from toolkit.runs import read_manifest
 from toolkit.tasks import get_suite
 
 # Contract fields of ablations.jsonl (COMMON.md run-file contract).
@@ -226,6 +227,8 @@ def test_prune_proposes_the_unused_section_on_its_branch(done):
     text = _git(done["repo"], "show", f"t2s/r1/prune:{SKILL_PATH}/SKILL.md")
     assert "Old tips" not in text and "Tip A" in text
     assert read_prune(done["run_dir"]).commit == proposal.commit
+    stage = read_manifest(done["run_dir"]).stages["prune"]  # type: ignore[union-attr]
+    assert stage.status == "done" and stage.ended_at is not None
     # The run's bundle carries the new ref (and ablate's) to other clones and to pr.
     held = read_bundle(SkillRepo.open(done["repo"]), done["run_dir"] / "refs.bundle").refs
     assert held["refs/heads/t2s/r1/prune"] == proposal.commit

@@ -36,7 +36,7 @@ from toolkit.attribution.usage import SectionInfo, section_usage, skill_sections
 from toolkit.patch import Edit, Patch, apply_patch
 from toolkit.repo import CommitSpec
 from toolkit.repo.trailers import Trailers, format_message
-from toolkit.runs import update_stage
+from toolkit.runs import now_iso, update_stage
 from toolkit.skill import SKILL_MD, Skill, linked_references, parse_heading, split_lines
 from toolkit.stats import clear_direction
 
@@ -293,6 +293,7 @@ def propose_prune(
                 context.run_dir,
                 "prune",
                 status="done",
+                ended_at=now_iso(),
                 config={"min_trajectories": min_trajectories},
                 counts={
                     "candidates": len(candidates),
