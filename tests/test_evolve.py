@@ -582,6 +582,13 @@ def test_no_kept_analysis_stops_with_what_a_new_run_could_change(
             "passed the quality gate, and resuming redoes none of them. Start a new run with "
             "another --run-id"
         ) in result.output, result.output
+    # provenance too (its bundle holds no result: importing it could not help).
+    skill_md = str(config.skill / "SKILL.md")
+    shown = CliRunner().invoke(
+        main, ["provenance", f"{skill_md}:1", "--ref", "t2s/r1/result", "--run-dir", run_dir]
+    )
+    assert shown.exit_code == 1 and "none of its 2 analyses" in shown.output, shown.output
+    assert "bundle import" not in shown.output
 
 
 def test_no_failures_for_error_analysts_is_a_clear_stop(repo: Path, tmp_path: Path) -> None:

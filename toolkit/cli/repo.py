@@ -112,7 +112,23 @@ def provenance(
         rel = repo.relpath(path)
     if run_dir is not None:
         from toolkit.consolidate.provenance import skill_lines
+        from toolkit.runs import REFS_BUNDLE
 
+        bundle = run_dir / REFS_BUNDLE
+        if (
+            ref.startswith("t2s/")
+            and ref.endswith("/result")
+            and repo.git.resolve([ref])[0] is None
+        ):
+            from toolkit.repo import read_bundle
+
+            if f"refs/heads/{ref}" not in (
+                read_bundle(repo, bundle).refs if bundle.is_file() else {}
+            ):
+                # Importing the run's refs cannot help: say what the run is, as report does.
+                from toolkit.evolve import no_result_reason
+
+                raise RepoError(f"{ref} does not exist: {no_result_reason(run_dir)}")
         records: list[LineProvenance] = list(skill_lines(repo, rel, ref, run_dir))
     else:
         records = blame_file(repo, rel, ref)
