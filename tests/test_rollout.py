@@ -257,6 +257,28 @@ def test_a_model_that_fails_every_task_is_an_error_not_a_score(tmp_path: Path) -
     assert (summary.ran, summary.errors, summary.passed) == (2, 0, 2)
 
 
+def test_replies_that_never_fit_the_json_schema_point_at_the_protocol(tmp_path: Path) -> None:
+    """The hint said to fix the model settings (key, server) although the model answered:
+    in prose, which the json protocol cannot use, however often it is run again."""
+    with (
+        fake_model(lambda messages: "I think the answer is 4.", name="rollout-prose") as model,
+        pytest.raises(RolloutError, match="failed on every one") as caught,
+    ):
+        run_rollouts(
+            "gsm8k",
+            "test",
+            None,
+            model,
+            run_dir=tmp_path / "run",
+            limit=1,
+            llm_config=llm_config(tmp_path),
+            agent_config=JSON_AGENT,
+            progress=False,
+        )
+    assert "--protocol code" in str(caught.value)
+    assert "Fix the model settings" not in str(caught.value)
+
+
 def test_no_skill_baseline(tmp_path: Path) -> None:
     def script(messages: list[dict[str, Any]]) -> Any:
         assert "read_skill_file" not in messages[0]["content"]

@@ -561,11 +561,24 @@ async def arun_rollouts(
         gateway.close()
     assert summary is not None  # set by counts() when the stage finished
     if summary.ran and summary.errors == summary.tasks:
+        from toolkit.llm.gateway import AFTER_REPAIR
+
+        if AFTER_REPAIR in first_error:
+            # The model answered, in a form the json protocol cannot use: running it again
+            # with the same settings gets the same replies.
+            fix = (
+                "The model replies, but not in the json protocol's schema: --protocol code "
+                "asks it for plain text instead"
+            )
+        else:
+            fix = (
+                "Fix the model settings (--model, --api-base, the provider's API key) and run "
+                "it again (rollout with --resume; eval, compare and evolve --resume go on by "
+                "themselves): the failed tasks run again"
+            )
         raise RolloutError(
             f"the model failed on every one of the {summary.tasks} tasks, so nothing was "
-            f"scored; first error: {first_error}. Fix the model settings (--model, --api-base, the "
-            "provider's API key) and run it again (rollout with --resume; eval, compare and "
-            "evolve --resume go on by themselves): the failed tasks run again"
+            f"scored; first error: {first_error}. {fix}"
         )
     return summary
 

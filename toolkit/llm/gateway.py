@@ -60,6 +60,9 @@ _GRAMMAR_PROVIDERS = ("local/", "fake/")
 # Providers that run in this process: there is no connection that could fail transiently.
 _IN_PROCESS_PROVIDERS = ("local/",)
 _MAX_ERROR_CHARS = 400
+#: In the error of a reply that never fit its schema (the model answered; no setting is
+#: wrong), so callers can tell it from a failed request (`rollout` words its hint by it).
+AFTER_REPAIR = "after one repair round"
 
 
 class Completion(BaseModel):
@@ -537,7 +540,7 @@ class Gateway:
             # Say so when the model ran out of tokens: the JSON was cut, not malformed.
             cut = " (the reply stopped at max_tokens: allow more tokens)" if call.stats.cut else ""
             raise LLMError(
-                f"{plan.model}: no valid {plan.response_model.__name__} after one repair round"
+                f"{plan.model}: no valid {plan.response_model.__name__} {AFTER_REPAIR}"
                 f"{cut}: {redact(problem)[:_MAX_ERROR_CHARS]}"
             )
         return value
