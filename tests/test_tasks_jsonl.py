@@ -89,7 +89,8 @@ def test_splits_and_files(qa_file, tmp_path):
     assert written[0].read_text() == "hello"
     suite.build_workspace(tasks["2"], tmp_path / "ws2")
     assert (tmp_path / "ws2" / "data.csv").read_text() == "x,y\n1,2\n"
-    assert "data.csv" in suite.summarise(tasks["2"])
+    # The agent's first message lists the files (agent.task_message): not the summary too.
+    assert suite.summarise(tasks["2"]) == f"Question: {tasks['2'].question}"
 
 
 def test_bad_lines_get_one_clear_error_each(tmp_path):

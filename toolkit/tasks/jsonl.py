@@ -267,8 +267,6 @@ class JsonlSuite(JsonlFileSuite):
         return score_value(value, golds, self.tolerance)
 
     def summarise(self, task: Task) -> str:
-        """The question and the names of the workspace files."""
-        lines = [f"Question: {task.question}"]
-        if task.files:
-            lines.append("Files in the workspace: " + ", ".join(f.path for f in task.files))
-        return "\n".join(lines)
+        """The question (the agent's first message lists the workspace files itself; said
+        here too, the model read them twice under two names)."""
+        return f"Question: {task.question}"
