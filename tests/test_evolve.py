@@ -867,3 +867,34 @@ def test_a_stage_killed_outright_gets_the_calls_logged_after_its_last_save(
     assert (analyse.calls, analyse.cached, analyse.tokens_in) == (4, 1, 400)
     assert analyse.wall_s == pytest.approx(30.0 + 21.0)  # up to its last call
     assert analyse.status == "interrupted" and stats["rollout"].calls == 2  # others untouched
+
+
+@pytest.mark.parametrize(
+    ("author_api_base", "analyst_server"),
+    [(None, "http://127.0.0.1:9/v1"), ("default", None), ("http://u:pw@127.0.0.1:8/v1", "x")],
+)
+def test_the_author_model_calls_its_own_server(
+    repo: Path, tmp_path: Path, author_api_base: str | None, analyst_server: str | None
+) -> None:
+    """One --api-base served every model of an evolve: an agent on a local server and a
+    hosted author model could not be combined (the author went to the agent's server)."""
+    with method("evolve-agent-server") as model, method("evolve-author-server") as author:
+        config = config_for(
+            repo,
+            model=model,
+            author_model=author,
+            evolve_limit=4,
+            test_limit=2,
+            author_api_base=author_api_base,
+        )
+        agent = llm(tmp_path).model_copy(update={"api_base": "http://127.0.0.1:9/v1/"})
+        evolve(config, llm_config=agent, progress=False)
+    stages = read_manifest(config.run_dir).stages  # type: ignore[union-attr]
+    assert stages["rollout"].config["api_base"] == "http://127.0.0.1:9/v1"
+    if analyst_server == "x":  # its own URL, the password not stored
+        assert stages["analyse"].config["api_base"] == "http://u:***@127.0.0.1:8/v1"
+        assert stages["consolidate"].config["api_base"] == "http://u:***@127.0.0.1:8/v1"
+        assert stages["evolve"].config["author_api_base"] == "http://u:***@127.0.0.1:8/v1"
+    else:
+        assert stages["analyse"].config["api_base"] == analyst_server
+        assert stages["consolidate"].config["api_base"] == analyst_server

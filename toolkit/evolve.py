@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolkit.atomic import write_atomic
-from toolkit.errors import ToolkitError, ToolkitNotice
+from toolkit.errors import LLMError, ToolkitError, ToolkitNotice
 from toolkit.executor import Executor, LocalExecutor
 from toolkit.runs import CALLS_FILE, REFS_BUNDLE, read_jsonl_dicts
 
@@ -175,6 +175,12 @@ class EvolveConfig(BaseModel):
         None,
         description="The OpenAI-compatible server of the models (a password in the URL is not "
         "stored); a resume calls it again unless given another.",
+    )
+    author_api_base: str | None = Field(
+        None,
+        description="The author model's server when it is not the agent's: a URL, or "
+        "'default' for the provider's own endpoint (a hosted author beside an "
+        "agent on a local server); None: the same as api_base.",
     )
     no_cache: bool = Field(
         False, description="Neither read nor write the response cache (a resume keeps it so)."
@@ -903,6 +909,21 @@ class _Run:
             update={"model": self.model, "calls_log": self.run_dir / CALLS_FILE}
         )
         self.author_model = config.author_model or self.model
+        # The analysts and the merge operator call the author model on its own server.
+        self.author_llm = self.llm
+        if config.author_api_base is not None:
+            from toolkit.llm.config import PROVIDER_ENDPOINT, reusable_api_base
+
+            server = None
+            if config.author_api_base != PROVIDER_ENDPOINT:
+                try:
+                    server = reusable_api_base(config.author_api_base)
+                except LLMError:
+                    raise EvolveError(
+                        f"the run's author model used the server {config.author_api_base}, "
+                        "whose password was not stored: give --author-api-base with it again"
+                    ) from None
+            self.author_llm = self.llm.model_copy(update={"api_base": server})
         self.meter = meter
         self.stats = stats
         self.progress = progress
@@ -937,13 +958,24 @@ def _record(run: _Run, status: str, error: str | None = None) -> None:
         EVOLVE_STAGE,
         status=status,
         error=error,
-        config=run.config.model_dump(mode="json"),
+        config=_recorded(run.config),
         counts={
             "stages": {k: v.model_dump(mode="json") for k, v in run.stats.items()},
             "models": model_files(run.model, run.author_model),
         },
         **({"ended_at": _now()} if status != "running" else {"ended_at": None}),
     )
+
+
+def _recorded(config: EvolveConfig) -> dict[str, Any]:
+    """The config as the manifest keeps it: a password in the author's server URL is not
+    stored (the agent's ``api_base`` is masked before it reaches the config)."""
+    from toolkit.llm.config import PROVIDER_ENDPOINT, stored_api_base
+
+    data = config.model_dump(mode="json")
+    if config.author_api_base not in (None, PROVIDER_ENDPOINT):
+        data["author_api_base"] = stored_api_base(config.author_api_base)
+    return data
 
 
 def model_files(*models: str) -> dict[str, dict[str, str]]:
@@ -1056,7 +1088,7 @@ def _stage_analyse(run: _Run) -> None:
         ),
         resume=True,  # analyses already in analyses.jsonl are kept, never redone
         progress=run.progress,
-        llm_config=run.llm,
+        llm_config=run.author_llm,
         executor=run.executor,
         suite=run.suite(),
     )
@@ -1093,7 +1125,7 @@ def _stage_consolidate(run: _Run) -> None:
             resume=True,  # merges already written are reused, never redone
             progress=run.progress,
         ),
-        llm_config=run.llm,
+        llm_config=run.author_llm,
     )
     run.stats["consolidate"].units = summary.groups
 
@@ -1420,6 +1452,9 @@ def evolve(
                 update={
                     "no_skill_baseline": stored.no_skill_baseline or config.no_skill_baseline,
                     "parallel": config.parallel or stored.parallel,
+                    # The author's server as given now (it moved, or its password is
+                    # not stored), else as recorded.
+                    "author_api_base": config.author_api_base or stored.author_api_base,
                     # Where the run was found now (the stored folder may be relative to the
                     # directory it started in).
                     "runs_dir": config.runs_dir,

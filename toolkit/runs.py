@@ -223,10 +223,16 @@ def recorded_api_base(manifest: Manifest | None, model: str) -> str | None:
     """The OpenAI-compatible server (``api_base``) a stage of the run recorded for ``model``:
     later stages that call the same model call it there (analyse once sent the agent's model
     to the provider's public endpoint, with the key meant for the user's own server)."""
+    from toolkit.llm.config import PROVIDER_ENDPOINT
+
     if manifest is None:
         return None
     for record in manifest.stages.values():
         config = record.config or {}
+        author = config.get("author_api_base")
+        if author is not None and model == config.get("author_model") != config.get("model"):
+            # evolve --author-api-base: the author model's own server, not the agent's.
+            return None if author == PROVIDER_ENDPOINT else str(author)
         if config.get("api_base") and model in (config.get("model"), config.get("author_model")):
             return str(config["api_base"])
     return None

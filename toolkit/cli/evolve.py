@@ -154,6 +154,13 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
     "--author-model", metavar="MODEL", help="Model of analysts and merges (default: --model)."
 )
 @click.option(
+    "--author-api-base",
+    metavar="URL|default",
+    help="Server of the --author-model when it is not the agent's --api-base: a URL, or "
+    "'default' for the provider's own endpoint (a hosted author beside an agent on a local "
+    "server). Default: --api-base. May be given again on --resume (the server moved).",
+)
+@click.option(
     "--merge-batch", type=click.IntRange(min=2), default=5, show_default=True,
     help="B: most patches merged per group.",
 )  # fmt: skip
@@ -209,6 +216,7 @@ def evolve(
     analysts: str,
     error_analyst: str,
     author_model: str | None,
+    author_api_base: str | None,
     merge_batch: int,
     max_levels: int,
     merge_strategy: str,
@@ -241,9 +249,9 @@ def evolve(
     setting: Deepening from SKILL, +Error with the agentic analyst, parallel consolidation.
     A run stopped by Ctrl-C, a kill or --budget continues with --resume --run-id RUN
     (settings come from the run, its model server and --no-cache included; a new --budget,
-    --parallel, --no-skill-baseline, --api-base (the server moved), --no-cache, and
-    --concurrency or --cache-dir (which change no result) may be given, an option that would
-    change a setting is refused). Exit code 3: budget spent;
+    --parallel, --no-skill-baseline, --api-base or --author-api-base (the server moved),
+    --no-cache, and --concurrency or --cache-dir (which change no result) may be given, an
+    option that would change a setting is refused). Exit code 3: budget spent;
     5: nothing learned (no trajectory for the analysts, or no analysis passed the quality
     gate: no result, and a resume cannot change it); 130 or 143: stopped by Ctrl-C or a
     kill (resumable).
@@ -293,6 +301,8 @@ def evolve(
             config = config.model_copy(update={"no_skill_baseline": True})
         if parallel is not None:  # how wide this machine runs it changes no result
             config = config.model_copy(update={"parallel": parallel})
+        if author_api_base is not None:  # the author's server moved: the same model there
+            config = config.model_copy(update={"author_api_base": author_api_base})
     else:
         if skill is None or suite is None:
             raise EvolveError("give the skill folder and --suite (or --resume --run-id RUN)")
@@ -303,6 +313,7 @@ def evolve(
             suite=suite.name,
             model=llm_config.model,
             author_model=author_model,
+            author_api_base=author_api_base,
             evolve_split=evolve_split,
             evolve_limit=evolve_limit,
             test_split=test_split,

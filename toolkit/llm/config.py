@@ -123,6 +123,10 @@ class LLMConfig(BaseModel):
             ) from None
 
 
+#: ``evolve --author-api-base default``: the author model's provider's own endpoint.
+PROVIDER_ENDPOINT = "default"
+
+
 def stored_api_base(url: str | None) -> str | None:
     """``url`` as run files may record it: a password in it is replaced by ``***`` (run
     folders are shared; the key belongs in the environment)."""
