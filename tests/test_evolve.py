@@ -898,3 +898,24 @@ def test_the_author_model_calls_its_own_server(
     else:
         assert stages["analyse"].config["api_base"] == analyst_server
         assert stages["consolidate"].config["api_base"] == analyst_server
+
+
+def test_fake_rehearsal_carries_a_whole_evolve_from_the_command_line(
+    repo: Path, tmp_path: Path
+) -> None:
+    """fake/echo stops every evolve at analyse: a CI job or the PR flow could not be tried
+    end to end without a real model (a trial wrote its own in-process driver for it)."""
+    runs = repo.parent / "runs"
+    args = ["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq",
+            "--model", "fake/rehearsal", "--evolve-limit", "3", "--test-limit", "2",
+            "--runs-dir", str(runs), "--no-progress",
+            "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    done = CliRunner().invoke(main, [*args, "--run-id", "reh", "--error-analyst", "single"])
+    assert done.exit_code == 0, done.output
+    diff = git(repo, "diff", "t2s/reh/base", "t2s/reh/result", "--", "skills")
+    assert "+## Rehearsal" in diff and "fake/rehearsal" in diff
+    summary = json.loads((runs / "reh" / "summary.json").read_text())
+    assert summary["s0"]["passed"] == summary["result"]["passed"] == 0
+    # The agentic analyst cannot pass the verifier without the answer: nothing learned.
+    agentic = CliRunner().invoke(main, [*args, "--run-id", "reh2"])
+    assert agentic.exit_code == 5 and "fix-not-passed" in agentic.output

@@ -9,8 +9,9 @@ the messages), can sleep to simulate latency, and can inject faults at a seeded 
 
 Fault draws are deterministic: each request's draw is a hash of the seed, the messages and
 how many times those exact messages were seen before, so the same workload gets the same
-faults whatever the thread or task scheduling. The model name ``fake/echo`` always exists and
-echoes the last user message.
+faults whatever the thread or task scheduling. The model names ``fake/echo`` (echoes the last
+user message) and ``fake/rehearsal`` (carries a whole ``evolve``: :mod:`toolkit.llm.rehearsal`)
+always exist.
 
 A scripted agent step (``{"thought", "tool", "args"}``) answers in the protocol the agent
 asked in: the JSON object under a response schema, a ``code``-protocol reply (prose and a
@@ -156,7 +157,18 @@ class _Scenario:
 _SAMPLE_JSON = '{"note": "a reply the fake model was told to break", "items": [1, 2, 3]}'
 
 _registry_lock = threading.Lock()
-_registry: dict[str, _Scenario] = {"echo": _Scenario(None, 0.0, None)}
+
+
+def _rehearsal(messages: list[dict[str, Any]]) -> Any:
+    from toolkit.llm.rehearsal import script  # imports the consolidation: only when called
+
+    return script(messages)
+
+
+_registry: dict[str, _Scenario] = {
+    "echo": _Scenario(None, 0.0, None),
+    "rehearsal": _Scenario(_rehearsal, 0.0, None),
+}
 _names = itertools.count(1)
 # Default names differ between processes, so the on-disk cache never hands one process's
 # scripted replies to another's unnamed fake.
