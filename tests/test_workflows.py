@@ -128,9 +128,15 @@ def test_evolve_workflow_least_privilege_and_inputs():
         "suite",
         "model",
         "mode",
+        "error_analyst",
         "evolve_limit",
         "test_limit",
     }
+    # The job's choices are the CLI's (fake/rehearsal needs the single analyst to finish).
+    from toolkit.cli.evolve import evolve as evolve_cmd
+
+    choices = next(p for p in evolve_cmd.params if p.name == "error_analyst").type.choices  # type: ignore[attr-defined]
+    assert wf["on"]["workflow_dispatch"]["inputs"]["error_analyst"]["options"] == list(choices)
     assert wf["on"]["schedule"]
     assert wf["permissions"] == {}
     (job,) = wf["jobs"].values()
@@ -141,6 +147,7 @@ def test_evolve_workflow_least_privilege_and_inputs():
     assert checkout["with"]["persist-credentials"] is False
     scripts = "\n".join(s.get("run", "") for s in steps)
     assert '.venv/bin/trace2skill evolve "${args[@]}"' in scripts
+    assert '--error-analyst "$ERROR_ANALYST"' in scripts
     assert '.venv/bin/trace2skill pr "runs/$RUN_ID"' in scripts
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
     assert upload["with"]["path"] == "runs/${{ env.RUN_ID }}"
