@@ -371,8 +371,14 @@ async def arun_rollouts(
     (an evaluation of several conditions, a benchmark) pays the worker start-up once)."""
     wall0 = time.perf_counter()
     suite_obj = get_suite(suite) if isinstance(suite, str) else suite
-    # Before anything is made: every command that rolls out (rollout, eval, evolve) passes here.
-    suite_obj.check_protocol((agent_config or AgentConfig()).protocol)
+    # Before anything is made (a refused request's splits.json would meet the corrected retry
+    # with another --limit): every command that rolls out (rollout, eval, evolve) passes here.
+    protocol = (agent_config or AgentConfig()).protocol
+    suite_obj.check_protocol(protocol)
+    if protocol == "tools":
+        from toolkit import tools_protocol
+
+        tools_protocol.check_support(model or (llm_config or LLMConfig.from_env()).model)
     if concurrency < 1:
         raise RolloutError(f"concurrency must be at least 1, got {concurrency}")
     skill_obj = resolve_skill(skill)
@@ -404,12 +410,6 @@ async def arun_rollouts(
             "continue it, or choose a new --run-dir"
         )
     suite_obj.check_split(split)
-    if agent_config is not None and agent_config.protocol == "tools":
-        # Refused here, before the run folder and its splits.json exist: a corrected retry
-        # with another --limit would otherwise meet the refused request's recorded split.
-        from toolkit import tools_protocol
-
-        tools_protocol.check_support(model or (llm_config or LLMConfig.from_env()).model)
     created = not run_path.exists()
     run_path.mkdir(parents=True, exist_ok=True)
     try:
