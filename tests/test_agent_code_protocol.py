@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.test_agent import GSM8K_SKILL, gateway, loop, pool, solve, step_no  # noqa: F401
 from toolkit.agent import AgentConfig, agent_fingerprint, system_prompt
-from toolkit.code_protocol import parse_reply, plain_answer, submitted_answer
+from toolkit.code_protocol import label_in_code_hint, parse_reply, plain_answer, submitted_answer
 from toolkit.llm import FaultKind
 
 FENCE = "```"
@@ -494,6 +494,23 @@ def test_a_key_error_lists_the_columns_of_the_session_tables(loop, pool, gateway
     # The session still holds df, so a later KeyError lists it too; without pandas frames
     # (a fresh session) nothing is added, as the next test shows.
     assert "df: ['Pick #', 'Nationality']" in result.steps[1].observation
+
+
+def test_a_final_answer_label_inside_code_is_named_after_its_syntax_error(
+    loop,  # noqa: F811
+    pool,  # noqa: F811
+    gateway,  # noqa: F811
+) -> None:
+    # A real WikiTQ task sent print(FINAL ANSWER: {n}) three times, reading the error as a
+    # problem with its braces, and ended `stuck`.
+    replies = iter([code("n = 6\nprint(FINAL ANSWER: {n})"), code("print(n)"), "FINAL ANSWER: 6"])
+    result, _ = solve(loop, pool, gateway, lambda m: next(replies), protocol="code")
+    first = result.steps[0].observation
+    assert "SyntaxError" in first and "FINAL ANSWER is not python" in first
+    assert result.final_answer == "6"
+    # Other syntax errors get no such note.
+    assert label_in_code_hint("print(1", "SyntaxError") == ""
+    assert label_in_code_hint("x = 'FINAL ANSWER: 1'\nprint(x[99])", "IndexError") == ""
 
 
 def test_other_errors_and_frameless_key_errors_get_no_column_note(loop, pool, gateway) -> None:  # noqa: F811

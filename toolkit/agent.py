@@ -799,6 +799,9 @@ class Agent:
                 code_ok = False
                 step.error = f"{run.error.type}: {run.error.message}"[:300]
                 output = _with_note(output, await _columns_hint(session, run))
+                output = _with_note(
+                    output, code_protocol.label_in_code_hint(reply.code, run.error.type)
+                )
             shown, step.observation_truncated = truncate(
                 output, cfg.observation_chars, "print less, e.g. df.head() or len(x)"
             )

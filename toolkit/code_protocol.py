@@ -64,6 +64,23 @@ def columns_hint(listing: str) -> str:
     )
 
 
+_LABEL_IN_CODE_RE = re.compile(r"(?i)final[ \t]+answer[ \t]*:")
+
+
+def label_in_code_hint(code: str, error_type: str) -> str:
+    """The note after a SyntaxError in code that holds a ``FINAL ANSWER:`` label ("" else).
+
+    Seen with the 1.5B on WikiTQ: ``print(FINAL ANSWER: {n})`` failed three times in a row
+    and ended the task, the model reading the error as a problem with its braces.
+    """
+    if error_type != "SyntaxError" or not _LABEL_IN_CODE_RE.search(code):
+        return ""
+    return (
+        "FINAL ANSWER is not python: write it as a line of your reply, outside the code block. "
+        "In the code, print the value itself, e.g. print(n)."
+    )
+
+
 STOP = ["```output", "\nOutput:", "\nObservation:"]
 """Stop sequences of code-protocol calls: a model that finished a code block otherwise goes on
 to invent its output (and an answer from it) instead of waiting for the real one."""
