@@ -184,6 +184,12 @@ def test_one_printed_value_beats_a_guess_written_before_it(loop, pool, gateway) 
     assert output_answer("['Sweden']\n") == "Sweden"
     assert output_answer("('a', 2)") == "a | 2" and output_answer("[[1]]") == "[[1]]"
     assert output_answer("[x for x]") == "[x for x]" and output_answer("1\n2") is None
+    # A label of words before the value is not the answer (a WikiTQ task submitted the line).
+    assert output_answer("Total ambassadors: 9") == "9"
+    assert output_answer("Answer: ['Sweden']") == "Sweden"
+    assert output_answer("2:30") == "2:30" and output_answer("Chapter 5: The End") == (
+        "Chapter 5: The End"
+    )
     assert "the printed value (600) is submitted" in result.steps[0].observation
 
 

@@ -254,7 +254,15 @@ def output_answer(output: str, max_chars: int = 100) -> str | None:
     lines = _nonblank_lines(output)
     if len(lines) != 1 or len(lines[0]) > max_chars:
         return None
-    return _clean_answer(_unwrap_collection(lines[0]))
+    labelled = _PRINTED_LABEL_RE.match(lines[0])
+    value = labelled.group(1) if labelled else lines[0]
+    return _clean_answer(_unwrap_collection(value))
+
+
+# A value printed after a label of words ("Total ambassadors: 9", "Answer: Sweden"): the
+# value is the answer (a WikiTQ task submitted the whole line). A label with digits
+# ("Chapter 5: ...") or no space after the colon ("2:30") is part of the value.
+_PRINTED_LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z '()_-]{0,40}:\s+(\S.*)$")
 
 
 def _unwrap_collection(line: str) -> str:
