@@ -519,6 +519,23 @@ def test_a_final_answer_label_inside_code_is_named_after_its_syntax_error(
     assert label_in_code_hint("x = 'FINAL ANSWER: 1'\nprint(x[99])", "IndexError") == ""
 
 
+def test_a_key_error_without_a_dataframe_lists_the_csv_header(loop, pool, gateway) -> None:  # noqa: F811
+    # A real WikiTQ task read the table with csv.DictReader and asked for a column it does not
+    # have: no DataFrame, so no note, and it resent the same code to the turn limit.
+    reader = "import csv\nrows = list(csv.DictReader(open('table.csv')))\n"
+    replies = iter([code(reader + "print(rows[0]['Route Length (km)'])"), "FINAL ANSWER: 1"])
+    result, _ = solve(
+        loop,
+        pool,
+        gateway,
+        lambda m: next(replies),
+        protocol="code",
+        files={"table.csv": "Route,Length (miles)\n128,9\n"},
+    )
+    first = result.steps[0].observation
+    assert "KeyError" in first and "table.csv: ['Route', 'Length (miles)']" in first
+
+
 def test_other_errors_and_frameless_key_errors_get_no_column_note(loop, pool, gateway) -> None:  # noqa: F811
     replies = iter([code("d = {'a': 1}\nprint(d['b'])"), code("print(1 / 0)"), "FINAL ANSWER: 1"])
     result, _ = solve(loop, pool, gateway, lambda m: next(replies), protocol="code")

@@ -40,27 +40,32 @@ COLUMNS_CODE = (
     # Run after a KeyError: in a real WikiTQ evaluation 27 of 100 tasks failed on a column the
     # skill's worked example names ('Goals', 'Player') and most resent the same code; the
     # table's own column names are what the model needs to see.
+    # Without a DataFrame (csv.DictReader rows are dicts) the CSV files' header rows.
     "def _t2s_columns():\n"
-    "    import sys\n"
+    "    import csv, glob, sys\n"
     "    pd = sys.modules.get('pandas')\n"
-    "    if pd is None:\n"
-    "        return\n"
-    "    frames = [(k, v) for k, v in globals().items()\n"
+    "    frames = [] if pd is None else [(k, v) for k, v in globals().items()\n"
     "              if not k.startswith('_') and isinstance(v, pd.DataFrame)]\n"
     "    for name, frame in frames[:3]:\n"
     "        print(f'{name}: {list(frame.columns)}'[:600])\n"
+    "    if frames:\n"
+    "        return\n"
+    "    for path in sorted(glob.glob('*.csv') + glob.glob('*/*.csv'))[:3]:\n"
+    "        with open(path, newline='', encoding='utf-8', errors='replace') as f:\n"
+    "            print(f'{path}: {next(csv.reader(f), [])}'[:600])\n"
     "_t2s_columns()\n"
     "del _t2s_columns\n"
 )
-"""Lists the columns of the session's DataFrames (at most 3, each line bounded)."""
+"""Lists the columns of the session's DataFrames, else the header rows of the CSV files in
+the working folder (at most 3, each line bounded)."""
 
 
 def columns_hint(listing: str) -> str:
     """The note after a KeyError when the session holds DataFrames (``listing``: the output
     of :data:`COLUMNS_CODE`)."""
     return (
-        "A KeyError names a key that is not there. The DataFrames in your session have these "
-        f"columns (use these exact names):\n{listing.strip()}"
+        "A KeyError names a key that is not there. The tables have these columns (use these "
+        f"exact names):\n{listing.strip()}"
     )
 
 
