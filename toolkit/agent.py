@@ -507,6 +507,8 @@ class Agent:
         self.config = config or AgentConfig()
         self.skill = skill if self.config.delivery != "none" else None
         self.skill_ids = citable_ids(self.skill)
+        # The skill's scripts and assets, left out of each task's file list (found once).
+        self.skill_files = frozenset(self.skill.workspace_files() if self.skill else ())
         tools = TOOLS_WITH_SKILL if self.skill is not None else TOOLS_WITHOUT_SKILL
         self.tools: tuple[str, ...] = tools
         self.response_model = action_model(self.skill_ids, tools)
@@ -538,9 +540,8 @@ class Agent:
     async def _solve(self, summary: str, session: Session, *, seed: int) -> AgentResult:
         cfg = self.config
         files = await session.list_files()
-        if self.skill is not None:  # the skill's own files are named in the system prompt
-            skill_files = set(self.skill.workspace_files())
-            files = [f for f in files if f not in skill_files]
+        if self.skill_files:  # the skill's own files are named in the system prompt
+            files = [f for f in files if f not in self.skill_files]
         if cfg.protocol == "plain":
             return await self._run_plain(summary, files, session, seed=seed)
         messages: list[dict[str, Any]] = [

@@ -1439,7 +1439,7 @@ def evolve(
     with evolve_lock(run_dir):
         stored = load_config(run_dir)
         if stored is not None and not resume:
-            raise _exists(config)
+            raise _exists(config, stored)
         if stored is None and _has_run_files(run_dir):
             raise EvolveError(
                 f"{run_dir} already holds files of another kind of run; choose another --run-id"
@@ -1540,9 +1540,9 @@ def _import_refs(run: _Run) -> None:
     run.echo(f"imported the run's refs from {bundle}")
 
 
-def _exists(config: EvolveConfig) -> EvolveError:
-    stored = load_config(config.run_dir)
-    why = dead_end(config.run_dir, stored.analysts) if stored else None
+def _exists(config: EvolveConfig, stored: EvolveConfig) -> EvolveError:
+    """The refusal of a new run on a taken id (``stored``: the run's own config)."""
+    why = dead_end(config.run_dir, stored.analysts)
     if why:  # "resume it" would be refused: say what the run is instead
         return EvolveError(
             f"run {config.run_id!r} already exists in {config.runs_dir} and {why}: choose "
@@ -1566,9 +1566,10 @@ def check_request(config: EvolveConfig) -> None:
     from toolkit.repo import SkillRepo
     from toolkit.skill import require_valid
 
-    if load_config(config.run_dir) is not None:
+    stored = load_config(config.run_dir)
+    if stored is not None:
         check_not_running(config.run_dir)  # "resume it" would be refused while it runs
-        raise _exists(config)
+        raise _exists(config, stored)
     require_valid(config.skill)
     repo = SkillRepo.open(config.skill)
     try:

@@ -52,7 +52,7 @@ from toolkit.runs import (
     with_recorded_server,
 )
 from toolkit.sandbox import SandboxConfig, SandboxPool
-from toolkit.skill import Skill, load_skill, validate_skill
+from toolkit.skill import Skill, invalid_summary, load_skill, validate_skill
 from toolkit.sync import run_sync
 from toolkit.tasks import Suite, Task, TaskError, get_suite, suite_source
 from toolkit.tasks.check import skipped_rows_notice
@@ -209,15 +209,9 @@ class RolloutSummary(BaseModel):
 def _warn_if_invalid(skill: Skill, named: object) -> None:
     # A rollout of an invalid skill is allowed (one may measure a draft), but evolve and
     # repo snapshot refuse it: say so before the work rather than after.
-    errors = [i for i in validate_skill(skill) if i.severity == "error"]
-    if errors:
-        warnings.warn(
-            f"skill {named} does not validate ({len(errors)} error"
-            f"{'s' * (len(errors) > 1)}; first: {errors[0].file}: {errors[0].message}); "
-            "evolve will refuse it",
-            ToolkitNotice,
-            stacklevel=3,
-        )
+    why = invalid_summary(named, validate_skill(skill))
+    if why:
+        warnings.warn(f"{why}; evolve will refuse it", ToolkitNotice, stacklevel=3)
 
 
 def resolve_skill(skill: str | Path | Skill | None, repo: str | Path = ".") -> Skill | None:
@@ -610,9 +604,10 @@ def session_files(
     names them by (so ``scripts/x.py`` runs as written), then the task's input files (which
     win a clash). ``plain`` runs no code, so it gets the task's files only."""
     files = workspace_files(suite, task)
-    if skill is None or protocol == "plain" or not skill.workspace_files():
+    own = skill.workspace_files() if skill is not None and protocol != "plain" else []
+    if not own:
         return files
-    return {**{p: skill.files[p] for p in skill.workspace_files()}, **(files or {})}
+    return {**{p: skill.files[p] for p in own}, **(files or {})}
 
 
 async def _rollout_one(

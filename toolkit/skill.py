@@ -971,6 +971,18 @@ def has_errors(issues: Iterable[Issue]) -> bool:
     return any(issue.severity == "error" for issue in issues)
 
 
+def invalid_summary(named: object, issues: Iterable[Issue]) -> str | None:
+    """``skill NAMED does not validate (N errors; first: FILE: MESSAGE)`` when ``issues``
+    hold errors, else None: the one line of every command that refuses or warns about it."""
+    errors = [i for i in issues if i.severity == "error"]
+    if not errors:
+        return None
+    return (
+        f"skill {named} does not validate ({len(errors)} error{'s' * (len(errors) > 1)}; "
+        f"first: {errors[0].file}: {errors[0].message})"
+    )
+
+
 def require_valid(path: str | os.PathLike[str]) -> None:
     """Refuse a skill folder that does not load or validate, in one line naming the first
     error (for commands that start work on a skill: evolve, repo snapshot).
@@ -978,10 +990,6 @@ def require_valid(path: str | os.PathLike[str]) -> None:
     Raises:
         SkillError: the folder is missing, has no SKILL.md, or has validation errors.
     """
-    issues = [i for i in validate_dir(path) if i.severity == "error"]
-    if issues:
-        first = issues[0]
-        raise SkillError(
-            f"skill {path} does not validate ({len(issues)} error{'s' * (len(issues) > 1)}; "
-            f"first: {first.file}: {first.message}); see trace2skill skill validate {path}"
-        )
+    why = invalid_summary(path, validate_dir(path))
+    if why:
+        raise SkillError(f"{why}; see trace2skill skill validate {path}")
