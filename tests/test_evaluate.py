@@ -749,3 +749,67 @@ def test_evaluations_of_two_protocols_in_one_run_stay_apart(tmp_path):
     assert plain.summary.protocol == "plain" and {r.protocol for r in plain.records} == {"plain"}
     both = CliRunner().invoke(main, ["compare", str(path), str(path), "--protocol", "plain"])
     assert both.exit_code == 0, both.output
+
+
+def test_eval_reuses_another_runs_finished_tasks(tmp_path):
+    """`--reuse RUN_DIR` copies the tasks another run finished under the same condition (the
+    trajectory id) instead of calling the model again; a run from other data is refused."""
+    from toolkit.evaluate import load_eval
+    from toolkit.llm import fake_model
+
+    tasks = tmp_path / "mine.jsonl"
+    write_jsonl(
+        tasks, [{"id": f"q{i}", "question": f"{i} + {i}?", "answer": 2 * i} for i in range(4)]
+    )
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--skill", "none", "--suite", "jsonl", "--data", str(tasks), "--split", "all",
+              "--no-cache", "--no-progress"]  # fmt: skip
+    calls = []
+
+    def reply(messages):
+        calls.append(messages)
+        return "FINAL ANSWER: 2"
+
+    with fake_model(reply) as model:
+        out = CliRunner().invoke(
+            main, ["eval", *common, "--model", model, "--run-dir", str(first), "--limit", "3"]
+        )
+        assert out.exit_code == 0, out.output
+        ran_first = len(calls)
+        assert ran_first >= 3
+        # All 4 tasks: the 3 the first run finished are copied, only the 4th calls the model.
+        out = CliRunner().invoke(
+            main,
+            ["eval", *common, "--model", model, "--run-dir", str(second), "--reuse", str(first)],
+        )
+        assert out.exit_code == 0, out.output
+        assert "reused 3 finished tasks of this condition from" in out.output
+        assert len(calls) - ran_first == ran_first // 3
+        # The copies live in the new run: it stands alone without the first.
+        shutil.rmtree(first)
+        again = load_eval(second / "evals" / "none" / "all.jsonl")
+        assert again.summary.n == 4 and again.summary.passed == 1
+        before = len(calls)
+        out = CliRunner().invoke(
+            main, ["eval", *common, "--model", model, "--run-dir", str(second)]
+        )
+        assert out.exit_code == 0 and len(calls) == before  # all four now finished here
+
+        # Another run's tasks from other data are never taken for this run's.
+        write_jsonl(tasks, [{"id": "q1", "question": "1 + 1?", "answer": 3}])
+        other = tmp_path / "other"
+        refused = CliRunner().invoke(
+            main,
+            ["eval", *common, "--model", model, "--run-dir", str(other), "--reuse", str(second)],
+        )
+    assert refused.exit_code == 1
+    assert "cannot reuse" in refused.output and "mine.jsonl differ" in refused.output
+    assert "Traceback" not in refused.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with fake_model(reply) as model:
+        nothing = CliRunner().invoke(
+            main,
+            ["eval", *common, "--model", model, "--run-dir", str(other), "--reuse", str(empty)],
+        )
+    assert nothing.exit_code == 1 and "holds no trajectories.jsonl" in nothing.output

@@ -916,6 +916,21 @@ def test_fake_rehearsal_carries_a_whole_evolve_from_the_command_line(
     assert "+## Rehearsal" in diff and "fake/rehearsal" in diff
     summary = json.loads((runs / "reh" / "summary.json").read_text())
     assert summary["s0"]["passed"] == summary["result"]["passed"] == 0
+    # A second run of the same condition takes the first's finished tasks (--reuse): the S0
+    # rollouts and the S0 evaluation, matched by trajectory id, are copied, not run again.
+    again = CliRunner().invoke(
+        main, [*args, "--run-id", "reh3", "--error-analyst", "single", "--reuse", str(runs / "reh")]
+    )
+    assert again.exit_code == 0, again.output
+    stages = json.loads((runs / "reh3" / "summary.json").read_text())["stages"]
+    for name in ("rollout", "eval-s0"):  # no model call, not even one the cache answered
+        assert stages[name]["calls"] == stages[name]["cached"] == 0, stages[name]
+    assert stages["analyse"]["cached"] > 0  # the analysts' calls are no trajectories
+    for path in ("trajectories.jsonl", "evals/trajectories.jsonl"):
+        ids = [json.loads(line)["id"] for line in (runs / "reh" / path).open()]
+        assert sorted(json.loads(line)["id"] for line in (runs / "reh3" / path).open()) == sorted(
+            ids
+        )
     # The agentic analyst cannot pass the verifier without the answer: nothing learned.
     agentic = CliRunner().invoke(main, [*args, "--run-id", "reh2"])
     assert agentic.exit_code == 5 and "fix-not-passed" in agentic.output

@@ -898,6 +898,7 @@ class _Run:
         stats: dict[str, StageStats],
         progress: bool,
         echo: Callable[[str], None],
+        reuse: Sequence[Path] = (),
     ) -> None:
         from toolkit.repo import SkillRepo
         from toolkit.rollout import default_concurrency
@@ -928,6 +929,7 @@ class _Run:
         self.stats = stats
         self.progress = progress
         self.echo = echo
+        self.reuse = tuple(reuse)
         self.stage = ""
         self.executor = BudgetExecutor(meter, lambda: self.stage)
         self.concurrency = config.parallel or default_concurrency(self.model)
@@ -1029,6 +1031,7 @@ def _stage_rollout(run: _Run) -> None:
         progress=run.progress,
         agent_config=run.agent_config(),
         llm_config=run.llm,
+        reuse=run.reuse,
     )
     run.stats["rollout"].units = summary.tasks
     why = nothing_to_learn(cfg.analysts, summary.tasks, summary.passed)
@@ -1149,6 +1152,7 @@ def _evaluate(run: _Run, ref: str | None) -> EvalResult:
         llm_config=run.llm,
         agent_config=run.agent_config(),
         executor=run.executor,
+        reuse=run.reuse,
     )
 
 
@@ -1409,6 +1413,7 @@ def evolve(
     budget: Budget | None = None,
     progress: bool = True,
     echo: Callable[[str], None] | None = None,
+    reuse: Sequence[Path] = (),
 ) -> EvolveSummary:
     """Run (or resume) an evolution; see the module docstring.
 
@@ -1421,6 +1426,8 @@ def evolve(
         budget: most calls, tokens and minutes this call may spend.
         progress: draw each stage's progress bar.
         echo: where stage headers go (default: nowhere).
+        reuse: other run folders whose finished tasks of the same condition (the S0 rollouts,
+            an evaluation of S0 or of no skill) are copied in instead of run again.
 
     Returns:
         The summary (also in ``runs/<run>/summary.json``).
@@ -1484,7 +1491,7 @@ def evolve(
         try:
             stats = _stored_stats(run_dir)
             _catch_up(stats, run_dir / CALLS_FILE)
-            run = _Run(config, llm_config, meter, stats, progress, say)
+            run = _Run(config, llm_config, meter, stats, progress, say, reuse)
         except BaseException:
             if fresh:
                 shutil.rmtree(run_dir, ignore_errors=True)

@@ -25,7 +25,7 @@ import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from toolkit.llm.config import LLMConfig, stored_api_base
 from toolkit.llm.gateway import Gateway
 from toolkit.runs import (
     CALLS_FILE,
+    EVALS_DIR,
     MANIFEST_FILE,
     SPLITS_FILE,
     TRAJECTORIES_FILE,
@@ -150,6 +151,75 @@ def split_tasks(
     splits = make_splits(suite, {split: limit}, seed=seed)
     save_splits(splits, path)
     return suite.load_ids(splits.splits[split])
+
+
+def reuse_finished(
+    sources: Sequence[str | Path],
+    units: Sequence[RolloutUnit],
+    finished: dict[str, Trajectory],
+    traj_path: Path,
+    run_path: Path,
+) -> int:
+    """Copy the tasks another run already finished under this exact condition into this run.
+
+    A trajectory id names the suite, task, skill version, model, seed, delivery and agent
+    fingerprint, so a record with one of ``units``' ids in another run is the work this run
+    would do (an evolve's S0 evaluation after ``eval`` of the same skill, a benchmark's
+    conditions). ``sources`` are run folders (their ``trajectories.jsonl`` and
+    ``evals/trajectories.jsonl``) or trajectory files. The copies are appended to
+    ``traj_path`` (the run stays self-contained) and added to ``finished``; tasks that ended
+    on a model error are not taken. Returns how many were copied.
+
+    Raises:
+        RolloutError: a source that does not exist or holds no trajectories, or whose
+            ``splits.json`` records other data files than this run's.
+    """
+    wanted = {u.id for u in units if u.id not in finished}
+    ours = load_splits(run_path / SPLITS_FILE).source_hashes
+    found: list[tuple[Path, list[Path]]] = []  # every source checked before any is copied
+    for source in sources:
+        src = Path(source)
+        if src.is_dir():
+            files = [src / TRAJECTORIES_FILE, src / EVALS_DIR / TRAJECTORIES_FILE]
+            files = [f for f in files if f.is_file()]
+            if (src / SPLITS_FILE).is_file():
+                theirs = load_splits(src / SPLITS_FILE).source_hashes
+                other = sorted(n for n in ours.keys() & theirs.keys() if ours[n] != theirs[n])
+                if other:
+                    raise RolloutError(
+                        f"cannot reuse {src}: its tasks came from other data files "
+                        f"({', '.join(other)} differ from this run's)"
+                    )
+        elif src.is_file():
+            files = [src]
+        else:
+            raise RolloutError(f"cannot reuse {src}: no such run folder or trajectory file")
+        if not files:
+            raise RolloutError(
+                f"cannot reuse {src}: it holds no {TRAJECTORIES_FILE} (nor "
+                f"{EVALS_DIR}/{TRAJECTORIES_FILE})"
+            )
+        found.append((src, files))
+    copied = 0
+    for src, files in found:
+        taken = 0
+        for path in files:
+            if path.resolve() == traj_path.resolve():
+                continue
+            for record in read_trajectories(path).records:
+                if record.id in wanted and record.stop_reason != "error":
+                    append_trajectory(traj_path, record)
+                    finished[record.id] = record
+                    wanted.discard(record.id)
+                    taken += 1
+        if taken:
+            warnings.warn(
+                f"reused {taken} finished tasks of this condition from {src}",
+                ToolkitNotice,
+                stacklevel=2,
+            )
+        copied += taken
+    return copied
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,6 +429,7 @@ async def arun_rollouts(
     trajectories_path: str | Path | None = None,
     stage: str = "rollout",
     sandbox_pool: SandboxPool | None = None,
+    reuse: Sequence[str | Path] = (),
 ) -> RolloutSummary:
     """Async :func:`run_rollouts` (same arguments, plus ``sandbox_pool``: a started pool to
     borrow sessions from instead of starting one; it stays open, so a long-lived process
@@ -485,6 +556,13 @@ async def arun_rollouts(
             )
             for unit_id in failed:
                 del finished[unit_id]
+    if reuse:
+        try:
+            reuse_finished(reuse, units, finished, traj_path, run_path)
+        except RolloutError:
+            if created:  # a refused request leaves no half-made run folder
+                shutil.rmtree(run_path, ignore_errors=True)
+            raise
     done_before = [finished[u.id] for u in units if u.id in finished]
 
     gateway = Gateway(llm)
@@ -727,6 +805,7 @@ def run_rollouts(
     sandbox_config: SandboxConfig | None = None,
     trajectories_path: str | Path | None = None,
     stage: str = "rollout",
+    reuse: Sequence[str | Path] = (),
 ) -> RolloutSummary:
     """Roll out the agent on ``split`` of ``suite`` with ``skill``; see the module docstring.
 
@@ -752,6 +831,8 @@ def run_rollouts(
         trajectories_path: where to append trajectories (default ``run_dir/trajectories.jsonl``;
             an evaluation writes elsewhere in the same run).
         stage: the stage name recorded in ``manifest.json``.
+        reuse: other run folders (or trajectory files) whose finished tasks of this exact
+            condition are copied in instead of run again (see :func:`reuse_finished`).
 
     Returns:
         The :class:`RolloutSummary` over every task of the split.
@@ -779,5 +860,6 @@ def run_rollouts(
             sandbox_config=sandbox_config,
             trajectories_path=trajectories_path,
             stage=stage,
+            reuse=reuse,
         )
     )

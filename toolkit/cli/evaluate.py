@@ -162,6 +162,7 @@ def _evaluate(
     resamples: int,
     llm_config: LLMConfig,
     no_progress: bool = False,
+    reuse: tuple[Path, ...] = (),
 ) -> EvalResult:
     from toolkit.agent import AgentConfig
     from toolkit.evaluate import NO_SKILL, evaluate
@@ -181,7 +182,20 @@ def _evaluate(
         progress=not no_progress,
         llm_config=llm_config,
         agent_config=AgentConfig(protocol=protocol),
+        reuse=reuse,
     )
+
+
+reuse_option = click.option(
+    "--reuse",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    metavar="RUN_DIR",
+    help="Another run folder (repeatable) whose finished tasks of the same condition (same "
+    "task, skill version, model, seed, delivery and agent settings: the trajectory id) are "
+    "copied into this run instead of run again, e.g. an earlier evaluation with another "
+    "--limit or in another --run-dir. Its splits.json must record the same data files.",
+)
 
 
 protocol_option = click.option(
@@ -245,6 +259,7 @@ def _common(func: Any) -> Any:
             show_default=True,
             help="Bootstrap resamples.",
         ),
+        reuse_option,
         click.option("--no-progress", is_flag=True, help="No progress bar on stderr."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
     ]
@@ -274,6 +289,7 @@ def eval_cmd(
     protocol: str,
     parallel: int | None,
     resamples: int,
+    reuse: tuple[Path, ...],
     no_progress: bool,
     as_json: bool,
     llm_config: LLMConfig,
@@ -293,6 +309,7 @@ def eval_cmd(
       trace2skill eval --skill none --suite gsm8k --limit 50 --run-dir runs/base
       trace2skill eval --skill skills/wikitq-table-qa --suite wikitq --delivery progressive
       trace2skill eval --skill t2s/run1/base:skills/gsm8k-math --suite gsm8k --limit 50
+      trace2skill eval --skill none --suite gsm8k --limit 100 --reuse runs/base
       trace2skill eval --skill none --suite gsm8k --limit 3 --model fake/echo --json
     """
     from toolkit.evaluate import EvalError
@@ -313,6 +330,7 @@ def eval_cmd(
             resamples=resamples,
             llm_config=llm_config,
             no_progress=no_progress,
+            reuse=reuse,
         )
     except KeyboardInterrupt:
         interrupted(
@@ -395,6 +413,7 @@ def compare(
     protocol: str,
     parallel: int | None,
     resamples: int,
+    reuse: tuple[Path, ...],
     no_progress: bool,
     as_json: bool,
     protocol_a: str | None,
@@ -445,6 +464,7 @@ def compare(
             "parallel": parallel,
             "resamples": resamples,
             "no_progress": no_progress,
+            "reuse": reuse,
         }
         given = {
             "seed": seed if chosen("seed") else None,

@@ -197,6 +197,17 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
     help="Also evaluate the agent with no skill on the test tasks (stage eval-none), so the "
     "summary shows S0 - no skill beside S* - S0. May be added on --resume.",
 )
+@click.option(
+    "--reuse",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    metavar="RUN_DIR",
+    help="Another run folder (repeatable) whose finished tasks of the same condition are "
+    "copied in instead of run again: an `eval` of S0 or of no skill on the same test tasks "
+    "(same --seed, --protocol and model), or another evolve's S0 rollouts. Matched by "
+    "trajectory id (task, skill version, model, seed, delivery, agent settings); its "
+    "splits.json must record the same data files.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars on stderr (stage lines stay).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @llm_options(model_default="$TRACE2SKILL_MODEL or the embedded model; on --resume the run's")
@@ -225,6 +236,7 @@ def evolve(
     parallel: int | None,
     allow_dirty: bool,
     no_skill_baseline: bool,
+    reuse: tuple[Path, ...],
     no_progress: bool,
     as_json: bool,
     llm_config: LLMConfig,
@@ -249,8 +261,8 @@ def evolve(
     setting: Deepening from SKILL, +Error with the agentic analyst, parallel consolidation.
     A run stopped by Ctrl-C, a kill or --budget continues with --resume --run-id RUN
     (settings come from the run, its model server and --no-cache included; a new --budget,
-    --parallel, --no-skill-baseline, --api-base or --author-api-base (the server moved),
-    --no-cache, and --concurrency or --cache-dir (which change no result) may be given, an
+    --parallel, --no-skill-baseline, --reuse, --api-base or --author-api-base (the server
+    moved), --no-cache, and --concurrency or --cache-dir (which change no result) may be given, an
     option that would change a setting is refused). Exit code 3: budget spent;
     5: nothing learned (no trajectory for the analysts, or no analysis passed the quality
     gate: no result, and a resume cannot change it); 130 or 143: stopped by Ctrl-C or a
@@ -260,6 +272,8 @@ def evolve(
     Examples:
       trace2skill evolve skills/wikitq-table-qa --suite wikitq --evolve-limit 60 --test-limit 100
       trace2skill evolve skills/gsm8k-math --suite gsm8k --estimate
+      trace2skill evolve skills/wikitq-table-qa --suite wikitq --test-limit 100 \\
+          --no-skill-baseline --reuse runs/eval-s0 --reuse runs/eval-none
       trace2skill evolve skills/gsm8k-math --suite gsm8k --run-id r1 --budget minutes=30
       trace2skill evolve --resume --run-id r1 --budget calls=2000
       trace2skill evolve --resume --run-id r1 --no-skill-baseline
@@ -345,6 +359,7 @@ def evolve(
             budget=limits,
             progress=not no_progress,
             echo=lambda line: click.echo(line, err=True),
+            reuse=reuse,
         )
     except BudgetExceeded as exc:
         click.echo(
@@ -379,8 +394,8 @@ _SETTINGS = (
 def _refuse_changed_settings(config: EvolveConfig) -> None:
     """A resume runs with the run's own settings: an option given on the command line that
     would change one is refused (it used to be ignored in silence), naming what the run has.
-    --budget, --parallel, --no-skill-baseline, --api-base and --no-cache may be given; --model
-    must match the run's."""
+    --budget, --parallel, --no-skill-baseline, --reuse, --api-base and --no-cache may be given;
+    --model must match the run's."""
     from toolkit.evolve import EvolveError
 
     ctx = click.get_current_context()
