@@ -513,6 +513,9 @@ class Estimate(BaseModel):
     stages: list[StageEstimate]
     rates: Rates
     left: bool = Field(False, description="Of the work left in a resumed run, not the whole.")
+    reused: dict[str, int] = Field(
+        default_factory=dict, description="Tasks per stage the --reuse runs hold finished."
+    )
 
     @property
     def calls(self) -> int:
@@ -1370,9 +1373,16 @@ def finished_units(config: EvolveConfig) -> dict[str, float]:
     return done
 
 
-def plan(config: EvolveConfig, llm_config: LLMConfig, *, resume: bool = False) -> Estimate:
+def plan(
+    config: EvolveConfig,
+    llm_config: LLMConfig,
+    *,
+    resume: bool = False,
+    reuse: Sequence[Path] = (),
+) -> Estimate:
     """The up-front estimate of ``config`` (loads the splits' sizes; writes nothing); with
-    ``resume``, of the work the run has left, at the rates its own files show."""
+    ``resume``, of the work the run has left, at the rates its own files show; with
+    ``reuse``, without the tasks those runs finished (see :func:`reusable_units`)."""
     from toolkit.rollout import default_concurrency
     from toolkit.tasks.splits import short_split_notice
 
@@ -1394,8 +1404,46 @@ def plan(config: EvolveConfig, llm_config: LLMConfig, *, resume: bool = False) -
         finished = finished_units(config)
         if finished.get("analyse") == math.inf:
             patches = kept_patches(config.run_dir)
+    reused = reusable_units(config, model, reuse) if reuse else {}
+    for stage, units in reused.items():
+        # On a resume the copies already made are counted in both: the larger stands.
+        finished[stage] = max(finished.get(stage, 0), units)
     width = config.parallel or default_concurrency(model)
-    return estimate(config, sizes[0], sizes[1], rates, width, finished, patches)
+    est = estimate(config, sizes[0], sizes[1], rates, width, finished, patches)
+    return est.model_copy(update={"left": resume, "reused": reused})
+
+
+def reusable_units(config: EvolveConfig, model: str, reuse: Sequence[Path]) -> dict[str, int]:
+    """Tasks of the rollout, eval-s0 and eval-none stages that ``reuse`` holds finished,
+    matched by trajectory id as the stages match them (S0 as the skill folder holds it now).
+
+    Raises:
+        RolloutError: a source that is no run folder or holds no trajectories.
+    """
+    from toolkit.agent import AgentConfig, agent_fingerprint
+    from toolkit.rollout import reusable_ids
+    from toolkit.skill import load_skill
+    from toolkit.tasks.splits import make_splits
+    from toolkit.trajectory import NO_SKILL_COMMIT, skill_commit, trajectory_id
+
+    have = reusable_ids(reuse)
+    suite = open_suite(config)
+    s0 = skill_commit(load_skill(config.skill))
+    conditions = [
+        ("rollout", config.evolve_split, config.evolve_limit, s0, config.delivery),
+        ("eval-s0", config.test_split, config.test_limit, s0, config.delivery),
+        ("eval-none", config.test_split, config.test_limit, NO_SKILL_COMMIT, "none"),
+    ]
+    units = {}
+    for stage, split, limit, commit, delivery in conditions:
+        agent = AgentConfig(protocol=config.protocol).model_copy(update={"delivery": delivery})
+        key = (suite.name, commit, model, config.seed, delivery, agent_fingerprint(agent))
+        tasks = make_splits(suite, {split: limit}, seed=config.seed).splits[split]
+        units[stage] = sum(
+            trajectory_id(key[0], task, *key[1:]) in have
+            for task in tasks  # type: ignore[arg-type]
+        )
+    return units
 
 
 def kept_patches(run_dir: Path) -> int:

@@ -153,6 +153,55 @@ def split_tasks(
     return suite.load_ids(splits.splits[split])
 
 
+def reuse_sources(
+    sources: Sequence[str | Path], source_hashes: dict[str, str] | None = None
+) -> list[tuple[Path, list[Path]]]:
+    """Each ``--reuse`` source with its trajectory files: a run folder's
+    ``trajectories.jsonl`` and ``evals/trajectories.jsonl``, or a trajectory file.
+
+    Raises:
+        RolloutError: a source that does not exist or holds no trajectories, or (given this
+            run's ``source_hashes``) whose ``splits.json`` records other data files.
+    """
+    found: list[tuple[Path, list[Path]]] = []
+    for source in sources:
+        src = Path(source)
+        if src.is_dir():
+            files = [src / TRAJECTORIES_FILE, src / EVALS_DIR / TRAJECTORIES_FILE]
+            files = [f for f in files if f.is_file()]
+            if source_hashes is not None and (src / SPLITS_FILE).is_file():
+                theirs = load_splits(src / SPLITS_FILE).source_hashes
+                ours = source_hashes
+                other = sorted(n for n in ours.keys() & theirs.keys() if ours[n] != theirs[n])
+                if other:
+                    raise RolloutError(
+                        f"cannot reuse {src}: its tasks came from other data files "
+                        f"({', '.join(other)} differ from this run's)"
+                    )
+        elif src.is_file():
+            files = [src]
+        else:
+            raise RolloutError(f"cannot reuse {src}: no such run folder or trajectory file")
+        if not files:
+            raise RolloutError(
+                f"cannot reuse {src}: it holds no {TRAJECTORIES_FILE} (nor "
+                f"{EVALS_DIR}/{TRAJECTORIES_FILE})"
+            )
+        found.append((src, files))
+    return found
+
+
+def reusable_ids(sources: Sequence[str | Path]) -> set[str]:
+    """Ids of the trajectories ``sources`` hold finished (not ended on a model error)."""
+    return {
+        record.id
+        for _src, files in reuse_sources(sources)
+        for path in files
+        for record in read_trajectories(path).records
+        if record.stop_reason != "error"
+    }
+
+
 def reuse_finished(
     sources: Sequence[str | Path],
     units: Sequence[RolloutUnit],
@@ -176,30 +225,7 @@ def reuse_finished(
     """
     wanted = {u.id for u in units if u.id not in finished}
     ours = load_splits(run_path / SPLITS_FILE).source_hashes
-    found: list[tuple[Path, list[Path]]] = []  # every source checked before any is copied
-    for source in sources:
-        src = Path(source)
-        if src.is_dir():
-            files = [src / TRAJECTORIES_FILE, src / EVALS_DIR / TRAJECTORIES_FILE]
-            files = [f for f in files if f.is_file()]
-            if (src / SPLITS_FILE).is_file():
-                theirs = load_splits(src / SPLITS_FILE).source_hashes
-                other = sorted(n for n in ours.keys() & theirs.keys() if ours[n] != theirs[n])
-                if other:
-                    raise RolloutError(
-                        f"cannot reuse {src}: its tasks came from other data files "
-                        f"({', '.join(other)} differ from this run's)"
-                    )
-        elif src.is_file():
-            files = [src]
-        else:
-            raise RolloutError(f"cannot reuse {src}: no such run folder or trajectory file")
-        if not files:
-            raise RolloutError(
-                f"cannot reuse {src}: it holds no {TRAJECTORIES_FILE} (nor "
-                f"{EVALS_DIR}/{TRAJECTORIES_FILE})"
-            )
-        found.append((src, files))
+    found = reuse_sources(sources, ours)  # every source checked before any is copied
     copied = 0
     for src, files in found:
         taken = 0

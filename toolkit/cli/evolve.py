@@ -45,6 +45,9 @@ def estimate_lines(est: Estimate) -> list[str]:
         lines.append(
             f"  {s.stage:<12} {s.units:>4} units {s.calls:>6,} calls {s.minutes:>7.1f} min"
         )
+    if est.reused:
+        found = ", ".join(f"{stage} {n}" for stage, n in est.reused.items())
+        lines.append(f"  --reuse holds finished tasks (not counted above): {found}")
     return lines
 
 
@@ -347,7 +350,7 @@ def evolve(
         )
     if not resume:
         check_request(config)  # --estimate included: a request evolve would refuse is refused
-    for line in estimate_lines(plan(config, llm_config, resume=resume)):
+    for line in estimate_lines(plan(config, llm_config, resume=resume, reuse=reuse)):
         click.echo(line, err=True)
     if estimate_only:
         return
