@@ -813,3 +813,32 @@ def test_eval_reuses_another_runs_finished_tasks(tmp_path):
             ["eval", *common, "--model", model, "--run-dir", str(other), "--reuse", str(empty)],
         )
     assert nothing.exit_code == 1 and "holds no trajectories.jsonl" in nothing.output
+
+
+def test_reuse_refuses_a_run_of_another_data_file_with_the_same_task_ids(tmp_path):
+    """A run of a.jsonl was reused for b.jsonl: only data files both runs read were compared,
+    so two JSONL files with the same ids ("q1") passed, and a.jsonl's answers were copied in
+    as b.jsonl's results."""
+    from toolkit.llm import fake_model
+
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_jsonl(first, [{"id": "q1", "question": "1 + 1?", "answer": 2}])
+    write_jsonl(second, [{"id": "q1", "question": "5 + 5?", "answer": 10}])
+    common = ["--skill", "none", "--suite", "jsonl", "--split", "all", "--no-cache",
+              "--no-progress"]  # fmt: skip
+    with fake_model(lambda messages: "FINAL ANSWER: 2") as model:
+        out = CliRunner().invoke(
+            main,
+            ["eval", *common, "--data", str(first), "--model", model,
+             "--run-dir", str(tmp_path / "a")],
+        )  # fmt: skip
+        assert out.exit_code == 0, out.output
+        refused = CliRunner().invoke(
+            main,
+            ["eval", *common, "--data", str(second), "--model", model,
+             "--run-dir", str(tmp_path / "b"), "--reuse", str(tmp_path / "a")],
+        )  # fmt: skip
+    assert refused.exit_code == 1, refused.output
+    assert "cannot reuse" in refused.output and "b.jsonl differ" in refused.output
+    assert "it read a.jsonl" in refused.output and "Traceback" not in refused.output
+    assert not (tmp_path / "b").exists()

@@ -161,7 +161,8 @@ def reuse_sources(
 
     Raises:
         RolloutError: a source that does not exist or holds no trajectories, or (given this
-            run's ``source_hashes``) whose ``splits.json`` records other data files.
+            run's ``source_hashes``) whose ``splits.json`` does not record each of this run's
+            data files with the same hash.
     """
     found: list[tuple[Path, list[Path]]] = []
     for source in sources:
@@ -171,12 +172,14 @@ def reuse_sources(
             files = [f for f in files if f.is_file()]
             if source_hashes is not None and (src / SPLITS_FILE).is_file():
                 theirs = load_splits(src / SPLITS_FILE).source_hashes
-                ours = source_hashes
-                other = sorted(n for n in ours.keys() & theirs.keys() if ours[n] != theirs[n])
+                # A data file of ours the source never read counts as other data too: task
+                # ids (a JSONL file's "q1") recur across files, so the ids alone would match.
+                other = sorted(n for n, h in source_hashes.items() if theirs.get(n) != h)
                 if other:
                     raise RolloutError(
                         f"cannot reuse {src}: its tasks came from other data files "
-                        f"({', '.join(other)} differ from this run's)"
+                        f"({', '.join(other)} differ from this run's; it read "
+                        f"{', '.join(sorted(theirs)) or 'none recorded'})"
                     )
         elif src.is_file():
             files = [src]
@@ -191,11 +194,14 @@ def reuse_sources(
     return found
 
 
-def reusable_ids(sources: Sequence[str | Path]) -> set[str]:
-    """Ids of the trajectories ``sources`` hold finished (not ended on a model error)."""
+def reusable_ids(
+    sources: Sequence[str | Path], source_hashes: dict[str, str] | None = None
+) -> set[str]:
+    """Ids of the trajectories ``sources`` hold finished (not ended on a model error);
+    given ``source_hashes``, sources of other data are refused (see :func:`reuse_sources`)."""
     return {
         record.id
-        for _src, files in reuse_sources(sources)
+        for _src, files in reuse_sources(sources, source_hashes)
         for path in files
         for record in read_trajectories(path).records
         if record.stop_reason != "error"
