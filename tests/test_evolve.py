@@ -282,6 +282,41 @@ def test_cli_estimate_prints_and_writes_nothing(repo: Path) -> None:
     assert not (repo.parent / "runs").exists()
 
 
+def test_reuse_of_a_run_on_other_data_is_refused_before_the_run_starts(
+    repo: Path, tmp_path: Path
+) -> None:
+    """evolve --reuse of a run on other data (a JSONL file of the same task ids) was refused
+    only at the rollout: the estimate had counted the other run's tasks as reusable, and the
+    refused run left its folder and t2s/<run>/base behind, so its id was taken."""
+    from tests.test_tasks_jsonl import write_jsonl
+
+    rows = [{"id": f"q{i}", "question": f"{i} + {i}?", "answer": 2 * i,
+             "split": "train" if i < 3 else "test"} for i in range(6)]  # fmt: skip
+    write_jsonl(tmp_path / "a.jsonl", rows)
+    write_jsonl(tmp_path / "b.jsonl", [{**r, "question": f"{r['question']}!"} for r in rows])
+    source = tmp_path / "a-run"
+    ran = CliRunner().invoke(
+        main,
+        ["eval", "--skill", "none", "--suite", "jsonl", "--data", str(tmp_path / "a.jsonl"),
+         "--split", "all", "--model", "fake/echo", "--run-dir", str(source), "--no-cache",
+         "--no-progress"],
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    runs = repo.parent / "runs"
+    for extra in (["--estimate"], []):
+        refused = CliRunner().invoke(
+            main,
+            ["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "jsonl",
+             "--data", str(tmp_path / "b.jsonl"), "--model", "fake/echo", "--run-id", "b1",
+             "--runs-dir", str(runs), "--no-cache", "--no-progress", "--reuse", str(source),
+             *extra],
+        )  # fmt: skip
+        assert refused.exit_code == 1, refused.output
+        assert "cannot reuse" in refused.output and "b.jsonl differ" in refused.output
+        assert "estimate" not in refused.output and "Traceback" not in refused.output
+        assert not (runs / "b1").exists() and git(repo, "for-each-ref", "refs/heads/t2s") == ""
+
+
 def test_cli_bad_budget_and_resume_without_run_are_one_line_errors(repo: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(main, ["evolve", "--resume"])

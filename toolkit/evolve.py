@@ -1418,16 +1418,17 @@ def reusable_units(config: EvolveConfig, model: str, reuse: Sequence[Path]) -> d
     matched by trajectory id as the stages match them (S0 as the skill folder holds it now).
 
     Raises:
-        RolloutError: a source that is no run folder or holds no trajectories.
+        RolloutError: a source that is no run folder, holds no trajectories or read other
+            data files (refused here, before the run writes anything, not at its rollout).
     """
     from toolkit.agent import AgentConfig, agent_fingerprint
     from toolkit.rollout import reusable_ids
     from toolkit.skill import load_skill
-    from toolkit.tasks.splits import make_splits
+    from toolkit.tasks.splits import make_splits, source_hashes
     from toolkit.trajectory import NO_SKILL_COMMIT, skill_commit, trajectory_id
 
-    have = reusable_ids(reuse)
     suite = open_suite(config)
+    have = reusable_ids(reuse, source_hashes(suite))
     s0 = skill_commit(load_skill(config.skill))
     conditions = [
         ("rollout", config.evolve_split, config.evolve_limit, s0, config.delivery),
