@@ -971,3 +971,21 @@ def test_fake_rehearsal_carries_a_whole_evolve_from_the_command_line(
     # The agentic analyst cannot pass the verifier without the answer: nothing learned.
     agentic = CliRunner().invoke(main, [*args, "--run-id", "reh2"])
     assert agentic.exit_code == 5 and "fix-not-passed" in agentic.output
+    assert "--error-analyst single may help" in agentic.output
+
+
+def test_nothing_learned_suggests_only_options_the_analysts_accept(
+    repo: Path, tmp_path: Path
+) -> None:
+    """--analysts combined with no analysis kept suggested --error-analyst single, which
+    combined refuses ("drop --error-analyst single")."""
+    result = CliRunner().invoke(
+        main,
+        ["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq",
+         "--model", "fake/rehearsal", "--evolve-limit", "2", "--test-limit", "2",
+         "--runs-dir", str(repo.parent / "runs"), "--no-progress", "--analysts", "combined",
+         "--cache-dir", str(tmp_path / "cache")],
+    )  # fmt: skip
+    assert result.exit_code == 5 and "fix-not-passed" in result.output, result.output
+    assert "--error-analyst single" not in result.output
+    assert "a stronger --author-model or more evolve tasks may help" in result.output

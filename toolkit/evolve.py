@@ -1102,8 +1102,8 @@ def _stage_analyse(run: _Run) -> None:
     if summary.kept == 0:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.reasons.items())) or "none"
         levers = ["a stronger --author-model", "more evolve tasks"]
-        if cfg.error_analyst != "single":
-            levers.append("--error-analyst single")
+        if cfg.analysts == "error" and cfg.error_analyst != "single":
+            levers.append("--error-analyst single")  # combined refuses it, success ignores it
         raise NothingLearned(
             f"no analysis passed the quality gate ({summary.dropped} dropped: {reasons}); "
             f"nothing to consolidate. See {run.run_dir}/analyses.jsonl; a new run (another "
