@@ -957,7 +957,10 @@ def test_fake_rehearsal_carries_a_whole_evolve_from_the_command_line(
         main, [*args, "--run-id", "reh3", "--error-analyst", "single", "--reuse", str(runs / "reh")]
     )
     assert again.exit_code == 0, again.output
-    assert "--reuse holds finished tasks (not counted above): rollout 3, eval-s0 2" in again.output
+    # Only the stages this run has: no eval-none without --no-skill-baseline.
+    assert "--reuse holds finished tasks (not counted above): rollout 3, eval-s0 2\n" in (
+        again.output
+    )
     assert re.search(r"rollout +0 units +0 calls", again.output)  # the estimate knew
     stages = json.loads((runs / "reh3" / "summary.json").read_text())["stages"]
     for name in ("rollout", "eval-s0"):  # no model call, not even one the cache answered

@@ -1414,8 +1414,9 @@ def plan(
 
 
 def reusable_units(config: EvolveConfig, model: str, reuse: Sequence[Path]) -> dict[str, int]:
-    """Tasks of the rollout, eval-s0 and eval-none stages that ``reuse`` holds finished,
-    matched by trajectory id as the stages match them (S0 as the skill folder holds it now).
+    """Tasks of the rollout, eval-s0 and (with a no-skill baseline) eval-none stages that
+    ``reuse`` holds finished, matched by trajectory id as the stages match them (S0 as the
+    skill folder holds it now).
 
     Raises:
         RolloutError: a source that is no run folder, holds no trajectories or read other
@@ -1437,6 +1438,8 @@ def reusable_units(config: EvolveConfig, model: str, reuse: Sequence[Path]) -> d
     ]
     units = {}
     for stage, split, limit, commit, delivery in conditions:
+        if stage not in active_stages(config):  # eval-none: counted only where it will run
+            continue
         agent = AgentConfig(protocol=config.protocol).model_copy(update={"delivery": delivery})
         key = (suite.name, commit, model, config.seed, delivery, agent_fingerprint(agent))
         tasks = make_splits(suite, {split: limit}, seed=config.seed).splits[split]
