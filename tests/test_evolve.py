@@ -586,6 +586,38 @@ def test_a_kill_stops_evolve_as_ctrl_c_does(repo: Path, tmp_path: Path) -> None:
     assert rollout["status"] == "interrupted" and rollout["calls"] >= 2
 
 
+def test_ctrl_c_that_reaches_git_stops_evolve_as_interrupted(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C goes to the whole process group: a git merge-tree it stopped made consolidate
+    fail ("Error: git merge.conflictStyle=diff3 failed: exit status -2", exit 1, the stage
+    recorded failed) instead of stopping as interrupted with exit 130."""
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    real = shutil.which("git")
+    (shim / "git").write_text(
+        f'#!/bin/sh\ncase " $* " in *" merge-tree "*) kill -INT $$ ;; esac\nexec {real} "$@"\n'
+    )
+    (shim / "git").chmod(0o755)
+    runs = repo.parent / "runs"
+    args = ["evolve", "--run-id", "c1", "--runs-dir", str(runs), "--no-progress",
+            "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    new = [str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq", "--model",
+           "fake/rehearsal", "--evolve-limit", "2", "--test-limit", "2", "--error-analyst",
+           "single"]  # fmt: skip
+    with monkeypatch.context() as patched:
+        patched.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+        stopped = CliRunner().invoke(main, [*args, *new])
+    assert stopped.exit_code == 130, stopped.output
+    assert "Interrupted. Continue with: trace2skill evolve --resume --run-id c1" in stopped.output
+    assert "Error:" not in stopped.output
+    manifest = read_manifest(runs / "c1")
+    assert manifest is not None and manifest.stages["consolidate"].status == "interrupted"
+    resumed = CliRunner().invoke(main, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((runs / "c1" / "summary.json").read_text())["result_commit"]
+
+
 def test_no_kept_analysis_stops_with_what_a_new_run_could_change(
     repo: Path, tmp_path: Path
 ) -> None:

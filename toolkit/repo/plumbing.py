@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -69,6 +70,9 @@ def quote_path(path: str) -> str:
     return "".join(out)
 
 
+#: Return codes of a git killed by SIGINT or SIGTERM: the user stopped the work.
+_STOPPED = (-signal.SIGINT, -signal.SIGTERM)
+
 #: A stderr line that says what went wrong (git's advice lines around them say nothing).
 _ERROR_LINE = re.compile(r"^(remote: )?(fatal|error): ")
 #: Longest detail kept from stderr: one readable line.
@@ -106,7 +110,8 @@ class Git:
         env: Mapping[str, str] | None = None,
         ok_codes: Sequence[int] = (0,),
     ) -> subprocess.CompletedProcess[bytes]:
-        """Run ``git *args`` with ``data`` on stdin; raise RepoError on other exit codes."""
+        """Run ``git *args`` with ``data`` on stdin; raise RepoError on other exit codes,
+        KeyboardInterrupt when a SIGINT or SIGTERM stopped git (Ctrl-C reaches it too)."""
         proc = subprocess.run(
             ["git", *args],
             cwd=self.root,
@@ -115,6 +120,11 @@ class Git:
             env={**self._env, **(env or {})},
             check=False,
         )
+        if proc.returncode in _STOPPED:
+            # Ctrl-C (or a kill of the process group, as `timeout` sends) reaches git too:
+            # the user stopped the work, so it stops as interrupted (resumable), not as
+            # "git failed: exit status -2" recorded as a failed stage.
+            raise KeyboardInterrupt
         if proc.returncode not in ok_codes:
             command = next((a for a in args if not a.startswith("-")), "")
             raise RepoError(f"git {command} failed: {error_detail(proc)}")
