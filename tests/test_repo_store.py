@@ -423,3 +423,14 @@ def test_a_git_failure_keeps_what_went_wrong(tmp_path: Path) -> None:
     message = str(err.value)
     assert message.startswith("git fetch failed: fatal: ") and "nowhere" in message
     assert "and the repository exists" not in message and "\n" not in message
+
+
+def test_a_git_failure_names_the_command_not_a_config_option(tmp_path: Path) -> None:
+    """merge-tree runs as ``git -c merge.conflictStyle=diff3 merge-tree ...``: its failure read
+    "git merge.conflictStyle=diff3 failed", naming the -c value for the command."""
+    from toolkit.repo.plumbing import Git
+
+    git_ = Git(tmp_path, tmp_path)
+    git_.run(["init", "--quiet", "--bare"])
+    with pytest.raises(RepoError, match=r"^git merge-tree failed: "):
+        git_.merge_pairs([("0" * 40, "1" * 40)])

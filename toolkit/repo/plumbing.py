@@ -92,6 +92,18 @@ def error_detail(proc: subprocess.CompletedProcess[bytes]) -> str:
     return detail or f"exit status {proc.returncode}"
 
 
+def git_command(args: Sequence[str]) -> str:
+    """The git command ``args`` run (``merge-tree`` of ``-c merge.conflictStyle=diff3
+    merge-tree ...``): the first word that is neither an option nor the value of ``-c``/``-C``."""
+    words = iter(args)
+    for word in words:
+        if word in ("-c", "-C"):
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return ""
+
+
 class Git:
     """Runs git commands in one repository, raising :class:`RepoError` on failure."""
 
@@ -126,8 +138,7 @@ class Git:
             # "git failed: exit status -2" recorded as a failed stage.
             raise KeyboardInterrupt
         if proc.returncode not in ok_codes:
-            command = next((a for a in args if not a.startswith("-")), "")
-            raise RepoError(f"git {command} failed: {error_detail(proc)}")
+            raise RepoError(f"git {git_command(args)} failed: {error_detail(proc)}")
         return proc
 
     def out(self, *args: str, data: bytes | None = None) -> str:
