@@ -842,3 +842,13 @@ def test_reuse_refuses_a_run_of_another_data_file_with_the_same_task_ids(tmp_pat
     assert "cannot reuse" in refused.output and "b.jsonl differ" in refused.output
     assert "it read a.jsonl" in refused.output and "Traceback" not in refused.output
     assert not (tmp_path / "b").exists()
+    # Its trajectory file alone (no splits.json to check) is no source either.
+    with fake_model(lambda messages: "FINAL ANSWER: 2") as model:
+        as_file = CliRunner().invoke(
+            main,
+            ["eval", *common, "--data", str(second), "--model", model,
+             "--run-dir", str(tmp_path / "b"), "--reuse",
+             str(tmp_path / "a" / "evals" / "trajectories.jsonl")],
+        )  # fmt: skip
+    assert as_file.exit_code == 2 and "is a file" in as_file.output, as_file.output
+    assert not (tmp_path / "b").exists()

@@ -189,7 +189,9 @@ def _evaluate(
 reuse_option = click.option(
     "--reuse",
     multiple=True,
-    type=click.Path(exists=True, path_type=Path),
+    # A folder only, as on evolve: a bare trajectory file has no splits.json to check its
+    # data files against, so another data file's tasks of the same ids were taken.
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     metavar="RUN_DIR",
     help="Another run folder (repeatable) whose finished tasks of the same condition (same "
     "task, skill version, model, seed, delivery and agent settings: the trajectory id) are "
