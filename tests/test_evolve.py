@@ -73,11 +73,34 @@ def test_parse_budget_reads_any_subset_with_suffixes() -> None:
 @pytest.mark.parametrize(
     ("patches", "batch", "levels", "merges"),
     [(0, 5, 5, 0), (1, 5, 5, 0), (2, 5, 5, 1), (5, 5, 5, 1), (6, 5, 5, 3), (26, 5, 5, 9),
-     (26, 5, 1, 7), (256, 8, 5, 37)],
+     (26, 5, 1, 1), (26, 2, 2, 14), (256, 8, 5, 37)],
 )  # fmt: skip
 def test_merge_count_follows_the_levels(patches: int, batch: int, levels: int, merges: int) -> None:
-    # 26 with B=5: ceil(26/5)=6 groups, then 2, then 1; with L_max=1: 6, then the final merge.
+    # 26 with B=5: ceil(26/5)=6 groups, then 2, then 1; with L_max=1 level 1 is the final
+    # merge (one); with B=2, L_max=2: 13 groups, then the final merge.
     assert merge_count(patches, batch, levels) == merges
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_merge_count_is_what_the_consolidation_does(
+    repo: Path, tmp_path: Path, levels: int
+) -> None:
+    """The estimate took --max-levels L as L levels of groups and then a final merge; the
+    consolidation makes level L the final merge (7 patches, B=2, L=1: 5 merges estimated,
+    1 made)."""
+    runs = repo.parent / "runs"
+    result = CliRunner().invoke(
+        main,
+        ["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq",
+         "--model", "fake/rehearsal", "--evolve-limit", "7", "--test-limit", "1",
+         "--error-analyst", "single", "--merge-batch", "2", "--max-levels", str(levels),
+         "--run-id", "m", "--runs-dir", str(runs), "--no-progress",
+         "--cache-dir", str(tmp_path / "cache")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    groups = read_jsonl_dicts(runs / "m" / "merges.jsonl")
+    assert max(g["level"] for g in groups) == levels
+    assert len(groups) == merge_count(kept_patches(runs / "m"), 2, levels)
 
 
 def test_estimate_counts_stages_from_the_rates() -> None:

@@ -534,13 +534,18 @@ class Estimate(BaseModel):
 
 
 def merge_count(patches: int, batch: int, max_levels: int) -> int:
-    """Group merges of a hierarchical consolidation of ``patches`` leaves: groups of at most
-    ``batch`` level by level, at most ``max_levels`` levels, then one final forced merge."""
+    """Group merges of a hierarchical consolidation of ``patches`` leaves, as the
+    consolidation plans them: groups of at most ``batch`` level by level; at level
+    ``max_levels``, or once one group holds everything left, one final forced merge (so
+    ``max_levels`` 1 is a single merge of every leaf)."""
     merges, level, nodes = 0, 0, patches
-    while nodes > 1 and level < max_levels:
+    while nodes > 1:
+        level += 1
+        if level >= max_levels or nodes <= batch:
+            return merges + 1
         groups = math.ceil(nodes / batch)
-        merges, nodes, level = merges + groups, groups, level + 1
-    return merges + (1 if nodes > 1 else 0)
+        merges, nodes = merges + groups, groups
+    return merges
 
 
 #: The unit of each stage, as :attr:`Rates.unit_seconds` names it (evaluations: ``task``).

@@ -169,7 +169,7 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
 )  # fmt: skip
 @click.option(
     "--max-levels", type=click.IntRange(min=1), default=5, show_default=True,
-    help="L_max: most consolidation levels before the final merge.",
+    help="L_max: at this level everything left is merged at once (the final forced merge).",
 )  # fmt: skip
 @click.option(
     "--merge-strategy",
