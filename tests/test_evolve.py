@@ -656,8 +656,16 @@ def test_no_kept_analysis_stops_with_what_a_new_run_could_change(
     )
     assert err.value.exit_code == 5  # told apart from an error (1) by a CI job
     # A resume could only end the same way: refused before its estimate promises calls.
-    with pytest.raises(EvolveError, match="stopped after analyse: none of its 2 analyses"):
+    with pytest.raises(NothingLearned, match="stopped after analyse: none of its 2 analyses"):
         check_resumable(config)
+    # From the command line, exit 5 as the run's own end (it was 1: a CI job that resumes
+    # went red where the run itself was "no PR this time").
+    again = CliRunner().invoke(
+        main, ["evolve", "--resume", "--run-id", "r1", "--runs-dir", str(config.runs_dir)]
+    )
+    assert again.exit_code == 5 and "Nothing learned: run 'r1' stopped after analyse" in (
+        again.output
+    ), again.output
     # A new evolve on the taken id is not told to resume it either.
     with pytest.raises(EvolveError, match="already exists .* none of its 2 analyses") as taken:
         check_request(config)

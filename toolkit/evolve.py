@@ -678,10 +678,11 @@ def dead_end(run_dir: Path, analysts: str) -> str | None:
 
 def check_resumable(config: EvolveConfig) -> None:
     """Refuse a resume that can only end as the run did (:func:`dead_end`; the estimate
-    promised calls the run would never make)."""
+    promised calls the run would never make): :class:`NothingLearned`, exit 5 as the run's
+    own end, so a CI job that resumes reads it as the run did."""
     why = dead_end(config.run_dir, config.analysts)
     if why:
-        raise EvolveError(
+        raise NothingLearned(
             f"run {config.run_id!r} {why}. Start a new run with another --run-id"
             + _refs_go(config.run_id)
         )
