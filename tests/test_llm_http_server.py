@@ -146,3 +146,30 @@ def test_a_refusal_does_not_repeat_its_class_name(server, tmp_path: Path) -> Non
     with pytest.raises(LLMError) as failed:
         _gateway(url, tmp_path).complete("hi")
     assert str(failed.value).count("AuthenticationError") == 1, str(failed.value)
+
+
+def test_credentials_in_the_url_reach_the_server_from_async_calls(server, tmp_path: Path) -> None:
+    # litellm's async transport (aiohttp) refused a URL with user:password beside the
+    # client's Authorization header: every eval/rollout call failed as "could not reach".
+    import asyncio
+    import base64
+
+    state, url = server
+    gateway = _gateway(url.replace("http://", "http://bob:hunter2pass@"), tmp_path, retries=0)
+    assert asyncio.run(gateway.acomplete("hi")) == "fine"
+    assert gateway.complete("hi") == "fine"
+    basic = "Basic " + base64.b64encode(b"bob:hunter2pass").decode()
+    assert state.auth == [basic, basic]
+
+
+def test_a_password_in_the_url_is_not_in_the_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://bob:hunter2pass@127.0.0.1:{port}/v1"
+    with pytest.raises(LLMError) as failed:
+        _gateway(url, tmp_path, retries=0).complete("hi")
+    assert "hunter2pass" not in str(failed.value)
+    assert f"could not reach http://127.0.0.1:{port}/v1" in str(failed.value)

@@ -144,6 +144,23 @@ def stored_api_base(url: str | None) -> str | None:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``user:password@`` part, and that part as a Basic
+    ``Authorization`` header value (None when the URL holds no credentials)."""
+    import base64
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    header = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+    return urlunsplit(parts._replace(netloc=host)), header
+
+
 def reusable_api_base(recorded: str | None) -> str | None:
     """A recorded ``api_base`` to call again, or None when none was recorded.
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,7 +39,7 @@ from toolkit.errors import ContextWindowError, LLMError
 from toolkit.llm._litellm import get_litellm, local_provider_error
 from toolkit.llm.cache import CacheEntry, ResponseCache, cache_key
 from toolkit.llm.calls import CallLog, LLMCallRecord
-from toolkit.llm.config import LLMConfig
+from toolkit.llm.config import LLMConfig, split_credentials
 from toolkit.llm.redact import RedactingFilter, redact, register_secret
 from toolkit.llm.structured import (
     StructuredOutputError,
@@ -301,7 +302,16 @@ class Gateway:
         if cfg.max_tokens is not None:
             call_params["max_tokens"] = cfg.max_tokens
         if cfg.api_base:
-            call_params["api_base"] = cfg.api_base
+            server, basic = split_credentials(cfg.api_base)
+            call_params["api_base"] = server
+            if basic is not None:
+                # Credentials in the URL (a proxy's user:password) go as the Basic header that
+                # httpx makes of them for sync calls: litellm's async transport (aiohttp)
+                # refuses them beside the client's Authorization header, so every eval call
+                # failed as "could not reach", and an error naming the server showed them.
+                register_secret(basic.removeprefix("Basic "))
+                register_secret(urlsplit(cfg.api_base).password)
+                call_params["extra_headers"] = {"Authorization": basic}
         call_params.update(params)
         if "api_key" in call_params:
             register_secret(call_params["api_key"])
