@@ -173,3 +173,16 @@ def test_a_password_in_the_url_is_not_in_the_error(tmp_path: Path) -> None:
         _gateway(url, tmp_path, retries=0).complete("hi")
     assert "hunter2pass" not in str(failed.value)
     assert f"could not reach http://127.0.0.1:{port}/v1" in str(failed.value)
+
+
+def test_a_model_the_server_does_not_serve_is_named_not_the_url(server, tmp_path: Path) -> None:
+    # vLLM's reply to an unknown model name got the hint to fix a URL that was right.
+    state, url = server
+    state.replies = [(404, {"error": {"message": "The model `mine` does not exist."}})]
+    with pytest.raises(LLMError) as failed:
+        _gateway(url, tmp_path).complete("hi")
+    assert f"does {url} serve 'mine'?" in str(failed.value)
+    assert "ending in /v1" not in str(failed.value)
+    state.replies = [(404, {"detail": "Not Found"})]  # a wrong path: the URL is the suspect
+    with pytest.raises(LLMError, match="usually ending in /v1"):
+        _gateway(url, tmp_path).complete("hi")

@@ -445,7 +445,13 @@ class Gateway:
             # error.": say which server could not be reached.
             name, line = "connection error", f"could not reach {server} (is the server up?)"
         elif server and getattr(exc, "status_code", None) == 404:
-            line += f" (is {server} the server's OpenAI-compatible base, usually ending in /v1?)"
+            if re.search(r"\bmodel\b", line, re.IGNORECASE):
+                # vLLM, OpenAI and Ollama name the model they do not serve: the URL is right.
+                served = plan.model.split("/", 1)[-1]
+                line += f" (does {server} serve {served!r}? its /models lists the names it does)"
+            else:
+                base = "the server's OpenAI-compatible base, usually ending in /v1"
+                line += f" (is {server} {base}?)"
         if is_transient(exc, plan.model):
             return LLMError(
                 f"{plan.model}: {name} after {stats.requests} attempts (retries exhausted): {line}"
