@@ -22,7 +22,8 @@ from toolkit.llm.gateway import Gateway
 
 class _Server:
     def __init__(self) -> None:
-        self.replies: list[tuple[int, dict]] = []  # consumed in order; then the default
+        # (status, body) or (status, body, headers), consumed in order; then the default
+        self.replies: list[tuple] = []
         self.requests: list[dict] = []
         self.auth: list[str | None] = []
 
@@ -38,10 +39,12 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[_Server, str]]:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             state.requests.append(body)
             state.auth.append(self.headers.get("Authorization"))
-            status, reply = state.replies.pop(0) if state.replies else (200, _ok("fine"))
+            status, reply, *extra = state.replies.pop(0) if state.replies else (200, _ok("fine"))
             data = json.dumps(reply).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
+            for name, value in (extra[0] if extra else {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -186,3 +189,24 @@ def test_a_model_the_server_does_not_serve_is_named_not_the_url(server, tmp_path
     state.replies = [(404, {"detail": "Not Found"})]  # a wrong path: the URL is the suspect
     with pytest.raises(LLMError, match="usually ending in /v1"):
         _gateway(url, tmp_path).complete("hi")
+
+
+def test_a_rate_limited_server_s_retry_after_is_honoured(
+    server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # litellm keeps the server's headers in litellm_response_headers; exc.response is one it
+    # builds without them, so Retry-After was never read and the retry came at the backoff.
+    state, url = server
+    state.replies = [(429, {"error": {"message": "slow down"}}, {"Retry-After": "2"})]
+    delays: list[float] = []
+    original = Gateway._retry_delay
+
+    def spy(self: Gateway, call, exc, attempt):  # noqa: ANN001, ANN202
+        delays.append(original(self, call, exc, attempt))
+        return 0.0
+
+    monkeypatch.setattr(Gateway, "_retry_delay", spy)
+    gateway = _gateway(url, tmp_path)
+    gateway.config.retry_max_delay = 30.0
+    assert gateway.complete("hi") == "fine"
+    assert delays == [2.0]

@@ -199,8 +199,11 @@ class EmptyReply(Exception):
 
 def _retry_after(exc: BaseException) -> float | None:
     """Seconds a rate-limited server asked to wait (``Retry-After``), if it said."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
+    # litellm keeps the server's headers in ``litellm_response_headers``: the ``response`` of
+    # its exceptions is one it builds itself, without them.
+    headers = getattr(exc, "litellm_response_headers", None)
+    if not headers:
+        headers = getattr(getattr(exc, "response", None), "headers", None) or {}
     try:
         value = headers.get("retry-after")
         return max(0.0, float(value)) if value is not None else None
