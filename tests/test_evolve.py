@@ -529,6 +529,30 @@ def test_kill_at_a_stage_boundary_resumes_without_redoing_work(
     assert (config.run_dir / "refs.bundle").is_file()
 
 
+def test_a_resume_s_estimate_counts_evaluations_that_failed_as_work_left(
+    repo: Path, tmp_path: Path
+) -> None:
+    """An eval-s0 whose model calls all failed (a server down) was estimated as done on the
+    resume ('eval-s0 0 units 0 calls'), which then ran it again: its tasks were counted by
+    their trajectories, errors included, where the rollout's leave errors out."""
+    from toolkit.llm import FaultKind
+
+    held = {t.question for t in get_suite("wikitq").load("test", limit=4, seed=0).tasks}
+    gold = {t.id: t for t in get_suite("wikitq").load("all").tasks}
+    agent = method_script(gold, set(train_ids()[:2]))
+
+    def server_down_for_the_test_tasks(messages: list[dict[str, Any]]) -> Any:
+        asked = str(messages[1].get("content", "")) if len(messages) > 1 else ""
+        return FaultKind.AUTH if any(q in asked for q in held) else agent(messages)
+
+    with fake_model(server_down_for_the_test_tasks) as model:
+        config = config_for(repo, model=model)
+        with pytest.raises(Exception, match="failed on every one"):
+            evolve(config, llm_config=llm(tmp_path), progress=False)
+        left = {s.stage: s.units for s in plan(config, llm(tmp_path), resume=True).stages}
+    assert left["rollout"] == 0 and left["eval-s0"] == 4
+
+
 def test_a_running_stage_saves_its_figures_for_a_run_killed_outright(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1362,8 +1362,11 @@ def finished_units(config: EvolveConfig) -> dict[str, float]:
     evals = eval_trajectories_path(run_dir)
     if not evals.exists():
         return done
+    # A task whose model call failed runs again on the resume, as a rollout's does: not done.
     commits = Counter(
-        t.skill_commit for t in read_trajectories(evals).records if t.split == config.test_split
+        t.skill_commit
+        for t in read_trajectories(evals).records
+        if t.split == config.test_split and t.stop_reason != "error"
     )
     repo = SkillRepo.open(config.skill)
     try:
