@@ -654,6 +654,7 @@ def dead_end(run_dir: Path, analysts: str) -> str | None:
     """Why a stopped run can only end as it did when resumed, or None: its rollout left the
     analysts nothing to learn from, or its analyses all finished and none passed the quality
     gate. ``analysts`` is the run's ``--analysts``."""
+    from toolkit.analysts.stage import failed_on_model_error
     from toolkit.runs import ANALYSES_FILE, read_manifest
 
     stats = _stored_stats(run_dir)
@@ -668,6 +669,8 @@ def dead_end(run_dir: Path, analysts: str) -> str | None:
     if stats["analyse"].status != "failed":
         return None
     records = read_jsonl_dicts(run_dir / ANALYSES_FILE)
+    if any(failed_on_model_error(r) for r in records):
+        return None  # the resume analyses those again (the author's server was down)
     if records and not any(r.get("status") == "kept" for r in records):
         return (
             f"stopped after analyse: none of its {len(records)} analyses passed the quality "

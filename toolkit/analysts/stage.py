@@ -316,6 +316,16 @@ async def arun_analyses(
         store.close()
 
 
+def failed_on_model_error(record: object) -> bool:
+    """Whether an analyses.jsonl record was dropped on a model error (a server down, a wrong
+    address): a resume analyses its trajectory again."""
+    return (
+        isinstance(record, dict)
+        and record.get("status") == "dropped"
+        and str(record.get("reason") or "").startswith("model-error")
+    )
+
+
 def drop_model_errors(path: Path) -> int:
     """Remove the analyses dropped on a model error (a server down, a wrong address) from
     ``path`` so a resume does them again; return how many went. Every other line stays
@@ -330,11 +340,7 @@ def drop_model_errors(path: Path) -> int:
         except json.JSONDecodeError:
             kept.append(line)
             continue
-        if (
-            isinstance(record, dict)
-            and record.get("status") == "dropped"
-            and str(record.get("reason") or "").startswith("model-error")
-        ):
+        if failed_on_model_error(record):
             dropped += 1
         else:
             kept.append(line)
