@@ -529,55 +529,6 @@ def test_kill_at_a_stage_boundary_resumes_without_redoing_work(
     assert (config.run_dir / "refs.bundle").is_file()
 
 
-def test_a_resume_s_estimate_counts_evaluations_that_failed_as_work_left(
-    repo: Path, tmp_path: Path
-) -> None:
-    """An eval-s0 whose model calls all failed (a server down) was estimated as done on the
-    resume ('eval-s0 0 units 0 calls'), which then ran it again: its tasks were counted by
-    their trajectories, errors included, where the rollout's leave errors out."""
-    from toolkit.llm import FaultKind
-
-    held = {t.question for t in get_suite("wikitq").load("test", limit=4, seed=0).tasks}
-    gold = {t.id: t for t in get_suite("wikitq").load("all").tasks}
-    agent = method_script(gold, set(train_ids()[:2]))
-
-    def server_down_for_the_test_tasks(messages: list[dict[str, Any]]) -> Any:
-        asked = str(messages[1].get("content", "")) if len(messages) > 1 else ""
-        return FaultKind.AUTH if any(q in asked for q in held) else agent(messages)
-
-    with fake_model(server_down_for_the_test_tasks) as model:
-        config = config_for(repo, model=model)
-        with pytest.raises(Exception, match="failed on every one"):
-            evolve(config, llm_config=llm(tmp_path), progress=False)
-        left = {s.stage: s.units for s in plan(config, llm(tmp_path), resume=True).stages}
-    assert left["rollout"] == 0 and left["eval-s0"] == 4
-
-
-def test_a_run_whose_analyses_all_hit_model_errors_resumes(repo: Path, tmp_path: Path) -> None:
-    """The author's server was down for the whole analyse stage: the error said 'evolve
-    --resume goes on by itself: the failed analyses run again', but the resume refused with
-    'Nothing learned: none of its 3 analyses passed the quality gate' (exit 5)."""
-    from toolkit.llm import FaultKind
-
-    gold = {t.id: t for t in get_suite("wikitq").load("all").tasks}
-    working = method_script(gold, set(train_ids()[:2]) | set(held_out_ids()[:2]))
-
-    def author_down(messages: list[dict[str, Any]]) -> Any:
-        system = str(messages[0].get("content", ""))
-        return FaultKind.AUTH if "analyst" in system else working(messages)
-
-    with fake_model(author_down, name="evolve-author-down") as model:
-        config = config_for(repo, model=model)
-        with pytest.raises(Exception, match="failed on every one of the 2 analyses"):
-            evolve(config, llm_config=llm(tmp_path), progress=False)
-    again = ["evolve", "--resume", "--run-id", "r1", "--runs-dir", str(config.runs_dir),
-             "--no-progress", "--no-cache", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
-    with fake_model(working, name="evolve-author-down"):
-        resumed = CliRunner().invoke(main, again)
-    assert resumed.exit_code == 0, resumed.output
-    assert "analysing 2 trajectories again" in resumed.output
-
-
 def test_a_running_stage_saves_its_figures_for_a_run_killed_outright(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1104,3 +1055,52 @@ def test_nothing_learned_suggests_only_options_the_analysts_accept(
     assert result.exit_code == 5 and "fix-not-passed" in result.output, result.output
     assert "--error-analyst single" not in result.output
     assert "a stronger --author-model or more evolve tasks may help" in result.output
+
+
+def test_a_resume_s_estimate_counts_evaluations_that_failed_as_work_left(
+    repo: Path, tmp_path: Path
+) -> None:
+    """An eval-s0 whose model calls all failed (a server down) was estimated as done on the
+    resume ('eval-s0 0 units 0 calls'), which then ran it again: its tasks were counted by
+    their trajectories, errors included, where the rollout's leave errors out."""
+    from toolkit.llm import FaultKind
+
+    held = {t.question for t in get_suite("wikitq").load("test", limit=4, seed=0).tasks}
+    gold = {t.id: t for t in get_suite("wikitq").load("all").tasks}
+    agent = method_script(gold, set(train_ids()[:2]))
+
+    def server_down_for_the_test_tasks(messages: list[dict[str, Any]]) -> Any:
+        asked = str(messages[1].get("content", "")) if len(messages) > 1 else ""
+        return FaultKind.AUTH if any(q in asked for q in held) else agent(messages)
+
+    with fake_model(server_down_for_the_test_tasks) as model:
+        config = config_for(repo, model=model)
+        with pytest.raises(Exception, match="failed on every one"):
+            evolve(config, llm_config=llm(tmp_path), progress=False)
+        left = {s.stage: s.units for s in plan(config, llm(tmp_path), resume=True).stages}
+    assert left["rollout"] == 0 and left["eval-s0"] == 4
+
+
+def test_a_run_whose_analyses_all_hit_model_errors_resumes(repo: Path, tmp_path: Path) -> None:
+    """The author's server was down for the whole analyse stage: the error said 'evolve
+    --resume goes on by itself: the failed analyses run again', but the resume refused with
+    'Nothing learned: none of its 3 analyses passed the quality gate' (exit 5)."""
+    from toolkit.llm import FaultKind
+
+    gold = {t.id: t for t in get_suite("wikitq").load("all").tasks}
+    working = method_script(gold, set(train_ids()[:2]) | set(held_out_ids()[:2]))
+
+    def author_down(messages: list[dict[str, Any]]) -> Any:
+        system = str(messages[0].get("content", ""))
+        return FaultKind.AUTH if "analyst" in system else working(messages)
+
+    with fake_model(author_down, name="evolve-author-down") as model:
+        config = config_for(repo, model=model)
+        with pytest.raises(Exception, match="failed on every one of the 2 analyses"):
+            evolve(config, llm_config=llm(tmp_path), progress=False)
+    again = ["evolve", "--resume", "--run-id", "r1", "--runs-dir", str(config.runs_dir),
+             "--no-progress", "--no-cache", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    with fake_model(working, name="evolve-author-down"):
+        resumed = CliRunner().invoke(main, again)
+    assert resumed.exit_code == 0, resumed.output
+    assert "analysing 2 trajectories again" in resumed.output
