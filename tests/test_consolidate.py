@@ -225,6 +225,26 @@ def test_bad_replies_pass_children_up_then_the_forced_merge_takes_the_union(
     assert all(str(e.content) in skill for e in edits)
 
 
+def test_a_failed_model_request_stops_the_consolidation_for_a_resume(tmp_path: Path) -> None:
+    """A server down during consolidate was taken for a bad reply: every group was passed up
+    and the final merge took the union, an S* no model merged, recorded done (a resume kept
+    it) with the reason 'invalid merge reply: ... InternalServerError'."""
+    repo, run_dir, edits = _four_leaves(tmp_path)
+    down = llm(tmp_path, "fake/merger-down").model_copy(update={"max_retries": 0, "cache": False})
+    failing = fake_model(lambda messages: FaultKind.AUTH, name="merger-down")
+    refused = pytest.raises(ToolkitError, match="the merge operator's request failed")
+    with failing, refused as failed:
+        run_consolidation(run_dir, _config(merge_batch=2, max_levels=2), llm_config=down)
+    assert "AuthenticationError" in str(failed.value) and "--resume" in str(failed.value)
+    assert "result" not in repo.run_refs(RUN)
+    with fake_model(keep_all, name="merger-down"):
+        summary = run_consolidation(
+            run_dir, _config(merge_batch=2, max_levels=2, resume=True), llm_config=down
+        )
+    assert [r.status for r in read_merges(run_dir)] == ["merged", "merged", "merged"]
+    assert summary.final_support == 4
+
+
 def test_merged_code_outside_a_fence_is_dropped(tmp_path: Path) -> None:
     """The real WikiTQ run's 1.5B merge operator wrote bare code into S*'s preamble."""
     repo, run_dir = make_run(tmp_path)

@@ -33,7 +33,8 @@ def test_consolidate_then_provenance(env: Path) -> None:
     summary = json.loads(result.output)
     assert summary["leaves"] == 3 and summary["model"] == str(model)
     # A resume goes on with the model that merged: another one is refused, none is fine.
-    again = ["consolidate", str(run_dir), "--resume", "--json", "--no-progress"]
+    again = ["consolidate", str(run_dir), "--resume", "--json", "--no-progress",
+             "--merge-batch", "2"]  # fmt: skip
     other = runner.invoke(main, [*again, "--model", "fake/other"])
     assert other.exit_code == 1 and f"was consolidated with {model}" in other.output
     same = runner.invoke(main, again)

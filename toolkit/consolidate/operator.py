@@ -41,8 +41,8 @@ from toolkit.consolidate.records import (
     MergeStatus,
     Reanchor,
 )
-from toolkit.errors import LLMError
-from toolkit.llm.gateway import Gateway
+from toolkit.errors import ContextWindowError, LLMError, ToolkitError
+from toolkit.llm.gateway import AFTER_REPAIR, Gateway
 from toolkit.patch import Edit, Patch, PatchResult, apply_patch
 from toolkit.repo import GroupMerge, Resolution
 from toolkit.skill import Budgets, Skill
@@ -281,8 +281,20 @@ class MergeOperator:
             completion = await self.gateway.acomplete_full(
                 messages, model=s.model, response_model=MergeReply, **params
             )
-        except LLMError as exc:
+        except ContextWindowError as exc:  # the prompt cannot fit: no retry would do better
             raise _Failure(f"invalid merge reply: {exc}") from None
+        except LLMError as exc:
+            if AFTER_REPAIR in str(exc):  # the model answered, never in the schema
+                raise _Failure(f"invalid merge reply: {exc}") from None
+            # The request itself failed (a server down, a refused key): passing the children
+            # up, or the union for the final merge, would make an S* no model merged, recorded
+            # done, so the stage stops undecided and a resume merges the group again.
+            raise ToolkitError(
+                f"the merge operator's request failed (level {self.level}, {record.group}): "
+                f"{exc}. Fix the model settings (--author-model, its server, the provider's "
+                "API key) and run `trace2skill consolidate RUN_DIR --resume` (evolve --resume "
+                "goes on by itself)"
+            ) from None
         record.tokens_in += completion.tokens_in
         record.tokens_out += completion.tokens_out
         return completion.value
