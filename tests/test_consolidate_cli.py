@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.consolidate_helpers import RUN, SKILL_REL, add_leaves, keep_all, leaf, lesson, make_run
+from tests.repo_helpers import git
 from toolkit.cli import main
 from toolkit.llm import fake_model
 from toolkit.runs import update_stage
@@ -33,12 +34,21 @@ def test_consolidate_then_provenance(env: Path) -> None:
     summary = json.loads(result.output)
     assert summary["leaves"] == 3 and summary["model"] == str(model)
     # A resume goes on with the model that merged: another one is refused, none is fine.
-    again = ["consolidate", str(run_dir), "--resume", "--json", "--no-progress",
-             "--merge-batch", "2"]  # fmt: skip
+    again = ["consolidate", str(run_dir), "--resume", "--json", "--no-progress"]
     other = runner.invoke(main, [*again, "--model", "fake/other"])
     assert other.exit_code == 1 and f"was consolidated with {model}" in other.output
+    result_before = git(repo.root, "rev-parse", f"t2s/{RUN}/result")
+    merges_before = (run_dir / "merges.jsonl").read_text()
+    # ... and with its --merge-batch 2: the default 5 planned a new tree of all 3 leaves and
+    # replaced S* (a trial's finding). Given differently, it is refused.
     same = runner.invoke(main, again)
     assert same.exit_code == 0 and json.loads(same.output)["model"] == str(model)
+    assert git(repo.root, "rev-parse", f"t2s/{RUN}/result") == result_before
+    assert (run_dir / "merges.jsonl").read_text() == merges_before
+    assert json.loads(same.output)["groups"] == summary["groups"] == 3
+    batch = runner.invoke(main, [*again, "--merge-batch", "3"])
+    assert batch.exit_code == 1 and "was consolidated with --merge-batch 2" in batch.output
+    assert git(repo.root, "rev-parse", f"t2s/{RUN}/result") == result_before
     assert (run_dir / "merges.jsonl").exists()
     target = repo.root / SKILL_REL / "SKILL.md"
     shown = runner.invoke(

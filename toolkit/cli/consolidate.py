@@ -64,7 +64,11 @@ from toolkit.skill import Budgets
     show_default=True,
     help="Most lines a references/*.md file may have after a merge.",
 )  # fmt: skip
-@click.option("--resume", is_flag=True, help="Finish an interrupted consolidation.")
+@click.option(
+    "--resume", is_flag=True,
+    help="Finish an interrupted consolidation, with the run's --merge-batch, --max-levels, "
+    "--merge-strategy, --min-support and merge model (another value is refused).",
+)  # fmt: skip
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @llm_options
@@ -110,18 +114,27 @@ def consolidate_command(
           --run-dir runs/wtq-evolve
     """
     from toolkit.consolidate import ConsolidateConfig, run_consolidation
+    from toolkit.consolidate.run import recorded_settings
 
     ctx = click.get_current_context()
-    model_given = ctx.get_parameter_source("model") not in (
-        click.core.ParameterSource.DEFAULT,
-        None,
-    )
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
+
+    settings = {
+        "merge_batch": merge_batch,
+        "max_levels": max_levels,
+        "min_support": min_support,
+        "strategy": merge_strategy,
+    }
+    if resume:  # the run's own settings, unless given (a different one is refused)
+        options = {"strategy": "merge_strategy"}
+        for key, value in recorded_settings(run_dir).items():
+            if not given(options.get(key, key)):
+                settings[key] = value
     config = ConsolidateConfig(
-        merge_batch=merge_batch,
-        max_levels=max_levels,
-        min_support=min_support,
-        strategy=merge_strategy,  # type: ignore[arg-type]
-        author_model=author_model or (llm_config.model if model_given else None),
+        **settings,
+        author_model=author_model or (llm_config.model if given("model") else None),
         max_tokens=max_tokens,
         allow_protected=allow_protected,
         budgets=Budgets(skill_md_lines=max_skill_lines, reference_lines=max_reference_lines),

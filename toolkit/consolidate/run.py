@@ -167,6 +167,25 @@ def locate(run_dir: Path, config: ConsolidateConfig) -> tuple[SkillRepo, str, st
     return repo, rel, run
 
 
+#: Settings that decide a consolidation's merge tree and its edits, with their CLI options: a
+#: resume goes on with the run's (other values would plan another tree and replace S*).
+RESUME_SETTINGS = {
+    "merge_batch": "--merge-batch",
+    "max_levels": "--max-levels",
+    "strategy": "--merge-strategy",
+    "min_support": "--min-support",
+}
+
+
+def recorded_settings(run_dir: Path) -> dict[str, Any]:
+    """The :data:`RESUME_SETTINGS` an earlier consolidate of the run recorded ({} if none)."""
+    manifest = read_manifest(run_dir)
+    record = manifest.stages.get(STAGE) if manifest else None
+    if record is None:
+        return {}
+    return {k: record.config[k] for k in RESUME_SETTINGS if k in record.config}
+
+
 def _consolidation_model(run_dir: Path) -> str | None:
     """The merge model an earlier consolidate of the run recorded, if any."""
     manifest = read_manifest(run_dir)
@@ -262,6 +281,16 @@ async def arun_consolidation(
             f"run {run!r} was already consolidated (merges.jsonl or t2s/{run}/L* refs exist): "
             "pass --resume to finish it, or delete the run's merge refs and merges.jsonl"
         )
+    if config.resume:
+        stored = recorded_settings(run_dir)
+        changed = [k for k, v in stored.items() if getattr(config, k) != v]
+        if changed:
+            had = ", ".join(f"{RESUME_SETTINGS[k]} {stored[k]}" for k in changed)
+            raise ToolkitError(
+                f"run {run!r} was consolidated with {had}; --resume goes on with the run's "
+                "settings (another would plan another merge tree and replace S*): leave "
+                "those options out or give the same"
+            )
     merged_with = _consolidation_model(run_dir) if config.resume else None
     if merged_with is not None and config.author_model not in (None, merged_with):
         raise ToolkitError(
