@@ -61,6 +61,24 @@ def test_ask_json_schema_patch(runner: CliRunner) -> None:
     assert out["changelog_entries"] == ["add a units check"]
 
 
+def test_ask_says_when_the_reply_was_cut_at_max_tokens(runner: CliRunner) -> None:
+    """Found by a trial: a reply stopped at max_tokens (finish_reason "length") was printed
+    as if whole: exit 0 and nothing on stderr."""
+    from toolkit.llm import FaultKind
+
+    with fake_model([FaultKind.TRUNCATED_JSON, "whole"]) as model:
+        args = ["llm", "ask", "q", "--model", model, "--no-cache", "--max-tokens", "5"]
+        cut = runner.invoke(main, args)
+        whole = runner.invoke(main, args)
+    assert cut.exit_code == 0, cut.output
+    assert cut.stderr == (
+        "Note: the reply was cut at the token limit (max_tokens 5); "
+        "raise it with --max-tokens N for the whole reply.\n"
+    )
+    assert cut.stdout and "Note" not in cut.stdout
+    assert whole.stdout == "whole\n" and whole.stderr == ""
+
+
 def test_ask_permanent_error_is_one_line(runner: CliRunner) -> None:
     from toolkit.llm import FaultKind
 

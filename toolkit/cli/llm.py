@@ -159,6 +159,15 @@ def ask(
         click.echo(result.value.model_dump_json(indent=2, exclude_none=True))
     else:
         click.echo(result.text)
+    if result.cut:
+        # The text printed is incomplete: without a word it reads as the model's whole answer.
+        limit = params.get("max_tokens", llm_config.max_tokens)
+        cap = f"max_tokens {limit}" if limit is not None else "the server's max_tokens"
+        click.echo(
+            f"Note: the reply was cut at the token limit ({cap}); "
+            "raise it with --max-tokens N for the whole reply.",
+            err=True,
+        )
 
 
 @llm.command()
