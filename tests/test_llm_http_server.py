@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,8 +23,10 @@ from toolkit.llm.gateway import Gateway
 
 class _Server:
     def __init__(self) -> None:
-        # (status, body) or (status, body, headers), consumed in order; then the default
+        # (status, body) or (status, body, headers), consumed in order; then the default.
+        # A body of bytes is sent as it is (a malformed reply).
         self.replies: list[tuple] = []
+        self.delay = 0.0  # seconds each reply waits (a slow server)
         self.requests: list[dict] = []
         self.auth: list[str | None] = []
 
@@ -40,7 +43,8 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[_Server, str]]:
             state.requests.append(body)
             state.auth.append(self.headers.get("Authorization"))
             status, reply, *extra = state.replies.pop(0) if state.replies else (200, _ok("fine"))
-            data = json.dumps(reply).encode()
+            data = reply if isinstance(reply, bytes) else json.dumps(reply).encode()
+            time.sleep(state.delay)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             for name, value in (extra[0] if extra else {}).items():
@@ -210,3 +214,32 @@ def test_a_rate_limited_server_s_retry_after_is_honoured(
     gateway.config.retry_max_delay = 30.0
     assert gateway.complete("hi") == "fine"
     assert delays == [2.0]
+
+
+def test_an_unreadable_reply_is_one_readable_line(server, tmp_path: Path) -> None:
+    # litellm's message repeated its class name three times and ended in the reprs of the
+    # response object and its type: "...: error - Unterminated string ..., Received response
+    # - <APIResponse [200 OK] type=<class '...'>>, Type of response - <class '...'>".
+    state, url = server
+    state.replies = [(200, b'{"id": "x", "choices": [{"message": {"content": "cut')] * 3
+    with pytest.raises(LLMError) as failed:
+        _gateway(url, tmp_path, retries=2).complete("hi")
+    assert str(failed.value) == (
+        "openai/mine: InternalServerError after 3 attempts (retries exhausted): "
+        "could not read the server's reply: Unterminated string starting at: "
+        "line 1 column 49 (char 48)"
+    )
+
+
+def test_a_timeout_is_one_readable_line(server, tmp_path: Path) -> None:
+    # It read "Timeout after 1 attempts (retries exhausted): litellm.Timeout: APITimeoutError
+    # - Request timed out. Error_str: Request timed out."
+    state, url = server
+    state.delay = 1.0
+    gateway = _gateway(url, tmp_path, retries=0)
+    gateway.config.timeout = 0.2
+    with pytest.raises(LLMError) as failed:
+        gateway.complete("hi")
+    assert str(failed.value) == (
+        "openai/mine: Timeout after 1 attempt (retries exhausted): Request timed out."
+    )

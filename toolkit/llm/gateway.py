@@ -232,14 +232,27 @@ def is_transient(exc: BaseException, model: str = "") -> bool:
     return isinstance(status, int) and status >= 500
 
 
-_LITELLM_PREFIX = re.compile(r"^(?:(?:litellm\.)?\w+(?:Error|Exception)\s*[:-]\s*)+")
+_LITELLM_PREFIX = re.compile(r"^(?:(?:litellm\.)?\w*(?:Error|Exception|Timeout)\s*[:-]\s*)+")
+# litellm's wrapping of a reply body it could not parse: "error - <why>, Received response -
+# <APIResponse [200 OK] type=...>, Type of response - <class ...>"; only <why> says anything.
+_UNREADABLE_REPLY = re.compile(r"^error - (.*?), Received response - <.*$")
+# litellm's timeout: "Request timed out. Error_str: Request timed out." (the cause, repeated).
+_ERROR_STR = re.compile(r"^(.*?)\s*Error_str:\s*(.*)$")
 
 
 def _error_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     line = text[0] if text else type(exc).__name__
-    # litellm prefixes messages with its class name, which our message already states.
+    # litellm prefixes messages with its class name (two or three times over), which our
+    # message already states.
     line = _LITELLM_PREFIX.sub("", line) or line
+    unreadable = _UNREADABLE_REPLY.match(line)
+    if unreadable:
+        line = f"could not read the server's reply: {unreadable.group(1)}"
+    repeated = _ERROR_STR.match(line)
+    if repeated:
+        head, cause = repeated.group(1), repeated.group(2).strip()
+        line = head if not cause or cause in head else f"{head} ({cause})"
     line = redact(line)
     return line if len(line) <= _MAX_ERROR_CHARS else line[:_MAX_ERROR_CHARS] + "..."
 
@@ -456,9 +469,8 @@ class Gateway:
                 base = "the server's OpenAI-compatible base, usually ending in /v1"
                 line += f" (is {server} {base}?)"
         if is_transient(exc, plan.model):
-            return LLMError(
-                f"{plan.model}: {name} after {stats.requests} attempts (retries exhausted): {line}"
-            )
+            attempts = f"{stats.requests} attempt{'s' if stats.requests != 1 else ''}"
+            return LLMError(f"{plan.model}: {name} after {attempts} (retries exhausted): {line}")
         if isinstance(exc, get_litellm().ContextWindowExceededError):
             return ContextWindowError(f"{plan.model}: {name}: {_error_line(exc)}")
         return LLMError(f"{plan.model}: {name}: {line}")
