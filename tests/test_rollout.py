@@ -571,6 +571,34 @@ def test_cli_rollout_show_and_refusal(tmp_path: Path) -> None:
         assert helped.exit_code == 0 and "Example" in helped.output
 
 
+def test_cli_rollout_resume_takes_the_run_s_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a trial: `rollout --resume` without --model refused ("ran with model ...;
+    resuming with local/qwen2.5-coder-1.5b would mix ...") where `evolve --resume` takes the
+    run's model. Another --model, given, is still refused; so is $TRACE2SKILL_MODEL not."""
+    monkeypatch.setenv("TRACE2SKILL_MODEL", "fake/echo")  # the run's model wins over it
+    run_dir = tmp_path / "run"
+    args = [
+        "rollout", "--suite", "gsm8k", "--limit", "2", "--run-dir", str(run_dir),
+        "--no-cache", "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+    ]  # fmt: skip
+    runner = CliRunner()
+    with fake_model(gsm8k_agent(), name="rollout-own"):
+        first = runner.invoke(main, [*args, "--model", "fake/rollout-own"])
+        assert first.exit_code == 0, first.output
+        path = run_dir / "trajectories.jsonl"
+        path.write_bytes(lines_of(path)[0])  # as if killed after the first task
+        resumed = runner.invoke(main, [*args, "--resume", "--json"])
+        assert resumed.exit_code == 0, resumed.output
+        summary = json.loads(resumed.output.strip().splitlines()[-1])
+        assert (summary["model"], summary["ran"], summary["resumed"]) == ("fake/rollout-own", 1, 1)
+    other = runner.invoke(main, [*args, "--resume", "--model", "fake/echo"])
+    assert other.exit_code == 1 and "ran with model fake/rollout-own" in other.output
+    helped = runner.invoke(main, ["rollout", "--help"])
+    assert "on --resume the run's" in " ".join(helped.output.split())
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -55,7 +55,7 @@ from toolkit.tasks import Suite
 )  # fmt: skip
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-@llm_options
+@llm_options(model_default="$TRACE2SKILL_MODEL or the embedded model; on --resume the run's")
 def rollout_command(
     suite: Suite,
     split: str,
@@ -97,6 +97,8 @@ def rollout_command(
     from toolkit.rollout import default_concurrency, run_rollouts
 
     ctx = click.get_current_context()
+    if resume and ctx.get_parameter_source("model") != click.core.ParameterSource.COMMANDLINE:
+        llm_config = _with_run_model(llm_config, run_dir)
     given = ctx.get_parameter_source("concurrency") not in (
         click.core.ParameterSource.DEFAULT,
         None,
@@ -151,6 +153,19 @@ def _print_rows(rows: list[tuple[str, str]]) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+
+
+def _with_run_model(llm_config: Any, run_dir: Path) -> Any:
+    """``llm_config`` with the model the run's rollout stage recorded, if it recorded one:
+    a resume continues with the run's model, as ``evolve --resume`` does (the default, or
+    $TRACE2SKILL_MODEL, was refused as mixing two models' trajectories). A --model given on
+    the command line is kept, so a different one is still refused."""
+    from toolkit.runs import read_manifest
+
+    manifest = read_manifest(run_dir) if run_dir.is_dir() else None
+    stage = manifest.stages.get("rollout") if manifest else None
+    model = stage.config.get("model") if stage else None
+    return llm_config.model_copy(update={"model": model}) if model else llm_config
 
 
 @click.group("trajectories")
