@@ -1104,3 +1104,56 @@ def test_a_run_whose_analyses_all_hit_model_errors_resumes(repo: Path, tmp_path:
         resumed = CliRunner().invoke(main, again)
     assert resumed.exit_code == 0, resumed.output
     assert "analysing 2 trajectories again" in resumed.output
+
+
+@pytest.mark.parametrize("stopped_at", ["eval-s0", "analyse"])
+def test_a_resume_asks_for_the_author_s_password_only_while_the_author_has_work(
+    repo: Path, tmp_path: Path, stopped_at: str
+) -> None:
+    """Found by a trial: a run made with --author-api-base http://alice:pw@... (stored as ***)
+    and stopped at eval-s0, its analyses and merges done, was refused on resume after the
+    estimate ('...whose password was not stored: give --author-api-base with it again'),
+    though no author call was left. It is needed while analyse or consolidate has work, and
+    then refused before the estimate."""
+    from toolkit.llm import FaultKind
+
+    gold = {t.id: t for t in get_suite("wikitq").load("all").tasks}
+    working = method_script(gold, set(train_ids()[:2]) | set(held_out_ids()[:2]))
+    held = {t.question for t in get_suite("wikitq").load("test", limit=4, seed=0).tasks}
+
+    def agent(messages: list[dict[str, Any]]) -> Any:
+        asked = str(messages[1].get("content", "")) if len(messages) > 1 else ""
+        down = stopped_at == "eval-s0" and any(q in asked for q in held)
+        return FaultKind.AUTH if down else working(messages)
+
+    def author(messages: list[dict[str, Any]]) -> Any:
+        return FaultKind.AUTH if stopped_at == "analyse" else working(messages)
+
+    server = "http://alice:pw@127.0.0.1:8/v1"
+    with (
+        fake_model(agent, name="evolve-pw-agent") as model,
+        fake_model(author, name="evolve-pw-author") as author_model,
+    ):
+        config = config_for(repo, model=model, author_model=author_model, author_api_base=server)
+        with pytest.raises(Exception, match="failed on every one"):
+            evolve(config, llm_config=llm(tmp_path), progress=False)
+    stages = read_manifest(config.run_dir).stages["evolve"].counts["stages"]  # type: ignore[union-attr]
+    assert stages[stopped_at]["status"] == "failed"
+    again = ["evolve", "--resume", "--run-id", "r1", "--runs-dir", str(config.runs_dir),
+             "--no-progress", "--no-cache", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    with (
+        fake_model(working, name="evolve-pw-agent"),
+        fake_model(working, name="evolve-pw-author") as author_model,
+    ):
+        resumed = CliRunner().invoke(main, again)
+        if stopped_at == "analyse":  # refused before the estimate; the password goes on
+            assert resumed.exit_code == 1 and resumed.output == (
+                "Error: the run's author model used the server http://alice:***@127.0.0.1:8/v1, "
+                "whose password was not stored: give --author-api-base with it again\n"
+            )
+            assert author_model.calls == 0
+            resumed = CliRunner().invoke(main, [*again, "--author-api-base", server])
+            assert author_model.calls > 0
+        else:
+            assert author_model.calls == 0
+    assert resumed.exit_code == 0, resumed.output

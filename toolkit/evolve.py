@@ -899,6 +899,46 @@ def open_suite(config: EvolveConfig) -> Suite:
     return get_suite(config.suite, **({"data_dir": config.data} if config.data else {}))
 
 
+#: The stages that call the author model (the analysts, the merge operator).
+_AUTHOR_STAGES: tuple[str, ...] = ("analyse", "consolidate")
+
+
+def _author_calls_left(stats: Mapping[str, StageStats]) -> bool:
+    """Whether a stage that calls the author model (:data:`_AUTHOR_STAGES`) has work left."""
+    return any(stats[name].status != "done" for name in _AUTHOR_STAGES)
+
+
+def _author_server(config: EvolveConfig) -> str | None:
+    """The server ``config.author_api_base`` names (None: the provider's own endpoint).
+
+    Raises:
+        EvolveError: its URL had a password, which the run did not store.
+    """
+    from toolkit.llm.config import PROVIDER_ENDPOINT, reusable_api_base
+
+    if config.author_api_base in (None, PROVIDER_ENDPOINT):
+        return None
+    try:
+        return reusable_api_base(config.author_api_base)
+    except LLMError:
+        raise EvolveError(
+            f"the run's author model used the server {config.author_api_base}, "
+            "whose password was not stored: give --author-api-base with it again"
+        ) from None
+
+
+def check_author_server(config: EvolveConfig) -> None:
+    """Refuse a resume, before its estimate, that must call the author model on a server it
+    cannot call: the URL's password was not stored. Asked only while analyse or consolidate
+    has work left (a run stopped at an evaluation was refused though no author call was).
+
+    Raises:
+        EvolveError: the password is needed; ``--author-api-base`` gives it again.
+    """
+    if config.author_api_base is not None and _author_calls_left(_stored_stats(config.run_dir)):
+        _author_server(config)
+
+
 class _Run:
     """One evolve call's state: config, repository, meter, per-stage figures."""
 
@@ -922,21 +962,12 @@ class _Run:
             update={"model": self.model, "calls_log": self.run_dir / CALLS_FILE}
         )
         self.author_model = config.author_model or self.model
-        # The analysts and the merge operator call the author model on its own server.
+        # The analysts and the merge operator call the author model on its own server. With
+        # both stages done no author call is left (they are skipped), so a server that cannot
+        # be called (its password was not stored) is not asked for: the agent's stands in.
         self.author_llm = self.llm
-        if config.author_api_base is not None:
-            from toolkit.llm.config import PROVIDER_ENDPOINT, reusable_api_base
-
-            server = None
-            if config.author_api_base != PROVIDER_ENDPOINT:
-                try:
-                    server = reusable_api_base(config.author_api_base)
-                except LLMError:
-                    raise EvolveError(
-                        f"the run's author model used the server {config.author_api_base}, "
-                        "whose password was not stored: give --author-api-base with it again"
-                    ) from None
-            self.author_llm = self.llm.model_copy(update={"api_base": server})
+        if config.author_api_base is not None and _author_calls_left(stats):
+            self.author_llm = self.llm.model_copy(update={"api_base": _author_server(config)})
         self.meter = meter
         self.stats = stats
         self.progress = progress
@@ -1755,6 +1786,7 @@ def _run_stage(run: _Run, name: str) -> None:
 __all__ = [
     "STAGES",
     "active_stages",
+    "check_author_server",
     "check_not_running",
     "check_request",
     "check_resumable",

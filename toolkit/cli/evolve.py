@@ -287,6 +287,7 @@ def evolve(
         BudgetExceeded,
         EvolveConfig,
         EvolveError,
+        check_author_server,
         check_not_running,
         check_request,
         check_resumable,
@@ -320,6 +321,7 @@ def evolve(
             config = config.model_copy(update={"parallel": parallel})
         if author_api_base is not None:  # the author's server moved: the same model there
             config = config.model_copy(update={"author_api_base": author_api_base})
+        check_author_server(config)  # its password, if still needed: before the estimate
     else:
         if skill is None or suite is None:
             raise EvolveError("give the skill folder and --suite (or --resume --run-id RUN)")
