@@ -356,3 +356,31 @@ def test_a_run_records_its_server_without_a_password() -> None:
     assert with_recorded_server(cfg, manifest, "openai/mine").api_base == "http://h/v1"
     given = cfg.model_copy(update={"api_base": "http://elsewhere/v1"})
     assert with_recorded_server(given, manifest, "openai/mine").api_base == "http://elsewhere/v1"
+
+
+def test_one_model_as_agent_and_as_author_on_two_servers_keeps_them_apart() -> None:
+    """`evolve --author-api-base URL` without --author-model: the agent's model on the
+    provider's endpoint is also the author on URL. The evaluations went to the author's
+    server (recorded by analyse for the same model name); a password there made them fail."""
+    from toolkit.runs import Manifest, StageRecord, recorded_api_base
+
+    def stage(**config: object) -> StageRecord:
+        return StageRecord(status="done", started_at="2026-01-01T00:00:00+00:00", config=config)
+
+    manifest = Manifest(
+        run_id="r",
+        created_at="2026-01-01T00:00:00+00:00",
+        toolkit_version="0",
+        stages={
+            "evolve": stage(model="openai/m", author_model=None, author_api_base="http://a/v1"),
+            "rollout": stage(model="openai/m", api_base=None),
+            "analyse": stage(model="openai/m", api_base="http://a/v1"),
+            "consolidate": stage(author_model="openai/m", api_base="http://a/v1"),
+        },
+    )
+    assert recorded_api_base(manifest, "openai/m") is None  # the agent: provider endpoint
+    assert recorded_api_base(manifest, "openai/m", "author") == "http://a/v1"
+    # A run with no agent stage yet (consolidate of analyses made elsewhere) still finds it.
+    del manifest.stages["rollout"]
+    del manifest.stages["evolve"]
+    assert recorded_api_base(manifest, "openai/m", "author") == "http://a/v1"

@@ -219,28 +219,55 @@ def read_manifest(run_dir: str | Path) -> Manifest | None:
         raise ToolkitError(f"cannot read the run manifest {path}: {exc.strerror or exc}") from None
 
 
-def recorded_api_base(manifest: Manifest | None, model: str) -> str | None:
-    """The OpenAI-compatible server (``api_base``) a stage of the run recorded for ``model``:
-    later stages that call the same model call it there (analyse once sent the agent's model
-    to the provider's public endpoint, with the key meant for the user's own server)."""
+def _is_agent_stage(name: str) -> bool:
+    """Stages whose model is the agent (rollouts and evaluations), not the author."""
+    return name == "rollout" or name.startswith("eval")
+
+
+def recorded_api_base(
+    manifest: Manifest | None, model: str, role: Literal["agent", "author"] = "agent"
+) -> str | None:
+    """The OpenAI-compatible server (``api_base``) a stage of the run recorded for ``model``
+    in ``role``: later stages that call the same model call it there (analyse once sent the
+    agent's model to the provider's public endpoint, with the key meant for the user's own
+    server).
+
+    The role's own stages answer first: one model may be the agent on the provider's
+    endpoint and the author on a server of its own (``evolve --author-api-base`` without
+    ``--author-model``), so the agent's evaluations must not go to the author's server.
+    """
     from toolkit.llm.config import PROVIDER_ENDPOINT
 
     if manifest is None:
         return None
+    for name, record in manifest.stages.items():
+        config = record.config or {}
+        if role == "agent" and _is_agent_stage(name) and model == config.get("model"):
+            # The agent's own record decides, the provider's endpoint (None) included.
+            return str(config["api_base"]) if config.get("api_base") else None
+        author = config.get("author_api_base")
+        authors = config.get("author_model") or config.get("model")
+        if role == "author" and author is not None and model == authors:
+            # evolve --author-api-base: the author model's own server.
+            return None if author == PROVIDER_ENDPOINT else str(author)
     for record in manifest.stages.values():
         config = record.config or {}
         author = config.get("author_api_base")
         if author is not None and model == config.get("author_model") != config.get("model"):
-            # evolve --author-api-base: the author model's own server, not the agent's.
             return None if author == PROVIDER_ENDPOINT else str(author)
         if config.get("api_base") and model in (config.get("model"), config.get("author_model")):
             return str(config["api_base"])
     return None
 
 
-def with_recorded_server(llm: Any, manifest: Manifest | None, model: str) -> Any:
+def with_recorded_server(
+    llm: Any,
+    manifest: Manifest | None,
+    model: str,
+    role: Literal["agent", "author"] = "agent",
+) -> Any:
     """``llm`` (an :class:`~toolkit.llm.config.LLMConfig`) with the server the run recorded
-    for ``model`` when it names none itself.
+    for ``model`` in ``role`` when it names none itself (see :func:`recorded_api_base`).
 
     Raises:
         LLMError: the recorded URL had a password, which run files do not keep.
@@ -249,7 +276,7 @@ def with_recorded_server(llm: Any, manifest: Manifest | None, model: str) -> Any
 
     if llm.api_base is not None:
         return llm
-    api_base = reusable_api_base(recorded_api_base(manifest, model))
+    api_base = reusable_api_base(recorded_api_base(manifest, model, role))
     return llm.model_copy(update={"api_base": api_base}) if api_base else llm
 
 

@@ -413,7 +413,7 @@ async def _analyse(
     )
     # The agent's model (or an author model an earlier stage used) on the server the run
     # recorded for it, unless --api-base names another.
-    llm = with_recorded_server(llm, read_manifest(run_path), model)
+    llm = with_recorded_server(llm, read_manifest(run_path), model, "author")
     gateway = Gateway(llm)
     pools: list[SandboxPool] = []
     tasks: dict[tuple[str, str], Task] = {}

@@ -304,7 +304,7 @@ async def arun_consolidation(
             cfg = cfg.model_copy(update={"calls_log": run_dir / CALLS_FILE})
         chosen = merged_with or config.author_model or _recorded_model(run_dir) or cfg.model
         # The merge model on the server the run recorded for it (unless --api-base is given).
-        gateway = Gateway(with_recorded_server(cfg, read_manifest(run_dir), chosen))
+        gateway = Gateway(with_recorded_server(cfg, read_manifest(run_dir), chosen, "author"))
     model = merged_with or config.author_model or _recorded_model(run_dir) or gateway.config.model
     settings = OperatorSettings(
         strategy=config.strategy,
