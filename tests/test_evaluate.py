@@ -852,3 +852,20 @@ def test_reuse_refuses_a_run_of_another_data_file_with_the_same_task_ids(tmp_pat
         )  # fmt: skip
     assert as_file.exit_code == 2 and "is a file" in as_file.output, as_file.output
     assert not (tmp_path / "b").exists()
+
+
+def test_reuse_needs_a_run_folder_that_shows_its_data(tmp_path):
+    """The library took a bare trajectory file, or a folder with no splits.json, without
+    the data check the command line makes (task ids alone recur across data files)."""
+    from toolkit.rollout import RolloutError, reuse_sources
+
+    run = tmp_path / "run"
+    (run / "evals").mkdir(parents=True)
+    (run / "evals" / "trajectories.jsonl").write_text("")
+    ours = {"a.jsonl": "1"}
+    with pytest.raises(RolloutError, match="no splits.json to show which data files"):
+        reuse_sources([run], ours)
+    with pytest.raises(RolloutError, match="give the run folder it belongs to"):
+        reuse_sources([run / "evals" / "trajectories.jsonl"], ours)
+    # Without data to check against (a plain listing), both are sources.
+    assert len(reuse_sources([run, run / "evals" / "trajectories.jsonl"])) == 2

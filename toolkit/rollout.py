@@ -157,12 +157,13 @@ def reuse_sources(
     sources: Sequence[str | Path], source_hashes: dict[str, str] | None = None
 ) -> list[tuple[Path, list[Path]]]:
     """Each ``--reuse`` source with its trajectory files: a run folder's
-    ``trajectories.jsonl`` and ``evals/trajectories.jsonl``, or a trajectory file.
+    ``trajectories.jsonl`` and ``evals/trajectories.jsonl``, or (only without
+    ``source_hashes``: nothing to check) a trajectory file.
 
     Raises:
         RolloutError: a source that does not exist or holds no trajectories, or (given this
-            run's ``source_hashes``) whose ``splits.json`` does not record each of this run's
-            data files with the same hash.
+            run's ``source_hashes``) a file, a folder with no ``splits.json``, or one whose
+            ``splits.json`` does not record each of this run's data files with the same hash.
     """
     found: list[tuple[Path, list[Path]]] = []
     for source in sources:
@@ -170,7 +171,12 @@ def reuse_sources(
         if src.is_dir():
             files = [src / TRAJECTORIES_FILE, src / EVALS_DIR / TRAJECTORIES_FILE]
             files = [f for f in files if f.is_file()]
-            if source_hashes is not None and (src / SPLITS_FILE).is_file():
+            if source_hashes is not None and files and not (src / SPLITS_FILE).is_file():
+                raise RolloutError(
+                    f"cannot reuse {src}: it has no {SPLITS_FILE} to show which data files its "
+                    "tasks came from"
+                )
+            if source_hashes is not None and files:
                 theirs = load_splits(src / SPLITS_FILE).source_hashes
                 # A data file of ours the source never read counts as other data too: task
                 # ids (a JSONL file's "q1") recur across files, so the ids alone would match.
@@ -181,8 +187,13 @@ def reuse_sources(
                         f"({', '.join(other)} differ from this run's; it read "
                         f"{', '.join(sorted(theirs)) or 'none recorded'})"
                     )
-        elif src.is_file():
+        elif src.is_file() and source_hashes is None:
             files = [src]
+        elif src.is_file():
+            raise RolloutError(
+                f"cannot reuse {src}: give the run folder it belongs to (its {SPLITS_FILE} "
+                "shows which data files the tasks came from)"
+            )
         else:
             raise RolloutError(f"cannot reuse {src}: no such run folder or trajectory file")
         if not files:
@@ -221,7 +232,8 @@ def reuse_finished(
     fingerprint, so a record with one of ``units``' ids in another run is the work this run
     would do (an evolve's S0 evaluation after ``eval`` of the same skill, a benchmark's
     conditions). ``sources`` are run folders (their ``trajectories.jsonl`` and
-    ``evals/trajectories.jsonl``) or trajectory files. The copies are appended to
+    ``evals/trajectories.jsonl``; their ``splits.json`` must record this run's data files:
+    task ids alone recur across data files). The copies are appended to
     ``traj_path`` (the run stays self-contained) and added to ``finished``; tasks that ended
     on a model error are not taken. Returns how many were copied.
 
