@@ -494,3 +494,33 @@ def test_runs_table_rates_one_split_not_a_pool(tmp_path: Path) -> None:
     with data.open_index(runs) as con:
         table = data.runs_table(con, runs)
     assert table.set_index("run").loc[RUN, "S0"].endswith("n=6")  # the test split's six
+
+
+def test_runs_table_rates_one_protocol_not_a_pool(tmp_path: Path) -> None:
+    """Found on a real compare run folder (one skill, --protocol-a plain --protocol-b code):
+    the S0 column pooled both protocols, n=8 for 4 tasks. Another protocol is another agent."""
+    from toolkit.trajectory import append_jsonl, read_trajectories
+
+    runs = make_runs(tmp_path)
+    evals = runs / RUN / "evals" / "trajectories.jsonl"
+    s0_commit = read_trajectories(evals).records[0].skill_commit
+    s0 = [t for t in read_trajectories(evals).records if t.skill_commit == s0_commit]
+    # The same six tasks again under the plain protocol, later, every one failed.
+    plain = [
+        t.model_copy(
+            update={
+                "id": "plain-" + t.id[:10],
+                "protocol": "plain",
+                "started_at": t.started_at + 100,
+                "ended_at": t.ended_at + 100,
+                "verdict": t.verdict.model_copy(update={"passed": False, "score": 0.0}),
+            }
+        )
+        for t in s0
+    ]
+    append_jsonl(evals, plain)
+    data.refresh_index(runs)
+    with data.open_index(runs) as con:
+        row = data.runs_table(con, runs).set_index("run").loc[RUN]
+    # The first evaluated of the two (code): 3 of its 6, not 3 of 12.
+    assert row["S0"].startswith("50.0% [") and row["S0"].endswith("n=6")

@@ -567,20 +567,34 @@ def _run_versions(
 
 
 def _outcomes(con: duckdb.DuckDBPyConnection, run_id: str, commit: str | None) -> list[bool]:
+    """The outcomes of one condition of ``commit`` in the run: one origin, split, protocol,
+    model, seed and delivery (a compare run of one skill under two protocols holds two
+    agents' evaluations of the same tasks; pooled, n counted each task twice)."""
     if commit is None:
         return []
     for origin in ("eval", "rollout"):
         rows = con.execute(
-            """SELECT split, passed FROM trajectories WHERE run_id = ? AND skill_commit = ?
-               AND origin = ? ORDER BY id""",
+            """SELECT split, protocol, model, seed, delivery, passed, started_at
+               FROM trajectories WHERE run_id = ? AND skill_commit = ? AND origin = ?
+               ORDER BY id""",
             [run_id, commit, origin],
         ).fetchall()
         if rows:
             # One split, not a pool of several: the test split when evaluated there, else
             # the split with the most trajectories.
-            counts = Counter(split for split, _ in rows)
+            counts = Counter(r[0] for r in rows)
             split = "test" if "test" in counts else counts.most_common(1)[0][0]
-            return [bool(p) for s, p in rows if s == split]
+            rows = [r for r in rows if r[0] == split]
+            # Then one condition: the one with the most trajectories, the first evaluated
+            # of those that tie (min() of the negated count, then the earliest start).
+            conditions: dict[tuple[Any, ...], list[Any]] = {}
+            for r in rows:
+                conditions.setdefault(r[1:5], []).append(r)
+            chosen = min(
+                conditions.values(),
+                key=lambda rs: (-len(rs), min(r[6] or 0.0 for r in rs), str(rs[0][1:5])),
+            )
+            return [bool(r[5]) for r in chosen]
     return []
 
 
