@@ -478,9 +478,16 @@ def test_synth_index_is_consistent(synth):
         }
         effects = usage_vs_pass_rate(con)
         assert effects and all(e.n_with + e.n_without > 0 for e in effects)
-        ref = effects[0].ref
-        found = find_trajectories(con, uses=ref, skill_commit=effects[0].skill_commit[:8])
-        assert len(found) == effects[0].n_with
+        first = effects[0]
+        found = find_trajectories(
+            con,
+            uses=first.ref,
+            skill_commit=first.skill_commit[:8],
+            run_id=first.run_id,
+            origin=first.origin,
+            split=first.split,
+        )
+        assert len(found) == first.n_with
         failed = find_trajectories(con, run_id="synth-0-001", passed=False, limit=5)
         assert len(failed) == 5 and not any(t.passed for t in failed)
 
@@ -563,3 +570,30 @@ def test_a_file_duckdb_cannot_vouch_for_goes_line_by_line(synth, tmp_path):
     report = build_index(run.parent)
     assert len(report.problems) == 1 and "stop_reason" in report.problems[0]
     assert _q(run.parent, "SELECT trajectories FROM runs") == [(len(lines) - 1,)]
+
+
+def test_usage_vs_pass_rate_keeps_splits_apart_as_the_usage_command_does(tmp_path):
+    """Found on the real example run: S0's users of `loading-the-table` read 5 at 20% vs 13
+    at 31%, its 8 rollouts on the train split pooled with its 10 test evaluations, where
+    `trace2skill usage` (and the report) said 4 of 10 at 0% vs 6 at 33% on the test split."""
+    example = Path(__file__).resolve().parents[1] / "runs" / "example-wikitq"
+    runs = tmp_path / "runs"
+    shutil.copytree(example, runs / "example-wikitq")
+    build_index(runs)
+    with connect(runs) as con:
+        effects = usage_vs_pass_rate(con)
+    s0 = "7767ef14bb46e167a3ec9e54bbc2812ddaf8bac2"
+    rows = {
+        (e.origin, e.split): e
+        for e in effects
+        if e.skill_commit == s0 and e.ref == "SKILL.md#table-qa/loading-the-table"
+    }
+    assert set(rows) == {("eval", "test"), ("rollout", "train")}
+    test = rows["eval", "test"]
+    assert (test.run_id, test.protocol, test.model) == (
+        "example-wikitq", "code", "local/qwen2.5-coder-1.5b"
+    )  # fmt: skip
+    assert (test.n_with, test.rate_with, test.n_without) == (4, 0.0, 6)
+    assert test.rate_without == pytest.approx(2 / 6)
+    train = rows["rollout", "train"]
+    assert (train.n_with, train.n_without) == (1, 7)

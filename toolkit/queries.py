@@ -184,9 +184,16 @@ def cost_by_model(con: duckdb.DuckDBPyConnection) -> list[ModelCost]:
 
 
 class SectionEffect(BaseModel):
-    """Pass rate of trajectories that used a section vs those (same skill version) that did not."""
+    """Pass rate of trajectories that used a section vs those (same skill version, run,
+    origin, split, model, protocol and delivery) that did not."""
 
+    run_id: str
+    origin: str = Field(description="rollout | eval.")
+    split: str
     skill_commit: str
+    model: str
+    protocol: str
+    delivery: str
     ref: str
     n_with: int
     rate_with: float | None
@@ -269,26 +276,44 @@ class TrajectoryRow(BaseModel):
 
 
 def usage_vs_pass_rate(con: duckdb.DuckDBPyConnection) -> list[SectionEffect]:
-    """Per skill version and section: pass rate of its users vs its non-users."""
+    """Per skill version and section: pass rate of its users vs its non-users.
+
+    Users and non-users come from one set of trajectories, as in :func:`pass_rate_by_skill`:
+    one run, origin, split, model, protocol and delivery. Pooled, S0's rollouts on the evolve
+    split (other tasks, another base rate) moved both rates away from what `trace2skill
+    usage` shows for the test split.
+    """
     rows = con.execute(
         """WITH users AS (
-               SELECT DISTINCT run_id, origin, trajectory_id, skill_commit, ref FROM section_uses),
+               SELECT DISTINCT run_id, origin, trajectory_id, ref FROM section_uses),
            totals AS (
-               SELECT skill_commit, count(*) AS n, sum(passed::INT) AS p
+               SELECT run_id, origin, split, skill_commit, model, protocol, delivery,
+                      count(*) AS n, sum(passed::INT) AS p
                FROM trajectories GROUP BY ALL),
            used AS (
-               SELECT u.skill_commit, u.ref, count(*) AS n, sum(t.passed::INT) AS p
+               SELECT t.run_id, t.origin, t.split, t.skill_commit, t.model, t.protocol,
+                      t.delivery, u.ref, count(*) AS n, sum(t.passed::INT) AS p
                FROM users u JOIN trajectories t
                  ON t.run_id = u.run_id AND t.origin = u.origin AND t.id = u.trajectory_id
                GROUP BY ALL)
-           SELECT u.skill_commit, u.ref, u.n, u.p / u.n, tt.n - u.n,
+           SELECT u.run_id, u.origin, u.split, u.skill_commit, u.model, u.protocol,
+                  u.delivery, u.ref, u.n, u.p / u.n, tt.n - u.n,
                   CASE WHEN tt.n > u.n THEN (tt.p - u.p) / (tt.n - u.n) END
-           FROM used u JOIN totals tt USING (skill_commit)
-           ORDER BY u.skill_commit, u.ref"""
+           FROM used u
+           JOIN totals tt
+             USING (run_id, origin, split, skill_commit, model, protocol, delivery)
+           ORDER BY u.skill_commit, u.ref, u.run_id, u.origin, u.split, u.model,
+                    u.protocol, u.delivery"""
     ).fetchall()
     return [
         SectionEffect(
+            run_id=run,
+            origin=origin,
+            split=split,
             skill_commit=c,
+            model=model,
+            protocol=protocol,
+            delivery=delivery,
             ref=r,
             n_with=nw,
             rate_with=rw,
@@ -296,7 +321,7 @@ def usage_vs_pass_rate(con: duckdb.DuckDBPyConnection) -> list[SectionEffect]:
             rate_without=ro,
             difference=None if rw is None or ro is None else rw - ro,
         )
-        for c, r, nw, rw, no, ro in rows
+        for run, origin, split, c, model, protocol, delivery, r, nw, rw, no, ro in rows
     ]
 
 
