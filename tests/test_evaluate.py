@@ -217,6 +217,25 @@ def test_cli_compare_stored_files(tmp_path):
     assert "it holds: suite=" in out.output and "model=fake/other" in out.output  # what to pick
 
 
+def test_cli_compare_stored_files_refuses_another_split(tmp_path):
+    """Found on the real benchmark folders: `compare <gsm8k code> <gsm8k plain> --split train`
+    printed the test split's comparison, --split silently ignored."""
+    a_path, b_path = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    store(_result({f"t{i}": i < 3 for i in range(10)}, commit="none"), a_path)
+    store(_result({f"t{i}": i < 9 for i in range(10)}, commit="abc"), b_path)
+    runner = CliRunner()
+    args = ["compare", str(a_path), str(b_path), "--resamples", "200"]
+    out = runner.invoke(main, [*args, "--split", "train"])
+    assert out.exit_code == 1, out.output
+    assert out.output == (
+        f"Error: {a_path} holds the 'test' split, not 'train': "
+        "give evals/<skill>/train.jsonl, or leave --split out\n"
+    )
+    # The split the files hold is accepted when named.
+    out = runner.invoke(main, [*args, "--split", "test"])
+    assert out.exit_code == 0 and "B - A: +0.60 [" in out.output
+
+
 def _with_protocol(result: EvalResult, protocol: str) -> EvalResult:
     return EvalResult(
         summary=result.summary.model_copy(update={"protocol": protocol}),

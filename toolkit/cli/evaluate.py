@@ -362,8 +362,9 @@ def _side(
 ) -> EvalResult:
     """One side of a comparison: a stored eval file read back, or a skill evaluated.
 
-    ``given`` holds the filters the user chose (seed, protocol, model: None when not given):
-    a stored file is narrowed by those only, so an error names no filter the user never gave.
+    ``given`` holds the filters the user chose (seed, protocol, model, split: None when not
+    given): a stored file is narrowed by those only, so an error names no filter the user
+    never gave.
     """
     from toolkit.evaluate import AmbiguousEvalError, EvalError, load_eval
 
@@ -376,12 +377,20 @@ def _side(
             "protocol": given["protocol"],
         }
         try:
-            return load_eval(spec, **filters)
+            result = load_eval(spec, **filters)
         except AmbiguousEvalError:
             if given["model"] is None:
                 raise  # the message lists the evaluations the file holds
             # Several models evaluated into one file: the chosen model picks.
-            return load_eval(spec, **filters, model=given["model"])
+            result = load_eval(spec, **filters, model=given["model"])
+        wanted = given.get("split")
+        if wanted is not None and result.summary.split != wanted:
+            # A stored file is one split's evaluation: --split cannot narrow it, only check.
+            raise EvalError(
+                f"{spec} holds the {result.summary.split!r} split, not {wanted!r}: "
+                f"give evals/<skill>/{wanted}.jsonl, or leave --split out"
+            )
+        return result
     if not suite:
         raise EvalError(f"--suite is required to evaluate {spec!r} (or give stored .jsonl files)")
     return _evaluate(spec, suite=suite, split=split, seed=seed, llm_config=llm_config, **common)
@@ -472,6 +481,7 @@ def compare(
             "seed": seed if chosen("seed") else None,
             "protocol": side_protocol if own or chosen("protocol") else None,
             "model": llm_config.model if model else None,
+            "split": split if chosen("split") else None,
         }
         results.append(
             _side(
