@@ -26,7 +26,9 @@ from toolkit.trajectory import (
 A, B = "a" * 40, "b" * 40
 
 
-def _trajectory(task: str, passed: bool, commit: str, *, seed: int = 0, uses=()) -> Trajectory:
+def _trajectory(
+    task: str, passed: bool, commit: str, *, seed: int = 0, uses=(), protocol: str = "code"
+) -> Trajectory:
     steps = [
         Step(
             index=0,
@@ -48,7 +50,7 @@ def _trajectory(task: str, passed: bool, commit: str, *, seed: int = 0, uses=())
         ),
     ]
     return Trajectory(
-        id=trajectory_id("gsm8k", task, commit, "fake/m", seed, "system"),
+        id=trajectory_id("gsm8k", task, commit, "fake/m", seed, "system", protocol),
         task_id=task,
         suite="gsm8k",
         split="test",
@@ -57,7 +59,7 @@ def _trajectory(task: str, passed: bool, commit: str, *, seed: int = 0, uses=())
         model="fake/m",
         seed=seed,
         delivery="system",
-        protocol="code",
+        protocol=protocol,
         steps=steps,
         final_answer="42",
         verdict=Verdict(passed=passed, score=float(passed)),
@@ -373,6 +375,7 @@ def test_queries(runs):
 
         flips = flipped_tasks(con, A[:7], B[:7])
         assert [(f.task_id, f.direction) for f in flips] == [("t2", "fixed")]
+        assert (flips[0].protocol, flips[0].seed) == ("code", 0)
         assert [(f.task_id, f.direction) for f in flipped_tasks(con, B, A)] == [("t2", "broken")]
 
         usage = {(u.skill_commit, u.ref, u.kind): u for u in section_usage(con)}
@@ -494,3 +497,16 @@ def test_documented_pass_rate_queries_do_not_pool_rollouts_with_evaluations(runs
             run_query(con, sql)  # every documented query runs
     rates = [q for q in queries if "FROM trajectories" in q and "avg(passed" in q]
     assert rates and [q for q in rates if "WHERE origin = 'eval'" not in q] == []
+
+
+def test_flipped_tasks_compare_one_agent_at_a_time(tmp_path):
+    """Flips pooled protocols (and seeds): A's t2 failed under code and passed under plain,
+    so its pooled rate 0.5 hid the code agent's flip to B (an analyst's finding)."""
+    runs = tmp_path / "runs"
+    _write_run(runs, "r1", [_trajectory("t2", False, A), _trajectory("t3", True, A)])
+    _write_run(runs, "r2", [_trajectory("t2", True, B), _trajectory("t3", True, B)])
+    _write_run(runs, "r3", [_trajectory("t2", True, A, protocol="plain")])
+    build_index(runs)
+    with connect(runs) as con:
+        flips = flipped_tasks(con, A, B)
+    assert [(f.task_id, f.protocol, f.direction) for f in flips] == [("t2", "code", "fixed")]

@@ -41,6 +41,8 @@ class FlippedTask(BaseModel):
     suite: str
     task_id: str
     model: str
+    protocol: str | None = Field(None, description="The agent's protocol (both sides').")
+    seed: int = Field(0, description="The run seed (both sides').")
     rate_a: float = Field(description="Pass rate of the task's trajectories under version A.")
     rate_b: float = Field(description="Pass rate of the task's trajectories under version B.")
     direction: str = Field(description="'fixed' (A failed, B passed) or 'broken'.")
@@ -122,17 +124,18 @@ def pass_rate_by_skill(
 def flipped_tasks(
     con: duckdb.DuckDBPyConnection, commit_a: str, commit_b: str
 ) -> list[FlippedTask]:
-    """Tasks (per suite and model) that always passed under one version and always failed
-    under the other. A commit may be given by a unique prefix."""
+    """Tasks (per suite, model, protocol and seed: one agent on both sides) that always
+    passed under one version and always failed under the other. A commit may be given by a
+    unique prefix."""
     rows = con.execute(
         """WITH per_task AS (
-               SELECT suite, task_id, model,
+               SELECT suite, task_id, model, protocol, seed,
                       avg(passed::INT) FILTER (WHERE starts_with(skill_commit, $a)) AS rate_a,
                       avg(passed::INT) FILTER (WHERE starts_with(skill_commit, $b)) AS rate_b
                FROM trajectories GROUP BY ALL)
-           SELECT suite, task_id, model, rate_a, rate_b FROM per_task
+           SELECT suite, task_id, model, protocol, seed, rate_a, rate_b FROM per_task
            WHERE (rate_a = 1 AND rate_b = 0) OR (rate_a = 0 AND rate_b = 1)
-           ORDER BY suite, task_id, model""",
+           ORDER BY suite, task_id, model, protocol, seed""",
         {"a": commit_a, "b": commit_b},
     ).fetchall()
     return [
@@ -140,11 +143,13 @@ def flipped_tasks(
             suite=s,
             task_id=t,
             model=m,
+            protocol=p,
+            seed=seed,
             rate_a=a,
             rate_b=b,
             direction="fixed" if b > a else "broken",
         )
-        for s, t, m, a, b in rows
+        for s, t, m, p, seed, a, b in rows
     ]
 
 

@@ -639,8 +639,9 @@ def flips(con: duckdb.DuckDBPyConnection, commit_a: str, commit_b: str) -> pd.Da
                 """SELECT skill_commit, arg_min(run_id, id), min(id)
                    FROM trajectories
                    WHERE suite = ? AND task_id = ? AND model = ? AND skill_commit IN (?, ?)
+                     AND protocol IS NOT DISTINCT FROM ? AND seed = ?
                    GROUP BY 1""",
-                [f.suite, f.task_id, f.model, commit_a, commit_b],
+                [f.suite, f.task_id, f.model, commit_a, commit_b, f.protocol, f.seed],
             ).fetchall()
         }
         rows.append(
