@@ -615,13 +615,20 @@ def test_ctrl_c_that_reaches_git_stops_evolve_as_interrupted(
     """Ctrl-C goes to the whole process group: a git merge-tree it stopped made consolidate
     fail ("Error: git merge.conflictStyle=diff3 failed: exit status -2", exit 1, the stage
     recorded failed) instead of stopping as interrupted with exit 130."""
-    shim = tmp_path / "bin"
-    shim.mkdir()
-    real = shutil.which("git")
-    (shim / "git").write_text(
-        f'#!/bin/sh\ncase " $* " in *" merge-tree "*) kill -INT $$ ;; esac\nexec {real} "$@"\n'
-    )
-    (shim / "git").chmod(0o755)
+    import signal
+    import subprocess
+
+    from toolkit.repo import plumbing
+
+    real_run = subprocess.run
+
+    def stopped_merge_tree(args: list[str], *rest: Any, **kwargs: Any) -> Any:
+        # What a Ctrl-C to the process group does to git: it dies of SIGINT. (A PATH shim
+        # was not seen by a Git object made before the test changed PATH: order-dependent.)
+        if "merge-tree" in args:
+            return subprocess.CompletedProcess(args, -signal.SIGINT, b"", b"")
+        return real_run(args, *rest, **kwargs)
+
     runs = repo.parent / "runs"
     args = ["evolve", "--run-id", "c1", "--runs-dir", str(runs), "--no-progress",
             "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
@@ -629,7 +636,7 @@ def test_ctrl_c_that_reaches_git_stops_evolve_as_interrupted(
            "fake/rehearsal", "--evolve-limit", "2", "--test-limit", "2", "--error-analyst",
            "single"]  # fmt: skip
     with monkeypatch.context() as patched:
-        patched.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+        patched.setattr(plumbing.subprocess, "run", stopped_merge_tree)
         stopped = CliRunner().invoke(main, [*args, *new])
     assert stopped.exit_code == 130, stopped.output
     assert "Interrupted. Continue with: trace2skill evolve --resume --run-id c1" in stopped.output
