@@ -887,3 +887,23 @@ def test_cli_trajectories_protocol_and_gold(tmp_path: Path) -> None:
     assert "verdict   PASS\nanswer    '163'\ngold      163\n" in passed  # no colon, no reason
     no_id = runner.invoke(main, ["trajectories", "list", str(path), "--id", "x"])
     assert no_id.exit_code == 2 and "No such option '--id'" in no_id.output
+
+
+def test_a_json_document_given_for_trajectories_says_what_it_is(tmp_path):
+    """`trajectories show runs/x/manifest.json` said 'manifest.json:1: not valid JSON' of a
+    valid file (an analyst's trial): it is one JSON document, not a JSONL file."""
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
+
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"run_id": "r", "stages": {}}, indent=2) + "\n")
+    out = CliRunner().invoke(main, ["trajectories", "show", str(manifest)])
+    assert out.exit_code == 1, out.output
+    assert "is one JSON document, not a JSONL file of records" in out.output
+    assert "not valid JSON" not in out.output
+    # A damaged JSONL file still names its line.
+    bad = tmp_path / "trajectories.jsonl"
+    bad.write_text('{"id": \n')
+    out = CliRunner().invoke(main, ["trajectories", "show", str(bad)])
+    assert out.exit_code == 1 and "trajectories.jsonl:1: not valid JSON" in out.output

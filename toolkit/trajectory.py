@@ -418,6 +418,13 @@ def read_jsonl(path: Path, model: type[M]) -> JsonlRead[M]:
         try:
             records.append(model.model_validate_json(line))
         except ValidationError as exc:
+            if number == 1 and _one_json_document(raw):
+                # manifest.json, summary.json...: "line 1: not valid JSON" of a valid file
+                # would send the user looking for damage that is not there.
+                raise TrajectoryError(
+                    f"{path} is one JSON document, not a JSONL file of records (one JSON "
+                    "object per line): give the run folder or its .jsonl file"
+                ) from None
             raise TrajectoryError(f"{path}:{number}: {_validation_line(exc)}") from None
     torn = None
     if tail.strip():
@@ -434,6 +441,15 @@ def read_jsonl(path: Path, model: type[M]) -> JsonlRead[M]:
             except ValidationError as exc:
                 raise TrajectoryError(f"{path}:{len(lines) + 1}: {_validation_line(exc)}") from None
     return JsonlRead[model](records=records, torn=torn)  # type: ignore[valid-type]
+
+
+def _one_json_document(raw: bytes) -> bool:
+    """Whether ``raw`` is a single JSON value spread over several lines."""
+    try:
+        json.loads(raw)
+    except ValueError:
+        return False
+    return raw.strip().count(b"\n") > 0
 
 
 def _validation_line(exc: ValidationError) -> str:
