@@ -524,3 +524,4 @@ def test_runs_table_rates_one_protocol_not_a_pool(tmp_path: Path) -> None:
         row = data.runs_table(con, runs).set_index("run").loc[RUN]
     # The first evaluated of the two (code): 3 of its 6, not 3 of 12.
     assert row["S0"].startswith("50.0% [") and row["S0"].endswith("n=6")
+    assert row["protocols"] == f"{s0[0].protocol}, plain"  # and the table says there were two

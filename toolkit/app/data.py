@@ -464,7 +464,8 @@ def _wall_seconds(run_stages: dict[str, dict[str, Any]]) -> float | None:
 
 
 def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
-    """One row per run: suite, models, modes, seeds, status, cost, wall time, S0 -> S*.
+    """One row per run: suite, models, modes, protocols, seeds, status, cost, wall time,
+    S0 -> S*.
 
     S0 and S* are read from the run's git refs when its manifest names the repository;
     otherwise S0 is the skill its rollout used and S* the last other skill it evaluated.
@@ -474,6 +475,7 @@ def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
         """SELECT run_id, string_agg(DISTINCT suite, ', ' ORDER BY suite),
                   string_agg(DISTINCT model, ', ' ORDER BY model),
                   string_agg(DISTINCT delivery, ', ' ORDER BY delivery),
+                  string_agg(DISTINCT protocol, ', ' ORDER BY protocol),
                   string_agg(DISTINCT seed::VARCHAR, ', ' ORDER BY seed::VARCHAR),
                   sum(cost_usd)
            FROM trajectories GROUP BY run_id"""
@@ -488,7 +490,7 @@ def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
            FROM runs ORDER BY created_at DESC, run_id"""
     ).fetchall():
         run_stages = json.loads(stages_json) if stages_json else {}
-        suite, models, modes, seeds, traj_cost = per_run.get(run_id, (None,) * 5)
+        suite, models, modes, protocols, seeds, traj_cost = per_run.get(run_id, (None,) * 6)
         s0, s_star = _run_versions(con, runs_dir, run_id, run_stages)
         r0, t0 = _rate_text(_outcomes(con, run_id, s0))
         r1, t1 = _rate_text(_outcomes(con, run_id, s_star))
@@ -499,6 +501,8 @@ def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
                 "suite": suite,
                 "models": models,
                 "mode": modes,
+                # Two evaluations of one skill under two protocols differ only here.
+                "protocols": protocols,
                 "seeds": seeds,
                 "status": _status_text(run_stages),
                 "trajectories": n_traj + n_eval,
@@ -519,6 +523,7 @@ def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
             "suite",
             "models",
             "mode",
+            "protocols",
             "seeds",
             "status",
             "trajectories",
