@@ -212,6 +212,11 @@ def test_cli_compare_stored_files(tmp_path):
     out = runner.invoke(main, ["compare", str(a_path), str(b_path), "--model", "fake/other"])
     assert out.exit_code == 0, out.output
     assert "only A passed 3, only B passed 0" in out.output
+    # A's file holds one evaluation, of another model: compared as stored, and said so (an
+    # analyst read such a comparison as the --model's).
+    assert f"{a_path} holds an evaluation of" in out.output
+    assert "not of fake/other (--model): compared as stored" in out.output
+    assert f"{b_path} holds" not in out.output
     out = runner.invoke(main, ["compare", str(a_path), str(b_path), "--model", "fake/third"])
     assert out.exit_code == 1 and "no evaluation summary matches" in out.output
     assert "it holds: suite=" in out.output and "model=fake/other" in out.output  # what to pick

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ import click
 from toolkit.cli.interrupt import interrupted
 from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
+from toolkit.errors import ToolkitNotice
 
 if TYPE_CHECKING:
     from toolkit.evaluate import Comparison, EvalResult
@@ -390,6 +392,15 @@ def _side(
                 f"{spec} holds the {result.summary.split!r} split, not {wanted!r}: "
                 f"give evals/<skill>/{wanted}.jsonl, or leave --split out"
             )
+        if given["model"] is not None and result.summary.model != given["model"]:
+            # The file holds one evaluation: it is compared as stored (--model only picks
+            # within a file of several), but these figures are not the asked model's.
+            warnings.warn(
+                f"{spec} holds an evaluation of {result.summary.model}, not of "
+                f"{given['model']} (--model): compared as stored",
+                ToolkitNotice,
+                stacklevel=2,
+            )
         return result
     if not suite:
         raise EvalError(f"--suite is required to evaluate {spec!r} (or give stored .jsonl files)")
@@ -440,7 +451,8 @@ def compare(
     p-value (the exact paired permutation test for pass/fail outcomes), the discordant
     counts and the tasks that flipped (the first 20 each way; --json has every pair's
     outcome). A stored file holding several evaluations is narrowed by --seed, --protocol
-    (or --protocol-a/--protocol-b, one per side) and --model.
+    (or --protocol-a/--protocol-b, one per side) and --model (a file of one evaluation of
+    another model is compared as stored, with a note saying so).
 
     \b
     Examples:
