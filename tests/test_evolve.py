@@ -39,6 +39,7 @@ from toolkit.evolve import (
     kept_patches,
     load_config,
     merge_count,
+    merge_plan,
     parse_budget,
     plan,
 )
@@ -101,6 +102,10 @@ def test_merge_count_is_what_the_consolidation_does(
     groups = read_jsonl_dicts(runs / "m" / "merges.jsonl")
     assert max(g["level"] for g in groups) == levels
     assert len(groups) == merge_count(kept_patches(runs / "m"), 2, levels)
+    # The estimate's calls leave out the groups of one, passed up without a model call (7
+    # patches, B=2: one of the 4 first-level groups; it counted a call for it).
+    alone = sum(len(g["child_commits"]) == 1 for g in groups)
+    assert (len(groups), alone) == merge_plan(kept_patches(runs / "m"), 2, levels)
 
 
 def test_estimate_counts_stages_from_the_rates() -> None:

@@ -538,14 +538,24 @@ def merge_count(patches: int, batch: int, max_levels: int) -> int:
     consolidation plans them: groups of at most ``batch`` level by level; at level
     ``max_levels``, or once one group holds everything left, one final forced merge (so
     ``max_levels`` 1 is a single merge of every leaf)."""
-    merges, level, nodes = 0, 0, patches
+    return merge_plan(patches, batch, max_levels)[0]
+
+
+def merge_plan(patches: int, batch: int, max_levels: int) -> tuple[int, int]:
+    """(groups, groups of one child) of the consolidation :func:`merge_count` describes.
+
+    Groups are balanced (``consolidate.plan_balanced``): sizes differ by at most one, so a
+    level of ``g`` groups over ``n`` nodes has ``max(0, 2g - n)`` groups of one (only with
+    ``batch`` 2 and an odd ``n``), each passed up without a model call.
+    """
+    merges, singles, level, nodes = 0, 0, 0, patches
     while nodes > 1:
         level += 1
         if level >= max_levels or nodes <= batch:
-            return merges + 1
+            return merges + 1, singles
         groups = math.ceil(nodes / batch)
-        merges, nodes = merges + groups, groups
-    return merges
+        merges, singles, nodes = merges + groups, singles + max(0, 2 * groups - nodes), groups
+    return merges, singles
 
 
 #: The unit of each stage, as :attr:`Rates.unit_seconds` names it (evaluations: ``task``).
@@ -574,8 +584,9 @@ def estimate(
     if config.analysts == "success":
         per_analysis = 1.0
     leaves = analyses if patches is None else patches
-    merges = merge_count(leaves, config.merge_batch, config.max_levels)
-    merge_calls = merges if config.merge_strategy == "llm" else math.ceil(merges / 2)
+    merges, singles = merge_plan(leaves, config.merge_batch, config.max_levels)
+    merged = merges - singles  # a group of one is passed up without a call
+    merge_calls = merged if config.merge_strategy == "llm" else math.ceil(merged / 2)
     plan = [
         ("rollout", evolve_tasks, evolve_tasks * rates.steps_per_task, concurrency),
         ("analyse", analyses, analyses * per_analysis, concurrency),
