@@ -134,12 +134,17 @@ def test_a_structured_reply_cut_at_max_tokens_says_so(server, tmp_path: Path) ->
         _gateway(url, tmp_path).complete("hi", response_model=Answer)
 
 
-def test_a_server_that_is_not_there_is_named(tmp_path: Path) -> None:
+def _free_port() -> int:
+    """A local port nothing listens on."""
     import socket
 
-    with socket.socket() as probe:  # a port nothing listens on
+    with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return int(probe.getsockname()[1])
+
+
+def test_a_server_that_is_not_there_is_named(tmp_path: Path) -> None:
+    port = _free_port()
     url = f"http://127.0.0.1:{port}/v1"
     with pytest.raises(LLMError) as failed:
         _gateway(url, tmp_path, retries=0).complete("hi")
@@ -170,11 +175,7 @@ def test_credentials_in_the_url_reach_the_server_from_async_calls(server, tmp_pa
 
 
 def test_a_password_in_the_url_is_not_in_the_error(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = _free_port()
     url = f"http://bob:hunter2pass@127.0.0.1:{port}/v1"
     with pytest.raises(LLMError) as failed:
         _gateway(url, tmp_path, retries=0).complete("hi")

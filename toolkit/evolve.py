@@ -1495,11 +1495,12 @@ def reusable_units(config: EvolveConfig, model: str, reuse: Sequence[Path]) -> d
         if stage not in active_stages(config):  # eval-none: counted only where it will run
             continue
         agent = AgentConfig(protocol=config.protocol).model_copy(update={"delivery": delivery})
-        key = (suite.name, commit, model, config.seed, delivery, agent_fingerprint(agent))
+        fingerprint = agent_fingerprint(agent)
         tasks = make_splits(suite, {split: limit}, seed=config.seed).splits[split]
         units[stage] = sum(
-            trajectory_id(key[0], task, *key[1:]) in have
-            for task in tasks  # type: ignore[arg-type]
+            trajectory_id(suite.name, task, commit, model, config.seed, delivery, fingerprint)
+            in have
+            for task in tasks
         )
     return units
 

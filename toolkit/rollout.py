@@ -875,8 +875,8 @@ def run_rollouts(
         trajectories_path: where to append trajectories (default ``run_dir/trajectories.jsonl``;
             an evaluation writes elsewhere in the same run).
         stage: the stage name recorded in ``manifest.json``.
-        reuse: other run folders (or trajectory files) whose finished tasks of this exact
-            condition are copied in instead of run again (see :func:`reuse_finished`).
+        reuse: other run folders whose finished tasks of this exact condition are copied
+            in instead of run again (see :func:`reuse_finished`).
 
     Returns:
         The :class:`RolloutSummary` over every task of the split.

@@ -114,7 +114,7 @@ def consolidate_command(
           --run-dir runs/wtq-evolve
     """
     from toolkit.consolidate import ConsolidateConfig, run_consolidation
-    from toolkit.consolidate.run import recorded_settings
+    from toolkit.consolidate.run import RESUME_SETTINGS, recorded_settings
 
     ctx = click.get_current_context()
 
@@ -128,9 +128,8 @@ def consolidate_command(
         "strategy": merge_strategy,
     }
     if resume:  # the run's own settings, unless given (a different one is refused)
-        options = {"strategy": "merge_strategy"}
         for key, value in recorded_settings(run_dir).items():
-            if not given(options.get(key, key)):
+            if not given(RESUME_SETTINGS[key].removeprefix("--").replace("-", "_")):
                 settings[key] = value
     config = ConsolidateConfig(
         **settings,

@@ -188,18 +188,17 @@ def _evaluate(
     )
 
 
-reuse_option = click.option(
-    "--reuse",
-    multiple=True,
-    # A folder only, as on evolve: a bare trajectory file has no splits.json to check its
-    # data files against, so another data file's tasks of the same ids were taken.
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    metavar="RUN_DIR",
-    help="Another run folder (repeatable) whose finished tasks of the same condition (same "
-    "task, skill version, model, seed, delivery and agent settings: the trajectory id) are "
-    "copied into this run instead of run again, e.g. an earlier evaluation with another "
-    "--limit or in another --run-dir. Its splits.json must record the same data files.",
-)
+def reuse_option(help: str) -> Any:
+    """The ``--reuse RUN_DIR`` option (eval, compare, evolve) with the command's ``help``."""
+    return click.option(
+        "--reuse",
+        multiple=True,
+        # A folder only: a bare trajectory file has no splits.json to check its data files
+        # against, so another data file's tasks of the same ids were taken.
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        metavar="RUN_DIR",
+        help=help,
+    )
 
 
 protocol_option = click.option(
@@ -263,7 +262,13 @@ def _common(func: Any) -> Any:
             show_default=True,
             help="Bootstrap resamples.",
         ),
-        reuse_option,
+        reuse_option(
+            "Another run folder (repeatable) whose finished tasks of the same condition (same "
+            "task, skill version, model, seed, delivery and agent settings: the trajectory id) "
+            "are copied into this run instead of run again, e.g. an earlier evaluation with "
+            "another --limit or in another --run-dir. Its splits.json must record the same "
+            "data files."
+        ),
         click.option("--no-progress", is_flag=True, help="No progress bar on stderr."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
     ]
@@ -385,7 +390,7 @@ def _side(
                 raise  # the message lists the evaluations the file holds
             # Several models evaluated into one file: the chosen model picks.
             result = load_eval(spec, **filters, model=given["model"])
-        wanted = given.get("split")
+        wanted = given["split"]
         if wanted is not None and result.summary.split != wanted:
             # A stored file is one split's evaluation: --split cannot narrow it, only check.
             raise EvalError(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from toolkit.cli.evaluate import reuse_option
 from toolkit.cli.interrupt import interrupted
 from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
@@ -200,16 +201,12 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
     help="Also evaluate the agent with no skill on the test tasks (stage eval-none), so the "
     "summary shows S0 - no skill beside S* - S0. May be added on --resume.",
 )
-@click.option(
-    "--reuse",
-    multiple=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    metavar="RUN_DIR",
-    help="Another run folder (repeatable) whose finished tasks of the same condition are "
+@reuse_option(
+    "Another run folder (repeatable) whose finished tasks of the same condition are "
     "copied in instead of run again: an `eval` of S0 or of no skill on the same test tasks "
     "(same --seed, --protocol and model), or another evolve's S0 rollouts. Matched by "
     "trajectory id (task, skill version, model, seed, delivery, agent settings); its "
-    "splits.json must record the same data files.",
+    "splits.json must record the same data files."
 )
 @click.option("--no-progress", is_flag=True, help="No progress bars on stderr (stage lines stay).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
