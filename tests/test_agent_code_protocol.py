@@ -34,6 +34,15 @@ def test_parse_code_answer_reads_and_cut_off() -> None:
     assert parse_reply(f"{FENCE}bash\nls\n{FENCE}").code is None
 
 
+def test_the_prompts_placeholder_is_no_answer() -> None:
+    # The 1.5B echoed a correction note, and "<answer>" was submitted as its answer.
+    echoed = parse_reply("Write code to run, or end with FINAL ANSWER: <answer>.")
+    assert echoed.answer is None and echoed.empty_label
+    assert parse_reply("FINAL ANSWER: <the answer only>").answer is None
+    assert parse_reply("FINAL ANSWER: <b>").answer == "<b>"  # not the placeholder
+    assert parse_reply("So.\nFinal answer: < Your Answer >").answer is None
+
+
 def test_indented_blocks_are_dedented_and_imagined_output_is_not_run() -> None:
     """Seen in real 1.5B WikiTQ rollouts: a python block indented under a list item failed
     with IndentationError, and an untagged block holding the output the model imagined (a

@@ -68,3 +68,21 @@ def test_planted_keys_never_leak(
         assert secret not in logged
         assert secret not in cache_text
     assert "AuthenticationError" in str(info.value) and "[REDACTED]" in str(info.value)
+
+
+def test_no_loop_change_warning_between_blocking_calls(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each blocking call runs its own event loop (each evolve stage does); litellm's warning
+    that its logging worker moved to the new loop reached users' terminals."""
+    from toolkit.sync import run_sync
+
+    caplog.set_level(logging.DEBUG, logger="LiteLLM")
+    gw = Gateway(
+        LLMConfig(cache_dir=tmp_path / "cache", calls_log=tmp_path / "c.jsonl", model="fake/x")
+    )
+    with fake_model(["a", "b", "c"]) as model:
+        assert [run_sync(gw.acomplete(f"q{i}", model=model)) for i in range(3)] == ["a", "b", "c"]
+    assert not [r for r in caplog.records if "event loop changed" in r.getMessage()]
+    logging.getLogger("LiteLLM").warning("another warning")  # the filter drops only that one
+    assert "another warning" in caplog.text

@@ -203,13 +203,20 @@ def cited_ids(prose: str, ids: list[str]) -> list[str]:
     return [i for i in ids if i in named]
 
 
+# The prompts' own placeholder: the 1.5B echoed "end with FINAL ANSWER: <answer>." from a
+# correction note and "<answer>" was submitted as its answer (WikiTQ, code + S0).
+_PLACEHOLDER_RE = re.compile(r"(?i)<\s*(?:the\s+|your\s+)?answer(?:\s+only)?\s*>")
+
+
 def _clean_answer(raw: str) -> str:
-    """Strip markdown emphasis, LaTeX boxes and a trailing full stop from an answer."""
+    """Strip markdown emphasis, LaTeX boxes and a trailing full stop from an answer; "" for
+    the prompts' placeholder (``<answer>``), which is no answer."""
     value = raw.strip().strip("*_`").strip()
     boxed = re.fullmatch(r"\$*\\boxed\{(.*)\}\$*", value)
     if boxed:
         value = boxed.group(1)
-    return value.rstrip(".").strip()
+    value = value.rstrip(".").strip()
+    return "" if _PLACEHOLDER_RE.fullmatch(value) else value
 
 
 def answer_in_output(answer: str, output: str) -> bool:

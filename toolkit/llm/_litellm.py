@@ -40,6 +40,18 @@ def get_litellm() -> ModuleType:
     return _litellm
 
 
+class _LoopChangeFilter(logging.Filter):
+    """Drop litellm's "LoggingWorker: event loop changed" warning.
+
+    Each blocking call (``run_sync``) runs its own event loop by design, so litellm's logging
+    worker moves its queue to the next loop at every evolve stage; it carries the pending
+    tasks over and runs them there, and its warning about that reads like a fault to users.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("LoggingWorker: event loop changed")
+
+
 def local_provider_error() -> str | None:
     """Why the ``local/`` provider is unavailable, or None when it is registered."""
     get_litellm()
@@ -60,6 +72,9 @@ def _configure(litellm: ModuleType) -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactingFilter) for f in logger.filters):
             logger.addFilter(RedactingFilter())
+    loop_logger = logging.getLogger("LiteLLM")
+    if not any(isinstance(f, _LoopChangeFilter) for f in loop_logger.filters):
+        loop_logger.addFilter(_LoopChangeFilter())
 
     from toolkit.llm.fake import make_fake_handler
 
