@@ -50,6 +50,8 @@ TRAJECTORY = {
     "model": "CASE WHEN i % 2 = 0 THEN 'fake/small' ELSE 'fake/large' END",
     "seed": "(i // 3000)",
     "delivery": "'system'",
+    # Two protocols, a run each: the conditions page has agents to set side by side.
+    "protocol": "CASE WHEN hash(run_id) % 2 = 0 THEN 'code' ELSE 'plain' END",
     "passed": "hash(run_id, i) % 100 < 40 + 10 * ((i // 1000) % 3)",
     "score": "0.0",
     "final_answer": "'42'",
@@ -141,6 +143,7 @@ def write_index(runs: Path, n: int, n_runs: int) -> None:
             "model": "model",
             "seed": "seed",
             "delivery": "delivery",
+            "protocol": "protocol",
             "task_id": "task_id",
             "passed": "passed",
             "score": "score",
@@ -186,6 +189,13 @@ def write_index(runs: Path, n: int, n_runs: int) -> None:
             "eval_trajectories": f"{per_run - per_run // 3}",
             "evals": "0",
             "llm_calls": f"{per_run * 4}",
+            # The counts of the evolve-stage tables the index gained (schema 4).
+            "analyses": "0",
+            "patches": "0",
+            "merges": "0",
+            "ablations": "0",
+            "skill_lines": "0",
+            "result_commit": "NULL",
             "skipped_lines": "0",
         }
         con.execute(
