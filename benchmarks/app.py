@@ -267,6 +267,7 @@ def time_pages(runs: Path) -> dict[str, float]:
     every = ",".join(sorted(p.name for p in runs.iterdir() if (p / "manifest.json").exists()))
     params = {
         "runs": {"runs": every},
+        "conditions": {"suite": "gsm8k"},
         "skill": {"run": RUN},
         "tree": {"run": "synth00"},
         "attribution": {"run": "synth00"},

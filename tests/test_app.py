@@ -14,7 +14,7 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from tests.app_fixtures import BASELINE, RUN, make_runs
-from toolkit.app import data
+from toolkit.app import data, ui
 from toolkit.app.main import PAGES
 from toolkit.cli import main
 from toolkit.cli.app import streamlit_command
@@ -525,3 +525,162 @@ def test_runs_table_rates_one_protocol_not_a_pool(tmp_path: Path) -> None:
     # The first evaluated of the two (code): 3 of its 6, not 3 of 12.
     assert row["S0"].startswith("50.0% [") and row["S0"].endswith("n=6")
     assert row["protocols"] == f"{s0[0].protocol}, plain"  # and the table says there were two
+
+
+PROTOCOL_RUNS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "protocols"
+
+
+@pytest.fixture(scope="module")
+def protocol_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The committed protocol measurements (real 1.5B runs: GSM8K code and plain, WikiTQ code
+    with no skill and, unfinished, with S0), indexed in a copy (the index writes .index/)."""
+    runs = tmp_path_factory.mktemp("protocols") / "runs"
+    shutil.copytree(PROTOCOL_RUNS, runs)
+    data.refresh_index(runs)
+    return runs
+
+
+def test_conditions_page_compares_protocols_side_by_side(
+    protocol_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/protocols.md's GSM8K table and paired line, read off the page."""
+    at = open_page(protocol_runs, "conditions", monkeypatch, suite="gsm8k")
+    assert at.title[0].value == "Conditions"
+    # Every run by default: the conditions live in one run folder each.
+    assert len(at.multiselect(key="w_runs").value) == 4
+    table = at.dataframe[0].value
+    assert list(table["protocol"]) == ["plain", "code"]  # the model alone first
+    assert list(table["condition"]) == [
+        "plain, no skill (gsm8k-plain-none)", "code, no skill (gsm8k-code-none)"
+    ]  # fmt: skip
+    code = table.set_index("protocol").loc["code"]
+    assert (code["n"], code["passed"]) == (100, 47)
+    assert (round(code["ci_low"], 2), round(code["ci_high"], 2)) == (0.37, 0.57)
+    assert (round(code["s_per_task"], 1), round(code["s_median"], 1)) == (30.1, 26.2)
+    assert round(code["tokens_per_task"]) == 1317 and round(code["replies_per_task"], 2) == 2.54
+    assert code["stop_reasons"] == "submitted 97, stuck 3"
+    # code - plain on the same 100 tasks: -0.030 [-0.140, +0.080], McNemar p 0.72.
+    assert metrics(at) == {
+        "Shared tasks": "100",
+        "B - A": "-0.030",
+        "McNemar p (exact)": "0.72",
+        "Only A passed": "17",
+        "Only B passed": "14",
+    }
+    assert "95% CI [-0.140, +0.080]" in at.caption[1].value
+    assert "both passed 33" in at.caption[1].value
+    flipped = at.dataframe[1].value
+    assert list(flipped["passed"]) == ["only A"] * 17 + ["only B"] * 14
+    # Each task links to its trajectory under each condition, in that condition's run.
+    first = flipped.iloc[0]
+    assert first["trajectory_a"].startswith("trajectories?runs=gsm8k-plain-none&traj=")
+    assert first["trajectory_b"].startswith("trajectories?runs=gsm8k-code-none&traj=")
+    assert at.query_params["cond_a"].startswith("gsm8k-plain-none:eval:gsm8k:test:plain:")
+
+    # WikiTQ: S0 is unfinished (43 of 100 tasks, no eval file yet) and still a row; paired
+    # with no skill on its 43 tasks (docs: 4 vs 11, only S0 3, only no skill 10, p 0.09).
+    at = open_page(protocol_runs, "conditions", monkeypatch, suite="wikitq")
+    table = at.dataframe[0].value.set_index("skill")
+    s0 = table.loc["wikitq-table-qa 7767ef14"]
+    assert (s0["n"], s0["passed"], s0["delivery"]) == (43, 4, "system")
+    assert s0["condition"] == "code, wikitq-table-qa 7767ef14, system (wikitq-code-s0)"
+    assert s0["stop_reasons"] == "submitted 29, stuck 7, max_turns 6, context_window 1"
+    assert metrics(at)["Shared tasks"] == "43"
+    assert (metrics(at)["Only A passed"], metrics(at)["Only B passed"]) == ("10", "3")
+    assert metrics(at)["McNemar p (exact)"] == "0.0923"
+    assert "Left out: 57 tasks only A ran, 0 only B ran." in at.caption[-1].value
+    assert at.query_params["suite"] == "wikitq"
+
+
+def test_conditions_page_from_a_shared_link(
+    protocol_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The URL chooses the runs, the suite and both sides (A and B swapped here)."""
+    at = open_page(protocol_runs, "conditions", monkeypatch, suite="gsm8k")
+    a, b = at.query_params["cond_a"], at.query_params["cond_b"]
+    at = open_page(protocol_runs, "conditions", monkeypatch, suite="gsm8k", cond_a=b, cond_b=a)
+    assert metrics(at)["B - A"] == "+0.030"
+    assert (metrics(at)["Only A passed"], metrics(at)["Only B passed"]) == ("14", "17")
+    one = open_page(protocol_runs, "conditions", monkeypatch, runs="gsm8k-code-none")
+    assert len(one.dataframe[0].value) == 1
+    assert "Only one condition here" in infos(one)
+
+
+def test_condition_rates_match_the_eval_files(protocol_runs: Path) -> None:
+    """A finished condition's row is its eval file's summary, and its pairing is `compare`'s."""
+    from toolkit.evaluate import compare, load_eval
+
+    with data.open_index(protocol_runs) as con:
+        rows = {r.run_id: r for r in data.queries.condition_rates(con, origin="eval")}
+        assert set(rows) == {p.name for p in PROTOCOL_RUNS.iterdir() if p.is_dir()}
+        for run in ("gsm8k-code-none", "gsm8k-plain-none", "wikitq-code-none"):
+            summary = load_eval(protocol_runs / run / "evals" / "none" / "test.jsonl").summary
+            row = rows[run]
+            ci = summary.pass_rate
+            assert (row.n, row.passed, row.rate) == (summary.n, summary.passed, ci.rate)
+            assert (row.ci_low, row.ci_high) == (ci.ci.low, ci.ci.high)
+            assert row.tokens_per_task == pytest.approx(summary.tokens_per_task)
+            assert row.seconds_per_task == pytest.approx(summary.seconds_per_fresh_task)
+            assert row.seconds_median == pytest.approx(summary.seconds_median)
+            assert row.replayed == summary.cached_tasks == 0
+            assert sum(row.stop_reasons.values()) == row.n and row.superseded == 0
+        ours, _ = data.condition_comparison(con, rows["gsm8k-plain-none"], rows["gsm8k-code-none"])
+    theirs = compare(
+        protocol_runs / "gsm8k-plain-none" / "evals" / "none" / "test.jsonl",
+        protocol_runs / "gsm8k-code-none" / "evals" / "none" / "test.jsonl",
+    )
+    assert ours.paired == theirs.paired
+    assert sorted(ours.only_a_passed) == sorted(theirs.only_a_passed)
+
+
+def test_conditions_page_on_an_evolved_run(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """S0 and S* of one run are two conditions; every reply of the fixture's tasks came from
+    the response cache, so no time per task is claimed; the rollout is its own origin."""
+    at = open_page(runs, "conditions", monkeypatch)
+    table = at.dataframe[0].value
+    assert [s.split()[0] for s in table["skill"]] == ["S0", "S*"]
+    assert list(table["n"]) == [6, 6] and list(table["replayed"]) == [6, 6]
+    assert table["s_per_task"].isna().all()
+    # S* against S0: fixed t3, t4, t6, broke t2 (as the runs page says).
+    assert (metrics(at)["Only A passed"], metrics(at)["Only B passed"]) == ("1", "3")
+    assert list(at.dataframe[1].value["task"]) == ["t2", "t3", "t4", "t6"]
+    rollout = open_page(runs, "conditions", monkeypatch, origin="rollout")
+    assert sorted(rollout.dataframe[0].value["skill"].str.split().str[0]) == ["S0", "no"]
+
+
+def test_conditions_keep_the_latest_trajectory_of_a_task(tmp_path: Path) -> None:
+    """A run evaluated again after its agent changed holds a task twice (another trajectory
+    id): the condition counts it once, as its eval file does, and says one was left out."""
+    from toolkit.trajectory import append_jsonl, read_trajectories
+
+    runs = make_runs(tmp_path)
+    evals = runs / RUN / "evals" / "trajectories.jsonl"
+    first = read_trajectories(evals).records[0]
+    again = first.model_copy(
+        update={
+            "id": "again-" + first.id[:10],
+            "ended_at": first.ended_at + 100,
+            "verdict": first.verdict.model_copy(update={"passed": not first.passed}),
+        }
+    )
+    append_jsonl(evals, again)
+    data.refresh_index(runs)
+    with data.open_index(runs) as con:
+        rows = data.queries.condition_rates(con, origin="eval")
+        row = next(r for r in rows if r.skill_commit == first.skill_commit)
+        records = data.queries.condition_records(con, row)
+    assert (row.n, row.superseded) == (6, 1)
+    assert [r.trajectory_id for r in records if r.task_id == first.task_id] == [again.id]
+    assert row.passed == sum(r.passed for r in records)
+
+
+def test_the_conditions_pages_every_run_is_no_choice_to_carry_on(
+    runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its default (every run) is not remembered as the user's choice, which the next page
+    would start from; a choice is."""
+    at = open_page(runs, "conditions", monkeypatch)
+    assert at.multiselect(key="w_runs").value == [RUN, BASELINE]
+    assert ui.SELECTED_RUNS not in at.session_state
+    at.multiselect(key="w_runs").set_value([BASELINE]).run()
+    assert at.session_state[ui.SELECTED_RUNS] == [BASELINE]

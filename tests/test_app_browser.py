@@ -24,6 +24,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not instal
 #: url path -> a text the page shows once its data has rendered.
 EXPECTED = {
     "runs": "Fixed (failed under A, passed under B)",
+    "conditions": "Shared tasks",
     "skill": "Written by merges",
     "tree": "Leaf patches",
     "attribution": "Edits measured",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import duckdb
 from pydantic import BaseModel, Field
 
+from toolkit.evaluate import EvalRecord
 from toolkit.stats import pass_rate
 
 
@@ -119,6 +120,170 @@ def pass_rate_by_skill(
             )
         )
     return out
+
+
+#: What one condition is: one run's trajectories of one origin, suite and split under one
+#: protocol, skill version, model and delivery (another protocol or delivery is another agent).
+CONDITION_COLUMNS = ("run_id", "origin", "suite", "split", "protocol", "skill_commit",
+                     "delivery", "model")  # fmt: skip
+
+#: The filter of :func:`condition_rates`: one origin, suite and split, or any.
+_SELECTION = """($origin IS NULL OR origin = $origin)
+                AND ($suite IS NULL OR suite = $suite) AND ($split IS NULL OR split = $split)"""
+
+
+def _ranked(where: str) -> str:
+    """The trajectories matching ``where``, each with its ``recency`` among the trajectories of
+    its condition, task and seed (1: the latest). A run evaluated again after its agent changed
+    (another fingerprint, so another trajectory id) holds a task twice; the latest is the one
+    its eval file keeps, and ``recency`` > 1 marks the ones a condition leaves out."""
+    return f"""SELECT *, row_number() OVER (
+                   PARTITION BY {", ".join(CONDITION_COLUMNS)}, task_id, seed
+                   ORDER BY ended_at DESC, id DESC) AS recency
+               FROM trajectories WHERE {where}"""
+
+
+class ConditionRate(BaseModel):
+    """The figures of one condition (see :data:`CONDITION_COLUMNS`): pass rate with its 95%
+    CI, time, tokens and replies per task, and how its tasks ended."""
+
+    id: str = Field(description="The condition's id: its key fields joined by ':' (model last).")
+    run_id: str
+    origin: str = Field(description="rollout | eval.")
+    suite: str
+    split: str
+    protocol: str = Field(description="The agent's protocol (code, json, tools, plain).")
+    skill_commit: str = Field(description="The skill version's tree id; 'none': no skill.")
+    skill_name: str | None = Field(description="The skill's name (None: no skill).")
+    model: str
+    delivery: str = Field(description="How the skill reached the agent (system, ..., none).")
+    n: int = Field(description="Tasks (task, seed pairs), one trajectory each: the latest.")
+    passed: int
+    rate: float | None
+    ci_low: float = Field(
+        description="Bootstrap 95% percentile interval, low end (Wilson's at 0/n or n/n)."
+    )
+    ci_high: float = Field(description="The same interval, high end.")
+    seconds_per_task: float | None = Field(
+        description="Mean wall seconds over the tasks with no reply from the response cache "
+        "(a replayed reply costs no model time); None when every task was replayed."
+    )
+    seconds_median: float | None = Field(description="Median of the same seconds.")
+    replayed: int = Field(description="Tasks with at least one reply from the response cache.")
+    tokens_per_task: float = Field(description="Mean prompt + completion tokens per task.")
+    replies_per_task: float = Field(description="Mean steps (model replies) per task.")
+    stop_reasons: dict[str, int] = Field(description="How many tasks ended each way.")
+    superseded: int = Field(
+        description="Older trajectories of the same tasks left out (the agent changed and "
+        "the tasks ran again)."
+    )
+
+
+def condition_id(row: dict[str, object]) -> str:
+    """The id of the condition whose key fields ``row`` holds (model last: it may hold ':')."""
+    return ":".join(
+        str(row[c])[:12] if c == "skill_commit" else str(row[c]) for c in CONDITION_COLUMNS
+    )
+
+
+def condition_rates(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    origin: str | None = None,
+    suite: str | None = None,
+    split: str | None = None,
+    seed: int = 0,
+) -> list[ConditionRate]:
+    """The figures of every condition (optionally of one origin, suite and split), in key
+    order. Nothing is pooled across runs: two runs of the same tasks are two rows.
+
+    Seconds and tokens are measured as an evaluation's summary measures them
+    (:func:`toolkit.evaluate.summarise`), so a finished evaluation's row matches its eval file;
+    an unfinished one (trajectories, no eval file yet) has a row too.
+    """
+    keys = ", ".join(f"l.{c}" for c in CONDITION_COLUMNS)
+    rows = con.execute(
+        f"""WITH ranked AS ({_ranked(_SELECTION)}),
+           latest AS (SELECT * FROM ranked WHERE recency = 1),
+           replayed AS (
+               SELECT s.run_id, s.origin, s.trajectory_id, bool_or(s.cache_hit) AS replayed
+               FROM steps s SEMI JOIN latest l
+                 ON s.run_id = l.run_id AND s.origin = l.origin AND s.trajectory_id = l.id
+               GROUP BY ALL),
+           superseded AS (
+               SELECT {", ".join(CONDITION_COLUMNS)}, count(*) AS n
+               FROM ranked WHERE recency > 1 GROUP BY ALL),
+           figures AS (
+               SELECT {keys}, any_value(l.skill_name) AS skill_name,
+                      list(l.passed ORDER BY l.task_id, l.seed) AS outcomes,
+                      avg(l.latency_s) FILTER (WHERE NOT coalesce(r.replayed, false)) AS s_mean,
+                      median(l.latency_s) FILTER (WHERE NOT coalesce(r.replayed, false))
+                          AS s_median,
+                      count(*) FILTER (WHERE coalesce(r.replayed, false)) AS replayed,
+                      avg(l.tokens_in + l.tokens_out) AS tokens,
+                      avg(l.n_steps) AS replies,
+                      histogram(coalesce(l.stop_reason, 'unknown')) AS stops
+               FROM latest l LEFT JOIN replayed r
+                 ON r.run_id = l.run_id AND r.origin = l.origin AND r.trajectory_id = l.id
+               GROUP BY {keys})
+           SELECT f.*, coalesce(x.n, 0) AS superseded
+           FROM figures f LEFT JOIN superseded x USING ({", ".join(CONDITION_COLUMNS)})
+           ORDER BY {", ".join(f"f.{c}" for c in CONDITION_COLUMNS)}""",
+        {"origin": origin, "suite": suite, "split": split},
+    ).fetchall()
+    out = []
+    for row in rows:
+        key = dict(zip(CONDITION_COLUMNS, row[: len(CONDITION_COLUMNS)], strict=True))
+        name, outcomes, s_mean, s_median, replayed, tokens, replies, stops, superseded = row[
+            len(CONDITION_COLUMNS) :
+        ]
+        rate = pass_rate(outcomes, seed=seed)
+        out.append(
+            ConditionRate(
+                id=condition_id(key),
+                **key,
+                skill_name=name,
+                n=rate.n,
+                passed=rate.passed,
+                rate=rate.rate,
+                ci_low=rate.ci.low,
+                ci_high=rate.ci.high,
+                seconds_per_task=s_mean,
+                seconds_median=s_median,
+                replayed=replayed,
+                tokens_per_task=tokens or 0.0,
+                replies_per_task=replies or 0.0,
+                stop_reasons=dict(sorted(stops.items(), key=lambda kv: (-kv[1], kv[0]))),
+                superseded=superseded,
+            )
+        )
+    return out
+
+
+def condition_records(con: duckdb.DuckDBPyConnection, condition: ConditionRate) -> list[EvalRecord]:
+    """One condition's tasks as eval records (the latest trajectory of each task and seed, in
+    task order), ready for :func:`toolkit.evaluate.pair_results`."""
+    # Every key column is in the ranking's partition, so filtering first ranks the same.
+    where = " AND ".join(f"{c} = ${c}" for c in CONDITION_COLUMNS)
+    rows = con.execute(
+        f"""WITH latest AS (SELECT * FROM ({_ranked(where)}) WHERE recency = 1),
+           cached AS (
+               SELECT s.trajectory_id, count(*) FILTER (WHERE s.cache_hit) AS n
+               FROM steps s SEMI JOIN latest l
+                 ON s.run_id = l.run_id AND s.origin = l.origin AND s.trajectory_id = l.id
+               GROUP BY ALL)
+           SELECT t.suite, t.split, t.skill_commit, t.model, t.seed, t.delivery, t.protocol,
+                  t.task_id, t.passed, t.score, t.id, t.tokens_in + t.tokens_out, t.latency_s,
+                  CASE WHEN t.stop_reason = 'error' THEN t.error END, coalesce(c.n, 0),
+                  t.n_steps
+           FROM latest t LEFT JOIN cached c ON c.trajectory_id = t.id
+           ORDER BY t.task_id, t.seed""",
+        condition.model_dump(include=set(CONDITION_COLUMNS)),
+    ).fetchall()
+    fields = ["suite", "split", "skill_commit", "model", "seed", "delivery", "protocol",
+              "task_id", "passed", "score", "trajectory_id", "tokens", "seconds", "error",
+              "cached_steps", "steps"]  # fmt: skip
+    return [EvalRecord.model_validate(dict(zip(fields, r, strict=True))) for r in rows]
 
 
 def flipped_tasks(

@@ -28,6 +28,7 @@ import pandas as pd
 from toolkit import queries
 from toolkit.app import contract
 from toolkit.errors import ToolkitError
+from toolkit.evaluate import Comparison, EvalRecord, EvalResult, pair_results, summarise
 from toolkit.index import INDEX_DIR, TABLES, build_index, connect
 from toolkit.runs import read_manifest
 from toolkit.skill import Skill
@@ -674,6 +675,163 @@ def flips(con: duckdb.DuckDBPyConnection, commit_a: str, commit_b: str) -> pd.Da
             "run_b",
         ],
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditions page: protocols, skill versions, models and deliveries side by side
+# ---------------------------------------------------------------------------------------------
+
+#: The order a reader compares protocols in: the model alone first, then the harnesses.
+PROTOCOL_ORDER = ["plain", "code", "json", "tools"]
+
+CONDITION_FRAME_COLUMNS = [
+    "condition", "run", "origin", "protocol", "skill", "model", "delivery", "n", "passed",
+    "rate", "ci_low", "ci_high", "s_per_task", "s_median", "replayed", "tokens_per_task",
+    "replies_per_task", "stop_reasons", "superseded", "id",
+]  # fmt: skip
+
+
+def suites_and_splits(con: duckdb.DuckDBPyConnection, origin: str | None = None) -> list[tuple]:
+    """Every (suite, split) the selection has trajectories of (of one origin, or any)."""
+    return con.execute(
+        "SELECT DISTINCT suite, split FROM trajectories WHERE ? IS NULL OR origin = ? ORDER BY ALL",
+        [origin, origin],
+    ).fetchall()
+
+
+def _skill_text(c: queries.ConditionRate, labels: dict[str, str]) -> str:
+    """The app's name of the condition's skill version (``no skill``, ``S0 1a2b3c4d``...),
+    with the skill's name where the version has no role to name it by."""
+    label = labels.get(c.skill_commit, c.skill_commit[:8])
+    if label == c.skill_commit[:8] and c.skill_name:
+        return f"{c.skill_name} {label}"
+    return label
+
+
+def condition_labels(rows: list[queries.ConditionRate], labels: dict[str, str]) -> dict[str, str]:
+    """A short label per condition id: protocol and skill version, then what else tells the
+    listed conditions apart (delivery, model, origin) and the run, e.g.
+    ``code, no skill (wikitq-code-none)``."""
+    varies = {
+        field: len({getattr(r, field) for r in rows}) > 1
+        for field in ("delivery", "model", "origin")
+    }
+    out = {}
+    for r in rows:
+        parts = [r.protocol, _skill_text(r, labels)]
+        if varies["delivery"] and r.skill_commit != "none":
+            parts.append(r.delivery)
+        parts += [getattr(r, f) for f in ("model", "origin") if varies[f]]
+        out[r.id] = f"{', '.join(parts)} ({r.run_id})"
+    return out
+
+
+def _order(
+    rows: list[queries.ConditionRate], labels: dict[str, str]
+) -> list[queries.ConditionRate]:
+    """Protocols in :data:`PROTOCOL_ORDER`, then no skill, S0, S* and the other versions (the
+    order of the runs page), then model, delivery, run and origin."""
+
+    def rank(r: queries.ConditionRate) -> tuple:
+        protocol = PROTOCOL_ORDER.index(r.protocol) if r.protocol in PROTOCOL_ORDER else 9
+        skill = _skill_text(r, labels)
+        version = 0 if skill == "no skill" else {"S0": 1, "S*": 2}.get(skill.split(" ")[0], 3)
+        return (protocol, r.protocol, version, skill, r.model, r.delivery, r.run_id, r.origin)
+
+    return sorted(rows, key=rank)
+
+
+def conditions(
+    con: duckdb.DuckDBPyConnection,
+    labels: dict[str, str],
+    *,
+    suite: str,
+    split: str,
+    origin: str | None = None,
+) -> tuple[list[queries.ConditionRate], pd.DataFrame]:
+    """The conditions of one suite's split (protocol x skill version x model x delivery, per
+    run): their rows in :func:`_order`'s order, and the table the page shows (one row each,
+    ``id`` last)."""
+    rows = _order(queries.condition_rates(con, origin=origin, suite=suite, split=split), labels)
+    names = condition_labels(rows, labels)
+    table = pd.DataFrame(
+        [
+            {
+                "condition": names[r.id],
+                "run": r.run_id,
+                "origin": r.origin,
+                "protocol": r.protocol,
+                "skill": _skill_text(r, labels),
+                "model": r.model,
+                "delivery": r.delivery,
+                "n": r.n,
+                "passed": r.passed,
+                "rate": r.rate,
+                "ci_low": r.ci_low,
+                "ci_high": r.ci_high,
+                "s_per_task": r.seconds_per_task,
+                "s_median": r.seconds_median,
+                "replayed": r.replayed,
+                "tokens_per_task": r.tokens_per_task,
+                "replies_per_task": r.replies_per_task,
+                "stop_reasons": ", ".join(f"{k} {v}" for k, v in r.stop_reasons.items()),
+                "superseded": r.superseded,
+                "id": r.id,
+            }
+            for r in rows
+        ],
+        columns=CONDITION_FRAME_COLUMNS,
+    )
+    return rows, table
+
+
+def _eval_result(records: list[EvalRecord], c: queries.ConditionRate) -> EvalResult:
+    summary = summarise(
+        records,
+        suite=c.suite,
+        split=c.split,
+        skill=c.skill_name or "none",
+        skill_commit=c.skill_commit,
+        model=c.model,
+        seed=0,
+        delivery=c.delivery,
+        limit=None,
+        protocol=c.protocol,
+    )
+    return EvalResult(summary=summary, records=records)
+
+
+def condition_comparison(
+    con: duckdb.DuckDBPyConnection, a: queries.ConditionRate, b: queries.ConditionRate
+) -> tuple[Comparison, pd.DataFrame]:
+    """B against A on the (task, seed) pairs both ran, as ``trace2skill compare`` pairs two
+    eval files (:func:`toolkit.evaluate.pair_results`, bootstrap seed 0), and the discordant
+    tasks: who passed, and each side's trajectory and run (for a link).
+
+    Returns the :class:`toolkit.evaluate.Comparison` and the discordant tasks' frame
+    (columns: task, seed, passed, trajectory_a, run_a, trajectory_b, run_b).
+    """
+    records_a, records_b = queries.condition_records(con, a), queries.condition_records(con, b)
+    comparison = pair_results(_eval_result(records_a, a), _eval_result(records_b, b), seed=0)
+    ids_a = {(r.task_id, r.seed): r.trajectory_id for r in records_a}
+    ids_b = {(r.task_id, r.seed): r.trajectory_id for r in records_b}
+    rows = [
+        {
+            "task": o.task_id,
+            "seed": o.seed,
+            "passed": "only A" if o.passed_a else "only B",
+            "trajectory_a": ids_a[o.task_id, o.seed],
+            "run_a": a.run_id,
+            "trajectory_b": ids_b[o.task_id, o.seed],
+            "run_b": b.run_id,
+        }
+        for o in comparison.outcomes
+        if o.passed_a != o.passed_b
+    ]
+    # Only A's first, then only B's: the two lists the comparison's counts name.
+    rows.sort(key=lambda r: r["passed"] != "only A")
+    columns = ["task", "seed", "passed", "trajectory_a", "run_a", "trajectory_b", "run_b"]
+    return comparison, pd.DataFrame(rows, columns=columns)
 
 
 # ---------------------------------------------------------------------------------------------

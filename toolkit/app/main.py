@@ -15,6 +15,7 @@ VIEWS = Path(__file__).resolve().parent / "views"
 #: (script, title, url path, icon), in menu order; the first page opens by default.
 PAGES: list[tuple[str, str, str, str]] = [
     ("runs.py", "Runs", "runs", ":material/table_chart:"),
+    ("conditions.py", "Conditions", "conditions", ":material/compare_arrows:"),
     ("skill.py", "Skill evolution", "skill", ":material/difference:"),
     ("tree.py", "Consolidation tree", "tree", ":material/account_tree:"),
     ("attribution.py", "Patch attribution", "attribution", ":material/insights:"),

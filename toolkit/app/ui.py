@@ -110,14 +110,18 @@ def select_run(con: duckdb.DuckDBPyConnection) -> str:
     return value
 
 
-def select_runs(con: duckdb.DuckDBPyConnection) -> list[str]:
+def select_runs(con: duckdb.DuckDBPyConnection, *, all_by_default: bool = False) -> list[str]:
     """The runs a page compares (URL ``runs``, comma-separated): by default those chosen on
-    another page in this session, else the newest."""
+    another page in this session, else the newest; with ``all_by_default``, every run (a page
+    that compares across runs, whose first view of one run would show nothing to compare)."""
     ids = data.run_ids(con)
-    wanted = [r for r in param("runs").split(",") if r in ids] or _remembered(ids) or ids[:1]
+    wanted = [r for r in param("runs").split(",") if r in ids] or (
+        ids if all_by_default else _remembered(ids) or ids[:1]
+    )
     chosen = st.sidebar.multiselect("Runs", ids, default=wanted, key="w_runs")
     set_param("runs", ",".join(chosen))
-    if chosen:
+    # Every run, this page's default, is no choice of the user's to carry to the next page.
+    if chosen and not (all_by_default and chosen == ids):
         st.session_state[SELECTED_RUNS] = chosen
     return chosen
 

@@ -68,17 +68,21 @@ def app_command(runs_dir: Path, port: int, host: str, browser: bool) -> None:
     """Open the analytics app on RUNS_DIR (default runs/) in your browser.
 
     \b
-    Pages: runs (pass rate of S0 and S* with CIs, tasks that flipped), skill
-    evolution (S0 vs S* diff, each line of S* with the merge that wrote it and its
-    support), consolidation tree, patch attribution (per-edit effects with CIs),
-    section usage (heatmap, pruning candidates), trajectories (step by step) and
-    cost. Filters live in the URL, so a view can be shared by copying its address.
+    Pages: runs (pass rate of S0 and S* with CIs, tasks that flipped), conditions
+    (protocols, skill versions, models and deliveries of one suite side by side:
+    pass rate with CI, s/task, tokens/task, stop reasons; two paired on their shared
+    tasks, with McNemar's p and the tasks each passed alone), skill evolution (S0 vs
+    S* diff, each line of S* with the merge that wrote it and its support),
+    consolidation tree, patch attribution (per-edit effects with CIs), section usage
+    (heatmap, pruning candidates), trajectories (step by step) and cost. Filters live
+    in the URL, so a view can be shared by copying its address.
     The run index is brought up to date first (only changed runs are read).
 
     \b
     Examples:
       trace2skill app
       trace2skill app runs/ --port 8502 --no-browser
+      trace2skill app benchmarks/results/protocols   (the measured agent protocols)
       streamlit run app.py          (the same app, from a clone of the repository)
     """
     from toolkit.index import build_index
