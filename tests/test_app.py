@@ -684,3 +684,14 @@ def test_the_conditions_pages_every_run_is_no_choice_to_carry_on(
     assert ui.SELECTED_RUNS not in at.session_state
     at.multiselect(key="w_runs").set_value([BASELINE]).run()
     assert at.session_state[ui.SELECTED_RUNS] == [BASELINE]
+
+
+def test_a_stale_url_choice_falls_back_to_the_default(
+    protocol_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found building the conditions page: after the suite changed, both sides' URL values
+    were the other suite's, and B started on A's condition (the first) instead of its default."""
+    at = open_page(protocol_runs, "conditions", monkeypatch, suite="gsm8k")
+    at.selectbox(key="w_suite").set_value("wikitq").run()
+    assert at.query_params["cond_a"].startswith("wikitq-code-none:")
+    assert at.query_params["cond_b"].startswith("wikitq-code-s0:")

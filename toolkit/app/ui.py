@@ -68,11 +68,19 @@ def set_param(key: str, value: str | None) -> None:
         del st.query_params[key]
 
 
+def _start(key: str, names: list[str], default: object | None) -> int:
+    """The option a URL-backed widget starts on: the URL's, else ``default``, else the first.
+    A URL value no longer among the options (another suite's, another selection's) falls back
+    to the default: it made side B start on side A's option after A's options changed."""
+    for wanted in (param(key), str(default) if default is not None else ""):
+        if wanted in names:
+            return names.index(wanted)
+    return 0
+
+
 def select(label: str, key: str, options: Sequence[T], default: T | None = None, **kw) -> T:
     """A selectbox backed by the URL parameter ``key``."""
-    names = [str(o) for o in options]
-    wanted = param(key, str(default) if default is not None else "")
-    index = names.index(wanted) if wanted in names else 0
+    index = _start(key, [str(o) for o in options], default)
     value = st.selectbox(label, options, index=index, key=f"w_{key}", **kw)
     set_param(key, str(value) if value is not None else None)
     return value
@@ -80,9 +88,7 @@ def select(label: str, key: str, options: Sequence[T], default: T | None = None,
 
 def radio(label: str, key: str, options: Sequence[T], default: T | None = None, **kw) -> T:
     """A horizontal radio backed by the URL parameter ``key``."""
-    names = [str(o) for o in options]
-    wanted = param(key, str(default) if default is not None else "")
-    index = names.index(wanted) if wanted in names else 0
+    index = _start(key, [str(o) for o in options], default)
     value = st.radio(label, options, index=index, key=f"w_{key}", horizontal=True, **kw)
     set_param(key, str(value))
     return value
