@@ -295,6 +295,87 @@ def test_cli_compare_two_protocols_of_one_file(tmp_path, monkeypatch):
     assert "no evaluation summary matches (protocol=plain); it holds:" in none.output
 
 
+def _with_delivery(result: EvalResult, delivery: str) -> EvalResult:
+    return EvalResult(
+        summary=result.summary.model_copy(update={"delivery": delivery}),
+        records=[r.model_copy(update={"delivery": delivery}) for r in result.records],
+    )
+
+
+def test_cli_compare_stored_file_of_another_delivery_says_so(tmp_path, monkeypatch):
+    """`compare` on stored files checked --model but not --delivery: a file evaluated with
+    another delivery was compared with no word, read as the --delivery asked for. One
+    --delivery cannot describe two sides that may differ (system against progressive is a
+    comparison worth making), so, as with --model, it is compared as stored and said so."""
+    monkeypatch.delenv("TRACE2SKILL_MODEL", raising=False)
+    none_path, skill_path = tmp_path / "none.jsonl", tmp_path / "skill.jsonl"
+    store(_result({f"t{i}": i < 3 for i in range(10)}, commit="none"), none_path)
+    store(_result({f"t{i}": i < 9 for i in range(10)}, commit="abc"), skill_path)  # system
+    runner = CliRunner()
+    args = ["compare", str(none_path), str(skill_path), "--resamples", "200"]
+    out = runner.invoke(main, [*args, "--delivery", "progressive"])
+    assert out.exit_code == 0, out.output
+    note = (
+        f"Note: {skill_path} holds an evaluation with delivery system, not progressive "
+        "(--delivery): compared as stored\n"
+    )
+    assert note in out.output
+    # No skill has no delivery to differ in ('none' whatever --delivery says): no note.
+    assert f"{none_path} holds" not in out.output
+    assert "B: gsm8k-math@abc (fake/m, seed 0, delivery system, protocol" in out.output
+    for quiet in ([], ["--delivery", "system"]):  # not asked, or asked for what is stored
+        assert "Note:" not in runner.invoke(main, [*args, *quiet]).output
+
+
+def test_cli_compare_delivery_picks_within_a_file_of_several(tmp_path, monkeypatch):
+    """A file holding one skill evaluated with both deliveries: --delivery chooses, and
+    without it the error names the deliveries and the option that picks."""
+    monkeypatch.delenv("TRACE2SKILL_MODEL", raising=False)
+    none_path, skill_path = tmp_path / "none.jsonl", tmp_path / "skill.jsonl"
+    store(_result({f"t{i}": i < 3 for i in range(10)}, commit="none"), none_path)
+    store(_result({f"t{i}": i < 9 for i in range(10)}, commit="abc"), skill_path)
+    progressive = _result({f"t{i}": i < 5 for i in range(10)}, commit="abc")
+    store(_with_delivery(progressive, "progressive"), skill_path)
+    runner = CliRunner()
+    args = ["compare", str(none_path), str(skill_path), "--resamples", "200"]
+    both = runner.invoke(main, args)
+    assert both.exit_code == 1 and "holds several evaluations" in both.output
+    assert "delivery=progressive" in both.output and "delivery=system" in both.output
+    assert "--delivery" in both.output
+    for delivery, rate in (("progressive", "0.50"), ("system", "0.90")):
+        out = runner.invoke(main, [*args, "--delivery", delivery])
+        assert out.exit_code == 0, out.output
+        assert f"delivery {delivery}, protocol json) pass rate {rate}" in out.output
+        assert "Note:" not in out.output
+    # A no-skill file of several models is narrowed by --model, never by --delivery (its
+    # evaluations have none): choosing a delivery for the skill side does not break it.
+    other = _result({f"t{i}": False for i in range(10)}, commit="none")
+    store(
+        EvalResult(
+            summary=other.summary.model_copy(update={"model": "fake/other"}),
+            records=[r.model_copy(update={"model": "fake/other"}) for r in other.records],
+        ),
+        none_path,
+    )
+    out = runner.invoke(main, [*args, "--delivery", "progressive", "--model", "fake/m"])
+    assert out.exit_code == 0, out.output
+    assert "A: no skill (fake/m, seed 0, delivery none, protocol json) pass rate 0.30" in out.output
+
+
+def test_cli_compare_stored_file_of_another_protocol_is_refused(tmp_path):
+    """--protocol (or --protocol-a/-b, one per side) is checked too: unlike --model and
+    --delivery each side can be given its own, so a file that holds no evaluation of the
+    protocol asked for is refused, in one line that says what it holds."""
+    a_path, b_path = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    store(_result({f"t{i}": i < 3 for i in range(10)}, commit="none"), a_path)
+    store(_result({f"t{i}": i < 9 for i in range(10)}, commit="abc"), b_path)
+    # The fixture's evaluations are of the json protocol.
+    out = CliRunner().invoke(main, ["compare", str(a_path), str(b_path), "--protocol", "code"])
+    assert out.exit_code == 1 and out.output.count("\n") == 1
+    assert out.output.startswith(f"Error: {a_path}: no evaluation summary matches (protocol=code)")
+    assert "protocol=json" in out.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -65,6 +65,11 @@ class EvalError(ToolkitError):
 class AmbiguousEvalError(EvalError):
     """An eval file holds several evaluations that match; a filter must choose one."""
 
+    def __init__(self, message: str, summaries: Sequence[EvalSummary] = ()) -> None:
+        super().__init__(message)
+        #: The matching summaries, so a caller can see what tells them apart.
+        self.summaries = list(summaries)
+
 
 class EvalRecord(BaseModel):
     """One task's outcome in one evaluation: a line of ``evals/<commit>/<split>.jsonl``."""
@@ -474,7 +479,8 @@ def load_eval(
             }
         )
         what = (
-            f"; it holds: {'; '.join(held)} (pick one with --model, --seed or --protocol)"
+            f"; it holds: {'; '.join(held)} (pick one with --model, --seed, --delivery or "
+            "--protocol)"
             if held
             else ""
         )
@@ -498,7 +504,8 @@ def load_eval(
         )
         raise AmbiguousEvalError(
             f"{path} holds several evaluations ({listed}); choose one (compare: --model, "
-            "--seed, --protocol or --protocol-a/--protocol-b)"
+            "--seed, --delivery, --protocol or --protocol-a/--protocol-b)",
+            summaries,
         )
     summary = max(reversed(summaries), key=lambda s: s.n)  # max keeps the first: the latest
     # The latest record of each task of this evaluation.

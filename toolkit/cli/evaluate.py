@@ -369,9 +369,12 @@ def _side(
 ) -> EvalResult:
     """One side of a comparison: a stored eval file read back, or a skill evaluated.
 
-    ``given`` holds the filters the user chose (seed, protocol, model, split: None when not
-    given): a stored file is narrowed by those only, so an error names no filter the user
-    never gave.
+    ``given`` holds the filters the user chose (seed, protocol, model, delivery, split: None
+    when not given): a stored file is narrowed by those only, so an error names no filter the
+    user never gave. Seed, protocol and split must match (each side has its own protocol);
+    model and delivery pick within a file of several, and a file's one evaluation of another
+    is compared as stored, with a note: one --model or --delivery is given for both sides,
+    which may differ by design (two models, system against progressive).
     """
     from toolkit.evaluate import AmbiguousEvalError, EvalError, load_eval
 
@@ -385,11 +388,17 @@ def _side(
         }
         try:
             result = load_eval(spec, **filters)
-        except AmbiguousEvalError:
-            if given["model"] is None:
+        except AmbiguousEvalError as exc:
+            narrowed = dict(filters)
+            if given["model"] is not None:  # several models evaluated into one file
+                narrowed["model"] = given["model"]
+            # Only where the file's evaluations differ in it: a no-skill file's delivery is
+            # 'none' whatever --delivery says (it chooses the other side's).
+            if given["delivery"] is not None and len({e.delivery for e in exc.summaries}) > 1:
+                narrowed["delivery"] = given["delivery"]
+            if narrowed == filters:
                 raise  # the message lists the evaluations the file holds
-            # Several models evaluated into one file: the chosen model picks.
-            result = load_eval(spec, **filters, model=given["model"])
+            result = load_eval(spec, **narrowed)
         wanted = given["split"]
         if wanted is not None and result.summary.split != wanted:
             # A stored file is one split's evaluation: --split cannot narrow it, only check.
@@ -403,6 +412,15 @@ def _side(
             warnings.warn(
                 f"{spec} holds an evaluation of {result.summary.model}, not of "
                 f"{given['model']} (--model): compared as stored",
+                ToolkitNotice,
+                stacklevel=2,
+            )
+        stored, wanted_delivery = result.summary.delivery, given["delivery"]
+        if wanted_delivery is not None and stored not in (wanted_delivery, "none"):
+            # As with --model; no skill has no delivery to differ in.
+            warnings.warn(
+                f"{spec} holds an evaluation with delivery {stored}, not {wanted_delivery} "
+                "(--delivery): compared as stored",
                 ToolkitNotice,
                 stacklevel=2,
             )
@@ -456,8 +474,9 @@ def compare(
     p-value (the exact paired permutation test for pass/fail outcomes), the discordant
     counts and the tasks that flipped (the first 20 each way; --json has every pair's
     outcome). A stored file holding several evaluations is narrowed by --seed, --protocol
-    (or --protocol-a/--protocol-b, one per side) and --model (a file of one evaluation of
-    another model is compared as stored, with a note saying so).
+    (or --protocol-a/--protocol-b, one per side), --model and --delivery (a file of one
+    evaluation of another model or delivery is compared as stored, with a note saying so;
+    a no-skill evaluation has no delivery to check).
 
     \b
     Examples:
@@ -498,6 +517,7 @@ def compare(
             "seed": seed if chosen("seed") else None,
             "protocol": side_protocol if own or chosen("protocol") else None,
             "model": llm_config.model if model else None,
+            "delivery": delivery if chosen("delivery") else None,
             "split": split if chosen("split") else None,
         }
         results.append(
