@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -547,7 +549,7 @@ def test_conditions_page_compares_protocols_side_by_side(
     at = open_page(protocol_runs, "conditions", monkeypatch, suite="gsm8k")
     assert at.title[0].value == "Conditions"
     # Every run by default: the conditions live in one run folder each.
-    assert len(at.multiselect(key="w_runs").value) == 4
+    assert len(at.multiselect(key="w_runs").value) == len(list(PROTOCOL_RUNS.iterdir()))
     table = at.dataframe[0].value
     assert list(table["protocol"]) == ["plain", "code"]  # the model alone first
     assert list(table["condition"]) == [
@@ -577,19 +579,43 @@ def test_conditions_page_compares_protocols_side_by_side(
     assert first["trajectory_b"].startswith("trajectories?runs=gsm8k-code-none&traj=")
     assert at.query_params["cond_a"].startswith("gsm8k-plain-none:eval:gsm8k:test:plain:")
 
-    # WikiTQ: S0 is unfinished (43 of 100 tasks, no eval file yet) and still a row; paired
-    # with no skill on its 43 tasks (docs: 4 vs 11, only S0 3, only no skill 10, p 0.09).
+    # WikiTQ: S0 (a row even while unfinished, before its eval file exists) paired with no
+    # skill on the tasks both ran; the figures counted here straight from the two files.
     at = open_page(protocol_runs, "conditions", monkeypatch, suite="wikitq")
     table = at.dataframe[0].value.set_index("skill")
     s0 = table.loc["wikitq-table-qa 7767ef14"]
-    assert (s0["n"], s0["passed"], s0["delivery"]) == (43, 4, "system")
+    s0_runs, none_runs = (
+        _outcomes(PROTOCOL_RUNS / name / "evals" / "trajectories.jsonl")
+        for name in ("wikitq-code-s0", "wikitq-code-none")
+    )
+    assert (s0["n"], s0["passed"], s0["delivery"]) == (
+        len(s0_runs), sum(passed for passed, _ in s0_runs.values()), "system"
+    )  # fmt: skip
     assert s0["condition"] == "code, wikitq-table-qa 7767ef14, system (wikitq-code-s0)"
-    assert s0["stop_reasons"] == "submitted 29, stuck 7, max_turns 6, context_window 1"
-    assert metrics(at)["Shared tasks"] == "43"
-    assert (metrics(at)["Only A passed"], metrics(at)["Only B passed"]) == ("10", "3")
-    assert metrics(at)["McNemar p (exact)"] == "0.0923"
-    assert "Left out: 57 tasks only A ran, 0 only B ran." in at.caption[-1].value
+    stops = sorted(Counter(s for _, s in s0_runs.values()).items(), key=lambda kv: (-kv[1], kv[0]))
+    assert s0["stop_reasons"] == ", ".join(f"{k} {v}" for k, v in stops)
+    shared = s0_runs.keys() & none_runs.keys()
+    only_none = sum(none_runs[t][0] and not s0_runs[t][0] for t in shared)
+    only_s0 = sum(s0_runs[t][0] and not none_runs[t][0] for t in shared)
+    assert metrics(at)["Shared tasks"] == str(len(shared))
+    assert (metrics(at)["Only A passed"], metrics(at)["Only B passed"]) == (
+        str(only_none), str(only_s0)
+    )  # fmt: skip
+    flips = only_none + only_s0  # exact McNemar: two-sided binomial test of the flips at 1/2
+    p = min(
+        1.0, 2 * sum(math.comb(flips, k) for k in range(min(only_none, only_s0) + 1)) / 2**flips
+    )
+    assert metrics(at)["McNemar p (exact)"] == f"{p:.3g}"
+    if len(shared) < len(none_runs):
+        left = f"Left out: {len(none_runs) - len(shared)} tasks only A ran, 0 only B ran."
+        assert left in at.caption[-1].value
     assert at.query_params["suite"] == "wikitq"
+
+
+def _outcomes(trajectories: Path) -> dict[str, tuple[bool, str]]:
+    """Each task's (passed, stop reason) in a trajectories file (its last line per task)."""
+    rows = [json.loads(line) for line in trajectories.read_text().splitlines() if line.strip()]
+    return {r["task_id"]: (r["verdict"]["passed"], r["stop_reason"]) for r in rows}
 
 
 def test_conditions_page_from_a_shared_link(
