@@ -138,8 +138,8 @@ class _Stats:
     """Mutable per-call counters, folded into the call record at the end."""
 
     __slots__ = (
-        "tokens_in", "tokens_out", "estimate", "cost", "retries", "requests", "repairs", "cut",
-        "finish",
+        "tokens_in", "tokens_out", "estimate", "cost", "retries", "requests", "attempts",
+        "repairs", "cut", "finish",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -152,7 +152,10 @@ class _Stats:
         self.estimate = 0
         self.cost = 0.0
         self.retries = 0
-        self.requests = 0
+        self.requests = 0  # every request of the call (the repair round's included)
+        # Tries of the request in progress: what "after N attempts" counts, since the
+        # first reply that came back fine before a repair round was no failed attempt.
+        self.attempts = 0
         self.repairs = 0
 
 
@@ -504,7 +507,9 @@ class Gateway:
                 base = "the server's OpenAI-compatible base, usually ending in /v1"
                 line += f" (is {server} {base}?)"
         if is_transient(exc, plan.model):
-            attempts = f"{stats.requests} attempt{'s' if stats.requests != 1 else ''}"
+            attempts = f"{stats.attempts} attempt{'s' if stats.attempts != 1 else ''}"
+            if stats.repairs:
+                attempts += " of the repair round's request"
             return LLMError(f"{plan.model}: {name} after {attempts} (retries exhausted): {line}")
         if isinstance(exc, get_litellm().ContextWindowExceededError):
             return ContextWindowError(f"{plan.model}: {name}: {_error_line(exc)}")
@@ -618,8 +623,10 @@ class Gateway:
     def _request(self, call: _Call, messages: Messages) -> str:
         litellm = get_litellm()
         attempt = 0
+        call.stats.attempts = 0
         while True:
             call.stats.requests += 1
+            call.stats.attempts += 1
             try:
                 with self._thread_sem:
                     response = litellm.completion(
@@ -668,8 +675,10 @@ class Gateway:
         litellm = get_litellm()
         sem = self._loop_semaphore()
         attempt = 0
+        call.stats.attempts = 0
         while True:
             call.stats.requests += 1
+            call.stats.attempts += 1
             try:
                 async with sem:
                     response = await litellm.acompletion(
