@@ -111,6 +111,8 @@ def task_limit_s(steps: list[Any], prompt_tok_s: float, gen_tok_s: float) -> flo
     total = 0.0
     previous = 0
     for step in steps:
+        if step.tokens_in is None or step.tokens_out is None:
+            continue  # the server reported no counts: nothing to time them by
         if step.tokens_in == 0 and step.tokens_out == 0:
             continue  # no model call (a cached or a harness step)
         new = (
@@ -203,7 +205,11 @@ def main() -> None:
                         "pass_rate": round(result.rate or 0.0, 3),
                         "ci": [round(x, 3) for x in result.ci],
                         "s_per_task": task_seconds(result),
-                        "tokens_per_task": round(result.tokens_per_task),
+                        "tokens_per_task": (
+                            None
+                            if result.tokens_per_task is None
+                            else round(result.tokens_per_task)
+                        ),
                     }
                 )
 

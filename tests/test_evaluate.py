@@ -10,6 +10,7 @@ from tests.repo_helpers import git
 from tests.test_tasks_jsonl import write_jsonl
 from toolkit.cli import main
 from toolkit.evaluate import (
+    EVAL_SCHEMA_VERSION,
     EvalError,
     EvalRecord,
     EvalResult,
@@ -77,7 +78,7 @@ def test_summarise_figures():
     assert s.seconds_median == 2.0
     assert result.mde is not None and 0.5 < result.mde < 0.7
     assert s.task_ids == [f"t{i}" for i in range(10)]
-    assert s.schema_version == 1 and s.kind == "summary"
+    assert s.schema_version == EVAL_SCHEMA_VERSION and s.kind == "summary"
 
 
 def test_summarise_empty_is_defined():
@@ -130,7 +131,7 @@ def test_store_is_append_only_and_idempotent(tmp_path):
     lines = [json.loads(x) for x in before.decode().splitlines()]
     assert [x["kind"] for x in lines] == ["task", "task", "summary"]
     assert {"task_id", "seed", "model", "passed", "score", "trajectory_id"} <= set(lines[0])
-    assert all(x["schema_version"] == 1 for x in lines)
+    assert all(x["schema_version"] == EVAL_SCHEMA_VERSION for x in lines)
     # A wider evaluation of the same condition appends only what is new.
     second = _result({"t1": True, "t2": False, "t3": True}, commit="abc", path=path)
     store(second, path)

@@ -21,6 +21,7 @@ from toolkit.queries import (
 )
 from toolkit.repo import PatchCommit, SkillRepo, consolidate, export_bundle, write_patches
 from toolkit.rollout import Manifest, StageRecord
+from toolkit.runfiles import RUN_FILE_SCHEMA_VERSION
 from toolkit.synth import synth_runs
 
 LINES = {"p-a": 3, "p-b": 10, "p-c": 15}
@@ -305,7 +306,7 @@ def test_bad_lines_newer_versions_and_bad_repositories_are_reported(evolved, tmp
             json.dumps(
                 {
                     **json.loads((run / "merges.jsonl").read_text().splitlines()[0]),
-                    "schema_version": 2,
+                    "schema_version": RUN_FILE_SCHEMA_VERSION + 1,
                 }
             )
             + "\n"

@@ -143,6 +143,37 @@ def test_retries_exhausted_is_clear_error(tmp_path: Path) -> None:
     assert record.retries == 2 and record.error == "RateLimitError"
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_retries_after_a_repair_round_count_that_request_s_attempts(
+    tmp_path: Path, asynchronous: bool
+) -> None:
+    """The first reply came back (it only failed validation): it was no failed attempt. The
+    error said "after 4 attempts" for a repair request tried 3 times."""
+    gw = make_gateway(tmp_path, max_retries=2, cache=False)
+    script = ["not json at all", *[FaultKind.SERVER_ERROR] * 3]
+    with fake_model(script) as model:
+        with pytest.raises(LLMError) as failed:
+            if asynchronous:
+                asyncio.run(gw.acomplete("hi", model=model, response_model=Answer))
+            else:
+                gw.complete("hi", model=model, response_model=Answer)
+        assert model.calls == 4
+    assert "InternalServerError after 3 attempts of the repair round's request" in str(failed.value)
+    [record] = read_calls(tmp_path / "llm_calls.jsonl")
+    assert (record.model_requests, record.retries, record.repair_rounds) == (4, 2, 1)
+
+
+def test_retries_of_a_request_that_failed_and_then_came_back_are_not_counted_twice(
+    tmp_path: Path,
+) -> None:
+    """A first request retried once, then a repair request that kept failing: the error
+    counts the repair request's own tries (3), not all 5 requests."""
+    gw = make_gateway(tmp_path, max_retries=2, cache=False)
+    script = [FaultKind.RATE_LIMIT, "not json", *[FaultKind.RATE_LIMIT] * 3]
+    with fake_model(script) as model, pytest.raises(LLMError, match="after 3 attempts of"):
+        gw.complete("hi", model=model, response_model=Answer)
+
+
 def test_each_transient_kind_is_retried(tmp_path: Path) -> None:
     gw = make_gateway(tmp_path, cache=False)
     for kind in (

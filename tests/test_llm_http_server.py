@@ -244,3 +244,52 @@ def test_a_timeout_is_one_readable_line(server, tmp_path: Path) -> None:
     assert str(failed.value) == (
         "openai/mine: Timeout after 1 attempt (retries exhausted): Request timed out."
     )
+
+
+def _silent(text: str) -> dict:
+    """A reply with no ``usage``, as some OpenAI-compatible servers send it."""
+    reply = _ok(text)
+    del reply["usage"]
+    return reply
+
+
+def test_a_server_that_sends_no_usage_records_unknown_tokens_not_zero(
+    server, tmp_path: Path
+) -> None:
+    """litellm fills a missing usage with zeros; the calls log recorded 0 tokens as if
+    measured, and every token total and mean counted it."""
+    from toolkit.llm import read_calls
+    from toolkit.llm.calls import summarize_calls
+
+    state, url = server
+    state.replies = [(200, _silent("fine")), (200, {**_ok("fine"), "usage": None})]
+    log = tmp_path / "llm_calls.jsonl"
+    gateway = Gateway(_gateway(url, tmp_path).config, calls_log=log)
+    silent = [gateway.complete_full("hi"), gateway.complete_full("hi again")]
+    counted = gateway.complete_full("once more")  # the server's default reply has usage
+    gateway.close()
+    for c in silent:
+        assert (c.tokens_in, c.tokens_out) == (None, None)
+        assert c.tokens_estimate is not None and c.tokens_estimate > 0 and c.budget_tokens > 0
+    assert (counted.tokens_in, counted.tokens_out, counted.tokens_estimate) == (3, 1, None)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(x["tokens_in"], x["tokens_out"]) for x in lines] == [(None, None)] * 2 + [(3, 1)]
+    summary = summarize_calls(read_calls(log))
+    assert (summary.tokens_in, summary.tokens_out, summary.tokens_unreported) == (3, 1, 2)
+
+
+def test_a_repair_reply_without_usage_makes_the_call_s_tokens_unknown(
+    server, tmp_path: Path
+) -> None:
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        value: int
+
+    state, url = server
+    state.replies = [(200, _ok("no json here")), (200, _silent('{"value": 4}'))]
+    result = _gateway(url, tmp_path).complete_full("hi", response_model=Answer)
+    assert result.value == Answer(value=4) and result.repair_rounds == 1
+    # 3 + ? prompt tokens is not 3: the total of a call with an unreported part is unknown.
+    assert (result.tokens_in, result.tokens_out) == (None, None)
+    assert result.tokens_estimate is not None and result.tokens_estimate > 3 + 1

@@ -38,6 +38,7 @@ from toolkit.errors import ContextWindowError, LLMError, SectionLookupError, Ski
 from toolkit.llm.gateway import Completion, Gateway
 from toolkit.sandbox import RunResult, Session
 from toolkit.skill import SKILL_MD, Skill, find_section, split_lines, strip_eol
+from toolkit.tokens import add_tokens
 from toolkit.trajectory import Action, SectionUse, Step, StopReason, UseKind
 
 AGENT_SCHEMA_VERSION = 1
@@ -81,7 +82,10 @@ class AgentConfig(BaseModel):
     )
     max_turns: int = Field(6, ge=1, le=50, description="Most steps (model calls) per task.")
     token_budget: int = Field(
-        60_000, ge=1, description="Most tokens (prompt + completion, all steps) per task."
+        60_000,
+        ge=1,
+        description="Most tokens (prompt + completion, all steps) per task; where the "
+        "provider reports no usage, its calls count at an estimate from their text.",
     )
     max_tokens: int = Field(1024, ge=64, description="Most tokens generated per step.")
     temperature: float = Field(0.7, ge=0.0, description="Sampling temperature (> 0 samples).")
@@ -132,9 +136,14 @@ class AgentResult(BaseModel):
     stop_reason: StopReason
     error: str | None = None
     section_uses: list[SectionUse] = Field(default_factory=list)
-    tokens_in: int = 0
-    tokens_out: int = 0
+    tokens_in: int | None = Field(0, description="None once a call's count was not reported.")
+    tokens_out: int | None = Field(0, description="None once a call's count was not reported.")
     cost_usd: float = 0.0
+    budget_tokens: int = Field(
+        0,
+        description="Tokens counted against the token budget: the reported counts, estimated "
+        "from the text where the provider reported none (Completion.budget_tokens).",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -604,7 +613,9 @@ class Agent:
         """One step's model call, counted in ``result``; None (the stop reason set) when the
         token budget is spent or the model failed."""
         cfg = self.config
-        if result.tokens_in + result.tokens_out >= cfg.token_budget:
+        # Unreported counts are estimated here rather than left out: a provider that reports
+        # no usage would otherwise lift the budget altogether.
+        if result.budget_tokens >= cfg.token_budget:
             result.stop_reason = "token_budget"
             return None
         try:
@@ -623,11 +634,12 @@ class Agent:
             context = isinstance(exc, ContextWindowError)
             result.stop_reason = "context_window" if context else "error"
             result.error = str(exc)
-            result.tokens_in += exc.tokens_in
-            result.tokens_out += exc.tokens_out
+            result.tokens_in = add_tokens(result.tokens_in, exc.tokens_in)
+            result.tokens_out = add_tokens(result.tokens_out, exc.tokens_out)
             return None
-        result.tokens_in += completion.tokens_in
-        result.tokens_out += completion.tokens_out
+        result.tokens_in = add_tokens(result.tokens_in, completion.tokens_in)
+        result.tokens_out = add_tokens(result.tokens_out, completion.tokens_out)
+        result.budget_tokens += completion.budget_tokens
         result.cost_usd += completion.cost_usd
         return completion
 

@@ -66,11 +66,12 @@ class LLMError(ToolkitError):
     """An LLM call failed permanently (auth, bad request, retries exhausted).
 
     ``tokens_in`` / ``tokens_out``: what the failed call's requests used (a reply that did not
-    validate still cost its tokens), set by the gateway.
+    validate still cost its tokens), set by the gateway; None when the provider did not
+    report them (:mod:`toolkit.tokens`).
     """
 
-    tokens_in: int = 0
-    tokens_out: int = 0
+    tokens_in: int | None = 0
+    tokens_out: int | None = 0
 
 
 class ContextWindowError(LLMError):

@@ -40,6 +40,7 @@ from toolkit.stats import (
     pass_rate,
 )
 from toolkit.tasks import Suite, get_suite
+from toolkit.tokens import add_tokens
 from toolkit.trajectory import (
     NO_SKILL_COMMIT,
     Trajectory,
@@ -53,7 +54,10 @@ from toolkit.trajectory import (
 if TYPE_CHECKING:
     from toolkit.agent import AgentConfig
 
-EVAL_SCHEMA_VERSION = 1
+EVAL_SCHEMA_VERSION = 2
+"""2: a task's ``tokens`` is null when its provider did not report them, and a summary's
+``tokens_per_task`` is the mean over the tasks that did (``tokens_unreported`` counts the
+others). Version 1 files read as they are: they hold no null."""
 #: What ``--skill`` takes for the no-skill baseline.
 NO_SKILL = "none"
 
@@ -91,7 +95,10 @@ class EvalRecord(BaseModel):
     passed: bool = Field(description="The suite's verdict.")
     score: float = Field(description="The suite's score in [0, 1].")
     trajectory_id: str = Field(description="Id of the trajectory in trajectories.jsonl.")
-    tokens: int = Field(description="Prompt + completion tokens of the trajectory.")
+    tokens: int | None = Field(
+        description="Prompt + completion tokens of the trajectory; None when the provider did "
+        "not report them (toolkit.tokens)."
+    )
     seconds: float = Field(description="Wall seconds of the trajectory.")
     error: str | None = Field(default=None, description="Model error, when the rollout failed.")
     cached_steps: int = Field(
@@ -130,7 +137,15 @@ class EvalSummary(BaseModel):
         "only for soft-scored suites); None when n == 0."
     )
     errors: int = Field(description="Tasks whose rollout ended in a model error (count as fail).")
-    tokens_per_task: float = Field(description="Mean prompt + completion tokens per task.")
+    tokens_per_task: float | None = Field(
+        description="Mean prompt + completion tokens per task, over the tasks whose counts "
+        "were reported; None when none were."
+    )
+    tokens_unreported: int = Field(
+        default=0,
+        description="Tasks whose token counts the provider did not report: left out of "
+        "tokens_per_task rather than counted as 0.",
+    )
     seconds_per_task: float = Field(description="Mean wall seconds per task.")
     seconds_median: float | None = Field(
         default=None,
@@ -180,8 +195,8 @@ class EvalResult(BaseModel):
         return self.summary.mde
 
     @property
-    def tokens_per_task(self) -> float:
-        """Mean tokens per task."""
+    def tokens_per_task(self) -> float | None:
+        """Mean tokens per task over the tasks that reported them (None: none did)."""
         return self.summary.tokens_per_task
 
     @property
@@ -267,7 +282,7 @@ def record_of(trajectory: Trajectory, split: str) -> EvalRecord:
         passed=trajectory.verdict.passed,
         score=trajectory.verdict.score,
         trajectory_id=trajectory.id,
-        tokens=trajectory.tokens_in + trajectory.tokens_out,
+        tokens=add_tokens(trajectory.tokens_in, trajectory.tokens_out),
         seconds=trajectory.latency_s,
         error=trajectory.error if trajectory.stop_reason == "error" else None,
         cached_steps=sum(step.cache_hit for step in trajectory.steps),
@@ -293,6 +308,8 @@ def summarise(
     mean tokens and seconds per task."""
     n = len(records)
     fresh = [r for r in records if r.cached_steps == 0]
+    # Mean over the tasks that reported their tokens: a silent provider's 0 is no count.
+    counted = [r.tokens for r in records if r.tokens is not None]
     if protocol is None:  # the records' own, so summary and records key alike
         protocol = next((r.protocol for r in records if r.protocol), None)
     return EvalSummary(
@@ -312,7 +329,8 @@ def summarise(
         mde=minimum_detectable_effect(n),
         mean_score=sum(r.score for r in records) / n if n else None,
         errors=sum(r.error is not None for r in records),
-        tokens_per_task=sum(r.tokens for r in records) / n if n else 0.0,
+        tokens_per_task=sum(counted) / len(counted) if counted else (None if n else 0.0),
+        tokens_unreported=n - len(counted),
         seconds_per_task=sum(r.seconds for r in records) / n if n else 0.0,
         seconds_median=statistics.median(r.seconds for r in records) if n else None,
         cached_tasks=len(records) - len(fresh),

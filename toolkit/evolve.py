@@ -47,7 +47,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from toolkit.atomic import write_atomic
 from toolkit.errors import LLMError, ToolkitError, ToolkitNotice
 from toolkit.executor import Executor, LocalExecutor
+from toolkit.llm.calls import line_budget_tokens, line_counts
 from toolkit.runs import CALLS_FILE, REFS_BUNDLE, read_jsonl_dicts
+from toolkit.tokens import TokenTally
 
 if TYPE_CHECKING:
     from toolkit.evaluate import Comparison, EvalResult
@@ -208,7 +210,11 @@ class Budget(BaseModel):
     """Most model calls, tokens (in + out) and minutes one ``evolve`` call may spend.
 
     Counted from this call's start (a resume gets a fresh budget); calls answered from the
-    response cache cost nothing and are not counted. None: no limit.
+    response cache cost nothing and are not counted. None: no limit. A call whose provider
+    reported no token counts is counted at its estimate (``tokens_estimate`` in the calls
+    log: the reported counts, the rest from its text at 4 characters a token), with one
+    notice: leaving it out would lift the limit altogether for a server that never reports
+    usage, and stopping at the first such call would make the limit unusable with one.
     """
 
     calls: int | None = Field(None, ge=1)
@@ -267,31 +273,30 @@ class Spend(BaseModel):
 
     calls: int = 0
     cached: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
+    tokens_in: int = Field(0, description="Prompt tokens of the calls that reported them.")
+    tokens_out: int = Field(0, description="Completion tokens of the calls that reported them.")
+    unreported: int = Field(0, description="Uncached calls without reported token counts.")
+    estimated: int = Field(0, description="The estimated tokens of those calls.")
     cost_usd: float = 0.0
 
     @property
     def tokens(self) -> int:
-        """Prompt + completion tokens."""
+        """Prompt + completion tokens of the calls that reported them."""
         return self.tokens_in + self.tokens_out
+
+    @property
+    def budget_tokens(self) -> int:
+        """Tokens as the budget counts them: reported, plus the estimates of the others."""
+        return self.tokens + self.estimated
 
     def __add__(self, other: Spend) -> Spend:
         return Spend(
-            calls=self.calls + other.calls,
-            cached=self.cached + other.cached,
-            tokens_in=self.tokens_in + other.tokens_in,
-            tokens_out=self.tokens_out + other.tokens_out,
-            cost_usd=self.cost_usd + other.cost_usd,
+            **{name: getattr(self, name) + getattr(other, name) for name in Spend.model_fields}
         )
 
     def __sub__(self, other: Spend) -> Spend:
         return Spend(
-            calls=self.calls - other.calls,
-            cached=self.cached - other.cached,
-            tokens_in=self.tokens_in - other.tokens_in,
-            tokens_out=self.tokens_out - other.tokens_out,
-            cost_usd=self.cost_usd - other.cost_usd,
+            **{name: getattr(self, name) - getattr(other, name) for name in Spend.model_fields}
         )
 
 
@@ -308,6 +313,7 @@ class Meter:
         self.spent = Spend()
         self.last_ended_at: float | None = None  # of the latest call read (epoch seconds)
         self._lock = threading.Lock()  # the stage heartbeat reads it from its own thread
+        self._noted_estimate = False
 
     def read(self) -> Spend:
         """What was spent since the start (reads only the lines appended since last time)."""
@@ -332,14 +338,23 @@ class Meter:
             if record.get("cache_hit"):
                 self.spent = self.spent + Spend(cached=1)
                 continue
-            self.spent = self.spent + Spend(
-                calls=1,
-                tokens_in=int(record.get("tokens_in") or 0),
-                tokens_out=int(record.get("tokens_out") or 0),
-                cost_usd=float(record.get("cost_usd") or 0.0),
-            )
+            self.spent = self.spent + _spend_of(record)
         self.offset += end
+        self._note_estimate()
         return self.spent
+
+    def _note_estimate(self) -> None:
+        """Say once that a token budget counts calls without reported usage by estimate."""
+        if self._noted_estimate or self.budget.tokens is None or not self.spent.unreported:
+            return
+        self._noted_estimate = True
+        warnings.warn(
+            "the model server reports no token usage for some calls: --budget tokens counts "
+            "them at an estimate from their text (4 characters a token), and the summary "
+            "leaves them out of its token figures",
+            ToolkitNotice,
+            stacklevel=2,
+        )
 
     @property
     def minutes(self) -> float:
@@ -353,11 +368,26 @@ class Meter:
         spent, budget = self.read(), self.budget
         if budget.calls is not None and spent.calls >= budget.calls:
             return f"calls {spent.calls}/{budget.calls}"
-        if budget.tokens is not None and spent.tokens >= budget.tokens:
-            return f"tokens {spent.tokens:,}/{budget.tokens:,}"
+        if budget.tokens is not None and spent.budget_tokens >= budget.tokens:
+            guessed = (
+                f" ({spent.estimated:,} of them estimated for {spent.unreported} calls "
+                "without reported usage)"
+                if spent.unreported
+                else ""
+            )
+            return f"tokens {spent.budget_tokens:,}/{budget.tokens:,}{guessed}"
         if budget.minutes is not None and self.minutes >= budget.minutes:
             return f"minutes {self.minutes:.1f}/{budget.minutes:g}"
         return None
+
+
+def _spend_of(record: dict[str, Any]) -> Spend:
+    """One uncached call of the calls log (a dict, as read) as a :class:`Spend`."""
+    count_in, count_out = line_counts(record)
+    cost = float(record.get("cost_usd") or 0.0)
+    if count_in is None or count_out is None:
+        return Spend(calls=1, unreported=1, estimated=line_budget_tokens(record), cost_usd=cost)
+    return Spend(calls=1, tokens_in=count_in, tokens_out=count_out, cost_usd=cost)
 
 
 class BudgetExecutor(Executor):
@@ -467,7 +497,8 @@ def measured_rates(run_dir: Path, assumed: Rates) -> Rates:
         if tasks:
             update["steps_per_task"] = round(sum(len(t.steps) for t in tasks) / len(tasks), 2)
             update["fail_rate"] = sum(not t.passed for t in tasks) / len(tasks)
-            fresh = [t.latency_s for t in tasks if t.tokens_in > 0]
+            # A replay from the cache records 0 tokens; an unknown count (None) was a call.
+            fresh = [t.latency_s for t in tasks if t.tokens_in is None or t.tokens_in > 0]
             if fresh:
                 unit_seconds["task"] = statistics.median(fresh)
     # Units replayed from the response cache took no time and used no tokens: left out.
@@ -478,7 +509,7 @@ def measured_rates(run_dir: Path, assumed: Rates) -> Rates:
         spans = [
             float(r["ended_at"]) - float(r["started_at"])
             for r in read_jsonl_dicts(run_dir / name)
-            if r.get("tokens_in") and r.get("started_at") and r.get("ended_at")
+            if r.get("tokens_in", 0) != 0 and r.get("started_at") and r.get("ended_at")
         ]
         if spans:
             unit_seconds[kind] = statistics.median(spans)
@@ -490,8 +521,14 @@ def measured_rates(run_dir: Path, assumed: Rates) -> Rates:
         if not c.get("cache_hit") and not c.get("error") and c.get("model_requests")
     ]
     if calls:
-        tokens = sum(int(c.get("tokens_in") or 0) + int(c.get("tokens_out") or 0) for c in calls)
-        update["tokens_per_call"] = max(1, round(tokens / len(calls)))
+        # Tokens per call from the calls that reported them; estimates where none did (a
+        # server that never reports usage), so a resume's estimate still says something.
+        tokens = TokenTally.of(line_counts(c) for c in calls)
+        if tokens.mean is not None:
+            update["tokens_per_call"] = max(1, round(tokens.mean))
+        else:
+            guessed = sum(line_budget_tokens(c) for c in calls) / len(calls)
+            update["tokens_per_call"] = max(1, round(guessed))
         seconds = sum(float(c.get("latency_s") or 0.0) for c in calls) / len(calls)
         update["seconds_per_call"] = round(seconds, 1)
     return assumed.model_copy(update={**update, "measured": bool(update)})
@@ -738,8 +775,13 @@ class StageStats(BaseModel):
     wall_s: float = 0.0
     calls: int = Field(0, description="Model calls (not counting response-cache hits).")
     cached: int = Field(0, description="Calls answered from the response cache.")
-    tokens_in: int = 0
-    tokens_out: int = 0
+    tokens_in: int = Field(0, description="Prompt tokens of the calls that reported them.")
+    tokens_out: int = Field(0, description="Completion tokens of the calls that reported them.")
+    tokens_unreported: int = Field(
+        0,
+        description="Calls whose provider reported no token counts: left out of tokens_in "
+        "and tokens_out rather than counted as 0.",
+    )
     cost_usd: float = 0.0
     units: int | None = Field(None, description="Units of work of the stage, when it has some.")
     calls_log_offset: int | None = Field(
@@ -1741,6 +1783,7 @@ def _add_spent(stats: StageStats, base: StageStats, spent: Spend) -> None:
     stats.cached = base.cached + spent.cached
     stats.tokens_in = base.tokens_in + spent.tokens_in
     stats.tokens_out = base.tokens_out + spent.tokens_out
+    stats.tokens_unreported = base.tokens_unreported + spent.unreported
     stats.cost_usd = base.cost_usd + spent.cost_usd
 
 

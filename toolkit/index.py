@@ -61,7 +61,9 @@ from toolkit.runs import (
 from toolkit.skill_lines import BUNDLE_FILE, read_skill_lines
 from toolkit.trajectory import Trajectory
 
-INDEX_SCHEMA_VERSION = 4
+INDEX_SCHEMA_VERSION = 5
+"""5: a token count the provider did not report is NULL (4 held 0): rebuilding every run from
+its files, the source of truth, is the migration."""
 INDEX_DIR = ".index"
 STATE_FILE = "state.json"
 

@@ -10,7 +10,8 @@ DuckDB alone checks less than the models do, so a file is taken this way only wh
 parses and casts, every required field is present, every enum field holds a known value and
 no line has a newer ``schema_version``; otherwise :func:`load` returns None and the caller
 reads the file line by line with the models, which skips and reports each bad line. Either
-way the rows are the same (``steps.args`` is the action's arguments as compact JSON).
+way the rows are the same (``steps.args`` is the action's arguments as compact JSON; a token
+count the provider did not report is NULL, as the models read it: :func:`_count`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from typing import get_args
 import duckdb
 
 from toolkit.llm.calls import CALL_RECORD_SCHEMA_VERSION
+from toolkit.llm.calls import UNKNOWN_TOKENS_SINCE as CALL_UNKNOWN_TOKENS_SINCE
 from toolkit.trajectory import TRAJECTORY_SCHEMA_VERSION, StopReason
+from toolkit.trajectory import UNKNOWN_TOKENS_SINCE as TRAJECTORY_UNKNOWN_TOKENS_SINCE
 
 #: The temp tables :func:`load` may create (dropped after each run's compaction).
 TEMP_TABLES = ("src_rollout", "src_eval", "src_calls")
@@ -103,6 +106,16 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _count(column: str, version_from: int) -> str:
+    """A token count column as the models read it: NULL (unknown) stays NULL from
+    ``version_from`` on (absent and null read alike there, as the models' default is None);
+    a line of an older format, which had no unknown count, reads an absent one as 0."""
+    return (
+        f"CASE WHEN coalesce(schema_version, {version_from}) < {version_from} "
+        f"THEN coalesce({column}, 0) ELSE {column} END"
+    )
+
+
 def load(con: duckdb.DuckDBPyConnection, name: str, path: Path, kind: str) -> int | None:
     """Read JSONL ``path`` (``kind``: ``trajectories`` or ``llm_calls``) into temp table
     ``name``; its row count, or None when a line would need the model's judgement."""
@@ -139,7 +152,8 @@ def trajectory_inserts(name: str, run_id: str, origin: str) -> dict[str, str]:
                    coalesce(protocol, 'json') AS protocol, verdict.passed AS passed,
                    coalesce(verdict.score, 0.0) AS score,
                    final_answer, coalesce(len(steps), 0) AS n_steps,
-                   coalesce(tokens_in, 0) AS tokens_in, coalesce(tokens_out, 0) AS tokens_out,
+                   {_count("tokens_in", TRAJECTORY_UNKNOWN_TOKENS_SINCE)} AS tokens_in,
+                   {_count("tokens_out", TRAJECTORY_UNKNOWN_TOKENS_SINCE)} AS tokens_out,
                    coalesce(cost_usd, 0.0) AS cost_usd, coalesce(latency_s, 0.0) AS latency_s,
                    coalesce(started_at, 0.0) AS started_at, coalesce(ended_at, 0.0) AS ended_at,
                    stop_reason, error, coalesce(source, 'rollout') AS source
@@ -150,10 +164,11 @@ def trajectory_inserts(name: str, run_id: str, origin: str) -> dict[str, str]:
                    coalesce(s.thought, '') AS thought,
                    coalesce(s.observation, '') AS observation,
                    coalesce(s.observation_truncated, false) AS observation_truncated,
-                   coalesce(s.tokens_in, 0) AS tokens_in, coalesce(s.tokens_out, 0) AS tokens_out,
+                   {_count("s.tokens_in", TRAJECTORY_UNKNOWN_TOKENS_SINCE)} AS tokens_in,
+                   {_count("s.tokens_out", TRAJECTORY_UNKNOWN_TOKENS_SINCE)} AS tokens_out,
                    coalesce(s.latency_s, 0.0) AS latency_s, coalesce(s.tool_s, 0.0) AS tool_s,
                    coalesce(s.cache_hit, false) AS cache_hit, s.call_id, s.error
-            FROM (SELECT id, unnest(steps) AS s FROM "{name}")""",
+            FROM (SELECT id, schema_version, unnest(steps) AS s FROM "{name}")""",
         "section_uses": f"""
             SELECT {keys}, id AS trajectory_id, skill_commit, u.step, u.kind, u.file,
                    u.section_id,
@@ -167,7 +182,8 @@ def call_insert(name: str, run_id: str) -> str:
     """SQL filling ``t_llm_calls`` from ``name``."""
     return f"""
             SELECT {_literal(run_id)} AS run_id, call_id, model,
-                   coalesce(tokens_in, 0) AS tokens_in, coalesce(tokens_out, 0) AS tokens_out,
+                   {_count("tokens_in", CALL_UNKNOWN_TOKENS_SINCE)} AS tokens_in,
+                   {_count("tokens_out", CALL_UNKNOWN_TOKENS_SINCE)} AS tokens_out,
                    coalesce(cost_usd, 0.0) AS cost_usd, latency_s, started_at, ended_at,
                    coalesce(cache_hit, false) AS cache_hit, coalesce(retries, 0) AS retries,
                    coalesce(repair_rounds, 0) AS repair_rounds,

@@ -67,8 +67,12 @@ class ModelCost(BaseModel):
     calls: int
     cache_hits: int
     errors: int
-    tokens_in: int
-    tokens_out: int
+    tokens_in: int = Field(description="Prompt tokens of the calls that reported them.")
+    tokens_out: int = Field(description="Completion tokens of the calls that reported them.")
+    tokens_unreported: int = Field(
+        description="Calls whose token counts the provider did not report (NULL), left out "
+        "of the two sums."
+    )
     cost_usd: float
     latency_mean_s: float
     latency_p50_s: float
@@ -170,7 +174,11 @@ class ConditionRate(BaseModel):
     )
     seconds_median: float | None = Field(description="Median of the same seconds.")
     replayed: int = Field(description="Tasks with at least one reply from the response cache.")
-    tokens_per_task: float = Field(description="Mean prompt + completion tokens per task.")
+    tokens_per_task: float | None = Field(
+        description="Mean prompt + completion tokens over the tasks that reported them (None: "
+        "none did)."
+    )
+    tokens_unreported: int = Field(0, description="Tasks whose provider reported no counts.")
     replies_per_task: float = Field(description="Mean steps (model replies) per task.")
     stop_reasons: dict[str, int] = Field(description="How many tasks ended each way.")
     superseded: int = Field(
@@ -221,6 +229,8 @@ def condition_rates(
                           AS s_median,
                       count(*) FILTER (WHERE coalesce(r.replayed, false)) AS replayed,
                       avg(l.tokens_in + l.tokens_out) AS tokens,
+                      count(*) FILTER (WHERE l.tokens_in IS NULL OR l.tokens_out IS NULL)
+                          AS tokens_unreported,
                       avg(l.n_steps) AS replies,
                       histogram(coalesce(l.stop_reason, 'unknown')) AS stops
                FROM latest l LEFT JOIN replayed r
@@ -234,9 +244,10 @@ def condition_rates(
     out = []
     for row in rows:
         key = dict(zip(CONDITION_COLUMNS, row[: len(CONDITION_COLUMNS)], strict=True))
-        name, outcomes, s_mean, s_median, replayed, tokens, replies, stops, superseded = row[
-            len(CONDITION_COLUMNS) :
+        name, outcomes, s_mean, s_median, replayed, tokens, unreported, replies, stops = row[
+            len(CONDITION_COLUMNS) : -1
         ]
+        superseded = row[-1]
         rate = pass_rate(outcomes, seed=seed)
         out.append(
             ConditionRate(
@@ -251,7 +262,8 @@ def condition_rates(
                 seconds_per_task=s_mean,
                 seconds_median=s_median,
                 replayed=replayed,
-                tokens_per_task=tokens or 0.0,
+                tokens_per_task=tokens,
+                tokens_unreported=unreported,
                 replies_per_task=replies or 0.0,
                 stop_reasons=dict(sorted(stops.items(), key=lambda kv: (-kv[1], kv[0]))),
                 superseded=superseded,
@@ -340,12 +352,19 @@ def section_usage(con: duckdb.DuckDBPyConnection, origin: str | None = None) -> 
     ]
 
 
+#: Prompt and completion sums over the rows that reported both counts (as
+#: :class:`toolkit.tokens.TokenTally` takes them), then how many rows did not.
+_TOKEN_SUMS = """
+    coalesce(sum(tokens_in) FILTER (WHERE tokens_out IS NOT NULL), 0)::BIGINT,
+    coalesce(sum(tokens_out) FILTER (WHERE tokens_in IS NOT NULL), 0)::BIGINT,
+    count(*) FILTER (WHERE tokens_in IS NULL OR tokens_out IS NULL)"""
+
+
 def cost_by_model(con: duckdb.DuckDBPyConnection) -> list[ModelCost]:
     """Calls, tokens, cost and latency (mean, median, 95th percentile) per model."""
     rows = con.execute(
-        """SELECT model, count(*), count(*) FILTER (WHERE cache_hit),
-                  count(*) FILTER (WHERE error IS NOT NULL),
-                  sum(tokens_in)::BIGINT, sum(tokens_out)::BIGINT, sum(cost_usd),
+        f"""SELECT model, count(*), count(*) FILTER (WHERE cache_hit),
+                  count(*) FILTER (WHERE error IS NOT NULL), {_TOKEN_SUMS}, sum(cost_usd),
                   avg(latency_s), quantile_cont(latency_s, 0.5), quantile_cont(latency_s, 0.95)
            FROM llm_calls GROUP BY model ORDER BY model"""
     ).fetchall()
@@ -420,8 +439,11 @@ class StageCost(BaseModel):
     stage: str = Field(description="rollout | evaluate | analyse | consolidate.")
     model: str
     units: int = Field(description="Trajectories, analyses or merges.")
-    tokens_in: int
-    tokens_out: int
+    tokens_in: int = Field(description="Prompt tokens of the units that reported them.")
+    tokens_out: int = Field(description="Completion tokens of the units that reported them.")
+    tokens_unreported: int = Field(
+        description="Units whose token counts were not reported, left out of the two sums."
+    )
     cost_usd: float | None = Field(description="None where the stage's files record no cost.")
     seconds_mean: float | None
     seconds_p95: float | None
@@ -439,8 +461,8 @@ class TrajectoryRow(BaseModel):
     model: str
     passed: bool
     n_steps: int
-    tokens_in: int
-    tokens_out: int
+    tokens_in: int | None = Field(description="None: the provider did not report them.")
+    tokens_out: int | None = Field(description="None: the provider did not report them.")
     latency_s: float
     stop_reason: str
 
@@ -552,7 +574,7 @@ def line_support(
 def cost_by_stage(con: duckdb.DuckDBPyConnection) -> list[StageCost]:
     """Tokens, cost and latency per stage and model, from the stages' own records."""
     rows = con.execute(
-        """WITH work AS (
+        f"""WITH work AS (
                SELECT CASE origin WHEN 'eval' THEN 'evaluate' ELSE 'rollout' END AS stage,
                       model, tokens_in, tokens_out, cost_usd, latency_s AS seconds
                FROM trajectories
@@ -563,8 +585,7 @@ def cost_by_stage(con: duckdb.DuckDBPyConnection) -> list[StageCost]:
                SELECT 'consolidate', coalesce(model, 'none'), tokens_in, tokens_out, NULL,
                       ended_at - started_at
                FROM merges)
-           SELECT stage, model, count(*), coalesce(sum(tokens_in), 0)::BIGINT,
-                  coalesce(sum(tokens_out), 0)::BIGINT, sum(cost_usd), avg(seconds),
+           SELECT stage, model, count(*), {_TOKEN_SUMS}, sum(cost_usd), avg(seconds),
                   quantile_cont(seconds, 0.95)
            FROM work GROUP BY stage, model
            ORDER BY list_position(['rollout', 'analyse', 'consolidate', 'evaluate'], stage),

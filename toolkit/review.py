@@ -37,6 +37,7 @@ from toolkit.rollout import Manifest, read_manifest
 from toolkit.runs import stage_times
 from toolkit.stats import ALPHA, PairedComparison, PassRate, paired_comparison, pass_rate
 from toolkit.tasks import SUITES
+from toolkit.tokens import TokenTally, describe_tokens
 from toolkit.trajectory import Trajectory, TrajectoryError, read_jsonl
 
 REVIEW_SCHEMA_VERSION = 1
@@ -192,8 +193,11 @@ class CostRow(BaseModel):
     model: str
     calls: int
     cache_hits: int
-    tokens_in: int
-    tokens_out: int
+    tokens_in: int = Field(description="Prompt tokens of the calls that reported them.")
+    tokens_out: int = Field(description="Completion tokens of the calls that reported them.")
+    tokens_unreported: int = Field(
+        0, description="Calls whose provider reported no token counts, left out of the sums."
+    )
     cost_usd: float
 
 
@@ -474,17 +478,21 @@ def _cost(calls: Sequence[LLMCallRecord]) -> list[CostRow]:
     by_model: dict[str, list[LLMCallRecord]] = defaultdict(list)
     for call in calls:
         by_model[call.model].append(call)
-    return [
-        CostRow(
-            model=model,
-            calls=len(rows),
-            cache_hits=sum(r.cache_hit for r in rows),
-            tokens_in=sum(r.tokens_in for r in rows),
-            tokens_out=sum(r.tokens_out for r in rows),
-            cost_usd=sum(r.cost_usd for r in rows),
+    out = []
+    for model, rows in sorted(by_model.items()):
+        tokens = TokenTally.of((r.tokens_in, r.tokens_out) for r in rows)
+        out.append(
+            CostRow(
+                model=model,
+                calls=len(rows),
+                cache_hits=sum(r.cache_hit for r in rows),
+                tokens_in=tokens.tokens_in,
+                tokens_out=tokens.tokens_out,
+                tokens_unreported=tokens.unreported,
+                cost_usd=sum(r.cost_usd for r in rows),
+            )
         )
-        for model, rows in sorted(by_model.items())
-    ]
+    return out
 
 
 def _file_changes(git: Git, base: str, result: str, skill_path: str) -> list[FileChange]:
@@ -736,6 +744,12 @@ def _pct(rate: float | None) -> str:
     return "n/a" if rate is None else f"{100 * rate:.1f}%"
 
 
+def _tokens(total: int, row: CostRow) -> str:
+    """A token column's cell: the sum over the calls that reported, and how many did not."""
+    value = None if row.tokens_unreported >= row.calls > 0 else total
+    return describe_tokens(value, row.tokens_unreported, row.calls, "calls")
+
+
 def _points(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:+.1f} pp"
 
@@ -918,10 +932,17 @@ def render_body(
                 "|---|---|---|---|---|---|",
             ]
             lines += [
-                f"| `{_text(c.model)}` | {c.calls} | {c.cache_hits} | {c.tokens_in:,} "
-                f"| {c.tokens_out:,} | ${c.cost_usd:.4f} |"
+                f"| `{_text(c.model)}` | {c.calls} | {c.cache_hits} | {_tokens(c.tokens_in, c)} "
+                f"| {_tokens(c.tokens_out, c)} | ${c.cost_usd:.4f} |"
                 for c in review.cost
             ] + [""]
+            silent = sum(c.tokens_unreported for c in review.cost)
+            if silent:
+                lines += [
+                    f"{silent} model call(s) came without token counts (the provider sent "
+                    "no usage): the token columns leave them out.",
+                    "",
+                ]
     lines += _review_steps(review, links)
     if review.missing:
         lines += ["## Not shown", ""] + [f"- {m}" for m in review.missing] + [""]

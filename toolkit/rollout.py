@@ -58,6 +58,7 @@ from toolkit.sync import run_sync
 from toolkit.tasks import Suite, Task, TaskError, get_suite, suite_source
 from toolkit.tasks.check import skipped_rows_notice
 from toolkit.tasks.splits import SplitsFile, load_splits, make_splits, save_splits, tasks_for_split
+from toolkit.tokens import TokenTally
 from toolkit.trajectory import (
     DELIVERIES,
     Trajectory,
@@ -310,8 +311,15 @@ class RolloutSummary(BaseModel):
     errors: int = Field(description="Trajectories that ended with stop_reason=error.")
     pass_rate: float = Field(description="passed / tasks (0 when there are no tasks).")
     stop_reasons: dict[str, int] = Field(default_factory=dict)
-    tokens_in: int = 0
-    tokens_out: int = 0
+    tokens_in: int = Field(0, description="Prompt tokens of the trajectories that reported them.")
+    tokens_out: int = Field(
+        0, description="Completion tokens of the trajectories that reported them."
+    )
+    tokens_unreported: int = Field(
+        0,
+        description="Trajectories whose token counts the provider did not report, left out "
+        "of tokens_in and tokens_out.",
+    )
     cost_usd: float = 0.0
     wall_s: float = Field(0.0, description="Wall seconds of this call.")
     seconds_per_task: float = Field(0.0, description="Mean trajectory latency (all tasks).")
@@ -800,6 +808,7 @@ def _summarise(
     wall_s: float,
 ) -> RolloutSummary:
     passed = sum(t.passed for t in done)
+    tokens = TokenTally.of((t.tokens_in, t.tokens_out) for t in done)
     return RolloutSummary(
         run_dir=run_dir,
         trajectories_path=traj_path,
@@ -817,8 +826,9 @@ def _summarise(
         errors=sum(t.stop_reason == "error" for t in done),
         pass_rate=passed / tasks if tasks else 0.0,
         stop_reasons=dict(Counter(t.stop_reason for t in done)),
-        tokens_in=sum(t.tokens_in for t in done),
-        tokens_out=sum(t.tokens_out for t in done),
+        tokens_in=tokens.tokens_in,
+        tokens_out=tokens.tokens_out,
+        tokens_unreported=tokens.unreported,
         cost_usd=sum(t.cost_usd for t in done),
         wall_s=wall_s,
         seconds_per_task=sum(t.latency_s for t in done) / len(done) if done else 0.0,

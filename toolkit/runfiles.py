@@ -14,13 +14,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-RUN_FILE_SCHEMA_VERSION = 1
+RUN_FILE_SCHEMA_VERSION = 2
+"""2: token counts of analyses and merges are null when a provider did not report them
+(version 1 lines hold no null and read as they are)."""
 
 
 class _Line(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    schema_version: int = Field(description="Format version of the line (1).")
+    schema_version: int = Field(description="Format version of the line (1 or 2).")
 
     @field_validator("schema_version")
     @classmethod
@@ -47,8 +49,8 @@ class AnalysisLine(_Line):
     patch_id: str | None = Field(default=None, description="The patch written; None if dropped.")
     fix_passed: bool | None = Field(default=None, description="Did the agentic fix pass.")
     turns: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
+    tokens_in: int | None = Field(default=0, description="None: a call's were not reported.")
+    tokens_out: int | None = Field(default=0, description="None: a call's were not reported.")
     started_at: float = 0.0
     ended_at: float = 0.0
     report: str = Field(default="", description="The analysis text (bounded).")
@@ -98,8 +100,8 @@ class MergeLine(_Line):
     edits: list[MergeEditLine] = Field(default_factory=list)
     dropped: list[DroppedLine] = Field(default_factory=list)
     model: str | None = None
-    tokens_in: int = 0
-    tokens_out: int = 0
+    tokens_in: int | None = Field(default=0, description="None: a call's were not reported.")
+    tokens_out: int | None = Field(default=0, description="None: a call's were not reported.")
     started_at: float = 0.0
     ended_at: float = 0.0
 

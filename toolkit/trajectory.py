@@ -25,15 +25,20 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from toolkit.atomic import write_atomic
 from toolkit.code_protocol import parse_reply
 from toolkit.errors import ToolkitError, validation_details
 from toolkit.runs import TRAJECTORIES_FILE, now_iso, read_manifest, update_stage
 from toolkit.skill import SKILL_MD, Skill
+from toolkit.tokens import predates_unknown_counts, zero_absent_counts
 
-TRAJECTORY_SCHEMA_VERSION = 1
+TRAJECTORY_SCHEMA_VERSION = 2
+"""2: token counts (of the trajectory and of each step) are null when the provider did not
+report them (1 held 0). A version 1 line reads as before: an absent count is 0."""
+UNKNOWN_TOKENS_SINCE = 2
+"""The first trajectory format whose token counts may be unknown (null)."""
 
 Delivery = Literal["system", "progressive", "none"]
 """How the skill reaches the agent: ``system`` (whole SKILL.md in the system prompt, as in the
@@ -100,8 +105,15 @@ class Step(BaseModel):
     read_files: list[str] = Field(
         default_factory=list, description="Whole skill files read with read_skill_file."
     )
-    tokens_in: int = Field(default=0, description="Prompt tokens of the step's model call.")
-    tokens_out: int = Field(default=0, description="Completion tokens of the step's model call.")
+    tokens_in: int | None = Field(
+        default=None,
+        description="Prompt tokens of the step's model call (0: from the response cache); "
+        "None when the provider did not report them.",
+    )
+    tokens_out: int | None = Field(
+        default=None,
+        description="Completion tokens of the step's model call; None when not reported.",
+    )
     latency_s: float = Field(default=0.0, description="Seconds the model call took.")
     tool_s: float = Field(default=0.0, description="Seconds the tool took.")
     cache_hit: bool = Field(default=False, description="The model reply came from the cache.")
@@ -191,8 +203,14 @@ class Trajectory(BaseModel):
     section_uses: list[SectionUse] = Field(
         default_factory=list, description="Every read and citation of a skill section or file."
     )
-    tokens_in: int = Field(default=0, description="Prompt tokens over all steps.")
-    tokens_out: int = Field(default=0, description="Completion tokens over all steps.")
+    tokens_in: int | None = Field(
+        default=None,
+        description="Prompt tokens over all steps; None when any step's were not reported "
+        "(a total with a missing part is unknown: toolkit.tokens).",
+    )
+    tokens_out: int | None = Field(
+        default=None, description="Completion tokens over all steps; None when not reported."
+    )
     cost_usd: float = Field(default=0.0, description="Model cost in USD over all steps.")
     latency_s: float = Field(default=0.0, description="Wall seconds from start to verdict.")
     started_at: float = Field(default=0.0, description="Start, Unix epoch seconds.")
@@ -210,6 +228,19 @@ class Trajectory(BaseModel):
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Extra fields (agent config, imported extras)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_1_counts(cls, data: Any) -> Any:
+        # Version 1 had no unknown count: one it left out was 0 (its default), not unknown.
+        if not predates_unknown_counts(data, UNKNOWN_TOKENS_SINCE):
+            return data
+        data = zero_absent_counts(data)
+        steps = data.get("steps")
+        if isinstance(steps, list):
+            steps = [zero_absent_counts(s) if isinstance(s, dict) else s for s in steps]
+            data = {**data, "steps": steps}
+        return data
 
     @property
     def passed(self) -> bool:
@@ -572,8 +603,8 @@ class ImportRecord(BaseModel):
     split: str = ""
     question: str | None = None
     seed: int = 0
-    tokens_in: int = Field(default=0, ge=0)
-    tokens_out: int = Field(default=0, ge=0)
+    tokens_in: int | None = Field(default=None, ge=0, description="None: not measured.")
+    tokens_out: int | None = Field(default=None, ge=0, description="None: not measured.")
     cost_usd: float = Field(default=0.0, ge=0.0)
     latency_s: float = Field(default=0.0, ge=0.0)
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -583,10 +614,11 @@ class ImportRecord(BaseModel):
         "unknown). Any other reason: the last assistant message is not an answer.",
     )
 
-    @field_validator("seed", "tokens_in", "tokens_out", "cost_usd", "latency_s", mode="before")
+    @field_validator("seed", "cost_usd", "latency_s", mode="before")
     @classmethod
     def _null_is_unknown(cls, value: Any) -> Any:
         # Exporters write null for what they did not measure; these fields are optional.
+        # (Token counts keep their null: an unknown count is not 0, see toolkit.tokens.)
         return 0 if value is None else value
 
 
@@ -785,7 +817,12 @@ def _import_line(record: ImportRecord, suite: Any, tasks: dict[str, Any] | None)
     commit = record.skill_commit or (NO_SKILL_COMMIT if record.skill_name is None else "unknown")
     # stop_reason came later: left out while unset, so old import lines keep their ids and
     # importing them again still adds nothing.
-    content = record.model_dump_json(
+    # Token counts not given were hashed as 0 before they could be unknown: so they stay,
+    # or importing an old file again would add its trajectories a second time.
+    hashed = record.model_copy(
+        update={"tokens_in": record.tokens_in or 0, "tokens_out": record.tokens_out or 0}
+    )
+    content = hashed.model_dump_json(
         exclude={"id", "stop_reason"} if record.stop_reason is None else {"id"}
     )
     traj_id = (

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from toolkit.analysts.records import AnalyseConfig
 from toolkit.errors import LLMError
 from toolkit.llm.gateway import Gateway
+from toolkit.tokens import add_tokens
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -21,8 +22,8 @@ class AnalystOutput(BaseModel):
     fix_passed: bool | None = None
     failure: str | None = Field(None, description="Why there is no usable reply.")
     turns: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
+    tokens_in: int | None = Field(0, description="None once a call's count was not reported.")
+    tokens_out: int | None = Field(0, description="None once a call's count was not reported.")
 
 
 async def ask(
@@ -50,9 +51,10 @@ async def ask(
         text = str(exc)
         kind = "invalid-reply" if "no valid" in text else "model-error"
         out.failure = f"{kind}: {text}"
-        out.tokens_in += exc.tokens_in  # an invalid reply still cost its tokens
-        out.tokens_out += exc.tokens_out
+        # An invalid reply still cost its tokens (unknown ones make the total unknown).
+        out.tokens_in = add_tokens(out.tokens_in, exc.tokens_in)
+        out.tokens_out = add_tokens(out.tokens_out, exc.tokens_out)
         return None
-    out.tokens_in += completion.tokens_in
-    out.tokens_out += completion.tokens_out
+    out.tokens_in = add_tokens(out.tokens_in, completion.tokens_in)
+    out.tokens_out = add_tokens(out.tokens_out, completion.tokens_out)
     return completion.value

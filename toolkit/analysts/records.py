@@ -14,7 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ANALYSIS_SCHEMA_VERSION = 1
+ANALYSIS_SCHEMA_VERSION = 2
+"""2: ``tokens_in``/``tokens_out`` are null when a call's provider did not report them."""
 # Part of every analysis id: bump it when prompts or the protocol change, so a resumed run
 # does not reuse analyses written by another analyst version.
 ANALYST_VERSION = 1
@@ -119,8 +120,12 @@ class AnalysisRecord(BaseModel):
         None, description="Agentic analyst: did its fix reach PASS (None for the others)."
     )
     turns: int = Field(0, description="Model calls the analysis made.")
-    tokens_in: int = 0
-    tokens_out: int = 0
+    tokens_in: int | None = Field(
+        0, description="Prompt tokens of its calls; None when a call's were not reported."
+    )
+    tokens_out: int | None = Field(
+        0, description="Completion tokens of its calls; None when a call's were not reported."
+    )
     started_at: float = Field(description="Unix epoch seconds.")
     ended_at: float = Field(description="Unix epoch seconds.")
     report: str = Field("", description="The analysis text (bounded).")
@@ -151,6 +156,9 @@ class AnalyseSummary(BaseModel):
         default_factory=dict, description="Patch id -> commit of t2s/<run>/patch/<id>."
     )
     skipped: int = Field(0, description="Trajectories no selected analyst applies to.")
-    tokens_in: int = 0
-    tokens_out: int = 0
+    tokens_in: int = Field(0, description="Prompt tokens of the analyses that reported them.")
+    tokens_out: int = Field(0, description="Completion tokens of the analyses that reported them.")
+    tokens_unreported: int = Field(
+        0, description="Analyses with a call whose token counts were not reported (left out)."
+    )
     wall_s: float = 0.0

@@ -68,6 +68,7 @@ from toolkit.sandbox import SandboxConfig, SandboxPool
 from toolkit.skill import Skill
 from toolkit.sync import run_sync
 from toolkit.tasks import Suite, Task, TaskError, get_suite, reopen_suite
+from toolkit.tokens import TokenTally
 from toolkit.trajectory import (
     IMPORTED_MODEL,
     Trajectory,
@@ -527,6 +528,7 @@ async def _analyse(
         timestamp=run_epoch(run_path),
     )
     kept = [r for r in records if r.status == "kept"]
+    tokens = TokenTally.of((r.tokens_in, r.tokens_out) for r in records)
     summary = AnalyseSummary(
         run_dir=run_path,
         run_id=config.run_id,
@@ -541,8 +543,9 @@ async def _analyse(
         patch_ids=[r.patch_id for r in kept if r.patch_id],
         branches={r.patch_id: branches[r.patch_id] for r in kept if r.patch_id},
         skipped=skipped,
-        tokens_in=sum(r.tokens_in for r in records),
-        tokens_out=sum(r.tokens_out for r in records),
+        tokens_in=tokens.tokens_in,
+        tokens_out=tokens.tokens_out,
+        tokens_unreported=tokens.unreported,
         wall_s=time.perf_counter() - wall0,
     )
     update_stage(

@@ -33,6 +33,7 @@ from toolkit.index import INDEX_DIR, TABLES, build_index, connect
 from toolkit.runs import read_manifest
 from toolkit.skill import Skill
 from toolkit.stats import pass_rate
+from toolkit.tokens import TokenTally, describe_tokens
 from toolkit.trajectory import skill_commit
 
 PAGE_SIZE = 50
@@ -687,7 +688,7 @@ PROTOCOL_ORDER = ["plain", "code", "json", "tools"]
 CONDITION_FRAME_COLUMNS = [
     "condition", "run", "origin", "protocol", "skill", "model", "delivery", "n", "passed",
     "rate", "ci_low", "ci_high", "s_per_task", "s_median", "replayed", "tokens_per_task",
-    "replies_per_task", "stop_reasons", "superseded", "id",
+    "tokens_unreported", "replies_per_task", "stop_reasons", "superseded", "id",
 ]  # fmt: skip
 
 
@@ -773,6 +774,7 @@ def conditions(
                 "s_median": r.seconds_median,
                 "replayed": r.replayed,
                 "tokens_per_task": r.tokens_per_task,
+                "tokens_unreported": r.tokens_unreported,
                 "replies_per_task": r.replies_per_task,
                 "stop_reasons": ", ".join(f"{k} {v}" for k, v in r.stop_reasons.items()),
                 "superseded": r.superseded,
@@ -1180,12 +1182,16 @@ def cost_by_stage(
 
     Trajectories record each agent step's call; analyses and merges record only their
     tokens and time, so their rows count units (analyses, merges), not calls, and leave cache
-    hits and cost unknown (None): the model table has every call.
+    hits and cost unknown (None): the model table has every call. Token sums are over the
+    calls (or units) that reported their counts; ``tokens_unreported`` counts the others.
     """
     rows = []
-    for origin, calls, hits, t_in, t_out, cost, seconds in con.execute(
+    for origin, calls, hits, t_in, t_out, silent, cost, seconds in con.execute(
         """SELECT t.origin, count(s.step), count(s.step) FILTER (WHERE s.cache_hit),
-                  sum(s.tokens_in)::BIGINT, sum(s.tokens_out)::BIGINT, NULL, sum(s.latency_s)
+                  sum(s.tokens_in) FILTER (WHERE s.tokens_out IS NOT NULL)::BIGINT,
+                  sum(s.tokens_out) FILTER (WHERE s.tokens_in IS NOT NULL)::BIGINT,
+                  count(s.step) FILTER (WHERE s.tokens_in IS NULL OR s.tokens_out IS NULL),
+                  NULL, sum(s.latency_s)
            FROM trajectories t LEFT JOIN steps s
              ON s.run_id = t.run_id AND s.origin = t.origin AND s.trajectory_id = t.id
            GROUP BY t.origin ORDER BY t.origin DESC"""
@@ -1201,6 +1207,7 @@ def cost_by_stage(
                 "cache_hits": hits,
                 "tokens_in": t_in or 0,
                 "tokens_out": t_out or 0,
+                "tokens_unreported": silent or 0,
                 "cost_usd": stage_cost or cost or 0.0,
                 "model_s": seconds or 0.0,
             }
@@ -1210,14 +1217,16 @@ def cost_by_stage(
         ("consolidate", [m for r in run_list for m in contract.read_merges(runs_dir / r)]),
     ):
         if items:
+            tokens = TokenTally.of((i.tokens_in, i.tokens_out) for i in items)
             rows.append(
                 {
                     "stage": stage,
                     "units": len(items),
                     "calls": None,
                     "cache_hits": None,
-                    "tokens_in": sum(i.tokens_in for i in items),
-                    "tokens_out": sum(i.tokens_out for i in items),
+                    "tokens_in": tokens.tokens_in,
+                    "tokens_out": tokens.tokens_out,
+                    "tokens_unreported": tokens.unreported,
                     "cost_usd": None,
                     "model_s": sum(max(0.0, i.ended_at - i.started_at) for i in items),
                 }
@@ -1231,10 +1240,28 @@ def cost_by_stage(
             "cache_hits",
             "tokens_in",
             "tokens_out",
+            "tokens_unreported",
             "cost_usd",
             "model_s",
         ],
     )
+
+
+def tokens_text(tokens_in: Any, tokens_out: Any) -> str:
+    """One trajectory's or step's prompt + completion tokens as shown: ``unknown`` when the
+    provider did not report them (NULL in the index, NaN or None in a frame), never 0."""
+    if tokens_in is None or tokens_out is None or pd.isna(tokens_in) or pd.isna(tokens_out):
+        return "unknown"
+    return f"{int(tokens_in) + int(tokens_out):,}"
+
+
+def total_tokens_text(models: pd.DataFrame) -> str:
+    """All calls' tokens in a :func:`cost_by_model` frame, with the calls left out."""
+    if models.empty:
+        return "0"
+    calls, silent = int(models["calls"].sum()), int(models["tokens_unreported"].sum())
+    total = int(models["tokens_in"].sum() + models["tokens_out"].sum())
+    return describe_tokens(total if silent < calls else None, silent, calls, "calls")
 
 
 def cost_by_model(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

@@ -146,7 +146,10 @@ class AblationPlan(BaseModel):
         "settings changed since): they run again.",
     )
     seconds_per_task: float | None = Field(description="From earlier evaluations of the run.")
-    tokens_per_task: float | None
+    tokens_per_task: float | None = Field(
+        description="From earlier evaluations of the run, over the tasks that reported their "
+        "tokens; None when none did."
+    )
     mismatch: list[str] = Field(
         default_factory=list,
         description="Files where S0 + final patch differs from S* (attribution is approximate).",
@@ -429,16 +432,18 @@ def _task_subset(suite: Suite, keep: Sequence[str]) -> Suite:
 
 
 def _past_cost(run_dir: Path, split: str) -> tuple[float | None, float | None]:
-    """Mean seconds and tokens per task of the run's earlier evaluations on ``split``."""
+    """Mean seconds and tokens per task of the run's earlier evaluations on ``split`` (tokens
+    over the tasks that reported them; None when none did)."""
     seconds, tokens = [], []
     for path in (run_dir / "evals").glob(f"*/{split}.jsonl"):
         for line in read_jsonl_dicts(path):
             if line.get("kind") == "task":
                 seconds.append(float(line.get("seconds") or 0.0))
-                tokens.append(float(line.get("tokens") or 0.0))
+                if line.get("tokens") is not None:  # null: not reported, not 0
+                    tokens.append(float(line["tokens"]))
     if not seconds:
         return None, None
-    return sum(seconds) / len(seconds), sum(tokens) / len(tokens)
+    return sum(seconds) / len(seconds), (sum(tokens) / len(tokens) if tokens else None)
 
 
 def _version_commit(parent: Skill, changes: dict[str, bytes | None], skill_path: str) -> str:

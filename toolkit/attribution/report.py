@@ -35,7 +35,9 @@ from toolkit.evaluate import (
     pair_results,
     read_eval_lines,
 )
+from toolkit.llm.calls import line_counts
 from toolkit.stats import clear_direction
+from toolkit.tokens import TokenTally, unreported_text
 
 REPORT_FILE = "report.md"
 #: Broken tasks at or above this share of the fixed ones (or of all tasks) raise the warning.
@@ -289,14 +291,20 @@ def _cost_lines(run_dir: Path) -> list[str]:
     calls = read_jsonl_dicts(run_dir / "llm_calls.jsonl")
     if not calls:
         return ["No model calls recorded."]
-    tokens_in = sum(int(c.get("tokens_in") or 0) for c in calls)
-    tokens_out = sum(int(c.get("tokens_out") or 0) for c in calls)
+    tokens = TokenTally.of(line_counts(c) for c in calls)
     cost = sum(float(c.get("cost_usd") or 0.0) for c in calls)
     seconds = sum(float(c.get("latency_s") or 0.0) for c in calls)
     hits = sum(bool(c.get("cache_hit")) for c in calls)
+    counts = (
+        f"{tokens.tokens_in:,} prompt + {tokens.tokens_out:,} completion tokens"
+        if tokens.reported
+        else "unknown tokens"
+    )
+    silent = unreported_text(tokens.unreported, len(calls), "calls")
     return [
-        f"{len(calls)} model calls ({hits} from the cache), {tokens_in:,} prompt + "
-        f"{tokens_out:,} completion tokens, ${cost:.4f}, {seconds / 60:.1f} model minutes."
+        f"{len(calls)} model calls ({hits} from the cache), {counts}"
+        + (f" ({silent}: the provider sent no usage)" if silent else "")
+        + f", ${cost:.4f}, {seconds / 60:.1f} model minutes."
     ]
 
 

@@ -9,6 +9,7 @@ import click
 from toolkit.analysts.records import ANALYST_CHOICES
 from toolkit.cli.suites import suite_options
 from toolkit.tasks import Suite
+from toolkit.tokens import describe_in_out
 
 
 @click.command("analyse")
@@ -145,7 +146,16 @@ def analyse_command(
             "skipped",
             f"{summary.skipped} trajectories (beyond --limit, or no selected analyst applies)",
         ),
-        ("tokens", f"{summary.tokens_in} in, {summary.tokens_out} out"),
+        (
+            "tokens",
+            describe_in_out(
+                summary.tokens_in,
+                summary.tokens_out,
+                summary.tokens_unreported,
+                summary.kept + summary.dropped,
+                "analyses",
+            ),
+        ),
     ]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:

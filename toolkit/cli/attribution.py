@@ -81,8 +81,13 @@ def _plan_lines(plan: AblationPlan) -> list[str]:
         if plan.finished:
             cost += f" ({plan.finished} of {plan.rollouts} are in the run's evaluations, reused)"
         if plan.seconds_per_task is not None:
+            tokens = (
+                "unknown tokens (not reported)"
+                if plan.tokens_per_task is None
+                else f"{plan.tokens_per_task:,.0f} tokens"
+            )
             cost += (
-                f", ~{plan.seconds_per_task:.1f} s and {plan.tokens_per_task or 0:,.0f} tokens "
+                f", ~{plan.seconds_per_task:.1f} s and {tokens} "
                 f"each (earlier evaluations of this run): ~{(plan.estimate_s or 0) / 60:.1f} min"
             )
         lines.append(cost + ("" if plan.finished else "; finished rollouts are reused"))

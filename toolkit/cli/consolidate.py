@@ -10,6 +10,7 @@ import click
 
 from toolkit.cli.llm import llm_options
 from toolkit.skill import Budgets
+from toolkit.tokens import unreported_text
 
 
 @click.command("consolidate")
@@ -157,7 +158,7 @@ def consolidate_command(
             f"{summary.groups}: merged {summary.merged}, union {summary.union}, passed up "
             f"{summary.passed_up}, failed {summary.failed}, resumed {summary.resumed}",
         ),
-        ("model calls", f"{summary.llm_calls} ({summary.tokens_in}/{summary.tokens_out} tokens)"),
+        ("model calls", f"{summary.llm_calls} ({_tokens(summary)})"),
         (
             "result",
             f"t2s/{summary.run}/result = {summary.result_commit[:12]}; patch "
@@ -177,6 +178,15 @@ def consolidate_command(
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+
+
+def _tokens(summary: Any) -> str:
+    """``in/out tokens`` over the groups whose calls reported them, and the groups left out:
+    ``1200/80 tokens``, ``1200/80 tokens; 1 of 3 groups unreported``."""
+    silent = summary.tokens_unreported >= summary.groups > 0
+    shown = ("unknown", "unknown") if silent else (summary.tokens_in, summary.tokens_out)
+    note = unreported_text(summary.tokens_unreported, summary.groups, "groups")
+    return f"{shown[0]}/{shown[1]} tokens" + (f"; {note}" if note else "")
 
 
 COMMANDS: list[click.Command] = [consolidate_command]

@@ -16,6 +16,7 @@ from toolkit.cli.interrupt import interrupted
 from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
 from toolkit.errors import ToolkitNotice
+from toolkit.tokens import describe_tokens
 
 if TYPE_CHECKING:
     from toolkit.evaluate import Comparison, EvalResult
@@ -81,7 +82,8 @@ def _eval_lines(result: EvalResult) -> list[str]:
         f"passed {s.passed}/{s.n}; Wilson 95% [{_fmt(rate.wilson.low)}, "
         f"{_fmt(rate.wilson.high)}]; {s.seconds_per_task:.1f} s/task "
         f"(median {_fmt(s.seconds_median, 1)}), "
-        f"{s.tokens_per_task:,.0f} tokens/task; model errors {s.errors}"
+        f"{describe_tokens(s.tokens_per_task, s.tokens_unreported, s.n, 'tasks')} "
+        f"tokens/task; model errors {s.errors}"
         + (
             " (counted as failures: run the same command again to retry those tasks)"
             if s.errors

@@ -13,6 +13,7 @@ from toolkit.cli.evaluate import reuse_option
 from toolkit.cli.interrupt import interrupted
 from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
+from toolkit.tokens import unreported_note
 
 if TYPE_CHECKING:
     from toolkit.evolve import Estimate, EvolveConfig, EvolveSummary, PairedScore
@@ -100,9 +101,20 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
             lines.append(f"  support {e.support:>3}  {e.op:<18} {where}: {e.text}")
     lines.append("stage         status       wall s   calls  cached   tokens")
     for name, st in s.stages.items():
+        # A stage whose calls reported no counts shows "unknown", not 0; one where some did
+        # not says how many calls its figure leaves out.
+        silent = st.tokens_unreported >= st.calls > 0
+        tokens = "unknown" if silent else f"{st.tokens_in + st.tokens_out:,}"
+        note = "" if silent else unreported_note(st.tokens_unreported, st.calls, "calls")
         lines.append(
             f"  {name:<12} {st.status:<11} {st.wall_s:>7.1f} {st.calls:>7} {st.cached:>7} "
-            f"{st.tokens_in + st.tokens_out:>8,}"
+            f"{tokens:>8}{note}"
+        )
+    silent_calls = sum(st.tokens_unreported for st in s.stages.values())
+    if silent_calls:
+        lines.append(
+            f"  tokens: {silent_calls} model calls came without token counts (the provider "
+            "sent no usage) and are left out"
         )
     lines += [
         f"result branch: {s.result_branch} ({(s.result_commit or '')[:12]})",
@@ -131,7 +143,8 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
     help="Stop cleanly (resumable, exit code 3) once this call spent this many model calls "
     "(cache hits free), tokens or minutes; e.g. calls=500,tokens=2M,minutes=30. Checked "
     "before each task, analysis and stage: work already started finishes, so the spend can "
-    "pass the limit by what was in flight (up to --parallel tasks).",
+    "pass the limit by what was in flight (up to --parallel tasks). Calls whose server "
+    "reports no token usage count against tokens=N at an estimate from their text.",
 )
 @click.option("--estimate", "estimate_only", is_flag=True, help="Print the estimate and stop.")
 @click.option("--evolve-split", default="train", show_default=True, help="Split to learn from.")

@@ -182,19 +182,26 @@ def calls(path: Path, as_json: bool) -> None:
       trace2skill llm calls runs/2026-01-01-demo/llm_calls.jsonl --json
     """
     from toolkit.llm.calls import read_calls, summarize_calls
+    from toolkit.tokens import describe_tokens
 
     summary = summarize_calls(read_calls(path))
     if as_json:
         click.echo(summary.model_dump_json())
         return
+    silent = summary.tokens_unreported
+    # Sums over the calls that reported usage, saying how many did not (never a silent 0).
+    none_reported = silent >= summary.calls > 0
+    tokens_in, tokens_out = (
+        (None, None) if none_reported else (summary.tokens_in, summary.tokens_out)
+    )
     rows = [
         ("calls", f"{summary.calls}"),
         ("cache hits", f"{summary.cache_hits}"),
         ("model requests", f"{summary.model_requests}"),
         ("retries", f"{summary.retries}"),
         ("repair rounds", f"{summary.repair_rounds}"),
-        ("tokens in", f"{summary.tokens_in:,}"),
-        ("tokens out", f"{summary.tokens_out:,}"),
+        ("tokens in", describe_tokens(tokens_in, silent, summary.calls, "calls")),
+        ("tokens out", describe_tokens(tokens_out, silent, summary.calls, "calls")),
         ("cost", f"${summary.cost_usd:.4f}"),
         ("errors", json.dumps(summary.errors) if summary.errors else "0"),
     ]

@@ -15,6 +15,7 @@ from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
 from toolkit.errors import ToolkitError
 from toolkit.tasks import Suite
+from toolkit.tokens import describe_in_out, format_count
 
 
 @click.command("rollout")
@@ -141,7 +142,16 @@ def rollout_command(
         ("tasks", f"{summary.tasks} (ran {summary.ran}, resumed {summary.resumed})"),
         ("passed", f"{summary.passed}/{summary.tasks} ({summary.pass_rate:.1%})"),
         ("stopped", stops),
-        ("tokens", f"in {summary.tokens_in:,} / out {summary.tokens_out:,}"),
+        (
+            "tokens",
+            describe_in_out(
+                summary.tokens_in,
+                summary.tokens_out,
+                summary.tokens_unreported,
+                len(summary.trajectory_ids),
+                "trajectories",
+            ),
+        ),
         ("seconds", f"{summary.seconds_per_task:.1f} per task (wall {summary.wall_s:.1f})"),
         ("cost", f"${summary.cost_usd:.4f}"),
         ("trajectories", str(summary.trajectories_path)),
@@ -428,6 +438,14 @@ def _cached_note(steps: list[Any]) -> str:
     return f" ({hits} of {len(steps)} replies from the response cache)" if hits else ""
 
 
+def _unreported_note(t: Any) -> str:
+    # An unknown count is the provider's silence, not 0 tokens: say which steps it was.
+    if t.tokens_in is not None and t.tokens_out is not None:
+        return ""
+    silent = sum(s.tokens_in is None or s.tokens_out is None for s in t.steps)
+    return f" (the provider reported no usage for {silent} of {len(t.steps)} replies)"
+
+
 def _show_one(t: Any) -> None:
     rows = [
         ("id", t.id),
@@ -450,8 +468,8 @@ def _show_one(t: Any) -> None:
         ("stop", t.stop_reason + (f": {t.error}" if t.error else "")),
         (
             "tokens",
-            f"in {t.tokens_in:,} / out {t.tokens_out:,} in {t.latency_s:.1f} s"
-            + _cached_note(t.steps),
+            f"in {format_count(t.tokens_in)} / out {format_count(t.tokens_out)} "
+            f"in {t.latency_s:.1f} s" + _cached_note(t.steps) + _unreported_note(t),
         ),
     ]
     _print_rows(rows)

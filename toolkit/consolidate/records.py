@@ -21,7 +21,8 @@ from toolkit.trajectory import append_jsonl, read_jsonl
 
 MERGES_FILE = "merges.jsonl"
 PATCHES_DIR = "patches"
-MERGE_SCHEMA_VERSION = 1
+MERGE_SCHEMA_VERSION = 2
+"""2: ``tokens_in``/``tokens_out`` are null when a call's provider did not report them."""
 
 MergeStatus = Literal["merged", "union", "passed_up", "failed"]
 
@@ -87,8 +88,11 @@ class MergeRecord(BaseModel):
     attempts: int = 0
     """Model calls made for the group (2 when the size-budget retry ran)."""
     model: str | None = None
-    tokens_in: int = 0
-    tokens_out: int = 0
+    tokens_in: int | None = 0
+    """Prompt tokens of the group's model calls (0: none made); None when a call's were not
+    reported (:mod:`toolkit.tokens`)."""
+    tokens_out: int | None = 0
+    """Completion tokens of the group's model calls; None when a call's were not reported."""
     started_at: float = 0.0
     ended_at: float = 0.0
 

@@ -54,6 +54,7 @@ from toolkit.runs import (
 )
 from toolkit.skill import Budgets
 from toolkit.sync import run_sync
+from toolkit.tokens import TokenTally
 
 STAGE = "consolidate"
 
@@ -112,7 +113,11 @@ class ConsolidationSummary(BaseModel):
     """The first such group's reason, as ``merges.jsonl`` records it."""
     llm_calls: int = 0
     tokens_in: int = 0
+    """Prompt tokens of the groups whose calls reported them."""
     tokens_out: int = 0
+    """Completion tokens of the groups whose calls reported them."""
+    tokens_unreported: int = 0
+    """Groups with a model call whose token counts were not reported (left out of the sums)."""
     result_commit: str
     final_patch_id: str
     final_edits: int
@@ -411,6 +416,7 @@ async def arun_consolidation(
             gateway.close()
     statuses = [r.status for r in records]
     unused = [r for r in records if r.attempts > 0 and r.status != "merged"]
+    tokens = TokenTally.of((r.tokens_in, r.tokens_out) for r in records)
     summary = ConsolidationSummary(
         run_dir=str(run_dir),
         run=run,
@@ -427,8 +433,9 @@ async def arun_consolidation(
         model_unused=len(unused),
         model_unused_reason=unused[0].reason if unused else None,
         llm_calls=sum(r.attempts for r in records),
-        tokens_in=sum(r.tokens_in for r in records),
-        tokens_out=sum(r.tokens_out for r in records),
+        tokens_in=tokens.tokens_in,
+        tokens_out=tokens.tokens_out,
+        tokens_unreported=tokens.unreported,
         result_commit=final.commit,
         final_patch_id=final.id,
         final_edits=len(final.patch.edits),

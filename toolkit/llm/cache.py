@@ -37,10 +37,11 @@ class CacheEntry(BaseModel):
     """Model string of the call."""
     text: str
     """The final response text (after any repair round)."""
-    tokens_in: int = 0
-    """Prompt tokens the original call used."""
-    tokens_out: int = 0
-    """Completion tokens the original call used."""
+    tokens_in: int | None = 0
+    """Prompt tokens the original call used; None when its provider did not report them (an
+    older toolkit reads such an entry as a miss, as it reads any entry it cannot parse)."""
+    tokens_out: int | None = 0
+    """Completion tokens the original call used; None when not reported."""
     cost_usd: float = 0.0
     """Cost of the original call in USD (0 for local and fake models)."""
     finish_reason: str | None = None

@@ -13,12 +13,18 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from toolkit.errors import LLMError
+from toolkit.tokens import TokenTally, predates_unknown_counts, zero_absent_counts
 
-CALL_RECORD_SCHEMA_VERSION = 1
+CALL_RECORD_SCHEMA_VERSION = 2
+"""2: ``tokens_in``/``tokens_out`` are null when the provider reported no usage (1 held 0),
+and ``tokens_estimate`` is new. A version 1 record reads as before: an absent count is 0."""
+UNKNOWN_TOKENS_SINCE = 2
+"""The first calls-log format whose token counts may be unknown (null)."""
 
 
 class LLMCallRecord(BaseModel):
@@ -30,10 +36,16 @@ class LLMCallRecord(BaseModel):
     """Unique id of the call (hex)."""
     model: str
     """litellm model string."""
-    tokens_in: int = 0
-    """Prompt tokens over all attempts and the repair round (0 on a cache hit)."""
-    tokens_out: int = 0
-    """Completion tokens over all attempts and the repair round (0 on a cache hit)."""
+    tokens_in: int | None = None
+    """Prompt tokens over all attempts and the repair round (0 on a cache hit); None when a
+    reply came without its count (the provider reported no usage: :mod:`toolkit.tokens`)."""
+    tokens_out: int | None = None
+    """Completion tokens over all attempts and the repair round (0 on a cache hit); None when
+    a reply came without its count."""
+    tokens_estimate: int | None = None
+    """Only when a count is unknown: prompt + completion tokens with the unreported counts
+    estimated from the text (characters / 4), what ``evolve --budget tokens`` counts for the
+    call. None when both counts are known."""
     cost_usd: float = 0.0
     """Cost in USD as litellm computes it (0 for local/fake models and cache hits)."""
     latency_s: float
@@ -62,6 +74,44 @@ class LLMCallRecord(BaseModel):
     """Exception class name if the call failed, else None."""
     error_message: str | None = None
     """Redacted, one-line error message if the call failed."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_1_counts(cls, data: Any) -> Any:
+        # Version 1 had no unknown count: one it left out was 0 (its default), not unknown.
+        if predates_unknown_counts(data, UNKNOWN_TOKENS_SINCE):
+            return zero_absent_counts(data)
+        return data
+
+    @property
+    def budget_tokens(self) -> int:
+        """Prompt + completion tokens as a budget counts them: the reported counts, else the
+        estimate (0 for a record without one)."""
+        if self.tokens_in is not None and self.tokens_out is not None:
+            return self.tokens_in + self.tokens_out
+        return self.tokens_estimate or 0
+
+
+def line_counts(line: dict[str, Any]) -> tuple[int | None, int | None]:
+    """``(tokens_in, tokens_out)`` of a calls-log line read as a plain dict (by readers that
+    skip the model for speed), as :class:`LLMCallRecord` reads them: null or absent is
+    unknown, but absent in a version 1 line is 0."""
+    if predates_unknown_counts(line, UNKNOWN_TOKENS_SINCE):
+        line = zero_absent_counts(line)
+    counts = line.get("tokens_in"), line.get("tokens_out")
+    return (
+        None if counts[0] is None else int(counts[0]),
+        None if counts[1] is None else int(counts[1]),
+    )
+
+
+def line_budget_tokens(line: dict[str, Any]) -> int:
+    """Tokens a budget counts for a calls-log line read as a dict (see
+    :attr:`LLMCallRecord.budget_tokens`)."""
+    count_in, count_out = line_counts(line)
+    if count_in is not None and count_out is not None:
+        return count_in + count_out
+    return int(line.get("tokens_estimate") or 0)
 
 
 class CallLog:
@@ -114,9 +164,11 @@ class CallsSummary(BaseModel):
     repair_rounds: int = 0
     """Structured-output repair rounds."""
     tokens_in: int = 0
-    """Prompt tokens."""
+    """Prompt tokens of the calls that reported their usage."""
     tokens_out: int = 0
-    """Completion tokens."""
+    """Completion tokens of the calls that reported their usage."""
+    tokens_unreported: int = 0
+    """Calls whose token counts the provider did not report, left out of the two sums."""
     cost_usd: float = 0.0
     """Total cost in USD."""
     latency_s: float = 0.0
@@ -150,14 +202,18 @@ def read_calls(path: Path | str) -> list[LLMCallRecord]:
 def summarize_calls(records: list[LLMCallRecord]) -> CallsSummary:
     """Totals of a list of call records (pure)."""
     s = CallsSummary()
+    tally = TokenTally.of((r.tokens_in, r.tokens_out) for r in records)
+    s.tokens_in, s.tokens_out, s.tokens_unreported = (
+        tally.tokens_in,
+        tally.tokens_out,
+        tally.unreported,
+    )
     for r in records:
         s.calls += 1
         s.cache_hits += r.cache_hit
         s.model_requests += r.model_requests
         s.retries += r.retries
         s.repair_rounds += r.repair_rounds
-        s.tokens_in += r.tokens_in
-        s.tokens_out += r.tokens_out
         s.cost_usd += r.cost_usd
         s.latency_s += r.latency_s
         if r.error:

@@ -94,10 +94,13 @@ class FakeRequest(BaseModel):
 class _Scenario:
     """A registered fake model's script, latency, faults and counters (thread-safe)."""
 
-    def __init__(self, script: Script, latency: float, faults: Faults | None) -> None:
+    def __init__(
+        self, script: Script, latency: float, faults: Faults | None, usage: bool = True
+    ) -> None:
         self.script = script
         self.latency = latency
         self.faults = faults or Faults()
+        self.usage = usage
         self.lock = threading.Lock()
         self.position = 0
         self.seen: Counter[str] = Counter()
@@ -213,6 +216,7 @@ def fake_model(
     latency: float = 0.0,
     faults: Faults | None = None,
     name: str | None = None,
+    usage: bool = True,
 ) -> Iterator[FakeModel]:
     """Register a fake model for the duration of the ``with`` block.
 
@@ -227,13 +231,15 @@ def fake_model(
             cached under the model name like any model's, so a default-named fake never
             replays another run's script; a named one does, by design, when its prompts
             repeat: give a new name when you change its script, or turn the cache off).
+        usage: report token usage; False answers as a server that sends none (litellm then
+            shows a usage of zeros, as it does for such OpenAI-compatible servers).
 
     Yields:
         The model string (a :class:`FakeModel`, which also counts requests).
     """
     get_litellm()  # registers the provider
     key = name or f"scenario-{_RUN_TOKEN}-{next(_names)}"
-    scenario = _Scenario(script, latency, faults)
+    scenario = _Scenario(script, latency, faults, usage)
     with _registry_lock:
         if key in _registry:
             raise ValueError(f"fake model {key!r} is already registered")
@@ -335,7 +341,7 @@ def _respond(scenario: _Scenario, model: str, messages: list[dict[str, Any]], pa
         _raise_fault(item, model)
         raise AssertionError("unreachable: content faults are resolved in next_item")
     if isinstance(item, dict) and "tool_calls" in item and params.get("tools"):
-        return _tool_reply(litellm, model, messages, item)
+        return _tool_reply(litellm, model, messages, item, scenario.usage)
     if _is_action(item) and not params.get("response_format") and not params.get("tools"):
         text = _code_reply(item)  # a scripted agent step, asked for as plain text
     else:
@@ -360,11 +366,13 @@ def _respond(scenario: _Scenario, model: str, messages: list[dict[str, Any]], pa
                 "message": {"role": "assistant", "content": text},
             }
         ],
-        usage=usage,
+        usage=usage if scenario.usage else None,
     )
 
 
-def _tool_reply(litellm: Any, model: str, messages: list[dict[str, Any]], item: dict) -> Any:
+def _tool_reply(
+    litellm: Any, model: str, messages: list[dict[str, Any]], item: dict, report_usage: bool
+) -> Any:
     """A native tool-call reply: ``{"tool_calls": [{"name", "arguments"}], "content"?}``
     (arguments as a dict or, to script a malformed call, a string)."""
     calls = []
@@ -396,7 +404,7 @@ def _tool_reply(litellm: Any, model: str, messages: list[dict[str, Any]], item: 
                 "message": {"role": "assistant", "content": content, "tool_calls": calls},
             }
         ],
-        usage=usage,
+        usage=usage if report_usage else None,
     )
 
 

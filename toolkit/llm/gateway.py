@@ -49,6 +49,8 @@ from toolkit.llm.structured import (
     schema_instruction,
 )
 from toolkit.llm.tool_calls import ToolCall, from_response_message, parse_reply_text, reply_text
+from toolkit.llm.usage import estimated_prompt_tokens, reported_usage
+from toolkit.tokens import add_tokens, estimate_tokens
 
 T = TypeVar("T", bound=BaseModel)
 Messages = list[dict[str, Any]]
@@ -81,10 +83,15 @@ class Completion(BaseModel):
     """Id of the call's record in the calls log."""
     cache_hit: bool = False
     """True if served from the disk cache."""
-    tokens_in: int = 0
-    """Prompt tokens used (0 on a cache hit)."""
-    tokens_out: int = 0
-    """Completion tokens used (0 on a cache hit)."""
+    tokens_in: int | None = 0
+    """Prompt tokens used (0 on a cache hit); None when the provider did not report them
+    (:mod:`toolkit.tokens`)."""
+    tokens_out: int | None = 0
+    """Completion tokens used (0 on a cache hit); None when the provider did not report them."""
+    tokens_estimate: int | None = None
+    """Only when a count is unknown: prompt + completion tokens with the unreported counts
+    estimated from the text (characters / 4), for limits that must go on counting (the
+    agent's token budget, ``evolve --budget tokens``). None when both counts are known."""
     cost_usd: float = 0.0
     """Cost in USD (0 for local/fake models and on a cache hit)."""
     latency_s: float = 0.0
@@ -106,6 +113,14 @@ class Completion(BaseModel):
         """True when the reply stopped at ``max_tokens``: its text is incomplete."""
         return self.finish_reason == "length"
 
+    @property
+    def budget_tokens(self) -> int:
+        """Prompt + completion tokens as a limit counts them: the reported counts, else the
+        estimate (see :attr:`tokens_estimate`)."""
+        if self.tokens_in is not None and self.tokens_out is not None:
+            return self.tokens_in + self.tokens_out
+        return self.tokens_estimate or 0
+
 
 @dataclass(slots=True)
 class _Plan:
@@ -123,17 +138,24 @@ class _Stats:
     """Mutable per-call counters, folded into the call record at the end."""
 
     __slots__ = (
-        "tokens_in", "tokens_out", "cost", "retries", "requests", "repairs", "cut", "finish"
+        "tokens_in", "tokens_out", "estimate", "cost", "retries", "requests", "attempts",
+        "repairs", "cut", "finish",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self.cut = False  # a reply (the first or the repair) stopped at max_tokens
         self.finish: str | None = None  # the finish_reason of the latest reply
-        self.tokens_in = 0
-        self.tokens_out = 0
+        # None once a reply came without its count: the call's total is then unknown.
+        self.tokens_in: int | None = 0
+        self.tokens_out: int | None = 0
+        # The reported counts, with the unreported ones estimated from the text.
+        self.estimate = 0
         self.cost = 0.0
         self.retries = 0
-        self.requests = 0
+        self.requests = 0  # every request of the call (the repair round's included)
+        # Tries of the request in progress: what "after N attempts" counts, since the
+        # first reply that came back fine before a repair round was no failed attempt.
+        self.attempts = 0
         self.repairs = 0
 
 
@@ -180,6 +202,11 @@ class _FailureScope:
         if error is exc:
             return False
         raise error from None
+
+
+def _estimate(stats: _Stats) -> int | None:
+    """The call's estimated tokens, only when a count is unknown (see Completion)."""
+    return None if stats.tokens_in is not None and stats.tokens_out is not None else stats.estimate
 
 
 def _transient_types(litellm: Any) -> tuple[type[BaseException], ...]:
@@ -409,13 +436,24 @@ class Gateway:
         value, problem = self._check_structured(plan, entry.text)
         return None if problem is not None else (entry, value)
 
-    def _account(self, call: _Call, response: Any) -> str:
+    def _account(self, call: _Call, response: Any, messages: Messages) -> str:
         """Add a response's usage and cost to the call's counters; return its text."""
         stats = call.stats
-        usage = getattr(response, "usage", None)
-        if usage is not None:
-            stats.tokens_in += int(getattr(usage, "prompt_tokens", 0) or 0)
-            stats.tokens_out += int(getattr(usage, "completion_tokens", 0) or 0)
+        prompt, completion = reported_usage(response)
+        stats.tokens_in = add_tokens(stats.tokens_in, prompt)
+        stats.tokens_out = add_tokens(stats.tokens_out, completion)
+        # The estimate counts what was reported and guesses the rest from the text, so a
+        # limit goes on counting where a provider reports nothing (an empty reply included).
+        stats.estimate += prompt if prompt is not None else estimated_prompt_tokens(messages)
+        stats.estimate += completion or 0
+        text = self._cost_and_text(call, response)
+        if completion is None:
+            stats.estimate += estimate_tokens(text)
+        return text
+
+    def _cost_and_text(self, call: _Call, response: Any) -> str:
+        """A response's cost added to the call's counters, and its text."""
+        stats = call.stats
         if not call.plan.model.startswith(_GRAMMAR_PROVIDERS):
             # A model missing from litellm's cost map has an unknown cost: count it as 0.
             with contextlib.suppress(Exception):
@@ -469,7 +507,9 @@ class Gateway:
                 base = "the server's OpenAI-compatible base, usually ending in /v1"
                 line += f" (is {server} {base}?)"
         if is_transient(exc, plan.model):
-            attempts = f"{stats.requests} attempt{'s' if stats.requests != 1 else ''}"
+            attempts = f"{stats.attempts} attempt{'s' if stats.attempts != 1 else ''}"
+            if stats.repairs:
+                attempts += " of the repair round's request"
             return LLMError(f"{plan.model}: {name} after {attempts} (retries exhausted): {line}")
         if isinstance(exc, get_litellm().ContextWindowExceededError):
             return ContextWindowError(f"{plan.model}: {name}: {_error_line(exc)}")
@@ -501,6 +541,7 @@ class Gateway:
                     model=plan.model,
                     tokens_in=stats.tokens_in,
                     tokens_out=stats.tokens_out,
+                    tokens_estimate=_estimate(stats),
                     cost_usd=stats.cost,
                     latency_s=latency,
                     started_at=call.started,
@@ -534,6 +575,7 @@ class Gateway:
             cache_hit=cache_hit,
             tokens_in=stats.tokens_in,
             tokens_out=stats.tokens_out,
+            tokens_estimate=_estimate(stats),
             cost_usd=stats.cost,
             latency_s=latency,
             retries=stats.retries,
@@ -581,14 +623,16 @@ class Gateway:
     def _request(self, call: _Call, messages: Messages) -> str:
         litellm = get_litellm()
         attempt = 0
+        call.stats.attempts = 0
         while True:
             call.stats.requests += 1
+            call.stats.attempts += 1
             try:
                 with self._thread_sem:
                     response = litellm.completion(
                         model=call.plan.model, messages=messages, **call.plan.kwargs
                     )
-                return self._account(call, response)
+                return self._account(call, response, messages)
             except Exception as exc:
                 time.sleep(self._retry_delay(call, exc, attempt))
                 attempt += 1
@@ -631,14 +675,16 @@ class Gateway:
         litellm = get_litellm()
         sem = self._loop_semaphore()
         attempt = 0
+        call.stats.attempts = 0
         while True:
             call.stats.requests += 1
+            call.stats.attempts += 1
             try:
                 async with sem:
                     response = await litellm.acompletion(
                         model=call.plan.model, messages=messages, **call.plan.kwargs
                     )
-                return self._account(call, response)
+                return self._account(call, response, messages)
             except Exception as exc:
                 await asyncio.sleep(self._retry_delay(call, exc, attempt))
                 attempt += 1

@@ -38,7 +38,8 @@ def render() -> None:
             "the agent changed and the task ran again: superseded). Pass rate with its "
             "bootstrap 95% CI (Wilson's at 0/n or n/n). s/task: mean and median wall seconds "
             "over the tasks with no reply from the response cache (replayed: a replay costs "
-            "no model time); tokens and replies per task over every task."
+            "no model time); tokens per task over the tasks whose provider reported them "
+            "(tokens_unreported: the others), replies per task over every task."
         )
         _chart(table)
         st.dataframe(

@@ -23,7 +23,7 @@ def render() -> None:
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Model calls", f"{int(models['calls'].sum()):,}")
     c2.metric("Cache hits", f"{int(models['cache_hits'].sum()):,}")
-    c3.metric("Tokens", f"{int(models['tokens_in'].sum() + models['tokens_out'].sum()):,}")
+    c3.metric("Tokens", data.total_tokens_text(models))
     c4.metric("Cost (USD)", f"{models['cost_usd'].sum():.4f}")
     st.subheader("By stage")
     if stages.empty:
@@ -36,7 +36,9 @@ def render() -> None:
         st.dataframe(stages, hide_index=True)
         st.caption(
             "rollout and eval count the agent's model calls; analyse and consolidate count "
-            "units (analyses, merges), whose calls, cache hits and cost are in the table below."
+            "units (analyses, merges), whose calls, cache hits and cost are in the table below. "
+            "tokens_unreported: calls (or units) whose provider reported no token counts, "
+            "left out of the token sums rather than counted as 0."
         )
     st.subheader("By model")
     if models.empty:

@@ -62,7 +62,7 @@ def _detail(con, folder, run: str | None, traj_id: str) -> None:
     st.subheader(f"Task {t['task_id']} ({'PASS' if t['passed'] else 'FAIL'})")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Steps", int(t["n_steps"]))
-    c2.metric("Tokens", int(t["tokens_in"] + t["tokens_out"]))
+    c2.metric("Tokens", data.tokens_text(t["tokens_in"], t["tokens_out"]))
     c3.metric("Stop", t["stop_reason"])
     unmeasured = t["delivery"] == "imported" and not t["latency_s"]  # an import left it out
     c4.metric("Latency (s)", "unknown" if unmeasured else f"{t['latency_s']:.1f}")
