@@ -42,13 +42,31 @@ def _data_tag(suite: Suite) -> str:
     return f"-{stem}-{hashlib.sha256(str(where).encode()).hexdigest()[:6]}"
 
 
+def _scoring_tag(suite: Suite) -> str:
+    """``-numeric``, ``-regex`` or ``-tol<x>`` for a jsonl suite scored other than by the
+    default (exact, default tolerance); empty otherwise, so default names stay as they were."""
+    from toolkit.tasks.jsonl import JsonlSuite
+
+    if not isinstance(suite, JsonlSuite):
+        return ""
+    tag = "" if suite.scoring == "exact" else f"-{suite.scoring}"
+    if suite.tolerance != JsonlSuite.DEFAULT_TOLERANCE:
+        tag += f"-tol{suite.tolerance:g}"
+    return tag
+
+
 def _run_dir(run_dir: Path | None, suite: Suite, split: str, limit: int | None, seed: int) -> Path:
     # A run directory fixes its task subset (splits.json), so the default name carries what
-    # draws it, the data included (two task files would otherwise share one folder);
-    # repeating a command reuses the finished rollouts.
+    # draws it, the data included (two task files would otherwise share one folder), and
+    # how answers are scored (a finished task keeps its verdict: `eval --scoring numeric`
+    # after an exact one would meet the exact verdicts); repeating a command reuses the
+    # finished rollouts.
     if run_dir is not None:
         return run_dir
-    name = f"eval-{suite.name}{_data_tag(suite)}-{split}-n{limit or 'all'}-s{seed}"
+    name = (
+        f"eval-{suite.name}{_data_tag(suite)}{_scoring_tag(suite)}-{split}-n{limit or 'all'}"
+        f"-s{seed}"
+    )
     return Path("runs") / name
 
 
@@ -238,8 +256,9 @@ def _common(func: Any) -> Any:
             "--run-dir",
             type=click.Path(file_okay=False, path_type=Path),
             help="Run directory (default: runs/eval-<suite>-<split>-n<limit>-s<seed>, with "
-            "the --data file's or folder's name and a hash of its path after <suite>); "
-            "finished tasks in it are reused. It keeps the task subset it was created with.",
+            "the --data file's or folder's name and a hash of its path after <suite>, then "
+            "a --scoring or --tolerance other than the default); finished tasks in it are "
+            "reused. It keeps the task subset and scoring it was created with.",
         ),
         click.option(
             "--delivery",
