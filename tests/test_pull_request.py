@@ -4,7 +4,10 @@ and opening or updating the PR through the fake API."""
 from __future__ import annotations
 
 import base64
+import json
 import os
+import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -561,3 +564,34 @@ def test_skill_path_must_be_the_runs_skill(tmp_path):
         f"{SKILL_PATH} (leave --skill-path out)\n"
     )
     assert load_review(run_dir, SkillRepo.open(root).git, skill_path=f"{SKILL_PATH}/").skill_path
+
+
+def test_the_rerun_command_scores_as_the_run_did(tmp_path, monkeypatch):
+    """A trial's finding: the body's "re-run both skills" command of a run on a user's task
+    file left out --scoring, so compare scored it exact (a run scored numeric read back as
+    all failures, now refused). It names the run's scoring rule, and it runs."""
+    root = tmp_path / "repo"
+    skill = Path(__file__).parent.parent / "skills" / "gsm8k-math"
+    shutil.copytree(skill, root / "s" / "gsm8k-math")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.name", "Test User")
+    git(root, "config", "user.email", "test@example.com")
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "skill")
+    rows = [{"id": f"q{i}", "question": f"{i} + 1?", "answer": i + 1,
+             "split": "train" if i < 2 else "test"} for i in range(4)]  # fmt: skip
+    (root / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.chdir(root)
+    common = ["--model", "fake/rehearsal", "--no-progress", "--cache-dir", str(tmp_path / "c")]
+    out = _invoke(
+        ["evolve", "s/gsm8k-math", "--suite", "jsonl", "--data", "t.jsonl", "--scoring",
+         "numeric", "--tolerance", "0.5", "--error-analyst", "single", "--run-id", "u", *common]
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    review = load_review(root / "runs" / "u", SkillRepo.open(root).git)
+    body = render_body(review, check_gate(review))
+    rerun = next(line for line in body.splitlines() if line.startswith("trace2skill compare t2s"))
+    assert "--data TASKS.jsonl --scoring numeric --tolerance 0.5 " in rerun
+    again = _invoke(shlex.split(rerun.replace("TASKS.jsonl", "t.jsonl"))[1:] + common[2:])
+    assert again.exit_code == 0, again.output
+    assert "B - A: +0.00" in again.output
