@@ -469,8 +469,8 @@ def test_evolve_says_how_many_rows_of_a_task_file_it_skipped(
     from toolkit.errors import ToolkitNotice
 
     data = tmp_path / "my.jsonl"
-    rows = [{"id": f"q{i}", "question": f"{i}+1?", "answer": i + 1, "split": "train"}
-            for i in range(2)]  # fmt: skip
+    rows = [{"id": f"q{i}", "question": f"{i}+1?", "answer": i + 1,
+             "split": "train" if i < 2 else "test"} for i in range(3)]  # fmt: skip
     data.write_text("\n".join([*map(json.dumps, rows), '{"id": "bad"}']) + "\n")
     submit = {"thought": "", "cited_sections": [], "tool": "submit", "args": {"answer": "1"}}
     kill_at(monkeypatch, "analyse")  # the rollout is all this needs
@@ -1223,3 +1223,27 @@ def test_resume_from_another_directory_finds_the_task_file(
     assert lost.exit_code == 1 and "--suite jsonl --data PATH" in lost.output, lost.output
     found = CliRunner().invoke(main, [*resume, "--suite", "jsonl", "--data", str(moved)])
     assert found.exit_code == 0, found.output
+
+
+def test_an_empty_split_is_refused_before_any_model_time(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's finding: a task file whose rows all say "split": "train" ran the rollouts,
+    the analyses and the consolidation, then stopped at eval-s0 ("split 'test' of suite
+    'jsonl' has no tasks"). The request is refused first, --estimate included, saying which
+    splits the file has."""
+    data = _user_tasks(tmp_path / "t.jsonl")
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    data.write_text("".join(json.dumps({**r, "split": "train"}) + "\n" for r in rows))
+    monkeypatch.chdir(repo)
+    args = ["evolve", "skills/wikitq-table-qa", "--suite", "jsonl", "--data", str(data),
+            "--model", "fake/rehearsal", "--run-id", "e", "--no-progress",
+            "--cache-dir", str(tmp_path / "c")]  # fmt: skip
+    for extra in (["--estimate"], []):
+        out = CliRunner().invoke(main, [*args, *extra])
+        assert out.exit_code == 1, out.output
+        assert "split 'test' of suite 'jsonl' has no tasks" in out.output
+        assert '(it has: train 6); mark rows with "split": "test"' in out.output
+        assert "[2/8] rollout" not in out.output
+    assert not (repo / "runs" / "e").exists()
+    assert git(repo, "branch", "--list", "t2s/e/*") == ""

@@ -648,7 +648,10 @@ def test_bad_requests_leave_no_run_dir(tmp_path: Path) -> None:
         run_rollouts("gsm8k", "dev", None, "fake/echo", run_dir=tmp_path / "a", progress=False)
     bad = tmp_path / "bad.jsonl"
     bad.write_text("not json\n")
-    with pytest.raises(RolloutError, match="has no tasks; 1 malformed rows"):
+    with pytest.raises(
+        RolloutError,
+        match=r"has no tasks in .*bad.jsonl \(no task loaded\); 1 malformed row skipped",
+    ):
         run_rollouts(
             get_suite("jsonl", path=bad), "all", None, "fake/echo",
             run_dir=tmp_path / "b", progress=False,

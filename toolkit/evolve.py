@@ -1708,6 +1708,7 @@ def check_request(config: EvolveConfig) -> None:
     """
     from toolkit.repo import SkillRepo
     from toolkit.skill import require_valid
+    from toolkit.tasks.check import empty_split_message
 
     stored = load_config(config.run_dir)
     if stored is not None:
@@ -1731,6 +1732,12 @@ def check_request(config: EvolveConfig) -> None:
             "tasks: S* would be scored on the tasks it learned from. Use disjoint splits "
             "(the defaults: --evolve-split train --test-split test)"
         )
+    # An empty test split stopped the run at eval-s0, after the rollouts, the analyses and
+    # the consolidation had spent their model time.
+    loaded = suite.load_all()
+    for split in (config.evolve_split, config.test_split):
+        if not any(task.split == split for task in loaded.tasks):
+            raise EvolveError(empty_split_message(suite, split, loaded))
 
 
 def _start(run: _Run, fresh: bool) -> None:

@@ -64,7 +64,7 @@ from toolkit.tasks import (
     scoring_options,
     suite_source,
 )
-from toolkit.tasks.check import skipped_rows_notice
+from toolkit.tasks.check import empty_split_message, skipped_rows_notice
 from toolkit.tasks.splits import SplitsFile, load_splits, make_splits, save_splits, tasks_for_split
 from toolkit.trajectory import (
     DELIVERIES,
@@ -571,10 +571,10 @@ async def arun_rollouts(
     run_path.mkdir(parents=True, exist_ok=True)
     try:
         tasks = split_tasks(suite_obj, split, limit=limit, seed=seed, run_dir=run_path)
-        bad = suite_obj.load_all().bad_rows
+        loaded = suite_obj.load_all()
+        bad = loaded.bad_rows
         if not tasks:
-            why = f"; {len(bad)} malformed rows were skipped, first: {bad[0]}" if bad else ""
-            raise RolloutError(f"split {split!r} of suite {suite_obj.name!r} has no tasks{why}")
+            raise RolloutError(empty_split_message(suite_obj, split, loaded))
     except BaseException:
         if created:  # leave no half-made run directory behind a bad request
             shutil.rmtree(run_path, ignore_errors=True)
