@@ -221,3 +221,30 @@ def test_numeric_scoring_keeps_the_alternatives_with_a_number_and_notes_the_rest
     ]  # fmt: skip
     exact = get_suite("jsonl", path=path).load("all")
     assert exact.tasks[0].answers == ["5", "five"] and len(exact.notes) == 1  # the field only
+
+
+def test_a_file_outside_the_tasks_folder_says_how_to_name_it(tmp_path):
+    """A trial's finding: "files": ["../x.csv"] (a file that exists) was skipped with
+    pydantic's "path: Value error, workspace path must be relative without '..'", naming
+    neither the row's field nor the mapping form that gives such a file a workspace name."""
+    (tmp_path / "x.csv").write_text("a\n1\n", encoding="utf-8")
+    (tmp_path / "d").mkdir()
+    path = write_jsonl(
+        tmp_path / "d" / "t.jsonl",
+        [
+            {"id": "a", "question": "?", "answer": "1", "files": ["../x.csv"]},
+            {"id": "b", "question": "?", "answer": "1", "files": {"../y.csv": "../x.csv"}},
+            {"id": "c", "question": "?", "answer": "1", "files": {"/y.csv": "../x.csv"}},
+            {"id": "ok", "question": "?", "answer": "1", "files": {"x.csv": "../x.csv"}},
+        ],
+    )
+    loaded = get_suite("jsonl", path=path).load("all")
+    assert [e.message for e in loaded.bad_rows] == [
+        "file '../x.csv' is outside the JSONL file's folder, so it has no name in the agent's "
+        'folder: give one with "files": {"x.csv": "../x.csv"}',
+        "workspace name '../y.csv' must be a relative path without '..' (the name the agent "
+        "sees in its folder)",
+        "workspace name '/y.csv' must be a relative path without '..' (the name the agent "
+        "sees in its folder)",
+    ]
+    assert [f.path for t in loaded.tasks for f in t.files] == ["x.csv"]

@@ -43,6 +43,13 @@ from toolkit.tasks.splits import hash_split
 ScoringRule = Literal["exact", "numeric", "regex"]
 
 
+def _escapes(name: str) -> bool:
+    """Whether ``name`` cannot be a path inside the agent's folder (absolute, '..', a
+    backslash, empty)."""
+    pure = PurePosixPath(name)
+    return not name or pure.is_absolute() or ".." in pure.parts or "\\" in name
+
+
 def _a(kind: str) -> str:
     """``kind`` with its article: "an array", "a string", "null"."""
     if kind == "null":
@@ -199,6 +206,19 @@ class JsonlSuite(JsonlFileSuite):
         for workspace_name, relative in pairs:
             if PurePosixPath(relative).is_absolute():
                 raise ValueError(f"file {relative!r} must be relative to the JSONL file")
+            if _escapes(workspace_name):
+                # TaskFile would refuse it with pydantic's "path: Value error, ...", which
+                # names neither the row's field nor the way to give such a file.
+                if isinstance(files, dict):
+                    raise ValueError(
+                        f"workspace name {workspace_name!r} must be a relative path without "
+                        "'..' (the name the agent sees in its folder)"
+                    )
+                name = PurePosixPath(relative).name
+                raise ValueError(
+                    f"file {relative!r} is outside the JSONL file's folder, so it has no name "
+                    f'in the agent\'s folder: give one with "files": {{"{name}": "{relative}"}}'
+                )
             source = (self.path.parent / relative).resolve()
             if source.is_dir():
                 raise ValueError(
