@@ -4,10 +4,8 @@ and opening or updating the PR through the fake API."""
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shlex
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from click.testing import CliRunner
 from tests.fake_github import FakeGitHub, serve
 from tests.repo_helpers import git
 from tests.run_fixture import RUN, SKILL_PATH, build_run
+from tests.user_run import TASKS, rehearsal_options, rehearsed_jsonl_run
 from toolkit.cli import main
 from toolkit.github import TOKEN_VARIABLES, GitHubClient, GitHubError
 from toolkit.pull_request import GateRefused, _auth_env, plan_pull_request, publish
@@ -570,28 +569,13 @@ def test_the_rerun_command_scores_as_the_run_did(tmp_path, monkeypatch):
     """A trial's finding: the body's "re-run both skills" command of a run on a user's task
     file left out --scoring, so compare scored it exact (a run scored numeric read back as
     all failures, now refused). It names the run's scoring rule, and it runs."""
-    root = tmp_path / "repo"
-    skill = Path(__file__).parent.parent / "skills" / "gsm8k-math"
-    shutil.copytree(skill, root / "s" / "gsm8k-math")
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.name", "Test User")
-    git(root, "config", "user.email", "test@example.com")
-    git(root, "add", ".")
-    git(root, "commit", "-q", "-m", "skill")
-    rows = [{"id": f"q{i}", "question": f"{i} + 1?", "answer": i + 1,
-             "split": "train" if i < 2 else "test"} for i in range(4)]  # fmt: skip
-    (root / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    root = rehearsed_jsonl_run(tmp_path, "u", "--tolerance", "0.5")
     monkeypatch.chdir(root)
-    common = ["--model", "fake/rehearsal", "--no-progress", "--cache-dir", str(tmp_path / "c")]
-    out = _invoke(
-        ["evolve", "s/gsm8k-math", "--suite", "jsonl", "--data", "t.jsonl", "--scoring",
-         "numeric", "--tolerance", "0.5", "--error-analyst", "single", "--run-id", "u", *common]
-    )  # fmt: skip
-    assert out.exit_code == 0, out.output
     review = load_review(root / "runs" / "u", SkillRepo.open(root).git)
     body = render_body(review, check_gate(review))
     rerun = next(line for line in body.splitlines() if line.startswith("trace2skill compare t2s"))
     assert "--data TASKS.jsonl --scoring numeric --tolerance 0.5 " in rerun
-    again = _invoke(shlex.split(rerun.replace("TASKS.jsonl", "t.jsonl"))[1:] + common[2:])
+    command = shlex.split(rerun.replace("TASKS.jsonl", TASKS))[1:]
+    again = _invoke(command + rehearsal_options(tmp_path)[2:])
     assert again.exit_code == 0, again.output
     assert "B - A: +0.00" in again.output
