@@ -726,7 +726,12 @@ with fake_model(gsm8k_agent(), name="stop", latency=0.3) as model:
 
 @pytest.mark.parametrize(
     ("command", "sig", "code", "word"),
-    [("rollout", "SIGTERM", 143, "Terminated"), ("eval", "SIGINT", 130, "Interrupted")],
+    [
+        ("rollout", "SIGTERM", 143, "Terminated"),
+        ("eval", "SIGINT", 130, "Interrupted"),
+        # A trial's finding: compare said a bare "Interrupted." (eval said how to go on).
+        ("compare", "SIGINT", 130, "Interrupted"),
+    ],
 )
 def test_a_stopped_rollout_or_eval_says_how_to_go_on(
     tmp_path: Path, command: str, sig: str, code: int, word: str
@@ -739,7 +744,8 @@ def test_a_stopped_rollout_or_eval_says_how_to_go_on(
     run_dir = tmp_path / "run"
     args = [command, "--suite", "gsm8k", "--limit", "6", "--run-dir", str(run_dir),
             "--protocol", "json", "--parallel", "1", "--no-progress", "--no-cache"]  # fmt: skip
-    args += ["--skill", str(ROOT / "skills" / "gsm8k-math")]
+    skill = str(ROOT / "skills" / "gsm8k-math")
+    args += ["none", skill] if command == "compare" else ["--skill", skill]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TRACE2SKILL_CACHE_DIR": str(tmp_path)}
     child = subprocess.Popen(
         [sys.executable, "-c", _STOPPED_CHILD, *args], cwd=ROOT, env=env,

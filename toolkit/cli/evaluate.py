@@ -70,6 +70,13 @@ def _run_dir(run_dir: Path | None, suite: Suite, split: str, limit: int | None, 
     return Path("runs") / name
 
 
+#: How an interrupted ``eval`` or ``compare`` goes on.
+_GO_ON = (
+    "Finished tasks are saved; the same command again goes on from them (they are reused, "
+    "not re-run)"
+)
+
+
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -361,10 +368,7 @@ def eval_cmd(
             reuse=reuse,
         )
     except KeyboardInterrupt:
-        interrupted(
-            "Finished tasks are saved; the same command again goes on from them (they are "
-            "reused, not re-run)"
-        )
+        interrupted(_GO_ON)
     if as_json:
         click.echo(
             json.dumps(
@@ -519,8 +523,8 @@ def compare(
             "model": llm_config.model if model else None,
             "split": split if chosen("split") else None,
         }
-        results.append(
-            _side(
+        try:
+            side = _side(
                 spec,
                 suite=suite,
                 split=split,
@@ -529,7 +533,10 @@ def compare(
                 llm_config=llm_config,
                 given=given,
             )
-        )
+        except KeyboardInterrupt:
+            # compare said a bare "Interrupted." where eval said how to go on.
+            interrupted(_GO_ON)
+        results.append(side)
     result_a, result_b = results
     comparison = pair_results(result_a, result_b, resamples=resamples, seed=seed)
     if as_json:
