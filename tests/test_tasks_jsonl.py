@@ -248,3 +248,32 @@ def test_a_file_outside_the_tasks_folder_says_how_to_name_it(tmp_path):
         "sees in its folder)",
     ]
     assert [f.path for t in loaded.tasks for f in t.files] == ["x.csv"]
+
+
+def test_numeric_golds_in_scientific_notation_are_their_value(tmp_path):
+    """A trial's finding: a JSON number gold like 1e-07 reached the scorer as '1e-07', which
+    GSM8K's last-number rule read as -7 (1e+21 as 21): an agent answering 0.0000001 failed,
+    and `tasks check` passed the gold against itself. A gold that holds several numbers
+    ('3/4', '12 km, or 7.46 miles') is noted with the number it is compared as."""
+    path = write_jsonl(
+        tmp_path / "sci.jsonl",
+        [
+            {"id": "small", "question": "?", "answer": 1e-07},
+            {"id": "big", "question": "?", "answer": "-2.5e3"},
+            {"id": "frac", "question": "?", "answer": "3/4"},
+            {"id": "words", "question": "?", "answer": ["12 km, or 7.46 miles", "1,234"]},
+        ],
+    )
+    suite = get_suite("jsonl", path=path, scoring="numeric", tolerance=1e-9)
+    loaded = suite.load("all")
+    small, big, frac, _ = loaded.tasks
+    assert suite.score(small, "0.0000001").passed and not suite.score(small, "-7").passed
+    assert suite.score(small, 1e-07).passed
+    assert suite.score(big, "-2500").passed and suite.score(big, "-2.5e3").passed
+    assert not suite.score(big, "3").passed
+    assert suite.score(frac, "4").passed  # GSM8K's rule for text with several numbers
+    assert [n.message for n in loaded.notes] == [
+        "answer '3/4' holds several numbers: scoring=numeric compares the last, 4",
+        "answer '12 km, or 7.46 miles' holds several numbers: scoring=numeric compares the "
+        "last, 7.46",
+    ]
