@@ -386,7 +386,10 @@ def test_changed_data_names_the_run_folder_and_the_way_out(tmp_path: Path) -> No
         split_tasks(get_suite("jsonl", path=other), "all", limit=None, seed=0, run_dir=run_dir)
     message = str(caught.value)
     assert f"splits in {run_dir / 'splits.json'} were made: my.jsonl" in message
-    assert "(the data now: logs.jsonl)" in message and "another --run-dir" in message
+    assert (
+        "(the data now: logs.jsonl)" in message
+        and "another run folder for this data (--run-dir; evolve: --run-id)" in message
+    )
 
 
 def test_a_rollout_says_how_many_rows_it_skipped(tmp_path: Path) -> None:
