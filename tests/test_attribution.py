@@ -533,3 +533,20 @@ def test_echoed_uses_count_as_use(done):
     rows = {r.ref: r for r in section_usage(trajectories, versions) if r.version == "S*"}
     assert (rows[ref].used, rows[ref].echoes, rows[ref].reads, rows[ref].citations) == (1, 1, 0, 0)
     assert rows[ref].tasks == [trajectories[first].task_id]
+
+
+def test_ablate_a_users_jsonl_run_without_naming_its_suite(tmp_path):
+    """A trial's finding: `ablate RUN` on an evolve run of a user's task file stopped with
+    "suite 'jsonl' has no option(s) data_dir" (the task file was opened as a data folder):
+    the run's own task file and scoring rule, as its rollouts recorded them, are used."""
+    from tests.user_run import rehearsal_options, rehearsed_jsonl_run
+
+    root = rehearsed_jsonl_run(tmp_path, "u")
+    out = CliRunner().invoke(
+        main,
+        ["ablate", str(root / "runs" / "u"), "--repo", str(root), "--top", "1", "--tasks", "2",
+         *rehearsal_options(tmp_path)[2:]],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "of jsonl/test (seed 0, model fake/rehearsal)" in out.output
+    assert "only" in out.output and "results:" in out.output

@@ -975,3 +975,52 @@ def test_reuse_needs_a_run_folder_that_shows_its_data(tmp_path):
         reuse_sources([run / "evals" / "trajectories.jsonl"], ours)
     # Without data to check against (a plain listing), both are sources.
     assert len(reuse_sources([run, run / "evals" / "trajectories.jsonl"])) == 2
+
+
+def test_a_run_folder_scored_one_way_is_not_read_back_under_another(tmp_path, monkeypatch):
+    """A trial's finding: `eval --scoring exact` then `eval --scoring numeric` on the same
+    default run folder printed the exact verdicts again (0 of 4 for answers numeric passes):
+    a finished task keeps the verdict it got, and its id does not name the scoring rule."""
+    from toolkit.llm import fake_model
+
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(
+        tmp_path / "units.jsonl",
+        [{"id": f"q{i}", "question": f"{i} + {i}?", "answer": 2 * i} for i in range(4)],
+    )
+    common = ["--skill", "none", "--suite", "jsonl", "--data", "units.jsonl", "--split", "all",
+              "--no-cache", "--no-progress", "--json"]  # fmt: skip
+
+    def reply(messages):
+        user = next(m["content"] for m in messages if m["role"] == "user")
+        i = int(re.search(r"(\d+) \+", user).group(1))
+        return f"FINAL ANSWER: {2 * i} units"  # passes numeric scoring only
+
+    passed = {}
+    with fake_model(reply) as model:
+        for scoring in ("exact", "numeric"):
+            args = ["eval", *common, "--scoring", scoring, "--model", model]
+            out = CliRunner().invoke(main, args)
+            assert out.exit_code == 0, out.output
+            result = json.loads(out.stdout)
+            passed[scoring] = (result["summary"]["passed"], Path(result["path"]).parts[1])
+        assert passed["exact"][0] == 0 and passed["numeric"][0] == 4
+        assert passed["numeric"][1].startswith("eval-jsonl-units-")
+        assert "-numeric-all-nall-s0" in passed["numeric"][1]
+        assert passed["exact"][1].endswith("-all-nall-s0") and "exact" not in passed["exact"][1]
+        # A folder named on purpose is refused, not read back under the other rule...
+        folder = str(tmp_path / "runs" / passed["exact"][1])
+        again = CliRunner().invoke(
+            main, ["eval", *common, "--scoring", "numeric", "--model", model, "--run-dir", folder]
+        )
+        assert again.exit_code == 1, again.output
+        assert "scored answers with scoring=exact" in again.output
+        assert "Traceback" not in again.output
+        # ... and so is a --reuse source scored another way.
+        reused = CliRunner().invoke(
+            main,
+            ["eval", *common, "--scoring", "numeric", "--model", model,
+             "--run-dir", str(tmp_path / "fresh"), "--reuse", folder],
+        )  # fmt: skip
+        assert reused.exit_code == 1, reused.output
+        assert "cannot reuse" in reused.output and "scoring=exact" in reused.output

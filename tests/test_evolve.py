@@ -469,8 +469,8 @@ def test_evolve_says_how_many_rows_of_a_task_file_it_skipped(
     from toolkit.errors import ToolkitNotice
 
     data = tmp_path / "my.jsonl"
-    rows = [{"id": f"q{i}", "question": f"{i}+1?", "answer": i + 1, "split": "train"}
-            for i in range(2)]  # fmt: skip
+    rows = [{"id": f"q{i}", "question": f"{i}+1?", "answer": i + 1,
+             "split": "train" if i < 2 else "test"} for i in range(3)]  # fmt: skip
     data.write_text("\n".join([*map(json.dumps, rows), '{"id": "bad"}']) + "\n")
     submit = {"thought": "", "cited_sections": [], "tool": "submit", "args": {"answer": "1"}}
     kill_at(monkeypatch, "analyse")  # the rollout is all this needs
@@ -1169,3 +1169,81 @@ def test_a_resume_asks_for_the_author_s_password_only_while_the_author_has_work(
         else:
             assert author_model.calls == 0
     assert resumed.exit_code == 0, resumed.output
+
+
+def _user_tasks(path: Path) -> Path:
+    """A user's task file with its own train/test split (4 + 2 tasks)."""
+    rows = [
+        {"id": f"q{i}", "question": f"How many cm in {i} inches?", "answer": round(2.54 * i, 2),
+         "split": "train" if i < 4 else "test"}
+        for i in range(6)
+    ]  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_resume_from_another_directory_finds_the_task_file(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's finding: `evolve SKILL --suite jsonl --data data/t.jsonl`, stopped, then
+    `evolve --resume --run-id r --runs-dir /abs/runs` from another directory stopped with
+    "data file not found: data/t.jsonl" (the skill folder was found: its whole path is kept;
+    the task file's was not). --data on a resume says where the same data is now; --suite
+    and --scoring that would change the run are refused, no longer ignored in silence."""
+    _user_tasks(repo / "data" / "t.jsonl")
+    monkeypatch.chdir(repo)
+    common = ["--model", "fake/rehearsal", "--no-progress", "--cache-dir", str(tmp_path / "c")]
+    kill_at(monkeypatch, "analyse")
+    stopped = CliRunner().invoke(
+        main,
+        ["evolve", "skills/wikitq-table-qa", "--suite", "jsonl", "--data", "data/t.jsonl",
+         "--scoring", "numeric", "--error-analyst", "single", "--run-id", "r", *common],
+    )  # fmt: skip
+    assert stopped.exit_code == 130, stopped.output
+    monkeypatch.undo()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    resume = ["evolve", "--resume", "--run-id", "r", "--runs-dir", str(repo / "runs"), *common]
+    for changed, what in (
+        (["--suite", "gsm8k"], "--suite (the run has jsonl)"),
+        (["--suite", "jsonl", "--data", str(repo / "data" / "t.jsonl"), "--scoring", "exact"],
+         "--scoring (the run has numeric)"),
+    ):  # fmt: skip
+        refused = CliRunner().invoke(main, [*resume, *changed, "--estimate"])
+        assert refused.exit_code == 1 and what in refused.output, refused.output
+    done = CliRunner().invoke(main, resume)
+    assert done.exit_code == 0, done.output
+    assert "S*  0/2" in done.output
+    # The task file moved: --data names where the same data is now.
+    moved = _user_tasks(tmp_path / "moved" / "t.jsonl")
+    shutil.move(repo / "data", tmp_path / "gone")
+    lost = CliRunner().invoke(main, [*resume, "--estimate"])
+    assert lost.exit_code == 1 and "--suite jsonl --data PATH" in lost.output, lost.output
+    found = CliRunner().invoke(main, [*resume, "--suite", "jsonl", "--data", str(moved)])
+    assert found.exit_code == 0, found.output
+
+
+def test_an_empty_split_is_refused_before_any_model_time(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's finding: a task file whose rows all say "split": "train" ran the rollouts,
+    the analyses and the consolidation, then stopped at eval-s0 ("split 'test' of suite
+    'jsonl' has no tasks"). The request is refused first, --estimate included, saying which
+    splits the file has."""
+    data = _user_tasks(tmp_path / "t.jsonl")
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    data.write_text("".join(json.dumps({**r, "split": "train"}) + "\n" for r in rows))
+    monkeypatch.chdir(repo)
+    args = ["evolve", "skills/wikitq-table-qa", "--suite", "jsonl", "--data", str(data),
+            "--model", "fake/rehearsal", "--run-id", "e", "--no-progress",
+            "--cache-dir", str(tmp_path / "c")]  # fmt: skip
+    for extra in (["--estimate"], []):
+        out = CliRunner().invoke(main, [*args, *extra])
+        assert out.exit_code == 1, out.output
+        assert "split 'test' of suite 'jsonl' has no tasks" in out.output
+        assert '(it has: train 6); mark rows with "split": "test"' in out.output
+        assert "[2/8] rollout" not in out.output
+    assert not (repo / "runs" / "e").exists()
+    assert git(repo, "branch", "--list", "t2s/e/*") == ""

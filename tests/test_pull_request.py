@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from tests.fake_github import FakeGitHub, serve
 from tests.repo_helpers import git
 from tests.run_fixture import RUN, SKILL_PATH, build_run
+from tests.user_run import TASKS, rehearsal_options, rehearsed_jsonl_run
 from toolkit.cli import main
 from toolkit.github import TOKEN_VARIABLES, GitHubClient, GitHubError
 from toolkit.pull_request import GateRefused, _auth_env, plan_pull_request, publish
@@ -561,3 +563,19 @@ def test_skill_path_must_be_the_runs_skill(tmp_path):
         f"{SKILL_PATH} (leave --skill-path out)\n"
     )
     assert load_review(run_dir, SkillRepo.open(root).git, skill_path=f"{SKILL_PATH}/").skill_path
+
+
+def test_the_rerun_command_scores_as_the_run_did(tmp_path, monkeypatch):
+    """A trial's finding: the body's "re-run both skills" command of a run on a user's task
+    file left out --scoring, so compare scored it exact (a run scored numeric read back as
+    all failures, now refused). It names the run's scoring rule, and it runs."""
+    root = rehearsed_jsonl_run(tmp_path, "u", "--tolerance", "0.5")
+    monkeypatch.chdir(root)
+    review = load_review(root / "runs" / "u", SkillRepo.open(root).git)
+    body = render_body(review, check_gate(review))
+    rerun = next(line for line in body.splitlines() if line.startswith("trace2skill compare t2s"))
+    assert "--data TASKS.jsonl --scoring numeric --tolerance 0.5 " in rerun
+    command = shlex.split(rerun.replace("TASKS.jsonl", TASKS))[1:]
+    again = _invoke(command + rehearsal_options(tmp_path)[2:])
+    assert again.exit_code == 0, again.output
+    assert "B - A: +0.00" in again.output

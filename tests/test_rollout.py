@@ -386,7 +386,10 @@ def test_changed_data_names_the_run_folder_and_the_way_out(tmp_path: Path) -> No
         split_tasks(get_suite("jsonl", path=other), "all", limit=None, seed=0, run_dir=run_dir)
     message = str(caught.value)
     assert f"splits in {run_dir / 'splits.json'} were made: my.jsonl" in message
-    assert "(the data now: logs.jsonl)" in message and "another --run-dir" in message
+    assert (
+        "(the data now: logs.jsonl)" in message
+        and "another run folder for this data (--run-dir; evolve: --run-id)" in message
+    )
 
 
 def test_a_rollout_says_how_many_rows_it_skipped(tmp_path: Path) -> None:
@@ -648,7 +651,10 @@ def test_bad_requests_leave_no_run_dir(tmp_path: Path) -> None:
         run_rollouts("gsm8k", "dev", None, "fake/echo", run_dir=tmp_path / "a", progress=False)
     bad = tmp_path / "bad.jsonl"
     bad.write_text("not json\n")
-    with pytest.raises(RolloutError, match="has no tasks; 1 malformed rows"):
+    with pytest.raises(
+        RolloutError,
+        match=r"has no tasks in .*bad.jsonl \(no task loaded\); 1 malformed row skipped",
+    ):
         run_rollouts(
             get_suite("jsonl", path=bad), "all", None, "fake/echo",
             run_dir=tmp_path / "b", progress=False,
@@ -723,7 +729,12 @@ with fake_model(gsm8k_agent(), name="stop", latency=0.3) as model:
 
 @pytest.mark.parametrize(
     ("command", "sig", "code", "word"),
-    [("rollout", "SIGTERM", 143, "Terminated"), ("eval", "SIGINT", 130, "Interrupted")],
+    [
+        ("rollout", "SIGTERM", 143, "Terminated"),
+        ("eval", "SIGINT", 130, "Interrupted"),
+        # A trial's finding: compare said a bare "Interrupted." (eval said how to go on).
+        ("compare", "SIGINT", 130, "Interrupted"),
+    ],
 )
 def test_a_stopped_rollout_or_eval_says_how_to_go_on(
     tmp_path: Path, command: str, sig: str, code: int, word: str
@@ -736,7 +747,8 @@ def test_a_stopped_rollout_or_eval_says_how_to_go_on(
     run_dir = tmp_path / "run"
     args = [command, "--suite", "gsm8k", "--limit", "6", "--run-dir", str(run_dir),
             "--protocol", "json", "--parallel", "1", "--no-progress", "--no-cache"]  # fmt: skip
-    args += ["--skill", str(ROOT / "skills" / "gsm8k-math")]
+    skill = str(ROOT / "skills" / "gsm8k-math")
+    args += ["none", skill] if command == "compare" else ["--skill", skill]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TRACE2SKILL_CACHE_DIR": str(tmp_path)}
     child = subprocess.Popen(
         [sys.executable, "-c", _STOPPED_CHILD, *args], cwd=ROOT, env=env,

@@ -221,3 +221,59 @@ def test_numeric_scoring_keeps_the_alternatives_with_a_number_and_notes_the_rest
     ]  # fmt: skip
     exact = get_suite("jsonl", path=path).load("all")
     assert exact.tasks[0].answers == ["5", "five"] and len(exact.notes) == 1  # the field only
+
+
+def test_a_file_outside_the_tasks_folder_says_how_to_name_it(tmp_path):
+    """A trial's finding: "files": ["../x.csv"] (a file that exists) was skipped with
+    pydantic's "path: Value error, workspace path must be relative without '..'", naming
+    neither the row's field nor the mapping form that gives such a file a workspace name."""
+    (tmp_path / "x.csv").write_text("a\n1\n", encoding="utf-8")
+    (tmp_path / "d").mkdir()
+    path = write_jsonl(
+        tmp_path / "d" / "t.jsonl",
+        [
+            {"id": "a", "question": "?", "answer": "1", "files": ["../x.csv"]},
+            {"id": "b", "question": "?", "answer": "1", "files": {"../y.csv": "../x.csv"}},
+            {"id": "c", "question": "?", "answer": "1", "files": {"/y.csv": "../x.csv"}},
+            {"id": "ok", "question": "?", "answer": "1", "files": {"x.csv": "../x.csv"}},
+        ],
+    )
+    loaded = get_suite("jsonl", path=path).load("all")
+    assert [e.message for e in loaded.bad_rows] == [
+        "file '../x.csv' is outside the JSONL file's folder, so it has no name in the agent's "
+        'folder: give one with "files": {"x.csv": "../x.csv"}',
+        "workspace name '../y.csv' must be a relative path without '..' (the name the agent "
+        "sees in its folder)",
+        "workspace name '/y.csv' must be a relative path without '..' (the name the agent "
+        "sees in its folder)",
+    ]
+    assert [f.path for t in loaded.tasks for f in t.files] == ["x.csv"]
+
+
+def test_numeric_golds_in_scientific_notation_are_their_value(tmp_path):
+    """A trial's finding: a JSON number gold like 1e-07 reached the scorer as '1e-07', which
+    GSM8K's last-number rule read as -7 (1e+21 as 21): an agent answering 0.0000001 failed,
+    and `tasks check` passed the gold against itself. A gold that holds several numbers
+    ('3/4', '12 km, or 7.46 miles') is noted with the number it is compared as."""
+    path = write_jsonl(
+        tmp_path / "sci.jsonl",
+        [
+            {"id": "small", "question": "?", "answer": 1e-07},
+            {"id": "big", "question": "?", "answer": "-2.5e3"},
+            {"id": "frac", "question": "?", "answer": "3/4"},
+            {"id": "words", "question": "?", "answer": ["12 km, or 7.46 miles", "1,234"]},
+        ],
+    )
+    suite = get_suite("jsonl", path=path, scoring="numeric", tolerance=1e-9)
+    loaded = suite.load("all")
+    small, big, frac, _ = loaded.tasks
+    assert suite.score(small, "0.0000001").passed and not suite.score(small, "-7").passed
+    assert suite.score(small, 1e-07).passed
+    assert suite.score(big, "-2500").passed and suite.score(big, "-2.5e3").passed
+    assert not suite.score(big, "3").passed
+    assert suite.score(frac, "4").passed  # GSM8K's rule for text with several numbers
+    assert [n.message for n in loaded.notes] == [
+        "answer '3/4' holds several numbers: scoring=numeric compares the last, 4",
+        "answer '12 km, or 7.46 miles' holds several numbers: scoring=numeric compares the "
+        "last, 7.46",
+    ]

@@ -138,6 +138,11 @@ class EvolveConfig(BaseModel):
     )
     suite: str = Field(description="Task suite: gsm8k, wikitq, spreadsheet, jsonl.")
     data: Path | None = Field(None, description="The suite's data folder (jsonl: task file).")
+    data_path: Path | None = Field(
+        None,
+        description="``data`` as a whole path when the run started: a resume from another "
+        "directory finds it there (``data`` as given is tried first, as for the skill).",
+    )
     scoring: str | None = Field(None, description="jsonl suites: exact, numeric or regex.")
     tolerance: float | None = Field(None, description="jsonl suites: numeric tolerance.")
     model: str | None = Field(None, description="Agent model (default: the LLM config's).")
@@ -1406,6 +1411,26 @@ def locate_skill(config: EvolveConfig) -> EvolveConfig:
     )
 
 
+def locate_data(config: EvolveConfig) -> EvolveConfig:
+    """A stored config whose data (a jsonl task file, a data folder) is found from here: as
+    given when the run started, else where it was then. A resume from another directory
+    read ``data/tasks.jsonl`` from there and stopped with "data file not found".
+
+    Raises:
+        EvolveError: neither exists.
+    """
+    if config.data is None or config.data.exists():
+        return config
+    if config.data_path is not None and config.data_path.exists():
+        return config.model_copy(update={"data": config.data_path})
+    where = f" nor at {config.data_path}" if config.data_path else ""
+    raise EvolveError(
+        f"the run's data {config.data} is not found from here{where}; resume from the "
+        "directory the run started in, or give it where it is now with --suite "
+        f"{config.suite} --data PATH"
+    )
+
+
 def load_config(run_dir: Path) -> EvolveConfig | None:
     """The config stored by an earlier ``evolve`` of ``run_dir``, or None."""
     from toolkit.runs import read_manifest
@@ -1614,14 +1639,18 @@ def evolve(
                     # Where the run was found now (the stored folder may be relative to the
                     # directory it started in).
                     "runs_dir": config.runs_dir,
+                    # Where its data is now (it moved; splits.json's hashes make sure it is
+                    # the same data).
+                    "data": config.data or stored.data,
                 }
             )
         config = (
-            locate_skill(stored)
+            locate_data(locate_skill(stored))
             if stored
             else config.model_copy(
                 update={
                     "skill_dir": config.skill.absolute(),
+                    "data_path": config.data.absolute() if config.data else None,
                     "model": config.model or llm_config.model,
                     "api_base": stored_api_base(config.api_base or llm_config.api_base),
                     "no_cache": config.no_cache or not llm_config.cache,
@@ -1721,6 +1750,7 @@ def check_request(config: EvolveConfig) -> None:
     """
     from toolkit.repo import SkillRepo
     from toolkit.skill import require_valid
+    from toolkit.tasks.check import empty_split_message
 
     stored = load_config(config.run_dir)
     if stored is not None:
@@ -1744,6 +1774,12 @@ def check_request(config: EvolveConfig) -> None:
             "tasks: S* would be scored on the tasks it learned from. Use disjoint splits "
             "(the defaults: --evolve-split train --test-split test)"
         )
+    # An empty test split stopped the run at eval-s0, after the rollouts, the analyses and
+    # the consolidation had spent their model time.
+    loaded = suite.load_all()
+    for split in (config.evolve_split, config.test_split):
+        if not any(task.split == split for task in loaded.tasks):
+            raise EvolveError(empty_split_message(suite, split, loaded))
 
 
 def _start(run: _Run, fresh: bool) -> None:
@@ -1873,6 +1909,7 @@ __all__ = [
     "flips",
     "kept_patches",
     "load_config",
+    "locate_data",
     "locate_skill",
     "measured_rates",
     "merge_count",

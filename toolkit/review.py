@@ -36,7 +36,7 @@ from toolkit.repo.plumbing import Git
 from toolkit.rollout import Manifest, read_manifest
 from toolkit.runs import stage_times
 from toolkit.stats import ALPHA, PairedComparison, PassRate, paired_comparison, pass_rate
-from toolkit.tasks import SUITES
+from toolkit.tasks import SUITES, scoring_options
 from toolkit.tokens import TokenTally, describe_tokens
 from toolkit.trajectory import Trajectory, TrajectoryError, read_jsonl
 
@@ -169,6 +169,11 @@ class Headline(BaseModel):
     paired: PairedComparison = Field(description="S* - S0 over the (task, seed) pairs.")
     s0_eval: str = Field(description="S0's eval file, relative to the run folder.")
     sstar_eval: str = Field(description="S*'s eval file, relative to the run folder.")
+    scoring: dict[str, Any] = Field(
+        default_factory=dict,
+        description="How answers were scored (a jsonl suite's scoring and tolerance), so the "
+        "re-run command scores them the same way; empty for a suite's own scoring.",
+    )
 
 
 class UsageRow(BaseModel):
@@ -621,6 +626,9 @@ def load_review(run_dir: str | Path, git: Git, *, skill_path: str | None = None)
         raise ReviewError(f"{path!r} is not a folder in both the base and the result of {run!r}")
     missing: list[str] = []
     headline, outcomes = _headline(run_dir, trees[0], trees[1], missing)
+    if headline is not None:
+        scoring = scoring_options(_stage_config(manifest, "suite_source"))
+        headline = headline.model_copy(update={"scoring": scoring})
     final_patch_id = _stage_count(manifest, "final_patch_id")
     edits, changelog, merges = _edits(run_dir, final_patch_id, missing)
     analyses = _read_lines(run_dir / "analyses.jsonl", AnalysisLine, missing)
@@ -988,6 +996,9 @@ def _review_steps(review: RunReview, links: Links) -> list[str]:
         ]
         if head.suite in SUITES:  # a synthetic run's suite cannot be run again
             data = " --data TASKS.jsonl" if head.suite == "jsonl" else ""
+            # The run's scoring rule: compare's default (exact) would score the answers
+            # otherwise, and the run folder refuses finished tasks scored another way.
+            data += "".join(f" --{k} {v}" for k, v in sorted(head.scoring.items()))
             lines += [
                 "# or re-run both skills (tasks this same agent already ran are reused)",
                 f"trace2skill compare t2s/{run}/base:{path} t2s/{run}/result:{path} "

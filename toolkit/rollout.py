@@ -25,7 +25,7 @@ import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +55,16 @@ from toolkit.runs import (
 from toolkit.sandbox import SandboxConfig, SandboxPool
 from toolkit.skill import Skill, invalid_summary, load_skill, validate_skill
 from toolkit.sync import run_sync
-from toolkit.tasks import Suite, Task, TaskError, get_suite, suite_source
-from toolkit.tasks.check import skipped_rows_notice
+from toolkit.tasks import (
+    Suite,
+    Task,
+    TaskError,
+    describe_scoring,
+    get_suite,
+    scoring_options,
+    suite_source,
+)
+from toolkit.tasks.check import empty_split_message, skipped_rows_notice
 from toolkit.tasks.splits import SplitsFile, load_splits, make_splits, save_splits, tasks_for_split
 from toolkit.tokens import TokenTally
 from toolkit.trajectory import (
@@ -220,12 +228,42 @@ def reusable_ids(
     }
 
 
+def recorded_scoring_conflict(
+    run_path: Path, suite: str, scoring: Mapping[str, Any], stages: Sequence[str] | None = None
+) -> str | None:
+    """Why the finished tasks in ``run_path`` cannot stand for tasks scored with ``scoring``
+    (:func:`toolkit.tasks.scoring_options`), or None when they can.
+
+    A trajectory keeps the verdict it got when it ran, and its id does not name the scoring
+    rule, so a run folder evaluated with ``--scoring numeric`` answered a later ``--scoring
+    exact`` on the same folder with the numeric passes. ``stages`` limits the check to those
+    manifest stages (a resume checks its own); by default every stage on ``suite`` counts.
+    """
+    manifest = read_manifest(run_path) if run_path.is_dir() else None
+    if manifest is None:
+        return None
+    for name, record in manifest.stages.items():
+        if stages is not None and name not in stages:
+            continue
+        source = record.config.get("suite_source")
+        if record.config.get("suite") != suite or source is None:
+            continue  # another suite, or a manifest from before sources were recorded
+        theirs = scoring_options(source)
+        if theirs != dict(scoring):
+            return (
+                f"its {name} scored answers with {describe_scoring(theirs)}, not "
+                f"{describe_scoring(scoring)}, and a finished task keeps the verdict it got"
+            )
+    return None
+
+
 def reuse_finished(
     sources: Sequence[str | Path],
     units: Sequence[RolloutUnit],
     finished: dict[str, Trajectory],
     traj_path: Path,
     run_path: Path,
+    scoring: tuple[str, Mapping[str, Any]] | None = None,
 ) -> int:
     """Copy the tasks another run already finished under this exact condition into this run.
 
@@ -238,13 +276,23 @@ def reuse_finished(
     ``traj_path`` (the run stays self-contained) and added to ``finished``; tasks that ended
     on a model error are not taken. Returns how many were copied.
 
+    ``scoring`` (the suite's name and :func:`toolkit.tasks.scoring_options`), when given,
+    refuses a source whose tasks were scored otherwise.
+
     Raises:
         RolloutError: a source that does not exist or holds no trajectories, or whose
-            ``splits.json`` records other data files than this run's.
+            ``splits.json`` records other data files than this run's, or (given ``scoring``)
+            whose manifest records another scoring rule.
     """
     wanted = {u.id for u in units if u.id not in finished}
     ours = load_splits(run_path / SPLITS_FILE).source_hashes
     found = reuse_sources(sources, ours)  # every source checked before any is copied
+    if scoring is not None:
+        suite_name, options = scoring
+        for src, _files in found:
+            why = recorded_scoring_conflict(src, suite_name, options)
+            if why:
+                raise RolloutError(f"cannot reuse {src}: {why}")
     copied = 0
     for src, files in found:
         taken = 0
@@ -531,10 +579,10 @@ async def arun_rollouts(
     run_path.mkdir(parents=True, exist_ok=True)
     try:
         tasks = split_tasks(suite_obj, split, limit=limit, seed=seed, run_dir=run_path)
-        bad = suite_obj.load_all().bad_rows
+        loaded = suite_obj.load_all()
+        bad = loaded.bad_rows
         if not tasks:
-            why = f"; {len(bad)} malformed rows were skipped, first: {bad[0]}" if bad else ""
-            raise RolloutError(f"split {split!r} of suite {suite_obj.name!r} has no tasks{why}")
+            raise RolloutError(empty_split_message(suite_obj, split, loaded))
     except BaseException:
         if created:  # leave no half-made run directory behind a bad request
             shutil.rmtree(run_path, ignore_errors=True)
@@ -587,6 +635,13 @@ async def arun_rollouts(
             f"{config.model} would mix two models' trajectories: resume with that model, or "
             "choose a new run folder"
         )
+    scoring = scoring_options(config.suite_source)
+    conflict = resume and recorded_scoring_conflict(run_path, config.suite, scoring, [stage])
+    if conflict:
+        raise RolloutError(
+            f"{run_path}: {conflict}; run it with the same --scoring and --tolerance, or "
+            "choose a new run folder"
+        )
     units = [RolloutUnit(id=config.trajectory_id(t.id), task_id=t.id) for t in tasks]
 
     finished: dict[str, Trajectory] = {}
@@ -610,7 +665,7 @@ async def arun_rollouts(
                 del finished[unit_id]
     if reuse:
         try:
-            reuse_finished(reuse, units, finished, traj_path, run_path)
+            reuse_finished(reuse, units, finished, traj_path, run_path, (config.suite, scoring))
         except RolloutError:
             if created:  # a refused request leaves no half-made run folder
                 shutil.rmtree(run_path, ignore_errors=True)

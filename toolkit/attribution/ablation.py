@@ -580,7 +580,7 @@ def ablate(
     from toolkit.evaluate import evaluate
     from toolkit.llm.config import LLMConfig
     from toolkit.rollout import default_concurrency
-    from toolkit.tasks import get_suite
+    from toolkit.tasks import get_suite, reopen_suite
 
     context, store = open_run(run_dir, repo=repo, skill_path=skill_path)
     running = False
@@ -588,16 +588,23 @@ def ablate(
         suite = suite or stage_value(context.manifest, "suite")
         if suite is None:
             raise AttributionError("which suite? pass --suite (the manifest names none)")
-        if data_dir is None and suite == stage_value(context.manifest, "suite"):
-            # The run's own data when it is still there (a copied run falls back to the
-            # default data folder, where the split's task ids are looked up the same way).
-            recorded = stage_value(context.manifest, "data")
-            data_dir = recorded if recorded and Path(str(recorded)).exists() else None
-        suite_obj = (
-            get_suite(suite, **({"data_dir": data_dir} if data_dir else {}))
-            if isinstance(suite, str)
-            else suite
-        )
+        source = stage_value(context.manifest, "suite_source")
+        own = data_dir is None and suite == stage_value(context.manifest, "suite")
+        if own and isinstance(suite, str) and source is not None:
+            # The run's own data and scoring, as its rollouts recorded them (a jsonl run's
+            # task file is no data folder: get_suite("jsonl", data_dir=...) was refused; a
+            # copied run's missing data folder falls back to the default one).
+            suite_obj = reopen_suite(suite, source)
+        else:
+            if own:
+                # A run from before suite sources were recorded: its data when still there.
+                recorded = stage_value(context.manifest, "data")
+                data_dir = recorded if recorded and Path(str(recorded)).exists() else None
+            suite_obj = (
+                get_suite(suite, **({"data_dir": data_dir} if data_dir else {}))
+                if isinstance(suite, str)
+                else suite
+            )
         config = llm_config or LLMConfig.from_env()
         # The run's own agent: versions are compared under the agent that made S*. Another
         # model's records would sit beside the run's in its report and PR as if comparable.

@@ -43,14 +43,39 @@ def _data_tag(suite: Suite) -> str:
     return f"-{stem}-{hashlib.sha256(str(where).encode()).hexdigest()[:6]}"
 
 
+def _scoring_tag(suite: Suite) -> str:
+    """``-numeric``, ``-regex`` or ``-tol<x>`` for a jsonl suite scored other than by the
+    default (exact, default tolerance); empty otherwise, so default names stay as they were."""
+    from toolkit.tasks.jsonl import JsonlSuite
+
+    if not isinstance(suite, JsonlSuite):
+        return ""
+    tag = "" if suite.scoring == "exact" else f"-{suite.scoring}"
+    if suite.tolerance != JsonlSuite.DEFAULT_TOLERANCE:
+        tag += f"-tol{suite.tolerance:g}"
+    return tag
+
+
 def _run_dir(run_dir: Path | None, suite: Suite, split: str, limit: int | None, seed: int) -> Path:
     # A run directory fixes its task subset (splits.json), so the default name carries what
-    # draws it, the data included (two task files would otherwise share one folder);
-    # repeating a command reuses the finished rollouts.
+    # draws it, the data included (two task files would otherwise share one folder), and
+    # how answers are scored (a finished task keeps its verdict: `eval --scoring numeric`
+    # after an exact one would meet the exact verdicts); repeating a command reuses the
+    # finished rollouts.
     if run_dir is not None:
         return run_dir
-    name = f"eval-{suite.name}{_data_tag(suite)}-{split}-n{limit or 'all'}-s{seed}"
+    name = (
+        f"eval-{suite.name}{_data_tag(suite)}{_scoring_tag(suite)}-{split}-n{limit or 'all'}"
+        f"-s{seed}"
+    )
     return Path("runs") / name
+
+
+#: How an interrupted ``eval`` or ``compare`` goes on.
+_GO_ON = (
+    "Finished tasks are saved; the same command again goes on from them (they are reused, "
+    "not re-run)"
+)
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -240,8 +265,9 @@ def _common(func: Any) -> Any:
             "--run-dir",
             type=click.Path(file_okay=False, path_type=Path),
             help="Run directory (default: runs/eval-<suite>-<split>-n<limit>-s<seed>, with "
-            "the --data file's or folder's name and a hash of its path after <suite>); "
-            "finished tasks in it are reused. It keeps the task subset it was created with.",
+            "the --data file's or folder's name and a hash of its path after <suite>, then "
+            "a --scoring or --tolerance other than the default); finished tasks in it are "
+            "reused. It keeps the task subset and scoring it was created with.",
         ),
         click.option(
             "--delivery",
@@ -344,10 +370,7 @@ def eval_cmd(
             reuse=reuse,
         )
     except KeyboardInterrupt:
-        interrupted(
-            "Finished tasks are saved; the same command again goes on from them (they are "
-            "reused, not re-run)"
-        )
+        interrupted(_GO_ON)
     if as_json:
         click.echo(
             json.dumps(
@@ -522,8 +545,8 @@ def compare(
             "delivery": delivery if chosen("delivery") else None,
             "split": split if chosen("split") else None,
         }
-        results.append(
-            _side(
+        try:
+            side = _side(
                 spec,
                 suite=suite,
                 split=split,
@@ -532,7 +555,10 @@ def compare(
                 llm_config=llm_config,
                 given=given,
             )
-        )
+        except KeyboardInterrupt:
+            # compare said a bare "Interrupted." where eval said how to go on.
+            interrupted(_GO_ON)
+        results.append(side)
     result_a, result_b = results
     comparison = pair_results(result_a, result_b, resamples=resamples, seed=seed)
     if as_json:

@@ -8,6 +8,7 @@ from shlex import quote
 from typing import TYPE_CHECKING
 
 import click
+from click.core import ParameterSource
 
 from toolkit.cli.evaluate import reuse_option
 from toolkit.cli.interrupt import interrupted
@@ -275,11 +276,12 @@ def evolve(
     A run stopped by Ctrl-C, a kill or --budget continues with --resume --run-id RUN
     (settings come from the run, its model server and --no-cache included; a new --budget,
     --parallel, --no-skill-baseline, --reuse, --api-base or --author-api-base (the server
-    moved), --no-cache, and --concurrency or --cache-dir (which change no result) may be given, an
-    option that would change a setting is refused). Exit code 3: budget spent;
-    5: nothing learned (no trajectory for the analysts, or no analysis passed the quality
-    gate: no result, and a resume cannot change it); 130 or 143: stopped by Ctrl-C or a
-    kill (resumable).
+    moved), --suite with --data (where the same data is now), --no-cache, and --concurrency
+    or --cache-dir (which change no result) may be given, an option that would change a
+    setting is refused; the skill folder and the data are found from another directory).
+    Exit code 3: budget spent; 5: nothing learned (no trajectory for the analysts, or no
+    analysis passed the quality gate: no result, and a resume cannot change it); 130 or 143:
+    stopped by Ctrl-C or a kill (resumable).
 
     \b
     Examples:
@@ -303,6 +305,7 @@ def evolve(
         check_resumable,
         default_run_id,
         load_config,
+        locate_data,
         locate_skill,
         parse_budget,
         plan,
@@ -324,7 +327,13 @@ def evolve(
         config = locate_skill(config.model_copy(update={"runs_dir": runs_dir}))
         check_not_running(config.run_dir)  # before the estimate
         check_resumable(config)
-        _refuse_changed_settings(config)
+        _refuse_changed_settings(config, suite)
+        ctx = click.get_current_context()
+        if suite is not None and ctx.get_parameter_source("data") == ParameterSource.COMMANDLINE:
+            # The data moved (another clone, another directory): the same data there, as
+            # its splits.json hashes make sure.
+            config = config.model_copy(update={"data": _jsonl_options(suite)["data"]})
+        config = locate_data(config)
         if no_skill_baseline:  # adding the baseline changes no finished work
             config = config.model_copy(update={"no_skill_baseline": True})
         if parallel is not None:  # how wide this machine runs it changes no result
@@ -398,35 +407,45 @@ def evolve(
         click.echo(line)
 
 
-#: Options that are settings of a run (fixed once it started), named as the config fields.
+#: Options that are settings of a run (fixed once it started), named as the config fields
+#: (the suite and its scoring: :func:`_refuse_changed_settings`).
 _SETTINGS = (
-    "skill", "suite", "evolve_split", "evolve_limit", "test_split", "test_limit", "seed",
+    "skill", "evolve_split", "evolve_limit", "test_split", "test_limit", "seed",
     "analysts", "error_analyst", "author_model", "merge_batch", "max_levels",
     "merge_strategy", "protocol", "delivery", "allow_dirty",
 )  # fmt: skip
 
 
-def _refuse_changed_settings(config: EvolveConfig) -> None:
+def _refuse_changed_settings(config: EvolveConfig, suite: Suite | None) -> None:
     """A resume runs with the run's own settings: an option given on the command line that
     would change one is refused (it used to be ignored in silence), naming what the run has.
-    --budget, --parallel, --no-skill-baseline, --reuse, --api-base and --no-cache may be given;
-    --model must match the run's."""
+    --budget, --parallel, --no-skill-baseline, --reuse, --api-base, --no-cache and --data
+    (where the same data is now) may be given; --model must match the run's."""
     from toolkit.evolve import EvolveError
 
     ctx = click.get_current_context()
     changed = []
     for name in _SETTINGS:
-        if ctx.get_parameter_source(name) != click.core.ParameterSource.COMMANDLINE:
+        if ctx.get_parameter_source(name) != ParameterSource.COMMANDLINE:
             continue
         value, stored = ctx.params[name], getattr(config, name)
-        if name == "suite":
-            value = value.name  # a Suite object
         if name == "skill":
             value, stored = Path(value).resolve(), Path(stored).resolve()
         if value != stored:
             changed.append(f"--{name.replace('_', '-')} (the run has {stored})")
+    # --suite and its options reach the command as one Suite (cli.suites): the click
+    # parameters are suite_name, scoring and tolerance, so the loop above never saw them.
+    given = {
+        "suite": suite.name if suite is not None else None,
+        **{k: v for k, v in (_jsonl_options(suite) if suite else {}).items() if k != "data"},
+    }
+    for name in given:
+        stored = getattr(config, name)
+        source = ctx.get_parameter_source("suite_name" if name == "suite" else name)
+        if source == ParameterSource.COMMANDLINE and given[name] != stored:
+            changed.append(f"--{name} (the run has {stored})")
     model = ctx.params.get("model")
-    if ctx.get_parameter_source("model") == click.core.ParameterSource.COMMANDLINE and (
+    if ctx.get_parameter_source("model") == ParameterSource.COMMANDLINE and (
         config.model and model != config.model
     ):
         changed.append(f"--model (the run has {config.model})")

@@ -76,7 +76,8 @@ def suite_options(*, required: bool, help_suite: str) -> Callable[[Callable[...,
         @click.option(
             "--scoring", type=click.Choice(["exact", "numeric", "regex"]),
             help="How --suite jsonl scores an answer: exact text (case and spacing ignored), "
-            "the last number within --tolerance, or the gold as a regex.  [default: exact]",
+            "the number (the whole answer when it is one, e.g. 2.5e3, else its last number) "
+            "within --tolerance, or the gold as a regex.  [default: exact]",
         )  # fmt: skip
         @click.option(
             "--tolerance", type=click.FloatRange(min=0),

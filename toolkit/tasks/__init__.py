@@ -22,7 +22,15 @@ from toolkit.tasks.base import (
 )
 from toolkit.tasks.datadir import DATA_DIR_ENV, VENDORED_DATA_DIR, resolve_data_dir
 from toolkit.tasks.recalc import RecalcError
-from toolkit.tasks.registry import SUITES, get_suite, reopen_suite, suite_options, suite_source
+from toolkit.tasks.registry import (
+    SUITES,
+    describe_scoring,
+    get_suite,
+    reopen_suite,
+    scoring_options,
+    suite_options,
+    suite_source,
+)
 from toolkit.tasks.splits import (
     SplitsFile,
     hash_split,
@@ -46,6 +54,7 @@ __all__ = [
     "Task",
     "TaskError",
     "TaskFile",
+    "describe_scoring",
     "get_suite",
     "reopen_suite",
     "suite_source",
@@ -54,6 +63,7 @@ __all__ = [
     "make_splits",
     "resolve_data_dir",
     "save_splits",
+    "scoring_options",
     "suite_options",
     "tasks_for_split",
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from toolkit.progress import Progress
-from toolkit.tasks.base import RowError, RowNote, Suite, TaskError, split_subset
+from toolkit.tasks.base import LoadResult, RowError, RowNote, Suite, TaskError, split_subset
 from toolkit.tasks.datadir import resolve_data_dir
 from toolkit.tasks.jsonl import JsonlSuite
 
@@ -136,3 +136,22 @@ def skipped_rows_notice(suite: Suite, bad_rows: Sequence[RowError]) -> str:
         f"{n} malformed row{'s' if n != 1 else ''} of {files} skipped "
         f"(see `{check_command(suite)}`)"
     )
+
+
+def empty_split_message(suite: Suite, split: str, loaded: LoadResult) -> str:
+    """Why ``split`` has no tasks, in one line: the splits the data has instead (a user's
+    file whose rows all say ``"split": "train"`` has no test split), or the rows skipped."""
+    counts = Counter(task.split for task in loaded.tasks)
+    where = ", ".join(str(p) for p in suite.source_files()) or suite.name
+    have = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+    message = f"split {split!r} of suite {suite.name!r} has no tasks in {where}"
+    message += f" (it has: {have})" if have else " (no task loaded)"
+    if isinstance(suite, JsonlSuite) and have:
+        message += f'; mark rows with "split": "{split}" or choose another split'
+    if loaded.bad_rows:
+        n, first = len(loaded.bad_rows), loaded.bad_rows[0]
+        message += (
+            f"; {n} malformed row{'s' if n != 1 else ''} skipped, first: {first} "
+            f"(see `{check_command(suite)}`)"
+        )
+    return message

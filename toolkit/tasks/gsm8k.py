@@ -62,6 +62,11 @@ def extract_number(text: str) -> float | None:
     return float(numbers[pick].replace("−", "-"))
 
 
+def number_count(text: str) -> int:
+    """How many numbers :func:`extract_number` sees in ``text`` (it takes one of them)."""
+    return len(_NUMBER.findall(_THOUSANDS_COMMA.sub("", text.replace("$", ""))))
+
+
 def format_number(x: float) -> str:
     """``18`` for 18.0, else the shortest repr."""
     return str(int(x)) if x.is_integer() else repr(x)

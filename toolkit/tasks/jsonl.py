@@ -13,12 +13,14 @@ One JSON object per line::
   its id.
 
 Scoring (``scoring=``): ``exact`` (whitespace collapsed; case ignored unless
-``ignore_case=False``), ``numeric`` (the answer's last number within ``tolerance`` of the gold)
+``ignore_case=False``), ``numeric`` (the answer's number within ``tolerance`` of the gold's:
+the whole text when it is one number, ``1e-07`` included, else its last number)
 or ``regex`` (the gold is a pattern the whole stripped answer must match).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -37,10 +39,38 @@ from toolkit.tasks.base import (
     json_type,
     scalar_text,
 )
-from toolkit.tasks.gsm8k import extract_number, score_value
+from toolkit.tasks.gsm8k import extract_number, format_number, number_count, score_value
 from toolkit.tasks.splits import hash_split
 
 ScoringRule = Literal["exact", "numeric", "regex"]
+
+
+def number_of(text: str) -> float | None:
+    """The number a ``numeric``-scored answer or gold holds: the whole text when it is one
+    number (``1e-07``, ``-2.5e3``), else the last number in it (GSM8K's rule).
+
+    A JSON number gold reaches the scorer as its repr, and GSM8K's rule reads no exponent:
+    ``1e-07`` was the gold -7 and ``1e+21`` the gold 21 (an agent answering 0.0000001
+    failed, and ``tasks check`` passed the gold against itself).
+    """
+    value = _plain(text)
+    return value if value is not None else extract_number(text)
+
+
+def _plain(text: str) -> float | None:
+    """``text`` as one finite number (``-2.5e3``), else None."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _escapes(name: str) -> bool:
+    """Whether ``name`` cannot be a path inside the agent's folder (absolute, '..', a
+    backslash, empty)."""
+    pure = PurePosixPath(name)
+    return not name or pure.is_absolute() or ".." in pure.parts or "\\" in name
 
 
 def _a(kind: str) -> str:
@@ -168,7 +198,7 @@ class JsonlSuite(JsonlFileSuite):
         if self.scoring == "numeric":
             # An alternative without a number can never match a numeric answer; the task is
             # kept with the others (row_notes names the ignored ones).
-            numbers = [g for g in answers if extract_number(g) is not None]
+            numbers = [g for g in answers if number_of(g) is not None]
             if len(answers) == 1 and not numbers:
                 raise ValueError(f"answer {answers[0]!r} is not a number (scoring=numeric)")
             if not numbers:
@@ -199,6 +229,19 @@ class JsonlSuite(JsonlFileSuite):
         for workspace_name, relative in pairs:
             if PurePosixPath(relative).is_absolute():
                 raise ValueError(f"file {relative!r} must be relative to the JSONL file")
+            if _escapes(workspace_name):
+                # TaskFile would refuse it with pydantic's "path: Value error, ...", which
+                # names neither the row's field nor the way to give such a file.
+                if isinstance(files, dict):
+                    raise ValueError(
+                        f"workspace name {workspace_name!r} must be a relative path without "
+                        "'..' (the name the agent sees in its folder)"
+                    )
+                name = PurePosixPath(relative).name
+                raise ValueError(
+                    f"file {relative!r} is outside the JSONL file's folder, so it has no name "
+                    f'in the agent\'s folder: give one with "files": {{"{name}": "{relative}"}}'
+                )
             source = (self.path.parent / relative).resolve()
             if source.is_dir():
                 raise ValueError(
@@ -221,6 +264,14 @@ class JsonlSuite(JsonlFileSuite):
         if ignored and self.scoring == "numeric":
             listed = ", ".join(repr(a) for a in ignored)
             notes.append(f"answer {listed} holds no number: ignored by scoring=numeric")
+        for gold in task.answers if self.scoring == "numeric" else ():
+            value = number_of(gold)
+            if value is not None and _plain(gold) is None and number_count(gold) > 1:
+                # '3/4' is scored as 4, '12 km, or 7.46 miles' as 7.46: say which.
+                notes.append(
+                    f"answer {gold!r} holds several numbers: scoring=numeric compares the "
+                    f"last, {format_number(value)}"
+                )
         return notes
 
     def score(self, task: Task, answer: object) -> Score:
@@ -262,8 +313,8 @@ class JsonlSuite(JsonlFileSuite):
         return [] if self.scoring == "regex" else list(task.answers)
 
     def _score_numeric(self, task: Task, free_text: bool, text: str) -> Score:
-        value = extract_number(text) if free_text else float(text)
-        golds = [extract_number(g) for g in task.answers]
+        value = number_of(text) if free_text else float(text)
+        golds = [number_of(g) for g in task.answers]
         return score_value(value, golds, self.tolerance)
 
     def summarise(self, task: Task) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,28 @@ def suite_source(suite: Suite) -> dict[str, Any]:
         }
     data_dir = getattr(suite, "data_dir", None)
     return {"data_dir": str(Path(data_dir).resolve())} if data_dir is not None else {}
+
+
+#: The options of a :func:`suite_source` that say where the data lies (it may move); the
+#: others decide how an answer is scored.
+_LOCATION_OPTIONS = frozenset({"path", "data_dir"})
+
+
+def scoring_options(source: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The options of a recorded :func:`suite_source` that decide whether an answer passes
+    (a jsonl suite's scoring rule and tolerance), without where the data lies.
+
+    A finished task keeps the verdict it got when it ran, so work is only reused under the
+    same options: an evaluation scored ``numeric`` read back under ``exact`` kept its passes.
+    """
+    return {k: v for k, v in (source or {}).items() if k not in _LOCATION_OPTIONS}
+
+
+def describe_scoring(options: Mapping[str, Any]) -> str:
+    """``scoring=numeric, tolerance=1e-06``, or ``the suite's own scoring`` when empty."""
+    if not options:
+        return "the suite's own scoring"
+    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
 
 
 def reopen_suite(name: str, source: dict[str, Any] | None) -> Suite:

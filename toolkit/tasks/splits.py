@@ -179,7 +179,7 @@ def tasks_for_split(
         now = f" (the data now: {', '.join(new)})" if new else ""
         raise TaskError(
             f"data files changed since the splits{where} were made: {', '.join(changed)}{now}; "
-            "a run folder keeps the tasks it was made with: choose another --run-dir for "
-            "this data"
+            "a run folder keeps the tasks it was made with: put the data back as it was, "
+            "or choose another run folder for this data (--run-dir; evolve: --run-id)"
         )
     return suite.load_ids(splits.splits[split])
