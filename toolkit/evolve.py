@@ -1608,11 +1608,14 @@ def evolve(
 
     Raises:
         EvolveError: bad skill, existing run without resume, missing stage, nothing to
-            learn from; BudgetExceeded: the budget ran out (resume to go on); any stage's
-            ToolkitError.
+            learn from; BudgetExceeded: the budget ran out (resume to go on); RunningLoopError:
+            called from a running event loop (a notebook: ``asyncio.to_thread(evolve, ...)``),
+            with nothing written; any stage's ToolkitError.
     """
     from toolkit.llm.config import LLMConfig, reusable_api_base, stored_api_base
+    from toolkit.sync import require_no_running_loop
 
+    require_no_running_loop("evolve")  # before the run folder and its base commit are made
     llm_config = llm_config or LLMConfig.from_env()
     say = echo or (lambda _line: None)
     run_dir = config.run_dir

@@ -575,13 +575,18 @@ def ablate(
 
     Raises:
         AttributionError: see :func:`open_run`; no suite; nothing to evaluate.
+        RunningLoopError: called from a running event loop (a notebook:
+            ``asyncio.to_thread(ablate, ...)``), with nothing written.
     """
     from toolkit.agent import AgentConfig
     from toolkit.evaluate import evaluate
     from toolkit.llm.config import LLMConfig
     from toolkit.rollout import default_concurrency
+    from toolkit.sync import require_no_running_loop
     from toolkit.tasks import get_suite, reopen_suite
 
+    if not dry_run:  # before the ablate/only versions are committed
+        require_no_running_loop("ablate")
     context, store = open_run(run_dir, repo=repo, skill_path=skill_path)
     running = False
     try:
