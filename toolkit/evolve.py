@@ -796,7 +796,8 @@ class StageStats(BaseModel):
 
 
 class Score(BaseModel):
-    """A pass rate with its bootstrap 95% CI."""
+    """A pass rate with its bootstrap 95% CI (Wilson's when every task passed or every task
+    failed: :func:`toolkit.stats.pass_rate`), drawn with the run's seed; None at n = 0."""
 
     n: int
     passed: int
@@ -1309,6 +1310,7 @@ def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
     """The :class:`EvolveSummary` of a run whose evaluations are done."""
     from toolkit.evaluate import pair_results
     from toolkit.runs import read_manifest
+    from toolkit.stats import pass_rate
 
     s0, result = run.values["s0"], run.values["result"]
     none = run.values.get("none")
@@ -1321,6 +1323,11 @@ def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
     rollout = manifest.stages.get("rollout") if manifest else None
     counts = rollout.counts if rollout else {}
     n_evolve, passed_evolve = int(counts.get("tasks", 0)), int(counts.get("passed", 0))
+    # The CI from the counts (the bootstrap is a binomial draw: stats module docstring), with
+    # the run's seed as every other CI of the run: a paper table's evolve-split column had none.
+    evolve_rate = pass_rate(
+        [True] * passed_evolve + [False] * (n_evolve - passed_evolve), seed=run.config.seed
+    )
     p = comparison.paired
     gained, lost = flips(s0, result)
     merge_status = Counter(str(m.get("status")) for m in merges)
@@ -1336,9 +1343,9 @@ def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
         evolve=Score(
             n=n_evolve,
             passed=passed_evolve,
-            rate=passed_evolve / n_evolve if n_evolve else None,
-            ci_low=None,
-            ci_high=None,
+            rate=evolve_rate.rate,
+            ci_low=evolve_rate.ci.low if n_evolve else None,
+            ci_high=evolve_rate.ci.high if n_evolve else None,
         ),
         analyses={
             "total": len(analyses),
