@@ -121,7 +121,9 @@ class EvolveConfig(BaseModel):
     """Everything an evolution needs; stored in the manifest so a resume needs only the run id.
 
     Defaults are the paper's main setting: Deepening (start from the written skill), +Error
-    analysts (agentic), parallel hierarchical consolidation (B=5, at most 5 levels).
+    analysts (agentic), parallel hierarchical consolidation (B=5, at most 5 levels). Creation
+    has no mode of its own: ``skill`` is then a folder whose SKILL.md holds only its front
+    matter (README, "The paper's settings").
     """
 
     model_config = ConfigDict(extra="forbid")
