@@ -794,6 +794,9 @@ def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> Non
     assert (
         "S* - S0 (paired): +0.50" in done.output and "result branch: t2s/c1/result" in done.output
     )
+    # The evolve split's rate with its CI, as S0's and S*'s below it (it had a bare count).
+    assert re.search(r"evolve split: S0 4/6 = 0\.67 \[0\.\d\d, 1\.00\]", done.output)
+    assert "MDE at this n: " in done.output
     assert "support   1" in done.output
     # Each top edit shows its text: rows of one op and section looked identical.
     assert re.search(r"support +1 +append_to_section +SKILL.md > table-qa/pitfalls: - \w+ ",
