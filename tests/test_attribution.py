@@ -393,6 +393,25 @@ def test_ablate_dry_run_checks_what_the_real_run_checks(done, tmp_path):
     assert "Note: the run's analyses learned from its 'all' tasks" in same.output
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [({"top": -1}, "top must be"), ({"top": 0}, "top must be"), ({"tasks": 0}, "tasks must be"),
+     ({"kinds": ["loo"]}, "kinds must be some of ablate, only"), ({"kinds": []}, "kinds must")],
+)  # fmt: skip
+def test_ablate_refuses_settings_out_of_range_in_one_line(done, tmp_path, setting, message):
+    """The CLI's bounds were missing from the API: top=-1 ablated every edit but the last
+    (a slice), tasks=0 said the split had no tasks, an unknown kind 'no edit selected'."""
+    import shutil
+
+    run_dir = tmp_path / "r1"
+    shutil.copytree(done["run_dir"], run_dir)
+    refs = _git(done["repo"], "for-each-ref")
+    with pytest.raises(AttributionError, match=message) as refused:
+        ablate(run_dir, suite=done["suite"], split="all", repo=done["repo"], **setting)
+    assert "\n" not in str(refused.value)
+    assert _git(done["repo"], "for-each-ref") == refs  # no version was built
+
+
 def test_ablate_dry_run_counts_only_the_rollouts_left(done, tmp_path):
     """A dry run of a finished ablation announced its full cost ("at most 84 rollouts")."""
     import shutil

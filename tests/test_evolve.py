@@ -45,6 +45,7 @@ from toolkit.evolve import (
 )
 from toolkit.llm import LLMConfig, fake_model
 from toolkit.runs import read_jsonl_dicts, read_manifest
+from toolkit.stats import pass_rate
 from toolkit.tasks import TaskError, get_suite, reopen_suite
 from toolkit.trajectory import read_trajectories
 
@@ -422,6 +423,9 @@ def test_evolve_end_to_end(repo: Path, tmp_path: Path) -> None:
     assert lines[1] == f"[1/{len(stages)}] base"
     # S0 failed 2 of 6 evolve tasks; two error analyses, both kept; one merge made S*.
     assert (summary.evolve.n, summary.evolve.passed) == (6, 4)
+    # With its CI, as S0's and S*'s (it was always null: no CI for a paper table's column).
+    evolve_ci = pass_rate([True] * 4 + [False] * 2, seed=0).ci
+    assert (summary.evolve.ci_low, summary.evolve.ci_high) == (evolve_ci.low, evolve_ci.high)
     assert summary.analyses == {"total": 2, "kept": 2, "dropped": 0}
     assert summary.merges.get("merged") == 1 and summary.merges["levels"] == 1
     assert (summary.s0.passed, summary.result.passed, summary.s0.n) == (2, 4, 4)
@@ -790,6 +794,9 @@ def test_cli_runs_stops_on_budget_and_resumes(repo: Path, tmp_path: Path) -> Non
     assert (
         "S* - S0 (paired): +0.50" in done.output and "result branch: t2s/c1/result" in done.output
     )
+    # The evolve split's rate with its CI, as S0's and S*'s below it (it had a bare count).
+    assert re.search(r"evolve split: S0 4/6 = 0\.67 \[0\.\d\d, 1\.00\]", done.output)
+    assert "MDE at this n: " in done.output
     assert "support   1" in done.output
     # Each top edit shows its text: rows of one op and section looked identical.
     assert re.search(r"support +1 +append_to_section +SKILL.md > table-qa/pitfalls: - \w+ ",

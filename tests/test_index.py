@@ -510,3 +510,44 @@ def test_flipped_tasks_compare_one_agent_at_a_time(tmp_path):
     with connect(runs) as con:
         flips = flipped_tasks(con, A, B)
     assert [(f.task_id, f.protocol, f.direction) for f in flips] == [("t2", "code", "fixed")]
+
+
+def _seeded_eval(run: Path, commit: str, passes: list[bool], seed: int) -> EvalResult:
+    """An eval file of ``commit`` as ``evaluate`` writes it: the bootstrap drawn with ``seed``."""
+    evals = [_trajectory(f"t{i}", ok, commit, seed=seed) for i, ok in enumerate(passes)]
+    append_jsonl(run / "evals" / "trajectories.jsonl", evals)
+    records = [record_of(t, "test") for t in evals]
+    summary = summarise(records, suite="gsm8k", split="test", skill="s", skill_commit=commit,
+                        model="fake/m", seed=seed, delivery="system", limit=None)  # fmt: skip
+    result = EvalResult(summary=summary, records=records)
+    store(result, run / "evals" / commit / "test.jsonl")
+    return result
+
+
+def test_the_index_and_app_draw_a_runs_cis_with_its_seed(tmp_path):
+    """A run of seed 3 (8 tasks, S0 passed 3): its eval file, summary.json and `compare` drew
+    the bootstrap with seed 3 ([0%, 75%]); the index's queries and the app drew it with 0
+    ([12.5%, 75%]), so a paper table's CIs depended on where they were read."""
+    from toolkit.app import data
+    from toolkit.evaluate import pair_results
+    from toolkit.queries import condition_rates
+
+    runs = tmp_path / "runs"
+    s0_passes = [True] * 3 + [False] * 5
+    star_passes = [True] * 5 + [False] + [True] + [False]
+    run = _write_run(runs, "seeded", [_trajectory("t9", True, A, seed=3)])
+    s0 = _seeded_eval(run, A, s0_passes, seed=3)
+    star = _seeded_eval(run, B, star_passes, seed=3)
+    assert (s0.summary.pass_rate.ci.low, s0.summary.pass_rate.ci.high) == (0.0, 0.75)
+    assert pass_rate(s0_passes, seed=0).ci.low == 0.125  # what the app showed
+    build_index(runs)
+    with connect(runs) as con:
+        by_commit = {r.skill_commit: r for r in pass_rate_by_skill(con, origin="eval")}
+        assert by_commit[A].ci_low == s0.summary.pass_rate.ci.low
+        assert by_commit[B].ci_high == star.summary.pass_rate.ci.high
+        conditions = {c.skill_commit: c for c in condition_rates(con, origin="eval")}
+        assert (conditions[A].ci_low, conditions[A].ci_high) == (0.0, 0.75)
+        table = data.runs_table(con, runs).set_index("run")
+        assert table.loc["seeded", "S0"] == "37.5% [0.0%, 75.0%] n=8"
+        ours, _ = data.condition_comparison(con, conditions[A], conditions[B])
+    assert ours.paired.ci == pair_results(s0, star).paired.ci  # as `trace2skill compare`

@@ -72,3 +72,44 @@ def test_a_stop_signal_cancels_the_work_instead_of_raising_where_it_lands() -> N
             signal.raise_signal(signal.SIGINT)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_evolve_and_ablate_in_a_running_loop_write_nothing(tmp_path: Path) -> None:
+    """They wrote first (evolve: the run folder and t2s/<run>/base; ablate: the derived skill
+    versions' refs) and met the running loop only at their first stage: the call the message
+    pointed to, asyncio.to_thread(evolve, ...) with the same run id, was refused as taken."""
+    import shutil
+
+    from tests.repo_helpers import git
+    from tests.run_fixture import RUN, build_run
+    from toolkit.attribution import ablate
+    from toolkit.evolve import EvolveConfig, evolve
+
+    root = tmp_path / "user"
+    (root / "skills").mkdir(parents=True)
+    skill = root / "skills" / "gsm8k-math"
+    shutil.copytree(Path(__file__).parents[1] / "skills" / "gsm8k-math", skill)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "-c", "user.name=U", "-c", "user.email=u@x", "add", ".")
+    git(root, "-c", "user.name=U", "-c", "user.email=u@x", "commit", "-q", "-m", "skill")
+    config = EvolveConfig(
+        run_id="nb", runs_dir=tmp_path / "runs", skill=skill, suite="gsm8k", model="fake/rehearsal"
+    )
+    repo, run_dir = build_run(tmp_path / "evolved")
+    refs = git(repo, "for-each-ref", f"refs/heads/t2s/{RUN}")
+
+    async def notebook_cell() -> list[str]:
+        said = []
+        with pytest.raises(RunningLoopError) as refused:
+            evolve(config, progress=False)
+        said.append(str(refused.value))
+        with pytest.raises(RunningLoopError) as refused:
+            ablate(run_dir, suite="gsm8k", model="fake/rehearsal", repo=repo, top=1)
+        return [*said, str(refused.value)]
+
+    said = asyncio.run(notebook_cell())
+    assert not (tmp_path / "runs" / "nb").exists()
+    assert git(root, "for-each-ref", "refs/heads/t2s") == ""
+    assert git(repo, "for-each-ref", f"refs/heads/t2s/{RUN}") == refs
+    assert "asyncio.to_thread(evolve, ...)" in said[0]  # the call to make instead
+    assert "asyncio.to_thread(ablate, ...)" in said[1]

@@ -121,7 +121,9 @@ class EvolveConfig(BaseModel):
     """Everything an evolution needs; stored in the manifest so a resume needs only the run id.
 
     Defaults are the paper's main setting: Deepening (start from the written skill), +Error
-    analysts (agentic), parallel hierarchical consolidation (B=5, at most 5 levels).
+    analysts (agentic), parallel hierarchical consolidation (B=5, at most 5 levels). Creation
+    has no mode of its own: ``skill`` is then a folder whose SKILL.md holds only its front
+    matter (README, "The paper's settings").
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -796,7 +798,8 @@ class StageStats(BaseModel):
 
 
 class Score(BaseModel):
-    """A pass rate with its bootstrap 95% CI."""
+    """A pass rate with its bootstrap 95% CI (Wilson's when every task passed or every task
+    failed: :func:`toolkit.stats.pass_rate`), drawn with the run's seed; None at n = 0."""
 
     n: int
     passed: int
@@ -1309,6 +1312,7 @@ def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
     """The :class:`EvolveSummary` of a run whose evaluations are done."""
     from toolkit.evaluate import pair_results
     from toolkit.runs import read_manifest
+    from toolkit.stats import pass_rate
 
     s0, result = run.values["s0"], run.values["result"]
     none = run.values.get("none")
@@ -1321,6 +1325,11 @@ def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
     rollout = manifest.stages.get("rollout") if manifest else None
     counts = rollout.counts if rollout else {}
     n_evolve, passed_evolve = int(counts.get("tasks", 0)), int(counts.get("passed", 0))
+    # The CI from the counts (the bootstrap is a binomial draw: stats module docstring), with
+    # the run's seed as every other CI of the run: a paper table's evolve-split column had none.
+    evolve_rate = pass_rate(
+        [True] * passed_evolve + [False] * (n_evolve - passed_evolve), seed=run.config.seed
+    )
     p = comparison.paired
     gained, lost = flips(s0, result)
     merge_status = Counter(str(m.get("status")) for m in merges)
@@ -1336,9 +1345,9 @@ def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
         evolve=Score(
             n=n_evolve,
             passed=passed_evolve,
-            rate=passed_evolve / n_evolve if n_evolve else None,
-            ci_low=None,
-            ci_high=None,
+            rate=evolve_rate.rate,
+            ci_low=evolve_rate.ci.low if n_evolve else None,
+            ci_high=evolve_rate.ci.high if n_evolve else None,
         ),
         analyses={
             "total": len(analyses),
@@ -1608,11 +1617,14 @@ def evolve(
 
     Raises:
         EvolveError: bad skill, existing run without resume, missing stage, nothing to
-            learn from; BudgetExceeded: the budget ran out (resume to go on); any stage's
-            ToolkitError.
+            learn from; BudgetExceeded: the budget ran out (resume to go on); RunningLoopError:
+            called from a running event loop (a notebook: ``asyncio.to_thread(evolve, ...)``),
+            with nothing written; any stage's ToolkitError.
     """
     from toolkit.llm.config import LLMConfig, reusable_api_base, stored_api_base
+    from toolkit.sync import require_no_running_loop
 
+    require_no_running_loop("evolve")  # before the run folder and its base commit are made
     llm_config = llm_config or LLMConfig.from_env()
     say = echo or (lambda _line: None)
     run_dir = config.run_dir

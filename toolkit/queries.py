@@ -10,7 +10,7 @@ import duckdb
 from pydantic import BaseModel, Field
 
 from toolkit.evaluate import EvalRecord
-from toolkit.stats import pass_rate
+from toolkit.stats import bootstrap_seed, pass_rate
 
 
 class SkillPassRate(BaseModel):
@@ -80,7 +80,7 @@ class ModelCost(BaseModel):
 
 
 def pass_rate_by_skill(
-    con: duckdb.DuckDBPyConnection, *, origin: str | None = None, seed: int = 0
+    con: duckdb.DuckDBPyConnection, *, origin: str | None = None, seed: int | None = None
 ) -> list[SkillPassRate]:
     """Pass rate with 95% CIs per (suite, run, origin, split, skill version, model, protocol,
     delivery).
@@ -91,19 +91,21 @@ def pass_rate_by_skill(
     they are different agents.
 
     ``origin``: ``rollout`` or ``eval`` to count only those trajectories; None lists both.
+    ``seed``: the bootstrap seed; None: the trajectories' run seed (:func:`bootstrap_seed`),
+    as their eval file and ``summary.json`` drew it.
     """
     where, params = ("WHERE origin = ?", [origin]) if origin else ("", [])
     rows = con.execute(
         f"""SELECT suite, run_id, origin, split, skill_commit, model, protocol, delivery,
-                   list(passed ORDER BY id)
+                   list(passed ORDER BY id), list(DISTINCT seed)
             FROM trajectories {where}
             GROUP BY ALL
             ORDER BY suite, skill_commit, model, run_id, origin, split, protocol, delivery""",
         params,
     ).fetchall()
     out = []
-    for suite, run_id, kind, split, commit, model, protocol, delivery, outcomes in rows:
-        rate = pass_rate(outcomes, seed=seed)
+    for suite, run_id, kind, split, commit, model, protocol, delivery, outcomes, seeds in rows:
+        rate = pass_rate(outcomes, seed=bootstrap_seed(seeds) if seed is None else seed)
         out.append(
             SkillPassRate(
                 suite=suite,
@@ -200,10 +202,11 @@ def condition_rates(
     origin: str | None = None,
     suite: str | None = None,
     split: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
 ) -> list[ConditionRate]:
     """The figures of every condition (optionally of one origin, suite and split), in key
     order. Nothing is pooled across runs: two runs of the same tasks are two rows.
+    ``seed``: the bootstrap seed; None: the condition's run seed (:func:`bootstrap_seed`).
 
     Seconds and tokens are measured as an evaluation's summary measures them
     (:func:`toolkit.evaluate.summarise`), so a finished evaluation's row matches its eval file;
@@ -232,7 +235,8 @@ def condition_rates(
                       count(*) FILTER (WHERE l.tokens_in IS NULL OR l.tokens_out IS NULL)
                           AS tokens_unreported,
                       avg(l.n_steps) AS replies,
-                      histogram(coalesce(l.stop_reason, 'unknown')) AS stops
+                      histogram(coalesce(l.stop_reason, 'unknown')) AS stops,
+                      list(DISTINCT l.seed) AS seeds
                FROM latest l LEFT JOIN replayed r
                  ON r.run_id = l.run_id AND r.origin = l.origin AND r.trajectory_id = l.id
                GROUP BY {keys})
@@ -244,11 +248,11 @@ def condition_rates(
     out = []
     for row in rows:
         key = dict(zip(CONDITION_COLUMNS, row[: len(CONDITION_COLUMNS)], strict=True))
-        name, outcomes, s_mean, s_median, replayed, tokens, unreported, replies, stops = row[
+        name, outcomes, s_mean, s_median, replayed, tokens, unreported, replies, stops, seeds = row[
             len(CONDITION_COLUMNS) : -1
         ]
         superseded = row[-1]
-        rate = pass_rate(outcomes, seed=seed)
+        rate = pass_rate(outcomes, seed=bootstrap_seed(seeds) if seed is None else seed)
         out.append(
             ConditionRate(
                 id=condition_id(key),

@@ -5,7 +5,8 @@ middle of whatever the main thread was doing.
 ``run_rollouts``, ``run_analyses``, ``run_consolidation`` (and ``evaluate``, ``evolve``,
 ``ablate`` above them) run their own event loop. Called from a running one (a Jupyter cell,
 an async web handler), ``asyncio.run`` raises a bare ``RuntimeError`` and Python warns about
-the coroutine it never ran; :func:`run_sync` says what to do instead.
+the coroutine it never ran; :func:`run_sync` says what to do instead, and
+:func:`require_no_running_loop` says it before a call that writes first has written.
 
 The command line's signal handlers call :func:`request_stop`: with a loop of ``run_sync``
 running, the stop cancels its main task (every stage records itself interrupted on the way
@@ -84,6 +85,29 @@ async def _main(coro: Coroutine[Any, Any, T]) -> T:
                 _current = None
 
 
+def require_no_running_loop(call: str = "evaluate") -> None:
+    """Refuse a synchronous call from inside a running event loop, before it does anything.
+
+    ``evolve`` and ``ablate`` write (a run folder, its base commit, derived skill versions)
+    before their first :func:`run_sync`; checked only there, a notebook's ``evolve`` left a
+    run behind that the corrected call, in a thread, was then refused as taken.
+
+    Raises:
+        RunningLoopError: an event loop is running in this thread (``call`` is named in the
+            message's ``asyncio.to_thread`` example).
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RunningLoopError(
+        "this call runs its own event loop, and one is already running here (a notebook "
+        "cell?): await the async variant where there is one (arun_rollouts, "
+        "arun_analyses, arun_consolidation), or run the call in a thread: "
+        f"await asyncio.to_thread({call}, ...)"
+    )
+
+
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` in a new event loop and return its result.
 
@@ -93,17 +117,10 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """
     global _stop_requested
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
+        require_no_running_loop()
+    except RunningLoopError:
         coro.close()  # never to be awaited: closed, so Python does not warn about it
-        raise RunningLoopError(
-            "this call runs its own event loop, and one is already running here (a notebook "
-            "cell?): await the async variant where there is one (arun_rollouts, "
-            "arun_analyses, arun_consolidation), or run the call in a thread: "
-            "await asyncio.to_thread(evaluate, ...)"
-        )
+        raise
     if _current is None:
         _stop_requested = False
     try:

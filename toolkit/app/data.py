@@ -32,7 +32,7 @@ from toolkit.evaluate import Comparison, EvalRecord, EvalResult, pair_results, s
 from toolkit.index import INDEX_DIR, TABLES, build_index, connect
 from toolkit.runs import read_manifest
 from toolkit.skill import Skill
-from toolkit.stats import pass_rate
+from toolkit.stats import bootstrap_seed, pass_rate
 from toolkit.tokens import TokenTally, describe_tokens
 from toolkit.trajectory import skill_commit
 
@@ -437,10 +437,10 @@ def selection_versions(
 # ---------------------------------------------------------------------------------------------
 
 
-def _rate_text(outcomes: list[bool]) -> tuple[float | None, str]:
+def _rate_text(outcomes: list[bool], seed: int = 0) -> tuple[float | None, str]:
     if not outcomes:
         return None, ""
-    r = pass_rate(outcomes)
+    r = pass_rate(outcomes, seed=seed)  # the run's seed: the CI its summary.json shows
     return r.rate, f"{r.rate:.1%} [{r.ci.low:.1%}, {r.ci.high:.1%}] n={r.n}"
 
 
@@ -494,8 +494,8 @@ def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
         run_stages = json.loads(stages_json) if stages_json else {}
         suite, models, modes, protocols, seeds, traj_cost = per_run.get(run_id, (None,) * 6)
         s0, s_star = _run_versions(con, runs_dir, run_id, run_stages)
-        r0, t0 = _rate_text(_outcomes(con, run_id, s0))
-        r1, t1 = _rate_text(_outcomes(con, run_id, s_star))
+        r0, t0 = _rate_text(*_outcomes(con, run_id, s0))
+        r1, t1 = _rate_text(*_outcomes(con, run_id, s_star))
         rows.append(
             {
                 "run": run_id,
@@ -573,12 +573,15 @@ def _run_versions(
     return s0, row[0] if row else None
 
 
-def _outcomes(con: duckdb.DuckDBPyConnection, run_id: str, commit: str | None) -> list[bool]:
+def _outcomes(
+    con: duckdb.DuckDBPyConnection, run_id: str, commit: str | None
+) -> tuple[list[bool], int]:
     """The outcomes of one condition of ``commit`` in the run: one origin, split, protocol,
     model, seed and delivery (a compare run of one skill under two protocols holds two
-    agents' evaluations of the same tasks; pooled, n counted each task twice)."""
+    agents' evaluations of the same tasks; pooled, n counted each task twice), and its seed.
+    """
     if commit is None:
-        return []
+        return [], 0
     for origin in ("eval", "rollout"):
         rows = con.execute(
             """SELECT split, protocol, model, seed, delivery, passed, started_at
@@ -601,8 +604,8 @@ def _outcomes(con: duckdb.DuckDBPyConnection, run_id: str, commit: str | None) -
                 conditions.values(),
                 key=lambda rs: (-len(rs), min(r[6] or 0.0 for r in rs), str(rs[0][1:5])),
             )
-            return [bool(r[5]) for r in chosen]
-    return []
+            return [bool(r[5]) for r in chosen], int(chosen[0][3] or 0)
+    return [], 0
 
 
 def pass_rates(
@@ -795,7 +798,7 @@ def _eval_result(records: list[EvalRecord], c: queries.ConditionRate) -> EvalRes
         skill=c.skill_name or "none",
         skill_commit=c.skill_commit,
         model=c.model,
-        seed=0,
+        seed=bootstrap_seed(r.seed for r in records),  # as the condition's eval file has it
         delivery=c.delivery,
         limit=None,
         protocol=c.protocol,
@@ -807,14 +810,14 @@ def condition_comparison(
     con: duckdb.DuckDBPyConnection, a: queries.ConditionRate, b: queries.ConditionRate
 ) -> tuple[Comparison, pd.DataFrame]:
     """B against A on the (task, seed) pairs both ran, as ``trace2skill compare`` pairs two
-    eval files (:func:`toolkit.evaluate.pair_results`, bootstrap seed 0), and the discordant
+    eval files (:func:`toolkit.evaluate.pair_results`, bootstrap seed A's), and the discordant
     tasks: who passed, and each side's trajectory and run (for a link).
 
     Returns the :class:`toolkit.evaluate.Comparison` and the discordant tasks' frame
     (columns: task, seed, passed, trajectory_a, run_a, trajectory_b, run_b).
     """
     records_a, records_b = queries.condition_records(con, a), queries.condition_records(con, b)
-    comparison = pair_results(_eval_result(records_a, a), _eval_result(records_b, b), seed=0)
+    comparison = pair_results(_eval_result(records_a, a), _eval_result(records_b, b))
     ids_a = {(r.task_id, r.seed): r.trajectory_id for r in records_a}
     ids_b = {(r.task_id, r.seed): r.trajectory_id for r in records_b}
     rows = [

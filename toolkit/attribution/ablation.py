@@ -178,6 +178,29 @@ class AblationOutcome(BaseModel):
 # ---------------------------------------------------------------------------------------------
 
 
+def check_ablate_args(
+    *, top: int | None, tasks: int | None, limit: int | None, kinds: Sequence[str]
+) -> None:
+    """Refuse settings :func:`ablate` cannot honour, in one line, before anything is built.
+
+    The command line's options have these bounds; the Python API had none: ``top=-1`` sliced
+    the ranking to every edit but the last, ``tasks=0`` read "split 'test' has no tasks", and
+    an unknown kind "no edit selected".
+
+    Raises:
+        AttributionError: a count below 1, or no kind / an unknown one.
+    """
+    for name, value in (("top", top), ("tasks", tasks), ("limit", limit)):
+        if value is not None and (isinstance(value, bool) or value < 1):
+            raise AttributionError(f"{name} must be a whole number >= 1 (or None), got {value!r}")
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise AttributionError(
+            f"kinds must be some of {', '.join(KINDS)} (leave-one-out, add-one-in), got "
+            f"{list(kinds)!r}"
+        )
+
+
 def select_edits(
     patch: Patch,
     support: dict[str, EditSupport],
@@ -575,13 +598,19 @@ def ablate(
 
     Raises:
         AttributionError: see :func:`open_run`; no suite; nothing to evaluate.
+        RunningLoopError: called from a running event loop (a notebook:
+            ``asyncio.to_thread(ablate, ...)``), with nothing written.
     """
     from toolkit.agent import AgentConfig
     from toolkit.evaluate import evaluate
     from toolkit.llm.config import LLMConfig
     from toolkit.rollout import default_concurrency
+    from toolkit.sync import require_no_running_loop
     from toolkit.tasks import get_suite, reopen_suite
 
+    check_ablate_args(top=top, tasks=tasks, limit=limit, kinds=kinds)
+    if not dry_run:  # before the ablate/only versions are committed
+        require_no_running_loop("ablate")
     context, store = open_run(run_dir, repo=repo, skill_path=skill_path)
     running = False
     try:

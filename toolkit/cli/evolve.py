@@ -70,7 +70,8 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
     )
     lines = [
         f"run {s.run_id}: {s.suite}, agent {s.model}, analysts/merges {s.author_model}",
-        f"evolve split: S0 passed {s.evolve.passed}/{s.evolve.n}",
+        f"evolve split: S0 {s.evolve.passed}/{s.evolve.n} = {_pct(s.evolve.rate)} "
+        f"[{_pct(s.evolve.ci_low)}, {_pct(s.evolve.ci_high)}]",
         f"analyses: {s.analyses.get('kept', 0)} kept, {s.analyses.get('dropped', 0)} dropped"
         + (
             " (" + ", ".join(f"{k} {v}" for k, v in sorted(s.dropped_reasons.items())) + ")"
@@ -91,7 +92,7 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
         f"S*  {s.result.passed}/{s.result.n} = {_pct(s.result.rate)} "
         f"[{_pct(s.result.ci_low)}, {_pct(s.result.ci_high)}]",
         *([f"S0 - no skill (paired): {_diff(s.s0_vs_no_skill)}"] if s.s0_vs_no_skill else []),
-        f"S* - S0 (paired): {diff}; MDE at this n {_pct(s.mde)}",
+        f"S* - S0 (paired): {diff}; MDE at this n: {_pct(s.mde)}",
         f"flipped: {len(s.gained)} gained ({', '.join(s.gained) or '-'}), "
         f"{len(s.lost)} lost ({', '.join(s.lost) or '-'})",
     ]

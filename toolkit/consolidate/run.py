@@ -2,7 +2,7 @@
 
 :func:`run_consolidation` (sync) / :func:`arun_consolidation` (async) read the run's leaf
 patches (refs ``t2s/<run>/patch/<id>`` and ``patches/<id>.json``), then per level: plan
-groups of at most ``merge_batch`` children (balanced, so no group of one is left over), let
+groups of at most ``merge_batch`` children (balanced: near-equal sizes), let
 git analyse every group in a few processes, let the :class:`MergeOperator` resolve all groups
 concurrently, write the merge commits in one batch, save the consolidated patches and append
 the level's ``merges.jsonl`` lines. At ``max_levels``, or as soon as one group can hold
@@ -127,8 +127,8 @@ class ConsolidationSummary(BaseModel):
 
 
 def plan_balanced(children: list[str], size: int) -> dict[str, list[str]]:
-    """ceil(n / size) consecutive groups of near-equal size (``g0001``...), none of one child
-    unless n is 1."""
+    """ceil(n / size) consecutive groups of near-equal size (``g0001``...). A group of one
+    child happens only with ``size`` 2 and n odd (3 children: 2 + 1); it is passed up."""
     count = max(1, math.ceil(len(children) / size))
     width = max(4, len(str(count)))
     out: dict[str, list[str]] = {}
