@@ -569,3 +569,18 @@ def test_ablate_a_users_jsonl_run_without_naming_its_suite(tmp_path):
     assert out.exit_code == 0, out.output
     assert "of jsonl/test (seed 0, model fake/rehearsal)" in out.output
     assert "only" in out.output and "results:" in out.output
+
+
+def test_report_lists_the_ablated_edits_most_supported_first(done):
+    """A researcher's trial: a support-2 edit was listed above a support-3 one (the table
+    followed the final patch's order). Here the patch's edits are put least supported first."""
+    from toolkit.attribution.report import edit_table
+
+    context, store = open_run(done["run_dir"])
+    store.close()
+    edits = sorted(context.final_patch.edits, key=lambda e: context.support[e.id].support)
+    context.final_patch.edits[:] = edits
+    table = edit_table(context, read_ablations(done["run_dir"]))
+    supports = [int(r.split(" | ")[2]) for r in table if r.startswith("| `")]
+    assert len(set(supports)) >= 2  # the fixture's edits differ in support
+    assert supports == sorted(supports, reverse=True)

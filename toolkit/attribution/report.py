@@ -203,6 +203,13 @@ def edit_table(context: RunContext, ablations: Sequence[AblationRecord]) -> list
     ]
     if not edits:
         return ["No ablation yet: run `trace2skill ablate RUN`."]
+
+    def support_of(edit_id: str | None) -> int:
+        found = context.support.get(edit_id or "")
+        return found.support if found else 0
+
+    # Most supported first, as `ablate --top` chose them (ties keep the patch's order).
+    edits.sort(key=lambda e: -support_of(e.id))
     rows = [
         "| edit | what | support | leave-one-out effect [95% CI] "
         "| add-one-in effect [95% CI] | note |",
@@ -222,9 +229,9 @@ def edit_table(context: RunContext, ablations: Sequence[AblationRecord]) -> list
             notes.append("harmful: S* is better without it")
         if ablate and ablate.also_removed:
             notes.append("removed with " + ", ".join(ablate.also_removed))
-        support = context.support.get(e.id or "")
+        support = support_of(e.id) if (e.id or "") in context.support else "-"
         rows.append(
-            f"| `{e.id}` | {what} | {support.support if support else '-'} | {_effect(ablate)} "
+            f"| `{e.id}` | {what} | {support} | {_effect(ablate)} "
             f"| {_effect(only)} | {'; '.join(n for n in notes if n)} |"
         )
     rows.append("")
