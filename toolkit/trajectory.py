@@ -30,15 +30,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from toolkit.atomic import write_atomic
 from toolkit.code_protocol import parse_reply
 from toolkit.errors import ToolkitError, validation_details
+from toolkit.known import predates_unknown, zero_absent
 from toolkit.runs import TRAJECTORIES_FILE, now_iso, read_manifest, update_stage
 from toolkit.skill import SKILL_MD, Skill
-from toolkit.tokens import predates_unknown_counts, zero_absent_counts
 
 TRAJECTORY_SCHEMA_VERSION = 2
 """2: token counts (of the trajectory and of each step) are null when the provider did not
 report them (1 held 0). A version 1 line reads as before: an absent count is 0."""
 UNKNOWN_TOKENS_SINCE = 2
 """The first trajectory format whose token counts may be unknown (null)."""
+_TOKEN_FIELDS = ("tokens_in", "tokens_out")
 
 Delivery = Literal["system", "progressive", "none"]
 """How the skill reaches the agent: ``system`` (whole SKILL.md in the system prompt, as in the
@@ -233,12 +234,12 @@ class Trajectory(BaseModel):
     @classmethod
     def _version_1_counts(cls, data: Any) -> Any:
         # Version 1 had no unknown count: one it left out was 0 (its default), not unknown.
-        if not predates_unknown_counts(data, UNKNOWN_TOKENS_SINCE):
+        if not predates_unknown(data, UNKNOWN_TOKENS_SINCE):
             return data
-        data = zero_absent_counts(data)
+        data = zero_absent(data, _TOKEN_FIELDS)
         steps = data.get("steps")
         if isinstance(steps, list):
-            steps = [zero_absent_counts(s) if isinstance(s, dict) else s for s in steps]
+            steps = [zero_absent(s, _TOKEN_FIELDS) if isinstance(s, dict) else s for s in steps]
             data = {**data, "steps": steps}
         return data
 

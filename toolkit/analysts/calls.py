@@ -8,8 +8,8 @@ from pydantic import BaseModel, Field
 
 from toolkit.analysts.records import AnalyseConfig
 from toolkit.errors import LLMError
+from toolkit.known import add_known
 from toolkit.llm.gateway import Gateway
-from toolkit.tokens import add_tokens
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -52,9 +52,9 @@ async def ask(
         kind = "invalid-reply" if "no valid" in text else "model-error"
         out.failure = f"{kind}: {text}"
         # An invalid reply still cost its tokens (unknown ones make the total unknown).
-        out.tokens_in = add_tokens(out.tokens_in, exc.tokens_in)
-        out.tokens_out = add_tokens(out.tokens_out, exc.tokens_out)
+        out.tokens_in = add_known(out.tokens_in, exc.tokens_in)
+        out.tokens_out = add_known(out.tokens_out, exc.tokens_out)
         return None
-    out.tokens_in = add_tokens(out.tokens_in, completion.tokens_in)
-    out.tokens_out = add_tokens(out.tokens_out, completion.tokens_out)
+    out.tokens_in = add_known(out.tokens_in, completion.tokens_in)
+    out.tokens_out = add_known(out.tokens_out, completion.tokens_out)
     return completion.value

@@ -14,7 +14,7 @@ from toolkit.cli.evaluate import reuse_option
 from toolkit.cli.interrupt import interrupted
 from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
-from toolkit.tokens import unreported_note
+from toolkit.known import unreported_note
 
 if TYPE_CHECKING:
     from toolkit.evolve import Estimate, EvolveConfig, EvolveSummary, PairedScore

@@ -18,13 +18,15 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from toolkit.errors import LLMError
-from toolkit.tokens import TokenTally, predates_unknown_counts, zero_absent_counts
+from toolkit.known import predates_unknown, zero_absent
+from toolkit.tokens import TokenTally
 
 CALL_RECORD_SCHEMA_VERSION = 2
 """2: ``tokens_in``/``tokens_out`` are null when the provider reported no usage (1 held 0),
 and ``tokens_estimate`` is new. A version 1 record reads as before: an absent count is 0."""
 UNKNOWN_TOKENS_SINCE = 2
 """The first calls-log format whose token counts may be unknown (null)."""
+_TOKEN_FIELDS = ("tokens_in", "tokens_out")
 
 
 class LLMCallRecord(BaseModel):
@@ -79,8 +81,8 @@ class LLMCallRecord(BaseModel):
     @classmethod
     def _version_1_counts(cls, data: Any) -> Any:
         # Version 1 had no unknown count: one it left out was 0 (its default), not unknown.
-        if predates_unknown_counts(data, UNKNOWN_TOKENS_SINCE):
-            return zero_absent_counts(data)
+        if predates_unknown(data, UNKNOWN_TOKENS_SINCE):
+            return zero_absent(data, _TOKEN_FIELDS)
         return data
 
     @property
@@ -96,8 +98,8 @@ def line_counts(line: dict[str, Any]) -> tuple[int | None, int | None]:
     """``(tokens_in, tokens_out)`` of a calls-log line read as a plain dict (by readers that
     skip the model for speed), as :class:`LLMCallRecord` reads them: null or absent is
     unknown, but absent in a version 1 line is 0."""
-    if predates_unknown_counts(line, UNKNOWN_TOKENS_SINCE):
-        line = zero_absent_counts(line)
+    if predates_unknown(line, UNKNOWN_TOKENS_SINCE):
+        line = zero_absent(line, _TOKEN_FIELDS)
     counts = line.get("tokens_in"), line.get("tokens_out")
     return (
         None if counts[0] is None else int(counts[0]),

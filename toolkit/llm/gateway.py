@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolkit.errors import ContextWindowError, LLMError
+from toolkit.known import add_known
 from toolkit.llm._litellm import get_litellm, local_provider_error
 from toolkit.llm.cache import CacheEntry, ResponseCache, cache_key
 from toolkit.llm.calls import CallLog, LLMCallRecord
@@ -50,7 +51,7 @@ from toolkit.llm.structured import (
 )
 from toolkit.llm.tool_calls import ToolCall, from_response_message, parse_reply_text, reply_text
 from toolkit.llm.usage import estimated_prompt_tokens, reported_usage
-from toolkit.tokens import add_tokens, estimate_tokens
+from toolkit.tokens import estimate_tokens
 
 T = TypeVar("T", bound=BaseModel)
 Messages = list[dict[str, Any]]
@@ -440,8 +441,8 @@ class Gateway:
         """Add a response's usage and cost to the call's counters; return its text."""
         stats = call.stats
         prompt, completion = reported_usage(response)
-        stats.tokens_in = add_tokens(stats.tokens_in, prompt)
-        stats.tokens_out = add_tokens(stats.tokens_out, completion)
+        stats.tokens_in = add_known(stats.tokens_in, prompt)
+        stats.tokens_out = add_known(stats.tokens_out, completion)
         # The estimate counts what was reported and guesses the rest from the text, so a
         # limit goes on counting where a provider reports nothing (an empty reply included).
         stats.estimate += prompt if prompt is not None else estimated_prompt_tokens(messages)
