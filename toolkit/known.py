@@ -4,7 +4,8 @@ A model call's token counts and its cost are measured by the provider or priced 
 and either can be missing: a server that sends no ``usage``, an imported harness that kept
 none, a model litellm has no price for. Such a figure is recorded as ``None``, never as 0: a
 0 reads as measured, pulls every mean down and lets a limit believe nothing was spent. The
-rule, wherever such figures are kept (:mod:`toolkit.tokens` for token counts):
+rule, wherever such figures are kept (:mod:`toolkit.tokens` for token counts,
+:mod:`toolkit.cost` for costs):
 
 * one unit's figure (a call, a step, a trajectory, an analysis, a merge) is ``X | None``; a
   figure made of parts (a trajectory's steps, a call's retries and repair round) is unknown
