@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from toolkit.analysts.records import ANALYST_CHOICES
+from toolkit.cli.skill import skill_folder
 from toolkit.cli.suites import suite_options
 from toolkit.tasks import Suite
 from toolkit.tokens import describe_in_out
@@ -23,7 +24,8 @@ from toolkit.tokens import describe_in_out
     "agentic|single.)",
 )  # fmt: skip
 @click.option(
-    "--skill", "skill_path", type=click.Path(file_okay=False, path_type=Path),
+    "--skill", "skill_path", type=click.Path(path_type=Path), callback=skill_folder,
+    metavar="DIRECTORY",
     help="The skill folder S0 the trajectories used (default: the one the rollout recorded). "
     "It must be in a git repository: the run's base t2s/<run>/base is snapshotted from it.",
 )  # fmt: skip
