@@ -156,12 +156,23 @@ def analyse_command(
                 summary.tokens_unreported,
                 summary.kept + summary.dropped,
                 "analyses",
-            ),
+            )
+            + _replayed_note(summary.calls, summary.cache_hits),
         ),
     ]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+
+
+def _replayed_note(calls: int, hits: int) -> str:
+    """Replies replayed from the response cache spend no tokens: say so, or a rerun's
+    ``in 0 / out 0`` reads as a broken count."""
+    if not hits:
+        return ""
+    if hits == calls:
+        return f"; all {calls} model calls replayed from the response cache (no tokens spent)"
+    return f"; {hits} of {calls} model calls replayed from the response cache (0 tokens each)"
 
 
 COMMANDS = [analyse_command]
