@@ -1138,16 +1138,24 @@ def count_trajectories(con: duckdb.DuckDBPyConnection, f: TrajectoryFilter) -> i
 def trajectories_page(
     con: duckdb.DuckDBPyConnection, f: TrajectoryFilter, page: int, size: int = PAGE_SIZE
 ) -> pd.DataFrame:
-    """One page (0-based) of the trajectories matching ``f``."""
+    """One page (0-based) of the trajectories matching ``f``; ``tokens`` is text as the
+    detail shows it (:func:`tokens_text`: ``unknown`` where the provider reported none, not
+    an empty cell)."""
     where, params = _filter_sql(f)
-    return con.execute(
+    frame = con.execute(
         f"""SELECT t.run_id AS run, t.origin, t.id, t.task_id AS task, t.skill_commit,
-                   t.model, t.passed, t.n_steps AS steps, t.tokens_in + t.tokens_out AS tokens,
+                   t.model, t.passed, t.n_steps AS steps, t.tokens_in, t.tokens_out,
                    t.stop_reason
             FROM trajectories t WHERE {where}
             ORDER BY t.run_id, t.task_id, t.id LIMIT ? OFFSET ?""",
         [*params, size, page * size],
     ).df()
+    tokens = [
+        tokens_text(i, o)
+        for i, o in zip(frame.pop("tokens_in"), frame.pop("tokens_out"), strict=True)
+    ]
+    frame.insert(list(frame.columns).index("steps") + 1, "tokens", tokens)
+    return frame
 
 
 def trajectory(
