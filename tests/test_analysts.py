@@ -740,3 +740,27 @@ def test_imported_trajectories_with_no_model_are_analysed_by_the_configured_one(
         config = AnalyseConfig(analyst="error-single", concurrency=1)
         summary = run_analyses(run_dir, config, llm_config=settings, progress=False)
     assert summary.model == model and summary.kept == 1
+
+
+def test_a_rerun_replayed_from_the_cache_says_so(tmp_path: Path) -> None:
+    """A new-user trial: analysing the same trajectories again printed "in 0 / out 0" tokens
+    without a word: every call had been answered from the response cache."""
+    repo, run_dir = make_run(tmp_path, [False, False])
+    again = tmp_path / "runs" / "r2"  # the same rollouts in a fresh run folder
+    again.mkdir(parents=True)
+    shutil.copy(run_dir / "trajectories.jsonl", again / "trajectories.jsonl")
+    skill_dir = repo / "skills" / "gsm8k-math"
+    update_stage(again, "rollout", status="done", config={"skill_path": str(skill_dir)})
+    args = ["--analyst", "error-single", "--no-progress", "--cache-dir", str(tmp_path / "cache")]
+    with fake_model(lambda _m: error_reply(), name="replayed-analyst") as model:
+        first = CliRunner().invoke(main, ["analyse", str(run_dir), "--author-model", model, *args])
+        second = CliRunner().invoke(main, ["analyse", str(again), "--author-model", model, *args])
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    tokens = [
+        next(line for line in out.output.splitlines() if line.startswith("tokens"))
+        for out in (first, second)
+    ]
+    assert "replayed" not in tokens[0] and "in 0 / out 0" not in tokens[0]
+    assert tokens[1].endswith(
+        "in 0 / out 0; all 2 model calls replayed from the response cache (no tokens spent)"
+    ), tokens

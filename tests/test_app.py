@@ -243,7 +243,7 @@ def test_cost_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "Model calls": "10",
         "Cache hits": "3",
         "Tokens": "1,200",
-        "Cost (USD)": "0.0100",
+        "Cost": "$0.0100",
     }
     stages = at.dataframe[0].value
     assert list(stages["stage"]) == ["rollout", "eval", "analyse", "consolidate"]

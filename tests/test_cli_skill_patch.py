@@ -85,6 +85,30 @@ def test_validate_missing_path(tmp_path: Path) -> None:
     assert code == 1 and "Path does not exist" in out
 
 
+def test_a_file_given_for_the_skill_folder_names_the_folder(tmp_path: Path) -> None:
+    """A new-user trial: `skill validate path/SKILL.md` said "Not a directory" with no hint.
+    Every command taking a skill folder now names the folder to pass instead."""
+    skill_md = CSV_REPORT / "SKILL.md"
+    hint = f"is a file, not a skill folder: pass the folder that holds SKILL.md, {CSV_REPORT}"
+    code, out, _ = invoke("skill", "validate", skill_md)
+    assert code == 1 and f"[not-a-folder] {skill_md} {hint}" in out
+    reference = CSV_REPORT / "references" / "column-types.md"
+    assert hint in invoke("skill", "validate", reference)[1]  # the skill's folder, two up
+    patch = PATCHES / "append_to_section.json"
+    for args in (
+        ["skill", "sections", skill_md],
+        ["patch", "check", patch, skill_md],
+        ["patch", "apply", patch, skill_md, "--dry-run"],
+        # These two had click's bare "Directory ... is a file." (exit 2).
+        ["repo", "snapshot", skill_md, "--run", "x"],
+        ["analyse", tmp_path / "run", "--skill", skill_md],
+        ["evolve", skill_md, "--suite", "gsm8k", "--estimate", "--runs-dir", tmp_path],
+    ):
+        code, _, err = invoke(*args)
+        assert code == 1 and err == f"Error: {skill_md} {hint}\n", (args, err)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sections_table_and_json() -> None:
     code, out, _ = invoke("skill", "sections", CSV_REPORT)
     assert code == 0

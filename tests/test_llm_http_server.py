@@ -8,75 +8,25 @@ the client refuse to start, and a reply with no choices raised IndexError.
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests.openai_server import ServerState, serve
+from tests.openai_server import ok as _ok
+from tests.openai_server import silent as _silent
 from toolkit.errors import LLMError
 from toolkit.llm import LLMConfig
 from toolkit.llm.gateway import Gateway
 
 
-class _Server:
-    def __init__(self) -> None:
-        # (status, body) or (status, body, headers), consumed in order; then the default.
-        # A body of bytes is sent as it is (a malformed reply).
-        self.replies: list[tuple] = []
-        self.delay = 0.0  # seconds each reply waits (a slow server)
-        self.requests: list[dict] = []
-        self.auth: list[str | None] = []
-
-
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[_Server, str]]:
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ServerState, str]]:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("TRACE2SKILL_API_KEY", raising=False)
-    state = _Server()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            state.requests.append(body)
-            state.auth.append(self.headers.get("Authorization"))
-            status, reply, *extra = state.replies.pop(0) if state.replies else (200, _ok("fine"))
-            data = reply if isinstance(reply, bytes) else json.dumps(reply).encode()
-            time.sleep(state.delay)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            for name, value in (extra[0] if extra else {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def _ok(text: str, choices: bool = True) -> dict:
-    message = {"role": "assistant", "content": text}
-    choice = {"index": 0, "message": message, "finish_reason": "stop"}
-    return {
-        "id": "x",
-        "object": "chat.completion",
-        "created": 0,
-        "model": "mine",
-        "choices": [choice] if choices else [],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-    }
+    with serve() as served:
+        yield served
 
 
 def _gateway(url: str, tmp_path: Path, retries: int = 2) -> Gateway:
@@ -244,13 +194,6 @@ def test_a_timeout_is_one_readable_line(server, tmp_path: Path) -> None:
     assert str(failed.value) == (
         "openai/mine: Timeout after 1 attempt (retries exhausted): Request timed out."
     )
-
-
-def _silent(text: str) -> dict:
-    """A reply with no ``usage``, as some OpenAI-compatible servers send it."""
-    reply = _ok(text)
-    del reply["usage"]
-    return reply
 
 
 def test_a_server_that_sends_no_usage_records_unknown_tokens_not_zero(

@@ -404,8 +404,11 @@ def test_load_skill_at_a_revision(user_repo: Path) -> None:
         repo.load_skill("t2s/example/result", "skills/demo")
     with pytest.raises(RepoError, match="main has no folder 'skills/other'"):
         repo.load_skill("main", "skills/other")
-    with pytest.raises(RepoError, match="has no folder 'README.md'"):
+    with pytest.raises(RepoError, match=r"main:README.md is a file, not a skill folder \("):
         repo.load_skill("main", "README.md")
+    # The skill's SKILL.md given for its folder: the folder is named.
+    with pytest.raises(RepoError, match="pass the folder that holds SKILL.md, main:skills/demo$"):
+        repo.load_skill("main", "skills/demo/SKILL.md")
     with pytest.raises(SkillError, match="main:skills has no SKILL.md"):
         repo.load_skill("main", "skills")
     repo.close()

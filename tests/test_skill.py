@@ -283,7 +283,7 @@ def test_missing_folder_and_missing_skill_md(tmp_path: Path) -> None:
     with pytest.raises(SkillError, match="no SKILL.md"):
         load_skill(tmp_path / "empty")
     (tmp_path / "file.md").write_text("x")
-    with pytest.raises(SkillError, match="not a folder"):
+    with pytest.raises(SkillError, match="is a file, not a skill folder"):
         load_skill(tmp_path / "file.md")
 
 

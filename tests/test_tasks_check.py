@@ -124,6 +124,22 @@ def test_cli_check_lists_notes_without_failing(tmp_path):
     assert "note mine.jsonl:1 (a): unknown field(s) 'hint'" in listed.stderr
 
 
+def test_cli_list_of_an_empty_split_names_the_splits_there_are(tmp_path):
+    """A new-user trial: `tasks list` said only "no tasks in split 'test' of jsonl"; eval and
+    evolve name the splits the data has and how to mark rows: list says the same."""
+    path = write_jsonl(
+        tmp_path / "mine.jsonl",
+        [{"id": f"q{i}", "question": "2+2?", "answer": 4, "split": "train"} for i in range(2)],
+    )
+    args = ["tasks", "list", "--suite", "jsonl", "--data", str(path), "--split", "test"]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    assert out.stdout == (
+        f"split 'test' of suite 'jsonl' has no tasks in {path} (it has: train 2); "
+        'mark rows with "split": "test" or choose another split\n'
+    )
+
+
 def test_check_command_names_the_data_and_scoring_a_run_used(tmp_path):
     from toolkit.tasks.check import check_command
 

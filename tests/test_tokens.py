@@ -6,20 +6,15 @@ from types import SimpleNamespace
 
 import pytest
 
+from toolkit.known import add_known, sum_known
 from toolkit.llm.usage import reported_usage
-from toolkit.tokens import (
-    TokenTally,
-    add_tokens,
-    describe_in_out,
-    describe_tokens,
-    estimate_tokens,
-    sum_tokens,
-)
+from toolkit.tokens import TokenTally, describe_in_out, describe_tokens, estimate_tokens
 
 
 def test_a_total_with_an_unknown_part_is_unknown() -> None:
-    assert add_tokens(3, 4) == 7 and add_tokens(3, None) is None and add_tokens(None, 0) is None
-    assert sum_tokens([]) == 0 and sum_tokens([1, 2]) == 3 and sum_tokens([1, None, 2]) is None
+    assert add_known(3, 4) == 7 and add_known(3, None) is None and add_known(None, 0) is None
+    assert sum_known([], 0) == 0 and sum_known([1, 2], 0) == 3
+    assert sum_known([1, None, 2], 0) is None and sum_known([0.5, 0.25], 0.0) == 0.75
 
 
 def test_a_tally_sums_and_averages_over_the_reported_units_only() -> None:

@@ -132,6 +132,12 @@ def test_an_evaluation_without_usage_stores_unknown_and_the_index_holds_null(
     assert stages.loc["eval", "tokens_unreported"] == len(calls)
     row = data.trajectory(con, trajectories[0].id, "silent")
     assert row is not None and data.tokens_text(row["tokens_in"], row["tokens_out"]) == "unknown"
+    # The trajectories list says so too (it showed an empty cell where the detail said it).
+    page = data.trajectories_page(con, data.TrajectoryFilter(), 0).set_index("run")
+    assert set(page.loc["silent", "tokens"]) == {"unknown"}
+    counted_tokens = page.loc["counted", "tokens"]
+    assert all(text != "unknown" and int(text.replace(",", "")) > 0 for text in counted_tokens)
+    assert list(page.columns)[list(page.columns).index("steps") + 1] == "tokens"
     conditions = {c.run_id: c for c in condition_rates(con)}  # the app's conditions page
     assert (conditions["silent"].tokens_per_task, conditions["silent"].tokens_unreported) == (
         None, 4

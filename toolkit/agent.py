@@ -35,10 +35,10 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from toolkit import code_protocol, skill_echo, tools_protocol
 from toolkit.errors import ContextWindowError, LLMError, SectionLookupError, SkillError
+from toolkit.known import add_known
 from toolkit.llm.gateway import Completion, Gateway
 from toolkit.sandbox import RunResult, Session
 from toolkit.skill import SKILL_MD, Skill, find_section, split_lines, strip_eol
-from toolkit.tokens import add_tokens
 from toolkit.trajectory import Action, SectionUse, Step, StopReason, UseKind
 
 AGENT_SCHEMA_VERSION = 1
@@ -138,7 +138,7 @@ class AgentResult(BaseModel):
     section_uses: list[SectionUse] = Field(default_factory=list)
     tokens_in: int | None = Field(0, description="None once a call's count was not reported.")
     tokens_out: int | None = Field(0, description="None once a call's count was not reported.")
-    cost_usd: float = 0.0
+    cost_usd: float | None = Field(0.0, description="None once a call could not be priced.")
     budget_tokens: int = Field(
         0,
         description="Tokens counted against the token budget: the reported counts, estimated "
@@ -634,13 +634,14 @@ class Agent:
             context = isinstance(exc, ContextWindowError)
             result.stop_reason = "context_window" if context else "error"
             result.error = str(exc)
-            result.tokens_in = add_tokens(result.tokens_in, exc.tokens_in)
-            result.tokens_out = add_tokens(result.tokens_out, exc.tokens_out)
+            result.tokens_in = add_known(result.tokens_in, exc.tokens_in)
+            result.tokens_out = add_known(result.tokens_out, exc.tokens_out)
+            result.cost_usd = add_known(result.cost_usd, exc.cost_usd)
             return None
-        result.tokens_in = add_tokens(result.tokens_in, completion.tokens_in)
-        result.tokens_out = add_tokens(result.tokens_out, completion.tokens_out)
+        result.tokens_in = add_known(result.tokens_in, completion.tokens_in)
+        result.tokens_out = add_known(result.tokens_out, completion.tokens_out)
         result.budget_tokens += completion.budget_tokens
-        result.cost_usd += completion.cost_usd
+        result.cost_usd = add_known(result.cost_usd, completion.cost_usd)
         return completion
 
     async def _run_plain(

@@ -67,11 +67,13 @@ class LLMError(ToolkitError):
 
     ``tokens_in`` / ``tokens_out``: what the failed call's requests used (a reply that did not
     validate still cost its tokens), set by the gateway; None when the provider did not
-    report them (:mod:`toolkit.tokens`).
+    report them (:mod:`toolkit.tokens`). ``cost_usd``: what those requests cost; None when a
+    reply could not be priced (:mod:`toolkit.cost`).
     """
 
     tokens_in: int | None = 0
     tokens_out: int | None = 0
+    cost_usd: float | None = 0.0
 
 
 class ContextWindowError(LLMError):

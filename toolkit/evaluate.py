@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, Field, RootModel
 
 from toolkit.errors import ToolkitError
+from toolkit.known import add_known
 from toolkit.llm.config import LLMConfig
 from toolkit.skill import Skill
 from toolkit.stats import (
@@ -40,7 +41,6 @@ from toolkit.stats import (
     pass_rate,
 )
 from toolkit.tasks import Suite, get_suite
-from toolkit.tokens import add_tokens
 from toolkit.trajectory import (
     NO_SKILL_COMMIT,
     Trajectory,
@@ -282,7 +282,7 @@ def record_of(trajectory: Trajectory, split: str) -> EvalRecord:
         passed=trajectory.verdict.passed,
         score=trajectory.verdict.score,
         trajectory_id=trajectory.id,
-        tokens=add_tokens(trajectory.tokens_in, trajectory.tokens_out),
+        tokens=add_known(trajectory.tokens_in, trajectory.tokens_out),
         seconds=trajectory.latency_s,
         error=trajectory.error if trajectory.stop_reason == "error" else None,
         cached_steps=sum(step.cache_hit for step in trajectory.steps),

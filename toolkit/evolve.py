@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from toolkit.atomic import write_atomic
 from toolkit.errors import LLMError, ToolkitError, ToolkitNotice
 from toolkit.executor import Executor, LocalExecutor
-from toolkit.llm.calls import line_budget_tokens, line_counts
+from toolkit.llm.calls import line_budget_tokens, line_cost, line_counts
 from toolkit.runs import CALLS_FILE, REFS_BUNDLE, read_jsonl_dicts
 from toolkit.tokens import TokenTally
 
@@ -284,7 +284,8 @@ class Spend(BaseModel):
     tokens_out: int = Field(0, description="Completion tokens of the calls that reported them.")
     unreported: int = Field(0, description="Uncached calls without reported token counts.")
     estimated: int = Field(0, description="The estimated tokens of those calls.")
-    cost_usd: float = 0.0
+    cost_usd: float = Field(0.0, description="Cost in USD of the calls that were priced.")
+    unpriced: int = Field(0, description="Uncached calls whose cost is unknown.")
 
     @property
     def tokens(self) -> int:
@@ -391,10 +392,12 @@ class Meter:
 def _spend_of(record: dict[str, Any]) -> Spend:
     """One uncached call of the calls log (a dict, as read) as a :class:`Spend`."""
     count_in, count_out = line_counts(record)
-    cost = float(record.get("cost_usd") or 0.0)
+    cost = line_cost(record)
+    # An unpriced call is counted as such, not as $0.
+    spend = Spend(calls=1, cost_usd=cost or 0.0, unpriced=int(cost is None))
     if count_in is None or count_out is None:
-        return Spend(calls=1, unreported=1, estimated=line_budget_tokens(record), cost_usd=cost)
-    return Spend(calls=1, tokens_in=count_in, tokens_out=count_out, cost_usd=cost)
+        return spend + Spend(unreported=1, estimated=line_budget_tokens(record))
+    return spend + Spend(tokens_in=count_in, tokens_out=count_out)
 
 
 class BudgetExecutor(Executor):
@@ -789,7 +792,12 @@ class StageStats(BaseModel):
         description="Calls whose provider reported no token counts: left out of tokens_in "
         "and tokens_out rather than counted as 0.",
     )
-    cost_usd: float = 0.0
+    cost_usd: float = Field(0.0, description="Cost in USD of the calls that were priced.")
+    cost_unpriced: int = Field(
+        0,
+        description="Calls whose cost is unknown (a model litellm has no price for, no usage "
+        "reported): left out of cost_usd rather than counted as $0.",
+    )
     units: int | None = Field(None, description="Units of work of the stage, when it has some.")
     calls_log_offset: int | None = Field(
         None, description="Bytes of llm_calls.jsonl counted in these figures when last saved."
@@ -1833,6 +1841,7 @@ def _add_spent(stats: StageStats, base: StageStats, spent: Spend) -> None:
     stats.tokens_out = base.tokens_out + spent.tokens_out
     stats.tokens_unreported = base.tokens_unreported + spent.unreported
     stats.cost_usd = base.cost_usd + spent.cost_usd
+    stats.cost_unpriced = base.cost_unpriced + spent.unpriced
 
 
 def _has_run_files(run_dir: Path) -> bool:

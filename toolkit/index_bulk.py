@@ -11,7 +11,8 @@ parses and casts, every required field is present, every enum field holds a know
 no line has a newer ``schema_version``; otherwise :func:`load` returns None and the caller
 reads the file line by line with the models, which skips and reports each bad line. Either
 way the rows are the same (``steps.args`` is the action's arguments as compact JSON; a token
-count the provider did not report is NULL, as the models read it: :func:`_count`).
+count the provider did not report, or a cost that could not be priced, is NULL, as the
+models read it: :func:`_count`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import get_args
 import duckdb
 
 from toolkit.llm.calls import CALL_RECORD_SCHEMA_VERSION
-from toolkit.llm.calls import UNKNOWN_TOKENS_SINCE as CALL_UNKNOWN_TOKENS_SINCE
+from toolkit.llm.calls import UNKNOWN_USAGE_SINCE as CALL_UNKNOWN_USAGE_SINCE
 from toolkit.trajectory import TRAJECTORY_SCHEMA_VERSION, StopReason
-from toolkit.trajectory import UNKNOWN_TOKENS_SINCE as TRAJECTORY_UNKNOWN_TOKENS_SINCE
+from toolkit.trajectory import UNKNOWN_USAGE_SINCE as TRAJECTORY_UNKNOWN_USAGE_SINCE
 
 #: The temp tables :func:`load` may create (dropped after each run's compaction).
 TEMP_TABLES = ("src_rollout", "src_eval", "src_calls")
@@ -107,9 +108,9 @@ def _literal(value: str) -> str:
 
 
 def _count(column: str, version_from: int) -> str:
-    """A token count column as the models read it: NULL (unknown) stays NULL from
+    """A token count or cost column as the models read it: NULL (unknown) stays NULL from
     ``version_from`` on (absent and null read alike there, as the models' default is None);
-    a line of an older format, which had no unknown count, reads an absent one as 0."""
+    a line of an older format, which had no unknown figure, reads an absent one as 0."""
     return (
         f"CASE WHEN coalesce(schema_version, {version_from}) < {version_from} "
         f"THEN coalesce({column}, 0) ELSE {column} END"
@@ -152,9 +153,10 @@ def trajectory_inserts(name: str, run_id: str, origin: str) -> dict[str, str]:
                    coalesce(protocol, 'json') AS protocol, verdict.passed AS passed,
                    coalesce(verdict.score, 0.0) AS score,
                    final_answer, coalesce(len(steps), 0) AS n_steps,
-                   {_count("tokens_in", TRAJECTORY_UNKNOWN_TOKENS_SINCE)} AS tokens_in,
-                   {_count("tokens_out", TRAJECTORY_UNKNOWN_TOKENS_SINCE)} AS tokens_out,
-                   coalesce(cost_usd, 0.0) AS cost_usd, coalesce(latency_s, 0.0) AS latency_s,
+                   {_count("tokens_in", TRAJECTORY_UNKNOWN_USAGE_SINCE)} AS tokens_in,
+                   {_count("tokens_out", TRAJECTORY_UNKNOWN_USAGE_SINCE)} AS tokens_out,
+                   {_count("cost_usd", TRAJECTORY_UNKNOWN_USAGE_SINCE)} AS cost_usd,
+                   coalesce(latency_s, 0.0) AS latency_s,
                    coalesce(started_at, 0.0) AS started_at, coalesce(ended_at, 0.0) AS ended_at,
                    stop_reason, error, coalesce(source, 'rollout') AS source
             FROM "{name}" """,
@@ -164,8 +166,8 @@ def trajectory_inserts(name: str, run_id: str, origin: str) -> dict[str, str]:
                    coalesce(s.thought, '') AS thought,
                    coalesce(s.observation, '') AS observation,
                    coalesce(s.observation_truncated, false) AS observation_truncated,
-                   {_count("s.tokens_in", TRAJECTORY_UNKNOWN_TOKENS_SINCE)} AS tokens_in,
-                   {_count("s.tokens_out", TRAJECTORY_UNKNOWN_TOKENS_SINCE)} AS tokens_out,
+                   {_count("s.tokens_in", TRAJECTORY_UNKNOWN_USAGE_SINCE)} AS tokens_in,
+                   {_count("s.tokens_out", TRAJECTORY_UNKNOWN_USAGE_SINCE)} AS tokens_out,
                    coalesce(s.latency_s, 0.0) AS latency_s, coalesce(s.tool_s, 0.0) AS tool_s,
                    coalesce(s.cache_hit, false) AS cache_hit, s.call_id, s.error
             FROM (SELECT id, schema_version, unnest(steps) AS s FROM "{name}")""",
@@ -182,9 +184,10 @@ def call_insert(name: str, run_id: str) -> str:
     """SQL filling ``t_llm_calls`` from ``name``."""
     return f"""
             SELECT {_literal(run_id)} AS run_id, call_id, model,
-                   {_count("tokens_in", CALL_UNKNOWN_TOKENS_SINCE)} AS tokens_in,
-                   {_count("tokens_out", CALL_UNKNOWN_TOKENS_SINCE)} AS tokens_out,
-                   coalesce(cost_usd, 0.0) AS cost_usd, latency_s, started_at, ended_at,
+                   {_count("tokens_in", CALL_UNKNOWN_USAGE_SINCE)} AS tokens_in,
+                   {_count("tokens_out", CALL_UNKNOWN_USAGE_SINCE)} AS tokens_out,
+                   {_count("cost_usd", CALL_UNKNOWN_USAGE_SINCE)} AS cost_usd,
+                   latency_s, started_at, ended_at,
                    coalesce(cache_hit, false) AS cache_hit, coalesce(retries, 0) AS retries,
                    coalesce(repair_rounds, 0) AS repair_rounds,
                    coalesce(model_requests, 0) AS model_requests,

@@ -73,7 +73,11 @@ class ModelCost(BaseModel):
         description="Calls whose token counts the provider did not report (NULL), left out "
         "of the two sums."
     )
-    cost_usd: float
+    cost_usd: float = Field(description="Cost in USD of the calls that were priced.")
+    cost_unpriced: int = Field(
+        description="Calls whose cost is unknown (NULL: no price for the model, no usage "
+        "reported), left out of cost_usd rather than counted as $0."
+    )
     latency_mean_s: float
     latency_p50_s: float
     latency_p95_s: float
@@ -363,12 +367,17 @@ _TOKEN_SUMS = """
     coalesce(sum(tokens_out) FILTER (WHERE tokens_in IS NOT NULL), 0)::BIGINT,
     count(*) FILTER (WHERE tokens_in IS NULL OR tokens_out IS NULL)"""
 
+#: The cost over the rows that were priced (as :class:`toolkit.cost.CostTally` takes it), then
+#: how many rows were not.
+_COST_SUMS = """
+    coalesce(sum(cost_usd), 0.0), count(*) FILTER (WHERE cost_usd IS NULL)"""
+
 
 def cost_by_model(con: duckdb.DuckDBPyConnection) -> list[ModelCost]:
     """Calls, tokens, cost and latency (mean, median, 95th percentile) per model."""
     rows = con.execute(
         f"""SELECT model, count(*), count(*) FILTER (WHERE cache_hit),
-                  count(*) FILTER (WHERE error IS NOT NULL), {_TOKEN_SUMS}, sum(cost_usd),
+                  count(*) FILTER (WHERE error IS NOT NULL), {_TOKEN_SUMS}, {_COST_SUMS},
                   avg(latency_s), quantile_cont(latency_s, 0.5), quantile_cont(latency_s, 0.95)
            FROM llm_calls GROUP BY model ORDER BY model"""
     ).fetchall()
@@ -448,7 +457,14 @@ class StageCost(BaseModel):
     tokens_unreported: int = Field(
         description="Units whose token counts were not reported, left out of the two sums."
     )
-    cost_usd: float | None = Field(description="None where the stage's files record no cost.")
+    cost_usd: float | None = Field(
+        description="Cost in USD of the units that were priced; None where the stage's files "
+        "record no cost (analyses and merges: their calls are in cost_by_model)."
+    )
+    cost_unpriced: int = Field(
+        description="Units whose cost is unknown (no price for the model, no usage reported), "
+        "left out of cost_usd."
+    )
     seconds_mean: float | None
     seconds_p95: float | None
 
@@ -580,17 +596,22 @@ def cost_by_stage(con: duckdb.DuckDBPyConnection) -> list[StageCost]:
     rows = con.execute(
         f"""WITH work AS (
                SELECT CASE origin WHEN 'eval' THEN 'evaluate' ELSE 'rollout' END AS stage,
-                      model, tokens_in, tokens_out, cost_usd, latency_s AS seconds
+                      model, tokens_in, tokens_out, cost_usd, true AS costed,
+                      latency_s AS seconds
                FROM trajectories
                UNION ALL
-               SELECT 'analyse', model, tokens_in, tokens_out, NULL, ended_at - started_at
+               SELECT 'analyse', model, tokens_in, tokens_out, NULL, false,
+                      ended_at - started_at
                FROM analyses
                UNION ALL
-               SELECT 'consolidate', coalesce(model, 'none'), tokens_in, tokens_out, NULL,
+               SELECT 'consolidate', coalesce(model, 'none'), tokens_in, tokens_out, NULL, false,
                       ended_at - started_at
                FROM merges)
-           SELECT stage, model, count(*), {_TOKEN_SUMS}, sum(cost_usd), avg(seconds),
-                  quantile_cont(seconds, 0.95)
+           -- A trajectory's NULL cost is unknown; analyses and merges record none at all.
+           SELECT stage, model, count(*), {_TOKEN_SUMS},
+                  CASE WHEN bool_or(costed) THEN coalesce(sum(cost_usd), 0.0) END,
+                  count(*) FILTER (WHERE costed AND cost_usd IS NULL),
+                  avg(seconds), quantile_cont(seconds, 0.95)
            FROM work GROUP BY stage, model
            ORDER BY list_position(['rollout', 'analyse', 'consolidate', 'evaluate'], stage),
                     model"""

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolkit.attribution.ablation import edit_effect
+from toolkit.cost import UNPRICED_WHY, CostTally
 from toolkit.errors import ToolkitError
 from toolkit.evaluate import NO_SKILL, EvalRecord, EvalSummary, load_eval
 from toolkit.llm.calls import LLMCallRecord
@@ -203,7 +204,12 @@ class CostRow(BaseModel):
     tokens_unreported: int = Field(
         0, description="Calls whose provider reported no token counts, left out of the sums."
     )
-    cost_usd: float
+    cost_usd: float = Field(description="Cost in USD of the calls that were priced.")
+    cost_unpriced: int = Field(
+        0,
+        description="Calls whose cost is unknown (no price for the model, no usage reported), "
+        "left out of cost_usd.",
+    )
 
 
 class FileChange(BaseModel):
@@ -486,6 +492,7 @@ def _cost(calls: Sequence[LLMCallRecord]) -> list[CostRow]:
     out = []
     for model, rows in sorted(by_model.items()):
         tokens = TokenTally.of((r.tokens_in, r.tokens_out) for r in rows)
+        cost = CostTally.of(r.cost_usd for r in rows)
         out.append(
             CostRow(
                 model=model,
@@ -494,7 +501,8 @@ def _cost(calls: Sequence[LLMCallRecord]) -> list[CostRow]:
                 tokens_in=tokens.tokens_in,
                 tokens_out=tokens.tokens_out,
                 tokens_unreported=tokens.unreported,
-                cost_usd=sum(r.cost_usd for r in rows),
+                cost_usd=cost.cost_usd,
+                cost_unpriced=cost.unpriced,
             )
         )
     return out
@@ -941,7 +949,8 @@ def render_body(
             ]
             lines += [
                 f"| `{_text(c.model)}` | {c.calls} | {c.cache_hits} | {_tokens(c.tokens_in, c)} "
-                f"| {_tokens(c.tokens_out, c)} | ${c.cost_usd:.4f} |"
+                f"| {_tokens(c.tokens_out, c)} "
+                f"| {CostTally.from_sum(c.cost_usd, c.calls, c.cost_unpriced).describe('calls')} |"
                 for c in review.cost
             ] + [""]
             silent = sum(c.tokens_unreported for c in review.cost)
@@ -949,6 +958,13 @@ def render_body(
                 lines += [
                     f"{silent} model call(s) came without token counts (the provider sent "
                     "no usage): the token columns leave them out.",
+                    "",
+                ]
+            unpriced = sum(c.cost_unpriced for c in review.cost)
+            if unpriced:
+                lines += [
+                    f"{unpriced} model call(s) have no known cost ({UNPRICED_WHY}): the cost "
+                    "column leaves them out.",
                     "",
                 ]
     lines += _review_steps(review, links)

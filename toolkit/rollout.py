@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolkit.agent import Agent, AgentConfig, agent_fingerprint
+from toolkit.cost import CostTally
 from toolkit.errors import ToolkitError, ToolkitNotice
 from toolkit.executor import Executor, LocalExecutor
 from toolkit.llm._litellm import get_litellm
@@ -368,7 +369,12 @@ class RolloutSummary(BaseModel):
         description="Trajectories whose token counts the provider did not report, left out "
         "of tokens_in and tokens_out.",
     )
-    cost_usd: float = 0.0
+    cost_usd: float = Field(0.0, description="Cost in USD of the trajectories priced.")
+    cost_unpriced: int = Field(
+        0,
+        description="Trajectories with a call whose cost is unknown (no price for the model, "
+        "no usage reported), left out of cost_usd rather than counted as $0.",
+    )
     wall_s: float = Field(0.0, description="Wall seconds of this call.")
     seconds_per_task: float = Field(0.0, description="Mean trajectory latency (all tasks).")
     trajectory_ids: list[str] = Field(
@@ -864,6 +870,7 @@ def _summarise(
 ) -> RolloutSummary:
     passed = sum(t.passed for t in done)
     tokens = TokenTally.of((t.tokens_in, t.tokens_out) for t in done)
+    cost = CostTally.of(t.cost_usd for t in done)
     return RolloutSummary(
         run_dir=run_dir,
         trajectories_path=traj_path,
@@ -884,7 +891,8 @@ def _summarise(
         tokens_in=tokens.tokens_in,
         tokens_out=tokens.tokens_out,
         tokens_unreported=tokens.unreported,
-        cost_usd=sum(t.cost_usd for t in done),
+        cost_usd=cost.cost_usd,
+        cost_unpriced=cost.unpriced,
         wall_s=wall_s,
         seconds_per_task=sum(t.latency_s for t in done) / len(done) if done else 0.0,
         trajectory_ids=[t.id for t in done],

@@ -614,6 +614,27 @@ def file_content(path: str, data: bytes) -> str | bytes:
     return data
 
 
+def not_a_folder_message(path: object, folder: object = None) -> str:
+    """Why ``path``, a file, is no skill: with the ``folder`` to pass instead when known
+    (``skills/x/SKILL.md is a file, not a skill folder: pass the folder that holds SKILL.md,
+    skills/x``). Every command that takes a skill folder says this (pure)."""
+    text = f"{path} is a file, not a skill folder"
+    if folder is None:
+        return text + " (a skill is a folder holding SKILL.md)"
+    return text + f": pass the folder that holds SKILL.md, {folder}"
+
+
+def file_not_folder(path: str | os.PathLike[str]) -> str:
+    """:func:`not_a_folder_message` for a file on disk, naming the skill folder it belongs
+    to: its parent or grandparent that holds SKILL.md (``skills/x/SKILL.md``,
+    ``skills/x/references/a.md``)."""
+    given = Path(path)
+    folder = next(
+        (p for p in (given.parent, given.parent.parent) if (p / SKILL_MD).is_file()), None
+    )
+    return not_a_folder_message(path, folder)
+
+
 def load_skill(path: str | os.PathLike[str]) -> Skill:
     """Load a skill folder from disk.
 
@@ -629,7 +650,7 @@ def load_skill(path: str | os.PathLike[str]) -> Skill:
     if not root.exists():
         raise SkillError(f"skill folder {root} does not exist")
     if not root.is_dir():
-        raise SkillError(f"{root} is not a folder (a skill is a folder holding SKILL.md)")
+        raise SkillError(file_not_folder(root))
     real_root = root.resolve()
     files: dict[str, str | bytes] = {}
     external: set[str] = set()
@@ -946,7 +967,7 @@ def validate_dir(path: str | os.PathLike[str], budgets: Budgets | None = None) -
     if not root.exists():
         return [Issue(code="missing-path", file=".", message=f"Path does not exist: {root}")]
     if not root.is_dir():
-        return [Issue(code="not-a-folder", file=".", message=f"Not a directory: {root}")]
+        return [Issue(code="not-a-folder", file=".", message=file_not_folder(root))]
     skill_md = root / SKILL_MD
     if skill_md.is_symlink() and not _inside(skill_md.resolve(), root.resolve()):
         return [Issue(code="external-link", file=SKILL_MD, message=_outside_link_message(skill_md))]
@@ -990,6 +1011,8 @@ def require_valid(path: str | os.PathLike[str]) -> None:
     Raises:
         SkillError: the folder is missing, has no SKILL.md, or has validation errors.
     """
+    if Path(path).is_file():  # "does not validate; see skill validate FILE" leads nowhere
+        raise SkillError(file_not_folder(path))
     why = invalid_summary(path, validate_dir(path))
     if why:
         raise SkillError(f"{why}; see trace2skill skill validate {path}")

@@ -1,18 +1,11 @@
 """Token counts that may be unknown, and the sums and means taken over them (pure).
 
 A provider that reports no usage (an OpenAI-compatible server that sends no ``usage``, an
-imported harness that kept none) leaves a call's token counts unknown. They are recorded as
-``None``, never as 0: a 0 reads as measured, pulls every mean down and lets a token budget
-believe nothing was spent. The rule, wherever counts are kept:
-
-* one unit's count (a call, a step, a trajectory, an analysis, a merge) is ``int | None``;
-  a count made of parts (a trajectory's steps, a call's retries and repair round) is unknown
-  when any part is: a total with a missing term is not a total (:func:`add_tokens`);
-* a sum or a mean over many units is taken over the units whose counts are known, and says
-  how many were left out (:class:`TokenTally`, :func:`describe_tokens`): ``2,766 (3 of 100
-  tasks unreported)``, never a silent 0.
-
-A cache hit is no unknown: no request was made, so it spent 0 tokens, measured.
+imported harness that kept none) leaves a call's token counts unknown. They follow
+:mod:`toolkit.known`'s rule: one unit's count is ``int | None`` (a total with an unknown part
+is unknown: :func:`toolkit.known.add_known`), and sums and means are over the units that
+reported, saying how many did not (:class:`TokenTally`, :func:`describe_tokens`): ``2,766 (3
+of 100 tasks unreported)``, never a silent 0. A cache hit spent 0 tokens, measured.
 """
 
 from __future__ import annotations
@@ -21,22 +14,11 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from toolkit.known import unreported_note
+
 #: Characters per token of the estimate (:func:`estimate_tokens`): about what the tokenizers
 #: of common chat models give for English prose and code.
 CHARS_PER_TOKEN = 4
-
-
-def add_tokens(a: int | None, b: int | None) -> int | None:
-    """``a + b``, or None when either is unknown."""
-    return None if a is None or b is None else a + b
-
-
-def sum_tokens(values: Iterable[int | None]) -> int | None:
-    """The total of ``values`` (0 for none), or None when any of them is unknown."""
-    total: int | None = 0
-    for value in values:
-        total = add_tokens(total, value)
-    return total
 
 
 def estimate_tokens(text: str) -> int:
@@ -51,19 +33,6 @@ def estimate_tokens(text: str) -> int:
 def format_count(value: float | None) -> str:
     """One count or mean as shown: ``1,234``, or ``unknown``."""
     return "unknown" if value is None else f"{value:,.0f}"
-
-
-def unreported_text(unreported: int, units: int, noun: str) -> str:
-    """``3 of 100 tasks unreported``, or nothing when every unit reported its counts."""
-    if unreported <= 0:
-        return ""
-    return f"{unreported:,} of {max(units, unreported):,} {noun} unreported"
-
-
-def unreported_note(unreported: int, units: int, noun: str) -> str:
-    """`` (3 of 100 tasks unreported)``, or nothing when every unit reported its counts."""
-    text = unreported_text(unreported, units, noun)
-    return f" ({text})" if text else ""
 
 
 def describe_tokens(value: float | None, unreported: int, units: int, noun: str) -> str:
@@ -131,18 +100,3 @@ class TokenTally(BaseModel):
         total = self.total if self.reported or not self.unreported else None
         value = self.mean if mean else total
         return describe_tokens(value, self.unreported, self.units, noun)
-
-
-def predates_unknown_counts(data: object, version: int) -> bool:
-    """Whether ``data`` (a record as read, before validation) is of a format older than
-    ``version``, the first of its kind that may hold an unknown (null) count. A record that
-    names no version is taken as current: every stored record names its own."""
-    stored = data.get("schema_version") if isinstance(data, dict) else None
-    return isinstance(stored, int) and stored < version
-
-
-def zero_absent_counts(data: dict, fields: tuple[str, ...] = ("tokens_in", "tokens_out")) -> dict:
-    """``data`` with each of ``fields`` it leaves out set to 0: how a format without unknown
-    counts read an absent count (its model's default), kept so old files read as they did."""
-    missing = {name: 0 for name in fields if name not in data}
-    return {**data, **missing} if missing else data

@@ -30,15 +30,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from toolkit.atomic import write_atomic
 from toolkit.code_protocol import parse_reply
 from toolkit.errors import ToolkitError, validation_details
+from toolkit.known import predates_unknown, zero_absent
 from toolkit.runs import TRAJECTORIES_FILE, now_iso, read_manifest, update_stage
 from toolkit.skill import SKILL_MD, Skill
-from toolkit.tokens import predates_unknown_counts, zero_absent_counts
 
 TRAJECTORY_SCHEMA_VERSION = 2
 """2: token counts (of the trajectory and of each step) are null when the provider did not
-report them (1 held 0). A version 1 line reads as before: an absent count is 0."""
-UNKNOWN_TOKENS_SINCE = 2
-"""The first trajectory format whose token counts may be unknown (null)."""
+report them, and the cost when a call could not be priced (1 held 0). A version 1 line reads
+as before: an absent count or cost is 0."""
+UNKNOWN_USAGE_SINCE = 2
+"""The first trajectory format whose token counts and cost may be unknown (null)."""
+_TOKEN_FIELDS = ("tokens_in", "tokens_out")
 
 Delivery = Literal["system", "progressive", "none"]
 """How the skill reaches the agent: ``system`` (whole SKILL.md in the system prompt, as in the
@@ -211,7 +213,11 @@ class Trajectory(BaseModel):
     tokens_out: int | None = Field(
         default=None, description="Completion tokens over all steps; None when not reported."
     )
-    cost_usd: float = Field(default=0.0, description="Model cost in USD over all steps.")
+    cost_usd: float | None = Field(
+        default=None,
+        description="Model cost in USD over all steps; None when a call could not be priced "
+        "(a model litellm has no price for, no usage reported: toolkit.cost).",
+    )
     latency_s: float = Field(default=0.0, description="Wall seconds from start to verdict.")
     started_at: float = Field(default=0.0, description="Start, Unix epoch seconds.")
     ended_at: float = Field(default=0.0, description="End, Unix epoch seconds.")
@@ -232,13 +238,13 @@ class Trajectory(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _version_1_counts(cls, data: Any) -> Any:
-        # Version 1 had no unknown count: one it left out was 0 (its default), not unknown.
-        if not predates_unknown_counts(data, UNKNOWN_TOKENS_SINCE):
+        # Version 1 had no unknown count or cost: one it left out was 0 (its default).
+        if not predates_unknown(data, UNKNOWN_USAGE_SINCE):
             return data
-        data = zero_absent_counts(data)
+        data = zero_absent(data, (*_TOKEN_FIELDS, "cost_usd"))
         steps = data.get("steps")
         if isinstance(steps, list):
-            steps = [zero_absent_counts(s) if isinstance(s, dict) else s for s in steps]
+            steps = [zero_absent(s, _TOKEN_FIELDS) if isinstance(s, dict) else s for s in steps]
             data = {**data, "steps": steps}
         return data
 
@@ -605,7 +611,7 @@ class ImportRecord(BaseModel):
     seed: int = 0
     tokens_in: int | None = Field(default=None, ge=0, description="None: not measured.")
     tokens_out: int | None = Field(default=None, ge=0, description="None: not measured.")
-    cost_usd: float = Field(default=0.0, ge=0.0)
+    cost_usd: float | None = Field(default=None, ge=0.0, description="None: not measured.")
     latency_s: float = Field(default=0.0, ge=0.0)
     metadata: dict[str, Any] = Field(default_factory=dict)
     stop_reason: StopReason | None = Field(
@@ -614,11 +620,11 @@ class ImportRecord(BaseModel):
         "unknown). Any other reason: the last assistant message is not an answer.",
     )
 
-    @field_validator("seed", "cost_usd", "latency_s", mode="before")
+    @field_validator("seed", "latency_s", mode="before")
     @classmethod
     def _null_is_unknown(cls, value: Any) -> Any:
         # Exporters write null for what they did not measure; these fields are optional.
-        # (Token counts keep their null: an unknown count is not 0, see toolkit.tokens.)
+        # (Token counts and cost keep their null: unknown is not 0, see toolkit.known.)
         return 0 if value is None else value
 
 
@@ -817,10 +823,14 @@ def _import_line(record: ImportRecord, suite: Any, tasks: dict[str, Any] | None)
     commit = record.skill_commit or (NO_SKILL_COMMIT if record.skill_name is None else "unknown")
     # stop_reason came later: left out while unset, so old import lines keep their ids and
     # importing them again still adds nothing.
-    # Token counts not given were hashed as 0 before they could be unknown: so they stay,
-    # or importing an old file again would add its trajectories a second time.
+    # Token counts and cost not given were hashed as 0 before they could be unknown: so
+    # they stay, or importing an old file again would add its trajectories a second time.
     hashed = record.model_copy(
-        update={"tokens_in": record.tokens_in or 0, "tokens_out": record.tokens_out or 0}
+        update={
+            "tokens_in": record.tokens_in or 0,
+            "tokens_out": record.tokens_out or 0,
+            "cost_usd": record.cost_usd or 0.0,
+        }
     )
     content = hashed.model_dump_json(
         exclude={"id", "stop_reason"} if record.stop_reason is None else {"id"}

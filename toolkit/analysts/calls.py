@@ -8,8 +8,8 @@ from pydantic import BaseModel, Field
 
 from toolkit.analysts.records import AnalyseConfig
 from toolkit.errors import LLMError
+from toolkit.known import add_known
 from toolkit.llm.gateway import Gateway
-from toolkit.tokens import add_tokens
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -24,6 +24,8 @@ class AnalystOutput(BaseModel):
     turns: int = 0
     tokens_in: int | None = Field(0, description="None once a call's count was not reported.")
     tokens_out: int | None = Field(0, description="None once a call's count was not reported.")
+    calls: int = Field(0, description="Model calls made (failed ones included).")
+    cached: int = Field(0, description="Of them, replies replayed from the response cache.")
 
 
 async def ask(
@@ -38,6 +40,7 @@ async def ask(
     truncated reply after the gateway's repair round, provider error) ``out.failure`` says
     why and the result is None: the stage records the analysis as dropped."""
     out.turns += 1
+    out.calls += 1
     try:
         completion = await gateway.acomplete_full(
             messages,
@@ -52,9 +55,10 @@ async def ask(
         kind = "invalid-reply" if "no valid" in text else "model-error"
         out.failure = f"{kind}: {text}"
         # An invalid reply still cost its tokens (unknown ones make the total unknown).
-        out.tokens_in = add_tokens(out.tokens_in, exc.tokens_in)
-        out.tokens_out = add_tokens(out.tokens_out, exc.tokens_out)
+        out.tokens_in = add_known(out.tokens_in, exc.tokens_in)
+        out.tokens_out = add_known(out.tokens_out, exc.tokens_out)
         return None
-    out.tokens_in = add_tokens(out.tokens_in, completion.tokens_in)
-    out.tokens_out = add_tokens(out.tokens_out, completion.tokens_out)
+    out.tokens_in = add_known(out.tokens_in, completion.tokens_in)
+    out.tokens_out = add_known(out.tokens_out, completion.tokens_out)
+    out.cached += completion.cache_hit
     return completion.value

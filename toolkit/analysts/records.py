@@ -161,4 +161,8 @@ class AnalyseSummary(BaseModel):
     tokens_unreported: int = Field(
         0, description="Analyses with a call whose token counts were not reported (left out)."
     )
+    calls: int = Field(0, description="Model calls this call made (resumed analyses made none).")
+    cache_hits: int = Field(
+        0, description="Of them, replies replayed from the response cache (0 tokens, no time)."
+    )
     wall_s: float = 0.0

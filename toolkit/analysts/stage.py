@@ -463,6 +463,10 @@ async def _analyse(
             pools.append(pool)
             yield
 
+    # Model calls of this call, and how many the response cache answered: a rerun replayed
+    # from the cache spends 0 tokens, which the summary says rather than leave unexplained.
+    calls = Counter[str]()
+
     async def work(unit: AnalysisUnit) -> tuple[AnalysisRecord, Patch | None]:
         trajectory = by_id[unit.trajectory_id]
         started = time.time()
@@ -483,6 +487,7 @@ async def _analyse(
             out = await analyse_error_single(gateway, config, s0, trajectory, seed)
         else:
             out = await analyse_success(gateway, config, s0, trajectory, seed)
+        calls.update(made=out.calls, cached=out.cached)
         # A single-call analyst needs no task; without one the task-specific check is skipped.
         # The checks read the task's files and run the patch engine: off the event loop.
         return await asyncio.to_thread(_record, unit, trajectory, out, s0, config, started, task)
@@ -546,6 +551,8 @@ async def _analyse(
         tokens_in=tokens.tokens_in,
         tokens_out=tokens.tokens_out,
         tokens_unreported=tokens.unreported,
+        calls=calls["made"],
+        cache_hits=calls["cached"],
         wall_s=time.perf_counter() - wall0,
     )
     update_stage(

@@ -27,6 +27,7 @@ import pandas as pd
 
 from toolkit import queries
 from toolkit.app import contract
+from toolkit.cost import CostTally
 from toolkit.errors import ToolkitError
 from toolkit.evaluate import Comparison, EvalRecord, EvalResult, pair_results, summarise
 from toolkit.index import INDEX_DIR, TABLES, build_index, connect
@@ -37,6 +38,9 @@ from toolkit.tokens import TokenTally, describe_tokens
 from toolkit.trajectory import skill_commit
 
 PAGE_SIZE = 50
+#: A group of rows' cost as :func:`cost_text` takes it: the priced rows' sum, the rows, and
+#: the rows whose cost is unknown (NULL).
+_COST_TALLY = "coalesce(sum(cost_usd), 0.0), count(*), count(*) FILTER (WHERE cost_usd IS NULL)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -474,25 +478,28 @@ def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
     Their pass rates come from the run's evaluations (the rollout's when S0 has none).
     """
     traj = con.execute(
-        """SELECT run_id, string_agg(DISTINCT suite, ', ' ORDER BY suite),
+        f"""SELECT run_id, string_agg(DISTINCT suite, ', ' ORDER BY suite),
                   string_agg(DISTINCT model, ', ' ORDER BY model),
                   string_agg(DISTINCT delivery, ', ' ORDER BY delivery),
                   string_agg(DISTINCT protocol, ', ' ORDER BY protocol),
                   string_agg(DISTINCT seed::VARCHAR, ', ' ORDER BY seed::VARCHAR),
-                  sum(cost_usd)
+                  {_COST_TALLY}
            FROM trajectories GROUP BY run_id"""
     ).fetchall()
     per_run = {r[0]: r[1:] for r in traj}
-    calls = dict(
-        con.execute("SELECT run_id, sum(cost_usd) FROM llm_calls GROUP BY run_id").fetchall()
-    )
+    calls = {
+        run_id: cost
+        for run_id, *cost in con.execute(
+            f"SELECT run_id, {_COST_TALLY} FROM llm_calls GROUP BY run_id"
+        ).fetchall()
+    }
     rows = []
     for run_id, created_at, stages_json, n_traj, n_eval, skipped in con.execute(
         """SELECT run_id, created_at, stages, trajectories, eval_trajectories, skipped_lines
            FROM runs ORDER BY created_at DESC, run_id"""
     ).fetchall():
         run_stages = json.loads(stages_json) if stages_json else {}
-        suite, models, modes, protocols, seeds, traj_cost = per_run.get(run_id, (None,) * 6)
+        suite, models, modes, protocols, seeds, *traj_cost = per_run.get(run_id, (None,) * 8)
         s0, s_star = _run_versions(con, runs_dir, run_id, run_stages)
         r0, t0 = _rate_text(*_outcomes(con, run_id, s0))
         r1, t1 = _rate_text(*_outcomes(con, run_id, s_star))
@@ -510,7 +517,13 @@ def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
                 "trajectories": n_traj + n_eval,
                 # Damaged lines the index skipped: the rates below are without them.
                 "skipped_lines": skipped or 0,
-                "cost_usd": calls.get(run_id) or traj_cost or 0.0,
+                # The calls log has every call; a run without one (an import) has its
+                # trajectories' costs. Unknown costs are said to be, not shown as $0.
+                "cost": (
+                    cost_text(*calls[run_id], "calls")
+                    if run_id in calls
+                    else cost_text(*traj_cost, "trajectories")
+                ),
                 "wall_s": _wall_seconds(run_stages),
                 "S0": t0,
                 "S*": t1,
@@ -530,7 +543,7 @@ def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
             "status",
             "trajectories",
             "skipped_lines",
-            "cost_usd",
+            "cost",
             "wall_s",
             "S0",
             "S*",
@@ -1128,16 +1141,24 @@ def count_trajectories(con: duckdb.DuckDBPyConnection, f: TrajectoryFilter) -> i
 def trajectories_page(
     con: duckdb.DuckDBPyConnection, f: TrajectoryFilter, page: int, size: int = PAGE_SIZE
 ) -> pd.DataFrame:
-    """One page (0-based) of the trajectories matching ``f``."""
+    """One page (0-based) of the trajectories matching ``f``; ``tokens`` is text as the
+    detail shows it (:func:`tokens_text`: ``unknown`` where the provider reported none, not
+    an empty cell)."""
     where, params = _filter_sql(f)
-    return con.execute(
+    frame = con.execute(
         f"""SELECT t.run_id AS run, t.origin, t.id, t.task_id AS task, t.skill_commit,
-                   t.model, t.passed, t.n_steps AS steps, t.tokens_in + t.tokens_out AS tokens,
+                   t.model, t.passed, t.n_steps AS steps, t.tokens_in, t.tokens_out,
                    t.stop_reason
             FROM trajectories t WHERE {where}
             ORDER BY t.run_id, t.task_id, t.id LIMIT ? OFFSET ?""",
         [*params, size, page * size],
     ).df()
+    tokens = [
+        tokens_text(i, o)
+        for i, o in zip(frame.pop("tokens_in"), frame.pop("tokens_out"), strict=True)
+    ]
+    frame.insert(list(frame.columns).index("steps") + 1, "tokens", tokens)
+    return frame
 
 
 def trajectory(
@@ -1187,21 +1208,23 @@ def cost_by_stage(
     tokens and time, so their rows count units (analyses, merges), not calls, and leave cache
     hits and cost unknown (None): the model table has every call. Token sums are over the
     calls (or units) that reported their counts; ``tokens_unreported`` counts the others.
+    ``cost`` (text, :func:`cost_text`) of rollout and eval is summed over their trajectories
+    whose cost is known and names the others (no price for the model, no usage reported).
     """
     rows = []
-    for origin, calls, hits, t_in, t_out, silent, cost, seconds in con.execute(
+    for origin, calls, hits, t_in, t_out, silent, seconds in con.execute(
         """SELECT t.origin, count(s.step), count(s.step) FILTER (WHERE s.cache_hit),
                   sum(s.tokens_in) FILTER (WHERE s.tokens_out IS NOT NULL)::BIGINT,
                   sum(s.tokens_out) FILTER (WHERE s.tokens_in IS NOT NULL)::BIGINT,
                   count(s.step) FILTER (WHERE s.tokens_in IS NULL OR s.tokens_out IS NULL),
-                  NULL, sum(s.latency_s)
+                  sum(s.latency_s)
            FROM trajectories t LEFT JOIN steps s
              ON s.run_id = t.run_id AND s.origin = t.origin AND s.trajectory_id = t.id
            GROUP BY t.origin ORDER BY t.origin DESC"""
     ).fetchall():
         stage_cost = con.execute(
-            "SELECT sum(cost_usd) FROM trajectories WHERE origin = ?", [origin]
-        ).fetchone()[0]
+            f"SELECT {_COST_TALLY} FROM trajectories WHERE origin = ?", [origin]
+        ).fetchone()
         rows.append(
             {
                 "stage": origin,
@@ -1211,7 +1234,7 @@ def cost_by_stage(
                 "tokens_in": t_in or 0,
                 "tokens_out": t_out or 0,
                 "tokens_unreported": silent or 0,
-                "cost_usd": stage_cost or cost or 0.0,
+                "cost": cost_text(*stage_cost, "trajectories"),
                 "model_s": seconds or 0.0,
             }
         )
@@ -1230,7 +1253,7 @@ def cost_by_stage(
                     "tokens_in": tokens.tokens_in,
                     "tokens_out": tokens.tokens_out,
                     "tokens_unreported": tokens.unreported,
-                    "cost_usd": None,
+                    "cost": None,
                     "model_s": sum(max(0.0, i.ended_at - i.started_at) for i in items),
                 }
             )
@@ -1244,7 +1267,7 @@ def cost_by_stage(
             "tokens_in",
             "tokens_out",
             "tokens_unreported",
-            "cost_usd",
+            "cost",
             "model_s",
         ],
     )
@@ -1256,6 +1279,27 @@ def tokens_text(tokens_in: Any, tokens_out: Any) -> str:
     if tokens_in is None or tokens_out is None or pd.isna(tokens_in) or pd.isna(tokens_out):
         return "unknown"
     return f"{int(tokens_in) + int(tokens_out):,}"
+
+
+def cost_text(cost_usd: Any, units: Any, unpriced: Any, noun: str) -> str:
+    """A cost summed over ``units`` (calls, trajectories) as shown: ``$0.0123``, ``$0.0123 (3
+    of 10 calls unpriced)`` or ``unknown (10 of 10 calls unpriced)``, never $0 for costs
+    nobody knows (:mod:`toolkit.cost`). Missing figures (no rows) read as none."""
+
+    def whole(value: Any) -> int:
+        return 0 if value is None or pd.isna(value) else int(value)
+
+    total = 0.0 if cost_usd is None or pd.isna(cost_usd) else float(cost_usd)
+    return CostTally.from_sum(total, whole(units), whole(unpriced)).describe(noun)
+
+
+def total_cost_text(models: pd.DataFrame) -> str:
+    """All calls' cost in a :func:`cost_by_model` frame, with the calls left out."""
+    if models.empty:
+        return cost_text(0.0, 0, 0, "calls")
+    return cost_text(
+        models["cost_usd"].sum(), models["calls"].sum(), models["cost_unpriced"].sum(), "calls"
+    )
 
 
 def total_tokens_text(models: pd.DataFrame) -> str:
@@ -1271,6 +1315,20 @@ def cost_by_model(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Calls, cache hits, errors, tokens, cost and latency percentiles per model."""
     rows = [r.model_dump() for r in queries.cost_by_model(con)]
     return pd.DataFrame(rows, columns=list(queries.ModelCost.model_fields))
+
+
+def model_cost_table(models: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`cost_by_model` frame as the page shows it: ``cost_usd`` and ``cost_unpriced``
+    as one text column ``cost`` (:func:`cost_text`), so a cost nobody knows reads unknown."""
+    cost = [
+        cost_text(c, n, u, "calls")
+        for c, n, u in zip(
+            models["cost_usd"], models["calls"], models["cost_unpriced"], strict=True
+        )
+    ]
+    shown = models.drop(columns=["cost_usd", "cost_unpriced"])
+    shown.insert(list(shown.columns).index("tokens_unreported") + 1, "cost", cost)
+    return shown
 
 
 def call_latencies(con: duckdb.DuckDBPyConnection, limit: int = 20_000) -> pd.DataFrame:

@@ -26,6 +26,7 @@ from toolkit.attribution.run import (
     read_run_trajectories,
 )
 from toolkit.attribution.usage import SectionUsage, section_usage
+from toolkit.cost import UNPRICED, UNPRICED_WHY, CostTally, format_cost
 from toolkit.evaluate import (
     NO_SKILL,
     EvalError,
@@ -35,9 +36,10 @@ from toolkit.evaluate import (
     pair_results,
     read_eval_lines,
 )
-from toolkit.llm.calls import line_counts
+from toolkit.known import unreported_text
+from toolkit.llm.calls import line_cost, line_counts
 from toolkit.stats import clear_direction
-from toolkit.tokens import TokenTally, unreported_text
+from toolkit.tokens import TokenTally
 
 REPORT_FILE = "report.md"
 #: Broken tasks at or above this share of the fixed ones (or of all tasks) raise the warning.
@@ -299,7 +301,7 @@ def _cost_lines(run_dir: Path) -> list[str]:
     if not calls:
         return ["No model calls recorded."]
     tokens = TokenTally.of(line_counts(c) for c in calls)
-    cost = sum(float(c.get("cost_usd") or 0.0) for c in calls)
+    cost = CostTally.of(line_cost(c) for c in calls)
     seconds = sum(float(c.get("latency_s") or 0.0) for c in calls)
     hits = sum(bool(c.get("cache_hit")) for c in calls)
     counts = (
@@ -308,10 +310,13 @@ def _cost_lines(run_dir: Path) -> list[str]:
         else "unknown tokens"
     )
     silent = unreported_text(tokens.unreported, len(calls), "calls")
+    unpriced = unreported_text(cost.unpriced, len(calls), "calls", UNPRICED)
     return [
         f"{len(calls)} model calls ({hits} from the cache), {counts}"
         + (f" ({silent}: the provider sent no usage)" if silent else "")
-        + f", ${cost:.4f}, {seconds / 60:.1f} model minutes."
+        + f", {format_cost(cost.total)}"
+        + (f" ({unpriced}: {UNPRICED_WHY})" if unpriced else "")
+        + f", {seconds / 60:.1f} model minutes."
     ]
 
 

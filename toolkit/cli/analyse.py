@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from toolkit.analysts.records import ANALYST_CHOICES
+from toolkit.cli.skill import skill_folder
 from toolkit.cli.suites import suite_options
 from toolkit.tasks import Suite
 from toolkit.tokens import describe_in_out
@@ -23,7 +24,8 @@ from toolkit.tokens import describe_in_out
     "agentic|single.)",
 )  # fmt: skip
 @click.option(
-    "--skill", "skill_path", type=click.Path(file_okay=False, path_type=Path),
+    "--skill", "skill_path", type=click.Path(path_type=Path), callback=skill_folder,
+    metavar="DIRECTORY",
     help="The skill folder S0 the trajectories used (default: the one the rollout recorded). "
     "It must be in a git repository: the run's base t2s/<run>/base is snapshotted from it.",
 )  # fmt: skip
@@ -154,12 +156,23 @@ def analyse_command(
                 summary.tokens_unreported,
                 summary.kept + summary.dropped,
                 "analyses",
-            ),
+            )
+            + _replayed_note(summary.calls, summary.cache_hits),
         ),
     ]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+
+
+def _replayed_note(calls: int, hits: int) -> str:
+    """Replies replayed from the response cache spend no tokens: say so, or a rerun's
+    ``in 0 / out 0`` reads as a broken count."""
+    if not hits:
+        return ""
+    if hits == calls:
+        return f"; all {calls} model calls replayed from the response cache (no tokens spent)"
+    return f"; {hits} of {calls} model calls replayed from the response cache (0 tokens each)"
 
 
 COMMANDS = [analyse_command]

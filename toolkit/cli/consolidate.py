@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from toolkit.cli.llm import llm_options
+from toolkit.known import unreported_text
 from toolkit.skill import Budgets
-from toolkit.tokens import unreported_text
 
 
 @click.command("consolidate")

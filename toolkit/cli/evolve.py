@@ -14,7 +14,8 @@ from toolkit.cli.evaluate import reuse_option
 from toolkit.cli.interrupt import interrupted
 from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
-from toolkit.tokens import unreported_note
+from toolkit.cost import UNPRICED, UNPRICED_WHY, CostTally, format_cost
+from toolkit.known import unreported_note, unreported_text
 
 if TYPE_CHECKING:
     from toolkit.evolve import Estimate, EvolveConfig, EvolveSummary, PairedScore
@@ -118,6 +119,7 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
             f"  tokens: {silent_calls} model calls came without token counts (the provider "
             "sent no usage) and are left out"
         )
+    lines.append(_cost_line(s))
     lines += [
         f"result branch: {s.result_branch} ({(s.result_commit or '')[:12]})",
         f"  git log --graph --oneline {s.result_branch}",
@@ -125,6 +127,21 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
         f"files: {run_dir} (summary.json, refs.bundle)",
     ]
     return lines
+
+
+def _cost_line(s: EvolveSummary) -> str:
+    """The run's model cost over its stages; calls without a known cost are left out and
+    said to be, never counted as $0."""
+    stages = s.stages.values()
+    cost = CostTally.from_sum(
+        sum(st.cost_usd for st in stages),
+        sum(st.calls for st in stages),
+        sum(st.cost_unpriced for st in stages),
+    )
+    unpriced = unreported_text(cost.unpriced, cost.units, "calls", UNPRICED)
+    return f"cost: {format_cost(cost.total)}" + (
+        f" ({unpriced}: {UNPRICED_WHY})" if unpriced else ""
+    )
 
 
 @click.command()

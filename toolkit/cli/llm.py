@@ -181,6 +181,7 @@ def calls(path: Path, as_json: bool) -> None:
       trace2skill llm calls runs/2026-01-01-demo
       trace2skill llm calls runs/2026-01-01-demo/llm_calls.jsonl --json
     """
+    from toolkit.cost import CostTally
     from toolkit.llm.calls import read_calls, summarize_calls
     from toolkit.tokens import describe_tokens
 
@@ -202,7 +203,12 @@ def calls(path: Path, as_json: bool) -> None:
         ("repair rounds", f"{summary.repair_rounds}"),
         ("tokens in", describe_tokens(tokens_in, silent, summary.calls, "calls")),
         ("tokens out", describe_tokens(tokens_out, silent, summary.calls, "calls")),
-        ("cost", f"${summary.cost_usd:.4f}"),
+        (
+            "cost",
+            CostTally.from_sum(summary.cost_usd, summary.calls, summary.cost_unpriced).describe(
+                "calls"
+            ),
+        ),
         ("errors", json.dumps(summary.errors) if summary.errors else "0"),
     ]
     for model, count in sorted(summary.models.items()):

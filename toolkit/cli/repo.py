@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from toolkit.cli.skill import skill_folder
 from toolkit.errors import RepoError
 from toolkit.repo import (
     LineProvenance,
@@ -271,7 +272,7 @@ def repo_group() -> None:
 
 
 @repo_group.command("snapshot")
-@click.argument("skill_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("skill_dir", type=click.Path(path_type=Path), callback=skill_folder)
 @click.option("--run", "run", required=True, help="Run id (sanitised to a valid ref name).")
 @click.option(
     "--allow-dirty", is_flag=True, help="Snapshot uncommitted changes in the skill folder."

@@ -13,6 +13,7 @@ from toolkit.cli.evaluate import protocol_option
 from toolkit.cli.interrupt import interrupted
 from toolkit.cli.llm import llm_options
 from toolkit.cli.suites import suite_options
+from toolkit.cost import CostTally
 from toolkit.errors import ToolkitError
 from toolkit.tasks import Suite
 from toolkit.tokens import describe_in_out, format_count
@@ -153,7 +154,12 @@ def rollout_command(
             ),
         ),
         ("seconds", f"{summary.seconds_per_task:.1f} per task (wall {summary.wall_s:.1f})"),
-        ("cost", f"${summary.cost_usd:.4f}"),
+        (
+            "cost",
+            CostTally.from_sum(
+                summary.cost_usd, len(summary.trajectory_ids), summary.cost_unpriced
+            ).describe("trajectories"),
+        ),
         ("trajectories", str(summary.trajectories_path)),
     ]
     _print_rows(rows)

@@ -7,7 +7,24 @@ from pathlib import Path
 
 import click
 
-from toolkit.skill import SKILL_MD, Budgets, has_errors, load_skill, validate_dir
+from toolkit.errors import SkillError
+from toolkit.skill import (
+    SKILL_MD,
+    Budgets,
+    file_not_folder,
+    has_errors,
+    load_skill,
+    validate_dir,
+)
+
+
+def skill_folder(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """A click callback for a skill folder option or argument: a file given instead (often
+    the SKILL.md itself) is refused with the folder to pass, as every skill command says it,
+    rather than click's bare "Directory ... is a file"."""
+    if value is not None and value.is_file():
+        raise SkillError(file_not_folder(value))
+    return value
 
 
 @click.group("skill")

@@ -87,7 +87,10 @@ def list_command(suite: Suite, split: str, limit: int | None, seed: int, as_json
             click.echo(task.model_dump_json(exclude={"files"}))
         return
     if not loaded.tasks:
-        click.echo(f"no tasks in split {split!r} of {suite.name}")
+        from toolkit.tasks.check import empty_split_message
+
+        # The splits the data has instead, as eval and evolve name them.
+        click.echo(empty_split_message(suite, split, suite.load_all()))
         return
     id_w = max(len(t.id) for t in loaded.tasks)
     gold_w = min(max(len(_gold(t)) for t in loaded.tasks), 24)

@@ -42,12 +42,12 @@ from toolkit.consolidate.records import (
     Reanchor,
 )
 from toolkit.errors import ContextWindowError, LLMError, ToolkitError
+from toolkit.known import add_known
 from toolkit.llm.gateway import AFTER_REPAIR, Gateway
 from toolkit.patch import Edit, Patch, PatchResult, apply_patch
 from toolkit.repo import GroupMerge, Resolution
 from toolkit.skill import Budgets, Skill
 from toolkit.sync import run_sync
-from toolkit.tokens import add_tokens
 
 Strategy = Literal["llm", "git"]
 # Rejections that come from two children touching the same text, not from a broken edit.
@@ -296,8 +296,8 @@ class MergeOperator:
                 "API key) and run `trace2skill consolidate RUN_DIR --resume` (evolve --resume "
                 "goes on by itself)"
             ) from None
-        record.tokens_in = add_tokens(record.tokens_in, completion.tokens_in)
-        record.tokens_out = add_tokens(record.tokens_out, completion.tokens_out)
+        record.tokens_in = add_known(record.tokens_in, completion.tokens_in)
+        record.tokens_out = add_known(record.tokens_out, completion.tokens_out)
         return completion.value
 
     def _build(

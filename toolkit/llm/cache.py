@@ -42,8 +42,9 @@ class CacheEntry(BaseModel):
     older toolkit reads such an entry as a miss, as it reads any entry it cannot parse)."""
     tokens_out: int | None = 0
     """Completion tokens the original call used; None when not reported."""
-    cost_usd: float = 0.0
-    """Cost of the original call in USD (0 for local and fake models)."""
+    cost_usd: float | None = 0.0
+    """Cost of the original call in USD (0 for local and fake models); None when it could
+    not be priced (a hit itself costs 0: no request is made)."""
     finish_reason: str | None = None
     """Why the reply ended (``length``: cut at max_tokens); None in entries written before
     it was kept, read as unknown."""

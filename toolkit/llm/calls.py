@@ -17,14 +17,18 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from toolkit.cost import CostTally
 from toolkit.errors import LLMError
-from toolkit.tokens import TokenTally, predates_unknown_counts, zero_absent_counts
+from toolkit.known import predates_unknown, zero_absent
+from toolkit.tokens import TokenTally
 
 CALL_RECORD_SCHEMA_VERSION = 2
 """2: ``tokens_in``/``tokens_out`` are null when the provider reported no usage (1 held 0),
-and ``tokens_estimate`` is new. A version 1 record reads as before: an absent count is 0."""
-UNKNOWN_TOKENS_SINCE = 2
-"""The first calls-log format whose token counts may be unknown (null)."""
+``cost_usd`` is null when the call could not be priced (1 held 0), and ``tokens_estimate`` is
+new. A version 1 record reads as before: an absent count or cost is 0."""
+UNKNOWN_USAGE_SINCE = 2
+"""The first calls-log format whose token counts and cost may be unknown (null)."""
+_USAGE_FIELDS = ("tokens_in", "tokens_out", "cost_usd")
 
 
 class LLMCallRecord(BaseModel):
@@ -46,8 +50,10 @@ class LLMCallRecord(BaseModel):
     """Only when a count is unknown: prompt + completion tokens with the unreported counts
     estimated from the text (characters / 4), what ``evolve --budget tokens`` counts for the
     call. None when both counts are known."""
-    cost_usd: float = 0.0
-    """Cost in USD as litellm computes it (0 for local/fake models and cache hits)."""
+    cost_usd: float | None = None
+    """Cost in USD as litellm computes it (0 for local/fake models and cache hits); None
+    when a reply could not be priced: a model not in litellm's price list, or no usage
+    reported (:mod:`toolkit.cost`)."""
     latency_s: float
     """Wall time of the logical call in seconds, backoff sleeps included."""
     started_at: float
@@ -78,9 +84,9 @@ class LLMCallRecord(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _version_1_counts(cls, data: Any) -> Any:
-        # Version 1 had no unknown count: one it left out was 0 (its default), not unknown.
-        if predates_unknown_counts(data, UNKNOWN_TOKENS_SINCE):
-            return zero_absent_counts(data)
+        # Version 1 had no unknown count or cost: one it left out was 0 (its default).
+        if predates_unknown(data, UNKNOWN_USAGE_SINCE):
+            return zero_absent(data, _USAGE_FIELDS)
         return data
 
     @property
@@ -96,13 +102,22 @@ def line_counts(line: dict[str, Any]) -> tuple[int | None, int | None]:
     """``(tokens_in, tokens_out)`` of a calls-log line read as a plain dict (by readers that
     skip the model for speed), as :class:`LLMCallRecord` reads them: null or absent is
     unknown, but absent in a version 1 line is 0."""
-    if predates_unknown_counts(line, UNKNOWN_TOKENS_SINCE):
-        line = zero_absent_counts(line)
+    if predates_unknown(line, UNKNOWN_USAGE_SINCE):
+        line = zero_absent(line, _USAGE_FIELDS)
     counts = line.get("tokens_in"), line.get("tokens_out")
     return (
         None if counts[0] is None else int(counts[0]),
         None if counts[1] is None else int(counts[1]),
     )
+
+
+def line_cost(line: dict[str, Any]) -> float | None:
+    """``cost_usd`` of a calls-log line read as a plain dict, as :class:`LLMCallRecord` reads
+    it: null or absent is unknown, but absent in a version 1 line is 0."""
+    if predates_unknown(line, UNKNOWN_USAGE_SINCE):
+        line = zero_absent(line, _USAGE_FIELDS)
+    cost = line.get("cost_usd")
+    return None if cost is None else float(cost)
 
 
 def line_budget_tokens(line: dict[str, Any]) -> int:
@@ -170,7 +185,10 @@ class CallsSummary(BaseModel):
     tokens_unreported: int = 0
     """Calls whose token counts the provider did not report, left out of the two sums."""
     cost_usd: float = 0.0
-    """Total cost in USD."""
+    """Cost in USD of the calls that could be priced."""
+    cost_unpriced: int = 0
+    """Calls whose cost is unknown (no price for the model, no usage reported), left out of
+    ``cost_usd`` rather than counted as $0."""
     latency_s: float = 0.0
     """Sum of call latencies in seconds."""
     errors: dict[str, int] = Field(default_factory=dict)
@@ -208,13 +226,14 @@ def summarize_calls(records: list[LLMCallRecord]) -> CallsSummary:
         tally.tokens_out,
         tally.unreported,
     )
+    cost = CostTally.of(r.cost_usd for r in records)
+    s.cost_usd, s.cost_unpriced = cost.cost_usd, cost.unpriced
     for r in records:
         s.calls += 1
         s.cache_hits += r.cache_hit
         s.model_requests += r.model_requests
         s.retries += r.retries
         s.repair_rounds += r.repair_rounds
-        s.cost_usd += r.cost_usd
         s.latency_s += r.latency_s
         if r.error:
             s.errors[r.error] = s.errors.get(r.error, 0) + 1

@@ -19,7 +19,6 @@ Without a ``response_model`` the result is the reply text. ``complete_full`` and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -36,6 +35,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolkit.errors import ContextWindowError, LLMError
+from toolkit.known import add_known
 from toolkit.llm._litellm import get_litellm, local_provider_error
 from toolkit.llm.cache import CacheEntry, ResponseCache, cache_key
 from toolkit.llm.calls import CallLog, LLMCallRecord
@@ -49,8 +49,8 @@ from toolkit.llm.structured import (
     schema_instruction,
 )
 from toolkit.llm.tool_calls import ToolCall, from_response_message, parse_reply_text, reply_text
-from toolkit.llm.usage import estimated_prompt_tokens, reported_usage
-from toolkit.tokens import add_tokens, estimate_tokens
+from toolkit.llm.usage import estimated_prompt_tokens, reply_cost, reported_usage
+from toolkit.tokens import estimate_tokens
 
 T = TypeVar("T", bound=BaseModel)
 Messages = list[dict[str, Any]]
@@ -92,8 +92,9 @@ class Completion(BaseModel):
     """Only when a count is unknown: prompt + completion tokens with the unreported counts
     estimated from the text (characters / 4), for limits that must go on counting (the
     agent's token budget, ``evolve --budget tokens``). None when both counts are known."""
-    cost_usd: float = 0.0
-    """Cost in USD (0 for local/fake models and on a cache hit)."""
+    cost_usd: float | None = 0.0
+    """Cost in USD (0 for local/fake models and on a cache hit); None when litellm could not
+    price a reply (a model not in its price list, no usage reported: :mod:`toolkit.cost`)."""
     latency_s: float = 0.0
     """Wall time of the call in seconds."""
     retries: int = 0
@@ -150,7 +151,8 @@ class _Stats:
         self.tokens_out: int | None = 0
         # The reported counts, with the unreported ones estimated from the text.
         self.estimate = 0
-        self.cost = 0.0
+        # None once a reply could not be priced: the call's cost is then unknown.
+        self.cost: float | None = 0.0
         self.retries = 0
         self.requests = 0  # every request of the call (the repair round's included)
         # Tries of the request in progress: what "after N attempts" counts, since the
@@ -199,6 +201,7 @@ class _FailureScope:
             else self._gateway._llm_error(call.plan, exc, call.stats)
         )
         error.tokens_in, error.tokens_out = call.stats.tokens_in, call.stats.tokens_out
+        error.cost_usd = call.stats.cost
         if error is exc:
             return False
         raise error from None
@@ -440,8 +443,8 @@ class Gateway:
         """Add a response's usage and cost to the call's counters; return its text."""
         stats = call.stats
         prompt, completion = reported_usage(response)
-        stats.tokens_in = add_tokens(stats.tokens_in, prompt)
-        stats.tokens_out = add_tokens(stats.tokens_out, completion)
+        stats.tokens_in = add_known(stats.tokens_in, prompt)
+        stats.tokens_out = add_known(stats.tokens_out, completion)
         # The estimate counts what was reported and guesses the rest from the text, so a
         # limit goes on counting where a provider reports nothing (an empty reply included).
         stats.estimate += prompt if prompt is not None else estimated_prompt_tokens(messages)
@@ -454,10 +457,9 @@ class Gateway:
     def _cost_and_text(self, call: _Call, response: Any) -> str:
         """A response's cost added to the call's counters, and its text."""
         stats = call.stats
-        if not call.plan.model.startswith(_GRAMMAR_PROVIDERS):
-            # A model missing from litellm's cost map has an unknown cost: count it as 0.
-            with contextlib.suppress(Exception):
-                stats.cost += float(get_litellm().completion_cost(completion_response=response))
+        price = get_litellm().completion_cost
+        cost = reply_cost(call.plan.model, response, lambda r: price(completion_response=r))
+        stats.cost = add_known(stats.cost, cost)
         choices = getattr(response, "choices", None)
         if not choices:
             raise EmptyReply(f"{call.plan.model}: the server's reply held no choices")

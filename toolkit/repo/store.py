@@ -22,7 +22,7 @@ from filelock import FileLock, Timeout
 from toolkit.errors import RepoError
 from toolkit.repo.plumbing import ZERO_OID, Changes, CommitSpec, Git
 from toolkit.repo.trailers import Trailers, format_message
-from toolkit.skill import SKILL_MD, Skill, SkillError
+from toolkit.skill import SKILL_MD, Skill, SkillError, not_a_folder_message
 
 REF_ROOT = "refs/heads/t2s"
 _ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -222,6 +222,11 @@ class SkillRepo:
         spec = commit if rel == "." else f"{commit}:{rel}"
         listing = self.git.run(["ls-tree", "-r", "-z", spec], ok_codes=(0, 128))
         if listing.returncode:
+            kind = self.git.run(["cat-file", "-t", spec], ok_codes=(0, 128)).stdout.strip()
+            if kind == b"blob":  # often the skill's SKILL.md, given for its folder
+                name, parent = PurePosixPath(rel).name, PurePosixPath(rel).parent.as_posix()
+                folder = f"{rev}:{parent}" if name == SKILL_MD else None
+                raise RepoError(not_a_folder_message(f"{rev}:{rel}", folder))
             raise RepoError(f"{rev} has no folder {rel!r}")
         entries: list[tuple[bytes, str, str]] = []
         for item in listing.stdout.split(b"\0"):

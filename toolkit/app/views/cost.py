@@ -24,7 +24,7 @@ def render() -> None:
     c1.metric("Model calls", f"{int(models['calls'].sum()):,}")
     c2.metric("Cache hits", f"{int(models['cache_hits'].sum()):,}")
     c3.metric("Tokens", data.total_tokens_text(models))
-    c4.metric("Cost (USD)", f"{models['cost_usd'].sum():.4f}")
+    c4.metric("Cost", data.total_cost_text(models))
     st.subheader("By stage")
     if stages.empty:
         st.info("No trajectories, analyses or merges in the selected runs.")
@@ -38,13 +38,15 @@ def render() -> None:
             "rollout and eval count the agent's model calls; analyse and consolidate count "
             "units (analyses, merges), whose calls, cache hits and cost are in the table below. "
             "tokens_unreported: calls (or units) whose provider reported no token counts, "
-            "left out of the token sums rather than counted as 0."
+            "left out of the token sums rather than counted as 0. cost: over the trajectories "
+            "whose cost is known; unpriced ones (litellm has no price for the model, or the "
+            "provider sent no usage) are named, not counted as $0."
         )
     st.subheader("By model")
     if models.empty:
         st.info("No model calls logged (llm_calls.jsonl) in the selected runs.")
         return
-    st.dataframe(models, hide_index=True)
+    st.dataframe(data.model_cost_table(models), hide_index=True)
     st.plotly_chart(
         px.histogram(latencies, x="latency_s", color="cache_hit", facet_row="model", nbins=40),
         width="stretch",

@@ -20,13 +20,13 @@ def render() -> None:
     st.caption(
         "S0 and S*: pass rate with its bootstrap 95% CI on the run's evaluation "
         "(the rollout's for S0 when it was not evaluated); delta = S* - S0. skipped_lines: "
-        "damaged lines of the run's files, left out of these figures."
+        "damaged lines of the run's files, left out of these figures. cost: over the model "
+        "calls whose cost is known (unpriced: no price for the model, or no usage sent)."
     )
     st.dataframe(
         table,
         hide_index=True,
         column_config={
-            "cost_usd": st.column_config.NumberColumn("cost (USD)", format="%.4f"),
             "wall_s": st.column_config.NumberColumn("wall (s)", format="%.1f"),
             "delta": st.column_config.NumberColumn(format="%+.3f"),
         },
