@@ -764,3 +764,30 @@ def test_a_rerun_replayed_from_the_cache_says_so(tmp_path: Path) -> None:
     assert tokens[1].endswith(
         "in 0 / out 0; all 2 model calls replayed from the response cache (no tokens spent)"
     ), tokens
+
+
+def test_a_consolidated_run_takes_no_new_analyses(tmp_path: Path) -> None:
+    """A researcher's trial: `analyse --resume --analyst ...` on a consolidated run added leaf
+    patches that S* never merged, and the run still read as finished."""
+    from toolkit.consolidate import ConsolidateConfig, run_consolidation
+
+    _repo, run_dir = make_run(tmp_path, [True, True, False])
+    reply = {"solution_path": "computed it", "lessons": ["compute in python"],
+             "patch": patch_reply()}  # fmt: skip
+    with fake_model(lambda _m: reply) as model:
+        config = AnalyseConfig(analyst="success", model=model, limit=1)
+        assert run_analyses(run_dir, config, llm_config=llm(tmp_path), progress=False).kept == 1
+        run_consolidation(
+            run_dir,
+            ConsolidateConfig(author_model=model, strategy="git", progress=False),
+            llm_config=llm(tmp_path),
+        )
+        before = (run_dir / "analyses.jsonl").read_bytes()
+        # Nothing new: a resume still goes through.
+        run_analyses(run_dir, config, llm_config=llm(tmp_path), progress=False, resume=True)
+        with pytest.raises(AnalyseError, match=r"already consolidated .* 1 success analyses"):
+            run_analyses(
+                run_dir, config.model_copy(update={"limit": None}), llm_config=llm(tmp_path),
+                progress=False, resume=True,
+            )  # fmt: skip
+    assert (run_dir / "analyses.jsonl").read_bytes() == before

@@ -317,6 +317,38 @@ async def arun_analyses(
         store.close()
 
 
+def _refuse_new_after_consolidation(
+    run_path: Path, analyses_path: Path, units: list[AnalysisUnit]
+) -> None:
+    """Refuse a resume that would add patches to a run already consolidated (before the
+    analyses file is touched): S* was merged from the patches there were, so new ones (another
+    --analyst or --author-model, or analyses retried after a model error) would sit beside
+    S* unmerged while the run reads as finished."""
+    from toolkit.consolidate.records import MERGES_FILE
+    from toolkit.consolidate.run import STAGE as CONSOLIDATE
+
+    manifest = read_manifest(run_path)
+    merges = run_path / MERGES_FILE
+    if not (
+        (manifest is not None and CONSOLIDATE in manifest.stages)
+        or (merges.is_file() and merges.stat().st_size > 0)
+    ):
+        return
+    done = {
+        r.id
+        for r in read_jsonl(analyses_path, AnalysisRecord).records
+        if not failed_on_model_error(r)
+    }
+    new = Counter(u.analyst for u in units if u.id not in done)
+    if new:
+        which = ", ".join(f"{n} {kind}" for kind, n in sorted(new.items()))
+        raise AnalyseError(
+            f"{run_path} was already consolidated (S* merges the patches it had): {which} "
+            "analyses more would not be in S*. Analyse in a new run instead: `trace2skill "
+            f"evolve ... --reuse {run_path}` shares this run's rollouts"
+        )
+
+
 def failed_on_model_error(record: object) -> bool:
     """Whether an analyses.jsonl record was dropped on a model error (a server down, a wrong
     address): a resume analyses its trajectory again."""
@@ -389,6 +421,8 @@ async def _analyse(
         for t, kind in pairs
     ]
     analyses_path = run_path / ANALYSES_FILE
+    if resume:
+        _refuse_new_after_consolidation(run_path, analyses_path, units)
     if resume and repair_jsonl(analyses_path):
         warnings.warn(
             f"cut an incomplete last line off {analyses_path}", ToolkitNotice, stacklevel=2
