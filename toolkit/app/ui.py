@@ -14,6 +14,7 @@ from typing import TypeVar
 from urllib.parse import quote
 
 import duckdb
+import pandas as pd
 import streamlit as st
 
 from toolkit.app import data
@@ -188,6 +189,24 @@ def trajectory_link(trajectory_id: str | None, run: str | None = None) -> str | 
         return f"trajectories?traj={quote(trajectory_id)}"
     key = quote(trajectory_key(run, trajectory_id), safe="")
     return f"trajectories?runs={quote(run, safe='')}&traj={key}"
+
+
+def paired_tasks_table(table: pd.DataFrame) -> None:
+    """Show tasks paired under A and B, their ``trajectory_a``/``run_a`` (and ``_b``) columns
+    turned into one link per side that opens the trajectory in its own run."""
+    for side in ("a", "b"):
+        table[f"trajectory_{side}"] = [
+            trajectory_link(t, r)
+            for t, r in zip(table[f"trajectory_{side}"], table.pop(f"run_{side}"), strict=True)
+        ]
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_config={
+            "trajectory_a": st.column_config.LinkColumn("under A", display_text="open"),
+            "trajectory_b": st.column_config.LinkColumn("under B", display_text="open"),
+        },
+    )
 
 
 def missing(what: str, command: str) -> None:

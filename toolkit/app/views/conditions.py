@@ -126,19 +126,7 @@ def _paired(con, rows, names: dict[str, str]) -> None:
         st.caption(f"Left out: {only_a} tasks only A ran, {only_b} only B ran.")
     if flipped.empty:
         return
-    for side in ("a", "b"):
-        flipped[f"trajectory_{side}"] = [
-            ui.trajectory_link(t, r)
-            for t, r in zip(flipped[f"trajectory_{side}"], flipped.pop(f"run_{side}"), strict=True)
-        ]
-    st.dataframe(
-        flipped,
-        hide_index=True,
-        column_config={
-            "trajectory_a": st.column_config.LinkColumn("under A", display_text="open"),
-            "trajectory_b": st.column_config.LinkColumn("under B", display_text="open"),
-        },
-    )
+    ui.paired_tasks_table(flipped)
 
 
 render()

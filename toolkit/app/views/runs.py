@@ -89,19 +89,7 @@ def _flips(con, labels: dict[str, str]) -> None:
     c1, c2 = st.columns(2)
     c1.metric("Fixed (failed under A, passed under B)", fixed)
     c2.metric("Broken (passed under A, failed under B)", broken)
-    for side in ("a", "b"):
-        table[f"trajectory_{side}"] = [
-            ui.trajectory_link(t, r)
-            for t, r in zip(table[f"trajectory_{side}"], table.pop(f"run_{side}"), strict=True)
-        ]
-    st.dataframe(
-        table,
-        hide_index=True,
-        column_config={
-            "trajectory_a": st.column_config.LinkColumn("under A", display_text="open"),
-            "trajectory_b": st.column_config.LinkColumn("under B", display_text="open"),
-        },
-    )
+    ui.paired_tasks_table(table)
 
 
 render()
