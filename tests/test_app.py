@@ -581,9 +581,14 @@ def test_conditions_page_compares_protocols_side_by_side(
 
     # WikiTQ: S0 (a row even while unfinished, before its eval file exists) paired with no
     # skill on the tasks both ran; the figures counted here straight from the two files.
-    at = open_page(protocol_runs, "conditions", monkeypatch, suite="wikitq")
-    table = at.dataframe[0].value.set_index("skill")
-    s0 = table.loc["wikitq-table-qa 7767ef14"]
+    model = "local/qwen2.5-coder-1.5b"
+    at = open_page(
+        protocol_runs, "conditions", monkeypatch, suite="wikitq",
+        cond_a=f"wikitq-code-none:eval:wikitq:test:code:none:none:{model}",
+        cond_b=f"wikitq-code-s0:eval:wikitq:test:code:7767ef14bb46:system:{model}",
+    )  # fmt: skip
+    table = at.dataframe[0].value.set_index(["protocol", "skill"])
+    s0 = table.loc[("code", "wikitq-table-qa 7767ef14")]
     s0_runs, none_runs = (
         _outcomes(PROTOCOL_RUNS / name / "evals" / "trajectories.jsonl")
         for name in ("wikitq-code-s0", "wikitq-code-none")
@@ -719,5 +724,10 @@ def test_a_stale_url_choice_falls_back_to_the_default(
     were the other suite's, and B started on A's condition (the first) instead of its default."""
     at = open_page(protocol_runs, "conditions", monkeypatch, suite="gsm8k")
     at.selectbox(key="w_suite").set_value("wikitq").run()
-    assert at.query_params["cond_a"].startswith("wikitq-code-none:")
-    assert at.query_params["cond_b"].startswith("wikitq-code-s0:")
+    # The defaults: A the first condition (the model alone first, if it ran), B the next.
+    a, b = at.query_params["cond_a"], at.query_params["cond_b"]
+    assert a.startswith("wikitq-") and b.startswith("wikitq-") and a != b
+    first = "wikitq-plain-none:" if (PROTOCOL_RUNS / "wikitq-plain-none").is_dir() else (
+        "wikitq-code-none:"
+    )  # fmt: skip
+    assert a.startswith(first)
