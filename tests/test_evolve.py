@@ -1059,6 +1059,45 @@ def test_fake_rehearsal_carries_a_whole_evolve_from_the_command_line(
     assert "--error-analyst single may help" in agentic.output
 
 
+def test_a_resume_reuses_the_folders_the_run_started_with(repo: Path, tmp_path: Path) -> None:
+    """A run started with --reuse forgot those folders: its resume without --reuse ran the
+    S0 evaluation again (on the real WikiTQ run: 100 tasks, hours, that a folder held)."""
+    runs = repo.parent / "runs"
+    args = ["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq",
+            "--model", "fake/rehearsal", "--evolve-limit", "3", "--test-limit", "2",
+            "--runs-dir", str(runs), "--no-progress", "--error-analyst", "single"]  # fmt: skip
+    first = CliRunner().invoke(main, [*args, "--run-id", "src", "--cache-dir", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    source = runs / "src"
+    # Its own cache: the budget counts only calls the cache did not answer.
+    cache = ["--cache-dir", str(tmp_path / "b")]
+    started = CliRunner().invoke(
+        main, [*args, *cache, "--run-id", "again", "--reuse", str(source), "--budget", "calls=1"]
+    )
+    assert started.exit_code == 3, started.output  # stopped before its evaluations
+    # The estimate of a new run reads the reused S0 tasks: all 3 rollouts failed there.
+    assert "measured on the S0 tasks --reuse holds: " in started.output
+    assert "100% of evolve tasks failing" in started.output
+    config = json.loads((runs / "again" / "manifest.json").read_text())["stages"]["evolve"]
+    assert config["config"]["reuse"] == [str(source.absolute())]
+    resumed = CliRunner().invoke(
+        main,
+        ["evolve", "--resume", "--run-id", "again", "--runs-dir", str(runs), "--no-progress",
+         *cache],
+    )  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    assert re.search(r"eval-s0 +0 units +0 calls", resumed.output)  # the estimate knew
+    stages = json.loads((runs / "again" / "summary.json").read_text())["stages"]
+    assert stages["eval-s0"]["calls"] == stages["eval-s0"]["cached"] == 0, stages["eval-s0"]
+    # A recorded folder that is gone is named (its tasks not yet copied run again).
+    shutil.rmtree(source)
+    gone = CliRunner().invoke(
+        main, ["evolve", "--resume", "--run-id", "again", "--runs-dir", str(runs), "--estimate"]
+    )
+    assert gone.exit_code == 0, gone.output
+    assert f"the --reuse folder {source.absolute()} this run recorded is gone" in gone.output
+
+
 def test_nothing_learned_suggests_only_options_the_analysts_accept(
     repo: Path, tmp_path: Path
 ) -> None:

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from toolkit.repo import SkillRepo
     from toolkit.skill import Skill
     from toolkit.tasks import Suite
+    from toolkit.trajectory import Trajectory
 
 EVOLVE_SCHEMA_VERSION = 1
 EVOLVE_STAGE = "evolve"
@@ -193,6 +194,11 @@ class EvolveConfig(BaseModel):
     )
     no_cache: bool = Field(
         False, description="Neither read nor write the response cache (a resume keeps it so)."
+    )
+    reuse: list[Path] = Field(
+        default_factory=list,
+        description="Other run folders (whole paths) whose finished tasks of the same "
+        "condition stand in for the run's own (--reuse); a resume reuses them too.",
     )
 
     @property
@@ -474,6 +480,11 @@ class Rates(BaseModel):
     measured: bool = Field(
         False, description="Calls per task, failing share and call costs are the run's own."
     )
+    from_reuse: bool = Field(
+        False,
+        description="Calls per task, failing share and task and call costs come from the S0 "
+        "tasks the --reuse runs hold (a fresh run, before any of its own).",
+    )
     unit_seconds: dict[str, float] = Field(
         default_factory=dict,
         description="Measured wall seconds of one unit (median) by kind, task, analysis or "
@@ -504,13 +515,7 @@ def measured_rates(run_dir: Path, assumed: Rates) -> Rates:
     path = run_dir / TRAJECTORIES_FILE
     if path.exists():
         tasks = [t for t in read_trajectories(path).records if t.stop_reason != "error"]
-        if tasks:
-            update["steps_per_task"] = round(sum(len(t.steps) for t in tasks) / len(tasks), 2)
-            update["fail_rate"] = sum(not t.passed for t in tasks) / len(tasks)
-            # A replay from the cache records 0 tokens; an unknown count (None) was a call.
-            fresh = [t.latency_s for t in tasks if t.tokens_in is None or t.tokens_in > 0]
-            if fresh:
-                unit_seconds["task"] = statistics.median(fresh)
+        update, unit_seconds = _task_rates(tasks)
     # Units replayed from the response cache took no time and used no tokens: left out.
     analyses = [r for r in read_jsonl_dicts(run_dir / ANALYSES_FILE) if r.get("turns")]
     if analyses:
@@ -542,6 +547,37 @@ def measured_rates(run_dir: Path, assumed: Rates) -> Rates:
         seconds = sum(float(c.get("latency_s") or 0.0) for c in calls) / len(calls)
         update["seconds_per_call"] = round(seconds, 1)
     return assumed.model_copy(update={**update, "measured": bool(update)})
+
+
+def _task_rates(tasks: Sequence[Trajectory]) -> tuple[dict[str, Any], dict[str, float]]:
+    """Calls per task and the failing share of finished ``tasks``, and the median seconds of
+    those that called the model (a replay from the cache records 0 tokens and no time; an
+    unknown count, None, was a call)."""
+    if not tasks:
+        return {}, {}
+    update: dict[str, Any] = {
+        "steps_per_task": round(sum(len(t.steps) for t in tasks) / len(tasks), 2),
+        "fail_rate": sum(not t.passed for t in tasks) / len(tasks),
+    }
+    fresh = [t.latency_s for t in tasks if t.tokens_in is None or t.tokens_in > 0]
+    return update, ({"task": statistics.median(fresh)} if fresh else {})
+
+
+def reused_rates(tasks: Sequence[Trajectory], assumed: Rates) -> Rates:
+    """``assumed`` with what the S0 ``tasks`` a fresh run reuses show (same skill, model,
+    agent and seed as its own rollouts will be): calls per task, the failing share, seconds
+    per task, and tokens and seconds per call of the fresh ones. Unchanged without any."""
+    update, unit_seconds = _task_rates(tasks)
+    fresh = [t for t in tasks if t.steps and t.tokens_in is not None and t.tokens_in > 0]
+    steps = sum(len(t.steps) for t in fresh)
+    if steps:
+        update["tokens_per_call"] = max(
+            1, round(sum(t.tokens_in + (t.tokens_out or 0) for t in fresh) / steps)
+        )
+        update["seconds_per_call"] = round(sum(t.latency_s for t in fresh) / steps, 1)
+    if unit_seconds:
+        update["unit_seconds"] = {k: round(v, 1) for k, v in unit_seconds.items()}
+    return assumed.model_copy(update={**update, "from_reuse": bool(update)})
 
 
 class StageEstimate(BaseModel):
@@ -1520,7 +1556,8 @@ def plan(
 ) -> Estimate:
     """The up-front estimate of ``config`` (loads the splits' sizes; writes nothing); with
     ``resume``, of the work the run has left, at the rates its own files show; with
-    ``reuse``, without the tasks those runs finished (see :func:`reusable_units`)."""
+    ``reuse`` (and those the run recorded, :func:`reuse_folders`), without the tasks those
+    runs finished (see :func:`reusable_tasks`)."""
     from toolkit.rollout import default_concurrency
     from toolkit.tasks.splits import short_split_notice
 
@@ -1542,7 +1579,12 @@ def plan(
         finished = finished_units(config)
         if finished.get("analyse") == math.inf:
             patches = kept_patches(config.run_dir)
-    reused = reusable_units(config, model, reuse) if reuse else {}
+    reuse = reuse_folders(config, reuse)
+    reused_tasks = reusable_tasks(config, model, reuse) if reuse else {}
+    reused = {stage: len(tasks) for stage, tasks in reused_tasks.items()}
+    s0_tasks = [t for stage in ("rollout", "eval-s0") for t in reused_tasks.get(stage, [])]
+    if not rates.measured and s0_tasks:  # the run's own figures, once it has them, stand
+        rates = reused_rates(s0_tasks, rates)
     for stage, units in reused.items():
         # On a resume the copies already made are counted in both: the larger stands.
         finished[stage] = max(finished.get(stage, 0), units)
@@ -1551,7 +1593,36 @@ def plan(
     return est.model_copy(update={"left": resume, "reused": reused})
 
 
+def reuse_folders(config: EvolveConfig, reuse: Sequence[Path] = ()) -> list[Path]:
+    """The --reuse folders of a run: those it recorded (a resume without --reuse still
+    reuses them; one that is gone is left out with a notice, its tasks not yet copied run
+    again) and those given now, as whole paths, each once."""
+    folders: list[Path] = []
+    for path in config.reuse:
+        if not path.exists():
+            warnings.warn(
+                f"the --reuse folder {path} this run recorded is gone: tasks it held that the "
+                "run has not copied yet will run again",
+                ToolkitNotice,
+                stacklevel=2,
+            )
+            continue
+        folders.append(path)
+    for path in reuse:
+        whole = path.absolute()
+        if whole not in folders:
+            folders.append(whole)
+    return folders
+
+
 def reusable_units(config: EvolveConfig, model: str, reuse: Sequence[Path]) -> dict[str, int]:
+    """How many tasks of each stage ``reuse`` holds finished (see :func:`reusable_tasks`)."""
+    return {stage: len(tasks) for stage, tasks in reusable_tasks(config, model, reuse).items()}
+
+
+def reusable_tasks(
+    config: EvolveConfig, model: str, reuse: Sequence[Path]
+) -> dict[str, list[Trajectory]]:
     """Tasks of the rollout, eval-s0 and (with a no-skill baseline) eval-none stages that
     ``reuse`` holds finished, matched by trajectory id as the stages match them (S0 as the
     skill folder holds it now).
@@ -1561,13 +1632,13 @@ def reusable_units(config: EvolveConfig, model: str, reuse: Sequence[Path]) -> d
             data files (refused here, before the run writes anything, not at its rollout).
     """
     from toolkit.agent import AgentConfig, agent_fingerprint
-    from toolkit.rollout import reusable_ids
+    from toolkit.rollout import reusable_trajectories
     from toolkit.skill import load_skill
     from toolkit.tasks.splits import make_splits, source_hashes
     from toolkit.trajectory import NO_SKILL_COMMIT, skill_commit, trajectory_id
 
     suite = open_suite(config)
-    have = reusable_ids(reuse, source_hashes(suite))
+    have = reusable_trajectories(reuse, source_hashes(suite))
     s0 = skill_commit(load_skill(config.skill))
     conditions = [
         ("rollout", config.evolve_split, config.evolve_limit, s0, config.delivery),
@@ -1581,11 +1652,11 @@ def reusable_units(config: EvolveConfig, model: str, reuse: Sequence[Path]) -> d
         agent = AgentConfig(protocol=config.protocol).model_copy(update={"delivery": delivery})
         fingerprint = agent_fingerprint(agent)
         tasks = make_splits(suite, {split: limit}, seed=config.seed).splits[split]
-        units[stage] = sum(
+        ids = (
             trajectory_id(suite.name, task, commit, model, config.seed, delivery, fingerprint)
-            in have
             for task in tasks
         )
+        units[stage] = [have[i] for i in ids if i in have]
     return units
 
 
@@ -1618,7 +1689,8 @@ def evolve(
         progress: draw each stage's progress bar.
         echo: where stage headers go (default: nowhere).
         reuse: other run folders whose finished tasks of the same condition (the S0 rollouts,
-            an evaluation of S0 or of no skill) are copied in instead of run again.
+            an evaluation of S0 or of no skill) are copied in instead of run again; recorded
+            in the run, so a resume reuses them without naming them again.
 
     Returns:
         The summary (also in ``runs/<run>/summary.json``).
@@ -1670,6 +1742,7 @@ def evolve(
             else config.model_copy(
                 update={
                     "skill_dir": config.skill.absolute(),
+                    "reuse": [],  # recorded below, with those given
                     "data_path": config.data.absolute() if config.data else None,
                     "model": config.model or llm_config.model,
                     "api_base": stored_api_base(config.api_base or llm_config.api_base),
@@ -1685,6 +1758,8 @@ def evolve(
             )
         if config.no_cache:
             llm_config = llm_config.model_copy(update={"cache": False})
+        reuse = reuse_folders(config, reuse)
+        config = config.model_copy(update={"reuse": reuse})
         meter = Meter(run_dir / CALLS_FILE, budget)
         try:
             stats = _stored_stats(run_dir)

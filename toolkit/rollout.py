@@ -220,8 +220,15 @@ def reusable_ids(
 ) -> set[str]:
     """Ids of the trajectories ``sources`` hold finished (not ended on a model error);
     given ``source_hashes``, sources of other data are refused (see :func:`reuse_sources`)."""
+    return set(reusable_trajectories(sources, source_hashes))
+
+
+def reusable_trajectories(
+    sources: Sequence[str | Path], source_hashes: dict[str, str] | None = None
+) -> dict[str, Trajectory]:
+    """The trajectories of :func:`reusable_ids`, by id."""
     return {
-        record.id
+        record.id: record
         for _src, files in reuse_sources(sources, source_hashes)
         for path in files
         for record in read_trajectories(path).records

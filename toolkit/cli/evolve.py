@@ -36,10 +36,15 @@ def estimate_lines(est: Estimate) -> list[str]:
     analyse = next((s for s in est.stages if s.stage == "analyse" and s.units), None)
     # With every analysis done there is no per-analysis figure to show.
     per_analysis = f"{analyse.calls / analyse.units:.3g} calls per analysis, " if analyse else ""
+    basis = "assumes"
+    if r.measured:
+        basis = "measured on this run"
+    elif r.from_reuse:
+        basis = "measured on the S0 tasks --reuse holds"
     lines = [
         f"estimate{' of what is left' if est.left else ''}: about {est.calls:,} model calls, "
         f"{est.tokens:,} tokens, {est.minutes:.0f} minutes",
-        f"  {'measured on this run' if r.measured else 'assumes'}: "
+        f"  {basis}: "
         f"{r.steps_per_task:g} calls per task, {r.fail_rate:.0%} of evolve tasks "
         f"failing, {per_analysis}"
         f"{r.tokens_per_call:,} tokens and {r.seconds_per_call:g} s per call"
@@ -238,7 +243,9 @@ def _cost_line(s: EvolveSummary) -> str:
     "copied in instead of run again: an `eval` of S0 or of no skill on the same test tasks "
     "(same --seed, --protocol and model), or another evolve's S0 rollouts. Matched by "
     "trajectory id (task, skill version, model, seed, delivery, agent settings); its "
-    "splits.json must record the same data files."
+    "splits.json must record the same data files. The run records these folders: a "
+    "--resume reuses them without naming them again (and any given then too); their S0 "
+    "tasks also set the estimate's calls, failing share and seconds per task."
 )
 @click.option("--no-progress", is_flag=True, help="No progress bars on stderr (stage lines stay).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -289,11 +296,12 @@ def evolve(
       bundle       the run's refs as runs/<run>/refs.bundle
 
     Prints an estimate of calls, tokens and minutes first (on --resume, of the work left, at
-    the rates the run has shown so far). Defaults are the paper's main
-    setting: Deepening from SKILL, +Error with the agentic analyst, parallel consolidation.
-    A run stopped by Ctrl-C, a kill or --budget continues with --resume --run-id RUN
-    (settings come from the run, its model server and --no-cache included; a new --budget,
-    --parallel, --no-skill-baseline, --reuse, --api-base or --author-api-base (the server
+    the rates the run has shown so far; on a new run with --reuse, at those of the S0 tasks
+    it reuses). Defaults are the paper's main setting: Deepening from SKILL, +Error with the
+    agentic analyst, parallel consolidation. A run stopped by Ctrl-C, a kill or --budget
+    continues with --resume --run-id RUN (settings come from the run, its model server,
+    --no-cache and --reuse folders included; a new --budget, --parallel,
+    --no-skill-baseline, --reuse (more folders), --api-base or --author-api-base (the server
     moved), --suite with --data (where the same data is now), --no-cache, and --concurrency
     or --cache-dir (which change no result) may be given, an option that would change a
     setting is refused; the skill folder and the data are found from another directory).
