@@ -111,3 +111,23 @@ def test_a_merge_model_whose_reply_was_not_used_is_named(env: Path) -> None:
     note = next(line for line in result.output.splitlines() if line.startswith("note"))
     assert "the merge model's reply was not used in 1 group(s) (first: " in note
     assert f"see {run_dir}/merges.jsonl" in note
+
+
+def test_consolidate_says_when_the_response_cache_answered(env: Path) -> None:
+    """A consolidation replayed from the response cache printed its calls with 0 tokens and
+    no word of why (a rehearsal's or a redone run's merges cost no model time)."""
+    runner = CliRunner()
+    outputs = []
+    for name in ("first", "second"):  # the same leaves, so the same merge prompts
+        repo, run_dir = make_run(env / name)
+        add_leaves(repo, run_dir, [leaf(lesson("- A.")), leaf(lesson("- B."))])
+        with fake_model(keep_all, name="cache-note"):
+            result = runner.invoke(
+                main, ["consolidate", str(run_dir), "--model", "fake/cache-note", "--no-progress"]
+            )
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output)
+    assert "response cache" not in outputs[0]
+    assert " 1 (0/0 tokens); 1 from the response cache\n" in outputs[1], outputs[1]
+    (record,) = [json.loads(x) for x in (run_dir / "merges.jsonl").read_text().splitlines()]
+    assert record["cached"] == record["attempts"] == 1

@@ -561,9 +561,14 @@ def test_cli_rollout_show_and_refusal(tmp_path: Path) -> None:
     cached = [a for a in args if a != "--no-cache"]
     cached[cached.index(str(run_dir))] = str(tmp_path / "cached")
     with fake_model(gsm8k_agent(), name="rollout-cli"):
-        runner.invoke(main, cached)
+        first = runner.invoke(main, cached)
+        assert "response cache" not in first.output  # the first run called the model
         cached[cached.index(str(tmp_path / "cached"))] = str(tmp_path / "cached2")
-        assert runner.invoke(main, cached).exit_code == 0
+        replayed = runner.invoke(main, cached)
+        assert replayed.exit_code == 0
+    # Its summary said "0.0 per task" as if the model were that fast.
+    assert "(ran 2, resumed 0); 2 replayed from the response cache" in replayed.output
+    assert "(no task without the cache)" in replayed.output
     again_id = read_trajectories(tmp_path / "cached2").records[0].id
     hit = runner.invoke(main, ["trajectories", "show", str(tmp_path / "cached2"), "--id", again_id])
     assert "in 0 / out 0" in hit.output and "(2 of 2 replies from the response cache)" in hit.output

@@ -384,6 +384,16 @@ class RolloutSummary(BaseModel):
     )
     wall_s: float = Field(0.0, description="Wall seconds of this call.")
     seconds_per_task: float = Field(0.0, description="Mean trajectory latency (all tasks).")
+    cached_tasks: int = Field(
+        0,
+        description="Tasks with at least one reply from the response cache: their seconds are "
+        "mostly replay time, not model time.",
+    )
+    seconds_per_fresh_task: float | None = Field(
+        None,
+        description="Mean latency of the tasks with no cached reply (the model cost); None "
+        "when every task used the cache.",
+    )
     trajectory_ids: list[str] = Field(
         default_factory=list, description="The ids of the split's trajectories, in task order."
     )
@@ -878,6 +888,7 @@ def _summarise(
     passed = sum(t.passed for t in done)
     tokens = TokenTally.of((t.tokens_in, t.tokens_out) for t in done)
     cost = CostTally.of(t.cost_usd for t in done)
+    fresh = [t.latency_s for t in done if not any(s.cache_hit for s in t.steps)]
     return RolloutSummary(
         run_dir=run_dir,
         trajectories_path=traj_path,
@@ -902,6 +913,8 @@ def _summarise(
         cost_unpriced=cost.unpriced,
         wall_s=wall_s,
         seconds_per_task=sum(t.latency_s for t in done) / len(done) if done else 0.0,
+        cached_tasks=len(done) - len(fresh),
+        seconds_per_fresh_task=sum(fresh) / len(fresh) if fresh else None,
         trajectory_ids=[t.id for t in done],
     )
 

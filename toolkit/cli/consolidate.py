@@ -158,7 +158,12 @@ def consolidate_command(
             f"{summary.groups}: merged {summary.merged}, union {summary.union}, passed up "
             f"{summary.passed_up}, failed {summary.failed}, resumed {summary.resumed}",
         ),
-        ("model calls", f"{summary.llm_calls} ({_tokens(summary)})"),
+        (
+            "model calls",
+            f"{summary.llm_calls} ({_tokens(summary)})"
+            # Replayed replies cost no model time and record 0 tokens: say why.
+            + f"; {summary.cached_calls} from the response cache" * bool(summary.cached_calls),
+        ),
         (
             "result",
             f"t2s/{summary.run}/result = {summary.result_commit[:12]}; patch "

@@ -135,12 +135,21 @@ def rollout_command(
         click.echo(summary.model_dump_json())
         return
     stops = ", ".join(f"{k} {v}" for k, v in sorted(summary.stop_reasons.items())) or "-"
+    # A replay from the response cache takes no model time: its seconds say nothing of cost.
+    cached = f"; {summary.cached_tasks} replayed from the response cache" * bool(
+        summary.cached_tasks
+    )
+    seconds = f"{summary.seconds_per_task:.1f} per task"
+    if summary.cached_tasks:
+        fresh = summary.seconds_per_fresh_task
+        seconds += f" ({'no task' if fresh is None else f'{fresh:.1f} per task'} without the cache)"
+    seconds += f" (wall {summary.wall_s:.1f})"
     rows = [
         ("run", str(summary.run_dir)),
         ("model", summary.model),
         ("skill", f"{summary.skill_name or '(none)'} @ {summary.skill_commit[:12]}"),
         ("delivery", summary.delivery),
-        ("tasks", f"{summary.tasks} (ran {summary.ran}, resumed {summary.resumed})"),
+        ("tasks", f"{summary.tasks} (ran {summary.ran}, resumed {summary.resumed})" + cached),
         ("passed", f"{summary.passed}/{summary.tasks} ({summary.pass_rate:.1%})"),
         ("stopped", stops),
         (
@@ -153,7 +162,7 @@ def rollout_command(
                 "trajectories",
             ),
         ),
-        ("seconds", f"{summary.seconds_per_task:.1f} per task (wall {summary.wall_s:.1f})"),
+        ("seconds", seconds),
         (
             "cost",
             CostTally.from_sum(

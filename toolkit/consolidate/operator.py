@@ -298,6 +298,7 @@ class MergeOperator:
             ) from None
         record.tokens_in = add_known(record.tokens_in, completion.tokens_in)
         record.tokens_out = add_known(record.tokens_out, completion.tokens_out)
+        record.cached += completion.cache_hit
         return completion.value
 
     def _build(

@@ -87,6 +87,8 @@ class MergeRecord(BaseModel):
     reanchored: list[Reanchor] = Field(default_factory=list)
     attempts: int = 0
     """Model calls made for the group (2 when the size-budget retry ran)."""
+    cached: int = 0
+    """Of those, calls the response cache answered (no model time; records 0 tokens)."""
     model: str | None = None
     tokens_in: int | None = 0
     """Prompt tokens of the group's model calls (0: none made); None when a call's were not

@@ -112,6 +112,8 @@ class ConsolidationSummary(BaseModel):
     model_unused_reason: str | None = None
     """The first such group's reason, as ``merges.jsonl`` records it."""
     llm_calls: int = 0
+    cached_calls: int = 0
+    """Of ``llm_calls``, those the response cache answered (replayed: no model time)."""
     tokens_in: int = 0
     """Prompt tokens of the groups whose calls reported them."""
     tokens_out: int = 0
@@ -433,6 +435,7 @@ async def arun_consolidation(
         model_unused=len(unused),
         model_unused_reason=unused[0].reason if unused else None,
         llm_calls=sum(r.attempts for r in records),
+        cached_calls=sum(r.cached for r in records),
         tokens_in=tokens.tokens_in,
         tokens_out=tokens.tokens_out,
         tokens_unreported=tokens.unreported,
