@@ -65,6 +65,7 @@ def test_runs_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert demo["S*"].startswith("83.3% [")
     assert demo["delta"] == pytest.approx(1 / 3)
     assert demo["status"] == "done"  # every stage done (unfinished ones are named)
+    assert demo["kind"] == "rollout"  # its first stage: it has no evolve stage
     assert demo["wall_s"] == 150.0
     rates = at.dataframe[1].value
     assert list(rates["version"].str[:2]) == ["S0", "S*"]
@@ -432,6 +433,30 @@ def test_a_renamed_run_folder_finds_its_refs_by_its_manifests_run_id(tmp_path: P
     row = table.loc["downloaded-artifact"]
     assert row["S*"].endswith(f"n={summary['result']['n']}")
     assert row["delta"] == pytest.approx(summary["result"]["rate"] - summary["s0"]["rate"])
+    # Its settings, from the manifest's evolve config (the author: the agent's model).
+    settings = ["kind", "suite", "author", "analysts", "merge"]
+    assert row[settings].tolist() == [
+        "evolve", "wikitq", "local/qwen2.5-coder-1.5b", "error (single)", "llm, B=5, L_max=5"
+    ]  # fmt: skip
+
+
+def test_runs_table_shows_a_runs_settings_before_its_first_trajectory(tmp_path: Path) -> None:
+    """A run that has just started (no trajectory yet) showed no suite, model or protocol."""
+    from toolkit.runs import update_stage
+
+    runs = tmp_path / "runs"
+    config = {"suite": "gsm8k", "model": "m", "protocol": "plain", "delivery": "system",
+              "seed": 3, "analysts": "combined", "error_analyst": "agentic",
+              "merge_strategy": "git", "merge_batch": 4, "max_levels": 2}  # fmt: skip
+    update_stage(runs / "fresh", "evolve", status="running", config=config)
+    data.refresh_index(runs)
+    with data.open_index(runs) as con:
+        row = data.runs_table(con, runs).set_index("run").loc["fresh"]
+    shown = ["kind", "suite", "models", "mode", "protocols", "seeds", "author", "analysts"]
+    assert row[shown].tolist() == [
+        "evolve", "gsm8k", "m", "system", "plain", "3", "m", "combined (agentic)"
+    ]  # fmt: skip
+    assert row["merge"] == "git, B=4, L_max=2" and row["trajectories"] == 0
 
 
 def test_section_shares_count_each_trajectory_once_as_the_usage_command_does(
@@ -635,6 +660,13 @@ def test_conditions_page_from_a_shared_link(
     one = open_page(protocol_runs, "conditions", monkeypatch, runs="gsm8k-code-none")
     assert len(one.dataframe[0].value) == 1
     assert "Only one condition here" in infos(one)
+
+
+def test_runs_table_shows_the_protocol_measurements_as_evaluations(protocol_runs: Path) -> None:
+    with data.open_index(protocol_runs) as con:
+        table = data.runs_table(con, protocol_runs).set_index("run")
+    assert set(table["kind"]) == {"eval"}
+    assert table[["author", "analysts", "merge"]].isna().all().all()  # nothing evolved
 
 
 def test_condition_rates_match_the_eval_files(protocol_runs: Path) -> None:

@@ -551,3 +551,259 @@ def test_the_index_and_app_draw_a_runs_cis_with_its_seed(tmp_path):
         assert table.loc["seeded", "S0"] == "37.5% [0.0%, 75.0%] n=8"
         ours, _ = data.condition_comparison(con, conditions[A], conditions[B])
     assert ours.paired.ci == pair_results(s0, star).paired.ci  # as `trace2skill compare`
+
+
+# ---------------------------------------------------------------------------------------------
+# The runs table's settings columns
+# ---------------------------------------------------------------------------------------------
+
+SETTINGS = (
+    "kind, suite, model, author_model, protocol, delivery, seed, skill_name, analysts, "
+    "error_analyst, merge_batch, max_levels, merge_strategy, evolve_limit, test_limit"
+)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _settings(runs) -> dict[str, dict]:
+    with connect(runs) as con:
+        frame = con.execute(f"SELECT run_id, {SETTINGS} FROM runs").df()
+    frame = frame.astype(object).where(frame.notna(), None)
+    return {row.pop("run_id"): row for row in frame.to_dict(orient="records")}
+
+
+def test_runs_hold_the_settings_of_a_fake_model_evolve_and_an_evaluation(tmp_path):
+    """An analyst comparing runs by their settings dug them out of the stages JSON."""
+    from tests.repo_helpers import git
+    from tests.test_evaluate import _gsm8k_tasks, _scripted_agent
+    from tests.test_evolve import config_for, llm, method
+    from toolkit.evaluate import evaluate
+    from toolkit.evolve import evolve
+    from toolkit.llm import LLMConfig, fake_model
+    from toolkit.tasks import VENDORED_DATA_DIR
+
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "skills" / "wikitq-table-qa", repo / "skills" / "wikitq-table-qa")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.name", "Test User")
+    git(repo, "config", "user.email", "test@example.com")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "skill")
+    runs = tmp_path / "runs"  # config_for's runs_dir
+    with method("index-settings") as agent:
+        config = config_for(
+            repo, "evolved", model=agent, merge_strategy="git", merge_batch=3, max_levels=2
+        )
+        evolve(config, llm_config=llm(tmp_path), progress=False)
+    ids = [t.id for t in _gsm8k_tasks()]
+    with fake_model(_scripted_agent(set(ids[::2]), set(ids))) as model:
+        llm_config = LLMConfig(model=model, cache=False, cache_dir=tmp_path / "cache")
+        for skill in ("none", "skills/gsm8k-math"):
+            evaluate(
+                skill, "gsm8k", "test", model, run_dir=runs / "evaluated", limit=2,
+                data_dir=VENDORED_DATA_DIR, llm_config=llm_config, concurrency=1, resamples=50,
+            )  # fmt: skip
+    report = build_index(runs)
+    assert sorted(report.read) == ["evaluated", "evolved"]
+    got = _settings(runs)
+    assert got["evolved"] == {
+        "kind": "evolve",
+        "suite": "wikitq",
+        "model": agent,
+        "author_model": agent,  # not given: the agent's model is the author
+        "protocol": "json",
+        "delivery": "system",
+        "seed": 0,
+        "skill_name": "wikitq-table-qa",
+        "analysts": "error",
+        "error_analyst": "agentic",
+        "merge_batch": 3,
+        "max_levels": 2,
+        "merge_strategy": "git",
+        "evolve_limit": 6,
+        "test_limit": 4,
+    }
+    # Two evaluations, the no-skill baseline and a skill: the deliveries they ran are listed.
+    assert got["evaluated"] == {
+        "kind": "eval",
+        "suite": "gsm8k",
+        "model": model,
+        "author_model": None,
+        "protocol": "code",
+        "delivery": "none, system",
+        "seed": 0,
+        "skill_name": "gsm8k-math",
+        "analysts": None,
+        "error_analyst": None,
+        "merge_batch": None,
+        "max_levels": None,
+        "merge_strategy": None,
+        "evolve_limit": None,
+        "test_limit": 2,
+    }
+    # The README's query: runs compared by a setting, no JSON to dig into.
+    with connect(runs) as con:
+        rows = run_query(con, "SELECT run_id, analysts FROM runs WHERE kind = 'evolve'")
+    assert rows.values.tolist() == [["evolved", "error"]]
+
+
+def test_runs_hold_the_settings_the_committed_manifests_record(tmp_path):
+    """The example evolve run and the protocol measurements (real runs of the 1.5B model)."""
+    runs = tmp_path / "runs"
+    for folder in [
+        ROOT / "runs" / "example-wikitq",
+        *sorted((ROOT / "benchmarks" / "results" / "protocols").iterdir()),
+    ]:
+        (runs / folder.name).mkdir(parents=True)
+        shutil.copy(folder / "manifest.json", runs / folder.name / "manifest.json")
+    build_index(runs)
+    got = _settings(runs)
+    model = "local/qwen2.5-coder-1.5b"
+    assert got["example-wikitq"] == {
+        "kind": "evolve",
+        "suite": "wikitq",
+        "model": model,
+        "author_model": model,
+        "protocol": "code",
+        "delivery": "system",
+        "seed": 0,
+        "skill_name": "wikitq-table-qa",
+        "analysts": "error",
+        "error_analyst": "single",
+        "merge_batch": 5,
+        "max_levels": 5,
+        "merge_strategy": "llm",
+        "evolve_limit": 8,
+        "test_limit": 10,
+    }
+    expected = {
+        "gsm8k-code-none": ("eval", "gsm8k", "code", "none", None, 100),
+        "gsm8k-plain-none": ("eval", "gsm8k", "plain", "none", None, 100),
+        "wikitq-code-none": ("eval", "wikitq", "code", "none", None, 100),
+        "wikitq-code-s0": ("eval", "wikitq", "code", "system", "wikitq-table-qa", 100),
+        "wikitq-plain-none": ("eval", "wikitq", "plain", "none", None, 100),
+    }
+    columns = ("kind", "suite", "protocol", "delivery", "skill_name", "test_limit")
+    assert {run: tuple(got[run][c] for c in columns) for run in expected} == expected
+    evaluations = {
+        (s["model"], s["seed"], s["author_model"], s["analysts"], s["merge_strategy"])
+        for run, s in got.items()
+        if run in expected
+    }
+    assert evaluations == {(model, 0, None, None, None)}
+
+
+def _manifest_run(runs: Path, run_id: str, stages: dict[str, dict]) -> None:
+    from toolkit.runs import StageRecord
+
+    at = "2026-12-05T00:00:00+00:00"
+    manifest = Manifest(
+        run_id=run_id,
+        created_at=at,
+        toolkit_version="0",
+        stages={
+            name: StageRecord(status="done", started_at=at, config=config)
+            for name, config in stages.items()
+        },
+    )
+    (runs / run_id).mkdir(parents=True, exist_ok=True)
+    (runs / run_id / "manifest.json").write_text(manifest.model_dump_json())
+
+
+def test_runs_settings_of_stage_by_stage_runs_imports_and_odd_manifests(tmp_path):
+    runs = tmp_path / "runs"
+    agent = {"suite": "gsm8k", "model": "m", "delivery": "system", "skill_name": "s"}
+    # rollout, analyse and consolidate one by one: the settings come from each stage.
+    _manifest_run(
+        runs,
+        "by-hand",
+        {
+            "rollout": {**agent, "split": "train", "limit": 8, "seeds": {"run": 2},
+                        "agent": {"protocol": "tools"}},
+            "analyse": {"analyst": "error-single", "model": "author"},
+            "consolidate": {"merge_batch": 4, "max_levels": 3, "strategy": "git",
+                            "author_model": "author"},
+        },
+    )  # fmt: skip
+    _manifest_run(runs, "imported", {"import": {"suite": "wikitq", "format": "openai"}})
+    # Seeds and limits the stages disagree on; a hand-edited manifest's values of the wrong
+    # type (or out of range) are NULL and do not stop the build.
+    _manifest_run(
+        runs,
+        "odd",
+        {
+            "eval:test:a": {**agent, "split": "test", "limit": 10, "seeds": {"run": 0}},
+            "eval:test:b": {**agent, "split": "test", "limit": None, "seeds": {"run": 1}},
+            "evolve": {"analysts": "success", "error_analyst": "agentic", "merge_batch": "5",
+                       "max_levels": 2**40, "seed": True, "model": None},
+        },
+    )  # fmt: skip
+    _manifest_run(runs, "empty", {})
+    report = build_index(runs)
+    assert report.problems == [] and len(report.read) == 4
+    got = _settings(runs)
+    assert got["by-hand"] == {
+        "kind": "rollout",
+        "suite": "gsm8k",
+        "model": "m",
+        "author_model": "author",
+        "protocol": "tools",
+        "delivery": "system",
+        "seed": 2,
+        "skill_name": "s",
+        "analysts": "error",
+        "error_analyst": "single",
+        "merge_batch": 4,
+        "max_levels": 3,
+        "merge_strategy": "git",
+        "evolve_limit": None,
+        "test_limit": None,  # its rollout is on train; it evaluated nothing
+    }
+    assert got["imported"]["kind"] == "import" and got["imported"]["suite"] == "wikitq"
+    assert got["imported"]["model"] is None
+    odd = got["odd"]
+    assert odd["kind"] == "evolve"  # an evolve stage makes the run an evolution
+    assert (odd["seed"], odd["test_limit"], odd["merge_batch"], odd["max_levels"]) == ((None,) * 4)
+    assert odd["model"] == odd["author_model"] == "m"  # the model its stages ran
+    assert (odd["analysts"], odd["error_analyst"]) == ("success", None)  # no error analyst
+    assert set(got["empty"].values()) == {None}
+
+
+def test_every_analyst_choice_is_a_runs_setting():
+    from typing import get_args
+
+    from toolkit.analysts.records import AnalystChoice
+    from toolkit.index import ANALYST_SETTINGS
+
+    assert set(ANALYST_SETTINGS) == set(get_args(AnalystChoice))
+
+
+def test_an_index_of_an_older_version_is_rebuilt_with_the_new_columns(runs):
+    """Version 5 had no settings columns: its Parquet is rebuilt from the run files."""
+    import duckdb
+
+    from toolkit.index import INDEX_SCHEMA_VERSION
+
+    (runs / "r1" / "manifest.json").unlink()
+    _manifest_run(runs, "r1", {"eval:test:x": {"suite": "gsm8k", "split": "test", "limit": 3}})
+    build_index(runs)
+    state = runs / INDEX_DIR / "state.json"
+    data = json.loads(state.read_text())
+    data["schema_version"] = 5
+    state.write_text(json.dumps(data))
+    for run in ("r1", "r2"):  # the runs table as version 5 wrote it
+        path = runs / INDEX_DIR / run / "runs.parquet"
+        with duckdb.connect() as con:
+            con.execute(
+                f"COPY (SELECT * EXCLUDE (kind, suite, model, seed) FROM '{path}') "
+                f"TO '{path}.old' (FORMAT parquet)"
+            )
+        os.replace(f"{path}.old", path)
+    with pytest.raises(RunIndexError, match="kind"), connect(runs) as con:
+        run_query(con, "SELECT kind FROM runs")
+    assert sorted(build_index(runs).read) == ["r1", "r2"]
+    assert json.loads(state.read_text())["schema_version"] == INDEX_SCHEMA_VERSION == 6
+    assert _rows(runs, "SELECT run_id, kind, suite, test_limit FROM runs ORDER BY 1") == [
+        ("r1", "eval", "gsm8k", 3),
+        ("r2", None, None, None),  # a manifest with no stages has no settings
+    ]
+    assert build_index(runs).read == []  # rebuilt once, then incremental again

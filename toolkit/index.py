@@ -61,9 +61,11 @@ from toolkit.runs import (
 from toolkit.skill_lines import BUNDLE_FILE, read_skill_lines
 from toolkit.trajectory import Trajectory
 
-INDEX_SCHEMA_VERSION = 5
-"""5: a token count the provider did not report is NULL (4 held 0): rebuilding every run from
-its files, the source of truth, is the migration."""
+INDEX_SCHEMA_VERSION = 6
+"""6: ``runs`` has a column per setting that tells runs apart (kind, suite, model, protocol,
+analysts, merge settings...: :func:`run_settings`), read from the manifest (5 had them only in
+the ``stages`` JSON); 5: a token count the provider did not report is NULL (4 held 0).
+Rebuilding every run from its files, the source of truth, is the migration."""
 INDEX_DIR = ".index"
 STATE_FILE = "state.json"
 
@@ -74,6 +76,22 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "created_at": "VARCHAR",
         "toolkit_version": "VARCHAR",
         "schema_version": "INTEGER",
+        # The run's settings (run_settings): NULL where the run has no such setting.
+        "kind": "VARCHAR",
+        "suite": "VARCHAR",
+        "model": "VARCHAR",
+        "author_model": "VARCHAR",
+        "protocol": "VARCHAR",
+        "delivery": "VARCHAR",
+        "seed": "BIGINT",
+        "skill_name": "VARCHAR",
+        "analysts": "VARCHAR",
+        "error_analyst": "VARCHAR",
+        "merge_batch": "INTEGER",
+        "max_levels": "INTEGER",
+        "merge_strategy": "VARCHAR",
+        "evolve_limit": "INTEGER",
+        "test_limit": "INTEGER",
         "stages": "VARCHAR",
         "trajectories": "INTEGER",
         "eval_trajectories": "INTEGER",
@@ -595,6 +613,127 @@ def _evolve_rows(
     return merges
 
 
+#: An analyse stage's ``analyst`` (:data:`toolkit.analysts.records.AnalystChoice`) as the
+#: run settings ``analysts`` and ``error_analyst`` (evolve's ``--analysts``/``--error-analyst``).
+ANALYST_SETTINGS: dict[str, tuple[str, str | None]] = {
+    "error": ("error", "agentic"),
+    "error-single": ("error", "single"),
+    "success": ("success", None),
+    "combined": ("combined", "agentic"),
+}
+#: The ``evolve`` stage config's fields that are ``runs`` columns of the same name.
+_EVOLVE_SETTINGS = (
+    "suite",
+    "model",
+    "author_model",
+    "protocol",
+    "delivery",
+    "seed",
+    "analysts",
+    "error_analyst",
+    "merge_batch",
+    "max_levels",
+    "merge_strategy",
+    "evolve_limit",
+    "test_limit",
+)
+_INT_BITS = {"INTEGER": 31, "BIGINT": 63}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any, column: str) -> int | None:
+    """``value`` when it is an integer that fits ``column``'s type (a hand-edited manifest
+    must not make the run's compaction fail), else None."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    bits = _INT_BITS[SCHEMAS["runs"][column]]
+    return value if -(2**bits) <= value < 2**bits else None
+
+
+def _agreed(values: list[Any], *, nulls: bool = False) -> Any:
+    """The one value ``values`` agree on; several texts are listed (sorted, comma-separated:
+    an evaluation of two protocols is ``code, plain``); several numbers are None. None is
+    left out unless ``nulls`` (a limit of None is the whole split, a value of its own)."""
+    distinct = list(dict.fromkeys(v for v in values if nulls or v is not None))
+    if len(distinct) == 1:
+        return distinct[0]
+    if distinct and all(isinstance(v, str) for v in distinct):
+        return ", ".join(sorted(distinct))
+    return None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def run_settings(manifest: Manifest) -> dict[str, Any]:
+    """The ``runs`` columns that tell a run's settings apart, from its manifest's stages.
+
+    ``kind`` is ``evolve`` for a run with an ``evolve`` stage, else the kind of its first
+    stage (``rollout``, ``eval``, ``import``...). An evolve run's settings are its
+    ``EvolveConfig`` (the ``evolve`` stage's config); a model left to the default is the one its
+    rollout used, an author model left to the default is the agent's model. Other runs take
+    them from their stages: suite, model, protocol, delivery, seed and skill name from the
+    ``rollout`` and ``eval:...`` stages (several different texts listed, sorted and
+    comma-separated, as a comparison of two protocols has; numbers that differ are NULL),
+    ``test_limit`` from the evaluations of the ``test`` split, ``analysts`` and
+    ``error_analyst`` from the ``analyse`` stage, the merge settings and the author model
+    from ``consolidate`` (the author also from ``analyse``). A setting the run does not have
+    is None (``error_analyst`` with the success analysts only; ``evolve_limit`` outside an
+    evolve run; a limit of None is the whole split). A value of the wrong type is None.
+    """
+    stages = manifest.stages
+    agent = [
+        _dict(record.config)
+        for name, record in stages.items()
+        if name == "rollout" or name.startswith("eval:")
+    ]
+    analyse = _dict(stages["analyse"].config) if "analyse" in stages else {}
+    consolidate = _dict(stages["consolidate"].config) if "consolidate" in stages else {}
+    imported = _dict(stages["import"].config) if "import" in stages else {}
+    analyst = _text(analyse.get("analyst"))
+    analysts, error_analyst = ANALYST_SETTINGS.get(analyst or "", (analyst, None))
+    seeds = [_int(_dict(c.get("seeds")).get("run", c.get("seed")), "seed") for c in agent]
+    settings: dict[str, Any] = {
+        "kind": "evolve" if "evolve" in stages else next(iter(stages), "").split(":")[0] or None,
+        "suite": _agreed([_text(c.get("suite")) for c in agent] + [_text(imported.get("suite"))]),
+        "model": _agreed([_text(c.get("model")) for c in agent]),
+        "author_model": _agreed(
+            [_text(consolidate.get("author_model")), _text(analyse.get("model"))]
+        ),
+        "protocol": _agreed([_text(_dict(c.get("agent")).get("protocol")) for c in agent]),
+        "delivery": _agreed([_text(c.get("delivery")) for c in agent]),
+        "seed": _agreed(seeds),
+        "skill_name": _agreed([_text(c.get("skill_name")) for c in agent]),
+        "analysts": analysts,
+        "error_analyst": error_analyst,
+        "merge_batch": _int(consolidate.get("merge_batch"), "merge_batch"),
+        "max_levels": _int(consolidate.get("max_levels"), "max_levels"),
+        "merge_strategy": _text(consolidate.get("strategy")),
+        "evolve_limit": None,
+        "test_limit": _agreed(
+            [_int(c.get("limit"), "test_limit") for c in agent if c.get("split") == "test"],
+            nulls=True,
+        ),
+    }
+    evolve = _dict(stages["evolve"].config) if "evolve" in stages else None
+    if evolve is not None:
+        for column in _EVOLVE_SETTINGS:
+            if column not in evolve:
+                continue  # a field an older EvolveConfig did not have: the stages' value
+            value = evolve[column]
+            value = _int(value, column) if "INT" in SCHEMAS["runs"][column] else _text(value)
+            if value is not None or column in ("evolve_limit", "test_limit"):
+                settings[column] = value
+        settings["author_model"] = settings["author_model"] or settings["model"]
+    if settings["analysts"] == "success":
+        settings["error_analyst"] = None  # the success analysts only: no error analyst ran
+    return settings
+
+
 def read_run(
     run_dir: Path, con: duckdb.DuckDBPyConnection | None = None
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[str]], list[str]]:
@@ -684,6 +823,7 @@ def read_run(
             "created_at": manifest.created_at,
             "toolkit_version": manifest.toolkit_version,
             "schema_version": manifest.schema_version,
+            **run_settings(manifest),
             "stages": json.dumps(
                 {k: v.model_dump(mode="json") for k, v in manifest.stages.items()}, sort_keys=True
             ),

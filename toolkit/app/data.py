@@ -469,9 +469,22 @@ def _wall_seconds(run_stages: dict[str, dict[str, Any]]) -> float | None:
     return sum(t.seconds or 0.0 for t in stage_times(records)) or None
 
 
+def _analysts_text(analysts: str | None, error_analyst: str | None) -> str | None:
+    return f"{analysts} ({error_analyst})" if analysts and error_analyst else analysts
+
+
+def _merge_text(strategy: str | None, batch: int | None, levels: int | None) -> str | None:
+    parts = [strategy, *(f"{k}={v}" for k, v in (("B", batch), ("L_max", levels)) if v)]
+    return ", ".join(p for p in parts if p) or None
+
+
 def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
-    """One row per run: suite, models, modes, protocols, seeds, status, cost, wall time,
-    S0 -> S*.
+    """One row per run: its kind, suite, models, modes, protocols, seeds, author model,
+    analysts and merge settings, status, cost, wall time, S0 -> S*.
+
+    Suite, models, modes, protocols and seeds are those of the run's trajectories (a run of
+    several conditions lists each), the run's settings (the index's ``runs`` columns) while
+    it has none yet; kind, author, analysts and merge are the run's settings.
 
     S0 and S* are read from the run's git refs when its manifest names the repository;
     otherwise S0 is the skill its rollout used and S* the last other skill it evaluated.
@@ -494,12 +507,35 @@ def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
         ).fetchall()
     }
     rows = []
-    for run_id, created_at, stages_json, n_traj, n_eval, skipped in con.execute(
-        """SELECT run_id, created_at, stages, trajectories, eval_trajectories, skipped_lines
+    for (
+        run_id,
+        created_at,
+        stages_json,
+        n_traj,
+        n_eval,
+        skipped,
+        kind,
+        author,
+        analysts,
+        error_analyst,
+        strategy,
+        batch,
+        levels,
+        *settings,  # as the trajectories' suite, models, modes, protocols and seeds
+    ) in con.execute(
+        """SELECT run_id, created_at, stages, trajectories, eval_trajectories, skipped_lines,
+                  kind, author_model, analysts, error_analyst, merge_strategy, merge_batch,
+                  max_levels, suite, model, delivery, protocol, seed::VARCHAR
            FROM runs ORDER BY created_at DESC, run_id"""
     ).fetchall():
         run_stages = json.loads(stages_json) if stages_json else {}
-        suite, models, modes, protocols, seeds, *traj_cost = per_run.get(run_id, (None,) * 8)
+        traj_settings = per_run.get(run_id, (None,) * 8)
+        traj_cost = traj_settings[5:]
+        # What the trajectories show; the run's settings before it has any.
+        suite, models, modes, protocols, seeds = (
+            shown if shown is not None else setting
+            for shown, setting in zip(traj_settings[:5], settings, strict=True)
+        )
         s0, s_star = _run_versions(con, runs_dir, run_id, run_stages)
         r0, t0 = _rate_text(*_outcomes(con, run_id, s0))
         r1, t1 = _rate_text(*_outcomes(con, run_id, s_star))
@@ -507,12 +543,16 @@ def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
             {
                 "run": run_id,
                 "created": created_at,
+                "kind": kind,
                 "suite": suite,
                 "models": models,
                 "mode": modes,
                 # Two evaluations of one skill under two protocols differ only here.
                 "protocols": protocols,
                 "seeds": seeds,
+                "author": author,
+                "analysts": _analysts_text(analysts, error_analyst),
+                "merge": _merge_text(strategy, batch, levels),
                 "status": _status_text(run_stages),
                 "trajectories": n_traj + n_eval,
                 # Damaged lines the index skipped: the rates below are without them.
@@ -535,11 +575,15 @@ def runs_table(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> pd.DataFrame:
         columns=[
             "run",
             "created",
+            "kind",
             "suite",
             "models",
             "mode",
             "protocols",
             "seeds",
+            "author",
+            "analysts",
+            "merge",
             "status",
             "trajectories",
             "skipped_lines",

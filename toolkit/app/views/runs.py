@@ -21,7 +21,9 @@ def render() -> None:
         "S0 and S*: pass rate with its bootstrap 95% CI on the run's evaluation "
         "(the rollout's for S0 when it was not evaluated); delta = S* - S0. skipped_lines: "
         "damaged lines of the run's files, left out of these figures. cost: over the model "
-        "calls whose cost is known (unpriced: no price for the model, or no usage sent)."
+        "calls whose cost is known (unpriced: no price for the model, or no usage sent). "
+        "kind, author, analysts and merge (strategy, B, L_max): the run's settings, from its "
+        "manifest."
     )
     st.dataframe(
         table,
