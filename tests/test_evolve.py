@@ -1098,6 +1098,42 @@ def test_a_resume_reuses_the_folders_the_run_started_with(repo: Path, tmp_path: 
     assert f"the --reuse folder {source.absolute()} this run recorded is gone" in gone.output
 
 
+def test_a_resume_after_the_agent_changed(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an upgrade that changed the agent (its fingerprint, in every trajectory id), a
+    resume of a finished run re-evaluated S0 in its summary stage (11 minutes of model time
+    on the example run), and one with agent work left would have mixed two harnesses."""
+    runs = repo.parent / "runs"
+    args = ["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq",
+            "--model", "fake/rehearsal", "--evolve-limit", "3", "--test-limit", "2",
+            "--runs-dir", str(runs), "--no-progress", "--error-analyst", "single"]  # fmt: skip
+    done = CliRunner().invoke(main, [*args, "--run-id", "h", "--cache-dir", str(tmp_path / "a")])
+    assert done.exit_code == 0, done.output
+    stopped = CliRunner().invoke(
+        main, [*args, "--run-id", "h2", "--budget", "calls=1", "--cache-dir", str(tmp_path / "b")]
+    )
+    assert stopped.exit_code == 3, stopped.output  # after its rollout
+    evals = (runs / "h" / "evals" / "trajectories.jsonl").read_text()
+    for module in ("toolkit.agent", "toolkit.rollout"):  # the agent a newer toolkit builds
+        monkeypatch.setattr(f"{module}.agent_fingerprint", lambda agent: "0123456789ab")
+    resume = ["evolve", "--resume", "--runs-dir", str(runs), "--no-progress",
+              "--cache-dir", str(tmp_path / "c")]  # fmt: skip
+    again = CliRunner().invoke(main, [*resume, "--run-id", "h"])
+    assert again.exit_code == 0, again.output
+    assert (runs / "h" / "evals" / "trajectories.jsonl").read_text() == evals
+    stages = json.loads((runs / "h" / "summary.json").read_text())["stages"]
+    assert stages["summary"]["calls"] == stages["summary"]["cached"] == 0, stages["summary"]
+    before = (runs / "h2" / "trajectories.jsonl").read_text()
+    refused = CliRunner().invoke(main, [*resume, "--run-id", "h2"])
+    assert refused.exit_code == 1, refused.output
+    assert "was started by another agent harness" in refused.output
+    assert "eval-s0, eval-result would run with another agent" in refused.output
+    assert (runs / "h2" / "trajectories.jsonl").read_text() == before
+    with pytest.raises(EvolveError, match="another agent harness"):  # the Python API too
+        evolve(load_config(runs / "h2"), resume=True, progress=False)  # type: ignore[arg-type]
+
+
 def test_nothing_learned_suggests_only_options_the_analysts_accept(
     repo: Path, tmp_path: Path
 ) -> None:

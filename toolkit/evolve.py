@@ -776,13 +776,59 @@ def dead_end(run_dir: Path, analysts: str) -> str | None:
 def check_resumable(config: EvolveConfig) -> None:
     """Refuse a resume that can only end as the run did (:func:`dead_end`; the estimate
     promised calls the run would never make): :class:`NothingLearned`, exit 5 as the run's
-    own end, so a CI job that resumes reads it as the run did."""
+    own end, so a CI job that resumes reads it as the run did. Refuse one whose agent work
+    left would run with another agent harness (:func:`harness_change`): EvolveError."""
     why = dead_end(config.run_dir, config.analysts)
     if why:
         raise NothingLearned(
             f"run {config.run_id!r} {why}. Start a new run with another --run-id"
             + _refs_go(config.run_id)
         )
+    changed = harness_change(config)
+    if changed:
+        raise EvolveError(changed)
+
+
+#: The stages in which the agent runs tasks (their trajectories are matched by agent fingerprint).
+AGENT_STAGES = ("rollout", "eval-s0", "eval-result", "eval-none")
+
+
+def harness_change(config: EvolveConfig) -> str | None:
+    """Why resuming ``config``'s run would mix two agents, or None.
+
+    A trajectory's id names the agent's fingerprint (its prompts, rules and limits), so a
+    toolkit whose agent changed since the run started finds none of the run's finished
+    tasks: a resume ran them again with the new agent (a finished run's summary re-evaluated
+    S0 in silence), and S0 and S* would be compared across two harnesses. Checked while
+    agent stages are left; the fingerprint is the one the run's rollout recorded.
+    """
+    from toolkit.agent import AgentConfig, agent_fingerprint
+    from toolkit.runs import read_manifest
+
+    manifest = read_manifest(config.run_dir)
+    rollout = manifest.stages.get("rollout") if manifest else None
+    recorded = (rollout.config or {}).get("agent_fingerprint") if rollout else None
+    if not recorded:
+        return None
+    stats = _stored_stats(config.run_dir)
+    active = active_stages(config)
+    left = [s for s in AGENT_STAGES if s in active and stats[s].status != "done"]
+    if not left:
+        return None
+    agent = AgentConfig(protocol=config.protocol).model_copy(update={"delivery": config.delivery})
+    now = agent_fingerprint(agent)
+    if now == recorded:
+        return None
+    version = manifest.toolkit_version if manifest else "?"
+    return (
+        f"run {config.run_id!r} was started by another agent harness (fingerprint "
+        f"{recorded}, recorded by its rollout; this toolkit's is {now}): the agent's prompts "
+        f"or rules changed since, so the tasks it finished would not be found and "
+        f"{', '.join(left)} would run with another agent, comparing S0 and S* across two "
+        f"harnesses. Resume it with the toolkit that started it (version "
+        f"{version}), or start a new run (--reuse {quote(str(config.run_dir))} copies the "
+        "tasks that still match)"
+    )
 
 
 def no_result_reason(run_dir: Path) -> str:
@@ -1334,14 +1380,44 @@ def _stage_eval_result(run: _Run) -> None:
 def _stage_summary(run: _Run) -> None:
     from toolkit.evaluate import pair_results
 
-    stages = [("s0", _stage_eval_s0), ("result", _stage_eval_result)]
+    stages = [
+        ("s0", "eval-s0", _stage_eval_s0, run.base_ref),
+        ("result", "eval-result", _stage_eval_result, run.result_ref),
+    ]
     if run.config.no_skill_baseline:
-        stages.append(("none", _stage_eval_none))
-    for name, stage in stages:
-        if name not in run.values:  # resumed after the evaluations: cheap re-read
+        stages.append(("none", "eval-none", _stage_eval_none, None))
+    for name, stage_name, stage, ref in stages:
+        if name in run.values:
+            continue
+        # Resumed after the evaluations: read back what they stored, never run again.
+        stored = _stored_eval(run, ref) if run.stats[stage_name].status == "done" else None
+        if stored is not None:
+            run.values[name] = stored
+        else:
             stage(run)
     run.values["summary"] = build_summary(run, pair_results(run.values["s0"], run.values["result"]))
     _write_summary(run)
+
+
+def _stored_eval(run: _Run, ref: str | None) -> EvalResult | None:
+    """The finished evaluation of the skill at ``ref`` (None: no skill) as its eval file
+    holds it, or None when the file cannot give it (then the stage runs, finding its
+    tasks done)."""
+    from toolkit.evaluate import EvalError, eval_path, load_eval
+    from toolkit.trajectory import NO_SKILL_COMMIT, skill_commit
+
+    cfg = run.config
+    commit = skill_commit(run.skill_at(ref)) if ref is not None else NO_SKILL_COMMIT
+    try:
+        return load_eval(
+            eval_path(run.run_dir, commit, cfg.test_split),
+            suite=cfg.suite,
+            model=run.model,
+            seed=cfg.seed,
+            delivery=cfg.delivery if ref is not None else "none",
+        )
+    except EvalError:  # ambiguous too (another protocol evaluated into the folder)
+        return None
 
 
 def _write_summary(run: _Run) -> EvolveSummary:
@@ -1758,6 +1834,10 @@ def evolve(
             )
         if config.no_cache:
             llm_config = llm_config.model_copy(update={"cache": False})
+        if stored is not None:
+            changed = harness_change(config)
+            if changed:
+                raise EvolveError(changed)
         reuse = reuse_folders(config, reuse)
         config = config.model_copy(update={"reuse": reuse})
         meter = Meter(run_dir / CALLS_FILE, budget)

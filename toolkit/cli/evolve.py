@@ -305,6 +305,8 @@ def evolve(
     moved), --suite with --data (where the same data is now), --no-cache, and --concurrency
     or --cache-dir (which change no result) may be given, an option that would change a
     setting is refused; the skill folder and the data are found from another directory).
+    A resume with agent work left is refused when this toolkit's agent is not the one the
+    run started with (a finished run only rebuilds its summary from its files).
     Exit code 3: budget spent; 5: nothing learned (no trajectory for the analysts, or no
     analysis passed the quality gate: no result, and a resume cannot change it); 130 or 143:
     stopped by Ctrl-C or a kill (resumable).
