@@ -7,6 +7,9 @@ composes eval)::
     rollout      the agent with S0 on the evolve split (toolkit.rollout)
     analyse      one analysis per trajectory -> leaf patches (toolkit.analysts)
     consolidate  hierarchical merges -> S* on t2s/<run>/result (toolkit.consolidate)
+    sequential   instead of analyse + consolidate (consolidation="sequential", the paper's
+                 Seq-B baselines): batch after batch, analyses against the current skill
+                 and a merge into it, a chain t2s/<run>/seq/<step> (consolidate.sequential)
     eval-s0      S0 on the test split (toolkit.evaluate)
     eval-result  S* on the same tasks and seeds (paired with S0)
     eval-none    with no_skill_baseline: the agent with no skill on the same tasks
@@ -52,6 +55,7 @@ from toolkit.runs import CALLS_FILE, REFS_BUNDLE, read_jsonl_dicts
 from toolkit.tokens import TokenTally
 
 if TYPE_CHECKING:
+    from toolkit.analysts import AnalyseConfig
     from toolkit.evaluate import Comparison, EvalResult
     from toolkit.llm.config import LLMConfig
     from toolkit.repo import SkillRepo
@@ -70,6 +74,7 @@ STAGES: tuple[str, ...] = (
     "rollout",
     "analyse",
     "consolidate",
+    "sequential",
     "eval-s0",
     "eval-result",
     "eval-none",
@@ -79,8 +84,17 @@ STAGES: tuple[str, ...] = (
 
 
 def active_stages(config: EvolveConfig) -> tuple[str, ...]:
-    """The stages ``config`` runs: every one, ``eval-none`` only with a no-skill baseline."""
-    return tuple(s for s in STAGES if s != "eval-none" or config.no_skill_baseline)
+    """The stages ``config`` runs: ``eval-none`` only with a no-skill baseline; ``analyse``
+    and ``consolidate`` (parallel), or ``sequential`` in their place."""
+    skip = {"sequential"} if config.consolidation == "parallel" else {"analyse", "consolidate"}
+    if not config.no_skill_baseline:
+        skip.add("eval-none")
+    return tuple(s for s in STAGES if s not in skip)
+
+
+def result_stage(config: EvolveConfig) -> str:
+    """The stage that makes S* (``t2s/<run>/result``): consolidate or sequential."""
+    return "sequential" if config.consolidation == "sequential" else "consolidate"
 
 
 T = TypeVar("T")
@@ -122,7 +136,8 @@ class EvolveConfig(BaseModel):
     """Everything an evolution needs; stored in the manifest so a resume needs only the run id.
 
     Defaults are the paper's main setting: Deepening (start from the written skill), +Error
-    analysts (agentic), parallel hierarchical consolidation (B=5, at most 5 levels). Creation
+    analysts (agentic), parallel hierarchical consolidation (B=5, at most 5 levels);
+    ``consolidation="sequential"`` with ``seq_batch`` 1 or 4 is the paper's Seq-B baseline. Creation
     has no mode of its own: ``skill`` is then a folder whose SKILL.md holds only its front
     matter (README, "The paper's settings").
     """
@@ -168,6 +183,12 @@ class EvolveConfig(BaseModel):
     merge_strategy: Literal["llm", "git"] = Field(
         "llm", description="llm: the merge operator for every group; git: union when clean."
     )
+    consolidation: Literal["parallel", "sequential"] = Field(
+        "parallel",
+        description="parallel: patches made against S0, merged as a tree (the paper's "
+        "method); sequential: the Seq-B baseline, the skill edited batch after batch.",
+    )
+    seq_batch: int = Field(4, ge=1, description="Seq-B: trajectories per sequential step.")
     protocol: Literal["json", "code", "tools", "plain"] = Field(
         "code", description="Agent protocol."
     )
@@ -658,7 +679,8 @@ def estimate(
 
     ``finished``: units of each stage already done (``math.inf`` for a finished stage), so a
     resume's estimate is of the work left. ``patches``: the leaf patches the analyses kept,
-    once known; the consolidation is planned from them instead of from every analysis.
+    once known; the consolidation is planned from them instead of from every analysis. A
+    sequential consolidation is one row, ``sequential``, whose units are its steps.
     """
     finished = finished or {}
     failing = {"error": rates.fail_rate, "success": 1 - rates.fail_rate, "combined": 1.0}
@@ -674,6 +696,7 @@ def estimate(
         ("rollout", evolve_tasks, evolve_tasks * rates.steps_per_task, concurrency),
         ("analyse", analyses, analyses * per_analysis, concurrency),
         ("consolidate", merges, merge_calls, concurrency),
+        ("sequential", 0, 0.0, 1),  # computed below when it runs
         ("eval-s0", test_tasks, test_tasks * rates.steps_per_task, concurrency),
         ("eval-result", test_tasks, test_tasks * rates.steps_per_task, concurrency),
         *(
@@ -683,7 +706,15 @@ def estimate(
         ),
     ]
     stages = []
+    active = active_stages(config)
     for name, units, calls, width in plan:
+        if name not in active:
+            continue
+        if name == "sequential":
+            stages.append(
+                _sequential_estimate(config, analyses, per_analysis, rates, concurrency, finished)
+            )
+            continue
         left = int(max(0, units - finished.get(name, 0)))
         calls = calls * left / units if units else calls
         unit_s = rates.unit_seconds.get(_UNIT_KIND.get(name, "task"))
@@ -698,6 +729,37 @@ def estimate(
             )
         )
     return Estimate(stages=stages, rates=rates, left=bool(finished))
+
+
+def _sequential_estimate(
+    config: EvolveConfig,
+    analyses: int,
+    per_analysis: float,
+    rates: Rates,
+    concurrency: int,
+    finished: Mapping[str, float],
+) -> StageEstimate:
+    """The ``sequential`` stage's row: ceil(analyses / B) steps one after another, each its
+    batch's analyses at once (up to ``parallel``) and then one merge (none for a batch of
+    one; under the ``git`` strategy about half, as for the parallel tree)."""
+    batch = config.seq_batch
+    sizes = [min(batch, analyses - start) for start in range(0, analyses, batch)]
+    done = finished.get("sequential", 0)
+    left = sizes[int(min(done, len(sizes))) :]
+    merged = sum(size >= 2 for size in left)
+    merge_calls = merged if config.merge_strategy == "llm" else math.ceil(merged / 2)
+    calls = sum(left) * per_analysis + merge_calls
+    width = max(1, concurrency)
+    analysis_s = rates.unit_seconds.get("analysis", per_analysis * rates.seconds_per_call)
+    merge_s = rates.unit_seconds.get("merge", rates.seconds_per_call)
+    seconds = sum(math.ceil(size / width) * analysis_s + merge_s * (size >= 2) for size in left)
+    return StageEstimate(
+        stage="sequential",
+        units=len(left),
+        calls=math.ceil(calls),
+        tokens=math.ceil(calls * rates.tokens_per_call),
+        minutes=seconds / 60,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -760,6 +822,17 @@ def dead_end(run_dir: Path, analysts: str) -> str | None:
             why = nothing_to_learn(analysts, counts["tasks"], counts["passed"])
             if why:
                 return f"stopped after its rollout, and a resume ends the same way: {why}"
+    if stats["sequential"].status == "failed":
+        manifest = read_manifest(run_dir)
+        chain = manifest.stages.get("consolidate") if manifest else None
+        counts = chain.counts if chain else {}
+        finished = counts.get("steps") and counts.get("steps_done") == counts["steps"]
+        if finished and not counts.get("kept"):
+            return (
+                f"stopped after its sequential consolidation: none of its "
+                f"{counts.get('analyses', 0)} analyses in {counts['steps']} steps passed the "
+                "quality gate, and resuming redoes no finished step"
+            )
     if stats["analyse"].status != "failed":
         return None
     records = read_jsonl_dicts(run_dir / ANALYSES_FILE)
@@ -908,6 +981,7 @@ class EditSupport(BaseModel):
     support: int
     sources: list[str]
     text: str = Field("", description="The edit's first line of text, shortened.")
+    step: int | None = Field(None, description="Sequential: the step that made the edit.")
 
 
 class PairedScore(BaseModel):
@@ -946,8 +1020,15 @@ class EvolveSummary(BaseModel):
     evolve: Score = Field(description="S0 on the evolve split (the rollouts).")
     analyses: dict[str, int] = Field(description="total, kept, dropped.")
     dropped_reasons: dict[str, int] = Field(description="Why analyses were dropped, counted.")
-    merges: dict[str, int] = Field(description="Merge records by status, and levels.")
+    merges: dict[str, int] = Field(
+        description="Merge records by status, and levels (parallel) or steps (sequential)."
+    )
     final_patch_id: str | None
+    consolidation: str = Field(
+        "parallel",
+        description="How S* was made: parallel (B, L_max) or sequential (Seq-B, steps), and "
+        "the merge strategy.",
+    )
     top_edits: list[EditSupport] = Field(description="Edits of S* by support, highest first.")
     s0: Score
     result: Score
@@ -994,26 +1075,34 @@ def _first_line(text: str, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
-def top_edits(run_dir: Path, patch_id: str | None, limit: int = 10) -> list[EditSupport]:
+def top_edits(
+    run_dir: Path, patch_id: str | None, limit: int = 10, *, sequential: bool = False
+) -> list[EditSupport]:
     """The final patch's edits, highest support first: op and place from
     ``patches/<id>.json``, leaf sources and support from the merge that made it
-    (``merges.jsonl``); a final patch that is a leaf has support 1 per edit."""
+    (``merges.jsonl``); a final patch that is a leaf has support 1 per edit. ``sequential``:
+    the edits every step of a sequential consolidation merged (there is no final patch)."""
+    merges = read_jsonl_dicts(run_dir / "merges.jsonl")
+    if sequential:
+        made = [m for m in merges if m.get("step") and m.get("commit") and m.get("patch_id")]
+        edits = [e for m in made for e in _patch_edits(run_dir, m["patch_id"], m)]
+        return sorted(edits, key=lambda e: (-e.support, e.step or 0, e.id))[:limit]
     if patch_id is None:
         return []
+    merge = next((m for m in reversed(merges) if m.get("patch_id") == patch_id), None)
+    edits = _patch_edits(run_dir, patch_id, merge)
+    return sorted(edits, key=lambda e: (-e.support, e.id))[:limit]
+
+
+def _patch_edits(run_dir: Path, patch_id: str, merge: dict[str, Any] | None) -> list[EditSupport]:
+    """The edits of ``patches/<patch_id>.json`` with the support ``merge`` (its merges.jsonl
+    line) gives them; none when the file is missing."""
     from toolkit.patch import load_patch
 
     path = run_dir / "patches" / f"{patch_id}.json"
     if not path.exists():
         return []
     patch = load_patch(path)
-    merge = next(
-        (
-            m
-            for m in reversed(read_jsonl_dicts(run_dir / "merges.jsonl"))
-            if m.get("patch_id") == patch_id
-        ),
-        None,
-    )
     provenance = {e.get("id"): e for e in (merge or {}).get("edits") or []}
     edits = []
     for edit in patch.edits:
@@ -1028,9 +1117,10 @@ def top_edits(run_dir: Path, patch_id: str | None, limit: int = 10) -> list[Edit
                 support=int(known.get("support") or len(sources) or 1),
                 text=_first_line(edit.content or edit.old_text or ""),
                 sources=sources,
+                step=(merge or {}).get("step"),
             )
         )
-    return sorted(edits, key=lambda e: (-e.support, e.id))[:limit]
+    return edits
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1051,12 +1141,14 @@ def open_suite(config: EvolveConfig) -> Suite:
 
 
 #: The stages that call the author model (the analysts, the merge operator).
-_AUTHOR_STAGES: tuple[str, ...] = ("analyse", "consolidate")
+_AUTHOR_STAGES: tuple[str, ...] = ("analyse", "consolidate", "sequential")
 
 
-def _author_calls_left(stats: Mapping[str, StageStats]) -> bool:
-    """Whether a stage that calls the author model (:data:`_AUTHOR_STAGES`) has work left."""
-    return any(stats[name].status != "done" for name in _AUTHOR_STAGES)
+def _author_calls_left(config: EvolveConfig, stats: Mapping[str, StageStats]) -> bool:
+    """Whether a stage of ``config`` that calls the author model (:data:`_AUTHOR_STAGES`)
+    has work left."""
+    active = active_stages(config)
+    return any(stats[name].status != "done" for name in _AUTHOR_STAGES if name in active)
 
 
 def _author_server(config: EvolveConfig) -> str | None:
@@ -1086,7 +1178,9 @@ def check_author_server(config: EvolveConfig) -> None:
     Raises:
         EvolveError: the password is needed; ``--author-api-base`` gives it again.
     """
-    if config.author_api_base is not None and _author_calls_left(_stored_stats(config.run_dir)):
+    if config.author_api_base is not None and _author_calls_left(
+        config, _stored_stats(config.run_dir)
+    ):
         _author_server(config)
 
 
@@ -1117,7 +1211,7 @@ class _Run:
         # both stages done no author call is left (they are skipped), so a server that cannot
         # be called (its password was not stored) is not asked for: the agent's stands in.
         self.author_llm = self.llm
-        if config.author_api_base is not None and _author_calls_left(stats):
+        if config.author_api_base is not None and _author_calls_left(config, stats):
             self.author_llm = self.llm.model_copy(update={"api_base": _author_server(config)})
         self.meter = meter
         self.stats = stats
@@ -1268,21 +1362,28 @@ def analyst_choice(config: EvolveConfig) -> str:
     return config.analysts
 
 
-def _stage_analyse(run: _Run) -> None:
-    from toolkit.analysts import AnalyseConfig, run_analyses
+def _analyse_config(run: _Run) -> AnalyseConfig:
+    """The analysts' settings of ``run``."""
+    from toolkit.analysts import AnalyseConfig
 
     cfg = run.config
+    return AnalyseConfig(
+        analyst=analyst_choice(cfg),  # type: ignore[arg-type]
+        model=run.author_model,
+        seed=cfg.seed,
+        concurrency=run.concurrency,
+        skill_path=str(run.repo.root / run.skill_path),
+        repo=str(run.repo.root),
+        run_id=cfg.run_id,
+    )
+
+
+def _stage_analyse(run: _Run) -> None:
+    from toolkit.analysts import run_analyses
+
     summary = run_analyses(
         run.run_dir,
-        AnalyseConfig(
-            analyst=analyst_choice(cfg),  # type: ignore[arg-type]
-            model=run.author_model,
-            seed=cfg.seed,
-            concurrency=run.concurrency,
-            skill_path=str(run.repo.root / run.skill_path),
-            repo=str(run.repo.root),
-            run_id=cfg.run_id,
-        ),
+        _analyse_config(run),
         resume=True,  # analyses already in analyses.jsonl are kept, never redone
         progress=run.progress,
         llm_config=run.author_llm,
@@ -1291,16 +1392,57 @@ def _stage_analyse(run: _Run) -> None:
     )
     run.stats["analyse"].units = summary.trajectories
     if summary.kept == 0:
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.reasons.items())) or "none"
-        levers = ["a stronger --author-model", "more evolve tasks"]
-        if cfg.analysts == "error" and cfg.error_analyst != "single":
-            levers.append("--error-analyst single")  # combined refuses it, success ignores it
-        raise NothingLearned(
-            f"no analysis passed the quality gate ({summary.dropped} dropped: {reasons}); "
-            f"nothing to consolidate. See {run.run_dir}/analyses.jsonl; a new run (another "
-            f"--run-id) with {', '.join(levers[:-1])} or {levers[-1]} may help (this run's "
-            f"refs go with: trace2skill refs delete {cfg.run_id} --yes)"
-        )
+        raise _nothing_kept(run, summary.dropped, summary.reasons)
+
+
+def _nothing_kept(run: _Run, dropped: int, reasons: Mapping[str, int]) -> NothingLearned:
+    """The stop of a run none of whose analyses passed the quality gate."""
+    cfg = run.config
+    counted = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "none"
+    levers = ["a stronger --author-model", "more evolve tasks"]
+    if cfg.analysts == "error" and cfg.error_analyst != "single":
+        levers.append("--error-analyst single")  # combined refuses it, success ignores it
+    return NothingLearned(
+        f"no analysis passed the quality gate ({dropped} dropped: {counted}); "
+        f"nothing to consolidate. See {run.run_dir}/analyses.jsonl; a new run (another "
+        f"--run-id) with {', '.join(levers[:-1])} or {levers[-1]} may help (this run's "
+        f"refs go with: trace2skill refs delete {cfg.run_id} --yes)"
+    )
+
+
+def _stage_sequential(run: _Run) -> None:
+    # Each step's analyses go through the budget executor; the budget is also checked before
+    # each step (its merge runs inside the stage, as the parallel merges do).
+    from toolkit.consolidate.sequential import SequentialConfig, run_sequential
+
+    cfg = run.config
+
+    def before_step(step: int) -> None:
+        why = run.meter.exceeded()
+        if why is not None:
+            raise BudgetExceeded(
+                f"budget spent ({why}) during stage sequential, before step {step}",
+                "sequential",
+            )
+
+    summary = run_sequential(
+        run.run_dir,
+        _analyse_config(run),
+        SequentialConfig(
+            batch=cfg.seq_batch,
+            strategy=cfg.merge_strategy,
+            seed=cfg.seed,
+            progress=run.progress,
+        ),
+        llm_config=run.author_llm,
+        executor=run.executor,
+        suite=run.suite(),
+        before_step=before_step,
+        echo=run.echo,
+    )
+    run.stats["sequential"].units = summary.steps
+    if summary.result_commit is None:
+        raise _nothing_kept(run, summary.dropped, summary.reasons)
 
 
 def _stage_consolidate(run: _Run) -> None:
@@ -1365,7 +1507,7 @@ def _stage_eval_s0(run: _Run) -> None:
 def _stage_eval_result(run: _Run) -> None:
     if run.result_ref not in run.repo.run_refs(run.config.run_id):
         bundle = run.run_dir / REFS_BUNDLE
-        if run.stats["consolidate"].status == "done" and bundle.is_file():
+        if run.stats[result_stage(run.config)].status == "done" and bundle.is_file():
             raise EvolveError(
                 f"{run.result_ref} is not in {run.repo.root}, though the consolidation "
                 f"finished (was it deleted?); restore the run's refs from its bundle: "
@@ -1453,6 +1595,19 @@ def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
     p = comparison.paired
     gained, lost = flips(s0, result)
     merge_status = Counter(str(m.get("status")) for m in merges)
+    cfg = run.config
+    sequential = cfg.consolidation == "sequential"
+    steps = [m for m in merges if m.get("step")]
+    if sequential:
+        changed = sum(bool(m.get("commit")) for m in steps)
+        how = (
+            f"sequential, Seq-B={cfg.seq_batch}: {len(steps)} steps, {changed} changed the "
+            f"skill (t2s/{cfg.run_id}/seq/1..{len(steps)})"
+        )
+        shape = {"steps": len(steps)}
+    else:
+        how = f"parallel, B={cfg.merge_batch}, L_max={cfg.max_levels}"
+        shape = {"levels": max((int(m.get("level") or 0) for m in merges), default=0)}
     return EvolveSummary(
         run_id=run.config.run_id,
         suite=run.config.suite,
@@ -1477,12 +1632,10 @@ def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
         dropped_reasons=dict(
             Counter(str(a.get("reason")) for a in analyses if a.get("status") == "dropped")
         ),
-        merges={
-            **dict(merge_status),
-            "levels": max((int(m.get("level") or 0) for m in merges), default=0),
-        },
+        merges={**dict(merge_status), **shape},
         final_patch_id=final_patch,
-        top_edits=top_edits(run.run_dir, final_patch),
+        consolidation=f"{how}; {cfg.merge_strategy} merges",
+        top_edits=top_edits(run.run_dir, final_patch, sequential=sequential),
         s0=_score(s0),
         result=_score(result),
         no_skill=_score(none) if none is not None else None,
@@ -1514,6 +1667,7 @@ _STAGE_FUNCS: dict[str, Callable[[_Run], None]] = {
     "rollout": _stage_rollout,
     "analyse": _stage_analyse,
     "consolidate": _stage_consolidate,
+    "sequential": _stage_sequential,
     "eval-none": _stage_eval_none,
     "eval-s0": _stage_eval_s0,
     "eval-result": _stage_eval_result,
@@ -1599,7 +1753,10 @@ def finished_units(config: EvolveConfig) -> dict[str, float]:
         rollouts = read_trajectories(run_dir / TRAJECTORIES_FILE).records
         done.setdefault("rollout", sum(t.stop_reason != "error" for t in rollouts))
     done.setdefault("analyse", len(read_jsonl_dicts(run_dir / ANALYSES_FILE)))
-    done.setdefault("consolidate", len(read_jsonl_dicts(run_dir / MERGES_FILE)))
+    merges = read_jsonl_dicts(run_dir / MERGES_FILE)
+    done.setdefault("consolidate", len(merges))
+    # A step is finished once its merges.jsonl line is written (its ref comes just before).
+    done.setdefault("sequential", len({m["step"] for m in merges if m.get("step")}))
     evals = eval_trajectories_path(run_dir)
     if not evals.exists():
         return done

@@ -93,6 +93,7 @@ class MergeLine(_Line):
     commit: str | None = None
     edits: list[MergeEdit] = Field(default_factory=list)
     dropped: list[dict[str, Any]] = Field(default_factory=list)
+    step: int | None = None
 
 
 class AblationLine(_Line):
@@ -143,6 +144,7 @@ class EditRow(BaseModel):
     sources: list[str] = Field(default_factory=list, description="Those leaf patch ids.")
     ablate: Effect | None = Field(default=None, description="S* minus S* without it.")
     only: Effect | None = Field(default=None, description="S0 with only it, minus S0.")
+    step: int | None = Field(default=None, description="Sequential: the step that made it.")
 
 
 class TaskOutcome(BaseModel):
@@ -231,6 +233,11 @@ class RunReview(BaseModel):
     base_commit: str
     result_commit: str
     final_patch_id: str | None
+    consolidation: str | None = Field(
+        default=None,
+        description="How S* was made, e.g. 'parallel (B=5, L_max=5)' or 'sequential (Seq-B=4, "
+        "3 steps)'; None when the run does not record it.",
+    )
     headline: Headline | None
     outcomes: list[TaskOutcome] = Field(default_factory=list)
     edits: list[EditRow] = Field(default_factory=list)
@@ -577,6 +584,52 @@ def _edits(
     return rows, list(patch.changelog_entries), merges
 
 
+def _consolidation(manifest: Manifest, merges: list[MergeLine] | None) -> str | None:
+    """The run's consolidation setting as the PR body names it (None: not recorded)."""
+    stage = manifest.stages.get("consolidate")
+    config = stage.config if stage else {}
+    if config.get("consolidation") == "sequential":
+        steps = config.get("steps") or len({m.step for m in merges or [] if m.step})
+        return f"sequential (Seq-B={config.get('seq_batch')}, {steps} steps)"
+    if config.get("merge_batch"):
+        return f"parallel (B={config['merge_batch']}, L_max={config.get('max_levels')})"
+    return None
+
+
+def _sequential_edits(
+    run_dir: Path, merges: list[MergeLine] | None, missing: list[str]
+) -> tuple[list[EditRow], list[str]]:
+    """The edits every step of a sequential consolidation merged (there is no final patch
+    on S0: each step's edits apply to the skill the step before made), and their changelog."""
+    rows: list[EditRow] = []
+    changelog: list[str] = []
+    for line in sorted((m for m in merges or [] if m.step and m.commit), key=lambda m: m.step or 0):
+        path = run_dir / "patches" / f"{line.patch_id}.json"
+        try:
+            patch = Patch.model_validate_json(path.read_bytes())
+        except (OSError, ValidationError):
+            missing.append(f"`patches/{line.patch_id}.json` (step {line.step}): its edits")
+            continue
+        support = {e.id: e for e in line.edits}
+        changelog += [f"step {line.step}: {c}" for c in patch.changelog_entries]
+        for edit in patch.edits:
+            eid = edit.id or edit.content_hash()
+            merged = support.get(eid)
+            rows.append(
+                EditRow(
+                    id=eid,
+                    file=edit.file,
+                    op=edit.op,
+                    section=edit.target_section,
+                    text=_excerpt(edit.content or edit.old_text or ""),
+                    support=merged.support if merged else patch.support,
+                    sources=merged.sources if merged else list(patch.sources),
+                    step=line.step,
+                )
+            )
+    return rows, changelog
+
+
 def _excerpt(text: str, limit: int = 80) -> str:
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return first if len(first) <= limit else first[: limit - 3] + "..."
@@ -638,7 +691,12 @@ def load_review(run_dir: str | Path, git: Git, *, skill_path: str | None = None)
         scoring = scoring_options(_stage_config(manifest, "suite_source"))
         headline = headline.model_copy(update={"scoring": scoring})
     final_patch_id = _stage_count(manifest, "final_patch_id")
-    edits, changelog, merges = _edits(run_dir, final_patch_id, missing)
+    consolidate = manifest.stages.get("consolidate")
+    if consolidate is not None and consolidate.config.get("consolidation") == "sequential":
+        merges = _read_lines(run_dir / "merges.jsonl", MergeLine, missing)
+        edits, changelog = _sequential_edits(run_dir, merges, missing)
+    else:
+        edits, changelog, merges = _edits(run_dir, final_patch_id, missing)
     analyses = _read_lines(run_dir / "analyses.jsonl", AnalysisLine, missing)
     calls = _read_lines(run_dir / "llm_calls.jsonl", LLMCallRecord, missing)
     return RunReview(
@@ -649,6 +707,7 @@ def load_review(run_dir: str | Path, git: Git, *, skill_path: str | None = None)
         base_commit=base,
         result_commit=result,
         final_patch_id=final_patch_id,
+        consolidation=_consolidation(manifest, merges),
         headline=headline,
         outcomes=outcomes,
         edits=edits,
@@ -674,7 +733,7 @@ def load_review(run_dir: str | Path, git: Git, *, skill_path: str | None = None)
         ],
         cost=_cost(calls or []),
         files=_file_changes(git, base, result, path),
-        provenance_refs=sorted(r for r in refs if r.startswith(("patch/", "L"))),
+        provenance_refs=sorted(r for r in refs if r.startswith(("patch/", "L", "seq/"))),
         missing=missing,
     )
 
@@ -831,7 +890,8 @@ def render_body(
         f"Skill **{_text(review.skill_path or review.skill_name)}** evolved by trace2skill run "
         f"`{run}` from trajectories: S0 is the skill at `t2s/{run}/base` "
         f"(`{review.base_commit[:12]}`), S* the result at `t2s/{run}/result` "
-        f"(`{review.result_commit[:12]}`).",
+        f"(`{review.result_commit[:12]}`)"
+        + (f", made by {review.consolidation} consolidation." if review.consolidation else "."),
         "",
         "## Scores",
         "",
@@ -880,7 +940,25 @@ def render_body(
         )
         lines += _tasks_table("Tasks S* fixed (passed in every seed)", review.fixed, "None.")
     lines += ["## Edits", ""]
-    if review.edits:
+    if review.edits and any(e.step is not None for e in review.edits):
+        shown, more = _capped(review.edits)
+        lines += [
+            "The edits of each step of the sequential consolidation, in order: each applies "
+            "to the skill the step before made (there is no single patch on S0, so no "
+            "per-edit effect). Support: the leaf patches of its step's batch that proposed "
+            "the edit.",
+            "",
+            "| step | edit | file | op | section | text | support |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {e.step} | `{_text(e.id)}` | {_text(e.file)} | {e.op} "
+            f"| {_text(e.section or '(file)')} | {_text(e.text)} "
+            f"| {'?' if e.support is None else e.support} |"
+            for e in shown
+        ]
+        lines += [more, ""] if more else [""]
+    elif review.edits:
         shown, more = _capped(review.edits)
         lines += [
             f"The final patch `{review.final_patch_id}`. Support: the leaf patches (one per "
@@ -927,7 +1005,12 @@ def render_body(
             lines += [
                 f"- analyses: {', '.join(f'{n} {k}' for k, n in sorted(review.analyses.items()))}"
             ]
-        if review.merges:
+        if review.merges and any(e.step is not None for e in review.edits):
+            lines += [
+                "- consolidation: sequential, one merge per step: "
+                + ", ".join(f"{n} {k}" for k, n in sorted(review.merges.items()))
+            ]
+        elif review.merges:
             lines += [
                 f"- consolidation: {review.merge_levels} level(s), "
                 + ", ".join(f"{n} {k}" for k, n in sorted(review.merges.items()))

@@ -318,11 +318,14 @@ def commit_patches(
     run_dir: Path,
     *,
     timestamp: int,
+    parent: str | None = None,
 ) -> dict[str, str]:
     """Commit every kept analysis' patch whose branch is missing; return id -> commit of all.
 
     The files are recomputed from ``patches/<id>.json`` and S0 (pure and deterministic), so a
-    run killed between the analyses and this batch commits them on ``--resume``.
+    run killed between the analyses and this batch commits them on ``--resume``. ``parent``:
+    the patches' parent commit, when ``s0`` is not the run's base (a step of a sequential
+    consolidation: the skill the steps before made).
     """
     refs = store.run_refs(run_id)
     prefix = f"t2s/{run_id}/patch/"
@@ -357,5 +360,5 @@ def commit_patches(
             )
         )
     if todo:
-        existing.update(write_patches(store, run_id, todo, timestamp=timestamp))
+        existing.update(write_patches(store, run_id, todo, timestamp=timestamp, base=parent))
     return existing

@@ -136,6 +136,24 @@ class AnalysisRecord(BaseModel):
         default_factory=list,
         description="Inserts whose anchor was not in the section, appended to it instead.",
     )
+    step: int | None = Field(
+        None,
+        description="Sequential consolidation: the step whose batch it belongs to (analysed "
+        "against the skill the steps before made); None: analysed against S0 (parallel).",
+    )
+
+
+class AnalysisBatch(BaseModel):
+    """One step of a sequential consolidation, as the analyse stage runs it: the batch's
+    trajectories, analysed against the skill the steps before made (not S0), their patches
+    committed on that skill's commit."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step: int = Field(ge=1, description="The step (1-based).")
+    steps: int = Field(ge=1, description="Steps in the chain (for the progress label).")
+    trajectory_ids: list[str] = Field(description="The batch's trajectories, in order.")
+    parent: str = Field(description="Commit of the skill analysed (S_k-1): the patches' parent.")
 
 
 class AnalyseSummary(BaseModel):

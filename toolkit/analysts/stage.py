@@ -16,6 +16,10 @@
 
 ``resume=True`` skips the analyses already in ``analyses.jsonl`` (by analysis id) and commits
 any kept patch whose branch is missing.
+
+:func:`analyse_batch` runs the same on one step of a sequential consolidation
+(:mod:`toolkit.consolidate.sequential`): a batch of trajectories against the skill the steps
+before made instead of S0, its patches committed on that skill.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from toolkit.analysts.records import (
     MAX_REPORT_CHARS,
     AnalyseConfig,
     AnalyseSummary,
+    AnalysisBatch,
     AnalysisRecord,
     AnalysisUnit,
     analysis_id,
@@ -130,8 +135,9 @@ def recorded_suite(run_dir: Path) -> Suite | None:
     return None
 
 
-def _frozen_s0(run_dir: Path, config: AnalyseConfig) -> tuple[SkillRepo, AnalyseConfig, Skill]:
-    """Open the skill repository, make sure ``t2s/<run>/base`` exists, read S0 from it."""
+def frozen_s0(run_dir: Path, config: AnalyseConfig) -> tuple[SkillRepo, AnalyseConfig, Skill]:
+    """Open the skill repository, make sure ``t2s/<run>/base`` exists, read S0 from it; the
+    config comes back resolved (repository, skill folder, run id, base, S0's tree id)."""
     folder = _skill_folder(run_dir, config)
     if not folder.is_dir():
         raise AnalyseError(f"skill folder {folder} does not exist: pass --skill FOLDER")
@@ -171,7 +177,7 @@ def _frozen_s0(run_dir: Path, config: AnalyseConfig) -> tuple[SkillRepo, Analyse
     return store, resolved, s0
 
 
-def _select(
+def select_pairs(
     trajectories: list[Trajectory], config: AnalyseConfig
 ) -> tuple[list[tuple[Trajectory, str]], int]:
     """(trajectory, analyst) pairs to analyse, in file order, and how many were skipped."""
@@ -297,7 +303,7 @@ async def arun_analyses(
             "(with another --analyst too: finished analyses are kept, the others are added, "
             "and those dropped on a model error are done again)"
         )
-    store, config, s0 = _frozen_s0(run_path, config)
+    store, config, s0 = frozen_s0(run_path, config)
     try:
         return await _analyse(
             run_path,
@@ -359,10 +365,11 @@ def failed_on_model_error(record: object) -> bool:
     )
 
 
-def drop_model_errors(path: Path) -> int:
+def drop_model_errors(path: Path, only: set[str] | None = None) -> int:
     """Remove the analyses dropped on a model error (a server down, a wrong address) from
-    ``path`` so a resume does them again; return how many went. Every other line stays
-    byte-identical; the file is rewritten atomically."""
+    ``path`` so a resume does them again; return how many went. ``only``: just those with
+    these analysis ids. Every other line stays byte-identical; the file is rewritten
+    atomically."""
     if not path.is_file():
         return 0
     kept: list[str] = []
@@ -373,7 +380,7 @@ def drop_model_errors(path: Path) -> int:
         except json.JSONDecodeError:
             kept.append(line)
             continue
-        if failed_on_model_error(record):
+        if failed_on_model_error(record) and (only is None or record.get("id") in only):
             dropped += 1
         else:
             kept.append(line)
@@ -396,6 +403,7 @@ async def _analyse(
     sandbox_config: SandboxConfig | None,
     suite: Suite | None,
     wall0: float,
+    batch: AnalysisBatch | None = None,
 ) -> AnalyseSummary:
     llm = llm_config or LLMConfig.from_env()
     # The agent's own model, unless an import did not name one: then the configured default
@@ -410,25 +418,35 @@ async def _analyse(
             "executor": (executor or LocalExecutor()).name,
         }
     )
-    pairs, skipped = _select(trajectories, config)
+    pairs, skipped = select_pairs(trajectories, config)
+    if batch is not None:  # one step of a sequential consolidation: its batch, in its order
+        position = {tid: k for k, tid in enumerate(batch.trajectory_ids)}
+        pairs = sorted((p for p in pairs if p[0].id in position), key=lambda p: position[p[0].id])
+        skipped = 0
+    # The skill analysed: S0, or for a batch the skill the steps before made (its analyses
+    # are other analyses than S0's of the same trajectories: other ids).
+    analysed_skill = skill_commit(s0) if batch is not None else config.skill_commit
     by_id = {t.id: t for t, _ in pairs}
     units = [
         AnalysisUnit(
-            id=analysis_id(t.id, kind, model, config.skill_commit or "", config.seed),
+            id=analysis_id(t.id, kind, model, analysed_skill or "", config.seed),
             trajectory_id=t.id,
             analyst=kind,  # type: ignore[arg-type]
         )
         for t, kind in pairs
     ]
     analyses_path = run_path / ANALYSES_FILE
-    if resume:
+    if resume and batch is None:  # a sequential run's merges come step by step
         _refuse_new_after_consolidation(run_path, analyses_path, units)
     if resume and repair_jsonl(analyses_path):
         warnings.warn(
             f"cut an incomplete last line off {analyses_path}", ToolkitNotice, stacklevel=2
         )
     if resume:
-        retried = drop_model_errors(analyses_path)
+        # A batch retries its own failed analyses only: a finished step's stay as they were.
+        retried = drop_model_errors(
+            analyses_path, {u.id for u in units} if batch is not None else None
+        )
         if retried:
             warnings.warn(
                 f"analysing {retried} trajectories again whose model call failed last time",
@@ -524,7 +542,12 @@ async def _analyse(
         calls.update(made=out.calls, cached=out.cached)
         # A single-call analyst needs no task; without one the task-specific check is skipped.
         # The checks read the task's files and run the patch engine: off the event loop.
-        return await asyncio.to_thread(_record, unit, trajectory, out, s0, config, started, task)
+        record, patch = await asyncio.to_thread(
+            _record, unit, trajectory, out, s0, config, started, task
+        )
+        if batch is not None:
+            record = record.model_copy(update={"step": batch.step})
+        return record, patch
 
     def save(result: tuple[AnalysisRecord, Patch | None]) -> None:
         record, patch = result
@@ -535,7 +558,8 @@ async def _analyse(
     spec: StageSpec[AnalysisUnit, tuple[AnalysisRecord, Patch | None]] = StageSpec(
         run_dir=run_path,
         name=STAGE,
-        label=f"analyse {config.analyst}",
+        label=f"analyse {config.analyst}"
+        + (f" step {batch.step}/{batch.steps}" if batch is not None else ""),
         unit="analysis",
         config={**config.model_dump(mode="json"), "api_base": stored_api_base(llm.api_base)},
         units=units,
@@ -565,6 +589,7 @@ async def _analyse(
         records,
         run_path,
         timestamp=run_epoch(run_path),
+        parent=batch.parent if batch is not None else None,
     )
     kept = [r for r in records if r.status == "kept"]
     tokens = TokenTally.of((r.tokens_in, r.tokens_out) for r in records)
@@ -589,14 +614,15 @@ async def _analyse(
         cache_hits=calls["cached"],
         wall_s=time.perf_counter() - wall0,
     )
-    update_stage(
-        run_path,
-        STAGE,
-        counts=summary.model_dump(
-            mode="json",
-            include={"trajectories", "ran", "resumed", "kept", "dropped", "reasons", "skipped"},
-        ),
-    )
+    if batch is None:  # a sequential consolidation records its steps' totals itself
+        update_stage(
+            run_path,
+            STAGE,
+            counts=summary.model_dump(
+                mode="json",
+                include={"trajectories", "ran", "resumed", "kept", "dropped", "reasons", "skipped"},
+            ),
+        )
     failed = [r for r, _ in new if str(r.reason or "").startswith("model-error")]
     if new and len(failed) == len(new):
         raise AnalyseError(
@@ -607,6 +633,46 @@ async def _analyse(
             "analyses run again"
         )
     return summary
+
+
+async def analyse_batch(
+    run_dir: Path,
+    config: AnalyseConfig,
+    store: SkillRepo,
+    skill: Skill,
+    trajectories: list[Trajectory],
+    batch: AnalysisBatch,
+    *,
+    progress: bool = True,
+    llm_config: LLMConfig | None = None,
+    executor: Executor | None = None,
+    sandbox_config: SandboxConfig | None = None,
+    suite: Suite | None = None,
+) -> AnalyseSummary:
+    """Analyse one step's batch of a sequential consolidation against ``skill`` (the skill the
+    steps before made, committed at ``batch.parent``) instead of S0: the same analysts,
+    checks and records as the stage (each record names its step), the kept patches committed
+    on ``t2s/<run>/patch/<id>`` with parent ``batch.parent``. Resumable as the stage is
+    (finished analyses of the batch are kept; those dropped on a model error are done again).
+
+    ``config`` is resolved as :func:`frozen_s0` returns it (S0's tree selects the
+    trajectories made with S0); ``trajectories`` are the run's. The summary is the batch's.
+    """
+    return await _analyse(
+        Path(run_dir),
+        config,
+        store,
+        skill,
+        trajectories,
+        resume=True,
+        progress=progress,
+        llm_config=llm_config,
+        executor=executor,
+        sandbox_config=sandbox_config,
+        suite=suite,
+        wall0=time.perf_counter(),
+        batch=batch,
+    )
 
 
 def run_analyses(

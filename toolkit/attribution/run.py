@@ -252,6 +252,15 @@ def open_run(
             raise AttributionError(
                 f"run {run!r} has no result (t2s/{run}/result): {no_result_reason(run_dir)}"
             )
+        if stage_value(manifest, "consolidation") == "sequential":
+            raise AttributionError(
+                f"run {run!r} was consolidated sequentially (the Seq-B baseline: a chain "
+                f"t2s/{run}/seq/<step>, each step's edits applied to the skill the step before "
+                "made): S* has no single patch on S0, so its edits cannot be ablated, counted "
+                "or pruned one by one here. Its summary.json and PR body (trace2skill pr "
+                f"--dry-run) list each step's edits with their support; `git log "
+                f"--first-parent t2s/{run}/result` shows the steps"
+            )
         patch_id = final_patch_id(manifest, store, result)
         if patch_id is None:
             raise AttributionError(

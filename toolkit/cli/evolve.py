@@ -84,6 +84,7 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
             if s.dropped_reasons
             else ""
         ),
+        f"consolidation: {s.consolidation}",
         "merges: " + ", ".join(f"{k} {v}" for k, v in sorted(s.merges.items())),
         *(
             [
@@ -106,7 +107,8 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
         lines.append("top edits by support:")
         for e in s.top_edits[:5]:
             where = f"{e.file}" + (f" > {e.target_section}" if e.target_section else "")
-            lines.append(f"  support {e.support:>3}  {e.op:<18} {where}: {e.text}")
+            step = f"step {e.step}: " if e.step is not None else ""
+            lines.append(f"  support {e.support:>3}  {e.op:<18} {step}{where}: {e.text}")
     lines.append("stage         status       wall s   calls  cached   tokens")
     for name, st in s.stages.items():
         # A stage whose calls reported no counts shows "unknown", not 0; one where some did
@@ -202,19 +204,41 @@ def _cost_line(s: EvolveSummary) -> str:
     "server). Default: --api-base. May be given again on --resume (the server moved).",
 )
 @click.option(
+    "--consolidation",
+    type=click.Choice(["parallel", "sequential"]),
+    default="parallel",
+    show_default=True,
+    help="parallel (the paper's method): every trajectory is analysed against S0 and all "
+    "patches are merged at once, level by level (--merge-batch, --max-levels). sequential "
+    "(the paper's Seq-B baseline): the skill is edited online: the trajectories, in an order "
+    "drawn from --seed, in batches of --seq-batch; each batch is analysed against the skill "
+    "the batches before made and its patches merged into it, a chain of refs "
+    "t2s/<run>/seq/<step> whose last step is S*.",
+)
+@click.option(
+    "--seq-batch",
+    type=click.IntRange(min=1),
+    metavar="B",
+    help="Seq-B: trajectories per step of --consolidation sequential (default 4; the paper "
+    "compares Seq-B=1 and Seq-B=4). N analysed trajectories make ceil(N/B) steps, run one "
+    "after another, so a small B costs time, not calls.",
+)
+@click.option(
     "--merge-batch", type=click.IntRange(min=2), default=5, show_default=True,
-    help="B: most patches merged per group.",
+    help="B: most patches merged per group (parallel consolidation).",
 )  # fmt: skip
 @click.option(
     "--max-levels", type=click.IntRange(min=1), default=5, show_default=True,
-    help="L_max: at this level everything left is merged at once (the final forced merge).",
+    help="L_max: at this level everything left is merged at once (the final forced merge; "
+    "parallel consolidation).",
 )  # fmt: skip
 @click.option(
     "--merge-strategy",
     type=click.Choice(["llm", "git"]),
     default="llm",
     show_default=True,
-    help="llm: the merge operator for every group; git: textual union when no conflict.",
+    help="llm: the merge operator for every group (sequential: every batch of two or more "
+    "patches); git: textual union when no conflict.",
 )
 @click.option(
     "--protocol", type=click.Choice(["json", "code", "tools", "plain"]), default="code",
@@ -267,6 +291,8 @@ def evolve(
     error_analyst: str,
     author_model: str | None,
     author_api_base: str | None,
+    consolidation: str,
+    seq_batch: int | None,
     merge_batch: int,
     max_levels: int,
     merge_strategy: str,
@@ -288,6 +314,9 @@ def evolve(
       rollout      the agent with S0 on the evolve split
       analyse      one analyst per trajectory (+Error: failures), each a patch on its branch
       consolidate  patches merged in groups of B, level by level, into t2s/<run>/result (S*)
+      sequential   with --consolidation sequential, instead of analyse and consolidate:
+                   step by step, a batch of --seq-batch trajectories analysed against the
+                   current skill and merged into it (t2s/<run>/seq/<step>; the last is S*)
       eval-s0      S0 on the test split
       eval-result  S* on the same tasks and seeds
       eval-none    with --no-skill-baseline: the agent with no skill on the same tasks
@@ -322,6 +351,8 @@ def evolve(
       trace2skill evolve --resume --run-id r1 --no-skill-baseline
       trace2skill evolve skills/gsm8k-math --suite gsm8k --analysts combined \\
           --model openai/gpt-4o-mini
+      trace2skill evolve skills/wikitq-table-qa --suite wikitq --evolve-limit 60 \\
+          --consolidation sequential --seq-batch 1 --reuse runs/r1   # Seq-B=1 on r1's rollouts
     """
     from toolkit.evolve import (
         BudgetExceeded,
@@ -372,6 +403,7 @@ def evolve(
     else:
         if skill is None or suite is None:
             raise EvolveError("give the skill folder and --suite (or --resume --run-id RUN)")
+        _check_consolidation(consolidation, seq_batch)
         config = EvolveConfig(
             run_id=run_id or default_run_id(skill),
             runs_dir=runs_dir,
@@ -390,6 +422,8 @@ def evolve(
             merge_batch=merge_batch,
             max_levels=max_levels,
             merge_strategy=merge_strategy,  # type: ignore[arg-type]
+            consolidation=consolidation,  # type: ignore[arg-type]
+            **({"seq_batch": seq_batch} if seq_batch else {}),
             protocol=protocol,  # type: ignore[arg-type]
             delivery=delivery,  # type: ignore[arg-type]
             parallel=parallel,
@@ -440,8 +474,33 @@ def evolve(
 _SETTINGS = (
     "skill", "evolve_split", "evolve_limit", "test_split", "test_limit", "seed",
     "analysts", "error_analyst", "author_model", "merge_batch", "max_levels",
-    "merge_strategy", "protocol", "delivery", "allow_dirty",
+    "merge_strategy", "consolidation", "seq_batch", "protocol", "delivery", "allow_dirty",
 )  # fmt: skip
+
+
+def _check_consolidation(consolidation: str, seq_batch: int | None) -> None:
+    """Refuse options that do not fit the chosen consolidation (they would be ignored)."""
+    from toolkit.evolve import EvolveError
+
+    ctx = click.get_current_context()
+    if consolidation == "parallel" and seq_batch is not None:
+        raise EvolveError(
+            "--seq-batch is the batch of the sequential baseline: add --consolidation "
+            "sequential, or leave --seq-batch out (parallel consolidation merges in groups of "
+            "--merge-batch)"
+        )
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("merge_batch", "max_levels")
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+    ]
+    if consolidation == "sequential" and given:
+        raise EvolveError(
+            f"{' and '.join(given)} {'shape' if len(given) > 1 else 'shapes'} the parallel "
+            "merge tree; --consolidation sequential "
+            "merges each batch of --seq-batch patches into the skill at once: leave "
+            f"{'them' if len(given) > 1 else 'it'} out"
+        )
 
 
 def _refuse_changed_settings(config: EvolveConfig, suite: Suite | None) -> None:

@@ -1,10 +1,10 @@
 """The consolidation's run files: ``merges.jsonl`` lines and ``patches/<id>.json``.
 
-One :class:`MergeRecord` per group of a level, appended when the level is committed (after
-its merge commits exist), so a line always names refs that are there. Consolidated patches
-are saved beside the analysts' leaf patches under ``patches/``. Per-edit provenance (which
-child edits an edit cites, which leaf patches support it) lives in the record's ``edits``,
-since a :class:`~toolkit.patch.Edit` has no field for it.
+One :class:`MergeRecord` per group of a level (or per step of a sequential consolidation),
+appended when the level is committed (after its merge commits exist), so a line always names
+refs that are there. Consolidated patches are saved beside the analysts' leaf patches under
+``patches/``. Per-edit provenance (which child edits an edit cites, which leaf patches support
+it) lives in the record's ``edits``, since a :class:`~toolkit.patch.Edit` has no field for it.
 """
 
 from __future__ import annotations
@@ -97,6 +97,11 @@ class MergeRecord(BaseModel):
     """Completion tokens of the group's model calls; None when a call's were not reported."""
     started_at: float = 0.0
     ended_at: float = 0.0
+    step: int | None = None
+    """Sequential consolidation: the step this merge made (its batch's patches merged into the
+    skill of the step before; ``commit`` is ``t2s/<run>/seq/<step>``); None: a merge of the
+    parallel tree. A step that merged nothing (no patch kept, or the merge failed) has a
+    record too, with status ``failed`` and no commit."""
 
 
 def read_merges(run_dir: Path) -> list[MergeRecord]:

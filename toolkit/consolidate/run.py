@@ -256,6 +256,14 @@ async def arun_consolidation(
     run_dir = Path(run_dir)
     config = config or ConsolidateConfig()
     repo, skill_rel, run = locate(run_dir, config)
+    manifest = read_manifest(run_dir)
+    recorded = manifest.stages.get(STAGE) if manifest else None
+    if recorded is not None and recorded.config.get("consolidation") == "sequential":
+        raise ToolkitError(
+            f"run {run!r} is consolidated sequentially (t2s/{run}/seq/<step>): its patches fork "
+            "from different steps, not one base, and cannot be merged as one tree; go on "
+            "with `trace2skill evolve --resume` or start a new run"
+        )
     prefix = f"{skill_rel}/" if skill_rel else ""
     base = base_of(repo, run)
     skill = repo.load_skill(base, skill_rel)
