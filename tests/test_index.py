@@ -559,7 +559,8 @@ def test_the_index_and_app_draw_a_runs_cis_with_its_seed(tmp_path):
 
 SETTINGS = (
     "kind, suite, model, author_model, protocol, delivery, seed, skill_name, analysts, "
-    "error_analyst, merge_batch, max_levels, merge_strategy, evolve_limit, test_limit"
+    "error_analyst, merge_batch, max_levels, merge_strategy, consolidation, seq_batch, "
+    "evolve_limit, test_limit"
 )
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -619,6 +620,8 @@ def test_runs_hold_the_settings_of_a_fake_model_evolve_and_an_evaluation(tmp_pat
         "merge_batch": 3,
         "max_levels": 2,
         "merge_strategy": "git",
+        "consolidation": "parallel",
+        "seq_batch": None,  # the sequential baseline's Seq-B: not this run's
         "evolve_limit": 6,
         "test_limit": 4,
     }
@@ -637,6 +640,8 @@ def test_runs_hold_the_settings_of_a_fake_model_evolve_and_an_evaluation(tmp_pat
         "merge_batch": None,
         "max_levels": None,
         "merge_strategy": None,
+        "consolidation": None,
+        "seq_batch": None,
         "evolve_limit": None,
         "test_limit": 2,
     }
@@ -672,6 +677,8 @@ def test_runs_hold_the_settings_the_committed_manifests_record(tmp_path):
         "merge_batch": 5,
         "max_levels": 5,
         "merge_strategy": "llm",
+        "consolidation": "parallel",  # recorded before the setting existed
+        "seq_batch": None,
         "evolve_limit": 8,
         "test_limit": 10,
     }
@@ -738,8 +745,14 @@ def test_runs_settings_of_stage_by_stage_runs_imports_and_odd_manifests(tmp_path
         },
     )  # fmt: skip
     _manifest_run(runs, "empty", {})
+    # The sequential baseline: Seq-B is its setting, the parallel tree's B and L_max are not.
+    sequential = {"consolidation": "sequential", "seq_batch": 1, "merge_batch": 5}
+    _manifest_run(runs, "seq", {"evolve": {**sequential, "max_levels": 5, "model": "m"}})
     report = build_index(runs)
-    assert report.problems == [] and len(report.read) == 4
+    assert report.problems == [] and len(report.read) == 5
+    seq = _settings(runs)["seq"]
+    assert seq["consolidation"] == "sequential"
+    assert (seq["seq_batch"], seq["merge_batch"], seq["max_levels"]) == (1, None, None)
     got = _settings(runs)
     assert got["by-hand"] == {
         "kind": "rollout",
@@ -755,6 +768,8 @@ def test_runs_settings_of_stage_by_stage_runs_imports_and_odd_manifests(tmp_path
         "merge_batch": 4,
         "max_levels": 3,
         "merge_strategy": "git",
+        "consolidation": "parallel",
+        "seq_batch": None,
         "evolve_limit": None,
         "test_limit": None,  # its rollout is on train; it evaluated nothing
     }

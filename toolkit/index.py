@@ -90,6 +90,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "merge_batch": "INTEGER",
         "max_levels": "INTEGER",
         "merge_strategy": "VARCHAR",
+        "consolidation": "VARCHAR",
+        "seq_batch": "INTEGER",
         "evolve_limit": "INTEGER",
         "test_limit": "INTEGER",
         "stages": "VARCHAR",
@@ -634,6 +636,8 @@ _EVOLVE_SETTINGS = (
     "merge_batch",
     "max_levels",
     "merge_strategy",
+    "consolidation",
+    "seq_batch",
     "evolve_limit",
     "test_limit",
 )
@@ -713,6 +717,9 @@ def run_settings(manifest: Manifest) -> dict[str, Any]:
         "merge_batch": _int(consolidate.get("merge_batch"), "merge_batch"),
         "max_levels": _int(consolidate.get("max_levels"), "max_levels"),
         "merge_strategy": _text(consolidate.get("strategy")),
+        # A consolidate stage on its own (the `consolidate` command) is the parallel tree.
+        "consolidation": "parallel" if consolidate else None,
+        "seq_batch": None,
         "evolve_limit": None,
         "test_limit": _agreed(
             [_int(c.get("limit"), "test_limit") for c in agent if c.get("split") == "test"],
@@ -729,6 +736,13 @@ def run_settings(manifest: Manifest) -> dict[str, Any]:
             if value is not None or column in ("evolve_limit", "test_limit"):
                 settings[column] = value
         settings["author_model"] = settings["author_model"] or settings["model"]
+        # Before the sequential baseline every evolve was parallel; B and L_max are the
+        # parallel tree's, Seq-B the sequential chain's: NULL where they do not apply.
+        settings["consolidation"] = settings["consolidation"] or "parallel"
+        if settings["consolidation"] == "sequential":
+            settings["merge_batch"] = settings["max_levels"] = None
+        else:
+            settings["seq_batch"] = None
     if settings["analysts"] == "success":
         settings["error_analyst"] = None  # the success analysts only: no error analyst ran
     return settings
