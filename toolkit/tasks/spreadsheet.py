@@ -38,6 +38,12 @@ from toolkit.tasks.datadir import resolve_data_dir
 from toolkit.tasks.recalc import INSTALL_HINT, RecalcError, recalculate, soffice_path
 from toolkit.tasks.splits import hash_split
 
+# openpyxl warns about workbook features it does not support: not our output. Ignored for
+# good, not with catch_warnings around each load: scoring runs in threads, and overlapping
+# catch_warnings blocks restore each other's filters, which left "ignore everything" in
+# place for the rest of the process.
+warnings.filterwarnings("ignore", module="openpyxl")
+
 DATA_DIR = "spreadsheetbench"
 DATASET_FILE = "dataset.json"
 RecalcMode = Literal["auto", "always", "never"]
@@ -428,9 +434,7 @@ def _load(path: Path, data_only: bool) -> Any:
     """openpyxl workbook, without the warnings openpyxl prints for unsupported features."""
     import openpyxl
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return openpyxl.load_workbook(path, data_only=data_only)
+    return openpyxl.load_workbook(path, data_only=data_only)
 
 
 def _range_sheet(cell_range: CellRange, first_sheet: str) -> str:
