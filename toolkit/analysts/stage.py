@@ -133,8 +133,11 @@ def recorded_suite(run_dir: Path) -> Suite | None:
 def _frozen_s0(run_dir: Path, config: AnalyseConfig) -> tuple[SkillRepo, AnalyseConfig, Skill]:
     """Open the skill repository, make sure ``t2s/<run>/base`` exists, read S0 from it."""
     folder = _skill_folder(run_dir, config)
-    if not folder.is_dir():
-        raise AnalyseError(f"skill folder {folder} does not exist: pass --skill FOLDER")
+    missing = AnalyseError(f"skill folder {folder} does not exist: pass --skill FOLDER")
+    # A base that exists is S0 (Creation's draft lives only there): the folder is needed on
+    # disk only to find the repository or to snapshot a base.
+    if not folder.is_dir() and not config.repo:
+        raise missing
     store = SkillRepo.open(config.repo or folder)
     rel = store.relpath(folder)
     manifest = read_manifest(run_dir)
@@ -157,6 +160,8 @@ def _frozen_s0(run_dir: Path, config: AnalyseConfig) -> tuple[SkillRepo, Analyse
         )
     base = refs.get(f"t2s/{run_id}/base")
     if base is None:
+        if not folder.is_dir():
+            raise missing
         base = store.snapshot_base(run_id, store.root / rel, timestamp=run_epoch(run_dir))
     s0 = store.load_skill(base, rel)
     resolved = config.model_copy(
