@@ -1,4 +1,5 @@
-"""A scripted fake model that plays every role of an evolution: agent, analysts, merge operator.
+"""A scripted fake model that plays every role of an evolution: agent, analysts, merge operator
+(and the author of a Creation draft).
 
 Used by the evolve tests and by ``benchmarks/evolve.py``. The role is read from the messages
 (the merge prompt's edit list, the analysts' system prompts, else the agent), so one fake
@@ -13,6 +14,7 @@ from typing import Any
 
 from toolkit.consolidate import parse_pool_from_prompt
 from toolkit.consolidate.prompt import EDITS_MARK
+from toolkit.draft import SYSTEM_MARK as DRAFT_MARK
 from toolkit.tasks import Task
 
 #: Words of the fake analysts' lessons: distinct lessons without digits (which the answer-leak
@@ -48,6 +50,20 @@ def _patch(task_id: str) -> dict[str, Any]:
 
 def _error_reply(task_id: str) -> dict[str, Any]:
     return {"diagnosis": "answered before checking", "failed_step": 0, "patch": _patch(task_id)}
+
+
+#: What the fake author writes for ``evolve --create``: a skill whose sections the fake
+#: analysts' patches fit (they append to ``table-qa/pitfalls``).
+DRAFT_REPLY: dict[str, Any] = {
+    "description": "Answer a question about a table stored as a CSV file: load it with "
+    "pandas, select the rows the question asks about, and submit a short answer.",
+    "title": "Table QA",
+    "overview": "Read the table, find the rows, answer with the value only.",
+    "sections": [
+        {"heading": "Workflow", "body": "1. Load table.csv with pandas.\n2. Filter the rows."},
+        {"heading": "Pitfalls", "body": "- Check the column names first."},
+    ],
+}
 
 
 def _all_text(messages: list[dict[str, Any]]) -> str:
@@ -108,6 +124,8 @@ def method_script(
 
     def script(messages: list[dict[str, Any]]) -> Any:
         system = str(messages[0].get("content", "")) if messages[0]["role"] == "system" else ""
+        if system.startswith(DRAFT_MARK):  # the author of a Creation draft
+            return DRAFT_REPLY
         if EDITS_MARK in _all_text(messages):
             return merge(messages)
         if "You improve an agent's skill" in system or "error analyst" in system:

@@ -3,7 +3,8 @@
 Stages, in order, each one a call into the module that owns it (as inspect_ai's eval set
 composes eval)::
 
-    base         S0 committed as t2s/<run>/base (toolkit.repo; the user's tree untouched)
+    base         S0 committed as t2s/<run>/base (toolkit.repo; the user's tree untouched);
+                 Creation (``create``): first drafted by the author model (toolkit.draft)
     rollout      the agent with S0 on the evolve split (toolkit.rollout)
     analyse      one analysis per trajectory -> leaf patches (toolkit.analysts)
     consolidate  hierarchical merges -> S* on t2s/<run>/result (toolkit.consolidate)
@@ -137,9 +138,9 @@ class EvolveConfig(BaseModel):
 
     Defaults are the paper's main setting: Deepening (start from the written skill), +Error
     analysts (agentic), parallel hierarchical consolidation (B=5, at most 5 levels);
-    ``consolidation="sequential"`` with ``seq_batch`` 1 or 4 is the paper's Seq-B baseline. Creation
-    has no mode of its own: ``skill`` is then a folder whose SKILL.md holds only its front
-    matter (README, "The paper's settings").
+    ``consolidation="sequential"`` with ``seq_batch`` 1 or 4 is the paper's Seq-B baseline.
+    Creation (``create``): the author model drafts S0 into the new folder ``skill``
+    (toolkit.draft).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -153,6 +154,14 @@ class EvolveConfig(BaseModel):
         description="The skill folder as a whole path when the run started: a resume from "
         "another directory finds it there (``skill`` as given, relative to the directory the "
         "run started in, is tried first, so a run folder copied into a clone resumes there).",
+    )
+    create: bool = Field(
+        False,
+        description="Creation: the author model drafts S0 for the new folder ``skill`` (it must "
+        "not exist); the draft lives only in t2s/<run>/base and runs/<run>/draft/.",
+    )
+    draft_examples: int = Field(
+        5, ge=1, le=20, description="Creation: evolve-split questions the author reads."
     )
     suite: str = Field(description="Task suite: gsm8k, wikitq, spreadsheet, jsonl.")
     data: Path | None = Field(None, description="The suite's data folder (jsonl: task file).")
@@ -663,7 +672,7 @@ def merge_plan(patches: int, batch: int, max_levels: int) -> tuple[int, int]:
 
 
 #: The unit of each stage, as :attr:`Rates.unit_seconds` names it (evaluations: ``task``).
-_UNIT_KIND = {"analyse": "analysis", "consolidate": "merge"}
+_UNIT_KIND = {"base": "draft", "analyse": "analysis", "consolidate": "merge"}
 
 
 def estimate(
@@ -693,6 +702,7 @@ def estimate(
     merged = merges - singles  # a group of one is passed up without a call
     merge_calls = merged if config.merge_strategy == "llm" else math.ceil(merged / 2)
     plan = [
+        *([("base", 1, 1.0, 1)] if config.create else []),  # Creation: the author's draft
         ("rollout", evolve_tasks, evolve_tasks * rates.steps_per_task, concurrency),
         ("analyse", analyses, analyses * per_analysis, concurrency),
         ("consolidate", merges, merge_calls, concurrency),
@@ -1014,6 +1024,7 @@ class EvolveSummary(BaseModel):
     model: str
     author_model: str
     skill: str = Field(description="The skill folder, repository-relative.")
+    created: bool = Field(False, description="Creation: S0 is the author model's draft.")
     base_commit: str
     result_commit: str | None
     result_branch: str
@@ -1221,7 +1232,7 @@ class _Run:
         self.stage = ""
         self.executor = BudgetExecutor(meter, lambda: self.stage)
         self.concurrency = config.parallel or default_concurrency(self.model)
-        self.repo: SkillRepo = SkillRepo.open(config.skill)
+        self.repo: SkillRepo = SkillRepo.open(_repo_path(config))
         self.skill_path = self.repo.relpath(config.skill)
         self.base_ref = f"t2s/{config.run_id}/base"
         self.result_ref = f"t2s/{config.run_id}/result"
@@ -1287,9 +1298,37 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _repo_path(config: EvolveConfig) -> Path:
+    """Where the skill's repository is found: the folder, or for Creation (a folder that
+    is not there) its nearest existing parent."""
+    from toolkit.draft import nearest_existing
+
+    return nearest_existing(config.skill) if config.create else config.skill
+
+
 def _stage_base(run: _Run) -> None:
     from toolkit.runs import run_epoch
 
+    if run.config.create:  # Creation: S0 is the author model's draft, never drafted twice
+        from toolkit.draft import create_base
+
+        cfg = run.config
+        create_base(
+            run.repo,
+            cfg.run_id,
+            cfg.skill,
+            run.run_dir,
+            run.suite(),
+            llm_config=run.author_llm,
+            model=run.author_model,
+            split=cfg.evolve_split,
+            examples=cfg.draft_examples,
+            seed=cfg.seed,
+            limit=cfg.evolve_limit,
+            timestamp=run_epoch(run.run_dir),
+        )
+        run.stats["base"].units = 1
+        return
     # Refused when the run's refs exist already (another run with this id) or the skill
     # folder has uncommitted changes without allow_dirty.
     run.repo.snapshot_base(
@@ -1614,6 +1653,7 @@ def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
         model=run.model,
         author_model=run.author_model,
         skill=run.skill_path,
+        created=run.config.create,
         base_commit=refs.get(run.base_ref, ""),
         result_commit=refs.get(run.result_ref),
         result_branch=run.result_ref,
@@ -1683,6 +1723,12 @@ def locate_skill(config: EvolveConfig) -> EvolveConfig:
     Raises:
         EvolveError: neither exists.
     """
+    if config.create:  # a new folder, in git only: found where its parent is
+        for found in (config.skill, config.skill_dir):
+            if found is not None and (found.is_dir() or found.parent.is_dir()):
+                return config.model_copy(update={"skill": found})
+        if config.skill_dir is not None:  # no parent either: the repository where it was
+            return config.model_copy(update={"skill": config.skill_dir})
     if config.skill.is_dir():
         return config
     if config.skill_dir is not None and config.skill_dir.is_dir():
@@ -1766,7 +1812,7 @@ def finished_units(config: EvolveConfig) -> dict[str, float]:
         for t in read_trajectories(evals).records
         if t.split == config.test_split and t.stop_reason != "error"
     )
-    repo = SkillRepo.open(config.skill)
+    repo = SkillRepo.open(_repo_path(config))
     try:
         refs = repo.run_refs(config.run_id)
         for stage, ref in (("eval-s0", "base"), ("eval-result", "result")):
@@ -1872,7 +1918,7 @@ def reusable_tasks(
 
     suite = open_suite(config)
     have = reusable_trajectories(reuse, source_hashes(suite))
-    s0 = skill_commit(load_skill(config.skill))
+    s0 = _s0_commit(config) if config.create else skill_commit(load_skill(config.skill))
     conditions = [
         ("rollout", config.evolve_split, config.evolve_limit, s0, config.delivery),
         ("eval-s0", config.test_split, config.test_limit, s0, config.delivery),
@@ -1880,7 +1926,7 @@ def reusable_tasks(
     ]
     units = {}
     for stage, split, limit, commit, delivery in conditions:
-        if stage not in active_stages(config):  # eval-none: counted only where it will run
+        if stage not in active_stages(config) or commit is None:  # eval-none: where it runs
             continue
         agent = AgentConfig(protocol=config.protocol).model_copy(update={"delivery": delivery})
         fingerprint = agent_fingerprint(agent)
@@ -1891,6 +1937,22 @@ def reusable_tasks(
         )
         units[stage] = [have[i] for i in ids if i in have]
     return units
+
+
+def _s0_commit(config: EvolveConfig) -> str | None:
+    """Creation: the version id of the drafted S0 once its base exists, else None (a new
+    run's draft is not made yet, so no other run holds its tasks)."""
+    from toolkit.repo import SkillRepo
+    from toolkit.trajectory import skill_commit
+
+    repo = SkillRepo.open(_repo_path(config))
+    try:
+        base = f"t2s/{config.run_id}/base"
+        if base not in repo.run_refs(config.run_id):
+            return None
+        return skill_commit(repo.load_skill(base, repo.relpath(config.skill)))
+    finally:
+        repo.close()
 
 
 def kept_patches(run_dir: Path) -> int:
@@ -2074,8 +2136,8 @@ def _exists(config: EvolveConfig, stored: EvolveConfig) -> EvolveError:
 def check_request(config: EvolveConfig) -> None:
     """The checks of a new run that need no model and write nothing (also run by
     ``--estimate``): the run id is free, the skill validates and is committed (unless
-    ``allow_dirty``), the analysts fit, the suite can pass under the protocol, the splits
-    exist and share no task.
+    ``allow_dirty``; Creation: its name is valid, its folder new), the analysts fit, the
+    suite can pass under the protocol, the splits exist and share no task.
 
     Raises:
         EvolveError, SkillError, TaskError, RepoError: the first problem, in one line.
@@ -2088,10 +2150,18 @@ def check_request(config: EvolveConfig) -> None:
     if stored is not None:
         check_not_running(config.run_dir)  # "resume it" would be refused while it runs
         raise _exists(config, stored)
-    require_valid(config.skill)
-    repo = SkillRepo.open(config.skill)
+    if config.create:
+        from toolkit.draft import check_skill_name, folder_name
+
+        check_skill_name(folder_name(config.skill))
+    else:
+        require_valid(config.skill)
+    repo = SkillRepo.open(_repo_path(config))
     try:
-        repo.check_snapshot(config.run_id, config.skill, allow_dirty=config.allow_dirty)
+        if config.create:  # a new folder: not on disk, not in HEAD
+            repo.check_new_folder(config.run_id, config.skill)
+        else:
+            repo.check_snapshot(config.run_id, config.skill, allow_dirty=config.allow_dirty)
     finally:
         repo.close()
     analyst_choice(config)

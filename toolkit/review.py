@@ -253,6 +253,9 @@ class RunReview(BaseModel):
         default_factory=list, description="Patch and merge refs of the run (short names)."
     )
     missing: list[str] = Field(default_factory=list, description="What could not be shown.")
+    creation: str | None = Field(
+        None, description="Creation mode: the line saying S0 is the author model's draft."
+    )
 
     @property
     def broken(self) -> list[TaskOutcome]:
@@ -699,9 +702,12 @@ def load_review(run_dir: str | Path, git: Git, *, skill_path: str | None = None)
         edits, changelog, merges = _edits(run_dir, final_patch_id, missing)
     analyses = _read_lines(run_dir / "analyses.jsonl", AnalysisLine, missing)
     calls = _read_lines(run_dir / "llm_calls.jsonl", LLMCallRecord, missing)
+    from toolkit.draft import creation_note
+
     return RunReview(
         run_id=run,
         run_dir=str(run_dir),
+        creation=creation_note(run_dir),
         skill_path=path,
         skill_name=Path(path).name or git.root.name,
         base_commit=base,
@@ -872,7 +878,8 @@ def render_title(review: RunReview) -> str:
     """The PR title: skill, run and the headline move."""
     head = review.headline
     move = f": {_pct(head.s0.rate)} -> {_pct(head.sstar.rate)}" if head else ""
-    return f"trace2skill: evolve {review.skill_name} (run {review.run_id}){move}"
+    verb = "create" if review.creation else "evolve"
+    return f"trace2skill: {verb} {review.skill_name} (run {review.run_id}){move}"
 
 
 def render_body(
@@ -887,11 +894,13 @@ def render_body(
     head = review.headline
     lines: list[str] = [
         MARKER.format(run=run),
-        f"Skill **{_text(review.skill_path or review.skill_name)}** evolved by trace2skill run "
+        f"Skill **{_text(review.skill_path or review.skill_name)}** "
+        f"{'created' if review.creation else 'evolved'} by trace2skill run "
         f"`{run}` from trajectories: S0 is the skill at `t2s/{run}/base` "
         f"(`{review.base_commit[:12]}`), S* the result at `t2s/{run}/result` "
         f"(`{review.result_commit[:12]}`)"
         + (f", made by {review.consolidation} consolidation." if review.consolidation else "."),
+        *(["", _text(review.creation)] if review.creation else []),
         "",
         "## Scores",
         "",

@@ -139,8 +139,11 @@ def frozen_s0(run_dir: Path, config: AnalyseConfig) -> tuple[SkillRepo, AnalyseC
     """Open the skill repository, make sure ``t2s/<run>/base`` exists, read S0 from it; the
     config comes back resolved (repository, skill folder, run id, base, S0's tree id)."""
     folder = _skill_folder(run_dir, config)
-    if not folder.is_dir():
-        raise AnalyseError(f"skill folder {folder} does not exist: pass --skill FOLDER")
+    missing = AnalyseError(f"skill folder {folder} does not exist: pass --skill FOLDER")
+    # A base that exists is S0 (Creation's draft lives only there): the folder is needed on
+    # disk only to find the repository or to snapshot a base.
+    if not folder.is_dir() and not config.repo:
+        raise missing
     store = SkillRepo.open(config.repo or folder)
     rel = store.relpath(folder)
     manifest = read_manifest(run_dir)
@@ -163,6 +166,8 @@ def frozen_s0(run_dir: Path, config: AnalyseConfig) -> tuple[SkillRepo, AnalyseC
         )
     base = refs.get(f"t2s/{run_id}/base")
     if base is None:
+        if not folder.is_dir():
+            raise missing
         base = store.snapshot_base(run_id, store.root / rel, timestamp=run_epoch(run_dir))
     s0 = store.load_skill(base, rel)
     resolved = config.model_copy(

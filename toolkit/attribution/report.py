@@ -27,6 +27,7 @@ from toolkit.attribution.run import (
 )
 from toolkit.attribution.usage import SectionUsage, section_usage
 from toolkit.cost import UNPRICED, UNPRICED_WHY, CostTally, format_cost
+from toolkit.draft import creation_note
 from toolkit.evaluate import (
     NO_SKILL,
     EvalError,
@@ -345,6 +346,9 @@ def render_report(
     )
     patch = context.final_patch
     out = [f"# trace2skill run `{context.run}`: skill `{star.name}`", ""]
+    creation = creation_note(context.run_dir)
+    if creation:
+        out += [creation, ""]
     out += [w for w in (score_warning(s) for s in scores) if w]
     if any(score_warning(s) for s in scores):
         out.append("")

@@ -76,6 +76,14 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
     )
     lines = [
         f"run {s.run_id}: {s.suite}, agent {s.model}, analysts/merges {s.author_model}",
+        *(
+            [
+                f"Creation: S0 is {s.author_model}'s draft of {s.skill} (no skill written by "
+                f"hand; {run_dir / 'draft' / 'SKILL.md'})"
+            ]
+            if s.created
+            else []
+        ),
         f"evolve split: S0 {s.evolve.passed}/{s.evolve.n} = {_pct(s.evolve.rate)} "
         f"[{_pct(s.evolve.ci_low)}, {_pct(s.evolve.ci_high)}]",
         f"analyses: {s.analyses.get('kept', 0)} kept, {s.analyses.get('dropped', 0)} dropped"
@@ -163,6 +171,21 @@ def _cost_line(s: EvolveSummary) -> str:
     help="Folder holding the run folders.",
 )
 @click.option("--resume", is_flag=True, help="Continue the run --run-id where it stopped.")
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Creation: SKILL is a new folder (it must not exist); the author model drafts S0 "
+    "from the suite's task description and a few evolve-split questions (no answers). The "
+    "draft is committed only as t2s/<run>/base (your branch and files untouched), with a "
+    "copy in runs/<run>/draft/.",
+)
+@click.option(
+    "--draft-examples",
+    type=click.IntRange(1, 20),
+    default=5,
+    show_default=True,
+    help="With --create: evolve-split questions the author model reads.",
+)
 @click.option(
     "--budget",
     metavar="calls=N,tokens=N,minutes=N",
@@ -280,6 +303,8 @@ def evolve(
     run_id: str | None,
     runs_dir: Path,
     resume: bool,
+    create: bool,
+    draft_examples: int,
     budget: str | None,
     estimate_only: bool,
     evolve_split: str,
@@ -310,7 +335,8 @@ def evolve(
 
     \b
     Stages (each resumable; finished work is never redone):
-      base         S0 committed as t2s/<run>/base (your branch and working tree untouched)
+      base         S0 committed as t2s/<run>/base (your branch and working tree untouched;
+                   with --create, drafted by the author model first)
       rollout      the agent with S0 on the evolve split
       analyse      one analyst per trajectory (+Error: failures), each a patch on its branch
       consolidate  patches merged in groups of B, level by level, into t2s/<run>/result (S*)
@@ -323,6 +349,11 @@ def evolve(
       summary      paired S* - S0 with a 95% CI, flipped tasks, patches kept and dropped,
                    support of the top edits, time and model use per stage
       bundle       the run's refs as runs/<run>/refs.bundle
+
+    With --create (the paper's Creation setting) there is no written S0: SKILL names a new
+    folder, and the base stage first asks the author model (--author-model, else --model) for
+    a draft, validated like any skill (one repair try); a resume never drafts again.
+    `trace2skill skill draft` writes such a draft into a folder instead, to read and edit.
 
     Prints an estimate of calls, tokens and minutes first (on --resume, of the work left, at
     the rates the run has shown so far; on a new run with --reuse, at those of the S0 tasks
@@ -344,6 +375,8 @@ def evolve(
     Examples:
       trace2skill evolve skills/wikitq-table-qa --suite wikitq --evolve-limit 60 --test-limit 100
       trace2skill evolve skills/gsm8k-math --suite gsm8k --estimate
+      trace2skill evolve --create skills/table-qa --suite wikitq --evolve-limit 60 \\
+          --test-limit 100
       trace2skill evolve skills/wikitq-table-qa --suite wikitq --test-limit 100 \\
           --no-skill-baseline --reuse runs/eval-s0 --reuse runs/eval-none
       trace2skill evolve skills/gsm8k-math --suite gsm8k --run-id r1 --budget minutes=30
@@ -404,6 +437,9 @@ def evolve(
         if skill is None or suite is None:
             raise EvolveError("give the skill folder and --suite (or --resume --run-id RUN)")
         _check_consolidation(consolidation, seq_batch)
+        source = click.get_current_context().get_parameter_source("draft_examples")
+        if source == ParameterSource.COMMANDLINE and not create:
+            raise EvolveError("--draft-examples goes with --create (a drafted S0)")
         config = EvolveConfig(
             run_id=run_id or default_run_id(skill),
             runs_dir=runs_dir,
@@ -429,6 +465,8 @@ def evolve(
             parallel=parallel,
             allow_dirty=allow_dirty,
             no_skill_baseline=no_skill_baseline,
+            create=create,
+            draft_examples=draft_examples,
             **_jsonl_options(suite),
         )
     if not resume:
@@ -475,6 +513,7 @@ _SETTINGS = (
     "skill", "evolve_split", "evolve_limit", "test_split", "test_limit", "seed",
     "analysts", "error_analyst", "author_model", "merge_batch", "max_levels",
     "merge_strategy", "consolidation", "seq_batch", "protocol", "delivery", "allow_dirty",
+    "create", "draft_examples",
 )  # fmt: skip
 
 

@@ -1,12 +1,15 @@
-"""CLI commands: ``trace2skill skill validate|sections``."""
+"""CLI commands: ``trace2skill skill validate|sections|draft``."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from toolkit.cli.llm import llm_options
+from toolkit.cli.suites import suite_options
 from toolkit.errors import SkillError
 from toolkit.skill import (
     SKILL_MD,
@@ -16,6 +19,10 @@ from toolkit.skill import (
     load_skill,
     validate_dir,
 )
+
+if TYPE_CHECKING:
+    from toolkit.llm.config import LLMConfig
+    from toolkit.tasks import Suite
 
 
 def skill_folder(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
@@ -35,6 +42,7 @@ def skill_group() -> None:
     Examples:
       trace2skill skill validate skills/gsm8k-math
       trace2skill skill sections skills/gsm8k-math --json
+      trace2skill skill draft skills/table-qa --suite wikitq
     """
 
 
@@ -110,6 +118,84 @@ def sections_command(path: Path, file: str, as_json: bool) -> None:
     width_lines = max(len(r[2]) for r in rows)
     for row in rows:
         click.echo(f"{row[0]:<{width_id}}  {row[1]:<5}  {row[2]:<{width_lines}}  {row[3]}")
+
+
+@skill_group.command("draft")
+@click.argument("path", type=click.Path(path_type=Path))
+@suite_options(
+    required=True,
+    help_suite="The tasks the skill is for: the author model reads the suite's task "
+    "description and a few of its questions.",
+)
+@click.option(
+    "--split", default="train", show_default=True,
+    help="Split the questions are drawn from: the one the skill will learn from (never the "
+    "held-out test split).",
+)  # fmt: skip
+@click.option(
+    "--examples", type=click.IntRange(1, 20), default=5, show_default=True,
+    help="Questions shown to the author model (as the agent sees them; never their answers).",
+)  # fmt: skip
+@click.option(
+    "--seed", type=int, default=0, show_default=True,
+    help="Seed of the questions drawn and of the sampling.",
+)  # fmt: skip
+@click.option("--force", is_flag=True, help="Replace the SKILL.md of an existing folder.")
+@llm_options(model_default="$TRACE2SKILL_MODEL or the embedded model: the author")
+def draft_command(
+    path: Path,
+    suite: Suite,
+    split: str,
+    examples: int,
+    seed: int,
+    force: bool,
+    llm_config: LLMConfig,
+) -> None:
+    """Draft a new skill: the author model writes PATH/SKILL.md (Creation's S0).
+
+    The model (--model) reads the suite's task description and --examples seeded questions
+    of --split as the agent sees them (never their answers) and replies with a bounded JSON
+    object; the toolkit writes SKILL.md from it in the Agent Skills format (front matter
+    name = the folder's name, description; a title, an overview and sections) and
+    validates it. A draft that does not validate, or a reply cut off at its token limit,
+    gets one repair try, then a one-line error and nothing is written. An existing folder
+    is refused unless --force. The call is cached and logged like every model call
+    ($TRACE2SKILL_CALLS_LOG).
+
+    Read the draft, edit it, commit it, then evolve it (Deepening from your draft);
+    `trace2skill evolve --create` drafts and evolves in one run instead, keeping the draft
+    in the run's refs only.
+
+    \b
+    Examples:
+      trace2skill skill draft skills/table-qa --suite wikitq
+      trace2skill skill draft skills/my-qa --suite jsonl --data tasks.jsonl --examples 8 \\
+          --model openai/gpt-4o-mini
+    """
+    from toolkit.draft import DraftError, check_target, draft_skill, folder_name, write_draft
+
+    if split in ("test", "all"):
+        raise DraftError(
+            f"--split {split}: the draft would be written from the held-out questions S0 and "
+            "S* are compared on; draw from the split the skill learns from (train)"
+        )
+    check_target(path, force=force)  # before the model call
+    draft = draft_skill(
+        folder_name(path), suite, llm_config=llm_config, split=split, examples=examples, seed=seed
+    )
+    written = write_draft(path, draft, force=force)
+    sections = sum(1 for line in draft.text.splitlines() if line.startswith("## "))
+    repaired = " after one repair try" if draft.repaired else ""
+    click.echo(
+        f"drafted {written} ({len(draft.text.splitlines())} lines, {sections} sections) with "
+        f"{draft.model}{repaired} from {len(draft.examples)} {suite.name} {split} questions "
+        "(answers not shown)"
+    )
+    for warning in draft.warnings:
+        click.echo(f"warning: {warning}")
+    click.echo(
+        f"next: read and edit it, commit it, then: trace2skill evolve {path} --suite {suite.name}"
+    )
 
 
 COMMANDS: list[click.Command] = [skill_group]

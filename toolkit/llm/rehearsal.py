@@ -9,7 +9,9 @@ It plays each role by what the messages ask for, never by knowing any answer:
   lesson, the same for every trajectory, as a new section at the end of SKILL.md;
 - the agentic error analyst gives up at once (its fix could only pass by knowing the answer:
   with it the run learns nothing, exit 5);
-- the merge operator keeps every edit it is shown.
+- the merge operator keeps every edit it is shown;
+- the author of a Creation draft (``evolve --create``, ``skill draft``) writes a two-section
+  skill that says it is a rehearsal.
 
 S* is then S0 plus one "Rehearsal" section with the support of every analysis, both score 0,
 and the PR gate refuses it (``pr`` exit 4; ``--force`` opens it anyway). Nothing it writes is
@@ -59,13 +61,29 @@ def _merge(messages: list[dict[str, Any]]) -> dict[str, Any]:
     return {"reasoning": "kept every edit", "edits": edits, "changelog_entries": ["Merge"]}
 
 
+#: The Creation draft the rehearsal's author writes (no task text: the same for any suite).
+DRAFT = {
+    "description": "A rehearsal skill written by the fake/rehearsal model to rehearse the "
+    "pipeline: not a skill, do not merge.",
+    "title": "Rehearsal",
+    "overview": "Written by the fake/rehearsal model: it holds no method.",
+    "sections": [
+        {"heading": "Workflow", "body": "1. Read the task.\n2. Submit an answer."},
+        {"heading": "Pitfalls", "body": "- None recorded yet."},
+    ],
+}
+
+
 def script(messages: list[dict[str, Any]]) -> dict[str, Any]:
     """The reply to ``messages`` (see the module docstring for each role)."""
     from toolkit.consolidate.prompt import EDITS_MARK
+    from toolkit.draft import SYSTEM_MARK
 
     system = str(messages[0].get("content", "")) if messages[0].get("role") == "system" else ""
     if EDITS_MARK in _text(messages):
         return _merge(messages)
+    if system.startswith(SYSTEM_MARK):
+        return DRAFT
     if "error analyst with tools" in system:
         return {
             "thought": "a rehearsal: no fix",

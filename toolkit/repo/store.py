@@ -352,6 +352,63 @@ class SkillRepo:
             raise RepoError(f"run {run!r} already exists: pick another id or delete it")
         return head, rel
 
+    def check_new_folder(self, run: str, skill_dir: str | Path) -> tuple[str, str]:
+        """The checks :meth:`snapshot_draft` makes before it writes: (HEAD commit, the new
+        skill folder repo-relative).
+
+        Raises:
+            RepoError: a bad run id, no HEAD commit, a folder outside the repository or at
+                its root, one that exists already (on disk or in HEAD), or refs of ``run``.
+        """
+        check_id(run)
+        head = self.head_commit()
+        rel = self.relpath(skill_dir)
+        if not rel:
+            raise RepoError(f"{skill_dir} is the repository's root: a new skill needs its folder")
+        if (self.root / rel).exists() or self.git.resolve([f"{head}:{rel}"])[0] is not None:
+            raise RepoError(
+                f"{rel} exists already: evolve it as it is (leave out --create), or choose "
+                "a new folder for the skill to create"
+            )
+        if self.run_refs(run):
+            raise RepoError(f"run {run!r} already exists: pick another id or delete it")
+        return head, rel
+
+    def snapshot_draft(
+        self,
+        run: str,
+        skill_dir: str | Path,
+        files: Mapping[str, bytes],
+        *,
+        timestamp: int,
+        subject: str | None = None,
+        body: str = "",
+        model: str | None = None,
+    ) -> str:
+        """Commit a new skill folder (Creation: the LLM draft of S0) as ``t2s/<run>/base``: the
+        user's HEAD tree plus ``files`` (paths inside the folder), parent HEAD. Nothing on
+        disk is read or written. Returns the base commit id.
+
+        Raises:
+            RepoError: as :meth:`check_new_folder`.
+        """
+        head, rel = self.check_new_folder(run, skill_dir)
+        with self.run_lock(run):
+            if self.run_refs(run):
+                raise RepoError(f"run {run!r} already exists: pick another id or delete it")
+            message = format_message(
+                subject or f"trace2skill: base of run {run} (a new skill, drafted)",
+                Trailers(run=run, kind="base", model=model),
+                body,
+            )
+            spec = CommitSpec(
+                parents=[head],
+                message=message,
+                timestamp=timestamp,
+                changes={f"{rel}/{path}": data for path, data in files.items()},
+            )
+            return self.write(run, [("base", spec)])[0]
+
     def _tree_with_folder(self, head: str, rel: str) -> str:
         """HEAD's tree with ``rel`` as on disk, via a temporary index (the user's is untouched)."""
         fd, index = tempfile.mkstemp(prefix="index-", dir=self.git._scratch_dir())

@@ -222,6 +222,13 @@ class Suite(ABC):
     #: The scorer reads files the agent writes into its workspace, not only its answer: an
     #: agent that runs no code (the ``plain`` protocol) can never pass a task.
     scores_written_files: bool = False
+    #: What the tasks are and how an answer is scored, in a sentence or two: what the author
+    #: model reads when it drafts a first skill for the suite (Creation, :mod:`toolkit.draft`).
+    description: str = ""
+
+    def describe(self) -> str:
+        """:attr:`description`, or a generic line for a suite without one."""
+        return self.description or f"Tasks of the {self.name} suite."
 
     @abstractmethod
     def iter_rows(self) -> Iterator[tuple[str, int, Any]]:

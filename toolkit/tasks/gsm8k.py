@@ -113,6 +113,11 @@ class GSM8KSuite(JsonlFileSuite):
     """GSM8K final-number questions."""
 
     name = "gsm8k"
+    description = (
+        "Grade-school math word problems (GSM8K): each task is a short problem that takes a "
+        "few steps of arithmetic (money, time, rates, percentages, counts). The answer is the "
+        "final number only, scored by numeric equality with the gold number."
+    )
 
     def __init__(
         self,

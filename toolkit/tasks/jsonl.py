@@ -317,6 +317,18 @@ class JsonlSuite(JsonlFileSuite):
         golds = [number_of(g) for g in task.answers]
         return score_value(value, golds, self.tolerance)
 
+    def describe(self) -> str:
+        """Questions of a task file and the rule that scores their answers."""
+        rule = {
+            "exact": "equal to the gold text (case and spacing ignored)",
+            "numeric": f"the number, within {self.tolerance:g} of the gold number",
+            "regex": "matching the gold regular expression",
+        }[self.scoring]
+        return (
+            f"Questions from the task file {self.path.name}, each answered with a short "
+            f"answer; an answer passes when it is {rule}."
+        )
+
     def summarise(self, task: Task) -> str:
         """The question (the agent's first message lists the workspace files itself; said
         here too, the model read them twice under two names)."""

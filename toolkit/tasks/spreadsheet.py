@@ -114,6 +114,13 @@ class SpreadsheetSuite(Suite):
     """SpreadsheetBench tasks, scored cell by cell after LibreOffice recalculation."""
 
     name = "spreadsheet"
+    description = (
+        "Spreadsheet manipulation (SpreadsheetBench): each task is an instruction about Excel "
+        "workbooks given as input .xlsx files in the working directory. The agent applies the "
+        "change to each input workbook with Python (openpyxl) and saves it under the output "
+        "name; the cells named by answer_position are compared with the gold workbooks after "
+        "recalculation."
+    )
     splits = ("train", "test", "all")
     scores_written_files = True  # the output workbooks, written by the agent's code
 

@@ -118,6 +118,13 @@ class WikiTQSuite(JsonlFileSuite):
     """WikiTableQuestions table QA, scored with the official evaluator."""
 
     name = "wikitq"
+    description = (
+        "Table question answering (WikiTableQuestions): each task is a question about one "
+        "Wikipedia table, given as the CSV file table.csv in the working directory. The answer "
+        "is a short value read or computed from the table (cell text, a number, a date, yes or "
+        "no) or a list of such items, one per line; it is scored with the official evaluator "
+        "(normalised text, number and date matching; a list must hold the same items)."
+    )
 
     def __init__(self, data_dir: str | Path | None = None, file: str | Path | None = None):
         """Read ``file`` (default ``<data root>/wikitablequestions/wtq_subset.jsonl``)."""
