@@ -1024,3 +1024,103 @@ def test_a_run_folder_scored_one_way_is_not_read_back_under_another(tmp_path, mo
         )  # fmt: skip
         assert reused.exit_code == 1, reused.output
         assert "cannot reuse" in reused.output and "scoring=exact" in reused.output
+
+
+def test_evaluate_with_memory_shows_each_task_its_retrieved_lesson(tmp_path):
+    """The retrieval memory baseline: S0 plus each task's top-1 lesson of a bank in the
+    system prompt, recorded in the trajectory, stored as its own condition."""
+    from tests.test_memory import LESSONS, source_run
+    from toolkit.llm import LLMConfig, fake_model
+    from toolkit.memory import Memory, MemoryBankError, build_bank
+    from toolkit.rollout import read_manifest
+    from toolkit.tasks import VENDORED_DATA_DIR
+    from toolkit.trajectory import read_trajectories
+
+    bank = build_bank(source_run(tmp_path))
+    tasks = {t.question.strip(): t for t in _gsm8k_tasks()}
+    prompts: dict[str, str] = {}
+
+    def reply(messages):
+        task_text = next(m["content"] for m in messages if m["role"] == "user")
+        task = next(t for q, t in tasks.items() if q in task_text)
+        prompts[task.id] = messages[0]["content"]
+        return {"thought": "k", "cited_sections": [], "tool": "submit",
+                "args": {"answer": task.answers[0]}}  # fmt: skip
+
+    run = tmp_path / "run"
+    with fake_model(reply) as model:
+        kwargs = dict(
+            run_dir=run, seed=0, limit=6, data_dir=VENDORED_DATA_DIR, concurrency=2,
+            llm_config=LLMConfig(model=model, cache=False, cache_dir=tmp_path / "cache"),
+            resamples=500,
+        )  # fmt: skip
+        s0 = evaluate("skills/gsm8k-math", "gsm8k", "test", model, **kwargs)
+        s0_bytes, s0_prompts = s0.path.read_bytes(), dict(prompts)
+        memory = Memory(bank=bank)
+        with_memory = evaluate("skills/gsm8k-math", "gsm8k", "test", model, memory=memory, **kwargs)
+        calls = model.calls
+        again = evaluate("skills/gsm8k-math", "gsm8k", "test", model, memory=memory, **kwargs)
+        assert model.calls == calls and again.summary == with_memory.summary  # reused by id
+        # The bank learned from train tasks: evaluating it on them is refused, no call made.
+        splits = (run / "splits.json").read_bytes()
+        with pytest.raises(MemoryBankError, match=r"learned from 1 of the tasks.*gsm8k-test-0"):
+            evaluate("skills/gsm8k-math", "gsm8k", "train", model, memory=memory, **kwargs)
+        assert model.calls == calls and (run / "splits.json").read_bytes() == splits
+    condition = memory.condition(s0.summary.skill_commit)
+    assert with_memory.summary.skill_commit == condition and condition.startswith("memory-")
+    assert with_memory.path == run / "evals" / condition / "test.jsonl"
+    assert with_memory.summary.task_ids == s0.summary.task_ids
+    assert with_memory.summary.delivery == "system" and with_memory.summary.skill == "gsm8k-math"
+    assert s0.path.read_bytes() == s0_bytes and load_eval(s0.path) == s0  # S0's file untouched
+    # Without memory the prompt is S0's alone; with it, S0's plus the one retrieved lesson.
+    records = read_trajectories(run / "evals" / "trajectories.jsonl").records
+    by_id = {t.id: t for t in records}
+    assert len(records) == 12 and not any("memory" in by_id[r.trajectory_id].metadata
+                                          for r in s0.records)  # fmt: skip
+    items = {i.id: i for i in bank.items}
+    shown_any = 0
+    for record in with_memory.records:
+        t = by_id[record.trajectory_id]
+        shown = t.metadata["memory"]
+        assert shown["condition"] == condition == t.skill_commit
+        assert shown["skill_commit"] == s0.summary.skill_commit and shown["k"] == 1
+        assert shown["bank"] == bank.info.id and shown["retriever"] == "bm25"
+        assert len(shown["items"]) <= 1 and len(shown["scores"]) == len(shown["items"])
+        before = s0_prompts[t.task_id]
+        assert "# Memory" not in before
+        prompt = prompts[t.task_id]
+        assert prompt.startswith(before)
+        for item_id, item in items.items():
+            assert (item.content in prompt) == (item_id in shown["items"])
+        shown_any += bool(shown["items"])
+    assert shown_any >= 1 and set(LESSONS) == {i.task_id for i in bank.items}
+    manifest = read_manifest(run)
+    stage = next(k for k in manifest.stages if condition in k)
+    assert manifest.stages[stage].config["memory"]["bank"] == bank.info.id
+    assert all("memory" not in r.config for k, r in manifest.stages.items() if k != stage)
+
+
+def test_cli_eval_with_memory(tmp_path):
+    from tests.test_memory import source_run
+    from toolkit.memory import build_bank
+    from toolkit.tasks import VENDORED_DATA_DIR
+
+    run = source_run(tmp_path)
+    common = ["eval", "--skill", "skills/gsm8k-math", "--suite", "gsm8k", "--data",
+              str(VENDORED_DATA_DIR), "--limit", "2", "--run-dir", str(tmp_path / "ev"),
+              "--model", "fake/echo", "--no-progress"]  # fmt: skip
+    runner = CliRunner()
+    missing = runner.invoke(main, [*common, "--memory", str(run)])
+    assert missing.exit_code == 1 and f"trace2skill memory build {run}" in missing.output
+    alone = runner.invoke(main, [*common, "--memory-k", "2"])
+    assert alone.exit_code == 1 and "--memory-k choose how --memory RUN_DIR retrieves" in (
+        alone.output
+    )
+    build_bank(run)
+    result = runner.invoke(main, [*common, "--memory", str(run), "--memory-k", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["summary"]["skill_commit"].startswith("memory-")
+    assert "/evals/memory-" in out["path"] and out["summary"]["n"] == 2
+    text = runner.invoke(main, [*common, "--memory", str(run), "--memory-k", "2"])
+    assert "gsm8k-math + memory-" in text.output

@@ -1329,3 +1329,97 @@ def test_an_empty_split_is_refused_before_any_model_time(
         assert "[2/8] rollout" not in out.output
     assert not (repo / "runs" / "e").exists()
     assert git(repo, "branch", "--list", "t2s/e/*") == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# The retrieval memory baseline (toolkit.memory)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_memory_baseline_is_a_stage_and_a_summary_row(repo: Path, tmp_path: Path) -> None:
+    """--memory-baseline: the bank of the kept analyses, S0 plus each test task's top-1
+    lesson by BM25, scored on S0's tasks and paired with S0 and S*; its tasks apart."""
+    from toolkit.cli.evolve import summary_lines
+    from toolkit.memory import MEMORY_FILE, read_bank
+
+    lines: list[str] = []
+    with method("evolve-memory") as model:
+        config = config_for(repo, model=model, memory_baseline=True)
+        summary = evolve(config, llm_config=llm(tmp_path), progress=False, echo=lines.append)
+    stages = active_stages(config)
+    assert [line.split()[-1] for line in lines[1:]] == list(stages)
+    assert stages.index("eval-memory") == stages.index("eval-result") + 1  # no eval-none
+    bank = read_bank(config.run_dir)
+    kept = [a for a in read_jsonl_dicts(config.run_dir / "analyses.jsonl") if a["status"] == "kept"]
+    assert len(bank.items) == len(kept) == 2 == summary.memory_items
+    assert {i.analysis_id for i in bank.items} == {a["id"] for a in kept}
+    # The lesson of each item is the text its analyst's patch added (the fake analyst's
+    # "- <verb> <object> before answering."), which the fake agent follows when it reads it.
+    assert all(i.content.endswith(" before answering.") for i in bank.items)
+    assert summary.memory is not None and summary.memory.n == summary.s0.n == 4
+    assert summary.memory.passed == 4  # every task shown a lesson answered right
+    assert summary.memory_vs_s0 is not None and summary.memory_vs_s0.difference == 0.5
+    assert summary.result_vs_memory is not None and summary.result_vs_memory.difference == 0.0
+    assert summary.stages["eval-memory"].calls == 4 and summary.stages["eval-memory"].units == 4
+    evaluated = read_trajectories(config.run_dir / "evals" / "trajectories.jsonl").records
+    shown = [t for t in evaluated if "memory" in t.metadata]
+    assert len(shown) == 4 and len(evaluated) == 12  # S0, S* and S0 + memory: 4 tasks each
+    assert {t.id for t in shown}.isdisjoint(t.id for t in evaluated if "memory" not in t.metadata)
+    for t in shown:
+        assert t.skill_commit == t.metadata["memory"]["condition"]
+        assert t.skill_commit.startswith("memory-")
+        assert len(t.metadata["memory"]["items"]) == 1
+        assert t.metadata["memory"]["items"][0] in {i.id for i in bank.items}
+    text = "\n".join(summary_lines(summary, config.run_dir))
+    assert re.search(r"^memory  4/4 = 1\.00 \[[\d.]+, [\d.]+\] \(S0 \+ the top-1 of 2 ", text, re.M)
+    assert "memory - S0 (paired): +0.50" in text and "S* - memory (paired): +0.00" in text
+    assert json.loads((config.run_dir / "summary.json").read_text())["memory"]["passed"] == 4
+    # The report and the PR body show it beside S0 and S*.
+    report = CliRunner().invoke(main, ["report", str(config.run_dir), "-o", "-"])
+    assert report.exit_code == 0, report.output
+    assert "| S0 + memory (top-1 lesson) | 100.0% |" in report.output
+    assert "| S* - (S0 + memory) (paired) | +0.0 pp |" in report.output
+    body = CliRunner().invoke(
+        main, ["pr", str(config.run_dir), "--dry-run", "--github-repo", "o/n", "--force"]
+    )
+    assert "| S0 + memory (top-1 lesson, BM25) | 100.0% |" in body.output, body.output
+    assert (config.run_dir / MEMORY_FILE).is_file()
+
+
+def test_memory_baseline_added_on_resume_redoes_no_work(repo: Path, tmp_path: Path) -> None:
+    """evolve --resume --memory-baseline on a finished run: only eval-memory calls the
+    model; every other stage's figures, trajectories and the S0 and S* evaluations stay."""
+    runs = repo.parent / "runs"
+    args = ["evolve", str(repo / "skills" / "wikitq-table-qa"), "--suite", "wikitq",
+            "--evolve-limit", "6", "--test-limit", "4", "--runs-dir", str(runs),
+            "--run-id", "m1", "--parallel", "1", "--no-cache", "--protocol", "json",
+            "--no-progress", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    runner = CliRunner()
+    with method("evolve-memory-resume") as model:
+        first = runner.invoke(main, [*args, "--model", model])
+        assert first.exit_code == 0, first.output
+        assert not re.search(r"^memory|eval-memory", first.output, re.M)
+        assert not (runs / "m1" / "memory.jsonl").exists()
+        before = json.loads((runs / "m1" / "summary.json").read_text())["stages"]
+        s0_evals = sorted((runs / "m1" / "evals").iterdir())
+        again = ["evolve", "--resume", "--run-id", "m1", "--runs-dir", str(runs), "--no-progress"]
+        estimate = runner.invoke(main, [*again, "--memory-baseline", "--estimate"])
+        assert re.search(r"^  eval-memory +4 units", estimate.stderr, re.M)
+        calls = model.calls
+        added = runner.invoke(main, [*again, "--memory-baseline"])
+        assert added.exit_code == 0, added.output
+        assert model.calls - calls == 4  # the 4 test tasks of S0 + memory, nothing else
+    assert "[7/9] eval-memory" in added.stderr and "[6/9] eval-result" not in added.stderr
+    after = json.loads((runs / "m1" / "summary.json").read_text())
+    assert all(after["stages"][k]["calls"] == v["calls"] for k, v in before.items())
+    assert after["stages"]["eval-memory"]["calls"] == 4 and after["memory"]["n"] == 4
+    assert re.search(r"^memory  4/4 = ", added.output, re.M)
+    new = sorted(set((runs / "m1" / "evals").iterdir()) - set(s0_evals))
+    assert [p.name[:7] for p in new] == ["memory-"]  # its own eval folder
+    config = load_config(runs / "m1")
+    assert config is not None and config.memory_baseline
+    # Nothing left: a second resume makes no call and keeps the figures.
+    with method("evolve-memory-resume") as model:
+        done = runner.invoke(main, [*again, "--model", model])
+        assert done.exit_code == 0 and model.calls == 0, done.output
+    assert json.loads((runs / "m1" / "summary.json").read_text())["memory"] == after["memory"]

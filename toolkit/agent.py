@@ -533,10 +533,16 @@ class Agent:
             tools_protocol.check_support(model)
             self.tool_specs = tools_protocol.tool_specs(self.skill is not None, self.skill_ids)
 
-    async def run(self, summary: str, session: Session, *, seed: int) -> AgentResult:
+    async def run(
+        self, summary: str, session: Session, *, seed: int, memory: str = ""
+    ) -> AgentResult:
         """Solve one task whose prompt text is ``summary`` in ``session``; never raises for
-        model or tool failures (they end or continue the trajectory, recorded)."""
-        result = await self._solve(summary, session, seed=seed)
+        model or tool failures (they end or continue the trajectory, recorded).
+
+        ``memory``: this task's memory section (:func:`toolkit.memory.memory_block`), put at
+        the end of the system prompt; empty (the default) leaves the prompt as it is.
+        """
+        result = await self._solve(summary, session, seed=seed, memory=memory)
         for step in result.steps:
             code = step.action.args.get("code", "")
             used = {u.ref for u in result.section_uses if u.step == step.index}
@@ -546,15 +552,18 @@ class Agent:
                     result.section_uses.append(use)
         return result
 
-    async def _solve(self, summary: str, session: Session, *, seed: int) -> AgentResult:
+    async def _solve(
+        self, summary: str, session: Session, *, seed: int, memory: str = ""
+    ) -> AgentResult:
         cfg = self.config
         files = await session.list_files()
         if self.skill_files:  # the skill's own files are named in the system prompt
             files = [f for f in files if f not in self.skill_files]
+        system = self.system + memory
         if cfg.protocol == "plain":
-            return await self._run_plain(summary, files, session, seed=seed)
+            return await self._run_plain(summary, files, session, seed=seed, system=system)
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": self.system},
+            {"role": "system", "content": system},
             {"role": "user", "content": task_message(summary, files, cfg)},
         ]
         if cfg.protocol == "code":
@@ -645,7 +654,7 @@ class Agent:
         return completion
 
     async def _run_plain(
-        self, summary: str, files: list[str], session: Session, *, seed: int
+        self, summary: str, files: list[str], session: Session, *, seed: int, system: str
     ) -> AgentResult:
         """The ``plain`` condition: one reply, no tools; text files inlined in the prompt."""
         cfg = self.config
@@ -657,7 +666,7 @@ class Agent:
                     data = await asyncio.to_thread(session.read_bytes, name)
                     texts[name] = data.decode("utf-8", "replace")
         messages = [
-            {"role": "system", "content": self.system},
+            {"role": "system", "content": system},
             {
                 "role": "user",
                 "content": code_protocol.plain_task_text(summary, texts, cfg.plain_file_chars),

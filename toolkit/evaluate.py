@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field, RootModel
 from toolkit.errors import ToolkitError
 from toolkit.known import add_known
 from toolkit.llm.config import LLMConfig
+from toolkit.memory import MEMORY_PREFIX, Memory
 from toolkit.skill import Skill
 from toolkit.stats import (
     DEFAULT_RESAMPLES,
@@ -82,7 +83,10 @@ class EvalRecord(BaseModel):
     kind: Literal["task"] = Field(default="task", description="Line type: a per-task record.")
     suite: str = Field(description="Suite name, e.g. 'gsm8k'.")
     split: str = Field(description="Split name, e.g. 'test'.")
-    skill_commit: str = Field(description="Git tree id of the skill; 'none' for no skill.")
+    skill_commit: str = Field(
+        description="Git tree id of the skill; 'none' for no skill; 'memory-<hash>' for a "
+        "skill with a memory bank (toolkit.memory)."
+    )
     model: str = Field(description="litellm model string of the agent.")
     seed: int = Field(description="Run seed of the trajectory.")
     delivery: str = Field(description="How the skill reached the agent: system/progressive/none.")
@@ -115,7 +119,10 @@ class EvalSummary(BaseModel):
     suite: str = Field(description="Suite name.")
     split: str = Field(description="Split name.")
     skill: str = Field(description="Skill name, or 'none' for the no-skill baseline.")
-    skill_commit: str = Field(description="Git tree id of the skill; 'none' for no skill.")
+    skill_commit: str = Field(
+        description="Git tree id of the skill; 'none' for no skill; 'memory-<hash>' for a "
+        "skill with a memory bank (toolkit.memory)."
+    )
     model: str = Field(description="litellm model string of the agent.")
     seed: int = Field(description="Run seed (task subset, sampling seeds, bootstrap seed).")
     delivery: str = Field(description="system, progressive or none.")
@@ -573,6 +580,7 @@ def evaluate(
     progress: bool = False,
     llm_config: LLMConfig | None = None,
     agent_config: AgentConfig | None = None,
+    memory: Memory | None = None,
     **rollout_options: Any,
 ) -> EvalResult:
     """Evaluate ``skill`` (a folder, ``REV:PATH``, a :class:`Skill`, or None / ``"none"``).
@@ -597,6 +605,10 @@ def evaluate(
         progress: show the rollouts' progress bar.
         llm_config: the gateway config (model, api base, cache); ``model`` wins over its model.
         agent_config: the agent's turn and token budgets and sampling.
+        memory: the retrieval memory baseline (:class:`toolkit.memory.Memory`): the skill
+            plus each task's top items of a memory bank in the agent's prompt. Its own
+            condition: the version id is ``memory-<hash>`` (trajectory ids, and the eval
+            file ``evals/memory-<hash>/<split>.jsonl``), never mixed with the skill's.
         **rollout_options: passed on to :func:`toolkit.rollout.run_rollouts` (``executor``,
             ``sandbox_config``).
 
@@ -621,6 +633,8 @@ def evaluate(
     suite_obj = _resolve_suite(suite, split, data_dir)
     skill_obj = None if no_skill else resolve_skill(skill)  # type: ignore[arg-type]
     commit = skill_commit(skill_obj)
+    if memory is not None:
+        commit = memory.condition(commit)
     model_name = model or (llm_config or LLMConfig.from_env()).model
     trajectories = eval_trajectories_path(run_dir)
     from toolkit.agent import AgentConfig
@@ -642,7 +656,8 @@ def evaluate(
         agent_config=agent_config,
         trajectories_path=trajectories,
         # One manifest stage per evaluated condition, so conditions do not overwrite each other.
-        stage=f"eval:{split}:{commit[:12]}:{delivery}:{protocol}:{model_name}:seed{seed}",
+        stage=f"eval:{split}:{_stage_tag(commit)}:{delivery}:{protocol}:{model_name}:seed{seed}",
+        memory=memory,
         **rollout_options,
     )
     by_id = {t.id: t for t in read_trajectories(trajectories).records}
@@ -667,6 +682,12 @@ def evaluate(
     result = EvalResult(summary=summary, records=records, path=path)
     store(result, path)
     return result
+
+
+def _stage_tag(commit: str) -> str:
+    """The version in an eval's manifest stage name: a skill's tree id's first 12 hex
+    digits, a memory condition's whole id (its first 12 characters are mostly prefix)."""
+    return commit if commit.startswith(MEMORY_PREFIX) else commit[:12]
 
 
 def compare(

@@ -14,6 +14,8 @@ composes eval)::
     eval-s0      S0 on the test split (toolkit.evaluate)
     eval-result  S* on the same tasks and seeds (paired with S0)
     eval-none    with no_skill_baseline: the agent with no skill on the same tasks
+    eval-memory  with memory_baseline: S0 plus a memory bank of the analyses' lessons, the
+                 top-1 by BM25 per task in the prompt (toolkit.memory), on the same tasks
     summary      scores, flips, patches kept/dropped, support, cost and time per stage
     bundle       the run's refs as runs/<run>/refs.bundle
 
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     from toolkit.analysts import AnalyseConfig
     from toolkit.evaluate import Comparison, EvalResult
     from toolkit.llm.config import LLMConfig
+    from toolkit.memory import Memory
     from toolkit.repo import SkillRepo
     from toolkit.skill import Skill
     from toolkit.tasks import Suite
@@ -79,6 +82,7 @@ STAGES: tuple[str, ...] = (
     "eval-s0",
     "eval-result",
     "eval-none",
+    "eval-memory",
     "summary",
     "bundle",
 )
@@ -90,6 +94,8 @@ def active_stages(config: EvolveConfig) -> tuple[str, ...]:
     skip = {"sequential"} if config.consolidation == "parallel" else {"analyse", "consolidate"}
     if not config.no_skill_baseline:
         skip.add("eval-none")
+    if not config.memory_baseline:
+        skip.add("eval-memory")
     return tuple(s for s in STAGES if s not in skip)
 
 
@@ -210,6 +216,11 @@ class EvolveConfig(BaseModel):
         False,
         description="Also evaluate the agent with no skill on the test tasks (eval-none), so "
         "the summary shows what S0 itself adds.",
+    )
+    memory_baseline: bool = Field(
+        False,
+        description="Also evaluate S0 with a retrieval memory of the run's kept analyses "
+        "(top-1 by BM25 per task; eval-memory): the ReasoningBank-style baseline.",
     )
     api_base: str | None = Field(
         None,
@@ -714,6 +725,11 @@ def estimate(
             if config.no_skill_baseline
             else []
         ),
+        *(
+            [("eval-memory", test_tasks, test_tasks * rates.steps_per_task, concurrency)]
+            if config.memory_baseline
+            else []
+        ),
     ]
     stages = []
     active = active_stages(config)
@@ -873,7 +889,7 @@ def check_resumable(config: EvolveConfig) -> None:
 
 
 #: The stages in which the agent runs tasks (their trajectories are matched by agent fingerprint).
-AGENT_STAGES = ("rollout", "eval-s0", "eval-result", "eval-none")
+AGENT_STAGES = ("rollout", "eval-s0", "eval-result", "eval-none", "eval-memory")
 
 
 def harness_change(config: EvolveConfig) -> str | None:
@@ -1046,6 +1062,16 @@ class EvolveSummary(BaseModel):
     no_skill: Score | None = Field(None, description="No skill on the test tasks, if asked.")
     s0_vs_no_skill: PairedScore | None = Field(
         None, description="Paired S0 - no skill on the test tasks, if the baseline ran."
+    )
+    memory: Score | None = Field(
+        None, description="S0 + the retrieval memory (top-1 BM25) on the test tasks, if asked."
+    )
+    memory_items: int | None = Field(None, description="Items in the run's memory bank.")
+    memory_vs_s0: PairedScore | None = Field(
+        None, description="Paired (S0 + memory) - S0, if the memory baseline ran."
+    )
+    result_vs_memory: PairedScore | None = Field(
+        None, description="Paired S* - (S0 + memory), if the memory baseline ran."
     )
     difference: float | None = Field(description="Paired S* - S0 pass rate.")
     ci_low: float | None
@@ -1508,8 +1534,9 @@ def _stage_consolidate(run: _Run) -> None:
     run.stats["consolidate"].units = summary.groups
 
 
-def _evaluate(run: _Run, ref: str | None) -> EvalResult:
-    """Evaluate the skill at ``ref`` (None: no skill) on the test split."""
+def _evaluate(run: _Run, ref: str | None, memory: Memory | None = None) -> EvalResult:
+    """Evaluate the skill at ``ref`` (None: no skill) on the test split (with ``memory``:
+    plus each task's retrieved lessons)."""
     from toolkit.evaluate import evaluate
 
     cfg = run.config
@@ -1528,6 +1555,7 @@ def _evaluate(run: _Run, ref: str | None) -> EvalResult:
         agent_config=run.agent_config(),
         executor=run.executor,
         reuse=run.reuse,
+        memory=memory,
     )
 
 
@@ -1535,6 +1563,22 @@ def _stage_eval_none(run: _Run) -> None:
     result = _evaluate(run, None)
     run.stats["eval-none"].units = result.n
     run.values["none"] = result
+
+
+def _run_memory(run: _Run, *, build: bool) -> Memory:
+    """The run's memory at the evolve defaults (top-1, BM25): its bank built from the
+    analyses (``build``, written to memory.jsonl; the same bytes each time) or read back."""
+    from toolkit.memory import Memory, build_bank, read_bank
+
+    return Memory(bank=build_bank(run.run_dir) if build else read_bank(run.run_dir))
+
+
+def _stage_eval_memory(run: _Run) -> None:
+    memory = _run_memory(run, build=True)
+    result = _evaluate(run, run.base_ref, memory)
+    run.stats["eval-memory"].units = result.n
+    run.values["memory"] = result
+    run.values["memory_items"] = len(memory.bank.items)
 
 
 def _stage_eval_s0(run: _Run) -> None:
@@ -1576,19 +1620,32 @@ def _stage_summary(run: _Run) -> None:
             run.values[name] = stored
         else:
             stage(run)
+    if run.config.memory_baseline and "memory" not in run.values:
+        stored = None
+        if run.stats["eval-memory"].status == "done":
+            with contextlib.suppress(ToolkitError):  # no readable bank: the stage runs
+                memory = _run_memory(run, build=False)
+                stored = _stored_eval(run, run.base_ref, memory)
+                run.values["memory_items"] = len(memory.bank.items)
+        if stored is not None:
+            run.values["memory"] = stored
+        else:
+            _stage_eval_memory(run)
     run.values["summary"] = build_summary(run, pair_results(run.values["s0"], run.values["result"]))
     _write_summary(run)
 
 
-def _stored_eval(run: _Run, ref: str | None) -> EvalResult | None:
-    """The finished evaluation of the skill at ``ref`` (None: no skill) as its eval file
-    holds it, or None when the file cannot give it (then the stage runs, finding its
-    tasks done)."""
+def _stored_eval(run: _Run, ref: str | None, memory: Memory | None = None) -> EvalResult | None:
+    """The finished evaluation of the skill at ``ref`` (None: no skill; with ``memory``: its
+    memory condition) as its eval file holds it, or None when the file cannot give it (then
+    the stage runs, finding its tasks done)."""
     from toolkit.evaluate import EvalError, eval_path, load_eval
     from toolkit.trajectory import NO_SKILL_COMMIT, skill_commit
 
     cfg = run.config
     commit = skill_commit(run.skill_at(ref)) if ref is not None else NO_SKILL_COMMIT
+    if memory is not None:
+        commit = memory.condition(commit)
     try:
         return load_eval(
             eval_path(run.run_dir, commit, cfg.test_split),
@@ -1616,7 +1673,7 @@ def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
     from toolkit.stats import pass_rate
 
     s0, result = run.values["s0"], run.values["result"]
-    none = run.values.get("none")
+    none, memory = run.values.get("none"), run.values.get("memory")
     refs = run.repo.run_refs(run.config.run_id)
     analyses = read_jsonl_dicts(run.run_dir / "analyses.jsonl")
     merges = read_jsonl_dicts(run.run_dir / "merges.jsonl")
@@ -1680,6 +1737,10 @@ def build_summary(run: _Run, comparison: Comparison) -> EvolveSummary:
         result=_score(result),
         no_skill=_score(none) if none is not None else None,
         s0_vs_no_skill=_paired(pair_results(none, s0)) if none is not None else None,
+        memory=_score(memory) if memory is not None else None,
+        memory_items=run.values.get("memory_items") if memory is not None else None,
+        memory_vs_s0=_paired(pair_results(s0, memory)) if memory is not None else None,
+        result_vs_memory=_paired(pair_results(memory, result)) if memory is not None else None,
         difference=p.difference,
         ci_low=p.ci.low if p.difference is not None else None,
         ci_high=p.ci.high if p.difference is not None else None,
@@ -1709,6 +1770,7 @@ _STAGE_FUNCS: dict[str, Callable[[_Run], None]] = {
     "consolidate": _stage_consolidate,
     "sequential": _stage_sequential,
     "eval-none": _stage_eval_none,
+    "eval-memory": _stage_eval_memory,
     "eval-s0": _stage_eval_s0,
     "eval-result": _stage_eval_result,
     "summary": _stage_summary,
@@ -1787,6 +1849,7 @@ def finished_units(config: EvolveConfig) -> dict[str, float]:
     """Units of each stage a run has done, read from its files: rollouts, analyses, merges and
     each evaluation's trajectories (``math.inf`` for a stage its figures mark done)."""
     from toolkit.evaluate import eval_trajectories_path
+    from toolkit.memory import run_memory_condition
     from toolkit.repo import SkillRepo
     from toolkit.runs import ANALYSES_FILE, MERGES_FILE, TRAJECTORIES_FILE
     from toolkit.trajectory import NO_SKILL_COMMIT, read_trajectories, skill_commit
@@ -1820,6 +1883,9 @@ def finished_units(config: EvolveConfig) -> dict[str, float]:
             if name in refs:
                 commit = skill_commit(repo.load_skill(name, repo.relpath(config.skill)))
                 done.setdefault(stage, commits[commit])
+                memory = run_memory_condition(run_dir, commit) if ref == "base" else None
+                if memory is not None:  # its bank is written when eval-memory starts
+                    done.setdefault("eval-memory", commits[memory])
     finally:
         repo.close()
     done.setdefault("eval-none", commits[NO_SKILL_COMMIT])
@@ -2013,12 +2079,13 @@ def evolve(
                 f"{run_dir} already holds files of another kind of run; choose another --run-id"
             )
         # A resume runs with the stored settings; a new run records the model it resolved.
-        # What a resume may change, as no finished work depends on it: a no-skill baseline is
-        # added, and the units run at once follow this call.
+        # What a resume may change, as no finished work depends on it: a no-skill or memory
+        # baseline is added, and the units run at once follow this call.
         if stored is not None:
             stored = stored.model_copy(
                 update={
                     "no_skill_baseline": stored.no_skill_baseline or config.no_skill_baseline,
+                    "memory_baseline": stored.memory_baseline or config.memory_baseline,
                     "parallel": config.parallel or stored.parallel,
                     # The author's server as given now (it moved, or its password is
                     # not stored), else as recorded.

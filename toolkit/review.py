@@ -32,6 +32,7 @@ from toolkit.cost import UNPRICED_WHY, CostTally
 from toolkit.errors import ToolkitError
 from toolkit.evaluate import NO_SKILL, EvalRecord, EvalSummary, load_eval
 from toolkit.llm.calls import LLMCallRecord
+from toolkit.memory import run_memory_condition
 from toolkit.patch import Patch
 from toolkit.repo.plumbing import Git
 from toolkit.rollout import Manifest, read_manifest
@@ -167,6 +168,11 @@ class Headline(BaseModel):
     seeds: list[int]
     tasks: int = Field(description="Distinct tasks paired.")
     baseline: PassRate | None = Field(description="No skill, on the same tasks and seeds.")
+    memory: PassRate | None = Field(
+        None,
+        description="S0 + the run's memory bank (top-1 BM25: the retrieval memory baseline), "
+        "on the same tasks and seeds.",
+    )
     s0: PassRate
     sstar: PassRate
     paired: PairedComparison = Field(description="S* - S0 over the (task, seed) pairs.")
@@ -396,15 +402,13 @@ def _headline(
             counts[0] += 1
             counts[1] += rec.passed
             counts[2] += other.passed
-    baseline = None
     path_none = run_dir / "evals" / NO_SKILL / f"{split}.jsonl"
-    if path_none.is_file():
-        keys = {(s.suite, s.model, s.seed, s.protocol or "") for s in _summaries(path_none)}
-        if all((suite, model, seed, protocol) in keys for seed in seeds):
-            base_recs = _records_by_seed(path_none, suite, model, "none", protocol, seeds)
-            by_key = {(r.task_id, seed): r.passed for seed in seeds for r in base_recs[seed]}
-            if all(p in by_key for p in pairs):
-                baseline = pass_rate([by_key[p] for p in pairs], seed=seeds[0])
+    baseline = _beside(path_none, (suite, model, "none", protocol), seeds, pairs)
+    condition = run_memory_condition(run_dir, s0_tree)
+    memory = None
+    if condition is not None:
+        path_memory = run_dir / "evals" / condition / f"{split}.jsonl"
+        memory = _beside(path_memory, (suite, model, delivery, protocol), seeds, pairs)
     headline = Headline(
         suite=suite,
         split=split,
@@ -414,6 +418,7 @@ def _headline(
         seeds=seeds,
         tasks=len(per_task),
         baseline=baseline,
+        memory=memory,
         s0=pass_rate(pairs_a, seed=seeds[0]),
         sstar=pass_rate(pairs_b, seed=seeds[0]),
         paired=paired_comparison(pairs_a, pairs_b, seed=seeds[0]),
@@ -425,6 +430,25 @@ def _headline(
         for t, c in per_task.items()
     ]
     return headline, outcomes
+
+
+def _beside(
+    path: Path, key: tuple[str, str, str, str], seeds: list[int], pairs: list[tuple[str, int]]
+) -> PassRate | None:
+    """A baseline's pass rate on exactly the (task, seed) ``pairs`` of the headline, read from
+    its eval file ``path`` with the headline's suite, model, delivery and protocol (``key``);
+    None when the file does not hold every pair."""
+    if not path.is_file():
+        return None
+    suite, model, delivery, protocol = key
+    keys = {(s.suite, s.model, s.seed, s.delivery, s.protocol or "") for s in _summaries(path)}
+    if not all((suite, model, seed, delivery, protocol) in keys for seed in seeds):
+        return None
+    records = _records_by_seed(path, suite, model, delivery, protocol, seeds)
+    by_key = {(r.task_id, seed): r.passed for seed in seeds for r in records[seed]}
+    if not all(p in by_key for p in pairs):
+        return None
+    return pass_rate([by_key[p] for p in pairs], seed=seeds[0])
 
 
 def _usage(
@@ -919,8 +943,10 @@ def render_body(
         ]
         if head.baseline is not None:
             lines.append(_rate_row("no skill", head.baseline))
+        lines.append(_rate_row("S0 (before)", head.s0))
+        if head.memory is not None:
+            lines.append(_rate_row("S0 + memory (top-1 lesson, BM25)", head.memory))
         lines += [
-            _rate_row("S0 (before)", head.s0),
             _rate_row("S* (after)", head.sstar),
             "",
             f"**S* - S0 = {_points(p.difference)}**, paired 95% CI "

@@ -32,12 +32,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolkit.agent import Agent, AgentConfig, agent_fingerprint
+from toolkit.atomic import write_atomic
 from toolkit.cost import CostTally
 from toolkit.errors import ToolkitError, ToolkitNotice
 from toolkit.executor import Executor, LocalExecutor
 from toolkit.llm._litellm import get_litellm
 from toolkit.llm.config import LLMConfig, stored_api_base
 from toolkit.llm.gateway import Gateway
+from toolkit.memory import MEMORY_PREFIX, Memory, Retrieved, memory_block
+from toolkit.memory import shown as shown_items
 from toolkit.runs import (
     CALLS_FILE,
     EVALS_DIR,
@@ -495,6 +498,11 @@ class RolloutConfig(BaseModel):
         0,
         description="Malformed data rows the loader skipped (trace2skill tasks check lists them).",
     )
+    memory: dict[str, Any] | None = Field(
+        None,
+        description="The memory bank shown with the skill (toolkit.memory.Memory.describe); "
+        "skill_commit is then the memory condition's id. None: no memory (not recorded).",
+    )
 
     @property
     def agent_fingerprint(self) -> str:
@@ -515,7 +523,9 @@ class RolloutConfig(BaseModel):
 
     def manifest_config(self) -> dict[str, object]:
         """The stage config as recorded in ``manifest.json``."""
-        data = self.model_dump(mode="json", exclude={"stage"})
+        data = self.model_dump(
+            mode="json", exclude={"stage"} | ({"memory"} if self.memory is None else set())
+        )
         data["seeds"] = {"run": self.seed, "per_task": "task_seed(run, task_id) + step index"}
         data["agent_fingerprint"] = self.agent_fingerprint
         del data["seed"]
@@ -553,6 +563,7 @@ async def arun_rollouts(
     stage: str = "rollout",
     sandbox_pool: SandboxPool | None = None,
     reuse: Sequence[str | Path] = (),
+    memory: Memory | None = None,
 ) -> RolloutSummary:
     """Async :func:`run_rollouts` (same arguments, plus ``sandbox_pool``: a started pool to
     borrow sessions from instead of starting one; it stays open, so a long-lived process
@@ -600,6 +611,8 @@ async def arun_rollouts(
     suite_obj.check_split(split)
     created = not run_path.exists()
     run_path.mkdir(parents=True, exist_ok=True)
+    splits_path = run_path / SPLITS_FILE
+    splits_before = splits_path.read_bytes() if splits_path.is_file() else None
     try:
         tasks = split_tasks(suite_obj, split, limit=limit, seed=seed, run_dir=run_path)
         loaded = suite_obj.load_all()
@@ -615,6 +628,25 @@ async def arun_rollouts(
         # filter shows one message once per process, so an evolve's stages repeat nothing.
         warnings.warn(skipped_rows_notice(suite_obj, bad), ToolkitNotice, stacklevel=1)
 
+    commit = skill_commit(skill_obj)
+    retrieved: dict[str, list[Retrieved]] = {}
+    if memory is not None:
+        try:
+            memory.check(
+                suite_obj.name,
+                load_splits(splits_path).source_hashes,
+                [t.id for t in tasks],
+            )
+            retrieved = await asyncio.to_thread(memory.retrieve, {t.id: t.question for t in tasks})
+        except BaseException:
+            # A refused request leaves no half-made run folder, and no split it drew.
+            if created:
+                shutil.rmtree(run_path, ignore_errors=True)
+            elif splits_before is None:
+                splits_path.unlink(missing_ok=True)
+            else:
+                write_atomic(splits_path, splits_before)
+            raise
     llm = llm_config or LLMConfig.from_env()
     llm = llm.model_copy(
         update={
@@ -644,9 +676,10 @@ async def arun_rollouts(
         skill_source=(
             str(skill) if skill_obj and not skill_obj.root and isinstance(skill, str) else None
         ),
-        skill_commit=skill_commit(skill_obj),
+        skill_commit=memory.condition(commit) if memory is not None else commit,
         trajectories=os.path.relpath(traj_path, run_path),
         skipped_rows=len(bad),
+        memory=memory.describe(commit) if memory is not None else None,
     )
     earlier = manifest.stages.get(stage) if manifest else None
     earlier_model = earlier.config.get("model") if earlier else None
@@ -712,7 +745,9 @@ async def arun_rollouts(
                 yield
 
     async def work(unit: RolloutUnit) -> Trajectory:
-        return await _rollout_one(unit, by_id[unit.task_id], suite_obj, agent, pools[0], config)
+        task = by_id[unit.task_id]
+        shown = (memory, commit, retrieved[task.id]) if memory is not None else None
+        return await _rollout_one(unit, task, suite_obj, agent, pools[0], config, shown)
 
     summary: RolloutSummary | None = None
     first_error = ""
@@ -825,14 +860,25 @@ async def _rollout_one(
     agent: Agent,
     pool: SandboxPool,
     config: RolloutConfig,
+    memory: tuple[Memory, str, list[Retrieved]] | None = None,
 ) -> Trajectory:
-    """One task: workspace, sandbox session, agent loop, verdict, trajectory record."""
+    """One task: workspace, sandbox session, agent loop, verdict, trajectory record.
+
+    ``memory``: the memory, S0's commit and the items retrieved for this task: they go to
+    the end of the agent's system prompt and their ids into the trajectory's metadata.
+    """
     started, t0 = time.time(), time.perf_counter()
     summary = suite.summarise(task)
     sample_seed = task_seed(config.seed, task.id)
     files = session_files(suite, task, agent.skill, agent.config.protocol)
+    metadata: dict[str, Any] = {"max_turns": agent.config.max_turns}
+    block = ""
+    if memory is not None:
+        chosen, s0_commit, items = memory
+        block = memory_block([r.item for r in items])
+        metadata["memory"] = shown_items(chosen, s0_commit, items)
     async with pool.session(files) as session:
-        result = await agent.run(summary, session, seed=sample_seed)
+        result = await agent.run(summary, session, seed=sample_seed, memory=block)
         await session.ready()  # the workspace exists even if the agent ran no code
         # Scoring may read the workspace (spreadsheets), so it runs before the session
         # closes; those go to a thread because LibreOffice recalculation blocks for ~1 s.
@@ -869,7 +915,7 @@ async def _rollout_one(
         ended_at=started + latency,
         stop_reason=result.stop_reason,
         error=result.error,
-        metadata={"max_turns": agent.config.max_turns},
+        metadata=metadata,
     )
 
 
@@ -920,6 +966,8 @@ def _summarise(
 
 
 def _who(skill_name: str | None, commit: str) -> str:
+    if commit.startswith(MEMORY_PREFIX):
+        return f"{skill_name or 'no skill'} + {commit[:13]}"
     return f"{skill_name}@{commit[:8]}" if skill_name else "no skill"
 
 
@@ -943,6 +991,7 @@ def run_rollouts(
     trajectories_path: str | Path | None = None,
     stage: str = "rollout",
     reuse: Sequence[str | Path] = (),
+    memory: Memory | None = None,
 ) -> RolloutSummary:
     """Roll out the agent on ``split`` of ``suite`` with ``skill``; see the module docstring.
 
@@ -970,6 +1019,11 @@ def run_rollouts(
         stage: the stage name recorded in ``manifest.json``.
         reuse: other run folders whose finished tasks of this exact condition are copied
             in instead of run again (see :func:`reuse_finished`).
+        memory: a memory bank and its retrieval (:class:`toolkit.memory.Memory`): each
+            task's top items go into the agent's system prompt after the skill, and the
+            condition's id (:meth:`~toolkit.memory.Memory.condition`) takes the skill's
+            version id's place. Refused on another suite, other data, or a task the bank
+            learned from.
 
     Returns:
         The :class:`RolloutSummary` over every task of the split.
@@ -998,5 +1052,6 @@ def run_rollouts(
             trajectories_path=trajectories_path,
             stage=stage,
             reuse=reuse,
+            memory=memory,
         )
     )

@@ -183,7 +183,9 @@ class Trajectory(BaseModel):
     skill_name: str | None = Field(default=None, description="Skill folder name; None: no skill.")
     skill_commit: str = Field(
         default=NO_SKILL_COMMIT,
-        description="Git tree id of the skill folder (see skill_commit()); 'none' without skill.",
+        description="Git tree id of the skill folder (see skill_commit()); 'none' without skill; "
+        "'memory-<hash>' for a skill shown with a memory bank (toolkit.memory; metadata.memory "
+        "names the skill's tree id and the items shown).",
     )
     model: str = Field(description="litellm model string of the agent.")
     seed: int = Field(default=0, description="Run seed.")

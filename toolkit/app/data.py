@@ -416,6 +416,8 @@ def version_labels(
     for commit in sorted(commits):
         if commit == "none":
             labels[commit] = "no skill"
+        elif commit.startswith("memory-"):  # a skill with a memory bank (toolkit.memory)
+            labels[commit] = f"skill + memory {commit[7:15]}"
         else:
             labels[commit] = f"{roles[commit]} {commit[:8]}" if commit in roles else commit[:8]
             if roles.get(commit, "").startswith(("ablate/", "only/")):

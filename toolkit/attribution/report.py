@@ -39,6 +39,7 @@ from toolkit.evaluate import (
 )
 from toolkit.known import unreported_text
 from toolkit.llm.calls import line_cost, line_counts
+from toolkit.memory import run_memory_condition
 from toolkit.stats import clear_direction
 from toolkit.tokens import TokenTally
 
@@ -66,6 +67,14 @@ class ScoreLine(BaseModel):
     )
     s0_vs_none: tuple[float, float, float, float] | None = Field(
         None, description="Paired S0 - no skill: difference, CI low, CI high, p-value."
+    )
+    memory: EvalResult | None = Field(
+        None,
+        description="S0 + the run's memory bank (the retrieval memory baseline, top-1 BM25) "
+        "with S*'s suite, model, seed, delivery and protocol, if evaluated.",
+    )
+    star_vs_memory: tuple[float, float, float, float] | None = Field(
+        None, description="Paired S* - (S0 + memory): difference, CI low, CI high, p-value."
     )
 
 
@@ -97,6 +106,7 @@ def _results(path: Path) -> dict[_Key, EvalResult]:
 def score_lines(run_dir: Path, s0_commit: str, star_commit: str) -> list[ScoreLine]:
     """S0 vs S* on every split both were evaluated on (same suite, model, seed, delivery)."""
     out = []
+    condition = run_memory_condition(run_dir, s0_commit)
     for star_path in sorted((run_dir / "evals" / star_commit).glob("*.jsonl")):
         s0_path = run_dir / "evals" / s0_commit / star_path.name
         if not s0_path.is_file():
@@ -112,6 +122,13 @@ def score_lines(run_dir: Path, s0_commit: str, star_commit: str) -> list[ScoreLi
             q = pair_results(none, a[key]).paired
             if q.difference is not None:
                 baseline = (q.difference, q.ci.low, q.ci.high, q.p_value)
+        memory_path = run_dir / "evals" / condition / star_path.name if condition else None
+        memory = _results(memory_path).get(key) if memory_path and memory_path.is_file() else None
+        versus_memory = None
+        if memory is not None:
+            q = pair_results(memory, b[key]).paired
+            if q.difference is not None:
+                versus_memory = (q.difference, q.ci.low, q.ci.high, q.p_value)
         comparison = pair_results(a[key], b[key])
         p = comparison.paired
         pass_a = {(r.task_id, r.seed): r.passed for r in a[key].records}
@@ -129,6 +146,8 @@ def score_lines(run_dir: Path, s0_commit: str, star_commit: str) -> list[ScoreLi
                 broken=[t for t, s in comparison.pairs if pass_a[(t, s)] and not pass_b[(t, s)]],
                 none=none,
                 s0_vs_none=baseline,
+                memory=memory,
+                star_vs_memory=versus_memory,
             )
         )
     return out
@@ -385,6 +404,15 @@ def render_report(
                 else []
             ),
             f"| S0 | {_pct(a.rate)} | [{_pct(a.ci.low)}, {_pct(a.ci.high)}] |",
+            *(
+                [
+                    f"| S0 + memory (top-1 lesson) | {_pct(s.memory.summary.pass_rate.rate)} | "
+                    f"[{_pct(s.memory.summary.pass_rate.ci.low)}, "
+                    f"{_pct(s.memory.summary.pass_rate.ci.high)}] |"
+                ]
+                if s.memory is not None
+                else []
+            ),
             f"| S* | {_pct(b.rate)} | [{_pct(b.ci.low)}, {_pct(b.ci.high)}] |",
             f"| S* - S0 (paired) | {_pp(s.difference)} | "
             f"[{100 * s.ci[0]:+.1f}, {100 * s.ci[1]:+.1f}] pp, p={s.p_value:.3g} |",
@@ -395,6 +423,15 @@ def render_report(
                     f"p={s.s0_vs_none[3]:.3g} |"
                 ]
                 if s.s0_vs_none is not None
+                else []
+            ),
+            *(
+                [
+                    f"| S* - (S0 + memory) (paired) | {_pp(s.star_vs_memory[0])} | "
+                    f"[{100 * s.star_vs_memory[1]:+.1f}, {100 * s.star_vs_memory[2]:+.1f}] pp, "
+                    f"p={s.star_vs_memory[3]:.3g} |"
+                ]
+                if s.star_vs_memory is not None
                 else []
             ),
             "",

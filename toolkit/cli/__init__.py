@@ -140,6 +140,7 @@ def _register() -> None:
         evolve,
         index,
         llm,
+        memory,
         model,
         patch,
         pr,
@@ -150,7 +151,7 @@ def _register() -> None:
     )
 
     modules = (skill, patch, repo, llm, model, tasks, rollout, evaluate, index)
-    for module in (*modules, analyse, consolidate, evolve, attribution, app, pr):
+    for module in (*modules, analyse, consolidate, evolve, memory, attribution, app, pr):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from toolkit.cli.interrupt import interrupted
 from toolkit.cli.llm import llm_options
@@ -21,6 +22,7 @@ from toolkit.tokens import describe_tokens
 if TYPE_CHECKING:
     from toolkit.evaluate import Comparison, EvalResult
     from toolkit.llm.config import LLMConfig
+    from toolkit.memory import Memory
     from toolkit.tasks import Suite
 
 
@@ -83,6 +85,8 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 def _skill_label(skill: str, commit: str) -> str:
+    if commit.startswith("memory-"):  # a skill with a memory bank (toolkit.memory)
+        return f"{skill} + {commit[:15]}"
     return "no skill" if commit == "none" else f"{skill}@{commit[:10]}"
 
 
@@ -192,6 +196,7 @@ def _evaluate(
     llm_config: LLMConfig,
     no_progress: bool = False,
     reuse: tuple[Path, ...] = (),
+    memory: Memory | None = None,
 ) -> EvalResult:
     from toolkit.agent import AgentConfig
     from toolkit.evaluate import NO_SKILL, evaluate
@@ -212,6 +217,7 @@ def _evaluate(
         llm_config=llm_config,
         agent_config=AgentConfig(protocol=protocol),
         reuse=reuse,
+        memory=memory,
     )
 
 
@@ -313,10 +319,37 @@ def _common(func: Any) -> Any:
     help="Skill folder, a folder as committed in git (REV:PATH, e.g. "
     "t2s/run1/base:skills/gsm8k-math), or none (no skill).",
 )
+@click.option(
+    "--memory",
+    "memory_run",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    metavar="RUN_DIR",
+    help="The retrieval memory baseline: add to the agent's prompt, per task, the lessons "
+    "of RUN_DIR's memory bank (trace2skill memory build RUN_DIR) that rank first for the "
+    "task's question. Its own condition (evals/memory-<hash>/), never mixed with the "
+    "skill's; refused on another suite or data, or on tasks the bank learned from.",
+)
+@click.option(
+    "--memory-k",
+    type=click.IntRange(1, 10),
+    default=1,
+    show_default=True,
+    help="With --memory: lessons shown per task (top-k).",
+)
+@click.option(
+    "--embedding-model",
+    metavar="MODEL",
+    help="With --memory: retrieve by cosine similarity of this litellm embedding model's "
+    "vectors instead of BM25 (e.g. openai/text-embedding-3-small; its calls are not cached "
+    "or logged).",
+)
 @_common
 @llm_options
 def eval_cmd(
     skill: str,
+    memory_run: Path | None,
+    memory_k: int,
+    embedding_model: str | None,
     suite: Suite | None,
     split: str,
     limit: int | None,
@@ -348,11 +381,25 @@ def eval_cmd(
       trace2skill eval --skill t2s/run1/base:skills/gsm8k-math --suite gsm8k --limit 50
       trace2skill eval --skill none --suite gsm8k --limit 100 --reuse runs/base
       trace2skill eval --skill none --suite gsm8k --limit 3 --model fake/echo --json
+      trace2skill eval --skill skills/wikitq-table-qa --suite wikitq --limit 50 \\
+          --memory runs/r1                                   # S0 + the top-1 lesson (BM25)
     """
     from toolkit.evaluate import EvalError
+    from toolkit.memory import Memory, read_bank
 
     if not suite:
         raise EvalError("--suite is required (gsm8k, wikitq, spreadsheet or jsonl)")
+    ctx = click.get_current_context()
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("memory_k", "embedding_model")
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+    ]
+    if memory_run is None and given:
+        raise EvalError(f"{' and '.join(given)} choose how --memory RUN_DIR retrieves: add it")
+    memory = None
+    if memory_run is not None:
+        memory = Memory(bank=read_bank(memory_run), k=memory_k, embedding_model=embedding_model)
     try:
         result = _evaluate(
             skill,
@@ -368,6 +415,7 @@ def eval_cmd(
             llm_config=llm_config,
             no_progress=no_progress,
             reuse=reuse,
+            memory=memory,
         )
     except KeyboardInterrupt:
         interrupted(_GO_ON)

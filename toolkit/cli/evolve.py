@@ -106,7 +106,18 @@ def summary_lines(s: EvolveSummary, run_dir: Path) -> list[str]:
         f"{_pct(s.s0.ci_high)}]",
         f"S*  {s.result.passed}/{s.result.n} = {_pct(s.result.rate)} "
         f"[{_pct(s.result.ci_low)}, {_pct(s.result.ci_high)}]",
+        *(
+            [
+                f"memory  {s.memory.passed}/{s.memory.n} = {_pct(s.memory.rate)} "
+                f"[{_pct(s.memory.ci_low)}, {_pct(s.memory.ci_high)}] (S0 + the top-1 of "
+                f"{s.memory_items or '?'} lessons by BM25)"
+            ]
+            if s.memory
+            else []
+        ),
         *([f"S0 - no skill (paired): {_diff(s.s0_vs_no_skill)}"] if s.s0_vs_no_skill else []),
+        *([f"memory - S0 (paired): {_diff(s.memory_vs_s0)}"] if s.memory_vs_s0 else []),
+        *([f"S* - memory (paired): {_diff(s.result_vs_memory)}"] if s.result_vs_memory else []),
         f"S* - S0 (paired): {diff}; MDE at this n: {_pct(s.mde)}",
         f"flipped: {len(s.gained)} gained ({', '.join(s.gained) or '-'}), "
         f"{len(s.lost)} lost ({', '.join(s.lost) or '-'})",
@@ -285,6 +296,14 @@ def _cost_line(s: EvolveSummary) -> str:
     help="Also evaluate the agent with no skill on the test tasks (stage eval-none), so the "
     "summary shows S0 - no skill beside S* - S0. May be added on --resume.",
 )
+@click.option(
+    "--memory-baseline",
+    is_flag=True,
+    help="Also evaluate the retrieval memory baseline (stage eval-memory): S0 plus, per test "
+    "task, the one lesson of the run's kept analyses that BM25 ranks first for its question "
+    "(the bank: runs/<run>/memory.jsonl, see trace2skill memory), so the summary shows it "
+    "beside S0 and S*. May be added on --resume.",
+)
 @reuse_option(
     "Another run folder (repeatable) whose finished tasks of the same condition are "
     "copied in instead of run again: an `eval` of S0 or of no skill on the same test tasks "
@@ -326,6 +345,7 @@ def evolve(
     parallel: int | None,
     allow_dirty: bool,
     no_skill_baseline: bool,
+    memory_baseline: bool,
     reuse: tuple[Path, ...],
     no_progress: bool,
     as_json: bool,
@@ -346,6 +366,8 @@ def evolve(
       eval-s0      S0 on the test split
       eval-result  S* on the same tasks and seeds
       eval-none    with --no-skill-baseline: the agent with no skill on the same tasks
+      eval-memory  with --memory-baseline: S0 plus the top-1 lesson (BM25) of a memory bank
+                   of the run's kept analyses per task, on the same tasks
       summary      paired S* - S0 with a 95% CI, flipped tasks, patches kept and dropped,
                    support of the top edits, time and model use per stage
       bundle       the run's refs as runs/<run>/refs.bundle
@@ -361,10 +383,11 @@ def evolve(
     agentic analyst, parallel consolidation. A run stopped by Ctrl-C, a kill or --budget
     continues with --resume --run-id RUN (settings come from the run, its model server,
     --no-cache and --reuse folders included; a new --budget, --parallel,
-    --no-skill-baseline, --reuse (more folders), --api-base or --author-api-base (the server
-    moved), --suite with --data (where the same data is now), --no-cache, and --concurrency
-    or --cache-dir (which change no result) may be given, an option that would change a
-    setting is refused; the skill folder and the data are found from another directory).
+    --no-skill-baseline, --memory-baseline, --reuse (more folders), --api-base or
+    --author-api-base (the server moved), --suite with --data (where the same data is now),
+    --no-cache, and --concurrency or --cache-dir (which change no result) may be given, an
+    option that would change a setting is refused; the skill folder and the data are found
+    from another directory).
     A resume with agent work left is refused when this toolkit's agent is not the one the
     run started with (a finished run only rebuilds its summary from its files).
     Exit code 3: budget spent; 5: nothing learned (no trajectory for the analysts, or no
@@ -382,6 +405,7 @@ def evolve(
       trace2skill evolve skills/gsm8k-math --suite gsm8k --run-id r1 --budget minutes=30
       trace2skill evolve --resume --run-id r1 --budget calls=2000
       trace2skill evolve --resume --run-id r1 --no-skill-baseline
+      trace2skill evolve --resume --run-id r1 --memory-baseline   # S0 + retrieved lessons
       trace2skill evolve skills/gsm8k-math --suite gsm8k --analysts combined \\
           --model openai/gpt-4o-mini
       trace2skill evolve skills/wikitq-table-qa --suite wikitq --evolve-limit 60 \\
@@ -428,6 +452,8 @@ def evolve(
         config = locate_data(config)
         if no_skill_baseline:  # adding the baseline changes no finished work
             config = config.model_copy(update={"no_skill_baseline": True})
+        if memory_baseline:  # nor does the memory baseline
+            config = config.model_copy(update={"memory_baseline": True})
         if parallel is not None:  # how wide this machine runs it changes no result
             config = config.model_copy(update={"parallel": parallel})
         if author_api_base is not None:  # the author's server moved: the same model there
@@ -467,6 +493,7 @@ def evolve(
             no_skill_baseline=no_skill_baseline,
             create=create,
             draft_examples=draft_examples,
+            memory_baseline=memory_baseline,
             **_jsonl_options(suite),
         )
     if not resume:
@@ -545,7 +572,8 @@ def _check_consolidation(consolidation: str, seq_batch: int | None) -> None:
 def _refuse_changed_settings(config: EvolveConfig, suite: Suite | None) -> None:
     """A resume runs with the run's own settings: an option given on the command line that
     would change one is refused (it used to be ignored in silence), naming what the run has.
-    --budget, --parallel, --no-skill-baseline, --reuse, --api-base, --no-cache and --data
+    --budget, --parallel, --no-skill-baseline, --memory-baseline, --reuse, --api-base,
+    --no-cache and --data
     (where the same data is now) may be given; --model must match the run's."""
     from toolkit.evolve import EvolveError
 
