@@ -38,6 +38,7 @@ from toolkit.analysts.specific import (
     task_names,
     task_text,
 )
+from toolkit.analysts.stage import failed_on_model_error
 from toolkit.cli import main
 from toolkit.errors import ToolkitError, ToolkitNotice
 from toolkit.llm import FaultKind, LLMConfig, fake_model
@@ -565,6 +566,31 @@ def test_agentic_analyst_dropped_when_fix_never_passes(tmp_path: Path) -> None:
     assert record.reason.startswith("fix-not-passed") and record.turns == 4
     assert not (run_dir / "patches").exists()
     assert "write the report" not in model.requests[-1].messages[-1]["content"]
+
+
+def test_an_agentic_analysis_that_outgrows_the_context_is_no_model_error(tmp_path: Path) -> None:
+    """Seen in the real WikiTQ evolve: the analyst's fifth step overflowed the 8k context and
+    was recorded as a model error (fix the model settings, says that), which every resume
+    analysed again to the same overflow."""
+    from tests.test_agent_code_protocol import context_full
+
+    _repo, run_dir = make_run(tmp_path, [False])
+    steps = agentic_script(reach_pass=False)
+
+    def script(messages: list[dict[str, Any]]) -> Any:
+        if sum(m["role"] == "assistant" for m in messages) == 2:
+            return context_full()
+        return steps(messages)
+
+    with fake_model(script) as model:
+        summary = run_analyses(
+            run_dir, AnalyseConfig(model=model, max_turns=6), llm_config=llm(tmp_path),
+            progress=False,
+        )  # fmt: skip
+    (record,) = records_of(run_dir)
+    assert summary.kept == 0 and record.status == "dropped"
+    assert record.reason.startswith("context-full: ") and "context window" in record.reason
+    assert not failed_on_model_error(record.model_dump(mode="json"))  # a resume keeps it
 
 
 def test_bad_replies_are_recorded_not_raised(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field
 
 from toolkit.analysts.records import AnalyseConfig
-from toolkit.errors import LLMError
+from toolkit.errors import ContextWindowError, LLMError
 from toolkit.known import add_known
 from toolkit.llm.gateway import Gateway
 
@@ -53,6 +53,11 @@ async def ask(
     except LLMError as exc:
         text = str(exc)
         kind = "invalid-reply" if "no valid" in text else "model-error"
+        if isinstance(exc, ContextWindowError):
+            # The analysis outgrew the context (the agentic analyst's steps pile up), not a
+            # server fault: "model-error" told the user to fix the model settings, and a
+            # resume redid it to the same end.
+            kind = "context-full"
         out.failure = f"{kind}: {text}"
         # An invalid reply still cost its tokens (unknown ones make the total unknown).
         out.tokens_in = add_known(out.tokens_in, exc.tokens_in)
