@@ -594,21 +594,31 @@ def _edits(
     rows = []
     for edit in patch.edits:
         eid = edit.id or edit.content_hash()
-        merged = support.get(eid)
         rows.append(
-            EditRow(
-                id=eid,
-                file=edit.file,
-                op=edit.op,
-                section=edit.target_section,
-                text=_excerpt(edit.content or edit.old_text or ""),
-                support=merged.support if merged else patch.support,
-                sources=merged.sources if merged else list(patch.sources),
+            _edit_row(
+                edit,
+                patch,
+                support.get(eid),
                 ablate=effects.get((eid, "ablate")),
                 only=effects.get((eid, "only")),
             )
         )
     return rows, list(patch.changelog_entries), merges
+
+
+def _edit_row(edit: Any, patch: Patch, merged: Any, **extra: Any) -> EditRow:
+    """One edit of ``patch`` as the PR body's table shows it: its support and sources from
+    ``merged`` (the merge record's entry for it) or else the patch's own."""
+    return EditRow(
+        id=edit.id or edit.content_hash(),
+        file=edit.file,
+        op=edit.op,
+        section=edit.target_section,
+        text=_excerpt(edit.content or edit.old_text or ""),
+        support=merged.support if merged else patch.support,
+        sources=merged.sources if merged else list(patch.sources),
+        **extra,
+    )
 
 
 def _consolidation(manifest: Manifest, merges: list[MergeLine] | None) -> str | None:
@@ -639,21 +649,10 @@ def _sequential_edits(
             continue
         support = {e.id: e for e in line.edits}
         changelog += [f"step {line.step}: {c}" for c in patch.changelog_entries]
-        for edit in patch.edits:
-            eid = edit.id or edit.content_hash()
-            merged = support.get(eid)
-            rows.append(
-                EditRow(
-                    id=eid,
-                    file=edit.file,
-                    op=edit.op,
-                    section=edit.target_section,
-                    text=_excerpt(edit.content or edit.old_text or ""),
-                    support=merged.support if merged else patch.support,
-                    sources=merged.sources if merged else list(patch.sources),
-                    step=line.step,
-                )
-            )
+        rows += [
+            _edit_row(edit, patch, support.get(edit.id or edit.content_hash()), step=line.step)
+            for edit in patch.edits
+        ]
     return rows, changelog
 
 
