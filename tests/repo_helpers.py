@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -37,6 +38,22 @@ def make_user_repo(root: Path) -> Path:
     (root / "README.md").write_text("readme\n")
     git(root, "add", ".")
     git(root, "commit", "-q", "-m", "initial")
+    return root
+
+
+def wikitq_repo(root: Path, readme: str | None = None) -> Path:
+    """A user repository at ``root`` holding the bundled wikitq skill (and a README),
+    committed on main."""
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.name", "Test User")
+    git(root, "config", "user.email", "test@example.com")
+    if readme is not None:
+        (root / "README.md").write_text(readme)
+    skill = Path("skills") / "wikitq-table-qa"
+    shutil.copytree(Path(__file__).resolve().parents[1] / skill, root / skill)
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "skill")
     return root
 
 

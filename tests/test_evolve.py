@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.evolve_helpers import method_script
-from tests.repo_helpers import git, user_state
+from tests.repo_helpers import git, user_state, wikitq_repo
 from toolkit.cli import main
 from toolkit.errors import LLMError, RepoError, SkillError
 from toolkit.evolve import (
@@ -177,15 +177,7 @@ def test_lock_refuses_a_second_evolve_of_the_same_run(tmp_path: Path) -> None:
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A user repository holding the wikitq skill, committed."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.name", "Test User")
-    git(root, "config", "user.email", "test@example.com")
-    shutil.copytree(ROOT / "skills" / "wikitq-table-qa", root / "skills" / "wikitq-table-qa")
-    git(root, "add", ".")
-    git(root, "commit", "-q", "-m", "skill")
-    return root
+    return wikitq_repo(tmp_path / "repo")
 
 
 def config_for(repo: Path, run_id: str = "r1", **overrides: Any) -> EvolveConfig:

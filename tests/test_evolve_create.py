@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from tests.evolve_helpers import DRAFT_REPLY
-from tests.repo_helpers import git, user_state
-from tests.test_evolve import ROOT, config_for, kill_at, llm, method, train_ids
+from tests.repo_helpers import git, user_state, wikitq_repo
+from tests.test_evolve import config_for, kill_at, llm, method, train_ids
 from toolkit.cli import main
 from toolkit.draft import SYSTEM_MARK, DraftError, create_base
 from toolkit.errors import RepoError
@@ -29,16 +29,7 @@ NEW = Path("skills") / "table-qa"
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A user repository with a README and the wikitq skill, committed (no table-qa yet)."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.name", "Test User")
-    git(root, "config", "user.email", "test@example.com")
-    (root / "README.md").write_text("my skills\n")
-    shutil.copytree(ROOT / "skills" / "wikitq-table-qa", root / "skills" / "wikitq-table-qa")
-    git(root, "add", ".")
-    git(root, "commit", "-q", "-m", "skills")
-    return root
+    return wikitq_repo(tmp_path / "repo", readme="my skills\n")
 
 
 def creating(repo: Path, run_id: str = "r1", **overrides: Any) -> EvolveConfig:

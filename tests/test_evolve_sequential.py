@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from tests.evolve_helpers import method_script
-from tests.repo_helpers import git, user_state
-from tests.test_evolve import ROOT, config_for, held_out_ids, llm, train_ids
+from tests.repo_helpers import git, user_state, wikitq_repo
+from tests.test_evolve import config_for, held_out_ids, llm, train_ids
 from toolkit.analysts.records import analysis_id
 from toolkit.cli import main
 from toolkit.consolidate.records import MergeRecord
@@ -50,15 +49,7 @@ _TASK = re.compile(r"TASK \((\S+) ([^)]+)\)")
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A user repository holding the wikitq skill, committed."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.name", "Test User")
-    git(root, "config", "user.email", "test@example.com")
-    shutil.copytree(ROOT / SKILL, root / SKILL)
-    git(root, "add", ".")
-    git(root, "commit", "-q", "-m", "skill")
-    return root
+    return wikitq_repo(tmp_path / "repo")
 
 
 @contextmanager

@@ -574,7 +574,7 @@ def _settings(runs) -> dict[str, dict]:
 
 def test_runs_hold_the_settings_of_a_fake_model_evolve_and_an_evaluation(tmp_path):
     """An analyst comparing runs by their settings dug them out of the stages JSON."""
-    from tests.repo_helpers import git
+    from tests.repo_helpers import wikitq_repo
     from tests.test_evaluate import _gsm8k_tasks, _scripted_agent
     from tests.test_evolve import config_for, llm, method
     from toolkit.evaluate import evaluate
@@ -582,13 +582,7 @@ def test_runs_hold_the_settings_of_a_fake_model_evolve_and_an_evaluation(tmp_pat
     from toolkit.llm import LLMConfig, fake_model
     from toolkit.tasks import VENDORED_DATA_DIR
 
-    repo = tmp_path / "repo"
-    shutil.copytree(ROOT / "skills" / "wikitq-table-qa", repo / "skills" / "wikitq-table-qa")
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.name", "Test User")
-    git(repo, "config", "user.email", "test@example.com")
-    git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", "skill")
+    repo = wikitq_repo(tmp_path / "repo")
     runs = tmp_path / "runs"  # config_for's runs_dir
     with method("index-settings") as agent:
         config = config_for(
