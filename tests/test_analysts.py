@@ -593,6 +593,50 @@ def test_an_agentic_analysis_that_outgrows_the_context_is_no_model_error(tmp_pat
     assert not failed_on_model_error(record.model_dump(mode="json"))  # a resume keeps it
 
 
+def test_an_agentic_analysis_elides_old_observations_to_stay_within_the_context(
+    tmp_path: Path,
+) -> None:
+    """The real WikiTQ evolve lost 7 of its first 17 analyses to an 8k context that the steps
+    outgrew: old observations are elided and the step asked again, so the fix can still pass."""
+    from tests.test_agent_code_protocol import context_full
+    from toolkit.analysts.agentic import ELIDED
+
+    _repo, run_dir = make_run(tmp_path, [False])
+    steps = agentic_script(reach_pass=True)
+
+    def script(messages: list[dict[str, Any]]) -> Any:
+        whole = [m for m in messages if m["content"].startswith("Observation:\n")]
+        return context_full() if len(whole) > 2 else steps(messages)
+
+    with fake_model(script) as model:
+        summary = run_analyses(
+            run_dir, AnalyseConfig(model=model, max_turns=5), llm_config=llm(tmp_path),
+            progress=False,
+        )  # fmt: skip
+    (record,) = records_of(run_dir)
+    assert summary.kept == 1 and record.fix_passed is True
+    assert record.turns == 5  # the step asked again is the same turn
+    final = [m["content"] for m in model.requests[-1].messages if m["role"] == "user"]
+    assert final.count(ELIDED) == 1 and "PASS" in final[-2]  # the first FAIL went, PASS stayed
+
+
+def test_elide_observations_keeps_the_latest_and_the_steps() -> None:
+    from toolkit.analysts.agentic import ELIDED, elide_observations
+
+    messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "task"}]
+    for i in range(3):
+        messages += [
+            {"role": "assistant", "content": f"step {i}"},
+            {"role": "user", "content": f"Observation:\nout {i}"},
+        ]
+    assert elide_observations(messages, 2) == 1
+    assert [m["content"] for m in messages[3::2]] == [ELIDED, "Observation:\nout 1",
+                                                       "Observation:\nout 2"]  # fmt: skip
+    assert elide_observations(messages, 2) == 0  # nothing more at this level
+    assert elide_observations(messages, 0) == 2
+    assert [m["content"] for m in messages[2::2]] == ["step 0", "step 1", "step 2"]
+
+
 def test_bad_replies_are_recorded_not_raised(tmp_path: Path) -> None:
     _repo, run_dir = make_run(tmp_path, [False, False, False])
     script = [

@@ -14,11 +14,18 @@ Each step is one structured call ``{thought, tool, args{code, answer}}``:
 If the fix reached PASS, one more call asks for the report and the patch (an
 :class:`~toolkit.analysts.replies.ErrorReply`); otherwise the analysis is dropped with reason
 ``fix-not-passed`` (no report call: it would be thrown away).
+
+The steps pile up in one conversation; when it outgrows the model's context window, the old
+observations are elided (all but the last two, then all) and the step is asked again, so a
+small-context model keeps working instead of losing the analysis as ``context-full``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from toolkit.agent import truncate
 from toolkit.analysts.calls import AnalystOutput, ask
@@ -33,8 +40,50 @@ from toolkit.skill import Skill
 from toolkit.tasks import Suite, Task
 from toolkit.trajectory import Trajectory
 
+M = TypeVar("M", bound=BaseModel)
+
 OBSERVATION_CHARS = 1500
 PYTHON_WALL_S = 20.0
+#: What an old observation becomes once the conversation outgrew the context window.
+ELIDED = "Observation: [elided to fit the model's context window; run the code again if needed]"
+#: Observations kept whole at the first eliding (the latest are the ones the next step needs).
+KEEP_OBSERVATIONS = 2
+
+
+def elide_observations(messages: list[dict[str, Any]], keep: int) -> int:
+    """Replace all observations but the last ``keep`` with :data:`ELIDED`, in place; the
+    number replaced (0: nothing left to elide). The analyst's own steps stay: they say what
+    was tried."""
+    whole = [
+        i
+        for i, m in enumerate(messages)
+        if m["role"] == "user" and m["content"].startswith("Observation:\n")
+    ]
+    old = whole[: len(whole) - keep] if keep else whole
+    for i in old:
+        messages[i] = {"role": "user", "content": ELIDED}
+    return len(old)
+
+
+async def _ask_within_context(
+    gateway: Gateway,
+    config: AnalyseConfig,
+    messages: list[dict[str, Any]],
+    response_model: type[M],
+    out: AnalystOutput,
+    seed: int,
+) -> M | None:
+    """:func:`ask`, asked again with old observations elided when the conversation outgrew
+    the context window."""
+    reply = await ask(gateway, config, messages, response_model, out, seed)
+    for keep in (KEEP_OBSERVATIONS, 0):
+        if reply is not None or not (out.failure or "").startswith("context-full"):
+            break
+        if elide_observations(messages, keep):
+            out.failure = None
+            out.turns -= 1  # the same turn, asked again (the failed call stays in calls)
+            reply = await ask(gateway, config, messages, response_model, out, seed)
+    return reply
 
 
 async def _evaluate(
@@ -72,7 +121,9 @@ async def analyse_error_agentic(
     async with pool.session(files) as session:
         messages = agentic_prompt(skill, trajectory, sorted(files or {}), config.max_turns)
         for index in range(config.max_turns):
-            step = await ask(gateway, config, messages, AnalystStep, out, seed + index)
+            step = await _ask_within_context(
+                gateway, config, messages, AnalystStep, out, seed + index
+            )
             if step is None:
                 out.report = "\n".join(thoughts)
                 return out
@@ -95,7 +146,9 @@ async def analyse_error_agentic(
         out.failure = "fix-not-passed: the analyst's fix never reached PASS with the verifier"
         return out
     messages.append({"role": "user", "content": agentic_report_request(True)})
-    reply = await ask(gateway, config, messages, ErrorReply, out, seed + config.max_turns)
+    reply = await _ask_within_context(
+        gateway, config, messages, ErrorReply, out, seed + config.max_turns
+    )
     if reply is None:
         out.report = "\n".join(thoughts)
         return out
