@@ -620,6 +620,48 @@ def test_an_agentic_analysis_elides_old_observations_to_stay_within_the_context(
     assert final.count(ELIDED) == 1 and "PASS" in final[-2]  # the first FAIL went, PASS stayed
 
 
+def test_an_agentic_analyst_that_repeats_itself_is_told_then_stopped(tmp_path: Path) -> None:
+    """In the real WikiTQ evolve the 1.5B analyst repeated one step to max_turns (8 calls,
+    ~3 minutes each analysis): the first repeat is answered with a note, not run again; the
+    second stops the analysis."""
+    _repo, run_dir = make_run(tmp_path, [False])
+    same = {"thought": "check", "tool": "evaluate_output", "args": {"code": "", "answer": "7"}}
+    with fake_model(lambda messages: same) as model:
+        run_analyses(
+            run_dir, AnalyseConfig(model=model, max_turns=8), llm_config=llm(tmp_path),
+            progress=False,
+        )  # fmt: skip
+    (record,) = records_of(run_dir)
+    assert record.status == "dropped" and record.turns == 3
+    assert record.reason.startswith("fix-not-passed") and "repeating" in record.reason
+    observations = [m["content"] for m in model.requests[-1].messages if m["role"] == "user"]
+    assert observations[1].startswith("Observation:\nFAIL")
+    assert "FAIL again: you checked this same answer at step 0" in observations[2]
+
+
+def test_a_repeated_passing_check_ends_the_analysis_as_finish_would(tmp_path: Path) -> None:
+    _repo, run_dir = make_run(tmp_path, [False])
+
+    def script(messages: list[dict[str, Any]]) -> Any:
+        if "write the report" in messages[-1]["content"]:
+            return error_reply()
+        answer = gold_of(messages)
+        return {
+            "thought": "check",
+            "tool": "evaluate_output",
+            "args": {"code": "", "answer": answer},
+        }
+
+    with fake_model(script) as model:
+        summary = run_analyses(
+            run_dir, AnalyseConfig(model=model, max_turns=8), llm_config=llm(tmp_path),
+            progress=False,
+        )  # fmt: skip
+    (record,) = records_of(run_dir)
+    assert summary.kept == 1 and record.fix_passed is True
+    assert record.turns == 3  # check (PASS), the same check again (ends), report
+
+
 def test_elide_observations_keeps_the_latest_and_the_steps() -> None:
     from toolkit.analysts.agentic import ELIDED, elide_observations
 

@@ -48,6 +48,24 @@ PYTHON_WALL_S = 20.0
 ELIDED = "Observation: [elided to fit the model's context window; run the code again if needed]"
 #: Observations kept whole at the first eliding (the latest are the ones the next step needs).
 KEEP_OBSERVATIONS = 2
+#: Repeats of an earlier step (same tool and arguments) at which the analysis stops: the first
+#: repeat is answered with a note, and a small model that repeats itself again does not break
+#: out (in the real WikiTQ evolve every such analysis repeated one step up to max_turns).
+MAX_REPEATS = 2
+
+
+def repeat_note(tool: str, first: int) -> str:
+    """The observation for a step that repeats step ``first`` (not run again)."""
+    if tool == "python":
+        return (
+            f"Note: you ran exactly this code at step {first}; its output has not changed. Do "
+            "something different: change the code, or check the answer it found with "
+            "evaluate_output."
+        )
+    return (
+        f"FAIL again: you checked this same answer at step {first}. Work out a different "
+        "answer with python first."
+    )
 
 
 def elide_observations(messages: list[dict[str, Any]], keep: int) -> int:
@@ -102,6 +120,25 @@ async def _evaluate(
     return False, "FAIL: " + mask_values(verdict.details or "wrong answer", gold)
 
 
+async def _act(
+    step: AnalystStep,
+    suite: Suite,
+    task: Task,
+    session: Session,
+    gold: list[str],
+    out: AnalystOutput,
+) -> str:
+    """Run one python or evaluate_output step; its observation."""
+    if step.tool == "python":
+        if not step.args.code.strip():
+            return "Error: python needs args.code."
+        run = await session.run(step.args.code, wall_s=PYTHON_WALL_S)
+        return truncate(run.render(), OBSERVATION_CHARS, "print less")[0]
+    passed, observation = await _evaluate(suite, task, step.args.answer, session, gold)
+    out.fix_passed = out.fix_passed or passed
+    return observation
+
+
 async def analyse_error_agentic(
     gateway: Gateway,
     config: AnalyseConfig,
@@ -118,6 +155,8 @@ async def analyse_error_agentic(
     files = session_files(suite, task, skill, trajectory.protocol)
     gold = list(trajectory.verdict.gold)
     thoughts: list[str] = []
+    seen: dict[tuple[str, str, str], int] = {}
+    repeats = 0
     async with pool.session(files) as session:
         messages = agentic_prompt(skill, trajectory, sorted(files or {}), config.max_turns)
         for index in range(config.max_turns):
@@ -131,19 +170,23 @@ async def analyse_error_agentic(
             messages.append({"role": "assistant", "content": step.model_dump_json()})
             if step.tool == "finish":
                 break
-            if step.tool == "python":
-                if not step.args.code.strip():
-                    observation = "Error: python needs args.code."
-                else:
-                    run = await session.run(step.args.code, wall_s=PYTHON_WALL_S)
-                    observation, _ = truncate(run.render(), OBSERVATION_CHARS, "print less")
+            action = (step.tool, step.args.code.strip(), step.args.answer.strip())
+            if action in seen:
+                if out.fix_passed:  # a passed check asked again: as good as finish
+                    break
+                repeats += 1
+                if repeats >= MAX_REPEATS:
+                    break
+                observation = repeat_note(step.tool, seen[action])
             else:
-                passed, observation = await _evaluate(suite, task, step.args.answer, session, gold)
-                out.fix_passed = out.fix_passed or passed
+                seen[action] = index
+                observation = await _act(step, suite, task, session, gold, out)
             messages.append({"role": "user", "content": f"Observation:\n{observation}"})
     if not out.fix_passed:
         out.report = "\n".join(thoughts)
         out.failure = "fix-not-passed: the analyst's fix never reached PASS with the verifier"
+        if repeats >= MAX_REPEATS:
+            out.failure += f" (stopped at step {out.turns - 1}: it kept repeating earlier steps)"
         return out
     messages.append({"role": "user", "content": agentic_report_request(True)})
     reply = await _ask_within_context(
