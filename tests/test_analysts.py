@@ -552,6 +552,11 @@ def test_agentic_analyst_is_kept_only_when_its_fix_passes(tmp_path: Path) -> Non
     observations = [m["content"] for m in requests[-1].messages if m["role"] == "user"][1:]
     assert observations[0].startswith("Observation:\nFAIL") and "42" in observations[1]
     assert "PASS" in observations[2]
+    # A step reserves less of a small context than the report does.
+    from toolkit.analysts.agentic import STEP_MAX_TOKENS
+
+    limits = [r.params.get("max_tokens") for r in requests]
+    assert limits == [STEP_MAX_TOKENS] * 4 + [AnalyseConfig().max_tokens]
 
 
 def test_agentic_analyst_dropped_when_fix_never_passes(tmp_path: Path) -> None:

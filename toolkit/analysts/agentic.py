@@ -48,6 +48,10 @@ PYTHON_WALL_S = 20.0
 ELIDED = "Observation: [elided to fit the model's context window; run the code again if needed]"
 #: Observations kept whole at the first eliding (the latest are the ones the next step needs).
 KEEP_OBSERVATIONS = 2
+#: Reply limit of one step (the report keeps the config's): what a local model reserves of
+#: its context. The 1.5B's steps in the real WikiTQ evolve: median 49 tokens, most 369; the
+#: config's 1,536 left a skill + trajectory prompt (~5,500 tokens) room for two steps in 8k.
+STEP_MAX_TOKENS = 768
 #: Repeats of an earlier step (same tool and arguments) at which the analysis stops: the first
 #: repeat is answered with a note, and a small model that repeats itself again does not break
 #: out (in the real WikiTQ evolve every such analysis repeated one step up to max_turns).
@@ -90,17 +94,18 @@ async def _ask_within_context(
     response_model: type[M],
     out: AnalystOutput,
     seed: int,
+    max_tokens: int | None = None,
 ) -> M | None:
     """:func:`ask`, asked again with old observations elided when the conversation outgrew
     the context window."""
-    reply = await ask(gateway, config, messages, response_model, out, seed)
+    reply = await ask(gateway, config, messages, response_model, out, seed, max_tokens)
     for keep in (KEEP_OBSERVATIONS, 0):
         if reply is not None or not (out.failure or "").startswith("context-full"):
             break
         if elide_observations(messages, keep):
             out.failure = None
             out.turns -= 1  # the same turn, asked again (the failed call stays in calls)
-            reply = await ask(gateway, config, messages, response_model, out, seed)
+            reply = await ask(gateway, config, messages, response_model, out, seed, max_tokens)
     return reply
 
 
@@ -161,7 +166,7 @@ async def analyse_error_agentic(
         messages = agentic_prompt(skill, trajectory, sorted(files or {}), config.max_turns)
         for index in range(config.max_turns):
             step = await _ask_within_context(
-                gateway, config, messages, AnalystStep, out, seed + index
+                gateway, config, messages, AnalystStep, out, seed + index, STEP_MAX_TOKENS
             )
             if step is None:
                 out.report = "\n".join(thoughts)

@@ -35,10 +35,12 @@ async def ask(
     response_model: type[M],
     out: AnalystOutput,
     seed: int,
+    max_tokens: int | None = None,
 ) -> M | None:
     """One structured call; tokens and turns go to ``out``. On a failed call (invalid or
     truncated reply after the gateway's repair round, provider error) ``out.failure`` says
-    why and the result is None: the stage records the analysis as dropped."""
+    why and the result is None: the stage records the analysis as dropped. ``max_tokens``:
+    this call's reply limit when below the config's."""
     out.turns += 1
     out.calls += 1
     try:
@@ -47,7 +49,7 @@ async def ask(
             config.model,
             response_model,
             temperature=config.temperature,
-            max_tokens=config.max_tokens,
+            max_tokens=min(config.max_tokens, max_tokens or config.max_tokens),
             seed=seed,
         )
     except LLMError as exc:
