@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,35 @@ def test_corrupt_and_foreign_bundles(tmp_path: Path) -> None:
         import_bundle(target, tmp_path / "main.bundle")
     with pytest.raises(RepoError, match="no run"):
         export_bundle(source, "nope")
+
+
+def test_thin_bundle_holds_only_the_runs_own_commits(tmp_path: Path) -> None:
+    """A run kept in the project's repository bundled its whole history (7 MB for the real
+    WikiTQ run); thin, it imports into any clone of the project."""
+    root = make_user_repo(tmp_path / "a")
+    for i in range(3):  # project history the run's base descends from
+        text = "".join(hashlib.sha256(f"{i}.{j}".encode()).hexdigest() for j in range(200))
+        (root / f"doc{i}.txt").write_text(text)  # incompressible: it shows in the size
+        git(root, "add", ".")
+        git(root, "commit", "-q", "-m", f"doc {i}")
+    source = _run(root)
+    full = export_bundle(source, "r1", tmp_path / "full.bundle")
+    thin = export_bundle(source, "r1", tmp_path / "thin.bundle", thin_from="HEAD")
+    assert thin.refs == full.refs
+    assert Path(thin.path).stat().st_size < Path(full.path).stat().st_size / 2
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(source.root), str(clone))
+    import_bundle(SkillRepo.open(clone), thin.path)
+    assert SkillRepo.open(clone).run_refs("r1") == source.run_refs("r1")
+
+    other_root = tmp_path / "b"
+    other_root.mkdir()
+    git(other_root, "init", "-q", "-b", "main")
+    other = SkillRepo.open(other_root)
+    with pytest.raises(RepoError, match="not a valid bundle for this repository"):
+        import_bundle(other, thin.path)
+    assert other.run_refs("r1") == {}
+    with pytest.raises(RepoError, match="is no commit"):
+        export_bundle(source, "r1", tmp_path / "x.bundle", thin_from="no-such-branch")
+    with pytest.raises(RepoError, match="would be empty"):
+        export_bundle(source, "r1", tmp_path / "x.bundle", thin_from="t2s/r1/result")

@@ -232,16 +232,28 @@ def bundle() -> None:
     "is replaced; any other file only with --force.",
 )
 @click.option("--force", is_flag=True, help="Replace an existing file that is not a bundle.")
+@click.option(
+    "--thin-from",
+    metavar="REV",
+    help="Leave out the history reachable from REV (e.g. origin/main): the bundle holds only "
+    "the run's own commits and imports only into a repository that has REV (a clone of this "
+    "project). Default: self-contained.",
+)
 @_REPO_OPTION
-def bundle_export(run: str, output: Path | None, force: bool, repo_path: Path) -> None:
-    """Write every ref of RUN to a self-contained git bundle.
+def bundle_export(
+    run: str, output: Path | None, force: bool, thin_from: str | None, repo_path: Path
+) -> None:
+    """Write every ref of RUN to a git bundle, self-contained unless --thin-from.
 
     \b
     Examples:
       trace2skill bundle export r1
       trace2skill bundle export r1 -o /tmp/r1.bundle
+      trace2skill bundle export r1 --thin-from origin/main   # a run kept in the project repo
     """
-    info = export_bundle(SkillRepo.open(repo_path), check_id(run), output, overwrite=force)
+    info = export_bundle(
+        SkillRepo.open(repo_path), check_id(run), output, overwrite=force, thin_from=thin_from
+    )
     click.echo(f"wrote {len(info.refs)} refs of run {info.run} to {info.path}")
 
 

@@ -38,17 +38,36 @@ def is_bundle(path: Path) -> bool:
 
 
 def export_bundle(
-    repo: SkillRepo, run: str, path: str | Path | None = None, *, overwrite: bool = False
+    repo: SkillRepo,
+    run: str,
+    path: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    thin_from: str | None = None,
 ) -> BundleInfo:
     """Write every ref of ``run`` to ``path`` (default ``runs/<run>/refs.bundle``).
 
     The bundle is self-contained (it includes the history the refs need), so it imports into
-    any repository. An existing bundle is replaced; any other existing file only with
+    any repository; with ``thin_from`` (a revision such as ``origin/main``) it leaves out the
+    history reachable from there, and imports only where that history is (a clone of the
+    project: a run kept in the project's own repository is then kilobytes, not the project's
+    history). An existing bundle is replaced; any other existing file only with
     ``overwrite`` (a mistyped ``-o README.md`` replaced the README).
     """
     refs = repo.git.refs(run_prefix(run))
     if not refs:
         raise RepoError(f"no run {run!r} in {repo.root}")
+    exclude: list[str] = []
+    if thin_from is not None:
+        (oid,) = repo.git.resolve([f"{thin_from}^{{commit}}"])
+        if oid is None:
+            raise RepoError(f"--thin-from {thin_from!r} is no commit in {repo.root}")
+        new = repo.git.out("rev-list", "--count", *sorted(set(refs.values())), f"^{oid}")
+        if new == "0":
+            raise RepoError(
+                f"every commit of run {run!r} is in {thin_from}: a thin bundle would be empty"
+            )
+        exclude.append(f"^{oid}")
     target = Path(path) if path is not None else repo.root / "runs" / run / "refs.bundle"
     if target.exists() and not overwrite and not (target.is_file() and is_bundle(target)):
         raise RepoError(
@@ -59,7 +78,7 @@ def export_bundle(
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         # refs on stdin: a run can have thousands, more than a command line holds
-        names = "".join(name + "\n" for name in sorted(refs)).encode()
+        names = "".join(line + "\n" for line in [*sorted(refs), *exclude]).encode()
         repo.git.run(["bundle", "create", "--quiet", str(tmp.resolve()), "--stdin"], names)
         os.replace(tmp, target)
     finally:
