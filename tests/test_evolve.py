@@ -1088,6 +1088,11 @@ def test_a_resume_reuses_the_folders_the_run_started_with(repo: Path, tmp_path: 
     )
     assert gone.exit_code == 0, gone.output
     assert f"the --reuse folder {source.absolute()} this run recorded is gone" in gone.output
+    once = CliRunner().invoke(
+        main, ["evolve", "--resume", "--run-id", "again", "--runs-dir", str(runs), *cache]
+    )
+    assert once.exit_code == 0, once.output
+    assert once.output.count("this run recorded is gone") == 1
 
 
 def test_a_resume_after_the_agent_changed(

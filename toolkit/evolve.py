@@ -1898,11 +1898,13 @@ def plan(
     *,
     resume: bool = False,
     reuse: Sequence[Path] = (),
+    notify: bool = True,
 ) -> Estimate:
     """The up-front estimate of ``config`` (loads the splits' sizes; writes nothing); with
     ``resume``, of the work the run has left, at the rates its own files show; with
     ``reuse`` (and those the run recorded, :func:`reuse_folders`), without the tasks those
-    runs finished (see :func:`reusable_tasks`)."""
+    runs finished (see :func:`reusable_tasks`). ``notify``: name recorded --reuse folders
+    that are gone (off when :func:`evolve` follows, which names them itself)."""
     from toolkit.rollout import default_concurrency
     from toolkit.tasks.splits import short_split_notice
 
@@ -1924,7 +1926,7 @@ def plan(
         finished = finished_units(config)
         if finished.get("analyse") == math.inf:
             patches = kept_patches(config.run_dir)
-    reuse = reuse_folders(config, reuse)
+    reuse = reuse_folders(config, reuse, notify=notify)
     reused_tasks = reusable_tasks(config, model, reuse) if reuse else {}
     reused = {stage: len(tasks) for stage, tasks in reused_tasks.items()}
     s0_tasks = [t for stage in ("rollout", "eval-s0") for t in reused_tasks.get(stage, [])]
@@ -1938,13 +1940,17 @@ def plan(
     return est.model_copy(update={"left": resume, "reused": reused})
 
 
-def reuse_folders(config: EvolveConfig, reuse: Sequence[Path] = ()) -> list[Path]:
+def reuse_folders(
+    config: EvolveConfig, reuse: Sequence[Path] = (), *, notify: bool = True
+) -> list[Path]:
     """The --reuse folders of a run: those it recorded (a resume without --reuse still
-    reuses them; one that is gone is left out with a notice, its tasks not yet copied run
-    again) and those given now, as whole paths, each once."""
+    reuses them; one that is gone is left out, with a notice unless not ``notify``, its
+    tasks not yet copied run again) and those given now, as whole paths, each once."""
     folders: list[Path] = []
     for path in config.reuse:
         if not path.exists():
+            if not notify:
+                continue
             warnings.warn(
                 f"the --reuse folder {path} this run recorded is gone: tasks it held that the "
                 "run has not copied yet will run again",

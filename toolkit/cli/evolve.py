@@ -498,7 +498,9 @@ def evolve(
         )
     if not resume:
         check_request(config)  # --estimate included: a request evolve would refuse is refused
-    for line in estimate_lines(plan(config, llm_config, resume=resume, reuse=reuse)):
+    # The run names a gone --reuse folder itself: said here too, it was said twice.
+    estimated = plan(config, llm_config, resume=resume, reuse=reuse, notify=estimate_only)
+    for line in estimate_lines(estimated):
         click.echo(line, err=True)
     if estimate_only:
         return
