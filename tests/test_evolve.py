@@ -1381,6 +1381,12 @@ def test_memory_baseline_is_a_stage_and_a_summary_row(repo: Path, tmp_path: Path
     )
     assert "| S0 + memory (top-1 lesson, BM25) | 100.0% |" in body.output, body.output
     assert (config.run_dir / MEMORY_FILE).is_file()
+    from toolkit.index import build_index, connect
+
+    build_index(config.runs_dir)
+    with connect(config.runs_dir) as con:
+        row = con.execute("SELECT s0_drafted, memory_baseline FROM runs").fetchall()
+    assert row == [(False, True)]
 
 
 def test_memory_baseline_added_on_resume_redoes_no_work(repo: Path, tmp_path: Path) -> None:

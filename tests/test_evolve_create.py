@@ -92,6 +92,12 @@ def test_create_commits_the_draft_as_the_base_and_evolves_it(repo: Path, tmp_pat
     assert f"**{NEW.as_posix()}** created by trace2skill run `r1`" in body
     assert "Creation mode:" in body and model in body
     assert render_title(review).startswith("trace2skill: create table-qa (run r1)")
+    from toolkit.index import build_index, connect
+
+    build_index(run_dir.parent)
+    with connect(run_dir.parent) as con:
+        row = con.execute("SELECT s0_drafted, memory_baseline FROM runs").fetchall()
+    assert row == [(True, False)]
 
 
 def test_a_resume_never_drafts_again(

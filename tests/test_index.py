@@ -560,7 +560,7 @@ def test_the_index_and_app_draw_a_runs_cis_with_its_seed(tmp_path):
 SETTINGS = (
     "kind, suite, model, author_model, protocol, delivery, seed, skill_name, analysts, "
     "error_analyst, merge_batch, max_levels, merge_strategy, consolidation, seq_batch, "
-    "evolve_limit, test_limit"
+    "s0_drafted, memory_baseline, evolve_limit, test_limit"
 )
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -616,6 +616,8 @@ def test_runs_hold_the_settings_of_a_fake_model_evolve_and_an_evaluation(tmp_pat
         "merge_strategy": "git",
         "consolidation": "parallel",
         "seq_batch": None,  # the sequential baseline's Seq-B: not this run's
+        "s0_drafted": False,
+        "memory_baseline": False,
         "evolve_limit": 6,
         "test_limit": 4,
     }
@@ -636,6 +638,8 @@ def test_runs_hold_the_settings_of_a_fake_model_evolve_and_an_evaluation(tmp_pat
         "merge_strategy": None,
         "consolidation": None,
         "seq_batch": None,
+        "s0_drafted": None,
+        "memory_baseline": None,
         "evolve_limit": None,
         "test_limit": 2,
     }
@@ -673,6 +677,8 @@ def test_runs_hold_the_settings_the_committed_manifests_record(tmp_path):
         "merge_strategy": "llm",
         "consolidation": "parallel",  # recorded before the setting existed
         "seq_batch": None,
+        "s0_drafted": False,  # so were these
+        "memory_baseline": False,
         "evolve_limit": 8,
         "test_limit": 10,
     }
@@ -764,6 +770,8 @@ def test_runs_settings_of_stage_by_stage_runs_imports_and_odd_manifests(tmp_path
         "merge_strategy": "git",
         "consolidation": "parallel",
         "seq_batch": None,
+        "s0_drafted": None,
+        "memory_baseline": None,
         "evolve_limit": None,
         "test_limit": None,  # its rollout is on train; it evaluated nothing
     }
@@ -787,7 +795,7 @@ def test_every_analyst_choice_is_a_runs_setting():
 
 
 def test_an_index_of_an_older_version_is_rebuilt_with_the_new_columns(runs):
-    """Version 5 had no settings columns: its Parquet is rebuilt from the run files."""
+    """Version 6 had no s0_drafted column: its Parquet is rebuilt from the run files."""
     import duckdb
 
     from toolkit.index import INDEX_SCHEMA_VERSION
@@ -797,22 +805,24 @@ def test_an_index_of_an_older_version_is_rebuilt_with_the_new_columns(runs):
     build_index(runs)
     state = runs / INDEX_DIR / "state.json"
     data = json.loads(state.read_text())
-    data["schema_version"] = 5
+    data["schema_version"] = 6
     state.write_text(json.dumps(data))
-    for run in ("r1", "r2"):  # the runs table as version 5 wrote it
+    for run in ("r1", "r2"):  # the runs table as version 6 wrote it
         path = runs / INDEX_DIR / run / "runs.parquet"
         with duckdb.connect() as con:
             con.execute(
-                f"COPY (SELECT * EXCLUDE (kind, suite, model, seed) FROM '{path}') "
+                f"COPY (SELECT * EXCLUDE (s0_drafted, memory_baseline) FROM '{path}') "
                 f"TO '{path}.old' (FORMAT parquet)"
             )
         os.replace(f"{path}.old", path)
-    with pytest.raises(RunIndexError, match="kind"), connect(runs) as con:
-        run_query(con, "SELECT kind FROM runs")
+    with pytest.raises(RunIndexError, match="s0_drafted"), connect(runs) as con:
+        run_query(con, "SELECT s0_drafted FROM runs")
     assert sorted(build_index(runs).read) == ["r1", "r2"]
-    assert json.loads(state.read_text())["schema_version"] == INDEX_SCHEMA_VERSION == 6
-    assert _rows(runs, "SELECT run_id, kind, suite, test_limit FROM runs ORDER BY 1") == [
-        ("r1", "eval", "gsm8k", 3),
-        ("r2", None, None, None),  # a manifest with no stages has no settings
+    assert json.loads(state.read_text())["schema_version"] == INDEX_SCHEMA_VERSION == 7
+    assert _rows(
+        runs, "SELECT run_id, kind, suite, test_limit, s0_drafted FROM runs ORDER BY 1"
+    ) == [
+        ("r1", "eval", "gsm8k", 3, None),
+        ("r2", None, None, None, None),  # a manifest with no stages has no settings
     ]
     assert build_index(runs).read == []  # rebuilt once, then incremental again

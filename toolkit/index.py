@@ -61,7 +61,7 @@ from toolkit.runs import (
 from toolkit.skill_lines import BUNDLE_FILE, read_skill_lines
 from toolkit.trajectory import Trajectory
 
-INDEX_SCHEMA_VERSION = 6
+INDEX_SCHEMA_VERSION = 7
 """6: ``runs`` has a column per setting that tells runs apart (kind, suite, model, protocol,
 analysts, merge settings...: :func:`run_settings`), read from the manifest (5 had them only in
 the ``stages`` JSON); 5: a token count the provider did not report is NULL (4 held 0).
@@ -92,6 +92,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "merge_strategy": "VARCHAR",
         "consolidation": "VARCHAR",
         "seq_batch": "INTEGER",
+        "s0_drafted": "BOOLEAN",
+        "memory_baseline": "BOOLEAN",
         "evolve_limit": "INTEGER",
         "test_limit": "INTEGER",
         "stages": "VARCHAR",
@@ -688,6 +690,7 @@ def run_settings(manifest: Manifest) -> dict[str, Any]:
     from ``consolidate`` (the author also from ``analyse``). A setting the run does not have
     is None (``error_analyst`` with the success analysts only; ``evolve_limit`` outside an
     evolve run; a limit of None is the whole split). A value of the wrong type is None.
+    ``s0_drafted`` (Creation) and ``memory_baseline`` are an evolve run's only.
     """
     stages = manifest.stages
     agent = [
@@ -720,6 +723,8 @@ def run_settings(manifest: Manifest) -> dict[str, Any]:
         # A consolidate stage on its own (the `consolidate` command) is the parallel tree.
         "consolidation": "parallel" if consolidate else None,
         "seq_batch": None,
+        "s0_drafted": None,
+        "memory_baseline": None,
         "evolve_limit": None,
         "test_limit": _agreed(
             [_int(c.get("limit"), "test_limit") for c in agent if c.get("split") == "test"],
@@ -736,6 +741,10 @@ def run_settings(manifest: Manifest) -> dict[str, Any]:
             if value is not None or column in ("evolve_limit", "test_limit"):
                 settings[column] = value
         settings["author_model"] = settings["author_model"] or settings["model"]
+        # Creation (S0 drafted by the author model) and the retrieval-memory baseline: false
+        # for runs from before they existed, as for any run that did not ask for them.
+        settings["s0_drafted"] = evolve.get("create") is True
+        settings["memory_baseline"] = evolve.get("memory_baseline") is True
         # Before the sequential baseline every evolve was parallel; B and L_max are the
         # parallel tree's, Seq-B the sequential chain's: NULL where they do not apply.
         settings["consolidation"] = settings["consolidation"] or "parallel"
