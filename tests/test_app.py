@@ -763,3 +763,34 @@ def test_a_stale_url_choice_falls_back_to_the_default(
         "wikitq-code-none:"
     )  # fmt: skip
     assert a.startswith(first)
+
+
+def test_merge_tree_of_a_sequential_run_is_a_chain(tmp_path: Path) -> None:
+    """Each step of a sequential run is a level-1 merge: drawn as separate roots, the chain
+    S0 -> S1 -> ... -> S* was lost; each step sits under the step that built on it."""
+    from toolkit.consolidate.records import MergeRecord
+
+    lines = [
+        MergeRecord(
+            level=1,
+            group=f"step-000{k}",
+            children=[f"p{k}a", f"p{k}b"],
+            child_commits=[],
+            status="merged",
+            step=k,
+        )  # fmt: skip
+        for k in (1, 2)
+    ]
+    lines.append(
+        MergeRecord(
+            level=1, group="step-0003", children=[], child_commits=[], status="failed", step=3
+        )
+    )  # a batch with nothing kept: the skill stayed as it was
+    (tmp_path / "merges.jsonl").write_text("".join(m.model_dump_json() + "\n" for m in lines))
+    nodes = data.merge_tree(tmp_path).set_index("id")
+    assert list(nodes[nodes["parent"] == ""].index) == ["L1/step-0003"]
+    assert nodes.loc["L1/step-0001", "parent"] == "L1/step-0002"
+    assert nodes.loc["L1/step-0002", "parent"] == "L1/step-0003"
+    assert nodes.loc["p1a", "parent"] == "L1/step-0001"
+    assert nodes.loc["p2b", "parent"] == "L1/step-0002"
+    assert nodes.loc["L1/step-0002", "label"] == "step 2 (merged)"

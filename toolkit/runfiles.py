@@ -104,6 +104,11 @@ class MergeLine(_Line):
     tokens_out: int | None = Field(default=0, description="None: a call's were not reported.")
     started_at: float = 0.0
     ended_at: float = 0.0
+    step: int | None = Field(
+        default=None,
+        description="Sequential consolidation: the step (its batch merged into the skill of "
+        "the step before); None in a parallel tree.",
+    )
 
     @property
     def node_id(self) -> str:

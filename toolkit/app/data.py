@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import itertools
 import json
 import os
 import shutil
@@ -908,7 +909,9 @@ def merge_tree(run_dir: Path) -> pd.DataFrame:
 
     Leaves are the patches the first level merged; each merge is ``L<level>/<group>`` under
     the merge that took it as a child (by its node id, group, patch id or commit). The root
-    is the top merge (S*). Suited to plotly's sunburst/treemap (``ids``/``parents``).
+    is the top merge (S*). A sequential run's steps are a chain: each step under the step
+    that merged into its skill, the last step (S*) the root. Suited to plotly's
+    sunburst/treemap (``ids``/``parents``).
     """
     merges = contract.read_merges(run_dir)
     if not merges:
@@ -933,6 +936,9 @@ def merge_tree(run_dir: Path) -> pd.DataFrame:
             if node is None:
                 leaves.add(child)
             parent_of.setdefault(node or child, m.node_id)
+    chain = sorted((m for m in merges if m.step is not None), key=lambda m: m.step or 0)
+    for before, after in itertools.pairwise(chain):
+        parent_of.setdefault(before.node_id, after.node_id)
     nodes: list[dict[str, Any]] = []
     patches = contract.read_patches(run_dir)
     for leaf in sorted(leaves):
@@ -953,7 +959,9 @@ def merge_tree(run_dir: Path) -> pd.DataFrame:
             {
                 "id": m.node_id,
                 "parent": parent_of.get(m.node_id, ""),
-                "label": f"{m.node_id} ({m.status})",
+                "label": f"step {m.step} ({m.status})"
+                if m.step is not None
+                else f"{m.node_id} ({m.status})",
                 "kind": "merge",
                 "status": m.status,
                 "support": support,
