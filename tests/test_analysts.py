@@ -33,6 +33,7 @@ from toolkit.analysts.snippets import (
 from toolkit.analysts.specific import (
     data_names,
     question_names,
+    question_phrases,
     quoted_texts,
     task_literals,
     task_names,
@@ -312,6 +313,34 @@ def test_names_the_question_asks_about_are_task_specific() -> None:
         "task-specific: it names 'Galina Chistyakova' from this task's question"
     )
     assert check_patch(reply, skill, [], "a1").patch is not None  # without the question: kept
+
+
+def test_a_lesson_that_copies_the_question_is_task_specific() -> None:
+    """The real WikiTQ evolve's single-call analyst kept "call `submit` with the name of the
+    team that beat mercury in their only 2OT game" (its question, lower case: no name)."""
+    question = "who did the mercury beat in their only 2ot game?"
+    lesson = (
+        "- The output lists 2 players and then `2`, so call `submit` with the name of the "
+        "team that beat mercury in their only 2OT game."
+    )
+    assert question_phrases(lesson, question, []) == ["in their only 2ot game"]
+    # The shape of a question type, in common or the skill's words, is no subject.
+    how_many = "how many times did the team win the title?"
+    generic = "- For 'how many times did the ...' questions, count the matching rows."
+    assert question_phrases(generic, how_many, []) == []
+    assert question_phrases("- how many times did the team win", how_many, []) == [
+        "how many times did the team win"
+    ]
+    assert question_phrases("- how many times did the team win", how_many, ["team win"]) == []
+    assert question_phrases("- their only 2ot", question, []) == []  # three words only
+    assert question_phrases(lesson, "", []) == []
+    skill = load_skill(ROOT / "skills" / "gsm8k-math")
+    checked = check_patch(
+        PatchReply.model_validate(patch_reply(lesson)), skill, [], "a1", question=question
+    )
+    assert checked.reason == (
+        "task-specific: it copies 'in their only 2ot game' from this task's question"
+    )
 
 
 def test_code_that_does_not_parse_or_redefines_submit_is_dropped() -> None:

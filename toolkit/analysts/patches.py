@@ -24,7 +24,12 @@ from toolkit.analysts.prompts import copies_trajectory
 from toolkit.analysts.records import AnalysisRecord, DroppedEdit
 from toolkit.analysts.replies import PatchReply, edit_dicts
 from toolkit.analysts.snippets import code_problem
-from toolkit.analysts.specific import question_names, task_literals, task_names
+from toolkit.analysts.specific import (
+    question_names,
+    question_phrases,
+    task_literals,
+    task_names,
+)
 from toolkit.atomic import write_atomic
 from toolkit.errors import PatchError
 from toolkit.patch import Patch, apply_patch, parse_patch
@@ -115,6 +120,9 @@ def _task_specific(
     asked = question_names(content, question, skill_texts)
     if asked:
         return f"it names {', '.join(map(repr, asked))} from this task's question"
+    copied = question_phrases(content, question, skill_texts)
+    if copied:
+        return f"it copies {', '.join(map(repr, copied))} from this task's question"
     return None
 
 

@@ -15,6 +15,12 @@ Names need no quotes: the real WikiTQ run's first kept lesson was code comparing
 finds the task's proper names (cells of two or more capitalised words, e.g. "Bo Grahn",
 "Best Actor: Drama") in an edit, written any way (``bo_grahn``, "bo grahn"), unless the
 skill has them too.
+
+Nor capitals: lower-case questions are copied lower case. The real run's single-call analyst
+kept "call `submit` with the name of the team that beat mercury in their only 2OT game" for
+"who did the mercury beat in their only 2ot game?". :func:`question_phrases` finds four or
+more words in a row of the question, one of them a word neither common in questions nor in
+the skill.
 """
 
 from __future__ import annotations
@@ -198,3 +204,43 @@ def _asked_phrase(words: list[str], asked: str, skill: str) -> str | None:
             if spaced in asked and spaced not in skill:
                 return phrase
     return None
+
+
+#: Shortest run of the question's words, in a row, that an edit may not copy.
+MIN_QUESTION_WORDS = 4
+# Words any table question has; a copied run made of them (and of the skill's words) is the
+# shape of a question type ('how many times did the'), not this task's subject.
+_ASKING = frozenset(
+    {
+        "after", "are", "before", "between", "both", "can", "could", "did", "does", "each",
+        "had", "has", "have", "how", "least", "less", "many", "more", "most", "much", "name",
+        "not", "number", "one", "only", "other", "same", "than", "that", "their", "there",
+        "they", "times", "total", "two", "was", "were", "what", "which", "who", "whom",
+        "whose", "year", "years",
+    }
+)  # fmt: skip
+
+
+def question_phrases(content: str, question: str, skill_texts: Iterable[str]) -> list[str]:
+    """Runs of :data:`MIN_QUESTION_WORDS` or more words of ``question``, in a row, that
+    ``content`` writes (any case, any gaps) and that hold a word of three or more characters
+    neither common in questions nor in the skill: the subject of this one question."""
+    if not question:
+        return []
+    asked = _words(question).split()
+    text = _words(content)
+    known = set(_words(" ".join(skill_texts)).split()) | _COMMON | _ASKING
+    found: list[str] = []
+    start = 0
+    while start <= len(asked) - MIN_QUESTION_WORDS:
+        end = start + MIN_QUESTION_WORDS
+        if " " + " ".join(asked[start:end]) + " " not in text:
+            start += 1
+            continue
+        while end < len(asked) and " " + " ".join(asked[start : end + 1]) + " " in text:
+            end += 1  # the longest copied run from here
+        run = asked[start:end]
+        if any(len(w) >= 3 and w not in known for w in run):
+            found.append(" ".join(run))
+        start = end
+    return found
