@@ -255,6 +255,11 @@ def test_quotes_of_the_tasks_data_are_task_specific(tmp_path: Path) -> None:
     # a span of code is in no table.
     spans = "The `Saturn Award` rows; check `df.columns` first."
     assert task_literals(spans, data, skill_texts) == ["Saturn Award"]
+    # ...and the quotes inside a span of code are searched too (the real single-call
+    # analyst kept "`sel = df[(df['Subject'] == 'Encyclicals')]`").
+    code = "- `sel = df[(df['Award'] == 'Saturn Award') & (df['Year'] > 0)]`"
+    assert quoted_texts(code)[1:] == ["Award", "Saturn Award", "Year"]
+    assert task_literals(code, data, skill_texts) == ["Award", "Saturn Award", "Year"]
     source = tmp_path / "t.csv"
     source.write_text(table)
     from_disk = Task(id="t2", suite="wikitq", split="train", question="q", answers=["x"],

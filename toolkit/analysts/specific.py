@@ -46,12 +46,16 @@ _QUOTED = re.compile(
 
 
 def quoted_texts(content: str) -> list[str]:
-    """The quoted texts of ``content`` that could name a value: >= 4 characters, a letter."""
+    """The quoted texts of ``content`` that could name a value: >= 4 characters, a letter.
+    A code span counts whole and for the quotes inside it: the real WikiTQ run kept
+    "`sel = df[(df['Subject'] == 'Encyclicals')]`", a code span no table holds whole."""
     found = []
     for match in _QUOTED.finditer(content):
         text = next(group for group in match.groups() if group is not None).strip()
         if len(text) >= MIN_LITERAL_CHARS and any(ch.isalpha() for ch in text):
             found.append(text)
+        if match.group(4) is not None:  # a `code span`: the quotes it holds
+            found += [t for t in quoted_texts(match.group(4)) if t != text]
     return found
 
 
