@@ -225,7 +225,8 @@ def _cost_line(s: EvolveSummary) -> str:
     default="agentic",
     show_default=True,
     help="agentic: re-checks its fix with the verifier (kept only at PASS); single: one call "
-    "(`trace2skill analyse --analyst error` / `error-single`).",
+    "(`trace2skill analyse --analyst error` / `error-single`). With a small author model "
+    "use single: the embedded 1.5B's agentic fixes reached PASS on 0 of 22 WikiTQ failures.",
 )
 @click.option(
     "--author-model", metavar="MODEL", help="Model of analysts and merges (default: --model)."
