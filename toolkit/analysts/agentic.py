@@ -17,7 +17,9 @@ If the fix reached PASS, one more call asks for the report and the patch (an
 
 The steps pile up in one conversation; when it outgrows the model's context window, the old
 observations are elided (all but the last two, then all) and the step is asked again, so a
-small-context model keeps working instead of losing the analysis as ``context-full``.
+small-context model keeps working instead of losing the analysis as ``context-full``. A step
+that repeats an earlier one is not run again: a note answers the first repeat, the second
+ends the analysis (``fix-not-passed``; a small model does not break out of such a loop).
 """
 
 from __future__ import annotations
