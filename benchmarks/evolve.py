@@ -104,7 +104,10 @@ def main() -> None:
                 config,
                 llm_config=llm,
                 progress=False,
-                echo=lambda line: marks.append((line.split()[-1], time.time())),
+                # "[k/n] stage" lines only: the first line is "run <id> in <folder>"
+                echo=lambda line: (
+                    line.startswith("[") and marks.append((line.split()[-1], time.time()))
+                ),
             )
             t_end = time.time()
         calls = read_calls(config.run_dir / "llm_calls.jsonl")
