@@ -99,16 +99,14 @@ def main() -> None:
             )
             llm = LLMConfig(model=model, cache=False, cache_dir=Path(tmp) / "cache",
                             concurrency=args.parallel)  # fmt: skip
-            t0 = time.time()
-            summary = evolve(
-                config,
-                llm_config=llm,
-                progress=False,
+
+            def mark(line: str) -> None:
                 # "[k/n] stage" lines only: the first line is "run <id> in <folder>"
-                echo=lambda line: (
-                    line.startswith("[") and marks.append((line.split()[-1], time.time()))
-                ),
-            )
+                if line.startswith("["):
+                    marks.append((line.split()[-1], time.time()))
+
+            t0 = time.time()
+            summary = evolve(config, llm_config=llm, progress=False, echo=mark)
             t_end = time.time()
         calls = read_calls(config.run_dir / "llm_calls.jsonl")
         intervals = [(c.started_at, c.ended_at) for c in calls]
