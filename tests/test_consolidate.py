@@ -458,3 +458,32 @@ def test_citing_every_input_edit_counts_only_the_ones_copied() -> None:
     # Citing a subset is a choice: taken as given.
     chosen = [nodes[0].patch.edits[0].id, nodes[1].patch.edits[0].id]
     assert cite(pool, copy, chosen).support == 2
+
+
+def test_the_union_folds_an_added_text_another_added_edit_holds() -> None:
+    """The real WikiTQ run's forced union appended one line twice: alone (a leaf passed up)
+    and inside an edit a lower merge had made from a leaf with the same line."""
+    from toolkit.consolidate.nodes import leaf_node, pool_edits, union_candidates
+    from toolkit.patch import Patch
+
+    def edit(content: str, section: str = "s/a", op: str = "append_to_section") -> Edit:
+        old = "Print it." if op == "replace_in_section" else None
+        made = Edit(op=op, file="SKILL.md", target_section=section, content=content, old_text=old)
+        return made.model_copy(update={"id": made.content_hash()})
+
+    line = "If a column header is missing, check the CSV."
+    merged = edit(f"Print the columns first.\n\n{line}\n")
+    alone, again = edit(line), edit(f"  {line.lower()}  ")  # spaces and case aside: equal
+    elsewhere, replace = edit(line, section="s/b"), edit(line, op="replace_in_section")
+    patches = [("p1", merged), ("p2", alone), ("p3", again), ("p4", elsewhere), ("p5", replace)]
+    nodes = [
+        leaf_node(Patch(id=pid, edits=[e], sources=[pid], support=1), f"c{pid}")
+        for pid, e in patches
+    ]
+    got = union_candidates(pool_edits(nodes))
+    assert [cited for _fields, cited in got] == [
+        [merged.id, alone.id, again.id],  # both folded into the edit that holds them
+        [elsewhere.id],  # another section: not the same place
+        [replace.id],  # a replacement is no added text
+    ]
+    assert got[0][0]["content"] == merged.content

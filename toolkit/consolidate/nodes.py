@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from toolkit.consolidate.records import EditSources, MergeRecord
@@ -77,6 +79,43 @@ def pool_edits(nodes: list[Node], skip: set[str] | None = None) -> EditPool:
             if node.id not in pool.owners[eid]:
                 pool.owners[eid].append(node.id)
     return pool
+
+
+#: Ops that add text: one whose text another such edit of its section holds adds nothing.
+_ADDING = ("insert_after", "insert_before", "append_to_section", "add_section")
+
+
+def union_candidates(pool: EditPool) -> list[tuple[dict[str, Any], list[str]]]:
+    """The union of the pooled edits as (edit fields, cited ids) for the merge's build.
+
+    An adding edit whose text (spaces and case aside) another adding edit of the same file
+    and section holds is folded into that one, which cites it (its support stays): the real
+    WikiTQ run's forced union appended "If a column header is missing, ..." twice, alone and
+    inside an edit a lower merge had made. Of equal texts the first stays.
+    """
+    ids = list(pool.edits)
+    host: dict[str, str] = {}
+    for n, i in enumerate(ids):
+        a, text = pool.edits[i], _flat(pool.edits[i].content)
+        if a.op not in _ADDING or not text:
+            continue
+        for m, j in enumerate(ids):
+            b, other = pool.edits[j], _flat(pool.edits[j].content)
+            same_place = (b.file, b.target_section) == (a.file, a.target_section)
+            larger = len(other) > len(text) or (other == text and m < n)
+            if j != i and b.op in _ADDING and same_place and text in other and larger:
+                host[i] = j
+                break
+
+    def root(i: str) -> str:
+        while i in host:  # strictly larger, or equal and earlier: no cycle
+            i = host[i]
+        return i
+
+    folded: dict[str, list[str]] = {i: [i] for i in ids if i not in host}
+    for i in host:
+        folded[root(i)].append(i)
+    return [(pool.edits[i].model_dump(), cited) for i, cited in folded.items()]
 
 
 def _flat(text: str | None) -> str:

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from toolkit.analysts.snippets import code_problem
 from toolkit.consolidate.anchors import anchor_field, reanchor
-from toolkit.consolidate.nodes import EditPool, Node, cite, pool_edits
+from toolkit.consolidate.nodes import EditPool, Node, cite, pool_edits, union_candidates
 from toolkit.consolidate.prompt import MergeReply, budget_retry_messages, build_messages
 from toolkit.consolidate.records import (
     ConflictCount,
@@ -205,9 +205,7 @@ class MergeOperator:
                     return self._declined(record, "passed_up", str(exc))
                 record.reason = f"forced merge fell back to the union: {exc}"
         if built is None:
-            built = self._build(
-                record, pool, [(e.model_dump(), [i]) for i, e in pool.edits.items()]
-            )
+            built = self._build(record, pool, union_candidates(pool))
             if not built.result.valid or not built.patch.edits:
                 issue = next((i for i in built.result.issues if i.severity == "error"), None)
                 why = f"{issue.code}: {issue.message}" if issue else "no edit applied"
