@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from toolkit.analysts import (
     AnalyseConfig,
     AnalyseError,
+    AnalyseSummary,
     AnalysisRecord,
     analysis_id,
     check_patch,
@@ -168,6 +169,12 @@ def agentic_script(reach_pass: bool = True, report: Any = None):  # type: ignore
 
 def llm(tmp_path: Path) -> LLMConfig:
     return LLMConfig(model="fake/echo", cache=False, cache_dir=tmp_path / "cache", max_retries=0)
+
+
+def analyse_agentic(run_dir: Path, model: str, tmp_path: Path, max_turns: int) -> AnalyseSummary:
+    """The analyses of ``run_dir`` by ``model`` (scripted) with ``max_turns`` analyst steps."""
+    config = AnalyseConfig(model=model, max_turns=max_turns)
+    return run_analyses(run_dir, config, llm_config=llm(tmp_path), progress=False)
 
 
 def records_of(run_dir: Path) -> list[AnalysisRecord]:
@@ -572,10 +579,7 @@ def test_the_stage_checks_lessons_against_the_analysed_tasks_files(tmp_path: Pat
 def test_agentic_analyst_is_kept_only_when_its_fix_passes(tmp_path: Path) -> None:
     _repo, run_dir = make_run(tmp_path, [False])
     with fake_model(agentic_script(reach_pass=True)) as model:
-        summary = run_analyses(
-            run_dir, AnalyseConfig(model=model, max_turns=5), llm_config=llm(tmp_path),
-            progress=False,
-        )  # fmt: skip
+        summary = analyse_agentic(run_dir, model, tmp_path, 5)
     assert summary.kept == 1
     (record,) = records_of(run_dir)
     assert record.analyst == "error-agentic" and record.fix_passed is True
@@ -596,10 +600,7 @@ def test_agentic_analyst_is_kept_only_when_its_fix_passes(tmp_path: Path) -> Non
 def test_agentic_analyst_dropped_when_fix_never_passes(tmp_path: Path) -> None:
     _repo, run_dir = make_run(tmp_path, [False])
     with fake_model(agentic_script(reach_pass=False)) as model:
-        summary = run_analyses(
-            run_dir, AnalyseConfig(model=model, max_turns=4), llm_config=llm(tmp_path),
-            progress=False,
-        )  # fmt: skip
+        summary = analyse_agentic(run_dir, model, tmp_path, 4)
     (record,) = records_of(run_dir)
     assert summary.kept == 0 and record.status == "dropped" and record.fix_passed is False
     assert record.reason.startswith("fix-not-passed") and record.turns == 4
@@ -622,10 +623,7 @@ def test_an_agentic_analysis_that_outgrows_the_context_is_no_model_error(tmp_pat
         return steps(messages)
 
     with fake_model(script) as model:
-        summary = run_analyses(
-            run_dir, AnalyseConfig(model=model, max_turns=6), llm_config=llm(tmp_path),
-            progress=False,
-        )  # fmt: skip
+        summary = analyse_agentic(run_dir, model, tmp_path, 6)
     (record,) = records_of(run_dir)
     assert summary.kept == 0 and record.status == "dropped"
     assert record.reason.startswith("context-full: ") and "context window" in record.reason
@@ -648,10 +646,7 @@ def test_an_agentic_analysis_elides_old_observations_to_stay_within_the_context(
         return context_full() if len(whole) > 2 else steps(messages)
 
     with fake_model(script) as model:
-        summary = run_analyses(
-            run_dir, AnalyseConfig(model=model, max_turns=5), llm_config=llm(tmp_path),
-            progress=False,
-        )  # fmt: skip
+        summary = analyse_agentic(run_dir, model, tmp_path, 5)
     (record,) = records_of(run_dir)
     assert summary.kept == 1 and record.fix_passed is True
     assert record.turns == 5  # the step asked again is the same turn
@@ -666,10 +661,7 @@ def test_an_agentic_analyst_that_repeats_itself_is_told_then_stopped(tmp_path: P
     _repo, run_dir = make_run(tmp_path, [False])
     same = {"thought": "check", "tool": "evaluate_output", "args": {"code": "", "answer": "7"}}
     with fake_model(lambda messages: same) as model:
-        run_analyses(
-            run_dir, AnalyseConfig(model=model, max_turns=8), llm_config=llm(tmp_path),
-            progress=False,
-        )  # fmt: skip
+        analyse_agentic(run_dir, model, tmp_path, 8)
     (record,) = records_of(run_dir)
     assert record.status == "dropped" and record.turns == 3
     assert record.reason.startswith("fix-not-passed") and "repeating" in record.reason
@@ -692,10 +684,7 @@ def test_a_repeated_passing_check_ends_the_analysis_as_finish_would(tmp_path: Pa
         }
 
     with fake_model(script) as model:
-        summary = run_analyses(
-            run_dir, AnalyseConfig(model=model, max_turns=8), llm_config=llm(tmp_path),
-            progress=False,
-        )  # fmt: skip
+        summary = analyse_agentic(run_dir, model, tmp_path, 8)
     (record,) = records_of(run_dir)
     assert summary.kept == 1 and record.fix_passed is True
     assert record.turns == 3  # check (PASS), the same check again (ends), report

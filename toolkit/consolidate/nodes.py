@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from toolkit.analysts.patches import ADDITIVE_OPS
 from toolkit.consolidate.records import EditSources, MergeRecord
 from toolkit.patch import Edit, Patch
 
@@ -81,10 +82,6 @@ def pool_edits(nodes: list[Node], skip: set[str] | None = None) -> EditPool:
     return pool
 
 
-#: Ops that add text: one whose text another such edit of its section holds adds nothing.
-_ADDING = ("insert_after", "insert_before", "append_to_section", "add_section")
-
-
 def union_candidates(pool: EditPool) -> list[tuple[dict[str, Any], list[str]]]:
     """The union of the pooled edits as (edit fields, cited ids) for the merge's build.
 
@@ -94,16 +91,17 @@ def union_candidates(pool: EditPool) -> list[tuple[dict[str, Any], list[str]]]:
     inside an edit a lower merge had made. Of equal texts the first stays.
     """
     ids = list(pool.edits)
+    flat = {i: _flat(e.content) for i, e in pool.edits.items()}
     host: dict[str, str] = {}
     for n, i in enumerate(ids):
-        a, text = pool.edits[i], _flat(pool.edits[i].content)
-        if a.op not in _ADDING or not text:
+        a, text = pool.edits[i], flat[i]
+        if a.op not in ADDITIVE_OPS or not text:
             continue
         for m, j in enumerate(ids):
-            b, other = pool.edits[j], _flat(pool.edits[j].content)
+            b, other = pool.edits[j], flat[j]
             same_place = (b.file, b.target_section) == (a.file, a.target_section)
             larger = len(other) > len(text) or (other == text and m < n)
-            if j != i and b.op in _ADDING and same_place and text in other and larger:
+            if j != i and b.op in ADDITIVE_OPS and same_place and text in other and larger:
                 host[i] = j
                 break
 
